@@ -1,0 +1,110 @@
+//! Semantic checks over the typed configuration: what the schema alone cannot say.
+
+mod guests;
+mod host;
+mod network;
+
+use std::io;
+use std::path::Path;
+
+use crate::diagnostic::{Code, Diagnostic};
+use crate::estate::{Estate, Guest, GuestId};
+use crate::model::Backend;
+use crate::path::JsonPath;
+use crate::source::{FileKind, Sources};
+use crate::suggest::closest;
+
+/// The file reads validation needs: the configuration files, and whether paths they name exist.
+/// Tests pass an in-memory implementation; the CLI passes [`RealFilesystem`].
+pub trait Filesystem {
+    /// Reads a file as UTF-8 text.
+    fn read_to_string(&self, path: &Path) -> io::Result<String>;
+    /// Whether a path is an existing regular file (following links).
+    fn is_file(&self, path: &Path) -> bool;
+    /// Whether a path is an existing directory.
+    fn is_dir(&self, path: &Path) -> bool;
+}
+
+/// The machine's file system, read-only.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RealFilesystem;
+
+impl Filesystem for RealFilesystem {
+    fn read_to_string(&self, path: &Path) -> io::Result<String> {
+        std::fs::read_to_string(path)
+    }
+
+    fn is_file(&self, path: &Path) -> bool {
+        path.is_file()
+    }
+
+    fn is_dir(&self, path: &Path) -> bool {
+        path.is_dir()
+    }
+}
+
+/// What the checks share: the estate, where files are, and the diagnostics found so far.
+pub(crate) struct Ctx<'a> {
+    pub estate: &'a Estate,
+    pub sources: &'a Sources,
+    pub fs: &'a dyn Filesystem,
+    pub out: Vec<Diagnostic>,
+}
+
+impl<'a> Ctx<'a> {
+    /// Runs every semantic check.
+    pub fn run(&mut self) {
+        for guest in self.estate.guests.values() {
+            guests::check_guest(self, guest);
+        }
+        network::check_addresses(self);
+        host::check_host(self);
+    }
+
+    fn push(&mut self, d: Diagnostic) {
+        self.out.push(d);
+    }
+
+    /// Whether the backend runs on this machine, so host paths in the files are local paths.
+    fn backend_is_local(&self) -> bool {
+        match &self.estate.hypervisor.backend {
+            Some(Backend::Lxc(_)) => true,
+            Some(Backend::Proxmox(p)) => p.via == crate::model::ApiRoute::Pvesh,
+            None => false,
+        }
+    }
+
+    /// Parses a guest reference, reporting an unknown one with a suggestion.
+    fn guest_by_ref(&self, text: &str) -> Option<&'a Guest> {
+        text.parse::<GuestId>().ok().and_then(|id| self.estate.guests.get(&id))
+    }
+
+    /// A hint naming the closest existing guest ID, if one is close.
+    fn id_suggestion(&self, text: &str) -> Option<String> {
+        let ids: Vec<String> = self.estate.guests.keys().map(ToString::to_string).collect();
+        closest(text, ids.iter().map(String::as_str)).map(|c| format!("did you mean {c} ({})?", self.estate.guests[&c.parse::<GuestId>().unwrap_or_default()].name()))
+    }
+
+    /// Reports a path that must be absolute.
+    fn require_absolute(&mut self, file: FileKind, path: JsonPath, what: &str, value: &str) -> bool {
+        if value.starts_with('/') {
+            return true;
+        }
+        self.push(
+            Diagnostic::error(Code::Mount, file, path, format!("{what} \"{value}\" is not an absolute path"))
+                .hint(format!("write the full path, starting with `/`, e.g. \"/{}\"", value.trim_start_matches("./"))),
+        );
+        false
+    }
+
+    /// Reports a local file that does not exist.
+    fn require_file(&mut self, file: FileKind, path: JsonPath, what: &str, value: &str) {
+        let resolved = self.sources.resolve(value);
+        if !self.fs.is_file(&resolved) {
+            let looked = if resolved.as_os_str() == value { String::new() } else { format!(" (looked for {})", resolved.display()) };
+            self.push(Diagnostic::error(Code::FileNotFound, file, path, format!("{what} \"{value}\" does not exist{looked}")).hint(
+                "relative paths are read from the configuration directory; check the name, or create the file",
+            ));
+        }
+    }
+}

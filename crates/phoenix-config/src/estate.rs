@@ -1,0 +1,137 @@
+//! The validated configuration: every guest by ID, with where it was defined.
+
+use std::collections::BTreeMap;
+
+use crate::model::{GuestRef, HypervisorFile, LxcConfig, LxcFile, VmConfig, VmDefaults};
+use crate::path::JsonPath;
+use crate::source::FileKind;
+
+/// A guest's ID.
+pub type GuestId = u32;
+
+/// Where a guest is defined.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// The file.
+    pub file: FileKind,
+    /// The guest's object in it.
+    pub path: JsonPath,
+}
+
+/// A container or a VM.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GuestSpec {
+    /// An LXC container.
+    Lxc(Box<LxcConfig>),
+    /// A VM.
+    Vm(Box<VmConfig>),
+}
+
+/// One guest of the estate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Guest {
+    /// Its ID.
+    pub id: GuestId,
+    /// Its definition.
+    pub spec: GuestSpec,
+    /// Where it is defined.
+    pub origin: Origin,
+}
+
+impl Guest {
+    /// `container` or `VM`.
+    pub fn kind_name(&self) -> &'static str {
+        match self.spec {
+            GuestSpec::Lxc(_) => "container",
+            GuestSpec::Vm(_) => "VM",
+        }
+    }
+
+    /// Its host name.
+    pub fn name(&self) -> &str {
+        match &self.spec {
+            GuestSpec::Lxc(c) => &c.name,
+            GuestSpec::Vm(v) => &v.name,
+        }
+    }
+
+    /// The guest it is cloned from, as written.
+    pub fn clone_source(&self) -> Option<String> {
+        match &self.spec {
+            GuestSpec::Lxc(c) => c.clone_from_ctid.clone(),
+            GuestSpec::Vm(v) => v.clone_from_vmid.map(|id| id.to_string()),
+        }
+    }
+
+    /// The key holding the clone source (`clone_from_ctid` or `clone_from_vmid`).
+    pub fn clone_key(&self) -> &'static str {
+        match self.spec {
+            GuestSpec::Lxc(_) => "clone_from_ctid",
+            GuestSpec::Vm(_) => "clone_from_vmid",
+        }
+    }
+
+    /// The snapshot clones of it use, if it is a template.
+    pub fn template_snapshot(&self) -> Option<&str> {
+        match &self.spec {
+            GuestSpec::Lxc(c) => c.template_snapshot_name.as_deref(),
+            GuestSpec::Vm(v) => v.template_snapshot_name.as_deref(),
+        }
+    }
+
+    /// Guests it depends on, as written.
+    pub fn dependencies(&self) -> &[GuestRef] {
+        match &self.spec {
+            GuestSpec::Lxc(c) => &c.dependencies,
+            GuestSpec::Vm(v) => &v.dependencies,
+        }
+    }
+
+    /// Features it installs, in order.
+    pub fn features(&self) -> &[String] {
+        match &self.spec {
+            GuestSpec::Lxc(c) => &c.features,
+            GuestSpec::Vm(v) => &v.features,
+        }
+    }
+
+    /// The container's definition, if it is one.
+    pub fn as_lxc(&self) -> Option<&LxcConfig> {
+        match &self.spec {
+            GuestSpec::Lxc(c) => Some(c),
+            GuestSpec::Vm(_) => None,
+        }
+    }
+}
+
+/// An edge of the guest graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum EdgeKind {
+    /// Cloned from the target's template snapshot.
+    Clone,
+    /// Waits for the target to be completed and healthy.
+    Dependency,
+}
+
+/// The whole validated configuration.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Estate {
+    /// The hypervisor file (its `vms` moved into `guests`).
+    pub hypervisor: HypervisorFile,
+    /// The container file's settings (its containers moved into `guests`).
+    pub lxc_settings: LxcFile,
+    /// VM defaults, from whichever file gives them.
+    pub vm_defaults: Option<VmDefaults>,
+    /// Every guest, by ID.
+    pub guests: BTreeMap<GuestId, Guest>,
+}
+
+impl Estate {
+    /// The edges from a guest: to its clone source, then to its dependencies. Only edges to
+    /// guests that exist are returned.
+    pub fn edges(&self, guest: &Guest) -> Vec<(EdgeKind, GuestId)> {
+        let clone = guest.clone_source().and_then(|s| s.parse().ok()).map(|id| (EdgeKind::Clone, id));
+        let deps = guest.dependencies().iter().filter_map(|d| d.as_text().parse().ok()).map(|id| (EdgeKind::Dependency, id));
+        clone.into_iter().chain(deps).filter(|(_, id)| self.guests.contains_key(id)).collect()
+    }
+}

@@ -1,0 +1,392 @@
+//! Structural validation of a parsed file against its JSON Schema: types, required fields,
+//! unknown keys, ranges, lengths, patterns and allowed values, with every problem reported.
+//!
+//! It interprets the subset of JSON Schema that the generated schemas use. Messages name the
+//! field and quote the value, except for secrets, which are never quoted.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+
+use regex::Regex;
+use serde_json::Value as Schema;
+
+use crate::diagnostic::{Code, Diagnostic};
+use crate::json::{Node, Value, is_integer};
+use crate::model::{PASSWORD_HASH_FORMAT, SECRET_REF_FORMAT};
+use crate::path::JsonPath;
+use crate::secret;
+use crate::source::FileKind;
+use crate::suggest::closest;
+
+/// Checks a parsed file against its schema, appending a diagnostic for every problem.
+pub(crate) fn check_structure(kind: FileKind, root: &Node, out: &mut Vec<Diagnostic>) {
+    let schema = super::schema(kind);
+    let checker = Checker { kind, root_schema: schema };
+    checker.check(root, schema, &JsonPath::root(), None, out);
+}
+
+struct Checker<'s> {
+    kind: FileKind,
+    root_schema: &'s Schema,
+}
+
+impl<'s> Checker<'s> {
+    fn resolve(&self, schema: &'s Schema) -> &'s Schema {
+        let mut s = schema;
+        while let Some(r) = s.get("$ref").and_then(Schema::as_str) {
+            let name = r.trim_start_matches("#/$defs/");
+            match self.root_schema.get("$defs").and_then(|d| d.get(name)) {
+                Some(def) => s = def,
+                None => break,
+            }
+        }
+        s
+    }
+
+    fn check(&self, node: &Node, schema: &'s Schema, path: &JsonPath, doc: Option<&'s str>, out: &mut Vec<Diagnostic>) {
+        let schema = self.resolve(schema);
+        let doc = doc.or_else(|| schema.get("description").and_then(Schema::as_str));
+        if let Some(branches) = schema.get("anyOf").or_else(|| schema.get("oneOf")).and_then(Schema::as_array) {
+            self.check_alternatives(node, branches, path, doc, out);
+            return;
+        }
+        if let Some(types) = schema.get("type") {
+            if !admits(types, &node.value) {
+                out.push(wrong_type(self.kind, path, &expected_types(types), node, doc));
+                return;
+            }
+        }
+        let name = field_name(path);
+        if let Some(format) = schema.get("format").and_then(Schema::as_str) {
+            if let Value::String(s) = &node.value {
+                if let Some(d) = self.check_secret_format(format, s, path, &name) {
+                    out.push(d);
+                    return;
+                }
+            }
+            if let Value::Number(n) = &node.value {
+                if let Some(max) = integer_format_max(format) {
+                    if n.parse::<f64>().is_ok_and(|v| v > max) {
+                        out.push(Diagnostic::error(Code::OutOfRange, self.kind, path.clone(), format!("{name} is {n}, above the largest value allowed ({max})")));
+                        return;
+                    }
+                }
+            }
+        }
+        if let Some(c) = schema.get("const") {
+            if node.to_serde() != *c {
+                out.push(Diagnostic::error(Code::InvalidValue, self.kind, path.clone(), format!("{name} must be {c}")));
+            }
+        }
+        if let Some(values) = schema.get("enum").and_then(Schema::as_array) {
+            let allowed: Vec<&str> = values.iter().filter_map(Schema::as_str).collect();
+            self.check_enum(node, &allowed, path, out);
+        }
+        match &node.value {
+            Value::Number(n) => self.check_number(n, schema, path, &name, out),
+            Value::String(s) => self.check_string(s, schema, path, &name, doc, out),
+            Value::Array(items) => {
+                let count = items.len() as f64;
+                if let Some(min) = schema.get("minItems").and_then(Schema::as_f64).filter(|&m| count < m) {
+                    out.push(Diagnostic::error(Code::OutOfRange, self.kind, path.clone(), format!("{name} needs at least {min} element(s), it has {count}")));
+                }
+                if let Some(items_schema) = schema.get("items") {
+                    for (i, item) in items.iter().enumerate() {
+                        self.check(item, items_schema, &path.index(i), None, out);
+                    }
+                }
+            }
+            Value::Object(_) => self.check_object(node, schema, path, out),
+            Value::Null | Value::Bool(_) => {}
+        }
+    }
+
+    fn check_alternatives(&self, node: &Node, branches: &'s [Schema], path: &JsonPath, doc: Option<&'s str>, out: &mut Vec<Diagnostic>) {
+        let resolved: Vec<&Schema> = branches.iter().map(|b| self.resolve(b)).collect();
+        let is_null_type = |s: &Schema| s.get("type").and_then(Schema::as_str) == Some("null");
+        if matches!(node.value, Value::Null) && resolved.iter().any(|s| is_null_type(s)) {
+            return;
+        }
+        let real: Vec<&Schema> = resolved.into_iter().filter(|s| !is_null_type(s)).collect();
+        if let [only] = real.as_slice() {
+            self.check(node, only, path, doc, out);
+            return;
+        }
+        // Unit enums with documented variants: one `const` per branch.
+        let consts: Option<Vec<&str>> = real.iter().map(|s| s.get("const").and_then(Schema::as_str)).collect();
+        if let Some(allowed) = consts {
+            if !matches!(node.value, Value::String(_)) {
+                out.push(wrong_type(self.kind, path, "a string", node, doc));
+                return;
+            }
+            self.check_enum(node, &allowed, path, out);
+            return;
+        }
+        // Internally tagged enums: pick the branch by its `type` tag.
+        let tags: Option<Vec<&str>> =
+            real.iter().map(|s| s.pointer("/properties/type/const").and_then(Schema::as_str)).collect();
+        if let Some(tags) = tags {
+            if !matches!(node.value, Value::Object(_)) {
+                out.push(wrong_type(self.kind, path, "an object", node, doc));
+                return;
+            }
+            let Some(tag) = node.get("type") else {
+                out.push(
+                    Diagnostic::error(Code::MissingField, self.kind, path.clone(), format!("missing required field `type` in {}", field_name(path)))
+                        .at_key()
+                        .hint(format!("`type` is one of: {}", tags.join(", "))),
+                );
+                return;
+            };
+            match &tag.value.value {
+                Value::String(t) if tags.contains(&t.as_str()) => {
+                    let i = tags.iter().position(|x| x == t).unwrap_or_default();
+                    self.check(node, real[i], path, doc, out);
+                }
+                _ => self.check_enum(&tag.value, &tags, &path.key("type"), out),
+            }
+            return;
+        }
+        let mut attempts = Vec::new();
+        for branch in &real {
+            let mut errs = Vec::new();
+            self.check(node, branch, path, doc, &mut errs);
+            if errs.is_empty() {
+                return;
+            }
+            attempts.push((branch, errs));
+        }
+        let fitting: Vec<_> = attempts.into_iter().filter(|(b, _)| b.get("type").is_none_or(|t| admits(t, &node.value))).collect();
+        match fitting.len() {
+            1 => out.extend(fitting.into_iter().flat_map(|(_, e)| e)),
+            _ => {
+                let expected: Vec<String> = real.iter().filter_map(|s| s.get("type")).map(expected_types).collect();
+                out.push(wrong_type(self.kind, path, &expected.join(" or "), node, doc));
+            }
+        }
+    }
+
+    fn check_enum(&self, node: &Node, allowed: &[&str], path: &JsonPath, out: &mut Vec<Diagnostic>) {
+        let Value::String(s) = &node.value else {
+            out.push(wrong_type(self.kind, path, "a string", node, None));
+            return;
+        };
+        if allowed.contains(&s.as_str()) {
+            return;
+        }
+        let mut d = Diagnostic::error(
+            Code::InvalidValue,
+            self.kind,
+            path.clone(),
+            format!("{} {} is not one of: {}", field_name(path), quote(s), allowed.join(", ")),
+        );
+        if let Some(c) = closest(s, allowed.iter().copied()) {
+            d = d.hint(format!("did you mean {}?", quote(c)));
+        }
+        out.push(d);
+    }
+
+    fn check_number(&self, raw: &str, schema: &Schema, path: &JsonPath, name: &str, out: &mut Vec<Diagnostic>) {
+        let Ok(v) = raw.parse::<f64>() else { return };
+        if let Some(min) = schema.get("minimum").and_then(Schema::as_f64).filter(|&m| v < m) {
+            out.push(Diagnostic::error(Code::OutOfRange, self.kind, path.clone(), format!("{name} is {raw}, below the minimum of {min}")));
+        }
+        if let Some(max) = schema.get("maximum").and_then(Schema::as_f64).filter(|&m| v > m) {
+            out.push(Diagnostic::error(Code::OutOfRange, self.kind, path.clone(), format!("{name} is {raw}, above the maximum of {max}")));
+        }
+    }
+
+    fn check_string(&self, s: &str, schema: &Schema, path: &JsonPath, name: &str, doc: Option<&str>, out: &mut Vec<Diagnostic>) {
+        let len = s.chars().count() as f64;
+        if let Some(min) = schema.get("minLength").and_then(Schema::as_f64).filter(|&m| len < m) {
+            let what = if min <= 1.0 { "must not be empty".to_string() } else { format!("must be at least {min} characters long") };
+            out.push(Diagnostic::error(Code::OutOfRange, self.kind, path.clone(), format!("{name} {what}")));
+        }
+        if let Some(max) = schema.get("maxLength").and_then(Schema::as_f64).filter(|&m| len > m) {
+            out.push(Diagnostic::error(Code::OutOfRange, self.kind, path.clone(), format!("{name} is {len} characters long, at most {max} allowed")));
+        }
+        if let Some(pattern) = schema.get("pattern").and_then(Schema::as_str) {
+            if !pattern_matches(pattern, s) {
+                let mut d = Diagnostic::error(Code::InvalidValue, self.kind, path.clone(), format!("{name} {} is not in the expected form", quote(s)));
+                if let Some(doc) = doc {
+                    d = d.hint(first_sentence(doc));
+                }
+                out.push(d);
+            }
+        }
+    }
+
+    fn check_object(&self, node: &Node, schema: &'s Schema, path: &JsonPath, out: &mut Vec<Diagnostic>) {
+        let Value::Object(members) = &node.value else { return };
+        let properties = schema.get("properties").and_then(Schema::as_object);
+        let additional = schema.get("additionalProperties");
+        for m in members {
+            let member_path = path.key(&m.key);
+            if let Some(prop) = properties.and_then(|p| p.get(&m.key)) {
+                let doc = prop.get("description").and_then(Schema::as_str);
+                self.check(&m.value, prop, &member_path, doc, out);
+                continue;
+            }
+            match additional {
+                Some(Schema::Bool(false)) => out.push(self.unknown_key(&m.key, properties, path, &member_path)),
+                Some(entry @ Schema::Object(_)) => {
+                    let mut errs = Vec::new();
+                    self.check(&m.value, entry, &member_path, None, &mut errs);
+                    if !errs.is_empty() && !path.0.is_empty() && self.root_property(&m.key) {
+                        out.push(self.misplaced(&m.key, path, &member_path));
+                    } else {
+                        out.extend(errs);
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let Some(required) = schema.get("required").and_then(Schema::as_array) {
+            for r in required.iter().filter_map(Schema::as_str) {
+                if node.get(r).is_none() {
+                    let mut d = Diagnostic::error(Code::MissingField, self.kind, path.clone(), format!("missing required field `{r}` in {}", field_name(path))).at_key();
+                    if let Some(doc) = properties.and_then(|p| p.get(r)).and_then(|p| p.get("description")).and_then(Schema::as_str) {
+                        d = d.hint(format!("`{r}`: {}", first_sentence(doc)));
+                    }
+                    out.push(d);
+                }
+            }
+        }
+    }
+
+    fn root_property(&self, key: &str) -> bool {
+        self.root_schema.pointer("/properties").and_then(|p| p.get(key)).is_some()
+    }
+
+    fn misplaced(&self, key: &str, parent: &JsonPath, member_path: &JsonPath) -> Diagnostic {
+        Diagnostic::error(
+            Code::MisplacedSection,
+            self.kind,
+            member_path.clone(),
+            format!("`{key}` is inside {}, where it is read as an entry named {}", field_name(parent), quote(key)),
+        )
+        .at_key()
+        .hint(format!("move `{key}` to the top level of {}", self.kind))
+    }
+
+    fn unknown_key(&self, key: &str, properties: Option<&serde_json::Map<String, Schema>>, parent: &JsonPath, member_path: &JsonPath) -> Diagnostic {
+        if !parent.0.is_empty() && self.root_property(key) {
+            return self.misplaced(key, parent, member_path);
+        }
+        let mut d = Diagnostic::error(Code::UnknownKey, self.kind, member_path.clone(), format!("unknown key `{key}` in {}", field_name(parent))).at_key();
+        let known: Vec<&str> = properties.map(|p| p.keys().map(String::as_str).filter(|k| *k != "$schema").collect()).unwrap_or_default();
+        if let Some(c) = closest(key, known.iter().copied()) {
+            d = d.hint(format!("did you mean `{c}`?"));
+        } else if known.len() <= 12 {
+            d = d.hint(format!("the keys here are: {}", known.join(", ")));
+        } else {
+            d = d.hint("this key belongs to no version of the format; see the configuration reference (`phoenix schema`)");
+        }
+        d
+    }
+
+    fn check_secret_format(&self, format: &str, s: &str, path: &JsonPath, name: &str) -> Option<Diagnostic> {
+        let problem = match format {
+            SECRET_REF_FORMAT => secret::check_reference(s).err()?,
+            PASSWORD_HASH_FORMAT => secret::check_password_hash(s).err()?,
+            _ => return None,
+        };
+        let code = if problem.inline { Code::InlineSecret } else { Code::InvalidValue };
+        Some(Diagnostic::error(code, self.kind, path.clone(), format!("{name} {}", problem.message)).hint(problem.hint).conceal())
+    }
+}
+
+fn admits(types: &Schema, value: &Value) -> bool {
+    let one = |t: &str| match (t, value) {
+        ("null", Value::Null) | ("boolean", Value::Bool(_)) | ("string", Value::String(_)) => true,
+        ("array", Value::Array(_)) | ("object", Value::Object(_)) | ("number", Value::Number(_)) => true,
+        ("integer", Value::Number(n)) => is_integer(n),
+        _ => false,
+    };
+    match types {
+        Schema::String(t) => one(t),
+        Schema::Array(ts) => ts.iter().filter_map(Schema::as_str).any(one),
+        _ => true,
+    }
+}
+
+fn expected_types(types: &Schema) -> String {
+    let name = |t: &str| match t {
+        "integer" => "an integer",
+        "number" => "a number",
+        "string" => "a string",
+        "boolean" => "a boolean (true or false)",
+        "array" => "a list",
+        "object" => "an object",
+        _ => "null",
+    };
+    match types {
+        Schema::String(t) => name(t).to_string(),
+        Schema::Array(ts) => ts.iter().filter_map(Schema::as_str).filter(|t| *t != "null").map(name).collect::<Vec<_>>().join(" or "),
+        _ => "a value".to_string(),
+    }
+}
+
+fn wrong_type(kind: FileKind, path: &JsonPath, expected: &str, node: &Node, doc: Option<&str>) -> Diagnostic {
+    let name = field_name(path);
+    let mut d = Diagnostic::error(Code::WrongType, kind, path.clone(), format!("{name} must be {expected}, not {}", node.value.kind_name()));
+    let specific = match &node.value {
+        Value::String(s) if expected.contains("integer") || expected.contains("number") => {
+            s.trim().parse::<f64>().is_ok().then(|| format!("write the number without quotes: {}", s.trim()))
+        }
+        Value::String(s) if expected.contains("boolean") => {
+            matches!(s.as_str(), "true" | "false" | "yes" | "no" | "1" | "0").then(|| "write true or false, without quotes".to_string())
+        }
+        Value::Number(n) if expected.contains("string") => Some(format!("put it in double quotes: \"{n}\"")),
+        Value::Number(n) if expected.contains("boolean") && (n == "0" || n == "1") => {
+            Some("write true or false".to_string())
+        }
+        Value::String(_) if expected.contains("list") => Some("write a list: [\"...\"]".to_string()),
+        _ => None,
+    };
+    if let Some(h) = specific.or_else(|| doc.map(|d| format!("{}: {}", name.trim_matches('`'), first_sentence(d)))) {
+        d = d.hint(h);
+    }
+    d
+}
+
+/// How a field is named in messages: its key in backquotes, or the list and index for elements.
+fn field_name(path: &JsonPath) -> String {
+    use crate::path::Segment;
+    match path.0.as_slice() {
+        [] => "the file".to_string(),
+        [.., Segment::Key(k)] => format!("`{k}`"),
+        [.., Segment::Key(k), Segment::Index(i)] => format!("`{k}[{i}]`"),
+        _ => format!("`{path}`"),
+    }
+}
+
+fn quote(s: &str) -> String {
+    serde_json::Value::String(s.to_string()).to_string()
+}
+
+fn first_sentence(doc: &str) -> String {
+    let one_line = doc.split_whitespace().collect::<Vec<_>>().join(" ");
+    match one_line.find(". ") {
+        Some(i) => one_line[..=i].to_string(),
+        None => one_line,
+    }
+}
+
+fn integer_format_max(format: &str) -> Option<f64> {
+    match format {
+        "uint8" => Some(u8::MAX.into()),
+        "uint16" => Some(u16::MAX.into()),
+        "uint32" => Some(u32::MAX.into()),
+        "int32" => Some(i32::MAX.into()),
+        _ => None,
+    }
+}
+
+fn pattern_matches(pattern: &str, s: &str) -> bool {
+    static CACHE: OnceLock<Mutex<HashMap<String, Option<Regex>>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let mut cache = cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let re = cache.entry(pattern.to_string()).or_insert_with(|| Regex::new(pattern).ok());
+    re.as_ref().is_none_or(|re| re.is_match(s))
+}

@@ -1,0 +1,344 @@
+//! The validation pipeline: read the directory, parse each file, check its structure against the
+//! schema, build the typed estate from what is sound, run the semantic checks, find cycles, and
+//! place every diagnostic on its line.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::de::DeserializeOwned;
+
+use crate::check::{Ctx, Filesystem};
+use crate::diagnostic::{Code, Diagnostic, LocatedNote, Location, Report, Severity};
+use crate::estate::{Estate, Guest, GuestId, GuestSpec, Origin};
+use crate::json::{self, Document, Node, PathStep, Value};
+use crate::model::{HypervisorFile, LxcFile, VmConfig, VmFile};
+use crate::path::{JsonPath, Segment};
+use crate::schema::check_structure;
+use crate::source::{FileKind, SourceFile, Sources, Span};
+
+/// The result of validating a configuration directory.
+#[derive(Debug, Clone)]
+pub struct Validation {
+    /// Every problem, in file and line order.
+    pub reports: Vec<Report>,
+    /// The validated configuration, when there is no error.
+    pub estate: Option<Estate>,
+    /// How many guests were read (also when there are errors).
+    pub guest_count: usize,
+}
+
+impl Validation {
+    /// Number of errors.
+    pub fn errors(&self) -> usize {
+        self.reports.iter().filter(|r| r.severity == Severity::Error).count()
+    }
+
+    /// Number of warnings.
+    pub fn warnings(&self) -> usize {
+        self.reports.iter().filter(|r| r.severity == Severity::Warning).count()
+    }
+}
+
+/// Reads the configuration files of a directory. Missing optional files are simply absent; a
+/// missing directory or hypervisor file, or an unreadable file, is a diagnostic.
+pub fn load(dir: &Path, fs: &dyn Filesystem) -> (Sources, Vec<Diagnostic>) {
+    let mut diags = Vec::new();
+    let mut files = Vec::new();
+    if !fs.is_dir(dir) {
+        diags.push(
+            Diagnostic::directory_error(Code::Io, format!("configuration directory {} does not exist", dir.display()))
+                .hint("point Phoenix at it with `-c DIR` or the PHOENIX_CONFIG_DIR environment variable"),
+        );
+        return (Sources::new(dir, files), diags);
+    }
+    for kind in FileKind::ALL {
+        let path = if dir == Path::new(".") { Path::new(kind.file_name()).to_path_buf() } else { dir.join(kind.file_name()) };
+        if !fs.is_file(&path) {
+            if kind == FileKind::Hypervisor {
+                diags.push(
+                    Diagnostic::directory_error(Code::Io, format!("{} is missing from {}", kind.file_name(), dir.display()))
+                        .hint("every configuration directory has a hypervisor file; `examples/` has complete ones"),
+                );
+            }
+            continue;
+        }
+        match fs.read_to_string(&path) {
+            Ok(text) => files.push(SourceFile::new(kind, path, text)),
+            Err(e) => diags.push(Diagnostic::directory_error(Code::Io, format!("cannot read {}: {e}", path.display()))),
+        }
+    }
+    (Sources::new(dir, files), diags)
+}
+
+/// Validates the files read from a directory. `early` holds diagnostics from reading it.
+pub fn validate(sources: &Sources, early: Vec<Diagnostic>, fs: &dyn Filesystem) -> Validation {
+    let mut diags = early;
+    let mut docs: BTreeMap<FileKind, Document> = BTreeMap::new();
+    let mut hypervisor = HypervisorFile::default();
+    let mut lxc_file = LxcFile::default();
+    let mut vm_file = VmFile::default();
+    let mut vm_sources: Vec<(FileKind, usize, VmConfig)> = Vec::new();
+    let mut lxc_sources: Vec<(String, crate::model::LxcConfig)> = Vec::new();
+    let mut sound = true;
+
+    for file in &sources.files {
+        let kind = file.kind;
+        let doc = match json::parse(&file.text) {
+            Ok(doc) => doc,
+            Err(e) => {
+                let mut d = Diagnostic::error(Code::Syntax, kind, JsonPath::root(), e.message).at_span(Span::new(e.offset, e.offset + 1));
+                if let Some(h) = e.hint {
+                    d = d.hint(h);
+                }
+                diags.push(d);
+                sound = false;
+                continue;
+            }
+        };
+        let mut file_diags = Vec::new();
+        for dup in &doc.duplicate_keys {
+            let path = path_of_key(&doc.root, dup.again).unwrap_or_default();
+            file_diags.push(
+                Diagnostic::error(Code::DuplicateKey, kind, path.clone(), format!("key \"{}\" appears twice in this object; JSON readers keep only the last one", dup.key))
+                    .at_span(dup.again)
+                    .hint("remove one of them, or give it another name (another ID for a guest)")
+                    .note_at(kind, path, dup.first, "first written here"),
+            );
+        }
+        if !matches!(doc.root.value, Value::Object(_)) {
+            file_diags.push(
+                Diagnostic::error(Code::WrongType, kind, JsonPath::root(), format!("the file holds {}, not an object", doc.root.value.kind_name()))
+                    .hint("a Phoenix configuration file holds one JSON object: `{ ... }`"),
+            );
+            diags.extend(file_diags);
+            sound = false;
+            continue;
+        }
+        check_structure(kind, &doc.root, &mut file_diags);
+        let units: Vec<JsonPath> = file_diags.iter().filter(|d| d.severity == Severity::Error).map(|d| unit_of(&d.path)).collect();
+        let mut keep = |steps: &[PathStep<'_>]| !units.iter().any(|u| u.matches(steps));
+        let pruned = doc.root.to_serde_filtered(&mut keep);
+        match kind {
+            FileKind::Hypervisor => match read::<HypervisorFile>(kind, pruned, &mut file_diags) {
+                Some(mut hv) => {
+                    let kept = kept_indices(&doc.root, "vms", &units);
+                    vm_sources.extend(kept.into_iter().zip(hv.vms.take().unwrap_or_default()).map(|(i, v)| (kind, i, v)));
+                    hypervisor = hv;
+                }
+                None => sound = false,
+            },
+            FileKind::Lxc => match read::<LxcFile>(kind, pruned, &mut file_diags) {
+                Some(mut f) => {
+                    lxc_sources = std::mem::take(&mut f.lxc_configs).into_iter().collect();
+                    lxc_file = f;
+                }
+                None => sound = false,
+            },
+            FileKind::Vm => match read::<VmFile>(kind, pruned, &mut file_diags) {
+                Some(mut f) => {
+                    let kept = kept_indices(&doc.root, "vms", &units);
+                    vm_sources.extend(kept.into_iter().zip(std::mem::take(&mut f.vms)).map(|(i, v)| (kind, i, v)));
+                    vm_file = f;
+                }
+                None => sound = false,
+            },
+        }
+        diags.extend(file_diags);
+        docs.insert(kind, doc);
+    }
+
+    let mut estate = Estate {
+        vm_defaults: vm_file.vm_defaults.clone().or_else(|| hypervisor.vm_defaults.clone()),
+        hypervisor,
+        lxc_settings: lxc_file,
+        guests: BTreeMap::new(),
+    };
+    if vm_file.vm_defaults.is_some() && estate.hypervisor.vm_defaults.is_some() {
+        diags.push(
+            Diagnostic::error(Code::Conflict, FileKind::Vm, JsonPath::root().key("vm_defaults"), "`vm_defaults` is given in both the VM file and the hypervisor file")
+                .at_key()
+                .hint("keep it in phoenix_vm_configs.json only")
+                .note(FileKind::Hypervisor, JsonPath::root().key("vm_defaults"), "also given here"),
+        );
+    }
+    for (key, cfg) in lxc_sources {
+        let path = JsonPath::root().key("lxc_configs").key(&key);
+        let Some(id) = parse_id(&key, FileKind::Lxc, &path, &mut diags) else { continue };
+        add_guest(&mut estate, &mut diags, Guest { id, spec: GuestSpec::Lxc(Box::new(cfg)), origin: Origin { file: FileKind::Lxc, path } });
+    }
+    for (file, index, vm) in vm_sources {
+        let path = JsonPath::root().key("vms").index(index);
+        add_guest(&mut estate, &mut diags, Guest { id: vm.vmid, spec: GuestSpec::Vm(Box::new(vm)), origin: Origin { file, path } });
+    }
+
+    let mut cx = Ctx { estate: &estate, sources, fs, out: Vec::new() };
+    cx.run();
+    diags.extend(cx.out);
+    for cycle in crate::graph::cycles(&estate) {
+        let (first, _) = cycle.steps[0];
+        let g = &estate.guests[&first];
+        let mut d = Diagnostic::error(Code::DependencyCycle, g.origin.file, g.origin.path.clone(), format!("cycle: {}", cycle.describe()))
+            .at_key()
+            .hint("a guest cannot wait for itself: remove one of these clone or dependency edges");
+        for (id, _) in &cycle.steps[1..] {
+            let other = &estate.guests[id];
+            d = d.note(other.origin.file, other.origin.path.clone(), format!("{} {} is part of the cycle", other.kind_name(), id));
+        }
+        diags.push(d);
+    }
+
+    let guest_count = estate.guests.len();
+    let has_error = !sound || diags.iter().any(|d| d.severity == Severity::Error);
+    let reports = locate_all(diags, sources, &docs);
+    Validation { reports, estate: (!has_error).then_some(estate), guest_count }
+}
+
+fn read<T: DeserializeOwned>(kind: FileKind, value: serde_json::Value, out: &mut Vec<Diagnostic>) -> Option<T> {
+    match serde_json::from_value(value) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            out.push(Diagnostic::error(Code::InvalidValue, kind, JsonPath::root(), format!("the file cannot be read: {e}")));
+            None
+        }
+    }
+}
+
+/// The part of a file left out of the typed model when `path` has an error: the whole guest, or
+/// the whole top-level section.
+fn unit_of(path: &JsonPath) -> JsonPath {
+    let depth = match path.0.as_slice() {
+        [Segment::Key(k), _, ..] if k == "lxc_configs" || k == "vms" => 2,
+        [] => 0,
+        _ => 1,
+    };
+    JsonPath(path.0[..depth].to_vec())
+}
+
+/// Indices of the elements of the top-level array `key` that are kept.
+fn kept_indices(root: &Node, key: &str, units: &[JsonPath]) -> Vec<usize> {
+    let base = JsonPath::root().key(key);
+    if units.contains(&base) {
+        return Vec::new();
+    }
+    match root.get(key).map(|m| &m.value.value) {
+        Some(Value::Array(items)) => (0..items.len()).filter(|i| !units.contains(&base.index(*i))).collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn parse_id(text: &str, file: FileKind, path: &JsonPath, diags: &mut Vec<Diagnostic>) -> Option<GuestId> {
+    let valid = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) && !text.starts_with('0');
+    match text.parse::<GuestId>().ok().filter(|id| valid && (100..=999_999_999).contains(id)) {
+        Some(id) => Some(id),
+        None => {
+            diags.push(
+                Diagnostic::error(Code::InvalidId, file, path.clone(), format!("\"{text}\" is not a guest ID"))
+                    .at_key()
+                    .hint("guest IDs are numbers from 100 to 999999999, written without leading zeros"),
+            );
+            None
+        }
+    }
+}
+
+fn add_guest(estate: &mut Estate, diags: &mut Vec<Diagnostic>, guest: Guest) {
+    if let Some(first) = estate.guests.get(&guest.id) {
+        let what = if first.kind_name() == guest.kind_name() && guest.kind_name() == "VM" {
+            format!("VM {} is defined twice", guest.id)
+        } else {
+            format!("ID {} is already used by {} {} ({})", guest.id, first.kind_name(), first.id, first.name())
+        };
+        diags.push(
+            Diagnostic::error(Code::DuplicateId, guest.origin.file, guest.origin.path.clone(), what)
+                .at_key()
+                .hint("containers and VMs share one ID space: give each guest its own ID, and define each VM in one file")
+                .note(first.origin.file, first.origin.path.clone(), "first defined here"),
+        );
+        return;
+    }
+    estate.guests.insert(guest.id, guest);
+}
+
+/// The path of the member whose key is at `span`.
+fn path_of_key(node: &Node, span: Span) -> Option<JsonPath> {
+    match &node.value {
+        Value::Object(members) => members.iter().find_map(|m| {
+            if m.key_span == span {
+                Some(JsonPath::root().key(&m.key))
+            } else if m.value.span.start <= span.start && span.end <= m.value.span.end {
+                path_of_key(&m.value, span).map(|p| prefixed(Segment::Key(m.key.clone()), p))
+            } else {
+                None
+            }
+        }),
+        Value::Array(items) => items.iter().enumerate().find_map(|(i, n)| {
+            (n.span.start <= span.start && span.end <= n.span.end).then(|| path_of_key(n, span).map(|p| prefixed(Segment::Index(i), p))).flatten()
+        }),
+        _ => None,
+    }
+}
+
+fn prefixed(first: Segment, rest: JsonPath) -> JsonPath {
+    let mut v = vec![first];
+    v.extend(rest.0);
+    JsonPath(v)
+}
+
+fn locate_all(diags: Vec<Diagnostic>, sources: &Sources, docs: &BTreeMap<FileKind, Document>) -> Vec<Report> {
+    // Secrets written inline are masked wherever a line is shown.
+    let concealed: Vec<(FileKind, Span)> = diags
+        .iter()
+        .filter(|d| d.conceal)
+        .filter_map(|d| {
+            let file = d.file?;
+            let span = match d.span {
+                Some(s) => s,
+                None => d.path.locate(&docs.get(&file)?.root, false),
+            };
+            Some((file, span))
+        })
+        .collect();
+    let place = |file: FileKind, path: &JsonPath, at_key: bool, span: Option<Span>| -> Option<Location> {
+        let source = sources.get(file)?;
+        let span = span.or_else(|| docs.get(&file).map(|d| path.locate(&d.root, at_key))).unwrap_or_default();
+        Some(locate(source, path, span, &concealed))
+    };
+    let mut reports: Vec<Report> = diags
+        .into_iter()
+        .map(|d| {
+            let location = d.file.and_then(|f| place(f, &d.path, d.at_key, d.span));
+            let notes = d
+                .notes
+                .iter()
+                .filter_map(|n| Some(LocatedNote { location: place(n.file, &n.path, true, n.span)?, message: n.message.clone() }))
+                .collect();
+            Report { severity: d.severity, code: d.code, location, message: d.message, hint: d.hint, notes }
+        })
+        .collect();
+    let order = |r: &Report| {
+        r.location.as_ref().map(|l| (sources.files.iter().position(|f| f.path == l.file).unwrap_or(usize::MAX), l.line, l.column))
+    };
+    reports.sort_by_key(|r| order(r));
+    reports
+}
+
+fn locate(source: &SourceFile, path: &JsonPath, span: Span, concealed: &[(FileKind, Span)]) -> Location {
+    let (line, column) = source.line_col(span.start);
+    let (end_line, end_column) = source.line_col(span.end.max(span.start + 1));
+    let text = source.line_text(line);
+    let width = if end_line == line { end_column.saturating_sub(column).max(1) } else { text.chars().count().saturating_sub(column - 1).max(1) };
+    let mut masked: Vec<char> = text.chars().collect();
+    for (_, s) in concealed.iter().filter(|(k, _)| *k == source.kind) {
+        let (l, c) = source.line_col(s.start);
+        if l != line {
+            continue;
+        }
+        let (el, ec) = source.line_col(s.end);
+        let stop = if el == line { ec - 1 } else { masked.len() };
+        // Keep the quotes; hide everything between them.
+        for ch in masked.iter_mut().take(stop.saturating_sub(1)).skip(c) {
+            *ch = '*';
+        }
+    }
+    Location { file: source.path.clone(), line, column, path: path.to_string(), source_line: masked.into_iter().collect(), width }
+}
