@@ -390,9 +390,11 @@ impl Parser<'_> {
             self.skip_ws()?;
             match self.peek() {
                 Some(b',') => {
+                    let comma = self.pos;
                     self.pos += 1;
                     self.skip_ws()?;
                     if self.peek() == Some(b']') {
+                        self.pos = comma;
                         return Err(self.error("trailing comma before `]`", Some("remove the comma after the last element")));
                     }
                 }
@@ -442,9 +444,11 @@ impl Parser<'_> {
             self.skip_ws()?;
             match self.peek() {
                 Some(b',') => {
+                    let comma = self.pos;
                     self.pos += 1;
                     self.skip_ws()?;
                     if self.peek() == Some(b'}') {
+                        self.pos = comma;
                         return Err(self.error("trailing comma before `}`", Some("remove the comma after the last member")));
                     }
                 }

@@ -220,6 +220,11 @@ impl<'s> Checker<'s> {
         let Value::Object(members) = &node.value else { return };
         let properties = schema.get("properties").and_then(Schema::as_object);
         let additional = schema.get("additionalProperties");
+        let mut missing: Vec<&str> = schema
+            .get("required")
+            .and_then(Schema::as_array)
+            .map(|r| r.iter().filter_map(Schema::as_str).filter(|r| node.get(r).is_none()).collect())
+            .unwrap_or_default();
         for m in members {
             let member_path = path.key(&m.key);
             if let Some(prop) = properties.and_then(|p| p.get(&m.key)) {
@@ -228,7 +233,14 @@ impl<'s> Checker<'s> {
                 continue;
             }
             match additional {
-                Some(Schema::Bool(false)) => out.push(self.unknown_key(&m.key, properties, path, &member_path)),
+                Some(Schema::Bool(false)) => {
+                    let d = self.unknown_key(&m.key, properties, path, &member_path);
+                    // A misspelt required key explains its own absence: report it once.
+                    if let Some(i) = missing.iter().position(|r| d.hint.as_deref() == Some(&format!("did you mean `{r}`?"))) {
+                        missing.remove(i);
+                    }
+                    out.push(d);
+                }
                 Some(entry @ Schema::Object(_)) => {
                     let mut errs = Vec::new();
                     self.check(&m.value, entry, &member_path, None, &mut errs);
@@ -241,9 +253,9 @@ impl<'s> Checker<'s> {
                 _ => {}
             }
         }
-        if let Some(required) = schema.get("required").and_then(Schema::as_array) {
-            for r in required.iter().filter_map(Schema::as_str) {
-                if node.get(r).is_none() {
+        {
+            for r in missing {
+                {
                     let mut d = Diagnostic::error(Code::MissingField, self.kind, path.clone(), format!("missing required field `{r}` in {}", field_name(path))).at_key();
                     if let Some(doc) = properties.and_then(|p| p.get(r)).and_then(|p| p.get("description")).and_then(Schema::as_str) {
                         d = d.hint(format!("`{r}`: {}", first_sentence(doc)));
@@ -355,6 +367,7 @@ fn field_name(path: &JsonPath) -> String {
     use crate::path::Segment;
     match path.0.as_slice() {
         [] => "the file".to_string(),
+        [Segment::Key(list), Segment::Key(id)] if list == "lxc_configs" => format!("container {id}"),
         [.., Segment::Key(k)] => format!("`{k}`"),
         [.., Segment::Key(k), Segment::Index(i)] => format!("`{k}[{i}]`"),
         _ => format!("`{path}`"),

@@ -1,0 +1,135 @@
+//! The command line: global options and subcommands.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Default configuration directory, the one the shell version used.
+pub const DEFAULT_CONFIG_DIR: &str = "/usr/local/phoenix_hypervisor/etc";
+
+/// Phoenix turns a directory of JSON files into a running Proxmox VE estate (or local LXC
+/// containers): host set up, guests created, configured, customized and health-checked,
+/// idempotently and in dependency order, with a plan shown before anything changes.
+#[derive(Debug, Parser)]
+#[command(name = "phoenix", version, propagate_version = true, max_term_width = 100)]
+#[command(after_help = "Exit codes: 0 success; 1 invalid configuration or failed operation; 2 usage error or a command that is not implemented yet.")]
+pub struct Cli {
+    /// Options every command takes.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Directory holding phoenix_hypervisor_config.json, phoenix_lxc_configs.json and phoenix_vm_configs.json.
+    #[arg(short = 'c', long, global = true, env = "PHOENIX_CONFIG_DIR", default_value = DEFAULT_CONFIG_DIR, value_name = "DIR")]
+    pub config_dir: PathBuf,
+    /// More detail (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+    /// Only errors.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// When to use colours (NO_COLOR in the environment also turns them off).
+    #[arg(long, global = true, value_enum, default_value_t = ColorMode::Auto, value_name = "WHEN")]
+    pub color: ColorMode,
+    /// Do not draw progress lines.
+    #[arg(long, global = true)]
+    pub no_progress: bool,
+    /// Output for people (text) or programs (json), on stdout.
+    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Text, value_name = "FORMAT")]
+    pub output: OutputFormat,
+}
+
+/// When to use colours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorMode {
+    /// When writing to a terminal and NO_COLOR is not set.
+    Auto,
+    /// Always.
+    Always,
+    /// Never.
+    Never,
+}
+
+/// How results are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// For people.
+    Text,
+    /// One JSON document, for programs.
+    Json,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check every configuration file and report every problem, with file, line, column, JSON path and a hint.
+    ///
+    /// Never contacts a backend and never writes a file. Exits 1 when there is an error; warnings alone exit 0.
+    Validate,
+    /// Show what apply would change, guest by guest.
+    Plan,
+    /// Create, configure, customize and health-check the guests so they match the configuration.
+    Apply,
+    /// Show each guest's lifecycle state as the backend sees it.
+    Status,
+    /// Destroy guests, in reverse dependency order.
+    Destroy,
+    /// Draw the guests' clone and dependency graph (an arrow points to what a guest needs first).
+    Graph(GraphArgs),
+    /// Set up the host: storage, users, shares, firewall, AppArmor, NVIDIA driver.
+    SetupHypervisor,
+    /// Print the JSON Schema of a configuration file, for editors (files may point at it with "$schema").
+    Schema(SchemaArgs),
+    /// Print a shell completion script.
+    Completions(CompletionsArgs),
+}
+
+/// Options of `graph`.
+#[derive(Debug, Args)]
+pub struct GraphArgs {
+    /// Drawing format.
+    #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
+    pub format: GraphFormat,
+}
+
+/// Graph drawing formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GraphFormat {
+    /// A Mermaid flowchart (renders on GitHub and GitLab).
+    Mermaid,
+    /// Graphviz DOT (`dot -Tsvg`).
+    Dot,
+}
+
+/// Options of `schema`.
+#[derive(Debug, Args)]
+pub struct SchemaArgs {
+    /// Which file's schema.
+    #[arg(value_enum)]
+    pub file: SchemaFile,
+}
+
+/// The files with a schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SchemaFile {
+    /// phoenix_hypervisor_config.json
+    Hypervisor,
+    /// phoenix_lxc_configs.json
+    Lxc,
+    /// phoenix_vm_configs.json
+    Vm,
+}
+
+/// Options of `completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
