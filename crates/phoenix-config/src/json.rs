@@ -234,6 +234,7 @@ impl Parser<'_> {
             Some(b'f') => self.literal("false", Value::Bool(false))?,
             Some(b'n') => self.literal("null", Value::Null)?,
             Some(b'-' | b'0'..=b'9') => self.number()?,
+            Some(b) if b.is_ascii_alphabetic() => return Err(self.bare_word()),
             _ => return Err(self.unexpected("a value")),
         };
         Ok(Node { span: Span::new(start, self.pos), value })
@@ -244,13 +245,20 @@ impl Parser<'_> {
             self.pos += word.len();
             Ok(value)
         } else {
-            let hint = if self.text[self.pos..].starts_with("True") || self.text[self.pos..].starts_with("False") {
-                Some("JSON booleans are lowercase: true, false")
-            } else {
-                Some("text values need double quotes")
-            };
-            Err(self.error("invalid literal", hint))
+            Err(self.bare_word())
         }
+    }
+
+    /// A word without quotes where a value belongs.
+    fn bare_word(&self) -> SyntaxError {
+        let rest = &self.text[self.pos..];
+        let word: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+        let hint = match word.as_str() {
+            "True" | "False" | "TRUE" | "FALSE" => "JSON booleans are lowercase: true, false".to_string(),
+            "None" | "NULL" | "Null" | "nil" => "JSON's empty value is null".to_string(),
+            _ => format!("text values need double quotes: \"{word}\""),
+        };
+        SyntaxError { offset: self.pos, message: format!("`{word}` is not a JSON value"), hint: Some(hint) }
     }
 
     fn number(&mut self) -> Result<Value, SyntaxError> {

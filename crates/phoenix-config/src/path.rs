@@ -125,7 +125,7 @@ mod tests {
         let doc = crate::json::parse(r#"{"a": {"b": [10, 20]}}"#).expect("valid");
         let p = JsonPath::root().key("a").key("b");
         assert_eq!(p.locate(&doc.root, true), Span::new(7, 10));
-        assert_eq!(p.index(1).locate(&doc.root, false), Span::new(16, 18));
+        assert_eq!(p.index(1).locate(&doc.root, false), Span::new(17, 19));
         assert_eq!(p.index(5).locate(&doc.root, false), Span::new(12, 20));
     }
 }

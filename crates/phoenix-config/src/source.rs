@@ -137,7 +137,7 @@ mod tests {
         assert_eq!(f.line_col(2), (2, 1));
         // The `1` after the two-byte `é`.
         let one = f.text.find('1').unwrap_or_default();
-        assert_eq!(f.line_col(one), (2, 10));
+        assert_eq!(f.line_col(one), (2, 9));
         assert_eq!(f.line_text(2), "  \"né\": 1");
         assert_eq!(f.line_text(9), "");
     }

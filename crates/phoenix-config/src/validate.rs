@@ -2,7 +2,7 @@
 //! schema, build the typed estate from what is sound, run the semantic checks, find cycles, and
 //! place every diagnostic on its line.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use serde::de::DeserializeOwned;
@@ -80,6 +80,8 @@ pub fn validate(sources: &Sources, early: Vec<Diagnostic>, fs: &dyn Filesystem) 
     let mut vm_sources: Vec<(FileKind, usize, VmConfig)> = Vec::new();
     let mut lxc_sources: Vec<(String, crate::model::LxcConfig)> = Vec::new();
     let mut sound = true;
+    let mut incomplete = BTreeSet::new();
+    let mut pruned_units: Vec<(FileKind, JsonPath)> = Vec::new();
 
     for file in &sources.files {
         let kind = file.kind;
@@ -115,7 +117,9 @@ pub fn validate(sources: &Sources, early: Vec<Diagnostic>, fs: &dyn Filesystem) 
             continue;
         }
         check_structure(kind, &doc.root, &mut file_diags);
-        let units: Vec<JsonPath> = file_diags.iter().filter(|d| d.severity == Severity::Error).map(|d| unit_of(&d.path)).collect();
+        let units: Vec<JsonPath> = file_diags.iter().filter(|d| d.severity == Severity::Error).map(|d| unit_of(kind, &d.path)).collect();
+        pruned_units.extend(units.iter().map(|u| (kind, u.clone())));
+        incomplete.extend(units.iter().filter_map(|u| guest_id_at(&doc.root, u)));
         let mut keep = |steps: &[PathStep<'_>]| !units.iter().any(|u| u.matches(steps));
         let pruned = doc.root.to_serde_filtered(&mut keep);
         match kind {
@@ -171,9 +175,13 @@ pub fn validate(sources: &Sources, early: Vec<Diagnostic>, fs: &dyn Filesystem) 
         add_guest(&mut estate, &mut diags, Guest { id: vm.vmid, spec: GuestSpec::Vm(Box::new(vm)), origin: Origin { file, path } });
     }
 
-    let mut cx = Ctx { estate: &estate, sources, fs, out: Vec::new() };
+    let mut cx = Ctx { estate: &estate, sources, fs, incomplete, out: Vec::new() };
     cx.run();
-    diags.extend(cx.out);
+    // A check of a value that was left out, or of an object it was left out of, could only
+    // report a consequence of the error already shown.
+    diags.extend(cx.out.into_iter().filter(|d| {
+        !pruned_units.iter().any(|(kind, unit)| d.file == Some(*kind) && (d.path.starts_with(unit) || (unit.starts_with(&d.path) && !d.path.0.is_empty())))
+    }));
     for cycle in crate::graph::cycles(&estate) {
         let (first, _) = cycle.steps[0];
         let g = &estate.guests[&first];
@@ -203,15 +211,35 @@ fn read<T: DeserializeOwned>(kind: FileKind, value: serde_json::Value, out: &mut
     }
 }
 
-/// The part of a file left out of the typed model when `path` has an error: the whole guest, or
-/// the whole top-level section.
-fn unit_of(path: &JsonPath) -> JsonPath {
-    let depth = match path.0.as_slice() {
-        [Segment::Key(k), _, ..] if k == "lxc_configs" || k == "vms" => 2,
-        [] => 0,
-        _ => 1,
-    };
-    JsonPath(path.0[..depth].to_vec())
+/// The part of a file left out of the typed model when `path` has an error: the smallest
+/// enclosing value that can be left out without making the rest unreadable (an optional field, an
+/// unknown key, a map entry such as a whole container, or a whole VM of `vms`).
+fn unit_of(kind: FileKind, path: &JsonPath) -> JsonPath {
+    for len in (1..=path.0.len()).rev() {
+        let prefix = JsonPath(path.0[..len].to_vec());
+        let is_vm = matches!(prefix.0.as_slice(), [Segment::Key(k), Segment::Index(_)] if k == "vms");
+        if is_vm || crate::schema::is_removable(kind, &prefix) {
+            return prefix;
+        }
+    }
+    JsonPath::root()
+}
+
+/// The ID of the guest a pruned unit holds, if the unit is a guest: its key in `lxc_configs`,
+/// or the `vmid` of an element of `vms`.
+fn guest_id_at(root: &Node, unit: &JsonPath) -> Option<String> {
+    match unit.0.as_slice() {
+        [Segment::Key(list), Segment::Key(id)] if list == "lxc_configs" => Some(id.clone()),
+        [Segment::Key(list), Segment::Index(i)] if list == "vms" => match &root.get(list)?.value.value {
+            Value::Array(items) => match &items.get(*i)?.get("vmid")?.value.value {
+                Value::Number(n) => Some(n.clone()),
+                Value::String(s) => Some(s.clone()),
+                _ => None,
+            },
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 /// Indices of the elements of the top-level array `key` that are kept.

@@ -57,6 +57,9 @@ fn check_clone_source(cx: &mut Ctx<'_>, guest: &Guest) {
         return;
     }
     let Some(src) = cx.guest_by_ref(&source) else {
+        if cx.is_incomplete(&source) {
+            return;
+        }
         let mut d = Diagnostic::error(Code::CloneSource, file, path, format!("`{key}` names {source}, which is not defined in any file"));
         if let Some(h) = cx.id_suggestion(&source) {
             d = d.hint(h);
@@ -100,7 +103,7 @@ fn check_dependencies(cx: &mut Ctx<'_>, guest: &Guest) {
         }
         if text == guest.id.to_string() {
             cx.push(Diagnostic::error(Code::DependencyCycle, file, path, format!("{} {} depends on itself", guest.kind_name(), guest.id)).hint("remove it from `dependencies`"));
-        } else if cx.guest_by_ref(&text).is_none() {
+        } else if cx.guest_by_ref(&text).is_none() && !cx.is_incomplete(&text) {
             let mut d = Diagnostic::error(Code::UnknownDependency, file, path, format!("dependency {text} is not defined in any file"));
             if let Some(h) = cx.id_suggestion(&text) {
                 d = d.hint(h);

@@ -122,6 +122,7 @@ fn check_mount_paths(cx: &mut Ctx<'_>) {
         for (ct, inside) in &vol.mounts {
             let path = base.key("mounts").key(ct);
             match cx.guest_by_ref(ct).map(|g| (g.id, g.as_lxc().is_some())) {
+                None if cx.is_incomplete(ct) => {}
                 None => {
                     let mut d = Diagnostic::error(Code::Mount, HV, path, format!("shared volume \"{name}\" is mounted into container {ct}, which is not defined")).at_key();
                     if let Some(h) = cx.id_suggestion(ct) {
@@ -190,7 +191,7 @@ fn check_backend(cx: &mut Ctx<'_>) {
         None => {
             if !cx.estate.guests.is_empty() {
                 cx.push(
-                    Diagnostic::warning(Code::Backend, HV, JsonPath::root(), "there is no `backend` section: `plan` and `apply` will not know where to create guests")
+                    Diagnostic::warning(Code::Backend, HV, base.clone(), "there is no `backend` section: `plan` and `apply` will not know where to create guests")
                         .hint("add \"backend\": {\"type\": \"proxmox\", ...} or {\"type\": \"lxc\", ...}; see the configuration reference"),
                 );
             }
@@ -291,6 +292,7 @@ fn check_gateway(cx: &mut Ctx<'_>) {
     let base = JsonPath::root().key("gateway");
     let id = gw.guest.as_text();
     match cx.guest_by_ref(&id) {
+        None if cx.is_incomplete(&id) => {}
         None => cx.push(Diagnostic::error(Code::Gateway, HV, base.key("guest"), format!("gateway guest {id} is not defined")).hint(cx.id_suggestion(&id).unwrap_or_else(|| "name the container that runs NGINX".to_string()))),
         Some(g) if g.as_lxc().is_none() => cx.push(Diagnostic::error(Code::Gateway, HV, base.key("guest"), format!("gateway guest {id} is a VM; the gateway runs in a container"))),
         Some(_) => {}

@@ -4,6 +4,7 @@ mod guests;
 mod host;
 mod network;
 
+use std::collections::BTreeSet;
 use std::io;
 use std::path::Path;
 
@@ -48,6 +49,9 @@ pub(crate) struct Ctx<'a> {
     pub estate: &'a Estate,
     pub sources: &'a Sources,
     pub fs: &'a dyn Filesystem,
+    /// IDs of guests left out of the estate because their definitions have errors: references
+    /// to them are not reported again.
+    pub incomplete: BTreeSet<String>,
     pub out: Vec<Diagnostic>,
 }
 
@@ -77,6 +81,11 @@ impl<'a> Ctx<'a> {
     /// Parses a guest reference, reporting an unknown one with a suggestion.
     fn guest_by_ref(&self, text: &str) -> Option<&'a Guest> {
         text.parse::<GuestId>().ok().and_then(|id| self.estate.guests.get(&id))
+    }
+
+    /// Whether a reference names a guest whose definition has errors of its own.
+    fn is_incomplete(&self, text: &str) -> bool {
+        self.incomplete.contains(text)
     }
 
     /// A hint naming the closest existing guest ID, if one is close.

@@ -40,3 +40,51 @@ fn generate(kind: FileKind) -> serde_json::Value {
     };
     schema.to_value()
 }
+
+/// Whether the value at `path` can be left out of its file without making the file unreadable:
+/// an optional property, a map entry, or a key the schema does not know.
+pub(crate) fn is_removable(kind: FileKind, path: &crate::path::JsonPath) -> bool {
+    use crate::path::Segment;
+    use serde_json::Value as J;
+    let root = schema(kind);
+    let resolve = |s: &'static J| -> &'static J {
+        let mut s = s;
+        while let Some(name) = s.get("$ref").and_then(J::as_str).map(|r| r.trim_start_matches("#/$defs/")) {
+            match root.get("$defs").and_then(|d| d.get(name)) {
+                Some(d) => s = d,
+                None => break,
+            }
+        }
+        s
+    };
+    // The object schemas a value may follow: the schema itself, or its alternatives.
+    let objects = |s: &'static J| -> Vec<&'static J> {
+        let s = resolve(s);
+        match s.get("anyOf").or_else(|| s.get("oneOf")).and_then(J::as_array) {
+            Some(branches) => branches.iter().map(resolve).collect(),
+            None => vec![s],
+        }
+    };
+    let Some((last, parents)) = path.0.split_last() else { return false };
+    let mut current: Vec<&'static J> = vec![root];
+    for seg in parents {
+        let next: Vec<&'static J> = current
+            .iter()
+            .flat_map(|s| objects(s))
+            .filter_map(|o| match seg {
+                Segment::Key(k) => o.get("properties").and_then(|p| p.get(k.as_str())).or_else(|| o.get("additionalProperties").filter(|a| a.is_object())),
+                Segment::Index(_) => o.get("items"),
+            })
+            .collect();
+        if next.is_empty() {
+            return false;
+        }
+        current = next;
+    }
+    let Segment::Key(k) = last else { return false };
+    let parents: Vec<&'static J> = current.iter().flat_map(|s| objects(s)).collect();
+    let known = parents.iter().any(|o| o.get("properties").and_then(|p| p.get(k.as_str())).is_some());
+    let is_map = parents.iter().any(|o| o.get("additionalProperties").is_some_and(J::is_object));
+    let required = parents.iter().any(|o| o.get("required").and_then(J::as_array).is_some_and(|r| r.iter().any(|x| x == k.as_str())));
+    (known || is_map || parents.iter().all(|o| o.get("additionalProperties") == Some(&J::Bool(false)))) && !required
+}

@@ -1,0 +1,222 @@
+//! Validation through the library: the examples are valid, secrets are never shown, cycles are
+//! named, order comes from the whole graph, and no input makes it panic.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use phoenix_config::diagnostic::Code;
+use phoenix_config::{FileKind, Filesystem, RealFilesystem, Severity, Validation, graph, load, validate};
+use proptest::prelude::*;
+
+/// An in-memory configuration directory at `/cfg`.
+#[derive(Default)]
+struct MemFs {
+    files: BTreeMap<PathBuf, String>,
+}
+
+impl MemFs {
+    fn with(files: &[(FileKind, &str)]) -> MemFs {
+        let mut fs = MemFs::default();
+        for (kind, text) in files {
+            fs.files.insert(Path::new("/cfg").join(kind.file_name()), text.to_string());
+        }
+        fs
+    }
+}
+
+impl Filesystem for MemFs {
+    fn read_to_string(&self, path: &Path) -> io::Result<String> {
+        self.files.get(path).cloned().ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
+    }
+    fn is_file(&self, path: &Path) -> bool {
+        self.files.contains_key(path)
+    }
+    fn is_dir(&self, path: &Path) -> bool {
+        path == Path::new("/cfg")
+    }
+}
+
+fn run(fs: &dyn Filesystem, dir: &Path) -> Validation {
+    let (sources, early) = load(dir, fs);
+    validate(&sources, early, fs)
+}
+
+fn run_mem(files: &[(FileKind, &str)]) -> Validation {
+    run(&MemFs::with(files), Path::new("/cfg"))
+}
+
+const HV: &str = r#"{"backend": {"type": "lxc", "bridges": {"vmbr0": {"address": "10.9.0.1/24"}}, "storage": {"local": "/srv/local"}}}"#;
+
+fn container(name: &str, ip: &str, extra: &str) -> String {
+    format!(
+        r#"{{"name": "{name}", "memory_mb": 1024, "cores": 1, "storage_pool": "local", "storage_size_gb": 10,
+            "network_config": {{"name": "eth0", "bridge": "vmbr0", "ip": "{ip}", "gw": "10.9.0.1"}},
+            "unprivileged": true {extra}}}"#
+    )
+}
+
+fn codes(v: &Validation) -> Vec<Code> {
+    v.reports.iter().filter(|r| r.severity == Severity::Error).map(|r| r.code).collect()
+}
+
+#[test]
+fn the_examples_are_valid() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    for example in ["quickstart", "ai-stack"] {
+        let v = run(&RealFilesystem, &root.join(example));
+        assert!(v.reports.is_empty(), "{example}: {:#?}", v.reports);
+        assert!(v.estate.is_some());
+    }
+}
+
+#[test]
+fn a_valid_estate_has_every_guest_and_an_order_that_respects_edges() {
+    let lxc = format!(
+        r#"{{"lxc_configs": {{
+            "300": {t},
+            "301": {a},
+            "302": {b}
+        }}}}"#,
+        t = container("tpl", "10.9.0.10/24", r#", "template": "local:vztmpl/x.tar.zst", "template_snapshot_name": "snap""#),
+        a = container("a", "10.9.0.11/24", r#", "clone_from_ctid": "300", "dependencies": ["302"]"#),
+        b = container("b", "10.9.0.12/24", r#", "clone_from_ctid": "300""#),
+    );
+    let v = run_mem(&[(FileKind::Hypervisor, HV), (FileKind::Lxc, &lxc)]);
+    let estate = v.estate.expect("valid");
+    assert_eq!(estate.guests.len(), 3);
+    assert_eq!(graph::order(&estate), Some(vec![300, 302, 301]));
+}
+
+#[test]
+fn cycles_are_named_once_with_every_guest() {
+    let lxc = format!(
+        r#"{{"lxc_configs": {{"300": {a}, "301": {b}, "302": {c}}}}}"#,
+        a = container("a", "10.9.0.10/24", r#", "template": "local:vztmpl/x.tar.zst", "dependencies": ["302"]"#),
+        b = container("b", "10.9.0.11/24", r#", "template": "local:vztmpl/x.tar.zst", "dependencies": ["300"]"#),
+        c = container("c", "10.9.0.12/24", r#", "template": "local:vztmpl/x.tar.zst", "dependencies": ["301"]"#),
+    );
+    let v = run_mem(&[(FileKind::Hypervisor, HV), (FileKind::Lxc, &lxc)]);
+    let cycles: Vec<_> = v.reports.iter().filter(|r| r.code == Code::DependencyCycle).collect();
+    assert_eq!(cycles.len(), 1, "{:#?}", v.reports);
+    assert_eq!(cycles[0].message, "cycle: 300 depends on 302 depends on 301 depends on 300");
+    assert_eq!(cycles[0].notes.len(), 2);
+    assert!(v.estate.is_none());
+}
+
+#[test]
+fn inline_secrets_are_refused_and_never_shown() {
+    let secret = "s3cr3t-t0ken-value";
+    let hv = format!(
+        r#"{{"backend": {{"type": "proxmox", "api_url": "https://pve:8006", "node": "pve",
+            "token": {{"id": "phoenix@pve!ci", "secret": "{secret}"}}}}}}"#
+    );
+    let v = run_mem(&[(FileKind::Hypervisor, &hv)]);
+    assert_eq!(codes(&v), vec![Code::InlineSecret]);
+    let rendered = format!("{:?}", v.reports);
+    assert!(!rendered.contains(secret), "the secret leaked: {rendered}");
+    let line = &v.reports[0].location.as_ref().expect("located").source_line;
+    assert!(line.contains("\"******************\""), "{line}");
+    let json = serde_json::to_string(&v.reports).expect("json");
+    assert!(!json.contains(secret));
+}
+
+#[test]
+fn every_problem_is_reported_in_one_run() {
+    let lxc = format!(
+        r#"{{"lxc_configs": {{"300": {a}, "301": {b}}}}}"#,
+        a = container("a", "10.9.0.10/24", r#", "template": "local:vztmpl/x.tar.zst", "features": ["dokcer"], "swap_mb": 999999"#),
+        b = container("a", "10.9.0.10/24", r#", "clone_from_ctid": "300", "gpu_assignment": "0;1""#),
+    );
+    let v = run_mem(&[(FileKind::Hypervisor, HV), (FileKind::Lxc, &lxc)]);
+    let found = codes(&v);
+    for expected in [Code::OutOfRange, Code::UnknownFeature, Code::CloneSource, Code::GpuAssignment, Code::DuplicateHostname, Code::DuplicateIp] {
+        assert!(found.contains(&expected), "{expected:?} missing from {found:?}");
+    }
+}
+
+#[test]
+fn a_wrong_container_does_not_hide_problems_of_the_others() {
+    // 300 is structurally broken; 301 and 302 still get their semantic checks.
+    let lxc = format!(
+        r#"{{"lxc_configs": {{"300": {{"name": 5}}, "301": {b}, "302": {c}}}}}"#,
+        b = container("b", "10.9.0.11/24", r#", "template": "local:vztmpl/x.tar.zst""#),
+        c = container("c", "10.9.0.11/24", r#", "template": "local:vztmpl/x.tar.zst""#),
+    );
+    let v = run_mem(&[(FileKind::Hypervisor, HV), (FileKind::Lxc, &lxc)]);
+    let found = codes(&v);
+    assert!(found.contains(&Code::WrongType) && found.contains(&Code::DuplicateIp), "{found:?}");
+    // A clone of the broken container is not told its source is missing.
+    let lxc = format!(
+        r#"{{"lxc_configs": {{"300": {{"name": 5}}, "301": {b}}}}}"#,
+        b = container("b", "10.9.0.11/24", r#", "clone_from_ctid": "300", "dependencies": ["300"]"#),
+    );
+    let v = run_mem(&[(FileKind::Hypervisor, HV), (FileKind::Lxc, &lxc)]);
+    assert!(!codes(&v).contains(&Code::CloneSource) && !codes(&v).contains(&Code::UnknownDependency), "{:#?}", v.reports);
+}
+
+#[test]
+fn a_missing_directory_and_a_missing_hypervisor_file_are_errors() {
+    let v = run(&MemFs::default(), Path::new("/elsewhere"));
+    assert_eq!(codes(&v), vec![Code::Io]);
+    let v = run_mem(&[(FileKind::Lxc, r#"{"lxc_configs": {}}"#)]);
+    assert_eq!(codes(&v), vec![Code::Io]);
+    assert!(v.reports[0].message.contains("phoenix_hypervisor_config.json is missing"));
+}
+
+/// Arbitrary JSON values, with keys drawn partly from the real format so that deep paths are
+/// reached.
+fn json_value() -> impl Strategy<Value = serde_json::Value> {
+    let keys = prop::sample::select(vec![
+        "lxc_configs", "100", "950", "name", "memory_mb", "cores", "network_config", "ip", "gw", "bridge", "features",
+        "clone_from_ctid", "dependencies", "template_snapshot_name", "backend", "type", "lxc", "proxmox", "bridges",
+        "shared_volumes", "mounts", "firewall", "rules", "vms", "vmid", "health_check", "services", "x",
+    ]);
+    let leaf = prop_oneof![
+        Just(serde_json::Value::Null),
+        any::<bool>().prop_map(serde_json::Value::from),
+        any::<i64>().prop_map(serde_json::Value::from),
+        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(serde_json::Value::from),
+        "[a-z0-9./:, -]{0,12}".prop_map(serde_json::Value::from),
+        Just(serde_json::Value::from("10.9.0.5/24")),
+        Just(serde_json::Value::from("950")),
+    ];
+    leaf.prop_recursive(5, 64, 6, move |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..5).prop_map(serde_json::Value::from),
+            prop::collection::btree_map(keys.clone(), inner, 0..6)
+                .prop_map(|m| serde_json::Value::Object(m.into_iter().map(|(k, v)| (k.to_string(), v)).collect())),
+        ]
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn no_json_value_makes_validation_panic(hv in json_value(), lxc in json_value(), vm in json_value()) {
+        let (hv, lxc, vm) = (hv.to_string(), lxc.to_string(), vm.to_string());
+        let v = run_mem(&[(FileKind::Hypervisor, &hv), (FileKind::Lxc, &lxc), (FileKind::Vm, &vm)]);
+        for r in &v.reports {
+            if let Some(l) = &r.location {
+                prop_assert!(l.line >= 1 && l.column >= 1);
+            }
+        }
+        prop_assert_eq!(v.estate.is_some(), v.errors() == 0);
+    }
+
+    #[test]
+    fn no_text_makes_validation_panic(text in "\\PC{0,200}") {
+        let v = run_mem(&[(FileKind::Hypervisor, HV), (FileKind::Lxc, &text)]);
+        prop_assert!(v.reports.iter().all(|r| r.location.as_ref().is_none_or(|l| l.line >= 1)));
+    }
+
+    #[test]
+    fn cutting_a_valid_file_anywhere_gives_a_located_syntax_error(cut in 1usize..400) {
+        let lxc = format!(r#"{{"lxc_configs": {{"300": {}}}}}"#, container("a", "10.9.0.10/24", r#", "template": "local:vztmpl/x.tar.zst""#));
+        let cut = cut.min(lxc.len() - 1);
+        prop_assume!(lxc.is_char_boundary(cut));
+        let v = run_mem(&[(FileKind::Hypervisor, HV), (FileKind::Lxc, &lxc[..cut])]);
+        prop_assert!(v.reports.iter().any(|r| r.code == Code::Syntax), "{:?}", v.reports);
+    }
+}
