@@ -12,7 +12,9 @@ pub const DEFAULT_CONFIG_DIR: &str = "/usr/local/phoenix_hypervisor/etc";
 /// idempotently and in dependency order, with a plan shown before anything changes.
 #[derive(Debug, Parser)]
 #[command(name = "phoenix", version, propagate_version = true, max_term_width = 100)]
-#[command(after_help = "Exit codes: 0 success; 1 invalid configuration or failed operation; 2 usage error or a command that is not implemented yet.")]
+#[command(
+    after_help = "Exit codes: 0 success; 1 invalid configuration or failed operation; 2 usage error or a command that is not implemented yet."
+)]
 pub struct Cli {
     /// Options every command takes.
     #[command(flatten)]

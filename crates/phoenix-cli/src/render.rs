@@ -30,7 +30,13 @@ pub fn diagnostic(r: &Report, verbose: bool) -> String {
         let _ = writeln!(s, "{pad} {GUTTER}={GUTTER:#} {BOLD}{}{BOLD:#}: {}", r.code, r.code.description());
     }
     for n in &r.notes {
-        let _ = writeln!(s, "{pad} {GUTTER}={GUTTER:#} {BOLD}note{BOLD:#}: {}: {}{}", n.message, place(&n.location), at_path(&n.location.path));
+        let _ = writeln!(
+            s,
+            "{pad} {GUTTER}={GUTTER:#} {BOLD}note{BOLD:#}: {}: {}{}",
+            n.message,
+            place(&n.location),
+            at_path(&n.location.path)
+        );
     }
     s.push('\n');
     s

@@ -64,7 +64,11 @@ fn run(dir: &Path, extra: &[&str]) -> (i32, String, String) {
         .env_remove("NO_COLOR")
         .output()
         .expect("run phoenix");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn cases() -> Vec<(String, PathBuf)> {
@@ -97,7 +101,10 @@ fn every_broken_configuration_gives_its_expected_diagnostics() {
         } else {
             let expected = fs::read_to_string(&expected_path).unwrap_or_default();
             if expected != actual {
-                failures.push(format!("== {name}: expected ({})\n{expected}\n== actual\n{actual}", expected_path.display()));
+                failures.push(format!(
+                    "== {name}: expected ({})\n{expected}\n== actual\n{actual}",
+                    expected_path.display()
+                ));
             }
         }
         // Every case is a broken configuration: it must fail, and say so in JSON too.
@@ -116,7 +123,12 @@ fn every_broken_configuration_gives_its_expected_diagnostics() {
             }
         }
     }
-    assert!(failures.is_empty(), "{} problem(s); run with PHOENIX_BLESS=1 to update after checking:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} problem(s); run with PHOENIX_BLESS=1 to update after checking:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     assert!(cases.len() >= 60, "the corpus should hold at least 60 cases, it has {}", cases.len());
 }
 

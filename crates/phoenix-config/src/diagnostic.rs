@@ -171,7 +171,18 @@ impl Diagnostic {
     }
 
     fn new(severity: Severity, code: Code, file: Option<FileKind>, path: JsonPath, message: String) -> Diagnostic {
-        Diagnostic { severity, code, file, path, at_key: false, message, hint: None, notes: Vec::new(), conceal: false, span: None }
+        Diagnostic {
+            severity,
+            code,
+            file,
+            path,
+            at_key: false,
+            message,
+            hint: None,
+            notes: Vec::new(),
+            conceal: false,
+            span: None,
+        }
     }
 
     /// Adds a hint.

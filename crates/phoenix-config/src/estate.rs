@@ -131,7 +131,8 @@ impl Estate {
     /// guests that exist are returned.
     pub fn edges(&self, guest: &Guest) -> Vec<(EdgeKind, GuestId)> {
         let clone = guest.clone_source().and_then(|s| s.parse().ok()).map(|id| (EdgeKind::Clone, id));
-        let deps = guest.dependencies().iter().filter_map(|d| d.as_text().parse().ok()).map(|id| (EdgeKind::Dependency, id));
+        let deps =
+            guest.dependencies().iter().filter_map(|d| d.as_text().parse().ok()).map(|id| (EdgeKind::Dependency, id));
         clone.into_iter().chain(deps).filter(|(_, id)| self.guests.contains_key(id)).collect()
     }
 }

@@ -18,11 +18,41 @@ pub struct FeatureSpec {
 
 /// Every feature Phoenix knows.
 pub const FEATURES: &[FeatureSpec] = &[
-    FeatureSpec { name: "base_setup", description: "Base packages, locale, time zone and an admin user.", needs_gpu: false, needs_nesting: false, requires: &[] },
-    FeatureSpec { name: "docker", description: "Docker Engine, and Portainer per `portainer_role`.", needs_gpu: false, needs_nesting: true, requires: &[] },
-    FeatureSpec { name: "nvidia", description: "NVIDIA user-space driver matching the host, and the container toolkit.", needs_gpu: true, needs_nesting: false, requires: &[] },
-    FeatureSpec { name: "vllm", description: "vLLM serving `vllm_model` with an OpenAI-compatible API.", needs_gpu: true, needs_nesting: false, requires: &["nvidia"] },
-    FeatureSpec { name: "ollama", description: "Ollama, on the GPU when one is assigned.", needs_gpu: false, needs_nesting: false, requires: &[] },
+    FeatureSpec {
+        name: "base_setup",
+        description: "Base packages, locale, time zone and an admin user.",
+        needs_gpu: false,
+        needs_nesting: false,
+        requires: &[],
+    },
+    FeatureSpec {
+        name: "docker",
+        description: "Docker Engine, and Portainer per `portainer_role`.",
+        needs_gpu: false,
+        needs_nesting: true,
+        requires: &[],
+    },
+    FeatureSpec {
+        name: "nvidia",
+        description: "NVIDIA user-space driver matching the host, and the container toolkit.",
+        needs_gpu: true,
+        needs_nesting: false,
+        requires: &[],
+    },
+    FeatureSpec {
+        name: "vllm",
+        description: "vLLM serving `vllm_model` with an OpenAI-compatible API.",
+        needs_gpu: true,
+        needs_nesting: false,
+        requires: &["nvidia"],
+    },
+    FeatureSpec {
+        name: "ollama",
+        description: "Ollama, on the GPU when one is assigned.",
+        needs_gpu: false,
+        needs_nesting: false,
+        requires: &[],
+    },
 ];
 
 /// The feature of that name.

@@ -44,7 +44,8 @@ pub fn cycles(estate: &Estate) -> Vec<Cycle> {
             continue;
         }
         // Iterative depth-first search: (guest, its edges, next edge index).
-        let mut stack: Vec<(GuestId, Vec<(EdgeKind, GuestId)>, usize)> = Vec::new();
+        type Frame = (GuestId, Vec<(EdgeKind, GuestId)>, usize);
+        let mut stack: Vec<Frame> = Vec::new();
         marks.insert(start, Mark::Open);
         stack.push((start, estate.edges(&estate.guests[&start]), 0));
         while let Some((id, edges, next)) = stack.last_mut() {

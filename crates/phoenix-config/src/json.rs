@@ -201,7 +201,10 @@ impl Parser<'_> {
             match b {
                 b' ' | b'\t' | b'\n' | b'\r' => self.pos += 1,
                 b'/' if matches!(self.bytes.get(self.pos + 1), Some(b'/' | b'*')) => {
-                    return Err(self.error("comments are not allowed in JSON", Some("remove the comment, or move the note into a `\"comment\"` field where one exists")));
+                    return Err(self.error(
+                        "comments are not allowed in JSON",
+                        Some("remove the comment, or move the note into a `\"comment\"` field where one exists"),
+                    ));
                 }
                 b'#' => return Err(self.error("comments are not allowed in JSON", Some("remove the comment"))),
                 _ => break,
@@ -212,8 +215,14 @@ impl Parser<'_> {
 
     fn unexpected(&self, expected: &str) -> SyntaxError {
         match self.peek() {
-            None => self.error(&format!("unexpected end of file; expected {expected}"), Some("the file is cut short: close every `{` and `[`")),
-            Some(b'\'') => self.error(&format!("expected {expected}, found a single quote"), Some("JSON strings use double quotes: \"like this\"")),
+            None => self.error(
+                &format!("unexpected end of file; expected {expected}"),
+                Some("the file is cut short: close every `{` and `[`"),
+            ),
+            Some(b'\'') => self.error(
+                &format!("expected {expected}, found a single quote"),
+                Some("JSON strings use double quotes: \"like this\""),
+            ),
             Some(_) => {
                 let found: String = self.text[self.pos..].chars().next().map(String::from).unwrap_or_default();
                 self.error(&format!("expected {expected}, found `{found}`"), None)
@@ -289,7 +298,10 @@ impl Parser<'_> {
             self.digits();
         }
         if matches!(self.peek(), Some(b'0'..=b'9')) {
-            return Err(self.error("numbers may not have leading zeros", Some("write `7`, not `07`; IDs with leading zeros must be strings")));
+            return Err(self.error(
+                "numbers may not have leading zeros",
+                Some("write `7`, not `07`; IDs with leading zeros must be strings"),
+            ));
         }
         Ok(Value::Number(self.text[start..self.pos].to_string()))
     }
@@ -324,9 +336,15 @@ impl Parser<'_> {
                 }
                 Some(b'\n') => {
                     self.pos = open;
-                    return Err(self.error("string is not closed on its line", Some("add the closing `\"`, or write a line break as `\\n`")));
+                    return Err(self.error(
+                        "string is not closed on its line",
+                        Some("add the closing `\"`, or write a line break as `\\n`"),
+                    ));
                 }
-                Some(_) => return Err(self.error("control character in a string", Some("write tabs as `\\t` and line breaks as `\\n`"))),
+                Some(_) => {
+                    return Err(self
+                        .error("control character in a string", Some("write tabs as `\\t` and line breaks as `\\n`")));
+                }
                 None => {
                     self.pos = open;
                     return Err(self.error("string is not closed", Some("add the closing `\"`")));
@@ -403,7 +421,9 @@ impl Parser<'_> {
                     self.skip_ws()?;
                     if self.peek() == Some(b']') {
                         self.pos = comma;
-                        return Err(self.error("trailing comma before `]`", Some("remove the comma after the last element")));
+                        return Err(
+                            self.error("trailing comma before `]`", Some("remove the comma after the last element"))
+                        );
                     }
                 }
                 Some(b']') => {
@@ -457,7 +477,9 @@ impl Parser<'_> {
                     self.skip_ws()?;
                     if self.peek() == Some(b'}') {
                         self.pos = comma;
-                        return Err(self.error("trailing comma before `}`", Some("remove the comma after the last member")));
+                        return Err(
+                            self.error("trailing comma before `}`", Some("remove the comma after the last member"))
+                        );
                     }
                 }
                 Some(b'}') => {

@@ -5,19 +5,19 @@
 //! Nothing here contacts a backend or writes a file; the only reads are of paths the
 //! configuration names, through the [`check::Filesystem`] trait.
 
-pub mod diagnostic;
-pub mod json;
-pub mod model;
-pub mod path;
-pub mod schema;
-pub mod source;
-pub mod secret;
-mod suggest;
 pub mod check;
+pub mod diagnostic;
 pub mod estate;
 pub mod features;
 pub mod graph;
+pub mod json;
+pub mod model;
 pub mod net;
+pub mod path;
+pub mod schema;
+pub mod secret;
+pub mod source;
+mod suggest;
 pub mod validate;
 
 pub use check::{Filesystem, RealFilesystem};

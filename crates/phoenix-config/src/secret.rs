@@ -32,14 +32,26 @@ const REFERENCE_HINT: &str = "keep the secret out of the configuration and give 
 
 /// Parses a secret reference.
 pub fn parse_reference(s: &str) -> Result<SecretSource<'_>, SecretProblem> {
-    let malformed = |what: &str| SecretProblem { inline: false, message: format!("is a malformed secret reference: {what}"), hint: REFERENCE_HINT.to_string() };
+    let malformed = |what: &str| SecretProblem {
+        inline: false,
+        message: format!("is a malformed secret reference: {what}"),
+        hint: REFERENCE_HINT.to_string(),
+    };
     if let Some(name) = s.strip_prefix("env:") {
         let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
             && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        return if valid { Ok(SecretSource::Env(name)) } else { Err(malformed("`env:` needs a variable name (letters, digits, `_`)")) };
+        return if valid {
+            Ok(SecretSource::Env(name))
+        } else {
+            Err(malformed("`env:` needs a variable name (letters, digits, `_`)"))
+        };
     }
     if let Some(path) = s.strip_prefix("file:") {
-        return if path.starts_with('/') && path.len() > 1 { Ok(SecretSource::File(path)) } else { Err(malformed("`file:` needs an absolute path")) };
+        return if path.starts_with('/') && path.len() > 1 {
+            Ok(SecretSource::File(path))
+        } else {
+            Err(malformed("`file:` needs an absolute path"))
+        };
     }
     if let Some(rest) = s.strip_prefix("vault:") {
         return match rest.split_once('#') {
@@ -47,7 +59,11 @@ pub fn parse_reference(s: &str) -> Result<SecretSource<'_>, SecretProblem> {
             _ => Err(malformed("`vault:` needs `mount/path#field`")),
         };
     }
-    Err(SecretProblem { inline: true, message: "holds a secret written inline".to_string(), hint: REFERENCE_HINT.to_string() })
+    Err(SecretProblem {
+        inline: true,
+        message: "holds a secret written inline".to_string(),
+        hint: REFERENCE_HINT.to_string(),
+    })
 }
 
 /// Checks a secret reference.
@@ -87,7 +103,10 @@ mod tests {
     fn parses_the_three_forms() {
         assert_eq!(parse_reference("env:PVE_TOKEN"), Ok(SecretSource::Env("PVE_TOKEN")));
         assert_eq!(parse_reference("file:/etc/phoenix/token"), Ok(SecretSource::File("/etc/phoenix/token")));
-        assert_eq!(parse_reference("vault:secret/pve#token"), Ok(SecretSource::Vault { path: "secret/pve", field: "token" }));
+        assert_eq!(
+            parse_reference("vault:secret/pve#token"),
+            Ok(SecretSource::Vault { path: "secret/pve", field: "token" })
+        );
     }
 
     #[test]

@@ -76,9 +76,7 @@ impl SourceFile {
     /// A file of the given kind with its display path and text.
     pub fn new(kind: FileKind, path: impl Into<PathBuf>, text: impl Into<String>) -> SourceFile {
         let text = text.into();
-        let line_starts = std::iter::once(0)
-            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
-            .collect();
+        let line_starts = std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect();
         SourceFile { kind, path: path.into(), text, line_starts }
     }
 

@@ -52,12 +52,16 @@ pub fn load(dir: &Path, fs: &dyn Filesystem) -> (Sources, Vec<Diagnostic>) {
         return (Sources::new(dir, files), diags);
     }
     for kind in FileKind::ALL {
-        let path = if dir == Path::new(".") { Path::new(kind.file_name()).to_path_buf() } else { dir.join(kind.file_name()) };
+        let path =
+            if dir == Path::new(".") { Path::new(kind.file_name()).to_path_buf() } else { dir.join(kind.file_name()) };
         if !fs.is_file(&path) {
             if kind == FileKind::Hypervisor {
                 diags.push(
-                    Diagnostic::directory_error(Code::Io, format!("{} is missing from {}", kind.file_name(), dir.display()))
-                        .hint("every configuration directory has a hypervisor file; `examples/` has complete ones"),
+                    Diagnostic::directory_error(
+                        Code::Io,
+                        format!("{} is missing from {}", kind.file_name(), dir.display()),
+                    )
+                    .hint("every configuration directory has a hypervisor file; `examples/` has complete ones"),
                 );
             }
             continue;
@@ -88,7 +92,8 @@ pub fn validate(sources: &Sources, early: Vec<Diagnostic>, fs: &dyn Filesystem) 
         let doc = match json::parse(&file.text) {
             Ok(doc) => doc,
             Err(e) => {
-                let mut d = Diagnostic::error(Code::Syntax, kind, JsonPath::root(), e.message).at_span(Span::new(e.offset, e.offset + 1));
+                let mut d = Diagnostic::error(Code::Syntax, kind, JsonPath::root(), e.message)
+                    .at_span(Span::new(e.offset, e.offset + 1));
                 if let Some(h) = e.hint {
                     d = d.hint(h);
                 }
@@ -101,23 +106,34 @@ pub fn validate(sources: &Sources, early: Vec<Diagnostic>, fs: &dyn Filesystem) 
         for dup in &doc.duplicate_keys {
             let path = path_of_key(&doc.root, dup.again).unwrap_or_default();
             file_diags.push(
-                Diagnostic::error(Code::DuplicateKey, kind, path.clone(), format!("key \"{}\" appears twice in this object; JSON readers keep only the last one", dup.key))
-                    .at_span(dup.again)
-                    .hint("remove one of them, or give it another name (another ID for a guest)")
-                    .note_at(kind, path, dup.first, "first written here"),
+                Diagnostic::error(
+                    Code::DuplicateKey,
+                    kind,
+                    path.clone(),
+                    format!("key \"{}\" appears twice in this object; JSON readers keep only the last one", dup.key),
+                )
+                .at_span(dup.again)
+                .hint("remove one of them, or give it another name (another ID for a guest)")
+                .note_at(kind, path, dup.first, "first written here"),
             );
         }
         if !matches!(doc.root.value, Value::Object(_)) {
             file_diags.push(
-                Diagnostic::error(Code::WrongType, kind, JsonPath::root(), format!("the file holds {}, not an object", doc.root.value.kind_name()))
-                    .hint("a Phoenix configuration file holds one JSON object: `{ ... }`"),
+                Diagnostic::error(
+                    Code::WrongType,
+                    kind,
+                    JsonPath::root(),
+                    format!("the file holds {}, not an object", doc.root.value.kind_name()),
+                )
+                .hint("a Phoenix configuration file holds one JSON object: `{ ... }`"),
             );
             diags.extend(file_diags);
             sound = false;
             continue;
         }
         check_structure(kind, &doc.root, &mut file_diags);
-        let units: Vec<JsonPath> = file_diags.iter().filter(|d| d.severity == Severity::Error).map(|d| unit_of(kind, &d.path)).collect();
+        let units: Vec<JsonPath> =
+            file_diags.iter().filter(|d| d.severity == Severity::Error).map(|d| unit_of(kind, &d.path)).collect();
         pruned_units.extend(units.iter().map(|u| (kind, u.clone())));
         incomplete.extend(units.iter().filter_map(|u| guest_id_at(&doc.root, u)));
         let mut keep = |steps: &[PathStep<'_>]| !units.iter().any(|u| u.matches(steps));
@@ -126,7 +142,8 @@ pub fn validate(sources: &Sources, early: Vec<Diagnostic>, fs: &dyn Filesystem) 
             FileKind::Hypervisor => match read::<HypervisorFile>(kind, pruned, &mut file_diags) {
                 Some(mut hv) => {
                     let kept = kept_indices(&doc.root, "vms", &units);
-                    vm_sources.extend(kept.into_iter().zip(hv.vms.take().unwrap_or_default()).map(|(i, v)| (kind, i, v)));
+                    vm_sources
+                        .extend(kept.into_iter().zip(hv.vms.take().unwrap_or_default()).map(|(i, v)| (kind, i, v)));
                     hypervisor = hv;
                 }
                 None => sound = false,
@@ -159,20 +176,33 @@ pub fn validate(sources: &Sources, early: Vec<Diagnostic>, fs: &dyn Filesystem) 
     };
     if vm_file.vm_defaults.is_some() && estate.hypervisor.vm_defaults.is_some() {
         diags.push(
-            Diagnostic::error(Code::Conflict, FileKind::Vm, JsonPath::root().key("vm_defaults"), "`vm_defaults` is given in both the VM file and the hypervisor file")
-                .at_key()
-                .hint("keep it in phoenix_vm_configs.json only")
-                .note(FileKind::Hypervisor, JsonPath::root().key("vm_defaults"), "also given here"),
+            Diagnostic::error(
+                Code::Conflict,
+                FileKind::Vm,
+                JsonPath::root().key("vm_defaults"),
+                "`vm_defaults` is given in both the VM file and the hypervisor file",
+            )
+            .at_key()
+            .hint("keep it in phoenix_vm_configs.json only")
+            .note(FileKind::Hypervisor, JsonPath::root().key("vm_defaults"), "also given here"),
         );
     }
     for (key, cfg) in lxc_sources {
         let path = JsonPath::root().key("lxc_configs").key(&key);
         let Some(id) = parse_id(&key, FileKind::Lxc, &path, &mut diags) else { continue };
-        add_guest(&mut estate, &mut diags, Guest { id, spec: GuestSpec::Lxc(Box::new(cfg)), origin: Origin { file: FileKind::Lxc, path } });
+        add_guest(
+            &mut estate,
+            &mut diags,
+            Guest { id, spec: GuestSpec::Lxc(Box::new(cfg)), origin: Origin { file: FileKind::Lxc, path } },
+        );
     }
     for (file, index, vm) in vm_sources {
         let path = JsonPath::root().key("vms").index(index);
-        add_guest(&mut estate, &mut diags, Guest { id: vm.vmid, spec: GuestSpec::Vm(Box::new(vm)), origin: Origin { file, path } });
+        add_guest(
+            &mut estate,
+            &mut diags,
+            Guest { id: vm.vmid, spec: GuestSpec::Vm(Box::new(vm)), origin: Origin { file, path } },
+        );
     }
 
     let mut cx = Ctx { estate: &estate, sources, fs, incomplete, out: Vec::new() };
@@ -180,17 +210,28 @@ pub fn validate(sources: &Sources, early: Vec<Diagnostic>, fs: &dyn Filesystem) 
     // A check of a value that was left out, or of an object it was left out of, could only
     // report a consequence of the error already shown.
     diags.extend(cx.out.into_iter().filter(|d| {
-        !pruned_units.iter().any(|(kind, unit)| d.file == Some(*kind) && (d.path.starts_with(unit) || (unit.starts_with(&d.path) && !d.path.0.is_empty())))
+        !pruned_units.iter().any(|(kind, unit)| {
+            d.file == Some(*kind) && (d.path.starts_with(unit) || (unit.starts_with(&d.path) && !d.path.0.is_empty()))
+        })
     }));
     for cycle in crate::graph::cycles(&estate) {
         let (first, _) = cycle.steps[0];
         let g = &estate.guests[&first];
-        let mut d = Diagnostic::error(Code::DependencyCycle, g.origin.file, g.origin.path.clone(), format!("cycle: {}", cycle.describe()))
-            .at_key()
-            .hint("a guest cannot wait for itself: remove one of these clone or dependency edges");
+        let mut d = Diagnostic::error(
+            Code::DependencyCycle,
+            g.origin.file,
+            g.origin.path.clone(),
+            format!("cycle: {}", cycle.describe()),
+        )
+        .at_key()
+        .hint("a guest cannot wait for itself: remove one of these clone or dependency edges");
         for (id, _) in &cycle.steps[1..] {
             let other = &estate.guests[id];
-            d = d.note(other.origin.file, other.origin.path.clone(), format!("{} {} is part of the cycle", other.kind_name(), id));
+            d = d.note(
+                other.origin.file,
+                other.origin.path.clone(),
+                format!("{} {} is part of the cycle", other.kind_name(), id),
+            );
         }
         diags.push(d);
     }
@@ -205,7 +246,12 @@ fn read<T: DeserializeOwned>(kind: FileKind, value: serde_json::Value, out: &mut
     match serde_json::from_value(value) {
         Ok(v) => Some(v),
         Err(e) => {
-            out.push(Diagnostic::error(Code::InvalidValue, kind, JsonPath::root(), format!("the file cannot be read: {e}")));
+            out.push(Diagnostic::error(
+                Code::InvalidValue,
+                kind,
+                JsonPath::root(),
+                format!("the file cannot be read: {e}"),
+            ));
             None
         }
     }
@@ -279,7 +325,9 @@ fn add_guest(estate: &mut Estate, diags: &mut Vec<Diagnostic>, guest: Guest) {
         diags.push(
             Diagnostic::error(Code::DuplicateId, guest.origin.file, guest.origin.path.clone(), what)
                 .at_key()
-                .hint("containers and VMs share one ID space: give each guest its own ID, and define each VM in one file")
+                .hint(
+                    "containers and VMs share one ID space: give each guest its own ID, and define each VM in one file",
+                )
                 .note(first.origin.file, first.origin.path.clone(), "first defined here"),
         );
         return;
@@ -300,7 +348,9 @@ fn path_of_key(node: &Node, span: Span) -> Option<JsonPath> {
             }
         }),
         Value::Array(items) => items.iter().enumerate().find_map(|(i, n)| {
-            (n.span.start <= span.start && span.end <= n.span.end).then(|| path_of_key(n, span).map(|p| prefixed(Segment::Index(i), p))).flatten()
+            (n.span.start <= span.start && span.end <= n.span.end)
+                .then(|| path_of_key(n, span).map(|p| prefixed(Segment::Index(i), p)))
+                .flatten()
         }),
         _ => None,
     }
@@ -338,13 +388,17 @@ fn locate_all(diags: Vec<Diagnostic>, sources: &Sources, docs: &BTreeMap<FileKin
             let notes = d
                 .notes
                 .iter()
-                .filter_map(|n| Some(LocatedNote { location: place(n.file, &n.path, true, n.span)?, message: n.message.clone() }))
+                .filter_map(|n| {
+                    Some(LocatedNote { location: place(n.file, &n.path, true, n.span)?, message: n.message.clone() })
+                })
                 .collect();
             Report { severity: d.severity, code: d.code, location, message: d.message, hint: d.hint, notes }
         })
         .collect();
     let order = |r: &Report| {
-        r.location.as_ref().map(|l| (sources.files.iter().position(|f| f.path == l.file).unwrap_or(usize::MAX), l.line, l.column))
+        r.location
+            .as_ref()
+            .map(|l| (sources.files.iter().position(|f| f.path == l.file).unwrap_or(usize::MAX), l.line, l.column))
     };
     reports.sort_by_key(|r| order(r));
     reports
@@ -354,7 +408,11 @@ fn locate(source: &SourceFile, path: &JsonPath, span: Span, concealed: &[(FileKi
     let (line, column) = source.line_col(span.start);
     let (end_line, end_column) = source.line_col(span.end.max(span.start + 1));
     let text = source.line_text(line);
-    let width = if end_line == line { end_column.saturating_sub(column).max(1) } else { text.chars().count().saturating_sub(column - 1).max(1) };
+    let width = if end_line == line {
+        end_column.saturating_sub(column).max(1)
+    } else {
+        text.chars().count().saturating_sub(column - 1).max(1)
+    };
     let mut masked: Vec<char> = text.chars().collect();
     for (_, s) in concealed.iter().filter(|(k, _)| *k == source.kind) {
         let (l, c) = source.line_col(s.start);
@@ -368,5 +426,12 @@ fn locate(source: &SourceFile, path: &JsonPath, span: Span, concealed: &[(FileKi
             *ch = '*';
         }
     }
-    Location { file: source.path.clone(), line, column, path: path.to_string(), source_line: masked.into_iter().collect(), width }
+    Location {
+        file: source.path.clone(),
+        line,
+        column,
+        path: path.to_string(),
+        source_line: masked.into_iter().collect(),
+        width,
+    }
 }

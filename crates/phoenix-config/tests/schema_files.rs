@@ -1,4 +1,5 @@
-//! The schemas committed under `schema/` are exactly what the types generate; editors use them.
+//! The schemas committed under `schema/`, and the reference in `docs/reference.md`, are exactly
+//! what the types generate.
 //! After changing the model, regenerate them with `PHOENIX_BLESS=1 cargo test -p phoenix-config --test schema_files`.
 
 use std::path::Path;
@@ -7,7 +8,7 @@ use phoenix_config::FileKind;
 use phoenix_config::schema::{schema_file_name, schema_text};
 
 #[test]
-fn committed_schemas_are_up_to_date() {
+fn committed_schemas_and_reference_are_up_to_date() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schema");
     let bless = std::env::var_os("PHOENIX_BLESS").is_some();
     let mut stale = Vec::new();
@@ -22,6 +23,13 @@ fn committed_schemas_are_up_to_date() {
         if committed != generated {
             stale.push(path.display().to_string());
         }
+    }
+    let reference = dir.join("../docs/reference.md");
+    let generated = phoenix_config::schema::reference_markdown();
+    if bless {
+        std::fs::write(&reference, &generated).expect("write reference");
+    } else if std::fs::read_to_string(&reference).unwrap_or_default() != generated {
+        stale.push(reference.display().to_string());
     }
     assert!(
         stale.is_empty(),

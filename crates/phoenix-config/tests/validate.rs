@@ -78,7 +78,11 @@ fn a_valid_estate_has_every_guest_and_an_order_that_respects_edges() {
             "301": {a},
             "302": {b}
         }}}}"#,
-        t = container("tpl", "10.9.0.10/24", r#", "template": "local:vztmpl/x.tar.zst", "template_snapshot_name": "snap""#),
+        t = container(
+            "tpl",
+            "10.9.0.10/24",
+            r#", "template": "local:vztmpl/x.tar.zst", "template_snapshot_name": "snap""#
+        ),
         a = container("a", "10.9.0.11/24", r#", "clone_from_ctid": "300", "dependencies": ["302"]"#),
         b = container("b", "10.9.0.12/24", r#", "clone_from_ctid": "300""#),
     );
@@ -125,12 +129,23 @@ fn inline_secrets_are_refused_and_never_shown() {
 fn every_problem_is_reported_in_one_run() {
     let lxc = format!(
         r#"{{"lxc_configs": {{"300": {a}, "301": {b}}}}}"#,
-        a = container("a", "10.9.0.10/24", r#", "template": "local:vztmpl/x.tar.zst", "features": ["dokcer"], "swap_mb": 999999"#),
+        a = container(
+            "a",
+            "10.9.0.10/24",
+            r#", "template": "local:vztmpl/x.tar.zst", "features": ["dokcer"], "swap_mb": 999999"#
+        ),
         b = container("a", "10.9.0.10/24", r#", "clone_from_ctid": "300", "gpu_assignment": "0;1""#),
     );
     let v = run_mem(&[(FileKind::Hypervisor, HV), (FileKind::Lxc, &lxc)]);
     let found = codes(&v);
-    for expected in [Code::OutOfRange, Code::UnknownFeature, Code::CloneSource, Code::GpuAssignment, Code::DuplicateHostname, Code::DuplicateIp] {
+    for expected in [
+        Code::OutOfRange,
+        Code::UnknownFeature,
+        Code::CloneSource,
+        Code::GpuAssignment,
+        Code::DuplicateHostname,
+        Code::DuplicateIp,
+    ] {
         assert!(found.contains(&expected), "{expected:?} missing from {found:?}");
     }
 }
@@ -152,7 +167,11 @@ fn a_wrong_container_does_not_hide_problems_of_the_others() {
         b = container("b", "10.9.0.11/24", r#", "clone_from_ctid": "300", "dependencies": ["300"]"#),
     );
     let v = run_mem(&[(FileKind::Hypervisor, HV), (FileKind::Lxc, &lxc)]);
-    assert!(!codes(&v).contains(&Code::CloneSource) && !codes(&v).contains(&Code::UnknownDependency), "{:#?}", v.reports);
+    assert!(
+        !codes(&v).contains(&Code::CloneSource) && !codes(&v).contains(&Code::UnknownDependency),
+        "{:#?}",
+        v.reports
+    );
 }
 
 #[test]
@@ -168,9 +187,34 @@ fn a_missing_directory_and_a_missing_hypervisor_file_are_errors() {
 /// reached.
 fn json_value() -> impl Strategy<Value = serde_json::Value> {
     let keys = prop::sample::select(vec![
-        "lxc_configs", "100", "950", "name", "memory_mb", "cores", "network_config", "ip", "gw", "bridge", "features",
-        "clone_from_ctid", "dependencies", "template_snapshot_name", "backend", "type", "lxc", "proxmox", "bridges",
-        "shared_volumes", "mounts", "firewall", "rules", "vms", "vmid", "health_check", "services", "x",
+        "lxc_configs",
+        "100",
+        "950",
+        "name",
+        "memory_mb",
+        "cores",
+        "network_config",
+        "ip",
+        "gw",
+        "bridge",
+        "features",
+        "clone_from_ctid",
+        "dependencies",
+        "template_snapshot_name",
+        "backend",
+        "type",
+        "lxc",
+        "proxmox",
+        "bridges",
+        "shared_volumes",
+        "mounts",
+        "firewall",
+        "rules",
+        "vms",
+        "vmid",
+        "health_check",
+        "services",
+        "x",
     ]);
     let leaf = prop_oneof![
         Just(serde_json::Value::Null),
@@ -219,4 +263,18 @@ proptest! {
         let v = run_mem(&[(FileKind::Hypervisor, HV), (FileKind::Lxc, &lxc[..cut])]);
         prop_assert!(v.reports.iter().any(|r| r.code == Code::Syntax), "{:?}", v.reports);
     }
+}
+
+#[test]
+fn a_synthetic_estate_of_a_thousand_guests_is_valid() {
+    let files = phoenix_testkit::synthetic_estate(1000);
+    let mut fs = MemFs::default();
+    for (name, text) in files {
+        fs.files.insert(Path::new("/cfg").join(name), text);
+    }
+    let v = run(&fs, Path::new("/cfg"));
+    assert_eq!(v.errors(), 0, "{:#?}", v.reports.first());
+    let estate = v.estate.expect("valid");
+    assert_eq!(estate.guests.len(), 1000);
+    assert_eq!(graph::order(&estate).map(|o| o.len()), Some(1000));
 }

@@ -45,7 +45,12 @@ pub fn run(printer: &Printer, dir: &Path, args: &GraphArgs) -> Outcome {
         let nodes = estate
             .guests
             .values()
-            .map(|g| JsonNode { id: g.id, name: g.name().to_string(), kind: if g.as_lxc().is_some() { "lxc" } else { "vm" }, template: g.template_snapshot().is_some() })
+            .map(|g| JsonNode {
+                id: g.id,
+                name: g.name().to_string(),
+                kind: if g.as_lxc().is_some() { "lxc" } else { "vm" },
+                template: g.template_snapshot().is_some(),
+            })
             .collect();
         let edges = estate
             .guests

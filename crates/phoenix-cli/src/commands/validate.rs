@@ -43,7 +43,13 @@ pub fn run(printer: &Printer, dir: &Path) -> Outcome {
     let v = run_validation(dir);
     let (errors, warnings) = (v.errors(), v.warnings());
     if printer.format == OutputFormat::Json {
-        printer.json(&JsonResult { valid: errors == 0, errors, warnings, guests: v.guest_count, diagnostics: &v.reports });
+        printer.json(&JsonResult {
+            valid: errors == 0,
+            errors,
+            warnings,
+            guests: v.guest_count,
+            diagnostics: &v.reports,
+        });
         return if errors == 0 { Outcome::Success } else { Outcome::Failure };
     }
     print_diagnostics(printer, &v);
@@ -54,14 +60,18 @@ pub fn run(printer: &Printer, dir: &Path) -> Outcome {
     };
     if errors > 0 {
         let plural = if errors == 1 { "" } else { "s" };
-        printer.error_text(&format!("{ERROR}error{ERROR:#}: the configuration is invalid: {errors} error{plural}{warn_text}\n"));
+        printer.error_text(&format!(
+            "{ERROR}error{ERROR:#}: the configuration is invalid: {errors} error{plural}{warn_text}\n"
+        ));
         return Outcome::Failure;
     }
     let estate = v.estate.as_ref();
     let containers = estate.map_or(0, |e| e.guests.values().filter(|g| g.as_lxc().is_some()).count());
     let vms = v.guest_count - containers;
     if !printer.quiet {
-        printer.data(&format!("{OK}ok{OK:#}: the configuration is valid: {containers} container(s), {vms} VM(s){warn_text}\n"));
+        printer.data(&format!(
+            "{OK}ok{OK:#}: the configuration is valid: {containers} container(s), {vms} VM(s){warn_text}\n"
+        ));
     }
     Outcome::Success
 }

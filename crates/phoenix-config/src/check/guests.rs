@@ -17,8 +17,13 @@ pub(super) fn check_guest(cx: &mut Ctx<'_>, guest: &Guest) {
     let (file, base) = (guest.origin.file, &guest.origin.path);
     if !is_hostname(guest.name()) {
         cx.push(
-            Diagnostic::error(Code::InvalidValue, file, base.key("name"), format!("`name` \"{}\" is not a valid host name", guest.name()))
-                .hint("use letters, digits and `-` (not `_` or spaces), at most 63 per dot-separated label"),
+            Diagnostic::error(
+                Code::InvalidValue,
+                file,
+                base.key("name"),
+                format!("`name` \"{}\" is not a valid host name", guest.name()),
+            )
+            .hint("use letters, digits and `-` (not `_` or spaces), at most 63 per dot-separated label"),
         );
     }
     check_clone_source(cx, guest);
@@ -53,14 +58,24 @@ fn check_clone_source(cx: &mut Ctx<'_>, guest: &Guest) {
     let key = guest.clone_key();
     let path = base.key(key);
     if source == guest.id.to_string() {
-        cx.push(Diagnostic::error(Code::CloneSource, file, path, format!("{} {} is cloned from itself", guest.kind_name(), guest.id)));
+        cx.push(Diagnostic::error(
+            Code::CloneSource,
+            file,
+            path,
+            format!("{} {} is cloned from itself", guest.kind_name(), guest.id),
+        ));
         return;
     }
     let Some(src) = cx.guest_by_ref(&source) else {
         if cx.is_incomplete(&source) {
             return;
         }
-        let mut d = Diagnostic::error(Code::CloneSource, file, path, format!("`{key}` names {source}, which is not defined in any file"));
+        let mut d = Diagnostic::error(
+            Code::CloneSource,
+            file,
+            path,
+            format!("`{key}` names {source}, which is not defined in any file"),
+        );
         if let Some(h) = cx.id_suggestion(&source) {
             d = d.hint(h);
         }
@@ -83,9 +98,16 @@ fn check_clone_source(cx: &mut Ctx<'_>, guest: &Guest) {
                 Code::CloneSource,
                 file,
                 path,
-                format!("{} {source} ({}) is not a template: it has no `template_snapshot_name` to clone from", src.kind_name(), src.name()),
+                format!(
+                    "{} {source} ({}) is not a template: it has no `template_snapshot_name` to clone from",
+                    src.kind_name(),
+                    src.name()
+                ),
             )
-            .hint(format!("add \"template_snapshot_name\" to {source}, or create {} from an OS template instead", guest.id))
+            .hint(format!(
+                "add \"template_snapshot_name\" to {source}, or create {} from an OS template instead",
+                guest.id
+            ))
             .note(src_file, src_path, format!("{source} is defined here")),
         );
     }
@@ -98,13 +120,29 @@ fn check_dependencies(cx: &mut Ctx<'_>, guest: &Guest) {
         let text = dep.as_text();
         let path = base.key("dependencies").index(i);
         if !seen.insert(text.clone()) {
-            cx.push(Diagnostic::warning(Code::Conflict, file, path, format!("dependency {text} is listed twice")).hint("list each dependency once"));
+            cx.push(
+                Diagnostic::warning(Code::Conflict, file, path, format!("dependency {text} is listed twice"))
+                    .hint("list each dependency once"),
+            );
             continue;
         }
         if text == guest.id.to_string() {
-            cx.push(Diagnostic::error(Code::DependencyCycle, file, path, format!("{} {} depends on itself", guest.kind_name(), guest.id)).hint("remove it from `dependencies`"));
+            cx.push(
+                Diagnostic::error(
+                    Code::DependencyCycle,
+                    file,
+                    path,
+                    format!("{} {} depends on itself", guest.kind_name(), guest.id),
+                )
+                .hint("remove it from `dependencies`"),
+            );
         } else if cx.guest_by_ref(&text).is_none() && !cx.is_incomplete(&text) {
-            let mut d = Diagnostic::error(Code::UnknownDependency, file, path, format!("dependency {text} is not defined in any file"));
+            let mut d = Diagnostic::error(
+                Code::UnknownDependency,
+                file,
+                path,
+                format!("dependency {text} is not defined in any file"),
+            );
             if let Some(h) = cx.id_suggestion(&text) {
                 d = d.hint(h);
             }
@@ -133,11 +171,23 @@ fn check_features(cx: &mut Ctx<'_>, guest: &Guest) {
     let inherited = inherited_features(cx, guest);
     let features = guest.features();
     let lxc = guest.as_lxc();
-    let gpus = lxc.and_then(|c| c.gpu_assignment.as_deref()).map(parse_gpus).and_then(Result::ok).map_or(0, |g| g.indices.len());
+    let gpus = lxc
+        .and_then(|c| c.gpu_assignment.as_deref())
+        .map(parse_gpus)
+        .and_then(Result::ok)
+        .map_or(0, |g| g.indices.len());
     for (i, name) in features.iter().enumerate() {
         let path = base.key("features").index(i);
         if features[..i].contains(name) {
-            cx.push(Diagnostic::warning(Code::Conflict, file, path, format!("feature `{name}` is listed twice; it runs once")).hint("list each feature once"));
+            cx.push(
+                Diagnostic::warning(
+                    Code::Conflict,
+                    file,
+                    path,
+                    format!("feature `{name}` is listed twice; it runs once"),
+                )
+                .hint("list each feature once"),
+            );
             continue;
         }
         let Some(spec) = feature(name) else {
@@ -146,7 +196,10 @@ fn check_features(cx: &mut Ctx<'_>, guest: &Guest) {
                 Some(c) => format!("did you mean `{c}`?"),
                 None => format!("the known features are: {}", known.join(", ")),
             };
-            cx.push(Diagnostic::error(Code::UnknownFeature, file, path, format!("no feature library provides `{name}`")).hint(hint));
+            cx.push(
+                Diagnostic::error(Code::UnknownFeature, file, path, format!("no feature library provides `{name}`"))
+                    .hint(hint),
+            );
             continue;
         };
         for req in spec.requires {
@@ -156,21 +209,38 @@ fn check_features(cx: &mut Ctx<'_>, guest: &Guest) {
             let msg = if features[i..].iter().any(|f| f == req) {
                 format!("feature `{name}` needs `{req}` to run before it, but `{req}` comes after it")
             } else {
-                format!("feature `{name}` needs `{req}`, which neither this {} nor the template it is cloned from installs", guest.kind_name())
+                format!(
+                    "feature `{name}` needs `{req}`, which neither this {} nor the template it is cloned from installs",
+                    guest.kind_name()
+                )
             };
-            cx.push(Diagnostic::error(Code::FeatureRequirement, file, path.clone(), msg).hint(format!("put \"{req}\" before \"{name}\" in `features`, or clone from a template that has it")));
+            cx.push(
+                Diagnostic::error(Code::FeatureRequirement, file, path.clone(), msg).hint(format!(
+                    "put \"{req}\" before \"{name}\" in `features`, or clone from a template that has it"
+                )),
+            );
         }
         let Some(c) = lxc else { continue };
         if spec.needs_gpu && gpus == 0 {
             cx.push(
-                Diagnostic::error(Code::FeatureRequirement, file, path.clone(), format!("feature `{name}` needs a GPU, but the container has none assigned"))
-                    .hint("assign GPUs with \"gpu_assignment\": \"0\" (host GPU indices), or remove the feature"),
+                Diagnostic::error(
+                    Code::FeatureRequirement,
+                    file,
+                    path.clone(),
+                    format!("feature `{name}` needs a GPU, but the container has none assigned"),
+                )
+                .hint("assign GPUs with \"gpu_assignment\": \"0\" (host GPU indices), or remove the feature"),
             );
         }
         if spec.needs_nesting && !flag_on(&c.pct_options, "nesting") {
             cx.push(
-                Diagnostic::error(Code::FeatureRequirement, file, path, format!("feature `{name}` needs the container's `nesting` flag"))
-                    .hint("add \"nesting=1\" to `pct_options`"),
+                Diagnostic::error(
+                    Code::FeatureRequirement,
+                    file,
+                    path,
+                    format!("feature `{name}` needs the container's `nesting` flag"),
+                )
+                .hint("add \"nesting=1\" to `pct_options`"),
             );
         }
     }
@@ -178,31 +248,61 @@ fn check_features(cx: &mut Ctx<'_>, guest: &Guest) {
     let has = |f: &str| features.iter().any(|x| x == f) || inherited.contains(f);
     if has("vllm") {
         if c.vllm_model.is_none() {
-            cx.push(Diagnostic::error(Code::MissingField, file, base.clone(), "feature `vllm` needs `vllm_model`".to_string()).at_key().hint("add \"vllm_model\": a Hugging Face model ID, e.g. \"Qwen/Qwen2.5-7B-Instruct\""));
+            cx.push(
+                Diagnostic::error(
+                    Code::MissingField,
+                    file,
+                    base.clone(),
+                    "feature `vllm` needs `vllm_model`".to_string(),
+                )
+                .at_key()
+                .hint("add \"vllm_model\": a Hugging Face model ID, e.g. \"Qwen/Qwen2.5-7B-Instruct\""),
+            );
         }
         if let Some(tp) = c.vllm_tensor_parallel_size.filter(|&tp| tp as usize > gpus && gpus > 0) {
-            cx.push(Diagnostic::error(
-                Code::FeatureRequirement,
-                file,
-                base.key("vllm_tensor_parallel_size"),
-                format!("`vllm_tensor_parallel_size` is {tp}, but only {gpus} GPU(s) are assigned"),
-            ).hint("tensor parallelism splits the model across GPUs: use at most the number in `gpu_assignment`"));
+            cx.push(
+                Diagnostic::error(
+                    Code::FeatureRequirement,
+                    file,
+                    base.key("vllm_tensor_parallel_size"),
+                    format!("`vllm_tensor_parallel_size` is {tp}, but only {gpus} GPU(s) are assigned"),
+                )
+                .hint("tensor parallelism splits the model across GPUs: use at most the number in `gpu_assignment`"),
+            );
         }
         if c.vllm_gpu_memory_utilization.is_some_and(|u| u <= 0.0) {
-            cx.push(Diagnostic::error(Code::OutOfRange, file, base.key("vllm_gpu_memory_utilization"), "`vllm_gpu_memory_utilization` must be above 0").hint("a fraction such as 0.9"));
+            cx.push(
+                Diagnostic::error(
+                    Code::OutOfRange,
+                    file,
+                    base.key("vllm_gpu_memory_utilization"),
+                    "`vllm_gpu_memory_utilization` must be above 0",
+                )
+                .hint("a fraction such as 0.9"),
+            );
         }
     } else if let Some(key) = vllm_keys(c).first() {
         cx.push(
-            Diagnostic::warning(Code::Conflict, file, base.key(*key), format!("`{key}` is ignored: the container does not run the `vllm` feature"))
-                .at_key()
-                .hint("add \"vllm\" to `features`, or remove the vllm settings"),
+            Diagnostic::warning(
+                Code::Conflict,
+                file,
+                base.key(*key),
+                format!("`{key}` is ignored: the container does not run the `vllm` feature"),
+            )
+            .at_key()
+            .hint("add \"vllm\" to `features`, or remove the vllm settings"),
         );
     }
     if c.portainer_role.is_some_and(|r| r != crate::model::PortainerRole::None) && !has("docker") {
         cx.push(
-            Diagnostic::warning(Code::Conflict, file, base.key("portainer_role"), "`portainer_role` is ignored: the container does not run the `docker` feature")
-                .at_key()
-                .hint("add \"docker\" to `features`, or remove `portainer_role`"),
+            Diagnostic::warning(
+                Code::Conflict,
+                file,
+                base.key("portainer_role"),
+                "`portainer_role` is ignored: the container does not run the `docker` feature",
+            )
+            .at_key()
+            .hint("add \"docker\" to `features`, or remove `portainer_role`"),
         );
     }
 }
@@ -276,12 +376,20 @@ fn check_container(cx: &mut Ctx<'_>, guest: &Guest, c: &LxcConfig) {
     if let Some(g) = &c.gpu_assignment {
         let path = base.key("gpu_assignment");
         match parse_gpus(g) {
-            Err(e) => cx.push(Diagnostic::error(Code::GpuAssignment, file, path, e).hint("write \"none\", or host GPU indices separated by commas: \"0\" or \"0,1\"")),
+            Err(e) => cx.push(
+                Diagnostic::error(Code::GpuAssignment, file, path, e)
+                    .hint("write \"none\", or host GPU indices separated by commas: \"0\" or \"0,1\""),
+            ),
             Ok(gpus) if gpus.spaced => {
                 let canonical: Vec<String> = gpus.indices.iter().map(ToString::to_string).collect();
                 cx.push(
-                    Diagnostic::warning(Code::GpuAssignment, file, path, format!("\"{g}\" has spaces; read as \"{}\"", canonical.join(",")))
-                        .hint(format!("write \"{}\"", canonical.join(","))),
+                    Diagnostic::warning(
+                        Code::GpuAssignment,
+                        file,
+                        path,
+                        format!("\"{g}\" has spaces; read as \"{}\"", canonical.join(",")),
+                    )
+                    .hint(format!("write \"{}\"", canonical.join(","))),
                 );
             }
             Ok(_) => {}
@@ -300,30 +408,55 @@ fn check_container(cx: &mut Ctx<'_>, guest: &Guest, c: &LxcConfig) {
                     );
                 }
             }
-            Err(e) => cx.push(Diagnostic::error(Code::PortSyntax, file, path, e).hint("write \"host:container\", e.g. \"8000:8000\"")),
+            Err(e) => cx.push(
+                Diagnostic::error(Code::PortSyntax, file, path, e).hint("write \"host:container\", e.g. \"8000:8000\""),
+            ),
         }
     }
     // Container options.
     for (i, o) in c.pct_options.iter().enumerate() {
         let path = base.key("pct_options").index(i);
         let Some((k, v)) = o.split_once('=') else {
-            cx.push(Diagnostic::error(Code::InvalidValue, file, path, format!("\"{o}\" is not a `flag=value` container option")).hint("write flags as \"nesting=1\""));
+            cx.push(
+                Diagnostic::error(
+                    Code::InvalidValue,
+                    file,
+                    path,
+                    format!("\"{o}\" is not a `flag=value` container option"),
+                )
+                .hint("write flags as \"nesting=1\""),
+            );
             continue;
         };
         let (k, v) = (k.trim(), v.trim());
         if !CONTAINER_FLAGS.contains(&k) {
-            let hint = closest(k, CONTAINER_FLAGS.iter().copied()).map_or_else(|| format!("known flags: {}", CONTAINER_FLAGS.join(", ")), |s| format!("did you mean `{s}`?"));
-            cx.push(Diagnostic::error(Code::InvalidValue, file, path, format!("unknown container flag `{k}`")).hint(hint));
+            let hint = closest(k, CONTAINER_FLAGS.iter().copied()).map_or_else(
+                || format!("known flags: {}", CONTAINER_FLAGS.join(", ")),
+                |s| format!("did you mean `{s}`?"),
+            );
+            cx.push(
+                Diagnostic::error(Code::InvalidValue, file, path, format!("unknown container flag `{k}`")).hint(hint),
+            );
         } else if k != "mount" && v != "0" && v != "1" {
-            cx.push(Diagnostic::error(Code::InvalidValue, file, path, format!("flag `{k}` is \"{v}\"; it takes 0 or 1")));
+            cx.push(Diagnostic::error(
+                Code::InvalidValue,
+                file,
+                path,
+                format!("flag `{k}` is \"{v}\"; it takes 0 or 1"),
+            ));
         }
     }
     for (i, line) in c.lxc_options.iter().enumerate() {
         let key = line.split([':', '=']).next().unwrap_or_default().trim();
         if !key.starts_with("lxc.") || key.len() == line.len() || key.contains(char::is_whitespace) {
             cx.push(
-                Diagnostic::error(Code::InvalidValue, file, base.key("lxc_options").index(i), format!("\"{line}\" is not a raw `lxc.*` line"))
-                    .hint("raw lines look like \"lxc.cgroup2.devices.allow: c 195:* rwm\""),
+                Diagnostic::error(
+                    Code::InvalidValue,
+                    file,
+                    base.key("lxc_options").index(i),
+                    format!("\"{line}\" is not a raw `lxc.*` line"),
+                )
+                .hint("raw lines look like \"lxc.cgroup2.devices.allow: c 195:* rwm\""),
             );
         }
     }
@@ -341,11 +474,16 @@ fn check_container(cx: &mut Ctx<'_>, guest: &Guest, c: &LxcConfig) {
 
 fn unknown_storage(file: FileKind, path: JsonPath, name: &str, storage: &BTreeMap<String, String>) -> Diagnostic {
     let known: Vec<&str> = storage.keys().map(String::as_str).collect();
-    Diagnostic::error(Code::UnknownReference, file, path, format!("storage \"{name}\" is not mapped in the backend's `storage`"))
-        .hint(match closest(name, known.iter().copied()) {
-            Some(c) => format!("did you mean \"{c}\"?"),
-            None => format!("map it to a directory in `backend.storage` (known: {})", known.join(", ")),
-        })
+    Diagnostic::error(
+        Code::UnknownReference,
+        file,
+        path,
+        format!("storage \"{name}\" is not mapped in the backend's `storage`"),
+    )
+    .hint(match closest(name, known.iter().copied()) {
+        Some(c) => format!("did you mean \"{c}\"?"),
+        None => format!("map it to a directory in `backend.storage` (known: {})", known.join(", ")),
+    })
 }
 
 fn check_template(cx: &mut Ctx<'_>, file: FileKind, path: JsonPath, template: &str) {
@@ -373,7 +511,9 @@ fn check_template(cx: &mut Ctx<'_>, file: FileKind, path: JsonPath, template: &s
 
 /// Parses `"host:container"`.
 fn parse_port_pair(s: &str) -> Result<(u16, u16), String> {
-    let port = |p: &str| p.parse::<u16>().ok().filter(|n| *n > 0).ok_or_else(|| format!("\"{p}\" in \"{s}\" is not a port (1 to 65535)"));
+    let port = |p: &str| {
+        p.parse::<u16>().ok().filter(|n| *n > 0).ok_or_else(|| format!("\"{p}\" in \"{s}\" is not a port (1 to 65535)"))
+    };
     match s.split_once(':') {
         Some((h, c)) => Ok((port(h)?, port(c)?)),
         None => Err(format!("\"{s}\" is not \"host:container\"")),
@@ -386,9 +526,14 @@ fn check_id_maps(cx: &mut Ctx<'_>, file: FileKind, base: &JsonPath, c: &LxcConfi
     }
     if !c.unprivileged {
         cx.push(
-            Diagnostic::error(Code::Conflict, file, base.key("id_maps"), "`id_maps` only apply to unprivileged containers")
-                .at_key()
-                .hint("set \"unprivileged\": true, or remove `id_maps`"),
+            Diagnostic::error(
+                Code::Conflict,
+                file,
+                base.key("id_maps"),
+                "`id_maps` only apply to unprivileged containers",
+            )
+            .at_key()
+            .hint("set \"unprivileged\": true, or remove `id_maps`"),
         );
     }
     let mut ranges: Vec<(IdKind, u64, u64, usize)> = Vec::new();
@@ -396,11 +541,27 @@ fn check_id_maps(cx: &mut Ctx<'_>, file: FileKind, base: &JsonPath, c: &LxcConfi
         let path = base.key("id_maps").index(i);
         let end = u64::from(m.container_id) + u64::from(m.size);
         if end > 65536 {
-            cx.push(Diagnostic::error(Code::OutOfRange, file, path.clone(), format!("maps container IDs {} to {}, beyond 65535", m.container_id, end - 1)).hint("container IDs run from 0 to 65535"));
+            cx.push(
+                Diagnostic::error(
+                    Code::OutOfRange,
+                    file,
+                    path.clone(),
+                    format!("maps container IDs {} to {}, beyond 65535", m.container_id, end - 1),
+                )
+                .hint("container IDs run from 0 to 65535"),
+            );
         }
         for &(kind, start, stop, j) in &ranges {
             if kind == m.kind && u64::from(m.container_id) < stop && start < end {
-                cx.push(Diagnostic::error(Code::Conflict, file, path.clone(), format!("{:?} range overlaps another", m.kind).to_lowercase()).note(file, base.key("id_maps").index(j), "the other range"));
+                cx.push(
+                    Diagnostic::error(
+                        Code::Conflict,
+                        file,
+                        path.clone(),
+                        format!("{:?} range overlaps another", m.kind).to_lowercase(),
+                    )
+                    .note(file, base.key("id_maps").index(j), "the other range"),
+                );
             }
         }
         ranges.push((m.kind, u64::from(m.container_id), end, i));
@@ -431,9 +592,14 @@ fn check_vm(cx: &mut Ctx<'_>, guest: &Guest, v: &VmConfig) {
     let (file, base) = (guest.origin.file, &guest.origin.path);
     if matches!(cx.estate.hypervisor.backend, Some(Backend::Lxc(_))) {
         cx.push(
-            Diagnostic::error(Code::Backend, file, base.clone(), format!("VM {} cannot run on the local LXC backend", v.vmid))
-                .at_key()
-                .hint("the local LXC backend runs containers only; use the Proxmox backend for VMs"),
+            Diagnostic::error(
+                Code::Backend,
+                file,
+                base.clone(),
+                format!("VM {} cannot run on the local LXC backend", v.vmid),
+            )
+            .at_key()
+            .hint("the local LXC backend runs containers only; use the Proxmox backend for VMs"),
         );
     }
     let defaults = cx.estate.vm_defaults.clone().unwrap_or_default();
@@ -449,9 +615,14 @@ fn check_vm(cx: &mut Ctx<'_>, guest: &Guest, v: &VmConfig) {
     .collect();
     if !missing.is_empty() {
         cx.push(
-            Diagnostic::error(Code::MissingField, file, base.clone(), format!("VM {} has no {} (neither its own nor in `vm_defaults`)", v.vmid, missing.join(", ")))
-                .at_key()
-                .hint("give them in the VM or in `vm_defaults`"),
+            Diagnostic::error(
+                Code::MissingField,
+                file,
+                base.clone(),
+                format!("VM {} has no {} (neither its own nor in `vm_defaults`)", v.vmid, missing.join(", ")),
+            )
+            .at_key()
+            .hint("give them in the VM or in `vm_defaults`"),
         );
     }
     if v.clone_from_vmid.is_none() && v.template_image.is_none() && defaults.template.is_none() {
@@ -487,13 +658,28 @@ fn check_health_check(cx: &mut Ctx<'_>, file: FileKind, path: &JsonPath, hc: &He
     let probes = [hc.command.is_some(), hc.http.is_some(), hc.tcp.is_some()].iter().filter(|p| **p).count();
     if probes != 1 {
         let msg = if probes == 0 { "the health check has no probe" } else { "the health check gives several probes" };
-        cx.push(Diagnostic::error(Code::HealthCheck, file, path.clone(), msg).at_key().hint("give exactly one of `command`, `http` or `tcp`"));
+        cx.push(
+            Diagnostic::error(Code::HealthCheck, file, path.clone(), msg)
+                .at_key()
+                .hint("give exactly one of `command`, `http` or `tcp`"),
+        );
     }
     if hc.command.as_deref().is_some_and(|c| c.trim().is_empty()) {
-        cx.push(Diagnostic::error(Code::HealthCheck, file, path.key("command"), "the health check's `command` is empty").hint("a command run inside the guest, e.g. \"curl -fsS http://localhost:8000/health\""));
+        cx.push(
+            Diagnostic::error(Code::HealthCheck, file, path.key("command"), "the health check's `command` is empty")
+                .hint("a command run inside the guest, e.g. \"curl -fsS http://localhost:8000/health\""),
+        );
     }
     if let Some(p) = hc.http.as_ref().and_then(|h| h.path.as_deref()).filter(|p| !p.starts_with('/')) {
-        cx.push(Diagnostic::error(Code::HealthCheck, file, path.key("http").key("path"), format!("HTTP path \"{p}\" does not start with `/`")).hint(format!("write \"/{p}\"")));
+        cx.push(
+            Diagnostic::error(
+                Code::HealthCheck,
+                file,
+                path.key("http").key("path"),
+                format!("HTTP path \"{p}\" does not start with `/`"),
+            )
+            .hint(format!("write \"/{p}\"")),
+        );
     }
 }
 
@@ -511,31 +697,71 @@ fn check_guest_firewall(cx: &mut Ctx<'_>, file: FileKind, path: &JsonPath, fw: &
     }
 }
 
-const PROTOCOLS: &[&str] = &["tcp", "udp", "udplite", "sctp", "icmp", "icmpv6", "ipv6-icmp", "igmp", "gre", "esp", "ah", "ospf", "vrrp", "ipip"];
+const PROTOCOLS: &[&str] = &[
+    "tcp",
+    "udp",
+    "udplite",
+    "sctp",
+    "icmp",
+    "icmpv6",
+    "ipv6-icmp",
+    "igmp",
+    "gre",
+    "esp",
+    "ah",
+    "ospf",
+    "vrrp",
+    "ipip",
+];
 const PORT_PROTOCOLS: &[&str] = &["tcp", "udp", "udplite", "sctp"];
 
 pub(super) fn check_rule(cx: &mut Ctx<'_>, file: FileKind, path: &JsonPath, r: &FirewallRule) {
     if let Some(proto) = &r.proto {
         let numeric = proto.parse::<u8>().is_ok();
         if !numeric && !PROTOCOLS.contains(&proto.as_str()) {
-            let hint = closest(proto, PROTOCOLS.iter().copied()).map_or_else(|| format!("allowed: {}, or a protocol number", PROTOCOLS.join(", ")), |c| format!("did you mean \"{c}\"?"));
-            cx.push(Diagnostic::error(Code::Firewall, file, path.key("proto"), format!("`proto` \"{proto}\" is not a protocol the firewall knows")).hint(hint));
+            let hint = closest(proto, PROTOCOLS.iter().copied()).map_or_else(
+                || format!("allowed: {}, or a protocol number", PROTOCOLS.join(", ")),
+                |c| format!("did you mean \"{c}\"?"),
+            );
+            cx.push(
+                Diagnostic::error(
+                    Code::Firewall,
+                    file,
+                    path.key("proto"),
+                    format!("`proto` \"{proto}\" is not a protocol the firewall knows"),
+                )
+                .hint(hint),
+            );
         }
     }
     for key in ["port", "sport"] {
         let value = if key == "port" { &r.port } else { &r.sport };
         let Some(value) = value else { continue };
         if !r.proto.as_deref().is_some_and(|p| PORT_PROTOCOLS.contains(&p)) {
-            cx.push(Diagnostic::error(Code::Firewall, file, path.key(key), format!("`{key}` needs `proto` tcp, udp, udplite or sctp")).hint("add \"proto\": \"tcp\""));
+            cx.push(
+                Diagnostic::error(
+                    Code::Firewall,
+                    file,
+                    path.key(key),
+                    format!("`{key}` needs `proto` tcp, udp, udplite or sctp"),
+                )
+                .hint("add \"proto\": \"tcp\""),
+            );
         }
         if let Err(e) = parse_port_list(value) {
-            cx.push(Diagnostic::error(Code::Firewall, file, path.key(key), e).hint("write \"22\", \"8000:8010\" or \"80,443\""));
+            cx.push(
+                Diagnostic::error(Code::Firewall, file, path.key(key), e)
+                    .hint("write \"22\", \"8000:8010\" or \"80,443\""),
+            );
         }
     }
     for key in ["source", "dest"] {
         let value = if key == "source" { &r.source } else { &r.dest };
         if let Some(Err(e)) = value.as_deref().map(check_address_spec) {
-            cx.push(Diagnostic::error(Code::InvalidAddress, file, path.key(key), e).hint("an address, CIDR, range \"a-b\", alias name or IP set \"+name\""));
+            cx.push(
+                Diagnostic::error(Code::InvalidAddress, file, path.key(key), e)
+                    .hint("an address, CIDR, range \"a-b\", alias name or IP set \"+name\""),
+            );
         }
     }
 }
@@ -583,16 +809,40 @@ fn check_services(cx: &mut Ctx<'_>, file: FileKind, path: &JsonPath, services: &
     for (i, s) in services.iter().enumerate() {
         let p = path.index(i);
         if let Some(first) = names.insert(s.name.as_str(), i) {
-            cx.push(Diagnostic::error(Code::Gateway, file, p.key("name"), format!("service name \"{}\" is used twice in this guest", s.name)).note(file, path.index(first), "first used here"));
+            cx.push(
+                Diagnostic::error(
+                    Code::Gateway,
+                    file,
+                    p.key("name"),
+                    format!("service name \"{}\" is used twice in this guest", s.name),
+                )
+                .note(file, path.index(first), "first used here"),
+            );
         }
         if s.path.is_none() && s.host.is_none() {
-            cx.push(Diagnostic::error(Code::Gateway, file, p.clone(), format!("service \"{}\" has no route", s.name)).hint("give a `path` prefix (\"/qdrant/\"), a `host` name, or both"));
+            cx.push(
+                Diagnostic::error(Code::Gateway, file, p.clone(), format!("service \"{}\" has no route", s.name))
+                    .hint("give a `path` prefix (\"/qdrant/\"), a `host` name, or both"),
+            );
         }
         if let Some(route) = s.path.as_deref().filter(|r| !r.starts_with('/')) {
-            cx.push(Diagnostic::error(Code::Gateway, file, p.key("path"), format!("path \"{route}\" does not start with `/`")).hint(format!("write \"/{route}\"")));
+            cx.push(
+                Diagnostic::error(
+                    Code::Gateway,
+                    file,
+                    p.key("path"),
+                    format!("path \"{route}\" does not start with `/`"),
+                )
+                .hint(format!("write \"/{route}\"")),
+            );
         }
         if let Some(host) = s.host.as_deref().filter(|h| !is_hostname(h)) {
-            cx.push(Diagnostic::error(Code::Gateway, file, p.key("host"), format!("\"{host}\" is not a valid host name")));
+            cx.push(Diagnostic::error(
+                Code::Gateway,
+                file,
+                p.key("host"),
+                format!("\"{host}\" is not a valid host name"),
+            ));
         }
     }
 }

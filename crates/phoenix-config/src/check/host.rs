@@ -31,9 +31,20 @@ pub(super) fn check_host(cx: &mut Ctx<'_>) {
             let base = JsonPath::root().key("nfs").key("exports").index(i);
             cx.require_absolute(HV, base.key("path"), "export path", &e.path);
             for (j, client) in e.clients.iter().enumerate() {
-                let ok = client == "*" || crate::net::Cidr::parse(client).is_ok() || crate::net::parse_ipv4(client).is_ok() || is_hostname(client.trim_start_matches("*."));
+                let ok = client == "*"
+                    || crate::net::Cidr::parse(client).is_ok()
+                    || crate::net::parse_ipv4(client).is_ok()
+                    || is_hostname(client.trim_start_matches("*."));
                 if !ok {
-                    cx.push(Diagnostic::error(Code::InvalidAddress, HV, base.key("clients").index(j), format!("\"{client}\" is not an NFS client")).hint("an address, a CIDR, a host name, or \"*\""));
+                    cx.push(
+                        Diagnostic::error(
+                            Code::InvalidAddress,
+                            HV,
+                            base.key("clients").index(j),
+                            format!("\"{client}\" is not an NFS client"),
+                        )
+                        .hint("an address, a CIDR, a host name, or \"*\""),
+                    );
                 }
             }
         }
@@ -44,14 +55,31 @@ pub(super) fn check_host(cx: &mut Ctx<'_>) {
             let base = JsonPath::root().key("samba").key("shares").index(i);
             cx.require_absolute(HV, base.key("path"), "share path", &s.path);
             if let Some(first) = names.insert(s.name.to_ascii_lowercase(), i) {
-                cx.push(Diagnostic::error(Code::Conflict, HV, base.key("name"), format!("share name \"{}\" is used twice", s.name)).note(HV, JsonPath::root().key("samba").key("shares").index(first), "first used here"));
+                cx.push(
+                    Diagnostic::error(
+                        Code::Conflict,
+                        HV,
+                        base.key("name"),
+                        format!("share name \"{}\" is used twice", s.name),
+                    )
+                    .note(
+                        HV,
+                        JsonPath::root().key("samba").key("shares").index(first),
+                        "first used here",
+                    ),
+                );
             }
         }
         if !samba.shares.is_empty() && samba.user.is_some() && samba.password.is_none() {
             cx.push(
-                Diagnostic::warning(Code::Conflict, HV, JsonPath::root().key("samba"), "the Samba user has no `password`; it will not be able to log in")
-                    .at_key()
-                    .hint("give \"password\": a secret reference such as \"env:SAMBA_PASSWORD\""),
+                Diagnostic::warning(
+                    Code::Conflict,
+                    HV,
+                    JsonPath::root().key("samba"),
+                    "the Samba user has no `password`; it will not be able to log in",
+                )
+                .at_key()
+                .hint("give \"password\": a secret reference such as \"env:SAMBA_PASSWORD\""),
             );
         }
     }
@@ -87,9 +115,14 @@ fn check_mount_paths(cx: &mut Ctx<'_>) {
             cx.push(Diagnostic::error(Code::Mount, file, path, "nothing may be mounted over the container's root `/`"));
         } else if let Some((f, p)) = mounts.get(&key) {
             cx.push(
-                Diagnostic::error(Code::Mount, file, path, format!("container {id} already has something mounted at {inside}"))
-                    .hint("two mounts at one path hide each other: pick another path")
-                    .note(*f, p.clone(), "the other mount"),
+                Diagnostic::error(
+                    Code::Mount,
+                    file,
+                    path,
+                    format!("container {id} already has something mounted at {inside}"),
+                )
+                .hint("two mounts at one path hide each other: pick another path")
+                .note(*f, p.clone(), "the other mount"),
             );
         } else {
             mounts.insert(key, (file, path));
@@ -111,26 +144,60 @@ fn check_mount_paths(cx: &mut Ctx<'_>) {
         let base = JsonPath::root().key("shared_volumes").key(name);
         cx.require_absolute(HV, base.key("host_path"), "host_path", &vol.host_path);
         if let Some(owner) = &vol.owner {
-            let valid = owner.split(':').count() <= 2 && owner.split(':').all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'));
+            let valid = owner.split(':').count() <= 2
+                && owner
+                    .split(':')
+                    .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'));
             if !valid {
-                cx.push(Diagnostic::error(Code::InvalidValue, HV, base.key("owner"), format!("owner \"{owner}\" is not `UID:GID` or `user:group`")).hint("e.g. \"100000:100000\" or \"phoenix:phoenix\""));
+                cx.push(
+                    Diagnostic::error(
+                        Code::InvalidValue,
+                        HV,
+                        base.key("owner"),
+                        format!("owner \"{owner}\" is not `UID:GID` or `user:group`"),
+                    )
+                    .hint("e.g. \"100000:100000\" or \"phoenix:phoenix\""),
+                );
             }
         }
         if vol.mounts.is_empty() {
-            cx.push(Diagnostic::warning(Code::Mount, HV, base.key("mounts"), format!("shared volume \"{name}\" is mounted nowhere")).hint("add container IDs to `mounts`, or remove the volume"));
+            cx.push(
+                Diagnostic::warning(
+                    Code::Mount,
+                    HV,
+                    base.key("mounts"),
+                    format!("shared volume \"{name}\" is mounted nowhere"),
+                )
+                .hint("add container IDs to `mounts`, or remove the volume"),
+            );
         }
         for (ct, inside) in &vol.mounts {
             let path = base.key("mounts").key(ct);
             match cx.guest_by_ref(ct).map(|g| (g.id, g.as_lxc().is_some())) {
                 None if cx.is_incomplete(ct) => {}
                 None => {
-                    let mut d = Diagnostic::error(Code::Mount, HV, path, format!("shared volume \"{name}\" is mounted into container {ct}, which is not defined")).at_key();
+                    let mut d = Diagnostic::error(
+                        Code::Mount,
+                        HV,
+                        path,
+                        format!("shared volume \"{name}\" is mounted into container {ct}, which is not defined"),
+                    )
+                    .at_key();
                     if let Some(h) = cx.id_suggestion(ct) {
                         d = d.hint(h);
                     }
                     cx.push(d);
                 }
-                Some((id, false)) => cx.push(Diagnostic::error(Code::Mount, HV, path, format!("{id} is a VM; shared volumes are bind-mounted into containers only")).at_key().hint("share with VMs over NFS (`nfs.exports`)")),
+                Some((id, false)) => cx.push(
+                    Diagnostic::error(
+                        Code::Mount,
+                        HV,
+                        path,
+                        format!("{id} is a VM; shared volumes are bind-mounted into containers only"),
+                    )
+                    .at_key()
+                    .hint("share with VMs over NFS (`nfs.exports`)"),
+                ),
                 Some((id, true)) => {
                     if cx.require_absolute(HV, path.clone(), "mount path", inside) {
                         add(cx, id, inside, HV, path);
@@ -147,7 +214,12 @@ fn check_zfs(cx: &mut Ctx<'_>) {
     for (i, p) in zfs.pools.iter().enumerate() {
         let base = JsonPath::root().key("zfs").key("pools").index(i);
         if pools.insert(p.name.clone(), i).is_some() {
-            cx.push(Diagnostic::error(Code::Conflict, HV, base.key("name"), format!("pool \"{}\" is defined twice", p.name)));
+            cx.push(Diagnostic::error(
+                Code::Conflict,
+                HV,
+                base.key("name"),
+                format!("pool \"{}\" is defined twice", p.name),
+            ));
         }
         let (min, level) = match p.raid_level {
             RaidLevel::Single => (1, "single"),
@@ -157,16 +229,34 @@ fn check_zfs(cx: &mut Ctx<'_>) {
             RaidLevel::Raidz3 => (5, "RAIDZ3"),
         };
         if p.disks.len() < min {
-            cx.push(Diagnostic::error(Code::InvalidValue, HV, base.key("disks"), format!("a {level} pool needs at least {min} disk(s), \"{}\" has {}", p.name, p.disks.len())));
+            cx.push(Diagnostic::error(
+                Code::InvalidValue,
+                HV,
+                base.key("disks"),
+                format!("a {level} pool needs at least {min} disk(s), \"{}\" has {}", p.name, p.disks.len()),
+            ));
         }
         if p.raid_level == RaidLevel::Single && p.disks.len() > 1 {
-            cx.push(Diagnostic::warning(Code::Conflict, HV, base.key("raid_level"), format!("a single pool over {} disks stripes them: losing one loses the pool", p.disks.len())).hint("use \"mirror\" or \"RAIDZ1\" for redundancy"));
+            cx.push(
+                Diagnostic::warning(
+                    Code::Conflict,
+                    HV,
+                    base.key("raid_level"),
+                    format!("a single pool over {} disks stripes them: losing one loses the pool", p.disks.len()),
+                )
+                .hint("use \"mirror\" or \"RAIDZ1\" for redundancy"),
+            );
         }
         for (j, d) in p.disks.iter().enumerate() {
             if !d.starts_with("/dev/disk/by-") {
                 cx.push(
-                    Diagnostic::warning(Code::InvalidValue, HV, base.key("disks").index(j), format!("\"{d}\" can name another disk after a reboot"))
-                        .hint("use a stable path from /dev/disk/by-id/"),
+                    Diagnostic::warning(
+                        Code::InvalidValue,
+                        HV,
+                        base.key("disks").index(j),
+                        format!("\"{d}\" can name another disk after a reboot"),
+                    )
+                    .hint("use a stable path from /dev/disk/by-id/"),
                 );
             }
         }
@@ -175,11 +265,30 @@ fn check_zfs(cx: &mut Ctx<'_>) {
         let base = JsonPath::root().key("zfs").key("datasets").index(i);
         if !pools.contains_key(&ds.pool) {
             let known: Vec<&str> = pools.keys().map(String::as_str).collect();
-            cx.push(Diagnostic::error(Code::UnknownReference, HV, base.key("pool"), format!("pool \"{}\" is not in `zfs.pools`", ds.pool)).hint(format!("defined pools: {}", known.join(", "))));
+            cx.push(
+                Diagnostic::error(
+                    Code::UnknownReference,
+                    HV,
+                    base.key("pool"),
+                    format!("pool \"{}\" is not in `zfs.pools`", ds.pool),
+                )
+                .hint(format!("defined pools: {}", known.join(", "))),
+            );
         }
         if let Some(props) = &ds.properties {
-            if props.split(',').any(|kv| kv.split_once('=').is_none_or(|(k, v)| k.trim().is_empty() || v.trim().is_empty())) {
-                cx.push(Diagnostic::error(Code::InvalidValue, HV, base.key("properties"), format!("\"{props}\" is not `key=value,key=value`")).hint("e.g. \"compression=lz4,recordsize=1M\""));
+            if props
+                .split(',')
+                .any(|kv| kv.split_once('=').is_none_or(|(k, v)| k.trim().is_empty() || v.trim().is_empty()))
+            {
+                cx.push(
+                    Diagnostic::error(
+                        Code::InvalidValue,
+                        HV,
+                        base.key("properties"),
+                        format!("\"{props}\" is not `key=value,key=value`"),
+                    )
+                    .hint("e.g. \"compression=lz4,recordsize=1M\""),
+                );
             }
         }
     }
@@ -197,11 +306,17 @@ fn check_backend(cx: &mut Ctx<'_>) {
             }
         }
         Some(Backend::Proxmox(p)) => {
-            let url_ok = p.api_url.strip_prefix("https://").is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'));
+            let url_ok =
+                p.api_url.strip_prefix("https://").is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'));
             if !url_ok {
                 cx.push(
-                    Diagnostic::error(Code::Backend, HV, base.key("api_url"), format!("\"{}\" is not an https:// URL", p.api_url))
-                        .hint("the Proxmox API speaks HTTPS only, e.g. \"https://pve1.lab.example:8006\""),
+                    Diagnostic::error(
+                        Code::Backend,
+                        HV,
+                        base.key("api_url"),
+                        format!("\"{}\" is not an https:// URL", p.api_url),
+                    )
+                    .hint("the Proxmox API speaks HTTPS only, e.g. \"https://pve1.lab.example:8006\""),
                 );
             }
             if p.via == ApiRoute::Api && p.token.is_none() && p.root_ticket.is_none() {
@@ -214,11 +329,27 @@ fn check_backend(cx: &mut Ctx<'_>) {
             if let Some(tls) = &p.tls {
                 let tls_path = base.key("tls");
                 if tls.ca_file.is_some() && tls.fingerprint.is_some() {
-                    cx.push(Diagnostic::error(Code::Conflict, HV, tls_path.clone(), "give `ca_file` or `fingerprint`, not both").at_key());
+                    cx.push(
+                        Diagnostic::error(
+                            Code::Conflict,
+                            HV,
+                            tls_path.clone(),
+                            "give `ca_file` or `fingerprint`, not both",
+                        )
+                        .at_key(),
+                    );
                 }
                 if tls.insecure {
                     if tls.ca_file.is_some() || tls.fingerprint.is_some() {
-                        cx.push(Diagnostic::error(Code::Conflict, HV, tls_path.key("insecure"), "`insecure` turns off the verification `ca_file` or `fingerprint` asks for").at_key());
+                        cx.push(
+                            Diagnostic::error(
+                                Code::Conflict,
+                                HV,
+                                tls_path.key("insecure"),
+                                "`insecure` turns off the verification `ca_file` or `fingerprint` asks for",
+                            )
+                            .at_key(),
+                        );
                     } else {
                         cx.push(
                             Diagnostic::warning(Code::Backend, HV, tls_path.key("insecure"), "TLS certificate verification is off: anyone on the network path can read the API token")
@@ -233,7 +364,8 @@ fn check_backend(cx: &mut Ctx<'_>) {
             }
             if let Some(ssh) = &p.ssh {
                 let ssh_path = base.key("ssh");
-                for (key, value) in [("identity_file", &ssh.identity_file), ("known_hosts_file", &ssh.known_hosts_file)] {
+                for (key, value) in [("identity_file", &ssh.identity_file), ("known_hosts_file", &ssh.known_hosts_file)]
+                {
                     if let Some(v) = value {
                         cx.require_file(HV, ssh_path.key(key), key, v);
                     }
@@ -256,7 +388,9 @@ fn check_backend(cx: &mut Ctx<'_>) {
 
 fn check_gateway(cx: &mut Ctx<'_>) {
     // Routes must be unique across guests.
-    let mut routes: BTreeMap<(Option<String>, Option<String>), (FileKind, JsonPath, GuestId)> = BTreeMap::new();
+    // (host, path) of each route → the first service that has it.
+    type Route = (Option<String>, Option<String>);
+    let mut routes: BTreeMap<Route, (FileKind, JsonPath, GuestId)> = BTreeMap::new();
     let mut wants_tls = None;
     for g in cx.estate.guests.values() {
         let services = match &g.spec {
@@ -271,9 +405,14 @@ fn check_gateway(cx: &mut Ctx<'_>) {
             let key = (s.host.clone(), s.path.clone());
             if let Some((f, p, other)) = routes.get(&key) {
                 cx.push(
-                    Diagnostic::error(Code::Gateway, g.origin.file, path, format!("service \"{}\" has the same route as a service of guest {other}", s.name))
-                        .hint("give each service its own `path` or `host`")
-                        .note(*f, p.clone(), "the other service"),
+                    Diagnostic::error(
+                        Code::Gateway,
+                        g.origin.file,
+                        path,
+                        format!("service \"{}\" has the same route as a service of guest {other}", s.name),
+                    )
+                    .hint("give each service its own `path` or `host`")
+                    .note(*f, p.clone(), "the other service"),
                 );
             } else {
                 routes.insert(key, (g.origin.file, path, g.id));
@@ -283,8 +422,13 @@ fn check_gateway(cx: &mut Ctx<'_>) {
     let Some(gw) = &cx.estate.hypervisor.gateway else {
         if let Some((_, (f, p, _))) = routes.iter().next() {
             cx.push(
-                Diagnostic::warning(Code::Gateway, *f, p.clone(), "guests declare services, but there is no `gateway` to route them")
-                    .hint("add \"gateway\": {\"guest\": \"<container ID running NGINX>\"} to the hypervisor file"),
+                Diagnostic::warning(
+                    Code::Gateway,
+                    *f,
+                    p.clone(),
+                    "guests declare services, but there is no `gateway` to route them",
+                )
+                .hint("add \"gateway\": {\"guest\": \"<container ID running NGINX>\"} to the hypervisor file"),
             );
         }
         return;
@@ -293,8 +437,16 @@ fn check_gateway(cx: &mut Ctx<'_>) {
     let id = gw.guest.as_text();
     match cx.guest_by_ref(&id) {
         None if cx.is_incomplete(&id) => {}
-        None => cx.push(Diagnostic::error(Code::Gateway, HV, base.key("guest"), format!("gateway guest {id} is not defined")).hint(cx.id_suggestion(&id).unwrap_or_else(|| "name the container that runs NGINX".to_string()))),
-        Some(g) if g.as_lxc().is_none() => cx.push(Diagnostic::error(Code::Gateway, HV, base.key("guest"), format!("gateway guest {id} is a VM; the gateway runs in a container"))),
+        None => cx.push(
+            Diagnostic::error(Code::Gateway, HV, base.key("guest"), format!("gateway guest {id} is not defined"))
+                .hint(cx.id_suggestion(&id).unwrap_or_else(|| "name the container that runs NGINX".to_string())),
+        ),
+        Some(g) if g.as_lxc().is_none() => cx.push(Diagnostic::error(
+            Code::Gateway,
+            HV,
+            base.key("guest"),
+            format!("gateway guest {id} is a VM; the gateway runs in a container"),
+        )),
         Some(_) => {}
     }
     if let Some(cert) = &gw.tls_certificate_file {
@@ -302,8 +454,13 @@ fn check_gateway(cx: &mut Ctx<'_>) {
     }
     if let Some((f, p)) = wants_tls.filter(|_| gw.tls_certificate_file.is_none() || gw.tls_key.is_none()) {
         cx.push(
-            Diagnostic::error(Code::Gateway, f, p, "a service asks for TLS, but the gateway has no certificate and key")
-                .hint("give `gateway.tls_certificate_file` and `gateway.tls_key` (a secret reference)"),
+            Diagnostic::error(
+                Code::Gateway,
+                f,
+                p,
+                "a service asks for TLS, but the gateway has no certificate and key",
+            )
+            .hint("give `gateway.tls_certificate_file` and `gateway.tls_key` (a secret reference)"),
         );
     }
 }

@@ -91,7 +91,9 @@ impl<'a> Ctx<'a> {
     /// A hint naming the closest existing guest ID, if one is close.
     fn id_suggestion(&self, text: &str) -> Option<String> {
         let ids: Vec<String> = self.estate.guests.keys().map(ToString::to_string).collect();
-        closest(text, ids.iter().map(String::as_str)).map(|c| format!("did you mean {c} ({})?", self.estate.guests[&c.parse::<GuestId>().unwrap_or_default()].name()))
+        closest(text, ids.iter().map(String::as_str)).map(|c| {
+            format!("did you mean {c} ({})?", self.estate.guests[&c.parse::<GuestId>().unwrap_or_default()].name())
+        })
     }
 
     /// Reports a path that must be absolute.
@@ -110,10 +112,17 @@ impl<'a> Ctx<'a> {
     fn require_file(&mut self, file: FileKind, path: JsonPath, what: &str, value: &str) {
         let resolved = self.sources.resolve(value);
         if !self.fs.is_file(&resolved) {
-            let looked = if resolved.as_os_str() == value { String::new() } else { format!(" (looked for {})", resolved.display()) };
-            self.push(Diagnostic::error(Code::FileNotFound, file, path, format!("{what} \"{value}\" does not exist{looked}")).hint(
-                "relative paths are read from the configuration directory; check the name, or create the file",
-            ));
+            let looked = if resolved.as_os_str() == value {
+                String::new()
+            } else {
+                format!(" (looked for {})", resolved.display())
+            };
+            self.push(
+                Diagnostic::error(Code::FileNotFound, file, path, format!("{what} \"{value}\" does not exist{looked}"))
+                    .hint(
+                        "relative paths are read from the configuration directory; check the name, or create the file",
+                    ),
+            );
         }
     }
 }

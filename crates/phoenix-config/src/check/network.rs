@@ -39,7 +39,8 @@ fn bridge_subnets(cx: &mut Ctx<'_>) -> BTreeMap<String, Subnet> {
                 Err(e) => cx.push(Diagnostic::error(Code::InvalidAddress, file, base.key("address"), e)),
             }
             if let Some(dns) = &iface.dns_nameservers {
-                let list: Vec<&str> = dns.as_slice().iter().flat_map(|s| s.split([' ', ','])).filter(|s| !s.is_empty()).collect();
+                let list: Vec<&str> =
+                    dns.as_slice().iter().flat_map(|s| s.split([' ', ','])).filter(|s| !s.is_empty()).collect();
                 for ns in list {
                     if let Err(e) = parse_ipv4(ns) {
                         cx.push(Diagnostic::error(Code::InvalidAddress, file, base.key("dns_nameservers"), e));
@@ -56,8 +57,17 @@ fn bridge_subnets(cx: &mut Ctx<'_>) -> BTreeMap<String, Subnet> {
                     out.insert(name.clone(), Subnet { cidr, file, path });
                 }
                 Ok(cidr) => cx.push(
-                    Diagnostic::error(Code::InvalidAddress, file, path, format!("{cidr} is the subnet's network or broadcast address, not a host address"))
-                        .hint(format!("give the host's own address on the bridge, e.g. \"{}/{}\"", Ipv4Addr::from(u32::from(cidr.network()) + 1), cidr.prefix)),
+                    Diagnostic::error(
+                        Code::InvalidAddress,
+                        file,
+                        path,
+                        format!("{cidr} is the subnet's network or broadcast address, not a host address"),
+                    )
+                    .hint(format!(
+                        "give the host's own address on the bridge, e.g. \"{}/{}\"",
+                        Ipv4Addr::from(u32::from(cidr.network()) + 1),
+                        cidr.prefix
+                    )),
                 ),
                 Err(e) => cx.push(Diagnostic::error(Code::InvalidAddress, file, path, e)),
             }
@@ -69,8 +79,13 @@ fn bridge_subnets(cx: &mut Ctx<'_>) -> BTreeMap<String, Subnet> {
 fn check_gateway(cx: &mut Ctx<'_>, file: FileKind, path: JsonPath, gw: &str, subnet: Cidr, whose: &str) {
     match parse_ipv4(gw) {
         Ok(ip) if !subnet.contains(ip) => cx.push(
-            Diagnostic::error(Code::OutsideSubnet, file, path, format!("gateway {ip} is outside {whose}'s subnet {}", subnet.subnet()))
-                .hint("a gateway must be reachable directly: pick an address inside the subnet"),
+            Diagnostic::error(
+                Code::OutsideSubnet,
+                file,
+                path,
+                format!("gateway {ip} is outside {whose}'s subnet {}", subnet.subnet()),
+            )
+            .hint("a gateway must be reachable directly: pick an address inside the subnet"),
         ),
         Ok(ip) if ip == subnet.addr && !whose.starts_with("bridge") => {
             cx.push(Diagnostic::error(Code::Conflict, file, path, format!("gateway {ip} is {whose}'s own address")));
@@ -141,7 +156,10 @@ pub(super) fn check_addresses(cx: &mut Ctx<'_>) {
     let estate = cx.estate;
     let mut ips: BTreeMap<Ipv4Addr, FirstUse> = BTreeMap::new();
     for s in bridges.values() {
-        ips.insert(s.cidr.addr, FirstUse { file: s.file, path: s.path.clone(), what: "the host's address on the bridge".to_string() });
+        ips.insert(
+            s.cidr.addr,
+            FirstUse { file: s.file, path: s.path.clone(), what: "the host's address on the bridge".to_string() },
+        );
     }
     let mut macs: BTreeMap<String, FirstUse> = BTreeMap::new();
     let mut names: BTreeMap<String, FirstUse> = BTreeMap::new();
@@ -151,9 +169,14 @@ pub(super) fn check_addresses(cx: &mut Ctx<'_>) {
         let name_path = g.origin.path.key("name");
         if let Some(first) = names.get(&g.name().to_ascii_lowercase()) {
             cx.push(
-                Diagnostic::error(Code::DuplicateHostname, file, name_path, format!("host name \"{}\" is also used by {}", g.name(), first.what))
-                    .hint("give every guest its own host name")
-                    .note(first.file, first.path.clone(), "first used here"),
+                Diagnostic::error(
+                    Code::DuplicateHostname,
+                    file,
+                    name_path,
+                    format!("host name \"{}\" is also used by {}", g.name(), first.what),
+                )
+                .hint("give every guest its own host name")
+                .note(first.file, first.path.clone(), "first used here"),
             );
         } else {
             names.insert(g.name().to_ascii_lowercase(), FirstUse { file, path: name_path, what: who.clone() });
@@ -170,9 +193,14 @@ pub(super) fn check_addresses(cx: &mut Ctx<'_>) {
             }
             if let Some(first) = macs.get(&lower) {
                 cx.push(
-                    Diagnostic::error(Code::DuplicateMac, file, mac_path, format!("MAC address {mac} is also used by {}", first.what))
-                        .hint("every interface needs its own MAC address; leave `mac_address` out to have one generated")
-                        .note(first.file, first.path.clone(), "first used here"),
+                    Diagnostic::error(
+                        Code::DuplicateMac,
+                        file,
+                        mac_path,
+                        format!("MAC address {mac} is also used by {}", first.what),
+                    )
+                    .hint("every interface needs its own MAC address; leave `mac_address` out to have one generated")
+                    .note(first.file, first.path.clone(), "first used here"),
                 );
             } else {
                 macs.insert(lower, FirstUse { file, path: mac_path, what: who.clone() });
@@ -189,10 +217,16 @@ pub(super) fn check_addresses(cx: &mut Ctx<'_>) {
         if let (Some(bridge), Some(Backend::Lxc(lxc))) = (net.bridge, &estate.hypervisor.backend) {
             if !lxc.bridges.contains_key(bridge) {
                 let known: Vec<&str> = lxc.bridges.keys().map(String::as_str).collect();
-                let bridge_path = if net.bridge_key == "bridge" { net.path.key("bridge") } else { g.origin.path.key(net.bridge_key) };
+                let bridge_path =
+                    if net.bridge_key == "bridge" { net.path.key("bridge") } else { g.origin.path.key(net.bridge_key) };
                 cx.push(
-                    Diagnostic::error(Code::UnknownReference, file, bridge_path, format!("bridge \"{bridge}\" is not in the backend's `bridges`"))
-                        .hint(format!("map it in `backend.bridges` (known: {})", known.join(", "))),
+                    Diagnostic::error(
+                        Code::UnknownReference,
+                        file,
+                        bridge_path,
+                        format!("bridge \"{bridge}\" is not in the backend's `bridges`"),
+                    )
+                    .hint(format!("map it in `backend.bridges` (known: {})", known.join(", "))),
                 );
             }
         }
@@ -210,8 +244,17 @@ pub(super) fn check_addresses(cx: &mut Ctx<'_>) {
             (None, Some(pool)) if !pools.contains_key(pool) => {
                 let known: Vec<&str> = pools.keys().map(String::as_str).collect();
                 cx.push(
-                    Diagnostic::error(Code::UnknownReference, file, net.path.key("ip_pool"), format!("address pool \"{pool}\" is not defined"))
-                        .hint(if known.is_empty() { "define it in `ip_pools` of the hypervisor file".to_string() } else { format!("defined pools: {}", known.join(", ")) }),
+                    Diagnostic::error(
+                        Code::UnknownReference,
+                        file,
+                        net.path.key("ip_pool"),
+                        format!("address pool \"{pool}\" is not defined"),
+                    )
+                    .hint(if known.is_empty() {
+                        "define it in `ip_pools` of the hypervisor file".to_string()
+                    } else {
+                        format!("defined pools: {}", known.join(", "))
+                    }),
                 );
             }
             _ => {}
@@ -221,44 +264,87 @@ pub(super) fn check_addresses(cx: &mut Ctx<'_>) {
         let cidr = match Cidr::parse(ip_text) {
             Ok(c) => c,
             Err(e) => {
-                cx.push(Diagnostic::error(Code::InvalidAddress, file, ip_path, e).hint("write an IPv4 address with its prefix length, e.g. \"10.0.0.50/24\", or \"dhcp\""));
+                cx.push(
+                    Diagnostic::error(Code::InvalidAddress, file, ip_path, e)
+                        .hint("write an IPv4 address with its prefix length, e.g. \"10.0.0.50/24\", or \"dhcp\""),
+                );
                 continue;
             }
         };
         if !cidr.is_host_address() {
-            cx.push(Diagnostic::error(Code::InvalidAddress, file, ip_path.clone(), format!("{cidr} is the network or broadcast address of its subnet")).hint("pick a host address inside the subnet"));
+            cx.push(
+                Diagnostic::error(
+                    Code::InvalidAddress,
+                    file,
+                    ip_path.clone(),
+                    format!("{cidr} is the network or broadcast address of its subnet"),
+                )
+                .hint("pick a host address inside the subnet"),
+            );
         }
         if let Some(s) = subnet {
             if !s.cidr.contains(cidr.addr) {
                 cx.push(
-                    Diagnostic::error(Code::OutsideSubnet, file, ip_path.clone(), format!("{} is outside bridge {}'s subnet {}", cidr.addr, net.bridge.unwrap_or_default(), s.cidr.subnet()))
-                        .note(s.file, s.path.clone(), "the bridge's subnet is defined here"),
+                    Diagnostic::error(
+                        Code::OutsideSubnet,
+                        file,
+                        ip_path.clone(),
+                        format!(
+                            "{} is outside bridge {}'s subnet {}",
+                            cidr.addr,
+                            net.bridge.unwrap_or_default(),
+                            s.cidr.subnet()
+                        ),
+                    )
+                    .note(s.file, s.path.clone(), "the bridge's subnet is defined here"),
                 );
             } else if s.cidr.prefix != cidr.prefix {
                 cx.push(
-                    Diagnostic::warning(Code::OutsideSubnet, file, ip_path.clone(), format!("prefix /{} differs from bridge {}'s /{}; the bridge's is assumed", cidr.prefix, net.bridge.unwrap_or_default(), s.cidr.prefix))
-                        .hint(format!("write \"{}/{}\"", cidr.addr, s.cidr.prefix)),
+                    Diagnostic::warning(
+                        Code::OutsideSubnet,
+                        file,
+                        ip_path.clone(),
+                        format!(
+                            "prefix /{} differs from bridge {}'s /{}; the bridge's is assumed",
+                            cidr.prefix,
+                            net.bridge.unwrap_or_default(),
+                            s.cidr.prefix
+                        ),
+                    )
+                    .hint(format!("write \"{}/{}\"", cidr.addr, s.cidr.prefix)),
                 );
             }
         }
         for (name, (range, pool_path)) in &pools {
             if (u32::from(range.0)..=u32::from(range.1)).contains(&u32::from(cidr.addr)) {
                 cx.push(
-                    Diagnostic::error(Code::Conflict, file, ip_path.clone(), format!("{} is inside the range of address pool \"{name}\", which may hand it to another guest", cidr.addr))
-                        .hint("pick a static address outside every pool's range")
-                        .note(FileKind::Hypervisor, pool_path.clone(), "the pool's range"),
+                    Diagnostic::error(
+                        Code::Conflict,
+                        file,
+                        ip_path.clone(),
+                        format!(
+                            "{} is inside the range of address pool \"{name}\", which may hand it to another guest",
+                            cidr.addr
+                        ),
+                    )
+                    .hint("pick a static address outside every pool's range")
+                    .note(FileKind::Hypervisor, pool_path.clone(), "the pool's range"),
                 );
             }
         }
-        match net.gw {
-            Some(gw) => check_gateway(cx, file, net.path.key("gw"), gw, cidr, &format!("the {}", g.kind_name())),
-            None => {}
+        if let Some(gw) = net.gw {
+            check_gateway(cx, file, net.path.key("gw"), gw, cidr, &format!("the {}", g.kind_name()));
         }
         if let Some(first) = ips.get(&cidr.addr) {
             cx.push(
-                Diagnostic::error(Code::DuplicateIp, file, ip_path, format!("{} is also used by {}", cidr.addr, first.what))
-                    .hint("every guest needs its own address")
-                    .note(first.file, first.path.clone(), "first used here"),
+                Diagnostic::error(
+                    Code::DuplicateIp,
+                    file,
+                    ip_path,
+                    format!("{} is also used by {}", cidr.addr, first.what),
+                )
+                .hint("every guest needs its own address")
+                .note(first.file, first.path.clone(), "first used here"),
             );
         } else {
             ips.insert(cidr.addr, FirstUse { file, path: ip_path, what: who });
@@ -287,19 +373,40 @@ fn check_pools(cx: &mut Ctx<'_>) -> BTreeMap<String, ((Ipv4Addr, Ipv4Addr), Json
             }
         };
         if !cidr.contains(range.0) || !cidr.contains(range.1) {
-            cx.push(Diagnostic::error(Code::OutsideSubnet, file, base.key("range"), format!("range {} is not inside {}", pool.range, cidr.subnet())));
+            cx.push(Diagnostic::error(
+                Code::OutsideSubnet,
+                file,
+                base.key("range"),
+                format!("range {} is not inside {}", pool.range, cidr.subnet()),
+            ));
         }
         if let Some(gw) = &pool.gateway {
             check_gateway(cx, file, base.key("gateway"), gw, cidr.subnet(), &format!("pool {name}"));
             if let Ok(ip) = parse_ipv4(gw) {
                 if (u32::from(range.0)..=u32::from(range.1)).contains(&u32::from(ip)) {
-                    cx.push(Diagnostic::error(Code::Conflict, file, base.key("gateway"), format!("gateway {ip} is inside the pool's own range")).hint("shrink the range so the pool never hands out the gateway"));
+                    cx.push(
+                        Diagnostic::error(
+                            Code::Conflict,
+                            file,
+                            base.key("gateway"),
+                            format!("gateway {ip} is inside the pool's own range"),
+                        )
+                        .hint("shrink the range so the pool never hands out the gateway"),
+                    );
                 }
             }
         }
         for (other, (r, p)) in &out {
             if u32::from(range.0) <= u32::from(r.1) && u32::from(r.0) <= u32::from(range.1) {
-                cx.push(Diagnostic::error(Code::Conflict, file, base.key("range"), format!("range overlaps pool \"{other}\"")).note(file, p.clone(), "the other range"));
+                cx.push(
+                    Diagnostic::error(
+                        Code::Conflict,
+                        file,
+                        base.key("range"),
+                        format!("range overlaps pool \"{other}\""),
+                    )
+                    .note(file, p.clone(), "the other range"),
+                );
             }
         }
         out.insert(name.clone(), (range, base.key("range")));

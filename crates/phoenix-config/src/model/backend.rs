@@ -12,7 +12,7 @@ use super::common::SecretRef;
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum Backend {
     /// A Proxmox VE node or cluster, through its REST API and a node channel.
-    Proxmox(ProxmoxBackend),
+    Proxmox(Box<ProxmoxBackend>),
     /// LXC containers on the machine Phoenix runs on (no Proxmox needed).
     Lxc(LxcBackend),
 }

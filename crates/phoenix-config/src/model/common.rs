@@ -51,7 +51,7 @@ impl GuestRef {
     }
 }
 
-/// One string, or a list of strings.
+/// One value, or a list of values.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum OneOrMany<T> {

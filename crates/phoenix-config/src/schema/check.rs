@@ -67,7 +67,12 @@ impl<'s> Checker<'s> {
             if let Value::Number(n) = &node.value {
                 if let Some(max) = integer_format_max(format) {
                     if n.parse::<f64>().is_ok_and(|v| v > max) {
-                        out.push(Diagnostic::error(Code::OutOfRange, self.kind, path.clone(), format!("{name} is {n}, above the largest value allowed ({max})")));
+                        out.push(Diagnostic::error(
+                            Code::OutOfRange,
+                            self.kind,
+                            path.clone(),
+                            format!("{name} is {n}, above the largest value allowed ({max})"),
+                        ));
                         return;
                     }
                 }
@@ -88,7 +93,12 @@ impl<'s> Checker<'s> {
             Value::Array(items) => {
                 let count = items.len() as f64;
                 if let Some(min) = schema.get("minItems").and_then(Schema::as_f64).filter(|&m| count < m) {
-                    out.push(Diagnostic::error(Code::OutOfRange, self.kind, path.clone(), format!("{name} needs at least {min} element(s), it has {count}")));
+                    out.push(Diagnostic::error(
+                        Code::OutOfRange,
+                        self.kind,
+                        path.clone(),
+                        format!("{name} needs at least {min} element(s), it has {count}"),
+                    ));
                 }
                 if let Some(items_schema) = schema.get("items") {
                     for (i, item) in items.iter().enumerate() {
@@ -101,7 +111,14 @@ impl<'s> Checker<'s> {
         }
     }
 
-    fn check_alternatives(&self, node: &Node, branches: &'s [Schema], path: &JsonPath, doc: Option<&'s str>, out: &mut Vec<Diagnostic>) {
+    fn check_alternatives(
+        &self,
+        node: &Node,
+        branches: &'s [Schema],
+        path: &JsonPath,
+        doc: Option<&'s str>,
+        out: &mut Vec<Diagnostic>,
+    ) {
         let resolved: Vec<&Schema> = branches.iter().map(|b| self.resolve(b)).collect();
         let is_null_type = |s: &Schema| s.get("type").and_then(Schema::as_str) == Some("null");
         if matches!(node.value, Value::Null) && resolved.iter().any(|s| is_null_type(s)) {
@@ -132,9 +149,14 @@ impl<'s> Checker<'s> {
             }
             let Some(tag) = node.get("type") else {
                 out.push(
-                    Diagnostic::error(Code::MissingField, self.kind, path.clone(), format!("missing required field `type` in {}", field_name(path)))
-                        .at_key()
-                        .hint(format!("`type` is one of: {}", tags.join(", "))),
+                    Diagnostic::error(
+                        Code::MissingField,
+                        self.kind,
+                        path.clone(),
+                        format!("missing required field `type` in {}", field_name(path)),
+                    )
+                    .at_key()
+                    .hint(format!("`type` is one of: {}", tags.join(", "))),
                 );
                 return;
             };
@@ -156,7 +178,8 @@ impl<'s> Checker<'s> {
             }
             attempts.push((branch, errs));
         }
-        let fitting: Vec<_> = attempts.into_iter().filter(|(b, _)| b.get("type").is_none_or(|t| admits(t, &node.value))).collect();
+        let fitting: Vec<_> =
+            attempts.into_iter().filter(|(b, _)| b.get("type").is_none_or(|t| admits(t, &node.value))).collect();
         match fitting.len() {
             1 => out.extend(fitting.into_iter().flat_map(|(_, e)| e)),
             _ => {
@@ -189,25 +212,57 @@ impl<'s> Checker<'s> {
     fn check_number(&self, raw: &str, schema: &Schema, path: &JsonPath, name: &str, out: &mut Vec<Diagnostic>) {
         let Ok(v) = raw.parse::<f64>() else { return };
         if let Some(min) = schema.get("minimum").and_then(Schema::as_f64).filter(|&m| v < m) {
-            out.push(Diagnostic::error(Code::OutOfRange, self.kind, path.clone(), format!("{name} is {raw}, below the minimum of {min}")));
+            out.push(Diagnostic::error(
+                Code::OutOfRange,
+                self.kind,
+                path.clone(),
+                format!("{name} is {raw}, below the minimum of {min}"),
+            ));
         }
         if let Some(max) = schema.get("maximum").and_then(Schema::as_f64).filter(|&m| v > m) {
-            out.push(Diagnostic::error(Code::OutOfRange, self.kind, path.clone(), format!("{name} is {raw}, above the maximum of {max}")));
+            out.push(Diagnostic::error(
+                Code::OutOfRange,
+                self.kind,
+                path.clone(),
+                format!("{name} is {raw}, above the maximum of {max}"),
+            ));
         }
     }
 
-    fn check_string(&self, s: &str, schema: &Schema, path: &JsonPath, name: &str, doc: Option<&str>, out: &mut Vec<Diagnostic>) {
+    fn check_string(
+        &self,
+        s: &str,
+        schema: &Schema,
+        path: &JsonPath,
+        name: &str,
+        doc: Option<&str>,
+        out: &mut Vec<Diagnostic>,
+    ) {
         let len = s.chars().count() as f64;
         if let Some(min) = schema.get("minLength").and_then(Schema::as_f64).filter(|&m| len < m) {
-            let what = if min <= 1.0 { "must not be empty".to_string() } else { format!("must be at least {min} characters long") };
+            let what = if min <= 1.0 {
+                "must not be empty".to_string()
+            } else {
+                format!("must be at least {min} characters long")
+            };
             out.push(Diagnostic::error(Code::OutOfRange, self.kind, path.clone(), format!("{name} {what}")));
         }
         if let Some(max) = schema.get("maxLength").and_then(Schema::as_f64).filter(|&m| len > m) {
-            out.push(Diagnostic::error(Code::OutOfRange, self.kind, path.clone(), format!("{name} is {len} characters long, at most {max} allowed")));
+            out.push(Diagnostic::error(
+                Code::OutOfRange,
+                self.kind,
+                path.clone(),
+                format!("{name} is {len} characters long, at most {max} allowed"),
+            ));
         }
         if let Some(pattern) = schema.get("pattern").and_then(Schema::as_str) {
             if !pattern_matches(pattern, s) {
-                let mut d = Diagnostic::error(Code::InvalidValue, self.kind, path.clone(), format!("{name} {} is not in the expected form", quote(s)));
+                let mut d = Diagnostic::error(
+                    Code::InvalidValue,
+                    self.kind,
+                    path.clone(),
+                    format!("{name} {} is not in the expected form", quote(s)),
+                );
                 if let Some(doc) = doc {
                     d = d.hint(first_sentence(doc));
                 }
@@ -236,7 +291,9 @@ impl<'s> Checker<'s> {
                 Some(Schema::Bool(false)) => {
                     let d = self.unknown_key(&m.key, properties, path, &member_path);
                     // A misspelt required key explains its own absence: report it once.
-                    if let Some(i) = missing.iter().position(|r| d.hint.as_deref() == Some(&format!("did you mean `{r}`?"))) {
+                    if let Some(i) =
+                        missing.iter().position(|r| d.hint.as_deref() == Some(&format!("did you mean `{r}`?")))
+                    {
                         missing.remove(i);
                     }
                     out.push(d);
@@ -256,8 +313,16 @@ impl<'s> Checker<'s> {
         {
             for r in missing {
                 {
-                    let mut d = Diagnostic::error(Code::MissingField, self.kind, path.clone(), format!("missing required field `{r}` in {}", field_name(path))).at_key();
-                    if let Some(doc) = properties.and_then(|p| p.get(r)).and_then(|p| p.get("description")).and_then(Schema::as_str) {
+                    let mut d = Diagnostic::error(
+                        Code::MissingField,
+                        self.kind,
+                        path.clone(),
+                        format!("missing required field `{r}` in {}", field_name(path)),
+                    )
+                    .at_key();
+                    if let Some(doc) =
+                        properties.and_then(|p| p.get(r)).and_then(|p| p.get("description")).and_then(Schema::as_str)
+                    {
                         d = d.hint(format!("`{r}`: {}", first_sentence(doc)));
                     }
                     out.push(d);
@@ -281,18 +346,33 @@ impl<'s> Checker<'s> {
         .hint(format!("move `{key}` to the top level of {}", self.kind))
     }
 
-    fn unknown_key(&self, key: &str, properties: Option<&serde_json::Map<String, Schema>>, parent: &JsonPath, member_path: &JsonPath) -> Diagnostic {
+    fn unknown_key(
+        &self,
+        key: &str,
+        properties: Option<&serde_json::Map<String, Schema>>,
+        parent: &JsonPath,
+        member_path: &JsonPath,
+    ) -> Diagnostic {
         if !parent.0.is_empty() && self.root_property(key) {
             return self.misplaced(key, parent, member_path);
         }
-        let mut d = Diagnostic::error(Code::UnknownKey, self.kind, member_path.clone(), format!("unknown key `{key}` in {}", field_name(parent))).at_key();
-        let known: Vec<&str> = properties.map(|p| p.keys().map(String::as_str).filter(|k| *k != "$schema").collect()).unwrap_or_default();
+        let mut d = Diagnostic::error(
+            Code::UnknownKey,
+            self.kind,
+            member_path.clone(),
+            format!("unknown key `{key}` in {}", field_name(parent)),
+        )
+        .at_key();
+        let known: Vec<&str> =
+            properties.map(|p| p.keys().map(String::as_str).filter(|k| *k != "$schema").collect()).unwrap_or_default();
         if let Some(c) = closest(key, known.iter().copied()) {
             d = d.hint(format!("did you mean `{c}`?"));
         } else if known.len() <= 12 {
             d = d.hint(format!("the keys here are: {}", known.join(", ")));
         } else {
-            d = d.hint("this key belongs to no version of the format; see the configuration reference (`phoenix schema`)");
+            d = d.hint(
+                "this key belongs to no version of the format; see the configuration reference (`phoenix schema`)",
+            );
         }
         d
     }
@@ -304,7 +384,11 @@ impl<'s> Checker<'s> {
             _ => return None,
         };
         let code = if problem.inline { Code::InlineSecret } else { Code::InvalidValue };
-        Some(Diagnostic::error(code, self.kind, path.clone(), format!("{name} {}", problem.message)).hint(problem.hint).conceal())
+        Some(
+            Diagnostic::error(code, self.kind, path.clone(), format!("{name} {}", problem.message))
+                .hint(problem.hint)
+                .conceal(),
+        )
     }
 }
 
@@ -334,20 +418,28 @@ fn expected_types(types: &Schema) -> String {
     };
     match types {
         Schema::String(t) => name(t).to_string(),
-        Schema::Array(ts) => ts.iter().filter_map(Schema::as_str).filter(|t| *t != "null").map(name).collect::<Vec<_>>().join(" or "),
+        Schema::Array(ts) => {
+            ts.iter().filter_map(Schema::as_str).filter(|t| *t != "null").map(name).collect::<Vec<_>>().join(" or ")
+        }
         _ => "a value".to_string(),
     }
 }
 
 fn wrong_type(kind: FileKind, path: &JsonPath, expected: &str, node: &Node, doc: Option<&str>) -> Diagnostic {
     let name = field_name(path);
-    let mut d = Diagnostic::error(Code::WrongType, kind, path.clone(), format!("{name} must be {expected}, not {}", node.value.kind_name()));
+    let mut d = Diagnostic::error(
+        Code::WrongType,
+        kind,
+        path.clone(),
+        format!("{name} must be {expected}, not {}", node.value.kind_name()),
+    );
     let specific = match &node.value {
         Value::String(s) if expected.contains("integer") || expected.contains("number") => {
             s.trim().parse::<f64>().is_ok().then(|| format!("write the number without quotes: {}", s.trim()))
         }
         Value::String(s) if expected.contains("boolean") => {
-            matches!(s.as_str(), "true" | "false" | "yes" | "no" | "1" | "0").then(|| "write true or false, without quotes".to_string())
+            matches!(s.as_str(), "true" | "false" | "yes" | "no" | "1" | "0")
+                .then(|| "write true or false, without quotes".to_string())
         }
         Value::Number(n) if expected.contains("string") => Some(format!("put it in double quotes: \"{n}\"")),
         Value::Number(n) if expected.contains("boolean") && (n == "0" || n == "1") => {

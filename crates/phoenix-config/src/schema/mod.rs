@@ -2,6 +2,7 @@
 //! that validates a parsed file against it.
 
 mod check;
+mod reference;
 
 use std::sync::OnceLock;
 
@@ -11,6 +12,7 @@ use crate::model::{HypervisorFile, LxcFile, VmFile};
 use crate::source::FileKind;
 
 pub(crate) use check::check_structure;
+pub use reference::reference_markdown;
 
 /// The JSON Schema of a file, as committed under `schema/` and used by the validator.
 pub fn schema(kind: FileKind) -> &'static serde_json::Value {
@@ -72,7 +74,10 @@ pub(crate) fn is_removable(kind: FileKind, path: &crate::path::JsonPath) -> bool
             .iter()
             .flat_map(|s| objects(s))
             .filter_map(|o| match seg {
-                Segment::Key(k) => o.get("properties").and_then(|p| p.get(k.as_str())).or_else(|| o.get("additionalProperties").filter(|a| a.is_object())),
+                Segment::Key(k) => o
+                    .get("properties")
+                    .and_then(|p| p.get(k.as_str()))
+                    .or_else(|| o.get("additionalProperties").filter(|a| a.is_object())),
                 Segment::Index(_) => o.get("items"),
             })
             .collect();
@@ -85,6 +90,8 @@ pub(crate) fn is_removable(kind: FileKind, path: &crate::path::JsonPath) -> bool
     let parents: Vec<&'static J> = current.iter().flat_map(|s| objects(s)).collect();
     let known = parents.iter().any(|o| o.get("properties").and_then(|p| p.get(k.as_str())).is_some());
     let is_map = parents.iter().any(|o| o.get("additionalProperties").is_some_and(J::is_object));
-    let required = parents.iter().any(|o| o.get("required").and_then(J::as_array).is_some_and(|r| r.iter().any(|x| x == k.as_str())));
+    let required = parents
+        .iter()
+        .any(|o| o.get("required").and_then(J::as_array).is_some_and(|r| r.iter().any(|x| x == k.as_str())));
     (known || is_map || parents.iter().all(|o| o.get("additionalProperties") == Some(&J::Bool(false)))) && !required
 }
