@@ -1,0 +1,197 @@
+//! The `phoenix` binary as a user runs it: help, exit codes, output formats, the commands that
+//! are not implemented yet, and proof that `validate` reads only.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::SystemTime;
+
+fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
+}
+
+fn phoenix(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_phoenix"))
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("PHOENIX_CONFIG_DIR")
+        .env_remove("NO_COLOR")
+        .output()
+        .expect("run phoenix")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    fs::create_dir_all(to).expect("mkdir");
+    for e in fs::read_dir(from).expect("read dir") {
+        let e = e.expect("entry");
+        if e.file_type().expect("type").is_dir() {
+            copy_tree(&e.path(), &to.join(e.file_name()));
+        } else {
+            fs::copy(e.path(), to.join(e.file_name())).expect("copy");
+        }
+    }
+}
+
+/// Every path under `dir` with its content and modification time.
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, (Vec<u8>, SystemTime)> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).expect("read dir") {
+            let p = e.expect("entry").path();
+            let meta = fs::metadata(&p).expect("metadata");
+            if meta.is_dir() {
+                stack.push(p.clone());
+                out.insert(p, (Vec::new(), meta.modified().expect("mtime")));
+            } else {
+                out.insert(p.clone(), (fs::read(&p).expect("read"), meta.modified().expect("mtime")));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn help_lists_every_command_and_the_exit_codes() {
+    let out = phoenix(&["--help"], Path::new("."));
+    assert!(out.status.success());
+    let help = text(&out.stdout);
+    for cmd in ["validate", "plan", "apply", "status", "destroy", "graph", "setup-hypervisor", "schema", "completions"]
+    {
+        assert!(help.contains(&format!("  {cmd}")), "`{cmd}` missing from:\n{help}");
+    }
+    for flag in ["--config-dir", "--verbose", "--quiet", "--color", "--no-progress", "--output", "PHOENIX_CONFIG_DIR"] {
+        assert!(help.contains(flag), "`{flag}` missing from:\n{help}");
+    }
+    assert!(help.contains("Exit codes: 0 success; 1 invalid configuration"));
+    let validate_help = text(&phoenix(&["validate", "--help"], Path::new(".")).stdout);
+    assert!(validate_help.contains("Never contacts a backend and never writes a file"), "{validate_help}");
+}
+
+#[test]
+fn commands_not_implemented_yet_say_so_and_exit_2() {
+    let dir = examples().join("quickstart");
+    for cmd in ["plan", "apply", "status", "destroy", "setup-hypervisor"] {
+        let out = phoenix(&["-c", dir.to_str().expect("utf-8"), cmd], Path::new("."));
+        assert_eq!(out.status.code(), Some(2), "{cmd}");
+        assert!(out.stdout.is_empty(), "{cmd} printed data");
+        assert!(text(&out.stderr).contains(&format!("`phoenix {cmd}` is not implemented yet; nothing was done")));
+    }
+}
+
+#[test]
+fn the_examples_validate_and_the_config_dir_comes_from_the_environment() {
+    for example in ["quickstart", "ai-stack"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_phoenix"))
+            .args(["--color", "never", "validate"])
+            .env("PHOENIX_CONFIG_DIR", examples().join(example))
+            .output()
+            .expect("run");
+        assert!(out.status.success(), "{example}: {}", text(&out.stderr));
+        assert!(text(&out.stdout).starts_with("ok: the configuration is valid"), "{}", text(&out.stdout));
+    }
+}
+
+#[test]
+fn a_missing_config_dir_points_at_the_option() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let missing = tmp.path().join("nowhere");
+    let out = phoenix(&["--color", "never", "-c", missing.to_str().expect("utf-8"), "validate"], tmp.path());
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("does not exist") && err.contains("PHOENIX_CONFIG_DIR"), "{err}");
+}
+
+#[test]
+fn json_output_is_one_document_on_stdout() {
+    let dir = examples().join("ai-stack");
+    let out = phoenix(&["-c", dir.to_str().expect("utf-8"), "--output", "json", "validate"], Path::new("."));
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(v["valid"], true);
+    assert_eq!(v["guests"], 11);
+    assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
+}
+
+#[test]
+fn graph_draws_clone_and_dependency_edges() {
+    let dir = examples().join("quickstart");
+    let dir = dir.to_str().expect("utf-8");
+    let mermaid = text(&phoenix(&["-c", dir, "graph"], Path::new(".")).stdout);
+    assert!(mermaid.starts_with("flowchart BT\n"), "{mermaid}");
+    assert!(mermaid.contains("g901 -- clone --> g900"), "{mermaid}");
+    assert!(mermaid.contains("g910 -. depends on .-> g903"), "{mermaid}");
+    let dot = text(&phoenix(&["-c", dir, "graph", "--format", "dot"], Path::new(".")).stdout);
+    assert!(
+        dot.starts_with("digraph phoenix {") && dot.contains("g910 -> g901 [label=\"depends on\", style=dashed];"),
+        "{dot}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&phoenix(&["-c", dir, "--output", "json", "graph"], Path::new(".")).stdout)
+            .expect("JSON");
+    assert_eq!(json["nodes"].as_array().map(Vec::len), Some(5));
+    assert_eq!(json["order"][0], 900);
+    assert_eq!(json["order"][4], 910);
+}
+
+#[test]
+fn colour_follows_the_option() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().to_str().expect("utf-8");
+    let always = phoenix(&["--color", "always", "-c", dir, "validate"], tmp.path());
+    assert!(text(&always.stderr).contains("\u{1b}["), "no colour with --color always");
+    let never = phoenix(&["--color", "never", "-c", dir, "validate"], tmp.path());
+    assert!(!text(&never.stderr).contains("\u{1b}["), "colour with --color never");
+}
+
+#[test]
+fn completions_are_generated_for_bash() {
+    let out = phoenix(&["completions", "bash"], Path::new("."));
+    assert!(out.status.success());
+    assert!(text(&out.stdout).contains("_phoenix()"));
+}
+
+#[test]
+fn schema_prints_the_committed_schema() {
+    let out = phoenix(&["schema", "lxc"], Path::new("."));
+    let committed =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schema/phoenix_lxc_configs.schema.json"))
+            .expect("committed schema");
+    assert_eq!(text(&out.stdout), committed);
+}
+
+/// `validate` (and `graph`, which validates first) neither writes a file nor contacts the
+/// backend: the backend's address is a listening socket that must see no connection, and the
+/// directory and the working directory are unchanged to the byte and the second.
+#[test]
+fn validate_never_writes_and_never_contacts_the_backend() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let port = listener.local_addr().expect("addr").port();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let cfg = tmp.path().join("cfg");
+    copy_tree(&examples().join("ai-stack"), &cfg);
+    let hv = cfg.join("phoenix_hypervisor_config.json");
+    let text_hv = fs::read_to_string(&hv)
+        .expect("read")
+        .replace("https://pve1.lab.example:8006", &format!("https://127.0.0.1:{port}"));
+    fs::write(&hv, text_hv).expect("write");
+    let before = snapshot(tmp.path());
+    for args in [&["validate"][..], &["--output", "json", "validate"], &["graph"], &["-v", "validate"]] {
+        let mut full = vec!["-c", cfg.to_str().expect("utf-8")];
+        full.extend_from_slice(args);
+        let out = phoenix(&full, tmp.path());
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+    }
+    assert_eq!(snapshot(tmp.path()), before, "validate changed the file system");
+    match listener.accept() {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("the backend was contacted: {other:?}"),
+    }
+}
