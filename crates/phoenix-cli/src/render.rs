@@ -20,7 +20,7 @@ pub fn diagnostic(r: &Report, verbose: bool) -> String {
         let _ = writeln!(s, "{pad}{GUTTER}-->{GUTTER:#} {}{}", place(l), at_path(&l.path));
         let _ = writeln!(s, "{pad} {GUTTER}|{GUTTER:#}");
         let _ = writeln!(s, "{GUTTER}{:>width$} |{GUTTER:#} {}", l.line, l.source_line);
-        let marker = format!("{}{}", " ".repeat(l.column - 1), "^".repeat(l.width.min(60)));
+        let marker = format!("{}{}", " ".repeat(l.marker_column - 1), "^".repeat(l.width.min(60)));
         let _ = writeln!(s, "{pad} {GUTTER}|{GUTTER:#} {style}{marker}{style:#}");
     }
     if let Some(h) = &r.hint {

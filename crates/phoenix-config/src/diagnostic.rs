@@ -236,7 +236,11 @@ pub struct Location {
     /// The line's text, with secrets masked, for display.
     #[serde(skip)]
     pub source_line: String,
-    /// How many characters from `column` to underline.
+    /// Where the marker under `source_line` starts (it differs from `column` when a secret
+    /// before it is masked).
+    #[serde(skip)]
+    pub marker_column: usize,
+    /// How many characters from `marker_column` to underline.
     #[serde(skip)]
     pub width: usize,
 }

@@ -38,7 +38,7 @@ pub fn cycles(estate: &Estate) -> Vec<Cycle> {
         Done,
     }
     let mut marks: BTreeMap<GuestId, Mark> = estate.guests.keys().map(|&id| (id, Mark::New)).collect();
-    let mut found = BTreeSet::new();
+    let mut found: Vec<Vec<(GuestId, EdgeKind)>> = Vec::new();
     for &start in estate.guests.keys() {
         if marks[&start] != Mark::New {
             continue;
@@ -72,12 +72,22 @@ pub fn cycles(estate: &Estate) -> Vec<Cycle> {
                     }
                     let min = steps.iter().enumerate().min_by_key(|(_, (g, _))| *g).map_or(0, |(i, _)| i);
                     steps.rotate_left(min);
-                    found.insert(steps);
+                    // A guest waiting for itself is reported where the edge is written; a cycle
+                    // through two edges between the same guests is one cycle.
+                    let ids: Vec<GuestId> = steps.iter().map(|(g, _)| *g).collect();
+                    if steps.len() > 1
+                        && !found
+                            .iter()
+                            .any(|f: &Vec<(GuestId, EdgeKind)>| f.iter().map(|(g, _)| *g).eq(ids.iter().copied()))
+                    {
+                        found.push(steps);
+                    }
                 }
                 Mark::Done => {}
             }
         }
     }
+    found.sort();
     found.into_iter().map(|steps| Cycle { steps }).collect()
 }
 

@@ -298,10 +298,12 @@ impl Parser<'_> {
             self.digits();
         }
         if matches!(self.peek(), Some(b'0'..=b'9')) {
-            return Err(self.error(
-                "numbers may not have leading zeros",
-                Some("write `7`, not `07`; IDs with leading zeros must be strings"),
-            ));
+            self.digits();
+            let written = &self.text[start..self.pos];
+            let hint =
+                format!("write `{}`; IDs with leading zeros must be strings", written.trim_start_matches(['-', '0']));
+            self.pos = start;
+            return Err(self.error("numbers may not have leading zeros", Some(&hint)));
         }
         Ok(Value::Number(self.text[start..self.pos].to_string()))
     }
@@ -452,7 +454,9 @@ impl Parser<'_> {
                     _ => "each member is \"key\": value",
                 };
                 let mut e = self.unexpected("a key in double quotes");
-                e.hint = Some(hint.to_string());
+                if self.peek().is_some() {
+                    e.hint = Some(hint.to_string());
+                }
                 return Err(e);
             }
             let key_start = self.pos;
@@ -547,6 +551,8 @@ mod tests {
         assert_eq!(err("{\"a\": True}").hint.as_deref(), Some("JSON booleans are lowercase: true, false"));
         assert_eq!(err("").message, "the file is empty");
         assert_eq!(err("{\"a\": 07}").message, "numbers may not have leading zeros");
+        assert_eq!(err("{\"a\": 010}").offset, 6);
+        assert_eq!(err("{\"a\": 010}").hint.as_deref(), Some("write `10`; IDs with leading zeros must be strings"));
         assert_eq!(err("{\"a\": 1}}").message, "unexpected text after the end of the JSON value");
         assert_eq!(err("{\"a\": \"x").offset, 6);
     }

@@ -14,6 +14,7 @@ pub mod json;
 pub mod model;
 pub mod net;
 pub mod path;
+mod repair;
 pub mod schema;
 pub mod secret;
 pub mod source;

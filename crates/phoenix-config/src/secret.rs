@@ -28,7 +28,8 @@ pub struct SecretProblem {
     pub hint: String,
 }
 
-const REFERENCE_HINT: &str = "keep the secret out of the configuration and give a reference: \"env:NAME\", \"file:/absolute/path\" or \"vault:mount/path#field\"";
+/// How to write a secret reference, for hints.
+pub const REFERENCE_HINT: &str = "keep the secret out of the configuration and give a reference: \"env:NAME\", \"file:/absolute/path\" or \"vault:mount/path#field\"";
 
 /// Parses a secret reference.
 pub fn parse_reference(s: &str) -> Result<SecretSource<'_>, SecretProblem> {

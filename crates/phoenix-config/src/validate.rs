@@ -5,14 +5,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use serde::de::DeserializeOwned;
-
 use crate::check::{Ctx, Filesystem};
 use crate::diagnostic::{Code, Diagnostic, LocatedNote, Location, Report, Severity};
-use crate::estate::{Estate, Guest, GuestId, GuestSpec, Origin};
-use crate::json::{self, Document, Node, PathStep, Value};
+use crate::estate::{EdgeKind, Estate, Guest, GuestId, GuestSpec, Origin};
+use crate::json::{self, Document, Node, Value};
 use crate::model::{HypervisorFile, LxcFile, VmConfig, VmFile};
 use crate::path::{JsonPath, Segment};
+use crate::repair::{Reader, is_guest, repair};
 use crate::schema::check_structure;
 use crate::source::{FileKind, SourceFile, Sources, Span};
 
@@ -132,38 +131,38 @@ pub fn validate(sources: &Sources, early: Vec<Diagnostic>, fs: &dyn Filesystem) 
             continue;
         }
         check_structure(kind, &doc.root, &mut file_diags);
-        let units: Vec<JsonPath> =
-            file_diags.iter().filter(|d| d.severity == Severity::Error).map(|d| unit_of(kind, &d.path)).collect();
-        pruned_units.extend(units.iter().map(|u| (kind, u.clone())));
-        incomplete.extend(units.iter().filter_map(|u| guest_id_at(&doc.root, u)));
-        let mut keep = |steps: &[PathStep<'_>]| !units.iter().any(|u| u.matches(steps));
-        let pruned = doc.root.to_serde_filtered(&mut keep);
+        let repaired = repair(kind, &doc.root, &file_diags);
+        let mut places = repaired.places;
+        let serde_json::Value::Object(mut object) = repaired.value else {
+            diags.extend(file_diags);
+            sound = false;
+            continue;
+        };
+        let mut reader = Reader { kind, diags: &mut file_diags, places: &mut places };
         match kind {
-            FileKind::Hypervisor => match read::<HypervisorFile>(kind, pruned, &mut file_diags) {
-                Some(mut hv) => {
-                    let kept = kept_indices(&doc.root, "vms", &units);
-                    vm_sources
-                        .extend(kept.into_iter().zip(hv.vms.take().unwrap_or_default()).map(|(i, v)| (kind, i, v)));
-                    hypervisor = hv;
+            FileKind::Hypervisor => {
+                let vms = reader.take_vms::<VmConfig>(&mut object);
+                vm_sources.extend(vms.into_iter().map(|(i, v)| (kind, i, v)));
+                hypervisor = reader.read_members(object);
+            }
+            FileKind::Lxc => {
+                if let Some(serde_json::Value::Object(configs)) = object.remove("lxc_configs") {
+                    for (id, value) in configs {
+                        if let Some(c) = reader.read(JsonPath::root().key("lxc_configs").key(&id), value) {
+                            lxc_sources.push((id, c));
+                        }
+                    }
                 }
-                None => sound = false,
-            },
-            FileKind::Lxc => match read::<LxcFile>(kind, pruned, &mut file_diags) {
-                Some(mut f) => {
-                    lxc_sources = std::mem::take(&mut f.lxc_configs).into_iter().collect();
-                    lxc_file = f;
-                }
-                None => sound = false,
-            },
-            FileKind::Vm => match read::<VmFile>(kind, pruned, &mut file_diags) {
-                Some(mut f) => {
-                    let kept = kept_indices(&doc.root, "vms", &units);
-                    vm_sources.extend(kept.into_iter().zip(std::mem::take(&mut f.vms)).map(|(i, v)| (kind, i, v)));
-                    vm_file = f;
-                }
-                None => sound = false,
-            },
+                lxc_file = reader.read_members(object);
+            }
+            FileKind::Vm => {
+                let vms = reader.take_vms::<VmConfig>(&mut object);
+                vm_sources.extend(vms.into_iter().map(|(i, v)| (kind, i, v)));
+                vm_file = reader.read_members(object);
+            }
         }
+        incomplete.extend(places.iter().filter(|p| is_guest(p)).filter_map(|p| guest_id_at(&doc.root, p)));
+        pruned_units.extend(places.into_iter().map(|p| (kind, p)));
         diags.extend(file_diags);
         docs.insert(kind, doc);
     }
@@ -187,25 +186,23 @@ pub fn validate(sources: &Sources, early: Vec<Diagnostic>, fs: &dyn Filesystem) 
             .note(FileKind::Hypervisor, JsonPath::root().key("vm_defaults"), "also given here"),
         );
     }
+    let mut shadowed = Vec::new();
     for (key, cfg) in lxc_sources {
         let path = JsonPath::root().key("lxc_configs").key(&key);
         let Some(id) = parse_id(&key, FileKind::Lxc, &path, &mut diags) else { continue };
-        add_guest(
-            &mut estate,
-            &mut diags,
-            Guest { id, spec: GuestSpec::Lxc(Box::new(cfg)), origin: Origin { file: FileKind::Lxc, path } },
-        );
+        let guest = Guest { id, spec: GuestSpec::Lxc(Box::new(cfg)), origin: Origin { file: FileKind::Lxc, path } };
+        shadowed.extend(add_guest(&mut estate, &mut diags, guest));
     }
     for (file, index, vm) in vm_sources {
         let path = JsonPath::root().key("vms").index(index);
-        add_guest(
-            &mut estate,
-            &mut diags,
-            Guest { id: vm.vmid, spec: GuestSpec::Vm(Box::new(vm)), origin: Origin { file, path } },
-        );
+        let guest = Guest { id: vm.vmid, spec: GuestSpec::Vm(Box::new(vm)), origin: Origin { file, path } };
+        shadowed.extend(add_guest(&mut estate, &mut diags, guest));
     }
 
-    let mut cx = Ctx { estate: &estate, sources, fs, incomplete, out: Vec::new() };
+    let hypervisor_read = docs.contains_key(&FileKind::Hypervisor)
+        && !pruned_units.iter().any(|(k, p)| *k == FileKind::Hypervisor && p.0.is_empty());
+    let mut cx =
+        Ctx { shadowed: &shadowed, estate: &estate, sources, fs, incomplete, hypervisor_read, out: Vec::new() };
     cx.run();
     // A check of a value that was left out, or of an object it was left out of, could only
     // report a consequence of the error already shown.
@@ -220,17 +217,17 @@ pub fn validate(sources: &Sources, early: Vec<Diagnostic>, fs: &dyn Filesystem) 
         let mut d = Diagnostic::error(
             Code::DependencyCycle,
             g.origin.file,
-            g.origin.path.clone(),
+            edge_path(g, cycle.steps[0].1, cycle.steps[1].0),
             format!("cycle: {}", cycle.describe()),
         )
-        .at_key()
         .hint("a guest cannot wait for itself: remove one of these clone or dependency edges");
-        for (id, _) in &cycle.steps[1..] {
+        for (i, (id, kind)) in cycle.steps.iter().enumerate().skip(1) {
             let other = &estate.guests[id];
+            let next = cycle.steps[(i + 1) % cycle.steps.len()].0;
             d = d.note(
                 other.origin.file,
-                other.origin.path.clone(),
-                format!("{} {} is part of the cycle", other.kind_name(), id),
+                edge_path(other, *kind, next),
+                format!("{} {id} waits for {next} here", other.kind_name()),
             );
         }
         diags.push(d);
@@ -240,35 +237,6 @@ pub fn validate(sources: &Sources, early: Vec<Diagnostic>, fs: &dyn Filesystem) 
     let has_error = !sound || diags.iter().any(|d| d.severity == Severity::Error);
     let reports = locate_all(diags, sources, &docs);
     Validation { reports, estate: (!has_error).then_some(estate), guest_count }
-}
-
-fn read<T: DeserializeOwned>(kind: FileKind, value: serde_json::Value, out: &mut Vec<Diagnostic>) -> Option<T> {
-    match serde_json::from_value(value) {
-        Ok(v) => Some(v),
-        Err(e) => {
-            out.push(Diagnostic::error(
-                Code::InvalidValue,
-                kind,
-                JsonPath::root(),
-                format!("the file cannot be read: {e}"),
-            ));
-            None
-        }
-    }
-}
-
-/// The part of a file left out of the typed model when `path` has an error: the smallest
-/// enclosing value that can be left out without making the rest unreadable (an optional field, an
-/// unknown key, a map entry such as a whole container, or a whole VM of `vms`).
-fn unit_of(kind: FileKind, path: &JsonPath) -> JsonPath {
-    for len in (1..=path.0.len()).rev() {
-        let prefix = JsonPath(path.0[..len].to_vec());
-        let is_vm = matches!(prefix.0.as_slice(), [Segment::Key(k), Segment::Index(_)] if k == "vms");
-        if is_vm || crate::schema::is_removable(kind, &prefix) {
-            return prefix;
-        }
-    }
-    JsonPath::root()
 }
 
 /// The ID of the guest a pruned unit holds, if the unit is a guest: its key in `lxc_configs`,
@@ -288,18 +256,6 @@ fn guest_id_at(root: &Node, unit: &JsonPath) -> Option<String> {
     }
 }
 
-/// Indices of the elements of the top-level array `key` that are kept.
-fn kept_indices(root: &Node, key: &str, units: &[JsonPath]) -> Vec<usize> {
-    let base = JsonPath::root().key(key);
-    if units.contains(&base) {
-        return Vec::new();
-    }
-    match root.get(key).map(|m| &m.value.value) {
-        Some(Value::Array(items)) => (0..items.len()).filter(|i| !units.contains(&base.index(*i))).collect(),
-        _ => Vec::new(),
-    }
-}
-
 fn parse_id(text: &str, file: FileKind, path: &JsonPath, diags: &mut Vec<Diagnostic>) -> Option<GuestId> {
     let valid = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) && !text.starts_with('0');
     match text.parse::<GuestId>().ok().filter(|id| valid && (100..=999_999_999).contains(id)) {
@@ -315,7 +271,9 @@ fn parse_id(text: &str, file: FileKind, path: &JsonPath, diags: &mut Vec<Diagnos
     }
 }
 
-fn add_guest(estate: &mut Estate, diags: &mut Vec<Diagnostic>, guest: Guest) {
+/// Adds a guest to the estate; a guest whose ID is taken is reported, and returned so that its
+/// own definition can still be checked.
+fn add_guest(estate: &mut Estate, diags: &mut Vec<Diagnostic>, guest: Guest) -> Option<Guest> {
     if let Some(first) = estate.guests.get(&guest.id) {
         let what = if first.kind_name() == guest.kind_name() && guest.kind_name() == "VM" {
             format!("VM {} is defined twice", guest.id)
@@ -323,16 +281,36 @@ fn add_guest(estate: &mut Estate, diags: &mut Vec<Diagnostic>, guest: Guest) {
             format!("ID {} is already used by {} {} ({})", guest.id, first.kind_name(), first.id, first.name())
         };
         diags.push(
-            Diagnostic::error(Code::DuplicateId, guest.origin.file, guest.origin.path.clone(), what)
+            Diagnostic::error(Code::DuplicateId, guest.origin.file, id_path(&guest), what)
                 .at_key()
                 .hint(
                     "containers and VMs share one ID space: give each guest its own ID, and define each VM in one file",
                 )
-                .note(first.origin.file, first.origin.path.clone(), "first defined here"),
+                .note(first.origin.file, id_path(first), "first defined here"),
         );
-        return;
+        return Some(guest);
     }
     estate.guests.insert(guest.id, guest);
+    None
+}
+
+/// Where a guest's ID is written: its key in `lxc_configs`, or its `vmid`.
+fn id_path(guest: &Guest) -> JsonPath {
+    match guest.spec {
+        GuestSpec::Lxc(_) => guest.origin.path.clone(),
+        GuestSpec::Vm(_) => guest.origin.path.key("vmid"),
+    }
+}
+
+/// Where the edge from `guest` to `target` is written: its clone source, or the dependency.
+fn edge_path(guest: &Guest, kind: EdgeKind, target: GuestId) -> JsonPath {
+    match kind {
+        EdgeKind::Clone => guest.origin.path.key(guest.clone_key()),
+        EdgeKind::Dependency => {
+            let i = guest.dependencies().iter().position(|d| d.as_text() == target.to_string()).unwrap_or_default();
+            guest.origin.path.key("dependencies").index(i)
+        }
+    }
 }
 
 /// The path of the member whose key is at `span`.
@@ -413,25 +391,62 @@ fn locate(source: &SourceFile, path: &JsonPath, span: Span, concealed: &[(FileKi
     } else {
         text.chars().count().saturating_sub(column - 1).max(1)
     };
-    let mut masked: Vec<char> = text.chars().collect();
-    for (_, s) in concealed.iter().filter(|(k, _)| *k == source.kind) {
-        let (l, c) = source.line_col(s.start);
-        if l != line {
+    // Character ranges of the line to hide: values flagged as secrets, and any value of a key
+    // that holds secrets (also in a file that does not parse).
+    let mut hidden: Vec<(usize, usize)> = concealed
+        .iter()
+        .filter(|(k, _)| *k == source.kind)
+        .filter_map(|(_, s)| {
+            let (l, c) = source.line_col(s.start);
+            let (el, ec) = source.line_col(s.end);
+            (l == line).then(|| (c - 1, if el == line { ec - 1 } else { text.chars().count() }))
+        })
+        .collect();
+    hidden.extend(secret_values(text));
+    let (source_line, marker_column, width) = mask(text, column, width, hidden);
+    Location { file: source.path.clone(), line, column, path: path.to_string(), source_line, marker_column, width }
+}
+
+/// Character ranges of the values of keys that hold secrets, unless the value is a reference.
+fn secret_values(line: &str) -> Vec<(usize, usize)> {
+    static KEYS: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let re = KEYS.get_or_init(|| {
+        regex::Regex::new(r#""(?:secret|password|password_hash|tls_key|token)"\s*:\s*("(?:[^"\\]|\\.)*"?|[^,}\]\s]+)"#)
+            .expect("valid regex")
+    });
+    re.captures_iter(line)
+        .filter_map(|c| c.get(1))
+        .filter(|m| {
+            let inner = m.as_str().trim_matches('"');
+            !(crate::secret::check_reference(inner).is_ok() || inner == "NOT_SET" || m.as_str().starts_with('{'))
+        })
+        .map(|m| (line[..m.start()].chars().count(), line[..m.end()].chars().count()))
+        .collect()
+}
+
+/// Replaces each hidden range by `"********"` (so that not even the length shows), and moves the
+/// marker's column and width to match.
+fn mask(text: &str, column: usize, width: usize, mut hidden: Vec<(usize, usize)>) -> (String, usize, usize) {
+    const MASK: &str = "\"********\"";
+    hidden.sort_unstable();
+    let chars: Vec<char> = text.chars().collect();
+    let (mut out, mut pos) = (String::new(), 0);
+    let (mut new_column, mut new_width) = (column, width);
+    for (start, end) in hidden {
+        if start < pos || end > chars.len() || start >= end {
             continue;
         }
-        let (el, ec) = source.line_col(s.end);
-        let stop = if el == line { ec - 1 } else { masked.len() };
-        // Keep the quotes; hide everything between them.
-        for ch in masked.iter_mut().take(stop.saturating_sub(1)).skip(c) {
-            *ch = '*';
+        out.extend(&chars[pos..start]);
+        out.push_str(MASK);
+        let shift = MASK.len() as isize - (end - start) as isize;
+        if column > end {
+            new_column = (new_column as isize + shift) as usize;
+        } else if column > start {
+            new_column = out.chars().count() - MASK.len() + 1;
+            new_width = MASK.len();
         }
+        pos = end;
     }
-    Location {
-        file: source.path.clone(),
-        line,
-        column,
-        path: path.to_string(),
-        source_line: masked.into_iter().collect(),
-        width,
-    }
+    out.extend(&chars[pos.min(chars.len())..]);
+    (out, new_column, new_width)
 }

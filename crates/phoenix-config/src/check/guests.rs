@@ -232,7 +232,8 @@ fn check_features(cx: &mut Ctx<'_>, guest: &Guest) {
                 .hint("assign GPUs with \"gpu_assignment\": \"0\" (host GPU indices), or remove the feature"),
             );
         }
-        if spec.needs_nesting && !flag_on(&c.pct_options, "nesting") {
+        let nesting_written = c.pct_options.iter().any(|o| o.split('=').next().map(str::trim) == Some("nesting"));
+        if spec.needs_nesting && !nesting_written {
             cx.push(
                 Diagnostic::error(
                     Code::FeatureRequirement,
@@ -348,10 +349,6 @@ pub(crate) fn parse_gpus(s: &str) -> Result<Gpus, String> {
     Ok(Gpus { indices, spaced: s.contains(char::is_whitespace) })
 }
 
-fn flag_on(options: &[String], flag: &str) -> bool {
-    options.iter().any(|o| o.split_once('=').is_some_and(|(k, v)| k.trim() == flag && v.trim() == "1"))
-}
-
 const CONTAINER_FLAGS: &[&str] = &["nesting", "keyctl", "fuse", "mknod", "force_rw_sys", "mount"];
 
 fn check_container(cx: &mut Ctx<'_>, guest: &Guest, c: &LxcConfig) {
@@ -404,6 +401,7 @@ fn check_container(cx: &mut Ctx<'_>, guest: &Guest, c: &LxcConfig) {
                 if let Some(first) = host_ports.insert(host, i) {
                     cx.push(
                         Diagnostic::error(Code::PortSyntax, file, path, format!("host port {host} is used twice"))
+                            .hint("a host port is forwarded to one container port only")
                             .note(file, base.key("ports").index(first), "first used here"),
                     );
                 }
@@ -601,6 +599,7 @@ fn check_vm(cx: &mut Ctx<'_>, guest: &Guest, v: &VmConfig) {
             .at_key()
             .hint("the local LXC backend runs containers only; use the Proxmox backend for VMs"),
         );
+        return;
     }
     let defaults = cx.estate.vm_defaults.clone().unwrap_or_default();
     let missing: Vec<&str> = [
@@ -737,7 +736,9 @@ pub(super) fn check_rule(cx: &mut Ctx<'_>, file: FileKind, path: &JsonPath, r: &
     for key in ["port", "sport"] {
         let value = if key == "port" { &r.port } else { &r.sport };
         let Some(value) = value else { continue };
-        if !r.proto.as_deref().is_some_and(|p| PORT_PROTOCOLS.contains(&p)) {
+        if r.proto.is_none()
+            || r.proto.as_deref().is_some_and(|p| PROTOCOLS.contains(&p) && !PORT_PROTOCOLS.contains(&p))
+        {
             cx.push(
                 Diagnostic::error(
                     Code::Firewall,

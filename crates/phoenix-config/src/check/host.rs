@@ -183,9 +183,12 @@ fn check_mount_paths(cx: &mut Ctx<'_>) {
                         format!("shared volume \"{name}\" is mounted into container {ct}, which is not defined"),
                     )
                     .at_key();
-                    if let Some(h) = cx.id_suggestion(ct) {
-                        d = d.hint(h);
-                    }
+                    let containers: Vec<String> =
+                        cx.estate.guests.values().filter(|g| g.as_lxc().is_some()).map(|g| g.id.to_string()).collect();
+                    d = d.hint(
+                        cx.id_suggestion(ct)
+                            .unwrap_or_else(|| format!("defined containers: {}", containers.join(", "))),
+                    );
                     cx.push(d);
                 }
                 Some((id, false)) => cx.push(
@@ -298,7 +301,7 @@ fn check_backend(cx: &mut Ctx<'_>) {
     let base = JsonPath::root().key("backend");
     match &cx.estate.hypervisor.backend {
         None => {
-            if !cx.estate.guests.is_empty() {
+            if cx.hypervisor_read && !cx.estate.guests.is_empty() {
                 cx.push(
                     Diagnostic::warning(Code::Backend, HV, base.clone(), "there is no `backend` section: `plan` and `apply` will not know where to create guests")
                         .hint("add \"backend\": {\"type\": \"proxmox\", ...} or {\"type\": \"lxc\", ...}; see the configuration reference"),

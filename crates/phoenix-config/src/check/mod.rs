@@ -52,13 +52,17 @@ pub(crate) struct Ctx<'a> {
     /// IDs of guests left out of the estate because their definitions have errors: references
     /// to them are not reported again.
     pub incomplete: BTreeSet<String>,
+    /// Guests whose ID another guest already has: not in the estate, but still checked.
+    pub shadowed: &'a [Guest],
+    /// The hypervisor file was read, so an absent section really is absent.
+    pub hypervisor_read: bool,
     pub out: Vec<Diagnostic>,
 }
 
 impl<'a> Ctx<'a> {
     /// Runs every semantic check.
     pub fn run(&mut self) {
-        for guest in self.estate.guests.values() {
+        for guest in self.estate.guests.values().chain(self.shadowed) {
             guests::check_guest(self, guest);
         }
         network::check_addresses(self);
@@ -119,9 +123,11 @@ impl<'a> Ctx<'a> {
             };
             self.push(
                 Diagnostic::error(Code::FileNotFound, file, path, format!("{what} \"{value}\" does not exist{looked}"))
-                    .hint(
-                        "relative paths are read from the configuration directory; check the name, or create the file",
-                    ),
+                    .hint(if value.starts_with('/') {
+                        "check the path, or create the file"
+                    } else {
+                        "relative paths are read from the configuration directory; check the name, or create the file"
+                    }),
             );
         }
     }

@@ -88,10 +88,15 @@ fn check_gateway(cx: &mut Ctx<'_>, file: FileKind, path: JsonPath, gw: &str, sub
             .hint("a gateway must be reachable directly: pick an address inside the subnet"),
         ),
         Ok(ip) if ip == subnet.addr && !whose.starts_with("bridge") => {
-            cx.push(Diagnostic::error(Code::Conflict, file, path, format!("gateway {ip} is {whose}'s own address")));
+            cx.push(
+                Diagnostic::error(Code::Conflict, file, path, format!("gateway {ip} is {whose}'s own address"))
+                    .hint("the gateway is the subnet's router, usually the host's address on the bridge"),
+            );
         }
         Ok(_) => {}
-        Err(e) => cx.push(Diagnostic::error(Code::InvalidAddress, file, path, e)),
+        Err(e) => cx.push(
+            Diagnostic::error(Code::InvalidAddress, file, path, e).hint("write one IPv4 address, e.g. \"10.0.0.1\""),
+        ),
     }
 }
 
@@ -163,7 +168,8 @@ pub(super) fn check_addresses(cx: &mut Ctx<'_>) {
     }
     let mut macs: BTreeMap<String, FirstUse> = BTreeMap::new();
     let mut names: BTreeMap<String, FirstUse> = BTreeMap::new();
-    for g in estate.guests.values() {
+    let shadowed = cx.shadowed;
+    for g in estate.guests.values().chain(shadowed) {
         let file = g.origin.file;
         let who = format!("{} {} ({})", g.kind_name(), g.id, g.name());
         let name_path = g.origin.path.key("name");
@@ -277,7 +283,10 @@ pub(super) fn check_addresses(cx: &mut Ctx<'_>) {
                     Code::InvalidAddress,
                     file,
                     ip_path.clone(),
-                    format!("{cidr} is the network or broadcast address of its subnet"),
+                    format!(
+                        "{cidr} is the {} address of its subnet",
+                        if cidr.addr == cidr.network() { "network" } else { "broadcast" }
+                    ),
                 )
                 .hint("pick a host address inside the subnet"),
             );

@@ -119,7 +119,8 @@ pub struct LxcBackend {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LocalBridge {
-    /// Name of the bridge on this machine (default: the same name), at most 15 characters.
+    /// Name of the bridge on this machine (default: the same name): at most 15 letters, digits,
+    /// `_`, `.` or `-`.
     #[schemars(regex(pattern = r"^[A-Za-z0-9_.-]{1,15}$"))]
     pub host_bridge: Option<String>,
     /// The host's address on the bridge with prefix length, e.g. `10.77.0.1/24`; it defines the subnet.

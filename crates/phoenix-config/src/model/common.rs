@@ -35,7 +35,7 @@ pub const SECRET_REF_FORMAT: &str = "phoenix-secret-ref";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum GuestRef {
-    /// `"950"`
+    /// `"950"`: digits only.
     Text(#[schemars(pattern(r"^[0-9]+$"))] String),
     /// `950`
     Number(u32),
@@ -188,7 +188,8 @@ pub struct TcpProbe {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Service {
-    /// Service name, unique within the guest (used in generated NGINX upstream names).
+    /// Service name, unique within the guest (used in generated NGINX upstream names): lowercase
+    /// letters, digits, `_` and `-`, starting with a letter or digit.
     #[schemars(regex(pattern = r"^[a-z0-9][a-z0-9_-]*$"))]
     pub name: String,
     /// Port the service listens on inside the guest.

@@ -79,7 +79,8 @@ pub enum Informational {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AdminUser {
-    /// User name, e.g. `phoenix_admin`.
+    /// User name, e.g. `phoenix_admin`: lowercase letters, digits, `_` and `-`, starting with a
+    /// letter or `_`; at most 32 characters.
     #[schemars(regex(pattern = r"^[a-z_][a-z0-9_-]{0,31}$"))]
     pub username: String,
     /// A crypt(3) hash, `NOT_SET` for no password, or a secret reference; never a plain password.
@@ -139,7 +140,7 @@ pub struct HostNetwork {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HostInterface {
-    /// Bridge name, e.g. `vmbr0`.
+    /// Bridge name, e.g. `vmbr0`: at most 15 letters, digits, `_`, `.` or `-`.
     #[schemars(regex(pattern = r"^[A-Za-z0-9_.-]{1,15}$"))]
     pub name: String,
     /// The host's address on it with prefix length, e.g. `10.0.0.13/24`.
@@ -332,7 +333,7 @@ pub struct NvidiaDriver {
     /// Install the driver on the host.
     #[serde(default)]
     pub install: bool,
-    /// Driver version, e.g. `580.76.05`.
+    /// Driver version, as dot-separated numbers such as `580.76.05`.
     #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+){1,2}$"))]
     pub version: Option<String>,
     /// URL of the driver's `.run` file.

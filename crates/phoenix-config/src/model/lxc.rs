@@ -15,7 +15,8 @@ pub struct LxcFile {
     /// The JSON Schema this file follows (for editors; ignored by Phoenix).
     #[serde(rename = "$schema")]
     pub schema: Option<String>,
-    /// The NVIDIA driver version the host runs, e.g. `580.76.05`; containers get the same user-space libraries.
+    /// The NVIDIA driver version the host runs, as dot-separated numbers such as `580.76.05`;
+    /// containers get the same user-space libraries.
     #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+){1,2}$"))]
     pub nvidia_driver_version: Option<String>,
     /// Base URL of the CUDA apt repository used inside containers.
@@ -66,9 +67,10 @@ pub struct LxcConfig {
     /// Whether the container runs unprivileged (with a user-namespace ID map).
     pub unprivileged: bool,
     /// Marks a template: after customization a snapshot with this name is taken, and clones use it.
+    /// A letter, then letters, digits, `_` or `-`; 2 to 40 characters.
     #[schemars(regex(pattern = r"^[A-Za-z][A-Za-z0-9_-]{1,39}$"))]
     pub template_snapshot_name: Option<String>,
-    /// Create this container as a clone of that container at its `template_snapshot_name`.
+    /// Create this container as a clone of that container (its ID, in digits) at its `template_snapshot_name`.
     #[schemars(regex(pattern = r"^[0-9]+$"))]
     pub clone_from_ctid: Option<String>,
     /// Script run inside the container after the features; a path relative to the configuration directory, or absolute.
@@ -144,7 +146,7 @@ pub struct LxcConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NetworkConfig {
-    /// Interface name inside the container, e.g. `eth0`.
+    /// Interface name inside the container, e.g. `eth0`: at most 15 letters, digits, `_`, `.` or `-`.
     #[schemars(regex(pattern = r"^[A-Za-z0-9_.-]{1,15}$"))]
     pub name: String,
     /// Host bridge, e.g. `vmbr0`.

@@ -58,7 +58,8 @@ pub struct VmConfig {
     pub clone_from_vmid: Option<u32>,
     /// Cloud image file the VM's disk is imported from.
     pub template_image: Option<String>,
-    /// Snapshot taken after customization; clones use it.
+    /// Snapshot taken after customization; clones use it. A letter, then letters, digits, `_` or
+    /// `-`; 2 to 40 characters.
     #[schemars(regex(pattern = r"^[A-Za-z][A-Za-z0-9_-]{1,39}$"))]
     pub template_snapshot_name: Option<String>,
     /// CPU cores (default from `vm_defaults`).

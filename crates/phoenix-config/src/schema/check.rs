@@ -52,7 +52,21 @@ impl<'s> Checker<'s> {
         }
         if let Some(types) = schema.get("type") {
             if !admits(types, &node.value) {
-                out.push(wrong_type(self.kind, path, &expected_types(types), node, doc));
+                let format = schema.get("format").and_then(Schema::as_str);
+                if matches!(format, Some(SECRET_REF_FORMAT | PASSWORD_HASH_FORMAT)) {
+                    out.push(
+                        Diagnostic::error(
+                            Code::WrongType,
+                            self.kind,
+                            path.clone(),
+                            format!("{} must be a secret reference, not {}", field_name(path), node.value.kind_name()),
+                        )
+                        .hint(secret::REFERENCE_HINT)
+                        .conceal(),
+                    );
+                } else {
+                    out.push(wrong_type(self.kind, path, &expected_types(types), node, doc));
+                }
                 return;
             }
         }
@@ -264,7 +278,7 @@ impl<'s> Checker<'s> {
                     format!("{name} {} is not in the expected form", quote(s)),
                 );
                 if let Some(doc) = doc {
-                    d = d.hint(first_sentence(doc));
+                    d = d.hint(one_line(doc));
                 }
                 out.push(d);
             }
@@ -323,7 +337,7 @@ impl<'s> Checker<'s> {
                     if let Some(doc) =
                         properties.and_then(|p| p.get(r)).and_then(|p| p.get("description")).and_then(Schema::as_str)
                     {
-                        d = d.hint(format!("`{r}`: {}", first_sentence(doc)));
+                        d = d.hint(format!("`{r}`: {}", one_line(doc)));
                     }
                     out.push(d);
                 }
@@ -448,7 +462,7 @@ fn wrong_type(kind: FileKind, path: &JsonPath, expected: &str, node: &Node, doc:
         Value::String(_) if expected.contains("list") => Some("write a list: [\"...\"]".to_string()),
         _ => None,
     };
-    if let Some(h) = specific.or_else(|| doc.map(|d| format!("{}: {}", name.trim_matches('`'), first_sentence(d)))) {
+    if let Some(h) = specific.or_else(|| doc.map(|d| format!("{}: {}", name.trim_matches('`'), one_line(d)))) {
         d = d.hint(h);
     }
     d
@@ -470,12 +484,8 @@ fn quote(s: &str) -> String {
     serde_json::Value::String(s.to_string()).to_string()
 }
 
-fn first_sentence(doc: &str) -> String {
-    let one_line = doc.split_whitespace().collect::<Vec<_>>().join(" ");
-    match one_line.find(". ") {
-        Some(i) => one_line[..=i].to_string(),
-        None => one_line,
-    }
+fn one_line(doc: &str) -> String {
+    doc.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn integer_format_max(format: &str) -> Option<f64> {
