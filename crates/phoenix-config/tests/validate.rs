@@ -120,7 +120,7 @@ fn inline_secrets_are_refused_and_never_shown() {
     let rendered = format!("{:?}", v.reports);
     assert!(!rendered.contains(secret), "the secret leaked: {rendered}");
     let line = &v.reports[0].location.as_ref().expect("located").source_line;
-    assert!(line.contains("\"******************\""), "{line}");
+    assert!(line.contains("\"secret\": \"********\""), "{line}");
     let json = serde_json::to_string(&v.reports).expect("json");
     assert!(!json.contains(secret));
 }
@@ -277,4 +277,21 @@ fn a_synthetic_estate_of_a_thousand_guests_is_valid() {
     let estate = v.estate.expect("valid");
     assert_eq!(estate.guests.len(), 1000);
     assert_eq!(graph::order(&estate).map(|o| o.len()), Some(1000));
+}
+
+#[test]
+fn secrets_are_masked_even_in_a_file_that_does_not_parse() {
+    let secret = "0f9e8d7c-6b5a-4321-9abc-def012345678";
+    let hv = format!(
+        "{{\"backend\": {{\"type\": \"proxmox\", \"api_url\": \"https://pve:8006\", \"node\": \"pve\",\n  \"token\": {{\"id\": \"phoenix@pve!ci\", \"secret\": \"{secret}\"}},}}}}"
+    );
+    let v = run_mem(&[(FileKind::Hypervisor, &hv)]);
+    assert_eq!(codes(&v), vec![Code::Syntax]);
+    let location = v.reports[0].location.as_ref().expect("located");
+    assert!(!location.source_line.contains(secret), "{}", location.source_line);
+    assert!(location.source_line.contains("\"secret\": \"********\""), "{}", location.source_line);
+    // The marker still points at the stray comma, and the column is the file's own.
+    let comma = location.source_line.find("},}").expect("comma") + 2;
+    assert_eq!(location.marker_column, comma);
+    assert_eq!(location.column, hv.lines().nth(1).and_then(|l| l.find("},}")).expect("comma") + 2);
 }
