@@ -2,6 +2,8 @@
 //! say where it is. It accepts exactly RFC 8259 JSON and reports the first syntax error with a
 //! hint for the usual mistakes (trailing commas, comments, single quotes).
 
+use std::collections::HashMap;
+
 use crate::source::Span;
 
 /// Deepest nesting accepted; deeper input is rejected instead of exhausting the stack.
@@ -415,24 +417,8 @@ impl Parser<'_> {
         loop {
             self.skip_ws()?;
             items.push(self.value(depth + 1)?);
-            self.skip_ws()?;
-            match self.peek() {
-                Some(b',') => {
-                    let comma = self.pos;
-                    self.pos += 1;
-                    self.skip_ws()?;
-                    if self.peek() == Some(b']') {
-                        self.pos = comma;
-                        return Err(
-                            self.error("trailing comma before `]`", Some("remove the comma after the last element"))
-                        );
-                    }
-                }
-                Some(b']') => {
-                    self.pos += 1;
-                    return Ok(Value::Array(items));
-                }
-                _ => return Err(self.missing_separator(']')),
+            if self.comma_or_close(b']', "element")? {
+                return Ok(Value::Array(items));
             }
         }
     }
@@ -440,6 +426,7 @@ impl Parser<'_> {
     fn object(&mut self, depth: usize) -> Result<Value, SyntaxError> {
         self.pos += 1;
         let mut members: Vec<Member> = Vec::new();
+        let mut seen: HashMap<String, Span> = HashMap::new();
         self.skip_ws()?;
         if self.peek() == Some(b'}') {
             self.pos += 1;
@@ -469,29 +456,38 @@ impl Parser<'_> {
             self.pos += 1;
             self.skip_ws()?;
             let value = self.value(depth + 1)?;
-            if let Some(first) = members.iter().find(|m| m.key == key) {
-                self.duplicates.push(DuplicateKey { key: key.clone(), first: first.key_span, again: key_span });
+            if let Some(&first) = seen.get(&key) {
+                self.duplicates.push(DuplicateKey { key: key.clone(), first, again: key_span });
+            } else {
+                seen.insert(key.clone(), key_span);
             }
             members.push(Member { key, key_span, value });
-            self.skip_ws()?;
-            match self.peek() {
-                Some(b',') => {
-                    let comma = self.pos;
-                    self.pos += 1;
-                    self.skip_ws()?;
-                    if self.peek() == Some(b'}') {
-                        self.pos = comma;
-                        return Err(
-                            self.error("trailing comma before `}`", Some("remove the comma after the last member"))
-                        );
-                    }
-                }
-                Some(b'}') => {
-                    self.pos += 1;
-                    return Ok(Value::Object(members));
-                }
-                _ => return Err(self.missing_separator('}')),
+            if self.comma_or_close(b'}', "member")? {
+                return Ok(Value::Object(members));
             }
+        }
+    }
+
+    /// After an element or member: `true` when the array or object closes, `false` after a comma.
+    fn comma_or_close(&mut self, close: u8, what: &str) -> Result<bool, SyntaxError> {
+        self.skip_ws()?;
+        match self.peek() {
+            Some(b',') => {
+                let comma = self.pos;
+                self.pos += 1;
+                self.skip_ws()?;
+                if self.peek() == Some(close) {
+                    self.pos = comma;
+                    let message = format!("trailing comma before `{}`", close as char);
+                    return Err(self.error(&message, Some(&format!("remove the comma after the last {what}"))));
+                }
+                Ok(false)
+            }
+            Some(b) if b == close => {
+                self.pos += 1;
+                Ok(true)
+            }
+            _ => Err(self.missing_separator(close as char)),
         }
     }
 
