@@ -4,7 +4,7 @@
 # and clippy. Safe to run again: it only installs what is missing.
 set -euo pipefail
 
-MIN_RUST_MINOR=85
+MIN_RUST_MINOR=89
 
 need_apt=()
 for pkg in build-essential ca-certificates curl pkg-config git; do

@@ -463,10 +463,10 @@ fn check_container(cx: &mut Ctx<'_>, guest: &Guest, c: &LxcConfig) {
     if let Some(script) = &c.application_script {
         cx.require_file(file, base.key("application_script"), "application script", script);
     }
-    if let Some(Backend::Lxc(lxc)) = &cx.estate.hypervisor.backend {
-        if !lxc.storage.contains_key(&c.storage_pool) {
-            cx.push(unknown_storage(file, base.key("storage_pool"), &c.storage_pool, &lxc.storage));
-        }
+    if let Some(Backend::Lxc(lxc)) = &cx.estate.hypervisor.backend
+        && !lxc.storage.contains_key(&c.storage_pool)
+    {
+        cx.push(unknown_storage(file, base.key("storage_pool"), &c.storage_pool, &lxc.storage));
     }
 }
 
@@ -577,10 +577,10 @@ fn check_mounts_and_volumes(cx: &mut Ctx<'_>, file: FileKind, base: &JsonPath, c
         for (i, v) in list.iter().enumerate() {
             let path = base.key(key).index(i);
             cx.require_absolute(file, path.key("mount_point"), "mount_point", &v.mount_point);
-            if let Some(Backend::Lxc(lxc)) = &cx.estate.hypervisor.backend {
-                if !lxc.storage.contains_key(&v.pool) {
-                    cx.push(unknown_storage(file, path.key("pool"), &v.pool, &lxc.storage));
-                }
+            if let Some(Backend::Lxc(lxc)) = &cx.estate.hypervisor.backend
+                && !lxc.storage.contains_key(&v.pool)
+            {
+                cx.push(unknown_storage(file, path.key("pool"), &v.pool, &lxc.storage));
             }
         }
     }
@@ -631,10 +631,10 @@ fn check_vm(cx: &mut Ctx<'_>, guest: &Guest, v: &VmConfig) {
                 .hint("give a cloud image (\"template_image\"), a template VM to clone (\"clone_from_vmid\"), or `vm_defaults.template`"),
         );
     }
-    if let Some(image) = &v.template_image {
-        if cx.backend_is_local() || !image.starts_with('/') {
-            cx.require_file(file, base.key("template_image"), "cloud image", image);
-        }
+    if let Some(image) = &v.template_image
+        && (cx.backend_is_local() || !image.starts_with('/'))
+    {
+        cx.require_file(file, base.key("template_image"), "cloud image", image);
     }
     if let Some(key) = v.user_config.as_ref().and_then(|u| u.ssh_public_key.as_deref()) {
         check_ssh_key(cx, file, base.key("user_config").key("ssh_public_key"), key);

@@ -94,14 +94,13 @@ pub(super) fn check_host(cx: &mut Ctx<'_>) {
     if let (Some(host), Some(guests)) = (
         hv.nvidia_driver.as_ref().and_then(|n| n.version.as_deref()),
         cx.estate.lxc_settings.nvidia_driver_version.as_deref(),
-    ) {
-        if host != guests {
-            cx.push(
+    ) && host != guests
+    {
+        cx.push(
                 Diagnostic::error(Code::Conflict, FileKind::Lxc, JsonPath::root().key("nvidia_driver_version"), format!("containers expect NVIDIA driver {guests}, but the host installs {host}"))
                     .hint("the container libraries must match the host's kernel driver exactly: use the same version in both files")
                     .note(HV, JsonPath::root().key("nvidia_driver").key("version"), "the host's driver version"),
             );
-        }
     }
 }
 
@@ -278,21 +277,20 @@ fn check_zfs(cx: &mut Ctx<'_>) {
                 .hint(format!("defined pools: {}", known.join(", "))),
             );
         }
-        if let Some(props) = &ds.properties {
-            if props
+        if let Some(props) = &ds.properties
+            && props
                 .split(',')
                 .any(|kv| kv.split_once('=').is_none_or(|(k, v)| k.trim().is_empty() || v.trim().is_empty()))
-            {
-                cx.push(
-                    Diagnostic::error(
-                        Code::InvalidValue,
-                        HV,
-                        base.key("properties"),
-                        format!("\"{props}\" is not `key=value,key=value`"),
-                    )
-                    .hint("e.g. \"compression=lz4,recordsize=1M\""),
-                );
-            }
+        {
+            cx.push(
+                Diagnostic::error(
+                    Code::InvalidValue,
+                    HV,
+                    base.key("properties"),
+                    format!("\"{props}\" is not `key=value,key=value`"),
+                )
+                .hint("e.g. \"compression=lz4,recordsize=1M\""),
+            );
         }
     }
 }

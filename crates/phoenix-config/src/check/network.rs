@@ -220,21 +220,21 @@ pub(super) fn check_addresses(cx: &mut Ctx<'_>) {
             }
         }
         let subnet = net.bridge.and_then(|b| bridges.get(b));
-        if let (Some(bridge), Some(Backend::Lxc(lxc))) = (net.bridge, &estate.hypervisor.backend) {
-            if !lxc.bridges.contains_key(bridge) {
-                let known: Vec<&str> = lxc.bridges.keys().map(String::as_str).collect();
-                let bridge_path =
-                    if net.bridge_key == "bridge" { net.path.key("bridge") } else { g.origin.path.key(net.bridge_key) };
-                cx.push(
-                    Diagnostic::error(
-                        Code::UnknownReference,
-                        file,
-                        bridge_path,
-                        format!("bridge \"{bridge}\" is not in the backend's `bridges`"),
-                    )
-                    .hint(format!("map it in `backend.bridges` (known: {})", known.join(", "))),
-                );
-            }
+        if let (Some(bridge), Some(Backend::Lxc(lxc))) = (net.bridge, &estate.hypervisor.backend)
+            && !lxc.bridges.contains_key(bridge)
+        {
+            let known: Vec<&str> = lxc.bridges.keys().map(String::as_str).collect();
+            let bridge_path =
+                if net.bridge_key == "bridge" { net.path.key("bridge") } else { g.origin.path.key(net.bridge_key) };
+            cx.push(
+                Diagnostic::error(
+                    Code::UnknownReference,
+                    file,
+                    bridge_path,
+                    format!("bridge \"{bridge}\" is not in the backend's `bridges`"),
+                )
+                .hint(format!("map it in `backend.bridges` (known: {})", known.join(", "))),
+            );
         }
         match (net.ip, net.ip_pool) {
             (Some(_), Some(_)) => cx.push(
@@ -391,18 +391,18 @@ fn check_pools(cx: &mut Ctx<'_>) -> BTreeMap<String, ((Ipv4Addr, Ipv4Addr), Json
         }
         if let Some(gw) = &pool.gateway {
             check_gateway(cx, file, base.key("gateway"), gw, cidr.subnet(), &format!("pool {name}"));
-            if let Ok(ip) = parse_ipv4(gw) {
-                if (u32::from(range.0)..=u32::from(range.1)).contains(&u32::from(ip)) {
-                    cx.push(
-                        Diagnostic::error(
-                            Code::Conflict,
-                            file,
-                            base.key("gateway"),
-                            format!("gateway {ip} is inside the pool's own range"),
-                        )
-                        .hint("shrink the range so the pool never hands out the gateway"),
-                    );
-                }
+            if let Ok(ip) = parse_ipv4(gw)
+                && (u32::from(range.0)..=u32::from(range.1)).contains(&u32::from(ip))
+            {
+                cx.push(
+                    Diagnostic::error(
+                        Code::Conflict,
+                        file,
+                        base.key("gateway"),
+                        format!("gateway {ip} is inside the pool's own range"),
+                    )
+                    .hint("shrink the range so the pool never hands out the gateway"),
+                );
             }
         }
         for (other, (r, p)) in &out {

@@ -50,52 +50,51 @@ impl<'s> Checker<'s> {
             self.check_alternatives(node, branches, path, doc, out);
             return;
         }
-        if let Some(types) = schema.get("type") {
-            if !admits(types, &node.value) {
-                let format = schema.get("format").and_then(Schema::as_str);
-                if matches!(format, Some(SECRET_REF_FORMAT | PASSWORD_HASH_FORMAT)) {
-                    out.push(
-                        Diagnostic::error(
-                            Code::WrongType,
-                            self.kind,
-                            path.clone(),
-                            format!("{} must be a secret reference, not {}", field_name(path), node.value.kind_name()),
-                        )
-                        .hint(secret::REFERENCE_HINT)
-                        .conceal(),
-                    );
-                } else {
-                    out.push(wrong_type(self.kind, path, &expected_types(types), node, doc));
-                }
-                return;
+        if let Some(types) = schema.get("type")
+            && !admits(types, &node.value)
+        {
+            let format = schema.get("format").and_then(Schema::as_str);
+            if matches!(format, Some(SECRET_REF_FORMAT | PASSWORD_HASH_FORMAT)) {
+                out.push(
+                    Diagnostic::error(
+                        Code::WrongType,
+                        self.kind,
+                        path.clone(),
+                        format!("{} must be a secret reference, not {}", field_name(path), node.value.kind_name()),
+                    )
+                    .hint(secret::REFERENCE_HINT)
+                    .conceal(),
+                );
+            } else {
+                out.push(wrong_type(self.kind, path, &expected_types(types), node, doc));
             }
+            return;
         }
         let name = field_name(path);
         if let Some(format) = schema.get("format").and_then(Schema::as_str) {
-            if let Value::String(s) = &node.value {
-                if let Some(d) = self.check_secret_format(format, s, path, &name) {
-                    out.push(d);
-                    return;
-                }
+            if let Value::String(s) = &node.value
+                && let Some(d) = self.check_secret_format(format, s, path, &name)
+            {
+                out.push(d);
+                return;
             }
-            if let Value::Number(n) = &node.value {
-                if let Some(max) = integer_format_max(format) {
-                    if n.parse::<f64>().is_ok_and(|v| v > max) {
-                        out.push(Diagnostic::error(
-                            Code::OutOfRange,
-                            self.kind,
-                            path.clone(),
-                            format!("{name} is {n}, above the largest value allowed ({max})"),
-                        ));
-                        return;
-                    }
-                }
+            if let Value::Number(n) = &node.value
+                && let Some(max) = integer_format_max(format)
+                && n.parse::<f64>().is_ok_and(|v| v > max)
+            {
+                out.push(Diagnostic::error(
+                    Code::OutOfRange,
+                    self.kind,
+                    path.clone(),
+                    format!("{name} is {n}, above the largest value allowed ({max})"),
+                ));
+                return;
             }
         }
-        if let Some(c) = schema.get("const") {
-            if node.to_serde() != *c {
-                out.push(Diagnostic::error(Code::InvalidValue, self.kind, path.clone(), format!("{name} must be {c}")));
-            }
+        if let Some(c) = schema.get("const")
+            && node.to_serde() != *c
+        {
+            out.push(Diagnostic::error(Code::InvalidValue, self.kind, path.clone(), format!("{name} must be {c}")));
         }
         if let Some(values) = schema.get("enum").and_then(Schema::as_array) {
             let allowed: Vec<&str> = values.iter().filter_map(Schema::as_str).collect();
@@ -269,19 +268,19 @@ impl<'s> Checker<'s> {
                 format!("{name} is {len} characters long, at most {max} allowed"),
             ));
         }
-        if let Some(pattern) = schema.get("pattern").and_then(Schema::as_str) {
-            if !pattern_matches(pattern, s) {
-                let mut d = Diagnostic::error(
-                    Code::InvalidValue,
-                    self.kind,
-                    path.clone(),
-                    format!("{name} {} is not in the expected form", quote(s)),
-                );
-                if let Some(doc) = doc {
-                    d = d.hint(one_line(doc));
-                }
-                out.push(d);
+        if let Some(pattern) = schema.get("pattern").and_then(Schema::as_str)
+            && !pattern_matches(pattern, s)
+        {
+            let mut d = Diagnostic::error(
+                Code::InvalidValue,
+                self.kind,
+                path.clone(),
+                format!("{name} {} is not in the expected form", quote(s)),
+            );
+            if let Some(doc) = doc {
+                d = d.hint(one_line(doc));
             }
+            out.push(d);
         }
     }
 
