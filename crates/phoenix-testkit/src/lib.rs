@@ -1,5 +1,7 @@
 //! Test support for Phoenix: synthetic configurations of any size, for tests and benchmarks.
 
+pub mod memory;
+
 use serde_json::{Value, json};
 
 /// The three files of a valid configuration with `guests` containers on the local LXC backend:

@@ -1,0 +1,67 @@
+//! The seam between the engine and a backend (Proxmox VE, local LXC, or a test double).
+//!
+//! The engine needs few things from a backend: observe everything in few calls, create a guest
+//! from an OS template or clone it from a named snapshot, update its configuration field by field,
+//! start and stop it, take snapshots, run a command inside it, push a file into it, and destroy it.
+//! A [`Capabilities`] value says what a backend supports, so that a plan can be refused before
+//! anything runs. Every error says whether the request was never sent (safe to retry) or may have
+//! been applied (observe again first).
+
+mod error;
+mod types;
+
+pub use error::{BackendError, Delivery, ErrorKind};
+pub use types::*;
+
+/// What the engine needs from a backend. Implementations are shared between worker threads.
+///
+/// Every mutating call is idempotent in effect only through the engine: the engine decides what
+/// to call from an observation, and after an error that may have been applied it observes the
+/// guest again before retrying.
+pub trait Backend: Send + Sync {
+    /// A short name for messages (`proxmox`, `lxc`, `memory`).
+    fn name(&self) -> &str;
+
+    /// What this backend supports.
+    fn capabilities(&self) -> Capabilities;
+
+    /// Everything the engine needs to plan, in as few calls as the backend allows.
+    fn observe(&self) -> Result<Observation, BackendError>;
+
+    /// One guest, after an error that may have been applied.
+    fn observe_guest(&self, id: GuestId) -> Result<Option<ObservedGuest>, BackendError>;
+
+    /// Creates a guest, from an OS template or as a clone of a snapshot, with its configuration
+    /// written before its first start. It is left stopped.
+    fn create(&self, request: &CreateRequest) -> Result<(), BackendError>;
+
+    /// Changes configuration fields. Fields the backend cannot change while the guest runs take
+    /// effect at the next start (see [`Backend::change_effect`]).
+    fn update_config(&self, id: GuestId, changes: &[FieldChange]) -> Result<(), BackendError>;
+
+    /// Starts a stopped guest.
+    fn start(&self, id: GuestId) -> Result<(), BackendError>;
+
+    /// Stops a running guest.
+    fn stop(&self, id: GuestId) -> Result<(), BackendError>;
+
+    /// Takes a snapshot.
+    fn snapshot(&self, id: GuestId, name: &str) -> Result<(), BackendError>;
+
+    /// Runs a command inside a running guest: argv as given (never joined into a shell string),
+    /// stdin closed, a clean environment, a timeout.
+    fn exec(&self, id: GuestId, request: &ExecRequest) -> Result<ExecOutput, BackendError>;
+
+    /// Reads a file inside a guest; `None` when it does not exist. A backend that cannot read a
+    /// stopped guest's files answers with an [`ErrorKind::Unsupported`] error.
+    fn read_file(&self, id: GuestId, path: &str) -> Result<Option<Vec<u8>>, BackendError>;
+
+    /// Writes a file inside a guest with a mode and owner.
+    fn push_file(&self, id: GuestId, file: &FilePush) -> Result<(), BackendError>;
+
+    /// Stops the guest if needed and removes it with its snapshots.
+    fn destroy(&self, id: GuestId) -> Result<(), BackendError>;
+
+    /// How a change of this field takes effect on a running guest.
+    fn change_effect(&self, field: &str) -> ChangeEffect;
+}

@@ -1,0 +1,419 @@
+//! Applying a plan over the dependency graph: a guest's steps start once everything it needs is
+//! completed and healthy; independent guests run at once up to the limits; failures stop their
+//! dependents; transient backend errors are retried.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, PoisonError, mpsc};
+use std::time::{Duration, Instant};
+
+use phoenix_backend::{
+    Backend, BackendError, CreateRequest, CreateSource, ExecRequest, FieldChange, FilePush, GuestId,
+};
+use phoenix_plan::{Action, Desired, DesiredGuest, GuestPlan, LifecycleState, Plan, Step};
+
+use crate::customize::{CONTRACT_VERSION, Job, MARKERS_PATH};
+use crate::health::{Prober, wait_healthy};
+use crate::observe::parse_markers;
+use crate::reporter::{GuestOutcome, Reporter};
+use crate::retry::RetryPolicy;
+
+/// How an apply runs.
+#[derive(Debug, Clone)]
+pub struct ApplyOptions {
+    /// Guests worked on at once.
+    pub jobs: usize,
+    /// Guests worked on at once on one node.
+    pub per_node: usize,
+    /// Go on with independent guests after a failure.
+    pub keep_going: bool,
+    /// Destroy guests this run created when their steps fail.
+    pub rollback: bool,
+    /// Retrying transient backend errors.
+    pub retry: RetryPolicy,
+    /// How long a feature or script may run.
+    pub exec_timeout: Duration,
+    /// Factor on health-check intervals (tests shorten them).
+    pub health_interval_scale: f64,
+}
+
+impl Default for ApplyOptions {
+    fn default() -> ApplyOptions {
+        ApplyOptions {
+            jobs: 4,
+            per_node: 4,
+            keep_going: false,
+            rollback: false,
+            retry: RetryPolicy::default(),
+            exec_timeout: Duration::from_secs(3600),
+            health_interval_scale: 1.0,
+        }
+    }
+}
+
+/// What an apply did, guest by guest.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApplyReport {
+    /// Each configured guest's outcome.
+    pub outcomes: BTreeMap<GuestId, GuestOutcome>,
+    /// How long it took.
+    pub took: Duration,
+    /// The run was interrupted.
+    pub interrupted: bool,
+}
+
+impl ApplyReport {
+    /// Whether any guest failed (or was skipped, rolled back, or not started).
+    pub fn failed(&self) -> bool {
+        self.interrupted
+            || self
+                .outcomes
+                .values()
+                .any(|o| !matches!(o, GuestOutcome::Unchanged | GuestOutcome::Created | GuestOutcome::Changed))
+    }
+}
+
+/// The engine: a backend, probes, a reporter, and the interruption flag (set on Ctrl-C).
+pub struct Engine<'a> {
+    /// Where guests live.
+    pub backend: &'a dyn Backend,
+    /// HTTP and TCP health probes.
+    pub prober: &'a dyn Prober,
+    /// Progress.
+    pub reporter: &'a dyn Reporter,
+    /// When set, no new step starts; running steps finish.
+    pub cancel: &'a AtomicBool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Status {
+    Waiting,
+    Running,
+    Done,
+    Failed,
+}
+
+/// A step that failed, with the guest, the step and the backend's or the command's words.
+#[derive(Debug)]
+struct StepFailure {
+    step: String,
+    message: String,
+}
+
+impl<'a> Engine<'a> {
+    /// Executes exactly the plan. `jobs` holds each guest's customizations as prepared for it.
+    pub fn apply(
+        &self,
+        desired: &Desired,
+        plan: &Plan,
+        jobs: &BTreeMap<GuestId, Vec<Job>>,
+        opts: &ApplyOptions,
+    ) -> ApplyReport {
+        let started = Instant::now();
+        let by_id: BTreeMap<GuestId, &GuestPlan> = plan.guests.iter().map(|g| (g.id, g)).collect();
+        // Guests with nothing to do are checked for health when a guest with work waits for them.
+        let mut verify: BTreeSet<GuestId> = BTreeSet::new();
+        for g in plan.guests.iter().filter(|g| !g.steps.is_empty()) {
+            for n in &g.needs {
+                if by_id.get(n).is_some_and(|p| p.steps.is_empty())
+                    && desired.guests.get(n).is_some_and(|d| d.health.is_some())
+                {
+                    verify.insert(*n);
+                }
+            }
+        }
+        let clone_locks: BTreeMap<GuestId, Mutex<()>> = plan
+            .guests
+            .iter()
+            .flat_map(|g| &g.steps)
+            .filter_map(|s| match &s.action {
+                Action::Create { source: CreateSource::Clone { source, .. } } => Some((*source, Mutex::new(()))),
+                _ => None,
+            })
+            .collect();
+        let mut status: BTreeMap<GuestId, Status> = plan.guests.iter().map(|g| (g.id, Status::Waiting)).collect();
+        let mut report = ApplyReport::default();
+        let mut running_on: BTreeMap<String, usize> = BTreeMap::new();
+        let mut stop = false;
+        let (tx, rx) = mpsc::channel::<(GuestId, GuestOutcome, Duration)>();
+        std::thread::scope(|scope| {
+            loop {
+                if self.cancel.load(Ordering::SeqCst) {
+                    stop = true;
+                    report.interrupted = true;
+                }
+                let mut progressed = true;
+                while progressed {
+                    progressed = false;
+                    for g in &plan.guests {
+                        if status[&g.id] != Status::Waiting {
+                            continue;
+                        }
+                        if let Some(bad) = g.needs.iter().find(|n| status.get(n) == Some(&Status::Failed)) {
+                            status.insert(g.id, Status::Failed);
+                            let outcome = GuestOutcome::Skipped(format!("{bad}, which it needs, did not complete"));
+                            self.reporter.finished(g.id, &outcome, Duration::ZERO);
+                            report.outcomes.insert(g.id, outcome);
+                            progressed = true;
+                            continue;
+                        }
+                        let ready = g.needs.iter().all(|n| status.get(n).is_none_or(|s| *s == Status::Done));
+                        let running = status.values().filter(|s| **s == Status::Running).count();
+                        let node = desired.guests.get(&g.id).and_then(|d| d.node.clone()).unwrap_or_default();
+                        let node_busy = running_on.get(&node).copied().unwrap_or(0) >= opts.per_node.max(1);
+                        if !ready || stop || running >= opts.jobs.max(1) || node_busy {
+                            continue;
+                        }
+                        let steps: Vec<Step> = if g.steps.is_empty() && verify.contains(&g.id) {
+                            vec![Step {
+                                action: Action::HealthCheck,
+                                reason: "a guest that needs it has work to do".into(),
+                            }]
+                        } else {
+                            g.steps.clone()
+                        };
+                        if steps.is_empty() {
+                            status.insert(g.id, Status::Done);
+                            report.outcomes.insert(g.id, GuestOutcome::Unchanged);
+                            progressed = true;
+                            continue;
+                        }
+                        status.insert(g.id, Status::Running);
+                        *running_on.entry(node.clone()).or_default() += 1;
+                        let tx = tx.clone();
+                        let d = &desired.guests[&g.id];
+                        let guest_jobs = jobs.get(&g.id).map(Vec::as_slice).unwrap_or_default();
+                        let clone_locks = &clone_locks;
+                        let verify_only = g.steps.is_empty();
+                        scope.spawn(move || {
+                            let t0 = Instant::now();
+                            let outcome = self.run_guest(d, &steps, guest_jobs, clone_locks, opts, verify_only);
+                            let _ = tx.send((d.id, outcome, t0.elapsed()));
+                        });
+                        progressed = true;
+                    }
+                }
+                if !status.values().any(|s| *s == Status::Running) {
+                    break;
+                }
+                let Ok((id, outcome, took)) = rx.recv() else { break };
+                let node = desired.guests.get(&id).and_then(|d| d.node.clone()).unwrap_or_default();
+                if let Some(n) = running_on.get_mut(&node) {
+                    *n = n.saturating_sub(1);
+                }
+                let ok = matches!(outcome, GuestOutcome::Unchanged | GuestOutcome::Created | GuestOutcome::Changed);
+                status.insert(id, if ok { Status::Done } else { Status::Failed });
+                if !ok && !opts.keep_going {
+                    stop = true;
+                }
+                self.reporter.finished(id, &outcome, took);
+                report.outcomes.insert(id, outcome);
+            }
+        });
+        for g in &plan.guests {
+            report.outcomes.entry(g.id).or_insert(GuestOutcome::NotStarted);
+        }
+        report.took = started.elapsed();
+        report
+    }
+
+    /// Runs one guest's steps in order.
+    fn run_guest(
+        &self,
+        d: &DesiredGuest,
+        steps: &[Step],
+        jobs: &[Job],
+        clone_locks: &BTreeMap<GuestId, Mutex<()>>,
+        opts: &ApplyOptions,
+        verify_only: bool,
+    ) -> GuestOutcome {
+        let mut created = false;
+        for step in steps {
+            if self.cancel.load(Ordering::SeqCst) {
+                return GuestOutcome::Failed("interrupted before this step; nothing was left half-done".to_string());
+            }
+            self.reporter.state(d.id, state_during(&step.action), Some(step));
+            if let Err(f) = self.run_step(d, step, jobs, clone_locks, opts) {
+                let message = format!("guest {} ({}), step `{}`: {}", d.id, d.name, f.step, f.message);
+                if created && opts.rollback {
+                    self.reporter.note(d.id, "rolling back: destroying the guest this run created");
+                    return match self.call(d.id, opts, || self.backend.destroy(d.id), || None) {
+                        Ok(()) => GuestOutcome::RolledBack(message),
+                        Err(e) => GuestOutcome::Failed(format!("{message}; the rollback failed too: {e}")),
+                    };
+                }
+                return GuestOutcome::Failed(message);
+            }
+            created |= matches!(step.action, Action::Create { .. });
+        }
+        self.reporter.state(d.id, LifecycleState::Completed, None);
+        if created {
+            GuestOutcome::Created
+        } else if verify_only {
+            GuestOutcome::Unchanged
+        } else {
+            GuestOutcome::Changed
+        }
+    }
+
+    /// A backend call with retries; `applied` says whether a call that may have been applied was.
+    fn call<T>(
+        &self,
+        id: GuestId,
+        opts: &ApplyOptions,
+        op: impl FnMut() -> Result<T, BackendError>,
+        applied: impl Fn() -> Option<T>,
+    ) -> Result<T, BackendError> {
+        opts.retry.run(op, applied, |e, n| {
+            self.reporter.note(id, &format!("retrying after a transient failure (attempt {}): {e}", n + 1))
+        })
+    }
+
+    fn run_step(
+        &self,
+        d: &DesiredGuest,
+        step: &Step,
+        jobs: &[Job],
+        clone_locks: &BTreeMap<GuestId, Mutex<()>>,
+        opts: &ApplyOptions,
+    ) -> Result<(), StepFailure> {
+        let id = d.id;
+        let fail = |what: &str| {
+            let what = what.to_string();
+            move |e: BackendError| StepFailure {
+                step: what.clone(),
+                message: match &e.detail {
+                    Some(detail) => format!("{e}\n{detail}"),
+                    None => e.to_string(),
+                },
+            }
+        };
+        let exists = || self.backend.observe_guest(id).ok().flatten();
+        match &step.action {
+            Action::Create { source } => {
+                let request = CreateRequest {
+                    id,
+                    kind: d.kind,
+                    node: d.node.clone(),
+                    source: source.clone(),
+                    config: d.config.clone(),
+                };
+                let _guard = match source {
+                    CreateSource::Clone { source, .. } => {
+                        clone_locks.get(source).map(|m| m.lock().unwrap_or_else(PoisonError::into_inner))
+                    }
+                    CreateSource::Template(_) => None,
+                };
+                self.call(id, opts, || self.backend.create(&request), || exists().map(|_| ())).map_err(fail("create"))
+            }
+            Action::Configure { changes } => {
+                let changes: Vec<FieldChange> = changes
+                    .iter()
+                    .map(|c| FieldChange { field: c.field.clone(), old: c.old.clone(), new: c.new.clone() })
+                    .collect();
+                self.call(id, opts, || self.backend.update_config(id, &changes), || None).map_err(fail("configure"))
+            }
+            Action::Start => {
+                self.call(id, opts, || self.backend.start(id), || running(exists())).map_err(fail("start"))
+            }
+            Action::Restart => {
+                self.call(id, opts, || self.backend.stop(id), || stopped(exists())).map_err(fail("stop"))?;
+                self.call(id, opts, || self.backend.start(id), || running(exists())).map_err(fail("start"))
+            }
+            Action::Customize { key, .. } => {
+                let job = jobs
+                    .iter()
+                    .find(|j| &j.key == key)
+                    .ok_or_else(|| StepFailure { step: format!("run {key}"), message: "no prepared job".into() })?;
+                self.run_job(id, job, opts)
+            }
+            Action::HealthCheck => {
+                let Some(check) = &d.health else { return Ok(()) };
+                let address =
+                    d.config.get("net.ip").filter(|ip| *ip != "dhcp").map(|ip| ip.split('/').next().unwrap_or(ip));
+                wait_healthy(self.backend, self.prober, id, address, check, opts.health_interval_scale)
+                    .map_err(|message| StepFailure { step: "health check".into(), message })
+            }
+            Action::Snapshot { name } => {
+                let taken = || exists().filter(|g| g.snapshots.contains(name)).map(|_| ());
+                self.call(id, opts, || self.backend.snapshot(id, name), taken)
+                    .map_err(fail(&format!("snapshot {name}")))
+            }
+        }
+    }
+
+    /// Stages a job into a fresh directory of the guest, runs it with argv, removes the directory,
+    /// and records its marker once it succeeded.
+    fn run_job(&self, id: GuestId, job: &Job, opts: &ApplyOptions) -> Result<(), StepFailure> {
+        let step = format!("run {}", job.key);
+        let fail = |e: BackendError| StepFailure { step: step.clone(), message: e.to_string() };
+        let dir = format!("/tmp/phoenix-{}-{}", job.key.replace(':', "-"), &job.hash[..12.min(job.hash.len())]);
+        let push = |path: String, content: Vec<u8>, mode: u32| {
+            let file = FilePush { path, content, mode, uid: 0, gid: 0 };
+            self.call(id, opts, || self.backend.push_file(id, &file), || None)
+        };
+        push(format!("{dir}/run"), job.script.clone(), 0o755).map_err(fail)?;
+        push(format!("{dir}/params.json"), serde_json::to_vec_pretty(&job.params).unwrap_or_default(), 0o600)
+            .map_err(fail)?;
+        let argv = [
+            format!("{dir}/run"),
+            "--phoenix-contract".into(),
+            CONTRACT_VERSION.to_string(),
+            "--params".into(),
+            format!("{dir}/params.json"),
+        ];
+        let ran = self.backend.exec(id, &ExecRequest::new(argv, opts.exec_timeout));
+        let cleanup = self.call(
+            id,
+            opts,
+            || self.backend.exec(id, &ExecRequest::new(["rm", "-rf", dir.as_str()], Duration::from_secs(60))),
+            || None,
+        );
+        let out = ran.map_err(fail)?;
+        if !out.success() {
+            let tail = |b: &[u8]| {
+                let s = String::from_utf8_lossy(b);
+                let lines: Vec<&str> = s.lines().collect();
+                lines[lines.len().saturating_sub(20)..].join("\n")
+            };
+            return Err(StepFailure {
+                step,
+                message: format!(
+                    "exited with status {}\n--- stderr\n{}\n--- stdout\n{}",
+                    out.status,
+                    tail(&out.stderr),
+                    tail(&out.stdout)
+                ),
+            });
+        }
+        if let Err(e) = cleanup {
+            self.reporter.note(id, &format!("could not remove {dir}: {e}"));
+        }
+        let mut markers = self
+            .call(id, opts, || self.backend.read_file(id, MARKERS_PATH), || None)
+            .map_err(fail)?
+            .map(|b| parse_markers(&b))
+            .unwrap_or_default();
+        markers.insert(job.key.clone(), job.hash.clone());
+        push(MARKERS_PATH.to_string(), serde_json::to_vec_pretty(&markers).unwrap_or_default(), 0o600).map_err(fail)
+    }
+}
+
+fn running(g: Option<phoenix_backend::ObservedGuest>) -> Option<()> {
+    g.filter(|g| g.power == phoenix_backend::PowerState::Running).map(|_| ())
+}
+
+fn stopped(g: Option<phoenix_backend::ObservedGuest>) -> Option<()> {
+    g.filter(|g| g.power == phoenix_backend::PowerState::Stopped).map(|_| ())
+}
+
+/// The lifecycle state a guest is in while a step runs.
+fn state_during(action: &Action) -> LifecycleState {
+    match action {
+        Action::Create { .. } => LifecycleState::Defined,
+        Action::Configure { .. } => LifecycleState::Created,
+        Action::Start | Action::Restart => LifecycleState::Configured,
+        Action::Customize { .. } | Action::Snapshot { .. } => LifecycleState::Customizing,
+        Action::HealthCheck => LifecycleState::Running,
+    }
+}

@@ -1,0 +1,15 @@
+//! Phoenix's engine: prepares customizations, observes the backend, applies a plan over the
+//! dependency graph with bounded concurrency, and destroys guests in reverse order. It knows
+//! backends only through [`phoenix_backend::Backend`].
+
+pub mod apply;
+pub mod customize;
+pub mod destroy;
+pub mod health;
+pub mod lock;
+pub mod observe;
+pub mod reporter;
+pub mod retry;
+
+pub use apply::{ApplyOptions, ApplyReport, Engine};
+pub use reporter::{GuestOutcome, Reporter, Silent};

@@ -1,0 +1,61 @@
+//! Observing the backend: one call for every guest, then the markers inside the guests Phoenix
+//! manages, read in parallel.
+
+use std::collections::BTreeMap;
+
+use phoenix_backend::{Backend, BackendError, ErrorKind, GuestId, Observation};
+use phoenix_plan::{Desired, Markers};
+
+use crate::customize::MARKERS_PATH;
+
+/// What the backend shows, with the markers read inside the guests.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Observed {
+    /// The backend's view.
+    pub observation: Observation,
+    /// Markers of each configured guest that exists (`None`: could not be read).
+    pub markers: Markers,
+}
+
+/// Parses a marker file; an unreadable file counts as no markers (everything runs again).
+pub fn parse_markers(bytes: &[u8]) -> BTreeMap<String, String> {
+    serde_json::from_slice(bytes).unwrap_or_default()
+}
+
+/// Observes everything the plan needs, reading markers with up to `jobs` calls at once.
+pub fn observe(backend: &dyn Backend, desired: &Desired, jobs: usize) -> Result<Observed, BackendError> {
+    let observation = backend.observe()?;
+    let ids: Vec<GuestId> =
+        desired.guests.keys().filter(|id| observation.guests.get(id).is_some_and(|g| g.managed)).copied().collect();
+    let chunk = ids.len().div_ceil(jobs.max(1)).max(1);
+    type Read = Result<Vec<(GuestId, Option<BTreeMap<String, String>>)>, BackendError>;
+    let results: Vec<Read> = std::thread::scope(|s| {
+        let handles: Vec<_> = ids
+            .chunks(chunk)
+            .map(|part| {
+                s.spawn(move || {
+                    part.iter()
+                        .map(|&id| match backend.read_file(id, MARKERS_PATH) {
+                            Ok(bytes) => Ok((id, Some(bytes.map(|b| parse_markers(&b)).unwrap_or_default()))),
+                            Err(e) if e.kind == ErrorKind::Unsupported => Ok((id, None)),
+                            Err(e) => Err(e),
+                        })
+                        .collect()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(BackendError::permanent(phoenix_backend::Delivery::NotSent, "a marker reader panicked"))
+                })
+            })
+            .collect()
+    });
+    let mut markers = Markers::new();
+    for r in results {
+        markers.extend(r?);
+    }
+    Ok(Observed { observation, markers })
+}

@@ -1,0 +1,445 @@
+//! The engine against the in-memory backend: idempotency, exact changes, ordering and overlap,
+//! failures, retries, rollback, locking, destroy.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use phoenix_backend::{BackendError, ChangeEffect, Delivery, PowerState};
+use phoenix_engine::destroy::{DestroyError, plan_destroy};
+use phoenix_engine::lock::{ApplyLock, LockError};
+use phoenix_engine::{GuestOutcome, Silent};
+use phoenix_plan::Action;
+use phoenix_testkit::memory::{FailRule, MemoryBackend, Method};
+use support::*;
+
+/// A template, three clones of it, and a guest that depends on the clones.
+fn stack(extra_301: &str, script: &str) -> Config {
+    let tcp = r#", "health_check": {"tcp": {"port": 80}, "retries": 2, "interval": 1}"#;
+    let containers = format!(
+        r#"{{
+            "300": {t},
+            "301": {a},
+            "302": {b},
+            "303": {c},
+            "310": {d}
+        }}"#,
+        t = container(
+            "tpl",
+            "10.9.0.10/16",
+            &format!(
+                r#", "template": "local:vztmpl/x.tar.zst", "features": ["base_setup"], "template_snapshot_name": "ready"{tcp}"#
+            )
+        ),
+        a = container(
+            "web-1",
+            "10.9.0.11/16",
+            &format!(
+                r#", "clone_from_ctid": "300", "features": ["ollama"], "application_script": "app.sh"{tcp}{extra_301}"#
+            )
+        ),
+        b = container(
+            "web-2",
+            "10.9.0.12/16",
+            &format!(r#", "clone_from_ctid": "300", "features": ["ollama"], "application_script": "app.sh"{tcp}"#)
+        ),
+        c = container(
+            "web-3",
+            "10.9.0.13/16",
+            &format!(r#", "clone_from_ctid": "300", "application_script": "app.sh"{tcp}"#)
+        ),
+        d = container(
+            "agg",
+            "10.9.0.20/16",
+            &format!(r#", "clone_from_ctid": "300", "dependencies": ["301", "302", "303"]{tcp}"#)
+        ),
+    );
+    Config::new(&containers, &[("app.sh", script)])
+}
+
+fn v1() -> BTreeMap<&'static str, &'static str> {
+    BTreeMap::new()
+}
+
+#[test]
+fn apply_builds_everything_then_a_second_apply_changes_nothing() {
+    let backend = MemoryBackend::new();
+    let cfg = stack("", "#!/bin/sh\necho app v1\n");
+    let p = prepare_run(&cfg, &library(&v1()));
+    let (plan, report) = run_apply(&backend, &p, &Silent, &options());
+    assert_eq!(plan.guests_to_change(), 5);
+    assert!(report.outcomes.values().all(|o| *o == GuestOutcome::Created), "{report:#?}");
+    assert!(backend.guest(300).expect("template").observed.snapshots.contains("ready"));
+    assert!(backend.guest(301).is_some_and(|g| g.observed.power == PowerState::Running));
+    // Staged files are cleaned up; only the markers stay.
+    let files: Vec<String> = backend.guest(301).expect("301").files.keys().cloned().collect();
+    assert!(files.iter().all(|f| !f.starts_with("/tmp/phoenix-")), "{files:?}");
+
+    let again = make_plan(&backend, &p);
+    assert!(again.is_empty(), "{:#?}", again.guests.iter().filter(|g| !g.steps.is_empty()).collect::<Vec<_>>());
+    let starts: Vec<usize> = (300..=310).filter_map(|id| backend.guest(id)).map(|g| g.starts).collect();
+    backend.clear_calls();
+    let (_, report) = run_apply(&backend, &p, &Silent, &options());
+    assert_eq!(mutating(&backend), Vec::<String>::new());
+    assert!(report.outcomes.values().all(|o| *o == GuestOutcome::Unchanged));
+    let starts_after: Vec<usize> = (300..=310).filter_map(|id| backend.guest(id)).map(|g| g.starts).collect();
+    assert_eq!(starts, starts_after, "a re-apply restarted something");
+}
+
+#[test]
+fn changing_one_field_plans_and_applies_exactly_that_change() {
+    let backend = MemoryBackend::new();
+    let lib = library(&v1());
+    run_apply(&backend, &prepare_run(&stack("", "#!/bin/sh\n"), &lib), &Silent, &options());
+
+    // A live change: memory of 302 only.
+    let cfg = stack("", "#!/bin/sh\n");
+    let text = std::fs::read_to_string(cfg.path().join("phoenix_lxc_configs.json")).expect("read");
+    let needle = r#""name": "web-2", "memory_mb": 1024"#;
+    assert!(text.contains(needle));
+    std::fs::write(
+        cfg.path().join("phoenix_lxc_configs.json"),
+        text.replace(needle, r#""name": "web-2", "memory_mb": 2048"#),
+    )
+    .expect("write");
+    let p = prepare_run(&cfg, &lib);
+    let plan = make_plan(&backend, &p);
+    let changed: Vec<_> = plan.guests.iter().filter(|g| !g.steps.is_empty()).collect();
+    assert_eq!(changed.len(), 1);
+    assert_eq!(changed[0].id, 302);
+    match &changed[0].steps[0].action {
+        Action::Configure { changes } => {
+            assert_eq!(changes.len(), 1);
+            assert_eq!(
+                (changes[0].field.as_str(), changes[0].old.as_deref(), changes[0].new.as_str()),
+                ("memory_mb", Some("1024"), "2048")
+            );
+            assert_eq!(changes[0].effect, ChangeEffect::Live);
+        }
+        other => panic!("expected a configure step, got {other:?}"),
+    }
+    assert!(changed[0].steps.iter().all(|s| !matches!(s.action, Action::Restart | Action::Start)));
+    backend.clear_calls();
+    run_apply(&backend, &p, &Silent, &options());
+    assert_eq!(mutating(&backend), vec!["UpdateConfig Some(302) memory_mb".to_string()]);
+    assert!(make_plan(&backend, &p).is_empty());
+
+    // A change that needs a restart restarts that guest only.
+    let cfg = stack(r#", "apparmor_profile": "lxc-phoenix""#, "#!/bin/sh\n");
+    let text = std::fs::read_to_string(cfg.path().join("phoenix_lxc_configs.json")).expect("read");
+    std::fs::write(
+        cfg.path().join("phoenix_lxc_configs.json"),
+        text.replace(needle, r#""name": "web-2", "memory_mb": 2048"#),
+    )
+    .expect("write");
+    let p = prepare_run(&cfg, &lib);
+    backend.clear_calls();
+    run_apply(&backend, &p, &Silent, &options());
+    assert_eq!(
+        mutating(&backend),
+        vec![
+            "UpdateConfig Some(301) apparmor".to_string(),
+            "Stop Some(301) ".to_string(),
+            "Start Some(301) ".to_string()
+        ]
+    );
+}
+
+#[test]
+fn changing_a_feature_script_or_the_app_script_reruns_only_that() {
+    let backend = MemoryBackend::new();
+    let cfg = stack("", "#!/bin/sh\necho v1\n");
+    run_apply(&backend, &prepare_run(&cfg, &library(&v1())), &Silent, &options());
+
+    // A new version of the ollama feature: 301 and 302 run it again, nothing else runs.
+    let lib2 = library(&BTreeMap::from([("ollama", "v2")]));
+    let p = prepare_run(&cfg, &lib2);
+    let plan = make_plan(&backend, &p);
+    let work: BTreeMap<u32, Vec<String>> = plan
+        .guests
+        .iter()
+        .filter(|g| !g.steps.is_empty())
+        .map(|g| {
+            (
+                g.id,
+                g.steps
+                    .iter()
+                    .filter_map(
+                        |s| if let Action::Customize { key, .. } = &s.action { Some(key.clone()) } else { None },
+                    )
+                    .collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        work,
+        BTreeMap::from([(301, vec!["feature:ollama".to_string()]), (302, vec!["feature:ollama".to_string()])])
+    );
+    backend.clear_calls();
+    run_apply(&backend, &p, &Silent, &options());
+    let execs: Vec<String> =
+        mutating(&backend).into_iter().filter(|c| c.starts_with("Exec") && c.contains("--phoenix-contract")).collect();
+    assert_eq!(execs.len(), 2, "{execs:?}");
+    assert!(execs.iter().all(|e| e.contains("feature-ollama")), "{execs:?}");
+    assert!(make_plan(&backend, &p).is_empty());
+
+    // A new application script: the three guests running it, and only the script.
+    std::fs::write(cfg.path().join("app.sh"), "#!/bin/sh\necho v2\n").expect("write");
+    let p = prepare_run(&cfg, &lib2);
+    backend.clear_calls();
+    run_apply(&backend, &p, &Silent, &options());
+    let execs: Vec<String> =
+        mutating(&backend).into_iter().filter(|c| c.starts_with("Exec") && c.contains("--phoenix-contract")).collect();
+    assert_eq!(execs.len(), 3, "{execs:?}");
+    assert!(execs.iter().all(|e| e.contains("phoenix-script-")), "{execs:?}");
+}
+
+#[test]
+fn changing_a_feature_parameter_reruns_that_feature() {
+    let gpu = |model: &str| {
+        container(
+            "llm",
+            "10.9.0.30/16",
+            &format!(
+                r#", "template": "local:vztmpl/x.tar.zst", "features": ["base_setup", "nvidia", "vllm"], "gpu_assignment": "0", "vllm_model": "{model}""#
+            ),
+        )
+    };
+    let backend = MemoryBackend::new();
+    let lib = library(&v1());
+    let a = Config::new(&format!(r#"{{"400": {}}}"#, gpu("Qwen/Qwen2.5-7B")), &[]);
+    run_apply(&backend, &prepare_run(&a, &lib), &Silent, &options());
+    let b = Config::new(&format!(r#"{{"400": {}}}"#, gpu("Qwen/Qwen2.5-14B")), &[]);
+    let plan = make_plan(&backend, &prepare_run(&b, &lib));
+    let steps: Vec<String> = plan.guests[0].steps.iter().map(|s| format!("{:?}", s.action)).collect();
+    assert_eq!(steps.len(), 1, "{steps:?}");
+    assert!(steps[0].contains("feature:vllm"), "{steps:?}");
+}
+
+#[test]
+fn guests_wait_for_their_template_snapshot_and_dependencies_and_independent_ones_overlap() {
+    let backend = MemoryBackend::new().with_latency(Duration::from_millis(15));
+    let cfg = stack("", "#!/bin/sh\n");
+    let p = prepare_run(&cfg, &library(&v1()));
+    let mut opts = options();
+    opts.jobs = 4;
+    run_apply(&backend, &p, &Silent, &opts);
+    let calls = backend.calls();
+    let of = |id: u32| calls.iter().filter(move |c| c.guest == Some(id));
+    let snapshot_end = of(300).filter(|c| c.method == Method::Snapshot).map(|c| c.end).max().expect("snapshot");
+    for id in [301, 302, 303, 310] {
+        let first = of(id).filter(|c| c.method.is_mutating()).map(|c| c.start).min().expect("calls");
+        assert!(first >= snapshot_end, "{id} started before the template snapshot");
+    }
+    let last_of_deps = [301, 302, 303].iter().flat_map(|&id| of(id)).map(|c| c.end).max().expect("deps");
+    let agg_first = of(310).filter(|c| c.method.is_mutating()).map(|c| c.start).min().expect("agg");
+    assert!(agg_first >= last_of_deps, "310 started before its dependencies were done");
+    // Never two clones of one template at once.
+    let creates: Vec<_> = calls.iter().filter(|c| c.method == Method::Create && c.guest != Some(300)).collect();
+    for (i, a) in creates.iter().enumerate() {
+        for b in &creates[i + 1..] {
+            assert!(a.end <= b.start || b.end <= a.start, "two clones of 300 overlapped");
+        }
+    }
+    // Independent guests work at the same time.
+    let window = |id: u32| {
+        let v: Vec<_> = of(id).filter(|c| c.method.is_mutating()).collect();
+        (v.iter().map(|c| c.start).min().expect("start"), v.iter().map(|c| c.end).max().expect("end"))
+    };
+    let (a, b, c) = (window(301), window(302), window(303));
+    let overlap = |x: (std::time::Instant, std::time::Instant), y: (std::time::Instant, std::time::Instant)| {
+        x.0 < y.1 && y.0 < x.1
+    };
+    assert!(overlap(a, b) && overlap(b, c) && overlap(a, c), "independent guests did not overlap");
+}
+
+#[test]
+fn a_failure_stops_dependents_and_keep_going_finishes_the_others() {
+    for keep_going in [false, true] {
+        let backend = MemoryBackend::new();
+        backend.set_exec_status("phoenix-feature-ollama", 3, "ollama: no space left on device");
+        backend.fail(FailRule {
+            method: Some(Method::Exec),
+            guest: Some(301),
+            detail_contains: Some("phoenix-feature-ollama".into()),
+            times: 1,
+            error: BackendError::permanent(Delivery::MaybeApplied, "exec failed"),
+        });
+        let cfg = stack("", "#!/bin/sh\n");
+        let p = prepare_run(&cfg, &library(&v1()));
+        let mut opts = options();
+        opts.keep_going = keep_going;
+        opts.jobs = 1;
+        let (_, report) = run_apply(&backend, &p, &Silent, &opts);
+        assert!(
+            matches!(&report.outcomes[&301], GuestOutcome::Failed(m) if m.contains("guest 301 (web-1), step `run feature:ollama`")),
+            "{report:#?}"
+        );
+        assert!(matches!(&report.outcomes[&310], GuestOutcome::Skipped(m) if m.contains("301")), "{report:#?}");
+        assert_eq!(report.outcomes[&300], GuestOutcome::Created);
+        if keep_going {
+            assert_eq!(report.outcomes[&303], GuestOutcome::Created, "{report:#?}");
+        } else {
+            assert_eq!(report.outcomes[&303], GuestOutcome::NotStarted, "{report:#?}");
+        }
+    }
+}
+
+#[test]
+fn a_failing_script_reports_its_output() {
+    let backend = MemoryBackend::new();
+    backend.set_exec_status("phoenix-script-", 7, "line 3: docker: command not found");
+    let cfg = stack("", "#!/bin/sh\n");
+    let (_, report) = run_apply(&backend, &prepare_run(&cfg, &library(&v1())), &Silent, &options());
+    let GuestOutcome::Failed(message) = &report.outcomes[&301] else { panic!("{report:#?}") };
+    assert!(
+        message.contains("step `run script`")
+            && message.contains("exited with status 7")
+            && message.contains("docker: command not found"),
+        "{message}"
+    );
+    // The staged directory is removed even when the script fails.
+    assert!(backend.guest(301).expect("301").files.keys().all(|f| !f.starts_with("/tmp/phoenix-")));
+}
+
+#[test]
+fn rollback_destroys_only_what_this_run_created() {
+    let backend = MemoryBackend::new();
+    backend.set_exec_status("phoenix-script-", 1, "boom");
+    let cfg = stack("", "#!/bin/sh\n");
+    let mut opts = options();
+    opts.rollback = true;
+    opts.keep_going = true;
+    let (_, report) = run_apply(&backend, &prepare_run(&cfg, &library(&v1())), &Silent, &opts);
+    for id in [301, 302, 303] {
+        assert!(matches!(report.outcomes[&id], GuestOutcome::RolledBack(_)), "{report:#?}");
+        assert!(backend.guest(id).is_none(), "{id} was not rolled back");
+    }
+    assert!(backend.guest(300).is_some(), "the template succeeded and must stay");
+}
+
+#[test]
+fn rollback_never_destroys_a_guest_that_existed_before() {
+    let backend = MemoryBackend::new();
+    let cfg = stack("", "#!/bin/sh\n");
+    run_apply(&backend, &prepare_run(&cfg, &library(&v1())), &Silent, &options());
+    std::fs::write(cfg.path().join("app.sh"), "#!/bin/sh\necho v2\n").expect("write");
+    backend.set_exec_status("phoenix-script-", 1, "boom");
+    let mut opts = options();
+    opts.rollback = true;
+    opts.keep_going = true;
+    let (_, report) = run_apply(&backend, &prepare_run(&cfg, &library(&v1())), &Silent, &opts);
+    assert!(matches!(report.outcomes[&301], GuestOutcome::Failed(_)), "{report:#?}");
+    assert!(backend.guest(301).is_some());
+}
+
+#[test]
+fn transient_failures_are_retried() {
+    let backend = MemoryBackend::new();
+    backend.fail(FailRule {
+        method: Some(Method::Create),
+        guest: Some(302),
+        detail_contains: None,
+        times: 2,
+        error: BackendError::transient(
+            Delivery::NotSent,
+            "can't lock file '/var/lock/pve-manager/pve-config-302.lock' - got timeout",
+        ),
+    });
+    let recorder = Recorder::default();
+    let (_, report) =
+        run_apply(&backend, &prepare_run(&stack("", "#!/bin/sh\n"), &library(&v1())), &recorder, &options());
+    assert_eq!(report.outcomes[&302], GuestOutcome::Created);
+    let creates = backend.calls().iter().filter(|c| c.method == Method::Create && c.guest == Some(302)).count();
+    assert_eq!(creates, 3);
+    let notes = recorder
+        .events
+        .lock()
+        .expect("lock")
+        .iter()
+        .filter(|(_, id, e)| *id == 302 && e.starts_with("note: retrying"))
+        .count();
+    assert_eq!(notes, 2);
+}
+
+#[test]
+fn observing_and_planning_make_no_mutating_call() {
+    let backend = MemoryBackend::new();
+    let cfg = stack("", "#!/bin/sh\n");
+    let p = prepare_run(&cfg, &library(&v1()));
+    run_apply(&backend, &p, &Silent, &options());
+    std::fs::write(cfg.path().join("app.sh"), "#!/bin/sh\necho changed\n").expect("write");
+    backend.clear_calls();
+    let plan = make_plan(&backend, &prepare_run(&cfg, &library(&v1())));
+    assert!(!plan.is_empty());
+    assert_eq!(mutating(&backend), Vec::<String>::new());
+}
+
+#[test]
+fn guests_phoenix_did_not_create_are_never_touched() {
+    let backend = MemoryBackend::new();
+    let cfg = stack("", "#!/bin/sh\n");
+    let p = prepare_run(&cfg, &library(&v1()));
+    run_apply(&backend, &p, &Silent, &options());
+    let mut foreign = backend.guest(301).expect("301").observed;
+    foreign.id = 999;
+    foreign.managed = false;
+    backend.insert(foreign);
+    let plan = make_plan(&backend, &p);
+    assert_eq!(plan.unmanaged, vec![999]);
+    let observed = phoenix_engine::observe::observe(&backend, &p.desired, 2).expect("observe");
+    assert_eq!(plan_destroy(&p.desired, &observed.observation, &[999], true), Err(DestroyError::NotManaged(999)));
+}
+
+#[test]
+fn destroy_goes_in_reverse_order_and_keeps_templates_with_clones() {
+    let backend = MemoryBackend::new();
+    let cfg = stack("", "#!/bin/sh\n");
+    let p = prepare_run(&cfg, &library(&v1()));
+    run_apply(&backend, &p, &Silent, &options());
+    let observed = phoenix_engine::observe::observe(&backend, &p.desired, 2).expect("observe");
+    let refused = plan_destroy(&p.desired, &observed.observation, &[300], false);
+    assert_eq!(refused, Err(DestroyError::TemplateInUse { template: 300, clones: vec![301, 302, 303, 310] }));
+    let order = plan_destroy(&p.desired, &observed.observation, &[], false).expect("all");
+    assert_eq!(order.last(), Some(&300));
+    assert_eq!(order.first(), Some(&310));
+    let cancel = std::sync::atomic::AtomicBool::new(false);
+    let engine = phoenix_engine::Engine { backend: &backend, prober: &AlwaysUp, reporter: &Silent, cancel: &cancel };
+    engine.destroy(&order, &options()).expect("destroy");
+    assert!((300..=310).all(|id| backend.guest(id).is_none()));
+}
+
+#[test]
+fn two_applies_never_interleave() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let lock_path = dir.path().join("apply.lock");
+    let held = ApplyLock::acquire(&lock_path, Duration::ZERO).expect("first");
+    match ApplyLock::acquire(&lock_path, Duration::from_millis(100)) {
+        Err(LockError::Held { holder, .. }) => {
+            assert!(holder.contains(&format!("pid {}", std::process::id())), "{holder}")
+        }
+        other => panic!("second lock: {other:?}"),
+    }
+    drop(held);
+
+    let backend = Arc::new(MemoryBackend::new().with_latency(Duration::from_millis(2)));
+    let cfg = Arc::new(stack("", "#!/bin/sh\n"));
+    let spans: Vec<(std::time::Instant, std::time::Instant)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..2)
+            .map(|_| {
+                let (backend, cfg, lock_path) = (backend.clone(), cfg.clone(), lock_path.clone());
+                s.spawn(move || {
+                    let _lock = ApplyLock::acquire(&lock_path, Duration::from_secs(30)).expect("lock");
+                    let start = std::time::Instant::now();
+                    run_apply(backend.as_ref(), &prepare_run(&cfg, &library(&v1())), &Silent, &options());
+                    (start, std::time::Instant::now())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("thread")).collect()
+    });
+    assert!(spans[0].1 <= spans[1].0 || spans[1].1 <= spans[0].0, "two applies ran at once");
+    assert!(make_plan(backend.as_ref(), &prepare_run(&cfg, &library(&v1()))).is_empty());
+}

@@ -1,0 +1,287 @@
+//! The desired state: each guest of the configuration as the backend should show it, with
+//! configuration normalised to the same fields and forms an observation uses.
+
+use std::collections::BTreeMap;
+
+use phoenix_backend::{CreateSource, GuestConfig, GuestId, GuestKind};
+use phoenix_config::estate::{Estate, Guest, GuestSpec};
+use phoenix_config::model::{HealthCheck, LxcConfig, OneOrMany, VmConfig};
+use serde::Serialize;
+
+/// A feature or the application script, with the hash of everything it depends on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Customization {
+    /// Stable key of the marker inside the guest: `feature:<name>` or `script`.
+    pub key: String,
+    /// The hash of the script, its parameters and the calling-convention version.
+    pub hash: String,
+}
+
+/// One guest as it should be.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DesiredGuest {
+    /// Its ID.
+    pub id: GuestId,
+    /// Container or VM.
+    pub kind: GuestKind,
+    /// Host name.
+    pub name: String,
+    /// The node it belongs on.
+    pub node: Option<String>,
+    /// Where it is created from.
+    pub source: CreateSource,
+    /// Its configuration, normalised; only what the configuration says (never a backend default).
+    pub config: GuestConfig,
+    /// The snapshot taken last, for templates.
+    pub template_snapshot: Option<String>,
+    /// Features then the application script, in order.
+    pub customizations: Vec<Customization>,
+    /// How to tell it is healthy.
+    #[serde(skip)]
+    pub health: Option<HealthCheck>,
+    /// Guests it needs completed and healthy first: its clone source, then its dependencies.
+    pub needs: Vec<GuestId>,
+}
+
+/// Every guest as it should be, in an order where each comes after what it needs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Desired {
+    /// Guests by ID.
+    pub guests: BTreeMap<GuestId, DesiredGuest>,
+    /// A start order over the whole graph.
+    pub order: Vec<GuestId>,
+}
+
+/// Builds the desired state of a validated estate. `customizations` gives each guest's features
+/// and script with their input hashes (reading scripts is the caller's I/O, so this stays pure).
+pub fn desired(estate: &Estate, customizations: &dyn Fn(&Guest) -> Vec<Customization>) -> Desired {
+    let mut guests = BTreeMap::new();
+    for g in estate.guests.values() {
+        let needs = estate.edges(g).into_iter().map(|(_, id)| id).fold(Vec::new(), |mut v, id| {
+            if !v.contains(&id) {
+                v.push(id);
+            }
+            v
+        });
+        let source_snapshot =
+            |id: GuestId| estate.guests.get(&id).and_then(Guest::template_snapshot).unwrap_or_default().to_string();
+        let (kind, config, source, node, health) = match &g.spec {
+            GuestSpec::Lxc(c) => {
+                let source = match c.clone_from_ctid.as_deref().and_then(|s| s.parse().ok()) {
+                    Some(src) => CreateSource::Clone { source: src, snapshot: source_snapshot(src) },
+                    None => CreateSource::Template(
+                        c.template
+                            .clone()
+                            .or_else(|| estate.hypervisor.proxmox_defaults.as_ref().and_then(|d| d.template.clone()))
+                            .unwrap_or_default(),
+                    ),
+                };
+                (GuestKind::Lxc, lxc_config(estate, g.id, c), source, c.node.clone(), c.health_check.clone())
+            }
+            GuestSpec::Vm(v) => {
+                let defaults = estate.vm_defaults.clone().unwrap_or_default();
+                let source = match v.clone_from_vmid {
+                    Some(src) => CreateSource::Clone { source: src, snapshot: source_snapshot(src) },
+                    None => CreateSource::Template(
+                        v.template_image.clone().or(defaults.template.clone()).unwrap_or_default(),
+                    ),
+                };
+                (GuestKind::Vm, vm_config(estate, v), source, v.node.clone(), v.health_check.clone())
+            }
+        };
+        guests.insert(
+            g.id,
+            DesiredGuest {
+                id: g.id,
+                kind,
+                name: g.name().to_string(),
+                node,
+                source,
+                config,
+                template_snapshot: g.template_snapshot().map(str::to_string),
+                customizations: customizations(g),
+                health,
+                needs,
+            },
+        );
+    }
+    let order = phoenix_config::graph::order(estate).unwrap_or_else(|| guests.keys().copied().collect());
+    Desired { guests, order }
+}
+
+fn flag(b: bool) -> &'static str {
+    if b { "1" } else { "0" }
+}
+
+/// Canonical forms shared with backends, so that observed values normalise the same way.
+pub mod canonical {
+    /// Tags as Proxmox stores them: lowercase, sorted, unique, `;`-separated.
+    pub fn tags<'a>(tags: impl IntoIterator<Item = &'a str>) -> String {
+        let mut v: Vec<String> = tags.into_iter().map(|t| t.trim().to_lowercase()).filter(|t| !t.is_empty()).collect();
+        v.sort();
+        v.dedup();
+        v.join(";")
+    }
+
+    /// Container flags (`nesting=1`), sorted, `,`-separated, without spaces.
+    pub fn flags<'a>(options: impl IntoIterator<Item = &'a str>) -> String {
+        let mut v: Vec<String> = options.into_iter().map(|o| o.split_whitespace().collect::<String>()).collect();
+        v.sort();
+        v.dedup();
+        v.join(",")
+    }
+
+    /// A MAC address in lowercase.
+    pub fn mac(mac: &str) -> String {
+        mac.to_ascii_lowercase()
+    }
+
+    /// GPU indices as `0,1`, without spaces.
+    pub fn gpus(s: &str) -> Option<String> {
+        let v: Vec<&str> = s.split(',').map(str::trim).filter(|x| !x.is_empty()).collect();
+        (s != "none" && !v.is_empty()).then(|| v.join(","))
+    }
+}
+
+fn nameservers(ns: Option<&OneOrMany<String>>) -> Option<String> {
+    ns.map(|n| n.as_slice().join(" "))
+}
+
+fn lxc_config(estate: &Estate, id: GuestId, c: &LxcConfig) -> GuestConfig {
+    let mut cfg = GuestConfig::default();
+    cfg.set("hostname", &c.name);
+    cfg.set("cores", c.cores.to_string());
+    cfg.set("memory_mb", c.memory_mb.to_string());
+    if let Some(s) = c.swap_mb {
+        cfg.set("swap_mb", s.to_string());
+    }
+    cfg.set("storage", &c.storage_pool);
+    cfg.set("disk_gb", c.storage_size_gb.to_string());
+    cfg.set("unprivileged", flag(c.unprivileged));
+    let n = &c.network_config;
+    cfg.set("net.name", &n.name);
+    cfg.set("net.bridge", &n.bridge);
+    if let Some(ip) = &n.ip {
+        cfg.set("net.ip", ip);
+    }
+    if let Some(gw) = &n.gw {
+        cfg.set("net.gw", gw);
+    }
+    if let Some(ns) = nameservers(n.nameservers.as_ref()) {
+        cfg.set("net.nameservers", ns);
+    }
+    if let Some(mac) = &c.mac_address {
+        cfg.set("net.mac", canonical::mac(mac));
+    }
+    if !c.pct_options.is_empty() {
+        cfg.set("flags", canonical::flags(c.pct_options.iter().map(String::as_str)));
+    }
+    if let Some(b) = c.start_at_boot {
+        cfg.set("onboot", flag(b));
+    }
+    if c.boot_order.is_some() || c.boot_delay.is_some() {
+        let mut parts = Vec::new();
+        if let Some(o) = c.boot_order {
+            parts.push(format!("order={o}"));
+        }
+        if let Some(d) = c.boot_delay {
+            parts.push(format!("up={d}"));
+        }
+        cfg.set("startup", parts.join(","));
+    }
+    if !c.tags.is_empty() {
+        cfg.set("tags", canonical::tags(c.tags.iter().map(String::as_str)));
+    }
+    for m in &c.mount_points {
+        cfg.set(
+            format!("mount:{}", m.container_path.trim_end_matches('/')),
+            format!("bind:{}{}", m.host_path, if m.read_only { ":ro" } else { "" }),
+        );
+    }
+    for v in c.volumes.iter().chain(&c.zfs_volumes) {
+        cfg.set(format!("mount:{}", v.mount_point.trim_end_matches('/')), format!("volume:{}:{}", v.pool, v.size_gb));
+    }
+    for vol in estate.hypervisor.shared_volumes.values() {
+        if let Some(inside) = vol.mounts.get(&id.to_string()) {
+            cfg.set(format!("mount:{}", inside.trim_end_matches('/')), format!("bind:{}", vol.host_path));
+        }
+    }
+    if !c.id_maps.is_empty() {
+        let mut maps: Vec<String> = c
+            .id_maps
+            .iter()
+            .map(|m| {
+                format!(
+                    "{}:{}:{}:{}",
+                    if m.kind == phoenix_config::model::IdKind::Uid { "u" } else { "g" },
+                    m.container_id,
+                    m.host_id,
+                    m.size
+                )
+            })
+            .collect();
+        maps.sort();
+        cfg.set("idmap", maps.join(" "));
+    }
+    if let Some(g) = c.gpu_assignment.as_deref().and_then(canonical::gpus) {
+        cfg.set("gpus", g);
+    }
+    if !c.lxc_options.is_empty() {
+        cfg.set("lxc.raw", c.lxc_options.join("\n"));
+    }
+    if let Some(a) = &c.apparmor_profile {
+        cfg.set("apparmor", a);
+    }
+    if let Some(fw) = &c.firewall {
+        cfg.set("firewall", flag(fw.enabled));
+        if let Some(rules) = &fw.rules {
+            cfg.set("firewall.rules", serde_json::to_string(rules).unwrap_or_default());
+        }
+    }
+    cfg
+}
+
+fn vm_config(estate: &Estate, v: &VmConfig) -> GuestConfig {
+    let d = estate.vm_defaults.clone().unwrap_or_default();
+    let mut cfg = GuestConfig::default();
+    cfg.set("hostname", &v.name);
+    if let Some(c) = v.cores.or(d.cores) {
+        cfg.set("cores", c.to_string());
+    }
+    if let Some(m) = v.memory_mb.or(d.memory_mb) {
+        cfg.set("memory_mb", m.to_string());
+    }
+    if let Some(s) = v.disk_size_gb.or(d.disk_size_gb) {
+        cfg.set("disk_gb", s.to_string());
+    }
+    if let Some(s) = v.storage_pool.clone().or(d.storage_pool) {
+        cfg.set("storage", s);
+    }
+    if let Some(b) = v.network_bridge.clone().or(d.network_bridge) {
+        cfg.set("net.bridge", b);
+    }
+    if let Some(n) = &v.network_config {
+        if let Some(ip) = &n.ip {
+            cfg.set("net.ip", ip);
+        }
+        if let Some(gw) = &n.gw {
+            cfg.set("net.gw", gw);
+        }
+        if let Some(ns) = nameservers(n.nameserver.as_ref()) {
+            cfg.set("net.nameservers", ns);
+        }
+    }
+    if let Some(mac) = &v.mac_address {
+        cfg.set("net.mac", canonical::mac(mac));
+    }
+    if let Some(u) = &v.user_config {
+        cfg.set("ci.user", &u.username);
+    }
+    if let Some(b) = v.start_at_boot {
+        cfg.set("onboot", flag(b));
+    }
+    if !v.tags.is_empty() {
+        cfg.set("tags", canonical::tags(v.tags.iter().map(String::as_str)));
+    }
+    cfg
+}

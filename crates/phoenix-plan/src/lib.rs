@@ -1,0 +1,10 @@
+//! Phoenix planning. Pure: the desired state from a validated configuration, and the plan as a
+//! diff of the desired state against an observation. No I/O.
+
+pub mod desired;
+pub mod lifecycle;
+pub mod plan;
+
+pub use desired::{Customization, Desired, DesiredGuest, desired};
+pub use lifecycle::LifecycleState;
+pub use plan::{Action, GuestPlan, Markers, Plan, PlanIssue, PlannedChange, Step, plan};

@@ -1,0 +1,60 @@
+//! The lifecycle state of a guest, derived from what the backend shows (never from a local
+//! state file): `defined → created → configured → running → customizing → completed`.
+
+use std::collections::BTreeMap;
+
+use phoenix_backend::{ChangeEffect, ObservedGuest, PowerState};
+use serde::Serialize;
+
+use crate::desired::DesiredGuest;
+
+/// Where a guest stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LifecycleState {
+    /// In the configuration only.
+    Defined,
+    /// It exists, but its configuration differs.
+    Created,
+    /// Its configuration matches; it is stopped.
+    Configured,
+    /// It runs; features or the script have not all run with the current inputs.
+    Running,
+    /// Features or the script are running (only during an apply).
+    Customizing,
+    /// Everything ran with the current inputs and, for templates, the snapshot exists.
+    Completed,
+}
+
+impl std::fmt::Display for LifecycleState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = match self {
+            LifecycleState::Defined => "defined",
+            LifecycleState::Created => "created",
+            LifecycleState::Configured => "configured",
+            LifecycleState::Running => "running",
+            LifecycleState::Customizing => "customizing",
+            LifecycleState::Completed => "completed",
+        };
+        f.write_str(s)
+    }
+}
+
+/// The state of a guest from the observation and the markers read inside it.
+pub fn derive(
+    d: &DesiredGuest,
+    o: Option<&ObservedGuest>,
+    markers: Option<&BTreeMap<String, String>>,
+    effect: &dyn Fn(&str) -> ChangeEffect,
+) -> LifecycleState {
+    let Some(o) = o else { return LifecycleState::Defined };
+    if !crate::plan::config_changes(d, o, effect).is_empty() {
+        return LifecycleState::Created;
+    }
+    if o.power == PowerState::Stopped {
+        return LifecycleState::Configured;
+    }
+    let customized = d.customizations.iter().all(|c| markers.and_then(|m| m.get(&c.key)) == Some(&c.hash));
+    let snapshot = d.template_snapshot.as_ref().is_none_or(|s| o.snapshots.contains(s));
+    if customized && snapshot { LifecycleState::Completed } else { LifecycleState::Running }
+}

@@ -1,0 +1,303 @@
+//! The plan: per guest, the ordered steps that take what the backend shows to what the
+//! configuration says, each with its reason. A pure function of the desired state, the
+//! observation and the markers read from the guests.
+
+use std::collections::BTreeMap;
+
+use phoenix_backend::{ChangeEffect, CreateSource, GuestId, GuestKind, Observation, ObservedGuest, PowerState};
+use serde::Serialize;
+
+use crate::desired::{Desired, DesiredGuest};
+use crate::lifecycle::LifecycleState;
+
+/// One configuration field to change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlannedChange {
+    /// The field.
+    pub field: String,
+    /// What the backend shows (none when unset).
+    pub old: Option<String>,
+    /// What the configuration says.
+    pub new: String,
+    /// How it takes effect on a running guest.
+    pub effect: ChangeEffect,
+}
+
+/// What a step does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Action {
+    /// Create the guest (from an OS template, or as a clone), with its whole configuration.
+    Create {
+        /// Where it comes from.
+        source: CreateSource,
+    },
+    /// Change configuration fields in place.
+    Configure {
+        /// The fields.
+        changes: Vec<PlannedChange>,
+    },
+    /// Start the guest.
+    Start,
+    /// Stop and start the guest, for changes that only take effect at start.
+    Restart,
+    /// Run a feature or the application script inside the guest, and record its marker.
+    Customize {
+        /// `feature:<name>` or `script`.
+        key: String,
+        /// The hash recorded in the marker once it succeeds.
+        hash: String,
+    },
+    /// Wait until the health check passes.
+    HealthCheck,
+    /// Take the template snapshot.
+    Snapshot {
+        /// Its name.
+        name: String,
+    },
+}
+
+impl Action {
+    /// Whether the step changes the guest (a health check only looks).
+    pub fn is_mutating(&self) -> bool {
+        !matches!(self, Action::HealthCheck)
+    }
+}
+
+/// A step and why it is needed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Step {
+    /// What it does.
+    #[serde(flatten)]
+    pub action: Action,
+    /// Why.
+    pub reason: String,
+}
+
+/// One guest's part of the plan.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GuestPlan {
+    /// The guest.
+    pub id: GuestId,
+    /// Its host name.
+    pub name: String,
+    /// Container or VM.
+    pub kind: GuestKind,
+    /// Where it stands now.
+    pub state: LifecycleState,
+    /// What to do, in order; empty when it is already right.
+    pub steps: Vec<Step>,
+    /// Guests that must be completed and healthy before its steps start.
+    pub needs: Vec<GuestId>,
+}
+
+/// Something that keeps the plan from being applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlanIssue {
+    /// The guest concerned.
+    pub guest: GuestId,
+    /// What is wrong.
+    pub message: String,
+    /// What to do about it.
+    pub hint: String,
+}
+
+/// The whole plan, guests in an order where each comes after what it needs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Plan {
+    /// Every guest of the configuration.
+    pub guests: Vec<GuestPlan>,
+    /// Guests the backend shows that the configuration does not name (never touched).
+    pub unmanaged: Vec<GuestId>,
+    /// Problems that refuse the plan.
+    pub issues: Vec<PlanIssue>,
+}
+
+impl Plan {
+    /// Whether applying would change nothing.
+    pub fn is_empty(&self) -> bool {
+        self.guests.iter().all(|g| g.steps.is_empty())
+    }
+
+    /// Number of guests with steps.
+    pub fn guests_to_change(&self) -> usize {
+        self.guests.iter().filter(|g| !g.steps.is_empty()).count()
+    }
+
+    /// A guest's part.
+    pub fn guest(&self, id: GuestId) -> Option<&GuestPlan> {
+        self.guests.iter().find(|g| g.id == id)
+    }
+}
+
+/// What was read from inside the guests: the markers of customizations that succeeded
+/// (`None` where they could not be read, e.g. a stopped guest the backend cannot look into).
+pub type Markers = BTreeMap<GuestId, Option<BTreeMap<String, String>>>;
+
+/// Plans every guest. `effect` says how a change of a field takes effect (from the backend).
+pub fn plan(
+    desired: &Desired,
+    observed: &Observation,
+    markers: &Markers,
+    effect: &dyn Fn(&str) -> ChangeEffect,
+) -> Plan {
+    let mut out = Plan::default();
+    for id in &desired.order {
+        let Some(d) = desired.guests.get(id) else { continue };
+        let o = observed.guests.get(id);
+        let m = markers.get(id).cloned().flatten();
+        let (steps, issues) = plan_guest(d, o, m.as_ref(), effect);
+        out.issues.extend(issues);
+        out.guests.push(GuestPlan {
+            id: d.id,
+            name: d.name.clone(),
+            kind: d.kind,
+            state: crate::lifecycle::derive(d, o, m.as_ref(), effect),
+            steps,
+            needs: d.needs.clone(),
+        });
+    }
+    out.unmanaged = observed.guests.keys().filter(|id| !desired.guests.contains_key(id)).copied().collect();
+    out
+}
+
+/// The configuration fields that differ, normalised. Disks only grow: a smaller size is no change.
+pub fn config_changes(
+    d: &DesiredGuest,
+    o: &ObservedGuest,
+    effect: &dyn Fn(&str) -> ChangeEffect,
+) -> Vec<PlannedChange> {
+    d.config
+        .0
+        .iter()
+        .filter(|(field, want)| {
+            let have = o.config.get(field);
+            match (field.as_str(), have) {
+                ("disk_gb", Some(h)) => want.parse::<u64>().ok() > h.parse::<u64>().ok(),
+                _ => have != Some(want.as_str()),
+            }
+        })
+        .map(|(field, want)| PlannedChange {
+            field: field.clone(),
+            old: o.config.get(field).map(str::to_string),
+            new: want.clone(),
+            effect: effect(field),
+        })
+        .collect()
+}
+
+fn plan_guest(
+    d: &DesiredGuest,
+    o: Option<&ObservedGuest>,
+    markers: Option<&BTreeMap<String, String>>,
+    effect: &dyn Fn(&str) -> ChangeEffect,
+) -> (Vec<Step>, Vec<PlanIssue>) {
+    let mut steps = Vec::new();
+    let mut issues = Vec::new();
+    let step = |action: Action, reason: String| Step { action, reason };
+    let Some(o) = o else {
+        let reason = match &d.source {
+            CreateSource::Template(t) => format!("does not exist; created from {t}"),
+            CreateSource::Clone { source, snapshot } => {
+                format!("does not exist; cloned from {source} at snapshot {snapshot}")
+            }
+        };
+        steps.push(step(Action::Create { source: d.source.clone() }, reason));
+        steps.push(step(Action::Start, "new guests are started after their configuration is written".into()));
+        for c in &d.customizations {
+            steps.push(step(Action::Customize { key: c.key.clone(), hash: c.hash.clone() }, "never run".into()));
+        }
+        if d.health.is_some() {
+            steps.push(step(Action::HealthCheck, "dependents wait until it is healthy".into()));
+        }
+        if let Some(s) = &d.template_snapshot {
+            steps.push(step(
+                Action::Snapshot { name: s.clone() },
+                "template: clones are made from this snapshot".into(),
+            ));
+        }
+        return (steps, issues);
+    };
+    if !o.managed {
+        issues.push(PlanIssue {
+            guest: d.id,
+            message: format!("{} exists but was not created by Phoenix", d.id),
+            hint: "Phoenix never touches guests it did not create: give this guest another ID, or remove the other one"
+                .into(),
+        });
+        return (steps, issues);
+    }
+    if o.kind != d.kind {
+        issues.push(PlanIssue {
+            guest: d.id,
+            message: format!("{} is a {:?} on the backend but a {:?} in the configuration", d.id, o.kind, d.kind)
+                .to_lowercase(),
+            hint: "give the guest another ID".into(),
+        });
+        return (steps, issues);
+    }
+    if let Some(have) = o.config.get("disk_gb").and_then(|h| h.parse::<u64>().ok())
+        && let Some(want) = d.config.get("disk_gb").and_then(|w| w.parse::<u64>().ok()).filter(|w| *w < have)
+    {
+        issues.push(PlanIssue {
+            guest: d.id,
+            message: format!("{}'s disk is {have} GiB, the configuration says {want} GiB", d.id),
+            hint: format!("disks are never shrunk: set the size to {have} or more"),
+        });
+    }
+    let changes = config_changes(d, o, effect);
+    let replace: Vec<&PlannedChange> = changes.iter().filter(|c| c.effect == ChangeEffect::Recreate).collect();
+    if !replace.is_empty() {
+        let fields: Vec<&str> = replace.iter().map(|c| c.field.as_str()).collect();
+        issues.push(PlanIssue {
+            guest: d.id,
+            message: format!(
+                "{} cannot change {} in place: the guest would have to be created again",
+                d.id,
+                fields.join(", ")
+            ),
+            hint: format!(
+                "Phoenix never replaces a guest on its own: run `phoenix destroy {}` first if that is what you want",
+                d.id
+            ),
+        });
+        return (steps, issues);
+    }
+    let running = o.power == PowerState::Running;
+    let needs_restart = running && changes.iter().any(|c| c.effect == ChangeEffect::Restart);
+    if !changes.is_empty() {
+        let fields: Vec<&str> = changes.iter().map(|c| c.field.as_str()).collect();
+        steps.push(step(
+            Action::Configure { changes: changes.clone() },
+            format!("differs from the configuration: {}", fields.join(", ")),
+        ));
+    }
+    if needs_restart {
+        let fields: Vec<&str> =
+            changes.iter().filter(|c| c.effect == ChangeEffect::Restart).map(|c| c.field.as_str()).collect();
+        steps.push(step(Action::Restart, format!("{} only take(s) effect at start", fields.join(", "))));
+    } else if !running {
+        steps.push(step(Action::Start, "stopped".into()));
+    }
+    for c in &d.customizations {
+        let reason = match markers.map(|m| m.get(&c.key)) {
+            None => Some("its marker could not be read while the guest was stopped; run to be sure".to_string()),
+            Some(None) => Some("never run".to_string()),
+            Some(Some(h)) if *h != c.hash => Some("its script or inputs changed".to_string()),
+            Some(Some(_)) => None,
+        };
+        if let Some(reason) = reason {
+            steps.push(step(Action::Customize { key: c.key.clone(), hash: c.hash.clone() }, reason));
+        }
+    }
+    let any_mutating = steps.iter().any(|s| s.action.is_mutating());
+    if any_mutating && d.health.is_some() {
+        steps.push(step(Action::HealthCheck, "verify after the changes".into()));
+    }
+    if let Some(s) = &d.template_snapshot
+        && !o.snapshots.contains(s)
+    {
+        steps.push(step(Action::Snapshot { name: s.clone() }, "template snapshot missing".into()));
+    }
+    (steps, issues)
+}
