@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, PoisonError, mpsc};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use phoenix_backend::{
@@ -93,6 +93,14 @@ enum Status {
     Failed,
 }
 
+/// What workers tell the scheduler.
+enum Event {
+    /// A clone of this source was created (or failed): the next clone of it may start.
+    CloneDone(GuestId),
+    /// A guest finished.
+    Finished(GuestId, GuestOutcome, Duration),
+}
+
 /// A step that failed, with the guest, the step and the backend's or the command's words.
 #[derive(Debug)]
 struct StepFailure {
@@ -102,6 +110,11 @@ struct StepFailure {
 
 impl<'a> Engine<'a> {
     /// Executes exactly the plan. `jobs` holds each guest's customizations as prepared for it.
+    ///
+    /// Scheduling: a guest is started once everything it needs is done, at most `jobs` at once and
+    /// `per_node` per node, and never while another clone of its clone source is being created
+    /// (Proxmox locks the source). Among ready guests, those with the longest chain of work
+    /// waiting on them go first.
     pub fn apply(
         &self,
         desired: &Desired,
@@ -122,20 +135,16 @@ impl<'a> Engine<'a> {
                 }
             }
         }
-        let clone_locks: BTreeMap<GuestId, Mutex<()>> = plan
-            .guests
-            .iter()
-            .flat_map(|g| &g.steps)
-            .filter_map(|s| match &s.action {
-                Action::Create { source: CreateSource::Clone { source, .. } } => Some((*source, Mutex::new(()))),
-                _ => None,
-            })
-            .collect();
+        let mut queue: Vec<&GuestPlan> = plan.guests.iter().collect();
+        let heights = heights(plan);
+        queue.sort_by_key(|g| std::cmp::Reverse(heights.get(&g.id).copied().unwrap_or(0)));
         let mut status: BTreeMap<GuestId, Status> = plan.guests.iter().map(|g| (g.id, Status::Waiting)).collect();
         let mut report = ApplyReport::default();
         let mut running_on: BTreeMap<String, usize> = BTreeMap::new();
+        // Clone sources being cloned from, and by whom.
+        let mut cloning: BTreeMap<GuestId, GuestId> = BTreeMap::new();
         let mut stop = false;
-        let (tx, rx) = mpsc::channel::<(GuestId, GuestOutcome, Duration)>();
+        let (tx, rx) = mpsc::channel::<Event>();
         std::thread::scope(|scope| {
             loop {
                 if self.cancel.load(Ordering::SeqCst) {
@@ -145,7 +154,7 @@ impl<'a> Engine<'a> {
                 let mut progressed = true;
                 while progressed {
                     progressed = false;
-                    for g in &plan.guests {
+                    for g in &queue {
                         if status[&g.id] != Status::Waiting {
                             continue;
                         }
@@ -161,7 +170,9 @@ impl<'a> Engine<'a> {
                         let running = status.values().filter(|s| **s == Status::Running).count();
                         let node = desired.guests.get(&g.id).and_then(|d| d.node.clone()).unwrap_or_default();
                         let node_busy = running_on.get(&node).copied().unwrap_or(0) >= opts.per_node.max(1);
-                        if !ready || stop || running >= opts.jobs.max(1) || node_busy {
+                        let source = clone_source(g);
+                        let source_busy = source.is_some_and(|s| cloning.contains_key(&s));
+                        if !ready || stop || running >= opts.jobs.max(1) || node_busy || source_busy {
                             continue;
                         }
                         let steps: Vec<Step> = if g.steps.is_empty() && verify.contains(&g.id) {
@@ -180,15 +191,17 @@ impl<'a> Engine<'a> {
                         }
                         status.insert(g.id, Status::Running);
                         *running_on.entry(node.clone()).or_default() += 1;
+                        if let Some(s) = source {
+                            cloning.insert(s, g.id);
+                        }
                         let tx = tx.clone();
                         let d = &desired.guests[&g.id];
                         let guest_jobs = jobs.get(&g.id).map(Vec::as_slice).unwrap_or_default();
-                        let clone_locks = &clone_locks;
                         let verify_only = g.steps.is_empty();
                         scope.spawn(move || {
                             let t0 = Instant::now();
-                            let outcome = self.run_guest(d, &steps, guest_jobs, clone_locks, opts, verify_only);
-                            let _ = tx.send((d.id, outcome, t0.elapsed()));
+                            let outcome = self.run_guest(d, &steps, guest_jobs, opts, verify_only, &tx);
+                            let _ = tx.send(Event::Finished(d.id, outcome, t0.elapsed()));
                         });
                         progressed = true;
                     }
@@ -196,18 +209,27 @@ impl<'a> Engine<'a> {
                 if !status.values().any(|s| *s == Status::Running) {
                     break;
                 }
-                let Ok((id, outcome, took)) = rx.recv() else { break };
-                let node = desired.guests.get(&id).and_then(|d| d.node.clone()).unwrap_or_default();
-                if let Some(n) = running_on.get_mut(&node) {
-                    *n = n.saturating_sub(1);
+                match rx.recv() {
+                    Ok(Event::CloneDone(source)) => {
+                        cloning.remove(&source);
+                    }
+                    Ok(Event::Finished(id, outcome, took)) => {
+                        let node = desired.guests.get(&id).and_then(|d| d.node.clone()).unwrap_or_default();
+                        if let Some(n) = running_on.get_mut(&node) {
+                            *n = n.saturating_sub(1);
+                        }
+                        cloning.retain(|_, holder| *holder != id);
+                        let ok =
+                            matches!(outcome, GuestOutcome::Unchanged | GuestOutcome::Created | GuestOutcome::Changed);
+                        status.insert(id, if ok { Status::Done } else { Status::Failed });
+                        if !ok && !opts.keep_going {
+                            stop = true;
+                        }
+                        self.reporter.finished(id, &outcome, took);
+                        report.outcomes.insert(id, outcome);
+                    }
+                    Err(_) => break,
                 }
-                let ok = matches!(outcome, GuestOutcome::Unchanged | GuestOutcome::Created | GuestOutcome::Changed);
-                status.insert(id, if ok { Status::Done } else { Status::Failed });
-                if !ok && !opts.keep_going {
-                    stop = true;
-                }
-                self.reporter.finished(id, &outcome, took);
-                report.outcomes.insert(id, outcome);
             }
         });
         for g in &plan.guests {
@@ -223,9 +245,9 @@ impl<'a> Engine<'a> {
         d: &DesiredGuest,
         steps: &[Step],
         jobs: &[Job],
-        clone_locks: &BTreeMap<GuestId, Mutex<()>>,
         opts: &ApplyOptions,
         verify_only: bool,
+        events: &mpsc::Sender<Event>,
     ) -> GuestOutcome {
         let mut created = false;
         for step in steps {
@@ -233,7 +255,11 @@ impl<'a> Engine<'a> {
                 return GuestOutcome::Failed("interrupted before this step; nothing was left half-done".to_string());
             }
             self.reporter.state(d.id, state_during(&step.action), Some(step));
-            if let Err(f) = self.run_step(d, step, jobs, clone_locks, opts) {
+            let result = self.run_step(d, step, jobs, opts);
+            if let Action::Create { source: CreateSource::Clone { source, .. } } = &step.action {
+                let _ = events.send(Event::CloneDone(*source));
+            }
+            if let Err(f) = result {
                 let message = format!("guest {} ({}), step `{}`: {}", d.id, d.name, f.step, f.message);
                 if created && opts.rollback {
                     self.reporter.note(d.id, "rolling back: destroying the guest this run created");
@@ -269,14 +295,7 @@ impl<'a> Engine<'a> {
         })
     }
 
-    fn run_step(
-        &self,
-        d: &DesiredGuest,
-        step: &Step,
-        jobs: &[Job],
-        clone_locks: &BTreeMap<GuestId, Mutex<()>>,
-        opts: &ApplyOptions,
-    ) -> Result<(), StepFailure> {
+    fn run_step(&self, d: &DesiredGuest, step: &Step, jobs: &[Job], opts: &ApplyOptions) -> Result<(), StepFailure> {
         let id = d.id;
         let fail = |what: &str| {
             let what = what.to_string();
@@ -297,12 +316,6 @@ impl<'a> Engine<'a> {
                     node: d.node.clone(),
                     source: source.clone(),
                     config: d.config.clone(),
-                };
-                let _guard = match source {
-                    CreateSource::Clone { source, .. } => {
-                        clone_locks.get(source).map(|m| m.lock().unwrap_or_else(PoisonError::into_inner))
-                    }
-                    CreateSource::Template(_) => None,
                 };
                 self.call(id, opts, || self.backend.create(&request), || exists().map(|_| ())).map_err(fail("create"))
             }
@@ -397,6 +410,33 @@ impl<'a> Engine<'a> {
         markers.insert(job.key.clone(), job.hash.clone());
         push(MARKERS_PATH.to_string(), serde_json::to_vec_pretty(&markers).unwrap_or_default(), 0o600).map_err(fail)
     }
+}
+
+/// The clone source a guest's plan creates it from.
+fn clone_source(g: &GuestPlan) -> Option<GuestId> {
+    g.steps.iter().find_map(|s| match &s.action {
+        Action::Create { source: CreateSource::Clone { source, .. } } => Some(*source),
+        _ => None,
+    })
+}
+
+/// For each guest, the length of the longest chain of guests with work that wait on it (itself
+/// included): a measure of how much finishing it early shortens the run.
+fn heights(plan: &Plan) -> BTreeMap<GuestId, usize> {
+    let mut dependents: BTreeMap<GuestId, Vec<GuestId>> = BTreeMap::new();
+    for g in &plan.guests {
+        for n in &g.needs {
+            dependents.entry(*n).or_default().push(g.id);
+        }
+    }
+    let mut heights = BTreeMap::new();
+    // Plan order puts each guest after what it needs; walk it backwards.
+    for g in plan.guests.iter().rev() {
+        let below =
+            dependents.get(&g.id).into_iter().flatten().filter_map(|d| heights.get(d)).max().copied().unwrap_or(0);
+        heights.insert(g.id, below + usize::from(!g.steps.is_empty()) * g.steps.len().max(1));
+    }
+    heights
 }
 
 fn running(g: Option<phoenix_backend::ObservedGuest>) -> Option<()> {
