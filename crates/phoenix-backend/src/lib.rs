@@ -65,3 +65,49 @@ pub trait Backend: Send + Sync {
     /// How a change of this field takes effect on a running guest.
     fn change_effect(&self, field: &str) -> ChangeEffect;
 }
+
+/// A shared backend is a backend (the engine's workers share one).
+impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+    fn capabilities(&self) -> Capabilities {
+        (**self).capabilities()
+    }
+    fn observe(&self) -> Result<Observation, BackendError> {
+        (**self).observe()
+    }
+    fn observe_guest(&self, id: GuestId) -> Result<Option<ObservedGuest>, BackendError> {
+        (**self).observe_guest(id)
+    }
+    fn create(&self, request: &CreateRequest) -> Result<(), BackendError> {
+        (**self).create(request)
+    }
+    fn update_config(&self, id: GuestId, changes: &[FieldChange]) -> Result<(), BackendError> {
+        (**self).update_config(id, changes)
+    }
+    fn start(&self, id: GuestId) -> Result<(), BackendError> {
+        (**self).start(id)
+    }
+    fn stop(&self, id: GuestId) -> Result<(), BackendError> {
+        (**self).stop(id)
+    }
+    fn snapshot(&self, id: GuestId, name: &str) -> Result<(), BackendError> {
+        (**self).snapshot(id, name)
+    }
+    fn exec(&self, id: GuestId, request: &ExecRequest) -> Result<ExecOutput, BackendError> {
+        (**self).exec(id, request)
+    }
+    fn read_file(&self, id: GuestId, path: &str) -> Result<Option<Vec<u8>>, BackendError> {
+        (**self).read_file(id, path)
+    }
+    fn push_file(&self, id: GuestId, file: &FilePush) -> Result<(), BackendError> {
+        (**self).push_file(id, file)
+    }
+    fn destroy(&self, id: GuestId) -> Result<(), BackendError> {
+        (**self).destroy(id)
+    }
+    fn change_effect(&self, field: &str) -> ChangeEffect {
+        (**self).change_effect(field)
+    }
+}

@@ -42,6 +42,16 @@ pub struct GlobalArgs {
     /// Do not draw progress lines.
     #[arg(long, global = true)]
     pub no_progress: bool,
+    /// Directory of the apply locks, one per backend.
+    #[arg(
+        long,
+        global = true,
+        env = "PHOENIX_LOCK_DIR",
+        default_value = "/run/phoenix",
+        value_name = "DIR",
+        hide_short_help = true
+    )]
+    pub lock_dir: PathBuf,
     /// Output for people (text) or programs (json), on stdout.
     #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Text, value_name = "FORMAT")]
     pub output: OutputFormat,
@@ -74,14 +84,23 @@ pub enum Command {
     ///
     /// Never contacts a backend and never writes a file. Exits 1 when there is an error; warnings alone exit 0.
     Validate,
-    /// Show what apply would change, guest by guest.
-    Plan,
+    /// Show what apply would change, guest by guest, and why.
+    ///
+    /// Reads the backend, changes nothing. With --detailed-exitcode: 0 nothing to do, 2 changes
+    /// pending, 1 error.
+    Plan(PlanArgs),
     /// Create, configure, customize and health-check the guests so they match the configuration.
-    Apply,
+    ///
+    /// Executes exactly the plan it shows: guests start once everything they need is completed
+    /// and healthy; independent guests run at once. One apply at a time per backend.
+    Apply(ApplyArgs),
     /// Show each guest's lifecycle state as the backend sees it.
-    Status,
-    /// Destroy guests, in reverse dependency order.
-    Destroy,
+    Status(WorkArgs),
+    /// Destroy guests (all configured ones when no ID is given), dependents first.
+    ///
+    /// Refuses to destroy a template that existing guests were cloned from unless --force, and asks
+    /// for confirmation on a terminal (--yes to skip). Guests Phoenix did not create are never touched.
+    Destroy(DestroyArgs),
     /// Draw the guests' clone and dependency graph (an arrow points to what a guest needs first).
     Graph(GraphArgs),
     /// Set up the host: storage, users, shares, firewall, AppArmor, NVIDIA driver.
@@ -90,6 +109,77 @@ pub enum Command {
     Schema(SchemaArgs),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
+}
+
+/// Options of the commands that read the backend.
+#[derive(Debug, Args)]
+pub struct WorkArgs {
+    /// Directory of features, one directory each with `feature.json` and `install.sh` [default: <config-dir>/features].
+    #[arg(long, value_name = "DIR")]
+    pub features_dir: Option<PathBuf>,
+}
+
+/// Options of `plan`.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Only these guests and what they depend on.
+    #[arg(long = "target", value_name = "ID")]
+    pub targets: Vec<u32>,
+    /// Exit 0 when there is nothing to do, 2 when changes are pending, 1 on error.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+    /// Where features come from.
+    #[command(flatten)]
+    pub work: WorkArgs,
+}
+
+/// Options of `apply`.
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// Only these guests and what they depend on.
+    #[arg(long = "target", value_name = "ID")]
+    pub targets: Vec<u32>,
+    /// Guests worked on at once.
+    #[arg(long, short = 'j', default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: u16,
+    /// Guests worked on at once on one cluster node.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
+    pub per_node: u16,
+    /// After a failure, go on with guests that do not depend on the failed one.
+    #[arg(long)]
+    pub keep_going: bool,
+    /// Print what would run, and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Seconds to wait for another apply on the same backend to finish (default: fail at once).
+    #[arg(long, default_value_t = 0, value_name = "SECONDS")]
+    pub wait: u64,
+    /// Where features come from.
+    #[command(flatten)]
+    pub work: WorkArgs,
+}
+
+/// Options of `destroy`.
+#[derive(Debug, Args)]
+pub struct DestroyArgs {
+    /// Guests to destroy (default: every configured guest that exists).
+    #[arg(value_name = "ID")]
+    pub ids: Vec<u32>,
+    /// Also destroy templates that other guests were cloned from.
+    #[arg(long)]
+    pub force: bool,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Print what would be destroyed, and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Seconds to wait for another apply on the same backend to finish (default: fail at once).
+    #[arg(long, default_value_t = 0, value_name = "SECONDS")]
+    pub wait: u64,
+    /// Where features come from.
+    #[command(flatten)]
+    pub work: WorkArgs,
 }
 
 /// Options of `graph`.

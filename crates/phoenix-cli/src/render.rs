@@ -50,3 +50,99 @@ fn place(l: &Location) -> String {
 fn at_path(path: &str) -> String {
     if path == "$" { String::new() } else { format!(" at {path}") }
 }
+
+/// A plan for people, like `terraform plan`: each guest with work, its steps and their reasons.
+pub fn plan_text(plan: &phoenix_plan::Plan) -> String {
+    use phoenix_plan::{Action, LifecycleState};
+
+    use crate::printer::styles::{CHANGE, DIM, OK};
+    let mut s = String::new();
+    for g in plan.guests.iter().filter(|g| !g.steps.is_empty()) {
+        let creating = g.steps.iter().any(|st| matches!(st.action, Action::Create { .. }));
+        let (mark, style) = if creating { ("+", OK) } else { ("~", CHANGE) };
+        let kind = match g.kind {
+            phoenix_backend::GuestKind::Lxc => "container",
+            phoenix_backend::GuestKind::Vm => "VM",
+        };
+        let _ = writeln!(
+            s,
+            "{style}{mark}{style:#} {BOLD}{} {}{BOLD:#} ({kind}): {} → {}",
+            g.id,
+            g.name,
+            g.state,
+            LifecycleState::Completed
+        );
+        for st in &g.steps {
+            let (what, style) = match &st.action {
+                Action::Create { source } => (
+                    match source {
+                        phoenix_backend::CreateSource::Template(t) => format!("create from {t}"),
+                        phoenix_backend::CreateSource::Clone { source, snapshot } => {
+                            format!("clone {source} at snapshot {snapshot}")
+                        }
+                    },
+                    OK,
+                ),
+                Action::Configure { changes } => {
+                    for c in changes {
+                        let effect = match c.effect {
+                            phoenix_backend::ChangeEffect::Live => "live",
+                            phoenix_backend::ChangeEffect::Restart => "at restart",
+                            phoenix_backend::ChangeEffect::Recreate => "REPLACES THE GUEST",
+                        };
+                        let _ = writeln!(
+                            s,
+                            "    {CHANGE}~{CHANGE:#} {}: {} → {} {DIM}({effect}){DIM:#}",
+                            c.field,
+                            c.old.as_deref().unwrap_or("(unset)"),
+                            c.new
+                        );
+                    }
+                    continue;
+                }
+                Action::Start => ("start".to_string(), CHANGE),
+                Action::Restart => ("restart".to_string(), ERROR),
+                Action::Customize { key, .. } => (format!("run {key}"), CHANGE),
+                Action::HealthCheck => ("health check".to_string(), DIM),
+                Action::Snapshot { name } => (format!("snapshot {name}"), CHANGE),
+            };
+            let _ = writeln!(s, "    {style}>{style:#} {what} {DIM}— {}{DIM:#}", st.reason);
+        }
+    }
+    let create = plan
+        .guests
+        .iter()
+        .filter(|g| g.steps.iter().any(|st| matches!(st.action, phoenix_plan::Action::Create { .. })))
+        .count();
+    let change = plan.guests_to_change() - create;
+    let same = plan.guests.len() - plan.guests_to_change();
+    if plan.is_empty() {
+        let _ = writeln!(s, "No changes: all {same} guest(s) match the configuration.");
+    } else {
+        let _ = writeln!(s, "\nPlan: {create} to create, {change} to change, {same} unchanged.");
+    }
+    if !plan.unmanaged.is_empty() {
+        let ids: Vec<String> = plan.unmanaged.iter().map(ToString::to_string).collect();
+        let _ = writeln!(s, "Not in the configuration, never touched: {}.", ids.join(", "));
+    }
+    s
+}
+
+/// A table with a header, columns padded to their widest cell.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (w, cell) in widths.iter_mut().zip(r) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        padded.join("  ").trim_end().to_string() + "\n"
+    };
+    let mut s = format!("{BOLD}{}{BOLD:#}", line(header.to_vec()));
+    for r in rows {
+        s.push_str(&line(r.iter().map(String::as_str).collect()));
+    }
+    s
+}

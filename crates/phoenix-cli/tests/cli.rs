@@ -75,13 +75,22 @@ fn help_lists_every_command_and_the_exit_codes() {
 }
 
 #[test]
-fn commands_not_implemented_yet_say_so_and_exit_2() {
+fn what_is_not_implemented_yet_says_so_and_exits_2() {
     let dir = examples().join("quickstart");
-    for cmd in ["plan", "apply", "status", "destroy", "setup-hypervisor"] {
+    let out = phoenix(&["-c", dir.to_str().expect("utf-8"), "setup-hypervisor"], Path::new("."));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    assert!(text(&out.stderr).contains("`phoenix setup-hypervisor` is not implemented yet; nothing was done"));
+    // The lifecycle commands work, but the local LXC backend they would drive does not exist yet.
+    for cmd in ["plan", "apply", "status", "destroy"] {
         let out = phoenix(&["-c", dir.to_str().expect("utf-8"), cmd], Path::new("."));
         assert_eq!(out.status.code(), Some(2), "{cmd}");
         assert!(out.stdout.is_empty(), "{cmd} printed data");
-        assert!(text(&out.stderr).contains(&format!("`phoenix {cmd}` is not implemented yet; nothing was done")));
+        assert!(
+            text(&out.stderr).contains("the local LXC backend is not implemented yet; nothing was done"),
+            "{}",
+            text(&out.stderr)
+        );
     }
 }
 

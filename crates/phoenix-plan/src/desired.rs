@@ -285,3 +285,22 @@ fn vm_config(estate: &Estate, v: &VmConfig) -> GuestConfig {
     }
     cfg
 }
+
+impl Desired {
+    /// Only the given guests and everything they need, transitively. Errs with the first ID that
+    /// is not configured.
+    pub fn restrict(&self, targets: &[GuestId]) -> Result<Desired, GuestId> {
+        let mut keep = std::collections::BTreeSet::new();
+        let mut stack = targets.to_vec();
+        while let Some(id) = stack.pop() {
+            let g = self.guests.get(&id).ok_or(id)?;
+            if keep.insert(id) {
+                stack.extend(g.needs.iter().copied());
+            }
+        }
+        Ok(Desired {
+            guests: self.guests.iter().filter(|(id, _)| keep.contains(id)).map(|(id, g)| (*id, g.clone())).collect(),
+            order: self.order.iter().copied().filter(|id| keep.contains(id)).collect(),
+        })
+    }
+}

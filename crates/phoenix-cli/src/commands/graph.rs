@@ -1,7 +1,5 @@
 //! `phoenix graph`: the clone and dependency graph, as Mermaid, DOT or JSON.
 
-use std::path::Path;
-
 use phoenix_config::estate::EdgeKind;
 use phoenix_config::graph;
 use serde::Serialize;
@@ -9,7 +7,6 @@ use serde::Serialize;
 use super::Outcome;
 use super::validate::{print_diagnostics, run_validation};
 use crate::cli::{GraphArgs, GraphFormat, OutputFormat};
-use crate::printer::Printer;
 
 #[derive(Serialize)]
 struct JsonGraph {
@@ -34,8 +31,9 @@ struct JsonEdge {
 }
 
 /// Runs `phoenix graph`.
-pub fn run(printer: &Printer, dir: &Path, args: &GraphArgs) -> Outcome {
-    let v = run_validation(dir);
+pub fn run(cx: &super::Context<'_>, args: &GraphArgs) -> Outcome {
+    let printer = cx.printer;
+    let v = run_validation(&cx.global.config_dir);
     print_diagnostics(printer, &v);
     let Some(estate) = &v.estate else {
         printer.error_text("error: the configuration is invalid; `phoenix validate` lists every problem\n");

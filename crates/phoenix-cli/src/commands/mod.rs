@@ -1,27 +1,132 @@
-//! One module per command; each returns the process's exit status.
+//! One module per command; each returns how it ended, mapped to the exit status in `lib.rs`.
 
+pub mod apply;
 pub mod completions;
+pub mod destroy;
 pub mod graph;
+pub mod plan;
 pub mod schema;
+pub mod status;
 pub mod validate;
 
+use std::collections::BTreeMap;
+
+use phoenix_backend::{Backend, GuestId};
+use phoenix_config::Estate;
+use phoenix_engine::customize::{FeatureLibrary, Job, customizations, prepare};
+use phoenix_plan::Desired;
+
+use crate::backends::{Connect, ConnectError};
+use crate::cli::{GlobalArgs, WorkArgs};
 use crate::printer::Printer;
 
-/// How a command ended, mapped to the documented exit codes.
+/// How a command ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     /// Exit 0.
     Success,
     /// Exit 1: invalid configuration, or the operation failed.
     Failure,
-    /// Exit 2: the command is not implemented yet (or the command line was wrong).
+    /// Exit 2: the command or backend is not implemented yet.
     NotImplemented,
+    /// Exit 2 with `plan --detailed-exitcode`: changes are pending.
+    ChangesPending,
+}
+
+/// What every command gets.
+pub struct Context<'a> {
+    /// Output.
+    pub printer: &'a Printer,
+    /// The global options.
+    pub global: &'a GlobalArgs,
+    /// How to reach the backend.
+    pub connect: &'a Connect,
 }
 
 /// Says that a command is not implemented yet, and does nothing else.
 pub fn not_implemented(printer: &Printer, command: &str) -> Outcome {
-    printer.error_text(&format!(
-        "error: `phoenix {command}` is not implemented yet; nothing was done\n  = hint: `phoenix validate` and `phoenix graph` work today\n"
-    ));
+    printer.error(
+        &format!("`phoenix {command}` is not implemented yet; nothing was done"),
+        Some("`phoenix validate`, `graph`, `plan`, `apply`, `status` and `destroy` work today"),
+    );
     Outcome::NotImplemented
+}
+
+/// Everything the lifecycle commands start from: the validated configuration, its desired state
+/// with the prepared customizations, and the backend.
+pub struct Work {
+    /// The configuration.
+    pub estate: Estate,
+    /// The desired state (restricted to the targets, when some are given).
+    pub desired: Desired,
+    /// Each guest's features and script, ready to run.
+    pub jobs: BTreeMap<GuestId, Vec<Job>>,
+    /// The backend.
+    pub backend: Box<dyn Backend>,
+}
+
+/// Validates the configuration, prepares features and scripts, and connects to the backend.
+pub fn load_work(cx: &Context<'_>, args: &WorkArgs, targets: &[GuestId]) -> Result<Work, Outcome> {
+    let dir = &cx.global.config_dir;
+    let v = validate::run_validation(dir);
+    validate::print_diagnostics(cx.printer, &v);
+    let Some(estate) = v.estate else {
+        cx.printer.error(
+            &format!("the configuration is invalid: {} error(s)", v.errors()),
+            Some("`phoenix validate` lists every problem"),
+        );
+        return Err(Outcome::Failure);
+    };
+    let backend = (cx.connect)(&estate).map_err(|e| {
+        let (hint, outcome) = match e {
+            ConnectError::NotImplemented(_) => {
+                (Some("`phoenix validate` and `phoenix graph` work with every backend today"), Outcome::NotImplemented)
+            }
+            ConnectError::Missing => (
+                Some("add a `backend` section to phoenix_hypervisor_config.json (see docs/configuration.md)"),
+                Outcome::Failure,
+            ),
+            ConnectError::Failed(_) => (None, Outcome::Failure),
+        };
+        cx.printer.error(&e.to_string(), hint);
+        outcome
+    })?;
+    let features_dir = args.features_dir.clone().unwrap_or_else(|| dir.join("features"));
+    let library = if features_dir.is_dir() {
+        FeatureLibrary::load(&features_dir).map_err(|e| {
+            cx.printer.error(&e.to_string(), None);
+            Outcome::Failure
+        })?
+    } else {
+        FeatureLibrary::default()
+    };
+    let jobs = prepare(&estate, &library, dir).map_err(|e| {
+        cx.printer.error(&e.to_string(), Some(&format!("features are read from {} (one directory per feature, with feature.json and install.sh); set another with --features-dir", features_dir.display())));
+        Outcome::Failure
+    })?;
+    let all = phoenix_plan::desired(&estate, &|g| customizations(&jobs, g));
+    let desired = if targets.is_empty() {
+        all
+    } else {
+        all.restrict(targets).map_err(|id| {
+            cx.printer.error(&format!("--target {id}: no guest has this ID"), None);
+            Outcome::Failure
+        })?
+    };
+    Ok(Work { estate, desired, jobs, backend })
+}
+
+/// Observes the backend and plans, reporting a failure to observe.
+pub fn observe_and_plan(
+    cx: &Context<'_>,
+    work: &Work,
+) -> Result<(phoenix_engine::observe::Observed, phoenix_plan::Plan), Outcome> {
+    let observed = phoenix_engine::observe::observe(work.backend.as_ref(), &work.desired, 8).map_err(|e| {
+        cx.printer.error(&format!("cannot read the {} backend: {e}", work.backend.name()), e.detail.as_deref());
+        Outcome::Failure
+    })?;
+    let backend = work.backend.as_ref();
+    let plan =
+        phoenix_plan::plan(&work.desired, &observed.observation, &observed.markers, &|f| backend.change_effect(f));
+    Ok((observed, plan))
 }

@@ -39,8 +39,9 @@ struct JsonResult<'a> {
 }
 
 /// Runs `phoenix validate`.
-pub fn run(printer: &Printer, dir: &Path) -> Outcome {
-    let v = run_validation(dir);
+pub fn run(cx: &super::Context<'_>) -> Outcome {
+    let printer = cx.printer;
+    let v = run_validation(&cx.global.config_dir);
     let (errors, warnings) = (v.errors(), v.warnings());
     if printer.format == OutputFormat::Json {
         printer.json(&JsonResult {

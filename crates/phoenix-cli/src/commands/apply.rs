@@ -1,0 +1,151 @@
+//! `phoenix apply`: executes exactly the plan it shows.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use phoenix_engine::lock::ApplyLock;
+use phoenix_engine::{ApplyOptions, ApplyReport, Engine, GuestOutcome};
+use serde::Serialize;
+
+use super::plan::report_issues;
+use super::{Context, Outcome, load_work, observe_and_plan};
+use crate::backends::lock_name;
+use crate::cli::{ApplyArgs, OutputFormat};
+use crate::printer::styles::{ERROR, OK};
+use crate::progress::Progress;
+use crate::render;
+
+/// Set by Ctrl-C: no new step starts, running steps finish.
+pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Routes Ctrl-C to [`INTERRUPTED`]. Installing twice fails harmlessly: the first handler
+/// already sets the same flag.
+pub fn catch_interrupt() {
+    let _ = ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst));
+}
+
+/// Takes the apply lock of the configuration's backend.
+pub fn lock(cx: &Context<'_>, estate: &phoenix_config::Estate, wait: u64) -> Result<ApplyLock, Outcome> {
+    let path = cx.global.lock_dir.join(lock_name(estate));
+    ApplyLock::acquire(&path, Duration::from_secs(wait)).map_err(|e| {
+        cx.printer.error(&e.to_string(), Some("wait for it to finish, or pass --wait SECONDS"));
+        Outcome::Failure
+    })
+}
+
+#[derive(Serialize)]
+struct JsonOutcome {
+    id: u32,
+    outcome: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<String>,
+}
+
+fn outcome_name(o: &GuestOutcome) -> (&'static str, Option<String>) {
+    match o {
+        GuestOutcome::Unchanged => ("unchanged", None),
+        GuestOutcome::Created => ("created", None),
+        GuestOutcome::Changed => ("changed", None),
+        GuestOutcome::Failed(m) => ("failed", Some(m.clone())),
+        GuestOutcome::Skipped(m) => ("skipped", Some(m.clone())),
+        GuestOutcome::NotStarted => ("not-started", None),
+        GuestOutcome::RolledBack(m) => ("rolled-back", Some(m.clone())),
+    }
+}
+
+/// The summary: counts and duration, then every failure with its message.
+fn summary(cx: &Context<'_>, report: &ApplyReport) {
+    if cx.printer.format == OutputFormat::Json {
+        let rows: Vec<JsonOutcome> = report
+            .outcomes
+            .iter()
+            .map(|(id, o)| {
+                let (outcome, message) = outcome_name(o);
+                JsonOutcome { id: *id, outcome, message }
+            })
+            .collect();
+        cx.printer.json(&serde_json::json!({ "guests": rows, "seconds": report.took.as_secs_f64(), "interrupted": report.interrupted }));
+        return;
+    }
+    let count = |name: &str| report.outcomes.values().filter(|o| outcome_name(o).0 == name).count();
+    let failed = count("failed") + count("rolled-back");
+    let style = if report.failed() { ERROR } else { OK };
+    cx.printer.data(&format!(
+        "{style}Apply {}{style:#}: {} created, {} changed, {} unchanged, {failed} failed, {} skipped, {} not started, in {:.1}s.\n",
+        if report.interrupted { "interrupted" } else if report.failed() { "failed" } else { "complete" },
+        count("created"),
+        count("changed"),
+        count("unchanged"),
+        count("skipped"),
+        count("not-started"),
+        report.took.as_secs_f64()
+    ));
+    for o in report.outcomes.values() {
+        if let GuestOutcome::Failed(m) | GuestOutcome::RolledBack(m) = o {
+            cx.printer.error(m, None);
+        }
+    }
+}
+
+/// Runs `phoenix apply`.
+pub fn run(cx: &Context<'_>, args: &ApplyArgs) -> Outcome {
+    let work = match load_work(cx, &args.work, &args.targets) {
+        Ok(w) => w,
+        Err(o) => return o,
+    };
+    let _lock = if args.dry_run {
+        None
+    } else {
+        match lock(cx, &work.estate, args.wait) {
+            Ok(l) => Some(l),
+            Err(o) => return o,
+        }
+    };
+    let (_, plan) = match observe_and_plan(cx, &work) {
+        Ok(x) => x,
+        Err(o) => return o,
+    };
+    if cx.printer.format == OutputFormat::Text {
+        cx.printer.data(&render::plan_text(&plan));
+    }
+    if report_issues(cx, &plan) {
+        return Outcome::Failure;
+    }
+    if args.dry_run {
+        if cx.printer.format == OutputFormat::Json {
+            cx.printer.json(&plan);
+        }
+        cx.printer.info_text("dry run: nothing was changed\n");
+        return Outcome::Success;
+    }
+    if plan.is_empty() {
+        if cx.printer.format == OutputFormat::Json {
+            summary(
+                cx,
+                &ApplyReport {
+                    outcomes: plan.guests.iter().map(|g| (g.id, GuestOutcome::Unchanged)).collect(),
+                    ..ApplyReport::default()
+                },
+            );
+        }
+        return Outcome::Success;
+    }
+    catch_interrupt();
+    let progress = Progress::new(cx.printer, &plan);
+    let engine = Engine {
+        backend: work.backend.as_ref(),
+        prober: &phoenix_engine::health::NetProber,
+        reporter: &progress,
+        cancel: &INTERRUPTED,
+    };
+    let options = ApplyOptions {
+        jobs: usize::from(args.jobs),
+        per_node: usize::from(args.per_node),
+        keep_going: args.keep_going,
+        rollback: work.estate.hypervisor.behavior.as_ref().is_some_and(|b| b.rollback_on_failure),
+        ..ApplyOptions::default()
+    };
+    let report = engine.apply(&work.desired, &plan, &work.jobs, &options);
+    summary(cx, &report);
+    if report.failed() { Outcome::Failure } else { Outcome::Success }
+}

@@ -1,0 +1,89 @@
+//! `phoenix destroy`: dependents first, templates only when nothing cloned from them remains.
+
+use std::io::BufRead;
+
+use phoenix_engine::destroy::plan_destroy;
+use phoenix_engine::{ApplyOptions, Engine, Silent};
+
+use super::apply::{INTERRUPTED, lock};
+use super::{Context, Outcome, load_work};
+use crate::cli::{DestroyArgs, OutputFormat};
+
+/// Runs `phoenix destroy`.
+pub fn run(cx: &Context<'_>, args: &DestroyArgs) -> Outcome {
+    let work = match load_work(cx, &args.work, &[]) {
+        Ok(w) => w,
+        Err(o) => return o,
+    };
+    let observed = match phoenix_engine::observe::observe(work.backend.as_ref(), &work.desired, 8) {
+        Ok(o) => o,
+        Err(e) => {
+            cx.printer.error(&format!("cannot read the {} backend: {e}", work.backend.name()), None);
+            return Outcome::Failure;
+        }
+    };
+    let order = match plan_destroy(&work.desired, &observed.observation, &args.ids, args.force) {
+        Ok(o) => o,
+        Err(e) => {
+            cx.printer.error(&e.to_string(), None);
+            return Outcome::Failure;
+        }
+    };
+    let list: Vec<String> = order
+        .iter()
+        .map(|id| match work.desired.guests.get(id) {
+            Some(g) => format!("{id} ({})", g.name),
+            None => id.to_string(),
+        })
+        .collect();
+    if cx.printer.format == OutputFormat::Json {
+        cx.printer.json(&serde_json::json!({ "destroy": order, "dry_run": args.dry_run }));
+    } else if order.is_empty() {
+        cx.printer.data("Nothing to destroy.\n");
+    } else {
+        cx.printer.data(&format!("Destroy, in this order: {}\n", list.join(", ")));
+    }
+    if order.is_empty() {
+        return Outcome::Success;
+    }
+    if args.dry_run {
+        cx.printer.info_text("dry run: nothing was changed\n");
+        return Outcome::Success;
+    }
+    if !args.yes {
+        if !cx.printer.interactive {
+            cx.printer.error(
+                "refusing to destroy guests without confirmation",
+                Some("nobody can answer here: pass --yes to confirm"),
+            );
+            return Outcome::Failure;
+        }
+        cx.printer.error_text(&format!("Destroy {} guest(s) and their data? Type `yes` to confirm: ", order.len()));
+        let mut answer = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut answer);
+        if answer.trim() != "yes" {
+            cx.printer.error_text("Not confirmed; nothing was destroyed.\n");
+            return Outcome::Failure;
+        }
+    }
+    let _lock = match lock(cx, &work.estate, args.wait) {
+        Ok(l) => l,
+        Err(o) => return o,
+    };
+    let engine = Engine {
+        backend: work.backend.as_ref(),
+        prober: &phoenix_engine::health::NetProber,
+        reporter: &Silent,
+        cancel: &INTERRUPTED,
+    };
+    match engine.destroy(&order, &ApplyOptions::default()) {
+        Ok(()) => {
+            cx.printer.info_text(&format!("Destroyed {} guest(s).\n", order.len()));
+            Outcome::Success
+        }
+        Err(e) => {
+            cx.printer.error(&e, None);
+            Outcome::Failure
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! `phoenix status`: each guest's lifecycle state, derived from what the backend shows.
+
+use serde::Serialize;
+
+use super::{Context, Outcome, load_work, observe_and_plan};
+use crate::cli::{OutputFormat, WorkArgs};
+use crate::render;
+
+#[derive(Serialize)]
+struct Row {
+    id: u32,
+    name: String,
+    kind: &'static str,
+    state: String,
+    power: String,
+    node: String,
+    pending_steps: usize,
+}
+
+/// Runs `phoenix status`.
+pub fn run(cx: &Context<'_>, args: &WorkArgs) -> Outcome {
+    let work = match load_work(cx, args, &[]) {
+        Ok(w) => w,
+        Err(o) => return o,
+    };
+    let (observed, plan) = match observe_and_plan(cx, &work) {
+        Ok(x) => x,
+        Err(o) => return o,
+    };
+    let mut rows: Vec<Row> = plan
+        .guests
+        .iter()
+        .map(|g| {
+            let o = observed.observation.guests.get(&g.id);
+            Row {
+                id: g.id,
+                name: g.name.clone(),
+                kind: if g.kind == phoenix_backend::GuestKind::Lxc { "container" } else { "VM" },
+                state: g.state.to_string(),
+                power: o.map_or("-".into(), |o| format!("{:?}", o.power).to_lowercase()),
+                node: o.and_then(|o| o.node.clone()).unwrap_or_else(|| "-".into()),
+                pending_steps: g.steps.len(),
+            }
+        })
+        .collect();
+    for id in &plan.unmanaged {
+        let o = &observed.observation.guests[id];
+        rows.push(Row {
+            id: *id,
+            name: o.config.get("hostname").unwrap_or("-").to_string(),
+            kind: if o.kind == phoenix_backend::GuestKind::Lxc { "container" } else { "VM" },
+            state: if o.managed { "not configured".into() } else { "unmanaged".into() },
+            power: format!("{:?}", o.power).to_lowercase(),
+            node: o.node.clone().unwrap_or_else(|| "-".into()),
+            pending_steps: 0,
+        });
+    }
+    match cx.printer.format {
+        OutputFormat::Json => cx.printer.json(&rows),
+        OutputFormat::Text => {
+            let cells: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.id.to_string(),
+                        r.name.clone(),
+                        r.kind.into(),
+                        r.state.clone(),
+                        r.power.clone(),
+                        r.node.clone(),
+                        r.pending_steps.to_string(),
+                    ]
+                })
+                .collect();
+            cx.printer.data(&render::table(&["ID", "NAME", "KIND", "STATE", "POWER", "NODE", "PENDING"], &cells));
+        }
+    }
+    Outcome::Success
+}

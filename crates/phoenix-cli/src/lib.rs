@@ -1,0 +1,93 @@
+//! The `phoenix` command line as a library: [`run`] takes the arguments, the output streams and
+//! the function that connects to a backend, so that tests can pass their own.
+
+pub mod backends;
+pub mod cli;
+mod commands;
+mod printer;
+mod progress;
+mod render;
+
+use std::ffi::OsString;
+
+use clap::Parser;
+
+pub use backends::{Connect, ConnectError};
+pub use printer::Stream;
+
+use crate::cli::{Cli, Command};
+use crate::commands::{Context, Outcome};
+use crate::printer::Printer;
+
+/// Where output goes.
+pub enum Io {
+    /// The process's own streams, with colours as `--color` and `NO_COLOR` say.
+    Std,
+    /// Given streams (colours are stripped).
+    Custom {
+        /// Standard output.
+        out: Stream,
+        /// Standard error.
+        err: Stream,
+        /// A person is at a terminal (progress lines, confirmation prompts).
+        interactive: bool,
+    },
+}
+
+impl Io {
+    /// The streams, once the colour choice is known.
+    fn open(self) -> (Stream, Stream, bool) {
+        use std::io::IsTerminal;
+        match self {
+            Io::Std => (
+                Box::new(anstream::stdout()),
+                Box::new(anstream::stderr()),
+                std::io::stderr().is_terminal() && std::io::stdin().is_terminal(),
+            ),
+            Io::Custom { out, err, interactive } => {
+                (Box::new(anstream::StripStream::new(out)), Box::new(anstream::StripStream::new(err)), interactive)
+            }
+        }
+    }
+}
+
+/// Runs the command line and returns the exit status (documented in `--help` and the README).
+pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>, io: Io, connect: &Connect) -> u8 {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let (mut out, mut err, _) = io.open();
+            let text = e.render().ansi().to_string();
+            let stream = if e.use_stderr() { &mut err } else { &mut out };
+            let _ = stream.write_all(text.as_bytes());
+            return u8::try_from(e.exit_code()).unwrap_or(2);
+        }
+    };
+    let choice = match cli.global.color {
+        cli::ColorMode::Auto => anstream::ColorChoice::Auto,
+        cli::ColorMode::Always => anstream::ColorChoice::Always,
+        cli::ColorMode::Never => anstream::ColorChoice::Never,
+    };
+    choice.write_global();
+    let (out, err, interactive) = io.open();
+    let printer = Printer::new(&cli.global, out, err, interactive);
+    let cx = Context { printer: &printer, global: &cli.global, connect };
+    let outcome = match &cli.command {
+        Command::Validate => commands::validate::run(&cx),
+        Command::Graph(args) => commands::graph::run(&cx, args),
+        Command::Plan(args) => commands::plan::run(&cx, args),
+        Command::Apply(args) => commands::apply::run(&cx, args),
+        Command::Status(args) => commands::status::run(&cx, args),
+        Command::Destroy(args) => commands::destroy::run(&cx, args),
+        Command::Schema(args) => commands::schema::run(&printer, args),
+        Command::Completions(args) => commands::completions::run(&printer, args),
+        Command::SetupHypervisor => commands::not_implemented(&printer, "setup-hypervisor"),
+    };
+    match outcome {
+        Outcome::Success => 0,
+        Outcome::Failure => 1,
+        Outcome::NotImplemented | Outcome::ChangesPending => 2,
+    }
+}
+
+use std::io::Write as _;

@@ -1,0 +1,94 @@
+//! Progress of an apply: on a terminal, one line per guest showing its lifecycle state and current
+//! step, redrawn in place; elsewhere, nothing until the summary (retries with `-v`).
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use phoenix_backend::GuestId;
+use phoenix_engine::{GuestOutcome, Reporter};
+use phoenix_plan::{Action, LifecycleState, Step};
+
+use crate::printer::Printer;
+use crate::printer::styles::{DIM, ERROR, OK};
+
+/// Draws progress through the printer.
+pub struct Progress<'a> {
+    printer: &'a Printer,
+    names: BTreeMap<GuestId, String>,
+    lines: Mutex<Lines>,
+}
+
+#[derive(Default)]
+struct Lines {
+    text: BTreeMap<GuestId, String>,
+    drawn: usize,
+}
+
+impl<'a> Progress<'a> {
+    /// Progress for the guests of a plan that have work.
+    pub fn new(printer: &'a Printer, plan: &phoenix_plan::Plan) -> Progress<'a> {
+        let names = plan.guests.iter().filter(|g| !g.steps.is_empty()).map(|g| (g.id, g.name.clone())).collect();
+        Progress { printer, names, lines: Mutex::new(Lines::default()) }
+    }
+
+    fn set(&self, guest: GuestId, text: String) {
+        if !self.printer.progress {
+            return;
+        }
+        let mut lines = self.lines.lock().unwrap_or_else(PoisonError::into_inner);
+        lines.text.insert(guest, text);
+        let mut out = String::new();
+        if lines.drawn > 0 {
+            out.push_str(&format!("\x1b[{}A", lines.drawn));
+        }
+        for (id, line) in &lines.text {
+            let name = self.names.get(id).map_or("", String::as_str);
+            out.push_str(&format!("\x1b[2K{id:>6} {name:<20} {line}\n"));
+        }
+        lines.drawn = lines.text.len();
+        self.printer.error_text(&out);
+    }
+}
+
+fn describe(action: &Action) -> String {
+    match action {
+        Action::Create { .. } => "creating".into(),
+        Action::Configure { changes } => {
+            format!("configuring {}", changes.iter().map(|c| c.field.as_str()).collect::<Vec<_>>().join(", "))
+        }
+        Action::Start => "starting".into(),
+        Action::Restart => "restarting".into(),
+        Action::Customize { key, .. } => format!("running {key}"),
+        Action::HealthCheck => "waiting until healthy".into(),
+        Action::Snapshot { name } => format!("taking snapshot {name}"),
+    }
+}
+
+impl Reporter for Progress<'_> {
+    fn state(&self, guest: GuestId, state: LifecycleState, step: Option<&Step>) {
+        let step = step.map(|s| describe(&s.action)).unwrap_or_default();
+        self.set(guest, format!("{DIM}{state:<11}{DIM:#} {step}"));
+    }
+
+    fn finished(&self, guest: GuestId, outcome: &GuestOutcome, took: Duration) {
+        let text = match outcome {
+            GuestOutcome::Unchanged => format!("{OK}unchanged{OK:#}"),
+            GuestOutcome::Created => format!("{OK}created{OK:#} in {:.1}s", took.as_secs_f64()),
+            GuestOutcome::Changed => format!("{OK}changed{OK:#} in {:.1}s", took.as_secs_f64()),
+            GuestOutcome::Failed(_) => format!("{ERROR}failed{ERROR:#}"),
+            GuestOutcome::RolledBack(_) => format!("{ERROR}failed, rolled back{ERROR:#}"),
+            GuestOutcome::Skipped(why) => format!("{DIM}skipped: {why}{DIM:#}"),
+            GuestOutcome::NotStarted => format!("{DIM}not started{DIM:#}"),
+        };
+        if self.names.contains_key(&guest) {
+            self.set(guest, text);
+        }
+    }
+
+    fn note(&self, guest: GuestId, message: &str) {
+        if self.printer.verbose > 0 && !self.printer.progress {
+            self.printer.info_text(&format!("{guest}: {message}\n"));
+        }
+    }
+}
