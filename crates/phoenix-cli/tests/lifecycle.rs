@@ -185,6 +185,10 @@ fn destroy_asks_refuses_templates_in_use_and_goes_in_reverse_order() {
     let (code, out, _) = s.run(&["destroy", "--dry-run"]);
     assert_eq!(code, 0);
     assert!(out.contains("Destroy, in this order: 310 (agg), 302 (web-2), 301 (web-1), 300 (tpl)"), "{out}");
+    s.backend.clear_calls();
+    let (code, _, _) = s.run(&["destroy", "--dry-run", "--yes"]);
+    assert_eq!(code, 0);
+    assert_eq!(s.mutating(), 0, "a dry run destroyed something");
     assert!(s.backend.guest(300).is_some());
     let (code, _, err) = s.run(&["destroy", "--yes"]);
     assert_eq!(code, 0, "{err}");

@@ -7,4 +7,4 @@ pub mod plan;
 
 pub use desired::{Customization, Desired, DesiredGuest, desired};
 pub use lifecycle::LifecycleState;
-pub use plan::{Action, GuestPlan, Markers, Plan, PlanIssue, PlannedChange, Step, plan};
+pub use plan::{Action, GuestPlan, Markers, Plan, PlanIssue, PlannedChange, Step, check_capabilities, plan};

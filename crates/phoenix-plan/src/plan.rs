@@ -301,3 +301,109 @@ fn plan_guest(
     }
     (steps, issues)
 }
+
+/// What the backend cannot do for this desired state, found before anything runs: kinds of guest
+/// it does not run, clones or snapshots it cannot make, configuration fields it does not know.
+pub fn check_capabilities(desired: &Desired, caps: &phoenix_backend::Capabilities) -> Vec<PlanIssue> {
+    let mut issues = Vec::new();
+    for d in desired.guests.values() {
+        let mut problems = Vec::new();
+        if !caps.kinds.contains(&d.kind) {
+            problems.push(format!("it runs no {}", if d.kind == GuestKind::Lxc { "containers" } else { "VMs" }));
+        }
+        if matches!(d.source, CreateSource::Clone { .. }) && !caps.clone {
+            problems.push("it cannot clone".to_string());
+        }
+        if d.template_snapshot.is_some() && !caps.snapshots {
+            problems.push("it cannot take snapshots".to_string());
+        }
+        if d.config.get("gpus").is_some() && !caps.gpu {
+            problems.push("it cannot pass GPUs to containers".to_string());
+        }
+        let unknown: Vec<&str> = d
+            .config
+            .0
+            .keys()
+            .map(String::as_str)
+            .filter(|f| !f.starts_with("mount:") && !caps.fields.contains(*f))
+            .collect();
+        if !unknown.is_empty() {
+            problems.push(format!("it does not support {}", unknown.join(", ")));
+        }
+        if !problems.is_empty() {
+            issues.push(PlanIssue {
+                guest: d.id,
+                message: format!("{} ({}) cannot be built by this backend: {}", d.id, d.name, problems.join("; ")),
+                hint: "change the guest's configuration, or use a backend that supports it".to_string(),
+            });
+        }
+    }
+    issues
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use phoenix_backend::{Capabilities, GuestConfig};
+
+    use super::*;
+
+    fn guest(id: GuestId, kind: GuestKind, source: CreateSource, fields: &[(&str, &str)]) -> DesiredGuest {
+        let mut config = GuestConfig::default();
+        for (k, v) in fields {
+            config.set(*k, *v);
+        }
+        DesiredGuest {
+            id,
+            kind,
+            name: format!("g{id}"),
+            node: None,
+            source,
+            config,
+            template_snapshot: None,
+            customizations: Vec::new(),
+            health: None,
+            needs: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_backend_that_cannot_build_a_guest_is_refused_before_anything_runs() {
+        let mut desired = Desired::default();
+        desired.guests.insert(
+            100,
+            guest(100, GuestKind::Lxc, CreateSource::Template("t".into()), &[("cores", "1"), ("gpus", "0")]),
+        );
+        desired.guests.insert(
+            200,
+            guest(200, GuestKind::Vm, CreateSource::Clone { source: 100, snapshot: "s".into() }, &[("ci.user", "x")]),
+        );
+        let caps = Capabilities {
+            kinds: BTreeSet::from([GuestKind::Lxc]),
+            clone: false,
+            snapshots: true,
+            gpu: false,
+            fields: BTreeSet::from(["cores".to_string()]),
+        };
+        let issues = check_capabilities(&desired, &caps);
+        assert_eq!(issues.len(), 2);
+        assert_eq!(
+            issues[0].message,
+            "100 (g100) cannot be built by this backend: it cannot pass GPUs to containers; it does not support gpus"
+        );
+        assert!(
+            issues[1].message.contains("it runs no VMs; it cannot clone; it does not support ci.user"),
+            "{}",
+            issues[1].message
+        );
+        let all = Capabilities {
+            kinds: BTreeSet::from([GuestKind::Lxc, GuestKind::Vm]),
+            clone: true,
+            snapshots: true,
+            gpu: true,
+            fields: ["cores", "gpus", "ci.user"].map(String::from).into(),
+        };
+        assert!(check_capabilities(&desired, &all).is_empty());
+    }
+}

@@ -126,7 +126,8 @@ pub fn observe_and_plan(
         Outcome::Failure
     })?;
     let backend = work.backend.as_ref();
-    let plan =
+    let mut plan =
         phoenix_plan::plan(&work.desired, &observed.observation, &observed.markers, &|f| backend.change_effect(f));
+    plan.issues.extend(phoenix_plan::check_capabilities(&work.desired, &backend.capabilities()));
     Ok((observed, plan))
 }
