@@ -119,6 +119,17 @@ pub struct WorkArgs {
     pub features_dir: Option<PathBuf>,
 }
 
+/// Options of the commands that change guests.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Seconds to wait for another apply on the same backend to finish (default: fail at once).
+    #[arg(long, default_value_t = 0, value_name = "SECONDS")]
+    pub wait: u64,
+    /// Where features come from.
+    #[command(flatten)]
+    pub work: WorkArgs,
+}
+
 /// Options of `plan`.
 #[derive(Debug, Args)]
 pub struct PlanArgs {
@@ -151,12 +162,9 @@ pub struct ApplyArgs {
     /// Print what would run, and change nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Seconds to wait for another apply on the same backend to finish (default: fail at once).
-    #[arg(long, default_value_t = 0, value_name = "SECONDS")]
-    pub wait: u64,
-    /// Where features come from.
+    /// Waiting for the apply lock, and where features come from.
     #[command(flatten)]
-    pub work: WorkArgs,
+    pub run: RunArgs,
 }
 
 /// Options of `destroy`.
@@ -174,12 +182,9 @@ pub struct DestroyArgs {
     /// Print what would be destroyed, and change nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Seconds to wait for another apply on the same backend to finish (default: fail at once).
-    #[arg(long, default_value_t = 0, value_name = "SECONDS")]
-    pub wait: u64,
-    /// Where features come from.
+    /// Waiting for the apply lock, and where features come from.
     #[command(flatten)]
-    pub work: WorkArgs,
+    pub run: RunArgs,
 }
 
 /// Options of `graph`.

@@ -89,14 +89,14 @@ fn summary(cx: &Context<'_>, report: &ApplyReport) {
 
 /// Runs `phoenix apply`.
 pub fn run(cx: &Context<'_>, args: &ApplyArgs) -> Outcome {
-    let work = match load_work(cx, &args.work, &args.targets) {
+    let work = match load_work(cx, &args.run.work, &args.targets) {
         Ok(w) => w,
         Err(o) => return o,
     };
     let _lock = if args.dry_run {
         None
     } else {
-        match lock(cx, &work.estate, args.wait) {
+        match lock(cx, &work.estate, args.run.wait) {
             Ok(l) => Some(l),
             Err(o) => return o,
         }

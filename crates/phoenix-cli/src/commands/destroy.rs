@@ -11,7 +11,7 @@ use crate::cli::{DestroyArgs, OutputFormat};
 
 /// Runs `phoenix destroy`.
 pub fn run(cx: &Context<'_>, args: &DestroyArgs) -> Outcome {
-    let work = match load_work(cx, &args.work, &[]) {
+    let work = match load_work(cx, &args.run.work, &[]) {
         Ok(w) => w,
         Err(o) => return o,
     };
@@ -66,7 +66,7 @@ pub fn run(cx: &Context<'_>, args: &DestroyArgs) -> Outcome {
             return Outcome::Failure;
         }
     }
-    let _lock = match lock(cx, &work.estate, args.wait) {
+    let _lock = match lock(cx, &work.estate, args.run.wait) {
         Ok(l) => l,
         Err(o) => return o,
     };
