@@ -18,14 +18,28 @@ pub enum ConnectError {
     Failed(String),
 }
 
+/// A backend, and what connecting to it changed on the host (for the user to read).
+pub struct Connected {
+    /// The backend.
+    pub backend: Box<dyn Backend>,
+    /// Changes made while connecting, e.g. a subordinate ID range added.
+    pub notes: Vec<String>,
+}
+
 /// How commands get a backend: the real one in the binary, a test double in tests.
-pub type Connect = dyn Fn(&Estate) -> Result<Box<dyn Backend>, ConnectError>;
+pub type Connect = dyn Fn(&Estate) -> Result<Connected, ConnectError>;
 
 /// Connects to the backend of the configuration.
-pub fn connect(estate: &Estate) -> Result<Box<dyn Backend>, ConnectError> {
+pub fn connect(estate: &Estate) -> Result<Connected, ConnectError> {
     match &estate.hypervisor.backend {
         None => Err(ConnectError::Missing),
-        Some(BackendSection::Lxc(_)) => Err(ConnectError::NotImplemented("local LXC")),
+        Some(BackendSection::Lxc(settings)) => match phoenix_lxc::LxcBackend::open(settings) {
+            Ok((backend, notes)) => Ok(Connected { backend: Box::new(backend), notes }),
+            Err(phoenix_lxc::OpenError(message, hint)) => Err(ConnectError::Failed(match hint {
+                Some(h) => format!("{message}\n  hint: {h}"),
+                None => message,
+            })),
+        },
         Some(BackendSection::Proxmox(_)) => Err(ConnectError::NotImplemented("Proxmox VE")),
     }
 }

@@ -109,6 +109,23 @@ pub enum Command {
     Schema(SchemaArgs),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
+    /// Build OS templates for the local LXC backend.
+    #[command(subcommand)]
+    Template(TemplateCommand),
+}
+
+/// Templates `phoenix` can build.
+#[derive(Debug, Subcommand)]
+pub enum TemplateCommand {
+    /// A small offline template from the host's static busybox (package busybox-static): a shell,
+    /// core tools, httpd and wget. Enough for the quickstart and the tests; no network needed.
+    Busybox {
+        /// Where to write the tarball (`.tar.gz`), e.g. <storage>/template/cache/phoenix-busybox_amd64.tar.gz.
+        out: PathBuf,
+        /// The busybox binary to use; it must be statically linked.
+        #[arg(long, default_value = "/bin/busybox")]
+        busybox: PathBuf,
+    },
 }
 
 /// Options of the commands that read the backend.

@@ -12,7 +12,7 @@ use std::ffi::OsString;
 
 use clap::Parser;
 
-pub use backends::{Connect, ConnectError};
+pub use backends::{Connect, ConnectError, Connected};
 pub use printer::Stream;
 
 use crate::cli::{Cli, Command};
@@ -82,6 +82,21 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>, io: Io, 
         Command::Schema(args) => commands::schema::run(&printer, args),
         Command::Completions(args) => commands::completions::run(&printer, args),
         Command::SetupHypervisor => commands::not_implemented(&printer, "setup-hypervisor"),
+        Command::Template(cli::TemplateCommand::Busybox { out, busybox }) => {
+            match phoenix_lxc::template::build_busybox(busybox, out) {
+                Ok(()) => {
+                    printer.info_text(&format!("wrote {}\n", out.display()));
+                    Outcome::Success
+                }
+                Err(e) => {
+                    printer.error(
+                        &e,
+                        Some("install busybox-static (apt-get install busybox-static), or pass --busybox PATH"),
+                    );
+                    Outcome::Failure
+                }
+            }
+        }
     };
     match outcome {
         Outcome::Success => 0,

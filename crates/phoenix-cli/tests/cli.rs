@@ -81,16 +81,14 @@ fn what_is_not_implemented_yet_says_so_and_exits_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(out.stdout.is_empty());
     assert!(text(&out.stderr).contains("`phoenix setup-hypervisor` is not implemented yet; nothing was done"));
-    // The lifecycle commands work, but the local LXC backend they would drive does not exist yet.
+    // The lifecycle commands work, but the Proxmox backend they would drive does not exist yet.
+    let proxmox = examples().join("ai-stack");
     for cmd in ["plan", "apply", "status", "destroy"] {
-        let out = phoenix(&["-c", dir.to_str().expect("utf-8"), cmd], Path::new("."));
+        let out = phoenix(&["-c", proxmox.to_str().expect("utf-8"), cmd], Path::new("."));
         assert_eq!(out.status.code(), Some(2), "{cmd}");
         assert!(out.stdout.is_empty(), "{cmd} printed data");
-        assert!(
-            text(&out.stderr).contains("the local LXC backend is not implemented yet; nothing was done"),
-            "{}",
-            text(&out.stderr)
-        );
+        let err = text(&out.stderr);
+        assert!(err.contains("the Proxmox VE backend is not implemented yet; nothing was done"), "{err}");
     }
 }
 

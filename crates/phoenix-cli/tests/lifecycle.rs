@@ -83,7 +83,9 @@ impl Setup {
         let mut full = vec!["phoenix", "-c", &dir, "--lock-dir", &lock_dir];
         full.extend_from_slice(args);
         let backend = self.backend.clone();
-        let connect = move |_: &phoenix_config::Estate| Ok(Box::new(backend.clone()) as Box<dyn Backend>);
+        let connect = move |_: &phoenix_config::Estate| {
+            Ok(phoenix_cli::Connected { backend: Box::new(backend.clone()) as Box<dyn Backend>, notes: Vec::new() })
+        };
         let code = run(
             full,
             Io::Custom { out: Box::new(out.clone()), err: Box::new(err.clone()), interactive: false },

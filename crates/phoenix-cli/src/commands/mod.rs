@@ -77,7 +77,7 @@ pub fn load_work(cx: &Context<'_>, args: &WorkArgs, targets: &[GuestId]) -> Resu
         );
         return Err(Outcome::Failure);
     };
-    let backend = (cx.connect)(&estate).map_err(|e| {
+    let connected = (cx.connect)(&estate).map_err(|e| {
         let (hint, outcome) = match e {
             ConnectError::NotImplemented(_) => {
                 (Some("`phoenix validate` and `phoenix graph` work with every backend today"), Outcome::NotImplemented)
@@ -91,6 +91,10 @@ pub fn load_work(cx: &Context<'_>, args: &WorkArgs, targets: &[GuestId]) -> Resu
         cx.printer.error(&e.to_string(), hint);
         outcome
     })?;
+    for note in &connected.notes {
+        cx.printer.info_text(&format!("note: {note}\n"));
+    }
+    let backend = connected.backend;
     let features_dir = args.features_dir.clone().unwrap_or_else(|| dir.join("features"));
     let library = if features_dir.is_dir() {
         FeatureLibrary::load(&features_dir).map_err(|e| {

@@ -1,0 +1,93 @@
+//! File-system work on container root filesystems: shifting ownership for ID maps, writing files
+//! without following links that point out of the rootfs.
+
+use std::io;
+use std::os::unix::fs::{MetadataExt, lchown};
+use std::path::{Component, Path, PathBuf};
+
+/// Adds `base` to the owner and group of everything under `root` (links themselves, never their
+/// targets), so that an unprivileged container's mapped root owns its files.
+pub fn shift_ownership(root: &Path, base: (u32, u32)) -> io::Result<()> {
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let meta = std::fs::symlink_metadata(&p)?;
+        let uid = if meta.uid() < 65536 { meta.uid() + base.0 } else { meta.uid() };
+        let gid = if meta.gid() < 65536 { meta.gid() + base.1 } else { meta.gid() };
+        if (uid, gid) != (meta.uid(), meta.gid()) {
+            lchown(&p, Some(uid), Some(gid))?;
+        }
+        if meta.file_type().is_dir() {
+            for e in std::fs::read_dir(&p)? {
+                stack.push(e?.path());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The host path of `inside` (absolute, inside the container) under `root`, refusing `..` and any
+/// existing link on the way: a container must not be able to make the host write elsewhere.
+pub fn resolve_inside(root: &Path, inside: &str) -> io::Result<PathBuf> {
+    let mut p = root.to_path_buf();
+    for c in Path::new(inside).components() {
+        match c {
+            Component::RootDir => {}
+            Component::Normal(part) => {
+                p.push(part);
+                if std::fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_symlink()) {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!("{inside} goes through a link inside the container"),
+                    ));
+                }
+            }
+            _ => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("{inside} is not a plain absolute path"),
+                ));
+            }
+        }
+    }
+    Ok(p)
+}
+
+/// Writes a file inside a stopped container's rootfs, creating parents owned by the mapped root.
+pub fn write_inside(root: &Path, inside: &str, content: &[u8], owner: (u32, u32)) -> io::Result<()> {
+    let target = resolve_inside(root, inside)?;
+    if let Some(parent) = target.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(&target, content)?;
+    lchown(&target, Some(owner.0), Some(owner.1))
+}
+
+/// Reads a file inside a container's rootfs; `None` when it does not exist.
+pub fn read_inside(root: &Path, inside: &str) -> io::Result<Option<Vec<u8>>> {
+    let target = resolve_inside(root, inside)?;
+    match std::fs::read(&target) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_links_on_the_way() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let root = dir.path().join("rootfs");
+        std::fs::create_dir_all(root.join("etc")).expect("mkdir");
+        std::os::unix::fs::symlink("/etc", root.join("evil")).expect("link");
+        assert!(resolve_inside(&root, "/evil/passwd").is_err());
+        assert!(resolve_inside(&root, "/etc/../../x").is_err());
+        write_inside(&root, "/etc/hostname", b"web\n", (0, 0)).expect("write");
+        assert_eq!(read_inside(&root, "/etc/hostname").expect("read").as_deref(), Some(&b"web\n"[..]));
+        assert_eq!(read_inside(&root, "/etc/none").expect("read"), None);
+        std::os::unix::fs::symlink("/etc/shadow", root.join("etc/resolv.conf")).expect("link");
+        assert!(write_inside(&root, "/etc/resolv.conf", b"x", (0, 0)).is_err());
+    }
+}

@@ -1,0 +1,580 @@
+//! The local LXC backend: real containers on the machine Phoenix runs on, through the `lxc-*`
+//! tools. Each container lives in `<lxc_path>/<id>/` with its LXC `config`, its `rootfs/`, its
+//! snapshots under `snapshots/<name>/`, and `phoenix.json`, which marks it as Phoenix's and records
+//! the normalised configuration it was given. Directories without `phoenix.json` are shown, never
+//! touched.
+
+mod command;
+mod fsutil;
+pub mod render;
+pub mod template;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use phoenix_backend::{
+    Backend, BackendError, Capabilities, ChangeEffect, CreateRequest, CreateSource, Delivery, ExecOutput, ExecRequest,
+    FieldChange, FilePush, GuestConfig, GuestId, GuestKind, Observation, ObservedGuest, PowerState,
+};
+use phoenix_config::model::LxcBackend as Settings;
+use serde::{Deserialize, Serialize};
+
+use crate::command::{run, tool};
+use crate::render::{Cgroups, RenderContext, render};
+
+/// How long the LXC tools may take.
+const TOOL_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What Phoenix records next to a container it created.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct State {
+    config: BTreeMap<String, String>,
+    snapshots: BTreeSet<String>,
+}
+
+/// The local LXC backend.
+pub struct LxcBackend {
+    lxc_path: PathBuf,
+    settings: Settings,
+    id_base: (u32, u32),
+    cgroups: Cgroups,
+    /// Serialises writes of one container's files.
+    write: Mutex<()>,
+}
+
+/// Why the backend cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenError(pub String, pub Option<String>);
+
+impl LxcBackend {
+    /// Checks the host (tools, bridges, ID ranges) and opens the backend. Returns what it changed
+    /// on the host, for the user to read (a subordinate ID range added for root).
+    pub fn open(settings: &Settings) -> Result<(LxcBackend, Vec<String>), OpenError> {
+        if command::run(&["lxc-start".into(), "--version".into()], None, Duration::from_secs(10)).is_err() {
+            return Err(OpenError(
+                "the LXC tools are not installed".into(),
+                Some("install them: apt-get install lxc".into()),
+            ));
+        }
+        for (name, bridge) in &settings.bridges {
+            let host = bridge.host_bridge.as_deref().unwrap_or(name);
+            if !Path::new("/sys/class/net").join(host).join("bridge").is_dir() {
+                return Err(OpenError(
+                    format!("bridge {host} (for {name}) does not exist on this machine"),
+                    Some(format!(
+                        "create it: ip link add {host} type bridge && ip addr add {} dev {host} && ip link set {host} up",
+                        bridge.address
+                    )),
+                ));
+            }
+        }
+        let mut notes = Vec::new();
+        let uid = subordinate_range(Path::new("/etc/subuid"), &mut notes).map_err(|e| OpenError(e, None))?;
+        let gid = subordinate_range(Path::new("/etc/subgid"), &mut notes).map_err(|e| OpenError(e, None))?;
+        let lxc_path = PathBuf::from(settings.lxc_path.as_deref().unwrap_or("/var/lib/lxc"));
+        std::fs::create_dir_all(&lxc_path)
+            .map_err(|e| OpenError(format!("cannot create {}: {e}", lxc_path.display()), None))?;
+        // The mapped root of unprivileged containers must be able to traverse the path.
+        let _ = set_mode(&lxc_path, 0o755);
+        Ok((
+            LxcBackend {
+                lxc_path,
+                settings: settings.clone(),
+                id_base: (uid, gid),
+                cgroups: Cgroups::detect(),
+                write: Mutex::new(()),
+            },
+            notes,
+        ))
+    }
+
+    fn dir(&self, id: GuestId) -> PathBuf {
+        self.lxc_path.join(id.to_string())
+    }
+
+    fn rootfs(&self, id: GuestId) -> PathBuf {
+        self.dir(id).join("rootfs")
+    }
+
+    fn path_arg(&self) -> String {
+        self.lxc_path.display().to_string()
+    }
+
+    fn state(&self, id: GuestId) -> Option<State> {
+        let text = std::fs::read_to_string(self.dir(id).join("phoenix.json")).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    fn save(&self, id: GuestId, state: &State) -> Result<(), BackendError> {
+        let text = serde_json::to_string_pretty(state).unwrap_or_default();
+        std::fs::write(self.dir(id).join("phoenix.json"), text)
+            .map_err(|e| io_error(id, "record the container's state", e))
+    }
+
+    fn running(&self) -> Result<BTreeSet<GuestId>, BackendError> {
+        let out = tool(&["lxc-ls", "-P", &self.path_arg(), "--running", "-1"], TOOL_TIMEOUT)?;
+        Ok(String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.trim().parse().ok()).collect())
+    }
+
+    fn is_running(&self, id: GuestId) -> Result<bool, BackendError> {
+        Ok(self.running()?.contains(&id))
+    }
+
+    fn host_bridge(&self, config: &GuestConfig) -> String {
+        let name = config.get("net.bridge").unwrap_or_default();
+        self.settings.bridges.get(name).and_then(|b| b.host_bridge.clone()).unwrap_or_else(|| name.to_string())
+    }
+
+    /// Host directories of the container's mounts, created and owned by its mapped root.
+    fn mounts(&self, id: GuestId, config: &GuestConfig) -> Result<Vec<(String, String, bool)>, BackendError> {
+        let mut out = Vec::new();
+        for (field, value) in &config.0 {
+            let Some(inside) = field.strip_prefix("mount:") else { continue };
+            let (host, read_only) = if let Some(rest) = value.strip_prefix("bind:") {
+                match rest.strip_suffix(":ro") {
+                    Some(h) => (PathBuf::from(h), true),
+                    None => (PathBuf::from(rest), false),
+                }
+            } else if let Some(rest) = value.strip_prefix("volume:") {
+                let pool = rest.split(':').next().unwrap_or_default();
+                let base = self.settings.storage.get(pool).ok_or_else(|| {
+                    BackendError::permanent(Delivery::NotSent, format!("storage {pool} is not mapped"))
+                })?;
+                let name: String =
+                    inside.trim_matches('/').chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+                (Path::new(base).join("volumes").join(format!("{id}-{name}")), false)
+            } else {
+                continue;
+            };
+            if !host.exists() {
+                std::fs::create_dir_all(&host).map_err(|e| io_error(id, &format!("create {}", host.display()), e))?;
+                let owner = if config.get("unprivileged") == Some("0") { (0, 0) } else { self.id_base };
+                std::os::unix::fs::chown(&host, Some(owner.0), Some(owner.1))
+                    .map_err(|e| io_error(id, &format!("give {} to the container", host.display()), e))?;
+            }
+            out.push((inside.to_string(), host.display().to_string(), read_only));
+        }
+        Ok(out)
+    }
+
+    fn write_config(&self, id: GuestId, config: &GuestConfig) -> Result<(), BackendError> {
+        let rootfs = self.rootfs(id).display().to_string();
+        let cx = RenderContext {
+            id,
+            rootfs: &rootfs,
+            host_bridge: &self.host_bridge(config),
+            id_base: self.id_base,
+            cgroups: self.cgroups,
+            mounts: self.mounts(id, config)?,
+        };
+        std::fs::write(self.dir(id).join("config"), render(config, &cx))
+            .map_err(|e| io_error(id, "write the LXC configuration", e))
+    }
+
+    fn template_path(&self, template: &str) -> Result<PathBuf, BackendError> {
+        if template.starts_with('/') {
+            return Ok(PathBuf::from(template));
+        }
+        let (storage, volume) = template.split_once(':').ok_or_else(|| {
+            BackendError::permanent(Delivery::NotSent, format!("template {template} is neither a path nor a volume ID"))
+        })?;
+        let base = self.settings.storage.get(storage).ok_or_else(|| {
+            BackendError::permanent(
+                Delivery::NotSent,
+                format!("storage {storage} of template {template} is not mapped in the backend's `storage`"),
+            )
+        })?;
+        let name = volume.strip_prefix("vztmpl/").unwrap_or(volume);
+        Ok(Path::new(base).join("template/cache").join(name))
+    }
+
+    fn attach(
+        &self,
+        id: GuestId,
+        argv: &[String],
+        input: Option<&[u8]>,
+        timeout: Duration,
+    ) -> Result<ExecOutput, BackendError> {
+        let mut full: Vec<String> = [
+            "lxc-attach",
+            "-n",
+            &id.to_string(),
+            "-P",
+            &self.path_arg(),
+            "--clear-env",
+            "--set-var",
+            &format!("PATH={}", command::CLEAN_PATH),
+            "--",
+        ]
+        .iter()
+        .map(|s| (*s).to_string())
+        .collect();
+        full.extend_from_slice(argv);
+        run(&full, input, timeout)
+    }
+}
+
+/// The first ID of root's subordinate range in `/etc/subuid` or `/etc/subgid`, adding
+/// `root:100000:65536` when root has none (and saying so).
+fn subordinate_range(file: &Path, notes: &mut Vec<String>) -> Result<u32, String> {
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    for line in text.lines() {
+        let p: Vec<&str> = line.trim().split(':').collect();
+        if let [user, start, count] = p.as_slice()
+            && *user == "root"
+            && count.parse::<u32>().is_ok_and(|c| c >= 65536)
+        {
+            return start.parse().map_err(|_| format!("{}: cannot read root's range {line:?}", file.display()));
+        }
+    }
+    let mut new = text.clone();
+    if !new.is_empty() && !new.ends_with('\n') {
+        new.push('\n');
+    }
+    new.push_str("root:100000:65536\n");
+    std::fs::write(file, new)
+        .map_err(|e| format!("cannot add a subordinate ID range for root to {}: {e}", file.display()))?;
+    notes
+        .push(format!("added root:100000:65536 to {} so that unprivileged containers have IDs to map", file.display()));
+    Ok(100_000)
+}
+
+fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+}
+
+fn io_error(id: GuestId, what: &str, e: std::io::Error) -> BackendError {
+    BackendError::permanent(Delivery::MaybeApplied, format!("container {id}: cannot {what}: {e}"))
+}
+
+fn missing(id: GuestId) -> BackendError {
+    BackendError::not_found(format!("container {id} does not exist"))
+}
+
+/// Fields this backend understands (besides `mount:<path>`).
+const FIELDS: &[&str] = &[
+    "hostname",
+    "cores",
+    "memory_mb",
+    "swap_mb",
+    "storage",
+    "disk_gb",
+    "unprivileged",
+    "net.name",
+    "net.bridge",
+    "net.ip",
+    "net.gw",
+    "net.nameservers",
+    "net.mac",
+    "flags",
+    "onboot",
+    "startup",
+    "tags",
+    "idmap",
+    "lxc.raw",
+    "apparmor",
+];
+
+impl Backend for LxcBackend {
+    fn name(&self) -> &str {
+        "lxc"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            kinds: BTreeSet::from([GuestKind::Lxc]),
+            clone: true,
+            snapshots: true,
+            gpu: false,
+            fields: FIELDS.iter().map(|f| (*f).to_string()).collect(),
+        }
+    }
+
+    fn observe(&self) -> Result<Observation, BackendError> {
+        let running = self.running()?;
+        let mut guests = BTreeMap::new();
+        let entries = std::fs::read_dir(&self.lxc_path).map_err(|e| {
+            BackendError::permanent(Delivery::NotSent, format!("cannot list {}: {e}", self.lxc_path.display()))
+        })?;
+        for e in entries.flatten() {
+            let Some(id) = e.file_name().to_str().and_then(|n| n.parse::<GuestId>().ok()) else { continue };
+            if !e.path().join("config").is_file() {
+                continue;
+            }
+            let state = self.state(id);
+            let power = if running.contains(&id) { PowerState::Running } else { PowerState::Stopped };
+            guests.insert(
+                id,
+                ObservedGuest {
+                    id,
+                    kind: GuestKind::Lxc,
+                    node: None,
+                    power,
+                    managed: state.is_some(),
+                    config: GuestConfig(state.as_ref().map(|s| s.config.clone()).unwrap_or_default()),
+                    snapshots: state.map(|s| s.snapshots).unwrap_or_default(),
+                },
+            );
+        }
+        Ok(Observation { guests })
+    }
+
+    fn observe_guest(&self, id: GuestId) -> Result<Option<ObservedGuest>, BackendError> {
+        Ok(self.observe()?.guests.remove(&id))
+    }
+
+    fn create(&self, request: &CreateRequest) -> Result<(), BackendError> {
+        let id = request.id;
+        let dir = self.dir(id);
+        if dir.exists() {
+            return Err(BackendError::permanent(Delivery::NotSent, format!("{} already exists", dir.display())));
+        }
+        let source_rootfs = match &request.source {
+            CreateSource::Template(t) => {
+                let path = self.template_path(t)?;
+                if !path.is_file() {
+                    return Err(BackendError::permanent(
+                        Delivery::NotSent,
+                        format!("template {} does not exist", path.display()),
+                    )
+                    .with_detail(
+                        "build one with `phoenix template busybox <file>`, or give an existing rootfs tarball",
+                    ));
+                }
+                Err(path)
+            }
+            CreateSource::Clone { source, snapshot } => {
+                let snap = self.dir(*source).join("snapshots").join(snapshot).join("rootfs");
+                if !snap.is_dir() {
+                    return Err(BackendError::permanent(
+                        Delivery::NotSent,
+                        format!("container {source} has no snapshot {snapshot} to clone from"),
+                    ));
+                }
+                Ok(snap)
+            }
+        };
+        let _guard = self.write.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        std::fs::create_dir_all(&dir).map_err(|e| io_error(id, "create its directory", e))?;
+        let _ = set_mode(&dir, 0o755);
+        let rootfs = self.rootfs(id);
+        let built = match source_rootfs {
+            Ok(snap) => tool(
+                &["cp", "-a", "--reflink=auto", &snap.display().to_string(), &rootfs.display().to_string()],
+                Duration::from_secs(1800),
+            )
+            .map(|_| ()),
+            Err(tarball) => std::fs::create_dir_all(&rootfs)
+                .map_err(|e| io_error(id, "create its rootfs", e))
+                .and_then(|()| {
+                    tool(
+                        &[
+                            "tar",
+                            "-xpf",
+                            &tarball.display().to_string(),
+                            "-C",
+                            &rootfs.display().to_string(),
+                            "--numeric-owner",
+                        ],
+                        Duration::from_secs(1800),
+                    )
+                    .map(|_| ())
+                })
+                .and_then(|()| {
+                    if request.config.get("unprivileged") == Some("0") {
+                        Ok(())
+                    } else {
+                        fsutil::shift_ownership(&rootfs, self.id_base)
+                            .map_err(|e| io_error(id, "give its files to the mapped root", e))
+                    }
+                }),
+        };
+        let finish = built.and_then(|()| {
+            let owner = if request.config.get("unprivileged") == Some("0") { (0, 0) } else { self.id_base };
+            if let Some(ns) = request.config.get("net.nameservers") {
+                let resolv = rootfs.join("etc/resolv.conf");
+                if std::fs::symlink_metadata(&resolv).is_ok_and(|m| m.file_type().is_symlink()) {
+                    let _ = std::fs::remove_file(&resolv);
+                }
+                let text: String = ns.split_whitespace().map(|n| format!("nameserver {n}\n")).collect();
+                fsutil::write_inside(&rootfs, "/etc/resolv.conf", text.as_bytes(), owner)
+                    .map_err(|e| io_error(id, "write /etc/resolv.conf", e))?;
+            }
+            let mut config = request.config.clone();
+            if config.get("net.mac").is_none() {
+                config.set(
+                    "net.mac",
+                    format!(
+                        "02:00:{:02x}:{:02x}:{:02x}:{:02x}",
+                        (id >> 24) & 0xff,
+                        (id >> 16) & 0xff,
+                        (id >> 8) & 0xff,
+                        id & 0xff
+                    ),
+                );
+            }
+            self.write_config(id, &config)?;
+            self.save(id, &State { config: config.0, snapshots: BTreeSet::new() })
+        });
+        if let Err(e) = finish {
+            // Leave nothing half-made behind.
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(BackendError { delivery: Delivery::NotSent, ..e });
+        }
+        Ok(())
+    }
+
+    fn update_config(&self, id: GuestId, changes: &[FieldChange]) -> Result<(), BackendError> {
+        let _guard = self.write.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut state = self.state(id).ok_or_else(|| missing(id))?;
+        for c in changes {
+            state.config.insert(c.field.clone(), c.new.clone());
+        }
+        let config = GuestConfig(state.config.clone());
+        self.write_config(id, &config)?;
+        self.save(id, &state)?;
+        if self.is_running(id)? {
+            for c in changes.iter().filter(|c| self.change_effect(&c.field) == ChangeEffect::Live) {
+                let settings: Vec<(String, String)> = match (c.field.as_str(), self.cgroups) {
+                    ("memory_mb", Cgroups::V1) => vec![("memory.limit_in_bytes".into(), mib(&c.new))],
+                    ("memory_mb", Cgroups::V2) => vec![("memory.max".into(), mib(&c.new))],
+                    ("cores", Cgroups::V1) => vec![("cpu.cfs_quota_us".into(), quota(&c.new))],
+                    ("cores", Cgroups::V2) => vec![("cpu.max".into(), format!("{} 100000", quota(&c.new)))],
+                    _ => Vec::new(),
+                };
+                for (key, value) in settings {
+                    tool(&["lxc-cgroup", "-n", &id.to_string(), "-P", &self.path_arg(), &key, &value], TOOL_TIMEOUT)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn start(&self, id: GuestId) -> Result<(), BackendError> {
+        if self.state(id).is_none() {
+            return Err(missing(id));
+        }
+        tool(&["lxc-start", "-n", &id.to_string(), "-P", &self.path_arg(), "-d"], TOOL_TIMEOUT)?;
+        tool(
+            &["lxc-wait", "-n", &id.to_string(), "-P", &self.path_arg(), "-s", "RUNNING", "-t", "30"],
+            Duration::from_secs(40),
+        )
+        .map(|_| ())
+    }
+
+    fn stop(&self, id: GuestId) -> Result<(), BackendError> {
+        tool(&["lxc-stop", "-n", &id.to_string(), "-P", &self.path_arg(), "-t", "30"], Duration::from_secs(60))
+            .map(|_| ())
+    }
+
+    fn snapshot(&self, id: GuestId, name: &str) -> Result<(), BackendError> {
+        let _guard = self.write.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut state = self.state(id).ok_or_else(|| missing(id))?;
+        let target = self.dir(id).join("snapshots").join(name);
+        if target.exists() {
+            return Err(BackendError::permanent(
+                Delivery::NotSent,
+                format!("container {id} already has a snapshot {name}"),
+            ));
+        }
+        std::fs::create_dir_all(&target).map_err(|e| io_error(id, "create the snapshot directory", e))?;
+        let copy = tool(
+            &[
+                "cp",
+                "-a",
+                "--reflink=auto",
+                &self.rootfs(id).display().to_string(),
+                &target.join("rootfs").display().to_string(),
+            ],
+            Duration::from_secs(1800),
+        );
+        if let Err(e) = copy {
+            let _ = std::fs::remove_dir_all(&target);
+            return Err(e);
+        }
+        state.snapshots.insert(name.to_string());
+        self.save(id, &state)
+    }
+
+    fn exec(&self, id: GuestId, request: &ExecRequest) -> Result<ExecOutput, BackendError> {
+        self.attach(id, &request.argv, None, request.timeout)
+    }
+
+    fn read_file(&self, id: GuestId, path: &str) -> Result<Option<Vec<u8>>, BackendError> {
+        if self.state(id).is_none() {
+            return Err(missing(id));
+        }
+        if self.is_running(id)? {
+            let argv: Vec<String> = ["/bin/sh", "-c", "test -e \"$1\" || exit 3; cat -- \"$1\"", "phoenix-read", path]
+                .iter()
+                .map(|s| (*s).to_string())
+                .collect();
+            let out = self.attach(id, &argv, None, Duration::from_secs(60))?;
+            return match out.status {
+                0 => Ok(Some(out.stdout)),
+                3 => Ok(None),
+                s => Err(BackendError::permanent(
+                    Delivery::NotSent,
+                    format!("reading {path} in {id} failed with status {s}"),
+                )
+                .with_detail(String::from_utf8_lossy(&out.stderr).to_string())),
+            };
+        }
+        fsutil::read_inside(&self.rootfs(id), path).map_err(|e| io_error(id, &format!("read {path}"), e))
+    }
+
+    fn push_file(&self, id: GuestId, file: &FilePush) -> Result<(), BackendError> {
+        // Written by a shell inside the container, so that links in it resolve inside it.
+        let script =
+            "umask 077; mkdir -p -- \"${1%/*}\" && cat > \"$1\" && chmod \"$2\" \"$1\" && chown \"$3:$4\" \"$1\"";
+        let argv: Vec<String> = vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            script.into(),
+            "phoenix-push".into(),
+            file.path.clone(),
+            format!("{:o}", file.mode),
+            file.uid.to_string(),
+            file.gid.to_string(),
+        ];
+        let out = self.attach(id, &argv, Some(&file.content), Duration::from_secs(120))?;
+        if out.success() {
+            Ok(())
+        } else {
+            Err(BackendError::permanent(
+                Delivery::MaybeApplied,
+                format!("writing {} in {id} failed with status {}", file.path, out.status),
+            )
+            .with_detail(String::from_utf8_lossy(&out.stderr).to_string()))
+        }
+    }
+
+    fn destroy(&self, id: GuestId) -> Result<(), BackendError> {
+        if self.state(id).is_none() {
+            return Err(missing(id));
+        }
+        if self.is_running(id)? {
+            tool(&["lxc-stop", "-n", &id.to_string(), "-P", &self.path_arg(), "-k"], TOOL_TIMEOUT)?;
+        }
+        std::fs::remove_dir_all(self.dir(id)).map_err(|e| io_error(id, "remove its directory", e))
+    }
+
+    fn change_effect(&self, field: &str) -> ChangeEffect {
+        match field {
+            "cores" | "memory_mb" | "onboot" | "startup" | "tags" | "disk_gb" => ChangeEffect::Live,
+            "unprivileged" | "storage" => ChangeEffect::Recreate,
+            _ => ChangeEffect::Restart,
+        }
+    }
+}
+
+fn mib(v: &str) -> String {
+    (v.parse::<u64>().unwrap_or(0) * 1024 * 1024).to_string()
+}
+
+fn quota(v: &str) -> String {
+    (v.parse::<u64>().unwrap_or(1) * 100_000).to_string()
+}

@@ -1,0 +1,211 @@
+//! The LXC configuration file of a container, rendered from Phoenix's normalised fields.
+
+use phoenix_backend::GuestConfig;
+
+/// The cgroup layout of the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cgroups {
+    /// cgroup v1 controllers (also the "hybrid" layout with v1 controllers).
+    V1,
+    /// The unified cgroup v2 hierarchy.
+    V2,
+}
+
+impl Cgroups {
+    /// Reads the layout from `/sys/fs/cgroup`.
+    pub fn detect() -> Cgroups {
+        if std::path::Path::new("/sys/fs/cgroup/memory").is_dir() { Cgroups::V1 } else { Cgroups::V2 }
+    }
+}
+
+/// What rendering needs besides the fields.
+pub struct RenderContext<'a> {
+    /// The container's ID.
+    pub id: u32,
+    /// Its root filesystem directory.
+    pub rootfs: &'a str,
+    /// The host bridge its `net.bridge` maps to.
+    pub host_bridge: &'a str,
+    /// First host UID and GID of the ID map of unprivileged containers.
+    pub id_base: (u32, u32),
+    /// The cgroup layout.
+    pub cgroups: Cgroups,
+    /// Host directories for its mounts: container path → host path (binds and volumes).
+    pub mounts: Vec<(String, String, bool)>,
+}
+
+/// Renders the configuration file.
+pub fn render(cfg: &GuestConfig, cx: &RenderContext<'_>) -> String {
+    let mut lines = vec![
+        "# Written by Phoenix; changes here are overwritten on the next apply.".to_string(),
+        format!("lxc.uts.name = {}", cfg.get("hostname").unwrap_or("container")),
+        format!("lxc.rootfs.path = dir:{}", cx.rootfs),
+        "lxc.mount.auto = proc:mixed sys:ro cgroup:mixed".to_string(),
+        "lxc.autodev = 1".to_string(),
+        "lxc.tty.max = 0".to_string(),
+        "lxc.pty.max = 16".to_string(),
+    ];
+    let unprivileged = cfg.get("unprivileged") != Some("0");
+    if unprivileged {
+        lines.extend(id_maps(cfg.get("idmap"), cx.id_base));
+    }
+    lines.push("lxc.net.0.type = veth".into());
+    lines.push(format!("lxc.net.0.link = {}", cx.host_bridge));
+    lines.push("lxc.net.0.flags = up".into());
+    lines.push(format!("lxc.net.0.name = {}", cfg.get("net.name").unwrap_or("eth0")));
+    if let Some(mac) = cfg.get("net.mac") {
+        lines.push(format!("lxc.net.0.hwaddr = {mac}"));
+    }
+    if let Some(ip) = cfg.get("net.ip").filter(|ip| *ip != "dhcp") {
+        lines.push(format!("lxc.net.0.ipv4.address = {ip}"));
+    }
+    if let Some(gw) = cfg.get("net.gw") {
+        lines.push(format!("lxc.net.0.ipv4.gateway = {gw}"));
+    }
+    let memory = cfg.get("memory_mb").and_then(|m| m.parse::<u64>().ok());
+    let cores = cfg.get("cores").and_then(|c| c.parse::<u64>().ok());
+    match cx.cgroups {
+        Cgroups::V1 => {
+            if let Some(m) = memory {
+                lines.push(format!("lxc.cgroup.memory.limit_in_bytes = {}", m * 1024 * 1024));
+            }
+            if let Some(c) = cores {
+                lines.push("lxc.cgroup.cpu.cfs_period_us = 100000".into());
+                lines.push(format!("lxc.cgroup.cpu.cfs_quota_us = {}", c * 100_000));
+            }
+        }
+        Cgroups::V2 => {
+            if let Some(m) = memory {
+                lines.push(format!("lxc.cgroup2.memory.max = {}", m * 1024 * 1024));
+            }
+            if let Some(s) = cfg.get("swap_mb").and_then(|s| s.parse::<u64>().ok()) {
+                lines.push(format!("lxc.cgroup2.memory.swap.max = {}", s * 1024 * 1024));
+            }
+            if let Some(c) = cores {
+                lines.push(format!("lxc.cgroup2.cpu.max = {} 100000", c * 100_000));
+            }
+        }
+    }
+    let flags = cfg.get("flags").unwrap_or_default();
+    if flags.split(',').any(|f| f == "nesting=1") {
+        lines.push("lxc.include = /usr/share/lxc/config/nesting.conf".into());
+    }
+    if let Some(profile) = cfg.get("apparmor") {
+        lines.push(format!("lxc.apparmor.profile = {profile}"));
+    }
+    if cfg.get("onboot") == Some("1") {
+        lines.push("lxc.start.auto = 1".into());
+    }
+    if let Some(startup) = cfg.get("startup") {
+        for part in startup.split(',') {
+            match part.split_once('=') {
+                Some(("order", o)) => lines.push(format!("lxc.start.order = {o}")),
+                Some(("up", d)) => lines.push(format!("lxc.start.delay = {d}")),
+                _ => {}
+            }
+        }
+    }
+    for (inside, host, read_only) in &cx.mounts {
+        let opts = if *read_only { "bind,ro,create=dir" } else { "bind,create=dir" };
+        lines.push(format!("lxc.mount.entry = {host} {} none {opts} 0 0", inside.trim_start_matches('/')));
+    }
+    if let Some(raw) = cfg.get("lxc.raw") {
+        lines.extend(raw.lines().map(|l| l.replacen(':', " =", 1)));
+    }
+    lines.push(String::new());
+    lines.join("\n")
+}
+
+/// The ID map: the configured ranges mapped one-to-one, the rest of 0..65536 onto the host
+/// range starting at `base`, split around them.
+pub fn id_maps(idmap: Option<&str>, base: (u32, u32)) -> Vec<String> {
+    let mut out = Vec::new();
+    for (kind, host_base) in [("u", base.0), ("g", base.1)] {
+        let mut fixed: Vec<(u64, u64, u64)> = idmap
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|m| {
+                let p: Vec<&str> = m.split(':').collect();
+                (p.len() == 4 && p[0] == kind).then(|| (p[1].parse().ok(), p[2].parse().ok(), p[3].parse().ok()))
+            })
+            .filter_map(|(c, h, s)| Some((c?, h?, s?)))
+            .collect();
+        fixed.sort_unstable();
+        let mut next = 0u64;
+        for (container, host, size) in fixed {
+            if container > next {
+                out.push(format!("lxc.idmap = {kind} {next} {} {}", u64::from(host_base) + next, container - next));
+            }
+            out.push(format!("lxc.idmap = {kind} {container} {host} {size}"));
+            next = container + size;
+        }
+        if next < 65536 {
+            out.push(format!("lxc.idmap = {kind} {next} {} {}", u64::from(host_base) + next, 65536 - next));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn id_maps_split_around_configured_ranges() {
+        assert_eq!(
+            id_maps(None, (100000, 100000)),
+            vec!["lxc.idmap = u 0 100000 65536", "lxc.idmap = g 0 100000 65536"]
+        );
+        assert_eq!(
+            id_maps(Some("u:1000:1000:1 g:1000:1000:1"), (100000, 200000)),
+            vec![
+                "lxc.idmap = u 0 100000 1000",
+                "lxc.idmap = u 1000 1000 1",
+                "lxc.idmap = u 1001 101001 64535",
+                "lxc.idmap = g 0 200000 1000",
+                "lxc.idmap = g 1000 1000 1",
+                "lxc.idmap = g 1001 201001 64535",
+            ]
+        );
+    }
+
+    #[test]
+    fn renders_network_limits_and_mounts() {
+        let mut cfg = GuestConfig::default();
+        for (k, v) in [
+            ("hostname", "web-1"),
+            ("memory_mb", "512"),
+            ("cores", "2"),
+            ("net.ip", "10.77.0.101/24"),
+            ("net.gw", "10.77.0.1"),
+            ("net.mac", "02:77:00:00:01:01"),
+            ("unprivileged", "1"),
+            ("flags", "keyctl=1,nesting=1"),
+        ] {
+            cfg.set(k, v);
+        }
+        let cx = RenderContext {
+            id: 901,
+            rootfs: "/var/lib/phoenix/lxc/901/rootfs",
+            host_bridge: "phxbr0",
+            id_base: (100000, 100000),
+            cgroups: Cgroups::V2,
+            mounts: vec![("/srv/shared".into(), "/var/lib/phoenix/shared/web".into(), false)],
+        };
+        let text = render(&cfg, &cx);
+        for line in [
+            "lxc.uts.name = web-1",
+            "lxc.net.0.link = phxbr0",
+            "lxc.net.0.ipv4.address = 10.77.0.101/24",
+            "lxc.net.0.ipv4.gateway = 10.77.0.1",
+            "lxc.net.0.hwaddr = 02:77:00:00:01:01",
+            "lxc.cgroup2.memory.max = 536870912",
+            "lxc.cgroup2.cpu.max = 200000 100000",
+            "lxc.idmap = u 0 100000 65536",
+            "lxc.include = /usr/share/lxc/config/nesting.conf",
+            "lxc.mount.entry = /var/lib/phoenix/shared/web srv/shared none bind,create=dir 0 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+        }
+    }
+}
