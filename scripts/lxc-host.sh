@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Prepares this machine for the local LXC backend (as root): the lxc tools, busybox-static for
+# the offline template, curl, and a bridge with the host's address on it.
+#   lxc-host.sh BRIDGE ADDRESS/PREFIX
+set -euo pipefail
+bridge=${1:?bridge name}
+address=${2:?address/prefix}
+
+need=()
+for pkg in lxc busybox-static curl iproute2; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
+if ((${#need[@]})); then
+    echo "lxc-host: installing ${need[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends "${need[@]}"
+fi
+if [ ! -d "/sys/class/net/$bridge/bridge" ]; then
+    echo "lxc-host: creating bridge $bridge ($address)" >&2
+    ip link add "$bridge" type bridge
+fi
+ip addr show dev "$bridge" | grep -q "inet $address" || ip addr add "$address" dev "$bridge"
+ip link set "$bridge" up
