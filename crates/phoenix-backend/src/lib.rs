@@ -35,6 +35,13 @@ pub trait Backend: Send + Sync {
     /// written before its first start. It is left stopped.
     fn create(&self, request: &CreateRequest) -> Result<(), BackendError>;
 
+    /// Checks, before anything is created, that a create request can succeed as far as the
+    /// backend can tell without doing it (the template exists, say).
+    fn check_create(&self, request: &CreateRequest) -> Result<(), BackendError> {
+        let _ = request;
+        Ok(())
+    }
+
     /// Changes configuration fields. Fields the backend cannot change while the guest runs take
     /// effect at the next start (see [`Backend::change_effect`]).
     fn update_config(&self, id: GuestId, changes: &[FieldChange]) -> Result<(), BackendError>;
@@ -82,6 +89,9 @@ impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
     }
     fn create(&self, request: &CreateRequest) -> Result<(), BackendError> {
         (**self).create(request)
+    }
+    fn check_create(&self, request: &CreateRequest) -> Result<(), BackendError> {
+        (**self).check_create(request)
     }
     fn update_config(&self, id: GuestId, changes: &[FieldChange]) -> Result<(), BackendError> {
         (**self).update_config(id, changes)

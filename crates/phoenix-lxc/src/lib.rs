@@ -305,6 +305,21 @@ impl Backend for LxcBackend {
                 continue;
             }
             let state = self.state(id);
+            // A container Phoenix did not create: what its LXC configuration says of its address.
+            let foreign = || {
+                let text = std::fs::read_to_string(e.path().join("config")).unwrap_or_default();
+                let mut c = BTreeMap::new();
+                for line in text.lines() {
+                    if let Some((k, v)) = line.split_once('=') {
+                        match k.trim() {
+                            "lxc.net.0.ipv4.address" => c.insert("net.ip".to_string(), v.trim().to_string()),
+                            "lxc.uts.name" => c.insert("hostname".to_string(), v.trim().to_string()),
+                            _ => None,
+                        };
+                    }
+                }
+                c
+            };
             let power = if running.contains(&id) { PowerState::Running } else { PowerState::Stopped };
             guests.insert(
                 id,
@@ -314,7 +329,7 @@ impl Backend for LxcBackend {
                     node: None,
                     power,
                     managed: state.is_some(),
-                    config: GuestConfig(state.as_ref().map(|s| s.config.clone()).unwrap_or_default()),
+                    config: GuestConfig(state.as_ref().map_or_else(foreign, |s| s.config.clone())),
                     snapshots: state.map(|s| s.snapshots).unwrap_or_default(),
                 },
             );
@@ -423,6 +438,26 @@ impl Backend for LxcBackend {
             // Leave nothing half-made behind.
             let _ = std::fs::remove_dir_all(&dir);
             return Err(BackendError { delivery: Delivery::NotSent, ..e });
+        }
+        Ok(())
+    }
+
+    fn check_create(&self, request: &CreateRequest) -> Result<(), BackendError> {
+        if self.dir(request.id).exists() {
+            return Err(BackendError::permanent(
+                Delivery::NotSent,
+                format!("{} already exists", self.dir(request.id).display()),
+            ));
+        }
+        if let CreateSource::Template(t) = &request.source {
+            let path = self.template_path(t)?;
+            if !path.is_file() {
+                return Err(BackendError::permanent(
+                    Delivery::NotSent,
+                    format!("template {} does not exist", path.display()),
+                )
+                .with_detail("build one with `phoenix template busybox <file>`, or give an existing rootfs tarball"));
+            }
         }
         Ok(())
     }

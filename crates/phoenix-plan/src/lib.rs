@@ -7,4 +7,6 @@ pub mod plan;
 
 pub use desired::{Customization, Desired, DesiredGuest, desired};
 pub use lifecycle::LifecycleState;
-pub use plan::{Action, GuestPlan, Markers, Plan, PlanIssue, PlannedChange, Step, check_capabilities, plan};
+pub use plan::{
+    Action, GuestPlan, Markers, Plan, PlanIssue, PlannedChange, Step, check_addresses, check_capabilities, plan,
+};

@@ -341,6 +341,34 @@ pub fn check_capabilities(desired: &Desired, caps: &phoenix_backend::Capabilitie
     issues
 }
 
+/// Addresses the configuration gives a guest that another guest on the backend already has
+/// (one Phoenix does not manage, or one no longer in the configuration).
+pub fn check_addresses(desired: &Desired, observed: &Observation) -> Vec<PlanIssue> {
+    let ip = |v: &str| v.split('/').next().unwrap_or(v).to_string();
+    let taken: BTreeMap<String, GuestId> = observed
+        .guests
+        .values()
+        .filter(|o| !desired.guests.contains_key(&o.id))
+        .filter_map(|o| o.config.get("net.ip").filter(|v| *v != "dhcp").map(|v| (ip(v), o.id)))
+        .collect();
+    desired
+        .guests
+        .values()
+        .filter_map(|d| {
+            let want = ip(d.config.get("net.ip").filter(|v| *v != "dhcp")?);
+            let other = taken.get(&want)?;
+            Some(PlanIssue {
+                guest: d.id,
+                message: format!(
+                    "{} ({}) is to have {want}, which guest {other} on the backend already uses",
+                    d.id, d.name
+                ),
+                hint: format!("give {} another address, or remove guest {other}", d.id),
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;

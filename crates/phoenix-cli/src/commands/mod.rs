@@ -133,5 +133,28 @@ pub fn observe_and_plan(
     let mut plan =
         phoenix_plan::plan(&work.desired, &observed.observation, &observed.markers, &|f| backend.change_effect(f));
     plan.issues.extend(phoenix_plan::check_capabilities(&work.desired, &backend.capabilities()));
+    plan.issues.extend(phoenix_plan::check_addresses(&work.desired, &observed.observation));
+    // What the backend can tell before anything is created: missing templates, say.
+    for g in &plan.guests {
+        for step in &g.steps {
+            if let phoenix_plan::Action::Create { source } = &step.action {
+                let d = &work.desired.guests[&g.id];
+                let request = phoenix_backend::CreateRequest {
+                    id: d.id,
+                    kind: d.kind,
+                    node: d.node.clone(),
+                    source: source.clone(),
+                    config: d.config.clone(),
+                };
+                if let Err(e) = backend.check_create(&request) {
+                    plan.issues.push(phoenix_plan::PlanIssue {
+                        guest: d.id,
+                        message: format!("{} ({}) cannot be created: {e}", d.id, d.name),
+                        hint: e.detail.unwrap_or_else(|| "fix it, then plan again".into()),
+                    });
+                }
+            }
+        }
+    }
     Ok((observed, plan))
 }

@@ -1,0 +1,312 @@
+//! The local LXC backend end to end, on real unprivileged containers (root, the `lxc` tools,
+//! `busybox-static`, and the bridge `phxtest0` with 10.79.0.1/24, which `.ci/run` sets up).
+//! In CI these tests must run; elsewhere they are skipped with the reason when the host lacks
+//! what they need.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const BRIDGE: &str = "phxtest0";
+
+/// Whether this host can run real containers; in CI a host that cannot is a failure.
+#[allow(clippy::print_stderr)] // Saying why a test is skipped is the point.
+fn lxc_available() -> bool {
+    let uid = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let reason = if uid != "0" {
+        Some("they need root".to_string())
+    } else if Command::new("lxc-start").arg("--version").output().is_err() {
+        Some("the lxc tools are not installed (apt-get install lxc)".to_string())
+    } else if !Path::new("/bin/busybox").is_file() {
+        Some("busybox-static is not installed".to_string())
+    } else if !Path::new("/sys/class/net").join(BRIDGE).join("bridge").is_dir() {
+        Some(format!("bridge {BRIDGE} does not exist (scripts/lxc-host.sh {BRIDGE} 10.79.0.1/24 makes it)"))
+    } else {
+        None
+    };
+    match reason {
+        None => true,
+        Some(r) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("the LXC end-to-end tests must run in CI, but {r}")
+        }
+        Some(r) => {
+            eprintln!("skipping the LXC end-to-end tests: {r}");
+            false
+        }
+    }
+}
+
+/// A configuration directory and everything the backend keeps, under one directory that
+/// unprivileged containers can traverse.
+struct Stack {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+}
+
+impl Stack {
+    /// `shared` lists the containers the shared volume `data` is mounted into.
+    fn new(containers: &str, shared: &[u32]) -> Stack {
+        let tmp = tempfile::Builder::new().prefix("phoenix-e2e-").tempdir_in("/var/tmp").expect("tmp");
+        let root = tmp.path().to_path_buf();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let cfg = root.join("config");
+        std::fs::create_dir_all(cfg.join("features/base_setup")).expect("mkdir");
+        let hv = format!(
+            r#"{{"backend": {{"type": "lxc", "lxc_path": "{lxc}", "bridges": {{"vmbr0": {{"host_bridge": "{BRIDGE}", "address": "10.79.0.1/24"}}}},
+                 "storage": {{"local": "{storage}"}}}},
+              "shared_volumes": {{"data": {{"host_path": "{shared}", "mounts": {{{mounts}}}}}}}}}"#,
+            lxc = root.join("lxc").display(),
+            storage = root.join("storage").display(),
+            shared = root.join("shared").display(),
+            mounts = shared.iter().map(|id| format!(r#""{id}": "/srv/shared""#)).collect::<Vec<_>>().join(", "),
+        );
+        std::fs::write(cfg.join("phoenix_hypervisor_config.json"), hv).expect("write");
+        std::fs::write(cfg.join("phoenix_lxc_configs.json"), format!(r#"{{"lxc_configs": {containers}}}"#))
+            .expect("write");
+        std::fs::write(cfg.join("features/base_setup/feature.json"), r#"{"name": "base_setup", "params": []}"#)
+            .expect("write");
+        std::fs::write(cfg.join("features/base_setup/install.sh"), "#!/bin/sh\nset -eu\n[ \"$1\" = --phoenix-contract ] && [ \"$2\" = 1 ]\nmkdir -p /srv\necho base > /etc/motd\n").expect("write");
+        let web = "#!/bin/sh\nset -eu\nn=$(hostname)\nmkdir -p /srv/www\necho \"hello from $n\" > /srv/www/index.html\n[ -d /srv/shared ] && echo \"$n\" > \"/srv/shared/$n.txt\"\npgrep -f 'httpd -f -p 80' >/dev/null || setsid httpd -f -p 80 -h /srv/www </dev/null >/dev/null 2>&1 &\n";
+        std::fs::write(cfg.join("web.sh"), web).expect("write");
+        let agg = "#!/bin/sh\nset -eu\nmkdir -p /srv/www\n: > /srv/www/index.html\nfor ip in 10.79.0.71 10.79.0.72 10.79.0.73; do wget -q -O - http://$ip/ >> /srv/www/index.html; done\npgrep -f 'httpd -f -p 80' >/dev/null || setsid httpd -f -p 80 -h /srv/www </dev/null >/dev/null 2>&1 &\n";
+        std::fs::write(cfg.join("agg.sh"), agg).expect("write");
+        let stack = Stack { _tmp: tmp, root };
+        let template = stack.root.join("storage/template/cache/busybox.tar.gz");
+        let out = stack.phoenix(&["template", "busybox", template.to_str().expect("utf-8")]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        stack
+    }
+
+    fn config(&self) -> PathBuf {
+        self.root.join("config")
+    }
+
+    fn lxc_path(&self) -> String {
+        self.root.join("lxc").display().to_string()
+    }
+
+    fn phoenix(&self, args: &[&str]) -> Output {
+        let cfg = self.config();
+        let locks = self.root.join("locks");
+        let mut full =
+            vec!["--color", "never", "-c", cfg.to_str().expect("utf-8"), "--lock-dir", locks.to_str().expect("utf-8")];
+        full.extend_from_slice(args);
+        Command::new(env!("CARGO_BIN_EXE_phoenix"))
+            .args(full)
+            .env_remove("PHOENIX_CONFIG_DIR")
+            .output()
+            .expect("run phoenix")
+    }
+
+    fn attach(&self, id: u32, argv: &[&str]) -> String {
+        let path = self.lxc_path();
+        let mut full = vec!["-n".to_string(), id.to_string(), "-P".into(), path, "--".into()];
+        full.extend(argv.iter().map(|s| (*s).to_string()));
+        let out = Command::new("lxc-attach").args(full).output().expect("lxc-attach");
+        text(&out.stdout)
+    }
+
+    fn init_pid(&self, id: u32) -> String {
+        let out = Command::new("lxc-info")
+            .args(["-n", &id.to_string(), "-P", &self.lxc_path(), "-p", "-H"])
+            .output()
+            .expect("lxc-info");
+        text(&out.stdout).trim().to_string()
+    }
+
+    fn edit(&self, file: &str, from: &str, to: &str) {
+        let p = self.config().join(file);
+        let t = std::fs::read_to_string(&p).expect("read");
+        assert!(t.contains(from), "{from} not in {file}");
+        std::fs::write(&p, t.replacen(from, to, 1)).expect("write");
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        // Whatever happened, leave no container running.
+        let _ = self.phoenix(&["destroy", "--yes", "--force"]);
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn get(url: &str) -> String {
+    let out = Command::new("curl").args(["-fsS", "--max-time", "5", url]).output().expect("curl");
+    text(&out.stdout)
+}
+
+fn container(id: u32, name: &str, extra: &str) -> String {
+    format!(
+        r#""{id}": {{"name": "{name}", "memory_mb": 512, "cores": 1, "storage_pool": "local", "storage_size_gb": 10,
+            "network_config": {{"name": "eth0", "bridge": "vmbr0", "ip": "10.79.0.{ip}/24", "gw": "10.79.0.1"}},
+            "unprivileged": true {extra}}}"#,
+        ip = id - 630
+    )
+}
+
+fn stack_json() -> String {
+    let http = r#", "health_check": {"http": {"port": 80, "path": "/"}, "retries": 20, "interval": 1}"#;
+    format!(
+        "{{{}}}",
+        [
+            container(700, "tpl", r#", "template": "local:vztmpl/busybox.tar.gz", "features": ["base_setup"], "template_snapshot_name": "ready""#),
+            container(701, "web-1", &format!(r#", "clone_from_ctid": "700", "application_script": "web.sh", "mac_address": "02:79:00:00:07:01"{http}"#)),
+            container(702, "web-2", &format!(r#", "clone_from_ctid": "700", "application_script": "web.sh"{http}"#)),
+            container(703, "web-3", &format!(r#", "clone_from_ctid": "700", "application_script": "web.sh"{http}"#)),
+            container(710, "agg", &format!(r#", "clone_from_ctid": "700", "application_script": "agg.sh", "dependencies": ["701", "702", "703"]{http}"#)),
+        ]
+        .join(",\n")
+    )
+}
+
+#[test]
+fn a_stack_of_real_containers_is_built_kept_changed_and_removed() {
+    if !lxc_available() {
+        return;
+    }
+    let s = Stack::new(&stack_json(), &[701, 702]);
+    let out = s.phoenix(&["apply", "--jobs", "4"]);
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(text(&out.stdout).contains("Apply complete: 5 created"), "{}", text(&out.stdout));
+
+    // Each clone serves its own page on its own address; the aggregator fetched all three.
+    for (ip, name) in [(71, "web-1"), (72, "web-2"), (73, "web-3")] {
+        assert_eq!(get(&format!("http://10.79.0.{ip}/")), format!("hello from {name}\n"));
+    }
+    assert_eq!(get("http://10.79.0.80/"), "hello from web-1\nhello from web-2\nhello from web-3\n");
+    // The shared volume: written in each container, owned by the mapped root on the host, read
+    // in the other.
+    use std::os::unix::fs::MetadataExt;
+    let shared = s.root.join("shared/web-1.txt");
+    assert_eq!(std::fs::metadata(&shared).expect("shared file").uid(), 100_000);
+    assert_eq!(s.attach(702, &["cat", "/srv/shared/web-1.txt"]), "web-1\n");
+    // Unprivileged, with its address, MAC and memory limit.
+    assert!(
+        s.attach(701, &["cat", "/proc/self/uid_map"])
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .starts_with(&["0", "100000", "65536"])
+    );
+    let addr = s.attach(701, &["ip", "addr", "show", "eth0"]);
+    assert!(addr.contains("inet 10.79.0.71/24") && addr.contains("02:79:00:00:07:01"), "{addr}");
+    let limit = Command::new("lxc-cgroup")
+        .args(["-n", "701", "-P", &s.lxc_path(), "memory.limit_in_bytes"])
+        .output()
+        .expect("lxc-cgroup");
+    let limit = if limit.status.success() {
+        limit
+    } else {
+        Command::new("lxc-cgroup").args(["-n", "701", "-P", &s.lxc_path(), "memory.max"]).output().expect("lxc-cgroup")
+    };
+    assert_eq!(text(&limit.stdout).trim(), (512u64 * 1024 * 1024).to_string());
+
+    // Again: nothing to do, nothing restarted.
+    let pids: Vec<String> = [700, 701, 702, 703, 710].iter().map(|id| s.init_pid(*id)).collect();
+    let out = s.phoenix(&["plan", "--detailed-exitcode"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    let out = s.phoenix(&["apply"]);
+    assert!(out.status.success() && text(&out.stdout).contains("No changes"), "{}", text(&out.stdout));
+    assert_eq!(pids, [700, 701, 702, 703, 710].iter().map(|id| s.init_pid(*id)).collect::<Vec<_>>());
+
+    // One container's memory: only that change, live.
+    s.edit("phoenix_lxc_configs.json", r#""name": "web-2", "memory_mb": 512"#, r#""name": "web-2", "memory_mb": 768"#);
+    let out = s.phoenix(&["--output", "json", "plan"]);
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let busy: Vec<&serde_json::Value> = plan["guests"]
+        .as_array()
+        .expect("guests")
+        .iter()
+        .filter(|g| !g["steps"].as_array().is_some_and(Vec::is_empty))
+        .collect();
+    assert_eq!(busy.len(), 1, "{plan:#}");
+    assert_eq!(busy[0]["id"], 702);
+    assert_eq!(busy[0]["steps"][0]["changes"][0]["field"], "memory_mb");
+    assert!(s.phoenix(&["apply"]).status.success());
+    assert_eq!(s.init_pid(702), pids[2], "a live change restarted the container");
+
+    // A changed application script runs again where it is used, and nothing else runs.
+    s.edit("web.sh", "hello from", "hi from");
+    let out = s.phoenix(&["--output", "json", "plan"]);
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    for g in plan["guests"].as_array().expect("guests") {
+        let steps: Vec<String> = g["steps"]
+            .as_array()
+            .expect("steps")
+            .iter()
+            .map(|st| st["action"].as_str().unwrap_or_default().to_string())
+            .collect();
+        let expected: &[&str] =
+            if [701, 702, 703].contains(&g["id"].as_u64().unwrap_or(0)) { &["customize", "health_check"] } else { &[] };
+        assert_eq!(steps, expected, "{g:#}");
+    }
+    assert!(s.phoenix(&["apply"]).status.success());
+    assert_eq!(get("http://10.79.0.71/"), "hi from web-1\n");
+
+    // Destroy: nothing is left of the containers; the shared data stays.
+    let out = s.phoenix(&["destroy", "--yes"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let ls = Command::new("lxc-ls").args(["-P", &s.lxc_path(), "-1"]).output().expect("lxc-ls");
+    assert_eq!(text(&ls.stdout).trim(), "");
+    assert_eq!(std::fs::read_dir(s.root.join("lxc")).expect("lxc dir").count(), 0);
+    let veths = Command::new("ip").args(["-o", "link", "show", "master", BRIDGE]).output().expect("ip");
+    assert_eq!(text(&veths.stdout).trim(), "", "veths left on {BRIDGE}");
+    assert!(shared.is_file(), "destroy removed the shared data");
+}
+
+#[test]
+fn bad_inputs_are_refused_before_anything_is_created() {
+    if !lxc_available() {
+        return;
+    }
+    // A template that does not exist.
+    let s =
+        Stack::new(&format!("{{{}}}", container(720, "lost", r#", "template": "local:vztmpl/nothing.tar.gz""#)), &[]);
+    let out = s.phoenix(&["apply"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("720 (lost) cannot be created: template")
+            && text(&out.stderr).contains("nothing.tar.gz does not exist"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(std::fs::read_dir(s.root.join("lxc")).map(Iterator::count).unwrap_or(0), 0);
+
+    // A bridge that does not exist.
+    s.edit("phoenix_hypervisor_config.json", BRIDGE, "phxmissing0");
+    let out = s.phoenix(&["apply"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("bridge phxmissing0 (for vmbr0) does not exist"), "{}", text(&out.stderr));
+    s.edit("phoenix_hypervisor_config.json", "phxmissing0", BRIDGE);
+
+    // An address another container already uses.
+    let other = s.root.join("lxc/799");
+    std::fs::create_dir_all(&other).expect("mkdir");
+    std::fs::write(other.join("config"), "lxc.uts.name = squatter\nlxc.net.0.ipv4.address = 10.79.0.90/24\n")
+        .expect("write");
+    let ok_template = s.root.join("storage/template/cache/busybox.tar.gz");
+    assert!(ok_template.is_file());
+    s.edit("phoenix_lxc_configs.json", "local:vztmpl/nothing.tar.gz", "local:vztmpl/busybox.tar.gz");
+    let out = s.phoenix(&["apply"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("720 (lost) is to have 10.79.0.90, which guest 799 on the backend already uses"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!s.root.join("lxc/720").exists());
+    std::fs::remove_dir_all(&other).expect("cleanup");
+
+    // A clone source without its snapshot.
+    s.edit("phoenix_lxc_configs.json", r#""template": "local:vztmpl/busybox.tar.gz""#, r#""template": "local:vztmpl/busybox.tar.gz"}, "721": {"name": "c", "memory_mb": 512, "cores": 1, "storage_pool": "local", "storage_size_gb": 10, "network_config": {"name": "eth0", "bridge": "vmbr0", "ip": "10.79.0.91/24"}, "unprivileged": true, "clone_from_ctid": "720""#);
+    let out = s.phoenix(&["apply"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("not a template: it has no `template_snapshot_name`"), "{}", text(&out.stderr));
+    assert!(!s.root.join("lxc/720").exists());
+}
