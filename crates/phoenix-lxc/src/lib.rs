@@ -42,6 +42,8 @@ pub struct LxcBackend {
     cgroups: Cgroups,
     /// Serialises writes of one container's files.
     write: Mutex<()>,
+    /// Time spent inside host tools, for the benchmark.
+    tool_nanos: std::sync::atomic::AtomicU64,
 }
 
 /// Why the backend cannot be used.
@@ -78,6 +80,21 @@ impl LxcBackend {
             .map_err(|e| OpenError(format!("cannot create {}: {e}", lxc_path.display()), None))?;
         // The mapped root of unprivileged containers must be able to traverse the path.
         let _ = set_mode(&lxc_path, 0o755);
+        for dir in lxc_path.ancestors().skip(1) {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir).map(|m| m.permissions().mode()).unwrap_or(0o755);
+            if mode & 0o001 == 0 {
+                return Err(OpenError(
+                    format!(
+                        "unprivileged containers cannot reach {}: {} (mode {:o}) is closed to other users",
+                        lxc_path.display(),
+                        dir.display(),
+                        mode & 0o777
+                    ),
+                    Some(format!("chmod o+x {}, or choose another `lxc_path`", dir.display())),
+                ));
+            }
+        }
         Ok((
             LxcBackend {
                 lxc_path,
@@ -85,9 +102,23 @@ impl LxcBackend {
                 id_base: (uid, gid),
                 cgroups: Cgroups::detect(),
                 write: Mutex::new(()),
+                tool_nanos: Default::default(),
             },
             notes,
         ))
+    }
+
+    /// Total time spent inside the `lxc-*` tools, `tar` and `cp` since the backend was opened.
+    pub fn tool_time(&self) -> Duration {
+        Duration::from_nanos(self.tool_nanos.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// Runs a host tool, counting the time spent in it.
+    fn tool(&self, argv: &[&str], timeout: Duration) -> Result<ExecOutput, BackendError> {
+        let t = std::time::Instant::now();
+        let r = tool(argv, timeout);
+        self.tool_nanos.fetch_add(t.elapsed().as_nanos() as u64, std::sync::atomic::Ordering::Relaxed);
+        r
     }
 
     fn dir(&self, id: GuestId) -> PathBuf {
@@ -114,7 +145,7 @@ impl LxcBackend {
     }
 
     fn running(&self) -> Result<BTreeSet<GuestId>, BackendError> {
-        let out = tool(&["lxc-ls", "-P", &self.path_arg(), "--running", "-1"], TOOL_TIMEOUT)?;
+        let out = self.tool(&["lxc-ls", "-P", &self.path_arg(), "--running", "-1"], TOOL_TIMEOUT)?;
         Ok(String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.trim().parse().ok()).collect())
     }
 
@@ -212,7 +243,10 @@ impl LxcBackend {
         .map(|s| (*s).to_string())
         .collect();
         full.extend_from_slice(argv);
-        run(&full, input, timeout)
+        let t = std::time::Instant::now();
+        let r = run(&full, input, timeout);
+        self.tool_nanos.fetch_add(t.elapsed().as_nanos() as u64, std::sync::atomic::Ordering::Relaxed);
+        r
     }
 }
 
@@ -377,15 +411,16 @@ impl Backend for LxcBackend {
         let _ = set_mode(&dir, 0o755);
         let rootfs = self.rootfs(id);
         let built = match source_rootfs {
-            Ok(snap) => tool(
-                &["cp", "-a", "--reflink=auto", &snap.display().to_string(), &rootfs.display().to_string()],
-                Duration::from_secs(1800),
-            )
-            .map(|_| ()),
+            Ok(snap) => self
+                .tool(
+                    &["cp", "-a", "--reflink=auto", &snap.display().to_string(), &rootfs.display().to_string()],
+                    Duration::from_secs(1800),
+                )
+                .map(|_| ()),
             Err(tarball) => std::fs::create_dir_all(&rootfs)
                 .map_err(|e| io_error(id, "create its rootfs", e))
                 .and_then(|()| {
-                    tool(
+                    self.tool(
                         &[
                             "tar",
                             "-xpf",
@@ -481,7 +516,10 @@ impl Backend for LxcBackend {
                     _ => Vec::new(),
                 };
                 for (key, value) in settings {
-                    tool(&["lxc-cgroup", "-n", &id.to_string(), "-P", &self.path_arg(), &key, &value], TOOL_TIMEOUT)?;
+                    self.tool(
+                        &["lxc-cgroup", "-n", &id.to_string(), "-P", &self.path_arg(), &key, &value],
+                        TOOL_TIMEOUT,
+                    )?;
                 }
             }
         }
@@ -492,8 +530,8 @@ impl Backend for LxcBackend {
         if self.state(id).is_none() {
             return Err(missing(id));
         }
-        tool(&["lxc-start", "-n", &id.to_string(), "-P", &self.path_arg(), "-d"], TOOL_TIMEOUT)?;
-        tool(
+        self.tool(&["lxc-start", "-n", &id.to_string(), "-P", &self.path_arg(), "-d"], TOOL_TIMEOUT)?;
+        self.tool(
             &["lxc-wait", "-n", &id.to_string(), "-P", &self.path_arg(), "-s", "RUNNING", "-t", "30"],
             Duration::from_secs(40),
         )
@@ -501,7 +539,7 @@ impl Backend for LxcBackend {
     }
 
     fn stop(&self, id: GuestId) -> Result<(), BackendError> {
-        tool(&["lxc-stop", "-n", &id.to_string(), "-P", &self.path_arg(), "-t", "30"], Duration::from_secs(60))
+        self.tool(&["lxc-stop", "-n", &id.to_string(), "-P", &self.path_arg(), "-t", "30"], Duration::from_secs(60))
             .map(|_| ())
     }
 
@@ -516,7 +554,7 @@ impl Backend for LxcBackend {
             ));
         }
         std::fs::create_dir_all(&target).map_err(|e| io_error(id, "create the snapshot directory", e))?;
-        let copy = tool(
+        let copy = self.tool(
             &[
                 "cp",
                 "-a",
@@ -592,7 +630,7 @@ impl Backend for LxcBackend {
             return Err(missing(id));
         }
         if self.is_running(id)? {
-            tool(&["lxc-stop", "-n", &id.to_string(), "-P", &self.path_arg(), "-k"], TOOL_TIMEOUT)?;
+            self.tool(&["lxc-stop", "-n", &id.to_string(), "-P", &self.path_arg(), "-k"], TOOL_TIMEOUT)?;
         }
         std::fs::remove_dir_all(self.dir(id)).map_err(|e| io_error(id, "remove its directory", e))
     }
