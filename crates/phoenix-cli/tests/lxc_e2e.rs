@@ -159,8 +159,8 @@ fn stack_json() -> String {
             container(700, "tpl", r#", "template": "local:vztmpl/busybox.tar.gz", "features": ["base_setup"], "template_snapshot_name": "ready""#),
             container(701, "web-1", &format!(r#", "clone_from_ctid": "700", "application_script": "web.sh", "mac_address": "02:79:00:00:07:01"{http}"#)),
             container(702, "web-2", &format!(r#", "clone_from_ctid": "700", "application_script": "web.sh"{http}"#)),
-            container(703, "web-3", &format!(r#", "clone_from_ctid": "700", "application_script": "web.sh"{http}"#)),
-            container(710, "agg", &format!(r#", "clone_from_ctid": "700", "application_script": "agg.sh", "dependencies": ["701", "702", "703"]{http}"#)),
+            container(703, "web-3", &format!(r#", "clone_from_ctid": "700", "application_script": "web.sh", "mount_points": [{{"host_path": "/var/tmp/phoenix-e2e-owned-{}", "container_path": "/srv/owned", "owner_uid": 1000, "owner_gid": 1000}}]{http}"#, std::process::id())),
+            container(710, "agg", &format!(r#", "clone_from_ctid": "700", "application_script": "agg.sh", "dependencies": ["701", "702", "703"]{http}"#)).replace(r#""unprivileged": true"#, r#""unprivileged": false"#),
         ]
         .join(",\n")
     )
@@ -194,6 +194,19 @@ fn a_stack_of_real_containers_is_built_kept_changed_and_removed() {
             .collect::<Vec<_>>()
             .starts_with(&["0", "100000", "65536"])
     );
+    assert!(
+        s.attach(710, &["cat", "/proc/self/uid_map"]).split_whitespace().collect::<Vec<_>>().starts_with(&[
+            "0",
+            "0",
+            "4294967295"
+        ]),
+        "the privileged container is mapped"
+    );
+    // A mount point owned by the configured user of the container: 1000 inside, 101000 on the host.
+    let owned = PathBuf::from(format!("/var/tmp/phoenix-e2e-owned-{}", std::process::id()));
+    assert_eq!(std::fs::metadata(&owned).expect("owned dir").uid(), 101_000);
+    assert_eq!(s.attach(703, &["stat", "-c", "%u", "/srv/owned"]).trim(), "1000");
+    let _ = std::fs::remove_dir_all(&owned);
     let addr = s.attach(701, &["ip", "addr", "show", "eth0"]);
     assert!(addr.contains("inet 10.79.0.71/24") && addr.contains("02:79:00:00:07:01"), "{addr}");
     let limit = Command::new("lxc-cgroup")

@@ -160,28 +160,39 @@ impl LxcBackend {
 
     /// Host directories of the container's mounts, created and owned by its mapped root.
     fn mounts(&self, id: GuestId, config: &GuestConfig) -> Result<Vec<(String, String, bool)>, BackendError> {
+        let unprivileged = config.get("unprivileged") != Some("0");
         let mut out = Vec::new();
         for (field, value) in &config.0 {
             let Some(inside) = field.strip_prefix("mount:") else { continue };
-            let (host, read_only) = if let Some(rest) = value.strip_prefix("bind:") {
-                match rest.strip_suffix(":ro") {
-                    Some(h) => (PathBuf::from(h), true),
-                    None => (PathBuf::from(rest), false),
+            let mut parts = value.split(';');
+            let source = parts.next().unwrap_or_default();
+            let (mut read_only, mut owner) = (false, None);
+            for option in parts {
+                match option.split_once('=') {
+                    None if option == "ro" => read_only = true,
+                    Some(("owner", o)) => owner = Some(map_owner(o, unprivileged, self.id_base)?),
+                    Some(("host-owner", o)) => owner = Some(host_owner(o)?),
+                    _ => {}
                 }
-            } else if let Some(rest) = value.strip_prefix("volume:") {
+            }
+            let host = if let Some(rest) = source.strip_prefix("bind:") {
+                PathBuf::from(rest)
+            } else if let Some(rest) = source.strip_prefix("volume:") {
                 let pool = rest.split(':').next().unwrap_or_default();
                 let base = self.settings.storage.get(pool).ok_or_else(|| {
                     BackendError::permanent(Delivery::NotSent, format!("storage {pool} is not mapped"))
                 })?;
                 let name: String =
                     inside.trim_matches('/').chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
-                (Path::new(base).join("volumes").join(format!("{id}-{name}")), false)
+                Path::new(base).join("volumes").join(format!("{id}-{name}"))
             } else {
                 continue;
             };
+            // A directory Phoenix creates is given to the container (its mapped root, or the owner
+            // the configuration names); an existing one is left as it is.
             if !host.exists() {
                 std::fs::create_dir_all(&host).map_err(|e| io_error(id, &format!("create {}", host.display()), e))?;
-                let owner = if config.get("unprivileged") == Some("0") { (0, 0) } else { self.id_base };
+                let owner = owner.unwrap_or(if unprivileged { self.id_base } else { (0, 0) });
                 std::os::unix::fs::chown(&host, Some(owner.0), Some(owner.1))
                     .map_err(|e| io_error(id, &format!("give {} to the container", host.display()), e))?;
             }
@@ -273,6 +284,35 @@ fn subordinate_range(file: &Path, notes: &mut Vec<String>) -> Result<u32, String
     notes
         .push(format!("added root:100000:65536 to {} so that unprivileged containers have IDs to map", file.display()));
     Ok(100_000)
+}
+
+/// The host owner of `uid:gid` inside a container.
+fn map_owner(ids: &str, unprivileged: bool, base: (u32, u32)) -> Result<(u32, u32), BackendError> {
+    let bad = || BackendError::permanent(Delivery::NotSent, format!("owner {ids} is not UID:GID"));
+    let (u, g) = ids.split_once(':').ok_or_else(bad)?;
+    let (u, g): (u32, u32) = (u.parse().map_err(|_| bad())?, g.parse().map_err(|_| bad())?);
+    Ok(if unprivileged { (base.0 + u, base.1 + g) } else { (u, g) })
+}
+
+/// A host owner given as `UID:GID`, `UID`, or `user:group` names from /etc/passwd and /etc/group.
+fn host_owner(owner: &str) -> Result<(u32, u32), BackendError> {
+    let lookup = |file: &str, name: &str| -> Option<u32> {
+        if let Ok(n) = name.parse() {
+            return Some(n);
+        }
+        std::fs::read_to_string(file).ok()?.lines().find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.first() == Some(&name)).then(|| f.get(2)?.parse().ok()).flatten()
+        })
+    };
+    let (user, group) = owner.split_once(':').unwrap_or((owner, owner));
+    match (lookup("/etc/passwd", user), lookup("/etc/group", group)) {
+        (Some(u), Some(g)) => Ok((u, g)),
+        _ => Err(BackendError::permanent(
+            Delivery::NotSent,
+            format!("owner {owner} names no user or group of this host"),
+        )),
+    }
 }
 
 fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {

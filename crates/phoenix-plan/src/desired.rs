@@ -114,6 +114,10 @@ fn flag(b: bool) -> &'static str {
 }
 
 /// Canonical forms shared with backends, so that observed values normalise the same way.
+///
+/// Mounts are fields `mount:<path inside>` whose value is `bind:<host path>` or
+/// `volume:<storage>:<GiB>`, followed by options separated by `;`: `ro`, `owner=<uid>:<gid>`
+/// (IDs inside the guest), `host-owner=<owner>` (`UID:GID` or `user:group` on the host).
 pub mod canonical {
     /// Tags as Proxmox stores them: lowercase, sorted, unique, `;`-separated.
     pub fn tags<'a>(tags: impl IntoIterator<Item = &'a str>) -> String {
@@ -193,17 +197,22 @@ fn lxc_config(estate: &Estate, id: GuestId, c: &LxcConfig) -> GuestConfig {
         cfg.set("tags", canonical::tags(c.tags.iter().map(String::as_str)));
     }
     for m in &c.mount_points {
-        cfg.set(
-            format!("mount:{}", m.container_path.trim_end_matches('/')),
-            format!("bind:{}{}", m.host_path, if m.read_only { ":ro" } else { "" }),
-        );
+        let mut value = format!("bind:{}", m.host_path);
+        if m.read_only {
+            value.push_str(";ro");
+        }
+        if m.owner_uid.is_some() || m.owner_gid.is_some() {
+            value.push_str(&format!(";owner={}:{}", m.owner_uid.unwrap_or(0), m.owner_gid.unwrap_or(0)));
+        }
+        cfg.set(format!("mount:{}", m.container_path.trim_end_matches('/')), value);
     }
     for v in c.volumes.iter().chain(&c.zfs_volumes) {
         cfg.set(format!("mount:{}", v.mount_point.trim_end_matches('/')), format!("volume:{}:{}", v.pool, v.size_gb));
     }
     for vol in estate.hypervisor.shared_volumes.values() {
         if let Some(inside) = vol.mounts.get(&id.to_string()) {
-            cfg.set(format!("mount:{}", inside.trim_end_matches('/')), format!("bind:{}", vol.host_path));
+            let owner = vol.owner.as_ref().map(|o| format!(";host-owner={o}")).unwrap_or_default();
+            cfg.set(format!("mount:{}", inside.trim_end_matches('/')), format!("bind:{}{owner}", vol.host_path));
         }
     }
     if !c.id_maps.is_empty() {
