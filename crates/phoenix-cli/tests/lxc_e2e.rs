@@ -291,6 +291,22 @@ fn bad_inputs_are_refused_before_anything_is_created() {
     );
     assert_eq!(std::fs::read_dir(s.root.join("lxc")).map(Iterator::count).unwrap_or(0), 0);
 
+    // A GPU this host does not have (where it has none).
+    if !Path::new("/dev/nvidia0").exists() {
+        s.edit("phoenix_lxc_configs.json", r#""unprivileged": true"#, r#""unprivileged": true, "gpu_assignment": "0""#);
+        s.edit("phoenix_lxc_configs.json", "local:vztmpl/nothing.tar.gz", "local:vztmpl/busybox.tar.gz");
+        let out = s.phoenix(&["apply"]);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(
+            text(&out.stderr).contains("GPUs 0: /dev/nvidia0 does not exist on this host"),
+            "{}",
+            text(&out.stderr)
+        );
+        assert!(!s.root.join("lxc/720").exists());
+        s.edit("phoenix_lxc_configs.json", r#", "gpu_assignment": "0""#, "");
+        s.edit("phoenix_lxc_configs.json", "local:vztmpl/busybox.tar.gz", "local:vztmpl/nothing.tar.gz");
+    }
+
     // A bridge that does not exist.
     s.edit("phoenix_hypervisor_config.json", BRIDGE, "phxmissing0");
     let out = s.phoenix(&["apply"]);

@@ -6,6 +6,7 @@
 
 mod command;
 mod fsutil;
+pub mod gpu;
 pub mod render;
 pub mod template;
 
@@ -201,6 +202,15 @@ impl LxcBackend {
         Ok(out)
     }
 
+    /// The NVIDIA devices of the container's GPUs, read on the host now.
+    fn devices(&self, config: &GuestConfig) -> Result<Vec<gpu::Device>, BackendError> {
+        let Some(list) = config.get("gpus") else { return Ok(Vec::new()) };
+        let indices: Vec<u32> = list.split(',').filter_map(|i| i.trim().parse().ok()).collect();
+        let dev = Path::new("/dev");
+        gpu::nvidia_devices(dev, &indices, &gpu::stat_char_device, &gpu::caps(dev))
+            .map_err(|e| BackendError::permanent(Delivery::NotSent, format!("GPUs {list}: {e}")))
+    }
+
     fn write_config(&self, id: GuestId, config: &GuestConfig) -> Result<(), BackendError> {
         let rootfs = self.rootfs(id).display().to_string();
         let cx = RenderContext {
@@ -210,6 +220,7 @@ impl LxcBackend {
             id_base: self.id_base,
             cgroups: self.cgroups,
             mounts: self.mounts(id, config)?,
+            devices: self.devices(config)?,
         };
         std::fs::write(self.dir(id).join("config"), render(config, &cx))
             .map_err(|e| io_error(id, "write the LXC configuration", e))
@@ -350,6 +361,7 @@ const FIELDS: &[&str] = &[
     "idmap",
     "lxc.raw",
     "apparmor",
+    "gpus",
 ];
 
 impl Backend for LxcBackend {
@@ -362,7 +374,7 @@ impl Backend for LxcBackend {
             kinds: BTreeSet::from([GuestKind::Lxc]),
             clone: true,
             snapshots: true,
-            gpu: false,
+            gpu: true,
             fields: FIELDS.iter().map(|f| (*f).to_string()).collect(),
         }
     }
@@ -524,6 +536,7 @@ impl Backend for LxcBackend {
                 format!("{} already exists", self.dir(request.id).display()),
             ));
         }
+        self.devices(&request.config)?;
         if let CreateSource::Template(t) = &request.source {
             let path = self.template_path(t)?;
             if !path.is_file() {

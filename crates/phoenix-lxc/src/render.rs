@@ -30,8 +30,10 @@ pub struct RenderContext<'a> {
     pub id_base: (u32, u32),
     /// The cgroup layout.
     pub cgroups: Cgroups,
-    /// Host directories for its mounts: container path → host path (binds and volumes).
+    /// Host directories for its mounts: container path, host path, read-only.
     pub mounts: Vec<(String, String, bool)>,
+    /// Character devices passed through (GPUs).
+    pub devices: Vec<crate::gpu::Device>,
 }
 
 /// Renders the configuration file.
@@ -108,6 +110,18 @@ pub fn render(cfg: &GuestConfig, cx: &RenderContext<'_>) -> String {
     for (inside, host, read_only) in &cx.mounts {
         let opts = if *read_only { "bind,ro,create=dir" } else { "bind,create=dir" };
         lines.push(format!("lxc.mount.entry = {host} {} none {opts} 0 0", inside.trim_start_matches('/')));
+    }
+    for d in &cx.devices {
+        let key = match cx.cgroups {
+            Cgroups::V1 => "lxc.cgroup.devices.allow",
+            Cgroups::V2 => "lxc.cgroup2.devices.allow",
+        };
+        lines.push(format!("{key} = c {}:{} rwm", d.major, d.minor));
+        let inside = d.path.display().to_string();
+        lines.push(format!(
+            "lxc.mount.entry = {inside} {} none bind,optional,create=file 0 0",
+            inside.trim_start_matches('/')
+        ));
     }
     if let Some(raw) = cfg.get("lxc.raw") {
         lines.extend(raw.lines().map(|l| l.replacen(':', " =", 1)));
@@ -191,6 +205,7 @@ mod tests {
             id_base: (100000, 100000),
             cgroups: Cgroups::V2,
             mounts: vec![("/srv/shared".into(), "/var/lib/phoenix/shared/web".into(), false)],
+            devices: vec![crate::gpu::Device { path: "/dev/nvidia0".into(), major: 195, minor: 0 }],
         };
         let text = render(&cfg, &cx);
         for line in [
@@ -204,6 +219,8 @@ mod tests {
             "lxc.idmap = u 0 100000 65536",
             "lxc.include = /usr/share/lxc/config/nesting.conf",
             "lxc.mount.entry = /var/lib/phoenix/shared/web srv/shared none bind,create=dir 0 0",
+            "lxc.cgroup2.devices.allow = c 195:0 rwm",
+            "lxc.mount.entry = /dev/nvidia0 dev/nvidia0 none bind,optional,create=file 0 0",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
         }
