@@ -202,6 +202,19 @@ impl LxcBackend {
         Ok(out)
     }
 
+    /// Writes `/etc/resolv.conf` into a stopped container's rootfs (replacing a link there, so
+    /// that nothing outside the rootfs is written).
+    fn write_resolv(&self, id: GuestId, nameservers: &str, owner: (u32, u32)) -> Result<(), BackendError> {
+        let rootfs = self.rootfs(id);
+        let resolv = rootfs.join("etc/resolv.conf");
+        if std::fs::symlink_metadata(&resolv).is_ok_and(|m| m.file_type().is_symlink()) {
+            let _ = std::fs::remove_file(&resolv);
+        }
+        let text: String = nameservers.split_whitespace().map(|n| format!("nameserver {n}\n")).collect();
+        fsutil::write_inside(&rootfs, "/etc/resolv.conf", text.as_bytes(), owner)
+            .map_err(|e| io_error(id, "write /etc/resolv.conf", e))
+    }
+
     /// The NVIDIA devices of the container's GPUs, read on the host now.
     fn devices(&self, config: &GuestConfig) -> Result<Vec<gpu::Device>, BackendError> {
         let Some(list) = config.get("gpus") else { return Ok(Vec::new()) };
@@ -221,6 +234,7 @@ impl LxcBackend {
             cgroups: self.cgroups,
             mounts: self.mounts(id, config)?,
             devices: self.devices(config)?,
+            memsw: Path::new("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists(),
         };
         std::fs::write(self.dir(id).join("config"), render(config, &cx))
             .map_err(|e| io_error(id, "write the LXC configuration", e))
@@ -497,13 +511,7 @@ impl Backend for LxcBackend {
         let finish = built.and_then(|()| {
             let owner = if request.config.get("unprivileged") == Some("0") { (0, 0) } else { self.id_base };
             if let Some(ns) = request.config.get("net.nameservers") {
-                let resolv = rootfs.join("etc/resolv.conf");
-                if std::fs::symlink_metadata(&resolv).is_ok_and(|m| m.file_type().is_symlink()) {
-                    let _ = std::fs::remove_file(&resolv);
-                }
-                let text: String = ns.split_whitespace().map(|n| format!("nameserver {n}\n")).collect();
-                fsutil::write_inside(&rootfs, "/etc/resolv.conf", text.as_bytes(), owner)
-                    .map_err(|e| io_error(id, "write /etc/resolv.conf", e))?;
+                self.write_resolv(id, ns, owner)?;
             }
             let mut config = request.config.clone();
             if config.get("net.mac").is_none() {
@@ -559,7 +567,26 @@ impl Backend for LxcBackend {
         let config = GuestConfig(state.config.clone());
         self.write_config(id, &config)?;
         self.save(id, &state)?;
-        if self.is_running(id)? {
+        let running = self.is_running(id)?;
+        if let Some(ns) = changes.iter().find(|c| c.field == "net.nameservers") {
+            let text: String = ns.new.split_whitespace().map(|n| format!("nameserver {n}\n")).collect();
+            if running {
+                self.push_file(
+                    id,
+                    &FilePush {
+                        path: "/etc/resolv.conf".into(),
+                        content: text.into_bytes(),
+                        mode: 0o644,
+                        uid: 0,
+                        gid: 0,
+                    },
+                )?;
+            } else {
+                let owner = if config.get("unprivileged") == Some("0") { (0, 0) } else { self.id_base };
+                self.write_resolv(id, &ns.new, owner)?;
+            }
+        }
+        if running {
             for c in changes.iter().filter(|c| self.change_effect(&c.field) == ChangeEffect::Live) {
                 let settings: Vec<(String, String)> = match (c.field.as_str(), self.cgroups) {
                     ("memory_mb", Cgroups::V1) => vec![("memory.limit_in_bytes".into(), mib(&c.new))],
@@ -690,7 +717,7 @@ impl Backend for LxcBackend {
 
     fn change_effect(&self, field: &str) -> ChangeEffect {
         match field {
-            "cores" | "memory_mb" | "onboot" | "startup" | "tags" | "disk_gb" => ChangeEffect::Live,
+            "cores" | "memory_mb" | "onboot" | "startup" | "tags" | "disk_gb" | "net.nameservers" => ChangeEffect::Live,
             "unprivileged" | "storage" => ChangeEffect::Recreate,
             _ => ChangeEffect::Restart,
         }

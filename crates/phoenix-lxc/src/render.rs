@@ -34,6 +34,8 @@ pub struct RenderContext<'a> {
     pub mounts: Vec<(String, String, bool)>,
     /// Character devices passed through (GPUs).
     pub devices: Vec<crate::gpu::Device>,
+    /// cgroup v1 accounts swap (`memory.memsw.*` exists).
+    pub memsw: bool,
 }
 
 /// Renders the configuration file.
@@ -70,6 +72,9 @@ pub fn render(cfg: &GuestConfig, cx: &RenderContext<'_>) -> String {
         Cgroups::V1 => {
             if let Some(m) = memory {
                 lines.push(format!("lxc.cgroup.memory.limit_in_bytes = {}", m * 1024 * 1024));
+                if let Some(s) = cfg.get("swap_mb").and_then(|s| s.parse::<u64>().ok()).filter(|_| cx.memsw) {
+                    lines.push(format!("lxc.cgroup.memory.memsw.limit_in_bytes = {}", (m + s) * 1024 * 1024));
+                }
             }
             if let Some(c) = cores {
                 lines.push("lxc.cgroup.cpu.cfs_period_us = 100000".into());
@@ -206,6 +211,7 @@ mod tests {
             cgroups: Cgroups::V2,
             mounts: vec![("/srv/shared".into(), "/var/lib/phoenix/shared/web".into(), false)],
             devices: vec![crate::gpu::Device { path: "/dev/nvidia0".into(), major: 195, minor: 0 }],
+            memsw: false,
         };
         let text = render(&cfg, &cx);
         for line in [
