@@ -185,6 +185,8 @@ pub struct Capabilities {
     pub snapshots: bool,
     /// It passes GPUs to containers.
     pub gpu: bool,
+    /// Several clones of one template can be made at once (Proxmox locks the template: it cannot).
+    pub concurrent_clones: bool,
     /// Fields of the normalised configuration it understands; a desired field outside this set is
     /// refused at plan time.
     pub fields: BTreeSet<String>,

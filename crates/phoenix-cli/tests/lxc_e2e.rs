@@ -74,6 +74,8 @@ impl Stack {
         std::fs::write(cfg.join("web.sh"), web).expect("write");
         let agg = "#!/bin/sh\nset -eu\nmkdir -p /srv/www\n: > /srv/www/index.html\nfor ip in 10.79.0.71 10.79.0.72 10.79.0.73; do wget -q -O - http://$ip/ >> /srv/www/index.html; done\npgrep -f 'httpd -f -p 80' >/dev/null || setsid httpd -f -p 80 -h /srv/www </dev/null >/dev/null 2>&1 &\n";
         std::fs::write(cfg.join("agg.sh"), agg).expect("write");
+        std::fs::write(cfg.join("tpl.sh"), "#!/bin/sh\nset -eu\necho from-template > /etc/phoenix-template\n")
+            .expect("write");
         let stack = Stack { _tmp: tmp, root };
         let template = stack.root.join("storage/template/cache/busybox.tar.gz");
         let out = stack.phoenix(&["template", "busybox", template.to_str().expect("utf-8")]);
@@ -156,7 +158,7 @@ fn stack_json() -> String {
     format!(
         "{{{}}}",
         [
-            container(700, "tpl", r#", "template": "local:vztmpl/busybox.tar.gz", "features": ["base_setup"], "template_snapshot_name": "ready""#),
+            container(700, "tpl", r#", "template": "local:vztmpl/busybox.tar.gz", "features": ["base_setup"], "application_script": "tpl.sh", "template_snapshot_name": "ready""#),
             container(701, "web-1", &format!(r#", "clone_from_ctid": "700", "application_script": "web.sh", "mac_address": "02:79:00:00:07:01"{http}"#)),
             container(702, "web-2", &format!(r#", "clone_from_ctid": "700", "application_script": "web.sh"{http}"#)),
             container(703, "web-3", &format!(r#", "clone_from_ctid": "700", "application_script": "web.sh", "mount_points": [{{"host_path": "/var/tmp/phoenix-e2e-owned-{}", "container_path": "/srv/owned", "owner_uid": 1000, "owner_gid": 1000}}]{http}"#, std::process::id())),
@@ -187,6 +189,8 @@ fn a_stack_of_real_containers_is_built_kept_changed_and_removed() {
     let shared = s.root.join("shared/web-1.txt");
     assert_eq!(std::fs::metadata(&shared).expect("shared file").uid(), 100_000);
     assert_eq!(s.attach(702, &["cat", "/srv/shared/web-1.txt"]), "web-1\n");
+    // The template's feature and script ran in the template, and its clones inherited the result.
+    assert_eq!(s.attach(703, &["cat", "/etc/phoenix-template", "/etc/motd"]), "from-template\nbase\n");
     // Unprivileged, with its address, MAC and memory limit.
     assert!(
         s.attach(701, &["cat", "/proc/self/uid_map"])

@@ -112,8 +112,9 @@ impl<'a> Engine<'a> {
     /// Executes exactly the plan. `jobs` holds each guest's customizations as prepared for it.
     ///
     /// Scheduling: a guest is started once everything it needs is done, at most `jobs` at once and
-    /// `per_node` per node, and never while another clone of its clone source is being created
-    /// (Proxmox locks the source). Among ready guests, those with the longest chain of work
+    /// `per_node` per node, and — unless the backend can make several clones of one template at
+    /// once — never while another clone of its clone source is being created (Proxmox locks the
+    /// source). Among ready guests, those with the longest chain of work
     /// waiting on them go first.
     pub fn apply(
         &self,
@@ -144,6 +145,7 @@ impl<'a> Engine<'a> {
         // Clone sources being cloned from, and by whom.
         let mut cloning: BTreeMap<GuestId, GuestId> = BTreeMap::new();
         let mut stop = false;
+        let concurrent_clones = self.backend.capabilities().concurrent_clones;
         let (tx, rx) = mpsc::channel::<Event>();
         std::thread::scope(|scope| {
             loop {
@@ -170,7 +172,7 @@ impl<'a> Engine<'a> {
                         let running = status.values().filter(|s| **s == Status::Running).count();
                         let node = desired.guests.get(&g.id).and_then(|d| d.node.clone()).unwrap_or_default();
                         let node_busy = running_on.get(&node).copied().unwrap_or(0) >= opts.per_node.max(1);
-                        let source = clone_source(g);
+                        let source = clone_source(g).filter(|_| !concurrent_clones);
                         let source_busy = source.is_some_and(|s| cloning.contains_key(&s));
                         if !ready || stop || running >= opts.jobs.max(1) || node_busy || source_busy {
                             continue;

@@ -443,3 +443,39 @@ fn two_applies_never_interleave() {
     assert!(spans[0].1 <= spans[1].0 || spans[1].1 <= spans[0].0, "two applies ran at once");
     assert!(make_plan(backend.as_ref(), &prepare_run(&cfg, &library(&v1()))).is_empty());
 }
+
+/// Sets the interruption flag when a given guest finishes, as Ctrl-C would.
+struct InterruptAfter<'a> {
+    guest: u32,
+    flag: &'a std::sync::atomic::AtomicBool,
+}
+
+impl phoenix_engine::Reporter for InterruptAfter<'_> {
+    fn state(&self, _: u32, _: phoenix_plan::LifecycleState, _: Option<&phoenix_plan::Step>) {}
+    fn finished(&self, guest: u32, _: &GuestOutcome, _: Duration) {
+        if guest == self.guest {
+            self.flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+    fn note(&self, _: u32, _: &str) {}
+}
+
+#[test]
+fn an_interruption_starts_no_new_step_and_leaves_nothing_half_done() {
+    let backend = MemoryBackend::new();
+    let p = prepare_run(&stack("", "#!/bin/sh\n"), &library(&v1()));
+    let plan = make_plan(&backend, &p);
+    let flag = std::sync::atomic::AtomicBool::new(false);
+    let reporter = InterruptAfter { guest: 300, flag: &flag };
+    let engine = phoenix_engine::Engine { backend: &backend, prober: &AlwaysUp, reporter: &reporter, cancel: &flag };
+    let report = engine.apply(&p.desired, &plan, &p.jobs, &options());
+    assert!(report.interrupted && report.failed());
+    assert_eq!(report.outcomes[&300], GuestOutcome::Created);
+    for id in [301, 302, 303, 310] {
+        assert_eq!(report.outcomes[&id], GuestOutcome::NotStarted, "{report:#?}");
+        assert!(backend.guest(id).is_none(), "{id} was started after the interruption");
+    }
+    // The next apply finishes the work.
+    let (_, report) = run_apply(&backend, &p, &Silent, &options());
+    assert!(!report.failed(), "{report:#?}");
+}

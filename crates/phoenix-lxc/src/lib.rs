@@ -389,6 +389,7 @@ impl Backend for LxcBackend {
             clone: true,
             snapshots: true,
             gpu: true,
+            concurrent_clones: true,
             fields: FIELDS.iter().map(|f| (*f).to_string()).collect(),
         }
     }

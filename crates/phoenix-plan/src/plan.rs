@@ -412,6 +412,7 @@ mod tests {
             clone: false,
             snapshots: true,
             gpu: false,
+            concurrent_clones: false,
             fields: BTreeSet::from(["cores".to_string()]),
         };
         let issues = check_capabilities(&desired, &caps);
@@ -430,6 +431,7 @@ mod tests {
             clone: true,
             snapshots: true,
             gpu: true,
+            concurrent_clones: false,
             fields: ["cores", "gpus", "ci.user"].map(String::from).into(),
         };
         assert!(check_capabilities(&desired, &all).is_empty());

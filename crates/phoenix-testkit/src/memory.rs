@@ -386,6 +386,7 @@ impl Backend for MemoryBackend {
             clone: true,
             snapshots: true,
             gpu: true,
+            concurrent_clones: false,
             fields: FIELDS.iter().map(|f| f.to_string()).collect(),
         }
     }
