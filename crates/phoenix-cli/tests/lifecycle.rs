@@ -213,7 +213,9 @@ fn a_failure_is_reported_with_guest_step_and_output() {
     assert_eq!(code, 1);
     assert!(out.contains("Apply failed: 1 created, 0 changed, 0 unchanged, 2 failed, 1 skipped"), "{out}");
     assert!(
-        err.contains("guest 301 (web-1), step `run script`: exited with status 4")
+        err.contains("guest 301 (web-1), step `run script`: `/tmp/phoenix-script-")
+            && err.contains("--phoenix-contract 1 --params")
+            && err.contains("exited with status 4")
             && err.contains("Unable to locate package nginx"),
         "{err}"
     );

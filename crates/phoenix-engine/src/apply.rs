@@ -377,6 +377,7 @@ impl<'a> Engine<'a> {
             "--params".into(),
             format!("{dir}/params.json"),
         ];
+        let command = argv.join(" ");
         let ran = self.backend.exec(id, &ExecRequest::new(argv, opts.exec_timeout));
         let cleanup = self.call(
             id,
@@ -394,7 +395,7 @@ impl<'a> Engine<'a> {
             return Err(StepFailure {
                 step,
                 message: format!(
-                    "exited with status {}\n--- stderr\n{}\n--- stdout\n{}",
+                    "`{command}` exited with status {}\n--- stderr\n{}\n--- stdout\n{}",
                     out.status,
                     tail(&out.stderr),
                     tail(&out.stdout)
