@@ -7,7 +7,7 @@ bridge=${1:?bridge name}
 address=${2:?address/prefix}
 
 need=()
-for pkg in lxc busybox-static curl iproute2 xz-utils zstd; do
+for pkg in lxc uidmap busybox-static curl iproute2 xz-utils zstd; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if ((${#need[@]})); then
