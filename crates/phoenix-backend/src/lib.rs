@@ -8,6 +8,7 @@
 //! been applied (observe again first).
 
 mod error;
+pub mod fields;
 mod types;
 
 pub use error::{BackendError, Delivery, ErrorKind};

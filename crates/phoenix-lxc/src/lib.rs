@@ -353,30 +353,8 @@ fn missing(id: GuestId) -> BackendError {
     BackendError::not_found(format!("container {id} does not exist"))
 }
 
-/// Fields this backend understands (besides `mount:<path>`).
-const FIELDS: &[&str] = &[
-    "hostname",
-    "cores",
-    "memory_mb",
-    "swap_mb",
-    "storage",
-    "disk_gb",
-    "unprivileged",
-    "net.name",
-    "net.bridge",
-    "net.ip",
-    "net.gw",
-    "net.nameservers",
-    "net.mac",
-    "flags",
-    "onboot",
-    "startup",
-    "tags",
-    "idmap",
-    "lxc.raw",
-    "apparmor",
-    "gpus",
-];
+/// Container fields this backend does not implement (the per-guest firewall is Proxmox's).
+const UNSUPPORTED_FIELDS: &[&str] = &["firewall", "firewall.rules"];
 
 impl Backend for LxcBackend {
     fn name(&self) -> &str {
@@ -390,7 +368,11 @@ impl Backend for LxcBackend {
             snapshots: true,
             gpu: true,
             concurrent_clones: true,
-            fields: FIELDS.iter().map(|f| (*f).to_string()).collect(),
+            fields: phoenix_backend::fields::CONTAINER
+                .iter()
+                .filter(|f| !UNSUPPORTED_FIELDS.contains(f))
+                .map(|f| (*f).to_string())
+                .collect(),
         }
     }
 

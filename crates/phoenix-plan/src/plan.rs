@@ -325,7 +325,7 @@ pub fn check_capabilities(desired: &Desired, caps: &phoenix_backend::Capabilitie
             .0
             .keys()
             .map(String::as_str)
-            .filter(|f| !f.starts_with("mount:") && !caps.fields.contains(*f))
+            .filter(|f| !f.starts_with(phoenix_backend::fields::MOUNT_PREFIX) && !caps.fields.contains(*f))
             .collect();
         if !unknown.is_empty() {
             problems.push(format!("it does not support {}", unknown.join(", ")));

@@ -235,35 +235,6 @@ pub fn generated_mac(id: GuestId) -> String {
     format!("02:00:00:{:02x}:{:02x}:{:02x}", (id >> 16) & 0xff, (id >> 8) & 0xff, id & 0xff)
 }
 
-/// Fields of the normalised configuration the memory backend understands. Names starting with
-/// `mount:` (one per mount point) are understood too, by convention, and are not listed.
-const FIELDS: &[&str] = &[
-    "hostname",
-    "cores",
-    "memory_mb",
-    "swap_mb",
-    "storage",
-    "disk_gb",
-    "unprivileged",
-    "net.name",
-    "net.bridge",
-    "net.ip",
-    "net.gw",
-    "net.nameservers",
-    "net.mac",
-    "flags",
-    "onboot",
-    "startup",
-    "tags",
-    "idmap",
-    "gpus",
-    "lxc.raw",
-    "apparmor",
-    "firewall",
-    "firewall.rules",
-    "ci.user",
-];
-
 /// An in-memory backend for the engine's tests. Shared between threads; every call is recorded.
 #[derive(Debug, Default)]
 pub struct MemoryBackend {
@@ -387,7 +358,11 @@ impl Backend for MemoryBackend {
             snapshots: true,
             gpu: true,
             concurrent_clones: false,
-            fields: FIELDS.iter().map(|f| f.to_string()).collect(),
+            fields: phoenix_backend::fields::CONTAINER
+                .iter()
+                .chain(phoenix_backend::fields::VM)
+                .map(|f| (*f).to_string())
+                .collect(),
         }
     }
 
