@@ -1,0 +1,10 @@
+//! The Proxmox VE backend's foundations: typed property strings with exact print/parse round
+//! trips, the section-aware `/etc/pve/lxc/<id>.conf` parser and writer (which edits only the
+//! live section, never a snapshot's), task IDs (UPIDs), and lenient decoding of API responses.
+//!
+//! The HTTPS API client, the SSH node channel and the backend itself build on these.
+
+pub mod conf;
+pub mod decode;
+pub mod propstring;
+pub mod upid;
