@@ -20,5 +20,10 @@ if [ ! -d "/sys/class/net/$bridge/bridge" ]; then
     echo "lxc-host: creating bridge $bridge ($address)" >&2
     ip link add "$bridge" type bridge
 fi
-ip addr show dev "$bridge" | grep -q "inet $address" || ip addr add "$address" dev "$bridge"
+# (Read the addresses first: `grep -q` in a pipe under pipefail can fail on SIGPIPE.)
+addresses=$(ip -o addr show dev "$bridge")
+case "$addresses" in
+    *"inet $address "*) ;;
+    *) ip addr add "$address" dev "$bridge" ;;
+esac
 ip link set "$bridge" up
