@@ -33,7 +33,11 @@ if ! command -v cargo >/dev/null || [ "$(rust_minor || echo 0)" -lt "$MIN_RUST_M
     rustup default stable
 fi
 if command -v rustup >/dev/null; then
+    installed=$(rustup component list --installed 2>/dev/null || true)
     for component in rustfmt clippy; do
-        rustup component list --installed 2>/dev/null | grep -q "^$component" || rustup component add "$component"
+        case "$installed" in
+            *"$component"*) ;;
+            *) rustup component add "$component" ;;
+        esac
     done
 fi
