@@ -4,9 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
-# The end-to-end tests run real containers on this bridge (they need root).
+# Real containers and a real sshd for the tests that need them (as root).
 if [ "$(id -u)" = 0 ]; then
-    bash scripts/lxc-host.sh phxtest0 10.79.0.1/24
+    bash scripts/test-host.sh
 fi
 # shellcheck disable=SC1091
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"

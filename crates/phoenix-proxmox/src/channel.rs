@@ -1,0 +1,220 @@
+//! The node channel: commands on a Proxmox node, over SSH with the system's OpenSSH client, one
+//! multiplexed connection per node, host keys verified against a known-hosts file (an unknown
+//! key is refused), and argument vectors that reach the remote program intact — each argument is
+//! quoted once for the remote login shell, and `pct exec` passes them on without a shell.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How to reach one node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshTarget {
+    /// Host name or address.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// Remote user.
+    pub user: String,
+    /// Private key (else the agent and `~/.ssh`).
+    pub identity: Option<PathBuf>,
+    /// Known-hosts file the node's key must be in.
+    pub known_hosts: PathBuf,
+    /// Directory for the multiplexing socket.
+    pub control_dir: PathBuf,
+}
+
+/// What a remote command did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    /// Exit status (255: SSH itself failed).
+    pub status: i32,
+    /// Standard output.
+    pub stdout: Vec<u8>,
+    /// Standard error.
+    pub stderr: Vec<u8>,
+}
+
+/// Why a remote command could not run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChannelError {
+    /// The node's host key is not the one in the known-hosts file (or is missing from it).
+    #[error("the host key of {host} is not in {known_hosts}: refusing to connect")]
+    HostKey {
+        /// The node.
+        host: String,
+        /// The file.
+        known_hosts: String,
+    },
+    /// SSH failed to connect or to log in.
+    #[error("ssh to {host} failed: {message}")]
+    Connect {
+        /// The node.
+        host: String,
+        /// SSH's words.
+        message: String,
+    },
+    /// The command ran longer than allowed.
+    #[error("`{command}` on {host} timed out after {seconds}s")]
+    Timeout {
+        /// The node.
+        host: String,
+        /// The command.
+        command: String,
+        /// The limit.
+        seconds: u64,
+    },
+    /// The ssh program could not be started.
+    #[error("cannot run ssh: {0}")]
+    Spawn(String),
+}
+
+/// Quotes one argument for a POSIX shell: `it's` becomes `'it'\''s'`.
+pub fn shell_quote(arg: &str) -> String {
+    format!("'{}'", arg.replace('\'', r"'\''"))
+}
+
+/// The command line the remote shell runs for an argument vector.
+pub fn remote_command(argv: &[String]) -> String {
+    argv.iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" ")
+}
+
+/// `pct exec <id> -- argv...`
+pub fn pct_exec(id: u32, argv: &[String]) -> Vec<String> {
+    let mut v = vec!["pct".to_string(), "exec".into(), id.to_string(), "--".into()];
+    v.extend_from_slice(argv);
+    v
+}
+
+/// `pct push <id> <file on the node> <path in the container> --perms MODE --user UID --group GID`
+pub fn pct_push(id: u32, node_file: &str, path: &str, mode: u32, uid: u32, gid: u32) -> Vec<String> {
+    [
+        "pct",
+        "push",
+        &id.to_string(),
+        node_file,
+        path,
+        "--perms",
+        &format!("{mode:o}"),
+        "--user",
+        &uid.to_string(),
+        "--group",
+        &gid.to_string(),
+    ]
+    .iter()
+    .map(|s| (*s).to_string())
+    .collect()
+}
+
+impl SshTarget {
+    fn base_args(&self) -> Vec<String> {
+        let mut args = vec![
+            "-p".to_string(),
+            self.port.to_string(),
+            "-o".into(),
+            "BatchMode=yes".into(),
+            "-o".into(),
+            "StrictHostKeyChecking=yes".into(),
+            "-o".into(),
+            format!("UserKnownHostsFile={}", self.known_hosts.display()),
+            "-o".into(),
+            "GlobalKnownHostsFile=/dev/null".into(),
+            "-o".into(),
+            "ControlMaster=auto".into(),
+            "-o".into(),
+            format!("ControlPath={}/%C", self.control_dir.display()),
+            "-o".into(),
+            "ControlPersist=120".into(),
+            "-o".into(),
+            "ConnectTimeout=15".into(),
+            "-o".into(),
+            "LogLevel=ERROR".into(),
+        ];
+        if let Some(id) = &self.identity {
+            args.extend(["-i".into(), id.display().to_string(), "-o".into(), "IdentitiesOnly=yes".into()]);
+        }
+        args.push(format!("{}@{}", self.user, self.host));
+        args
+    }
+
+    /// Runs an argument vector on the node, feeding `input` on stdin (or none), with a timeout.
+    pub fn run(&self, argv: &[String], input: Option<&[u8]>, timeout: Duration) -> Result<Output, ChannelError> {
+        let mut args = self.base_args();
+        args.push("--".into());
+        args.push(remote_command(argv));
+        let mut child = Command::new("ssh")
+            .args(&args)
+            .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| ChannelError::Spawn(e.to_string()))?;
+        if let (Some(data), Some(mut stdin)) = (input, child.stdin.take()) {
+            let data = data.to_vec();
+            std::thread::spawn(move || {
+                let _ = stdin.write_all(&data);
+            });
+        }
+        let reader = |s: Option<Box<dyn Read + Send>>| {
+            std::thread::spawn(move || {
+                let mut b = Vec::new();
+                if let Some(mut s) = s {
+                    let _ = s.read_to_end(&mut b);
+                }
+                b
+            })
+        };
+        let out = reader(child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>));
+        let err = reader(child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>));
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(s)) => break s.code().unwrap_or(-1),
+                Ok(None) if Instant::now() >= deadline => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(ChannelError::Timeout {
+                        host: self.host.clone(),
+                        command: argv.join(" "),
+                        seconds: timeout.as_secs(),
+                    });
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+                Err(e) => return Err(ChannelError::Spawn(e.to_string())),
+            }
+        };
+        let (stdout, stderr) = (out.join().unwrap_or_default(), err.join().unwrap_or_default());
+        if status == 255 {
+            let message = String::from_utf8_lossy(&stderr).trim().to_string();
+            if message.contains("Host key verification failed")
+                || message.contains("No ED25519 host key is known")
+                || message.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
+            {
+                return Err(ChannelError::HostKey {
+                    host: self.host.clone(),
+                    known_hosts: self.known_hosts.display().to_string(),
+                });
+            }
+            return Err(ChannelError::Connect { host: self.host.clone(), message });
+        }
+        Ok(Output { status, stdout, stderr })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_survives_a_posix_shell() {
+        let argv: Vec<String> = ["printf", "%s|", "a b", "it's", "$(id)", "*", "line1\nline2", "--", "", "\\"]
+            .iter()
+            .map(|s| (*s).to_string())
+            .collect();
+        let out = Command::new("sh").arg("-c").arg(remote_command(&argv)).output().expect("sh");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "a b|it's|$(id)|*|line1\nline2|--||\\|");
+        assert_eq!(pct_exec(950, &argv[..2])[..4], ["pct", "exec", "950", "--"]);
+        assert_eq!(pct_push(950, "/tmp/x", "/etc/y", 0o600, 0, 0)[5..7], ["--perms", "600"]);
+    }
+}

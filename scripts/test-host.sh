@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Prepares this machine (as root) for the tests that use real components: LXC with the bridge
+# phxtest0 for the end-to-end tests, and an OpenSSH server binary for the node-channel tests
+# (the tests start their own sshd on loopback; the system's sshd is not started).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/lxc-host.sh phxtest0 10.79.0.1/24
+if ! dpkg -s openssh-server >/dev/null 2>&1; then
+    echo "test-host: installing openssh-server" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends openssh-server openssh-client
+fi
+mkdir -p /run/sshd
