@@ -5,5 +5,7 @@
 //! refused with per-parameter errors as Proxmox refuses it (HTTP 400).
 
 pub mod schema;
+pub mod server;
 
 pub use schema::{ApiSchema, Endpoint, ParamError, PveVersion};
+pub use server::{Credentials, PveDouble, Recorded};

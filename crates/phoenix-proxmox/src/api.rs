@@ -1,0 +1,308 @@
+//! The Proxmox VE REST API over HTTPS: certificate verification by a CA file or a pinned SHA-256
+//! fingerprint (turning it off must be asked for), API-token or ticket authentication, form
+//! bodies, the `{"data": ...}` envelope, and errors that say whether the request may have been
+//! applied.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::Duration;
+
+use phoenix_backend::{BackendError, Delivery, ErrorKind};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use sha2::{Digest, Sha256};
+
+/// How the API's certificate is checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsVerify {
+    /// Against these CA certificates (PEM).
+    Ca(Vec<u8>),
+    /// The certificate's SHA-256 fingerprint must be this one.
+    Fingerprint([u8; 32]),
+    /// Not at all (explicitly asked for; anyone on the path can read the token).
+    Insecure,
+}
+
+impl TlsVerify {
+    /// Parses a fingerprint as Proxmox shows it: `AB:CD:...`, 32 bytes.
+    pub fn fingerprint(text: &str) -> Option<TlsVerify> {
+        let bytes: Vec<u8> =
+            text.split(':').map(|h| u8::from_str_radix(h, 16).ok().filter(|_| h.len() == 2)).collect::<Option<_>>()?;
+        Some(TlsVerify::Fingerprint(bytes.try_into().ok()?))
+    }
+}
+
+/// How requests are authenticated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Auth {
+    /// An API token: `user@realm!name` and its secret.
+    Token {
+        /// Token ID.
+        id: String,
+        /// Token secret.
+        secret: String,
+    },
+    /// A ticket with its CSRF token (for what Proxmox reserves to `root@pam`).
+    Ticket {
+        /// The `PVEAuthCookie` value.
+        ticket: String,
+        /// The `CSRFPreventionToken`.
+        csrf: String,
+    },
+}
+
+/// A Proxmox API endpoint.
+#[derive(Clone)]
+pub struct ApiClient {
+    host: String,
+    port: u16,
+    auth: Auth,
+    tls: Arc<ClientConfig>,
+    timeout: Duration,
+}
+
+/// Accepts exactly one certificate, by its SHA-256 fingerprint; signatures are still verified.
+#[derive(Debug)]
+struct Pinned {
+    fingerprint: [u8; 32],
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl ServerCertVerifier for Pinned {
+    fn verify_server_cert(
+        &self,
+        end: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if Sha256::digest(end.as_ref()).as_slice() == self.fingerprint {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::General("the certificate does not have the pinned fingerprint".into()))
+        }
+    }
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(m, c, d, &self.provider.signature_verification_algorithms)
+    }
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(m, c, d, &self.provider.signature_verification_algorithms)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// Accepts any certificate: only when verification was turned off on purpose.
+#[derive(Debug)]
+struct Unverified(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for Unverified {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// Percent-encodes a form value.
+pub fn form_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn pem_certs(pem: &[u8]) -> Vec<CertificateDer<'static>> {
+    use rustls::pki_types::pem::PemObject;
+    CertificateDer::pem_slice_iter(pem).filter_map(Result::ok).collect()
+}
+
+impl ApiClient {
+    /// A client for `host:port`.
+    pub fn new(host: &str, port: u16, auth: Auth, verify: TlsVerify) -> Result<ApiClient, String> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?;
+        let config = match verify {
+            TlsVerify::Ca(pem) => {
+                let mut roots = RootCertStore::empty();
+                let certs = pem_certs(&pem);
+                if certs.is_empty() {
+                    return Err("the CA file holds no PEM certificate".into());
+                }
+                for c in certs {
+                    roots.add(c).map_err(|e| format!("bad CA certificate: {e}"))?;
+                }
+                builder.with_root_certificates(roots).with_no_client_auth()
+            }
+            TlsVerify::Fingerprint(fingerprint) => builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(Pinned { fingerprint, provider }))
+                .with_no_client_auth(),
+            TlsVerify::Insecure => builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(Unverified(provider)))
+                .with_no_client_auth(),
+        };
+        Ok(ApiClient { host: host.to_string(), port, auth, tls: Arc::new(config), timeout: Duration::from_secs(60) })
+    }
+
+    /// Sends a request; `params` go in the query (GET, DELETE) or a form body (POST, PUT).
+    /// Returns the response's `data`.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        params: &[(&str, String)],
+    ) -> Result<serde_json::Value, BackendError> {
+        let not_sent = |m: String| BackendError {
+            kind: ErrorKind::Transient,
+            delivery: Delivery::NotSent,
+            message: m,
+            detail: None,
+        };
+        let form: String =
+            params.iter().map(|(k, v)| format!("{}={}", form_encode(k), form_encode(v))).collect::<Vec<_>>().join("&");
+        let with_body = matches!(method, "POST" | "PUT");
+        let target =
+            if with_body || form.is_empty() { format!("/api2/json{path}") } else { format!("/api2/json{path}?{form}") };
+        let addr = (self.host.as_str(), self.port)
+            .to_socket_addrs()
+            .map_err(|e| not_sent(format!("cannot resolve {}: {e}", self.host)))?
+            .next()
+            .ok_or_else(|| not_sent(format!("{} has no address", self.host)))?;
+        let tcp = TcpStream::connect_timeout(&addr, self.timeout)
+            .map_err(|e| not_sent(format!("cannot connect to {}:{}: {e}", self.host, self.port)))?;
+        let _ = tcp.set_read_timeout(Some(self.timeout));
+        let name = ServerName::try_from(self.host.clone()).map_err(|e| not_sent(e.to_string()))?;
+        let conn = rustls::ClientConnection::new(self.tls.clone(), name).map_err(|e| not_sent(e.to_string()))?;
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        // The handshake runs (and the certificate is checked) before any byte of the request,
+        // so a refused certificate never sees the token.
+        while tls.conn.is_handshaking() {
+            tls.conn.complete_io(&mut tls.sock).map_err(|e| {
+                BackendError::permanent(Delivery::NotSent, format!("TLS with {}:{} failed: {e}", self.host, self.port))
+            })?;
+        }
+        let auth = match &self.auth {
+            Auth::Token { id, secret } => format!("Authorization: PVEAPIToken={id}={secret}\r\n"),
+            Auth::Ticket { ticket, csrf } => {
+                let csrf = if method == "GET" { String::new() } else { format!("CSRFPreventionToken: {csrf}\r\n") };
+                format!("Cookie: PVEAuthCookie={ticket}\r\n{csrf}")
+            }
+        };
+        let body = if with_body { form } else { String::new() };
+        let request = format!(
+            "{method} {target} HTTP/1.1\r\nHost: {}:{}\r\n{auth}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            self.host,
+            self.port,
+            body.len()
+        );
+        let maybe = |m: String| BackendError {
+            kind: ErrorKind::Transient,
+            delivery: Delivery::MaybeApplied,
+            message: m,
+            detail: None,
+        };
+        tls.write_all(request.as_bytes()).map_err(|e| maybe(format!("{method} {path}: {e}")))?;
+        let mut reader = BufReader::new(tls);
+        let mut status_line = String::new();
+        reader.read_line(&mut status_line).map_err(|e| maybe(format!("{method} {path}: no answer: {e}")))?;
+        let status: u16 = status_line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| maybe(format!("{method} {path}: not an HTTP answer: {status_line:?}")))?;
+        let reason = status_line.splitn(3, ' ').nth(2).unwrap_or_default().trim().to_string();
+        let mut length = 0usize;
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).map_err(|e| maybe(e.to_string()))?;
+            if line.trim().is_empty() {
+                break;
+            }
+            if let Some((k, v)) = line.split_once(':')
+                && k.eq_ignore_ascii_case("content-length")
+            {
+                length = v.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut body = vec![0u8; length];
+        reader.read_exact(&mut body).map_err(|e| maybe(e.to_string()))?;
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        match status {
+            200..=299 => Ok(json.get("data").cloned().unwrap_or_default()),
+            400 => {
+                let errors = json
+                    .get("errors")
+                    .and_then(|e| e.as_object())
+                    .map(|m| {
+                        m.iter()
+                            .map(|(k, v)| format!("{k}: {}", v.as_str().unwrap_or_default()))
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    })
+                    .unwrap_or_default();
+                Err(BackendError::permanent(Delivery::NotSent, format!("{method} {path}: {reason}"))
+                    .with_detail(errors))
+            }
+            401 | 403 => Err(BackendError::permanent(Delivery::NotSent, format!("{method} {path}: {status} {reason}"))),
+            500..=599 => Err(maybe(format!("{method} {path}: {status} {reason}"))),
+            _ => Err(BackendError::permanent(Delivery::MaybeApplied, format!("{method} {path}: {status} {reason}"))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints_and_form_encoding() {
+        let fp = "3A:1F:5C:9B:27:E4:80:6D:11:C2:4B:9F:03:7E:A8:52:66:D0:19:BC:4E:F3:72:A1:88:0B:DD:65:CE:29:94:17";
+        assert!(matches!(TlsVerify::fingerprint(fp), Some(TlsVerify::Fingerprint(b)) if b[0] == 0x3A && b[31] == 0x17));
+        assert!(TlsVerify::fingerprint("3A:1F").is_none());
+        assert_eq!(form_encode("name=eth0,ip=10.0.0.5/24 x"), "name%3Deth0%2Cip%3D10.0.0.5%2F24%20x");
+    }
+}

@@ -1,0 +1,80 @@
+//! The API client against the PVE test double over HTTPS on loopback: certificate pinning and CA
+//! verification, token and ticket authentication, and requests refused as Proxmox refuses them.
+
+use phoenix_proxmox::api::{ApiClient, Auth, TlsVerify};
+use phoenix_pve_double::{Credentials, PveDouble, PveVersion};
+
+fn credentials() -> Credentials {
+    Credentials {
+        token: ("phoenix@pve!ci".into(), "0f9e8d7c-6b5a-4321-9abc-def012345678".into()),
+        root_ticket: "PVE:root@pam:6745F0A1::sig".into(),
+    }
+}
+
+fn token() -> Auth {
+    let (id, secret) = credentials().token;
+    Auth::Token { id, secret }
+}
+
+fn client(double: &PveDouble, auth: Auth, verify: TlsVerify) -> ApiClient {
+    ApiClient::new("127.0.0.1", double.addr.port(), auth, verify).expect("client")
+}
+
+#[test]
+fn a_pinned_fingerprint_or_the_ca_is_required_and_a_wrong_one_never_sees_the_token() {
+    for version in PveVersion::ALL {
+        let double = PveDouble::start(version, credentials());
+        let pinned = client(&double, token(), TlsVerify::fingerprint(&double.fingerprint).expect("fingerprint"));
+        let v = pinned.request("GET", "/version", &[]).expect("version");
+        assert_eq!(v["version"], if version == PveVersion::V8 { "8.4.5" } else { "9.2.3" });
+        let by_ca = client(&double, token(), TlsVerify::Ca(double.ca_pem.clone().into_bytes()));
+        assert!(by_ca.request("GET", "/version", &[]).is_ok());
+
+        let seen = double.requests().len();
+        let wrong = "00:".repeat(31) + "00";
+        let e = client(&double, token(), TlsVerify::fingerprint(&wrong).expect("fingerprint"))
+            .request("GET", "/version", &[])
+            .expect_err("wrong pin");
+        assert!(e.message.contains("TLS with 127.0.0.1"), "{}", e.message);
+        assert_eq!(e.delivery, phoenix_backend::Delivery::NotSent);
+        let other_ca = PveDouble::start(version, credentials());
+        assert!(
+            client(&double, token(), TlsVerify::Ca(other_ca.ca_pem.clone().into_bytes()))
+                .request("GET", "/version", &[])
+                .is_err()
+        );
+        assert_eq!(double.requests().len(), seen, "a request went out over an unverified connection");
+    }
+}
+
+#[test]
+fn requests_are_checked_against_the_schema_and_root_only_settings_need_the_ticket() {
+    let double = PveDouble::start(PveVersion::V8, credentials());
+    let pin = || TlsVerify::fingerprint(&double.fingerprint).expect("fingerprint");
+    let api = client(&double, token(), pin());
+
+    let bad_secret = client(&double, Auth::Token { id: "phoenix@pve!ci".into(), secret: "wrong".into() }, pin());
+    assert!(bad_secret.request("GET", "/version", &[]).expect_err("401").message.contains("401"));
+
+    let e =
+        api.request("PUT", "/nodes/pve1/lxc/950/config", &[("lxc.idmap", "u 0 100000 65536".into())]).expect_err("400");
+    assert!(e.detail.as_deref().unwrap_or_default().contains("lxc.idmap: property is not defined in schema"), "{e:?}");
+
+    let e = api
+        .request("PUT", "/nodes/pve1/lxc/950/config", &[("dev0", "/dev/nvidia0,mode=0666".into())])
+        .expect_err("403");
+    assert!(e.message.contains("only allowed for root@pam"), "{}", e.message);
+    let ticket = client(&double, Auth::Ticket { ticket: credentials().root_ticket, csrf: "csrf".into() }, pin());
+    assert!(ticket.request("PUT", "/nodes/pve1/lxc/950/config", &[("dev0", "/dev/nvidia0,mode=0666".into())]).is_ok());
+
+    // Values with commas, slashes and spaces arrive as they were sent.
+    api.request(
+        "PUT",
+        "/nodes/pve1/lxc/950/config",
+        &[("net0", "name=eth0,bridge=vmbr0,ip=10.0.0.5/24".into()), ("description", "a b & c = d".into())],
+    )
+    .expect("ok");
+    let last = double.requests().pop().expect("recorded");
+    assert_eq!(last.params.get("net0").map(String::as_str), Some("name=eth0,bridge=vmbr0,ip=10.0.0.5/24"));
+    assert_eq!(last.params.get("description").map(String::as_str), Some("a b & c = d"));
+}
