@@ -9,4 +9,5 @@ pub mod channel;
 pub mod conf;
 pub mod decode;
 pub mod propstring;
+pub mod task;
 pub mod upid;

@@ -78,3 +78,51 @@ fn requests_are_checked_against_the_schema_and_root_only_settings_need_the_ticke
     assert_eq!(last.params.get("net0").map(String::as_str), Some("name=eth0,bridge=vmbr0,ip=10.0.0.5/24"));
     assert_eq!(last.params.get("description").map(String::as_str), Some("a b & c = d"));
 }
+
+#[test]
+fn tasks_are_polled_until_they_stop_and_failures_carry_the_log() {
+    use std::time::Duration;
+
+    use phoenix_proxmox::task::{Poll, wait};
+    use phoenix_proxmox::upid::Upid;
+    let double = PveDouble::start(PveVersion::V9, credentials());
+    let api = client(&double, token(), TlsVerify::fingerprint(&double.fingerprint).expect("fingerprint"));
+    double.set_task_duration(Duration::from_millis(300));
+    let start = |vmid: &str| -> Upid {
+        let upid = api.request("POST", &format!("/nodes/pve1/lxc/{vmid}/status/start"), &[]).expect("start");
+        upid.as_str().expect("a UPID").parse().expect("valid UPID")
+    };
+    let upid = start("950");
+    assert_eq!(
+        (upid.node.as_str(), upid.kind.as_str(), upid.id.as_str(), upid.user.as_str()),
+        ("pve1", "vzstart", "950", "phoenix@pve!ci")
+    );
+    let poll = Poll { first: Duration::from_millis(20), max: Duration::from_millis(200) };
+    let done = wait(&api, &upid, poll, Duration::from_secs(10)).expect("ok");
+    assert_eq!(done.warnings, 0);
+    assert!((2..=8).contains(&done.polls), "polled {} times for a 300 ms task", done.polls);
+
+    double.fail_next_task("WARNINGS: 2", &["WARN: something odd", "TASK WARNINGS: 2"]);
+    assert_eq!(wait(&api, &start("951"), poll, Duration::from_secs(10)).expect("warnings are success").warnings, 2);
+
+    double.fail_next_task(
+        "command 'lxc-start -n 952' failed: exit code 1",
+        &[
+            "run_buffer: 571 Script exited with status 1",
+            "lxc_init: 845 Failed to run lxc.hook.pre-start",
+            "TASK ERROR: startup for container '952' failed",
+        ],
+    );
+    let e = wait(&api, &start("952"), poll, Duration::from_secs(10)).expect_err("failed task");
+    assert!(e.message.contains("task vzstart 952 on pve1 failed: command 'lxc-start -n 952' failed"), "{}", e.message);
+    assert!(
+        e.detail.as_deref().unwrap_or_default().contains("TASK ERROR: startup for container '952' failed"),
+        "{e:?}"
+    );
+
+    double.set_task_duration(Duration::from_secs(60));
+    let e = wait(&api, &start("953"), poll, Duration::from_millis(300)).expect_err("timeout");
+    assert!(e.is_transient() && e.message.contains("still runs"), "{}", e.message);
+    // Every request the client sent was valid for the schema.
+    assert!(double.requests().iter().all(|r| r.status == 200), "{:?}", double.requests());
+}

@@ -4,8 +4,9 @@
 //! 401 without valid credentials, 400 with per-parameter errors, 403 for what Proxmox reserves to
 //! `root@pam` when asked with a token.
 //!
-//! The model of guests, tasks and locks behind the endpoints is still to come: valid requests
-//! other than `GET /version` are answered with empty data.
+//! Requests Proxmox runs as tasks (create, clone, start/stop, snapshot, destroy) answer with a
+//! UPID; the task runs for a set time and stops with `OK` or an injected failure, and its status
+//! and log can be read. The model of guests and locks behind the endpoints is still to come.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -35,6 +36,46 @@ pub struct Recorded {
     pub status: u16,
 }
 
+/// A task the double runs: it is running until its time is up, then stopped with its exit status.
+#[derive(Debug, Clone)]
+struct Task {
+    started: std::time::Instant,
+    duration: std::time::Duration,
+    exitstatus: String,
+    log: Vec<String>,
+}
+
+/// What the double keeps between requests.
+#[derive(Debug, Default)]
+struct Model {
+    tasks: BTreeMap<String, Task>,
+    next_pid: u32,
+    task_duration: std::time::Duration,
+    fail_next: Option<(String, Vec<String>)>,
+}
+
+impl Model {
+    /// Starts a task for a request that Proxmox answers with a UPID.
+    fn start_task(&mut self, node: &str, kind: &str, id: &str, user: &str) -> String {
+        self.next_pid += 1;
+        let starttime = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let upid = format!(
+            "UPID:{node}:{:08X}:{:08X}:{starttime:08X}:{kind}:{id}:{user}:",
+            0x1000 + self.next_pid,
+            0x0012_0000 + self.next_pid
+        );
+        let (exitstatus, log) = match self.fail_next.take() {
+            Some((exit, log)) => (exit, log),
+            None => ("OK".to_string(), vec![format!("{kind} {id}"), "TASK OK".to_string()]),
+        };
+        self.tasks.insert(
+            upid.clone(),
+            Task { started: std::time::Instant::now(), duration: self.task_duration, exitstatus, log },
+        );
+        upid
+    }
+}
+
 /// A running double.
 pub struct PveDouble {
     /// Its address.
@@ -46,6 +87,7 @@ pub struct PveDouble {
     /// The version it plays.
     pub version: PveVersion,
     recorded: Arc<Mutex<Vec<Recorded>>>,
+    model: Arc<Mutex<Model>>,
     stop: Arc<AtomicBool>,
 }
 
@@ -87,20 +129,33 @@ impl PveDouble {
         listener.set_nonblocking(true).expect("nonblocking");
         let addr = listener.local_addr().expect("addr");
         let recorded = Arc::new(Mutex::new(Vec::new()));
+        let model = Arc::new(Mutex::new(Model::default()));
         let stop = Arc::new(AtomicBool::new(false));
-        let (rec, halt) = (recorded.clone(), stop.clone());
+        let (rec, halt, shared) = (recorded.clone(), stop.clone(), model.clone());
         std::thread::spawn(move || {
             while !halt.load(Ordering::SeqCst) {
                 match listener.accept() {
                     Ok((tcp, _)) => {
-                        let (config, rec, credentials) = (config.clone(), rec.clone(), credentials.clone());
-                        std::thread::spawn(move || serve(tcp, config, version, &credentials, &rec));
+                        let (config, rec, credentials, model) =
+                            (config.clone(), rec.clone(), credentials.clone(), shared.clone());
+                        std::thread::spawn(move || serve(tcp, config, version, &credentials, &rec, &model));
                     }
                     Err(_) => std::thread::sleep(std::time::Duration::from_millis(5)),
                 }
             }
         });
-        PveDouble { addr, ca_pem: ca.pem(), fingerprint, version, recorded, stop }
+        PveDouble { addr, ca_pem: ca.pem(), fingerprint, version, recorded, model, stop }
+    }
+
+    /// How long each task runs before it stops.
+    pub fn set_task_duration(&self, duration: std::time::Duration) {
+        self.model.lock().unwrap_or_else(PoisonError::into_inner).task_duration = duration;
+    }
+
+    /// Makes the next task fail with this exit status and log.
+    pub fn fail_next_task(&self, exitstatus: &str, log: &[&str]) {
+        self.model.lock().unwrap_or_else(PoisonError::into_inner).fail_next =
+            Some((exitstatus.to_string(), log.iter().map(|l| (*l).to_string()).collect()));
     }
 
     /// Every request received so far.
@@ -155,6 +210,7 @@ fn serve(
     version: PveVersion,
     credentials: &Credentials,
     recorded: &Mutex<Vec<Recorded>>,
+    model: &Mutex<Model>,
 ) {
     let _ = tcp.set_nonblocking(false);
     let Ok(conn) = rustls::ServerConnection::new(config) else { return };
@@ -191,16 +247,15 @@ fn serve(
         .get("cookie")
         .and_then(|c| c.split(';').find_map(|c| c.trim().strip_prefix("PVEAuthCookie=")))
         .map(str::to_string);
-    let (status, reason, answer) = respond(
-        version,
-        credentials,
-        &method,
-        &path,
-        &ps,
-        token.as_ref(),
-        ticket.as_deref(),
-        headers.contains_key("csrfpreventiontoken"),
-    );
+    let request = Request {
+        method: &method,
+        path: &path,
+        params: &ps,
+        token: token.as_ref(),
+        ticket: ticket.as_deref(),
+        csrf: headers.contains_key("csrfpreventiontoken"),
+    };
+    let (status, reason, answer) = respond(version, credentials, model, &request);
     recorded.lock().unwrap_or_else(PoisonError::into_inner).push(Recorded {
         method,
         path,
@@ -220,17 +275,23 @@ fn serve(
     let _ = stream.conn.complete_io(&mut stream.sock);
 }
 
-#[allow(clippy::too_many_arguments)]
+/// A decoded request.
+struct Request<'a> {
+    method: &'a str,
+    path: &'a str,
+    params: &'a BTreeMap<String, String>,
+    token: Option<&'a (String, String)>,
+    ticket: Option<&'a str>,
+    csrf: bool,
+}
+
 fn respond(
     version: PveVersion,
     credentials: &Credentials,
-    method: &str,
-    path: &str,
-    ps: &BTreeMap<String, String>,
-    token: Option<&(String, String)>,
-    ticket: Option<&str>,
-    csrf: bool,
+    model: &Mutex<Model>,
+    req: &Request<'_>,
 ) -> (u16, &'static str, Value) {
+    let (method, path, ps, token, ticket, csrf) = (req.method, req.path, req.params, req.token, req.ticket, req.csrf);
     let token_ok = token.is_some_and(|t| *t == credentials.token);
     let ticket_ok = ticket == Some(credentials.root_ticket.as_str()) && (method == "GET" || csrf);
     if !token_ok && !ticket_ok {
@@ -279,6 +340,46 @@ fn respond(
             PveVersion::V9 => "9.2.3",
         };
         return (200, "OK", json!({ "data": { "version": v, "release": &v[..3], "repoid": "double" } }));
+    }
+    let user = token.map_or("root@pam".to_string(), |t| t.0.clone());
+    let segs: Vec<&str> = path.split('/').collect();
+    let mut model = model.lock().unwrap_or_else(PoisonError::into_inner);
+    if let ["", "nodes", _, "tasks", upid, what] = segs.as_slice() {
+        let Some(task) = model.tasks.get(*upid) else {
+            return (500, "no such task", json!({ "data": null }));
+        };
+        let done = task.started.elapsed() >= task.duration;
+        return match *what {
+            "status" if done => {
+                (200, "OK", json!({ "data": { "status": "stopped", "exitstatus": task.exitstatus, "upid": upid } }))
+            }
+            "status" => (200, "OK", json!({ "data": { "status": "running", "upid": upid } })),
+            _ => {
+                let lines: Vec<Value> =
+                    task.log.iter().enumerate().map(|(n, t)| json!({ "n": n + 1, "t": t })).collect();
+                (200, "OK", json!({ "data": lines }))
+            }
+        };
+    }
+    let task = match (method, segs.as_slice()) {
+        ("POST", ["", "nodes", node, "lxc"]) => {
+            Some((*node, "vzcreate".to_string(), ps.get("vmid").cloned().unwrap_or_default()))
+        }
+        ("POST", ["", "nodes", node, "lxc", vmid, "clone"]) => {
+            Some((*node, "vzclone".to_string(), (*vmid).to_string()))
+        }
+        ("POST", ["", "nodes", node, "lxc", vmid, "status", action]) => {
+            Some((*node, format!("vz{action}"), (*vmid).to_string()))
+        }
+        ("POST", ["", "nodes", node, "lxc", vmid, "snapshot"]) => {
+            Some((*node, "vzsnapshot".to_string(), (*vmid).to_string()))
+        }
+        ("DELETE", ["", "nodes", node, "lxc", vmid]) => Some((*node, "vzdestroy".to_string(), (*vmid).to_string())),
+        _ => None,
+    };
+    if let Some((node, kind, id)) = task {
+        let upid = model.start_task(node, &kind, &id, &user);
+        return (200, "OK", json!({ "data": upid }));
     }
     (200, "OK", json!({ "data": null }))
 }
