@@ -288,7 +288,11 @@ impl ApiClient {
                     .with_detail(errors))
             }
             401 | 403 => Err(BackendError::permanent(Delivery::NotSent, format!("{method} {path}: {status} {reason}"))),
-            500..=599 => Err(maybe(format!("{method} {path}: {status} {reason}"))),
+            // Proxmox answers 500 for both: lock timeouts are worth retrying, the rest is not.
+            500..=599 if reason.contains("got timeout") || reason.contains("is locked") || status != 500 => {
+                Err(maybe(format!("{method} {path}: {status} {reason}")))
+            }
+            500 => Err(BackendError::permanent(Delivery::MaybeApplied, format!("{method} {path}: {reason}"))),
             _ => Err(BackendError::permanent(Delivery::MaybeApplied, format!("{method} {path}: {status} {reason}"))),
         }
     }

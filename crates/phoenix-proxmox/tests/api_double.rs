@@ -16,6 +16,30 @@ fn token() -> Auth {
     Auth::Token { id, secret }
 }
 
+/// Creates a container through the API and waits for the task.
+fn make_container(api: &ApiClient, vmid: &str) {
+    let upid: phoenix_proxmox::upid::Upid = api
+        .request(
+            "POST",
+            "/nodes/pve1/lxc",
+            &[
+                ("vmid", vmid.into()),
+                ("ostemplate", "local:vztmpl/debian.tar.zst".into()),
+                ("hostname", format!("ct{vmid}")),
+            ],
+        )
+        .expect("create")
+        .as_str()
+        .expect("UPID")
+        .parse()
+        .expect("UPID");
+    let poll = phoenix_proxmox::task::Poll {
+        first: std::time::Duration::from_millis(5),
+        max: std::time::Duration::from_millis(20),
+    };
+    phoenix_proxmox::task::wait(api, &upid, poll, std::time::Duration::from_secs(10)).expect("created");
+}
+
 fn client(double: &PveDouble, auth: Auth, verify: TlsVerify) -> ApiClient {
     ApiClient::new("127.0.0.1", double.addr.port(), auth, verify).expect("client")
 }
@@ -53,6 +77,7 @@ fn requests_are_checked_against_the_schema_and_root_only_settings_need_the_ticke
     let pin = || TlsVerify::fingerprint(&double.fingerprint).expect("fingerprint");
     let api = client(&double, token(), pin());
 
+    make_container(&api, "950");
     let bad_secret = client(&double, Auth::Token { id: "phoenix@pve!ci".into(), secret: "wrong".into() }, pin());
     assert!(bad_secret.request("GET", "/version", &[]).expect_err("401").message.contains("401"));
 
@@ -87,6 +112,9 @@ fn tasks_are_polled_until_they_stop_and_failures_carry_the_log() {
     use phoenix_proxmox::upid::Upid;
     let double = PveDouble::start(PveVersion::V9, credentials());
     let api = client(&double, token(), TlsVerify::fingerprint(&double.fingerprint).expect("fingerprint"));
+    for vmid in ["950", "951", "952", "953"] {
+        make_container(&api, vmid);
+    }
     double.set_task_duration(Duration::from_millis(300));
     let start = |vmid: &str| -> Upid {
         let upid = api.request("POST", &format!("/nodes/pve1/lxc/{vmid}/status/start"), &[]).expect("start");
@@ -125,4 +153,105 @@ fn tasks_are_polled_until_they_stop_and_failures_carry_the_log() {
     assert!(e.is_transient() && e.message.contains("still runs"), "{}", e.message);
     // Every request the client sent was valid for the schema.
     assert!(double.requests().iter().all(|r| r.status == 200), "{:?}", double.requests());
+}
+
+#[test]
+fn containers_are_kept_as_proxmox_keeps_them() {
+    use std::time::Duration;
+
+    use phoenix_proxmox::propstring::{Net, Property};
+    use phoenix_proxmox::task::{Poll, wait};
+    use phoenix_proxmox::upid::Upid;
+    let double = PveDouble::start(PveVersion::V8, credentials());
+    double.set_task_duration(Duration::from_millis(150));
+    let api = client(&double, token(), TlsVerify::fingerprint(&double.fingerprint).expect("fingerprint"));
+    let poll = Poll { first: Duration::from_millis(10), max: Duration::from_millis(50) };
+    let run = |method: &str, path: &str, params: &[(&str, String)]| {
+        let upid: Upid =
+            api.request(method, path, params).expect("request").as_str().expect("UPID").parse().expect("UPID");
+        wait(&api, &upid, poll, Duration::from_secs(10)).expect("task")
+    };
+    run(
+        "POST",
+        "/nodes/pve1/lxc",
+        &[
+            ("vmid", "900".into()),
+            ("ostemplate", "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst".into()),
+            ("hostname", "tpl".into()),
+            ("rootfs", "local-zfs:8".into()),
+            ("net0", "name=eth0,bridge=vmbr0,ip=10.0.0.10/24".into()),
+            ("tags", "Web;db".into()),
+        ],
+    );
+    let config = api.request("GET", "/nodes/pve1/lxc/900/config", &[]).expect("config");
+    assert_eq!(config["rootfs"], "local-zfs:subvol-900-disk-0,size=8G");
+    assert_eq!(config["tags"], "db;web");
+    let net = Net::parse(config["net0"].as_str().expect("net0")).expect("net0 parses");
+    assert!(net.hwaddr.as_deref().is_some_and(|m| m.starts_with("BC:24:11:")), "{net:?}");
+
+    // Updates carry the digest; a stale one is refused.
+    let digest = config["digest"].as_str().expect("digest").to_string();
+    api.request("PUT", "/nodes/pve1/lxc/900/config", &[("cores", "2".into()), ("digest", digest.clone())])
+        .expect("update");
+    let e = api
+        .request("PUT", "/nodes/pve1/lxc/900/config", &[("cores", "4".into()), ("digest", digest)])
+        .expect_err("stale digest");
+    assert!(e.message.contains("detected modified configuration"), "{}", e.message);
+
+    // Clones need the snapshot, get new MACs, and a second clone of a busy template times out.
+    let e = api
+        .request("POST", "/nodes/pve1/lxc/900/clone", &[("newid", "901".into()), ("snapname", "ready".into())])
+        .expect_err("no snapshot");
+    assert!(e.message.contains("snapshot 'ready' does not exist") && !e.is_transient(), "{e:?}");
+    run("POST", "/nodes/pve1/lxc/900/snapshot", &[("snapname", "ready".into())]);
+    double.set_task_duration(Duration::from_millis(400));
+    let first: Upid = api
+        .request(
+            "POST",
+            "/nodes/pve1/lxc/900/clone",
+            &[("newid", "901".into()), ("snapname", "ready".into()), ("hostname", "web-1".into())],
+        )
+        .expect("clone")
+        .as_str()
+        .expect("UPID")
+        .parse()
+        .expect("UPID");
+    let e = api
+        .request("POST", "/nodes/pve1/lxc/900/clone", &[("newid", "902".into()), ("snapname", "ready".into())])
+        .expect_err("locked");
+    assert!(
+        e.is_transient() && e.message.contains("can't lock file '/run/lock/lxc/pve-config-900.lock' - got timeout"),
+        "{e:?}"
+    );
+    wait(&api, &first, poll, Duration::from_secs(10)).expect("clone task");
+    let clone = api.request("GET", "/nodes/pve1/lxc/901/config", &[]).expect("clone config");
+    assert_eq!(clone["hostname"], "web-1");
+    assert_ne!(
+        Net::parse(clone["net0"].as_str().expect("net0")).expect("net0").hwaddr,
+        net.hwaddr,
+        "the clone kept the template's MAC"
+    );
+
+    // The whole cluster in one call; guests are found on their own node only.
+    let resources = api.request("GET", "/cluster/resources", &[("type", "vm".into())]).expect("resources");
+    assert_eq!(resources.as_array().map(Vec::len), Some(2));
+    assert!(
+        api.request("GET", "/nodes/pve2/lxc/900/config", &[])
+            .expect_err("wrong node")
+            .message
+            .contains("does not exist")
+    );
+
+    // A running container is not destroyed.
+    double.set_task_duration(Duration::from_millis(10));
+    run("POST", "/nodes/pve1/lxc/901/status/start", &[]);
+    assert!(
+        api.request("DELETE", "/nodes/pve1/lxc/901", &[("purge", "1".into())])
+            .expect_err("running")
+            .message
+            .contains("is running")
+    );
+    run("POST", "/nodes/pve1/lxc/901/status/stop", &[]);
+    run("DELETE", "/nodes/pve1/lxc/901", &[("purge", "1".into())]);
+    assert_eq!(api.request("GET", "/cluster/resources", &[]).expect("resources").as_array().map(Vec::len), Some(1));
 }

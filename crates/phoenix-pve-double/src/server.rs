@@ -4,9 +4,9 @@
 //! 401 without valid credentials, 400 with per-parameter errors, 403 for what Proxmox reserves to
 //! `root@pam` when asked with a token.
 //!
-//! Requests Proxmox runs as tasks (create, clone, start/stop, snapshot, destroy) answer with a
-//! UPID; the task runs for a set time and stops with `OK` or an injected failure, and its status
-//! and log can be read. The model of guests and locks behind the endpoints is still to come.
+//! Containers are kept as Proxmox keeps them (see [`crate::guests`]). Requests Proxmox runs as
+//! tasks (create, clone, start/stop, snapshot, destroy) answer with a UPID; the task runs for a
+//! set time and stops with `OK` or an injected failure, and its status and log can be read.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -48,6 +48,7 @@ struct Task {
 /// What the double keeps between requests.
 #[derive(Debug, Default)]
 struct Model {
+    guests: BTreeMap<u32, crate::guests::Guest>,
     tasks: BTreeMap<String, Task>,
     next_pid: u32,
     task_duration: std::time::Duration,
@@ -290,12 +291,12 @@ fn respond(
     credentials: &Credentials,
     model: &Mutex<Model>,
     req: &Request<'_>,
-) -> (u16, &'static str, Value) {
+) -> (u16, String, Value) {
     let (method, path, ps, token, ticket, csrf) = (req.method, req.path, req.params, req.token, req.ticket, req.csrf);
     let token_ok = token.is_some_and(|t| *t == credentials.token);
     let ticket_ok = ticket == Some(credentials.root_ticket.as_str()) && (method == "GET" || csrf);
     if !token_ok && !ticket_ok {
-        return (401, "authentication failure", json!({ "data": null }));
+        return (401, "authentication failure".to_string(), json!({ "data": null }));
     }
     let values: BTreeMap<String, Value> = ps.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
     let endpoint = match ApiSchema::get(version).check(method, path, &values) {
@@ -305,31 +306,32 @@ fn respond(
                 .into_iter()
                 .map(|e| (e.param.unwrap_or_else(|| "request".into()), Value::String(e.message)))
                 .collect();
-            return (400, "Parameter verification failed.", json!({ "data": null, "errors": map }));
+            return (400, "Parameter verification failed.".to_string(), json!({ "data": null, "errors": map }));
         }
     };
     if token_ok && !endpoint.allowtoken {
-        return (403, "Permission check failed (API tokens may not call this)", json!({ "data": null }));
+        return (403, "Permission check failed (API tokens may not call this)".to_string(), json!({ "data": null }));
     }
     if token_ok && path.contains("/lxc") {
         if ps.keys().any(|k| k.starts_with("dev") && k[3..].bytes().all(|b| b.is_ascii_digit())) {
             return (
                 403,
-                "Permission check failed (configuring device passthrough is only allowed for root@pam)",
+                "Permission check failed (configuring device passthrough is only allowed for root@pam)".to_string(),
                 json!({ "data": null }),
             );
         }
         if ps.iter().any(|(k, v)| k.starts_with("mp") && v.split(',').next().is_some_and(|vol| vol.starts_with('/'))) {
             return (
                 403,
-                "Permission check failed (only root can set bind or device mount points)",
+                "Permission check failed (only root can set bind or device mount points)".to_string(),
                 json!({ "data": null }),
             );
         }
         if ps.get("features").is_some_and(|f| f.split(',').any(|kv| !kv.starts_with("nesting="))) {
             return (
                 403,
-                "Permission check failed (changing feature flags (except nesting) is only allowed for root@pam)",
+                "Permission check failed (changing feature flags (except nesting) is only allowed for root@pam)"
+                    .to_string(),
                 json!({ "data": null }),
             );
         }
@@ -339,47 +341,38 @@ fn respond(
             PveVersion::V8 => "8.4.5",
             PveVersion::V9 => "9.2.3",
         };
-        return (200, "OK", json!({ "data": { "version": v, "release": &v[..3], "repoid": "double" } }));
+        return (200, "OK".to_string(), json!({ "data": { "version": v, "release": &v[..3], "repoid": "double" } }));
     }
     let user = token.map_or("root@pam".to_string(), |t| t.0.clone());
     let segs: Vec<&str> = path.split('/').collect();
     let mut model = model.lock().unwrap_or_else(PoisonError::into_inner);
     if let ["", "nodes", _, "tasks", upid, what] = segs.as_slice() {
         let Some(task) = model.tasks.get(*upid) else {
-            return (500, "no such task", json!({ "data": null }));
+            return (500, "no such task".to_string(), json!({ "data": null }));
         };
         let done = task.started.elapsed() >= task.duration;
         return match *what {
-            "status" if done => {
-                (200, "OK", json!({ "data": { "status": "stopped", "exitstatus": task.exitstatus, "upid": upid } }))
-            }
-            "status" => (200, "OK", json!({ "data": { "status": "running", "upid": upid } })),
+            "status" if done => (
+                200,
+                "OK".to_string(),
+                json!({ "data": { "status": "stopped", "exitstatus": task.exitstatus, "upid": upid } }),
+            ),
+            "status" => (200, "OK".to_string(), json!({ "data": { "status": "running", "upid": upid } })),
             _ => {
                 let lines: Vec<Value> =
                     task.log.iter().enumerate().map(|(n, t)| json!({ "n": n + 1, "t": t })).collect();
-                (200, "OK", json!({ "data": lines }))
+                (200, "OK".to_string(), json!({ "data": lines }))
             }
         };
     }
-    let task = match (method, segs.as_slice()) {
-        ("POST", ["", "nodes", node, "lxc"]) => {
-            Some((*node, "vzcreate".to_string(), ps.get("vmid").cloned().unwrap_or_default()))
-        }
-        ("POST", ["", "nodes", node, "lxc", vmid, "clone"]) => {
-            Some((*node, "vzclone".to_string(), (*vmid).to_string()))
-        }
-        ("POST", ["", "nodes", node, "lxc", vmid, "status", action]) => {
-            Some((*node, format!("vz{action}"), (*vmid).to_string()))
-        }
-        ("POST", ["", "nodes", node, "lxc", vmid, "snapshot"]) => {
-            Some((*node, "vzsnapshot".to_string(), (*vmid).to_string()))
-        }
-        ("DELETE", ["", "nodes", node, "lxc", vmid]) => Some((*node, "vzdestroy".to_string(), (*vmid).to_string())),
-        _ => None,
-    };
-    if let Some((node, kind, id)) = task {
-        let upid = model.start_task(node, &kind, &id, &user);
-        return (200, "OK", json!({ "data": upid }));
+    let busy = model.task_duration;
+    let mut guests = std::mem::take(&mut model.guests);
+    let answer = crate::guests::handle(&mut guests, method, &segs, ps, busy, &mut |node, kind, id| {
+        model.start_task(node, kind, id, &user)
+    });
+    model.guests = guests;
+    if let Some(answer) = answer {
+        return answer;
     }
-    (200, "OK", json!({ "data": null }))
+    (200, "OK".to_string(), json!({ "data": null }))
 }

@@ -1,0 +1,224 @@
+//! The containers the double keeps: created, configured, started and stopped, snapshotted,
+//! cloned and destroyed as Proxmox does it — with the configuration as Proxmox shows it (MACs
+//! generated, disks allocated), a `digest` that must match on updates, locks that refuse edits
+//! while a task holds them, and the clone rules (the source must have the snapshot; bind and
+//! device mount points make a clone fail; a second clone of a locked source times out).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+/// One container.
+#[derive(Debug, Clone)]
+pub(crate) struct Guest {
+    pub node: String,
+    pub config: BTreeMap<String, String>,
+    pub running: bool,
+    pub snapshots: BTreeMap<String, BTreeMap<String, String>>,
+    pub lock: Option<(String, Instant)>,
+}
+
+impl Guest {
+    fn locked(&self) -> Option<&str> {
+        self.lock.as_ref().filter(|(_, until)| *until > Instant::now()).map(|(kind, _)| kind.as_str())
+    }
+
+    fn digest(&self) -> String {
+        let text: String = self.config.iter().map(|(k, v)| format!("{k}: {v}\n")).collect();
+        Sha256::digest(text.as_bytes()).iter().take(20).map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// An answer: status, reason, body.
+pub(crate) type Answer = (u16, String, Value);
+
+/// A failure as Proxmox reports it: the message in the status line.
+fn fail(message: String) -> Answer {
+    (500, message, json!({ "data": null }))
+}
+
+fn missing(node: &str, vmid: &str) -> Answer {
+    fail(format!("Configuration file 'nodes/{node}/lxc/{vmid}.conf' does not exist"))
+}
+
+/// Parameters that are instructions for the create call, not configuration.
+const CREATE_ONLY: &[&str] = &[
+    "vmid",
+    "ostemplate",
+    "storage",
+    "password",
+    "ssh-public-keys",
+    "start",
+    "restore",
+    "force",
+    "unique",
+    "pool",
+    "ignore-unpack-errors",
+    "bwlimit",
+];
+
+/// A MAC address as Proxmox generates them (its `BC:24:11` prefix).
+fn mac(seed: u64) -> String {
+    format!("BC:24:11:{:02X}:{:02X}:{:02X}", (seed >> 16) & 0xff, (seed >> 8) & 0xff, seed & 0xff)
+}
+
+/// Shows a value as Proxmox stores it: MACs filled in, disks allocated, tags normalised.
+fn stored(vmid: &str, key: &str, value: &str, seed: &mut u64) -> String {
+    let n = key.trim_start_matches(|c: char| c.is_ascii_alphabetic());
+    match key.trim_end_matches(|c: char| c.is_ascii_digit()) {
+        "net" if !value.contains("hwaddr=") => {
+            *seed += 1;
+            format!("{value},hwaddr={}", mac(*seed))
+        }
+        "rootfs" | "mp" => match value.split(',').next().and_then(|v| v.split_once(':')) {
+            Some((storage, size)) if size.parse::<u64>().is_ok() => {
+                let disk = if key == "rootfs" { 0 } else { n.parse::<u64>().unwrap_or(0) + 1 };
+                let rest: String = value.split(',').skip(1).map(|p| format!(",{p}")).collect();
+                format!("{storage}:subvol-{vmid}-disk-{disk}{rest},size={size}G")
+            }
+            _ => value.to_string(),
+        },
+        "tags" => {
+            let mut t: Vec<String> =
+                value.split([';', ',', ' ']).filter(|t| !t.is_empty()).map(str::to_lowercase).collect();
+            t.sort();
+            t.dedup();
+            t.join(";")
+        }
+        _ => value.to_string(),
+    }
+}
+
+/// Handles the container endpoints; `None` for a request it does not model. `task` starts a
+/// task (worker type, ID) and gives its UPID; `busy` is how long tasks hold their locks.
+pub(crate) fn handle(
+    guests: &mut BTreeMap<u32, Guest>,
+    method: &str,
+    segs: &[&str],
+    ps: &BTreeMap<String, String>,
+    busy: Duration,
+    task: &mut dyn FnMut(&str, &str, &str) -> String,
+) -> Option<Answer> {
+    let seed = &mut (guests.len() as u64 * 7919 + 17);
+    let id = |s: &str| s.parse::<u32>().ok();
+    let ok = |v: Value| (200, "OK".to_string(), json!({ "data": v }));
+    Some(match (method, segs) {
+        ("GET", ["", "cluster", "resources"]) => ok(Value::Array(
+            guests
+                .iter()
+                .map(|(vmid, g)| {
+                    json!({ "id": format!("lxc/{vmid}"), "vmid": vmid, "type": "lxc", "node": g.node, "name": g.config.get("hostname"),
+                            "status": if g.running { "running" } else { "stopped" }, "template": u8::from(g.config.get("template").is_some_and(|t| t == "1")) })
+                })
+                .collect(),
+        )),
+        ("POST", ["", "nodes", node, "lxc"]) => {
+            let vmid = ps.get("vmid").cloned().unwrap_or_default();
+            let Some(n) = id(&vmid) else { return Some(fail(format!("invalid vmid {vmid}"))) };
+            if guests.contains_key(&n) {
+                return Some(fail(format!("CT {vmid} already exists on node '{}'", guests[&n].node)));
+            }
+            let config = ps.iter().filter(|(k, _)| !CREATE_ONLY.contains(&k.as_str())).map(|(k, v)| (k.clone(), stored(&vmid, k, v, seed))).collect();
+            guests.insert(n, Guest { node: (*node).to_string(), config, running: false, snapshots: BTreeMap::new(), lock: Some(("create".into(), Instant::now() + busy)) });
+            ok(json!(task(node, "vzcreate", &vmid)))
+        }
+        (_, ["", "nodes", node, "lxc", vmid, rest @ ..]) => {
+            let Some(n) = id(vmid) else { return Some(missing(node, vmid)) };
+            let Some(g) = guests.get(&n).filter(|g| g.node == *node) else { return Some(missing(node, vmid)) };
+            match (method, rest) {
+                ("GET", ["config"]) => {
+                    let mut c: serde_json::Map<String, Value> = g.config.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+                    c.insert("digest".into(), json!(g.digest()));
+                    ok(Value::Object(c))
+                }
+                ("PUT", ["config"]) => {
+                    if let Some(kind) = g.locked() {
+                        return Some(fail(format!("CT is locked ({kind})")));
+                    }
+                    if ps.get("digest").is_some_and(|d| *d != g.digest()) {
+                        return Some(fail("detected modified configuration - file changed by other user? Try again.".into()));
+                    }
+                    let g = guests.get_mut(&n)?;
+                    for key in ps.get("delete").map(|d| d.split([',', ';', ' ']).filter(|k| !k.is_empty()).collect::<Vec<_>>()).unwrap_or_default() {
+                        g.config.remove(key);
+                    }
+                    for (k, v) in ps.iter().filter(|(k, _)| !matches!(k.as_str(), "delete" | "digest" | "node" | "vmid")) {
+                        g.config.insert(k.clone(), stored(vmid, k, v, seed));
+                    }
+                    ok(Value::Null)
+                }
+                ("GET", ["status", "current"]) => ok(json!({ "vmid": n, "status": if g.running { "running" } else { "stopped" }, "name": g.config.get("hostname") })),
+                ("POST", ["status", action]) => {
+                    let g = guests.get_mut(&n)?;
+                    g.running = *action == "start" || (*action == "reboot" && g.running);
+                    ok(json!(task(node, &format!("vz{action}"), vmid)))
+                }
+                ("GET", ["snapshot"]) => {
+                    let mut list: Vec<Value> = g.snapshots.keys().map(|s| json!({ "name": s })).collect();
+                    list.push(json!({ "name": "current", "description": "You are here!" }));
+                    ok(Value::Array(list))
+                }
+                ("POST", ["snapshot"]) => {
+                    let name = ps.get("snapname").cloned().unwrap_or_default();
+                    if g.snapshots.contains_key(&name) {
+                        return Some(fail(format!("snapshot name '{name}' already used")));
+                    }
+                    let g = guests.get_mut(&n)?;
+                    let copy = g.config.clone();
+                    g.snapshots.insert(name, copy);
+                    ok(json!(task(node, "vzsnapshot", vmid)))
+                }
+                ("POST", ["clone"]) => {
+                    let newid = ps.get("newid").cloned().unwrap_or_default();
+                    let Some(new) = id(&newid) else { return Some(fail(format!("invalid newid {newid}"))) };
+                    if guests.contains_key(&new) {
+                        return Some(fail(format!("CT {newid} already exists")));
+                    }
+                    if g.locked().is_some() {
+                        return Some(fail(format!("can't lock file '/run/lock/lxc/pve-config-{vmid}.lock' - got timeout")));
+                    }
+                    let source = match ps.get("snapname") {
+                        Some(s) => match g.snapshots.get(s) {
+                            Some(c) => c.clone(),
+                            None => return Some(fail(format!("snapshot '{s}' does not exist"))),
+                        },
+                        None => g.config.clone(),
+                    };
+                    if let Some((k, _)) = source.iter().find(|(k, v)| k.starts_with("mp") && v.split(',').next().is_some_and(|vol| vol.starts_with('/'))) {
+                        return Some(fail(format!("unable to clone mountpoint '{k}' (type bind)")));
+                    }
+                    if source.keys().any(|k| k.starts_with("dev") && k[3..].bytes().all(|b| b.is_ascii_digit())) {
+                        return Some(fail("unable to clone a container with device passthrough".into()));
+                    }
+                    let mut config: BTreeMap<String, String> = source.into_iter().filter(|(k, _)| k != "template" && k != "parent").collect();
+                    for (k, v) in config.iter_mut().filter(|(k, _)| k.starts_with("net")) {
+                        let without: Vec<&str> = v.split(',').filter(|p| !p.starts_with("hwaddr=")).collect();
+                        *seed += 1;
+                        *v = format!("{},hwaddr={}", without.join(","), mac(*seed + u64::from(new)));
+                        let _ = k;
+                    }
+                    if let Some(h) = ps.get("hostname") {
+                        config.insert("hostname".into(), h.clone());
+                    }
+                    let until = Instant::now() + busy;
+                    if let Some(src) = guests.get_mut(&n) {
+                        src.lock = Some(("clone".into(), until));
+                    }
+                    guests.insert(new, Guest { node: (*node).to_string(), config, running: false, snapshots: BTreeMap::new(), lock: Some(("create".into(), until)) });
+                    ok(json!(task(node, "vzclone", vmid)))
+                }
+                ("DELETE", []) => {
+                    if g.running {
+                        return Some(fail(format!("CT {vmid} is running - destroy failed")));
+                    }
+                    guests.remove(&n);
+                    ok(json!(task(node, "vzdestroy", vmid)))
+                }
+                _ => return None,
+            }
+        }
+        _ => return None,
+    })
+}
