@@ -5,6 +5,7 @@
 //! The HTTPS API client, the SSH node channel and the backend itself build on these.
 
 pub mod api;
+pub mod backend;
 pub mod channel;
 pub mod conf;
 pub mod decode;

@@ -1,0 +1,535 @@
+//! The Proxmox VE backend: containers through the REST API (observe, create and clone, update
+//! with `digest`, start and stop, snapshots, destroy with purge, tasks waited for), commands and
+//! files inside containers through the node channel (`pct exec`, `pct push`). Proxmox's
+//! configuration is normalised into Phoenix's field vocabulary so that equal things compare equal.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use phoenix_backend::{
+    Backend, BackendError, Capabilities, ChangeEffect, CreateRequest, CreateSource, Delivery, ExecOutput, ExecRequest,
+    FieldChange, FilePush, GuestConfig, GuestId, GuestKind, Observation, ObservedGuest, PowerState, fields,
+};
+use serde_json::Value;
+
+use crate::api::ApiClient;
+use crate::channel::{SshTarget, pct_exec};
+use crate::propstring::{MountPoint, Net, Property, Startup};
+use crate::task::{Poll, timeout_for, wait};
+use crate::upid::Upid;
+
+/// The mark in a container's description that says Phoenix created it.
+pub const MANAGED_MARK: &str = "Managed by Phoenix.";
+
+/// Fields this backend does not implement yet (raw `lxc.*` lines and ID maps need edits of the
+/// conf file over the node channel; GPUs need `dev[n]` with a root ticket; the per-guest firewall).
+const NOT_YET: &[&str] = &["lxc.raw", "idmap", "apparmor", "gpus", "firewall", "firewall.rules"];
+
+/// The Proxmox backend.
+pub struct ProxmoxBackend {
+    api: ApiClient,
+    node: String,
+    channel: Option<SshTarget>,
+    poll: Poll,
+}
+
+fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// Size in GiB of a Proxmox size (`8G`, `512M`, `1T`).
+fn gib(size: &str) -> Option<u64> {
+    let digits = size.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let n: f64 = digits.parse().ok()?;
+    let factor = match &size[digits.len()..] {
+        "T" => 1024.0,
+        "G" | "" => 1.0,
+        "M" => 1.0 / 1024.0,
+        "K" => 1.0 / 1024.0 / 1024.0,
+        _ => return None,
+    };
+    Some((n * factor).round() as u64)
+}
+
+/// Proxmox's configuration of a container as Phoenix's fields.
+pub fn normalize(config: &serde_json::Map<String, Value>) -> GuestConfig {
+    let mut out = GuestConfig::default();
+    let get = |k: &str| config.get(k).and_then(text);
+    for (from, to) in [
+        ("hostname", "hostname"),
+        ("cores", "cores"),
+        ("memory", "memory_mb"),
+        ("swap", "swap_mb"),
+        ("unprivileged", "unprivileged"),
+        ("onboot", "onboot"),
+    ] {
+        if let Some(v) = get(from) {
+            out.set(to, v);
+        }
+    }
+    if let Some(root) = get("rootfs").and_then(|r| MountPoint::parse(&r).ok()) {
+        if let Some((storage, _)) = root.volume.split_once(':') {
+            out.set("storage", storage);
+        }
+        if let Some(size) = root.size.as_deref().and_then(gib) {
+            out.set("disk_gb", size.to_string());
+        }
+    }
+    if let Some(net) = get("net0").and_then(|n| Net::parse(&n).ok()) {
+        out.set("net.name", net.name);
+        for (field, value) in [
+            ("net.bridge", net.bridge),
+            ("net.ip", net.ip),
+            ("net.gw", net.gw),
+            ("net.mac", net.hwaddr.map(|m| m.to_ascii_lowercase())),
+        ] {
+            if let Some(v) = value {
+                out.set(field, v);
+            }
+        }
+    }
+    if let Some(ns) = get("nameserver") {
+        out.set("net.nameservers", ns);
+    }
+    if let Some(f) = get("features") {
+        let mut flags: Vec<&str> = f.split(',').filter(|s| !s.is_empty()).collect();
+        flags.sort_unstable();
+        out.set("flags", flags.join(","));
+    }
+    if let Some(s) = get("startup").and_then(|s| Startup::parse(&s).ok()) {
+        let mut parts = Vec::new();
+        if let Some(o) = s.order {
+            parts.push(format!("order={o}"));
+        }
+        if let Some(u) = s.up {
+            parts.push(format!("up={u}"));
+        }
+        out.set("startup", parts.join(","));
+    }
+    if let Some(t) = get("tags") {
+        let mut tags: Vec<String> = t.split([';', ',', ' ']).filter(|s| !s.is_empty()).map(str::to_lowercase).collect();
+        tags.sort();
+        tags.dedup();
+        out.set("tags", tags.join(";"));
+    }
+    for (k, v) in config {
+        let is_mp = k.strip_prefix("mp").is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        let Some(m) = is_mp.then(|| text(v)).flatten().and_then(|m| MountPoint::parse(&m).ok()) else { continue };
+        let Some(inside) = m.mp.clone() else { continue };
+        let value = if m.is_bind() {
+            format!("bind:{}{}", m.volume, if m.ro == Some(true) { ";ro" } else { "" })
+        } else {
+            let storage = m.volume.split(':').next().unwrap_or_default();
+            format!("volume:{storage}:{}", m.size.as_deref().and_then(gib).unwrap_or(0))
+        };
+        out.set(format!("{}{}", fields::MOUNT_PREFIX, inside.trim_end_matches('/')), value);
+    }
+    out
+}
+
+/// The API parameters for fields; `observed` keeps what Proxmox chose where the configuration
+/// says nothing (a generated MAC), and numbers mount points after the existing ones.
+pub fn to_params(desired: &GuestConfig, observed: Option<&GuestConfig>, creating: bool) -> Vec<(String, String)> {
+    let mut p = Vec::new();
+    let want = |k: &str| desired.get(k).map(str::to_string);
+    for (field, param) in [
+        ("hostname", "hostname"),
+        ("cores", "cores"),
+        ("memory_mb", "memory"),
+        ("swap_mb", "swap"),
+        ("onboot", "onboot"),
+        ("startup", "startup"),
+        ("tags", "tags"),
+        ("flags", "features"),
+    ] {
+        if let Some(v) = want(field) {
+            p.push((param.to_string(), v));
+        }
+    }
+    if let Some(ns) = want("net.nameservers") {
+        p.push(("nameserver".into(), ns));
+    }
+    if creating {
+        if let Some(u) = want("unprivileged") {
+            p.push(("unprivileged".into(), u));
+        }
+        if let (Some(storage), Some(size)) = (want("storage"), want("disk_gb")) {
+            p.push(("rootfs".into(), format!("{storage}:{size}")));
+        }
+    }
+    if let Some(name) = want("net.name") {
+        let net = Net {
+            name,
+            bridge: want("net.bridge"),
+            ip: want("net.ip"),
+            gw: want("net.gw"),
+            hwaddr: want("net.mac")
+                .or_else(|| observed.and_then(|o| o.get("net.mac")).map(str::to_string))
+                .map(|m| m.to_ascii_uppercase()),
+            kind: Some("veth".into()),
+            ..Net::default()
+        };
+        p.push(("net0".into(), net.print()));
+    }
+    for (i, (field, value)) in desired.0.iter().filter(|(k, _)| k.starts_with(fields::MOUNT_PREFIX)).enumerate() {
+        let inside = &field[fields::MOUNT_PREFIX.len()..];
+        let mut parts = value.split(';');
+        let source = parts.next().unwrap_or_default();
+        let ro = parts.any(|o| o == "ro").then_some(true);
+        let m = if let Some(host) = source.strip_prefix("bind:") {
+            MountPoint { volume: host.to_string(), mp: Some(inside.to_string()), ro, ..MountPoint::default() }
+        } else {
+            let rest = source.strip_prefix("volume:").unwrap_or(source);
+            let (storage, size) = rest.split_once(':').unwrap_or((rest, "1"));
+            MountPoint {
+                volume: format!("{storage}:{size}"),
+                mp: Some(inside.to_string()),
+                ro,
+                ..MountPoint::default()
+            }
+        };
+        p.push((format!("mp{i}"), m.print()));
+    }
+    p
+}
+
+impl ProxmoxBackend {
+    /// A backend on `node` through `api`, with the node channel where one is configured.
+    pub fn new(api: ApiClient, node: &str, channel: Option<SshTarget>) -> ProxmoxBackend {
+        ProxmoxBackend { api, node: node.to_string(), channel, poll: Poll::default() }
+    }
+
+    /// Polls tasks this way (tests poll fast).
+    pub fn with_poll(mut self, poll: Poll) -> ProxmoxBackend {
+        self.poll = poll;
+        self
+    }
+
+    fn guest_path(&self, node: &str, id: GuestId) -> String {
+        format!("/nodes/{node}/lxc/{id}")
+    }
+
+    /// Runs a request that starts a task, and waits for it.
+    fn task(&self, method: &str, path: &str, params: &[(&str, String)]) -> Result<(), BackendError> {
+        let data = self.api.request(method, path, params)?;
+        let upid: Upid = data.as_str().and_then(|u| u.parse().ok()).ok_or_else(|| {
+            BackendError::permanent(Delivery::MaybeApplied, format!("{method} {path}: no task ID in the answer"))
+        })?;
+        let timeout = timeout_for(&upid.kind);
+        wait(&self.api, &upid, self.poll, timeout).map(|_| ())
+    }
+
+    /// The node a guest is on, from the cluster's resources.
+    fn node_of(&self, id: GuestId) -> Result<Option<(String, bool)>, BackendError> {
+        let list = self.api.request("GET", "/cluster/resources", &[("type", "vm".into())])?;
+        Ok(list
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|r| r["vmid"].as_u64() == Some(u64::from(id)) && r["type"] == "lxc")
+            .map(|r| (r["node"].as_str().unwrap_or_default().to_string(), r["status"] == "running")))
+    }
+
+    fn config(&self, node: &str, id: GuestId) -> Result<serde_json::Map<String, Value>, BackendError> {
+        Ok(self
+            .api
+            .request("GET", &format!("{}/config", self.guest_path(node, id)), &[])?
+            .as_object()
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    fn channel(&self) -> Result<&SshTarget, BackendError> {
+        self.channel.as_ref().ok_or_else(|| {
+            BackendError::unsupported("commands inside containers need the node channel (`backend.ssh`)")
+        })
+    }
+
+    fn put(&self, node: &str, id: GuestId, params: Vec<(String, String)>) -> Result<(), BackendError> {
+        if params.is_empty() {
+            return Ok(());
+        }
+        let digest = self.config(node, id)?.get("digest").and_then(text).unwrap_or_default();
+        let mut all: Vec<(&str, String)> = params.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        all.push(("digest", digest));
+        self.api.request("PUT", &format!("{}/config", self.guest_path(node, id)), &all).map(|_| ())
+    }
+}
+
+impl Backend for ProxmoxBackend {
+    fn name(&self) -> &str {
+        "proxmox"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            kinds: BTreeSet::from([GuestKind::Lxc]),
+            clone: true,
+            snapshots: true,
+            gpu: false,
+            concurrent_clones: false,
+            fields: fields::CONTAINER.iter().filter(|f| !NOT_YET.contains(f)).map(|f| (*f).to_string()).collect(),
+        }
+    }
+
+    fn observe(&self) -> Result<Observation, BackendError> {
+        let list = self.api.request("GET", "/cluster/resources", &[("type", "vm".into())])?;
+        let mut guests = BTreeMap::new();
+        for r in list.as_array().into_iter().flatten().filter(|r| r["type"] == "lxc") {
+            let (Some(id), Some(node)) = (r["vmid"].as_u64().and_then(|i| u32::try_from(i).ok()), r["node"].as_str())
+            else {
+                continue;
+            };
+            let config = self.config(node, id)?;
+            let managed = config.get("description").and_then(text).is_some_and(|d| d.contains(MANAGED_MARK));
+            let snapshots: BTreeSet<String> = self
+                .api
+                .request("GET", &format!("{}/snapshot", self.guest_path(node, id)), &[])?
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|s| s["name"].as_str().filter(|n| *n != "current").map(str::to_string))
+                .collect();
+            let power = if r["status"] == "running" { PowerState::Running } else { PowerState::Stopped };
+            guests.insert(
+                id,
+                ObservedGuest {
+                    id,
+                    kind: GuestKind::Lxc,
+                    node: Some(node.to_string()),
+                    power,
+                    config: normalize(&config),
+                    snapshots,
+                    managed,
+                },
+            );
+        }
+        Ok(Observation { guests })
+    }
+
+    fn observe_guest(&self, id: GuestId) -> Result<Option<ObservedGuest>, BackendError> {
+        Ok(self.observe()?.guests.remove(&id))
+    }
+
+    fn create(&self, request: &CreateRequest) -> Result<(), BackendError> {
+        if request.kind != GuestKind::Lxc {
+            return Err(BackendError::unsupported("VMs are not built yet on the Proxmox backend"));
+        }
+        let node = request.node.clone().unwrap_or_else(|| self.node.clone());
+        let id = request.id;
+        match &request.source {
+            CreateSource::Template(t) => {
+                if t.starts_with('/') {
+                    return Err(BackendError::permanent(
+                        Delivery::NotSent,
+                        format!("template {t} is a host path; give its volume ID, e.g. local:vztmpl/NAME"),
+                    ));
+                }
+                let mut params: Vec<(&str, String)> = vec![
+                    ("vmid", id.to_string()),
+                    ("ostemplate", t.clone()),
+                    ("description", MANAGED_MARK.to_string()),
+                ];
+                let rest = to_params(&request.config, None, true);
+                params.extend(rest.iter().map(|(k, v)| (k.as_str(), v.clone())));
+                self.task("POST", &format!("/nodes/{node}/lxc"), &params)
+            }
+            CreateSource::Clone { source, snapshot } => {
+                let (src_node, _) = self.node_of(*source)?.ok_or_else(|| {
+                    BackendError::permanent(Delivery::NotSent, format!("clone source {source} does not exist"))
+                })?;
+                let mut params: Vec<(&str, String)> =
+                    vec![("newid", id.to_string()), ("snapname", snapshot.clone()), ("full", "1".into())];
+                if let Some(h) = request.config.get("hostname") {
+                    params.push(("hostname", h.to_string()));
+                }
+                if src_node != node {
+                    params.push(("target", node.clone()));
+                }
+                self.task("POST", &format!("{}/clone", self.guest_path(&src_node, *source)), &params)?;
+                // The clone has its template's configuration: make it this guest's.
+                let observed = normalize(&self.config(&node, id)?);
+                let mut want = request.config.clone();
+                want.0.retain(|k, v| k != "unprivileged" && k != "storage" && observed.get(k) != Some(v.as_str()));
+                if want.0.keys().any(|k| k.starts_with("net.")) {
+                    for k in ["net.name", "net.bridge", "net.ip", "net.gw", "net.mac"] {
+                        if let Some(v) = request.config.get(k) {
+                            want.set(k, v);
+                        }
+                    }
+                }
+                self.put(&node, id, to_params(&want, Some(&observed), false))
+            }
+        }
+    }
+
+    fn update_config(&self, id: GuestId, changes: &[FieldChange]) -> Result<(), BackendError> {
+        let (node, _) =
+            self.node_of(id)?.ok_or_else(|| BackendError::not_found(format!("container {id} does not exist")))?;
+        let observed = normalize(&self.config(&node, id)?);
+        let mut want = GuestConfig::default();
+        for c in changes {
+            want.set(c.field.clone(), c.new.clone());
+        }
+        // The interface is one property string: send it whole.
+        if changes.iter().any(|c| c.field.starts_with("net.") && c.field != "net.nameservers") {
+            for k in ["net.name", "net.bridge", "net.ip", "net.gw", "net.mac"] {
+                if want.get(k).is_none()
+                    && let Some(v) = observed.get(k)
+                {
+                    want.set(k, v);
+                }
+            }
+        }
+        if let Some(size) = want.0.remove("disk_gb") {
+            self.api.request(
+                "PUT",
+                &format!("{}/resize", self.guest_path(&node, id)),
+                &[("disk", "rootfs".into()), ("size", format!("{size}G"))],
+            )?;
+        }
+        self.put(&node, id, to_params(&want, Some(&observed), false))
+    }
+
+    fn start(&self, id: GuestId) -> Result<(), BackendError> {
+        let (node, _) =
+            self.node_of(id)?.ok_or_else(|| BackendError::not_found(format!("container {id} does not exist")))?;
+        self.task("POST", &format!("{}/status/start", self.guest_path(&node, id)), &[])
+    }
+
+    fn stop(&self, id: GuestId) -> Result<(), BackendError> {
+        let (node, _) =
+            self.node_of(id)?.ok_or_else(|| BackendError::not_found(format!("container {id} does not exist")))?;
+        self.task(
+            "POST",
+            &format!("{}/status/shutdown", self.guest_path(&node, id)),
+            &[("timeout", "60".into()), ("forceStop", "1".into())],
+        )
+    }
+
+    fn snapshot(&self, id: GuestId, name: &str) -> Result<(), BackendError> {
+        let (node, _) =
+            self.node_of(id)?.ok_or_else(|| BackendError::not_found(format!("container {id} does not exist")))?;
+        self.task("POST", &format!("{}/snapshot", self.guest_path(&node, id)), &[("snapname", name.to_string())])
+    }
+
+    fn exec(&self, id: GuestId, request: &ExecRequest) -> Result<ExecOutput, BackendError> {
+        let out = self
+            .channel()?
+            .run(&pct_exec(id, &request.argv), None, request.timeout)
+            .map_err(|e| BackendError::transient(Delivery::MaybeApplied, e.to_string()))?;
+        Ok(ExecOutput { status: out.status, stdout: out.stdout, stderr: out.stderr })
+    }
+
+    fn read_file(&self, id: GuestId, path: &str) -> Result<Option<Vec<u8>>, BackendError> {
+        let argv: Vec<String> = ["/bin/sh", "-c", "test -e \"$1\" || exit 3; cat -- \"$1\"", "phoenix-read", path]
+            .iter()
+            .map(|s| (*s).to_string())
+            .collect();
+        let out = self.exec(id, &ExecRequest { argv, timeout: Duration::from_secs(60) })?;
+        match out.status {
+            0 => Ok(Some(out.stdout)),
+            3 => Ok(None),
+            s => Err(BackendError::permanent(
+                Delivery::NotSent,
+                format!("reading {path} in {id} failed with status {s}"),
+            )),
+        }
+    }
+
+    fn push_file(&self, id: GuestId, file: &FilePush) -> Result<(), BackendError> {
+        // Written by a shell inside the container (through `pct exec`), so links resolve inside it.
+        let script =
+            "umask 077; mkdir -p -- \"${1%/*}\" && cat > \"$1\" && chmod \"$2\" \"$1\" && chown \"$3:$4\" \"$1\"";
+        let argv: Vec<String> = vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            script.into(),
+            "phoenix-push".into(),
+            file.path.clone(),
+            format!("{:o}", file.mode),
+            file.uid.to_string(),
+            file.gid.to_string(),
+        ];
+        let out = self
+            .channel()?
+            .run(&pct_exec(id, &argv), Some(&file.content), Duration::from_secs(120))
+            .map_err(|e| BackendError::transient(Delivery::MaybeApplied, e.to_string()))?;
+        if out.status == 0 {
+            Ok(())
+        } else {
+            Err(BackendError::permanent(
+                Delivery::MaybeApplied,
+                format!("writing {} in {id} failed with status {}", file.path, out.status),
+            ))
+        }
+    }
+
+    fn destroy(&self, id: GuestId) -> Result<(), BackendError> {
+        let (node, running) =
+            self.node_of(id)?.ok_or_else(|| BackendError::not_found(format!("container {id} does not exist")))?;
+        if running {
+            self.task("POST", &format!("{}/status/stop", self.guest_path(&node, id)), &[])?;
+        }
+        self.task("DELETE", &self.guest_path(&node, id), &[("purge", "1".into())])
+    }
+
+    fn change_effect(&self, field: &str) -> ChangeEffect {
+        match field {
+            "cores" | "memory_mb" | "swap_mb" | "onboot" | "startup" | "tags" | "disk_gb" | "net.ip" | "net.gw"
+            | "net.bridge" | "net.nameservers" => ChangeEffect::Live,
+            "unprivileged" | "storage" => ChangeEffect::Recreate,
+            _ => ChangeEffect::Restart,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_proxmox_shows_normalises_to_phoenix_fields_and_back() {
+        let shown: serde_json::Map<String, Value> = serde_json::from_str(
+            r#"{"hostname": "web-1", "cores": 2, "memory": "1024", "swap": 512, "unprivileged": 1, "onboot": 1,
+                "rootfs": "local-zfs:subvol-901-disk-0,size=8G", "features": "nesting=1,keyctl=1", "tags": "Web;db",
+                "net0": "name=eth0,bridge=vmbr0,gw=10.0.0.1,hwaddr=BC:24:11:2E:5A:01,ip=10.0.0.11/24,type=veth",
+                "startup": "order=2,up=30", "mp0": "/srv/data,mp=/data,ro=1", "mp1": "local-zfs:subvol-901-disk-1,mp=/var/lib/db,size=100G",
+                "description": "Managed by Phoenix.", "digest": "abc"}"#,
+        )
+        .expect("json");
+        let c = normalize(&shown);
+        let expected = [
+            ("hostname", "web-1"),
+            ("cores", "2"),
+            ("memory_mb", "1024"),
+            ("swap_mb", "512"),
+            ("unprivileged", "1"),
+            ("onboot", "1"),
+            ("storage", "local-zfs"),
+            ("disk_gb", "8"),
+            ("flags", "keyctl=1,nesting=1"),
+            ("tags", "db;web"),
+            ("net.name", "eth0"),
+            ("net.bridge", "vmbr0"),
+            ("net.gw", "10.0.0.1"),
+            ("net.mac", "bc:24:11:2e:5a:01"),
+            ("net.ip", "10.0.0.11/24"),
+            ("startup", "order=2,up=30"),
+            ("mount:/data", "bind:/srv/data;ro"),
+            ("mount:/var/lib/db", "volume:local-zfs:100"),
+        ];
+        for (k, v) in expected {
+            assert_eq!(c.get(k), Some(v), "{k}");
+        }
+        assert_eq!(c.0.len(), expected.len(), "{:?}", c.0);
+        let params = to_params(&c, None, false);
+        let net = params.iter().find(|(k, _)| k == "net0").map(|(_, v)| v.as_str());
+        assert_eq!(net, Some("name=eth0,bridge=vmbr0,gw=10.0.0.1,hwaddr=BC:24:11:2E:5A:01,ip=10.0.0.11/24,type=veth"));
+        assert!(params.contains(&("mp0".into(), "/srv/data,mp=/data,ro=1".into())), "{params:?}");
+    }
+}

@@ -1,0 +1,116 @@
+//! The Proxmox backend driven by the engine against the PVE test double: a template, its snapshot
+//! and two clones are built; planning again finds nothing to do (Proxmox's way of showing things
+//! normalises to the configuration); one changed field is the only change; every request was
+//! valid for the schema.
+
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use phoenix_backend::Backend;
+use phoenix_engine::customize::{FeatureLibrary, customizations, prepare};
+use phoenix_engine::health::NetProber;
+use phoenix_engine::{ApplyOptions, Engine, GuestOutcome, Silent};
+use phoenix_proxmox::api::{ApiClient, Auth, TlsVerify};
+use phoenix_proxmox::backend::ProxmoxBackend;
+use phoenix_proxmox::task::Poll;
+use phoenix_pve_double::{Credentials, PveDouble, PveVersion};
+
+fn config(dir: &std::path::Path, double: &PveDouble, memory_902: u32) -> phoenix_config::Estate {
+    let hv = format!(
+        r#"{{"backend": {{"type": "proxmox", "api_url": "https://127.0.0.1:{}", "node": "pve1",
+             "token": {{"id": "phoenix@pve!ci", "secret": "env:PVE_TOKEN_SECRET"}},
+             "tls": {{"fingerprint": "{}"}}}}}}"#,
+        double.addr.port(),
+        double.fingerprint
+    );
+    let c = |id: u32, name: &str, memory: u32, extra: &str| {
+        format!(
+            r#""{id}": {{"name": "{name}", "memory_mb": {memory}, "cores": 2, "storage_pool": "local-zfs", "storage_size_gb": 16,
+                "network_config": {{"name": "eth0", "bridge": "vmbr0", "ip": "10.0.0.{}/24", "gw": "10.0.0.1"}},
+                "unprivileged": true, "tags": ["Phoenix", "web"], "start_at_boot": true, "boot_order": 2 {extra}}}"#,
+            id - 890
+        )
+    };
+    let lxc = format!(
+        r#"{{"lxc_configs": {{ {}, {}, {} }}}}"#,
+        c(
+            900,
+            "tpl",
+            1024,
+            r#", "template": "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst", "template_snapshot_name": "ready", "pct_options": ["nesting=1"]"#
+        ),
+        c(901, "web-1", 2048, r#", "clone_from_ctid": "900", "mac_address": "02:00:00:00:09:01""#),
+        c(902, "web-2", memory_902, r#", "clone_from_ctid": "900""#),
+    );
+    std::fs::write(dir.join("phoenix_hypervisor_config.json"), hv).expect("write");
+    std::fs::write(dir.join("phoenix_lxc_configs.json"), lxc).expect("write");
+    let fs = phoenix_config::RealFilesystem;
+    let (sources, early) = phoenix_config::load(dir, &fs);
+    let v = phoenix_config::validate(&sources, early, &fs);
+    v.estate.unwrap_or_else(|| panic!("{:#?}", v.reports))
+}
+
+#[test]
+fn the_engine_builds_and_keeps_containers_on_the_double() {
+    for version in PveVersion::ALL {
+        let double = PveDouble::start(
+            version,
+            Credentials { token: ("phoenix@pve!ci".into(), "s3cret".into()), root_ticket: "t".into() },
+        );
+        double.set_task_duration(Duration::from_millis(20));
+        let api = ApiClient::new(
+            "127.0.0.1",
+            double.addr.port(),
+            Auth::Token { id: "phoenix@pve!ci".into(), secret: "s3cret".into() },
+            TlsVerify::fingerprint(&double.fingerprint).expect("pin"),
+        )
+        .expect("client");
+        let backend = ProxmoxBackend::new(api, "pve1", None)
+            .with_poll(Poll { first: Duration::from_millis(5), max: Duration::from_millis(20) });
+        let dir = tempfile::tempdir().expect("tmp");
+        let apply = |memory_902: u32| {
+            let estate = config(dir.path(), &double, memory_902);
+            let jobs = prepare(&estate, &FeatureLibrary::default(), dir.path()).expect("prepare");
+            let desired = phoenix_plan::desired(&estate, &|g| customizations(&jobs, g));
+            let observed = phoenix_engine::observe::observe(&backend, &desired, 4).expect("observe");
+            let plan =
+                phoenix_plan::plan(&desired, &observed.observation, &observed.markers, &|f| backend.change_effect(f));
+            assert!(phoenix_plan::check_capabilities(&desired, &backend.capabilities()).is_empty());
+            let cancel = AtomicBool::new(false);
+            let engine = Engine { backend: &backend, prober: &NetProber, reporter: &Silent, cancel: &cancel };
+            let report = engine.apply(&desired, &plan, &jobs, &ApplyOptions { jobs: 4, ..ApplyOptions::default() });
+            (plan, report)
+        };
+        let (plan, report) = apply(1024);
+        assert_eq!(plan.guests_to_change(), 3);
+        assert!(report.outcomes.values().all(|o| *o == GuestOutcome::Created), "{version:?}: {report:#?}");
+
+        let (plan, _) = apply(1024);
+        assert!(
+            plan.is_empty(),
+            "{version:?}: {:#?}",
+            plan.guests.iter().filter(|g| !g.steps.is_empty()).collect::<Vec<_>>()
+        );
+
+        let before = double.requests().len();
+        let (plan, report) = apply(4096);
+        let busy: Vec<_> = plan.guests.iter().filter(|g| !g.steps.is_empty()).collect();
+        assert_eq!(busy.len(), 1);
+        assert_eq!(busy[0].id, 902);
+        assert!(!report.failed());
+        let writes: Vec<String> = double.requests()[before..]
+            .iter()
+            .filter(|r| r.method != "GET")
+            .map(|r| format!("{} {} {:?}", r.method, r.path, r.params.keys().collect::<Vec<_>>()))
+            .collect();
+        assert_eq!(writes, vec![r#"PUT /nodes/pve1/lxc/902/config ["digest", "memory"]"#.to_string()]);
+
+        let (plan, _) = apply(4096);
+        assert!(plan.is_empty());
+        assert!(
+            double.requests().iter().all(|r| r.status == 200),
+            "{version:?}: a request was refused: {:?}",
+            double.requests().iter().find(|r| r.status != 200)
+        );
+    }
+}
