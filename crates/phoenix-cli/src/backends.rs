@@ -40,8 +40,71 @@ pub fn connect(estate: &Estate) -> Result<Connected, ConnectError> {
                 None => message,
             })),
         },
-        Some(BackendSection::Proxmox(_)) => Err(ConnectError::NotImplemented("Proxmox VE")),
+        Some(BackendSection::Proxmox(p)) => proxmox(p).map(|backend| Connected { backend, notes: Vec::new() }),
     }
+}
+
+/// Reads a secret reference: `env:NAME` or `file:/path`. The value is never printed.
+pub fn resolve_secret(reference: &str) -> Result<String, ConnectError> {
+    use phoenix_config::secret::{SecretSource, parse_reference};
+    let fail = |m: String| ConnectError::Failed(m);
+    match parse_reference(reference).map_err(|e| fail(format!("a secret reference {}", e.message)))? {
+        SecretSource::Env(name) => std::env::var(name)
+            .map_err(|_| fail(format!("the environment variable {name} (a secret reference) is not set"))),
+        SecretSource::File(path) => std::fs::read_to_string(path)
+            .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
+            .map_err(|e| fail(format!("cannot read the secret file {path}: {e}"))),
+        SecretSource::Vault { .. } => {
+            Err(fail("Vault secret references are not supported yet; use env: or file:".into()))
+        }
+    }
+}
+
+fn proxmox(p: &phoenix_config::model::ProxmoxBackend) -> Result<Box<dyn Backend>, ConnectError> {
+    use phoenix_config::model::ApiRoute;
+    use phoenix_proxmox::api::{ApiClient, Auth, TlsVerify};
+    if p.via == ApiRoute::Pvesh {
+        return Err(ConnectError::NotImplemented("Proxmox VE (through pvesh)"));
+    }
+    let rest = p
+        .api_url
+        .strip_prefix("https://")
+        .ok_or_else(|| ConnectError::Failed(format!("{} is not an https:// URL", p.api_url)))?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, port)) => {
+            (h.to_string(), port.parse().map_err(|_| ConnectError::Failed(format!("bad port in {}", p.api_url)))?)
+        }
+        None => (authority.to_string(), 8006),
+    };
+    let token = p.token.as_ref().ok_or_else(|| ConnectError::Failed("the Proxmox backend needs `token`".into()))?;
+    let auth = Auth::Token { id: token.id.clone(), secret: resolve_secret(&token.secret.0)? };
+    let tls = match &p.tls {
+        Some(t) if t.insecure => TlsVerify::Insecure,
+        Some(t) if t.fingerprint.is_some() => TlsVerify::fingerprint(t.fingerprint.as_deref().unwrap_or_default())
+            .ok_or_else(|| ConnectError::Failed("bad TLS fingerprint".into()))?,
+        Some(t) if t.ca_file.is_some() => {
+            let path = t.ca_file.as_deref().unwrap_or_default();
+            TlsVerify::Ca(
+                std::fs::read(path)
+                    .map_err(|e| ConnectError::Failed(format!("cannot read the CA file {path}: {e}")))?,
+            )
+        }
+        _ => TlsVerify::Ca(std::fs::read("/etc/ssl/certs/ca-certificates.crt").unwrap_or_default()),
+    };
+    let api = ApiClient::new(&host, port, auth, tls).map_err(ConnectError::Failed)?;
+    let channel = p.ssh.as_ref().map(|ssh| {
+        let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+        phoenix_proxmox::channel::SshTarget {
+            host: ssh.hosts.get(&p.node).cloned().unwrap_or_else(|| p.node.clone()),
+            port: ssh.port.and_then(|port| u16::try_from(port).ok()).unwrap_or(22),
+            user: ssh.user.clone().unwrap_or_else(|| "root".into()),
+            identity: ssh.identity_file.clone().map(Into::into),
+            known_hosts: ssh.known_hosts_file.clone().unwrap_or_else(|| format!("{home}/.ssh/known_hosts")).into(),
+            control_dir: std::env::temp_dir(),
+        }
+    });
+    Ok(Box::new(phoenix_proxmox::backend::ProxmoxBackend::new(api, &p.node, channel)))
 }
 
 /// The name of the apply lock of the configuration's backend: one apply at a time per backend.

@@ -1,0 +1,97 @@
+//! `plan`, `apply`, `status` and `destroy` through the command line's real backend connection,
+//! against the PVE test double over HTTPS (the token read from a `file:` secret reference, the
+//! certificate pinned by fingerprint).
+
+use std::io::Write;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use phoenix_cli::{Io, run};
+use phoenix_pve_double::{Credentials, PveDouble, PveVersion};
+
+#[derive(Clone, Default)]
+struct Buf(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Buf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn phoenix(dir: &std::path::Path, args: &[&str]) -> (u8, String, String) {
+    let (out, err) = (Buf::default(), Buf::default());
+    let cfg = dir.to_str().expect("utf-8").to_string();
+    let locks = dir.join("locks").to_str().expect("utf-8").to_string();
+    let mut full = vec!["phoenix", "-c", &cfg, "--lock-dir", &locks];
+    full.extend_from_slice(args);
+    let code = run(
+        full,
+        Io::Custom { out: Box::new(out.clone()), err: Box::new(err.clone()), interactive: false },
+        &phoenix_cli::backends::connect,
+    );
+    let text = |b: &Buf| String::from_utf8_lossy(&b.0.lock().unwrap_or_else(PoisonError::into_inner)).into_owned();
+    (code, text(&out), text(&err))
+}
+
+#[test]
+fn the_cli_builds_keeps_and_removes_containers_on_proxmox() {
+    let secret = "0f9e8d7c-6b5a-4321-9abc-def012345678";
+    let double = PveDouble::start(
+        PveVersion::V9,
+        Credentials { token: ("phoenix@pve!ci".into(), secret.into()), root_ticket: "t".into() },
+    );
+    double.set_task_duration(Duration::from_millis(10));
+    let dir = tempfile::tempdir().expect("tmp");
+    let p = dir.path();
+    std::fs::write(p.join("token"), format!("{secret}\n")).expect("token");
+    let hv = format!(
+        r#"{{"backend": {{"type": "proxmox", "api_url": "https://127.0.0.1:{}", "node": "pve1",
+             "token": {{"id": "phoenix@pve!ci", "secret": "file:{}"}}, "tls": {{"fingerprint": "{}"}}}}}}"#,
+        double.addr.port(),
+        p.join("token").display(),
+        double.fingerprint
+    );
+    std::fs::write(p.join("phoenix_hypervisor_config.json"), hv).expect("write");
+    let c = |id: u32, name: &str, extra: &str| {
+        format!(
+            r#""{id}": {{"name": "{name}", "memory_mb": 1024, "cores": 1, "storage_pool": "local-zfs", "storage_size_gb": 10,
+                "network_config": {{"name": "eth0", "bridge": "vmbr0", "ip": "10.0.0.{}/24", "gw": "10.0.0.1"}}, "unprivileged": true {extra}}}"#,
+            id - 890
+        )
+    };
+    let lxc = format!(
+        r#"{{"lxc_configs": {{ {}, {} }}}}"#,
+        c(
+            900,
+            "tpl",
+            r#", "template": "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst", "template_snapshot_name": "ready""#
+        ),
+        c(901, "web-1", r#", "clone_from_ctid": "900""#)
+    );
+    std::fs::write(p.join("phoenix_lxc_configs.json"), lxc).expect("write");
+
+    let (code, out, err) = phoenix(p, &["plan", "--detailed-exitcode"]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(out.contains("Plan: 2 to create, 0 to change, 0 unchanged."), "{out}");
+    let (code, out, err) = phoenix(p, &["apply"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("Apply complete: 2 created"), "{out}");
+    let (code, out, _) = phoenix(p, &["plan", "--detailed-exitcode"]);
+    assert_eq!(code, 0, "{out}");
+    let (_, out, _) = phoenix(p, &["status"]);
+    assert_eq!(out.lines().filter(|l| l.contains("completed") && l.contains("pve1")).count(), 2, "{out}");
+    let (code, _, err) = phoenix(p, &["destroy", "--yes"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        double.requests().iter().all(|r| r.status == 200),
+        "{:?}",
+        double.requests().iter().find(|r| r.status != 200)
+    );
+    assert!(!format!("{out}{err}").contains(secret), "the token was printed");
+    let (_, out, _) = phoenix(p, &["status"]);
+    assert_eq!(out.lines().filter(|l| l.contains("defined")).count(), 2, "{out}");
+}
