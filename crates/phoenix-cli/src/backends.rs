@@ -40,7 +40,13 @@ pub fn connect(estate: &Estate) -> Result<Connected, ConnectError> {
                 None => message,
             })),
         },
-        Some(BackendSection::Proxmox(p)) => proxmox(p).map(|backend| Connected { backend, notes: Vec::new() }),
+        Some(BackendSection::Proxmox(p)) => {
+            let backend = proxmox(p)?;
+            let version = backend
+                .preflight()
+                .map_err(|e| ConnectError::Failed(format!("cannot use the Proxmox API at {}: {e}", p.api_url)))?;
+            Ok(Connected { backend: Box::new(backend), notes: vec![format!("Proxmox VE {version} at {}", p.api_url)] })
+        }
     }
 }
 
@@ -60,7 +66,9 @@ pub fn resolve_secret(reference: &str) -> Result<String, ConnectError> {
     }
 }
 
-fn proxmox(p: &phoenix_config::model::ProxmoxBackend) -> Result<Box<dyn Backend>, ConnectError> {
+fn proxmox(
+    p: &phoenix_config::model::ProxmoxBackend,
+) -> Result<phoenix_proxmox::backend::ProxmoxBackend, ConnectError> {
     use phoenix_config::model::ApiRoute;
     use phoenix_proxmox::api::{ApiClient, Auth, TlsVerify};
     if p.via == ApiRoute::Pvesh {
@@ -104,7 +112,7 @@ fn proxmox(p: &phoenix_config::model::ProxmoxBackend) -> Result<Box<dyn Backend>
             control_dir: std::env::temp_dir(),
         }
     });
-    Ok(Box::new(phoenix_proxmox::backend::ProxmoxBackend::new(api, &p.node, channel)))
+    Ok(phoenix_proxmox::backend::ProxmoxBackend::new(api, &p.node, channel))
 }
 
 /// The name of the apply lock of the configuration's backend: one apply at a time per backend.

@@ -76,6 +76,7 @@ fn the_cli_builds_keeps_and_removes_containers_on_proxmox() {
 
     let (code, out, err) = phoenix(p, &["plan", "--detailed-exitcode"]);
     assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("note: Proxmox VE 9.2.3 at https://127.0.0.1:"), "{err}");
     assert!(out.contains("Plan: 2 to create, 0 to change, 0 unchanged."), "{out}");
     let (code, out, err) = phoenix(p, &["apply"]);
     assert_eq!(code, 0, "{out}{err}");
@@ -94,4 +95,10 @@ fn the_cli_builds_keeps_and_removes_containers_on_proxmox() {
     assert!(!format!("{out}{err}").contains(secret), "the token was printed");
     let (_, out, _) = phoenix(p, &["status"]);
     assert_eq!(out.lines().filter(|l| l.contains("defined")).count(), 2, "{out}");
+
+    // A wrong token is refused before anything is planned.
+    std::fs::write(p.join("token"), "wrong\n").expect("token");
+    let (code, out, err) = phoenix(p, &["plan"]);
+    assert_eq!(code, 1);
+    assert!(out.is_empty() && err.contains("cannot use the Proxmox API") && err.contains("401"), "{err}");
 }

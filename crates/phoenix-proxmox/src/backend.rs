@@ -203,6 +203,20 @@ impl ProxmoxBackend {
         ProxmoxBackend { api, node: node.to_string(), channel, poll: Poll::default() }
     }
 
+    /// Checks, before anything else, that the API answers with these credentials and is a
+    /// version Phoenix knows (8.x or 9.x). Returns the version.
+    pub fn preflight(&self) -> Result<String, BackendError> {
+        let v = self.api.request("GET", "/version", &[])?;
+        let version = v["version"].as_str().unwrap_or_default().to_string();
+        match version.split('.').next() {
+            Some("8" | "9") => Ok(version),
+            _ => Err(BackendError::permanent(
+                Delivery::NotSent,
+                format!("Proxmox VE {version} is not a version Phoenix supports (8.x, 9.x)"),
+            )),
+        }
+    }
+
     /// Polls tasks this way (tests poll fast).
     pub fn with_poll(mut self, poll: Poll) -> ProxmoxBackend {
         self.poll = poll;
