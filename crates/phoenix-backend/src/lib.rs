@@ -9,6 +9,7 @@
 
 mod error;
 pub mod fields;
+pub mod inside;
 mod types;
 
 pub use error::{BackendError, Delivery, ErrorKind};

@@ -1,33 +1,13 @@
 //! `plan`, `apply`, `status` and `destroy` through the command line's own code, against the
 //! in-memory backend (passed in as the backend to connect to; the binary has no way to choose it).
 
-use std::io::Write;
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use phoenix_backend::Backend;
 use phoenix_cli::{Io, run};
+use phoenix_testkit::Capture;
 use phoenix_testkit::memory::MemoryBackend;
-
-/// A stream the test reads afterwards.
-#[derive(Clone, Default)]
-struct Buf(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Buf {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(PoisonError::into_inner)).into_owned()
-    }
-}
 
 struct Setup {
     dir: tempfile::TempDir,
@@ -77,7 +57,7 @@ impl Setup {
     }
 
     fn run(&self, args: &[&str]) -> (u8, String, String) {
-        let (out, err) = (Buf::default(), Buf::default());
+        let (out, err) = (Capture::default(), Capture::default());
         let dir = self.path().to_str().expect("utf-8").to_string();
         let lock_dir = self.path().join("locks").to_str().expect("utf-8").to_string();
         let mut full = vec!["phoenix", "-c", &dir, "--lock-dir", &lock_dir];

@@ -2,28 +2,14 @@
 //! against the PVE test double over HTTPS (the token read from a `file:` secret reference, the
 //! certificate pinned by fingerprint).
 
-use std::io::Write;
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use phoenix_cli::{Io, run};
 use phoenix_pve_double::{Credentials, PveDouble, PveVersion};
-
-#[derive(Clone, Default)]
-struct Buf(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+use phoenix_testkit::Capture;
 
 fn phoenix(dir: &std::path::Path, args: &[&str]) -> (u8, String, String) {
-    let (out, err) = (Buf::default(), Buf::default());
+    let (out, err) = (Capture::default(), Capture::default());
     let cfg = dir.to_str().expect("utf-8").to_string();
     let locks = dir.join("locks").to_str().expect("utf-8").to_string();
     let mut full = vec!["phoenix", "-c", &cfg, "--lock-dir", &locks];
@@ -33,8 +19,7 @@ fn phoenix(dir: &std::path::Path, args: &[&str]) -> (u8, String, String) {
         Io::Custom { out: Box::new(out.clone()), err: Box::new(err.clone()), interactive: false },
         &phoenix_cli::backends::connect,
     );
-    let text = |b: &Buf| String::from_utf8_lossy(&b.0.lock().unwrap_or_else(PoisonError::into_inner)).into_owned();
-    (code, text(&out), text(&err))
+    (code, out.text(), err.text())
 }
 
 #[test]

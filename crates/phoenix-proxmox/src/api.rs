@@ -63,10 +63,11 @@ pub struct ApiClient {
     timeout: Duration,
 }
 
-/// Accepts exactly one certificate, by its SHA-256 fingerprint; signatures are still verified.
+/// Accepts exactly one certificate, by its SHA-256 fingerprint, or — when verification was turned
+/// off on purpose — any certificate. Handshake signatures are verified either way.
 #[derive(Debug)]
 struct Pinned {
-    fingerprint: [u8; 32],
+    fingerprint: Option<[u8; 32]>,
     provider: Arc<rustls::crypto::CryptoProvider>,
 }
 
@@ -79,10 +80,11 @@ impl ServerCertVerifier for Pinned {
         _: &[u8],
         _: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        if Sha256::digest(end.as_ref()).as_slice() == self.fingerprint {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::General("the certificate does not have the pinned fingerprint".into()))
+        match self.fingerprint {
+            Some(pin) if Sha256::digest(end.as_ref()).as_slice() != pin => {
+                Err(rustls::Error::General("the certificate does not have the pinned fingerprint".into()))
+            }
+            _ => Ok(ServerCertVerified::assertion()),
         }
     }
     fn verify_tls12_signature(
@@ -103,42 +105,6 @@ impl ServerCertVerifier for Pinned {
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.provider.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-/// Accepts any certificate: only when verification was turned off on purpose.
-#[derive(Debug)]
-struct Unverified(Arc<rustls::crypto::CryptoProvider>);
-
-impl ServerCertVerifier for Unverified {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
-    }
-    fn verify_tls13_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 
@@ -178,11 +144,11 @@ impl ApiClient {
             }
             TlsVerify::Fingerprint(fingerprint) => builder
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(Pinned { fingerprint, provider }))
+                .with_custom_certificate_verifier(Arc::new(Pinned { fingerprint: Some(fingerprint), provider }))
                 .with_no_client_auth(),
             TlsVerify::Insecure => builder
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(Unverified(provider)))
+                .with_custom_certificate_verifier(Arc::new(Pinned { fingerprint: None, provider }))
                 .with_no_client_auth(),
         };
         Ok(ApiClient { host: host.to_string(), port, auth, tls: Arc::new(config), timeout: Duration::from_secs(60) })

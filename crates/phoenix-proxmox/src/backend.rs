@@ -440,14 +440,11 @@ impl Backend for ProxmoxBackend {
     }
 
     fn read_file(&self, id: GuestId, path: &str) -> Result<Option<Vec<u8>>, BackendError> {
-        let argv: Vec<String> = ["/bin/sh", "-c", "test -e \"$1\" || exit 3; cat -- \"$1\"", "phoenix-read", path]
-            .iter()
-            .map(|s| (*s).to_string())
-            .collect();
+        let argv = phoenix_backend::inside::read_command(path);
         let out = self.exec(id, &ExecRequest { argv, timeout: Duration::from_secs(60) })?;
         match out.status {
             0 => Ok(Some(out.stdout)),
-            3 => Ok(None),
+            phoenix_backend::inside::MISSING => Ok(None),
             s => Err(BackendError::permanent(
                 Delivery::NotSent,
                 format!("reading {path} in {id} failed with status {s}"),
@@ -457,18 +454,7 @@ impl Backend for ProxmoxBackend {
 
     fn push_file(&self, id: GuestId, file: &FilePush) -> Result<(), BackendError> {
         // Written by a shell inside the container (through `pct exec`), so links resolve inside it.
-        let script =
-            "umask 077; mkdir -p -- \"${1%/*}\" && cat > \"$1\" && chmod \"$2\" \"$1\" && chown \"$3:$4\" \"$1\"";
-        let argv: Vec<String> = vec![
-            "/bin/sh".into(),
-            "-c".into(),
-            script.into(),
-            "phoenix-push".into(),
-            file.path.clone(),
-            format!("{:o}", file.mode),
-            file.uid.to_string(),
-            file.gid.to_string(),
-        ];
+        let argv = phoenix_backend::inside::push_command(file);
         let out = self
             .channel()?
             .run(&pct_exec(id, &argv), Some(&file.content), Duration::from_secs(120))

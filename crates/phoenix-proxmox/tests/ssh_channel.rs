@@ -9,30 +9,15 @@ use std::time::{Duration, Instant};
 
 use phoenix_proxmox::channel::{ChannelError, SshTarget};
 
-#[allow(clippy::print_stderr)] // Saying why a test is skipped is the point.
 fn sshd_available() -> bool {
-    let uid = Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default();
-    let reason = if uid != "0" {
-        Some("it needs root")
+    let missing = if !phoenix_testkit::is_root() {
+        Some("it needs root".to_string())
     } else if !Path::new("/usr/sbin/sshd").is_file() {
-        Some("openssh-server is not installed")
+        Some("openssh-server is not installed".to_string())
     } else {
         None
     };
-    match reason {
-        None => true,
-        Some(r) if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("the node-channel test must run in CI, but {r}")
-        }
-        Some(r) => {
-            eprintln!("skipping the node-channel test: {r}");
-            false
-        }
-    }
+    phoenix_testkit::real_component("the node-channel test", missing)
 }
 
 /// An sshd on a free loopback port, with its own host key and one authorized client key.

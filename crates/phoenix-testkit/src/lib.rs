@@ -74,3 +74,44 @@ pub fn synthetic_estate(guests: usize) -> Vec<(&'static str, String)> {
 fn id(i: usize) -> usize {
     1000 + i
 }
+
+/// Whether a test that needs a real component (root, LXC, sshd) can run here. `missing` says
+/// what is missing, if anything. In CI (`CI=true`) a missing component fails the test: such tests
+/// must run there. Elsewhere the test is skipped, saying why.
+#[allow(clippy::print_stderr)] // Saying why a test is skipped is the point.
+pub fn real_component(what: &str, missing: Option<String>) -> bool {
+    match missing {
+        None => true,
+        Some(why) if std::env::var("CI").is_ok_and(|v| v == "true") => panic!("{what} must run in CI, but {why}"),
+        Some(why) => {
+            eprintln!("skipping {what}: {why}");
+            false
+        }
+    }
+}
+
+/// Whether this process runs as root.
+pub fn is_root() -> bool {
+    std::process::Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// A stream that tests read afterwards (for the command line's output).
+#[derive(Clone, Default)]
+pub struct Capture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Capture {
+    /// What was written, as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)).into_owned()
+    }
+}
