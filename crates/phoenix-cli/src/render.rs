@@ -121,6 +121,9 @@ pub fn plan_text(plan: &phoenix_plan::Plan) -> String {
     } else {
         let _ = writeln!(s, "\nPlan: {create} to create, {change} to change, {same} unchanged.");
     }
+    for note in &plan.notes {
+        let _ = writeln!(s, "note: {note}");
+    }
     if !plan.unmanaged.is_empty() {
         let ids: Vec<String> = plan.unmanaged.iter().map(ToString::to_string).collect();
         let _ = writeln!(s, "Not in the configuration, never touched: {}.", ids.join(", "));

@@ -25,8 +25,14 @@ fn phoenix(dir: &std::path::Path, args: &[&str]) -> (u8, String, String) {
 #[test]
 fn the_cli_builds_keeps_and_removes_containers_on_proxmox() {
     let secret = "0f9e8d7c-6b5a-4321-9abc-def012345678";
+    for version in PveVersion::ALL {
+        drive(version, secret);
+    }
+}
+
+fn drive(version: PveVersion, secret: &str) {
     let double = PveDouble::start(
-        PveVersion::V9,
+        version,
         Credentials { token: ("phoenix@pve!ci".into(), secret.into()), root_ticket: "t".into() },
     );
     double.set_task_duration(Duration::from_millis(10));
@@ -61,7 +67,8 @@ fn the_cli_builds_keeps_and_removes_containers_on_proxmox() {
 
     let (code, out, err) = phoenix(p, &["plan", "--detailed-exitcode"]);
     assert_eq!(code, 2, "{out}{err}");
-    assert!(err.contains("note: Proxmox VE 9.2.3 at https://127.0.0.1:"), "{err}");
+    let shown = if version == PveVersion::V8 { "8.4.5" } else { "9.2.3" };
+    assert!(err.contains(&format!("note: Proxmox VE {shown} at https://127.0.0.1:")), "{err}");
     assert!(out.contains("Plan: 2 to create, 0 to change, 0 unchanged."), "{out}");
     let (code, out, err) = phoenix(p, &["apply"]);
     assert_eq!(code, 0, "{out}{err}");

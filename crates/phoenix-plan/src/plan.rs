@@ -111,6 +111,8 @@ pub struct Plan {
     pub unmanaged: Vec<GuestId>,
     /// Problems that refuse the plan.
     pub issues: Vec<PlanIssue>,
+    /// Things worth knowing that change nothing (a guest found on another node than configured).
+    pub notes: Vec<String>,
 }
 
 impl Plan {
@@ -158,6 +160,16 @@ pub fn plan(
         });
     }
     out.unmanaged = observed.guests.keys().filter(|id| !desired.guests.contains_key(id)).copied().collect();
+    for d in desired.guests.values() {
+        if let (Some(want), Some(have)) = (&d.node, observed.guests.get(&d.id).and_then(|o| o.node.as_ref()))
+            && want != have
+        {
+            out.notes.push(format!(
+                "{} ({}) is on node {have}, the configuration puts it on {want}; Phoenix works with it where it is",
+                d.id, d.name
+            ));
+        }
+    }
     out
 }
 
@@ -394,6 +406,32 @@ mod tests {
             health: None,
             needs: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_guest_on_another_node_than_configured_is_reported() {
+        let mut d = guest(100, GuestKind::Lxc, CreateSource::Template("t".into()), &[("cores", "1")]);
+        d.node = Some("pve1".into());
+        let desired = Desired { guests: [(100, d)].into(), order: vec![100] };
+        let observed = ObservedGuest {
+            id: 100,
+            kind: GuestKind::Lxc,
+            node: Some("pve2".into()),
+            power: PowerState::Running,
+            config: GuestConfig([("cores".to_string(), "1".to_string())].into()),
+            snapshots: BTreeSet::new(),
+            managed: true,
+        };
+        let observation = Observation { guests: [(100, observed)].into() };
+        let p = plan(&desired, &observation, &Markers::new(), &|_| ChangeEffect::Live);
+        assert!(p.is_empty());
+        assert_eq!(
+            p.notes,
+            vec![
+                "100 (g100) is on node pve2, the configuration puts it on pve1; Phoenix works with it where it is"
+                    .to_string()
+            ]
+        );
     }
 
     #[test]
