@@ -257,6 +257,27 @@ impl ProxmoxBackend {
             .unwrap_or_default())
     }
 
+    /// The volume ID of a template given as a host path: `<storage>:vztmpl/<file>` for the
+    /// directory storage of the node whose `template/cache` holds it.
+    fn template_volume(&self, node: &str, path: &str) -> Result<String, BackendError> {
+        let storages = self.api.request("GET", &format!("/nodes/{node}/storage"), &[])?;
+        let (dir, file) = path.rsplit_once('/').unwrap_or(("", path));
+        storages
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|st| {
+                st["path"].as_str().is_some_and(|p| format!("{}/template/cache", p.trim_end_matches('/')) == dir)
+                    && st["content"].as_str().is_some_and(|c| c.split(',').any(|c| c == "vztmpl"))
+            })
+            .and_then(|st| st["storage"].as_str())
+            .map(|storage| format!("{storage}:vztmpl/{file}"))
+            .ok_or_else(|| {
+                BackendError::permanent(Delivery::NotSent, format!("no storage of node {node} holds the template {path}"))
+                    .with_detail("register its directory as a storage with content `vztmpl`, or give the template's volume ID (storage:vztmpl/NAME)")
+            })
+    }
+
     fn channel(&self) -> Result<&SshTarget, BackendError> {
         self.channel.as_ref().ok_or_else(|| {
             BackendError::unsupported("commands inside containers need the node channel (`backend.ssh`)")
@@ -337,17 +358,9 @@ impl Backend for ProxmoxBackend {
         let id = request.id;
         match &request.source {
             CreateSource::Template(t) => {
-                if t.starts_with('/') {
-                    return Err(BackendError::permanent(
-                        Delivery::NotSent,
-                        format!("template {t} is a host path; give its volume ID, e.g. local:vztmpl/NAME"),
-                    ));
-                }
-                let mut params: Vec<(&str, String)> = vec![
-                    ("vmid", id.to_string()),
-                    ("ostemplate", t.clone()),
-                    ("description", MANAGED_MARK.to_string()),
-                ];
+                let volume = if t.starts_with('/') { self.template_volume(&node, t)? } else { t.clone() };
+                let mut params: Vec<(&str, String)> =
+                    vec![("vmid", id.to_string()), ("ostemplate", volume), ("description", MANAGED_MARK.to_string())];
                 let rest = to_params(&request.config, None, true);
                 params.extend(rest.iter().map(|(k, v)| (k.as_str(), v.clone())));
                 self.task("POST", &format!("/nodes/{node}/lxc"), &params)
@@ -379,6 +392,15 @@ impl Backend for ProxmoxBackend {
                 self.put(&node, id, to_params(&want, Some(&observed), false))
             }
         }
+    }
+
+    fn check_create(&self, request: &CreateRequest) -> Result<(), BackendError> {
+        if let CreateSource::Template(t) = &request.source
+            && t.starts_with('/')
+        {
+            self.template_volume(request.node.as_deref().unwrap_or(&self.node), t)?;
+        }
+        Ok(())
     }
 
     fn update_config(&self, id: GuestId, changes: &[FieldChange]) -> Result<(), BackendError> {

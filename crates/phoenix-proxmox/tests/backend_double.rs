@@ -37,7 +37,7 @@ fn config(dir: &std::path::Path, double: &PveDouble, memory_902: u32) -> phoenix
             900,
             "tpl",
             1024,
-            r#", "template": "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst", "template_snapshot_name": "ready", "pct_options": ["nesting=1"]"#
+            r#", "template": "/fastData/shared-iso/template/cache/ubuntu-24.04-standard_24.04-2_amd64.tar.zst", "template_snapshot_name": "ready", "pct_options": ["nesting=1"]"#
         ),
         c(901, "web-1", 2048, r#", "clone_from_ctid": "900", "mac_address": "02:00:00:00:09:01""#),
         c(902, "web-2", memory_902, r#", "clone_from_ctid": "900""#),
@@ -58,6 +58,7 @@ fn the_engine_builds_and_keeps_containers_on_the_double() {
             Credentials { token: ("phoenix@pve!ci".into(), "s3cret".into()), root_ticket: "t".into() },
         );
         double.set_task_duration(Duration::from_millis(20));
+        double.add_dir_storage("fastData", "/fastData/shared-iso", "iso,vztmpl");
         let api = ApiClient::new(
             "127.0.0.1",
             double.addr.port(),
@@ -83,6 +84,16 @@ fn the_engine_builds_and_keeps_containers_on_the_double() {
         };
         let (plan, report) = apply(1024);
         assert_eq!(plan.guests_to_change(), 3);
+        // The template's host path became its volume ID on the storage that holds it.
+        let create = double
+            .requests()
+            .into_iter()
+            .find(|r| r.method == "POST" && r.path == "/nodes/pve1/lxc")
+            .expect("create request");
+        assert_eq!(
+            create.params.get("ostemplate").map(String::as_str),
+            Some("fastData:vztmpl/ubuntu-24.04-standard_24.04-2_amd64.tar.zst")
+        );
         assert!(report.outcomes.values().all(|o| *o == GuestOutcome::Created), "{version:?}: {report:#?}");
 
         let (plan, _) = apply(1024);
@@ -107,6 +118,20 @@ fn the_engine_builds_and_keeps_containers_on_the_double() {
 
         let (plan, _) = apply(4096);
         assert!(plan.is_empty());
+
+        // A template no storage holds is refused before anything is created.
+        let request = phoenix_backend::CreateRequest {
+            id: 950,
+            kind: phoenix_backend::GuestKind::Lxc,
+            node: None,
+            source: phoenix_backend::CreateSource::Template("/srv/elsewhere/template/cache/x.tar.zst".into()),
+            config: phoenix_backend::GuestConfig::default(),
+        };
+        let e = backend.check_create(&request).expect_err("no storage holds it");
+        assert!(
+            e.message.contains("no storage of node pve1 holds the template /srv/elsewhere/template/cache/x.tar.zst"),
+            "{e:?}"
+        );
         assert!(
             double.requests().iter().all(|r| r.status == 200),
             "{version:?}: a request was refused: {:?}",

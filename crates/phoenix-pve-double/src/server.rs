@@ -53,6 +53,8 @@ struct Model {
     next_pid: u32,
     task_duration: std::time::Duration,
     fail_next: Option<(String, Vec<String>)>,
+    /// Storages of every node: name → (type, path, content types).
+    storages: BTreeMap<String, (String, Option<String>, String)>,
 }
 
 impl Model {
@@ -130,7 +132,10 @@ impl PveDouble {
         listener.set_nonblocking(true).expect("nonblocking");
         let addr = listener.local_addr().expect("addr");
         let recorded = Arc::new(Mutex::new(Vec::new()));
-        let model = Arc::new(Mutex::new(Model::default()));
+        let mut initial = Model::default();
+        initial.storages.insert("local".into(), ("dir".into(), Some("/var/lib/vz".into()), "vztmpl,iso,backup".into()));
+        initial.storages.insert("local-zfs".into(), ("zfspool".into(), None, "rootdir,images".into()));
+        let model = Arc::new(Mutex::new(initial));
         let stop = Arc::new(AtomicBool::new(false));
         let (rec, halt, shared) = (recorded.clone(), stop.clone(), model.clone());
         std::thread::spawn(move || {
@@ -151,6 +156,15 @@ impl PveDouble {
     /// How long each task runs before it stops.
     pub fn set_task_duration(&self, duration: std::time::Duration) {
         self.model.lock().unwrap_or_else(PoisonError::into_inner).task_duration = duration;
+    }
+
+    /// Adds a directory storage (on every node).
+    pub fn add_dir_storage(&self, name: &str, path: &str, content: &str) {
+        self.model
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .storages
+            .insert(name.into(), ("dir".into(), Some(path.into()), content.into()));
     }
 
     /// Makes the next task fail with this exit status and log.
@@ -364,6 +378,14 @@ fn respond(
                 (200, "OK".to_string(), json!({ "data": lines }))
             }
         };
+    }
+    if let ("GET", ["", "nodes", _, "storage"]) = (method, segs.as_slice()) {
+        let list: Vec<Value> = model
+            .storages
+            .iter()
+            .map(|(name, (kind, path, content))| json!({ "storage": name, "type": kind, "path": path, "content": content, "active": 1, "enabled": 1 }))
+            .collect();
+        return (200, "OK".to_string(), json!({ "data": list }));
     }
     let busy = model.task_duration;
     let mut guests = std::mem::take(&mut model.guests);
