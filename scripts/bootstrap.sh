@@ -6,16 +6,7 @@ set -euo pipefail
 
 MIN_RUST_MINOR=89
 
-need_apt=()
-for pkg in build-essential ca-certificates curl pkg-config git; do
-    dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
-done
-if ((${#need_apt[@]})); then
-    echo "bootstrap: installing ${need_apt[*]}" >&2
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -q
-    apt-get install -y -q --no-install-recommends "${need_apt[@]}"
-fi
+bash "$(dirname "$0")/apt-need.sh" build-essential ca-certificates curl pkg-config git
 
 if [ -f "$HOME/.cargo/env" ]; then
     # shellcheck disable=SC1091

@@ -6,16 +6,7 @@ set -euo pipefail
 bridge=${1:?bridge name}
 address=${2:?address/prefix}
 
-need=()
-for pkg in lxc uidmap busybox-static curl iproute2 xz-utils zstd; do
-    dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
-done
-if ((${#need[@]})); then
-    echo "lxc-host: installing ${need[*]}" >&2
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -q
-    apt-get install -y -q --no-install-recommends "${need[@]}"
-fi
+bash "$(dirname "$0")/apt-need.sh" lxc uidmap busybox-static curl iproute2 xz-utils zstd
 if [ ! -d "/sys/class/net/$bridge/bridge" ]; then
     echo "lxc-host: creating bridge $bridge ($address)" >&2
     ip link add "$bridge" type bridge

@@ -5,10 +5,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/lxc-host.sh phxtest0 10.79.0.1/24
-if ! dpkg -s openssh-server >/dev/null 2>&1; then
-    echo "test-host: installing openssh-server" >&2
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -q
-    apt-get install -y -q --no-install-recommends openssh-server openssh-client
-fi
+bash scripts/apt-need.sh openssh-server openssh-client
 mkdir -p /run/sshd
