@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use phoenix_backend::fields::canonical;
 use phoenix_backend::{CreateSource, GuestConfig, GuestId, GuestKind};
 use phoenix_config::estate::{Estate, Guest, GuestSpec};
 use phoenix_config::model::{HealthCheck, LxcConfig, OneOrMany, VmConfig};
@@ -113,40 +114,6 @@ fn flag(b: bool) -> &'static str {
     if b { "1" } else { "0" }
 }
 
-/// Canonical forms shared with backends, so that observed values normalise the same way.
-///
-/// Mounts are fields `mount:<path inside>` whose value is `bind:<host path>` or
-/// `volume:<storage>:<GiB>`, followed by options separated by `;`: `ro`, `owner=<uid>:<gid>`
-/// (IDs inside the guest), `host-owner=<owner>` (`UID:GID` or `user:group` on the host).
-pub mod canonical {
-    /// Tags as Proxmox stores them: lowercase, sorted, unique, `;`-separated.
-    pub fn tags<'a>(tags: impl IntoIterator<Item = &'a str>) -> String {
-        let mut v: Vec<String> = tags.into_iter().map(|t| t.trim().to_lowercase()).filter(|t| !t.is_empty()).collect();
-        v.sort();
-        v.dedup();
-        v.join(";")
-    }
-
-    /// Container flags (`nesting=1`), sorted, `,`-separated, without spaces.
-    pub fn flags<'a>(options: impl IntoIterator<Item = &'a str>) -> String {
-        let mut v: Vec<String> = options.into_iter().map(|o| o.split_whitespace().collect::<String>()).collect();
-        v.sort();
-        v.dedup();
-        v.join(",")
-    }
-
-    /// A MAC address in lowercase.
-    pub fn mac(mac: &str) -> String {
-        mac.to_ascii_lowercase()
-    }
-
-    /// GPU indices as `0,1`, without spaces.
-    pub fn gpus(s: &str) -> Option<String> {
-        let v: Vec<&str> = s.split(',').map(str::trim).filter(|x| !x.is_empty()).collect();
-        (s != "none" && !v.is_empty()).then(|| v.join(","))
-    }
-}
-
 fn nameservers(ns: Option<&OneOrMany<String>>) -> Option<String> {
     ns.map(|n| n.as_slice().join(" "))
 }
@@ -184,14 +151,7 @@ fn lxc_config(estate: &Estate, id: GuestId, c: &LxcConfig) -> GuestConfig {
         cfg.set("onboot", flag(b));
     }
     if c.boot_order.is_some() || c.boot_delay.is_some() {
-        let mut parts = Vec::new();
-        if let Some(o) = c.boot_order {
-            parts.push(format!("order={o}"));
-        }
-        if let Some(d) = c.boot_delay {
-            parts.push(format!("up={d}"));
-        }
-        cfg.set("startup", parts.join(","));
+        cfg.set("startup", canonical::startup(c.boot_order, c.boot_delay));
     }
     if !c.tags.is_empty() {
         cfg.set("tags", canonical::tags(c.tags.iter().map(String::as_str)));

@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use phoenix_backend::fields::canonical;
 use phoenix_backend::{
     Backend, BackendError, Capabilities, ChangeEffect, CreateRequest, CreateSource, Delivery, ExecOutput, ExecRequest,
     FieldChange, FilePush, GuestConfig, GuestId, GuestKind, Observation, ObservedGuest, PowerState, fields,
@@ -85,7 +86,7 @@ pub fn normalize(config: &serde_json::Map<String, Value>) -> GuestConfig {
             ("net.bridge", net.bridge),
             ("net.ip", net.ip),
             ("net.gw", net.gw),
-            ("net.mac", net.hwaddr.map(|m| m.to_ascii_lowercase())),
+            ("net.mac", net.hwaddr.as_deref().map(canonical::mac)),
         ] {
             if let Some(v) = value {
                 out.set(field, v);
@@ -96,25 +97,13 @@ pub fn normalize(config: &serde_json::Map<String, Value>) -> GuestConfig {
         out.set("net.nameservers", ns);
     }
     if let Some(f) = get("features") {
-        let mut flags: Vec<&str> = f.split(',').filter(|s| !s.is_empty()).collect();
-        flags.sort_unstable();
-        out.set("flags", flags.join(","));
+        out.set("flags", canonical::flags(f.split(',').filter(|s| !s.is_empty())));
     }
     if let Some(s) = get("startup").and_then(|s| Startup::parse(&s).ok()) {
-        let mut parts = Vec::new();
-        if let Some(o) = s.order {
-            parts.push(format!("order={o}"));
-        }
-        if let Some(u) = s.up {
-            parts.push(format!("up={u}"));
-        }
-        out.set("startup", parts.join(","));
+        out.set("startup", canonical::startup(s.order, s.up));
     }
     if let Some(t) = get("tags") {
-        let mut tags: Vec<String> = t.split([';', ',', ' ']).filter(|s| !s.is_empty()).map(str::to_lowercase).collect();
-        tags.sort();
-        tags.dedup();
-        out.set("tags", tags.join(";"));
+        out.set("tags", canonical::tags(t.split([';', ',', ' '])));
     }
     for (k, v) in config {
         let is_mp = k.strip_prefix("mp").is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
