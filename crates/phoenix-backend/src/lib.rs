@@ -10,6 +10,7 @@
 mod error;
 pub mod fields;
 pub mod inside;
+pub mod process;
 mod types;
 
 pub use error::{BackendError, Delivery, ErrorKind};

@@ -3,10 +3,11 @@
 //! key is refused), and argument vectors that reach the remote program intact — each argument is
 //! quoted once for the remote login shell, and `pct exec` passes them on without a shell.
 
-use std::io::{Read, Write};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
+
+use phoenix_backend::process::{ProcessError, run_captured};
 
 /// How to reach one node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,48 +144,15 @@ impl SshTarget {
         let mut args = self.base_args();
         args.push("--".into());
         args.push(remote_command(argv));
-        let mut child = Command::new("ssh")
-            .args(&args)
-            .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| ChannelError::Spawn(e.to_string()))?;
-        if let (Some(data), Some(mut stdin)) = (input, child.stdin.take()) {
-            let data = data.to_vec();
-            std::thread::spawn(move || {
-                let _ = stdin.write_all(&data);
-            });
-        }
-        let reader = |s: Option<Box<dyn Read + Send>>| {
-            std::thread::spawn(move || {
-                let mut b = Vec::new();
-                if let Some(mut s) = s {
-                    let _ = s.read_to_end(&mut b);
-                }
-                b
-            })
-        };
-        let out = reader(child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>));
-        let err = reader(child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>));
-        let deadline = Instant::now() + timeout;
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(s)) => break s.code().unwrap_or(-1),
-                Ok(None) if Instant::now() >= deadline => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return Err(ChannelError::Timeout {
-                        host: self.host.clone(),
-                        command: argv.join(" "),
-                        seconds: timeout.as_secs(),
-                    });
-                }
-                Ok(None) => std::thread::sleep(Duration::from_millis(5)),
-                Err(e) => return Err(ChannelError::Spawn(e.to_string())),
+        let mut command = Command::new("ssh");
+        command.args(&args);
+        let out = run_captured(command, input, timeout).map_err(|e| match e {
+            ProcessError::Spawn(e) | ProcessError::Wait(e) => ChannelError::Spawn(e),
+            ProcessError::Timeout => {
+                ChannelError::Timeout { host: self.host.clone(), command: argv.join(" "), seconds: timeout.as_secs() }
             }
-        };
-        let (stdout, stderr) = (out.join().unwrap_or_default(), err.join().unwrap_or_default());
+        })?;
+        let (status, stdout, stderr) = (out.status, out.stdout, out.stderr);
         if status == 255 {
             let message = String::from_utf8_lossy(&stderr).trim().to_string();
             if message.contains("Host key verification failed")
