@@ -267,6 +267,30 @@ impl ProxmoxBackend {
             })
     }
 
+    /// One container as the backend shows it: its configuration, normalised, and its snapshots.
+    fn observe_one(&self, node: &str, id: GuestId, running: bool) -> Result<ObservedGuest, BackendError> {
+        let config = self.config(node, id)?;
+        let managed = config.get("description").and_then(text).is_some_and(|d| d.contains(MANAGED_MARK));
+        let snapshots: BTreeSet<String> = self
+            .api
+            .request("GET", &format!("{}/snapshot", self.guest_path(node, id)), &[])?
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s["name"].as_str().filter(|n| *n != "current").map(str::to_string))
+            .collect();
+        let power = if running { PowerState::Running } else { PowerState::Stopped };
+        Ok(ObservedGuest {
+            id,
+            kind: GuestKind::Lxc,
+            node: Some(node.to_string()),
+            power,
+            config: normalize(&config),
+            snapshots,
+            managed,
+        })
+    }
+
     fn channel(&self) -> Result<&SshTarget, BackendError> {
         self.channel.as_ref().ok_or_else(|| {
             BackendError::unsupported("commands inside containers need the node channel (`backend.ssh`)")
@@ -308,35 +332,16 @@ impl Backend for ProxmoxBackend {
             else {
                 continue;
             };
-            let config = self.config(node, id)?;
-            let managed = config.get("description").and_then(text).is_some_and(|d| d.contains(MANAGED_MARK));
-            let snapshots: BTreeSet<String> = self
-                .api
-                .request("GET", &format!("{}/snapshot", self.guest_path(node, id)), &[])?
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|s| s["name"].as_str().filter(|n| *n != "current").map(str::to_string))
-                .collect();
-            let power = if r["status"] == "running" { PowerState::Running } else { PowerState::Stopped };
-            guests.insert(
-                id,
-                ObservedGuest {
-                    id,
-                    kind: GuestKind::Lxc,
-                    node: Some(node.to_string()),
-                    power,
-                    config: normalize(&config),
-                    snapshots,
-                    managed,
-                },
-            );
+            guests.insert(id, self.observe_one(node, id, r["status"] == "running")?);
         }
         Ok(Observation { guests })
     }
 
     fn observe_guest(&self, id: GuestId) -> Result<Option<ObservedGuest>, BackendError> {
-        Ok(self.observe()?.guests.remove(&id))
+        match self.node_of(id)? {
+            Some((node, running)) => self.observe_one(&node, id, running).map(Some),
+            None => Ok(None),
+        }
     }
 
     fn create(&self, request: &CreateRequest) -> Result<(), BackendError> {
