@@ -501,6 +501,9 @@ fn pattern_matches(pattern: &str, s: &str) -> bool {
     static CACHE: OnceLock<Mutex<HashMap<String, Option<Regex>>>> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
     let mut cache = cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let re = cache.entry(pattern.to_string()).or_insert_with(|| Regex::new(pattern).ok());
-    re.as_ref().is_none_or(|re| re.is_match(s))
+    // Looked up before inserting, so the hot path allocates nothing.
+    if !cache.contains_key(pattern) {
+        cache.insert(pattern.to_string(), Regex::new(pattern).ok());
+    }
+    cache.get(pattern).and_then(Option::as_ref).is_none_or(|re| re.is_match(s))
 }
