@@ -87,9 +87,67 @@ pub mod canonical {
         parts.join(",")
     }
 
-    /// GPU indices as `0,1`, without spaces.
+    /// A raw `lxc.*` line as `key: value` (users write it `key: value` or `key = value`).
+    pub fn lxc_line(line: &str) -> String {
+        let at = line.find([':', '=']).unwrap_or(line.len());
+        let (key, value) = (line[..at].trim(), line.get(at + 1..).unwrap_or_default().trim());
+        format!("{key}: {value}")
+    }
+
+    /// One range of an ID map: `u` or `g`, first ID inside, first ID on the host, count.
+    pub type IdRange = (char, u64, u64, u64);
+
+    /// The whole ID map of a container for its configured ranges (`u:1000:1000:1 g:...`): the
+    /// configured ranges mapped as given, the rest of 0..65536 onto the host range starting at
+    /// `base` (user, group), split around them.
+    pub fn idmap_ranges(idmap: Option<&str>, base: (u32, u32)) -> Vec<IdRange> {
+        let mut out = Vec::new();
+        for (kind, host_base) in [('u', base.0), ('g', base.1)] {
+            let mut fixed: Vec<(u64, u64, u64)> = idmap
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter_map(|m| {
+                    let p: Vec<&str> = m.split(':').collect();
+                    let ok = p.len() == 4 && p[0].len() == 1 && p[0].starts_with(kind);
+                    ok.then(|| Some((p[1].parse().ok()?, p[2].parse().ok()?, p[3].parse().ok()?))).flatten()
+                })
+                .collect();
+            fixed.sort_unstable();
+            let mut next = 0u64;
+            for (container, host, size) in fixed {
+                if container > next {
+                    out.push((kind, next, u64::from(host_base) + next, container - next));
+                }
+                out.push((kind, container, host, size));
+                next = container + size;
+            }
+            if next < 65536 {
+                out.push((kind, next, u64::from(host_base) + next, 65536 - next));
+            }
+        }
+        out
+    }
+
+    /// The configured ranges of a whole ID map (those off the default shift by `base`), in the
+    /// desired state's form: `u:1000:1000:1 g:1000:1000:1`, sorted.
+    pub fn idmap_configured(ranges: &[IdRange], base: (u32, u32)) -> String {
+        let mut v: Vec<String> = ranges
+            .iter()
+            .filter(|(kind, inside, host, _)| {
+                let b = u64::from(if *kind == 'u' { base.0 } else { base.1 });
+                *host != b + inside
+            })
+            .map(|(kind, inside, host, size)| format!("{kind}:{inside}:{host}:{size}"))
+            .collect();
+        v.sort();
+        v.join(" ")
+    }
+
+    /// GPU indices as `0,1`, in numeric order, without spaces or repeats.
     pub fn gpus(s: &str) -> Option<String> {
-        let v: Vec<&str> = s.split(',').map(str::trim).filter(|x| !x.is_empty()).collect();
+        let mut v: Vec<&str> = s.split(',').map(str::trim).filter(|x| !x.is_empty()).collect();
+        v.sort_by_key(|g| (g.parse::<u64>().unwrap_or(u64::MAX), g.to_string()));
+        v.dedup();
         (s != "none" && !v.is_empty()).then(|| v.join(","))
     }
 }

@@ -74,6 +74,14 @@ pub trait Backend: Send + Sync {
 
     /// How a change of this field takes effect on a running guest.
     fn change_effect(&self, field: &str) -> ChangeEffect;
+
+    /// How setting `field` to `value` is delivered, where it is not the backend's usual way
+    /// (Proxmox settings reserved to `root@pam` go through `pct set` on the node, say): decided
+    /// before anything is applied and shown with the plan. `Err` says why no route can deliver it.
+    fn route(&self, field: &str, value: &str) -> Result<Option<String>, String> {
+        let _ = (field, value);
+        Ok(None)
+    }
 }
 
 /// A shared backend is a backend (the engine's workers share one).
@@ -122,5 +130,8 @@ impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
     }
     fn change_effect(&self, field: &str) -> ChangeEffect {
         (**self).change_effect(field)
+    }
+    fn route(&self, field: &str, value: &str) -> Result<Option<String>, String> {
+        (**self).route(field, value)
     }
 }

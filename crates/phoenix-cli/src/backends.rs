@@ -101,16 +101,19 @@ fn proxmox(
         _ => TlsVerify::Ca(std::fs::read("/etc/ssl/certs/ca-certificates.crt").unwrap_or_default()),
     };
     let api = ApiClient::new(&host, port, auth, tls).map_err(ConnectError::Failed)?;
-    let channel = p.ssh.as_ref().map(|ssh| {
+    let channel = p.ssh.as_ref().map(|ssh| -> std::sync::Arc<dyn phoenix_proxmox::channel::NodeChannel> {
         let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
-        phoenix_proxmox::channel::SshTarget {
-            host: ssh.hosts.get(&p.node).cloned().unwrap_or_else(|| p.node.clone()),
-            port: ssh.port.and_then(|port| u16::try_from(port).ok()).unwrap_or(22),
-            user: ssh.user.clone().unwrap_or_else(|| "root".into()),
-            identity: ssh.identity_file.clone().map(Into::into),
-            known_hosts: ssh.known_hosts_file.clone().unwrap_or_else(|| format!("{home}/.ssh/known_hosts")).into(),
-            control_dir: std::env::temp_dir(),
-        }
+        std::sync::Arc::new(phoenix_proxmox::channel::SshNodes {
+            settings: phoenix_proxmox::channel::SshTarget {
+                host: p.node.clone(),
+                port: ssh.port.and_then(|port| u16::try_from(port).ok()).unwrap_or(22),
+                user: ssh.user.clone().unwrap_or_else(|| "root".into()),
+                identity: ssh.identity_file.clone().map(Into::into),
+                known_hosts: ssh.known_hosts_file.clone().unwrap_or_else(|| format!("{home}/.ssh/known_hosts")).into(),
+                control_dir: std::env::temp_dir(),
+            },
+            hosts: ssh.hosts.clone(),
+        })
     });
     Ok(phoenix_proxmox::backend::ProxmoxBackend::new(api, &p.node, channel))
 }

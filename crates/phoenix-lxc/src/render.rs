@@ -135,34 +135,13 @@ pub fn render(cfg: &GuestConfig, cx: &RenderContext<'_>) -> String {
     lines.join("\n")
 }
 
-/// The ID map: the configured ranges mapped one-to-one, the rest of 0..65536 onto the host
-/// range starting at `base`, split around them.
+/// The ID map as `lxc.idmap` lines: the configured ranges mapped one-to-one, the rest of
+/// 0..65536 onto the host range starting at `base`, split around them.
 pub fn id_maps(idmap: Option<&str>, base: (u32, u32)) -> Vec<String> {
-    let mut out = Vec::new();
-    for (kind, host_base) in [("u", base.0), ("g", base.1)] {
-        let mut fixed: Vec<(u64, u64, u64)> = idmap
-            .unwrap_or_default()
-            .split_whitespace()
-            .filter_map(|m| {
-                let p: Vec<&str> = m.split(':').collect();
-                (p.len() == 4 && p[0] == kind).then(|| (p[1].parse().ok(), p[2].parse().ok(), p[3].parse().ok()))
-            })
-            .filter_map(|(c, h, s)| Some((c?, h?, s?)))
-            .collect();
-        fixed.sort_unstable();
-        let mut next = 0u64;
-        for (container, host, size) in fixed {
-            if container > next {
-                out.push(format!("lxc.idmap = {kind} {next} {} {}", u64::from(host_base) + next, container - next));
-            }
-            out.push(format!("lxc.idmap = {kind} {container} {host} {size}"));
-            next = container + size;
-        }
-        if next < 65536 {
-            out.push(format!("lxc.idmap = {kind} {next} {} {}", u64::from(host_base) + next, 65536 - next));
-        }
-    }
-    out
+    phoenix_backend::fields::canonical::idmap_ranges(idmap, base)
+        .into_iter()
+        .map(|(kind, inside, host, size)| format!("lxc.idmap = {kind} {inside} {host} {size}"))
+        .collect()
 }
 
 #[cfg(test)]

@@ -196,7 +196,8 @@ fn lxc_config(estate: &Estate, id: GuestId, c: &LxcConfig) -> GuestConfig {
         cfg.set("gpus", g);
     }
     if !c.lxc_options.is_empty() {
-        cfg.set("lxc.raw", c.lxc_options.join("\n"));
+        let lines: Vec<String> = c.lxc_options.iter().map(|l| canonical::lxc_line(l)).collect();
+        cfg.set("lxc.raw", lines.join("\n"));
     }
     if let Some(a) = &c.apparmor_profile {
         cfg.set("apparmor", a);

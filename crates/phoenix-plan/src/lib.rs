@@ -8,5 +8,6 @@ pub mod plan;
 pub use desired::{Customization, Desired, DesiredGuest, desired};
 pub use lifecycle::LifecycleState;
 pub use plan::{
-    Action, GuestPlan, Markers, Plan, PlanIssue, PlannedChange, Step, check_addresses, check_capabilities, plan,
+    Action, GuestPlan, Markers, Plan, PlanIssue, PlannedChange, Step, check_addresses, check_capabilities,
+    check_routes, plan,
 };

@@ -353,6 +353,47 @@ pub fn check_capabilities(desired: &Desired, caps: &phoenix_backend::Capabilitie
     issues
 }
 
+/// How a backend delivers a field's value, where not its usual way (see `Backend::route`).
+pub type Route<'a> = &'a dyn Fn(&str, &str) -> Result<Option<String>, String>;
+
+/// The route of each change the backend delivers another way than usual (from the backend's
+/// `route`): notes, one per route, naming the guests and fields; a change that no route can
+/// deliver is an issue that refuses the plan.
+pub fn check_routes(
+    desired: &Desired,
+    plan: &Plan,
+    route: Route<'_>,
+) -> (Vec<PlanIssue>, Vec<String>) {
+    let mut by_route: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut issues = Vec::new();
+    for g in &plan.guests {
+        let Some(d) = desired.guests.get(&g.id) else { continue };
+        let mut fields: Vec<(&str, &str)> = Vec::new();
+        for step in &g.steps {
+            match &step.action {
+                Action::Create { .. } => fields.extend(d.config.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+                Action::Configure { changes } => {
+                    fields.extend(changes.iter().map(|c| (c.field.as_str(), c.new.as_str())));
+                }
+                _ => {}
+            }
+        }
+        for (field, value) in fields {
+            match route(field, value) {
+                Ok(Some(how)) => by_route.entry(how).or_default().push(format!("{} {field}", g.id)),
+                Ok(None) => {}
+                Err(why) => issues.push(PlanIssue {
+                    guest: g.id,
+                    message: format!("{} ({}): {field} cannot be set: {why}", g.id, g.name),
+                    hint: "configure the route it needs, or leave the setting out".to_string(),
+                }),
+            }
+        }
+    }
+    let notes = by_route.into_iter().map(|(how, what)| format!("{how}: {}", what.join(", "))).collect();
+    (issues, notes)
+}
+
 /// Addresses the configuration gives a guest that another guest on the backend already has
 /// (one Phoenix does not manage, or one no longer in the configuration).
 pub fn check_addresses(desired: &Desired, observed: &Observation) -> Vec<PlanIssue> {

@@ -4,6 +4,7 @@
 //! configuration is normalised into Phoenix's field vocabulary so that equal things compare equal.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use phoenix_backend::fields::canonical;
@@ -14,24 +15,49 @@ use phoenix_backend::{
 use serde_json::Value;
 
 use crate::api::ApiClient;
-use crate::channel::{SshTarget, pct_exec};
-use crate::propstring::{MountPoint, Net, Property, Startup};
+use crate::channel::{NodeChannel, pct_exec};
+use crate::conf::ConfFile;
+use crate::node;
+use crate::propstring::{Device, MountPoint, Net, Property, Startup};
 use crate::task::{Poll, timeout_for, wait};
 use crate::upid::Upid;
 
 /// The mark in a container's description that says Phoenix created it.
 pub const MANAGED_MARK: &str = "Managed by Phoenix.";
 
-/// Fields this backend does not implement yet (raw `lxc.*` lines and ID maps need edits of the
-/// conf file over the node channel; GPUs need `dev[n]` with a root ticket; the per-guest firewall).
-const NOT_YET: &[&str] = &["lxc.raw", "idmap", "apparmor", "gpus", "firewall", "firewall.rules"];
+/// Fields this backend does not implement yet (the per-guest firewall).
+const NOT_YET: &[&str] = &["firewall", "firewall.rules"];
+
+/// Fields kept as raw `lxc.*` lines in the container's conf file: the API has no keys for them.
+const RAW_FIELDS: &[&str] = &["lxc.raw", "apparmor", "idmap"];
+
+/// Where unprivileged containers' IDs start on a Proxmox host (users and groups).
+const ID_BASE: (u32, u32) = (100_000, 100_000);
 
 /// The Proxmox backend.
 pub struct ProxmoxBackend {
     api: ApiClient,
     node: String,
-    channel: Option<SshTarget>,
+    channel: Option<Arc<dyn NodeChannel>>,
     poll: Poll,
+    /// NVIDIA device nodes of each node, listed once.
+    devices: Mutex<BTreeMap<String, Vec<String>>>,
+}
+
+/// API parameters: names and values.
+type Params = Vec<(String, String)>;
+
+/// Whether a key is `prefix` followed by a number (`dev0`, `mp12`).
+fn numbered(key: &str, prefix: &str) -> bool {
+    key.strip_prefix(prefix).is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Whether Proxmox lets only `root@pam` set this: device passthrough, bind and device mount
+/// points, and feature flags other than `nesting`.
+pub fn reserved_to_root(key: &str, value: &str) -> bool {
+    numbered(key, "dev")
+        || ((numbered(key, "mp") || key == "rootfs") && value.split(',').next().is_some_and(|v| v.starts_with('/')))
+        || (key == "features" && value.split(',').any(|f| !f.is_empty() && !f.starts_with("nesting=")))
 }
 
 fn text(v: &Value) -> Option<String> {
@@ -105,8 +131,28 @@ pub fn normalize(config: &serde_json::Map<String, Value>) -> GuestConfig {
     if let Some(t) = get("tags") {
         out.set("tags", canonical::tags(t.split([';', ',', ' '])));
     }
+    let mut gpus: Vec<u64> = config
+        .iter()
+        .filter(|(k, _)| numbered(k, "dev"))
+        .filter_map(|(_, v)| text(v).and_then(|d| Device::parse(&d).ok()))
+        .filter_map(|d| d.path.strip_prefix("/dev/nvidia").and_then(|n| n.parse().ok()))
+        .collect();
+    gpus.sort_unstable();
+    if !gpus.is_empty() {
+        out.set("gpus", gpus.iter().map(u64::to_string).collect::<Vec<_>>().join(","));
+    }
+    let raw: Vec<(String, String)> = config
+        .get("lxc")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|pair| Some((pair.get(0)?.as_str()?.to_string(), pair.get(1).and_then(text)?)))
+        .collect();
+    for (field, value) in raw_fields(&raw) {
+        out.set(field, value);
+    }
     for (k, v) in config {
-        let is_mp = k.strip_prefix("mp").is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        let is_mp = numbered(k, "mp");
         let Some(m) = is_mp.then(|| text(v)).flatten().and_then(|m| MountPoint::parse(&m).ok()) else { continue };
         let Some(inside) = m.mp.clone() else { continue };
         let value = if m.is_bind() {
@@ -116,6 +162,54 @@ pub fn normalize(config: &serde_json::Map<String, Value>) -> GuestConfig {
             format!("volume:{storage}:{}", m.size.as_deref().and_then(gib).unwrap_or(0))
         };
         out.set(format!("{}{}", fields::MOUNT_PREFIX, inside.trim_end_matches('/')), value);
+    }
+    out
+}
+
+/// The fields `lxc.raw`, `apparmor` and `idmap` of a container's raw `lxc.*` lines.
+pub fn raw_fields(raw: &[(String, String)]) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    let mut ranges = Vec::new();
+    let mut rest = Vec::new();
+    for (k, v) in raw {
+        match k.as_str() {
+            "lxc.apparmor.profile" => out.push(("apparmor", v.clone())),
+            "lxc.idmap" => {
+                let p: Vec<&str> = v.split_whitespace().collect();
+                let n = |i: usize| p.get(i).and_then(|x| x.parse::<u64>().ok());
+                match (p.first().and_then(|k| k.chars().next()), n(1), n(2), n(3)) {
+                    (Some(kind), Some(inside), Some(host), Some(size)) => ranges.push((kind, inside, host, size)),
+                    _ => rest.push(format!("{k}: {v}")),
+                }
+            }
+            _ => rest.push(format!("{k}: {v}")),
+        }
+    }
+    let idmap = canonical::idmap_configured(&ranges, ID_BASE);
+    if !idmap.is_empty() {
+        out.push(("idmap", idmap));
+    }
+    if !rest.is_empty() {
+        out.push(("lxc.raw", rest.join("\n")));
+    }
+    out
+}
+
+/// The raw `lxc.*` lines for the fields `lxc.raw`, `apparmor` and `idmap`.
+pub fn raw_lines(fields: &GuestConfig) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    if let Some(idmap) = fields.get("idmap") {
+        for (kind, inside, host, size) in canonical::idmap_ranges(Some(idmap), ID_BASE) {
+            out.push(("lxc.idmap".to_string(), format!("{kind} {inside} {host} {size}")));
+        }
+    }
+    if let Some(profile) = fields.get("apparmor") {
+        out.push(("lxc.apparmor.profile".to_string(), profile.to_string()));
+    }
+    for line in fields.get("lxc.raw").unwrap_or_default().lines() {
+        if let Some((k, v)) = line.split_once(':') {
+            out.push((k.trim().to_string(), v.trim().to_string()));
+        }
     }
     out
 }
@@ -188,8 +282,8 @@ pub fn to_params(desired: &GuestConfig, observed: Option<&GuestConfig>, creating
 
 impl ProxmoxBackend {
     /// A backend on `node` through `api`, with the node channel where one is configured.
-    pub fn new(api: ApiClient, node: &str, channel: Option<SshTarget>) -> ProxmoxBackend {
-        ProxmoxBackend { api, node: node.to_string(), channel, poll: Poll::default() }
+    pub fn new(api: ApiClient, node: &str, channel: Option<Arc<dyn NodeChannel>>) -> ProxmoxBackend {
+        ProxmoxBackend { api, node: node.to_string(), channel, poll: Poll::default(), devices: Mutex::default() }
     }
 
     /// Checks, before anything else, that the API answers with these credentials and is a
@@ -291,20 +385,170 @@ impl ProxmoxBackend {
         })
     }
 
-    fn channel(&self) -> Result<&SshTarget, BackendError> {
-        self.channel.as_ref().ok_or_else(|| {
-            BackendError::unsupported("commands inside containers need the node channel (`backend.ssh`)")
+    fn channel(&self) -> Result<&dyn NodeChannel, BackendError> {
+        self.channel.as_deref().ok_or_else(|| {
+            BackendError::unsupported("this needs the node channel (`backend.ssh`, or Phoenix on the node)")
         })
     }
 
-    fn put(&self, node: &str, id: GuestId, params: Vec<(String, String)>) -> Result<(), BackendError> {
-        if params.is_empty() {
+    /// Runs a command on a node; a non-zero exit is an error carrying its stderr.
+    fn on_node(&self, node: &str, argv: &[String], input: Option<&[u8]>) -> Result<Vec<u8>, BackendError> {
+        let out = self
+            .channel()?
+            .run(node, argv, input, Duration::from_secs(300))
+            .map_err(|e| BackendError::transient(Delivery::MaybeApplied, e.to_string()))?;
+        if out.status == 0 {
+            return Ok(out.stdout);
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        let what = argv.iter().take(3).cloned().collect::<Vec<_>>().join(" ");
+        let error = if stderr.contains("got timeout") || out.status == node::CHANGED {
+            BackendError::transient(Delivery::MaybeApplied, format!("`{what}` on {node}: {stderr}"))
+        } else {
+            BackendError::permanent(
+                Delivery::MaybeApplied,
+                format!("`{what}` on {node} failed ({}): {stderr}", out.status),
+            )
+        };
+        Err(error)
+    }
+
+    /// Sets configuration keys (and removes `delete`): what an API token may set through the
+    /// API with the configuration's `digest`, what Proxmox reserves to `root@pam` with `pct set`
+    /// on the node.
+    fn put(
+        &self,
+        node: &str,
+        id: GuestId,
+        params: Vec<(String, String)>,
+        delete: Vec<String>,
+    ) -> Result<(), BackendError> {
+        let (root, token): (Vec<_>, Vec<_>) = params.into_iter().partition(|(k, v)| reserved_to_root(k, v));
+        let (root_delete, token_delete): (Vec<_>, Vec<_>) = delete.into_iter().partition(|k| numbered(k, "dev"));
+        if !token.is_empty() || !token_delete.is_empty() {
+            let digest = self.config(node, id)?.get("digest").and_then(text).unwrap_or_default();
+            let mut all: Vec<(&str, String)> = token.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+            if !token_delete.is_empty() {
+                all.push(("delete", token_delete.join(",")));
+            }
+            all.push(("digest", digest));
+            self.api.request("PUT", &format!("{}/config", self.guest_path(node, id)), &all)?;
+        }
+        if !root.is_empty() || !root_delete.is_empty() {
+            self.on_node(node, &node::pct_set(id, &root, &root_delete), None)?;
+        }
+        Ok(())
+    }
+
+    /// The NVIDIA device nodes `node` has (listed once per run).
+    fn nvidia_devices(&self, node: &str) -> Result<Vec<String>, BackendError> {
+        if let Some(list) = self.devices.lock().unwrap_or_else(PoisonError::into_inner).get(node) {
+            return Ok(list.clone());
+        }
+        let out = self.on_node(node, &node::list_nvidia_devices(), None)?;
+        let list: Vec<String> = String::from_utf8_lossy(&out).lines().map(str::to_string).collect();
+        self.devices.lock().unwrap_or_else(PoisonError::into_inner).insert(node.to_string(), list.clone());
+        Ok(list)
+    }
+
+    /// `dev[n]` settings for the GPUs `gpus` (`0,1`), in the slots the container's other devices
+    /// leave free, and the slots of NVIDIA devices it no longer needs.
+    fn gpu_params(
+        &self,
+        node: &str,
+        gpus: &str,
+        current: &serde_json::Map<String, Value>,
+    ) -> Result<(Params, Vec<String>), BackendError> {
+        let present = self.nvidia_devices(node)?;
+        let indices: Vec<u32> = gpus.split(',').filter_map(|g| g.trim().parse().ok()).collect();
+        let missing: Vec<String> =
+            indices.iter().filter(|g| !present.contains(&format!("/dev/nvidia{g}"))).map(u32::to_string).collect();
+        if !missing.is_empty() {
+            return Err(BackendError::permanent(
+                Delivery::NotSent,
+                format!("GPU {} is not on node {node} (no /dev/nvidia{})", missing.join(", "), missing[0]),
+            )
+            .with_detail(format!(
+                "the node has: {}",
+                if present.is_empty() {
+                    "no NVIDIA devices (is the driver loaded?)".to_string()
+                } else {
+                    present.join(" ")
+                }
+            )));
+        }
+        let nvidia = |v: &Value| text(v).is_some_and(|d| d.starts_with("/dev/nvidia"));
+        let taken: BTreeSet<u32> = current
+            .iter()
+            .filter(|(k, v)| numbered(k, "dev") && !nvidia(v))
+            .filter_map(|(k, _)| k[3..].parse().ok())
+            .collect();
+        let mut slots = (0u32..).filter(|n| !taken.contains(n));
+        let mut params = Vec::new();
+        for path in node::gpu_devices(&indices, &present) {
+            let slot = slots.next().unwrap_or_default();
+            let dev = Device { path, mode: Some("0666".into()), ..Device::default() };
+            params.push((format!("dev{slot}"), dev.print()));
+        }
+        let delete = current
+            .iter()
+            .filter(|(k, v)| numbered(k, "dev") && nvidia(v) && !params.iter().any(|(p, _)| p == *k))
+            .map(|(k, _)| k.clone())
+            .collect();
+        Ok((params, delete))
+    }
+
+    /// Makes the live section's raw `lxc.*` lines of `/etc/pve/lxc/<id>.conf` these: read, edited
+    /// (never a snapshot's section), written only if nobody changed the file meanwhile, and read
+    /// back to verify.
+    fn set_raw_lines(&self, node: &str, id: GuestId, want: &[(String, String)]) -> Result<(), BackendError> {
+        let read = || -> Result<(String, ConfFile), BackendError> {
+            let text = String::from_utf8_lossy(&self.on_node(node, &node::read_conf(id), None)?).into_owned();
+            let conf = ConfFile::parse(&text).map_err(|e| {
+                BackendError::permanent(Delivery::NotSent, format!("{} does not parse: {e}", node::conf_path(id)))
+            })?;
+            Ok((text, conf))
+        };
+        let as_pairs = |c: &ConfFile| -> Vec<(String, String)> {
+            c.live_raw().into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        };
+        let (text, mut conf) = read()?;
+        if as_pairs(&conf) == want {
             return Ok(());
         }
-        let digest = self.config(node, id)?.get("digest").and_then(text).unwrap_or_default();
-        let mut all: Vec<(&str, String)> = params.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
-        all.push(("digest", digest));
-        self.api.request("PUT", &format!("{}/config", self.guest_path(node, id)), &all).map(|_| ())
+        let before = conf.clone();
+        conf.set_live_raw(want);
+        let new = conf.to_string();
+        self.on_node(node, &node::write_conf(id, &node::content_hash(text.as_bytes())), Some(new.as_bytes()))?;
+        let (_, back) = read()?;
+        if as_pairs(&back) != want || !back.same_sections_after_live(&before) {
+            return Err(BackendError::permanent(
+                Delivery::MaybeApplied,
+                format!("{} does not read back as written", node::conf_path(id)),
+            ));
+        }
+        Ok(())
+    }
+
+    /// What needs more than the API token after the container exists: GPUs (`dev[n]` with
+    /// `pct set`) and raw `lxc.*` lines (the conf file), from the desired fields `want`.
+    fn configure_beyond_api(&self, node: &str, id: GuestId, want: &GuestConfig) -> Result<(), BackendError> {
+        if let Some(gpus) = want.get("gpus") {
+            let current = self.config(node, id)?;
+            let (params, delete) = self.gpu_params(node, gpus, &current)?;
+            self.put(node, id, params, delete)?;
+        }
+        if RAW_FIELDS.iter().any(|f| want.get(f).is_some()) {
+            let current = normalize(&self.config(node, id)?);
+            let mut all = GuestConfig::default();
+            for f in RAW_FIELDS {
+                if let Some(v) = want.get(f).or_else(|| current.get(f)) {
+                    all.set(*f, v);
+                }
+            }
+            self.set_raw_lines(node, id, &raw_lines(&all))?;
+        }
+        Ok(())
     }
 }
 
@@ -318,7 +562,7 @@ impl Backend for ProxmoxBackend {
             kinds: BTreeSet::from([GuestKind::Lxc]),
             clone: true,
             snapshots: true,
-            gpu: false,
+            gpu: self.channel.is_some(),
             concurrent_clones: false,
             fields: fields::CONTAINER.iter().filter(|f| !NOT_YET.contains(f)).map(|f| (*f).to_string()).collect(),
         }
@@ -355,9 +599,12 @@ impl Backend for ProxmoxBackend {
                 let volume = if t.starts_with('/') { self.template_volume(&node, t)? } else { t.clone() };
                 let mut params: Vec<(&str, String)> =
                     vec![("vmid", id.to_string()), ("ostemplate", volume), ("description", MANAGED_MARK.to_string())];
-                let rest = to_params(&request.config, None, true);
-                params.extend(rest.iter().map(|(k, v)| (k.as_str(), v.clone())));
-                self.task("POST", &format!("/nodes/{node}/lxc"), &params)
+                let (root, token): (Vec<_>, Vec<_>) =
+                    to_params(&request.config, None, true).into_iter().partition(|(k, v)| reserved_to_root(k, v));
+                params.extend(token.iter().map(|(k, v)| (k.as_str(), v.clone())));
+                self.task("POST", &format!("/nodes/{node}/lxc"), &params)?;
+                self.put(&node, id, root, Vec::new())?;
+                self.configure_beyond_api(&node, id, &request.config)
             }
             CreateSource::Clone { source, snapshot } => {
                 let (src_node, _) = self.node_of(*source)?.ok_or_else(|| {
@@ -371,7 +618,13 @@ impl Backend for ProxmoxBackend {
                 if src_node != node {
                     params.push(("target", node.clone()));
                 }
-                self.task("POST", &format!("{}/clone", self.guest_path(&src_node, *source)), &params)?;
+                // A token may not copy device passthrough: such a source is cloned as root@pam.
+                let passthrough = self.config(&src_node, *source)?.keys().any(|k| numbered(k, "dev"));
+                if passthrough {
+                    self.on_node(&src_node, &node::pct_clone(*source, id, &params[1..]), None)?;
+                } else {
+                    self.task("POST", &format!("{}/clone", self.guest_path(&src_node, *source)), &params)?;
+                }
                 // The clone has its template's configuration: make it this guest's.
                 let observed = normalize(&self.config(&node, id)?);
                 let mut want = request.config.clone();
@@ -383,7 +636,8 @@ impl Backend for ProxmoxBackend {
                         }
                     }
                 }
-                self.put(&node, id, to_params(&want, Some(&observed), false))
+                self.put(&node, id, to_params(&want, Some(&observed), false), Vec::new())?;
+                self.configure_beyond_api(&node, id, &want)
             }
         }
     }
@@ -422,7 +676,8 @@ impl Backend for ProxmoxBackend {
                 &[("disk", "rootfs".into()), ("size", format!("{size}G"))],
             )?;
         }
-        self.put(&node, id, to_params(&want, Some(&observed), false))
+        self.put(&node, id, to_params(&want, Some(&observed), false), Vec::new())?;
+        self.configure_beyond_api(&node, id, &want)
     }
 
     fn start(&self, id: GuestId) -> Result<(), BackendError> {
@@ -448,9 +703,10 @@ impl Backend for ProxmoxBackend {
     }
 
     fn exec(&self, id: GuestId, request: &ExecRequest) -> Result<ExecOutput, BackendError> {
+        let node = self.node_of(id)?.map_or_else(|| self.node.clone(), |(n, _)| n);
         let out = self
             .channel()?
-            .run(&pct_exec(id, &request.argv), None, request.timeout)
+            .run(&node, &pct_exec(id, &request.argv), None, request.timeout)
             .map_err(|e| BackendError::transient(Delivery::MaybeApplied, e.to_string()))?;
         Ok(ExecOutput { status: out.status, stdout: out.stdout, stderr: out.stderr })
     }
@@ -471,9 +727,10 @@ impl Backend for ProxmoxBackend {
     fn push_file(&self, id: GuestId, file: &FilePush) -> Result<(), BackendError> {
         // Written by a shell inside the container (through `pct exec`), so links resolve inside it.
         let argv = phoenix_backend::inside::push_command(file);
+        let node = self.node_of(id)?.map_or_else(|| self.node.clone(), |(n, _)| n);
         let out = self
             .channel()?
-            .run(&pct_exec(id, &argv), Some(&file.content), Duration::from_secs(120))
+            .run(&node, &pct_exec(id, &argv), Some(&file.content), Duration::from_secs(120))
             .map_err(|e| BackendError::transient(Delivery::MaybeApplied, e.to_string()))?;
         if out.status == 0 {
             Ok(())
@@ -498,8 +755,26 @@ impl Backend for ProxmoxBackend {
         match field {
             "cores" | "memory_mb" | "swap_mb" | "onboot" | "startup" | "tags" | "disk_gb" | "net.ip" | "net.gw"
             | "net.bridge" | "net.nameservers" => ChangeEffect::Live,
+            // Device passthrough and raw lines take effect at the next start.
+            "gpus" | "lxc.raw" | "apparmor" | "idmap" => ChangeEffect::Restart,
             "unprivileged" | "storage" => ChangeEffect::Recreate,
             _ => ChangeEffect::Restart,
+        }
+    }
+
+    fn route(&self, field: &str, value: &str) -> Result<Option<String>, String> {
+        let bind = field.starts_with(fields::MOUNT_PREFIX) && value.starts_with("bind:");
+        let flags = field == "flags" && value.split(',').any(|f| !f.starts_with("nesting="));
+        let how = if field == "gpus" || bind || flags {
+            "`pct set` on the node (Proxmox reserves device passthrough, bind mounts and feature flags other than nesting to root@pam)"
+        } else if RAW_FIELDS.contains(&field) {
+            "an edit of /etc/pve/lxc/<id>.conf on the node (the API has no raw lxc.* keys)"
+        } else {
+            return Ok(None);
+        };
+        match self.channel {
+            Some(_) => Ok(Some(how.to_string())),
+            None => Err(format!("it goes through {how}, and no node channel is configured (`backend.ssh`)")),
         }
     }
 }

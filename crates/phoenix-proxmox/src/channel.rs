@@ -66,8 +66,8 @@ pub enum ChannelError {
         /// The limit.
         seconds: u64,
     },
-    /// The ssh program could not be started.
-    #[error("cannot run ssh: {0}")]
+    /// The program (ssh, or the command itself on the local node) could not be started.
+    #[error("cannot run {0}")]
     Spawn(String),
 }
 
@@ -106,6 +106,87 @@ pub fn pct_push(id: u32, node_file: &str, path: &str, mode: u32, uid: u32, gid: 
     .iter()
     .map(|s| (*s).to_string())
     .collect()
+}
+
+/// Commands on the nodes of a cluster: SSH to each node, or this machine when Phoenix runs on the
+/// node itself. Test doubles implement it too (any closure of the right shape does).
+pub trait NodeChannel: Send + Sync {
+    /// Runs an argument vector on `node`, feeding `input` on stdin (or none), with a timeout.
+    fn run(&self, node: &str, argv: &[String], input: Option<&[u8]>, timeout: Duration)
+    -> Result<Output, ChannelError>;
+}
+
+impl<F> NodeChannel for F
+where
+    F: Fn(&str, &[String], Option<&[u8]>) -> Result<Output, ChannelError> + Send + Sync,
+{
+    fn run(&self, node: &str, argv: &[String], input: Option<&[u8]>, _: Duration) -> Result<Output, ChannelError> {
+        self(node, argv, input)
+    }
+}
+
+/// SSH to each node: the same settings for all, the address of each node from `hosts` (else the
+/// node's name).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshNodes {
+    /// Settings shared by all nodes (its `host` is not used).
+    pub settings: SshTarget,
+    /// Address of each node whose name is not its address.
+    pub hosts: std::collections::BTreeMap<String, String>,
+}
+
+impl SshNodes {
+    /// How one node is reached.
+    pub fn target(&self, node: &str) -> SshTarget {
+        SshTarget { host: self.hosts.get(node).cloned().unwrap_or_else(|| node.to_string()), ..self.settings.clone() }
+    }
+}
+
+impl NodeChannel for SshNodes {
+    fn run(
+        &self,
+        node: &str,
+        argv: &[String],
+        input: Option<&[u8]>,
+        timeout: Duration,
+    ) -> Result<Output, ChannelError> {
+        self.target(node).run(argv, input, timeout)
+    }
+}
+
+/// This machine, when Phoenix runs on the node itself: commands for it run here, without a
+/// shell; other nodes are refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalNode {
+    /// This node's name.
+    pub node: String,
+}
+
+impl NodeChannel for LocalNode {
+    fn run(
+        &self,
+        node: &str,
+        argv: &[String],
+        input: Option<&[u8]>,
+        timeout: Duration,
+    ) -> Result<Output, ChannelError> {
+        if node != self.node {
+            return Err(ChannelError::Connect {
+                host: node.to_string(),
+                message: format!("Phoenix runs on node {}, and no SSH channel reaches the others", self.node),
+            });
+        }
+        let (program, args) = argv.split_first().ok_or_else(|| ChannelError::Spawn("empty command".into()))?;
+        let mut command = Command::new(program);
+        command.args(args);
+        let out = run_captured(command, input, timeout).map_err(|e| match e {
+            ProcessError::Spawn(e) | ProcessError::Wait(e) => ChannelError::Spawn(format!("{program}: {e}")),
+            ProcessError::Timeout => {
+                ChannelError::Timeout { host: node.to_string(), command: argv.join(" "), seconds: timeout.as_secs() }
+            }
+        })?;
+        Ok(Output { status: out.status, stdout: out.stdout, stderr: out.stderr })
+    }
 }
 
 impl SshTarget {
@@ -147,7 +228,7 @@ impl SshTarget {
         let mut command = Command::new("ssh");
         command.args(&args);
         let out = run_captured(command, input, timeout).map_err(|e| match e {
-            ProcessError::Spawn(e) | ProcessError::Wait(e) => ChannelError::Spawn(e),
+            ProcessError::Spawn(e) | ProcessError::Wait(e) => ChannelError::Spawn(format!("ssh: {e}")),
             ProcessError::Timeout => {
                 ChannelError::Timeout { host: self.host.clone(), command: argv.join(" "), seconds: timeout.as_secs() }
             }

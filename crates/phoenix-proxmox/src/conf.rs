@@ -129,6 +129,41 @@ impl ConfFile {
     }
 }
 
+impl ConfFile {
+    /// Whether every section after the live one (snapshots, `pending`) is as in `other`.
+    pub fn same_sections_after_live(&self, other: &ConfFile) -> bool {
+        self.sections[1..] == other.sections[1..]
+    }
+
+    /// The raw `lxc.*` settings of the live section, in order.
+    pub fn live_raw(&self) -> Vec<(&str, &str)> {
+        self.live()
+            .lines
+            .iter()
+            .filter_map(|l| match l {
+                Line::Entry { key, value, .. } if key.starts_with("lxc.") => Some((key.as_str(), value.as_str())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Replaces every raw `lxc.*` setting of the live section with these, in order, where the
+    /// first one was (or after the last setting); other sections are not touched.
+    pub fn set_live_raw(&mut self, entries: &[(String, String)]) {
+        let live = &mut self.sections[0];
+        let is_raw = |l: &Line| matches!(l, Line::Entry { key, .. } if key.starts_with("lxc."));
+        let at = live.lines.iter().position(is_raw).unwrap_or_else(|| {
+            live.lines.iter().rposition(|l| matches!(l, Line::Entry { .. })).map_or(live.lines.len(), |p| p + 1)
+        });
+        let before = live.lines[..at].iter().filter(|l| is_raw(l)).count();
+        live.lines.retain(|l| !is_raw(l));
+        let at = at - before;
+        let new =
+            entries.iter().map(|(k, v)| Line::Entry { key: k.clone(), value: v.clone(), raw: format!("{k}: {v}") });
+        live.lines.splice(at..at, new);
+    }
+}
+
 impl fmt::Display for ConfFile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut lines: Vec<&str> = Vec::new();
@@ -216,6 +251,27 @@ memory: 8192
         assert_eq!(&text[live_end..], &REAL[REAL.find("\n\n[gpu-snapshot]").expect("boundary")..]);
         c.set_live("lxc.idmap", &[]);
         assert!(ConfFile::parse(&c.to_string()).expect("parses").live_values("lxc.idmap").is_empty());
+    }
+
+    #[test]
+    fn raw_lines_are_replaced_as_a_block_in_the_live_section() {
+        let mut c = ConfFile::parse(REAL).expect("parses");
+        assert_eq!(c.live_raw().len(), 2);
+        let want = vec![
+            ("lxc.apparmor.profile".to_string(), "unconfined".to_string()),
+            ("lxc.mount.entry".to_string(), "/dev/nvidia0 dev/nvidia0 none bind,optional,create=file".to_string()),
+            ("lxc.mount.entry".to_string(), "/dev/nvidiactl dev/nvidiactl none bind,optional,create=file".to_string()),
+        ];
+        c.set_live_raw(&want);
+        let text = c.to_string();
+        let back = ConfFile::parse(&text).expect("parses");
+        let got: Vec<(String, String)> = back.live_raw().iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        assert_eq!(got, want);
+        assert_eq!(back.snapshot_values("gpu-snapshot", "lxc.cgroup2.devices.allow"), vec!["c 195:* rwm"]);
+        let boundary = "\n\n[gpu-snapshot]";
+        assert_eq!(&text[text.find(boundary).expect("b")..], &REAL[REAL.find(boundary).expect("b")..]);
+        c.set_live_raw(&[]);
+        assert!(ConfFile::parse(&c.to_string()).expect("parses").live_raw().is_empty());
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod backend;
 pub mod channel;
 pub mod conf;
 pub mod decode;
+pub mod node;
 pub mod propstring;
 pub mod task;
 pub mod upid;

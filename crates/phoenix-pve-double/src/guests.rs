@@ -18,6 +18,8 @@ pub(crate) struct Guest {
     pub running: bool,
     pub snapshots: BTreeMap<String, BTreeMap<String, String>>,
     pub lock: Option<(String, Instant)>,
+    /// Raw `lxc.*` lines of the live section, in order (only the node channel writes them).
+    pub raw: Vec<(String, String)>,
 }
 
 impl Guest {
@@ -26,7 +28,12 @@ impl Guest {
     }
 
     fn digest(&self) -> String {
-        let text: String = self.config.iter().map(|(k, v)| format!("{k}: {v}\n")).collect();
+        let text: String = self
+            .config
+            .iter()
+            .chain(self.raw.iter().map(|(k, v)| (k, v)))
+            .map(|(k, v)| format!("{k}: {v}\n"))
+            .collect();
         Sha256::digest(text.as_bytes()).iter().take(20).map(|b| format!("{b:02x}")).collect()
     }
 }
@@ -99,6 +106,7 @@ pub(crate) fn handle(
     segs: &[&str],
     ps: &BTreeMap<String, String>,
     busy: Duration,
+    root: bool,
     task: &mut dyn FnMut(&str, &str, &str) -> String,
 ) -> Option<Answer> {
     let seed = &mut (guests.len() as u64 * 7919 + 17);
@@ -121,7 +129,7 @@ pub(crate) fn handle(
                 return Some(fail(format!("CT {vmid} already exists on node '{}'", guests[&n].node)));
             }
             let config = ps.iter().filter(|(k, _)| !CREATE_ONLY.contains(&k.as_str())).map(|(k, v)| (k.clone(), stored(&vmid, k, v, seed))).collect();
-            guests.insert(n, Guest { node: (*node).to_string(), config, running: false, snapshots: BTreeMap::new(), lock: Some(("create".into(), Instant::now() + busy)) });
+            guests.insert(n, Guest { node: (*node).to_string(), config, running: false, snapshots: BTreeMap::new(), lock: Some(("create".into(), Instant::now() + busy)), raw: Vec::new() });
             ok(json!(task(node, "vzcreate", &vmid)))
         }
         (_, ["", "nodes", node, "lxc", vmid, rest @ ..]) => {
@@ -131,6 +139,9 @@ pub(crate) fn handle(
                 ("GET", ["config"]) => {
                     let mut c: serde_json::Map<String, Value> = g.config.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
                     c.insert("digest".into(), json!(g.digest()));
+                    if !g.raw.is_empty() {
+                        c.insert("lxc".into(), json!(g.raw.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>()));
+                    }
                     ok(Value::Object(c))
                 }
                 ("PUT", ["config"]) => {
@@ -189,9 +200,10 @@ pub(crate) fn handle(
                     if let Some((k, _)) = source.iter().find(|(k, v)| k.starts_with("mp") && v.split(',').next().is_some_and(|vol| vol.starts_with('/'))) {
                         return Some(fail(format!("unable to clone mountpoint '{k}' (type bind)")));
                     }
-                    if source.keys().any(|k| k.starts_with("dev") && k[3..].bytes().all(|b| b.is_ascii_digit())) {
-                        return Some(fail("unable to clone a container with device passthrough".into()));
+                    if !root && source.keys().any(|k| k.starts_with("dev") && k[3..].bytes().all(|b| b.is_ascii_digit())) {
+                        return Some((403, "Permission check failed (configuring device passthrough is only allowed for root@pam)".into(), json!({ "data": null })));
                     }
+                    let raw = g.raw.clone();
                     let mut config: BTreeMap<String, String> = source.into_iter().filter(|(k, _)| k != "template" && k != "parent").collect();
                     for (k, v) in config.iter_mut().filter(|(k, _)| k.starts_with("net")) {
                         let without: Vec<&str> = v.split(',').filter(|p| !p.starts_with("hwaddr=")).collect();
@@ -206,7 +218,8 @@ pub(crate) fn handle(
                     if let Some(src) = guests.get_mut(&n) {
                         src.lock = Some(("clone".into(), until));
                     }
-                    guests.insert(new, Guest { node: (*node).to_string(), config, running: false, snapshots: BTreeMap::new(), lock: Some(("create".into(), until)) });
+                    let target = ps.get("target").map_or(*node, String::as_str).to_string();
+                    guests.insert(new, Guest { node: target, config, running: false, snapshots: BTreeMap::new(), lock: Some(("create".into(), until)), raw });
                     ok(json!(task(node, "vzclone", vmid)))
                 }
                 ("DELETE", []) => {

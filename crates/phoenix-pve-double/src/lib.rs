@@ -5,8 +5,10 @@
 //! refused with per-parameter errors as Proxmox refuses it (HTTP 400).
 
 mod guests;
+pub mod node;
 pub mod schema;
 pub mod server;
 
+pub use node::{NodeCommand, NodeDouble, NodeOutput};
 pub use schema::{ApiSchema, Endpoint, ParamError, PveVersion};
 pub use server::{Credentials, PveDouble, Recorded};

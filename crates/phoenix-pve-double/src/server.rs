@@ -47,14 +47,22 @@ struct Task {
 
 /// What the double keeps between requests.
 #[derive(Debug, Default)]
-struct Model {
-    guests: BTreeMap<u32, crate::guests::Guest>,
+pub(crate) struct Model {
+    pub(crate) guests: BTreeMap<u32, crate::guests::Guest>,
     tasks: BTreeMap<String, Task>,
     next_pid: u32,
-    task_duration: std::time::Duration,
+    pub(crate) task_duration: std::time::Duration,
     fail_next: Option<(String, Vec<String>)>,
     /// Storages of every node: name → (type, path, content types).
     storages: BTreeMap<String, (String, Option<String>, String)>,
+    /// The cluster's nodes.
+    pub(crate) nodes: Vec<String>,
+    /// Device nodes of each node (`/dev/nvidia0`, ...).
+    pub(crate) devices: BTreeMap<String, Vec<String>>,
+    /// Files inside containers, as the driver's push left them.
+    pub(crate) files: BTreeMap<(u32, String), Vec<u8>>,
+    /// Commands run on the nodes.
+    pub(crate) commands: Vec<crate::node::NodeCommand>,
 }
 
 impl Model {
@@ -76,6 +84,24 @@ impl Model {
             Task { started: std::time::Instant::now(), duration: self.task_duration, exitstatus, log },
         );
         upid
+    }
+
+    /// Runs a container request as `user` (`root`: with the rights of `root@pam`).
+    pub(crate) fn handle(
+        &mut self,
+        method: &str,
+        segs: &[&str],
+        ps: &BTreeMap<String, String>,
+        root: bool,
+        user: &str,
+    ) -> crate::guests::Answer {
+        let busy = self.task_duration;
+        let mut guests = std::mem::take(&mut self.guests);
+        let answer = crate::guests::handle(&mut guests, method, segs, ps, busy, root, &mut |node, kind, id| {
+            self.start_task(node, kind, id, user)
+        });
+        self.guests = guests;
+        answer.unwrap_or_else(|| (200, "OK".to_string(), json!({ "data": null })))
     }
 }
 
@@ -132,7 +158,7 @@ impl PveDouble {
         listener.set_nonblocking(true).expect("nonblocking");
         let addr = listener.local_addr().expect("addr");
         let recorded = Arc::new(Mutex::new(Vec::new()));
-        let mut initial = Model::default();
+        let mut initial = Model { nodes: vec!["pve1".to_string()], ..Model::default() };
         initial.storages.insert("local".into(), ("dir".into(), Some("/var/lib/vz".into()), "vztmpl,iso,backup".into()));
         initial.storages.insert("local-zfs".into(), ("zfspool".into(), None, "rootdir,images".into()));
         let model = Arc::new(Mutex::new(initial));
@@ -171,6 +197,25 @@ impl PveDouble {
     pub fn fail_next_task(&self, exitstatus: &str, log: &[&str]) {
         self.model.lock().unwrap_or_else(PoisonError::into_inner).fail_next =
             Some((exitstatus.to_string(), log.iter().map(|l| (*l).to_string()).collect()));
+    }
+
+    /// The nodes as the node channel reaches them (commands, `pct`, the conf files).
+    pub fn node_channel(&self) -> crate::node::NodeDouble {
+        crate::node::NodeDouble { model: self.model.clone(), version: self.version }
+    }
+
+    /// Sets the device nodes a node has (`/dev/nvidia0`, `/dev/nvidiactl`, ...).
+    pub fn set_devices(&self, node: &str, devices: &[&str]) {
+        self.model
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .devices
+            .insert(node.to_string(), devices.iter().map(|d| (*d).to_string()).collect());
+    }
+
+    /// A container's configuration file as the node shows it.
+    pub fn conf_file(&self, id: u32) -> Option<String> {
+        self.model.lock().unwrap_or_else(PoisonError::into_inner).guests.get(&id).map(crate::node::render)
     }
 
     /// Every request received so far.
@@ -387,14 +432,5 @@ fn respond(
             .collect();
         return (200, "OK".to_string(), json!({ "data": list }));
     }
-    let busy = model.task_duration;
-    let mut guests = std::mem::take(&mut model.guests);
-    let answer = crate::guests::handle(&mut guests, method, &segs, ps, busy, &mut |node, kind, id| {
-        model.start_task(node, kind, id, &user)
-    });
-    model.guests = guests;
-    if let Some(answer) = answer {
-        return answer;
-    }
-    (200, "OK".to_string(), json!({ "data": null }))
+    model.handle(method, &segs, ps, ticket_ok && !token_ok, &user)
 }

@@ -134,6 +134,9 @@ pub fn observe_and_plan(
         phoenix_plan::plan(&work.desired, &observed.observation, &observed.markers, &|f| backend.change_effect(f));
     plan.issues.extend(phoenix_plan::check_capabilities(&work.desired, &backend.capabilities()));
     plan.issues.extend(phoenix_plan::check_addresses(&work.desired, &observed.observation));
+    let (issues, notes) = phoenix_plan::check_routes(&work.desired, &plan, &|f, v| backend.route(f, v));
+    plan.issues.extend(issues);
+    plan.notes.extend(notes);
     // What the backend can tell before anything is created: missing templates, say.
     for g in &plan.guests {
         for step in &g.steps {

@@ -1,0 +1,138 @@
+//! What the driver runs on a node through the node channel, besides `pct exec`: reading and
+//! writing `/etc/pve/lxc/<id>.conf` (a compare-and-swap write, so a concurrent change is never
+//! overwritten), listing the NVIDIA device nodes, and `pct set` for what Proxmox reserves to
+//! `root@pam`. Each shell script names itself in `$0` (`phoenix-conf`, `phoenix-devices`), so
+//! a test double of the node can tell them apart.
+
+use sha2::{Digest, Sha256};
+
+/// The configuration file of a container, as the cluster filesystem shows it on every node.
+pub fn conf_path(id: u32) -> String {
+    format!("/etc/pve/lxc/{id}.conf")
+}
+
+/// Reads a container's configuration file.
+pub fn read_conf(id: u32) -> Vec<String> {
+    vec!["cat".into(), conf_path(id)]
+}
+
+/// The exit status of [`write_conf`] when the file changed since it was read.
+pub const CHANGED: i32 = 4;
+
+/// Replaces a container's configuration file with stdin, only if its content still has the
+/// SHA-256 `expected` (else exits with [`CHANGED`] and leaves it alone). The new content is
+/// written next to it and renamed over it, as Proxmox itself writes these files.
+pub fn write_conf(id: u32, expected: &str) -> Vec<String> {
+    let script = "f=\"$1\"; t=\"$f.tmp.$$\"; cat > \"$t\" || exit 1; \
+                  have=$(sha256sum < \"$f\") || { rm -f \"$t\"; exit 1; }; \
+                  if [ \"${have%% *}\" != \"$2\" ]; then rm -f \"$t\"; echo \"$f changed since it was read\" >&2; exit 4; fi; \
+                  mv -f \"$t\" \"$f\"";
+    ["/bin/sh", "-c", script, "phoenix-conf", &conf_path(id), expected].iter().map(|s| (*s).to_string()).collect()
+}
+
+/// The SHA-256 of a file's content, as [`write_conf`] compares it.
+pub fn content_hash(content: &[u8]) -> String {
+    Sha256::digest(content).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Lists the NVIDIA device nodes of the node, one path a line.
+pub fn list_nvidia_devices() -> Vec<String> {
+    let script = "for f in /dev/nvidia[0-9]* /dev/nvidiactl /dev/nvidia-uvm /dev/nvidia-uvm-tools /dev/nvidia-caps/*; \
+                  do [ -c \"$f\" ] && echo \"$f\"; done; exit 0";
+    ["/bin/sh", "-c", script, "phoenix-devices"].iter().map(|s| (*s).to_string()).collect()
+}
+
+/// `pct set <id> --key value ... [--delete a,b]`: settings as `root@pam` on the node.
+pub fn pct_set(id: u32, params: &[(String, String)], delete: &[String]) -> Vec<String> {
+    let mut argv = vec!["pct".to_string(), "set".into(), id.to_string()];
+    for (k, v) in params {
+        argv.push(format!("--{k}"));
+        argv.push(v.clone());
+    }
+    if !delete.is_empty() {
+        argv.push("--delete".into());
+        argv.push(delete.join(","));
+    }
+    argv
+}
+
+/// `pct clone <source> <new> --snapname S --full 1 [--hostname H] [--target NODE]`, as `root@pam`
+/// (for a source whose settings a token may not copy, such as device passthrough).
+pub fn pct_clone(source: u32, new: u32, params: &[(&str, String)]) -> Vec<String> {
+    let mut argv = vec!["pct".to_string(), "clone".into(), source.to_string(), new.to_string()];
+    for (k, v) in params {
+        argv.push(format!("--{k}"));
+        argv.push(v.clone());
+    }
+    argv
+}
+
+/// The device nodes to pass to a container for these NVIDIA GPU indices: each GPU's
+/// `/dev/nvidia<N>`, then the shared control, UVM and capability nodes — only those the node
+/// has, in a fixed order.
+pub fn gpu_devices(gpus: &[u32], present: &[String]) -> Vec<String> {
+    let has = |p: &str| present.iter().any(|d| d == p);
+    let mut out: Vec<String> = gpus.iter().map(|g| format!("/dev/nvidia{g}")).filter(|p| has(p)).collect();
+    for shared in ["/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools"] {
+        if has(shared) {
+            out.push(shared.to_string());
+        }
+    }
+    let mut caps: Vec<&String> = present.iter().filter(|d| d.starts_with("/dev/nvidia-caps/")).collect();
+    caps.sort();
+    out.extend(caps.into_iter().cloned());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+
+    fn run(argv: &[String], input: &[u8], path: &str) -> i32 {
+        // The script with the file's path in place of the conf path.
+        let mut argv = argv.to_vec();
+        argv[4] = path.to_string();
+        let mut child = Command::new(&argv[0]).args(&argv[1..]).stdin(Stdio::piped()).spawn().expect("sh");
+        child.stdin.as_mut().expect("stdin").write_all(input).expect("write");
+        drop(child.stdin.take());
+        child.wait().expect("wait").code().unwrap_or(-1)
+    }
+
+    #[test]
+    fn the_conf_write_swaps_only_an_unchanged_file() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("950.conf");
+        std::fs::write(&path, "cores: 2\n").expect("write");
+        let good = content_hash(b"cores: 2\n");
+        assert_eq!(run(&write_conf(950, &good), b"cores: 4\n", &path.display().to_string()), 0);
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), "cores: 4\n");
+        // Read before the change above: refused, the file kept, no temporary file left.
+        assert_eq!(run(&write_conf(950, &good), b"cores: 8\n", &path.display().to_string()), CHANGED);
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), "cores: 4\n");
+        assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 1);
+    }
+
+    #[test]
+    fn device_listing_runs_in_a_shell_and_gpus_map_to_present_devices() {
+        let argv = list_nvidia_devices();
+        let out = Command::new(&argv[0]).args(&argv[1..]).output().expect("sh");
+        assert!(out.status.success());
+        let listed = String::from_utf8_lossy(&out.stdout);
+        assert!(listed.lines().all(|l| l.starts_with("/dev/nvidia")), "{listed}");
+        let present: Vec<String> =
+            ["/dev/nvidia0", "/dev/nvidia1", "/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-caps/nvidia-cap2"]
+                .iter()
+                .map(|s| (*s).to_string())
+                .collect();
+        assert_eq!(
+            gpu_devices(&[1, 3], &present),
+            vec!["/dev/nvidia1", "/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-caps/nvidia-cap2"]
+        );
+        assert_eq!(
+            pct_set(950, &[("dev0".into(), "/dev/nvidia0".into())], &["dev1".into()]),
+            vec!["pct", "set", "950", "--dev0", "/dev/nvidia0", "--delete", "dev1"]
+        );
+    }
+}

@@ -1,0 +1,128 @@
+//! What an API token may not do, done the way Proxmox allows, against the PVE test double and its
+//! nodes: GPUs (`dev[n]`), bind mounts and feature flags with `pct set` on the node; a template
+//! with device passthrough cloned with `pct clone`; raw `lxc.*` lines, the AppArmor profile and
+//! the ID map edited in `/etc/pve/lxc/<id>.conf`, only in its live section. The plan names the
+//! route of each; without a node channel it refuses them.
+
+mod support;
+
+use phoenix_backend::Backend;
+use phoenix_engine::GuestOutcome;
+use phoenix_pve_double::PveVersion;
+use support::{apply, backend, channel, container, estate, start};
+
+const SHARED: &str =
+    r#", "shared_volumes": {"models": {"host_path": "/fastData/shared-models", "mounts": {"950": "/models"}}}"#;
+
+fn containers(raw_900: &str, gpus_950: &str) -> String {
+    [
+        container(
+            900,
+            "gpu-template",
+            &format!(
+                r#", "template": "local:vztmpl/ubuntu-24.04-standard_24.04-2_amd64.tar.zst", "template_snapshot_name": "ready",
+                   "gpu_assignment": "0", "pct_options": ["nesting=1", "keyctl=1"], "lxc_options": ["{raw_900}"]"#
+            ),
+        ),
+        container(
+            950,
+            "vllm",
+            &format!(
+                r#", "clone_from_ctid": "900", "gpu_assignment": "{gpus_950}", "apparmor_profile": "unconfined",
+                   "id_maps": [{{"type": "uid", "container_id": 1000, "host_id": 1000, "size": 1}},
+                               {{"type": "gid", "container_id": 1000, "host_id": 1000, "size": 1}}]"#
+            ),
+        ),
+    ]
+    .join(",")
+}
+
+#[test]
+fn root_only_settings_and_raw_lines_go_through_the_node() {
+    for version in PveVersion::ALL {
+        let double = start(version);
+        double.set_devices("pve1", &["/dev/nvidia0", "/dev/nvidia1", "/dev/nvidiactl", "/dev/nvidia-uvm"]);
+        let backend = backend(&double, Some(channel(&double)));
+        let dir = tempfile::tempdir().expect("tmp");
+        let first = estate(dir.path(), &double, SHARED, &containers("lxc.cgroup2.devices.allow = c 195:* rwm", "1,0"));
+
+        let (plan, report) = apply(&backend, &first, dir.path());
+        assert!(report.outcomes.values().all(|o| *o == GuestOutcome::Created), "{version:?}: {report:#?}");
+        let notes = plan.notes.join("\n");
+        assert!(notes.contains("`pct set` on the node") && notes.contains("950 gpus"), "{notes}");
+        assert!(notes.contains("950 mount:/models") && notes.contains("900 flags"), "{notes}");
+        assert!(notes.contains("edit of /etc/pve/lxc/<id>.conf") && notes.contains("950 idmap"), "{notes}");
+        // Every API request was one a token may make.
+        let refused: Vec<_> = double.requests().into_iter().filter(|r| r.status != 200).collect();
+        assert!(refused.is_empty(), "{version:?}: {refused:#?}");
+
+        let conf = double.conf_file(950).expect("950 exists");
+        for line in [
+            "dev0: /dev/nvidia0,mode=0666",
+            "dev1: /dev/nvidia1,mode=0666",
+            "dev2: /dev/nvidiactl,mode=0666",
+            "dev3: /dev/nvidia-uvm,mode=0666",
+            "mp0: /fastData/shared-models,mp=/models",
+            "lxc.idmap: u 0 100000 1000",
+            "lxc.idmap: u 1000 1000 1",
+            "lxc.idmap: u 1001 101001 64535",
+            "lxc.idmap: g 1000 1000 1",
+            "lxc.apparmor.profile: unconfined",
+            // Raw lines survive the clone.
+            "lxc.cgroup2.devices.allow: c 195:* rwm",
+        ] {
+            assert!(conf.lines().any(|l| l == line), "{version:?}: no {line:?} in\n{conf}");
+        }
+        let template = double.conf_file(900).expect("900 exists");
+        assert!(template.contains("features: keyctl=1,nesting=1\n"), "{template}");
+        let commands: Vec<String> = double.node_channel().commands().iter().map(|c| c.argv.join(" ")).collect();
+        assert!(commands.iter().any(|c| c.starts_with("pct clone 900 950 --snapname ready")), "{commands:#?}");
+
+        // Applied as configured: nothing to do.
+        let (plan, _) = apply(&backend, &first, dir.path());
+        assert!(
+            plan.is_empty(),
+            "{version:?}: {:#?}",
+            plan.guests.iter().filter(|g| !g.steps.is_empty()).collect::<Vec<_>>()
+        );
+
+        // A raw line of the template changes after its snapshot: only the live section changes.
+        let snapshot = |text: &str| text[text.find("\n[ready]").expect("snapshot section")..].to_string();
+        let before = snapshot(&double.conf_file(900).expect("900"));
+        let second = estate(dir.path(), &double, SHARED, &containers("lxc.cgroup2.devices.allow: c 195:* rw", "0,1"));
+        let (plan, report) = apply(&backend, &second, dir.path());
+        assert!(!report.failed(), "{report:#?}");
+        let busy: Vec<_> = plan.guests.iter().filter(|g| !g.steps.is_empty()).map(|g| g.id).collect();
+        assert_eq!(busy, vec![900]);
+        let after = double.conf_file(900).expect("900");
+        assert!(after[..after.find("\n[ready]").expect("section")].contains("lxc.cgroup2.devices.allow: c 195:* rw\n"));
+        assert_eq!(snapshot(&after), before, "the snapshot's section was touched");
+    }
+}
+
+#[test]
+fn without_a_node_channel_the_plan_refuses_what_needs_it_and_missing_gpus_are_named() {
+    let double = start(PveVersion::V9);
+    let no_channel = backend(&double, None);
+    assert_eq!(no_channel.route("cores", "2"), Ok(None));
+    let e = no_channel.route("gpus", "0").expect_err("needs the node");
+    assert!(e.contains("no node channel is configured"), "{e}");
+    assert!(no_channel.route("mount:/models", "bind:/srv/models").is_err());
+    assert!(no_channel.route("mount:/data", "volume:local-zfs:8").expect("a volume is fine").is_none());
+    assert!(no_channel.route("flags", "nesting=1").expect("nesting is fine").is_none());
+    assert!(!no_channel.capabilities().gpu);
+
+    double.set_devices("pve1", &["/dev/nvidia0", "/dev/nvidiactl"]);
+    let backend = backend(&double, Some(channel(&double)));
+    let dir = tempfile::tempdir().expect("tmp");
+    let one = container(
+        960,
+        "gpu",
+        r#", "template": "local:vztmpl/ubuntu-24.04-standard_24.04-2_amd64.tar.zst", "gpu_assignment": "0,3""#,
+    );
+    let gpu = estate(dir.path(), &double, "", &one);
+    let (_, report) = apply(&backend, &gpu, dir.path());
+    assert!(report.failed());
+    let text = format!("{report:?}");
+    assert!(text.contains("GPU 3 is not on node pve1"), "{text}");
+}

@@ -1,0 +1,106 @@
+//! What the driver's tests against the PVE test double share: a double with the storages the
+//! configurations name, a backend pinned to its certificate, configurations written and
+//! validated, and a plan-and-apply round through the engine.
+
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use phoenix_backend::Backend;
+use phoenix_engine::customize::{FeatureLibrary, customizations, prepare};
+use phoenix_engine::health::NetProber;
+use phoenix_engine::{ApplyOptions, ApplyReport, Engine, Silent};
+use phoenix_proxmox::api::{ApiClient, Auth, TlsVerify};
+use phoenix_proxmox::backend::ProxmoxBackend;
+use phoenix_proxmox::channel::{ChannelError, NodeChannel, Output};
+use phoenix_proxmox::task::Poll;
+use phoenix_pve_double::{Credentials, PveDouble, PveVersion};
+
+/// The token the doubles accept.
+pub const TOKEN: (&str, &str) = ("phoenix@pve!ci", "s3cret");
+
+/// A double playing `version`, with short tasks and a directory storage for templates.
+pub fn start(version: PveVersion) -> PveDouble {
+    let double =
+        PveDouble::start(version, Credentials { token: (TOKEN.0.into(), TOKEN.1.into()), root_ticket: "t".into() });
+    double.set_task_duration(Duration::from_millis(20));
+    double.add_dir_storage("fastData", "/fastData/shared-iso", "iso,vztmpl");
+    double
+}
+
+/// An API client for the double, pinned to its certificate.
+pub fn client(double: &PveDouble) -> ApiClient {
+    ApiClient::new(
+        "127.0.0.1",
+        double.addr.port(),
+        Auth::Token { id: TOKEN.0.into(), secret: TOKEN.1.into() },
+        TlsVerify::fingerprint(&double.fingerprint).expect("pin"),
+    )
+    .expect("client")
+}
+
+/// The double's nodes as a node channel.
+pub fn channel(double: &PveDouble) -> Arc<dyn NodeChannel> {
+    let nodes = double.node_channel();
+    Arc::new(move |node: &str, argv: &[String], input: Option<&[u8]>| -> Result<Output, ChannelError> {
+        let (status, stdout, stderr) = nodes.run(node, argv, input);
+        Ok(Output { status, stdout, stderr })
+    })
+}
+
+/// A backend on the double's node `pve1`, polling fast.
+pub fn backend(double: &PveDouble, channel: Option<Arc<dyn NodeChannel>>) -> ProxmoxBackend {
+    ProxmoxBackend::new(client(double), "pve1", channel)
+        .with_poll(Poll { first: Duration::from_millis(5), max: Duration::from_millis(20) })
+}
+
+/// Writes the configuration (the backend section pointing at the double, plus `hypervisor_extra`
+/// fields of the hypervisor file, and the containers) and validates it.
+pub fn estate(dir: &Path, double: &PveDouble, hypervisor_extra: &str, lxc_configs: &str) -> phoenix_config::Estate {
+    let hv = format!(
+        r#"{{"backend": {{"type": "proxmox", "api_url": "https://127.0.0.1:{}", "node": "pve1",
+             "token": {{"id": "{}", "secret": "env:PVE_TOKEN_SECRET"}},
+             "tls": {{"fingerprint": "{}"}}}} {hypervisor_extra}}}"#,
+        double.addr.port(),
+        TOKEN.0,
+        double.fingerprint
+    );
+    std::fs::write(dir.join("phoenix_hypervisor_config.json"), hv).expect("write");
+    std::fs::write(dir.join("phoenix_lxc_configs.json"), format!(r#"{{"lxc_configs": {{ {lxc_configs} }}}}"#))
+        .expect("write");
+    let fs = phoenix_config::RealFilesystem;
+    let (sources, early) = phoenix_config::load(dir, &fs);
+    let v = phoenix_config::validate(&sources, early, &fs);
+    v.estate.unwrap_or_else(|| panic!("{:#?}", v.reports))
+}
+
+/// Plans the estate against the backend and applies the plan.
+pub fn apply(backend: &dyn Backend, estate: &phoenix_config::Estate, dir: &Path) -> (phoenix_plan::Plan, ApplyReport) {
+    let jobs = prepare(estate, &FeatureLibrary::default(), dir).expect("prepare");
+    let desired = phoenix_plan::desired(estate, &|g| customizations(&jobs, g));
+    let observed = phoenix_engine::observe::observe(backend, &desired, 4).expect("observe");
+    let mut plan =
+        phoenix_plan::plan(&desired, &observed.observation, &observed.markers, &|f| backend.change_effect(f));
+    plan.issues.extend(phoenix_plan::check_capabilities(&desired, &backend.capabilities()));
+    let (issues, notes) = phoenix_plan::check_routes(&desired, &plan, &|f, v| backend.route(f, v));
+    plan.issues.extend(issues);
+    plan.notes.extend(notes);
+    assert!(plan.issues.is_empty(), "{:#?}", plan.issues);
+    let cancel = AtomicBool::new(false);
+    let engine = Engine { backend, prober: &NetProber, reporter: &Silent, cancel: &cancel };
+    let report = engine.apply(&desired, &plan, &jobs, &ApplyOptions { jobs: 4, ..ApplyOptions::default() });
+    (plan, report)
+}
+
+/// One container of a configuration: the fields every test container has, then `extra`.
+pub fn container(id: u32, name: &str, extra: &str) -> String {
+    format!(
+        r#""{id}": {{"name": "{name}", "memory_mb": 1024, "cores": 2, "storage_pool": "local-zfs", "storage_size_gb": 16,
+            "network_config": {{"name": "eth0", "bridge": "vmbr0", "ip": "10.0.0.{}/24", "gw": "10.0.0.1"}},
+            "unprivileged": true {extra}}}"#,
+        id % 200 + 10
+    )
+}
