@@ -359,11 +359,7 @@ pub type Route<'a> = &'a dyn Fn(&str, &str) -> Result<Option<String>, String>;
 /// The route of each change the backend delivers another way than usual (from the backend's
 /// `route`): notes, one per route, naming the guests and fields; a change that no route can
 /// deliver is an issue that refuses the plan.
-pub fn check_routes(
-    desired: &Desired,
-    plan: &Plan,
-    route: Route<'_>,
-) -> (Vec<PlanIssue>, Vec<String>) {
+pub fn check_routes(desired: &Desired, plan: &Plan, route: Route<'_>) -> (Vec<PlanIssue>, Vec<String>) {
     let mut by_route: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut issues = Vec::new();
     for g in &plan.guests {

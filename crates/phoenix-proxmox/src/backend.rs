@@ -36,12 +36,14 @@ const ID_BASE: (u32, u32) = (100_000, 100_000);
 
 /// The Proxmox backend.
 pub struct ProxmoxBackend {
-    api: ApiClient,
-    node: String,
-    channel: Option<Arc<dyn NodeChannel>>,
+    pub(crate) api: ApiClient,
+    pub(crate) node: String,
+    pub(crate) channel: Option<Arc<dyn NodeChannel>>,
     poll: Poll,
     /// NVIDIA device nodes of each node, listed once.
     devices: Mutex<BTreeMap<String, Vec<String>>>,
+    /// What the cluster lists (storages, bridges, templates), read once per run.
+    listings: Mutex<BTreeMap<String, Value>>,
 }
 
 /// API parameters: names and values.
@@ -283,20 +285,13 @@ pub fn to_params(desired: &GuestConfig, observed: Option<&GuestConfig>, creating
 impl ProxmoxBackend {
     /// A backend on `node` through `api`, with the node channel where one is configured.
     pub fn new(api: ApiClient, node: &str, channel: Option<Arc<dyn NodeChannel>>) -> ProxmoxBackend {
-        ProxmoxBackend { api, node: node.to_string(), channel, poll: Poll::default(), devices: Mutex::default() }
-    }
-
-    /// Checks, before anything else, that the API answers with these credentials and is a
-    /// version Phoenix knows (8.x or 9.x). Returns the version.
-    pub fn preflight(&self) -> Result<String, BackendError> {
-        let v = self.api.request("GET", "/version", &[])?;
-        let version = v["version"].as_str().unwrap_or_default().to_string();
-        match version.split('.').next() {
-            Some("8" | "9") => Ok(version),
-            _ => Err(BackendError::permanent(
-                Delivery::NotSent,
-                format!("Proxmox VE {version} is not a version Phoenix supports (8.x, 9.x)"),
-            )),
+        ProxmoxBackend {
+            api,
+            node: node.to_string(),
+            channel,
+            poll: Poll::default(),
+            devices: Mutex::default(),
+            listings: Mutex::default(),
         }
     }
 
@@ -310,8 +305,23 @@ impl ProxmoxBackend {
         format!("/nodes/{node}/lxc/{id}")
     }
 
+    /// A listing of the cluster (`GET` without parameters), read once per run.
+    pub(crate) fn cached_get(&self, path: &str) -> Result<Value, BackendError> {
+        if let Some(v) = self.listings.lock().unwrap_or_else(PoisonError::into_inner).get(path) {
+            return Ok(v.clone());
+        }
+        let v = self.api.request("GET", path, &[])?;
+        self.listings.lock().unwrap_or_else(PoisonError::into_inner).insert(path.to_string(), v.clone());
+        Ok(v)
+    }
+
+    /// Forgets a listing that changed.
+    pub(crate) fn forget(&self, path: &str) {
+        self.listings.lock().unwrap_or_else(PoisonError::into_inner).remove(path);
+    }
+
     /// Runs a request that starts a task, and waits for it.
-    fn task(&self, method: &str, path: &str, params: &[(&str, String)]) -> Result<(), BackendError> {
+    pub(crate) fn task(&self, method: &str, path: &str, params: &[(&str, String)]) -> Result<(), BackendError> {
         let data = self.api.request(method, path, params)?;
         let upid: Upid = data.as_str().and_then(|u| u.parse().ok()).ok_or_else(|| {
             BackendError::permanent(Delivery::MaybeApplied, format!("{method} {path}: no task ID in the answer"))
@@ -342,8 +352,8 @@ impl ProxmoxBackend {
 
     /// The volume ID of a template given as a host path: `<storage>:vztmpl/<file>` for the
     /// directory storage of the node whose `template/cache` holds it.
-    fn template_volume(&self, node: &str, path: &str) -> Result<String, BackendError> {
-        let storages = self.api.request("GET", &format!("/nodes/{node}/storage"), &[])?;
+    pub(crate) fn template_volume(&self, node: &str, path: &str) -> Result<String, BackendError> {
+        let storages = self.cached_get(&format!("/nodes/{node}/storage"))?;
         let (dir, file) = path.rsplit_once('/').unwrap_or(("", path));
         storages
             .as_array()
@@ -392,7 +402,7 @@ impl ProxmoxBackend {
     }
 
     /// Runs a command on a node; a non-zero exit is an error carrying its stderr.
-    fn on_node(&self, node: &str, argv: &[String], input: Option<&[u8]>) -> Result<Vec<u8>, BackendError> {
+    pub(crate) fn on_node(&self, node: &str, argv: &[String], input: Option<&[u8]>) -> Result<Vec<u8>, BackendError> {
         let out = self
             .channel()?
             .run(node, argv, input, Duration::from_secs(300))
@@ -597,6 +607,9 @@ impl Backend for ProxmoxBackend {
         match &request.source {
             CreateSource::Template(t) => {
                 let volume = if t.starts_with('/') { self.template_volume(&node, t)? } else { t.clone() };
+                if let Some(missing) = self.check_needs(request)? {
+                    self.download_template(&node, &missing)?;
+                }
                 let mut params: Vec<(&str, String)> =
                     vec![("vmid", id.to_string()), ("ostemplate", volume), ("description", MANAGED_MARK.to_string())];
                 let (root, token): (Vec<_>, Vec<_>) =
@@ -643,12 +656,7 @@ impl Backend for ProxmoxBackend {
     }
 
     fn check_create(&self, request: &CreateRequest) -> Result<(), BackendError> {
-        if let CreateSource::Template(t) = &request.source
-            && t.starts_with('/')
-        {
-            self.template_volume(request.node.as_deref().unwrap_or(&self.node), t)?;
-        }
-        Ok(())
+        self.check_needs(request).map(|_| ())
     }
 
     fn update_config(&self, id: GuestId, changes: &[FieldChange]) -> Result<(), BackendError> {

@@ -10,6 +10,7 @@ pub mod channel;
 pub mod conf;
 pub mod decode;
 pub mod node;
+pub mod preflight;
 pub mod propstring;
 pub mod task;
 pub mod upid;

@@ -5,10 +5,12 @@
 //! refused with per-parameter errors as Proxmox refuses it (HTTP 400).
 
 mod guests;
+mod inventory;
 pub mod node;
 pub mod schema;
 pub mod server;
 
+pub use inventory::ALL_PRIVILEGES;
 pub use node::{NodeCommand, NodeDouble, NodeOutput};
 pub use schema::{ApiSchema, Endpoint, ParamError, PveVersion};
 pub use server::{Credentials, PveDouble, Recorded};

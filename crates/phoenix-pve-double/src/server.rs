@@ -63,6 +63,8 @@ pub(crate) struct Model {
     pub(crate) files: BTreeMap<(u32, String), Vec<u8>>,
     /// Commands run on the nodes.
     pub(crate) commands: Vec<crate::node::NodeCommand>,
+    /// Privileges, bridges, templates and the appliance index.
+    inventory: crate::inventory::Inventory,
 }
 
 impl Model {
@@ -197,6 +199,26 @@ impl PveDouble {
     pub fn fail_next_task(&self, exitstatus: &str, log: &[&str]) {
         self.model.lock().unwrap_or_else(PoisonError::into_inner).fail_next =
             Some((exitstatus.to_string(), log.iter().map(|l| (*l).to_string()).collect()));
+    }
+
+    /// Grants exactly these privileges on `path` (replacing what it had; none removes it).
+    pub fn set_privileges(&self, path: &str, privileges: &[&str]) {
+        let mut model = self.model.lock().unwrap_or_else(PoisonError::into_inner);
+        if privileges.is_empty() {
+            model.inventory.privileges.remove(path);
+        } else {
+            model.inventory.privileges.insert(path.into(), privileges.iter().map(|p| (*p).to_string()).collect());
+        }
+    }
+
+    /// Removes a bridge from every node.
+    pub fn remove_bridge(&self, name: &str) {
+        self.model.lock().unwrap_or_else(PoisonError::into_inner).inventory.bridges.remove(name);
+    }
+
+    /// Volume IDs of the templates on the storages.
+    pub fn templates(&self) -> Vec<String> {
+        self.model.lock().unwrap_or_else(PoisonError::into_inner).inventory.templates.iter().cloned().collect()
     }
 
     /// The nodes as the node channel reaches them (commands, `pct`, the conf files).
@@ -405,6 +427,12 @@ fn respond(
     let user = token.map_or("root@pam".to_string(), |t| t.0.clone());
     let segs: Vec<&str> = path.split('/').collect();
     let mut model = model.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut inventory = std::mem::take(&mut model.inventory);
+    let answer = inventory.handle(method, &segs, ps, &mut |node, kind, id| model.start_task(node, kind, id, &user));
+    model.inventory = inventory;
+    if let Some(answer) = answer {
+        return answer;
+    }
     if let ["", "nodes", _, "tasks", upid, what] = segs.as_slice() {
         let Some(task) = model.tasks.get(*upid) else {
             return (500, "no such task".to_string(), json!({ "data": null }));

@@ -1,0 +1,180 @@
+//! Checks made before anything changes: the Proxmox version, the credentials' privileges, the
+//! node channel, and — for each guest to create — its storages (with the content types it
+//! needs), its bridge and its template (on the storage, or in the appliance index to be
+//! downloaded). What the cluster lists is read once per run.
+
+use std::collections::BTreeSet;
+
+use phoenix_backend::{BackendError, CreateRequest, CreateSource, Delivery, fields};
+use serde_json::Value;
+
+use crate::backend::ProxmoxBackend;
+
+/// Privileges Phoenix needs, by ACL path.
+pub const NEEDED: &[(&str, &[&str])] = &[
+    (
+        "/vms",
+        &[
+            "VM.Allocate",
+            "VM.Audit",
+            "VM.Clone",
+            "VM.Config.CPU",
+            "VM.Config.Disk",
+            "VM.Config.Memory",
+            "VM.Config.Network",
+            "VM.Config.Options",
+            "VM.PowerMgmt",
+            "VM.Snapshot",
+        ],
+    ),
+    ("/storage", &["Datastore.AllocateSpace", "Datastore.Audit"]),
+];
+
+/// The privileges that apply on `path` in an answer of `GET /access/permissions`: those of the
+/// most specific path listed at or above it.
+pub fn privileges_on<'a>(permissions: &'a Value, path: &str) -> BTreeSet<&'a str> {
+    let mut at = path.to_string();
+    loop {
+        if let Some(privs) = permissions.get(&at).and_then(Value::as_object) {
+            return privs
+                .iter()
+                .filter(|(_, v)| v.as_u64() == Some(1) || v.as_bool() == Some(true))
+                .map(|(k, _)| k.as_str())
+                .collect();
+        }
+        if at == "/" {
+            return BTreeSet::new();
+        }
+        at = match at.rsplit_once('/') {
+            Some(("", _)) | None => "/".to_string(),
+            Some((parent, _)) => parent.to_string(),
+        };
+    }
+}
+
+impl ProxmoxBackend {
+    /// Checks, before anything else, that the API answers with these credentials and is a
+    /// version Phoenix knows (8.x or 9.x), that the credentials hold the privileges Phoenix
+    /// needs, and that the node channel (where configured) reaches the node. Returns the version.
+    pub fn preflight(&self) -> Result<String, BackendError> {
+        let v = self.api.request("GET", "/version", &[])?;
+        let version = v["version"].as_str().unwrap_or_default().to_string();
+        if !matches!(version.split('.').next(), Some("8" | "9")) {
+            return Err(BackendError::permanent(
+                Delivery::NotSent,
+                format!("Proxmox VE {version} is not a version Phoenix supports (8.x, 9.x)"),
+            ));
+        }
+        let permissions = self.api.request("GET", "/access/permissions", &[])?;
+        let mut missing = Vec::new();
+        for (path, needed) in NEEDED {
+            let have = privileges_on(&permissions, path);
+            missing.extend(needed.iter().filter(|p| !have.contains(**p)).map(|p| format!("{p} on {path}")));
+        }
+        if !missing.is_empty() {
+            return Err(BackendError::permanent(
+                Delivery::NotSent,
+                format!("the API credentials lack {}", missing.join(", ")),
+            )
+            .with_detail("grant them, e.g. `pveum acl modify / --tokens 'USER@REALM!NAME' --roles PVEAdmin` (or a role with exactly these)"));
+        }
+        if self.channel.is_some() {
+            self.on_node(&self.node, &["true".to_string()], None).map_err(|e| {
+                BackendError::permanent(
+                    Delivery::NotSent,
+                    format!("the node channel does not reach {}: {e}", self.node),
+                )
+            })?;
+        }
+        Ok(version)
+    }
+
+    /// What the guest to create needs from its node: storages with the right content, its
+    /// bridge, its template. Returns the template's volume ID when it must be downloaded first.
+    pub(crate) fn check_needs(&self, request: &CreateRequest) -> Result<Option<String>, BackendError> {
+        let node = request.node.as_deref().unwrap_or(&self.node);
+        let refuse =
+            |m: String, hint: &str| Err(BackendError::permanent(Delivery::NotSent, m).with_detail(hint.to_string()));
+        let storages = self.cached_get(&format!("/nodes/{node}/storage"))?;
+        let content_of =
+            |name: &str| {
+                storages.as_array().into_iter().flatten().find(|s| s["storage"] == name).map(|s| {
+                    s["content"].as_str().unwrap_or_default().split(',').map(str::to_string).collect::<Vec<_>>()
+                })
+            };
+        let mut disks: Vec<&str> = request.config.get("storage").into_iter().collect();
+        disks.extend(
+            request
+                .config
+                .0
+                .iter()
+                .filter(|(k, _)| k.starts_with(fields::MOUNT_PREFIX))
+                .filter_map(|(_, v)| v.strip_prefix("volume:").and_then(|v| v.split(':').next())),
+        );
+        for storage in disks {
+            match content_of(storage) {
+                None => {
+                    return refuse(
+                        format!("node {node} has no storage {storage}"),
+                        "name a storage `pvesm status` lists",
+                    );
+                }
+                Some(c) if !c.iter().any(|c| c == "rootdir") => {
+                    return refuse(
+                        format!(
+                            "storage {storage} on node {node} does not hold container disks (content: {})",
+                            c.join(",")
+                        ),
+                        "add `rootdir` to its content types, or use another storage",
+                    );
+                }
+                Some(_) => {}
+            }
+        }
+        if let Some(bridge) = request.config.get("net.bridge") {
+            let list = self.cached_get(&format!("/nodes/{node}/network"))?;
+            if !list.as_array().into_iter().flatten().any(|i| i["iface"] == bridge) {
+                return refuse(
+                    format!("node {node} has no bridge {bridge}"),
+                    "create it, or name one of the node's bridges",
+                );
+            }
+        }
+        let CreateSource::Template(template) = &request.source else { return Ok(None) };
+        let volume = if template.starts_with('/') { self.template_volume(node, template)? } else { template.clone() };
+        let (storage, file) = match volume.split_once(":vztmpl/") {
+            Some((s, f)) => (s.to_string(), f.to_string()),
+            None => return Ok(None),
+        };
+        if content_of(&storage).is_none() {
+            return refuse(
+                format!("node {node} has no storage {storage} (for the template {volume})"),
+                "name a storage `pvesm status` lists",
+            );
+        }
+        let present = self.cached_get(&format!("/nodes/{node}/storage/{storage}/content"))?;
+        if present.as_array().into_iter().flatten().any(|v| v["volid"] == volume.as_str()) {
+            return Ok(None);
+        }
+        let index = self.cached_get(&format!("/nodes/{node}/aplinfo"))?;
+        if index.as_array().into_iter().flatten().any(|t| t["template"] == file.as_str()) {
+            return Ok(Some(volume));
+        }
+        refuse(
+            format!("the template {volume} is neither on storage {storage} nor in Proxmox's appliance index"),
+            "download it (`pveam download`), or name one that `pveam available` lists",
+        )
+    }
+
+    /// Downloads a template from the appliance index onto its storage (a task).
+    pub(crate) fn download_template(&self, node: &str, volume: &str) -> Result<(), BackendError> {
+        let (storage, file) = volume.split_once(":vztmpl/").unwrap_or((volume, ""));
+        self.task(
+            "POST",
+            &format!("/nodes/{node}/aplinfo"),
+            &[("storage", storage.to_string()), ("template", file.to_string())],
+        )?;
+        self.forget(&format!("/nodes/{node}/storage/{storage}/content"));
+        Ok(())
+    }
+}

@@ -1,0 +1,87 @@
+//! Checks before anything changes, against the PVE test double: the credentials' privileges
+//! (the missing one named), the node channel, and for each guest to create its storages, its
+//! bridge and its template — a template missing from its storage but in the appliance index is
+//! downloaded through the API before the container is created.
+
+mod support;
+
+use phoenix_backend::{Backend, CreateRequest, CreateSource, GuestConfig, GuestKind};
+use phoenix_pve_double::{ALL_PRIVILEGES, PveVersion};
+use support::{backend, channel, start};
+
+fn request(template: &str, fields: &[(&str, &str)]) -> CreateRequest {
+    let mut config = GuestConfig::default();
+    for (k, v) in fields {
+        config.set(*k, *v);
+    }
+    CreateRequest { id: 960, kind: GuestKind::Lxc, node: None, source: CreateSource::Template(template.into()), config }
+}
+
+#[test]
+fn privileges_and_the_node_channel_are_checked_first() {
+    let double = start(PveVersion::V8);
+    let with_channel = backend(&double, Some(channel(&double)));
+    assert!(with_channel.preflight().expect("all granted").starts_with("8."));
+    let without: Vec<&str> = ALL_PRIVILEGES.iter().copied().filter(|p| *p != "VM.Snapshot").collect();
+    double.set_privileges("/", &without);
+    let e = backend(&double, None).preflight().expect_err("VM.Snapshot is missing");
+    assert_eq!(e.message, "the API credentials lack VM.Snapshot on /vms");
+    // A more specific path's privileges replace those of `/`.
+    double.set_privileges("/", ALL_PRIVILEGES);
+    double.set_privileges("/storage", &["Datastore.Audit"]);
+    let e = backend(&double, None).preflight().expect_err("no space on storages");
+    assert!(e.message.contains("Datastore.AllocateSpace on /storage"), "{e:?}");
+    double.set_privileges("/storage", &[]);
+
+    let unreachable =
+        phoenix_proxmox::backend::ProxmoxBackend::new(support::client(&double), "pve7", Some(channel(&double)));
+    let e = unreachable.preflight().expect_err("no node pve7");
+    assert!(e.message.contains("the node channel does not reach pve7"), "{e:?}");
+}
+
+#[test]
+fn storages_bridges_and_templates_are_checked_and_missing_templates_downloaded() {
+    for version in PveVersion::ALL {
+        let double = start(version);
+        let b = backend(&double, None);
+        let ubuntu = "local:vztmpl/ubuntu-24.04-standard_24.04-2_amd64.tar.zst";
+        let disk = [("storage", "local-zfs"), ("disk_gb", "8"), ("net.name", "eth0"), ("net.bridge", "vmbr0")];
+        b.check_create(&request(ubuntu, &disk)).expect("all there");
+
+        let e = b.check_create(&request(ubuntu, &[("storage", "local"), ("disk_gb", "8")])).expect_err("no rootdir");
+        assert!(e.message.contains("storage local on node pve1 does not hold container disks"), "{e:?}");
+        let e = b.check_create(&request(ubuntu, &[("storage", "nvme"), ("disk_gb", "8")])).expect_err("no storage");
+        assert_eq!(e.message, "node pve1 has no storage nvme");
+        let e = b.check_create(&request(ubuntu, &[("net.bridge", "vmbr9")])).expect_err("no bridge");
+        assert_eq!(e.message, "node pve1 has no bridge vmbr9");
+        let e = b.check_create(&request("local:vztmpl/nosuch.tar.zst", &disk)).expect_err("nowhere");
+        assert!(e.message.contains("neither on storage local nor in Proxmox's appliance index"), "{e:?}");
+
+        // On the index, not on the storage: downloaded, then created.
+        let debian = "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst";
+        assert!(!double.templates().contains(&debian.to_string()));
+        b.check_create(&request(debian, &disk)).expect("downloadable");
+        b.create(&request(debian, &disk)).expect("created");
+        assert!(double.templates().contains(&debian.to_string()));
+        let writes: Vec<String> = double
+            .requests()
+            .iter()
+            .filter(|r| r.method == "POST")
+            .map(|r| {
+                format!(
+                    "{} {}",
+                    r.path,
+                    r.params.get("template").or(r.params.get("ostemplate")).cloned().unwrap_or_default()
+                )
+            })
+            .collect();
+        assert_eq!(
+            writes,
+            vec![
+                "/nodes/pve1/aplinfo debian-12-standard_12.7-1_amd64.tar.zst".to_string(),
+                format!("/nodes/pve1/lxc {debian}"),
+            ]
+        );
+        assert!(double.requests().iter().all(|r| r.status == 200));
+    }
+}
