@@ -206,7 +206,8 @@ pub(crate) fn handle(
                     if let Some(src) = guests.get_mut(&n) {
                         src.lock = Some(("clone".into(), until));
                     }
-                    guests.insert(new, Guest { node: (*node).to_string(), config, running: false, snapshots: BTreeMap::new(), lock: Some(("create".into(), until)) });
+                    let on = ps.get("target").map_or(*node, String::as_str);
+                    guests.insert(new, Guest { node: on.to_string(), config, running: false, snapshots: BTreeMap::new(), lock: Some(("create".into(), until)) });
                     ok(json!(task(node, "vzclone", vmid)))
                 }
                 ("DELETE", []) => {
