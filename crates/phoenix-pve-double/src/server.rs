@@ -233,9 +233,12 @@ impl PveDouble {
         listener.set_nonblocking(true).expect("nonblocking");
         let addr = listener.local_addr().expect("addr");
         let recorded = Arc::new(Mutex::new(Vec::new()));
-        let log = std::env::var_os(REQUEST_LOG_ENV)
-            .filter(|d| !d.is_empty())
-            .map(|d| PathBuf::from(d).join(format!("{}-{}.jsonl", std::process::id(), addr.port())));
+        let log = std::env::var_os(REQUEST_LOG_ENV).filter(|d| !d.is_empty()).map(|d| {
+            let dir = PathBuf::from(d);
+            std::fs::create_dir_all(&dir)
+                .unwrap_or_else(|e| panic!("cannot make the request log directory {}: {e}", dir.display()));
+            dir.join(format!("{}-{}.jsonl", std::process::id(), addr.port()))
+        });
         let log = Arc::new(Mutex::new(log));
         let mut initial = Model { nodes: vec!["pve1".into()], fingerprint: fingerprint.clone(), ..Model::default() };
         initial.storages.insert("local".into(), ("dir".into(), Some("/var/lib/vz".into()), "vztmpl,iso,backup".into()));
@@ -382,6 +385,7 @@ impl Recorder {
                 .open(file)
                 .and_then(|mut f| f.write_all(format!("{line}\n").as_bytes()));
             if let Err(e) = written {
+                // The connection then closes unanswered: the test sees it, not only the check.
                 panic!("cannot append to the request log {}: {e}", file.display());
             }
         }
