@@ -13,4 +13,10 @@ fi
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
-cargo test --workspace --locked
+# Every request the suite sends to a PVE test double is logged, then checked against the schema
+# of the version it was sent to and against the other version's (doubles marked to expect
+# refusals log nothing). An empty log fails too: it means the logging broke.
+request_log="$(mktemp -d)"
+trap 'rm -rf "$request_log"' EXIT
+PHOENIX_PVE_REQUEST_LOG="$request_log" cargo test --workspace --locked
+cargo run -q -p phoenix-pve-double --bin check-requests --locked -- "$request_log"

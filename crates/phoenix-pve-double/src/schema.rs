@@ -20,6 +20,27 @@ pub enum PveVersion {
 impl PveVersion {
     /// Both versions.
     pub const ALL: [PveVersion; 2] = [PveVersion::V8, PveVersion::V9];
+
+    /// The version number as Proxmox shows it (`8.4.5`, `9.2.3`).
+    pub fn name(self) -> &'static str {
+        match self {
+            PveVersion::V8 => "8.4.5",
+            PveVersion::V9 => "9.2.3",
+        }
+    }
+
+    /// The version of a number as [`PveVersion::name`] shows it.
+    pub fn from_name(name: &str) -> Option<PveVersion> {
+        PveVersion::ALL.into_iter().find(|v| v.name() == name)
+    }
+
+    /// The other version.
+    pub fn other(self) -> PveVersion {
+        match self {
+            PveVersion::V8 => PveVersion::V9,
+            PveVersion::V9 => PveVersion::V8,
+        }
+    }
 }
 
 /// A parameter's definition.
@@ -127,6 +148,20 @@ impl ApiSchema {
             }
             Some((e, params))
         })
+    }
+
+    /// Whether the endpoint `method path` reaches defines the parameter `name` (a numbered name
+    /// through its `xxx[n]` form) and, with `key`, that sub-key of its property string.
+    pub fn defines(&self, method: &str, path: &str, name: &str, key: Option<&str>) -> bool {
+        let Some((endpoint, path_params)) = self.endpoint(method, path) else { return false };
+        let Some(def) = definition(&endpoint.parameters, name) else {
+            return key.is_none() && path_params.contains_key(name);
+        };
+        match (key, &def.format) {
+            (None, _) => true,
+            (Some(k), Some(Format::Properties(keys))) => keys.contains_key(k),
+            (Some(_), _) => false,
+        }
     }
 
     /// Checks a request; on success returns its endpoint.

@@ -7,12 +7,21 @@
 //! Containers are kept as Proxmox keeps them (see [`crate::guests`]). Requests Proxmox runs as
 //! tasks (create, clone, start/stop, snapshot, destroy) answer with a UPID; the task runs for a
 //! set time and stops with `OK` or an injected failure, and its status and log can be read.
+//!
+//! Beyond the happy path: every answer can be delayed ([`PveDouble::set_latency`]); faults can be
+//! injected for the next matching requests ([`PveDouble::inject`]): a lock timeout, a proxy error,
+//! a connection dropped before or after the request took effect; the cluster can have several
+//! nodes ([`PveDouble::add_node`]). When `PHOENIX_PVE_REQUEST_LOG` names a directory, each request
+//! is also appended there as one JSON line (see [`REQUEST_LOG_ENV`]), for the suite-wide check
+//! against both schemas (`check-requests`).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -32,8 +41,80 @@ pub struct Recorded {
     pub params: BTreeMap<String, String>,
     /// Asked with an API token (else a ticket).
     pub token: bool,
-    /// The HTTP status it was answered with.
+    /// The HTTP status it was answered with (or would have been, when the answer was dropped; 0
+    /// when the connection was dropped before the request was handled).
     pub status: u16,
+    /// Whether the answer reached the client (false for the injected dropped connections).
+    pub answered: bool,
+}
+
+/// The environment variable naming a directory where every double appends the requests it
+/// records, one JSON object a line (`version`, `method`, `path`, `params`, `status`), in a file of
+/// its own (`<pid>-<port>.jsonl`). Doubles marked with [`PveDouble::expect_refusals`] write none.
+pub const REQUEST_LOG_ENV: &str = "PHOENIX_PVE_REQUEST_LOG";
+
+/// What an injected fault does to a request it matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultKind {
+    /// Answered 500 `can't lock file '/run/lock/lxc/pve-config-<id>.lock' - got timeout` (the
+    /// guest of the path, or the `vmid` parameter); nothing is applied.
+    LockTimeout,
+    /// Answered with this status (502 and 503 as a proxy in front answers them, 595 as
+    /// `pveproxy` answers when it cannot reach the node); nothing is applied.
+    Status(u16),
+    /// The connection is closed after the request was read, without an answer; nothing is
+    /// applied. The client cannot know that, so it must treat the request as maybe applied.
+    DropRequest,
+    /// The request is applied, then the connection is closed without an answer: a retry finds
+    /// its effect (e.g. "already exists").
+    DropAnswer,
+}
+
+/// A fault for the next matching requests: a method (or any) and a path prefix below
+/// `/api2/json` (empty for any path), applied to the next `times` requests that match and that
+/// the double would otherwise serve (authenticated and valid for the schema).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fault {
+    /// What it does.
+    pub kind: FaultKind,
+    /// The method it applies to; `None` for any.
+    pub method: Option<String>,
+    /// The path prefix it applies to, e.g. `/nodes/pve1/lxc`; empty for any path.
+    pub path_prefix: String,
+    /// How many matching requests it still applies to.
+    pub times: u32,
+}
+
+impl Fault {
+    /// A fault for the next request, whatever it is.
+    pub fn new(kind: FaultKind) -> Fault {
+        Fault { kind, method: None, path_prefix: String::new(), times: 1 }
+    }
+
+    /// Only for requests with this method and a path that starts with `path_prefix`.
+    pub fn on(self, method: &str, path_prefix: &str) -> Fault {
+        Fault { method: Some(method.to_string()), path_prefix: path_prefix.to_string(), ..self }
+    }
+
+    /// For the next `n` matching requests instead of one.
+    pub fn times(self, n: u32) -> Fault {
+        Fault { times: n, ..self }
+    }
+
+    fn matches(&self, method: &str, path: &str) -> bool {
+        self.method.as_deref().is_none_or(|m| m == method) && path.starts_with(&self.path_prefix)
+    }
+}
+
+/// What becomes of the answer to a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Delivery {
+    /// Sent.
+    Answer,
+    /// Not sent; the request was not handled.
+    DropRequest,
+    /// Not sent; the request was handled.
+    DropAnswer,
 }
 
 /// A task the double runs: it is running until its time is up, then stopped with its exit status.
@@ -55,8 +136,14 @@ pub(crate) struct Model {
     fail_next: Option<(String, Vec<String>)>,
     /// Storages of every node: name → (type, path, content types).
     storages: BTreeMap<String, (String, Option<String>, String)>,
-    /// The cluster's nodes.
+    /// The cluster's nodes, the first one the node the API is reached on.
     pub(crate) nodes: Vec<String>,
+    /// The faults still to apply, in the order they were injected.
+    faults: Vec<Fault>,
+    /// Extra time before every answer.
+    latency: Duration,
+    /// The double's certificate fingerprint (shown for every node).
+    fingerprint: String,
     /// Device nodes of each node (`/dev/nvidia0`, ...).
     pub(crate) devices: BTreeMap<String, Vec<String>>,
     /// Files inside containers, as the driver's push left them.
@@ -105,6 +192,17 @@ impl Model {
         self.guests = guests;
         answer.unwrap_or_else(|| (200, "OK".to_string(), json!({ "data": null })))
     }
+
+    /// Takes one use of the first pending fault that matches.
+    fn take_fault(&mut self, method: &str, path: &str) -> Option<FaultKind> {
+        let i = self.faults.iter().position(|f| f.times > 0 && f.matches(method, path))?;
+        let kind = self.faults[i].kind;
+        self.faults[i].times -= 1;
+        if self.faults[i].times == 0 {
+            self.faults.remove(i);
+        }
+        Some(kind)
+    }
 }
 
 /// A running double.
@@ -120,6 +218,7 @@ pub struct PveDouble {
     recorded: Arc<Mutex<Vec<Recorded>>>,
     model: Arc<Mutex<Model>>,
     stop: Arc<AtomicBool>,
+    log: Arc<Mutex<Option<PathBuf>>>,
 }
 
 /// Credentials the double accepts.
@@ -160,25 +259,66 @@ impl PveDouble {
         listener.set_nonblocking(true).expect("nonblocking");
         let addr = listener.local_addr().expect("addr");
         let recorded = Arc::new(Mutex::new(Vec::new()));
-        let mut initial = Model { nodes: vec!["pve1".to_string()], ..Model::default() };
+        let log = std::env::var_os(REQUEST_LOG_ENV).filter(|d| !d.is_empty()).map(|d| {
+            let dir = PathBuf::from(d);
+            std::fs::create_dir_all(&dir)
+                .unwrap_or_else(|e| panic!("cannot make the request log directory {}: {e}", dir.display()));
+            dir.join(format!("{}-{}.jsonl", std::process::id(), addr.port()))
+        });
+        let log = Arc::new(Mutex::new(log));
+        let mut initial = Model { nodes: vec!["pve1".into()], fingerprint: fingerprint.clone(), ..Model::default() };
         initial.storages.insert("local".into(), ("dir".into(), Some("/var/lib/vz".into()), "vztmpl,iso,backup".into()));
         initial.storages.insert("local-zfs".into(), ("zfspool".into(), None, "rootdir,images".into()));
         let model = Arc::new(Mutex::new(initial));
         let stop = Arc::new(AtomicBool::new(false));
-        let (rec, halt, shared) = (recorded.clone(), stop.clone(), model.clone());
+        let (rec, halt, shared, sink) = (recorded.clone(), stop.clone(), model.clone(), log.clone());
         std::thread::spawn(move || {
             while !halt.load(Ordering::SeqCst) {
                 match listener.accept() {
                     Ok((tcp, _)) => {
-                        let (config, rec, credentials, model) =
-                            (config.clone(), rec.clone(), credentials.clone(), shared.clone());
-                        std::thread::spawn(move || serve(tcp, config, version, &credentials, &rec, &model));
+                        let (config, credentials) = (config.clone(), credentials.clone());
+                        let record = Recorder { version, recorded: rec.clone(), log: sink.clone() };
+                        let model = shared.clone();
+                        std::thread::spawn(move || serve(tcp, config, version, &credentials, &record, &model));
                     }
                     Err(_) => std::thread::sleep(std::time::Duration::from_millis(5)),
                 }
             }
         });
-        PveDouble { addr, ca_pem: ca.pem(), fingerprint, version, recorded, model, stop }
+        PveDouble { addr, ca_pem: ca.pem(), fingerprint, version, recorded, model, stop, log }
+    }
+
+    /// Every answer comes this much later (the serving thread sleeps before it handles the request,
+    /// without holding the double's state, so concurrent requests overlap as on a real server).
+    pub fn set_latency(&self, latency: Duration) {
+        self.model.lock().unwrap_or_else(PoisonError::into_inner).latency = latency;
+    }
+
+    /// Injects a fault for the next matching requests (after those injected before it).
+    pub fn inject(&self, fault: Fault) {
+        self.model.lock().unwrap_or_else(PoisonError::into_inner).faults.push(fault);
+    }
+
+    /// How many uses of injected faults are still to come.
+    pub fn pending_faults(&self) -> u32 {
+        self.model.lock().unwrap_or_else(PoisonError::into_inner).faults.iter().map(|f| f.times).sum()
+    }
+
+    /// Adds a node to the cluster (the double starts with one, `pve1`). Unknown nodes are refused
+    /// as Proxmox refuses them: 500 `hostname lookup '<node>' failed - ...`.
+    pub fn add_node(&self, name: &str) {
+        let mut model = self.model.lock().unwrap_or_else(PoisonError::into_inner);
+        if !model.nodes.iter().any(|n| n == name) {
+            model.nodes.push(name.to_string());
+        }
+    }
+
+    /// Marks a double that is sent invalid requests on purpose: its requests are kept out of the
+    /// request log of `PHOENIX_PVE_REQUEST_LOG` (what it wrote already is removed).
+    pub fn expect_refusals(&self) {
+        if let Some(file) = self.log.lock().unwrap_or_else(PoisonError::into_inner).take() {
+            let _ = std::fs::remove_file(file);
+        }
     }
 
     /// How long each task runs before it stops.
@@ -286,12 +426,44 @@ fn params(s: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// Where a served request is recorded: in memory, and in the request log when there is one.
+struct Recorder {
+    version: PveVersion,
+    recorded: Arc<Mutex<Vec<Recorded>>>,
+    log: Arc<Mutex<Option<PathBuf>>>,
+}
+
+impl Recorder {
+    fn record(&self, request: Recorded) {
+        let mut recorded = self.recorded.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(file) = self.log.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
+            let line = json!({
+                "version": self.version.name(),
+                "method": request.method,
+                "path": request.path,
+                "params": request.params,
+                "status": request.status,
+            });
+            let written = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(file)
+                .and_then(|mut f| f.write_all(format!("{line}\n").as_bytes()));
+            if let Err(e) = written {
+                // The connection then closes unanswered: the test sees it, not only the check.
+                panic!("cannot append to the request log {}: {e}", file.display());
+            }
+        }
+        recorded.push(request);
+    }
+}
+
 fn serve(
     tcp: std::net::TcpStream,
     config: Arc<rustls::ServerConfig>,
     version: PveVersion,
     credentials: &Credentials,
-    recorded: &Mutex<Vec<Recorded>>,
+    recorder: &Recorder,
     model: &Mutex<Model>,
 ) {
     let _ = tcp.set_nonblocking(false);
@@ -337,14 +509,20 @@ fn serve(
         ticket: ticket.as_deref(),
         csrf: headers.contains_key("csrfpreventiontoken"),
     };
-    let (status, reason, answer) = respond(version, credentials, model, &request);
-    recorded.lock().unwrap_or_else(PoisonError::into_inner).push(Recorded {
-        method,
-        path,
-        params: ps,
-        token: token.is_some(),
-        status,
-    });
+    let latency = model.lock().unwrap_or_else(PoisonError::into_inner).latency;
+    if !latency.is_zero() {
+        std::thread::sleep(latency);
+    }
+    let mut delivery = Delivery::Answer;
+    let (status, reason, answer) = respond(version, credentials, model, &request, &mut delivery);
+    let answered = delivery == Delivery::Answer;
+    let status = if delivery == Delivery::DropRequest { 0 } else { status };
+    recorder.record(Recorded { method, path, params: ps, token: token.is_some(), status, answered });
+    if !answered {
+        // Closed without a byte of answer (and without TLS close_notify, as a dying proxy does).
+        let _ = reader.get_mut().sock.shutdown(std::net::Shutdown::Both);
+        return;
+    }
     let body = answer.to_string();
     let response = format!(
         "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -367,11 +545,22 @@ struct Request<'a> {
     csrf: bool,
 }
 
+/// The reason `pveproxy` gives for a node it cannot resolve (a node that is not in the cluster):
+/// `PVE::Tools::get_ip_from_hostname`'s error, answered 500.
+fn unknown_node(node: &str) -> (u16, String, Value) {
+    (
+        500,
+        format!("hostname lookup '{node}' failed - failed to get address info for: {node}: Name or service not known"),
+        json!({ "data": null }),
+    )
+}
+
 fn respond(
     version: PveVersion,
     credentials: &Credentials,
     model: &Mutex<Model>,
     req: &Request<'_>,
+    delivery: &mut Delivery,
 ) -> (u16, String, Value) {
     let (method, path, ps, token, ticket, csrf) = (req.method, req.path, req.params, req.token, req.ticket, req.csrf);
     let token_ok = token.is_some_and(|t| *t == credentials.token);
@@ -417,16 +606,46 @@ fn respond(
             );
         }
     }
+    let segs: Vec<&str> = path.split('/').collect();
+    let mut model = model.lock().unwrap_or_else(PoisonError::into_inner);
+    if let ["", "nodes", node, ..] = segs.as_slice()
+        && !model.nodes.iter().any(|n| n == node)
+    {
+        return unknown_node(node);
+    }
+    match model.take_fault(method, path) {
+        Some(FaultKind::LockTimeout) => {
+            let id = match segs.as_slice() {
+                ["", "nodes", _, "lxc", vmid, ..] => (*vmid).to_string(),
+                _ => ps.get("vmid").cloned().unwrap_or_default(),
+            };
+            return (
+                500,
+                format!("can't lock file '/run/lock/lxc/pve-config-{id}.lock' - got timeout"),
+                json!({ "data": null }),
+            );
+        }
+        Some(FaultKind::Status(status)) => {
+            let reason = match status {
+                502 => "Bad Gateway",
+                503 => "Service Unavailable",
+                595 => "Errors during connection establishment, proxy handshake: Connection refused",
+                _ => "Injected fault",
+            };
+            return (status, reason.to_string(), json!({ "data": null }));
+        }
+        Some(FaultKind::DropRequest) => {
+            *delivery = Delivery::DropRequest;
+            return (0, String::new(), Value::Null);
+        }
+        Some(FaultKind::DropAnswer) => *delivery = Delivery::DropAnswer,
+        None => {}
+    }
     if method == "GET" && path == "/version" {
-        let v = match version {
-            PveVersion::V8 => "8.4.5",
-            PveVersion::V9 => "9.2.3",
-        };
+        let v = version.name();
         return (200, "OK".to_string(), json!({ "data": { "version": v, "release": &v[..3], "repoid": "double" } }));
     }
     let user = token.map_or("root@pam".to_string(), |t| t.0.clone());
-    let segs: Vec<&str> = path.split('/').collect();
-    let mut model = model.lock().unwrap_or_else(PoisonError::into_inner);
     let mut inventory = std::mem::take(&mut model.inventory);
     let answer = inventory.handle(method, &segs, ps, &mut |node, kind, id| model.start_task(node, kind, id, &user));
     model.inventory = inventory;
@@ -460,5 +679,59 @@ fn respond(
             .collect();
         return (200, "OK".to_string(), json!({ "data": list }));
     }
-    model.handle(method, &segs, ps, ticket_ok && !token_ok, &user)
+    if let ("GET", ["", "nodes"]) = (method, segs.as_slice()) {
+        let list: Vec<Value> = model
+            .nodes
+            .iter()
+            .map(|n| {
+                json!({ "node": n, "id": format!("node/{n}"), "type": "node", "status": "online", "level": "",
+                        "ssl_fingerprint": model.fingerprint, "cpu": 0.02, "maxcpu": 16, "mem": 4_294_967_296_u64,
+                        "maxmem": 68_719_476_736_u64, "uptime": 86_400 })
+            })
+            .collect();
+        return (200, "OK".to_string(), json!({ "data": list }));
+    }
+    if let ("GET", ["", "cluster", "status"]) = (method, segs.as_slice()) {
+        return (200, "OK".to_string(), json!({ "data": cluster_status(&model.nodes) }));
+    }
+    if let Some(target) = ps.get("target")
+        && !model.nodes.contains(target)
+    {
+        return (500, format!("no such cluster node '{target}'"), json!({ "data": null }));
+    }
+    let answer = model.handle(method, &segs, ps, ticket_ok && !token_ok, &user);
+    if let ("GET", ["", "cluster", "resources"], (200, reason, body)) = (method, segs.as_slice(), &answer) {
+        return (200, reason.clone(), json!({ "data": resources(&model.nodes, ps.get("type"), &body["data"]) }));
+    }
+    answer
+}
+
+/// `GET /cluster/status` as Proxmox answers it: a node that is not in a cluster shows itself
+/// only (`nodeid` 0); a cluster adds its own entry first, and every node has its `nodeid`.
+fn cluster_status(nodes: &[String]) -> Value {
+    let clustered = nodes.len() > 1;
+    let mut list = Vec::new();
+    if clustered {
+        list.push(json!({ "type": "cluster", "id": "cluster", "name": "phoenix", "nodes": nodes.len(),
+                          "quorate": 1, "version": nodes.len() }));
+    }
+    for (i, n) in nodes.iter().enumerate() {
+        list.push(json!({ "type": "node", "id": format!("node/{n}"), "name": n, "ip": format!("10.0.0.{}", i + 1),
+                          "local": u8::from(i == 0), "nodeid": if clustered { i + 1 } else { 0 },
+                          "online": 1, "level": "" }));
+    }
+    Value::Array(list)
+}
+
+/// `GET /cluster/resources`: the guests (`guests`, a list) for `type=vm`, the nodes for
+/// `type=node`, both without a type (the double keeps no other kind of resource).
+fn resources(nodes: &[String], kind: Option<&String>, guests: &Value) -> Value {
+    let node_rows =
+        || nodes.iter().map(|n| json!({ "id": format!("node/{n}"), "type": "node", "node": n, "status": "online" }));
+    match kind.map(String::as_str) {
+        Some("vm") => guests.clone(),
+        Some("node") => Value::Array(node_rows().collect()),
+        Some(_) => Value::Array(Vec::new()),
+        None => Value::Array(guests.as_array().into_iter().flatten().cloned().chain(node_rows()).collect()),
+    }
 }
