@@ -18,6 +18,7 @@ pub(crate) struct Guest {
     pub running: bool,
     pub snapshots: BTreeMap<String, BTreeMap<String, String>>,
     pub lock: Option<(String, Instant)>,
+    pub firewall: crate::firewall::Firewall,
 }
 
 impl Guest {
@@ -121,7 +122,7 @@ pub(crate) fn handle(
                 return Some(fail(format!("CT {vmid} already exists on node '{}'", guests[&n].node)));
             }
             let config = ps.iter().filter(|(k, _)| !CREATE_ONLY.contains(&k.as_str())).map(|(k, v)| (k.clone(), stored(&vmid, k, v, seed))).collect();
-            guests.insert(n, Guest { node: (*node).to_string(), config, running: false, snapshots: BTreeMap::new(), lock: Some(("create".into(), Instant::now() + busy)) });
+            guests.insert(n, Guest { node: (*node).to_string(), config, running: false, snapshots: BTreeMap::new(), lock: Some(("create".into(), Instant::now() + busy)), firewall: Default::default() });
             ok(json!(task(node, "vzcreate", &vmid)))
         }
         (_, ["", "nodes", node, "lxc", vmid, rest @ ..]) => {
@@ -202,13 +203,15 @@ pub(crate) fn handle(
                     if let Some(h) = ps.get("hostname") {
                         config.insert("hostname".into(), h.clone());
                     }
+                    let firewall = g.firewall.clone();
                     let until = Instant::now() + busy;
                     if let Some(src) = guests.get_mut(&n) {
                         src.lock = Some(("clone".into(), until));
                     }
-                    guests.insert(new, Guest { node: (*node).to_string(), config, running: false, snapshots: BTreeMap::new(), lock: Some(("create".into(), until)) });
+                    guests.insert(new, Guest { node: (*node).to_string(), config, running: false, snapshots: BTreeMap::new(), lock: Some(("create".into(), until)), firewall });
                     ok(json!(task(node, "vzclone", vmid)))
                 }
+                (_, ["firewall", sub @ ..]) => return crate::firewall::handle(&mut guests.get_mut(&n)?.firewall, method, sub, ps),
                 ("DELETE", []) => {
                     if g.running {
                         return Some(fail(format!("CT {vmid} is running - destroy failed")));

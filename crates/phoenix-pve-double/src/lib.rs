@@ -4,6 +4,7 @@
 //! enums, ranges, lengths, patterns, named formats and the sub-keys of property strings — and
 //! refused with per-parameter errors as Proxmox refuses it (HTTP 400).
 
+mod firewall;
 mod guests;
 pub mod schema;
 pub mod server;
