@@ -9,6 +9,7 @@ pub mod backend;
 pub mod channel;
 pub mod conf;
 pub mod decode;
+pub mod firewall;
 pub mod propstring;
 pub mod task;
 pub mod upid;
