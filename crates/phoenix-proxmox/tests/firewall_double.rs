@@ -223,3 +223,89 @@ fn the_guest_firewall_is_reconciled_rule_by_rule() {
         );
     }
 }
+
+#[test]
+fn a_clone_starts_from_its_templates_rules_and_gets_its_own() {
+    use phoenix_backend::fields::canonical::{FirewallRule, firewall_rules};
+    use phoenix_backend::{CreateRequest, CreateSource, GuestConfig, GuestKind};
+    for version in PveVersion::ALL {
+        let double = PveDouble::start(
+            version,
+            Credentials { token: ("phoenix@pve!ci".into(), "s3cret".into()), root_ticket: "t".into() },
+        );
+        double.set_task_duration(Duration::from_millis(20));
+        let api = ApiClient::new(
+            "127.0.0.1",
+            double.addr.port(),
+            Auth::Token { id: "phoenix@pve!ci".into(), secret: "s3cret".into() },
+            TlsVerify::fingerprint(&double.fingerprint).expect("pin"),
+        )
+        .expect("client");
+        let backend = ProxmoxBackend::new(api, "pve1", None)
+            .with_poll(Poll { first: Duration::from_millis(5), max: Duration::from_millis(20) });
+        let rule = |comment: &str, port: &str| FirewallRule {
+            direction: "in".into(),
+            action: "ACCEPT".into(),
+            proto: Some("tcp".into()),
+            port: Some(port.into()),
+            comment: Some(comment.into()),
+            enabled: true,
+            ..FirewallRule::default()
+        };
+        let config = |rules: &[FirewallRule]| {
+            let mut c = GuestConfig::default();
+            for (k, v) in [
+                ("hostname", "fw"),
+                ("storage", "local-zfs"),
+                ("disk_gb", "10"),
+                ("net.name", "eth0"),
+                ("net.bridge", "vmbr0"),
+                ("net.ip", "dhcp"),
+                ("firewall", "1"),
+            ] {
+                c.set(k, v);
+            }
+            c.set("firewall.rules", firewall_rules(rules));
+            c
+        };
+        let (ssh, web) = (rule("ssh", "22"), rule("web", "443"));
+        let template = CreateRequest {
+            id: 920,
+            kind: GuestKind::Lxc,
+            node: None,
+            source: CreateSource::Template("local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst".into()),
+            config: config(std::slice::from_ref(&ssh)),
+        };
+        backend.create(&template).expect("template");
+        backend.snapshot(920, "ready").expect("snapshot");
+        let before = double.requests().len();
+        let clone = CreateRequest {
+            id: 921,
+            source: CreateSource::Clone { source: 920, snapshot: "ready".into() },
+            config: config(&[web.clone(), ssh.clone()]),
+            ..template.clone()
+        };
+        backend.create(&clone).expect("clone");
+        let w = writes(&double.requests()[before..]);
+        let to_921: Vec<&String> = w.iter().filter(|w| w.contains("/lxc/921/")).collect();
+        // The clone's interface already filters and its option is on (both copied); the
+        // template's rule is kept, the clone's own rule is created above it.
+        assert_eq!(
+            to_921,
+            [&format!(
+                "POST /nodes/pve1/lxc/921/firewall/rules action=ACCEPT comment=web digest dport=443 enable=1 proto=tcp type=in"
+            )],
+            "{version:?}: {w:#?}"
+        );
+        let observed = backend.observe_guest(921).expect("observe").expect("exists");
+        assert_eq!(observed.config.get("firewall"), Some("1"));
+        assert_eq!(observed.config.get("firewall.rules"), Some(firewall_rules(&[web.clone(), ssh.clone()]).as_str()));
+        let template_rules = backend.observe_guest(920).expect("observe").expect("exists");
+        assert_eq!(template_rules.config.get("firewall.rules"), Some(firewall_rules(&[ssh]).as_str()));
+        assert!(
+            double.requests().iter().all(|r| r.status == 200),
+            "{:?}",
+            double.requests().iter().find(|r| r.status != 200)
+        );
+    }
+}
