@@ -287,14 +287,14 @@ fn a_clone_starts_from_its_templates_rules_and_gets_its_own() {
         };
         backend.create(&clone).expect("clone");
         let w = writes(&double.requests()[before..]);
-        let to_921: Vec<&String> = w.iter().filter(|w| w.contains("/lxc/921/")).collect();
+        let to_921: Vec<&str> = w.iter().map(String::as_str).filter(|w| w.contains("/lxc/921/")).collect();
         // The clone's interface already filters and its option is on (both copied); the
         // template's rule is kept, the clone's own rule is created above it.
         assert_eq!(
             to_921,
-            [&format!(
+            [
                 "POST /nodes/pve1/lxc/921/firewall/rules action=ACCEPT comment=web digest dport=443 enable=1 proto=tcp type=in"
-            )],
+            ],
             "{version:?}: {w:#?}"
         );
         let observed = backend.observe_guest(921).expect("observe").expect("exists");
