@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use phoenix_backend::fields::canonical;
 use phoenix_backend::{CreateSource, GuestConfig, GuestId, GuestKind};
 use phoenix_config::estate::{Estate, Guest, GuestSpec};
-use phoenix_config::model::{HealthCheck, LxcConfig, OneOrMany, VmConfig};
+use phoenix_config::model::{Direction, FirewallAction, FirewallRule, HealthCheck, LxcConfig, OneOrMany, VmConfig};
 use serde::Serialize;
 
 /// A feature or the application script, with the hash of everything it depends on.
@@ -205,10 +205,35 @@ fn lxc_config(estate: &Estate, id: GuestId, c: &LxcConfig) -> GuestConfig {
     if let Some(fw) = &c.firewall {
         cfg.set("firewall", flag(fw.enabled));
         if let Some(rules) = &fw.rules {
-            cfg.set("firewall.rules", serde_json::to_string(rules).unwrap_or_default());
+            cfg.set("firewall.rules", canonical::firewall_rules(&rules.iter().map(firewall_rule).collect::<Vec<_>>()));
         }
     }
     cfg
+}
+
+/// A rule of the configuration in the canonical form observations use.
+fn firewall_rule(r: &FirewallRule) -> canonical::FirewallRule {
+    let direction = match r.direction {
+        Direction::In => "in",
+        Direction::Out => "out",
+    };
+    let action = match r.action {
+        FirewallAction::Accept => "ACCEPT",
+        FirewallAction::Drop => "DROP",
+        FirewallAction::Reject => "REJECT",
+    };
+    canonical::FirewallRule {
+        direction: direction.to_string(),
+        action: action.to_string(),
+        source: r.source.clone(),
+        dest: r.dest.clone(),
+        proto: r.proto.clone(),
+        port: r.port.clone(),
+        sport: r.sport.clone(),
+        comment: r.comment.clone(),
+        enabled: r.enabled.unwrap_or(true),
+        ..canonical::FirewallRule::default()
+    }
 }
 
 fn vm_config(estate: &Estate, v: &VmConfig) -> GuestConfig {
@@ -272,5 +297,34 @@ impl Desired {
             guests: self.guests.iter().filter(|(id, _)| keep.contains(id)).map(|(id, g)| (*id, g.clone())).collect(),
             order: self.order.iter().copied().filter(|id| keep.contains(id)).collect(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn firewall_rules_are_written_in_the_canonical_form_observations_use() {
+        let rule = |enabled, port: Option<&str>| FirewallRule {
+            direction: Direction::In,
+            action: FirewallAction::Accept,
+            source: Some("10.0.0.0/24".into()),
+            dest: None,
+            proto: Some("tcp".into()),
+            port: port.map(str::to_string),
+            sport: None,
+            comment: Some("ssh".into()),
+            enabled,
+        };
+        let rules: Vec<canonical::FirewallRule> =
+            [rule(None, Some("22")), rule(Some(false), None)].iter().map(firewall_rule).collect();
+        assert_eq!(
+            canonical::firewall_rules(&rules),
+            concat!(
+                r#"[{"type":"in","action":"ACCEPT","source":"10.0.0.0/24","proto":"tcp","port":"22","comment":"ssh"},"#,
+                r#"{"type":"in","action":"ACCEPT","source":"10.0.0.0/24","proto":"tcp","comment":"ssh","enabled":false}]"#
+            )
+        );
     }
 }

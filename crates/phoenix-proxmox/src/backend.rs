@@ -25,9 +25,6 @@ use crate::upid::Upid;
 /// The mark in a container's description that says Phoenix created it.
 pub const MANAGED_MARK: &str = "Managed by Phoenix.";
 
-/// Fields this backend does not implement yet (the per-guest firewall).
-const NOT_YET: &[&str] = &["firewall", "firewall.rules"];
-
 /// Fields kept as raw `lxc.*` lines in the container's conf file: the API has no keys for them.
 const RAW_FIELDS: &[&str] = &["lxc.raw", "apparmor", "idmap"];
 
@@ -110,6 +107,8 @@ pub fn normalize(config: &serde_json::Map<String, Value>) -> GuestConfig {
     }
     if let Some(net) = get("net0").and_then(|n| Net::parse(&n).ok()) {
         out.set("net.name", net.name);
+        // The interface's half of `firewall`; observing completes it with the guest's option.
+        out.set("firewall", if net.firewall == Some(true) { "1" } else { "0" });
         for (field, value) in [
             ("net.bridge", net.bridge),
             ("net.ip", net.ip),
@@ -256,6 +255,10 @@ pub fn to_params(desired: &GuestConfig, observed: Option<&GuestConfig>, creating
                 .or_else(|| observed.and_then(|o| o.get("net.mac")).map(str::to_string))
                 .map(|m| m.to_ascii_uppercase()),
             kind: Some("veth".into()),
+            firewall: want("firewall")
+                .or_else(|| observed.and_then(|o| o.get("firewall")).map(str::to_string))
+                .is_some_and(|f| f == "1")
+                .then_some(true),
             ..Net::default()
         };
         p.push(("net0".into(), net.print()));
@@ -384,12 +387,14 @@ impl ProxmoxBackend {
             .filter_map(|s| s["name"].as_str().filter(|n| *n != "current").map(str::to_string))
             .collect();
         let power = if running { PowerState::Running } else { PowerState::Stopped };
+        let mut normalized = normalize(&config);
+        crate::firewall::observe(&self.api, node, id, &mut normalized)?;
         Ok(ObservedGuest {
             id,
             kind: GuestKind::Lxc,
             node: Some(node.to_string()),
             power,
-            config: normalize(&config),
+            config: normalized,
             snapshots,
             managed,
         })
@@ -574,7 +579,7 @@ impl Backend for ProxmoxBackend {
             snapshots: true,
             gpu: self.channel.is_some(),
             concurrent_clones: false,
-            fields: fields::CONTAINER.iter().filter(|f| !NOT_YET.contains(f)).map(|f| (*f).to_string()).collect(),
+            fields: fields::CONTAINER.iter().map(|f| (*f).to_string()).collect(),
         }
     }
 
@@ -617,7 +622,8 @@ impl Backend for ProxmoxBackend {
                 params.extend(token.iter().map(|(k, v)| (k.as_str(), v.clone())));
                 self.task("POST", &format!("/nodes/{node}/lxc"), &params)?;
                 self.put(&node, id, root, Vec::new())?;
-                self.configure_beyond_api(&node, id, &request.config)
+                self.configure_beyond_api(&node, id, &request.config)?;
+                crate::firewall::apply(&self.api, &node, id, &request.config)
             }
             CreateSource::Clone { source, snapshot } => {
                 let (src_node, _) = self.node_of(*source)?.ok_or_else(|| {
@@ -642,7 +648,7 @@ impl Backend for ProxmoxBackend {
                 let observed = normalize(&self.config(&node, id)?);
                 let mut want = request.config.clone();
                 want.0.retain(|k, v| k != "unprivileged" && k != "storage" && observed.get(k) != Some(v.as_str()));
-                if want.0.keys().any(|k| k.starts_with("net.")) {
+                if want.0.keys().any(|k| k.starts_with("net.") || k == "firewall") {
                     for k in ["net.name", "net.bridge", "net.ip", "net.gw", "net.mac"] {
                         if let Some(v) = request.config.get(k) {
                             want.set(k, v);
@@ -650,7 +656,8 @@ impl Backend for ProxmoxBackend {
                     }
                 }
                 self.put(&node, id, to_params(&want, Some(&observed), false), Vec::new())?;
-                self.configure_beyond_api(&node, id, &want)
+                self.configure_beyond_api(&node, id, &want)?;
+                crate::firewall::apply(&self.api, &node, id, &request.config)
             }
         }
     }
@@ -667,8 +674,9 @@ impl Backend for ProxmoxBackend {
         for c in changes {
             want.set(c.field.clone(), c.new.clone());
         }
-        // The interface is one property string: send it whole.
-        if changes.iter().any(|c| c.field.starts_with("net.") && c.field != "net.nameservers") {
+        // The interface is one property string (with the firewall's flag): send it whole.
+        let nic_flag = |c: &FieldChange| c.field == "firewall" && observed.get("firewall") != Some(c.new.as_str());
+        if changes.iter().any(|c| (c.field.starts_with("net.") && c.field != "net.nameservers") || nic_flag(c)) {
             for k in ["net.name", "net.bridge", "net.ip", "net.gw", "net.mac"] {
                 if want.get(k).is_none()
                     && let Some(v) = observed.get(k)
@@ -685,7 +693,8 @@ impl Backend for ProxmoxBackend {
             )?;
         }
         self.put(&node, id, to_params(&want, Some(&observed), false), Vec::new())?;
-        self.configure_beyond_api(&node, id, &want)
+        self.configure_beyond_api(&node, id, &want)?;
+        crate::firewall::apply(&self.api, &node, id, &want)
     }
 
     fn start(&self, id: GuestId) -> Result<(), BackendError> {
@@ -762,7 +771,7 @@ impl Backend for ProxmoxBackend {
     fn change_effect(&self, field: &str) -> ChangeEffect {
         match field {
             "cores" | "memory_mb" | "swap_mb" | "onboot" | "startup" | "tags" | "disk_gb" | "net.ip" | "net.gw"
-            | "net.bridge" | "net.nameservers" => ChangeEffect::Live,
+            | "net.bridge" | "net.nameservers" | "firewall" | "firewall.rules" => ChangeEffect::Live,
             // Device passthrough and raw lines take effect at the next start.
             "gpus" | "lxc.raw" | "apparmor" | "idmap" => ChangeEffect::Restart,
             "unprivileged" | "storage" => ChangeEffect::Recreate,
@@ -814,6 +823,7 @@ mod tests {
             ("flags", "keyctl=1,nesting=1"),
             ("tags", "db;web"),
             ("net.name", "eth0"),
+            ("firewall", "0"),
             ("net.bridge", "vmbr0"),
             ("net.gw", "10.0.0.1"),
             ("net.mac", "bc:24:11:2e:5a:01"),

@@ -9,6 +9,7 @@ pub mod backend;
 pub mod channel;
 pub mod conf;
 pub mod decode;
+pub mod firewall;
 pub mod node;
 pub mod preflight;
 pub mod propstring;

@@ -20,6 +20,7 @@ pub(crate) struct Guest {
     pub lock: Option<(String, Instant)>,
     /// Raw `lxc.*` lines of the live section, in order (only the node channel writes them).
     pub raw: Vec<(String, String)>,
+    pub firewall: crate::firewall::Firewall,
 }
 
 impl Guest {
@@ -129,7 +130,7 @@ pub(crate) fn handle(
                 return Some(fail(format!("CT {vmid} already exists on node '{}'", guests[&n].node)));
             }
             let config = ps.iter().filter(|(k, _)| !CREATE_ONLY.contains(&k.as_str())).map(|(k, v)| (k.clone(), stored(&vmid, k, v, seed))).collect();
-            guests.insert(n, Guest { node: (*node).to_string(), config, running: false, snapshots: BTreeMap::new(), lock: Some(("create".into(), Instant::now() + busy)), raw: Vec::new() });
+            guests.insert(n, Guest { node: (*node).to_string(), config, running: false, snapshots: BTreeMap::new(), lock: Some(("create".into(), Instant::now() + busy)), raw: Vec::new(), firewall: Default::default() });
             ok(json!(task(node, "vzcreate", &vmid)))
         }
         (_, ["", "nodes", node, "lxc", vmid, rest @ ..]) => {
@@ -214,14 +215,16 @@ pub(crate) fn handle(
                     if let Some(h) = ps.get("hostname") {
                         config.insert("hostname".into(), h.clone());
                     }
+                    let firewall = g.firewall.clone();
                     let until = Instant::now() + busy;
                     if let Some(src) = guests.get_mut(&n) {
                         src.lock = Some(("clone".into(), until));
                     }
                     let target = ps.get("target").map_or(*node, String::as_str).to_string();
-                    guests.insert(new, Guest { node: target, config, running: false, snapshots: BTreeMap::new(), lock: Some(("create".into(), until)), raw });
+                    guests.insert(new, Guest { node: target, config, running: false, snapshots: BTreeMap::new(), lock: Some(("create".into(), until)), raw, firewall });
                     ok(json!(task(node, "vzclone", vmid)))
                 }
+                (_, ["firewall", sub @ ..]) => return crate::firewall::handle(&mut guests.get_mut(&n)?.firewall, method, sub, ps),
                 ("DELETE", []) => {
                     if g.running {
                         return Some(fail(format!("CT {vmid} is running - destroy failed")));

@@ -11,6 +11,7 @@
 //! its requests for the suite-wide check against both schemas ([`requestlog`], the binary
 //! `check-requests`).
 
+mod firewall;
 mod guests;
 mod inventory;
 pub mod node;
