@@ -87,6 +87,17 @@ pub mod canonical {
         parts.join(",")
     }
 
+    /// What a mount's value says about the guest as it runs: the source and `ro`, without
+    /// `owner=` and `host-owner=` — instructions for a host directory Phoenix creates, which an
+    /// existing directory keeps as it is, so backends cannot show them.
+    pub fn mount_state(value: &str) -> String {
+        value
+            .split(';')
+            .filter(|o| !o.starts_with("owner=") && !o.starts_with("host-owner="))
+            .collect::<Vec<_>>()
+            .join(";")
+    }
+
     /// A raw `lxc.*` line as `key: value` (users write it `key: value` or `key = value`).
     pub fn lxc_line(line: &str) -> String {
         let at = line.find([':', '=']).unwrap_or(line.len());

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use phoenix_backend::fields::canonical;
 use phoenix_backend::{ChangeEffect, CreateSource, GuestId, GuestKind, Observation, ObservedGuest, PowerState};
 use serde::Serialize;
 
@@ -186,6 +187,9 @@ pub fn config_changes(
             let have = o.config.get(field);
             match (field.as_str(), have) {
                 ("disk_gb", Some(h)) => want.parse::<u64>().ok() > h.parse::<u64>().ok(),
+                (f, Some(h)) if f.starts_with(phoenix_backend::fields::MOUNT_PREFIX) => {
+                    canonical::mount_state(want) != canonical::mount_state(h)
+                }
                 _ => have != Some(want.as_str()),
             }
         })

@@ -41,6 +41,8 @@ pub struct ProxmoxBackend {
     devices: Mutex<BTreeMap<String, Vec<String>>>,
     /// What the cluster lists (storages, bridges, templates), read once per run.
     listings: Mutex<BTreeMap<String, Value>>,
+    /// The node of each container observed or created in this run, for commands inside it.
+    located: Mutex<BTreeMap<GuestId, String>>,
 }
 
 /// API parameters: names and values.
@@ -295,6 +297,7 @@ impl ProxmoxBackend {
             poll: Poll::default(),
             devices: Mutex::default(),
             listings: Mutex::default(),
+            located: Mutex::default(),
         }
     }
 
@@ -344,6 +347,16 @@ impl ProxmoxBackend {
             .map(|r| (r["node"].as_str().unwrap_or_default().to_string(), r["status"] == "running")))
     }
 
+    /// The node to run commands inside a container on: where this run saw it, else asked.
+    fn node_for_commands(&self, id: GuestId) -> Result<String, BackendError> {
+        if let Some(node) = self.located.lock().unwrap_or_else(PoisonError::into_inner).get(&id) {
+            return Ok(node.clone());
+        }
+        let node = self.node_of(id)?.map_or_else(|| self.node.clone(), |(n, _)| n);
+        self.located.lock().unwrap_or_else(PoisonError::into_inner).insert(id, node.clone());
+        Ok(node)
+    }
+
     fn config(&self, node: &str, id: GuestId) -> Result<serde_json::Map<String, Value>, BackendError> {
         Ok(self
             .api
@@ -376,6 +389,7 @@ impl ProxmoxBackend {
 
     /// One container as the backend shows it: its configuration, normalised, and its snapshots.
     fn observe_one(&self, node: &str, id: GuestId, running: bool) -> Result<ObservedGuest, BackendError> {
+        self.located.lock().unwrap_or_else(PoisonError::into_inner).insert(id, node.to_string());
         let config = self.config(node, id)?;
         let managed = config.get("description").and_then(text).is_some_and(|d| d.contains(MANAGED_MARK));
         let snapshots: BTreeSet<String> = self
@@ -655,6 +669,18 @@ impl Backend for ProxmoxBackend {
                         }
                     }
                 }
+                // A clone has its template's disk: grow it to the configured size.
+                if let Some(size) = want
+                    .0
+                    .remove("disk_gb")
+                    .filter(|s| s.parse::<u64>().ok() > observed.get("disk_gb").and_then(|o| o.parse().ok()))
+                {
+                    self.task(
+                        "PUT",
+                        &format!("{}/resize", self.guest_path(&node, id)),
+                        &[("disk", "rootfs".into()), ("size", format!("{size}G"))],
+                    )?;
+                }
                 self.put(&node, id, to_params(&want, Some(&observed), false), Vec::new())?;
                 self.configure_beyond_api(&node, id, &want)?;
                 crate::firewall::apply(&self.api, &node, id, &request.config)
@@ -686,7 +712,7 @@ impl Backend for ProxmoxBackend {
             }
         }
         if let Some(size) = want.0.remove("disk_gb") {
-            self.api.request(
+            self.task(
                 "PUT",
                 &format!("{}/resize", self.guest_path(&node, id)),
                 &[("disk", "rootfs".into()), ("size", format!("{size}G"))],
@@ -720,7 +746,7 @@ impl Backend for ProxmoxBackend {
     }
 
     fn exec(&self, id: GuestId, request: &ExecRequest) -> Result<ExecOutput, BackendError> {
-        let node = self.node_of(id)?.map_or_else(|| self.node.clone(), |(n, _)| n);
+        let node = self.node_for_commands(id)?;
         let out = self
             .channel()?
             .run(&node, &pct_exec(id, &request.argv), None, request.timeout)
@@ -744,7 +770,7 @@ impl Backend for ProxmoxBackend {
     fn push_file(&self, id: GuestId, file: &FilePush) -> Result<(), BackendError> {
         // Written by a shell inside the container (through `pct exec`), so links resolve inside it.
         let argv = phoenix_backend::inside::push_command(file);
-        let node = self.node_of(id)?.map_or_else(|| self.node.clone(), |(n, _)| n);
+        let node = self.node_for_commands(id)?;
         let out = self
             .channel()?
             .run(&node, &pct_exec(id, &argv), Some(&file.content), Duration::from_secs(120))

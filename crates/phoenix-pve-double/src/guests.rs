@@ -161,6 +161,27 @@ pub(crate) fn handle(
                     }
                     ok(Value::Null)
                 }
+                ("PUT", ["resize"]) => {
+                    let disk = ps.get("disk").cloned().unwrap_or_default();
+                    let size = ps.get("size").cloned().unwrap_or_default();
+                    let Some(current) = g.config.get(&disk).cloned() else {
+                        return Some(fail(format!("unable to parse config '{disk}'")));
+                    };
+                    let gib = |s: &str| s.trim_start_matches('+').trim_end_matches('G').parse::<u64>().ok();
+                    let old = current.split(',').find_map(|p| p.strip_prefix("size=")).and_then(gib).unwrap_or(0);
+                    let new = match gib(&size) {
+                        Some(n) if size.starts_with('+') => old + n,
+                        Some(n) => n,
+                        None => return Some(fail(format!("invalid size '{size}'"))),
+                    };
+                    if new < old {
+                        return Some(fail(format!("unable to shrink disk size ({old}G to {new}G)")));
+                    }
+                    let resized: Vec<String> =
+                        current.split(',').map(|p| if p.starts_with("size=") { format!("size={new}G") } else { p.to_string() }).collect();
+                    guests.get_mut(&n)?.config.insert(disk, resized.join(","));
+                    ok(json!(task(node, "resize", vmid)))
+                }
                 ("GET", ["status", "current"]) => ok(json!({ "vmid": n, "status": if g.running { "running" } else { "stopped" }, "name": g.config.get("hostname") })),
                 ("POST", ["status", action]) => {
                     let g = guests.get_mut(&n)?;

@@ -124,6 +124,8 @@ struct Task {
     duration: std::time::Duration,
     exitstatus: String,
     log: Vec<String>,
+    /// When a status request first found it stopped.
+    seen_stopped: Option<std::time::Instant>,
 }
 
 /// What the double keeps between requests.
@@ -170,7 +172,13 @@ impl Model {
         };
         self.tasks.insert(
             upid.clone(),
-            Task { started: std::time::Instant::now(), duration: self.task_duration, exitstatus, log },
+            Task {
+                started: std::time::Instant::now(),
+                duration: self.task_duration,
+                exitstatus,
+                log,
+                seen_stopped: None,
+            },
         );
         upid
     }
@@ -378,6 +386,17 @@ impl PveDouble {
     /// A container's configuration file as the node shows it.
     pub fn conf_file(&self, id: u32) -> Option<String> {
         self.model.lock().unwrap_or_else(PoisonError::into_inner).guests.get(&id).map(crate::node::render)
+    }
+
+    /// For each task a status request found stopped: how long after its end that was — how soon
+    /// the client noticed it had finished.
+    pub fn task_detection_delays(&self) -> Vec<std::time::Duration> {
+        let model = self.model.lock().unwrap_or_else(PoisonError::into_inner);
+        model
+            .tasks
+            .values()
+            .filter_map(|t| t.seen_stopped.map(|seen| seen.saturating_duration_since(t.started + t.duration)))
+            .collect()
     }
 
     /// Every request received so far.
@@ -657,6 +676,13 @@ fn respond(
             return (500, "no such task".to_string(), json!({ "data": null }));
         };
         let done = task.started.elapsed() >= task.duration;
+        let task = task.clone();
+        if done && what == &"status" {
+            let now = std::time::Instant::now();
+            if let Some(t) = model.tasks.get_mut(*upid) {
+                t.seen_stopped.get_or_insert(now);
+            }
+        }
         return match *what {
             "status" if done => (
                 200,

@@ -1,0 +1,198 @@
+//! The Proxmox backend against the PVE test double with a latency added to every request,
+//! building the containers of the AI-host example (`examples/ai-stack`; its VMs are left out, the
+//! Proxmox backend does not build VMs yet). Prints (never fails on time):
+//! - a cold apply: total time, requests, node commands, against the lower bound — the longest
+//!   chain of guests along clone and dependency edges, each counted with the duration it takes
+//!   in a cold apply with one job (so without waiting for any other guest);
+//! - task-completion detection: the delay between a task's end and the status request that
+//!   found it stopped (median, 90th percentile, max);
+//! - a no-op re-apply (observe, plan, apply of an empty plan): total time and requests.
+//!
+//! `cargo bench -p phoenix-proxmox --bench apply_double [-- LATENCY_MS TASK_MS JOBS]`
+//! (defaults 20, 300, 8).
+
+#![allow(clippy::print_stdout)] // A benchmark prints its figures.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use phoenix_backend::{Backend, GuestId};
+use phoenix_engine::customize::{Feature, FeatureLibrary, FeatureManifest, customizations, prepare};
+use phoenix_engine::health::Prober;
+use phoenix_engine::{ApplyOptions, Engine, GuestOutcome, Reporter};
+use phoenix_plan::{LifecycleState, Step};
+use phoenix_proxmox::api::{ApiClient, Auth, TlsVerify};
+use phoenix_proxmox::backend::ProxmoxBackend;
+use phoenix_proxmox::channel::{ChannelError, NodeChannel, Output};
+use phoenix_pve_double::{Credentials, PveDouble, PveVersion};
+
+/// Health checks probe the guests' services over the network, which the double does not run.
+struct AlwaysUp;
+
+impl Prober for AlwaysUp {
+    fn tcp(&self, _: &str, _: u32, _: Duration) -> Result<(), String> {
+        Ok(())
+    }
+    fn http(&self, _: &str, _: u32, _: &str, _: Duration) -> Result<u16, String> {
+        Ok(200)
+    }
+}
+
+/// Each guest's own duration in the run.
+#[derive(Default)]
+struct Durations(Mutex<BTreeMap<GuestId, Duration>>);
+
+impl Reporter for Durations {
+    fn state(&self, _: GuestId, _: LifecycleState, _: Option<&Step>) {}
+    fn finished(&self, guest: GuestId, _: &GuestOutcome, took: Duration) {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).insert(guest, took);
+    }
+    fn note(&self, _: GuestId, _: &str) {}
+}
+
+fn example(dir: &Path, double: &PveDouble) -> phoenix_config::Estate {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/ai-stack");
+    let mut hv: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(source.join("phoenix_hypervisor_config.json")).expect("read"))
+            .expect("json");
+    hv["backend"] = serde_json::json!({
+        "type": "proxmox", "api_url": format!("https://127.0.0.1:{}", double.addr.port()), "node": "pve1",
+        "token": { "id": "phoenix@pve!bench", "secret": "env:PVE_TOKEN_SECRET" },
+        "tls": { "fingerprint": double.fingerprint }, "ssh": {}
+    });
+    std::fs::write(dir.join("phoenix_hypervisor_config.json"), hv.to_string()).expect("write");
+    std::fs::copy(source.join("phoenix_lxc_configs.json"), dir.join("phoenix_lxc_configs.json")).expect("copy");
+    std::fs::create_dir_all(dir.join("scripts")).expect("mkdir");
+    for entry in std::fs::read_dir(source.join("scripts")).expect("scripts") {
+        let path = entry.expect("entry").path();
+        std::fs::copy(&path, dir.join("scripts").join(path.file_name().expect("name"))).expect("copy");
+    }
+    let fs = phoenix_config::RealFilesystem;
+    let (sources, early) = phoenix_config::load(dir, &fs);
+    let v = phoenix_config::validate(&sources, early, &fs);
+    v.estate.unwrap_or_else(|| panic!("{:#?}", v.reports))
+}
+
+fn library() -> FeatureLibrary {
+    FeatureLibrary::new(["base_setup", "docker", "nvidia", "ollama", "vllm"].map(|n| Feature {
+        manifest: FeatureManifest { name: n.into(), description: String::new(), params: Vec::new() },
+        script: format!("#!/bin/sh\n# {n}\n").into_bytes(),
+    }))
+}
+
+/// The longest chain of guests along `needs`, each counted with its duration.
+fn longest_chain(plan: &phoenix_plan::Plan, took: &BTreeMap<GuestId, Duration>) -> Duration {
+    let mut finish: BTreeMap<GuestId, Duration> = BTreeMap::new();
+    for g in &plan.guests {
+        let start = g.needs.iter().filter_map(|n| finish.get(n)).max().copied().unwrap_or_default();
+        finish.insert(g.id, start + took.get(&g.id).copied().unwrap_or_default());
+    }
+    finish.values().max().copied().unwrap_or_default()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted.get(((sorted.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or_default()
+}
+
+/// One cold apply and one no-op re-apply on a fresh double; returns the cold apply's plan, each
+/// guest's duration and the total, and prints the figures when `print`.
+fn run(
+    latency: u64,
+    task: u64,
+    jobs: usize,
+    print: bool,
+) -> (phoenix_plan::Plan, BTreeMap<GuestId, Duration>, Duration) {
+    let double = PveDouble::start(
+        PveVersion::V9,
+        Credentials { token: ("phoenix@pve!bench".into(), "s3cret".into()), root_ticket: "t".into() },
+    );
+    double.set_latency(Duration::from_millis(latency));
+    double.set_task_duration(Duration::from_millis(task));
+    double.add_dir_storage("fastData-lxc-disks", "/fastData/lxc-disks", "rootdir,images");
+    double.set_devices(
+        "pve1",
+        &["/dev/nvidia0", "/dev/nvidia1", "/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools"],
+    );
+    let nodes = double.node_channel();
+    let channel: Arc<dyn NodeChannel> =
+        Arc::new(move |node: &str, argv: &[String], input: Option<&[u8]>| -> Result<Output, ChannelError> {
+            let (status, stdout, stderr) = nodes.run(node, argv, input);
+            Ok(Output { status, stdout, stderr })
+        });
+    let api = ApiClient::new(
+        "127.0.0.1",
+        double.addr.port(),
+        Auth::Token { id: "phoenix@pve!bench".into(), secret: "s3cret".into() },
+        TlsVerify::fingerprint(&double.fingerprint).expect("pin"),
+    )
+    .expect("client");
+    let dir = tempfile::tempdir().expect("tmp");
+    let estate = example(dir.path(), &double);
+    let lib = library();
+    let options = ApplyOptions { jobs, per_node: jobs, ..ApplyOptions::default() };
+
+    let round = |label: &str| {
+        // A new backend per run, as each `phoenix apply` is a new process.
+        let backend = ProxmoxBackend::new(api.clone(), "pve1", Some(channel.clone()));
+        let (requests, commands) = (double.requests().len(), double.node_channel().commands().len());
+        let started = Instant::now();
+        let jobs_by_guest = prepare(&estate, &lib, dir.path()).expect("prepare");
+        let desired = phoenix_plan::desired(&estate, &|g| customizations(&jobs_by_guest, g));
+        let observed = phoenix_engine::observe::observe(&backend, &desired, jobs).expect("observe");
+        let plan =
+            phoenix_plan::plan(&desired, &observed.observation, &observed.markers, &|f| backend.change_effect(f));
+        assert!(phoenix_plan::check_capabilities(&desired, &backend.capabilities()).is_empty());
+        let cancel = AtomicBool::new(false);
+        let durations = Durations::default();
+        let engine = Engine { backend: &backend, prober: &AlwaysUp, reporter: &durations, cancel: &cancel };
+        let report = engine.apply(&desired, &plan, &jobs_by_guest, &options);
+        let total = started.elapsed();
+        assert!(!report.failed(), "{report:#?}");
+        let took = durations.0.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        if print {
+            println!(
+                "{label}: {:>7.3} s, {} guests changed, {} API requests, {} node commands",
+                total.as_secs_f64(),
+                plan.guests_to_change(),
+                double.requests().len() - requests,
+                double.node_channel().commands().len() - commands,
+            );
+        }
+        (plan, took, total)
+    };
+    let cold = round("cold apply  ");
+    if print {
+        let mut delays = double.task_detection_delays();
+        delays.sort();
+        println!(
+            "  task-completion detection over {} tasks: median {:.0} ms, p90 {:.0} ms, max {:.0} ms (includes the {latency} ms request latency)",
+            delays.len(),
+            percentile(&delays, 0.5).as_secs_f64() * 1000.0,
+            percentile(&delays, 0.9).as_secs_f64() * 1000.0,
+            delays.last().copied().unwrap_or_default().as_secs_f64() * 1000.0,
+        );
+    }
+    let (plan, _, _) = round("no-op apply ");
+    assert!(plan.is_empty(), "{:#?}", plan.guests.iter().filter(|g| !g.steps.is_empty()).collect::<Vec<_>>());
+    cold
+}
+
+fn main() {
+    let args: Vec<u64> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let latency = args.first().copied().unwrap_or(20);
+    let task = args.get(1).copied().unwrap_or(300);
+    let jobs = args.get(2).copied().unwrap_or(8) as usize;
+    println!("Proxmox backend vs the PVE 9.2.3 double: {latency} ms per request, tasks of {task} ms, {jobs} jobs");
+    let (plan, _, total) = run(latency, task, jobs, true);
+    let (_, alone, _) = run(latency, task, 1, false);
+    let bound = longest_chain(&plan, &alone);
+    println!(
+        "  cold apply against the lower bound (longest chain of guests, each with its duration in a one-job apply): {:.3} s vs {:.3} s, {:.1} % above",
+        total.as_secs_f64(),
+        bound.as_secs_f64(),
+        (total.as_secs_f64() / bound.as_secs_f64() - 1.0) * 100.0
+    );
+}
