@@ -311,6 +311,15 @@ impl ProxmoxBackend {
         format!("/nodes/{node}/lxc/{id}")
     }
 
+    /// Grows the root disk to `gib` GiB (Proxmox refuses to shrink it), and waits for the task.
+    fn grow_rootfs(&self, node: &str, id: GuestId, gib: &str) -> Result<(), BackendError> {
+        self.task(
+            "PUT",
+            &format!("{}/resize", self.guest_path(node, id)),
+            &[("disk", "rootfs".into()), ("size", format!("{gib}G"))],
+        )
+    }
+
     /// A listing of the cluster (`GET` without parameters), read once per run.
     pub(crate) fn cached_get(&self, path: &str) -> Result<Value, BackendError> {
         if let Some(v) = self.listings.lock().unwrap_or_else(PoisonError::into_inner).get(path) {
@@ -675,11 +684,7 @@ impl Backend for ProxmoxBackend {
                     .remove("disk_gb")
                     .filter(|s| s.parse::<u64>().ok() > observed.get("disk_gb").and_then(|o| o.parse().ok()))
                 {
-                    self.task(
-                        "PUT",
-                        &format!("{}/resize", self.guest_path(&node, id)),
-                        &[("disk", "rootfs".into()), ("size", format!("{size}G"))],
-                    )?;
+                    self.grow_rootfs(&node, id, &size)?;
                 }
                 self.put(&node, id, to_params(&want, Some(&observed), false), Vec::new())?;
                 self.configure_beyond_api(&node, id, &want)?;
@@ -712,11 +717,7 @@ impl Backend for ProxmoxBackend {
             }
         }
         if let Some(size) = want.0.remove("disk_gb") {
-            self.task(
-                "PUT",
-                &format!("{}/resize", self.guest_path(&node, id)),
-                &[("disk", "rootfs".into()), ("size", format!("{size}G"))],
-            )?;
+            self.grow_rootfs(&node, id, &size)?;
         }
         self.put(&node, id, to_params(&want, Some(&observed), false), Vec::new())?;
         self.configure_beyond_api(&node, id, &want)?;

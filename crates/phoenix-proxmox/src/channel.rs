@@ -66,7 +66,7 @@ pub enum ChannelError {
         /// The limit.
         seconds: u64,
     },
-    /// The program (ssh, or the command itself on the local node) could not be started.
+    /// The ssh program could not be started.
     #[error("cannot run {0}")]
     Spawn(String),
 }
@@ -108,8 +108,8 @@ pub fn pct_push(id: u32, node_file: &str, path: &str, mode: u32, uid: u32, gid: 
     .collect()
 }
 
-/// Commands on the nodes of a cluster: SSH to each node, or this machine when Phoenix runs on the
-/// node itself. Test doubles implement it too (any closure of the right shape does).
+/// Commands on the nodes of a cluster: SSH to each node. Test doubles implement it too (any
+/// closure of the right shape does).
 pub trait NodeChannel: Send + Sync {
     /// Runs an argument vector on `node`, feeding `input` on stdin (or none), with a timeout.
     fn run(&self, node: &str, argv: &[String], input: Option<&[u8]>, timeout: Duration)
@@ -151,41 +151,6 @@ impl NodeChannel for SshNodes {
         timeout: Duration,
     ) -> Result<Output, ChannelError> {
         self.target(node).run(argv, input, timeout)
-    }
-}
-
-/// This machine, when Phoenix runs on the node itself: commands for it run here, without a
-/// shell; other nodes are refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LocalNode {
-    /// This node's name.
-    pub node: String,
-}
-
-impl NodeChannel for LocalNode {
-    fn run(
-        &self,
-        node: &str,
-        argv: &[String],
-        input: Option<&[u8]>,
-        timeout: Duration,
-    ) -> Result<Output, ChannelError> {
-        if node != self.node {
-            return Err(ChannelError::Connect {
-                host: node.to_string(),
-                message: format!("Phoenix runs on node {}, and no SSH channel reaches the others", self.node),
-            });
-        }
-        let (program, args) = argv.split_first().ok_or_else(|| ChannelError::Spawn("empty command".into()))?;
-        let mut command = Command::new(program);
-        command.args(args);
-        let out = run_captured(command, input, timeout).map_err(|e| match e {
-            ProcessError::Spawn(e) | ProcessError::Wait(e) => ChannelError::Spawn(format!("{program}: {e}")),
-            ProcessError::Timeout => {
-                ChannelError::Timeout { host: node.to_string(), command: argv.join(" "), seconds: timeout.as_secs() }
-            }
-        })?;
-        Ok(Output { status: out.status, stdout: out.stdout, stderr: out.stderr })
     }
 }
 

@@ -4,16 +4,14 @@
 //! valid for the schema.
 
 use std::sync::atomic::AtomicBool;
-use std::time::Duration;
 
 use phoenix_backend::Backend;
 use phoenix_engine::customize::{FeatureLibrary, customizations, prepare};
 use phoenix_engine::health::NetProber;
 use phoenix_engine::{ApplyOptions, Engine, GuestOutcome, Silent};
-use phoenix_proxmox::api::{ApiClient, Auth, TlsVerify};
-use phoenix_proxmox::backend::ProxmoxBackend;
-use phoenix_proxmox::task::Poll;
-use phoenix_pve_double::{Credentials, PveDouble, PveVersion};
+use phoenix_pve_double::{PveDouble, PveVersion};
+
+mod support;
 
 fn config(dir: &std::path::Path, double: &PveDouble, memory_902: u32) -> phoenix_config::Estate {
     let hv = format!(
@@ -53,21 +51,8 @@ fn config(dir: &std::path::Path, double: &PveDouble, memory_902: u32) -> phoenix
 #[test]
 fn the_engine_builds_and_keeps_containers_on_the_double() {
     for version in PveVersion::ALL {
-        let double = PveDouble::start(
-            version,
-            Credentials { token: ("phoenix@pve!ci".into(), "s3cret".into()), root_ticket: "t".into() },
-        );
-        double.set_task_duration(Duration::from_millis(20));
-        double.add_dir_storage("fastData", "/fastData/shared-iso", "iso,vztmpl");
-        let api = ApiClient::new(
-            "127.0.0.1",
-            double.addr.port(),
-            Auth::Token { id: "phoenix@pve!ci".into(), secret: "s3cret".into() },
-            TlsVerify::fingerprint(&double.fingerprint).expect("pin"),
-        )
-        .expect("client");
-        let backend = ProxmoxBackend::new(api, "pve1", None)
-            .with_poll(Poll { first: Duration::from_millis(5), max: Duration::from_millis(20) });
+        let double = support::start(version);
+        let backend = support::backend(&double, None);
         let dir = tempfile::tempdir().expect("tmp");
         let apply = |memory_902: u32| {
             let estate = config(dir.path(), &double, memory_902);

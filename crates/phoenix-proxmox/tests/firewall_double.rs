@@ -6,18 +6,16 @@
 //! and its interface. Every request was valid for the schema and answered 200.
 
 use std::sync::atomic::AtomicBool;
-use std::time::Duration;
 
 use phoenix_backend::Backend;
 use phoenix_engine::customize::{FeatureLibrary, customizations, prepare};
 use phoenix_engine::health::NetProber;
 use phoenix_engine::{ApplyOptions, Engine, Silent};
 use phoenix_plan::{Action, Plan};
-use phoenix_proxmox::api::{ApiClient, Auth, TlsVerify};
-use phoenix_proxmox::backend::ProxmoxBackend;
-use phoenix_proxmox::task::Poll;
-use phoenix_pve_double::{Credentials, PveDouble, PveVersion, Recorded};
+use phoenix_pve_double::{PveDouble, PveVersion, Recorded};
 use serde_json::{Value, json};
+
+mod support;
 
 const RULES: &str = "/nodes/pve1/lxc/910/firewall/rules";
 
@@ -82,23 +80,9 @@ fn firewall_changes(plan: &Plan) -> Vec<(String, Option<String>, String)> {
 #[test]
 fn the_guest_firewall_is_reconciled_rule_by_rule() {
     for version in PveVersion::ALL {
-        let double = PveDouble::start(
-            version,
-            Credentials { token: ("phoenix@pve!ci".into(), "s3cret".into()), root_ticket: "t".into() },
-        );
-        double.set_task_duration(Duration::from_millis(20));
-        let client = || {
-            ApiClient::new(
-                "127.0.0.1",
-                double.addr.port(),
-                Auth::Token { id: "phoenix@pve!ci".into(), secret: "s3cret".into() },
-                TlsVerify::fingerprint(&double.fingerprint).expect("pin"),
-            )
-            .expect("client")
-        };
-        let backend = ProxmoxBackend::new(client(), "pve1", None)
-            .with_poll(Poll { first: Duration::from_millis(5), max: Duration::from_millis(20) });
-        let by_hand = client();
+        let double = support::start(version);
+        let backend = support::backend(&double, None);
+        let by_hand = support::client(&double);
         let dir = tempfile::tempdir().expect("tmp");
         // Applies the configuration; returns the plan and the writes it made.
         let apply = |enabled: bool, rules: &[Value]| {
@@ -229,20 +213,8 @@ fn a_clone_starts_from_its_templates_rules_and_gets_its_own() {
     use phoenix_backend::fields::canonical::{FirewallRule, firewall_rules};
     use phoenix_backend::{CreateRequest, CreateSource, GuestConfig, GuestKind};
     for version in PveVersion::ALL {
-        let double = PveDouble::start(
-            version,
-            Credentials { token: ("phoenix@pve!ci".into(), "s3cret".into()), root_ticket: "t".into() },
-        );
-        double.set_task_duration(Duration::from_millis(20));
-        let api = ApiClient::new(
-            "127.0.0.1",
-            double.addr.port(),
-            Auth::Token { id: "phoenix@pve!ci".into(), secret: "s3cret".into() },
-            TlsVerify::fingerprint(&double.fingerprint).expect("pin"),
-        )
-        .expect("client");
-        let backend = ProxmoxBackend::new(api, "pve1", None)
-            .with_poll(Poll { first: Duration::from_millis(5), max: Duration::from_millis(20) });
+        let double = support::start(version);
+        let backend = support::backend(&double, None);
         let rule = |comment: &str, port: &str| FirewallRule {
             direction: "in".into(),
             action: "ACCEPT".into(),

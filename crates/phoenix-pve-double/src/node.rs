@@ -193,6 +193,16 @@ impl NodeDouble {
         self.model.lock().unwrap_or_else(PoisonError::into_inner).files.get(&(id, path.to_string())).cloned()
     }
 
+    /// Checks a `pct` command's options against the API schema, as `pct` does.
+    fn check(&self, method: &str, path: &str, opts: &BTreeMap<String, String>) -> Result<(), NodeOutput> {
+        let values: BTreeMap<String, Value> = opts.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+        ApiSchema::get(self.version).check(method, path, &values).map(|_| ()).map_err(|errors| {
+            let text: Vec<String> =
+                errors.iter().map(|e| format!("{}: {}", e.param.as_deref().unwrap_or("-"), e.message)).collect();
+            fail(255, format!("400 Parameter verification failed.\n{}", text.join("\n")))
+        })
+    }
+
     fn pct_set(&self, model: &mut Model, node: &str, args: &[String]) -> NodeOutput {
         let Some(id) = args.first() else { return fail(2, "pct set: no vmid") };
         let opts = match options(&args[1..]) {
@@ -200,11 +210,8 @@ impl NodeDouble {
             Err(e) => return fail(2, e),
         };
         let path = format!("/nodes/{node}/lxc/{id}/config");
-        let values: BTreeMap<String, Value> = opts.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
-        if let Err(errors) = ApiSchema::get(self.version).check("PUT", &path, &values) {
-            let text: Vec<String> =
-                errors.iter().map(|e| format!("{}: {}", e.param.as_deref().unwrap_or("-"), e.message)).collect();
-            return fail(255, format!("400 Parameter verification failed.\n{}", text.join("\n")));
+        if let Err(refused) = self.check("PUT", &path, &opts) {
+            return refused;
         }
         let segs: Vec<&str> = path.split('/').collect();
         answer(model.handle("PUT", &segs, &opts, true, "root@pam"))
@@ -219,11 +226,8 @@ impl NodeDouble {
         opts.insert("newid".into(), newid.clone());
         let src_node = source.parse::<u32>().ok().and_then(|s| model.guests.get(&s)).map(|g| g.node.clone());
         let path = format!("/nodes/{}/lxc/{source}/clone", src_node.as_deref().unwrap_or(node));
-        let values: BTreeMap<String, Value> = opts.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
-        if let Err(errors) = ApiSchema::get(self.version).check("POST", &path, &values) {
-            let text: Vec<String> =
-                errors.iter().map(|e| format!("{}: {}", e.param.as_deref().unwrap_or("-"), e.message)).collect();
-            return fail(255, format!("400 Parameter verification failed.\n{}", text.join("\n")));
+        if let Err(refused) = self.check("POST", &path, &opts) {
+            return refused;
         }
         let segs: Vec<&str> = path.split('/').collect();
         answer(model.handle("POST", &segs, &opts, true, "root@pam"))
