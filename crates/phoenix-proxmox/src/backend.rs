@@ -536,10 +536,11 @@ impl ProxmoxBackend {
         Ok((params, delete))
     }
 
-    /// Makes the live section's raw `lxc.*` lines of `/etc/pve/lxc/<id>.conf` these: read, edited
-    /// (never a snapshot's section), written only if nobody changed the file meanwhile, and read
-    /// back to verify.
-    fn set_raw_lines(&self, node: &str, id: GuestId, want: &[(String, String)]) -> Result<(), BackendError> {
+    /// Sets the raw-line fields (`lxc.raw`, `apparmor`, `idmap`) given in `fields`, keeping the
+    /// file's others, in the live section of `/etc/pve/lxc/<id>.conf`: read, edited (never a
+    /// snapshot's section), written only if nobody changed the file meanwhile, and read back to
+    /// verify.
+    fn set_raw_lines(&self, node: &str, id: GuestId, fields: &GuestConfig) -> Result<(), BackendError> {
         let read = || -> Result<(String, ConfFile), BackendError> {
             let text = String::from_utf8_lossy(&self.on_node(node, &node::read_conf(id), None)?).into_owned();
             let conf = ConfFile::parse(&text).map_err(|e| {
@@ -551,11 +552,21 @@ impl ProxmoxBackend {
             c.live_raw().into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
         };
         let (text, mut conf) = read()?;
+        let mut all = GuestConfig::default();
+        for (field, value) in raw_fields(&as_pairs(&conf)) {
+            all.set(field, value);
+        }
+        for f in RAW_FIELDS {
+            if let Some(v) = fields.get(f) {
+                all.set(*f, v);
+            }
+        }
+        let want = raw_lines(&all);
         if as_pairs(&conf) == want {
             return Ok(());
         }
         let before = conf.clone();
-        conf.set_live_raw(want);
+        conf.set_live_raw(&want);
         let new = conf.to_string();
         self.on_node(node, &node::write_conf(id, &node::content_hash(text.as_bytes())), Some(new.as_bytes()))?;
         let (_, back) = read()?;
@@ -577,14 +588,7 @@ impl ProxmoxBackend {
             self.put(node, id, params, delete)?;
         }
         if RAW_FIELDS.iter().any(|f| want.get(f).is_some()) {
-            let current = normalize(&self.config(node, id)?);
-            let mut all = GuestConfig::default();
-            for f in RAW_FIELDS {
-                if let Some(v) = want.get(f).or_else(|| current.get(f)) {
-                    all.set(*f, v);
-                }
-            }
-            self.set_raw_lines(node, id, &raw_lines(&all))?;
+            self.set_raw_lines(node, id, want)?;
         }
         Ok(())
     }

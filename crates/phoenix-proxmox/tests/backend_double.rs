@@ -3,24 +3,13 @@
 //! normalises to the configuration); one changed field is the only change; every request was
 //! valid for the schema.
 
-use std::sync::atomic::AtomicBool;
-
 use phoenix_backend::Backend;
-use phoenix_engine::customize::{FeatureLibrary, customizations, prepare};
-use phoenix_engine::health::NetProber;
-use phoenix_engine::{ApplyOptions, Engine, GuestOutcome, Silent};
+use phoenix_engine::GuestOutcome;
 use phoenix_pve_double::{PveDouble, PveVersion};
 
 mod support;
 
 fn config(dir: &std::path::Path, double: &PveDouble, memory_902: u32) -> phoenix_config::Estate {
-    let hv = format!(
-        r#"{{"backend": {{"type": "proxmox", "api_url": "https://127.0.0.1:{}", "node": "pve1",
-             "token": {{"id": "phoenix@pve!ci", "secret": "env:PVE_TOKEN_SECRET"}},
-             "tls": {{"fingerprint": "{}"}}}}}}"#,
-        double.addr.port(),
-        double.fingerprint
-    );
     let c = |id: u32, name: &str, memory: u32, extra: &str| {
         format!(
             r#""{id}": {{"name": "{name}", "memory_mb": {memory}, "cores": 2, "storage_pool": "local-zfs", "storage_size_gb": 16,
@@ -29,23 +18,17 @@ fn config(dir: &std::path::Path, double: &PveDouble, memory_902: u32) -> phoenix
             id - 890
         )
     };
-    let lxc = format!(
-        r#"{{"lxc_configs": {{ {}, {}, {} }}}}"#,
+    let lxc = [
         c(
             900,
             "tpl",
             1024,
-            r#", "template": "/fastData/shared-iso/template/cache/ubuntu-24.04-standard_24.04-2_amd64.tar.zst", "template_snapshot_name": "ready", "pct_options": ["nesting=1"]"#
+            r#", "template": "/fastData/shared-iso/template/cache/ubuntu-24.04-standard_24.04-2_amd64.tar.zst", "template_snapshot_name": "ready", "pct_options": ["nesting=1"]"#,
         ),
         c(901, "web-1", 2048, r#", "clone_from_ctid": "900", "mac_address": "02:00:00:00:09:01""#),
         c(902, "web-2", memory_902, r#", "clone_from_ctid": "900""#),
-    );
-    std::fs::write(dir.join("phoenix_hypervisor_config.json"), hv).expect("write");
-    std::fs::write(dir.join("phoenix_lxc_configs.json"), lxc).expect("write");
-    let fs = phoenix_config::RealFilesystem;
-    let (sources, early) = phoenix_config::load(dir, &fs);
-    let v = phoenix_config::validate(&sources, early, &fs);
-    v.estate.unwrap_or_else(|| panic!("{:#?}", v.reports))
+    ];
+    support::estate(dir, double, "", &lxc.join(","))
 }
 
 #[test]
@@ -54,19 +37,7 @@ fn the_engine_builds_and_keeps_containers_on_the_double() {
         let double = support::start(version);
         let backend = support::backend(&double, None);
         let dir = tempfile::tempdir().expect("tmp");
-        let apply = |memory_902: u32| {
-            let estate = config(dir.path(), &double, memory_902);
-            let jobs = prepare(&estate, &FeatureLibrary::default(), dir.path()).expect("prepare");
-            let desired = phoenix_plan::desired(&estate, &|g| customizations(&jobs, g));
-            let observed = phoenix_engine::observe::observe(&backend, &desired, 4).expect("observe");
-            let plan =
-                phoenix_plan::plan(&desired, &observed.observation, &observed.markers, &|f| backend.change_effect(f));
-            assert!(phoenix_plan::check_capabilities(&desired, &backend.capabilities()).is_empty());
-            let cancel = AtomicBool::new(false);
-            let engine = Engine { backend: &backend, prober: &NetProber, reporter: &Silent, cancel: &cancel };
-            let report = engine.apply(&desired, &plan, &jobs, &ApplyOptions { jobs: 4, ..ApplyOptions::default() });
-            (plan, report)
-        };
+        let apply = |memory_902: u32| support::apply(&backend, &config(dir.path(), &double, memory_902), dir.path());
         let (plan, report) = apply(1024);
         assert_eq!(plan.guests_to_change(), 3);
         // The template's host path became its volume ID on the storage that holds it.

@@ -5,12 +5,8 @@
 //! Proxmox shows in the plan and is deleted; turning the firewall off changes the guest's option
 //! and its interface. Every request was valid for the schema and answered 200.
 
-use std::sync::atomic::AtomicBool;
-
 use phoenix_backend::Backend;
-use phoenix_engine::customize::{FeatureLibrary, customizations, prepare};
-use phoenix_engine::health::NetProber;
-use phoenix_engine::{ApplyOptions, Engine, Silent};
+
 use phoenix_plan::{Action, Plan};
 use phoenix_pve_double::{PveDouble, PveVersion, Recorded};
 use serde_json::{Value, json};
@@ -24,26 +20,14 @@ fn rule(comment: &str, port: &str) -> Value {
 }
 
 fn write_config(dir: &std::path::Path, double: &PveDouble, enabled: bool, rules: &[Value]) -> phoenix_config::Estate {
-    let hv = format!(
-        r#"{{"backend": {{"type": "proxmox", "api_url": "https://127.0.0.1:{}", "node": "pve1",
-             "token": {{"id": "phoenix@pve!ci", "secret": "env:PVE_TOKEN_SECRET"}},
-             "tls": {{"fingerprint": "{}"}}}}}}"#,
-        double.addr.port(),
-        double.fingerprint
-    );
     let firewall = json!({ "enabled": enabled, "rules": rules });
     let lxc = format!(
-        r#"{{"lxc_configs": {{ "910": {{"name": "fw-1", "memory_mb": 1024, "cores": 1, "storage_pool": "local-zfs",
+        r#""910": {{"name": "fw-1", "memory_mb": 1024, "cores": 1, "storage_pool": "local-zfs",
             "storage_size_gb": 10, "template": "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst",
             "network_config": {{"name": "eth0", "bridge": "vmbr0", "ip": "10.0.0.10/24", "gw": "10.0.0.1"}},
-            "unprivileged": true, "firewall": {firewall}}}}}}}"#
+            "unprivileged": true, "firewall": {firewall}}}"#
     );
-    std::fs::write(dir.join("phoenix_hypervisor_config.json"), hv).expect("write");
-    std::fs::write(dir.join("phoenix_lxc_configs.json"), lxc).expect("write");
-    let fs = phoenix_config::RealFilesystem;
-    let (sources, early) = phoenix_config::load(dir, &fs);
-    let v = phoenix_config::validate(&sources, early, &fs);
-    v.estate.unwrap_or_else(|| panic!("{:#?}", v.reports))
+    support::estate(dir, double, "", &lxc)
 }
 
 /// The writes among these requests, as `METHOD path params` (without the digest's value).
@@ -87,16 +71,8 @@ fn the_guest_firewall_is_reconciled_rule_by_rule() {
         // Applies the configuration; returns the plan and the writes it made.
         let apply = |enabled: bool, rules: &[Value]| {
             let estate = write_config(dir.path(), &double, enabled, rules);
-            let jobs = prepare(&estate, &FeatureLibrary::default(), dir.path()).expect("prepare");
-            let desired = phoenix_plan::desired(&estate, &|g| customizations(&jobs, g));
-            assert!(phoenix_plan::check_capabilities(&desired, &backend.capabilities()).is_empty());
-            let observed = phoenix_engine::observe::observe(&backend, &desired, 4).expect("observe");
-            let plan =
-                phoenix_plan::plan(&desired, &observed.observation, &observed.markers, &|f| backend.change_effect(f));
             let before = double.requests().len();
-            let cancel = AtomicBool::new(false);
-            let engine = Engine { backend: &backend, prober: &NetProber, reporter: &Silent, cancel: &cancel };
-            let report = engine.apply(&desired, &plan, &jobs, &ApplyOptions { jobs: 4, ..ApplyOptions::default() });
+            let (plan, report) = support::apply(&backend, &estate, dir.path());
             assert!(!report.failed(), "{version:?}: {report:#?}");
             (plan, writes(&double.requests()[before..]))
         };
