@@ -87,6 +87,10 @@ fn proxmox(
     };
     let token = p.token.as_ref().ok_or_else(|| ConnectError::Failed("the Proxmox backend needs `token`".into()))?;
     let auth = Auth::Token { id: token.id.clone(), secret: resolve_secret(&token.secret.0)? };
+    let root_auth = match &p.root_ticket {
+        Some(t) => Some(Auth::Password { user: "root@pam".into(), password: resolve_secret(&t.password.0)? }),
+        None => None,
+    };
     let tls = match &p.tls {
         Some(t) if t.insecure => TlsVerify::Insecure,
         Some(t) if t.fingerprint.is_some() => TlsVerify::fingerprint(t.fingerprint.as_deref().unwrap_or_default())
@@ -100,7 +104,11 @@ fn proxmox(
         }
         _ => TlsVerify::Ca(std::fs::read("/etc/ssl/certs/ca-certificates.crt").unwrap_or_default()),
     };
-    let api = ApiClient::new(&host, port, auth, tls).map_err(ConnectError::Failed)?;
+    let api = ApiClient::new(&host, port, auth, tls.clone()).map_err(ConnectError::Failed)?;
+    let root = match root_auth {
+        Some(auth) => Some(ApiClient::new(&host, port, auth, tls).map_err(ConnectError::Failed)?),
+        None => None,
+    };
     let channel = p.ssh.as_ref().map(|ssh| -> std::sync::Arc<dyn phoenix_proxmox::channel::NodeChannel> {
         let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
         std::sync::Arc::new(phoenix_proxmox::channel::SshNodes {
@@ -115,7 +123,11 @@ fn proxmox(
             hosts: ssh.hosts.clone(),
         })
     });
-    Ok(phoenix_proxmox::backend::ProxmoxBackend::new(api, &p.node, channel))
+    let backend = phoenix_proxmox::backend::ProxmoxBackend::new(api, &p.node, channel);
+    Ok(match root {
+        Some(root) => backend.with_root_api(root),
+        None => backend,
+    })
 }
 
 /// The name of the apply lock of the configuration's backend: one apply at a time per backend.

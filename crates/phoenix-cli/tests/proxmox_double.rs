@@ -33,7 +33,7 @@ fn the_cli_builds_keeps_and_removes_containers_on_proxmox() {
 fn drive(version: PveVersion, secret: &str) {
     let double = PveDouble::start(
         version,
-        Credentials { token: ("phoenix@pve!ci".into(), secret.into()), root_ticket: "t".into() },
+        Credentials { token: ("phoenix@pve!ci".into(), secret.into()), root_password: "root-pw".into() },
     );
     double.set_task_duration(Duration::from_millis(10));
     let dir = tempfile::tempdir().expect("tmp");
@@ -93,4 +93,51 @@ fn drive(version: PveVersion, secret: &str) {
     let (code, out, err) = phoenix(p, &["plan"]);
     assert_eq!(code, 1);
     assert!(out.is_empty() && err.contains("cannot use the Proxmox API") && err.contains("401"), "{err}");
+}
+
+#[test]
+fn a_root_ticket_carries_root_only_settings_and_a_wrong_password_stops_before_any_change() {
+    let (secret, password) = ("0f9e8d7c-6b5a-4321-9abc-def012345678", "root-pw-3f9a");
+    let double = PveDouble::start(
+        PveVersion::V9,
+        Credentials { token: ("phoenix@pve!ci".into(), secret.into()), root_password: password.into() },
+    );
+    double.set_task_duration(Duration::from_millis(10));
+    let dir = tempfile::tempdir().expect("tmp");
+    let p = dir.path();
+    std::fs::write(p.join("token"), secret).expect("token");
+    let write_config = |root_password: &str| {
+        std::fs::write(p.join("root"), root_password).expect("root password");
+        let hv = format!(
+            r#"{{"backend": {{"type": "proxmox", "api_url": "https://127.0.0.1:{}", "node": "pve1",
+                 "token": {{"id": "phoenix@pve!ci", "secret": "file:{}"}}, "root_ticket": {{"password": "file:{}"}},
+                 "tls": {{"fingerprint": "{}"}}}},
+                "shared_volumes": {{"models": {{"host_path": "/srv/models", "mounts": {{"901": "/models"}}}}}}}}"#,
+            double.addr.port(),
+            p.join("token").display(),
+            p.join("root").display(),
+            double.fingerprint
+        );
+        std::fs::write(p.join("phoenix_hypervisor_config.json"), hv).expect("write");
+    };
+    let lxc = r#"{"lxc_configs": {"901": {"name": "web-1", "memory_mb": 1024, "cores": 1, "storage_pool": "local-zfs",
+        "storage_size_gb": 10, "template": "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst",
+        "network_config": {"name": "eth0", "bridge": "vmbr0", "ip": "10.0.0.11/24", "gw": "10.0.0.1"}, "unprivileged": true}}}"#;
+    std::fs::write(p.join("phoenix_lxc_configs.json"), lxc).expect("write");
+
+    write_config("not-the-password");
+    let (code, out, err) = phoenix(p, &["apply"]);
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(err.contains("the root@pam ticket: logging in as root@pam failed: 401"), "{err}");
+    assert!(!out.contains("not-the-password") && !err.contains("not-the-password"));
+    assert!(double.requests().iter().all(|r| r.method == "GET" || r.path == "/access/ticket"), "nothing changed");
+
+    write_config(password);
+    let (code, out, err) = phoenix(p, &["plan"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(format!("{out}{err}").contains("the root@pam ticket"), "the plan names the route: {out}{err}");
+    let (code, out, err) = phoenix(p, &["apply"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(double.conf_file(901).expect("created").contains("mp0: /srv/models,mp=/models\n"));
+    assert!(!format!("{out}{err}").contains(password), "the password is never shown");
 }

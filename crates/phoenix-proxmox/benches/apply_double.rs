@@ -107,7 +107,7 @@ fn run(
 ) -> (phoenix_plan::Plan, BTreeMap<GuestId, Duration>, Duration) {
     let double = PveDouble::start(
         PveVersion::V9,
-        Credentials { token: ("phoenix@pve!bench".into(), "s3cret".into()), root_ticket: "t".into() },
+        Credentials { token: ("phoenix@pve!bench".into(), "s3cret".into()), root_password: "root-pw".into() },
     );
     double.set_latency(Duration::from_millis(latency));
     double.set_task_duration(Duration::from_millis(task));

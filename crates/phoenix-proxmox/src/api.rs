@@ -2,11 +2,15 @@
 //! fingerprint (turning it off must be asked for), API-token or ticket authentication, form
 //! bodies, the `{"data": ...}` envelope, and errors that say whether the request may have been
 //! applied.
+//!
+//! A ticket is asked for with the password when first needed (`POST /access/ticket`), sent as the
+//! `PVEAuthCookie` cookie with its `CSRFPreventionToken` on every request that is not a `GET`, and
+//! renewed with itself before it expires (Proxmox accepts a ticket for two hours).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use phoenix_backend::{BackendError, Delivery, ErrorKind};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -44,13 +48,24 @@ pub enum Auth {
         /// Token secret.
         secret: String,
     },
-    /// A ticket with its CSRF token (for what Proxmox reserves to `root@pam`).
-    Ticket {
-        /// The `PVEAuthCookie` value.
-        ticket: String,
-        /// The `CSRFPreventionToken`.
-        csrf: String,
+    /// A user's password, exchanged for a ticket (for what Proxmox reserves to `root@pam`).
+    Password {
+        /// The user, e.g. `root@pam`.
+        user: String,
+        /// The password.
+        password: String,
     },
+}
+
+/// How long Proxmox accepts a ticket.
+pub const TICKET_LIFETIME: Duration = Duration::from_secs(2 * 3600);
+
+/// A ticket, its CSRF token, and when it was issued.
+#[derive(Clone)]
+struct Session {
+    ticket: String,
+    csrf: String,
+    issued: Instant,
 }
 
 /// A Proxmox API endpoint.
@@ -61,7 +76,14 @@ pub struct ApiClient {
     auth: Auth,
     tls: Arc<ClientConfig>,
     timeout: Duration,
+    /// The ticket of password authentication, shared by the client's clones.
+    session: Arc<Mutex<Option<Session>>>,
+    /// A ticket this old is renewed before it is used.
+    renew_after: Duration,
 }
+
+/// An answer: the HTTP status, its reason, and the JSON body.
+type Answer = (u16, String, serde_json::Value);
 
 /// Accepts exactly one certificate, by its SHA-256 fingerprint, or — when verification was turned
 /// off on purpose — any certificate. Handshake signatures are verified either way.
@@ -151,17 +173,124 @@ impl ApiClient {
                 .with_custom_certificate_verifier(Arc::new(Pinned { fingerprint: None, provider }))
                 .with_no_client_auth(),
         };
-        Ok(ApiClient { host: host.to_string(), port, auth, tls: Arc::new(config), timeout: Duration::from_secs(60) })
+        Ok(ApiClient {
+            host: host.to_string(),
+            port,
+            auth,
+            tls: Arc::new(config),
+            timeout: Duration::from_secs(60),
+            session: Arc::default(),
+            renew_after: TICKET_LIFETIME / 2,
+        })
+    }
+
+    /// Renews the ticket once it is this old (half its lifetime unless set).
+    pub fn with_ticket_renewal(mut self, after: Duration) -> ApiClient {
+        self.renew_after = after;
+        self
+    }
+
+    /// Whether requests act as `root@pam`, which may set what Proxmox reserves to it.
+    pub fn is_root(&self) -> bool {
+        matches!(&self.auth, Auth::Password { user, .. } if user == "root@pam")
+    }
+
+    /// A ticket for password authentication: the one held while it is young enough, else a
+    /// renewal with it, else a login with the password.
+    fn ticket(&self, user: &str, password: &str) -> Result<Session, BackendError> {
+        let mut held = self.session.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(s) = held.as_ref().filter(|s| s.issued.elapsed() < self.renew_after) {
+            return Ok(s.clone());
+        }
+        let renewal = held
+            .as_ref()
+            .filter(|s| s.issued.elapsed() < TICKET_LIFETIME)
+            .and_then(|s| self.login(user, &s.ticket).ok());
+        let session = match renewal {
+            Some(s) => s,
+            None => self.login(user, password)?,
+        };
+        *held = Some(session.clone());
+        Ok(session)
+    }
+
+    /// `POST /access/ticket` with a password or a ticket still valid.
+    fn login(&self, user: &str, password: &str) -> Result<Session, BackendError> {
+        let params = [("username", user.to_string()), ("password", password.to_string())];
+        let issued = Instant::now();
+        let (status, reason, json) = self.send("POST", "/access/ticket", &params, "")?;
+        let data = &json["data"];
+        match (status, data["ticket"].as_str(), data["CSRFPreventionToken"].as_str()) {
+            (200, Some(ticket), Some(csrf)) => Ok(Session { ticket: ticket.into(), csrf: csrf.into(), issued }),
+            _ => Err(BackendError::permanent(
+                Delivery::NotSent,
+                format!("logging in as {user} failed: {status} {reason}"),
+            )
+            .with_detail("check the password reference of `backend.root_ticket`")),
+        }
+    }
+
+    /// The authentication headers of a request.
+    fn auth_headers(&self, method: &str) -> Result<String, BackendError> {
+        Ok(match &self.auth {
+            Auth::Token { id, secret } => format!("Authorization: PVEAPIToken={id}={secret}\r\n"),
+            Auth::Password { user, password } => {
+                let s = self.ticket(user, password)?;
+                let csrf = if method == "GET" { String::new() } else { format!("CSRFPreventionToken: {}\r\n", s.csrf) };
+                format!("Cookie: PVEAuthCookie={}\r\n{csrf}", s.ticket)
+            }
+        })
     }
 
     /// Sends a request; `params` go in the query (GET, DELETE) or a form body (POST, PUT).
-    /// Returns the response's `data`.
+    /// Returns the response's `data`. A ticket refused (expired early, or the server restarted)
+    /// is replaced by a new login once.
     pub fn request(
         &self,
         method: &str,
         path: &str,
         params: &[(&str, String)],
     ) -> Result<serde_json::Value, BackendError> {
+        let mut answer = self.send(method, path, params, &self.auth_headers(method)?)?;
+        if answer.0 == 401 && matches!(self.auth, Auth::Password { .. }) {
+            *self.session.lock().unwrap_or_else(PoisonError::into_inner) = None;
+            answer = self.send(method, path, params, &self.auth_headers(method)?)?;
+        }
+        let (status, reason, json) = answer;
+        let maybe = |m: String| BackendError {
+            kind: ErrorKind::Transient,
+            delivery: Delivery::MaybeApplied,
+            message: m,
+            detail: None,
+        };
+        match status {
+            200..=299 => Ok(json.get("data").cloned().unwrap_or_default()),
+            400 => {
+                let errors = json
+                    .get("errors")
+                    .and_then(|e| e.as_object())
+                    .map(|m| {
+                        m.iter()
+                            .map(|(k, v)| format!("{k}: {}", v.as_str().unwrap_or_default()))
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    })
+                    .unwrap_or_default();
+                Err(BackendError::permanent(Delivery::NotSent, format!("{method} {path}: {reason}"))
+                    .with_detail(errors))
+            }
+            401 | 403 => Err(BackendError::permanent(Delivery::NotSent, format!("{method} {path}: {status} {reason}"))),
+            // Proxmox answers 500 for both: lock timeouts are worth retrying, the rest is not.
+            500..=599 if reason.contains("got timeout") || reason.contains("is locked") || status != 500 => {
+                Err(maybe(format!("{method} {path}: {status} {reason}")))
+            }
+            500 => Err(BackendError::permanent(Delivery::MaybeApplied, format!("{method} {path}: {reason}"))),
+            _ => Err(BackendError::permanent(Delivery::MaybeApplied, format!("{method} {path}: {status} {reason}"))),
+        }
+    }
+
+    /// Sends one request with these authentication headers and reads the answer.
+    fn send(&self, method: &str, path: &str, params: &[(&str, String)], auth: &str) -> Result<Answer, BackendError> {
         let not_sent = |m: String| BackendError {
             kind: ErrorKind::Transient,
             delivery: Delivery::NotSent,
@@ -191,13 +320,6 @@ impl ApiClient {
                 BackendError::permanent(Delivery::NotSent, format!("TLS with {}:{} failed: {e}", self.host, self.port))
             })?;
         }
-        let auth = match &self.auth {
-            Auth::Token { id, secret } => format!("Authorization: PVEAPIToken={id}={secret}\r\n"),
-            Auth::Ticket { ticket, csrf } => {
-                let csrf = if method == "GET" { String::new() } else { format!("CSRFPreventionToken: {csrf}\r\n") };
-                format!("Cookie: PVEAuthCookie={ticket}\r\n{csrf}")
-            }
-        };
         let body = if with_body { form } else { String::new() };
         let request = format!(
             "{method} {target} HTTP/1.1\r\nHost: {}:{}\r\n{auth}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -237,30 +359,7 @@ impl ApiClient {
         let mut body = vec![0u8; length];
         reader.read_exact(&mut body).map_err(|e| maybe(e.to_string()))?;
         let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-        match status {
-            200..=299 => Ok(json.get("data").cloned().unwrap_or_default()),
-            400 => {
-                let errors = json
-                    .get("errors")
-                    .and_then(|e| e.as_object())
-                    .map(|m| {
-                        m.iter()
-                            .map(|(k, v)| format!("{k}: {}", v.as_str().unwrap_or_default()))
-                            .collect::<Vec<_>>()
-                            .join("; ")
-                    })
-                    .unwrap_or_default();
-                Err(BackendError::permanent(Delivery::NotSent, format!("{method} {path}: {reason}"))
-                    .with_detail(errors))
-            }
-            401 | 403 => Err(BackendError::permanent(Delivery::NotSent, format!("{method} {path}: {status} {reason}"))),
-            // Proxmox answers 500 for both: lock timeouts are worth retrying, the rest is not.
-            500..=599 if reason.contains("got timeout") || reason.contains("is locked") || status != 500 => {
-                Err(maybe(format!("{method} {path}: {status} {reason}")))
-            }
-            500 => Err(BackendError::permanent(Delivery::MaybeApplied, format!("{method} {path}: {reason}"))),
-            _ => Err(BackendError::permanent(Delivery::MaybeApplied, format!("{method} {path}: {status} {reason}"))),
-        }
+        Ok((status, reason, json))
     }
 }
 

@@ -36,6 +36,9 @@ pub struct ProxmoxBackend {
     pub(crate) api: ApiClient,
     pub(crate) node: String,
     pub(crate) channel: Option<Arc<dyn NodeChannel>>,
+    /// A `root@pam` connection (a ticket), used only for what Proxmox reserves to root@pam;
+    /// without it, those settings go through `pct` on the node channel.
+    pub(crate) root: Option<ApiClient>,
     poll: Poll,
     /// NVIDIA device nodes of each node, listed once.
     devices: Mutex<BTreeMap<String, Vec<String>>>,
@@ -294,11 +297,20 @@ impl ProxmoxBackend {
             api,
             node: node.to_string(),
             channel,
+            root: None,
             poll: Poll::default(),
             devices: Mutex::default(),
             listings: Mutex::default(),
             located: Mutex::default(),
         }
+    }
+
+    /// Sends what Proxmox reserves to `root@pam` (device passthrough, bind mounts, feature flags
+    /// other than nesting, clones of such containers) through `root`, a `root@pam` ticket,
+    /// instead of `pct` on the node channel.
+    pub fn with_root_api(mut self, root: ApiClient) -> ProxmoxBackend {
+        self.root = Some(root);
+        self
     }
 
     /// Polls tasks this way (tests poll fast).
@@ -337,12 +349,23 @@ impl ProxmoxBackend {
 
     /// Runs a request that starts a task, and waits for it.
     pub(crate) fn task(&self, method: &str, path: &str, params: &[(&str, String)]) -> Result<(), BackendError> {
-        let data = self.api.request(method, path, params)?;
+        self.task_through(&self.api, method, path, params)
+    }
+
+    /// Runs a request that starts a task through `api`, and waits for it.
+    fn task_through(
+        &self,
+        api: &ApiClient,
+        method: &str,
+        path: &str,
+        params: &[(&str, String)],
+    ) -> Result<(), BackendError> {
+        let data = api.request(method, path, params)?;
         let upid: Upid = data.as_str().and_then(|u| u.parse().ok()).ok_or_else(|| {
             BackendError::permanent(Delivery::MaybeApplied, format!("{method} {path}: no task ID in the answer"))
         })?;
         let timeout = timeout_for(&upid.kind);
-        wait(&self.api, &upid, self.poll, timeout).map(|_| ())
+        wait(api, &upid, self.poll, timeout).map(|_| ())
     }
 
     /// The node a guest is on, from the cluster's resources.
@@ -452,8 +475,8 @@ impl ProxmoxBackend {
     }
 
     /// Sets configuration keys (and removes `delete`): what an API token may set through the
-    /// API with the configuration's `digest`, what Proxmox reserves to `root@pam` with `pct set`
-    /// on the node.
+    /// API with the configuration's `digest`; what Proxmox reserves to `root@pam` through the
+    /// root@pam ticket where there is one, else with `pct set` on the node.
     fn put(
         &self,
         node: &str,
@@ -463,19 +486,36 @@ impl ProxmoxBackend {
     ) -> Result<(), BackendError> {
         let (root, token): (Vec<_>, Vec<_>) = params.into_iter().partition(|(k, v)| reserved_to_root(k, v));
         let (root_delete, token_delete): (Vec<_>, Vec<_>) = delete.into_iter().partition(|k| numbered(k, "dev"));
-        if !token.is_empty() || !token_delete.is_empty() {
-            let digest = self.config(node, id)?.get("digest").and_then(text).unwrap_or_default();
-            let mut all: Vec<(&str, String)> = token.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
-            if !token_delete.is_empty() {
-                all.push(("delete", token_delete.join(",")));
-            }
-            all.push(("digest", digest));
-            self.api.request("PUT", &format!("{}/config", self.guest_path(node, id)), &all)?;
+        self.put_config(&self.api, node, id, &token, &token_delete)?;
+        if root.is_empty() && root_delete.is_empty() {
+            return Ok(());
         }
-        if !root.is_empty() || !root_delete.is_empty() {
-            self.on_node(node, &node::pct_set(id, &root, &root_delete), None)?;
+        match &self.root {
+            Some(api) => self.put_config(api, node, id, &root, &root_delete),
+            None => self.on_node(node, &node::pct_set(id, &root, &root_delete), None).map(|_| ()),
         }
-        Ok(())
+    }
+
+    /// `PUT config` through `api` with the configuration's current `digest` (nothing when there
+    /// is nothing to change).
+    fn put_config(
+        &self,
+        api: &ApiClient,
+        node: &str,
+        id: GuestId,
+        params: &[(String, String)],
+        delete: &[String],
+    ) -> Result<(), BackendError> {
+        if params.is_empty() && delete.is_empty() {
+            return Ok(());
+        }
+        let digest = self.config(node, id)?.get("digest").and_then(text).unwrap_or_default();
+        let mut all: Vec<(&str, String)> = params.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        if !delete.is_empty() {
+            all.push(("delete", delete.join(",")));
+        }
+        all.push(("digest", digest));
+        api.request("PUT", &format!("{}/config", self.guest_path(node, id)), &all).map(|_| ())
     }
 
     /// The NVIDIA device nodes `node` has (listed once per run).
@@ -666,10 +706,13 @@ impl Backend for ProxmoxBackend {
                 }
                 // A token may not copy device passthrough: such a source is cloned as root@pam.
                 let passthrough = self.config(&src_node, *source)?.keys().any(|k| numbered(k, "dev"));
-                if passthrough {
+                let clone_path = format!("{}/clone", self.guest_path(&src_node, *source));
+                if let (true, Some(root)) = (passthrough, &self.root) {
+                    self.task_through(root, "POST", &clone_path, &params)?;
+                } else if passthrough {
                     self.on_node(&src_node, &node::pct_clone(*source, id, &params[1..]), None)?;
                 } else {
-                    self.task("POST", &format!("{}/clone", self.guest_path(&src_node, *source)), &params)?;
+                    self.task("POST", &clone_path, &params)?;
                 }
                 // The clone has its template's configuration: make it this guest's.
                 let observed = normalize(&self.config(&node, id)?);
@@ -811,18 +854,30 @@ impl Backend for ProxmoxBackend {
     }
 
     fn route(&self, field: &str, value: &str) -> Result<Option<String>, String> {
+        const WHY: &str =
+            "Proxmox reserves device passthrough, bind mounts and feature flags other than nesting to root@pam";
         let bind = field.starts_with(fields::MOUNT_PREFIX) && value.starts_with("bind:");
         let flags = field == "flags" && value.split(',').any(|f| !f.starts_with("nesting="));
-        let how = if field == "gpus" || bind || flags {
-            "`pct set` on the node (Proxmox reserves device passthrough, bind mounts and feature flags other than nesting to root@pam)"
-        } else if RAW_FIELDS.contains(&field) {
-            "an edit of /etc/pve/lxc/<id>.conf on the node (the API has no raw lxc.* keys)"
-        } else {
-            return Ok(None);
-        };
-        match self.channel {
-            Some(_) => Ok(Some(how.to_string())),
+        let needs_channel = |how: String| match self.channel {
+            Some(_) => Ok(Some(how)),
             None => Err(format!("it goes through {how}, and no node channel is configured (`backend.ssh`)")),
+        };
+        match (self.root.is_some(), field) {
+            (true, "gpus") => {
+                needs_channel(format!("the root@pam ticket, with the node's NVIDIA devices listed on the node ({WHY})"))
+            }
+            (true, _) if bind || flags => Ok(Some(format!("the root@pam ticket ({WHY})"))),
+            (false, "gpus") => needs_channel(format!("`pct set` on the node ({WHY})")),
+            (false, _) if bind || flags => match self.channel {
+                Some(_) => Ok(Some(format!("`pct set` on the node ({WHY})"))),
+                None => Err(format!(
+                    "{WHY}, and neither a root@pam ticket (`backend.root_ticket`) nor a node channel (`backend.ssh`) is configured"
+                )),
+            },
+            _ if RAW_FIELDS.contains(&field) => {
+                needs_channel("an edit of /etc/pve/lxc/<id>.conf on the node (the API has no raw lxc.* keys)".into())
+            }
+            _ => Ok(None),
         }
     }
 }

@@ -78,6 +78,12 @@ impl ProxmoxBackend {
             )
             .with_detail("grant them, e.g. `pveum acl modify / --tokens 'USER@REALM!NAME' --roles PVEAdmin` (or a role with exactly these)"));
         }
+        if let Some(root) = &self.root {
+            root.request("GET", "/version", &[]).map_err(|e| {
+                BackendError::permanent(Delivery::NotSent, format!("the root@pam ticket: {}", e.message))
+                    .with_detail(e.detail.unwrap_or_default())
+            })?;
+        }
         if self.channel.is_some() {
             self.on_node(&self.node, &["true".to_string()], None).map_err(|e| {
                 BackendError::permanent(

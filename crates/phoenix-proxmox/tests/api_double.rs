@@ -7,8 +7,12 @@ use phoenix_pve_double::{Credentials, PveDouble, PveVersion};
 fn credentials() -> Credentials {
     Credentials {
         token: ("phoenix@pve!ci".into(), "0f9e8d7c-6b5a-4321-9abc-def012345678".into()),
-        root_ticket: "PVE:root@pam:6745F0A1::sig".into(),
+        root_password: "correct horse battery staple".into(),
     }
+}
+
+fn root() -> Auth {
+    Auth::Password { user: "root@pam".into(), password: credentials().root_password }
 }
 
 fn token() -> Auth {
@@ -91,7 +95,7 @@ fn requests_are_checked_against_the_schema_and_root_only_settings_need_the_ticke
         .request("PUT", "/nodes/pve1/lxc/950/config", &[("dev0", "/dev/nvidia0,mode=0666".into())])
         .expect_err("403");
     assert!(e.message.contains("only allowed for root@pam"), "{}", e.message);
-    let ticket = client(&double, Auth::Ticket { ticket: credentials().root_ticket, csrf: "csrf".into() }, pin());
+    let ticket = client(&double, root(), pin());
     assert!(ticket.request("PUT", "/nodes/pve1/lxc/950/config", &[("dev0", "/dev/nvidia0,mode=0666".into())]).is_ok());
 
     // Values with commas, slashes and spaces arrive as they were sent.
@@ -261,4 +265,40 @@ fn containers_are_kept_as_proxmox_keeps_them() {
     run("DELETE", "/nodes/pve1/lxc/901", &[("purge", "1".into())]);
     let left = api.request("GET", "/cluster/resources", &[("type", "vm".into())]).expect("resources");
     assert_eq!(left.as_array().map(Vec::len), Some(1));
+}
+
+#[test]
+fn the_root_ticket_is_asked_for_once_renewed_before_it_expires_and_a_wrong_password_is_named() {
+    let double = PveDouble::start(PveVersion::V9, credentials());
+    let pin = || TlsVerify::fingerprint(&double.fingerprint).expect("fingerprint");
+    double.set_ticket_lifetime(std::time::Duration::from_millis(900));
+    let api = client(&double, token(), pin());
+    make_container(&api, "951");
+    let root = client(&double, root(), pin()).with_ticket_renewal(std::time::Duration::from_millis(300));
+    assert!(root.is_root() && !api.is_root());
+
+    // Requests over two ticket lifetimes: renewed with itself, never refused, one login.
+    let started = std::time::Instant::now();
+    while started.elapsed() < std::time::Duration::from_millis(2000) {
+        root.request("PUT", "/nodes/pve1/lxc/951/config", &[("features", "nesting=1,keyctl=1".into())])
+            .expect("a root-only setting through the ticket");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let (logins, renewals) = double.ticket_logins();
+    assert_eq!(logins, 1, "the password is used once");
+    assert!(renewals >= 4, "renewed {renewals} times in 2 s with renewal after 300 ms");
+    let sent: Vec<_> = double.requests().into_iter().filter(|r| r.path == "/nodes/pve1/lxc/951/config").collect();
+    assert!(sent.iter().all(|r| r.status == 200), "a request was refused: {sent:?}");
+
+    // A ticket the server no longer accepts is replaced by a new login, once.
+    double.set_ticket_lifetime(std::time::Duration::ZERO);
+    let fresh = client(&double, self::root(), pin());
+    let e = fresh.request("GET", "/nodes/pve1/lxc/951/config", &[]).expect_err("every ticket refused");
+    assert!(e.message.contains("401 invalid PVE ticket"), "{}", e.message);
+    assert_eq!(double.ticket_logins().0, logins + 2, "one login for the refused request, one for its retry");
+
+    let wrong = client(&double, Auth::Password { user: "root@pam".into(), password: "guess".into() }, pin());
+    let e = wrong.request("GET", "/version", &[]).expect_err("refused");
+    assert!(e.message.contains("logging in as root@pam failed: 401"), "{}", e.message);
+    assert!(!format!("{e:?}").contains("guess"), "the password is never shown");
 }

@@ -2,14 +2,15 @@
 //! nodes: GPUs (`dev[n]`), bind mounts and feature flags with `pct set` on the node; a template
 //! with device passthrough cloned with `pct clone`; raw `lxc.*` lines, the AppArmor profile and
 //! the ID map edited in `/etc/pve/lxc/<id>.conf`, only in its live section. The plan names the
-//! route of each; without a node channel it refuses them.
+//! route of each; without a node channel it refuses them. With a `root@pam` ticket, what Proxmox
+//! reserves to root@pam goes through the API instead.
 
 mod support;
 
 use phoenix_backend::Backend;
 use phoenix_engine::GuestOutcome;
 use phoenix_pve_double::PveVersion;
-use support::{apply, backend, channel, container, estate, start};
+use support::{apply, backend, channel, container, estate, root_client, start};
 
 const SHARED: &str =
     r#", "shared_volumes": {"models": {"host_path": "/fastData/shared-models", "mounts": {"950": "/models"}}}"#;
@@ -98,6 +99,55 @@ fn root_only_settings_and_raw_lines_go_through_the_node() {
         assert!(after[..after.find("\n[ready]").expect("section")].contains("lxc.cgroup2.devices.allow: c 195:* rw\n"));
         assert_eq!(snapshot(&after), before, "the snapshot's section was touched");
     }
+}
+
+#[test]
+fn with_a_root_ticket_root_only_settings_go_through_the_api() {
+    for version in PveVersion::ALL {
+        let double = start(version);
+        double.set_devices("pve1", &["/dev/nvidia0", "/dev/nvidia1", "/dev/nvidiactl", "/dev/nvidia-uvm"]);
+        let backend = backend(&double, Some(channel(&double))).with_root_api(root_client(&double));
+        let dir = tempfile::tempdir().expect("tmp");
+        let first = estate(dir.path(), &double, SHARED, &containers("lxc.cgroup2.devices.allow = c 195:* rwm", "1"));
+
+        let (plan, report) = apply(&backend, &first, dir.path());
+        assert!(report.outcomes.values().all(|o| *o == GuestOutcome::Created), "{version:?}: {report:#?}");
+        let notes = plan.notes.join("\n");
+        assert!(notes.contains("the root@pam ticket") && notes.contains("950 mount:/models"), "{notes}");
+        assert!(notes.contains("900 flags") && notes.contains("950 gpus"), "{notes}");
+        assert!(!notes.contains("pct set"), "{notes}");
+
+        let commands: Vec<String> = double.node_channel().commands().iter().map(|c| c.argv.join(" ")).collect();
+        assert!(!commands.iter().any(|c| c.starts_with("pct set") || c.starts_with("pct clone")), "{commands:#?}");
+        let as_root: Vec<_> =
+            double.requests().into_iter().filter(|r| !r.token && r.path != "/access/ticket").collect();
+        assert!(as_root.iter().all(|r| r.status == 200), "{as_root:#?}");
+        let root_put = |key: &str| {
+            as_root.iter().any(|r| r.method == "PUT" && r.params.contains_key(key) && r.params.contains_key("digest"))
+        };
+        assert!(root_put("dev0") && root_put("mp0") && root_put("features"), "{as_root:#?}");
+        assert!(as_root.iter().any(|r| r.method == "POST" && r.path == "/nodes/pve1/lxc/900/clone"), "{as_root:#?}");
+        // The ticket is only for that: everything else goes with the token.
+        assert!(as_root.iter().all(|r| r.method != "POST" || r.path.ends_with("/clone")), "{as_root:#?}");
+        assert!(!as_root.iter().any(|r| r.params.contains_key("memory")), "{as_root:#?}");
+
+        let conf = double.conf_file(950).expect("950 exists");
+        for line in ["dev0: /dev/nvidia1,mode=0666", "mp0: /fastData/shared-models,mp=/models"] {
+            assert!(conf.lines().any(|l| l == line), "{version:?}: no {line:?} in\n{conf}");
+        }
+        assert!(double.conf_file(900).expect("900").contains("features: keyctl=1,nesting=1\n"));
+        let (plan, _) = apply(&backend, &first, dir.path());
+        assert!(
+            plan.is_empty(),
+            "{version:?}: {:#?}",
+            plan.guests.iter().filter(|g| !g.steps.is_empty()).collect::<Vec<_>>()
+        );
+    }
+    // Bind mounts and flags need only the ticket; GPUs still need the node to list its devices.
+    let double = start(PveVersion::V9);
+    let ticket_only = backend(&double, None).with_root_api(root_client(&double));
+    assert!(ticket_only.route("mount:/models", "bind:/srv/models").expect("by ticket").is_some());
+    assert!(ticket_only.route("gpus", "0").expect_err("devices are listed on the node").contains("node channel"));
 }
 
 #[test]

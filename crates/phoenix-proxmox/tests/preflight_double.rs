@@ -37,6 +37,18 @@ fn privileges_and_the_node_channel_are_checked_first() {
         phoenix_proxmox::backend::ProxmoxBackend::new(support::client(&double), "pve7", Some(channel(&double)));
     let e = unreachable.preflight().expect_err("no node pve7");
     assert!(e.message.contains("the node channel does not reach pve7"), "{e:?}");
+
+    // A root@pam ticket is asked for before anything changes: a wrong password stops here.
+    assert!(backend(&double, None).with_root_api(support::root_client(&double)).preflight().is_ok());
+    let wrong = phoenix_proxmox::api::ApiClient::new(
+        "127.0.0.1",
+        double.addr.port(),
+        phoenix_proxmox::api::Auth::Password { user: "root@pam".into(), password: "not-it".into() },
+        phoenix_proxmox::api::TlsVerify::fingerprint(&double.fingerprint).expect("pin"),
+    )
+    .expect("client");
+    let e = backend(&double, None).with_root_api(wrong).preflight().expect_err("wrong password");
+    assert!(e.message.starts_with("the root@pam ticket: logging in as root@pam failed: 401"), "{e:?}");
 }
 
 #[test]

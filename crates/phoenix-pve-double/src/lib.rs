@@ -18,8 +18,10 @@ pub mod node;
 pub mod requestlog;
 pub mod schema;
 pub mod server;
+mod tickets;
 
 pub use inventory::ALL_PRIVILEGES;
 pub use node::{NodeCommand, NodeDouble, NodeOutput};
 pub use schema::{ApiSchema, Endpoint, ParamError, PveVersion};
 pub use server::{Credentials, Fault, FaultKind, PveDouble, REQUEST_LOG_ENV, Recorded};
+pub use tickets::TICKET_LIFETIME;

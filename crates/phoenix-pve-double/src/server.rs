@@ -154,6 +154,8 @@ pub(crate) struct Model {
     pub(crate) commands: Vec<crate::node::NodeCommand>,
     /// Privileges, bridges, templates and the appliance index.
     inventory: crate::inventory::Inventory,
+    /// The `root@pam` tickets issued.
+    tickets: crate::tickets::Tickets,
 }
 
 impl Model {
@@ -234,8 +236,8 @@ pub struct PveDouble {
 pub struct Credentials {
     /// API token ID and secret.
     pub token: (String, String),
-    /// A `root@pam` ticket.
-    pub root_ticket: String,
+    /// The `root@pam` password, for tickets (`POST /access/ticket`).
+    pub root_password: String,
 }
 
 impl PveDouble {
@@ -367,6 +369,17 @@ impl PveDouble {
     /// Volume IDs of the templates on the storages.
     pub fn templates(&self) -> Vec<String> {
         self.model.lock().unwrap_or_else(PoisonError::into_inner).inventory.templates.iter().cloned().collect()
+    }
+
+    /// Tickets are accepted this long after they are issued (two hours unless set).
+    pub fn set_ticket_lifetime(&self, lifetime: Duration) {
+        self.model.lock().unwrap_or_else(PoisonError::into_inner).tickets.lifetime = lifetime;
+    }
+
+    /// How many `root@pam` tickets were issued: (logins with the password, renewals with a ticket).
+    pub fn ticket_logins(&self) -> (u32, u32) {
+        let model = self.model.lock().unwrap_or_else(PoisonError::into_inner);
+        (model.tickets.logins, model.tickets.renewals)
     }
 
     /// The nodes as the node channel reaches them (commands, `pct`, the conf files).
@@ -526,7 +539,7 @@ fn serve(
         params: &ps,
         token: token.as_ref(),
         ticket: ticket.as_deref(),
-        csrf: headers.contains_key("csrfpreventiontoken"),
+        csrf: headers.get("csrfpreventiontoken").map(String::as_str),
     };
     let latency = model.lock().unwrap_or_else(PoisonError::into_inner).latency;
     if !latency.is_zero() {
@@ -561,7 +574,7 @@ struct Request<'a> {
     params: &'a BTreeMap<String, String>,
     token: Option<&'a (String, String)>,
     ticket: Option<&'a str>,
-    csrf: bool,
+    csrf: Option<&'a str>,
 }
 
 /// The reason `pveproxy` gives for a node it cannot resolve (a node that is not in the cluster):
@@ -583,9 +596,16 @@ fn respond(
 ) -> (u16, String, Value) {
     let (method, path, ps, token, ticket, csrf) = (req.method, req.path, req.params, req.token, req.ticket, req.csrf);
     let token_ok = token.is_some_and(|t| *t == credentials.token);
-    let ticket_ok = ticket == Some(credentials.root_ticket.as_str()) && (method == "GET" || csrf);
-    if !token_ok && !ticket_ok {
-        return (401, "authentication failure".to_string(), json!({ "data": null }));
+    let login = method == "POST" && path == "/access/ticket";
+    let ticket_check =
+        ticket.map(|t| model.lock().unwrap_or_else(PoisonError::into_inner).tickets.check(t, method, csrf));
+    let ticket_ok = ticket_check == Some(Ok(()));
+    if !token_ok && !ticket_ok && !login {
+        let reason = match ticket_check {
+            Some(Err(refusal)) => refusal,
+            _ => "authentication failure",
+        };
+        return (401, reason.to_string(), json!({ "data": null }));
     }
     let values: BTreeMap<String, Value> = ps.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
     let endpoint = match ApiSchema::get(version).check(method, path, &values) {
@@ -598,6 +618,23 @@ fn respond(
             return (400, "Parameter verification failed.".to_string(), json!({ "data": null, "errors": map }));
         }
     };
+    if login {
+        let mut model = model.lock().unwrap_or_else(PoisonError::into_inner);
+        let field = |k: &str| ps.get(k).map(String::as_str).unwrap_or_default();
+        return match model.tickets.login(
+            field("username"),
+            ps.get("realm").map(String::as_str),
+            field("password"),
+            &credentials.root_password,
+        ) {
+            Some((ticket, csrf)) => (
+                200,
+                "OK".to_string(),
+                json!({ "data": { "username": "root@pam", "ticket": ticket, "CSRFPreventionToken": csrf, "clustername": "phoenix" } }),
+            ),
+            None => (401, "authentication failure".to_string(), json!({ "data": null })),
+        };
+    }
     if token_ok && !endpoint.allowtoken {
         return (403, "Permission check failed (API tokens may not call this)".to_string(), json!({ "data": null }));
     }

@@ -14,7 +14,7 @@ use serde_json::Value;
 fn start(version: PveVersion) -> (PveDouble, ApiClient) {
     let double = PveDouble::start(
         version,
-        Credentials { token: ("phoenix@pve!ci".into(), "s3cret".into()), root_ticket: "t".into() },
+        Credentials { token: ("phoenix@pve!ci".into(), "s3cret".into()), root_password: "root-pw".into() },
     );
     let auth = Auth::Token { id: "phoenix@pve!ci".into(), secret: "s3cret".into() };
     let verify = TlsVerify::fingerprint(&double.fingerprint).expect("fingerprint");

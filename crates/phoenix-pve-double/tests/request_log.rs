@@ -90,7 +90,7 @@ fn request_log_child() {
     if std::env::var_os(CHILD).is_none() {
         return;
     }
-    let credentials = Credentials { token: ("phoenix@pve!ci".into(), "s".into()), root_ticket: "t".into() };
+    let credentials = Credentials { token: ("phoenix@pve!ci".into(), "s".into()), root_password: "root-pw".into() };
     for (version, refusals) in [(PveVersion::V9, false), (PveVersion::V8, true)] {
         let double = PveDouble::start(version, credentials.clone());
         if refusals {

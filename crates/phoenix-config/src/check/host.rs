@@ -320,9 +320,14 @@ fn check_backend(cx: &mut Ctx<'_>) {
                     .hint("the Proxmox API speaks HTTPS only, e.g. \"https://pve1.lab.example:8006\""),
                 );
             }
-            if p.via == ApiRoute::Api && p.token.is_none() && p.root_ticket.is_none() {
+            if p.via == ApiRoute::Api && p.token.is_none() {
+                let what = if p.root_ticket.is_some() {
+                    "the Proxmox backend has no API token (`root_ticket` is only used for what Proxmox reserves to root@pam)"
+                } else {
+                    "the Proxmox backend has no credentials"
+                };
                 cx.push(
-                    Diagnostic::error(Code::Backend, HV, base.clone(), "the Proxmox backend has no credentials")
+                    Diagnostic::error(Code::Backend, HV, base.clone(), what)
                         .at_key()
                         .hint("give `token` ({\"id\": \"phoenix@pve!automation\", \"secret\": \"env:PVE_TOKEN_SECRET\"}), or \"via\": \"pvesh\" when Phoenix runs on the node"),
                 );

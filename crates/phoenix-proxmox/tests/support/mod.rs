@@ -22,10 +22,15 @@ use phoenix_pve_double::{Credentials, PveDouble, PveVersion};
 /// The token the doubles accept.
 pub const TOKEN: (&str, &str) = ("phoenix@pve!ci", "s3cret");
 
+/// The `root@pam` password the doubles accept.
+pub const ROOT_PASSWORD: &str = "root-pw";
+
 /// A double playing `version`, with short tasks and a directory storage for templates.
 pub fn start(version: PveVersion) -> PveDouble {
-    let double =
-        PveDouble::start(version, Credentials { token: (TOKEN.0.into(), TOKEN.1.into()), root_ticket: "t".into() });
+    let double = PveDouble::start(
+        version,
+        Credentials { token: (TOKEN.0.into(), TOKEN.1.into()), root_password: ROOT_PASSWORD.into() },
+    );
     double.set_task_duration(Duration::from_millis(20));
     double.add_dir_storage("fastData", "/fastData/shared-iso", "iso,vztmpl");
     double
@@ -37,6 +42,17 @@ pub fn client(double: &PveDouble) -> ApiClient {
         "127.0.0.1",
         double.addr.port(),
         Auth::Token { id: TOKEN.0.into(), secret: TOKEN.1.into() },
+        TlsVerify::fingerprint(&double.fingerprint).expect("pin"),
+    )
+    .expect("client")
+}
+
+/// A `root@pam` client for the double (a ticket asked for with the password), pinned.
+pub fn root_client(double: &PveDouble) -> ApiClient {
+    ApiClient::new(
+        "127.0.0.1",
+        double.addr.port(),
+        Auth::Password { user: "root@pam".into(), password: ROOT_PASSWORD.into() },
         TlsVerify::fingerprint(&double.fingerprint).expect("pin"),
     )
     .expect("client")
