@@ -52,12 +52,28 @@ pub fn privileges_on<'a>(permissions: &'a Value, path: &str) -> BTreeSet<&'a str
     }
 }
 
+/// The storages the guest's disks are allocated on: its root disk's and its volume mounts'.
+fn disk_storages(request: &CreateRequest) -> Vec<&str> {
+    let mut disks: Vec<&str> = request.config.get("storage").into_iter().collect();
+    disks.extend(
+        request
+            .config
+            .0
+            .iter()
+            .filter(|(k, _)| k.starts_with(fields::MOUNT_PREFIX))
+            .filter_map(|(_, v)| v.strip_prefix("volume:").and_then(|v| v.split(':').next())),
+    );
+    disks.sort_unstable();
+    disks.dedup();
+    disks
+}
+
 impl ProxmoxBackend {
     /// Checks, before anything else, that the API answers with these credentials and is a
     /// version Phoenix knows (8.x or 9.x), that the credentials hold the privileges Phoenix
     /// needs, and that the node channel (where configured) reaches the node. Returns the version.
     pub fn preflight(&self) -> Result<String, BackendError> {
-        let v = self.api.request("GET", "/version", &[])?;
+        let v = self.cached_get("/version")?;
         let version = v["version"].as_str().unwrap_or_default().to_string();
         if !matches!(version.split('.').next(), Some("8" | "9")) {
             return Err(BackendError::permanent(
@@ -65,7 +81,7 @@ impl ProxmoxBackend {
                 format!("Proxmox VE {version} is not a version Phoenix supports (8.x, 9.x)"),
             ));
         }
-        let permissions = self.api.request("GET", "/access/permissions", &[])?;
+        let permissions = self.cached_get("/access/permissions")?;
         let mut missing = Vec::new();
         for (path, needed) in NEEDED {
             let have = privileges_on(&permissions, path);
@@ -96,8 +112,63 @@ impl ProxmoxBackend {
     }
 
     /// What the guest to create needs from its node: storages with the right content, its
-    /// bridge, its template. Returns the template's volume ID when it must be downloaded first.
+    /// bridge, its template, and the privileges on each. Returns the template's volume ID when
+    /// it must be downloaded first.
     pub(crate) fn check_needs(&self, request: &CreateRequest) -> Result<Option<String>, BackendError> {
+        let download = self.check_inventory(request)?;
+        self.check_guest_privileges(request, download.as_deref())?;
+        Ok(download)
+    }
+
+    /// The privileges creating this guest needs beyond those every run needs ([`NEEDED`]):
+    /// space on each storage it uses, `SDN.Use` on its bridge, the clone of its source, a
+    /// template download, and on 9.x `Sys.Modify` on `/` for a privileged container. A
+    /// `root@pam` connection has them all.
+    fn check_guest_privileges(&self, request: &CreateRequest, download: Option<&str>) -> Result<(), BackendError> {
+        if self.api.is_root() {
+            return Ok(());
+        }
+        let id = request.id;
+        let mut needed: Vec<(String, String, String)> = Vec::new();
+        let mut need = |privilege: &str, path: String, why: String| needed.push((privilege.into(), path, why));
+        for storage in disk_storages(request) {
+            need("Datastore.AllocateSpace", format!("/storage/{storage}"), format!("for the disks of {id}"));
+        }
+        if let Some(bridge) = request.config.get("net.bridge") {
+            need("SDN.Use", format!("/sdn/zones/localnetwork/{bridge}"), format!("to attach {id} to {bridge}"));
+        }
+        if let CreateSource::Clone { source, .. } = &request.source {
+            need("VM.Clone", format!("/vms/{source}"), format!("to clone {source} into {id}"));
+        }
+        if let Some(volume) = download {
+            let storage = volume.split(':').next().unwrap_or_default();
+            need("Datastore.AllocateTemplate", format!("/storage/{storage}"), format!("to download {volume}"));
+        }
+        let version = self.cached_get("/version")?;
+        let nine = version["version"].as_str().is_some_and(|v| v.starts_with('9'));
+        if nine
+            && request.config.get("unprivileged") == Some("0")
+            && matches!(request.source, CreateSource::Template(_))
+        {
+            need("Sys.Modify", "/".into(), format!("to create the privileged container {id} (Proxmox VE 9)"));
+        }
+        let permissions = self.cached_get("/access/permissions")?;
+        let missing: Vec<String> = needed
+            .iter()
+            .filter(|(privilege, path, _)| !privileges_on(&permissions, path).contains(privilege.as_str()))
+            .map(|(privilege, path, why)| format!("{privilege} on {path} ({why})"))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(BackendError::permanent(Delivery::NotSent, format!("the API credentials lack {}", missing.join(", ")))
+            .with_detail(
+                "grant them to the token, e.g. `pveum acl modify PATH --tokens 'USER@REALM!NAME' --roles ROLE`",
+            ))
+    }
+
+    /// Storages, bridge and template of the guest to create, on its node.
+    fn check_inventory(&self, request: &CreateRequest) -> Result<Option<String>, BackendError> {
         let node = request.node.as_deref().unwrap_or(&self.node);
         let refuse =
             |m: String, hint: &str| Err(BackendError::permanent(Delivery::NotSent, m).with_detail(hint.to_string()));
@@ -108,16 +179,7 @@ impl ProxmoxBackend {
                     s["content"].as_str().unwrap_or_default().split(',').map(str::to_string).collect::<Vec<_>>()
                 })
             };
-        let mut disks: Vec<&str> = request.config.get("storage").into_iter().collect();
-        disks.extend(
-            request
-                .config
-                .0
-                .iter()
-                .filter(|(k, _)| k.starts_with(fields::MOUNT_PREFIX))
-                .filter_map(|(_, v)| v.strip_prefix("volume:").and_then(|v| v.split(':').next())),
-        );
-        for storage in disks {
+        for storage in disk_storages(request) {
             match content_of(storage) {
                 None => {
                     return refuse(

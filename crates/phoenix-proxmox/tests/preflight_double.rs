@@ -97,3 +97,45 @@ fn storages_bridges_and_templates_are_checked_and_missing_templates_downloaded()
         assert!(double.requests().iter().all(|r| r.status == 200));
     }
 }
+
+#[test]
+fn each_guest_to_create_needs_privileges_on_its_storages_bridge_source_and_download() {
+    let double = start(PveVersion::V9);
+    let ubuntu = "local:vztmpl/ubuntu-24.04-standard_24.04-2_amd64.tar.zst";
+    let disk = [("storage", "local-zfs"), ("disk_gb", "8"), ("net.name", "eth0"), ("net.bridge", "vmbr0")];
+    backend(&double, None).check_create(&request(ubuntu, &disk)).expect("all granted");
+
+    // A more specific path's privileges replace those inherited from `/`.
+    double.set_privileges("/sdn/zones/localnetwork/vmbr0", &["SDN.Audit"]);
+    double.set_privileges("/storage/local-zfs", &["Datastore.Audit"]);
+    let e = backend(&double, None).check_create(&request(ubuntu, &disk)).expect_err("no SDN.Use, no space");
+    assert_eq!(
+        e.message,
+        "the API credentials lack Datastore.AllocateSpace on /storage/local-zfs (for the disks of 960), \
+         SDN.Use on /sdn/zones/localnetwork/vmbr0 (to attach 960 to vmbr0)"
+    );
+    double.set_privileges("/sdn/zones/localnetwork/vmbr0", &[]);
+    double.set_privileges("/storage/local-zfs", &[]);
+
+    let debian = "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst";
+    double.set_privileges("/storage/local", &["Datastore.Audit", "Datastore.AllocateSpace"]);
+    let e = backend(&double, None).check_create(&request(debian, &disk)).expect_err("may not download");
+    assert!(
+        e.message.contains(
+            "Datastore.AllocateTemplate on /storage/local (to download {debian})".replace("{debian}", debian).as_str()
+        ),
+        "{e:?}"
+    );
+    double.set_privileges("/storage/local", &[]);
+
+    let privileged = [("storage", "local-zfs"), ("disk_gb", "8"), ("unprivileged", "0")];
+    double.set_privileges(
+        "/",
+        &phoenix_pve_double::ALL_PRIVILEGES.iter().copied().filter(|p| *p != "Sys.Modify").collect::<Vec<_>>(),
+    );
+    let e = backend(&double, None).check_create(&request(ubuntu, &privileged)).expect_err("privileged on 9.x");
+    assert!(e.message.contains("Sys.Modify on / (to create the privileged container 960 (Proxmox VE 9))"), "{e:?}");
+    // root@pam holds every privilege.
+    let root = phoenix_proxmox::backend::ProxmoxBackend::new(support::root_client(&double), "pve1", None);
+    root.check_create(&request(ubuntu, &privileged)).expect("root may");
+}
