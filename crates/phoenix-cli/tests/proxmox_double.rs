@@ -133,6 +133,7 @@ fn a_root_ticket_carries_root_only_settings_and_a_wrong_password_stops_before_an
     assert!(double.requests().iter().all(|r| r.method == "GET" || r.path == "/access/ticket"), "nothing changed");
 
     write_config(password);
+    double.add_host_dir("/srv/models");
     let (code, out, err) = phoenix(p, &["plan"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(format!("{out}{err}").contains("the root@pam ticket"), "the plan names the route: {out}{err}");

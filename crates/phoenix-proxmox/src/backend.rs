@@ -220,6 +220,41 @@ pub fn raw_lines(fields: &GuestConfig) -> Vec<(String, String)> {
     out
 }
 
+/// The host directories of the bind mounts among `fields`, each with the owner it gets when
+/// Phoenix creates it: `host-owner=` as given; `owner=` (IDs inside the container) mapped through
+/// the ID map of `container` (its `unprivileged` and `idmap` fields); else the container's root.
+pub fn bind_dirs(fields: &GuestConfig, container: &GuestConfig) -> Vec<(String, String)> {
+    let unprivileged = container.get("unprivileged") != Some("0");
+    let ranges = fields::canonical::idmap_ranges(container.get("idmap"), ID_BASE);
+    let host_id = |kind: char, id: u64| -> u64 {
+        if !unprivileged {
+            return id;
+        }
+        ranges
+            .iter()
+            .find(|(k, inside, _, size)| *k == kind && id >= *inside && id < inside + size)
+            .map_or(id, |(_, inside, host, _)| host + (id - inside))
+    };
+    let mut out = Vec::new();
+    for (field, value) in &fields.0 {
+        let (true, Some(rest)) = (field.starts_with(fields::MOUNT_PREFIX), value.strip_prefix("bind:")) else {
+            continue;
+        };
+        let mut parts = rest.split(';');
+        let path = parts.next().unwrap_or_default().to_string();
+        let mut owner = format!("{}:{}", host_id('u', 0), host_id('g', 0));
+        for option in parts {
+            if let Some(o) = option.strip_prefix("host-owner=") {
+                owner = o.to_string();
+            } else if let Some((u, g)) = option.strip_prefix("owner=").and_then(|o| o.split_once(':')) {
+                owner = format!("{}:{}", host_id('u', u.parse().unwrap_or(0)), host_id('g', g.parse().unwrap_or(0)));
+            }
+        }
+        out.push((path, owner));
+    }
+    out
+}
+
 /// The API parameters for fields; `observed` keeps what Proxmox chose where the configuration
 /// says nothing (a generated MAC), and numbers mount points after the existing ones.
 pub fn to_params(desired: &GuestConfig, observed: Option<&GuestConfig>, creating: bool) -> Vec<(String, String)> {
@@ -619,6 +654,16 @@ impl ProxmoxBackend {
         Ok(())
     }
 
+    /// Creates on the node the missing host directories of the bind mounts among `want`, for the
+    /// container configured as `container` (without a node channel they must exist already).
+    fn make_bind_dirs(&self, node: &str, want: &GuestConfig, container: &GuestConfig) -> Result<(), BackendError> {
+        let dirs = bind_dirs(want, container);
+        if dirs.is_empty() || self.channel.is_none() {
+            return Ok(());
+        }
+        self.on_node(node, &node::make_host_dirs(&dirs), None).map(|_| ())
+    }
+
     /// What needs more than the API token after the container exists: GPUs (`dev[n]` with
     /// `pct set`) and raw `lxc.*` lines (the conf file), from the desired fields `want`.
     fn configure_beyond_api(&self, node: &str, id: GuestId, want: &GuestConfig) -> Result<(), BackendError> {
@@ -687,6 +732,7 @@ impl Backend for ProxmoxBackend {
                 let (root, token): (Vec<_>, Vec<_>) =
                     to_params(&request.config, None, true).into_iter().partition(|(k, v)| reserved_to_root(k, v));
                 params.extend(token.iter().map(|(k, v)| (k.as_str(), v.clone())));
+                self.make_bind_dirs(&node, &request.config, &request.config)?;
                 self.task("POST", &format!("/nodes/{node}/lxc"), &params)?;
                 self.put(&node, id, root, Vec::new())?;
                 self.configure_beyond_api(&node, id, &request.config)?;
@@ -733,6 +779,7 @@ impl Backend for ProxmoxBackend {
                 {
                     self.grow_rootfs(&node, id, &size)?;
                 }
+                self.make_bind_dirs(&node, &want, &request.config)?;
                 self.put(&node, id, to_params(&want, Some(&observed), false), Vec::new())?;
                 self.configure_beyond_api(&node, id, &want)?;
                 crate::firewall::apply(&self.api, &node, id, &request.config)
@@ -766,6 +813,9 @@ impl Backend for ProxmoxBackend {
         if let Some(size) = want.0.remove("disk_gb") {
             self.grow_rootfs(&node, id, &size)?;
         }
+        let mut container = observed.clone();
+        container.0.extend(want.0.iter().map(|(k, v)| (k.clone(), v.clone())));
+        self.make_bind_dirs(&node, &want, &container)?;
         self.put(&node, id, to_params(&want, Some(&observed), false), Vec::new())?;
         self.configure_beyond_api(&node, id, &want)?;
         crate::firewall::apply(&self.api, &node, id, &want)
@@ -866,6 +916,9 @@ impl Backend for ProxmoxBackend {
             (true, "gpus") => {
                 needs_channel(format!("the root@pam ticket, with the node's NVIDIA devices listed on the node ({WHY})"))
             }
+            (true, _) if bind && self.channel.is_none() => Ok(Some(format!(
+                "the root@pam ticket ({WHY}); without a node channel the host directory must exist on the node"
+            ))),
             (true, _) if bind || flags => Ok(Some(format!("the root@pam ticket ({WHY})"))),
             (false, "gpus") => needs_channel(format!("`pct set` on the node ({WHY})")),
             (false, _) if bind || flags => match self.channel {
@@ -885,6 +938,38 @@ impl Backend for ProxmoxBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bind_mount_directories_get_the_owner_the_container_sees() {
+        let config = |pairs: &[(&str, &str)]| {
+            let mut c = GuestConfig::default();
+            for (k, v) in pairs {
+                c.set(*k, *v);
+            }
+            c
+        };
+        let mounts = config(&[
+            ("mount:/a", "bind:/srv/a"),
+            ("mount:/b", "bind:/srv/b;ro;owner=1000:1000"),
+            ("mount:/c", "bind:/srv/c;owner=33:33"),
+            ("mount:/d", "bind:/srv/d;host-owner=www-data:www-data"),
+            ("mount:/e", "volume:local-zfs:8"),
+        ]);
+        let unprivileged = config(&[("unprivileged", "1"), ("idmap", "u:1000:1000:1 g:1000:1000:1")]);
+        assert_eq!(
+            bind_dirs(&mounts, &unprivileged),
+            [
+                ("/srv/a", "100000:100000"),
+                ("/srv/b", "1000:1000"),
+                ("/srv/c", "100033:100033"),
+                ("/srv/d", "www-data:www-data")
+            ]
+            .map(|(p, o)| (p.to_string(), o.to_string()))
+        );
+        let privileged = bind_dirs(&mounts, &config(&[("unprivileged", "0")]));
+        assert_eq!(privileged[0].1, "0:0");
+        assert_eq!(privileged[2].1, "33:33");
+    }
 
     #[test]
     fn what_proxmox_shows_normalises_to_phoenix_fields_and_back() {

@@ -1,7 +1,8 @@
 //! What the driver runs on a node through the node channel, besides `pct exec`: reading and
 //! writing `/etc/pve/lxc/<id>.conf` (a compare-and-swap write, so a concurrent change is never
 //! overwritten), listing the NVIDIA device nodes, and `pct set` for what Proxmox reserves to
-//! `root@pam`. Each shell script names itself in `$0` (`phoenix-conf`, `phoenix-devices`), so
+//! `root@pam`, and creating the host directories of bind mounts. Each shell script names itself
+//! in `$0` (`phoenix-conf`, `phoenix-devices`, `phoenix-mkdir`), so
 //! a test double of the node can tell them apart.
 
 use sha2::{Digest, Sha256};
@@ -40,6 +41,21 @@ pub fn list_nvidia_devices() -> Vec<String> {
     let script = "for f in /dev/nvidia[0-9]* /dev/nvidiactl /dev/nvidia-uvm /dev/nvidia-uvm-tools /dev/nvidia-caps/*; \
                   do [ -c \"$f\" ] && echo \"$f\"; done; exit 0";
     ["/bin/sh", "-c", script, "phoenix-devices"].iter().map(|s| (*s).to_string()).collect()
+}
+
+/// Creates the host directories of bind mounts that do not exist yet, each given to its owner
+/// (`UID:GID`, or `user:group` of the node), and prints each one it created; existing ones are
+/// left as they are.
+pub fn make_host_dirs(dirs: &[(String, String)]) -> Vec<String> {
+    let script = "while [ $# -ge 2 ]; do \
+                  if [ ! -e \"$1\" ]; then mkdir -p -- \"$1\" && chown -- \"$2\" \"$1\" && echo \"$1\" || exit 1; fi; \
+                  shift 2; done";
+    let mut argv: Vec<String> = ["/bin/sh", "-c", script, "phoenix-mkdir"].iter().map(|s| (*s).to_string()).collect();
+    for (path, owner) in dirs {
+        argv.push(path.clone());
+        argv.push(owner.clone());
+    }
+    argv
 }
 
 /// `pct set <id> --key value ... [--delete a,b]`: settings as `root@pam` on the node.
@@ -112,6 +128,28 @@ mod tests {
         assert_eq!(run(&write_conf(950, &good), b"cores: 8\n", &path.display().to_string()), CHANGED);
         assert_eq!(std::fs::read_to_string(&path).expect("read"), "cores: 4\n");
         assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 1);
+    }
+
+    #[test]
+    fn host_directories_are_made_only_where_missing() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let existing = dir.path().join("kept");
+        std::fs::create_dir(&existing).expect("mkdir");
+        let made = dir.path().join("deep/models with space");
+        let me = Command::new("id").arg("-u").output().expect("id");
+        let uid = String::from_utf8_lossy(&me.stdout).trim().to_string();
+        let owner = format!("{uid}:{uid}");
+        let argv = make_host_dirs(&[
+            (existing.display().to_string(), owner.clone()),
+            (made.display().to_string(), owner.clone()),
+        ]);
+        let out = Command::new(&argv[0]).args(&argv[1..]).output().expect("sh");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{}\n", made.display()), "only the new one");
+        assert!(made.is_dir());
+        // An owner the node does not know fails the command.
+        let argv = make_host_dirs(&[(dir.path().join("other").display().to_string(), "no-such-user:x".into())]);
+        assert!(!Command::new(&argv[0]).args(&argv[1..]).output().expect("sh").status.success());
     }
 
     #[test]

@@ -76,6 +76,8 @@ fn root_only_settings_and_raw_lines_go_through_the_node() {
         }
         let template = double.conf_file(900).expect("900 exists");
         assert!(template.contains("features: keyctl=1,nesting=1\n"), "{template}");
+        // The bind mount's host directory was made on the node, for the container's root.
+        assert_eq!(double.host_dir("/fastData/shared-models").as_deref(), Some("100000:100000"));
         let commands: Vec<String> = double.node_channel().commands().iter().map(|c| c.argv.join(" ")).collect();
         assert!(commands.iter().any(|c| c.starts_with("pct clone 900 950 --snapname ready")), "{commands:#?}");
 
@@ -146,8 +148,20 @@ fn with_a_root_ticket_root_only_settings_go_through_the_api() {
     // Bind mounts and flags need only the ticket; GPUs still need the node to list its devices.
     let double = start(PveVersion::V9);
     let ticket_only = backend(&double, None).with_root_api(root_client(&double));
-    assert!(ticket_only.route("mount:/models", "bind:/srv/models").expect("by ticket").is_some());
+    let route = ticket_only.route("mount:/models", "bind:/srv/models").expect("by ticket").expect("a route");
+    assert!(route.contains("without a node channel the host directory must exist on the node"), "{route}");
     assert!(ticket_only.route("gpus", "0").expect_err("devices are listed on the node").contains("node channel"));
+
+    // Without the node channel nobody makes the directory: the start fails as on Proxmox, and says why.
+    let dir = tempfile::tempdir().expect("tmp");
+    let lone = container(970, "bound", r#", "template": "local:vztmpl/ubuntu-24.04-standard_24.04-2_amd64.tar.zst""#);
+    let shared = r#", "shared_volumes": {"data": {"host_path": "/srv/nowhere", "mounts": {"970": "/data"}}}"#;
+    let (_, report) = apply(&ticket_only, &estate(dir.path(), &double, shared, &lone), dir.path());
+    let failure = format!("{report:?}");
+    assert!(report.failed() && failure.contains("directory '/srv/nowhere' does not exist"), "{failure}");
+    double.add_host_dir("/srv/nowhere");
+    let (_, report) = apply(&ticket_only, &estate(dir.path(), &double, shared, &lone), dir.path());
+    assert!(!report.failed(), "{report:#?}");
 }
 
 #[test]

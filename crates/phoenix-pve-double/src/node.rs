@@ -10,6 +10,9 @@
 //!   snapshot is seen.
 //! - The device listing (`phoenix-devices`) prints the device nodes set with
 //!   [`crate::PveDouble::set_devices`].
+//! - The host directories of bind mounts (`phoenix-mkdir`) are made where missing, with their
+//!   owner; a container whose bind-mount source is not a directory of the node fails to start,
+//!   as on Proxmox.
 //! - `pct set` and `pct clone` act as `root@pam`: checked against the schema like the API, but
 //!   without the checks Proxmox makes for tokens.
 //! - `pct exec <id> -- argv` runs in a running container only: the driver's read and push
@@ -167,6 +170,18 @@ impl NodeDouble {
                     Ok(()) => (0, Vec::new(), Vec::new()),
                     Err(e) => fail(1, format!("parse error in {path}: {e}")),
                 }
+            }
+            (Some("/bin/sh"), Some("-c")) if label == Some("phoenix-mkdir") => {
+                let mut made = String::new();
+                for pair in argv[4..].chunks(2) {
+                    if let [path, owner] = pair
+                        && !model.host_dirs.contains_key(path)
+                    {
+                        model.host_dirs.insert(path.clone(), owner.clone());
+                        made.push_str(&format!("{path}\n"));
+                    }
+                }
+                (0, made.into_bytes(), Vec::new())
             }
             (Some("/bin/sh"), Some("-c")) if label == Some("phoenix-devices") => {
                 let list = model.devices.get(node).cloned().unwrap_or_default();

@@ -156,6 +156,8 @@ pub(crate) struct Model {
     inventory: crate::inventory::Inventory,
     /// The `root@pam` tickets issued.
     tickets: crate::tickets::Tickets,
+    /// Directories of the nodes' filesystems (bind-mount sources) and their owners.
+    pub(crate) host_dirs: BTreeMap<String, String>,
 }
 
 impl Model {
@@ -195,11 +197,36 @@ impl Model {
         user: &str,
     ) -> crate::guests::Answer {
         let busy = self.task_duration;
+        // A bind mount's source must be a directory of the node, or the start fails
+        // (pve-container's `mountpoint_mount`).
+        let mut refused_start = None;
+        if let ("POST", ["", "nodes", _, "lxc", vmid, "status", "start"]) = (method, segs)
+            && let Some(n) = vmid.parse::<u32>().ok()
+            && let Some(g) = self.guests.get(&n)
+            && let Some(missing) = g
+                .config
+                .iter()
+                .filter(|(k, _)| k.starts_with("mp") || *k == "rootfs")
+                .filter_map(|(_, v)| v.split(',').next().filter(|p| p.starts_with('/')))
+                .find(|p| !self.host_dirs.contains_key(*p))
+        {
+            self.fail_next = Some((
+                format!("startup for container '{n}' failed"),
+                vec![
+                    format!("directory '{missing}' does not exist"),
+                    format!("TASK ERROR: startup for container '{n}' failed"),
+                ],
+            ));
+            refused_start = Some(n);
+        }
         let mut guests = std::mem::take(&mut self.guests);
         let answer = crate::guests::handle(&mut guests, method, segs, ps, busy, root, &mut |node, kind, id| {
             self.start_task(node, kind, id, user)
         });
         self.guests = guests;
+        if let Some(g) = refused_start.and_then(|n| self.guests.get_mut(&n)) {
+            g.running = false;
+        }
         answer.unwrap_or_else(|| (200, "OK".to_string(), json!({ "data": null })))
     }
 
@@ -380,6 +407,16 @@ impl PveDouble {
     pub fn ticket_logins(&self) -> (u32, u32) {
         let model = self.model.lock().unwrap_or_else(PoisonError::into_inner);
         (model.tickets.logins, model.tickets.renewals)
+    }
+
+    /// Makes a directory on the nodes (a bind-mount source that exists before Phoenix runs).
+    pub fn add_host_dir(&self, path: &str) {
+        self.model.lock().unwrap_or_else(PoisonError::into_inner).host_dirs.insert(path.into(), "0:0".into());
+    }
+
+    /// The owner of a directory of the nodes, if it exists.
+    pub fn host_dir(&self, path: &str) -> Option<String> {
+        self.model.lock().unwrap_or_else(PoisonError::into_inner).host_dirs.get(path).cloned()
     }
 
     /// The nodes as the node channel reaches them (commands, `pct`, the conf files).
