@@ -190,3 +190,39 @@ fn without_a_node_channel_the_plan_refuses_what_needs_it_and_missing_gpus_are_na
     let text = format!("{report:?}");
     assert!(text.contains("GPU 3 is not on node pve1"), "{text}");
 }
+
+#[test]
+fn a_clone_of_a_snapshot_gets_the_raw_lines_of_the_snapshot() {
+    let double = start(PveVersion::V9);
+    let backend = backend(&double, Some(channel(&double)));
+    let dir = tempfile::tempdir().expect("tmp");
+    let template = |raw: &str| {
+        container(
+            900,
+            "tpl",
+            &format!(
+                r#", "template": "local:vztmpl/ubuntu-24.04-standard_24.04-2_amd64.tar.zst", "template_snapshot_name": "ready",
+                   "lxc_options": ["{raw}"]"#
+            ),
+        )
+    };
+    let clone = container(951, "web", r#", "clone_from_ctid": "900""#);
+    let (_, report) =
+        apply(&backend, &estate(dir.path(), &double, "", &template("lxc.mount.auto = proc:rw")), dir.path());
+    assert!(!report.failed(), "{report:#?}");
+    // The template's live raw line changes after its snapshot was taken.
+    let (_, report) =
+        apply(&backend, &estate(dir.path(), &double, "", &template("lxc.mount.auto = proc:mixed")), dir.path());
+    assert!(!report.failed(), "{report:#?}");
+    let both = [template("lxc.mount.auto = proc:mixed"), clone].join(",");
+    let (_, report) = apply(&backend, &estate(dir.path(), &double, "", &both), dir.path());
+    assert!(!report.failed(), "{report:#?}");
+    let conf = double.conf_file(951).expect("cloned");
+    assert!(conf.contains("lxc.mount.auto: proc:rw\n") && !conf.contains("proc:mixed"), "{conf}");
+    let source = double.conf_file(900).expect("template");
+    let (live, snapshot) = source.split_once("\n[ready]").expect("a snapshot section");
+    assert!(
+        live.contains("lxc.mount.auto: proc:mixed\n") && snapshot.contains("lxc.mount.auto: proc:rw\n"),
+        "{source}"
+    );
+}

@@ -1,8 +1,9 @@
 //! The containers the double keeps: created, configured, started and stopped, snapshotted,
 //! cloned and destroyed as Proxmox does it — with the configuration as Proxmox shows it (MACs
 //! generated, disks allocated), a `digest` that must match on updates, locks that refuse edits
-//! while a task holds them, and the clone rules (the source must have the snapshot; bind and
-//! device mount points make a clone fail; a second clone of a locked source times out).
+//! while a task holds them, snapshots (settings and raw `lxc.*` lines as they were), and the
+//! clone rules (the source must have the snapshot, whose settings and raw lines the clone gets;
+//! bind and device mount points make a clone fail; a second clone of a locked source times out).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -10,13 +11,20 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+/// A snapshot: the configuration and raw `lxc.*` lines the container had when it was taken.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Snapshot {
+    pub config: BTreeMap<String, String>,
+    pub raw: Vec<(String, String)>,
+}
+
 /// One container.
 #[derive(Debug, Clone)]
 pub(crate) struct Guest {
     pub node: String,
     pub config: BTreeMap<String, String>,
     pub running: bool,
-    pub snapshots: BTreeMap<String, BTreeMap<String, String>>,
+    pub snapshots: BTreeMap<String, Snapshot>,
     pub lock: Option<(String, Instant)>,
     /// Raw `lxc.*` lines of the live section, in order (only the node channel writes them).
     pub raw: Vec<(String, String)>,
@@ -199,7 +207,7 @@ pub(crate) fn handle(
                         return Some(fail(format!("snapshot name '{name}' already used")));
                     }
                     let g = guests.get_mut(&n)?;
-                    let copy = g.config.clone();
+                    let copy = Snapshot { config: g.config.clone(), raw: g.raw.clone() };
                     g.snapshots.insert(name, copy);
                     ok(json!(task(node, "vzsnapshot", vmid)))
                 }
@@ -212,12 +220,13 @@ pub(crate) fn handle(
                     if g.locked().is_some() {
                         return Some(fail(format!("can't lock file '/run/lock/lxc/pve-config-{vmid}.lock' - got timeout")));
                     }
-                    let source = match ps.get("snapname") {
+                    // A clone of a snapshot gets the snapshot's settings and raw lines, not the live ones.
+                    let (source, raw) = match ps.get("snapname") {
                         Some(s) => match g.snapshots.get(s) {
-                            Some(c) => c.clone(),
+                            Some(c) => (c.config.clone(), c.raw.clone()),
                             None => return Some(fail(format!("snapshot '{s}' does not exist"))),
                         },
-                        None => g.config.clone(),
+                        None => (g.config.clone(), g.raw.clone()),
                     };
                     if let Some((k, _)) = source.iter().find(|(k, v)| k.starts_with("mp") && v.split(',').next().is_some_and(|vol| vol.starts_with('/'))) {
                         return Some(fail(format!("unable to clone mountpoint '{k}' (type bind)")));
@@ -225,7 +234,6 @@ pub(crate) fn handle(
                     if !root && source.keys().any(|k| k.starts_with("dev") && k[3..].bytes().all(|b| b.is_ascii_digit())) {
                         return Some((403, "Permission check failed (configuring device passthrough is only allowed for root@pam)".into(), json!({ "data": null })));
                     }
-                    let raw = g.raw.clone();
                     let mut config: BTreeMap<String, String> = source.into_iter().filter(|(k, _)| k != "template" && k != "parent").collect();
                     for (k, v) in config.iter_mut().filter(|(k, _)| k.starts_with("net")) {
                         let without: Vec<&str> = v.split(',').filter(|p| !p.starts_with("hwaddr=")).collect();

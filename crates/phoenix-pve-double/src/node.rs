@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::guests::Guest;
+use crate::guests::{Guest, Snapshot};
 use crate::schema::{ApiSchema, PveVersion};
 use crate::server::Model;
 
@@ -71,7 +71,7 @@ pub(crate) fn render(g: &Guest) -> String {
     live(&g.config, &g.raw, &mut out);
     for (name, snap) in &g.snapshots {
         out.push_str(&format!("\n[{name}]\n"));
-        live(snap, &[], &mut out);
+        live(&snap.config, &snap.raw, &mut out);
     }
     out
 }
@@ -82,7 +82,7 @@ fn absorb(g: &mut Guest, text: &str) -> Result<(), String> {
     let mut config = BTreeMap::new();
     let mut raw = Vec::new();
     let mut descriptions: BTreeMap<Option<String>, Vec<String>> = BTreeMap::new();
-    let mut snapshots: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    let mut snapshots: BTreeMap<String, Snapshot> = BTreeMap::new();
     for (n, line) in text.lines().enumerate() {
         let t = line.trim();
         if t.is_empty() {
@@ -104,15 +104,16 @@ fn absorb(g: &mut Guest, text: &str) -> Result<(), String> {
             None => {
                 config.insert(k, v);
             }
+            Some(s) if k.starts_with("lxc.") => snapshots.entry(s.clone()).or_default().raw.push((k, v)),
             Some(s) => {
-                snapshots.entry(s.clone()).or_default().insert(k, v);
+                snapshots.entry(s.clone()).or_default().config.insert(k, v);
             }
         }
     }
     for (section, lines) in descriptions {
         let target = match section {
             None => &mut config,
-            Some(s) => snapshots.entry(s).or_default(),
+            Some(s) => &mut snapshots.entry(s).or_default().config,
         };
         target.insert("description".into(), lines.join("\n"));
     }
