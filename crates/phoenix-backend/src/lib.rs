@@ -82,6 +82,14 @@ pub trait Backend: Send + Sync {
         let _ = (field, value);
         Ok(None)
     }
+
+    /// The addresses a running guest reports on its interfaces, loopback excluded: how a guest
+    /// without a static address (DHCP) is reached from the host. Empty where the backend cannot
+    /// tell, or the guest has none yet.
+    fn addresses(&self, id: GuestId) -> Result<Vec<std::net::IpAddr>, BackendError> {
+        let _ = id;
+        Ok(Vec::new())
+    }
 }
 
 /// A shared backend is a backend (the engine's workers share one).
@@ -130,6 +138,9 @@ impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
     }
     fn change_effect(&self, field: &str) -> ChangeEffect {
         (**self).change_effect(field)
+    }
+    fn addresses(&self, id: GuestId) -> Result<Vec<std::net::IpAddr>, BackendError> {
+        (**self).addresses(id)
     }
     fn route(&self, field: &str, value: &str) -> Result<Option<String>, String> {
         (**self).route(field, value)

@@ -251,6 +251,12 @@ fn a_stack_of_real_containers_is_built_kept_changed_and_removed() {
     assert!(s.phoenix(&["apply"]).status.success());
     assert_eq!(get("http://10.79.0.71/"), "hi from web-1\n");
 
+    // Status shows what each running container reports on its interfaces.
+    let out = s.phoenix(&["--output", "json", "status"]);
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let web1 = rows.as_array().expect("rows").iter().find(|r| r["id"] == 701).expect("701");
+    assert_eq!(web1["addresses"], serde_json::json!(["10.79.0.71"]), "{rows:#}");
+
     // Destroy: nothing is left of the containers; the shared data stays.
     let out = s.phoenix(&["destroy", "--yes"]);
     assert!(out.status.success(), "{}", text(&out.stderr));

@@ -77,6 +77,8 @@ fn drive(version: PveVersion, secret: &str) {
     assert_eq!(code, 0, "{out}");
     let (_, out, _) = phoenix(p, &["status"]);
     assert_eq!(out.lines().filter(|l| l.contains("completed") && l.contains("pve1")).count(), 2, "{out}");
+    // The running clone's address, as it reports it on its interfaces.
+    assert!(out.lines().any(|l| l.contains("web-1") && l.contains("10.0.0.11")), "{out}");
     let (code, _, err) = phoenix(p, &["destroy", "--yes"]);
     assert_eq!(code, 0, "{err}");
     assert!(

@@ -66,9 +66,19 @@ pub fn probe_once(
             Err(format!("`{cmd}` exited with {}: {}", out.status, String::from_utf8_lossy(&out.stderr).trim()))
         };
     }
-    let addr = address.ok_or(
-        "the guest has no static address to probe from the host (give `network_config.ip`, or use a `command` check)",
-    )?;
+    let reported;
+    let addr = match address {
+        Some(a) => a,
+        None => {
+            // No static address (DHCP): the one the guest reports now, IPv4 first.
+            let mut found = backend.addresses(guest).map_err(|e| e.to_string())?;
+            found.sort_by_key(|a| !a.is_ipv4());
+            reported = found.first().map(ToString::to_string).ok_or(
+                "the guest reports no address yet, and has no static one (give `network_config.ip`, or use a `command` check)",
+            )?;
+            reported.as_str()
+        }
+    };
     if let Some(t) = &check.tcp {
         return prober.tcp(addr, t.port, timeout);
     }

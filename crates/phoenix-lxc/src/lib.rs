@@ -684,6 +684,15 @@ impl Backend for LxcBackend {
         std::fs::remove_dir_all(self.dir(id)).map_err(|e| io_error(id, "remove its directory", e))
     }
 
+    fn addresses(&self, id: GuestId) -> Result<Vec<std::net::IpAddr>, BackendError> {
+        let out = self.tool(&["lxc-info", "-P", &self.path_arg(), "-n", &id.to_string(), "-iH"], TOOL_TIMEOUT)?;
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .filter_map(|a| a.parse::<std::net::IpAddr>().ok())
+            .filter(|a| !a.is_loopback())
+            .collect())
+    }
+
     fn change_effect(&self, field: &str) -> ChangeEffect {
         match field {
             "cores" | "memory_mb" | "onboot" | "startup" | "tags" | "disk_gb" | "net.nameservers" => ChangeEffect::Live,

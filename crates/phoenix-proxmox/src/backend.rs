@@ -220,6 +220,20 @@ pub fn raw_lines(fields: &GuestConfig) -> Vec<(String, String)> {
     out
 }
 
+/// The addresses of `GET /nodes/{node}/lxc/{vmid}/interfaces` (`inet` and `inet6` with their
+/// prefix length), loopback excluded.
+pub fn interface_addresses(list: &Value) -> Vec<std::net::IpAddr> {
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .filter(|i| i["name"] != "lo")
+        .flat_map(|i| [text(&i["inet"]), text(&i["inet6"])])
+        .flatten()
+        .filter_map(|a| a.split('/').next().and_then(|a| a.parse::<std::net::IpAddr>().ok()))
+        .filter(|a| !a.is_loopback())
+        .collect()
+}
+
 /// The host directories of the bind mounts among `fields`, each with the owner it gets when
 /// Phoenix creates it: `host-owner=` as given; `owner=` (IDs inside the container) mapped through
 /// the ID map of `container` (its `unprivileged` and `idmap` fields); else the container's root.
@@ -890,6 +904,12 @@ impl Backend for ProxmoxBackend {
             self.task("POST", &format!("{}/status/stop", self.guest_path(&node, id)), &[])?;
         }
         self.task("DELETE", &self.guest_path(&node, id), &[("purge", "1".into())])
+    }
+
+    fn addresses(&self, id: GuestId) -> Result<Vec<std::net::IpAddr>, BackendError> {
+        let node = self.node_for_commands(id)?;
+        let list = self.api.request("GET", &format!("{}/interfaces", self.guest_path(&node, id)), &[])?;
+        Ok(interface_addresses(&list))
     }
 
     fn change_effect(&self, field: &str) -> ChangeEffect {

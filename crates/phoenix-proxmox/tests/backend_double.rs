@@ -95,3 +95,42 @@ fn the_engine_builds_and_keeps_containers_on_the_double() {
         );
     }
 }
+
+/// Answers every probe, recording the address it was asked for.
+#[derive(Default)]
+struct Recording(std::sync::Mutex<Vec<String>>);
+
+impl phoenix_engine::health::Prober for Recording {
+    fn tcp(&self, addr: &str, _: u32, _: std::time::Duration) -> Result<(), String> {
+        self.0.lock().expect("lock").push(addr.to_string());
+        Ok(())
+    }
+    fn http(&self, addr: &str, _: u32, _: &str, _: std::time::Duration) -> Result<u16, String> {
+        self.0.lock().expect("lock").push(addr.to_string());
+        Ok(200)
+    }
+}
+
+#[test]
+fn a_dhcp_container_is_probed_at_the_address_it_reports() {
+    let double = support::start(PveVersion::V9);
+    let backend = support::backend(&double, None);
+    let dir = tempfile::tempdir().expect("tmp");
+    let lxc = r#""905": {"name": "dhcp", "memory_mb": 512, "cores": 1, "storage_pool": "local-zfs", "storage_size_gb": 10,
+        "template": "local:vztmpl/ubuntu-24.04-standard_24.04-2_amd64.tar.zst",
+        "network_config": {"name": "eth0", "bridge": "vmbr0", "ip": "dhcp"}, "unprivileged": true}"#;
+    let (_, report) = support::apply(&backend, &support::estate(dir.path(), &double, "", lxc), dir.path());
+    assert!(!report.failed(), "{report:#?}");
+    // The double's DHCP lease for 905, from GET .../interfaces (loopback left out).
+    let lease: std::net::IpAddr = "10.99.3.137".parse().expect("ip");
+    assert_eq!(backend.addresses(905).expect("interfaces"), vec![lease]);
+    let check: phoenix_config::model::HealthCheck = serde_json::from_str(r#"{"tcp": {"port": 80}}"#).expect("check");
+    let prober = Recording::default();
+    phoenix_engine::health::probe_once(&backend, &prober, 905, None, &check).expect("probed");
+    assert_eq!(*prober.0.lock().expect("lock"), vec![lease.to_string()]);
+
+    // Stopped, it reports nothing: the probe says why instead of guessing.
+    backend.stop(905).expect("stopped");
+    let e = phoenix_engine::health::probe_once(&backend, &prober, 905, None, &check).expect_err("no address");
+    assert!(e.contains("CT 905 not running"), "{e}");
+}

@@ -196,6 +196,22 @@ pub(crate) fn handle(
                     g.running = *action == "start" || (*action == "reboot" && g.running);
                     ok(json!(task(node, &format!("vz{action}"), vmid)))
                 }
+                ("GET", ["interfaces"]) => {
+                    if !g.running {
+                        return Some(fail(format!("CT {vmid} not running")));
+                    }
+                    let mut list = vec![json!({ "name": "lo", "hwaddr": "00:00:00:00:00:00", "inet": "127.0.0.1/8", "inet6": "::1/128" })];
+                    for v in g.config.iter().filter(|(k, _)| k.starts_with("net")).map(|(_, v)| v) {
+                        let sub = |key: &str| v.split(',').find_map(|p| p.strip_prefix(&format!("{key}="))).map(str::to_string);
+                        // A DHCP interface gets a lease of its own (the double's DHCP server).
+                        let inet = match sub("ip").as_deref() {
+                            Some("dhcp") => Some(format!("10.99.{}.{}/24", (n >> 8) & 0xff, n & 0xff)),
+                            other => other.map(str::to_string),
+                        };
+                        list.push(json!({ "name": sub("name"), "hwaddr": sub("hwaddr"), "inet": inet }));
+                    }
+                    ok(Value::Array(list))
+                }
                 ("GET", ["snapshot"]) => {
                     let mut list: Vec<Value> = g.snapshots.keys().map(|s| json!({ "name": s })).collect();
                     list.push(json!({ "name": "current", "description": "You are here!" }));

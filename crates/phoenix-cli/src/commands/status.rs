@@ -14,7 +14,20 @@ struct Row {
     state: String,
     power: String,
     node: String,
+    /// What a running guest reports on its interfaces (how a DHCP guest is reached).
+    addresses: Vec<String>,
     pending_steps: usize,
+}
+
+/// The addresses a running guest reports; none for a stopped one, or where the backend cannot
+/// tell (status is read-only: a failure to ask shows as none).
+fn addresses(backend: &dyn phoenix_backend::Backend, o: Option<&phoenix_backend::ObservedGuest>) -> Vec<String> {
+    match o {
+        Some(o) if o.power == phoenix_backend::PowerState::Running => {
+            backend.addresses(o.id).unwrap_or_default().iter().map(ToString::to_string).collect()
+        }
+        _ => Vec::new(),
+    }
 }
 
 /// Runs `phoenix status`.
@@ -39,6 +52,7 @@ pub fn run(cx: &Context<'_>, args: &WorkArgs) -> Outcome {
                 state: g.state.to_string(),
                 power: o.map_or("-".into(), |o| format!("{:?}", o.power).to_lowercase()),
                 node: o.and_then(|o| o.node.clone()).unwrap_or_else(|| "-".into()),
+                addresses: addresses(work.backend.as_ref(), o),
                 pending_steps: g.steps.len(),
             }
         })
@@ -52,6 +66,7 @@ pub fn run(cx: &Context<'_>, args: &WorkArgs) -> Outcome {
             state: if o.managed { "not configured".into() } else { "unmanaged".into() },
             power: format!("{:?}", o.power).to_lowercase(),
             node: o.node.clone().unwrap_or_else(|| "-".into()),
+            addresses: addresses(work.backend.as_ref(), Some(o)),
             pending_steps: 0,
         });
     }
@@ -68,11 +83,15 @@ pub fn run(cx: &Context<'_>, args: &WorkArgs) -> Outcome {
                         r.state.clone(),
                         r.power.clone(),
                         r.node.clone(),
+                        if r.addresses.is_empty() { "-".into() } else { r.addresses.join(",") },
                         r.pending_steps.to_string(),
                     ]
                 })
                 .collect();
-            cx.printer.data(&render::table(&["ID", "NAME", "KIND", "STATE", "POWER", "NODE", "PENDING"], &cells));
+            cx.printer.data(&render::table(
+                &["ID", "NAME", "KIND", "STATE", "POWER", "NODE", "ADDRESSES", "PENDING"],
+                &cells,
+            ));
         }
     }
     Outcome::Success
