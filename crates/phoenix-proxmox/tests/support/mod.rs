@@ -1,8 +1,11 @@
 //! What the driver's tests against the PVE test double share: a double with the storages the
 //! configurations name, a backend pinned to its certificate, configurations written and
-//! validated, and a plan-and-apply round through the engine.
+//! validated, a plan-and-apply round through the engine, and the scenario the opt-in suite runs
+//! against a real Proxmox host (run here against the double).
 
 #![allow(dead_code)]
+
+pub mod scenario;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -76,14 +79,21 @@ pub fn backend(double: &PveDouble, channel: Option<Arc<dyn NodeChannel>>) -> Pro
 /// Writes the configuration (the backend section pointing at the double, plus `hypervisor_extra`
 /// fields of the hypervisor file, and the containers) and validates it.
 pub fn estate(dir: &Path, double: &PveDouble, hypervisor_extra: &str, lxc_configs: &str) -> phoenix_config::Estate {
-    let hv = format!(
-        r#"{{"backend": {{"type": "proxmox", "api_url": "https://127.0.0.1:{}", "node": "pve1",
+    let backend = format!(
+        r#"{{"type": "proxmox", "api_url": "https://127.0.0.1:{}", "node": "pve1",
              "token": {{"id": "{}", "secret": "env:PVE_TOKEN_SECRET"}},
-             "tls": {{"fingerprint": "{}"}}}} {hypervisor_extra}}}"#,
+             "tls": {{"fingerprint": "{}"}}}}"#,
         double.addr.port(),
         TOKEN.0,
         double.fingerprint
     );
+    estate_with(dir, &backend, hypervisor_extra, lxc_configs)
+}
+
+/// Writes the configuration with this `backend` section, `hypervisor_extra` fields of the
+/// hypervisor file, and the containers, and validates it.
+pub fn estate_with(dir: &Path, backend: &str, hypervisor_extra: &str, lxc_configs: &str) -> phoenix_config::Estate {
+    let hv = format!(r#"{{"backend": {backend} {hypervisor_extra}}}"#);
     std::fs::write(dir.join("phoenix_hypervisor_config.json"), hv).expect("write");
     std::fs::write(dir.join("phoenix_lxc_configs.json"), format!(r#"{{"lxc_configs": {{ {lxc_configs} }}}}"#))
         .expect("write");
