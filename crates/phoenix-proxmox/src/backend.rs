@@ -28,6 +28,9 @@ pub const MANAGED_MARK: &str = "Managed by Phoenix.";
 /// Fields kept as raw `lxc.*` lines in the container's conf file: the API has no keys for them.
 const RAW_FIELDS: &[&str] = &["lxc.raw", "apparmor", "idmap"];
 
+/// How long an edit waits for a container's lock (a backup, say) to clear.
+const LOCK_WAIT: Duration = Duration::from_secs(600);
+
 /// Where unprivileged containers' IDs start on a Proxmox host (users and groups).
 const ID_BASE: (u32, u32) = (100_000, 100_000);
 
@@ -438,6 +441,25 @@ impl ProxmoxBackend {
         Ok(node)
     }
 
+    /// The container's configuration once no task holds its lock (a backup, a migration, a
+    /// snapshot: Proxmox shows it as `lock`), polled as tasks are, for at most [`LOCK_WAIT`].
+    fn unlocked_config(&self, node: &str, id: GuestId) -> Result<serde_json::Map<String, Value>, BackendError> {
+        let started = std::time::Instant::now();
+        let mut pause = self.poll.first;
+        loop {
+            let config = self.config(node, id)?;
+            let Some(lock) = config.get("lock").and_then(text) else { return Ok(config) };
+            if started.elapsed() >= LOCK_WAIT {
+                return Err(BackendError::transient(
+                    Delivery::NotSent,
+                    format!("container {id} is still locked ({lock}) after {} s", LOCK_WAIT.as_secs()),
+                ));
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(self.poll.max);
+        }
+    }
+
     fn config(&self, node: &str, id: GuestId) -> Result<serde_json::Map<String, Value>, BackendError> {
         Ok(self
             .api
@@ -558,7 +580,7 @@ impl ProxmoxBackend {
         if params.is_empty() && delete.is_empty() {
             return Ok(());
         }
-        let digest = self.config(node, id)?.get("digest").and_then(text).unwrap_or_default();
+        let digest = self.unlocked_config(node, id)?.get("digest").and_then(text).unwrap_or_default();
         let mut all: Vec<(&str, String)> = params.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
         if !delete.is_empty() {
             all.push(("delete", delete.join(",")));

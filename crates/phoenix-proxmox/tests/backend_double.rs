@@ -134,3 +134,28 @@ fn a_dhcp_container_is_probed_at_the_address_it_reports() {
     let e = phoenix_engine::health::probe_once(&backend, &prober, 905, None, &check).expect_err("no address");
     assert!(e.contains("CT 905 not running"), "{e}");
 }
+
+#[test]
+fn an_edit_waits_until_the_guests_lock_clears() {
+    let double = support::start(PveVersion::V8);
+    let backend = support::backend(&double, None);
+    let dir = tempfile::tempdir().expect("tmp");
+    let (_, report) = support::apply(&backend, &config(dir.path(), &double, 1024), dir.path());
+    assert!(!report.failed(), "{report:#?}");
+    // A backup holds 902 for a while: the edit waits for it instead of being refused.
+    double.lock_guest(902, "backup", std::time::Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    let change =
+        phoenix_backend::FieldChange { field: "memory_mb".into(), old: Some("1024".into()), new: "1536".into() };
+    backend.update_config(902, &[change]).expect("applied once the lock cleared");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(300));
+    let puts: Vec<u16> = double
+        .requests()
+        .iter()
+        .filter(|r| r.method == "PUT" && r.path == "/nodes/pve1/lxc/902/config")
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(puts.last(), Some(&200));
+    assert!(!puts.contains(&500), "an edit was sent while the guest was locked: {puts:?}");
+    assert_eq!(backend.observe_guest(902).expect("observe").expect("902").config.get("memory_mb"), Some("1536"));
+}

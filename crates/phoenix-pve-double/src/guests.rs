@@ -148,6 +148,9 @@ pub(crate) fn handle(
                 ("GET", ["config"]) => {
                     let mut c: serde_json::Map<String, Value> = g.config.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
                     c.insert("digest".into(), json!(g.digest()));
+                    if let Some(kind) = g.locked() {
+                        c.insert("lock".into(), json!(kind));
+                    }
                     if !g.raw.is_empty() {
                         c.insert("lxc".into(), json!(g.raw.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>()));
                     }

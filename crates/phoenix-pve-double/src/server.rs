@@ -363,6 +363,15 @@ impl PveDouble {
         self.model.lock().unwrap_or_else(PoisonError::into_inner).task_duration = duration;
     }
 
+    /// Locks a container as a task of `kind` would (`backup`, say) for `duration`: its
+    /// configuration shows `lock: <kind>` and edits are refused with `CT is locked (<kind>)`.
+    pub fn lock_guest(&self, id: u32, kind: &str, duration: std::time::Duration) {
+        let mut model = self.model.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(g) = model.guests.get_mut(&id) {
+            g.lock = Some((kind.to_string(), std::time::Instant::now() + duration));
+        }
+    }
+
     /// Adds a directory storage (on every node).
     pub fn add_dir_storage(&self, name: &str, path: &str, content: &str) {
         self.model
