@@ -1,7 +1,8 @@
 //! The Proxmox VE REST API over HTTPS: certificate verification by a CA file or a pinned SHA-256
 //! fingerprint (turning it off must be asked for), API-token or ticket authentication, form
 //! bodies, the `{"data": ...}` envelope, and errors that say whether the request may have been
-//! applied.
+//! applied. On the node itself the same requests can go through `pvesh` instead
+//! ([`ApiClient::pvesh`], see [`crate::pvesh`]).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -13,6 +14,8 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use sha2::{Digest, Sha256};
+
+use crate::pvesh::Pvesh;
 
 /// How the API's certificate is checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +64,8 @@ pub struct ApiClient {
     auth: Auth,
     tls: Arc<ClientConfig>,
     timeout: Duration,
+    /// Requests go through this local `pvesh` instead of HTTPS (the fields above are then unused).
+    pvesh: Option<Pvesh>,
 }
 
 /// Accepts exactly one certificate, by its SHA-256 fingerprint, or — when verification was turned
@@ -151,7 +156,28 @@ impl ApiClient {
                 .with_custom_certificate_verifier(Arc::new(Pinned { fingerprint: None, provider }))
                 .with_no_client_auth(),
         };
-        Ok(ApiClient { host: host.to_string(), port, auth, tls: Arc::new(config), timeout: Duration::from_secs(60) })
+        Ok(ApiClient {
+            host: host.to_string(),
+            port,
+            auth,
+            tls: Arc::new(config),
+            timeout: Duration::from_secs(60),
+            pvesh: None,
+        })
+    }
+
+    /// A client that sends every request through `program` (`pvesh` on the node itself), as
+    /// `root@pam`, without a token or TLS.
+    pub fn pvesh(program: impl Into<std::path::PathBuf>) -> Result<ApiClient, String> {
+        let unused = Auth::Token { id: String::new(), secret: String::new() };
+        let mut client = ApiClient::new("localhost", 0, unused, TlsVerify::Insecure)?;
+        client.pvesh = Some(Pvesh::new(program));
+        Ok(client)
+    }
+
+    /// Whether requests go through `pvesh`, and so act as `root@pam`.
+    pub fn via_pvesh(&self) -> bool {
+        self.pvesh.is_some()
     }
 
     /// Sends a request; `params` go in the query (GET, DELETE) or a form body (POST, PUT).
@@ -162,6 +188,9 @@ impl ApiClient {
         path: &str,
         params: &[(&str, String)],
     ) -> Result<serde_json::Value, BackendError> {
+        if let Some(pvesh) = &self.pvesh {
+            return pvesh.request(method, path, params);
+        }
         let not_sent = |m: String| BackendError {
             kind: ErrorKind::Transient,
             delivery: Delivery::NotSent,

@@ -301,6 +301,19 @@ impl ProxmoxBackend {
         }
     }
 
+    /// Whether the API connection acts as `root@pam` (`pvesh` on the node): then what Proxmox
+    /// reserves to `root@pam` goes through the API like everything else, not through `pct` on
+    /// the node.
+    pub fn api_is_root(&self) -> bool {
+        self.api.via_pvesh()
+    }
+
+    /// Whether the setting `key=value` must go another way than this API connection: what
+    /// Proxmox reserves to `root@pam`, when the connection does not act as `root@pam`.
+    fn beyond_api(&self, key: &str, value: &str) -> bool {
+        !self.api_is_root() && reserved_to_root(key, value)
+    }
+
     /// Polls tasks this way (tests poll fast).
     pub fn with_poll(mut self, poll: Poll) -> ProxmoxBackend {
         self.poll = poll;
@@ -451,9 +464,9 @@ impl ProxmoxBackend {
         Err(error)
     }
 
-    /// Sets configuration keys (and removes `delete`): what an API token may set through the
-    /// API with the configuration's `digest`, what Proxmox reserves to `root@pam` with `pct set`
-    /// on the node.
+    /// Sets configuration keys (and removes `delete`): what the API connection may set through
+    /// the API with the configuration's `digest` (everything, when it acts as `root@pam`), what
+    /// Proxmox reserves to `root@pam` otherwise with `pct set` on the node.
     fn put(
         &self,
         node: &str,
@@ -461,8 +474,8 @@ impl ProxmoxBackend {
         params: Vec<(String, String)>,
         delete: Vec<String>,
     ) -> Result<(), BackendError> {
-        let (root, token): (Vec<_>, Vec<_>) = params.into_iter().partition(|(k, v)| reserved_to_root(k, v));
-        let (root_delete, token_delete): (Vec<_>, Vec<_>) = delete.into_iter().partition(|k| numbered(k, "dev"));
+        let (root, token): (Vec<_>, Vec<_>) = params.into_iter().partition(|(k, v)| self.beyond_api(k, v));
+        let (root_delete, token_delete): (Vec<_>, Vec<_>) = delete.into_iter().partition(|k| self.beyond_api(k, ""));
         if !token.is_empty() || !token_delete.is_empty() {
             let digest = self.config(node, id)?.get("digest").and_then(text).unwrap_or_default();
             let mut all: Vec<(&str, String)> = token.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
@@ -645,7 +658,7 @@ impl Backend for ProxmoxBackend {
                 let mut params: Vec<(&str, String)> =
                     vec![("vmid", id.to_string()), ("ostemplate", volume), ("description", MANAGED_MARK.to_string())];
                 let (root, token): (Vec<_>, Vec<_>) =
-                    to_params(&request.config, None, true).into_iter().partition(|(k, v)| reserved_to_root(k, v));
+                    to_params(&request.config, None, true).into_iter().partition(|(k, v)| self.beyond_api(k, v));
                 params.extend(token.iter().map(|(k, v)| (k.as_str(), v.clone())));
                 self.task("POST", &format!("/nodes/{node}/lxc"), &params)?;
                 self.put(&node, id, root, Vec::new())?;
@@ -665,7 +678,8 @@ impl Backend for ProxmoxBackend {
                     params.push(("target", node.clone()));
                 }
                 // A token may not copy device passthrough: such a source is cloned as root@pam.
-                let passthrough = self.config(&src_node, *source)?.keys().any(|k| numbered(k, "dev"));
+                let passthrough =
+                    !self.api_is_root() && self.config(&src_node, *source)?.keys().any(|k| numbered(k, "dev"));
                 if passthrough {
                     self.on_node(&src_node, &node::pct_clone(*source, id, &params[1..]), None)?;
                 } else {
@@ -813,6 +827,13 @@ impl Backend for ProxmoxBackend {
     fn route(&self, field: &str, value: &str) -> Result<Option<String>, String> {
         let bind = field.starts_with(fields::MOUNT_PREFIX) && value.starts_with("bind:");
         let flags = field == "flags" && value.split(',').any(|f| !f.starts_with("nesting="));
+        // GPUs are looked up on the node (its /dev/nvidia* devices) whichever way they are set.
+        if (field == "gpus" || bind || flags) && self.api_is_root() && (field != "gpus" || self.channel.is_some()) {
+            return Ok(Some(
+                "the API as root@pam (`pvesh` on the node; Proxmox reserves device passthrough, bind mounts and feature flags other than nesting to root@pam)"
+                    .to_string(),
+            ));
+        }
         let how = if field == "gpus" || bind || flags {
             "`pct set` on the node (Proxmox reserves device passthrough, bind mounts and feature flags other than nesting to root@pam)"
         } else if RAW_FIELDS.contains(&field) {
