@@ -827,8 +827,11 @@ impl Backend for ProxmoxBackend {
     fn route(&self, field: &str, value: &str) -> Result<Option<String>, String> {
         let bind = field.starts_with(fields::MOUNT_PREFIX) && value.starts_with("bind:");
         let flags = field == "flags" && value.split(',').any(|f| !f.starts_with("nesting="));
-        // GPUs are looked up on the node (its /dev/nvidia* devices) whichever way they are set.
-        if (field == "gpus" || bind || flags) && self.api_is_root() && (field != "gpus" || self.channel.is_some()) {
+        if (field == "gpus" || bind || flags) && self.api_is_root() {
+            // GPUs are looked up on the node (its /dev/nvidia* devices) whichever way they are set.
+            if field == "gpus" && self.channel.is_none() {
+                return Err("the node's GPUs are listed on the node, and no node channel is configured".into());
+            }
             return Ok(Some(
                 "the API as root@pam (`pvesh` on the node; Proxmox reserves device passthrough, bind mounts and feature flags other than nesting to root@pam)"
                     .to_string(),
