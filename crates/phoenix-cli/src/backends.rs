@@ -3,6 +3,7 @@
 use phoenix_backend::Backend;
 use phoenix_config::Estate;
 use phoenix_config::model::Backend as BackendSection;
+use phoenix_config::model::{ApiRoute, ProxmoxBackend as ProxmoxSection};
 
 /// Why no backend could be reached.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +32,12 @@ pub type Connect = dyn Fn(&Estate) -> Result<Connected, ConnectError>;
 
 /// Connects to the backend of the configuration.
 pub fn connect(estate: &Estate) -> Result<Connected, ConnectError> {
+    connect_with(estate, PVESH)
+}
+
+/// Connects to the backend of the configuration, running `pvesh` as the `pvesh` program where
+/// it says `via: "pvesh"`.
+pub fn connect_with(estate: &Estate, pvesh: &str) -> Result<Connected, ConnectError> {
     match &estate.hypervisor.backend {
         None => Err(ConnectError::Missing),
         Some(BackendSection::Lxc(settings)) => match phoenix_lxc::LxcBackend::open(settings) {
@@ -41,11 +48,13 @@ pub fn connect(estate: &Estate) -> Result<Connected, ConnectError> {
             })),
         },
         Some(BackendSection::Proxmox(p)) => {
-            let backend = proxmox(p)?;
-            let version = backend
-                .preflight()
-                .map_err(|e| ConnectError::Failed(format!("cannot use the Proxmox API at {}: {e}", p.api_url)))?;
-            Ok(Connected { backend: Box::new(backend), notes: vec![format!("Proxmox VE {version} at {}", p.api_url)] })
+            let backend = proxmox(p, pvesh)?;
+            let at = api_name(p);
+            let version = backend.preflight().map_err(|e| {
+                let hint = e.detail.as_deref().map(|d| format!("\n  hint: {d}")).unwrap_or_default();
+                ConnectError::Failed(format!("cannot use the Proxmox API {at}: {e}{hint}"))
+            })?;
+            Ok(Connected { backend: Box::new(backend), notes: vec![format!("Proxmox VE {version} {at}")] })
         }
     }
 }
@@ -66,26 +75,51 @@ pub fn resolve_secret(reference: &str) -> Result<String, ConnectError> {
     }
 }
 
-fn proxmox(
-    p: &phoenix_config::model::ProxmoxBackend,
-) -> Result<phoenix_proxmox::backend::ProxmoxBackend, ConnectError> {
-    use phoenix_config::model::ApiRoute;
-    use phoenix_proxmox::api::{ApiClient, Auth, TlsVerify};
-    if p.via == ApiRoute::Pvesh {
-        return Err(ConnectError::NotImplemented("Proxmox VE (through pvesh)"));
+/// The `pvesh` program `via: "pvesh"` runs: the one on `PATH`, as on a Proxmox VE node.
+pub const PVESH: &str = "pvesh";
+
+/// How the API is reached, for messages: `at https://...`, or `through pvesh on <node>`.
+fn api_name(p: &ProxmoxSection) -> String {
+    match (p.via, &p.api_url) {
+        (ApiRoute::Api, Some(url)) => format!("at {url}"),
+        (ApiRoute::Api, None) => "(no api_url)".to_string(),
+        (ApiRoute::Pvesh, _) => format!("through pvesh on {}", p.node),
     }
-    let rest = p
-        .api_url
-        .strip_prefix("https://")
-        .ok_or_else(|| ConnectError::Failed(format!("{} is not an https:// URL", p.api_url)))?;
+}
+
+/// The Proxmox backend of the configuration, not yet checked: over HTTPS with the token, or
+/// through the `pvesh` program `pvesh` (`via: "pvesh"`: Phoenix on the node, as root@pam, its
+/// commands run here and other nodes reached over SSH where `ssh` is configured).
+pub fn proxmox(p: &ProxmoxSection, pvesh: &str) -> Result<phoenix_proxmox::backend::ProxmoxBackend, ConnectError> {
+    use phoenix_proxmox::api::{ApiClient, Auth, TlsVerify};
+    use phoenix_proxmox::channel::{LocalNode, NodeChannel};
+    if p.via == ApiRoute::Pvesh {
+        let api = ApiClient::pvesh(pvesh).map_err(ConnectError::Failed)?;
+        let others = ssh_channel(p);
+        let channel: std::sync::Arc<dyn NodeChannel> =
+            std::sync::Arc::new(LocalNode { node: local_node(&api, &p.node), others });
+        return Ok(phoenix_proxmox::backend::ProxmoxBackend::new(api, &p.node, Some(channel)));
+    }
+    let url = p.api_url.as_deref().ok_or_else(|| {
+        ConnectError::Failed(
+            "the Proxmox backend needs `api_url` (or `via: \"pvesh\"` when Phoenix runs on the node)".into(),
+        )
+    })?;
+    let rest =
+        url.strip_prefix("https://").ok_or_else(|| ConnectError::Failed(format!("{url} is not an https:// URL")))?;
     let authority = rest.split('/').next().unwrap_or_default();
     let (host, port) = match authority.rsplit_once(':') {
         Some((h, port)) => {
-            (h.to_string(), port.parse().map_err(|_| ConnectError::Failed(format!("bad port in {}", p.api_url)))?)
+            (h.to_string(), port.parse().map_err(|_| ConnectError::Failed(format!("bad port in {url}")))?)
         }
         None => (authority.to_string(), 8006),
     };
-    let token = p.token.as_ref().ok_or_else(|| ConnectError::Failed("the Proxmox backend needs `token`".into()))?;
+    let token = p.token.as_ref().ok_or_else(|| {
+        ConnectError::Failed(
+            "the Proxmox backend needs `token` to reach the API over HTTPS (or `via: \"pvesh\"` when Phoenix runs on the node)"
+                .into(),
+        )
+    })?;
     let auth = Auth::Token { id: token.id.clone(), secret: resolve_secret(&token.secret.0)? };
     let root_auth = match &p.root_ticket {
         Some(t) => Some(Auth::Password { user: "root@pam".into(), password: resolve_secret(&t.password.0)? }),
@@ -105,11 +139,30 @@ fn proxmox(
         _ => TlsVerify::Ca(std::fs::read("/etc/ssl/certs/ca-certificates.crt").unwrap_or_default()),
     };
     let api = ApiClient::new(&host, port, auth, tls.clone()).map_err(ConnectError::Failed)?;
-    let root = match root_auth {
-        Some(auth) => Some(ApiClient::new(&host, port, auth, tls).map_err(ConnectError::Failed)?),
-        None => None,
-    };
-    let channel = p.ssh.as_ref().map(|ssh| -> std::sync::Arc<dyn phoenix_proxmox::channel::NodeChannel> {
+    let backend = phoenix_proxmox::backend::ProxmoxBackend::new(api, &p.node, ssh_channel(p));
+    Ok(match root_auth {
+        Some(auth) => backend.with_root_api(ApiClient::new(&host, port, auth, tls).map_err(ConnectError::Failed)?),
+        None => backend,
+    })
+}
+
+/// The node Phoenix runs on, as the cluster knows it (`local` in `/cluster/status`); the
+/// configuration's `node` when that cannot be read (preflight then says why).
+fn local_node(api: &phoenix_proxmox::api::ApiClient, configured: &str) -> String {
+    api.request("GET", "/cluster/status", &[])
+        .ok()
+        .and_then(|list| {
+            list.as_array()?
+                .iter()
+                .find(|e| e["type"] == "node" && (e["local"] == 1 || e["local"] == true))
+                .and_then(|e| e["name"].as_str().map(str::to_string))
+        })
+        .unwrap_or_else(|| configured.to_string())
+}
+
+/// The SSH node channel, where `ssh` is configured.
+fn ssh_channel(p: &ProxmoxSection) -> Option<std::sync::Arc<dyn phoenix_proxmox::channel::NodeChannel>> {
+    p.ssh.as_ref().map(|ssh| -> std::sync::Arc<dyn phoenix_proxmox::channel::NodeChannel> {
         let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
         std::sync::Arc::new(phoenix_proxmox::channel::SshNodes {
             settings: phoenix_proxmox::channel::SshTarget {
@@ -122,11 +175,6 @@ fn proxmox(
             },
             hosts: ssh.hosts.clone(),
         })
-    });
-    let backend = phoenix_proxmox::backend::ProxmoxBackend::new(api, &p.node, channel);
-    Ok(match root {
-        Some(root) => backend.with_root_api(root),
-        None => backend,
     })
 }
 
@@ -134,7 +182,10 @@ fn proxmox(
 pub fn lock_name(estate: &Estate) -> String {
     let target = match &estate.hypervisor.backend {
         Some(BackendSection::Lxc(l)) => format!("lxc-{}", l.lxc_path.as_deref().unwrap_or("/var/lib/lxc")),
-        Some(BackendSection::Proxmox(p)) => format!("proxmox-{}", p.api_url),
+        Some(BackendSection::Proxmox(p)) => match (&p.api_url, p.via) {
+            (Some(url), ApiRoute::Api) => format!("proxmox-{url}"),
+            _ => format!("proxmox-pvesh-{}", p.node),
+        },
         None => "none".to_string(),
     };
     let safe: String =

@@ -295,3 +295,34 @@ fn secrets_are_masked_even_in_a_file_that_does_not_parse() {
     assert_eq!(location.marker_column, comma);
     assert_eq!(location.column, hv.lines().nth(1).and_then(|l| l.find("},}")).expect("comma") + 2);
 }
+
+#[test]
+fn pvesh_needs_neither_url_nor_token_and_the_api_needs_both() {
+    let pvesh =
+        run_mem(&[(FileKind::Hypervisor, r#"{"backend": {"type": "proxmox", "node": "pve1", "via": "pvesh"}}"#)]);
+    assert!(pvesh.reports.is_empty(), "{:#?}", pvesh.reports);
+    assert!(pvesh.estate.is_some());
+
+    let unused = run_mem(&[(
+        FileKind::Hypervisor,
+        r#"{"backend": {"type": "proxmox", "node": "pve1", "via": "pvesh",
+            "token": {"id": "phoenix@pve!ci", "secret": "env:PVE_TOKEN_SECRET"}}}"#,
+    )]);
+    let warnings: Vec<_> = unused.reports.iter().filter(|r| r.severity == Severity::Warning).collect();
+    assert_eq!(warnings.len(), 1, "{:#?}", unused.reports);
+    assert!(warnings[0].message.contains("`token` is not used"), "{}", warnings[0].message);
+    assert!(unused.estate.is_some());
+
+    let api = run_mem(&[(FileKind::Hypervisor, r#"{"backend": {"type": "proxmox", "node": "pve1"}}"#)]);
+    let messages: Vec<&str> = api.reports.iter().map(|r| r.message.as_str()).collect();
+    assert_eq!(messages, ["the Proxmox backend has no `api_url`", "the Proxmox backend has no credentials"]);
+    assert!(api.estate.is_none());
+
+    let ticket_only = run_mem(&[(
+        FileKind::Hypervisor,
+        r#"{"backend": {"type": "proxmox", "node": "pve1", "api_url": "https://pve1:8006",
+            "root_ticket": {"password": "env:PVE_ROOT_PASSWORD"}}}"#,
+    )]);
+    assert_eq!(codes(&ticket_only), vec![Code::Backend]);
+    assert!(ticket_only.reports[0].message.contains("no API token"), "{:#?}", ticket_only.reports);
+}

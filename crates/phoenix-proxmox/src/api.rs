@@ -1,7 +1,8 @@
 //! The Proxmox VE REST API over HTTPS: certificate verification by a CA file or a pinned SHA-256
 //! fingerprint (turning it off must be asked for), API-token or ticket authentication, form
 //! bodies, the `{"data": ...}` envelope, and errors that say whether the request may have been
-//! applied.
+//! applied. On the node itself the same requests can go through `pvesh` instead
+//! ([`ApiClient::pvesh`], see [`crate::pvesh`]).
 //!
 //! A ticket is asked for with the password when first needed (`POST /access/ticket`), sent as the
 //! `PVEAuthCookie` cookie with its `CSRFPreventionToken` on every request that is not a `GET`, and
@@ -17,6 +18,8 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use sha2::{Digest, Sha256};
+
+use crate::pvesh::Pvesh;
 
 /// How the API's certificate is checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +83,8 @@ pub struct ApiClient {
     session: Arc<Mutex<Option<Session>>>,
     /// A ticket this old is renewed before it is used.
     renew_after: Duration,
+    /// Requests go through this local `pvesh` instead of HTTPS (the fields above are then unused).
+    pvesh: Option<Pvesh>,
 }
 
 /// An answer: the HTTP status, its reason, and the JSON body.
@@ -181,6 +186,7 @@ impl ApiClient {
             timeout: Duration::from_secs(60),
             session: Arc::default(),
             renew_after: TICKET_LIFETIME / 2,
+            pvesh: None,
         })
     }
 
@@ -192,7 +198,7 @@ impl ApiClient {
 
     /// Whether requests act as `root@pam`, which may set what Proxmox reserves to it.
     pub fn is_root(&self) -> bool {
-        matches!(&self.auth, Auth::Password { user, .. } if user == "root@pam")
+        self.pvesh.is_some() || matches!(&self.auth, Auth::Password { user, .. } if user == "root@pam")
     }
 
     /// A ticket for password authentication: the one held while it is young enough, else a
@@ -242,6 +248,20 @@ impl ApiClient {
         })
     }
 
+    /// A client that sends every request through `program` (`pvesh` on the node itself), as
+    /// `root@pam`, without a token or TLS.
+    pub fn pvesh(program: impl Into<std::path::PathBuf>) -> Result<ApiClient, String> {
+        let unused = Auth::Token { id: String::new(), secret: String::new() };
+        let mut client = ApiClient::new("localhost", 0, unused, TlsVerify::Insecure)?;
+        client.pvesh = Some(Pvesh::new(program));
+        Ok(client)
+    }
+
+    /// Whether requests go through `pvesh`, and so act as `root@pam`.
+    pub fn via_pvesh(&self) -> bool {
+        self.pvesh.is_some()
+    }
+
     /// Sends a request; `params` go in the query (GET, DELETE) or a form body (POST, PUT).
     /// Returns the response's `data`. A ticket refused (expired early, or the server restarted)
     /// is replaced by a new login once.
@@ -251,6 +271,9 @@ impl ApiClient {
         path: &str,
         params: &[(&str, String)],
     ) -> Result<serde_json::Value, BackendError> {
+        if let Some(pvesh) = &self.pvesh {
+            return pvesh.request(method, path, params);
+        }
         let mut answer = self.send(method, path, params, &self.auth_headers(method)?)?;
         if answer.0 == 401 && matches!(self.auth, Auth::Password { .. }) {
             *self.session.lock().unwrap_or_else(PoisonError::into_inner) = None;

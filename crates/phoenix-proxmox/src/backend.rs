@@ -365,6 +365,19 @@ impl ProxmoxBackend {
         self
     }
 
+    /// Whether the API connection acts as `root@pam` (`pvesh` on the node): then what Proxmox
+    /// reserves to `root@pam` goes through the API like everything else, not through `pct` on
+    /// the node.
+    pub fn api_is_root(&self) -> bool {
+        self.api.is_root()
+    }
+
+    /// Whether the setting `key=value` must go another way than this API connection: what
+    /// Proxmox reserves to `root@pam`, when the connection does not act as `root@pam`.
+    fn beyond_api(&self, key: &str, value: &str) -> bool {
+        !self.api_is_root() && reserved_to_root(key, value)
+    }
+
     /// Polls tasks this way (tests poll fast).
     pub fn with_poll(mut self, poll: Poll) -> ProxmoxBackend {
         self.poll = poll;
@@ -545,9 +558,10 @@ impl ProxmoxBackend {
         Err(error)
     }
 
-    /// Sets configuration keys (and removes `delete`): what an API token may set through the
-    /// API with the configuration's `digest`; what Proxmox reserves to `root@pam` through the
-    /// root@pam ticket where there is one, else with `pct set` on the node.
+    /// Sets configuration keys (and removes `delete`): what the API connection may set through
+    /// the API with the configuration's `digest` (everything, when it acts as `root@pam`); what
+    /// Proxmox reserves to `root@pam` otherwise through the root@pam ticket where there is one,
+    /// else with `pct set` on the node.
     fn put(
         &self,
         node: &str,
@@ -555,8 +569,8 @@ impl ProxmoxBackend {
         params: Vec<(String, String)>,
         delete: Vec<String>,
     ) -> Result<(), BackendError> {
-        let (root, token): (Vec<_>, Vec<_>) = params.into_iter().partition(|(k, v)| reserved_to_root(k, v));
-        let (root_delete, token_delete): (Vec<_>, Vec<_>) = delete.into_iter().partition(|k| numbered(k, "dev"));
+        let (root, token): (Vec<_>, Vec<_>) = params.into_iter().partition(|(k, v)| self.beyond_api(k, v));
+        let (root_delete, token_delete): (Vec<_>, Vec<_>) = delete.into_iter().partition(|k| self.beyond_api(k, ""));
         self.put_config(&self.api, node, id, &token, &token_delete)?;
         if root.is_empty() && root_delete.is_empty() {
             return Ok(());
@@ -766,7 +780,7 @@ impl Backend for ProxmoxBackend {
                 let mut params: Vec<(&str, String)> =
                     vec![("vmid", id.to_string()), ("ostemplate", volume), ("description", MANAGED_MARK.to_string())];
                 let (root, token): (Vec<_>, Vec<_>) =
-                    to_params(&request.config, None, true).into_iter().partition(|(k, v)| reserved_to_root(k, v));
+                    to_params(&request.config, None, true).into_iter().partition(|(k, v)| self.beyond_api(k, v));
                 params.extend(token.iter().map(|(k, v)| (k.as_str(), v.clone())));
                 self.make_bind_dirs(&node, &request.config, &request.config)?;
                 self.task("POST", &format!("/nodes/{node}/lxc"), &params)?;
@@ -787,7 +801,8 @@ impl Backend for ProxmoxBackend {
                     params.push(("target", node.clone()));
                 }
                 // A token may not copy device passthrough: such a source is cloned as root@pam.
-                let passthrough = self.config(&src_node, *source)?.keys().any(|k| numbered(k, "dev"));
+                let passthrough =
+                    !self.api_is_root() && self.config(&src_node, *source)?.keys().any(|k| numbered(k, "dev"));
                 let clone_path = format!("{}/clone", self.guest_path(&src_node, *source));
                 if let (true, Some(root)) = (passthrough, &self.root) {
                     self.task_through(root, "POST", &clone_path, &params)?;
@@ -950,6 +965,13 @@ impl Backend for ProxmoxBackend {
             "Proxmox reserves device passthrough, bind mounts and feature flags other than nesting to root@pam";
         let bind = field.starts_with(fields::MOUNT_PREFIX) && value.starts_with("bind:");
         let flags = field == "flags" && value.split(',').any(|f| !f.starts_with("nesting="));
+        if (field == "gpus" || bind || flags) && self.api_is_root() {
+            // GPUs are looked up on the node (its /dev/nvidia* devices) whichever way they are set.
+            if field == "gpus" && self.channel.is_none() {
+                return Err("the node's GPUs are listed on the node, and no node channel is configured".into());
+            }
+            return Ok(Some(format!("the API as root@pam (`pvesh` on the node; {WHY})")));
+        }
         let needs_channel = |how: String| match self.channel {
             Some(_) => Ok(Some(how)),
             None => Err(format!("it goes through {how}, and no node channel is configured (`backend.ssh`)")),

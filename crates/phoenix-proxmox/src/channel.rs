@@ -1,7 +1,9 @@
 //! The node channel: commands on a Proxmox node, over SSH with the system's OpenSSH client, one
 //! multiplexed connection per node, host keys verified against a known-hosts file (an unknown
 //! key is refused), and argument vectors that reach the remote program intact — each argument is
-//! quoted once for the remote login shell, and `pct exec` passes them on without a shell.
+//! quoted once for the remote login shell, and `pct exec` passes them on without a shell. When
+//! Phoenix runs on the node itself ([`LocalNode`]), that node's commands run here as child
+//! processes, without a shell, and the cluster's other nodes are reached over SSH.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -66,7 +68,7 @@ pub enum ChannelError {
         /// The limit.
         seconds: u64,
     },
-    /// The ssh program could not be started.
+    /// The program (ssh, or the command itself on the local node) could not be started.
     #[error("cannot run {0}")]
     Spawn(String),
 }
@@ -108,8 +110,8 @@ pub fn pct_push(id: u32, node_file: &str, path: &str, mode: u32, uid: u32, gid: 
     .collect()
 }
 
-/// Commands on the nodes of a cluster: SSH to each node. Test doubles implement it too (any
-/// closure of the right shape does).
+/// Commands on the nodes of a cluster: SSH to each node, or this machine when Phoenix runs on the
+/// node itself. Test doubles implement it too (any closure of the right shape does).
 pub trait NodeChannel: Send + Sync {
     /// Runs an argument vector on `node`, feeding `input` on stdin (or none), with a timeout.
     fn run(&self, node: &str, argv: &[String], input: Option<&[u8]>, timeout: Duration)
@@ -151,6 +153,56 @@ impl NodeChannel for SshNodes {
         timeout: Duration,
     ) -> Result<Output, ChannelError> {
         self.target(node).run(argv, input, timeout)
+    }
+}
+
+/// This machine, when Phoenix runs on the node itself: commands for it run here as child
+/// processes, the argument vector passed as it is (no shell); commands for the cluster's other
+/// nodes go to `others` (SSH, where configured) or are refused.
+#[derive(Clone)]
+pub struct LocalNode {
+    /// This node's name.
+    pub node: String,
+    /// The channel to the other nodes.
+    pub others: Option<std::sync::Arc<dyn NodeChannel>>,
+}
+
+impl std::fmt::Debug for LocalNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalNode").field("node", &self.node).field("others", &self.others.is_some()).finish()
+    }
+}
+
+impl NodeChannel for LocalNode {
+    fn run(
+        &self,
+        node: &str,
+        argv: &[String],
+        input: Option<&[u8]>,
+        timeout: Duration,
+    ) -> Result<Output, ChannelError> {
+        if node != self.node {
+            return match &self.others {
+                Some(others) => others.run(node, argv, input, timeout),
+                None => Err(ChannelError::Connect {
+                    host: node.to_string(),
+                    message: format!(
+                        "Phoenix runs on node {}, and no SSH channel (`backend.ssh`) reaches the others",
+                        self.node
+                    ),
+                }),
+            };
+        }
+        let (program, args) = argv.split_first().ok_or_else(|| ChannelError::Spawn("an empty command".into()))?;
+        let mut command = Command::new(program);
+        command.args(args);
+        let out = run_captured(command, input, timeout).map_err(|e| match e {
+            ProcessError::Spawn(e) | ProcessError::Wait(e) => ChannelError::Spawn(format!("{program}: {e}")),
+            ProcessError::Timeout => {
+                ChannelError::Timeout { host: node.to_string(), command: argv.join(" "), seconds: timeout.as_secs() }
+            }
+        })?;
+        Ok(Output { status: out.status, stdout: out.stdout, stderr: out.stderr })
     }
 }
 
@@ -230,5 +282,31 @@ mod tests {
         assert_eq!(String::from_utf8_lossy(&out.stdout), "a b|it's|$(id)|*|line1\nline2|--||\\|");
         assert_eq!(pct_exec(950, &argv[..2])[..4], ["pct", "exec", "950", "--"]);
         assert_eq!(pct_push(950, "/tmp/x", "/etc/y", 0o600, 0, 0)[5..7], ["--perms", "600"]);
+    }
+
+    #[test]
+    fn the_local_node_runs_argument_vectors_without_a_shell_and_hands_other_nodes_on() {
+        let others: std::sync::Arc<dyn NodeChannel> =
+            std::sync::Arc::new(|node: &str, argv: &[String], _: Option<&[u8]>| -> Result<Output, ChannelError> {
+                Ok(Output { status: 0, stdout: format!("{node}:{}", argv.join(" ")).into_bytes(), stderr: Vec::new() })
+            });
+        let local = LocalNode { node: "pve1".into(), others: Some(others) };
+        let argv: Vec<String> =
+            ["printf", "%s|", "a b", "it's", "$(id)", "*", "--", ""].iter().map(|s| (*s).to_string()).collect();
+        let out = local.run("pve1", &argv, None, Duration::from_secs(10)).expect("runs");
+        assert_eq!((out.status, String::from_utf8_lossy(&out.stdout).as_ref()), (0, "a b|it's|$(id)|*|--||"));
+        let cat = local.run("pve1", &["cat".to_string()], Some(b"stdin"), Duration::from_secs(10)).expect("cat");
+        assert_eq!(cat.stdout, b"stdin");
+        let status = local.run("pve1", &["false".to_string()], None, Duration::from_secs(10)).expect("false");
+        assert_eq!(status.status, 1);
+        let sleep = local.run("pve1", &["sleep".to_string(), "5".to_string()], None, Duration::from_millis(50));
+        assert!(matches!(sleep, Err(ChannelError::Timeout { .. })), "{sleep:?}");
+        let missing = local.run("pve1", &["/nonexistent/pct".to_string()], None, Duration::from_secs(1));
+        assert!(matches!(missing, Err(ChannelError::Spawn(_))), "{missing:?}");
+        let remote = local.run("pve2", &["pct".to_string(), "set".to_string()], None, Duration::from_secs(1));
+        assert_eq!(remote.expect("handed on").stdout, b"pve2:pct set");
+        let alone = LocalNode { node: "pve1".into(), others: None };
+        let refused = alone.run("pve2", &["true".to_string()], None, Duration::from_secs(1)).expect_err("no SSH");
+        assert!(refused.to_string().contains("Phoenix runs on node pve1"), "{refused}");
     }
 }

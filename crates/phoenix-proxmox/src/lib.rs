@@ -2,7 +2,8 @@
 //! trips, the section-aware `/etc/pve/lxc/<id>.conf` parser and writer (which edits only the
 //! live section, never a snapshot's), task IDs (UPIDs), and lenient decoding of API responses.
 //!
-//! The HTTPS API client, the SSH node channel and the backend itself build on these.
+//! The API client (HTTPS, or `pvesh` on the node), the node channel (SSH, or local commands on
+//! the node) and the backend itself build on these.
 
 pub mod api;
 pub mod backend;
@@ -13,5 +14,6 @@ pub mod firewall;
 pub mod node;
 pub mod preflight;
 pub mod propstring;
+pub mod pvesh;
 pub mod task;
 pub mod upid;

@@ -9,12 +9,14 @@
 //! lock timeouts, proxy errors, connections dropped before or after the request took effect),
 //! several nodes ([`PveDouble::add_node`]). With `PHOENIX_PVE_REQUEST_LOG` set, every double logs
 //! its requests for the suite-wide check against both schemas ([`requestlog`], the binary
-//! `check-requests`).
+//! `check-requests`). A stand-in for `pvesh` on the node ([`pvesh`], the binary `pvesh-double`)
+//! sends `pvesh`'s requests to a double as the node's root.
 
 mod firewall;
 mod guests;
 mod inventory;
 pub mod node;
+pub mod pvesh;
 pub mod requestlog;
 pub mod schema;
 pub mod server;

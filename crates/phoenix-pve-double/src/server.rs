@@ -14,6 +14,10 @@
 //! nodes ([`PveDouble::add_node`]). When `PHOENIX_PVE_REQUEST_LOG` names a directory, each request
 //! is also appended there as one JSON line (see [`REQUEST_LOG_ENV`]), for the suite-wide check
 //! against both schemas (`check-requests`).
+//!
+//! `pvesh` on a node is played by a stand-in ([`crate::pvesh`]) that sends its requests here
+//! with the double's local-root secret ([`PveDouble::pvesh_env`]): they are served as
+//! `root@pam`'s, with all privileges, and checked and recorded like any other.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -158,6 +162,8 @@ pub(crate) struct Model {
     tickets: crate::tickets::Tickets,
     /// Directories of the nodes' filesystems (bind-mount sources) and their owners.
     pub(crate) host_dirs: BTreeMap<String, String>,
+    /// The secret of the node's own root (`pvesh` on the node), see [`PveDouble::pvesh_env`].
+    local_root: String,
 }
 
 impl Model {
@@ -303,7 +309,10 @@ impl PveDouble {
             dir.join(format!("{}-{}.jsonl", std::process::id(), addr.port()))
         });
         let log = Arc::new(Mutex::new(log));
-        let mut initial = Model { nodes: vec!["pve1".into()], fingerprint: fingerprint.clone(), ..Model::default() };
+        let local_root: String =
+            Sha256::digest(node_key.serialize_der()).iter().take(16).map(|b| format!("{b:02x}")).collect();
+        let mut initial =
+            Model { nodes: vec!["pve1".into()], fingerprint: fingerprint.clone(), local_root, ..Model::default() };
         initial.storages.insert("local".into(), ("dir".into(), Some("/var/lib/vz".into()), "vztmpl,iso,backup".into()));
         initial.storages.insert("local-zfs".into(), ("zfspool".into(), None, "rootdir,images".into()));
         let model = Arc::new(Mutex::new(initial));
@@ -323,6 +332,19 @@ impl PveDouble {
             }
         });
         PveDouble { addr, ca_pem: ca.pem(), fingerprint, version, recorded, model, stop, log }
+    }
+
+    /// The environment of the `pvesh` stand-in ([`crate::pvesh`]) for this double: its URL, its
+    /// certificate's fingerprint and its local-root secret. Requests that carry the secret are
+    /// the node's own root running `pvesh`: served as `root@pam`, with all privileges. Only the
+    /// double has this; Proxmox's `pvesh` makes its calls inside the node, without HTTP.
+    pub fn pvesh_env(&self) -> Vec<(String, String)> {
+        let secret = self.model.lock().unwrap_or_else(PoisonError::into_inner).local_root.clone();
+        vec![
+            (crate::pvesh::URL_ENV.to_string(), format!("https://127.0.0.1:{}", self.addr.port())),
+            (crate::pvesh::FINGERPRINT_ENV.to_string(), self.fingerprint.clone()),
+            (crate::pvesh::ROOT_ENV.to_string(), secret),
+        ]
     }
 
     /// Every answer comes this much later (the serving thread sleeps before it handles the request,
@@ -586,6 +608,7 @@ fn serve(
         token: token.as_ref(),
         ticket: ticket.as_deref(),
         csrf: headers.get("csrfpreventiontoken").map(String::as_str),
+        local_root: headers.get(&crate::pvesh::ROOT_HEADER.to_ascii_lowercase()).map(String::as_str),
     };
     let latency = model.lock().unwrap_or_else(PoisonError::into_inner).latency;
     if !latency.is_zero() {
@@ -621,6 +644,15 @@ struct Request<'a> {
     token: Option<&'a (String, String)>,
     ticket: Option<&'a str>,
     csrf: Option<&'a str>,
+    /// The local-root secret, sent by the `pvesh` stand-in.
+    local_root: Option<&'a str>,
+}
+
+/// Whether the request comes from the node's own root through `pvesh` (the stand-in, with the
+/// double's secret): `root@pam` without a token or a ticket.
+fn local_root(model: &Mutex<Model>, req: &Request<'_>) -> bool {
+    req.token.is_none()
+        && req.local_root.is_some_and(|s| s == model.lock().unwrap_or_else(PoisonError::into_inner).local_root)
 }
 
 /// The reason `pveproxy` gives for a node it cannot resolve (a node that is not in the cluster):
@@ -646,13 +678,15 @@ fn respond(
     let ticket_check =
         ticket.map(|t| model.lock().unwrap_or_else(PoisonError::into_inner).tickets.check(t, method, csrf));
     let ticket_ok = ticket_check == Some(Ok(()));
-    if !token_ok && !ticket_ok && !login {
+    let local_root = local_root(model, req);
+    if !token_ok && !ticket_ok && !login && !local_root {
         let reason = match ticket_check {
             Some(Err(refusal)) => refusal,
             _ => "authentication failure",
         };
         return (401, reason.to_string(), json!({ "data": null }));
     }
+    let as_root = !token_ok && (ticket_ok || local_root);
     let values: BTreeMap<String, Value> = ps.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
     let endpoint = match ApiSchema::get(version).check(method, path, &values) {
         Ok(e) => e,
@@ -747,6 +781,12 @@ fn respond(
         let v = version.name();
         return (200, "OK".to_string(), json!({ "data": { "version": v, "release": &v[..3], "repoid": "double" } }));
     }
+    if as_root && method == "GET" && path == "/access/permissions" {
+        // root@pam has every privilege, whatever the ACLs say.
+        let all: serde_json::Map<String, Value> =
+            crate::inventory::ALL_PRIVILEGES.iter().map(|p| ((*p).to_string(), json!(1))).collect();
+        return (200, "OK".to_string(), json!({ "data": { "/": all } }));
+    }
     let user = token.map_or("root@pam".to_string(), |t| t.0.clone());
     let mut inventory = std::mem::take(&mut model.inventory);
     let answer = inventory.handle(method, &segs, ps, &mut |node, kind, id| model.start_task(node, kind, id, &user));
@@ -808,7 +848,7 @@ fn respond(
     {
         return (500, format!("no such cluster node '{target}'"), json!({ "data": null }));
     }
-    let answer = model.handle(method, &segs, ps, ticket_ok && !token_ok, &user);
+    let answer = model.handle(method, &segs, ps, as_root, &user);
     if let ("GET", ["", "cluster", "resources"], (200, reason, body)) = (method, segs.as_slice(), &answer) {
         return (200, reason.clone(), json!({ "data": resources(&model.nodes, ps.get("type"), &body["data"]) }));
     }

@@ -307,30 +307,56 @@ fn check_backend(cx: &mut Ctx<'_>) {
             }
         }
         Some(Backend::Proxmox(p)) => {
-            let url_ok =
-                p.api_url.strip_prefix("https://").is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'));
-            if !url_ok {
+            if let Some(url) = &p.api_url {
+                let url_ok =
+                    url.strip_prefix("https://").is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'));
+                if !url_ok {
+                    cx.push(
+                        Diagnostic::error(
+                            Code::Backend,
+                            HV,
+                            base.key("api_url"),
+                            format!("\"{url}\" is not an https:// URL"),
+                        )
+                        .hint("the Proxmox API speaks HTTPS only, e.g. \"https://pve1.lab.example:8006\""),
+                    );
+                }
+            } else if p.via == ApiRoute::Api {
                 cx.push(
-                    Diagnostic::error(
-                        Code::Backend,
-                        HV,
-                        base.key("api_url"),
-                        format!("\"{}\" is not an https:// URL", p.api_url),
-                    )
-                    .hint("the Proxmox API speaks HTTPS only, e.g. \"https://pve1.lab.example:8006\""),
+                    Diagnostic::error(Code::Backend, HV, base.clone(), "the Proxmox backend has no `api_url`")
+                        .at_key()
+                        .hint("give \"api_url\": \"https://pve1.lab.example:8006\", or \"via\": \"pvesh\" when Phoenix runs on the node"),
                 );
             }
             if p.via == ApiRoute::Api && p.token.is_none() {
-                let what = if p.root_ticket.is_some() {
-                    "the Proxmox backend has no API token (`root_ticket` is only used for what Proxmox reserves to root@pam)"
+                let message = if p.root_ticket.is_some() {
+                    "the Proxmox backend has no API token (`root_ticket` is only for what Proxmox reserves to root@pam)"
                 } else {
                     "the Proxmox backend has no credentials"
                 };
                 cx.push(
-                    Diagnostic::error(Code::Backend, HV, base.clone(), what)
+                    Diagnostic::error(Code::Backend, HV, base.clone(), message)
                         .at_key()
                         .hint("give `token` ({\"id\": \"phoenix@pve!automation\", \"secret\": \"env:PVE_TOKEN_SECRET\"}), or \"via\": \"pvesh\" when Phoenix runs on the node"),
                 );
+            }
+            if p.via == ApiRoute::Pvesh {
+                for (key, given) in
+                    [("token", p.token.is_some()), ("root_ticket", p.root_ticket.is_some()), ("tls", p.tls.is_some())]
+                {
+                    if given {
+                        cx.push(
+                            Diagnostic::warning(
+                                Code::Backend,
+                                HV,
+                                base.key(key),
+                                format!("`{key}` is not used: through `pvesh` Phoenix acts as root@pam on the node, without HTTPS"),
+                            )
+                            .at_key()
+                            .hint("remove it, or use \"via\": \"api\""),
+                        );
+                    }
+                }
             }
             if let Some(tls) = &p.tls {
                 let tls_path = base.key("tls");

@@ -21,15 +21,16 @@ pub enum Backend {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProxmoxBackend {
-    /// API base URL, e.g. `https://pve1.lab.example:8006`.
-    pub api_url: String,
+    /// API base URL, e.g. `https://pve1.lab.example:8006`; needed with `via: "api"` (the default),
+    /// not used with `via: "pvesh"`.
+    pub api_url: Option<String>,
     /// The node guests are placed on unless they name their own `node`.
     pub node: String,
     /// `api` (default): HTTPS requests to `api_url`; `pvesh`: Phoenix runs on the node and sends
-    /// the same requests through `pvesh`, without a token.
+    /// the same requests through `pvesh` as `root@pam`, without a token or TLS.
     #[serde(default)]
     pub via: ApiRoute,
-    /// An API token, for everything an API token may do.
+    /// An API token, for everything an API token may do (needed with `via: "api"`).
     pub token: Option<ApiToken>,
     /// A `root@pam` ticket, only for what Proxmox reserves to `root@pam` (device passthrough,
     /// bind mounts, feature flags other than nesting). Without it, those go through `pct set` on
@@ -37,7 +38,8 @@ pub struct ProxmoxBackend {
     pub root_ticket: Option<RootTicket>,
     /// How the API's TLS certificate is verified.
     pub tls: Option<TlsSettings>,
-    /// The SSH node channel (`pct exec`, `pct push`, raw `lxc.*` lines), when Phoenix is not on the node.
+    /// The SSH node channel (`pct exec`, `pct push`, raw `lxc.*` lines), when Phoenix is not on the
+    /// node; with `via: "pvesh"`, the channel to the cluster's other nodes.
     pub ssh: Option<SshSettings>,
 }
 
@@ -48,7 +50,7 @@ pub enum ApiRoute {
     /// HTTPS to `api_url`.
     #[default]
     Api,
-    /// `pvesh` on the node itself.
+    /// `pvesh` on the node itself, as `root@pam`.
     Pvesh,
 }
 
