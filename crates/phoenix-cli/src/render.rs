@@ -101,6 +101,15 @@ pub fn plan_text(plan: &phoenix_plan::Plan) -> String {
                             c.old.as_deref().unwrap_or("(unset)"),
                         );
                     }
+                    let volume_removed = changes
+                        .iter()
+                        .any(|c| c.is_removal() && c.old.as_deref().is_some_and(|v| v.starts_with("volume:")));
+                    if volume_removed {
+                        let _ = writeln!(
+                            s,
+                            "      {DIM}a removed volume is detached and kept with its data, never deleted{DIM:#}"
+                        );
+                    }
                     continue;
                 }
                 Action::Start => ("start".to_string(), CHANGE),
@@ -177,6 +186,7 @@ mod tests {
                         changes: vec![
                             change("cores", "2", Some("4")),
                             change("mount:/models", "bind:/srv/models", None),
+                            change("mount:/data", "volume:local-zfs:8", None),
                         ],
                     },
                     reason: "r".into(),
@@ -188,5 +198,6 @@ mod tests {
         let text = super::plan_text(&plan);
         assert!(text.contains("~\u{1b}[0m cores: 2 → 4 "), "{text:?}");
         assert!(text.contains("-\u{1b}[0m mount:/models: bind:/srv/models → (removed) "), "{text:?}");
+        assert!(text.contains("a removed volume is detached and kept with its data, never deleted"), "{text:?}");
     }
 }
