@@ -7,9 +7,8 @@ mod support;
 
 use phoenix_engine::GuestOutcome;
 use phoenix_plan::{Action, Plan};
-use phoenix_proxmox::api::{ApiClient, Auth, TlsVerify};
 use phoenix_pve_double::{PveDouble, PveVersion};
-use support::{apply, backend, channel, client, estate, start};
+use support::{apply, backend, channel, client, estate, root_client, start};
 
 /// Container 950 from an OS template, with the bind mount `/keep`, and, with `full`, a volume
 /// mount, another bind mount, two GPUs (`gpus`), tags, a DNS server and a raw line.
@@ -61,10 +60,12 @@ fn live(double: &PveDouble) -> String {
 
 #[test]
 fn settings_removed_from_the_configuration_are_removed_from_the_container_and_data_is_kept() {
-    for version in PveVersion::ALL {
+    // Root-only settings through `pct` on the node, then through the root@pam ticket.
+    for (version, ticket) in PveVersion::ALL.into_iter().flat_map(|v| [(v, false), (v, true)]) {
         let double = start(version);
         double.set_devices("pve1", &["/dev/nvidia0", "/dev/nvidia1", "/dev/nvidiactl", "/dev/nvidia-uvm"]);
         let backend = backend(&double, Some(channel(&double)));
+        let backend = if ticket { backend.with_root_api(root_client(&double)) } else { backend };
         let dir = tempfile::tempdir().expect("tmp");
 
         // Built with everything.
@@ -134,7 +135,8 @@ fn settings_removed_from_the_configuration_are_removed_from_the_container_and_da
         let steps: Vec<&Action> = plan.guest(950).expect("950").steps.iter().map(|s| &s.action).collect();
         assert!(steps.contains(&&Action::Restart), "{steps:?}");
         let notes = plan.notes.join("\n");
-        assert!(notes.contains("`pct set` on the node") && notes.contains("950 gpus"), "{notes}");
+        let root_route = if ticket { "the root@pam ticket" } else { "`pct set` on the node" };
+        assert!(notes.contains(root_route) && notes.contains("950 gpus"), "{notes}");
         assert!(notes.contains("/etc/pve/lxc/<id>.conf") && notes.contains("950 lxc.raw"), "{notes}");
 
         // The double's container no longer has them; the volume is kept, unused; `/keep` is where it was.
@@ -147,13 +149,18 @@ fn settings_removed_from_the_configuration_are_removed_from_the_container_and_da
         assert!(!after.contains("mp=/models") && !after.contains("mp=/data"), "{after}");
         assert!(after.lines().any(|l| l == keep), "{after}");
         assert!(after.lines().any(|l| l == format!("unused0: {volume}")), "{version:?}: volume not kept:\n{after}");
-        // The device slots went with `pct set` as root@pam; the API saw only what a token may do.
+        // The device slots went as root@pam; the token asked only for what a token may do.
         let refused: Vec<_> = double.requests().into_iter().filter(|r| r.status != 200).collect();
         assert!(refused.is_empty(), "{version:?}: {refused:#?}");
         let commands: Vec<String> = double.node_channel().commands().iter().map(|c| c.argv.join(" ")).collect();
-        assert!(commands.iter().any(|c| c == "pct set 950 --delete dev0,dev1,dev2"), "{commands:#?}");
+        let by_pct = commands.iter().any(|c| c == "pct set 950 --delete dev0,dev1,dev2");
+        let by_ticket = double
+            .requests()
+            .iter()
+            .any(|r| !r.token && r.method == "PUT" && r.params.get("delete").is_some_and(|d| d == "dev0,dev1,dev2"));
+        assert_eq!((by_pct, by_ticket), (!ticket, ticket), "{version:?}: {commands:#?}");
         let deletes: Vec<String> =
-            double.requests().into_iter().filter_map(|r| r.params.get("delete").cloned()).collect();
+            double.requests().into_iter().filter(|r| r.token).filter_map(|r| r.params.get("delete").cloned()).collect();
         // One API request deletes the mount points, by the slots their paths had, and the rest.
         let slot = |path: &str| {
             let line = mounts.iter().find(|l| l.contains(&format!("mp={path}"))).expect("mounted");
@@ -190,13 +197,7 @@ fn the_double_deletes_as_proxmox_does() {
         .expect("create");
     assert!(upid.as_str().is_some());
     std::thread::sleep(std::time::Duration::from_millis(50));
-    let root = ApiClient::new(
-        "127.0.0.1",
-        double.addr.port(),
-        Auth::Ticket { ticket: "t".into(), csrf: "csrf".into() },
-        TlsVerify::fingerprint(&double.fingerprint).expect("pin"),
-    )
-    .expect("root client");
+    let root = root_client(&double);
     root.request("PUT", "/nodes/pve1/lxc/960/config", &[("dev0", "/dev/nvidia0".into())]).expect("root sets a device");
     let config = |k: &str| {
         api.request("GET", "/nodes/pve1/lxc/960/config", &[]).expect("config")[k].as_str().map(str::to_string)
