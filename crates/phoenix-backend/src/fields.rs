@@ -48,6 +48,22 @@ pub const VM: &[&str] = &[
 /// The prefix of mount fields.
 pub const MOUNT_PREFIX: &str = "mount:";
 
+/// Fields whose absence from a guest's configuration means "none": mounts (`mount:<path>`),
+/// `gpus`, `tags`, the raw `lxc.*` lines (`lxc.raw`), the AppArmor profile (`apparmor`, none
+/// means the backend's own profile), the configured ID ranges (`idmap`, none means the default
+/// mapping) and the DNS servers (`net.nameservers`, none means the host's settings). A managed
+/// guest that shows one of these while its configuration has none has it removed; a volume
+/// mount is only detached, its data kept.
+///
+/// Every other field is left alone when the configuration says nothing of it: its absence means
+/// "the backend's default" (`swap_mb`, `onboot`, `startup`), "what the backend chose" (`net.mac`)
+/// or, for `flags`, "what the guest was cloned with" (a clone of a template with `nesting=1`
+/// needs it without restating it).
+pub fn removable(field: &str) -> bool {
+    field.starts_with(MOUNT_PREFIX)
+        || matches!(field, "gpus" | "tags" | "lxc.raw" | "apparmor" | "idmap" | "net.nameservers")
+}
+
 /// Canonical forms shared with backends, so that observed values normalise the same way.
 ///
 /// Mounts are fields `mount:<path inside>` whose value is `bind:<host path>` or

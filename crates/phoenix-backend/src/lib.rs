@@ -45,8 +45,9 @@ pub trait Backend: Send + Sync {
         Ok(())
     }
 
-    /// Changes configuration fields. Fields the backend cannot change while the guest runs take
-    /// effect at the next start (see [`Backend::change_effect`]).
+    /// Changes configuration fields, and removes those whose change has no new value. Fields the
+    /// backend cannot change while the guest runs take effect at the next start (see
+    /// [`Backend::change_effect`]). Removing a volume mount detaches it: its data is never deleted.
     fn update_config(&self, id: GuestId, changes: &[FieldChange]) -> Result<(), BackendError>;
 
     /// Starts a stopped guest.
@@ -78,6 +79,7 @@ pub trait Backend: Send + Sync {
     /// How setting `field` to `value` is delivered, where it is not the backend's usual way
     /// (Proxmox settings reserved to `root@pam` go through `pct set` on the node, say): decided
     /// before anything is applied and shown with the plan. `Err` says why no route can deliver it.
+    /// A removal is asked with an empty `value`: how the setting is taken away.
     fn route(&self, field: &str, value: &str) -> Result<Option<String>, String> {
         let _ = (field, value);
         Ok(None)

@@ -46,15 +46,16 @@ impl GuestConfig {
     }
 }
 
-/// One field to change.
+/// One field to change, or to remove.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FieldChange {
     /// The field.
     pub field: String,
     /// Its current value, if it has one.
     pub old: Option<String>,
-    /// Its new value.
-    pub new: String,
+    /// Its new value; `None` removes the setting from the guest (see
+    /// [`fields::removable`](crate::fields::removable)).
+    pub new: Option<String>,
 }
 
 /// How a change of a field takes effect on a running guest.

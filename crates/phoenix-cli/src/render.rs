@@ -90,12 +90,24 @@ pub fn plan_text(plan: &phoenix_plan::Plan) -> String {
                             phoenix_backend::ChangeEffect::Restart => "at restart",
                             phoenix_backend::ChangeEffect::Recreate => "REPLACES THE GUEST",
                         };
+                        let (mark, new) = match &c.new {
+                            Some(v) => ("~", v.as_str()),
+                            None => ("-", "(removed)"),
+                        };
                         let _ = writeln!(
                             s,
-                            "    {CHANGE}~{CHANGE:#} {}: {} → {} {DIM}({effect}){DIM:#}",
+                            "    {CHANGE}{mark}{CHANGE:#} {}: {} → {new} {DIM}({effect}){DIM:#}",
                             c.field,
                             c.old.as_deref().unwrap_or("(unset)"),
-                            c.new
+                        );
+                    }
+                    let volume_removed = changes
+                        .iter()
+                        .any(|c| c.is_removal() && c.old.as_deref().is_some_and(|v| v.starts_with("volume:")));
+                    if volume_removed {
+                        let _ = writeln!(
+                            s,
+                            "      {DIM}a removed volume is detached and kept with its data, never deleted{DIM:#}"
                         );
                     }
                     continue;
@@ -148,4 +160,44 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
         s.push_str(&line(r.iter().map(String::as_str).collect()));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use phoenix_backend::{ChangeEffect, GuestKind};
+    use phoenix_plan::{Action, GuestPlan, LifecycleState, Plan, PlannedChange, Step};
+
+    #[test]
+    fn a_removed_setting_reads_as_removed() {
+        let change = |field: &str, old: &str, new: Option<&str>| PlannedChange {
+            field: field.into(),
+            old: Some(old.into()),
+            new: new.map(str::to_string),
+            effect: ChangeEffect::Restart,
+        };
+        let plan = Plan {
+            guests: vec![GuestPlan {
+                id: 950,
+                name: "vllm".into(),
+                kind: GuestKind::Lxc,
+                state: LifecycleState::Created,
+                steps: vec![Step {
+                    action: Action::Configure {
+                        changes: vec![
+                            change("cores", "2", Some("4")),
+                            change("mount:/models", "bind:/srv/models", None),
+                            change("mount:/data", "volume:local-zfs:8", None),
+                        ],
+                    },
+                    reason: "r".into(),
+                }],
+                needs: Vec::new(),
+            }],
+            ..Plan::default()
+        };
+        let text = super::plan_text(&plan);
+        assert!(text.contains("~\u{1b}[0m cores: 2 → 4 "), "{text:?}");
+        assert!(text.contains("-\u{1b}[0m mount:/models: bind:/srv/models → (removed) "), "{text:?}");
+        assert!(text.contains("a removed volume is detached and kept with its data, never deleted"), "{text:?}");
+    }
 }

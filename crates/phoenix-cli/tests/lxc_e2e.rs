@@ -269,6 +269,73 @@ fn a_stack_of_real_containers_is_built_kept_changed_and_removed() {
 }
 
 #[test]
+fn settings_taken_out_of_the_configuration_are_taken_off_the_container_and_data_is_kept() {
+    if !lxc_available() {
+        return;
+    }
+    let bind = PathBuf::from(format!("/var/tmp/phoenix-e2e-removal-{}", std::process::id()));
+    std::fs::create_dir_all(&bind).expect("mkdir");
+    std::fs::write(bind.join("host.txt"), "from the host\n").expect("write");
+    let removable = format!(
+        r#", "mount_points": [{{"host_path": "{}", "container_path": "/srv/bind"}}],
+           "volumes": [{{"name": "vol", "pool": "local", "size_gb": 1, "mount_point": "/srv/vol"}}],
+           "tags": ["web"], "lxc_options": ["lxc.environment = PHOENIX_REMOVAL=1"]"#,
+        bind.display()
+    );
+    let with = container(740, "removals", &format!(r#", "template": "local:vztmpl/busybox.tar.gz"{removable}"#));
+    let s = Stack::new(&format!("{{{with}}}"), &[]);
+    let out = s.phoenix(&["apply"]);
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    let lxc_config = || std::fs::read_to_string(s.root.join("lxc/740/config")).expect("LXC config");
+    let before = lxc_config();
+    assert!(before.contains(" srv/bind none bind") && before.contains(" srv/vol none bind"), "{before}");
+    assert!(before.contains("lxc.environment = PHOENIX_REMOVAL=1"), "{before}");
+    assert!(s.attach(740, &["cat", "/proc/1/environ"]).contains("PHOENIX_REMOVAL=1"));
+    assert_eq!(s.attach(740, &["cat", "/srv/bind/host.txt"]), "from the host\n");
+    s.attach(740, &["sh", "-c", "echo kept > /srv/vol/data.txt"]);
+    let volume = s.root.join("storage/volumes/740-srv-vol");
+    assert_eq!(std::fs::read_to_string(volume.join("data.txt")).expect("written through the mount"), "kept\n");
+
+    // Taken out of the configuration: the plan says each one is removed.
+    s.edit("phoenix_lxc_configs.json", &removable, "");
+    let out = s.phoenix(&["plan", "--detailed-exitcode"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let plan = text(&out.stdout);
+    for line in [
+        "lxc.raw: lxc.environment: PHOENIX_REMOVAL=1 → (removed)".to_string(),
+        format!("mount:/srv/bind: bind:{} → (removed)", bind.display()),
+        "mount:/srv/vol: volume:local:1 → (removed)".to_string(),
+        "tags: web → (removed)".to_string(),
+    ] {
+        assert!(plan.contains(&line), "no {line:?} in\n{plan}");
+    }
+    assert!(plan.contains("detached and kept"), "{plan}");
+    let json = s.phoenix(&["--output", "json", "plan"]);
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).expect("json");
+    let changes = &json["guests"][0]["steps"][0]["changes"];
+    assert_eq!(changes.as_array().map(Vec::len), Some(4), "{json:#}");
+    assert!(changes.as_array().into_iter().flatten().all(|c| c["new"].is_null() && c["old"].is_string()), "{json:#}");
+
+    let out = s.phoenix(&["apply"]);
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    let after = lxc_config();
+    assert!(!after.contains("srv/bind") && !after.contains("srv/vol") && !after.contains("lxc.environment"), "{after}");
+    let recorded = std::fs::read_to_string(s.root.join("lxc/740/phoenix.json")).expect("record");
+    assert!(!recorded.contains("mount:") && !recorded.contains("tags") && !recorded.contains("lxc.raw"), "{recorded}");
+    // Restarted without them: no variable, nothing mounted where the mounts were.
+    assert!(!s.attach(740, &["cat", "/proc/1/environ"]).contains("PHOENIX_REMOVAL"));
+    assert_eq!(s.attach(740, &["sh", "-c", "cat /srv/vol/data.txt /srv/bind/host.txt 2>/dev/null; echo end"]), "end\n");
+    // The data stays on the host: the volume's and the bind mount's.
+    assert_eq!(std::fs::read_to_string(volume.join("data.txt")).expect("the volume's data is kept"), "kept\n");
+    assert_eq!(std::fs::read_to_string(bind.join("host.txt")).expect("the host's data is kept"), "from the host\n");
+
+    // Nothing left to do.
+    let out = s.phoenix(&["plan", "--detailed-exitcode"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    let _ = std::fs::remove_dir_all(&bind);
+}
+
+#[test]
 fn bad_inputs_are_refused_before_anything_is_created() {
     if !lxc_available() {
         return;

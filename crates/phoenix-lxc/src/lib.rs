@@ -544,15 +544,22 @@ impl Backend for LxcBackend {
     fn update_config(&self, id: GuestId, changes: &[FieldChange]) -> Result<(), BackendError> {
         let _guard = self.write.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut state = self.state(id).ok_or_else(|| missing(id))?;
+        // A removed setting leaves the configuration rendered from this record. A removed mount
+        // is only unmounted: its host directory (a volume's included) stays with its data.
         for c in changes {
-            state.config.insert(c.field.clone(), c.new.clone());
+            match &c.new {
+                Some(v) => state.config.insert(c.field.clone(), v.clone()),
+                None => state.config.remove(&c.field),
+            };
         }
         let config = GuestConfig(state.config.clone());
         self.write_config(id, &config)?;
         self.save(id, &state)?;
         let running = self.is_running(id)?;
-        if let Some(ns) = changes.iter().find(|c| c.field == "net.nameservers") {
-            let text: String = ns.new.split_whitespace().map(|n| format!("nameserver {n}\n")).collect();
+        // Removed nameservers leave /etc/resolv.conf as it was last written: this host has no
+        // settings of its own to give the container instead.
+        if let Some(new) = changes.iter().find(|c| c.field == "net.nameservers").and_then(|c| c.new.as_deref()) {
+            let text: String = new.split_whitespace().map(|n| format!("nameserver {n}\n")).collect();
             if running {
                 self.push_file(
                     id,
@@ -566,16 +573,20 @@ impl Backend for LxcBackend {
                 )?;
             } else {
                 let owner = if config.get("unprivileged") == Some("0") { (0, 0) } else { self.id_base };
-                self.write_resolv(id, &ns.new, owner)?;
+                self.write_resolv(id, new, owner)?;
             }
         }
         if running {
-            for c in changes.iter().filter(|c| self.change_effect(&c.field) == ChangeEffect::Live) {
+            for (c, new) in changes
+                .iter()
+                .filter(|c| self.change_effect(&c.field) == ChangeEffect::Live)
+                .filter_map(|c| Some((c, c.new.as_deref()?)))
+            {
                 let settings: Vec<(String, String)> = match (c.field.as_str(), self.cgroups) {
-                    ("memory_mb", Cgroups::V1) => vec![("memory.limit_in_bytes".into(), mib(&c.new))],
-                    ("memory_mb", Cgroups::V2) => vec![("memory.max".into(), mib(&c.new))],
-                    ("cores", Cgroups::V1) => vec![("cpu.cfs_quota_us".into(), quota(&c.new))],
-                    ("cores", Cgroups::V2) => vec![("cpu.max".into(), format!("{} 100000", quota(&c.new)))],
+                    ("memory_mb", Cgroups::V1) => vec![("memory.limit_in_bytes".into(), mib(new))],
+                    ("memory_mb", Cgroups::V2) => vec![("memory.max".into(), mib(new))],
+                    ("cores", Cgroups::V1) => vec![("cpu.cfs_quota_us".into(), quota(new))],
+                    ("cores", Cgroups::V2) => vec![("cpu.max".into(), format!("{} 100000", quota(new)))],
                     _ => Vec::new(),
                 };
                 for (key, value) in settings {

@@ -1,7 +1,7 @@
 //! The desired state: each guest of the configuration as the backend should show it, with
 //! configuration normalised to the same fields and forms an observation uses.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use phoenix_backend::fields::canonical;
 use phoenix_backend::{CreateSource, GuestConfig, GuestId, GuestKind};
@@ -42,6 +42,10 @@ pub struct DesiredGuest {
     pub health: Option<HealthCheck>,
     /// Guests it needs completed and healthy first: its clone source, then its dependencies.
     pub needs: Vec<GuestId>,
+    /// Removable fields (see [`phoenix_backend::fields::removable`]) that its clone source, or
+    /// theirs, configures: a clone has them from its template, so their absence from its own
+    /// configuration removes nothing.
+    pub inherits: BTreeSet<String>,
 }
 
 /// Every guest as it should be, in an order where each comes after what it needs.
@@ -103,11 +107,36 @@ pub fn desired(estate: &Estate, customizations: &dyn Fn(&Guest) -> Vec<Customiza
                 customizations: customizations(g),
                 health,
                 needs,
+                inherits: BTreeSet::new(),
             },
         );
     }
+    let inherited: BTreeMap<GuestId, BTreeSet<String>> =
+        guests.keys().map(|id| (*id, inherited_fields(&guests, *id))).collect();
+    for (id, fields) in inherited {
+        if let Some(g) = guests.get_mut(&id) {
+            g.inherits = fields;
+        }
+    }
     let order = phoenix_config::graph::order(estate).unwrap_or_else(|| guests.keys().copied().collect());
     Desired { guests, order }
+}
+
+/// The removable fields the clone sources of `id` configure, up its chain of clone sources.
+fn inherited_fields(guests: &BTreeMap<GuestId, DesiredGuest>, id: GuestId) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut seen = BTreeSet::from([id]);
+    let mut at = guests.get(&id);
+    while let Some(CreateSource::Clone { source, .. }) = at.map(|g| &g.source) {
+        if !seen.insert(*source) {
+            break;
+        }
+        at = guests.get(source);
+        if let Some(g) = at {
+            out.extend(g.config.0.keys().filter(|f| phoenix_backend::fields::removable(f)).cloned());
+        }
+    }
+    out
 }
 
 fn flag(b: bool) -> &'static str {
@@ -326,5 +355,35 @@ mod tests {
                 r#"{"type":"in","action":"ACCEPT","source":"10.0.0.0/24","proto":"tcp","comment":"ssh","enabled":false}]"#
             )
         );
+    }
+
+    #[test]
+    fn a_clone_inherits_the_removable_fields_of_its_chain_of_templates() {
+        let g = |id: GuestId, source: Option<GuestId>, fields: &[(&str, &str)]| DesiredGuest {
+            id,
+            kind: GuestKind::Lxc,
+            name: format!("g{id}"),
+            node: None,
+            source: source.map_or(CreateSource::Template("t".into()), |s| CreateSource::Clone {
+                source: s,
+                snapshot: "s".into(),
+            }),
+            config: GuestConfig(fields.iter().map(|(k, v)| ((*k).to_string(), (*v).to_string())).collect()),
+            template_snapshot: None,
+            customizations: Vec::new(),
+            health: None,
+            needs: Vec::new(),
+            inherits: BTreeSet::new(),
+        };
+        let guests: BTreeMap<GuestId, DesiredGuest> = [
+            (900, g(900, None, &[("cores", "1"), ("tags", "template"), ("mount:/models", "bind:/m")])),
+            (901, g(901, Some(900), &[("cores", "1"), ("gpus", "0"), ("flags", "nesting=1")])),
+            (950, g(950, Some(901), &[("cores", "2"), ("lxc.raw", "lxc.a: b")])),
+        ]
+        .into();
+        assert!(inherited_fields(&guests, 900).is_empty());
+        let want = |f: &[&str]| f.iter().map(|s| (*s).to_string()).collect::<BTreeSet<String>>();
+        assert_eq!(inherited_fields(&guests, 901), want(&["mount:/models", "tags"]));
+        assert_eq!(inherited_fields(&guests, 950), want(&["gpus", "mount:/models", "tags"]));
     }
 }

@@ -11,17 +11,25 @@ use serde::Serialize;
 use crate::desired::{Desired, DesiredGuest};
 use crate::lifecycle::LifecycleState;
 
-/// One configuration field to change.
+/// One configuration field to change, or to remove.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PlannedChange {
     /// The field.
     pub field: String,
     /// What the backend shows (none when unset).
     pub old: Option<String>,
-    /// What the configuration says.
-    pub new: String,
+    /// What the configuration says; `None` (`null` in JSON) when the configuration no longer
+    /// has the setting and it is removed from the guest.
+    pub new: Option<String>,
     /// How it takes effect on a running guest.
     pub effect: ChangeEffect,
+}
+
+impl PlannedChange {
+    /// Whether the change removes the setting.
+    pub fn is_removal(&self) -> bool {
+        self.new.is_none()
+    }
 }
 
 /// What a step does.
@@ -175,12 +183,16 @@ pub fn plan(
 }
 
 /// The configuration fields that differ, normalised. Disks only grow: a smaller size is no change.
+/// On a guest Phoenix manages, a removable field (see [`phoenix_backend::fields::removable`]) the
+/// backend shows but the configuration does not have is removed — unless the guest may have it
+/// from the template it was cloned from (see [`DesiredGuest::inherits`]).
 pub fn config_changes(
     d: &DesiredGuest,
     o: &ObservedGuest,
     effect: &dyn Fn(&str) -> ChangeEffect,
 ) -> Vec<PlannedChange> {
-    d.config
+    let changed = d
+        .config
         .0
         .iter()
         .filter(|(field, want)| {
@@ -193,13 +205,48 @@ pub fn config_changes(
                 _ => have != Some(want.as_str()),
             }
         })
-        .map(|(field, want)| PlannedChange {
+        .map(|(field, want)| (field, Some(want.clone())));
+    let removed = o
+        .config
+        .0
+        .keys()
+        .filter(|field| o.managed && phoenix_backend::fields::removable(field))
+        .filter(|field| d.config.get(field).is_none() && !d.inherits.contains(*field))
+        .map(|field| (field, None));
+    let mut changes: Vec<PlannedChange> = changed
+        .chain(removed)
+        .map(|(field, new)| PlannedChange {
             field: field.clone(),
             old: o.config.get(field).map(str::to_string),
-            new: want.clone(),
+            new,
             effect: effect(field),
         })
-        .collect()
+        .collect();
+    changes.sort_by(|a, b| a.field.cmp(&b.field));
+    changes
+}
+
+/// Why a guest is configured: the fields that differ, and those removed (saying that volumes
+/// are detached, their data kept).
+fn configure_reason(changes: &[PlannedChange]) -> String {
+    let (removed, changed): (Vec<&PlannedChange>, Vec<&PlannedChange>) = changes.iter().partition(|c| c.is_removal());
+    let names = |v: &[&PlannedChange]| v.iter().map(|c| c.field.as_str()).collect::<Vec<_>>().join(", ");
+    let mut parts = Vec::new();
+    if !changed.is_empty() {
+        parts.push(format!("differs from the configuration: {}", names(&changed)));
+    }
+    if !removed.is_empty() {
+        let volumes = removed.iter().any(|c| {
+            c.field.starts_with(phoenix_backend::fields::MOUNT_PREFIX)
+                && c.old.as_deref().is_some_and(|v| v.starts_with("volume:"))
+        });
+        parts.push(format!(
+            "no longer in the configuration, removed: {}{}",
+            names(&removed),
+            if volumes { " (a volume is detached and kept with its data, never deleted)" } else { "" }
+        ));
+    }
+    parts.join("; ")
 }
 
 fn plan_guest(
@@ -282,11 +329,7 @@ fn plan_guest(
     let running = o.power == PowerState::Running;
     let needs_restart = running && changes.iter().any(|c| c.effect == ChangeEffect::Restart);
     if !changes.is_empty() {
-        let fields: Vec<&str> = changes.iter().map(|c| c.field.as_str()).collect();
-        steps.push(step(
-            Action::Configure { changes: changes.clone() },
-            format!("differs from the configuration: {}", fields.join(", ")),
-        ));
+        steps.push(step(Action::Configure { changes: changes.clone() }, configure_reason(&changes)));
     }
     if needs_restart {
         let fields: Vec<&str> =
@@ -368,23 +411,31 @@ pub fn check_routes(desired: &Desired, plan: &Plan, route: Route<'_>) -> (Vec<Pl
     let mut issues = Vec::new();
     for g in &plan.guests {
         let Some(d) = desired.guests.get(&g.id) else { continue };
-        let mut fields: Vec<(&str, &str)> = Vec::new();
+        let mut fields: Vec<(&str, Option<&str>)> = Vec::new();
         for step in &g.steps {
             match &step.action {
-                Action::Create { .. } => fields.extend(d.config.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+                Action::Create { .. } => {
+                    fields.extend(d.config.0.iter().map(|(k, v)| (k.as_str(), Some(v.as_str()))));
+                }
                 Action::Configure { changes } => {
-                    fields.extend(changes.iter().map(|c| (c.field.as_str(), c.new.as_str())));
+                    fields.extend(changes.iter().map(|c| (c.field.as_str(), c.new.as_deref())));
                 }
                 _ => {}
             }
         }
         for (field, value) in fields {
-            match route(field, value) {
+            // A removal is routed with an empty value: how the setting is taken away.
+            match route(field, value.unwrap_or_default()) {
                 Ok(Some(how)) => by_route.entry(how).or_default().push(format!("{} {field}", g.id)),
                 Ok(None) => {}
                 Err(why) => issues.push(PlanIssue {
                     guest: g.id,
-                    message: format!("{} ({}): {field} cannot be set: {why}", g.id, g.name),
+                    message: format!(
+                        "{} ({}): {field} cannot be {}: {why}",
+                        g.id,
+                        g.name,
+                        if value.is_some() { "set" } else { "removed" }
+                    ),
                     hint: "configure the route it needs, or leave the setting out".to_string(),
                 }),
             }
@@ -446,6 +497,7 @@ mod tests {
             customizations: Vec::new(),
             health: None,
             needs: Vec::new(),
+            inherits: BTreeSet::new(),
         }
     }
 
@@ -514,5 +566,103 @@ mod tests {
             fields: ["cores", "gpus", "ci.user"].map(String::from).into(),
         };
         assert!(check_capabilities(&desired, &all).is_empty());
+    }
+
+    fn observed(fields: &[(&str, &str)], managed: bool) -> ObservedGuest {
+        ObservedGuest {
+            id: 100,
+            kind: GuestKind::Lxc,
+            node: None,
+            power: PowerState::Running,
+            config: GuestConfig(fields.iter().map(|(k, v)| ((*k).to_string(), (*v).to_string())).collect()),
+            snapshots: BTreeSet::new(),
+            managed,
+        }
+    }
+
+    fn effect(field: &str) -> ChangeEffect {
+        if field == "tags" { ChangeEffect::Live } else { ChangeEffect::Restart }
+    }
+
+    #[test]
+    fn settings_no_longer_configured_are_removed_only_where_absence_means_none() {
+        let d = guest(
+            100,
+            GuestKind::Lxc,
+            CreateSource::Template("t".into()),
+            &[("cores", "2"), ("mount:/data", "bind:/srv/data;owner=1000:1000")],
+        );
+        let shown = [
+            ("cores", "2"),
+            ("memory_mb", "2048"),
+            ("swap_mb", "512"),
+            ("flags", "nesting=1"),
+            ("onboot", "1"),
+            ("net.mac", "bc:24:11:00:00:01"),
+            ("mount:/data", "bind:/srv/data"),
+            ("mount:/models", "volume:local-zfs:100"),
+            ("mount:/srv/shared", "bind:/srv/shared;ro"),
+            ("gpus", "0,1"),
+            ("tags", "gpu;web"),
+            ("lxc.raw", "lxc.cgroup2.devices.allow: c 195:* rwm"),
+            ("apparmor", "unconfined"),
+            ("idmap", "u:1000:1000:1"),
+            ("net.nameservers", "10.0.0.1"),
+        ];
+        let changes = config_changes(&d, &observed(&shown, true), &effect);
+        let removed: Vec<(&str, Option<&str>, Option<&str>, ChangeEffect)> =
+            changes.iter().map(|c| (c.field.as_str(), c.old.as_deref(), c.new.as_deref(), c.effect)).collect();
+        assert_eq!(
+            removed,
+            vec![
+                ("apparmor", Some("unconfined"), None, ChangeEffect::Restart),
+                ("gpus", Some("0,1"), None, ChangeEffect::Restart),
+                ("idmap", Some("u:1000:1000:1"), None, ChangeEffect::Restart),
+                ("lxc.raw", Some("lxc.cgroup2.devices.allow: c 195:* rwm"), None, ChangeEffect::Restart),
+                ("mount:/models", Some("volume:local-zfs:100"), None, ChangeEffect::Restart),
+                ("mount:/srv/shared", Some("bind:/srv/shared;ro"), None, ChangeEffect::Restart),
+                ("net.nameservers", Some("10.0.0.1"), None, ChangeEffect::Restart),
+                ("tags", Some("gpu;web"), None, ChangeEffect::Live),
+            ]
+        );
+        assert!(changes.iter().all(PlannedChange::is_removal));
+        // What is not the guest's to lose, or not Phoenix's to touch, stays.
+        assert!(config_changes(&d, &observed(&shown, false), &effect).iter().all(|c| !c.is_removal()));
+        let mut clone = d.clone();
+        clone.source = CreateSource::Clone { source: 900, snapshot: "s".into() };
+        clone.inherits = ["tags", "lxc.raw", "mount:/models"].map(String::from).into();
+        let left: Vec<String> =
+            config_changes(&clone, &observed(&shown, true), &effect).into_iter().map(|c| c.field).collect();
+        assert_eq!(left, ["apparmor", "gpus", "idmap", "mount:/srv/shared", "net.nameservers"]);
+        // A guest as configured plans nothing.
+        let same = observed(&[("cores", "2"), ("mount:/data", "bind:/srv/data"), ("memory_mb", "2048")], true);
+        assert!(config_changes(&d, &same, &effect).is_empty());
+    }
+
+    #[test]
+    fn a_removal_is_planned_with_its_reason_restart_and_route() {
+        let d = guest(100, GuestKind::Lxc, CreateSource::Template("t".into()), &[("cores", "2")]);
+        let desired = Desired { guests: [(100, d)].into(), order: vec![100] };
+        let shown = [("cores", "1"), ("mount:/models", "volume:local-zfs:8"), ("gpus", "0")];
+        let observation = Observation { guests: [(100, observed(&shown, true))].into() };
+        let p = plan(&desired, &observation, &Markers::new(), &effect);
+        let steps = &p.guests[0].steps;
+        let Action::Configure { changes } = &steps[0].action else { panic!("{steps:#?}") };
+        assert_eq!(changes.len(), 3);
+        assert_eq!(
+            steps[0].reason,
+            "differs from the configuration: cores; no longer in the configuration, removed: gpus, mount:/models \
+             (a volume is detached and kept with its data, never deleted)"
+        );
+        assert_eq!(steps[1].action, Action::Restart);
+        let asked = std::sync::Mutex::new(Vec::new());
+        let route = |f: &str, v: &str| {
+            asked.lock().expect("lock").push(format!("{f}={v}"));
+            if f == "gpus" { Err("no channel".to_string()) } else { Ok(None) }
+        };
+        let (issues, _) = check_routes(&desired, &p, &route);
+        assert_eq!(asked.into_inner().expect("lock"), ["cores=2", "gpus=", "mount:/models="]);
+        assert_eq!(issues.len(), 1);
+        assert_eq!(issues[0].message, "100 (g100): gpus cannot be removed: no channel");
     }
 }

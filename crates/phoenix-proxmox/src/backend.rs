@@ -342,6 +342,61 @@ pub fn to_params(desired: &GuestConfig, observed: Option<&GuestConfig>, creating
     p
 }
 
+/// The `mp[n]` key of each mount point of a container's configuration, by its path inside.
+fn mount_slots(current: &serde_json::Map<String, Value>) -> BTreeMap<String, String> {
+    current
+        .iter()
+        .filter(|(k, _)| numbered(k, "mp"))
+        .filter_map(|(k, v)| {
+            let inside = MountPoint::parse(&text(v)?).ok()?.mp?;
+            Some((inside.trim_end_matches('/').to_string(), k.clone()))
+        })
+        .collect()
+}
+
+/// Puts the mount points of `params` (numbered from 0 by [`to_params`]) in the container's
+/// slots: a path it already mounts keeps its `mp[n]`, a new one takes a slot no mount point of
+/// the container holds (Proxmox refuses to set a key it is deleting in the same request).
+fn place_mounts(params: Params, current: &serde_json::Map<String, Value>) -> Params {
+    let slots = mount_slots(current);
+    let mut free = (0u32..).map(|n| format!("mp{n}")).filter(|k| !current.contains_key(k));
+    params
+        .into_iter()
+        .map(|(k, v)| {
+            if !numbered(&k, "mp") {
+                return (k, v);
+            }
+            let inside = MountPoint::parse(&v).ok().and_then(|m| m.mp).unwrap_or_default();
+            let key = slots.get(inside.trim_end_matches('/')).cloned().or_else(|| free.next()).unwrap_or(k);
+            (key, v)
+        })
+        .collect()
+}
+
+/// Whether a `dev[n]` entry passes an NVIDIA device (a GPU's or the shared ones).
+fn nvidia_slot(key: &str, value: &Value) -> bool {
+    numbered(key, "dev")
+        && text(value).and_then(|d| Device::parse(&d).ok()).is_some_and(|d| d.path.starts_with("/dev/nvidia"))
+}
+
+/// What removing these fields deletes through `delete`: the `mp[n]` of each removed mount
+/// (located by its path inside; a volume becomes `unused[n]`, its data kept), `tags` and
+/// `nameserver`. GPUs and raw lines are removed apart (`dev[n]` slots, the conf file).
+fn deletes_for(removed: &BTreeSet<String>, current: &serde_json::Map<String, Value>) -> Vec<String> {
+    let slots = mount_slots(current);
+    let mut delete: Vec<String> = removed
+        .iter()
+        .filter_map(|f| match f.as_str() {
+            "tags" => Some("tags".to_string()),
+            "net.nameservers" => Some("nameserver".to_string()),
+            f => slots.get(f.strip_prefix(fields::MOUNT_PREFIX)?).cloned(),
+        })
+        .filter(|k| current.contains_key(k))
+        .collect();
+    delete.sort();
+    delete
+}
+
 impl ProxmoxBackend {
     /// A backend on `node` through `api`, with the node channel where one is configured.
     pub fn new(api: ApiClient, node: &str, channel: Option<Arc<dyn NodeChannel>>) -> ProxmoxBackend {
@@ -640,10 +695,9 @@ impl ProxmoxBackend {
                 }
             )));
         }
-        let nvidia = |v: &Value| text(v).is_some_and(|d| d.starts_with("/dev/nvidia"));
         let taken: BTreeSet<u32> = current
             .iter()
-            .filter(|(k, v)| numbered(k, "dev") && !nvidia(v))
+            .filter(|(k, v)| numbered(k, "dev") && !nvidia_slot(k, v))
             .filter_map(|(k, _)| k[3..].parse().ok())
             .collect();
         let mut slots = (0u32..).filter(|n| !taken.contains(n));
@@ -655,17 +709,23 @@ impl ProxmoxBackend {
         }
         let delete = current
             .iter()
-            .filter(|(k, v)| numbered(k, "dev") && nvidia(v) && !params.iter().any(|(p, _)| p == *k))
+            .filter(|(k, v)| nvidia_slot(k, v) && !params.iter().any(|(p, _)| p == *k))
             .map(|(k, _)| k.clone())
             .collect();
         Ok((params, delete))
     }
 
-    /// Sets the raw-line fields (`lxc.raw`, `apparmor`, `idmap`) given in `fields`, keeping the
-    /// file's others, in the live section of `/etc/pve/lxc/<id>.conf`: read, edited (never a
-    /// snapshot's section), written only if nobody changed the file meanwhile, and read back to
-    /// verify.
-    fn set_raw_lines(&self, node: &str, id: GuestId, fields: &GuestConfig) -> Result<(), BackendError> {
+    /// Sets the raw-line fields (`lxc.raw`, `apparmor`, `idmap`) given in `fields` and removes
+    /// those in `removed`, keeping the file's others, in the live section of
+    /// `/etc/pve/lxc/<id>.conf`: read, edited (never a snapshot's section), written only if nobody
+    /// changed the file meanwhile, and read back to verify.
+    fn set_raw_lines(
+        &self,
+        node: &str,
+        id: GuestId,
+        fields: &GuestConfig,
+        removed: &BTreeSet<String>,
+    ) -> Result<(), BackendError> {
         let read = || -> Result<(String, ConfFile), BackendError> {
             let text = String::from_utf8_lossy(&self.on_node(node, &node::read_conf(id), None)?).into_owned();
             let conf = ConfFile::parse(&text).map_err(|e| {
@@ -684,6 +744,8 @@ impl ProxmoxBackend {
         for f in RAW_FIELDS {
             if let Some(v) = fields.get(f) {
                 all.set(*f, v);
+            } else if removed.contains(*f) {
+                all.0.remove(*f);
             }
         }
         let want = raw_lines(&all);
@@ -715,15 +777,27 @@ impl ProxmoxBackend {
     }
 
     /// What needs more than the API token after the container exists: GPUs (`dev[n]` with
-    /// `pct set`) and raw `lxc.*` lines (the conf file), from the desired fields `want`.
-    fn configure_beyond_api(&self, node: &str, id: GuestId, want: &GuestConfig) -> Result<(), BackendError> {
+    /// `pct set`) and raw `lxc.*` lines (the conf file), from the desired fields `want`, and the
+    /// removal of those in `removed` (a removed GPU assignment deletes every NVIDIA `dev[n]`).
+    fn configure_beyond_api(
+        &self,
+        node: &str,
+        id: GuestId,
+        want: &GuestConfig,
+        removed: &BTreeSet<String>,
+    ) -> Result<(), BackendError> {
         if let Some(gpus) = want.get("gpus") {
             let current = self.config(node, id)?;
             let (params, delete) = self.gpu_params(node, gpus, &current)?;
             self.put(node, id, params, delete)?;
+        } else if removed.contains("gpus") {
+            let current = self.config(node, id)?;
+            let delete: Vec<String> =
+                current.iter().filter(|(k, v)| nvidia_slot(k, v)).map(|(k, _)| k.clone()).collect();
+            self.put(node, id, Vec::new(), delete)?;
         }
-        if RAW_FIELDS.iter().any(|f| want.get(f).is_some()) {
-            self.set_raw_lines(node, id, want)?;
+        if RAW_FIELDS.iter().any(|f| want.get(f).is_some() || removed.contains(*f)) {
+            self.set_raw_lines(node, id, want, removed)?;
         }
         Ok(())
     }
@@ -785,7 +859,7 @@ impl Backend for ProxmoxBackend {
                 self.make_bind_dirs(&node, &request.config, &request.config)?;
                 self.task("POST", &format!("/nodes/{node}/lxc"), &params)?;
                 self.put(&node, id, root, Vec::new())?;
-                self.configure_beyond_api(&node, id, &request.config)?;
+                self.configure_beyond_api(&node, id, &request.config, &BTreeSet::new())?;
                 crate::firewall::apply(&self.api, &node, id, &request.config)
             }
             CreateSource::Clone { source, snapshot } => {
@@ -812,7 +886,8 @@ impl Backend for ProxmoxBackend {
                     self.task("POST", &clone_path, &params)?;
                 }
                 // The clone has its template's configuration: make it this guest's.
-                let observed = normalize(&self.config(&node, id)?);
+                let current = self.config(&node, id)?;
+                let observed = normalize(&current);
                 let mut want = request.config.clone();
                 want.0.retain(|k, v| k != "unprivileged" && k != "storage" && observed.get(k) != Some(v.as_str()));
                 if want.0.keys().any(|k| k.starts_with("net.") || k == "firewall") {
@@ -831,8 +906,8 @@ impl Backend for ProxmoxBackend {
                     self.grow_rootfs(&node, id, &size)?;
                 }
                 self.make_bind_dirs(&node, &want, &request.config)?;
-                self.put(&node, id, to_params(&want, Some(&observed), false), Vec::new())?;
-                self.configure_beyond_api(&node, id, &want)?;
+                self.put(&node, id, place_mounts(to_params(&want, Some(&observed), false), &current), Vec::new())?;
+                self.configure_beyond_api(&node, id, &want, &BTreeSet::new())?;
                 crate::firewall::apply(&self.api, &node, id, &request.config)
             }
         }
@@ -845,13 +920,20 @@ impl Backend for ProxmoxBackend {
     fn update_config(&self, id: GuestId, changes: &[FieldChange]) -> Result<(), BackendError> {
         let (node, _) =
             self.node_of(id)?.ok_or_else(|| BackendError::not_found(format!("container {id} does not exist")))?;
-        let observed = normalize(&self.config(&node, id)?);
+        let current = self.config(&node, id)?;
+        let observed = normalize(&current);
         let mut want = GuestConfig::default();
+        let mut removed = BTreeSet::new();
         for c in changes {
-            want.set(c.field.clone(), c.new.clone());
+            match &c.new {
+                Some(v) => want.set(c.field.clone(), v.clone()),
+                None => {
+                    removed.insert(c.field.clone());
+                }
+            }
         }
         // The interface is one property string (with the firewall's flag): send it whole.
-        let nic_flag = |c: &FieldChange| c.field == "firewall" && observed.get("firewall") != Some(c.new.as_str());
+        let nic_flag = |c: &FieldChange| c.field == "firewall" && observed.get("firewall") != c.new.as_deref();
         if changes.iter().any(|c| (c.field.starts_with("net.") && c.field != "net.nameservers") || nic_flag(c)) {
             for k in ["net.name", "net.bridge", "net.ip", "net.gw", "net.mac"] {
                 if want.get(k).is_none()
@@ -867,8 +949,9 @@ impl Backend for ProxmoxBackend {
         let mut container = observed.clone();
         container.0.extend(want.0.iter().map(|(k, v)| (k.clone(), v.clone())));
         self.make_bind_dirs(&node, &want, &container)?;
-        self.put(&node, id, to_params(&want, Some(&observed), false), Vec::new())?;
-        self.configure_beyond_api(&node, id, &want)?;
+        let params = place_mounts(to_params(&want, Some(&observed), false), &current);
+        self.put(&node, id, params, deletes_for(&removed, &current))?;
+        self.configure_beyond_api(&node, id, &want, &removed)?;
         crate::firewall::apply(&self.api, &node, id, &want)
     }
 
@@ -1075,5 +1158,31 @@ mod tests {
         let net = params.iter().find(|(k, _)| k == "net0").map(|(_, v)| v.as_str());
         assert_eq!(net, Some("name=eth0,bridge=vmbr0,gw=10.0.0.1,hwaddr=BC:24:11:2E:5A:01,ip=10.0.0.11/24,type=veth"));
         assert!(params.contains(&("mp0".into(), "/srv/data,mp=/data,ro=1".into())), "{params:?}");
+    }
+
+    #[test]
+    fn mount_points_keep_their_slots_and_removals_delete_by_path() {
+        let current: serde_json::Map<String, Value> = serde_json::from_str(
+            r#"{"mp0": "/srv/a,mp=/a", "mp2": "local-zfs:subvol-950-disk-1,mp=/models/,size=8G", "tags": "x",
+                "dev0": "/dev/nvidia0,mode=0666", "dev1": "/dev/dri/renderD128", "dev2": "path=/dev/nvidiactl"}"#,
+        )
+        .expect("json");
+        let mut want = GuestConfig::default();
+        want.set("mount:/b", "bind:/srv/b");
+        want.set("mount:/models", "volume:local-zfs:16");
+        let params = place_mounts(to_params(&want, None, false), &current);
+        // `/models` stays in mp2; `/b` takes a slot no mount point holds, not mp0.
+        assert_eq!(
+            params,
+            [
+                ("mp1".to_string(), "/srv/b,mp=/b".to_string()),
+                ("mp2".to_string(), "local-zfs:16,mp=/models".to_string())
+            ]
+        );
+        let removed: BTreeSet<String> =
+            ["mount:/a", "mount:/models", "mount:/gone", "tags", "net.nameservers", "gpus"].map(String::from).into();
+        assert_eq!(deletes_for(&removed, &current), ["mp0", "mp2", "tags"]);
+        let nvidia: Vec<&String> = current.iter().filter(|(k, v)| nvidia_slot(k, v)).map(|(k, _)| k).collect();
+        assert_eq!(nvidia, ["dev0", "dev2"]);
     }
 }

@@ -146,7 +146,7 @@ fn an_edit_waits_until_the_guests_lock_clears() {
     double.lock_guest(902, "backup", std::time::Duration::from_millis(300));
     let started = std::time::Instant::now();
     let change =
-        phoenix_backend::FieldChange { field: "memory_mb".into(), old: Some("1024".into()), new: "1536".into() };
+        phoenix_backend::FieldChange { field: "memory_mb".into(), old: Some("1024".into()), new: Some("1536".into()) };
     backend.update_config(902, &[change]).expect("applied once the lock cleared");
     assert!(started.elapsed() >= std::time::Duration::from_millis(300));
     let puts: Vec<u16> = double

@@ -57,7 +57,7 @@ fn firewall_changes(plan: &Plan) -> Vec<(String, Option<String>, String)> {
         })
         .flatten()
         .filter(|c| c.field.starts_with("firewall"))
-        .map(|c| (c.field.clone(), c.old.clone(), c.new.clone()))
+        .map(|c| (c.field.clone(), c.old.clone(), c.new.clone().unwrap_or_else(|| "(removed)".into())))
         .collect()
 }
 

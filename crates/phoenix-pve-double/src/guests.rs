@@ -4,6 +4,8 @@
 //! while a task holds them, snapshots (settings and raw `lxc.*` lines as they were), and the
 //! clone rules (the source must have the snapshot, whose settings and raw lines the clone gets;
 //! bind and device mount points make a clone fail; a second clone of a locked source times out).
+//! A `delete` of a volume mount point keeps its volume as `unused[n]`; deleting `dev[n]` is
+//! refused to tokens, and a key may not be set and deleted at once.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -163,9 +165,26 @@ pub(crate) fn handle(
                     if ps.get("digest").is_some_and(|d| *d != g.digest()) {
                         return Some(fail("detected modified configuration - file changed by other user? Try again.".into()));
                     }
+                    let delete: Vec<&str> = ps.get("delete").map(|d| d.split([',', ';', ' ']).filter(|k| !k.is_empty()).collect()).unwrap_or_default();
+                    if let Some(both) = delete.iter().find(|k| ps.contains_key(**k)) {
+                        return Some((400, "Parameter verification failed.".into(), json!({ "data": null, "errors": { "delete": format!("you can't use '-{both}' and '-delete {both}' at the same time") } })));
+                    }
+                    // Deleting device passthrough is configuring it: root@pam only.
+                    if !root && delete.iter().any(|k| k.strip_prefix("dev").is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))) {
+                        return Some((403, "Permission check failed (configuring device passthrough is only allowed for root@pam)".into(), json!({ "data": null })));
+                    }
                     let g = guests.get_mut(&n)?;
-                    for key in ps.get("delete").map(|d| d.split([',', ';', ' ']).filter(|k| !k.is_empty()).collect::<Vec<_>>()).unwrap_or_default() {
-                        g.config.remove(key);
+                    for key in delete {
+                        // A volume mount point is detached: its volume stays, as `unused[n]`.
+                        if let Some(old) = g.config.remove(key).filter(|_| key.starts_with("mp")) {
+                            let volume = old.split(',').next().unwrap_or_default().trim_start_matches("volume=").to_string();
+                            if !volume.starts_with('/') && !g.config.values().any(|v| *v == volume) {
+                                let free = (0..256).map(|i| format!("unused{i}")).find(|k| !g.config.contains_key(k));
+                                if let Some(slot) = free {
+                                    g.config.insert(slot, volume);
+                                }
+                            }
+                        }
                     }
                     for (k, v) in ps.iter().filter(|(k, _)| !matches!(k.as_str(), "delete" | "digest" | "node" | "vmid")) {
                         g.config.insert(k.clone(), stored(vmid, k, v, seed));

@@ -411,7 +411,12 @@ impl Backend for MemoryBackend {
         self.run(Method::UpdateConfig, Some(id), detail, |st| {
             let guest = st.guest_mut(id)?;
             for c in changes {
-                guest.observed.config.set(c.field.clone(), c.new.clone());
+                match &c.new {
+                    Some(v) => guest.observed.config.set(c.field.clone(), v.clone()),
+                    None => {
+                        guest.observed.config.0.remove(&c.field);
+                    }
+                }
             }
             Ok(())
         })
