@@ -1,5 +1,5 @@
 //! Waiting for Proxmox tasks: polled on the node their UPID names, fast at first and backing off
-//! to about a second, `OK` and `WARNINGS: n` as success, the log's tail attached to a failure,
+//! to about a second (a quarter of the time the task has run), `OK` and `WARNINGS: n` as success, the log's tail attached to a failure,
 //! and a timeout per kind of operation.
 
 use std::time::{Duration, Instant};
@@ -22,6 +22,13 @@ impl Default for Poll {
     fn default() -> Poll {
         Poll { first: Duration::from_millis(50), max: Duration::from_secs(1) }
     }
+}
+
+/// The pause before the next status read of a task that has run for `elapsed`: a quarter of
+/// that, between `poll.first` and `poll.max`. A task is then noticed at most a quarter of its
+/// run time (plus one request) after it ends, and a long one costs about one read a second.
+pub fn pause_after(elapsed: Duration, poll: Poll) -> Duration {
+    (elapsed / 4).clamp(poll.first, poll.max)
 }
 
 /// How long a task of this worker type may run.
@@ -47,7 +54,6 @@ pub struct Finished {
 pub fn wait(api: &ApiClient, upid: &Upid, poll: Poll, timeout: Duration) -> Result<Finished, BackendError> {
     let started = Instant::now();
     let status_path = format!("/nodes/{}/tasks/{upid}/status", upid.node);
-    let mut pause = poll.first;
     let mut polls = 0;
     loop {
         polls += 1;
@@ -85,7 +91,21 @@ pub fn wait(api: &ApiClient, upid: &Upid, poll: Poll, timeout: Duration) -> Resu
                 detail: None,
             });
         }
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(poll.max);
+        std::thread::sleep(pause_after(started.elapsed(), poll));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn polls_back_off_with_the_time_a_task_has_run() {
+        let poll = Poll::default();
+        let ms = Duration::from_millis;
+        assert_eq!(pause_after(ms(0), poll), ms(50));
+        assert_eq!(pause_after(ms(300), poll), ms(75));
+        assert_eq!(pause_after(ms(2_000), poll), ms(500));
+        assert_eq!(pause_after(Duration::from_secs(600), poll), Duration::from_secs(1));
     }
 }
