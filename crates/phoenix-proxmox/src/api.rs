@@ -88,7 +88,7 @@ pub struct ApiClient {
 }
 
 /// An answer: the HTTP status, its reason, and the JSON body.
-type Answer = (u16, String, serde_json::Value);
+pub type Answer = (u16, String, serde_json::Value);
 
 /// Accepts exactly one certificate, by its SHA-256 fingerprint, or — when verification was turned
 /// off on purpose — any certificate. Handshake signatures are verified either way.
@@ -312,8 +312,17 @@ impl ApiClient {
         }
     }
 
-    /// Sends one request with these authentication headers and reads the answer.
-    fn send(&self, method: &str, path: &str, params: &[(&str, String)], auth: &str) -> Result<Answer, BackendError> {
+    /// Sends one request with these header lines in place of the client's authentication (each
+    /// line ends in `\r\n`), and returns the answer as the server gave it: status, reason, JSON
+    /// body. [`ApiClient::request`] is what the driver uses; this is for tools that must see the
+    /// raw answer.
+    pub fn send(
+        &self,
+        method: &str,
+        path: &str,
+        params: &[(&str, String)],
+        auth: &str,
+    ) -> Result<Answer, BackendError> {
         let not_sent = |m: String| BackendError {
             kind: ErrorKind::Transient,
             delivery: Delivery::NotSent,

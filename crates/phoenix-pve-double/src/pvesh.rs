@@ -20,17 +20,11 @@
 //! running `pvesh`, with all privileges. The requests are checked against the schema and
 //! recorded (and logged) like any other.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 /// The double's URL (`https://127.0.0.1:<port>`).
 pub const URL_ENV: &str = "PHOENIX_PVE_DOUBLE_URL";
@@ -93,124 +87,35 @@ pub fn parse(args: &[String]) -> Result<Call, String> {
     }
 }
 
-/// Accepts exactly the certificate with the pinned fingerprint.
-#[derive(Debug)]
-struct Pinned {
-    fingerprint: Vec<u8>,
-    provider: Arc<rustls::crypto::CryptoProvider>,
-}
-
-impl ServerCertVerifier for Pinned {
-    fn verify_server_cert(
-        &self,
-        end: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        if Sha256::digest(end.as_ref()).as_slice() == self.fingerprint.as_slice() {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::General("not the double's certificate".into()))
-        }
-    }
-    fn verify_tls12_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(m, c, d, &self.provider.signature_verification_algorithms)
-    }
-    fn verify_tls13_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(m, c, d, &self.provider.signature_verification_algorithms)
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-fn form_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-/// The double, as the environment names it.
+/// The double, as the environment names it: a client pinned to its certificate, and the
+/// local-root secret it sends instead of credentials.
 struct Double {
-    host: String,
-    port: u16,
-    tls: Arc<rustls::ClientConfig>,
-    secret: String,
+    api: phoenix_proxmox::api::ApiClient,
+    root_header: String,
 }
 
 impl Double {
     fn from_env(env: &dyn Fn(&str) -> Option<String>) -> Result<Double, String> {
+        use phoenix_proxmox::api::{ApiClient, Auth, TlsVerify};
         let need = |k: &str| env(k).filter(|v| !v.is_empty()).ok_or_else(|| format!("{k} is not set"));
         let url = need(URL_ENV)?;
         let authority = url.strip_prefix("https://").ok_or_else(|| format!("{URL_ENV}: {url} is not https://"))?;
         let (host, port) =
             authority.trim_end_matches('/').rsplit_once(':').ok_or_else(|| format!("{URL_ENV}: no port"))?;
         let port = port.parse().map_err(|_| format!("{URL_ENV}: bad port {port}"))?;
-        let fingerprint = need(FINGERPRINT_ENV)?
-            .split(':')
-            .map(|h| u8::from_str_radix(h, 16))
-            .collect::<Result<Vec<u8>, _>>()
-            .map_err(|e| format!("{FINGERPRINT_ENV}: {e}"))?;
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(Pinned { fingerprint, provider }))
-            .with_no_client_auth();
-        Ok(Double { host: host.to_string(), port, tls: Arc::new(tls), secret: need(ROOT_ENV)? })
+        let pin = need(FINGERPRINT_ENV)?;
+        let tls =
+            TlsVerify::fingerprint(&pin).ok_or_else(|| format!("{FINGERPRINT_ENV}: {pin} is not a fingerprint"))?;
+        // No credentials: the local-root header stands for them.
+        let none = Auth::Token { id: String::new(), secret: String::new() };
+        let api = ApiClient::new(host, port, none, tls)?;
+        Ok(Double { api, root_header: format!("{ROOT_HEADER}: {}\r\n", need(ROOT_ENV)?) })
     }
 
-    /// One request; the status, the reason and the JSON body.
+    /// One request; the status, the reason and the JSON body, as the double answered.
     fn request(&self, method: &str, path: &str, params: &[(String, String)]) -> Result<(u16, String, Value), String> {
-        let form =
-            params.iter().map(|(k, v)| format!("{}={}", form_encode(k), form_encode(v))).collect::<Vec<_>>().join("&");
-        let with_body = matches!(method, "POST" | "PUT");
-        let target =
-            if with_body || form.is_empty() { format!("/api2/json{path}") } else { format!("/api2/json{path}?{form}") };
-        let body = if with_body { form } else { String::new() };
-        let tcp =
-            TcpStream::connect((self.host.as_str(), self.port)).map_err(|e| format!("cannot reach the double: {e}"))?;
-        let _ = tcp.set_read_timeout(Some(Duration::from_secs(120)));
-        let name = ServerName::try_from(self.host.clone()).map_err(|e| e.to_string())?;
-        let conn = rustls::ClientConnection::new(self.tls.clone(), name).map_err(|e| e.to_string())?;
-        let mut tls = rustls::StreamOwned::new(conn, tcp);
-        let request = format!(
-            "{method} {target} HTTP/1.1\r\nHost: {}:{}\r\n{ROOT_HEADER}: {}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            self.host,
-            self.port,
-            self.secret,
-            body.len()
-        );
-        tls.write_all(request.as_bytes()).map_err(|e| format!("{method} {path}: {e}"))?;
-        let mut answer = Vec::new();
-        // The double closes the connection after its answer (with or without close_notify).
-        if let Err(e) = tls.read_to_end(&mut answer)
-            && answer.is_empty()
-        {
-            return Err(format!("{method} {path}: the connection closed without an answer: {e}"));
-        }
-        let text = String::from_utf8_lossy(&answer);
-        let (head, body) = text.split_once("\r\n\r\n").ok_or_else(|| format!("{method} {path}: no answer"))?;
-        let status_line = head.lines().next().unwrap_or_default();
-        let status = status_line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or("not an HTTP answer")?;
-        let reason = status_line.splitn(3, ' ').nth(2).unwrap_or_default().trim().to_string();
-        Ok((status, reason, serde_json::from_str(body).unwrap_or_default()))
+        let params: Vec<(&str, String)> = params.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        self.api.send(method, path, &params, &self.root_header).map_err(|e| e.to_string())
     }
 }
 
