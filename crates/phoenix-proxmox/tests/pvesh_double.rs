@@ -34,15 +34,8 @@ fn backend(double: &PveDouble, dir: &Path) -> ProxmoxBackend {
 
 /// The configuration, with the backend section `via: "pvesh"` (no URL, token or TLS).
 fn estate(dir: &Path, hypervisor_extra: &str, lxc_configs: &str) -> phoenix_config::Estate {
-    let hv = format!(r#"{{"backend": {{"type": "proxmox", "node": "pve1", "via": "pvesh"}} {hypervisor_extra}}}"#);
-    std::fs::write(dir.join("phoenix_hypervisor_config.json"), hv).expect("write");
-    std::fs::write(dir.join("phoenix_lxc_configs.json"), format!(r#"{{"lxc_configs": {{ {lxc_configs} }}}}"#))
-        .expect("write");
-    let fs = phoenix_config::RealFilesystem;
-    let (sources, early) = phoenix_config::load(dir, &fs);
-    let v = phoenix_config::validate(&sources, early, &fs);
-    assert!(v.reports.is_empty(), "{:#?}", v.reports);
-    v.estate.unwrap_or_else(|| panic!("{:#?}", v.reports))
+    let backend = r#"{"type": "proxmox", "node": "pve1", "via": "pvesh"}"#;
+    support::estate_with(dir, backend, hypervisor_extra, lxc_configs)
 }
 
 const SHARED: &str =
