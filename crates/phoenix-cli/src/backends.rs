@@ -3,7 +3,9 @@
 use phoenix_backend::Backend;
 use phoenix_config::Estate;
 use phoenix_config::model::Backend as BackendSection;
-use phoenix_config::model::{ApiRoute, ProxmoxBackend as ProxmoxSection};
+use phoenix_config::model::{ApiRoute, ProxmoxBackend as ProxmoxSection, SecretRef};
+
+use crate::secrets::Secrets;
 
 /// Why no backend could be reached.
 #[derive(Debug, thiserror::Error)]
@@ -36,8 +38,14 @@ pub fn connect(estate: &Estate) -> Result<Connected, ConnectError> {
 }
 
 /// Connects to the backend of the configuration, running `pvesh` as the `pvesh` program where
-/// it says `via: "pvesh"`.
+/// it says `via: "pvesh"`, with secret references resolved in the process's environment.
 pub fn connect_with(estate: &Estate, pvesh: &str) -> Result<Connected, ConnectError> {
+    connect_with_secrets(estate, pvesh, &Secrets::from_process_env())
+}
+
+/// Connects to the backend of the configuration, running `pvesh` as the `pvesh` program where
+/// it says `via: "pvesh"`, and resolving secret references with `secrets`.
+pub fn connect_with_secrets(estate: &Estate, pvesh: &str, secrets: &Secrets) -> Result<Connected, ConnectError> {
     match &estate.hypervisor.backend {
         None => Err(ConnectError::Missing),
         Some(BackendSection::Lxc(settings)) => match phoenix_lxc::LxcBackend::open(settings) {
@@ -48,7 +56,7 @@ pub fn connect_with(estate: &Estate, pvesh: &str) -> Result<Connected, ConnectEr
             })),
         },
         Some(BackendSection::Proxmox(p)) => {
-            let backend = proxmox(p, pvesh)?;
+            let backend = proxmox(p, pvesh, secrets)?;
             let at = api_name(p);
             let version = backend.preflight().map_err(|e| {
                 let hint = e.detail.as_deref().map(|d| format!("\n  hint: {d}")).unwrap_or_default();
@@ -59,20 +67,16 @@ pub fn connect_with(estate: &Estate, pvesh: &str) -> Result<Connected, ConnectEr
     }
 }
 
-/// Reads a secret reference: `env:NAME` or `file:/path`. The value is never printed.
-pub fn resolve_secret(reference: &str) -> Result<String, ConnectError> {
-    use phoenix_config::secret::{SecretSource, parse_reference};
-    let fail = |m: String| ConnectError::Failed(m);
-    match parse_reference(reference).map_err(|e| fail(format!("a secret reference {}", e.message)))? {
-        SecretSource::Env(name) => std::env::var(name)
-            .map_err(|_| fail(format!("the environment variable {name} (a secret reference) is not set"))),
-        SecretSource::File(path) => std::fs::read_to_string(path)
-            .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
-            .map_err(|e| fail(format!("cannot read the secret file {path}: {e}"))),
-        SecretSource::Vault { .. } => {
-            Err(fail("Vault secret references are not supported yet; use env: or file:".into()))
-        }
-    }
+/// Reads the secret of a setting (named in errors, e.g. `backend.token.secret`, with the
+/// reference — unless it is not one, and so might be the secret itself). The value is never printed.
+fn secret(secrets: &Secrets, setting: &str, reference: &SecretRef) -> Result<String, ConnectError> {
+    secrets.resolve(&reference.0).map_err(|e| {
+        let named = match phoenix_config::secret::parse_reference(&reference.0) {
+            Ok(_) => format!("`{setting}` ({})", reference.0),
+            Err(_) => format!("`{setting}`"),
+        };
+        ConnectError::Failed(format!("{named}: {e}"))
+    })
 }
 
 /// The `pvesh` program `via: "pvesh"` runs: the one on `PATH`, as on a Proxmox VE node.
@@ -89,8 +93,13 @@ fn api_name(p: &ProxmoxSection) -> String {
 
 /// The Proxmox backend of the configuration, not yet checked: over HTTPS with the token, or
 /// through the `pvesh` program `pvesh` (`via: "pvesh"`: Phoenix on the node, as root@pam, its
-/// commands run here and other nodes reached over SSH where `ssh` is configured).
-pub fn proxmox(p: &ProxmoxSection, pvesh: &str) -> Result<phoenix_proxmox::backend::ProxmoxBackend, ConnectError> {
+/// commands run here and other nodes reached over SSH where `ssh` is configured). Secret
+/// references are resolved with `secrets`.
+pub fn proxmox(
+    p: &ProxmoxSection,
+    pvesh: &str,
+    secrets: &Secrets,
+) -> Result<phoenix_proxmox::backend::ProxmoxBackend, ConnectError> {
     use phoenix_proxmox::api::{ApiClient, Auth, TlsVerify};
     use phoenix_proxmox::channel::{LocalNode, NodeChannel};
     if p.via == ApiRoute::Pvesh {
@@ -120,9 +129,12 @@ pub fn proxmox(p: &ProxmoxSection, pvesh: &str) -> Result<phoenix_proxmox::backe
                 .into(),
         )
     })?;
-    let auth = Auth::Token { id: token.id.clone(), secret: resolve_secret(&token.secret.0)? };
+    let auth = Auth::Token { id: token.id.clone(), secret: secret(secrets, "backend.token.secret", &token.secret)? };
     let root_auth = match &p.root_ticket {
-        Some(t) => Some(Auth::Password { user: "root@pam".into(), password: resolve_secret(&t.password.0)? }),
+        Some(t) => Some(Auth::Password {
+            user: "root@pam".into(),
+            password: secret(secrets, "backend.root_ticket.password", &t.password)?,
+        }),
         None => None,
     };
     let tls = match &p.tls {

@@ -7,6 +7,8 @@ mod commands;
 mod printer;
 mod progress;
 mod render;
+pub mod secrets;
+pub mod vault;
 
 use std::ffi::OsString;
 

@@ -1,24 +1,28 @@
 //! `plan`, `apply`, `status` and `destroy` through the command line's real backend connection,
 //! against the PVE test double over HTTPS (the token read from a `file:` secret reference, the
-//! certificate pinned by fingerprint).
+//! certificate pinned by fingerprint); and the token read from Vault (a stand-in) instead.
+
+mod vault_double;
 
 use std::time::Duration;
 
-use phoenix_cli::{Io, run};
+use phoenix_cli::secrets::Secrets;
+use phoenix_cli::{Connect, Io, run};
 use phoenix_pve_double::{Credentials, PveDouble, PveVersion};
 use phoenix_testkit::Capture;
 
 fn phoenix(dir: &std::path::Path, args: &[&str]) -> (u8, String, String) {
+    phoenix_with(dir, args, &phoenix_cli::backends::connect)
+}
+
+fn phoenix_with(dir: &std::path::Path, args: &[&str], connect: &Connect) -> (u8, String, String) {
     let (out, err) = (Capture::default(), Capture::default());
     let cfg = dir.to_str().expect("utf-8").to_string();
     let locks = dir.join("locks").to_str().expect("utf-8").to_string();
     let mut full = vec!["phoenix", "-c", &cfg, "--lock-dir", &locks];
     full.extend_from_slice(args);
-    let code = run(
-        full,
-        Io::Custom { out: Box::new(out.clone()), err: Box::new(err.clone()), interactive: false },
-        &phoenix_cli::backends::connect,
-    );
+    let code =
+        run(full, Io::Custom { out: Box::new(out.clone()), err: Box::new(err.clone()), interactive: false }, connect);
     (code, out.text(), err.text())
 }
 
@@ -143,4 +147,65 @@ fn a_root_ticket_carries_root_only_settings_and_a_wrong_password_stops_before_an
     assert_eq!(code, 0, "{out}{err}");
     assert!(double.conf_file(901).expect("created").contains("mp0: /srv/models,mp=/models\n"));
     assert!(!format!("{out}{err}").contains(password), "the password is never shown");
+}
+
+#[test]
+fn the_proxmox_token_can_come_from_vault() {
+    let (secret, vault_token) = ("5a4b3c2d-1e0f-4a9b-8c7d-6e5f4a3b2c1d", "hvs.CAESIPq7Zt2vKx9");
+    let double = PveDouble::start(
+        PveVersion::V9,
+        Credentials { token: ("phoenix@pve!ci".into(), secret.into()), root_password: "root-pw".into() },
+    );
+    let vault = vault_double::VaultDouble::start(vault_token);
+    vault.mount("", "secret", 2);
+    vault.put("", "secret", "proxmox/pve1", serde_json::json!({ "token_secret": secret }));
+    let dir = tempfile::tempdir().expect("tmp");
+    let p = dir.path();
+    std::fs::write(p.join("vault-ca.pem"), &vault.ca_pem).expect("CA");
+    let hv = format!(
+        r#"{{"backend": {{"type": "proxmox", "api_url": "https://127.0.0.1:{}", "node": "pve1",
+             "token": {{"id": "phoenix@pve!ci", "secret": "vault:secret/proxmox/pve1#token_secret"}},
+             "tls": {{"fingerprint": "{}"}}}}}}"#,
+        double.addr.port(),
+        double.fingerprint
+    );
+    std::fs::write(p.join("phoenix_hypervisor_config.json"), hv).expect("write");
+    let lxc = r#"{"lxc_configs": {"901": {"name": "web-1", "memory_mb": 1024, "cores": 1, "storage_pool": "local-zfs",
+        "storage_size_gb": 10, "template": "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst",
+        "network_config": {"name": "eth0", "bridge": "vmbr0", "ip": "10.0.0.11/24", "gw": "10.0.0.1"}, "unprivileged": true}}}"#;
+    std::fs::write(p.join("phoenix_lxc_configs.json"), lxc).expect("write");
+    let environment = |token: &str| {
+        let vars = [
+            ("VAULT_ADDR".to_string(), vault.addr.clone()),
+            ("VAULT_TOKEN".to_string(), token.to_string()),
+            ("VAULT_CACERT".to_string(), p.join("vault-ca.pem").display().to_string()),
+        ];
+        let map: std::collections::HashMap<String, String> = vars.into_iter().collect();
+        Secrets::new(move |name| map.get(name).cloned())
+    };
+
+    let secrets = environment(vault_token);
+    let (code, out, err) = phoenix_with(p, &["plan", "--detailed-exitcode"], &move |estate| {
+        phoenix_cli::backends::connect_with_secrets(estate, phoenix_cli::backends::PVESH, &secrets)
+    });
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(out.contains("Plan: 1 to create, 0 to change, 0 unchanged."), "{out}");
+    assert!(double.requests().iter().all(|r| r.status == 200), "the token from Vault was accepted");
+    let shown = format!("{out}{err}");
+    assert!(!shown.contains(secret) && !shown.contains(vault_token), "no secret is shown");
+    assert_eq!(vault.requests().iter().filter(|r| r.path == "secret/data/proxmox/pve1").count(), 1);
+
+    // A Vault token without access stops the run before Proxmox is asked anything.
+    let asked = double.requests().len();
+    let secrets = environment("hvs.revoked");
+    let (code, out, err) = phoenix_with(p, &["plan"], &move |estate| {
+        phoenix_cli::backends::connect_with_secrets(estate, phoenix_cli::backends::PVESH, &secrets)
+    });
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("`backend.token.secret` (vault:secret/proxmox/pve1#token_secret): Vault refused to read `secret/proxmox/pve1`"),
+        "{err}"
+    );
+    assert!(err.contains("hint:") && !err.contains("hvs.revoked") && !err.contains(secret), "{err}");
+    assert_eq!(double.requests().len(), asked, "nothing was sent to Proxmox");
 }

@@ -8,38 +8,14 @@
 //! `PVEAuthCookie` cookie with its `CSRFPreventionToken` on every request that is not a `GET`, and
 //! renewed with itself before it expires (Proxmox accepts a ticket for two hours).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use phoenix_backend::{BackendError, Delivery, ErrorKind};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
-use sha2::{Digest, Sha256};
+pub use phoenix_http::TlsVerify;
+use phoenix_http::{Endpoint, percent_encode as form_encode};
 
 use crate::pvesh::Pvesh;
-
-/// How the API's certificate is checked.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TlsVerify {
-    /// Against these CA certificates (PEM).
-    Ca(Vec<u8>),
-    /// The certificate's SHA-256 fingerprint must be this one.
-    Fingerprint([u8; 32]),
-    /// Not at all (explicitly asked for; anyone on the path can read the token).
-    Insecure,
-}
-
-impl TlsVerify {
-    /// Parses a fingerprint as Proxmox shows it: `AB:CD:...`, 32 bytes.
-    pub fn fingerprint(text: &str) -> Option<TlsVerify> {
-        let bytes: Vec<u8> =
-            text.split(':').map(|h| u8::from_str_radix(h, 16).ok().filter(|_| h.len() == 2)).collect::<Option<_>>()?;
-        Some(TlsVerify::Fingerprint(bytes.try_into().ok()?))
-    }
-}
 
 /// How requests are authenticated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,11 +50,8 @@ struct Session {
 /// A Proxmox API endpoint.
 #[derive(Clone)]
 pub struct ApiClient {
-    host: String,
-    port: u16,
+    endpoint: Endpoint,
     auth: Auth,
-    tls: Arc<ClientConfig>,
-    timeout: Duration,
     /// The ticket of password authentication, shared by the client's clones.
     session: Arc<Mutex<Option<Session>>>,
     /// A ticket this old is renewed before it is used.
@@ -90,100 +63,12 @@ pub struct ApiClient {
 /// An answer: the HTTP status, its reason, and the JSON body.
 pub type Answer = (u16, String, serde_json::Value);
 
-/// Accepts exactly one certificate, by its SHA-256 fingerprint, or — when verification was turned
-/// off on purpose — any certificate. Handshake signatures are verified either way.
-#[derive(Debug)]
-struct Pinned {
-    fingerprint: Option<[u8; 32]>,
-    provider: Arc<rustls::crypto::CryptoProvider>,
-}
-
-impl ServerCertVerifier for Pinned {
-    fn verify_server_cert(
-        &self,
-        end: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        match self.fingerprint {
-            Some(pin) if Sha256::digest(end.as_ref()).as_slice() != pin => {
-                Err(rustls::Error::General("the certificate does not have the pinned fingerprint".into()))
-            }
-            _ => Ok(ServerCertVerified::assertion()),
-        }
-    }
-    fn verify_tls12_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(m, c, d, &self.provider.signature_verification_algorithms)
-    }
-    fn verify_tls13_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(m, c, d, &self.provider.signature_verification_algorithms)
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-/// Percent-encodes a form value.
-pub fn form_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-fn pem_certs(pem: &[u8]) -> Vec<CertificateDer<'static>> {
-    use rustls::pki_types::pem::PemObject;
-    CertificateDer::pem_slice_iter(pem).filter_map(Result::ok).collect()
-}
-
 impl ApiClient {
     /// A client for `host:port`.
     pub fn new(host: &str, port: u16, auth: Auth, verify: TlsVerify) -> Result<ApiClient, String> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?;
-        let config = match verify {
-            TlsVerify::Ca(pem) => {
-                let mut roots = RootCertStore::empty();
-                let certs = pem_certs(&pem);
-                if certs.is_empty() {
-                    return Err("the CA file holds no PEM certificate".into());
-                }
-                for c in certs {
-                    roots.add(c).map_err(|e| format!("bad CA certificate: {e}"))?;
-                }
-                builder.with_root_certificates(roots).with_no_client_auth()
-            }
-            TlsVerify::Fingerprint(fingerprint) => builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(Pinned { fingerprint: Some(fingerprint), provider }))
-                .with_no_client_auth(),
-            TlsVerify::Insecure => builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(Pinned { fingerprint: None, provider }))
-                .with_no_client_auth(),
-        };
         Ok(ApiClient {
-            host: host.to_string(),
-            port,
+            endpoint: Endpoint::https(host, port, verify)?,
             auth,
-            tls: Arc::new(config),
-            timeout: Duration::from_secs(60),
             session: Arc::default(),
             renew_after: TICKET_LIFETIME / 2,
             pvesh: None,
@@ -224,7 +109,7 @@ impl ApiClient {
     fn login(&self, user: &str, password: &str) -> Result<Session, BackendError> {
         let params = [("username", user.to_string()), ("password", password.to_string())];
         let issued = Instant::now();
-        let (status, reason, json) = self.send("POST", "/access/ticket", &params, "")?;
+        let (status, reason, json) = self.send("POST", "/access/ticket", &params, Vec::new())?;
         let data = &json["data"];
         match (status, data["ticket"].as_str(), data["CSRFPreventionToken"].as_str()) {
             (200, Some(ticket), Some(csrf)) => Ok(Session { ticket: ticket.into(), csrf: csrf.into(), issued }),
@@ -237,13 +122,16 @@ impl ApiClient {
     }
 
     /// The authentication headers of a request.
-    fn auth_headers(&self, method: &str) -> Result<String, BackendError> {
+    fn auth_headers(&self, method: &str) -> Result<Vec<(&'static str, String)>, BackendError> {
         Ok(match &self.auth {
-            Auth::Token { id, secret } => format!("Authorization: PVEAPIToken={id}={secret}\r\n"),
+            Auth::Token { id, secret } => vec![("Authorization", format!("PVEAPIToken={id}={secret}"))],
             Auth::Password { user, password } => {
                 let s = self.ticket(user, password)?;
-                let csrf = if method == "GET" { String::new() } else { format!("CSRFPreventionToken: {}\r\n", s.csrf) };
-                format!("Cookie: PVEAuthCookie={}\r\n{csrf}", s.ticket)
+                let mut headers = vec![("Cookie", format!("PVEAuthCookie={}", s.ticket))];
+                if method != "GET" {
+                    headers.push(("CSRFPreventionToken", s.csrf));
+                }
+                headers
             }
         })
     }
@@ -274,10 +162,10 @@ impl ApiClient {
         if let Some(pvesh) = &self.pvesh {
             return pvesh.request(method, path, params);
         }
-        let mut answer = self.send(method, path, params, &self.auth_headers(method)?)?;
+        let mut answer = self.send(method, path, params, self.auth_headers(method)?)?;
         if answer.0 == 401 && matches!(self.auth, Auth::Password { .. }) {
             *self.session.lock().unwrap_or_else(PoisonError::into_inner) = None;
-            answer = self.send(method, path, params, &self.auth_headers(method)?)?;
+            answer = self.send(method, path, params, self.auth_headers(method)?)?;
         }
         let (status, reason, json) = answer;
         let maybe = |m: String| BackendError {
@@ -312,98 +200,42 @@ impl ApiClient {
         }
     }
 
-    /// Sends one request with these header lines in place of the client's authentication (each
-    /// line ends in `\r\n`), and returns the answer as the server gave it: status, reason, JSON
-    /// body. [`ApiClient::request`] is what the driver uses; this is for tools that must see the
-    /// raw answer.
+    /// Sends one request with these headers in place of the client's authentication, and returns
+    /// the answer as the server gave it: status, reason, JSON body. [`ApiClient::request`] is what
+    /// the driver uses; this is for tools that must see the raw answer.
     pub fn send(
         &self,
         method: &str,
         path: &str,
         params: &[(&str, String)],
-        auth: &str,
+        mut headers: Vec<(&str, String)>,
     ) -> Result<Answer, BackendError> {
-        let not_sent = |m: String| BackendError {
-            kind: ErrorKind::Transient,
-            delivery: Delivery::NotSent,
-            message: m,
-            detail: None,
-        };
         let form: String =
             params.iter().map(|(k, v)| format!("{}={}", form_encode(k), form_encode(v))).collect::<Vec<_>>().join("&");
         let with_body = matches!(method, "POST" | "PUT");
         let target =
             if with_body || form.is_empty() { format!("/api2/json{path}") } else { format!("/api2/json{path}?{form}") };
-        let addr = (self.host.as_str(), self.port)
-            .to_socket_addrs()
-            .map_err(|e| not_sent(format!("cannot resolve {}: {e}", self.host)))?
-            .next()
-            .ok_or_else(|| not_sent(format!("{} has no address", self.host)))?;
-        let tcp = TcpStream::connect_timeout(&addr, self.timeout)
-            .map_err(|e| not_sent(format!("cannot connect to {}:{}: {e}", self.host, self.port)))?;
-        let _ = tcp.set_read_timeout(Some(self.timeout));
-        let name = ServerName::try_from(self.host.clone()).map_err(|e| not_sent(e.to_string()))?;
-        let conn = rustls::ClientConnection::new(self.tls.clone(), name).map_err(|e| not_sent(e.to_string()))?;
-        let mut tls = rustls::StreamOwned::new(conn, tcp);
-        // The handshake runs (and the certificate is checked) before any byte of the request,
-        // so a refused certificate never sees the token.
-        while tls.conn.is_handshaking() {
-            tls.conn.complete_io(&mut tls.sock).map_err(|e| {
-                BackendError::permanent(Delivery::NotSent, format!("TLS with {}:{} failed: {e}", self.host, self.port))
-            })?;
-        }
         let body = if with_body { form } else { String::new() };
-        let request = format!(
-            "{method} {target} HTTP/1.1\r\nHost: {}:{}\r\n{auth}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            self.host,
-            self.port,
-            body.len()
-        );
-        let maybe = |m: String| BackendError {
-            kind: ErrorKind::Transient,
-            delivery: Delivery::MaybeApplied,
-            message: m,
+        headers.push(("Content-Type", "application/x-www-form-urlencoded".to_string()));
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let failed = |kind: ErrorKind, delivery: Delivery, message: String| BackendError {
+            kind,
+            delivery,
+            message,
             detail: None,
         };
-        tls.write_all(request.as_bytes()).map_err(|e| maybe(format!("{method} {path}: {e}")))?;
-        let mut reader = BufReader::new(tls);
-        let mut status_line = String::new();
-        reader.read_line(&mut status_line).map_err(|e| maybe(format!("{method} {path}: no answer: {e}")))?;
-        let status: u16 = status_line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| maybe(format!("{method} {path}: not an HTTP answer: {status_line:?}")))?;
-        let reason = status_line.splitn(3, ' ').nth(2).unwrap_or_default().trim().to_string();
-        let mut length = 0usize;
-        loop {
-            let mut line = String::new();
-            reader.read_line(&mut line).map_err(|e| maybe(e.to_string()))?;
-            if line.trim().is_empty() {
-                break;
+        // The handshake runs (and the certificate is checked) before any byte of the request,
+        // so a refused certificate never sees the token.
+        let response = self.endpoint.exchange(method, &target, &headers, body.as_bytes()).map_err(|e| match e {
+            phoenix_http::Error::Unreachable(m) => failed(ErrorKind::Transient, Delivery::NotSent, m),
+            phoenix_http::Error::Invalid(m) | phoenix_http::Error::Tls(m) => {
+                BackendError::permanent(Delivery::NotSent, m)
             }
-            if let Some((k, v)) = line.split_once(':')
-                && k.eq_ignore_ascii_case("content-length")
-            {
-                length = v.trim().parse().unwrap_or(0);
+            phoenix_http::Error::NoAnswer(m) => {
+                failed(ErrorKind::Transient, Delivery::MaybeApplied, format!("{method} {path}: {m}"))
             }
-        }
-        let mut body = vec![0u8; length];
-        reader.read_exact(&mut body).map_err(|e| maybe(e.to_string()))?;
-        let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-        Ok((status, reason, json))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fingerprints_and_form_encoding() {
-        let fp = "3A:1F:5C:9B:27:E4:80:6D:11:C2:4B:9F:03:7E:A8:52:66:D0:19:BC:4E:F3:72:A1:88:0B:DD:65:CE:29:94:17";
-        assert!(matches!(TlsVerify::fingerprint(fp), Some(TlsVerify::Fingerprint(b)) if b[0] == 0x3A && b[31] == 0x17));
-        assert!(TlsVerify::fingerprint("3A:1F").is_none());
-        assert_eq!(form_encode("name=eth0,ip=10.0.0.5/24 x"), "name%3Deth0%2Cip%3D10.0.0.5%2F24%20x");
+        })?;
+        let json: serde_json::Value = serde_json::from_slice(&response.body).unwrap_or_default();
+        Ok((response.status, response.reason, json))
     }
 }

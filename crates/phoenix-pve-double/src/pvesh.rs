@@ -91,7 +91,8 @@ pub fn parse(args: &[String]) -> Result<Call, String> {
 /// local-root secret it sends instead of credentials.
 struct Double {
     api: phoenix_proxmox::api::ApiClient,
-    root_header: String,
+    /// The local-root secret, sent in the [`ROOT_HEADER`] header.
+    root_secret: String,
 }
 
 impl Double {
@@ -109,13 +110,13 @@ impl Double {
         // No credentials: the local-root header stands for them.
         let none = Auth::Token { id: String::new(), secret: String::new() };
         let api = ApiClient::new(host, port, none, tls)?;
-        Ok(Double { api, root_header: format!("{ROOT_HEADER}: {}\r\n", need(ROOT_ENV)?) })
+        Ok(Double { api, root_secret: need(ROOT_ENV)? })
     }
 
     /// One request; the status, the reason and the JSON body, as the double answered.
     fn request(&self, method: &str, path: &str, params: &[(String, String)]) -> Result<(u16, String, Value), String> {
         let params: Vec<(&str, String)> = params.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
-        self.api.send(method, path, &params, &self.root_header).map_err(|e| e.to_string())
+        self.api.send(method, path, &params, vec![(ROOT_HEADER, self.root_secret.clone())]).map_err(|e| e.to_string())
     }
 }
 

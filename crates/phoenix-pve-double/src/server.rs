@@ -20,15 +20,14 @@
 //! `root@pam`'s, with all privileges, and checked and recorded like any other.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::hash::BuildHasher;
+use std::io::Write;
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use phoenix_http::test_server::{Reply, Served, TestServer, form_decode};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -260,8 +259,9 @@ pub struct PveDouble {
     pub version: PveVersion,
     recorded: Arc<Mutex<Vec<Recorded>>>,
     model: Arc<Mutex<Model>>,
-    stop: Arc<AtomicBool>,
     log: Arc<Mutex<Option<PathBuf>>>,
+    /// The HTTPS server; it stops when the double is dropped.
+    _server: TestServer,
 }
 
 /// Credentials the double accepts.
@@ -276,62 +276,35 @@ pub struct Credentials {
 impl PveDouble {
     /// Starts a double playing `version` on a free loopback port.
     pub fn start(version: PveVersion, credentials: Credentials) -> PveDouble {
-        let ca_key = KeyPair::generate().expect("CA key");
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let ca = CertifiedIssuer::self_signed(ca_params, ca_key).expect("CA");
-        let node_key = KeyPair::generate().expect("node key");
-        let node_cert = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-            .expect("params")
-            .signed_by(&node_key, &ca)
-            .expect("node cert");
-        let fingerprint =
-            Sha256::digest(node_cert.der().as_ref()).iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":");
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("protocols")
-            .with_no_client_auth()
-            .with_single_cert(
-                vec![CertificateDer::from(node_cert.der().to_vec())],
-                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(node_key.serialize_der())),
-            )
-            .expect("server config");
-        let config = Arc::new(config);
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let addr = listener.local_addr().expect("addr");
         let recorded = Arc::new(Mutex::new(Vec::new()));
-        let log = std::env::var_os(REQUEST_LOG_ENV).filter(|d| !d.is_empty()).map(|d| {
-            let dir = PathBuf::from(d);
-            std::fs::create_dir_all(&dir)
-                .unwrap_or_else(|e| panic!("cannot make the request log directory {}: {e}", dir.display()));
-            dir.join(format!("{}-{}.jsonl", std::process::id(), addr.port()))
-        });
-        let log = Arc::new(Mutex::new(log));
-        let local_root: String =
-            Sha256::digest(node_key.serialize_der()).iter().take(16).map(|b| format!("{b:02x}")).collect();
+        let model = Arc::new(Mutex::new(Model::default()));
+        let log = Arc::new(Mutex::new(None));
+        let record = Recorder { version, recorded: recorded.clone(), log: log.clone() };
+        let shared = model.clone();
+        let server = TestServer::start(move |request| serve(request, version, &credentials, &record, &shared));
+        let (addr, fingerprint) = (server.addr, server.fingerprint.clone());
+        // The log file and the fingerprint the nodes show are known once the server listens; no
+        // request reaches it before the double is returned.
+        *log.lock().unwrap_or_else(PoisonError::into_inner) =
+            std::env::var_os(REQUEST_LOG_ENV).filter(|d| !d.is_empty()).map(|d| {
+                let dir = PathBuf::from(d);
+                std::fs::create_dir_all(&dir)
+                    .unwrap_or_else(|e| panic!("cannot make the request log directory {}: {e}", dir.display()));
+                dir.join(format!("{}-{}.jsonl", std::process::id(), addr.port()))
+            });
+        // The node's own root secret: only this double (and the pvesh stand-in it is given to) knows it.
+        let seed = std::collections::hash_map::RandomState::new().hash_one(addr.port());
+        let local_root: String = Sha256::digest(format!("{seed}:{fingerprint}:{:?}", std::time::Instant::now()))
+            .iter()
+            .take(16)
+            .map(|b| format!("{b:02x}"))
+            .collect();
         let mut initial =
             Model { nodes: vec!["pve1".into()], fingerprint: fingerprint.clone(), local_root, ..Model::default() };
         initial.storages.insert("local".into(), ("dir".into(), Some("/var/lib/vz".into()), "vztmpl,iso,backup".into()));
         initial.storages.insert("local-zfs".into(), ("zfspool".into(), None, "rootdir,images".into()));
-        let model = Arc::new(Mutex::new(initial));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (rec, halt, shared, sink) = (recorded.clone(), stop.clone(), model.clone(), log.clone());
-        std::thread::spawn(move || {
-            while !halt.load(Ordering::SeqCst) {
-                match listener.accept() {
-                    Ok((tcp, _)) => {
-                        let (config, credentials) = (config.clone(), credentials.clone());
-                        let record = Recorder { version, recorded: rec.clone(), log: sink.clone() };
-                        let model = shared.clone();
-                        std::thread::spawn(move || serve(tcp, config, version, &credentials, &record, &model));
-                    }
-                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(5)),
-                }
-            }
-        });
-        PveDouble { addr, ca_pem: ca.pem(), fingerprint, version, recorded, model, stop, log }
+        *model.lock().unwrap_or_else(PoisonError::into_inner) = initial;
+        PveDouble { addr, ca_pem: server.ca_pem.clone(), fingerprint, version, recorded, model, log, _server: server }
     }
 
     /// The environment of the `pvesh` stand-in ([`crate::pvesh`]) for this double: its URL, its
@@ -486,42 +459,12 @@ impl PveDouble {
     }
 }
 
-impl Drop for PveDouble {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-    }
-}
-
-fn decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
-                match hex {
-                    Some(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 fn params(s: &str) -> BTreeMap<String, String> {
     s.split('&')
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (decode(k), decode(v))
+            (form_decode(k), form_decode(v))
         })
         .collect()
 }
@@ -558,40 +501,19 @@ impl Recorder {
     }
 }
 
+/// Answers one request (`None`: the connection is closed without an answer).
 fn serve(
-    tcp: std::net::TcpStream,
-    config: Arc<rustls::ServerConfig>,
+    served: Served,
     version: PveVersion,
     credentials: &Credentials,
     recorder: &Recorder,
     model: &Mutex<Model>,
-) {
-    let _ = tcp.set_nonblocking(false);
-    let Ok(conn) = rustls::ServerConnection::new(config) else { return };
-    let mut reader = BufReader::new(rustls::StreamOwned::new(conn, tcp));
-    let mut line = String::new();
-    if reader.read_line(&mut line).is_err() || line.is_empty() {
-        return;
-    }
-    let mut parts = line.split_whitespace();
-    let (method, target) = (parts.next().unwrap_or_default().to_string(), parts.next().unwrap_or_default().to_string());
-    let mut headers = BTreeMap::new();
-    loop {
-        let mut h = String::new();
-        if reader.read_line(&mut h).is_err() || h.trim().is_empty() {
-            break;
-        }
-        if let Some((k, v)) = h.split_once(':') {
-            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
-        }
-    }
-    let length: usize = headers.get("content-length").and_then(|l| l.parse().ok()).unwrap_or(0);
-    let mut body = vec![0u8; length];
-    let _ = reader.read_exact(&mut body);
-    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+) -> Option<Reply> {
+    let headers = &served.headers;
+    let (path, query) = served.path_and_query();
     let path = path.strip_prefix("/api2/json").unwrap_or(path).to_string();
     let mut ps = params(query);
-    ps.extend(params(&String::from_utf8_lossy(&body)));
+    ps.extend(params(&String::from_utf8_lossy(&served.body)));
     let token = headers
         .get("authorization")
         .and_then(|a| a.strip_prefix("PVEAPIToken="))
@@ -601,6 +523,7 @@ fn serve(
         .get("cookie")
         .and_then(|c| c.split(';').find_map(|c| c.trim().strip_prefix("PVEAuthCookie=")))
         .map(str::to_string);
+    let method = served.method.clone();
     let request = Request {
         method: &method,
         path: &path,
@@ -619,21 +542,7 @@ fn serve(
     let answered = delivery == Delivery::Answer;
     let status = if delivery == Delivery::DropRequest { 0 } else { status };
     recorder.record(Recorded { method, path, params: ps, token: token.is_some(), status, answered });
-    if !answered {
-        // Closed without a byte of answer (and without TLS close_notify, as a dying proxy does).
-        let _ = reader.get_mut().sock.shutdown(std::net::Shutdown::Both);
-        return;
-    }
-    let body = answer.to_string();
-    let response = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let stream = reader.get_mut();
-    let _ = stream.write_all(response.as_bytes());
-    let _ = stream.flush();
-    stream.conn.send_close_notify();
-    let _ = stream.conn.complete_io(&mut stream.sock);
+    answered.then(|| Reply::new(status, &reason, answer))
 }
 
 /// A decoded request.

@@ -6,8 +6,9 @@ use serde::{Deserialize, Serialize};
 /// A reference to a secret, resolved at run time and never stored in plans, logs or guests.
 ///
 /// Forms: `env:NAME` (an environment variable), `file:/absolute/path` (the file's content,
-/// without its trailing newline), `vault:<mount>/<path>#<field>` (a HashiCorp Vault KV secret,
-/// read with the `VAULT_ADDR` and `VAULT_TOKEN` of the environment).
+/// without its trailing newline), `vault:<mount>/<path>#<field>` (a field of a HashiCorp Vault or
+/// OpenBao KV secret, version 1 or 2, read with the environment's `VAULT_ADDR`, `VAULT_TOKEN` or
+/// `~/.vault-token`, `VAULT_CACERT` and `VAULT_NAMESPACE`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct SecretRef(pub String);
