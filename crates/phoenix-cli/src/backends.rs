@@ -48,7 +48,9 @@ pub fn connect_with(estate: &Estate, pvesh: &str) -> Result<Connected, ConnectEr
             })),
         },
         Some(BackendSection::Proxmox(p)) => {
-            let backend = proxmox(p, pvesh)?;
+            // VMs' password hashes (or references to them) go to the backend apart from the plan,
+            // which carries only their fingerprints.
+            let backend = proxmox(p, pvesh)?.with_vm_passwords(phoenix_plan::vm_passwords(estate));
             let at = api_name(p);
             let version = backend.preflight().map_err(|e| {
                 let hint = e.detail.as_deref().map(|d| format!("\n  hint: {d}")).unwrap_or_default();
