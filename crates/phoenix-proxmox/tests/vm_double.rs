@@ -327,3 +327,81 @@ fn tokens_may_not_import_from_a_path_and_sshkeys_must_be_encoded() {
         .expect_err("args");
     assert!(e.message.contains("403"), "{}", e.message);
 }
+
+/// Health checks probe the guests' services over the network, which the double does not run.
+struct AlwaysUp;
+
+impl phoenix_engine::health::Prober for AlwaysUp {
+    fn tcp(&self, _: &str, _: u32, _: Duration) -> Result<(), String> {
+        Ok(())
+    }
+    fn http(&self, _: &str, _: u32, _: &str, _: Duration) -> Result<u16, String> {
+        Ok(200)
+    }
+}
+
+#[test]
+fn the_vms_of_the_ai_stack_example_build_and_plan_again_as_nothing() {
+    let double = double(PveVersion::V9);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/ai-stack");
+    let mut hv: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(source.join("phoenix_hypervisor_config.json")).expect("read"))
+            .expect("json");
+    hv["backend"] = serde_json::json!({
+        "type": "proxmox", "api_url": format!("https://127.0.0.1:{}", double.addr.port()), "node": "pve1",
+        "token": { "id": support::TOKEN.0, "secret": "env:PVE_TOKEN_SECRET" },
+        "tls": { "fingerprint": double.fingerprint }
+    });
+    std::fs::write(dir.path().join("phoenix_hypervisor_config.json"), hv.to_string()).expect("write");
+    for file in ["phoenix_lxc_configs.json", "phoenix_vm_configs.json"] {
+        std::fs::copy(source.join(file), dir.path().join(file)).expect("copy");
+    }
+    std::fs::create_dir_all(dir.path().join("scripts")).expect("mkdir");
+    for entry in std::fs::read_dir(source.join("scripts")).expect("scripts") {
+        let path = entry.expect("entry").path();
+        std::fs::copy(&path, dir.path().join("scripts").join(path.file_name().expect("name"))).expect("copy");
+    }
+    let fs = phoenix_config::RealFilesystem;
+    let (sources, early) = phoenix_config::load(dir.path(), &fs);
+    let estate = phoenix_config::validate(&sources, early, &fs).estate.expect("the example validates");
+    let library = FeatureLibrary::new(["base_setup", "docker", "nvidia", "ollama", "vllm"].map(|n| Feature {
+        manifest: FeatureManifest { name: n.into(), description: String::new(), params: Vec::new() },
+        script: format!("#!/bin/sh\n# {n}\n").into_bytes(),
+    }));
+    let backend = backend(&double, &estate);
+    let jobs = phoenix_engine::customize::prepare(&estate, &library, dir.path()).expect("prepare");
+    let desired = phoenix_plan::desired(&estate, &|g| phoenix_engine::customize::customizations(&jobs, g))
+        .restrict(&[8000, 8001])
+        .expect("the example's VMs");
+    let round = || {
+        let observed = phoenix_engine::observe::observe(&backend, &desired, 4).expect("observe");
+        let plan = phoenix_plan::plan_with(&desired, &observed.observation, &observed.markers, &|k, f| {
+            backend.change_effect_for(k, f)
+        });
+        let mut issues = phoenix_plan::check_capabilities(&desired, &backend.capabilities());
+        issues.extend(plan.issues.clone());
+        assert!(issues.is_empty(), "{issues:?}");
+        plan
+    };
+    let plan = round();
+    assert_eq!(plan.guests.len(), 2);
+    let cancel = std::sync::atomic::AtomicBool::new(false);
+    let engine = phoenix_engine::Engine {
+        backend: &backend,
+        prober: &AlwaysUp,
+        reporter: &phoenix_engine::Silent,
+        cancel: &cancel,
+    };
+    let report = engine.apply(&desired, &plan, &jobs, &phoenix_engine::ApplyOptions::default());
+    assert!(!report.failed(), "{:?}", report.outcomes);
+    let portainer = double.vm_config(8001).expect("portainer-vm");
+    assert_eq!(portainer["scsi0"], "local-zfs:vm-8001-disk-0,size=64G");
+    assert_eq!(portainer["ipconfig0"], "gw=10.0.0.1,ip=10.0.0.99/24");
+    assert!(
+        double.agent_commands(8001).iter().any(|c| c[0].contains("feature-docker")),
+        "{:?}",
+        double.agent_commands(8001)
+    );
+    assert!(round().guests.iter().all(|g| g.steps.is_empty()));
+}
