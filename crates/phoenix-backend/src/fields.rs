@@ -28,7 +28,11 @@ pub const CONTAINER: &[&str] = &[
     "firewall.rules",
 ];
 
-/// Fields of VMs.
+/// Fields of VMs. `net.ip`, `net.gw` and `net.nameservers` are what cloud-init configures in
+/// the guest; `ci.user` and `ci.sshkeys` (one key a line) its user; `ci.password` the
+/// [`canonical::fingerprint`] of the password hash as the configuration gives it (a crypt hash or
+/// a secret reference), so that neither the hash nor what a reference resolves to is ever part of
+/// a plan.
 pub const VM: &[&str] = &[
     "hostname",
     "cores",
@@ -41,8 +45,13 @@ pub const VM: &[&str] = &[
     "net.nameservers",
     "net.mac",
     "ci.user",
+    "ci.sshkeys",
+    "ci.password",
     "onboot",
+    "startup",
     "tags",
+    "firewall",
+    "firewall.rules",
 ];
 
 /// The prefix of mount fields.
@@ -84,6 +93,16 @@ pub mod canonical {
         v.sort();
         v.dedup();
         v.join(",")
+    }
+
+    /// A short, stable stand-in for a secret's text (a password hash, or a reference to one): it
+    /// tells whether the configured value changed without showing it. `sha256:` and the first 16
+    /// hex digits of its SHA-256.
+    pub fn fingerprint(secret: &str) -> String {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(secret.as_bytes());
+        let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+        format!("sha256:{hex}")
     }
 
     /// A MAC address in lowercase.

@@ -76,6 +76,14 @@ pub trait Backend: Send + Sync {
     /// How a change of this field takes effect on a running guest.
     fn change_effect(&self, field: &str) -> ChangeEffect;
 
+    /// How a change of this field takes effect on a running guest of this kind, where kinds
+    /// differ (a VM's CPU count waits for its next start, a container's does not). By default
+    /// the same for every kind: [`Backend::change_effect`].
+    fn change_effect_for(&self, kind: GuestKind, field: &str) -> ChangeEffect {
+        let _ = kind;
+        self.change_effect(field)
+    }
+
     /// How setting `field` to `value` is delivered, where it is not the backend's usual way
     /// (Proxmox settings reserved to `root@pam` go through `pct set` on the node, say): decided
     /// before anything is applied and shown with the plan. `Err` says why no route can deliver it.
@@ -140,6 +148,9 @@ impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
     }
     fn change_effect(&self, field: &str) -> ChangeEffect {
         (**self).change_effect(field)
+    }
+    fn change_effect_for(&self, kind: GuestKind, field: &str) -> ChangeEffect {
+        (**self).change_effect_for(kind, field)
     }
     fn addresses(&self, id: GuestId) -> Result<Vec<std::net::IpAddr>, BackendError> {
         (**self).addresses(id)

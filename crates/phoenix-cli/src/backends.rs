@@ -56,7 +56,9 @@ pub fn connect_with_secrets(estate: &Estate, pvesh: &str, secrets: &Secrets) -> 
             })),
         },
         Some(BackendSection::Proxmox(p)) => {
-            let backend = proxmox(p, pvesh, secrets)?;
+            // VMs' password hashes (or references to them) go to the backend apart from the plan,
+            // which carries only their fingerprints.
+            let backend = proxmox(p, pvesh, secrets)?.with_vm_passwords(phoenix_plan::vm_passwords(estate));
             let at = api_name(p);
             let version = backend.preflight().map_err(|e| {
                 let hint = e.detail.as_deref().map(|d| format!("\n  hint: {d}")).unwrap_or_default();

@@ -300,14 +300,51 @@ fn vm_config(estate: &Estate, v: &VmConfig) -> GuestConfig {
     }
     if let Some(u) = &v.user_config {
         cfg.set("ci.user", &u.username);
+        if let Some(key) = u.ssh_public_key.as_deref().map(str::trim).filter(|k| !k.is_empty()) {
+            cfg.set("ci.sshkeys", key);
+        }
+        if let Some(hash) = password_source(v) {
+            cfg.set("ci.password", canonical::fingerprint(hash));
+        }
     }
     if let Some(b) = v.start_at_boot {
         cfg.set("onboot", flag(b));
     }
+    if v.boot_order.is_some() || v.boot_delay.is_some() {
+        cfg.set("startup", canonical::startup(v.boot_order, v.boot_delay));
+    }
     if !v.tags.is_empty() {
         cfg.set("tags", canonical::tags(v.tags.iter().map(String::as_str)));
     }
+    if let Some(fw) = &v.firewall {
+        cfg.set("firewall", flag(fw.enabled));
+        if let Some(rules) = &fw.rules {
+            cfg.set("firewall.rules", canonical::firewall_rules(&rules.iter().map(firewall_rule).collect::<Vec<_>>()));
+        }
+    }
     cfg
+}
+
+/// A VM's password hash as the configuration gives it (a crypt hash or a secret reference);
+/// `None` for none or `NOT_SET`.
+fn password_source(v: &VmConfig) -> Option<&str> {
+    let hash = v.user_config.as_ref()?.password_hash.as_ref()?.0.as_str();
+    (hash != "NOT_SET" && !hash.is_empty()).then_some(hash)
+}
+
+/// The password hash of each VM that has one, as the configuration gives it (a crypt hash or a
+/// secret reference, resolved only by the backend when it sets the password). The desired state
+/// carries only its [`canonical::fingerprint`] (the field `ci.password`), so that a plan never
+/// holds it; the backend is given these to set what the fingerprint stands for.
+pub fn vm_passwords(estate: &Estate) -> BTreeMap<GuestId, String> {
+    estate
+        .guests
+        .values()
+        .filter_map(|g| match &g.spec {
+            GuestSpec::Vm(v) => password_source(v).map(|h| (g.id, h.to_string())),
+            GuestSpec::Lxc(_) => None,
+        })
+        .collect()
 }
 
 impl Desired {

@@ -5,9 +5,9 @@ pub mod desired;
 pub mod lifecycle;
 pub mod plan;
 
-pub use desired::{Customization, Desired, DesiredGuest, desired};
+pub use desired::{Customization, Desired, DesiredGuest, desired, vm_passwords};
 pub use lifecycle::LifecycleState;
 pub use plan::{
     Action, GuestPlan, Markers, Plan, PlanIssue, PlannedChange, Step, check_addresses, check_capabilities,
-    check_routes, plan,
+    check_routes, plan, plan_with,
 };

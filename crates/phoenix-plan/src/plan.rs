@@ -145,25 +145,38 @@ impl Plan {
 /// (`None` where they could not be read, e.g. a stopped guest the backend cannot look into).
 pub type Markers = BTreeMap<GuestId, Option<BTreeMap<String, String>>>;
 
-/// Plans every guest. `effect` says how a change of a field takes effect (from the backend).
+/// Plans every guest. `effect` says how a change of a field takes effect (from the backend), the
+/// same for every kind of guest.
 pub fn plan(
     desired: &Desired,
     observed: &Observation,
     markers: &Markers,
     effect: &dyn Fn(&str) -> ChangeEffect,
 ) -> Plan {
+    plan_with(desired, observed, markers, &|_, field| effect(field))
+}
+
+/// Plans every guest. `effect` says how a change of a field takes effect on a guest of a kind
+/// (from the backend's [`phoenix_backend::Backend::change_effect_for`]).
+pub fn plan_with(
+    desired: &Desired,
+    observed: &Observation,
+    markers: &Markers,
+    effect: &dyn Fn(GuestKind, &str) -> ChangeEffect,
+) -> Plan {
     let mut out = Plan::default();
     for id in &desired.order {
         let Some(d) = desired.guests.get(id) else { continue };
         let o = observed.guests.get(id);
         let m = markers.get(id).cloned().flatten();
-        let (steps, issues) = plan_guest(d, o, m.as_ref(), effect);
+        let effect = |field: &str| effect(d.kind, field);
+        let (steps, issues) = plan_guest(d, o, m.as_ref(), &effect);
         out.issues.extend(issues);
         out.guests.push(GuestPlan {
             id: d.id,
             name: d.name.clone(),
             kind: d.kind,
-            state: crate::lifecycle::derive(d, o, m.as_ref(), effect),
+            state: crate::lifecycle::derive(d, o, m.as_ref(), &effect),
             steps,
             needs: d.needs.clone(),
         });

@@ -1,6 +1,7 @@
 //! The Proxmox VE backend: containers through the REST API (observe, create and clone, update
 //! with `digest`, start and stop, snapshots, destroy with purge, tasks waited for), commands and
-//! files inside containers through the node channel (`pct exec`, `pct push`). Proxmox's
+//! files inside containers through the node channel (`pct exec`, `pct push`). VMs are built in
+//! [`crate::qemu`]; the [`Backend`] methods here hand a VM's calls to it. Proxmox's
 //! configuration is normalised into Phoenix's field vocabulary so that equal things compare equal.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -42,13 +43,15 @@ pub struct ProxmoxBackend {
     /// A `root@pam` connection (a ticket), used only for what Proxmox reserves to root@pam;
     /// without it, those settings go through `pct` on the node channel.
     pub(crate) root: Option<ApiClient>,
-    poll: Poll,
+    pub(crate) poll: Poll,
     /// NVIDIA device nodes of each node, listed once.
     devices: Mutex<BTreeMap<String, Vec<String>>>,
     /// What the cluster lists (storages, bridges, templates), read once per run.
     listings: Mutex<BTreeMap<String, Value>>,
     /// The node of each container observed or created in this run, for commands inside it.
     located: Mutex<BTreeMap<GuestId, String>>,
+    /// What VMs need between calls (see [`crate::qemu`]), and each guest's kind as last seen.
+    pub(crate) vms: crate::qemu::VmState,
 }
 
 /// API parameters: names and values.
@@ -409,6 +412,7 @@ impl ProxmoxBackend {
             devices: Mutex::default(),
             listings: Mutex::default(),
             located: Mutex::default(),
+            vms: crate::qemu::VmState::default(),
         }
     }
 
@@ -810,29 +814,39 @@ impl Backend for ProxmoxBackend {
 
     fn capabilities(&self) -> Capabilities {
         Capabilities {
-            kinds: BTreeSet::from([GuestKind::Lxc]),
+            kinds: BTreeSet::from([GuestKind::Lxc, GuestKind::Vm]),
             clone: true,
             snapshots: true,
             gpu: self.channel.is_some(),
             concurrent_clones: false,
-            fields: fields::CONTAINER.iter().map(|f| (*f).to_string()).collect(),
+            fields: fields::CONTAINER.iter().chain(fields::VM).map(|f| (*f).to_string()).collect(),
         }
     }
 
     fn observe(&self) -> Result<Observation, BackendError> {
         let list = self.api.request("GET", "/cluster/resources", &[("type", "vm".into())])?;
+        self.remember(&list);
         let mut guests = BTreeMap::new();
-        for r in list.as_array().into_iter().flatten().filter(|r| r["type"] == "lxc") {
+        for r in list.as_array().into_iter().flatten().filter(|r| r["type"] == "lxc" || r["type"] == "qemu") {
             let (Some(id), Some(node)) = (r["vmid"].as_u64().and_then(|i| u32::try_from(i).ok()), r["node"].as_str())
             else {
                 continue;
             };
-            guests.insert(id, self.observe_one(node, id, r["status"] == "running")?);
+            let running = r["status"] == "running";
+            let guest = if r["type"] == "qemu" {
+                self.vm_observe(node, id, running)?
+            } else {
+                self.observe_one(node, id, running)?
+            };
+            guests.insert(id, guest);
         }
         Ok(Observation { guests })
     }
 
     fn observe_guest(&self, id: GuestId) -> Result<Option<ObservedGuest>, BackendError> {
+        if self.is_vm(id)? {
+            return self.vm_observe_guest(id);
+        }
         match self.node_of(id)? {
             Some((node, running)) => self.observe_one(&node, id, running).map(Some),
             None => Ok(None),
@@ -840,11 +854,12 @@ impl Backend for ProxmoxBackend {
     }
 
     fn create(&self, request: &CreateRequest) -> Result<(), BackendError> {
-        if request.kind != GuestKind::Lxc {
-            return Err(BackendError::unsupported("VMs are not built yet on the Proxmox backend"));
+        if request.kind == GuestKind::Vm {
+            return self.vm_create(request);
         }
         let node = request.node.clone().unwrap_or_else(|| self.node.clone());
         let id = request.id;
+        self.remember_created(id, GuestKind::Lxc, &node);
         match &request.source {
             CreateSource::Template(t) => {
                 let volume = if t.starts_with('/') { self.template_volume(&node, t)? } else { t.clone() };
@@ -914,10 +929,16 @@ impl Backend for ProxmoxBackend {
     }
 
     fn check_create(&self, request: &CreateRequest) -> Result<(), BackendError> {
+        if request.kind == GuestKind::Vm {
+            return self.vm_check_create(request);
+        }
         self.check_needs(request).map(|_| ())
     }
 
     fn update_config(&self, id: GuestId, changes: &[FieldChange]) -> Result<(), BackendError> {
+        if self.is_vm(id)? {
+            return self.vm_update(id, changes);
+        }
         let (node, _) =
             self.node_of(id)?.ok_or_else(|| BackendError::not_found(format!("container {id} does not exist")))?;
         let current = self.config(&node, id)?;
@@ -956,12 +977,18 @@ impl Backend for ProxmoxBackend {
     }
 
     fn start(&self, id: GuestId) -> Result<(), BackendError> {
+        if self.is_vm(id)? {
+            return self.vm_start(id);
+        }
         let (node, _) =
             self.node_of(id)?.ok_or_else(|| BackendError::not_found(format!("container {id} does not exist")))?;
         self.task("POST", &format!("{}/status/start", self.guest_path(&node, id)), &[])
     }
 
     fn stop(&self, id: GuestId) -> Result<(), BackendError> {
+        if self.is_vm(id)? {
+            return self.vm_stop(id);
+        }
         let (node, _) =
             self.node_of(id)?.ok_or_else(|| BackendError::not_found(format!("container {id} does not exist")))?;
         self.task(
@@ -972,12 +999,18 @@ impl Backend for ProxmoxBackend {
     }
 
     fn snapshot(&self, id: GuestId, name: &str) -> Result<(), BackendError> {
+        if self.is_vm(id)? {
+            return self.vm_snapshot(id, name);
+        }
         let (node, _) =
             self.node_of(id)?.ok_or_else(|| BackendError::not_found(format!("container {id} does not exist")))?;
         self.task("POST", &format!("{}/snapshot", self.guest_path(&node, id)), &[("snapname", name.to_string())])
     }
 
     fn exec(&self, id: GuestId, request: &ExecRequest) -> Result<ExecOutput, BackendError> {
+        if self.is_vm(id)? {
+            return self.vm_exec(id, request);
+        }
         let node = self.node_for_commands(id)?;
         let out = self
             .channel()?
@@ -987,6 +1020,9 @@ impl Backend for ProxmoxBackend {
     }
 
     fn read_file(&self, id: GuestId, path: &str) -> Result<Option<Vec<u8>>, BackendError> {
+        if self.is_vm(id)? {
+            return self.vm_read_file(id, path);
+        }
         let argv = phoenix_backend::inside::read_command(path);
         let out = self.exec(id, &ExecRequest { argv, timeout: Duration::from_secs(60) })?;
         match out.status {
@@ -1000,6 +1036,9 @@ impl Backend for ProxmoxBackend {
     }
 
     fn push_file(&self, id: GuestId, file: &FilePush) -> Result<(), BackendError> {
+        if self.is_vm(id)? {
+            return self.vm_push_file(id, file);
+        }
         // Written by a shell inside the container (through `pct exec`), so links resolve inside it.
         let argv = phoenix_backend::inside::push_command(file);
         let node = self.node_for_commands(id)?;
@@ -1018,6 +1057,9 @@ impl Backend for ProxmoxBackend {
     }
 
     fn destroy(&self, id: GuestId) -> Result<(), BackendError> {
+        if self.is_vm(id)? {
+            return self.vm_destroy(id);
+        }
         let (node, running) =
             self.node_of(id)?.ok_or_else(|| BackendError::not_found(format!("container {id} does not exist")))?;
         if running {
@@ -1027,9 +1069,19 @@ impl Backend for ProxmoxBackend {
     }
 
     fn addresses(&self, id: GuestId) -> Result<Vec<std::net::IpAddr>, BackendError> {
+        if self.is_vm(id)? {
+            return self.vm_addresses(id);
+        }
         let node = self.node_for_commands(id)?;
         let list = self.api.request("GET", &format!("{}/interfaces", self.guest_path(&node, id)), &[])?;
         Ok(interface_addresses(&list))
+    }
+
+    fn change_effect_for(&self, kind: GuestKind, field: &str) -> ChangeEffect {
+        match kind {
+            GuestKind::Vm => crate::qemu::change_effect(field),
+            GuestKind::Lxc => self.change_effect(field),
+        }
     }
 
     fn change_effect(&self, field: &str) -> ChangeEffect {

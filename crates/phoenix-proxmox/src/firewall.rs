@@ -1,4 +1,4 @@
-//! A container's own firewall through the API: whether it is on (the guest's `firewall/options`
+//! A guest's own firewall through the API (containers' and VMs' alike): whether it is on (the guest's `firewall/options`
 //! `enable` together with `firewall=1` on its interface) and its rules, observed as the fields
 //! `firewall` and `firewall.rules` and reconciled rule by rule.
 //!
@@ -17,8 +17,9 @@ use serde_json::Value;
 
 use crate::api::ApiClient;
 
-fn base(node: &str, id: GuestId) -> String {
-    format!("/nodes/{node}/lxc/{id}/firewall")
+/// The firewall of a guest: `kind` is `lxc` or `qemu` (the API is the same for both).
+fn base(kind: &str, node: &str, id: GuestId) -> String {
+    format!("/nodes/{node}/{kind}/{id}/firewall")
 }
 
 fn text(v: &Value) -> Option<String> {
@@ -174,8 +175,13 @@ pub fn rule_writes(have: &[FirewallRule], want: &[FirewallRule]) -> Vec<RuleWrit
 }
 
 /// The rule list as Proxmox shows it, canonical, with its digest (none for an empty list).
-fn read_rules(api: &ApiClient, node: &str, id: GuestId) -> Result<(Vec<FirewallRule>, Option<String>), BackendError> {
-    let list = api.request("GET", &format!("{}/rules", base(node, id)), &[])?;
+fn read_rules(
+    api: &ApiClient,
+    kind: &str,
+    node: &str,
+    id: GuestId,
+) -> Result<(Vec<FirewallRule>, Option<String>), BackendError> {
+    let list = api.request("GET", &format!("{}/rules", base(kind, node, id)), &[])?;
     let list = list.as_array().cloned().unwrap_or_default();
     let digest = list.first().and_then(|r| text(&r["digest"]));
     Ok((list.iter().map(rule_from_api).collect(), digest))
@@ -185,10 +191,21 @@ fn read_rules(api: &ApiClient, node: &str, id: GuestId) -> Result<(Vec<FirewallR
 /// enabled and its interface (if it has one) filters (`config`'s `firewall` says so, from
 /// `net0`), and `firewall.rules` is the rule list, canonical.
 pub fn observe(api: &ApiClient, node: &str, id: GuestId, config: &mut GuestConfig) -> Result<(), BackendError> {
-    let options = api.request("GET", &format!("{}/options", base(node, id)), &[])?;
+    observe_kind(api, "lxc", node, id, config)
+}
+
+/// [`observe`] for a guest of a kind: `lxc` or `qemu`.
+pub fn observe_kind(
+    api: &ApiClient,
+    kind: &str,
+    node: &str,
+    id: GuestId,
+    config: &mut GuestConfig,
+) -> Result<(), BackendError> {
+    let options = api.request("GET", &format!("{}/options", base(kind, node, id)), &[])?;
     let nic = config.get("firewall").is_none_or(|f| f == "1");
     config.set("firewall", flag(truthy(&options["enable"]) && nic));
-    let (rules, _) = read_rules(api, node, id)?;
+    let (rules, _) = read_rules(api, kind, node, id)?;
     config.set("firewall.rules", canonical::firewall_rules(&rules));
     Ok(())
 }
@@ -197,8 +214,19 @@ pub fn observe(api: &ApiClient, node: &str, id: GuestId, config: &mut GuestConfi
 /// `enable` option; the interface's flag is part of `net0`) and `firewall.rules` (the rule list,
 /// rule by rule). Writes nothing that is already so.
 pub fn apply(api: &ApiClient, node: &str, id: GuestId, want: &GuestConfig) -> Result<(), BackendError> {
+    apply_kind(api, "lxc", node, id, want)
+}
+
+/// [`apply`] for a guest of a kind: `lxc` or `qemu`.
+pub fn apply_kind(
+    api: &ApiClient,
+    kind: &str,
+    node: &str,
+    id: GuestId,
+    want: &GuestConfig,
+) -> Result<(), BackendError> {
     if let Some(on) = want.get("firewall").map(|f| f == "1") {
-        let path = format!("{}/options", base(node, id));
+        let path = format!("{}/options", base(kind, node, id));
         let options = api.request("GET", &path, &[])?;
         if truthy(&options["enable"]) != on {
             let mut params = vec![("enable", flag(on))];
@@ -212,17 +240,17 @@ pub fn apply(api: &ApiClient, node: &str, id: GuestId, want: &GuestConfig) -> Re
         let rules = canonical::parse_firewall_rules(value).ok_or_else(|| {
             BackendError::permanent(Delivery::NotSent, format!("{id}: `firewall.rules` is not a list of rules"))
         })?;
-        reconcile(api, node, id, &rules)?;
+        reconcile(api, kind, node, id, &rules)?;
     }
     Ok(())
 }
 
 /// Turns the guest's rule list into `want` with the writes [`rule_writes`] gives, each with the
 /// digest of the list as it is just before.
-fn reconcile(api: &ApiClient, node: &str, id: GuestId, want: &[FirewallRule]) -> Result<(), BackendError> {
-    let (have, mut digest) = read_rules(api, node, id)?;
+fn reconcile(api: &ApiClient, kind: &str, node: &str, id: GuestId, want: &[FirewallRule]) -> Result<(), BackendError> {
+    let (have, mut digest) = read_rules(api, kind, node, id)?;
     let writes = rule_writes(&have, want);
-    let path = format!("{}/rules", base(node, id));
+    let path = format!("{}/rules", base(kind, node, id));
     for (n, write) in writes.iter().enumerate() {
         let (method, at, mut params) = match write {
             RuleWrite::Update { pos, from, to } => {
@@ -244,7 +272,7 @@ fn reconcile(api: &ApiClient, node: &str, id: GuestId, want: &[FirewallRule]) ->
         }
         api.request(method, &at, &params)?;
         if n + 1 < writes.len() {
-            digest = read_rules(api, node, id)?.1;
+            digest = read_rules(api, kind, node, id)?.1;
         }
     }
     Ok(())

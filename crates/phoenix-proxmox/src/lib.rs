@@ -15,5 +15,6 @@ pub mod node;
 pub mod preflight;
 pub mod propstring;
 pub mod pvesh;
+pub mod qemu;
 pub mod task;
 pub mod upid;

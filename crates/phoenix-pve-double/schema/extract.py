@@ -30,9 +30,10 @@ KEEP = [
     r"^/nodes/\{node\}/storage/\{storage\}/download-url$",
     r"^/nodes/\{node\}/tasks/\{upid\}/(status|log)$",
     r"^/nodes/\{node\}/lxc(/.*)?$",
+    r"^/nodes/\{node\}/qemu(/.*)?$",
 ]
 
-FIELDS = ["type", "optional", "enum", "pattern", "minimum", "maximum", "minLength", "maxLength", "format", "default_key", "items", "requires"]
+FIELDS = ["type", "optional", "enum", "pattern", "minimum", "maximum", "minLength", "maxLength", "format", "default_key", "items", "requires", "alias", "keyAlias"]
 
 
 def keep(path):

@@ -4,7 +4,7 @@
 //! enums, ranges, lengths, patterns, named formats and the sub-keys of property strings — and
 //! refused with per-parameter errors as Proxmox refuses it (HTTP 400).
 //!
-//! The double also keeps containers and tasks as Proxmox does, and plays what goes wrong on a
+//! The double also keeps containers, QEMU VMs (with a guest agent) and tasks as Proxmox does, and plays what goes wrong on a
 //! real cluster: latency ([`PveDouble::set_latency`]), injected faults ([`PveDouble::inject`]:
 //! lock timeouts, proxy errors, connections dropped before or after the request took effect),
 //! several nodes ([`PveDouble::add_node`]). With `PHOENIX_PVE_REQUEST_LOG` set, every double logs
@@ -17,6 +17,7 @@ mod guests;
 mod inventory;
 pub mod node;
 pub mod pvesh;
+mod qemu;
 pub mod requestlog;
 pub mod schema;
 pub mod server;
@@ -25,5 +26,5 @@ mod tickets;
 pub use inventory::ALL_PRIVILEGES;
 pub use node::{NodeCommand, NodeDouble, NodeOutput};
 pub use schema::{ApiSchema, Endpoint, ParamError, PveVersion};
-pub use server::{Credentials, Fault, FaultKind, PveDouble, REQUEST_LOG_ENV, Recorded};
+pub use server::{Credentials, Fault, FaultKind, PveDouble, REQUEST_LOG_ENV, Recorded, VmFile};
 pub use tickets::TICKET_LIFETIME;

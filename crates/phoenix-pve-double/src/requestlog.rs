@@ -90,7 +90,7 @@ pub type Refusal = (PveVersion, Option<String>, String);
 
 /// Checks one request sent to `sent_to` against its schema and the other version's.
 pub fn check_request(sent_to: PveVersion, method: &str, path: &str, params: &BTreeMap<String, String>) -> Vec<Refusal> {
-    let values: BTreeMap<String, Value> = params.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+    let values: BTreeMap<String, Value> = crate::schema::form_values(params);
     let own = ApiSchema::get(sent_to);
     if let Err(errors) = own.check(method, path, &values) {
         return errors.into_iter().map(|e| (sent_to, e.param, e.message)).collect();

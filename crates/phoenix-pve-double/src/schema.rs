@@ -61,6 +61,13 @@ pub struct Def {
     #[serde(default, rename = "default_key")]
     default_key: bool,
     requires: Option<String>,
+    /// The definition of each item of an `array`.
+    items: Option<Box<Def>>,
+    /// A property-string sub-key that stands for another one (`volume` for `file`).
+    alias: Option<String>,
+    /// With `alias`: the sub-key this key's name is the value of (`virtio=<MAC>` sets `model`).
+    #[serde(rename = "keyAlias")]
+    key_alias: Option<String>,
 }
 
 /// A named format, or the sub-keys of a property string.
@@ -209,6 +216,27 @@ fn definition<'d>(params: &'d BTreeMap<String, Def>, name: &str) -> Option<&'d D
 }
 
 /// The value as text, as it travels in a form-encoded body.
+/// The values of decoded form parameters as the schema check takes them: a key given several
+/// times (its values joined with [`REPEATED`]) is an array.
+pub fn form_values(params: &BTreeMap<String, String>) -> BTreeMap<String, Value> {
+    params
+        .iter()
+        .map(|(k, v)| {
+            let value = if v.contains(REPEATED) {
+                Value::Array(v.split(REPEATED).map(|s| Value::String(s.to_string())).collect())
+            } else {
+                Value::String(v.clone())
+            };
+            (k.clone(), value)
+        })
+        .collect()
+}
+
+/// How the double keeps the values of a form key given several times (an array parameter such as
+/// `agent/exec`'s `command`): joined with this character, which no form value the driver sends
+/// holds.
+pub const REPEATED: char = '\u{1f}';
+
 fn text(value: &Value) -> Option<String> {
     match value {
         Value::String(s) => Some(s.clone()),
@@ -219,6 +247,18 @@ fn text(value: &Value) -> Option<String> {
 }
 
 fn check_value(name: &str, def: &Def, value: &Value, errors: &mut Vec<ParamError>) {
+    if def.kind.as_deref() == Some("array") {
+        // A form sends an array as the same key repeated (one value is an array of one).
+        let items: Vec<&Value> = match value {
+            Value::Array(items) => items.iter().collect(),
+            other => vec![other],
+        };
+        let item = def.items.as_deref().cloned().unwrap_or_default();
+        for v in items {
+            check_value(name, &item, v, errors);
+        }
+        return;
+    }
     let Some(v) = text(value) else {
         errors.push(ParamError::on(name, "type check ('scalar') failed"));
         return;
@@ -307,10 +347,28 @@ fn check_property_string(name: &str, keys: &BTreeMap<String, Def>, v: &str, erro
                 }
             },
         };
-        let Some(sub) = keys.get(k) else {
+        let Some(mut sub) = keys.get(k) else {
             errors.push(ParamError::on(name, format!("invalid format - property '{k}' is not defined in the format")));
             continue;
         };
+        let mut k = k;
+        if let Some(target) = sub.alias.as_deref()
+            && let Some((real, def)) = keys.get_key_value(target)
+        {
+            if let Some(key_alias) = sub.key_alias.as_deref()
+                && let Some((alias_key, _)) = keys.get_key_value(key_alias)
+            {
+                if seen.contains(&alias_key.as_str()) {
+                    errors.push(ParamError::on(
+                        name,
+                        format!("invalid format - duplicate key in comma-separated list property: {alias_key}"),
+                    ));
+                }
+                seen.push(alias_key.as_str());
+            }
+            k = real.as_str();
+            sub = def;
+        }
         if seen.contains(&k) {
             errors.push(ParamError::on(
                 name,
@@ -325,7 +383,7 @@ fn check_property_string(name: &str, keys: &BTreeMap<String, Def>, v: &str, erro
         );
     }
     for (k, d) in keys {
-        if !d.optional && !seen.contains(&k.as_str()) {
+        if !d.optional && d.alias.is_none() && !seen.contains(&k.as_str()) {
             errors.push(ParamError::on(name, format!("invalid format - property '{k}' is missing")));
         }
     }
@@ -403,6 +461,8 @@ fn named_format(format: &str, v: &str) -> Option<String> {
         }
         "pve-lxc-dev-string" => v.starts_with("/dev/") && !v.split('/').any(|c| c == "." || c == ".."),
         "pve-volume-id" => v.split_once(':').is_some_and(|(s, n)| !s.is_empty() && !n.is_empty()),
+        // pve-common's `pve_verify_urlencoded`: the client percent-encodes everything else.
+        "urlencoded" => v.chars().all(|c| c.is_ascii_alphanumeric() || "-%_.!~*'()".contains(c)),
         _ => true,
     };
     (!ok).then(|| format!("value does not look like a valid {format}"))

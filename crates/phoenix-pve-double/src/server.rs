@@ -4,7 +4,8 @@
 //! 401 without valid credentials, 400 with per-parameter errors, 403 for what Proxmox reserves to
 //! `root@pam` when asked with a token.
 //!
-//! Containers are kept as Proxmox keeps them (see [`crate::guests`]). Requests Proxmox runs as
+//! Containers are kept as Proxmox keeps them (see [`crate::guests`]), and QEMU VMs with their
+//! guest agents (see [`crate::qemu`]). Requests Proxmox runs as
 //! tasks (create, clone, start/stop, snapshot, destroy) answer with a UPID; the task runs for a
 //! set time and stops with `OK` or an injected failure, and its status and log can be read.
 //!
@@ -55,6 +56,10 @@ pub struct Recorded {
 /// records, one JSON object a line (`version`, `method`, `path`, `params`, `status`), in a file of
 /// its own (`<pid>-<port>.jsonl`). Doubles marked with [`PveDouble::expect_refusals`] write none.
 pub const REQUEST_LOG_ENV: &str = "PHOENIX_PVE_REQUEST_LOG";
+
+/// A file inside a VM: its content, and the mode (octal) and owner (`uid:gid`) the driver gave it
+/// through the guest agent, if it did.
+pub type VmFile = (Vec<u8>, Option<(String, String)>);
 
 /// What an injected fault does to a request it matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,6 +140,8 @@ struct Task {
 #[derive(Debug, Default)]
 pub(crate) struct Model {
     pub(crate) guests: BTreeMap<u32, crate::guests::Guest>,
+    /// QEMU VMs, their guest agents, and the disk images that can be imported.
+    pub(crate) vms: crate::qemu::Vms,
     tasks: BTreeMap<String, Task>,
     next_pid: u32,
     pub(crate) task_duration: std::time::Duration,
@@ -224,6 +231,21 @@ impl Model {
             ));
             refused_start = Some(n);
         }
+        let containers: std::collections::BTreeSet<u32> = self.guests.keys().copied().collect();
+        let mut vms = std::mem::take(&mut self.vms);
+        let vm_answer = vms.handle(method, segs, ps, busy, &|id| containers.contains(&id), &mut |node, kind, id| {
+            self.start_task(node, kind, id, user)
+        });
+        self.vms = vms;
+        if let Some(answer) = vm_answer {
+            return answer;
+        }
+        if let ("POST", ["", "nodes", _, "lxc"]) = (method, segs)
+            && let Some(id) =
+                ps.get("vmid").and_then(|v| v.parse::<u32>().ok()).filter(|id| self.vms.vms.contains_key(id))
+        {
+            return (500, format!("CT {id} already exists (a VM has this ID)"), json!({ "data": null }));
+        }
         let mut guests = std::mem::take(&mut self.guests);
         let answer = crate::guests::handle(&mut guests, method, segs, ps, busy, root, &mut |node, kind, id| {
             self.start_task(node, kind, id, user)
@@ -232,7 +254,11 @@ impl Model {
         if let Some(g) = refused_start.and_then(|n| self.guests.get_mut(&n)) {
             g.running = false;
         }
-        answer.unwrap_or_else(|| (200, "OK".to_string(), json!({ "data": null })))
+        let mut answer = answer.unwrap_or_else(|| (200, "OK".to_string(), json!({ "data": null })));
+        if let ("GET", ["", "cluster", "resources"], Some(rows)) = (method, segs, answer.2["data"].as_array_mut()) {
+            rows.extend(self.vms.resources());
+        }
+        answer
     }
 
     /// Takes one use of the first pending fault that matches.
@@ -453,20 +479,86 @@ impl PveDouble {
             .collect()
     }
 
+    /// Puts a disk image on a storage, as `download-url` with `content=import` would: a volume
+    /// (`<storage>:import/<file>`) of `size` bytes that VMs can import their disk from.
+    pub fn add_image(&self, volume: &str, size: u64) {
+        self.model.lock().unwrap_or_else(PoisonError::into_inner).vms.images.insert(volume.into(), size);
+    }
+
+    /// The guest agent of a VM answers this long after the VM starts (boot time).
+    pub fn set_agent_delay(&self, delay: Duration) {
+        self.model.lock().unwrap_or_else(PoisonError::into_inner).vms.agent_delay = delay;
+    }
+
+    /// The guest agent of this VM never answers (it is not installed in the image).
+    pub fn silence_agent(&self, id: u32) {
+        self.model.lock().unwrap_or_else(PoisonError::into_inner).vms.silent.insert(id);
+    }
+
+    /// A program run through the guest agent of VM `id` exits with `exitcode` and prints `stdout`.
+    pub fn set_agent_output(&self, id: u32, program: &str, exitcode: i64, stdout: &str) {
+        self.model
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .vms
+            .outputs
+            .insert((id, program.to_string()), (exitcode, stdout.to_string()));
+    }
+
+    /// A VM's configuration as Proxmox stores it (`cipassword` unmasked).
+    pub fn vm_config(&self, id: u32) -> Option<BTreeMap<String, String>> {
+        self.model.lock().unwrap_or_else(PoisonError::into_inner).vms.vms.get(&id).map(|v| v.config.clone())
+    }
+
+    /// A VM's snapshots' names.
+    pub fn vm_snapshots(&self, id: u32) -> Vec<String> {
+        let model = self.model.lock().unwrap_or_else(PoisonError::into_inner);
+        model.vms.vms.get(&id).map(|v| v.snapshots.keys().cloned().collect()).unwrap_or_default()
+    }
+
+    /// Whether a VM exists and runs: `None` when it does not exist.
+    pub fn vm_running(&self, id: u32) -> Option<bool> {
+        self.model.lock().unwrap_or_else(PoisonError::into_inner).vms.vms.get(&id).map(|v| v.started.is_some())
+    }
+
+    /// The commands run through a VM's guest agent, in order, each as its argument vector.
+    pub fn agent_commands(&self, id: u32) -> Vec<Vec<String>> {
+        let model = self.model.lock().unwrap_or_else(PoisonError::into_inner);
+        model.vms.vms.get(&id).map(|v| v.commands.clone()).unwrap_or_default()
+    }
+
+    /// A file inside a VM as the guest agent wrote it, with the mode and owner (`uid:gid`) given
+    /// to it.
+    pub fn vm_file(&self, id: u32, path: &str) -> Option<VmFile> {
+        let model = self.model.lock().unwrap_or_else(PoisonError::into_inner);
+        let vm = model.vms.vms.get(&id)?;
+        Some((vm.files.get(path)?.clone(), vm.modes.get(path).cloned()))
+    }
+
     /// Every request received so far.
     pub fn requests(&self) -> Vec<Recorded> {
         self.recorded.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 }
 
+/// Decoded form parameters; the values of a key given several times (an array) are joined with
+/// [`crate::schema::REPEATED`].
 fn params(s: &str) -> BTreeMap<String, String> {
-    s.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (form_decode(k), form_decode(v))
-        })
-        .collect()
+    let mut out: BTreeMap<String, String> = BTreeMap::new();
+    for p in s.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = p.split_once('=').unwrap_or((p, ""));
+        let (k, v) = (form_decode(k), form_decode(v));
+        match out.get_mut(&k) {
+            Some(values) => {
+                values.push(crate::schema::REPEATED);
+                values.push_str(&v);
+            }
+            None => {
+                out.insert(k, v);
+            }
+        }
+    }
+    out
 }
 
 /// Where a served request is recorded: in memory, and in the request log when there is one.
@@ -596,7 +688,7 @@ fn respond(
         return (401, reason.to_string(), json!({ "data": null }));
     }
     let as_root = !token_ok && (ticket_ok || local_root);
-    let values: BTreeMap<String, Value> = ps.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+    let values: BTreeMap<String, Value> = crate::schema::form_values(ps);
     let endpoint = match ApiSchema::get(version).check(method, path, &values) {
         Ok(e) => e,
         Err(errors) => {
@@ -651,6 +743,12 @@ fn respond(
             );
         }
     }
+    if token_ok
+        && path.contains("/qemu")
+        && let Some(reason) = crate::qemu::refused_to_token(ps)
+    {
+        return (403, format!("Permission check failed ({reason})"), json!({ "data": null }));
+    }
     let segs: Vec<&str> = path.split('/').collect();
     let mut model = model.lock().unwrap_or_else(PoisonError::into_inner);
     if let ["", "nodes", node, ..] = segs.as_slice()
@@ -661,7 +759,7 @@ fn respond(
     match model.take_fault(method, path) {
         Some(FaultKind::LockTimeout) => {
             let id = match segs.as_slice() {
-                ["", "nodes", _, "lxc", vmid, ..] => (*vmid).to_string(),
+                ["", "nodes", _, "lxc" | "qemu", vmid, ..] => (*vmid).to_string(),
                 _ => ps.get("vmid").cloned().unwrap_or_default(),
             };
             return (
@@ -697,6 +795,11 @@ fn respond(
         return (200, "OK".to_string(), json!({ "data": { "/": all } }));
     }
     let user = token.map_or("root@pam".to_string(), |t| t.0.clone());
+    if let ("GET", ["", "nodes", _, "storage", storage, "content"]) = (method, segs.as_slice())
+        && ps.get("content").is_some_and(|c| c == "import")
+    {
+        return (200, "OK".to_string(), json!({ "data": model.vms.content(storage) }));
+    }
     let mut inventory = std::mem::take(&mut model.inventory);
     let answer = inventory.handle(method, &segs, ps, &mut |node, kind, id| model.start_task(node, kind, id, &user));
     model.inventory = inventory;

@@ -130,8 +130,9 @@ pub fn observe_and_plan(
         Outcome::Failure
     })?;
     let backend = work.backend.as_ref();
-    let mut plan =
-        phoenix_plan::plan(&work.desired, &observed.observation, &observed.markers, &|f| backend.change_effect(f));
+    let mut plan = phoenix_plan::plan_with(&work.desired, &observed.observation, &observed.markers, &|k, f| {
+        backend.change_effect_for(k, f)
+    });
     plan.issues.extend(phoenix_plan::check_capabilities(&work.desired, &backend.capabilities()));
     plan.issues.extend(phoenix_plan::check_addresses(&work.desired, &observed.observation));
     let (issues, notes) = phoenix_plan::check_routes(&work.desired, &plan, &|f, v| backend.route(f, v));

@@ -105,11 +105,22 @@ pub fn estate_with(dir: &Path, backend: &str, hypervisor_extra: &str, lxc_config
 
 /// Plans the estate against the backend and applies the plan.
 pub fn apply(backend: &dyn Backend, estate: &phoenix_config::Estate, dir: &Path) -> (phoenix_plan::Plan, ApplyReport) {
-    let jobs = prepare(estate, &FeatureLibrary::default(), dir).expect("prepare");
+    apply_with(backend, estate, dir, &FeatureLibrary::default())
+}
+
+/// Plans the estate against the backend and applies the plan, with features from `library`.
+pub fn apply_with(
+    backend: &dyn Backend,
+    estate: &phoenix_config::Estate,
+    dir: &Path,
+    library: &FeatureLibrary,
+) -> (phoenix_plan::Plan, ApplyReport) {
+    let jobs = prepare(estate, library, dir).expect("prepare");
     let desired = phoenix_plan::desired(estate, &|g| customizations(&jobs, g));
     let observed = phoenix_engine::observe::observe(backend, &desired, 4).expect("observe");
-    let mut plan =
-        phoenix_plan::plan(&desired, &observed.observation, &observed.markers, &|f| backend.change_effect(f));
+    let mut plan = phoenix_plan::plan_with(&desired, &observed.observation, &observed.markers, &|k, f| {
+        backend.change_effect_for(k, f)
+    });
     plan.issues.extend(phoenix_plan::check_capabilities(&desired, &backend.capabilities()));
     let (issues, notes) = phoenix_plan::check_routes(&desired, &plan, &|f, v| backend.route(f, v));
     plan.issues.extend(issues);

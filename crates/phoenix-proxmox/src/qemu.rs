@@ -1,0 +1,1162 @@
+//! QEMU VMs on the Proxmox backend: observed and normalised into Phoenix's VM fields, created
+//! from a cloud image (the boot disk imported with `import-from`, a cloud-init drive, a serial
+//! console, the guest agent enabled) or cloned from a snapshot and configured, updated with the
+//! configuration's `digest`, started and shut down, snapshotted, destroyed with purge. Commands
+//! and files inside a VM go through the QEMU guest agent (`agent/exec` and `agent/exec-status`,
+//! `agent/file-write`, `agent/file-read`), which answers only once the VM has booted: the first
+//! call after a start waits for `agent/ping`, for a bounded time.
+//!
+//! The VM's password reaches Proxmox only here: the plan carries the fingerprint of the hash as
+//! the configuration gives it (field `ci.password`), the backend is given the hash or the secret
+//! reference itself ([`ProxmoxBackend::with_vm_passwords`]) and resolves a reference when it sets
+//! `cipassword`. Proxmox shows `cipassword` masked, so the fingerprint is kept in the VM's
+//! description, next to the managed mark.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use phoenix_backend::fields::canonical;
+use phoenix_backend::{
+    BackendError, ChangeEffect, CreateRequest, CreateSource, Delivery, ExecOutput, ExecRequest, FieldChange, FilePush,
+    GuestConfig, GuestId, GuestKind, ObservedGuest, PowerState,
+};
+use serde_json::Value;
+
+use crate::backend::{MANAGED_MARK, ProxmoxBackend};
+use crate::preflight::privileges_on;
+use crate::propstring::{Property, Startup, parse_pairs};
+use crate::upid::Upid;
+
+/// How long the first agent call after a start waits for the agent, unless set.
+pub const AGENT_WAIT: Duration = Duration::from_secs(300);
+
+/// The most a `file-write` carries: its `content` is at most 61440 characters of base64.
+pub const FILE_WRITE_CHUNK: usize = 61440 / 4 * 3;
+
+/// The line of a VM's description that holds the fingerprint of its password.
+const PASSWORD_LINE: &str = "Phoenix ci.password: ";
+
+/// What the backend knows of guests between calls: their kind, node and power as last seen, the
+/// VMs' passwords, and which VMs' agents answered since their last start.
+#[derive(Debug, Default)]
+pub struct VmState {
+    seen: Mutex<BTreeMap<GuestId, Seen>>,
+    passwords: BTreeMap<GuestId, String>,
+    agent_ready: Mutex<BTreeSet<GuestId>>,
+    agent_wait: Option<Duration>,
+}
+
+#[derive(Debug, Clone)]
+struct Seen {
+    kind: GuestKind,
+    node: String,
+    running: bool,
+}
+
+fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_u64().is_some_and(|n| n > 0),
+        Value::String(s) => s == "1" || s == "true",
+        _ => false,
+    }
+}
+
+/// Size in GiB of a Proxmox size (`8G`, `2252M`, `1T`), rounded.
+fn gib(size: &str) -> Option<u64> {
+    let digits = size.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let n: f64 = digits.parse().ok()?;
+    let factor = match &size[digits.len()..] {
+        "T" => 1024.0,
+        "G" => 1.0,
+        "M" => 1.0 / 1024.0,
+        "K" => 1.0 / 1024.0 / 1024.0,
+        "" => 1.0 / 1024.0 / 1024.0 / 1024.0,
+        _ => return None,
+    };
+    Some((n * factor).round() as u64)
+}
+
+/// `sshkeys` as the API takes it (format `urlencoded`): every byte outside
+/// `[-%a-zA-Z0-9_.!~*'()]` percent-encoded.
+pub fn encode_sshkeys(keys: &str) -> String {
+    keys.bytes()
+        .map(|b| match b {
+            b'a'..=b'z'
+            | b'A'..=b'Z'
+            | b'0'..=b'9'
+            | b'-'
+            | b'%'
+            | b'_'
+            | b'.'
+            | b'!'
+            | b'~'
+            | b'*'
+            | b'\''
+            | b'('
+            | b')' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Percent-decodes `sshkeys` as Proxmox shows it.
+pub fn decode_sshkeys(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = (bytes[i] == b'%')
+            .then(|| bytes.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match hex {
+            Some(b) => {
+                out.push(b);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Standard base64 with padding (what `file-write` with `encode=0` takes).
+pub fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// A QEMU `net[n]` as Phoenix reads it: the model and its MAC (`virtio=BC:24:11:..`), the bridge
+/// and the firewall flag; other sub-keys are kept as they are.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VmNet {
+    /// Card model (`virtio`).
+    pub model: String,
+    /// MAC address.
+    pub mac: Option<String>,
+    /// Bridge.
+    pub bridge: Option<String>,
+    /// Whether the firewall filters it.
+    pub firewall: Option<bool>,
+    /// The other sub-keys, as given.
+    pub rest: Vec<(String, String)>,
+}
+
+impl VmNet {
+    /// Parses `net[n]` as Proxmox shows it.
+    pub fn parse(value: &str) -> Option<VmNet> {
+        let pairs = parse_pairs(value, "net", Some("model")).ok()?;
+        let mut net = VmNet::default();
+        for (k, v) in pairs {
+            match k.as_str() {
+                "model" => net.model = v,
+                "macaddr" => net.mac = Some(v),
+                "bridge" => net.bridge = Some(v),
+                "firewall" => net.firewall = Some(v == "1"),
+                _ if net.model.is_empty()
+                    && net.mac.is_none()
+                    && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                    && v.contains(':') =>
+                {
+                    net.model = k;
+                    net.mac = Some(v);
+                }
+                _ => net.rest.push((k, v)),
+            }
+        }
+        (!net.model.is_empty()).then_some(net)
+    }
+
+    /// Prints it as Proxmox stores it: `<model>[=<MAC>]` first.
+    pub fn print(&self) -> String {
+        let mut parts = vec![match &self.mac {
+            Some(mac) => format!("{}={}", self.model, mac.to_ascii_uppercase()),
+            None => self.model.clone(),
+        }];
+        if let Some(b) = &self.bridge {
+            parts.push(format!("bridge={b}"));
+        }
+        if let Some(f) = self.firewall {
+            parts.push(format!("firewall={}", u8::from(f)));
+        }
+        parts.extend(self.rest.iter().map(|(k, v)| format!("{k}={v}")));
+        parts.join(",")
+    }
+}
+
+/// The boot disk of a VM's configuration: the first disk of its boot order, else `scsi0` or
+/// `virtio0`.
+fn boot_disk(config: &serde_json::Map<String, Value>) -> Option<String> {
+    let order = config.get("boot").and_then(text).unwrap_or_default();
+    let listed = order
+        .split(',')
+        .find_map(|p| p.strip_prefix("order="))
+        .unwrap_or_default()
+        .split(';')
+        .map(str::to_string)
+        .collect::<Vec<_>>();
+    let is_disk =
+        |k: &str| config.get(k).and_then(text).is_some_and(|v| !v.contains("media=cdrom") && !v.contains("cloudinit"));
+    listed.into_iter().chain(["scsi0".to_string(), "virtio0".to_string()]).find(|k| is_disk(k))
+}
+
+/// Proxmox's configuration of a VM as Phoenix's fields.
+pub fn normalize(config: &serde_json::Map<String, Value>) -> GuestConfig {
+    let mut out = GuestConfig::default();
+    let get = |k: &str| config.get(k).and_then(text);
+    for (from, to) in [("name", "hostname"), ("cores", "cores"), ("onboot", "onboot"), ("ciuser", "ci.user")] {
+        if let Some(v) = get(from) {
+            out.set(to, v);
+        }
+    }
+    if let Some(m) = get("memory") {
+        let current = m.split(',').find_map(|p| p.strip_prefix("current=").or((!p.contains('=')).then_some(p)));
+        if let Some(c) = current {
+            out.set("memory_mb", c);
+        }
+    }
+    if let Some(disk) = boot_disk(config).and_then(|k| get(&k)) {
+        let file = disk.split(',').next().unwrap_or_default();
+        if let Some((storage, _)) = file.split_once(':') {
+            out.set("storage", storage);
+        }
+        if let Some(size) = disk.split(',').find_map(|p| p.strip_prefix("size=")).and_then(gib) {
+            out.set("disk_gb", size.to_string());
+        }
+    }
+    if let Some(net) = get("net0").and_then(|n| VmNet::parse(&n)) {
+        // The interface's half of `firewall`; observing completes it with the guest's option.
+        out.set("firewall", if net.firewall == Some(true) { "1" } else { "0" });
+        if let Some(b) = net.bridge {
+            out.set("net.bridge", b);
+        }
+        if let Some(m) = net.mac {
+            out.set("net.mac", canonical::mac(&m));
+        }
+    }
+    if let Some(ip) = get("ipconfig0") {
+        for part in ip.split(',') {
+            if let Some(v) = part.strip_prefix("ip=") {
+                out.set("net.ip", v);
+            } else if let Some(v) = part.strip_prefix("gw=") {
+                out.set("net.gw", v);
+            }
+        }
+    }
+    if let Some(ns) = get("nameserver") {
+        out.set("net.nameservers", ns.split([' ', ',', ';']).filter(|s| !s.is_empty()).collect::<Vec<_>>().join(" "));
+    }
+    if let Some(keys) = get("sshkeys") {
+        let keys = decode_sshkeys(&keys);
+        let keys: Vec<&str> = keys.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+        if !keys.is_empty() {
+            out.set("ci.sshkeys", keys.join("\n"));
+        }
+    }
+    if get("cipassword").is_some()
+        && let Some(fp) =
+            get("description").and_then(|d| d.lines().find_map(|l| l.strip_prefix(PASSWORD_LINE).map(str::to_string)))
+    {
+        out.set("ci.password", fp.trim());
+    }
+    if let Some(s) = get("startup").and_then(|s| Startup::parse(&s).ok()) {
+        out.set("startup", canonical::startup(s.order, s.up));
+    }
+    if let Some(t) = get("tags") {
+        out.set("tags", canonical::tags(t.split([';', ',', ' '])));
+    }
+    out
+}
+
+/// How a change of a VM's field takes effect while it runs. CPU and memory changes wait in
+/// Proxmox's pending configuration for the next start (no CPU or memory hotplug by default);
+/// what cloud-init applies (user, keys, password, address, gateway, DNS, host name) is read by
+/// cloud-init at the next boot; the interface, the disk size, firewall, start-up options and
+/// tags change at once.
+pub fn change_effect(field: &str) -> ChangeEffect {
+    match field {
+        "net.bridge" | "net.mac" | "disk_gb" | "firewall" | "firewall.rules" | "onboot" | "startup" | "tags" => {
+            ChangeEffect::Live
+        }
+        "storage" => ChangeEffect::Recreate,
+        _ => ChangeEffect::Restart,
+    }
+}
+
+/// Reads a password given as a secret reference (`env:`, `file:`); a crypt hash is itself.
+/// Messages never quote the value.
+fn resolve_password(id: GuestId, source: &str) -> Result<String, BackendError> {
+    let refuse = |m: String| BackendError::permanent(Delivery::NotSent, m);
+    let value = if let Some(name) = source.strip_prefix("env:") {
+        std::env::var(name).map_err(|_| {
+            refuse(format!("VM {id}: the environment variable {name} (its password hash reference) is not set"))
+        })?
+    } else if let Some(path) = source.strip_prefix("file:") {
+        std::fs::read_to_string(path)
+            .map_err(|e| refuse(format!("VM {id}: cannot read its password hash file {path}: {e}")))?
+            .trim_end_matches(['\n', '\r'])
+            .to_string()
+    } else if source.starts_with("vault:") {
+        return Err(BackendError::unsupported(format!(
+            "VM {id}: Vault secret references are not supported yet; use env: or file:"
+        )));
+    } else {
+        source.to_string()
+    };
+    // qemu-server keeps a value as it is only when it looks like one of these crypt hashes
+    // (`$1$`, `$5$`, `$6$`, `$2a$`, `$2y$`); anything else it hashes again, as a password.
+    let kept = ["$1$", "$5$", "$6$", "$2a$", "$2y$"].iter().any(|p| value.starts_with(p))
+        && value.split('$').filter(|s| !s.is_empty()).count() >= 3;
+    if !kept {
+        return Err(refuse(format!(
+            "VM {id}: its password hash is not a crypt hash Proxmox keeps as it is ($6$, $5$, $1$, $2a$ or $2y$)"
+        ))
+        .with_detail(
+            "Proxmox would take it for a password and hash it again: give a SHA-512 crypt hash (`mkpasswd -m sha-512`)",
+        ));
+    }
+    Ok(value)
+}
+
+/// The description of a managed VM: the mark, and the fingerprint of its password if it has one.
+fn description(fingerprint: Option<&str>) -> String {
+    match fingerprint {
+        Some(fp) => format!("{MANAGED_MARK}\n{PASSWORD_LINE}{fp}"),
+        None => MANAGED_MARK.to_string(),
+    }
+}
+
+impl ProxmoxBackend {
+    /// The password hashes of VMs (a crypt hash, or a secret reference resolved when it is set),
+    /// as the configuration gives them; the plan carries only their fingerprints (see
+    /// [`phoenix_backend::fields::VM`]).
+    pub fn with_vm_passwords(mut self, passwords: BTreeMap<GuestId, String>) -> ProxmoxBackend {
+        self.vms.passwords = passwords;
+        self
+    }
+
+    /// How long the first guest-agent call after a VM starts waits for the agent (five minutes
+    /// unless set).
+    pub fn with_agent_wait(mut self, wait: Duration) -> ProxmoxBackend {
+        self.vms.agent_wait = Some(wait);
+        self
+    }
+
+    fn vm_path(node: &str, id: GuestId) -> String {
+        format!("/nodes/{node}/qemu/{id}")
+    }
+
+    /// Records what `/cluster/resources` (`type=vm`) shows of every guest.
+    pub(crate) fn remember(&self, list: &Value) {
+        let mut seen = self.vms.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        for r in list.as_array().into_iter().flatten() {
+            let kind = match r["type"].as_str() {
+                Some("qemu") => GuestKind::Vm,
+                Some("lxc") => GuestKind::Lxc,
+                _ => continue,
+            };
+            let (Some(id), Some(node)) = (r["vmid"].as_u64().and_then(|i| u32::try_from(i).ok()), r["node"].as_str())
+            else {
+                continue;
+            };
+            seen.insert(id, Seen { kind, node: node.to_string(), running: r["status"] == "running" });
+        }
+    }
+
+    /// Records a guest this run creates.
+    pub(crate) fn remember_created(&self, id: GuestId, kind: GuestKind, node: &str) {
+        let seen = Seen { kind, node: node.to_string(), running: false };
+        self.vms.seen.lock().unwrap_or_else(PoisonError::into_inner).insert(id, seen);
+    }
+
+    fn seen(&self, id: GuestId) -> Option<Seen> {
+        self.vms.seen.lock().unwrap_or_else(PoisonError::into_inner).get(&id).cloned()
+    }
+
+    fn set_running(&self, id: GuestId, running: bool) {
+        if let Some(s) = self.vms.seen.lock().unwrap_or_else(PoisonError::into_inner).get_mut(&id) {
+            s.running = running;
+        }
+        self.vms.agent_ready.lock().unwrap_or_else(PoisonError::into_inner).remove(&id);
+    }
+
+    /// Whether a guest is a VM: as this run saw it, else as the cluster lists it now.
+    pub(crate) fn is_vm(&self, id: GuestId) -> Result<bool, BackendError> {
+        if let Some(s) = self.seen(id) {
+            return Ok(s.kind == GuestKind::Vm);
+        }
+        let list = self.api.request("GET", "/cluster/resources", &[("type", "vm".into())])?;
+        self.remember(&list);
+        Ok(self.seen(id).is_some_and(|s| s.kind == GuestKind::Vm))
+    }
+
+    /// The node a VM is on and whether it runs, from the cluster's resources.
+    fn vm_locate(&self, id: GuestId) -> Result<Option<(String, bool)>, BackendError> {
+        let list = self.api.request("GET", "/cluster/resources", &[("type", "vm".into())])?;
+        self.remember(&list);
+        Ok(list
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|r| r["vmid"].as_u64() == Some(u64::from(id)) && r["type"] == "qemu")
+            .map(|r| (r["node"].as_str().unwrap_or_default().to_string(), r["status"] == "running")))
+    }
+
+    fn vm_existing(&self, id: GuestId) -> Result<(String, bool), BackendError> {
+        self.vm_locate(id)?.ok_or_else(|| BackendError::not_found(format!("VM {id} does not exist")))
+    }
+
+    /// The node of a VM, as this run saw it or asked.
+    fn vm_node(&self, id: GuestId) -> Result<String, BackendError> {
+        match self.seen(id) {
+            Some(s) => Ok(s.node),
+            None => self.vm_existing(id).map(|(n, _)| n),
+        }
+    }
+
+    fn vm_config(&self, node: &str, id: GuestId) -> Result<serde_json::Map<String, Value>, BackendError> {
+        Ok(self
+            .api
+            .request("GET", &format!("{}/config", Self::vm_path(node, id)), &[])?
+            .as_object()
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    /// The VM's configuration once no task holds its lock, polled as tasks are.
+    fn vm_unlocked_config(&self, node: &str, id: GuestId) -> Result<serde_json::Map<String, Value>, BackendError> {
+        let started = Instant::now();
+        let mut pause = self.poll.first;
+        loop {
+            let config = self.vm_config(node, id)?;
+            let Some(lock) = config.get("lock").and_then(text) else { return Ok(config) };
+            if started.elapsed() >= Duration::from_secs(600) {
+                return Err(BackendError::transient(
+                    Delivery::NotSent,
+                    format!("VM {id} is still locked ({lock}) after 600 s"),
+                ));
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(self.poll.max);
+        }
+    }
+
+    /// One VM as the backend shows it.
+    pub(crate) fn vm_observe(&self, node: &str, id: GuestId, running: bool) -> Result<ObservedGuest, BackendError> {
+        let config = self.vm_config(node, id)?;
+        let managed = config.get("description").and_then(text).is_some_and(|d| d.contains(MANAGED_MARK));
+        let snapshots: BTreeSet<String> = self
+            .api
+            .request("GET", &format!("{}/snapshot", Self::vm_path(node, id)), &[])?
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s["name"].as_str().filter(|n| *n != "current").map(str::to_string))
+            .collect();
+        let mut fields = normalize(&config);
+        crate::firewall::observe_kind(&self.api, "qemu", node, id, &mut fields)?;
+        Ok(ObservedGuest {
+            id,
+            kind: GuestKind::Vm,
+            node: Some(node.to_string()),
+            power: if running { PowerState::Running } else { PowerState::Stopped },
+            config: fields,
+            snapshots,
+            managed,
+        })
+    }
+
+    pub(crate) fn vm_observe_guest(&self, id: GuestId) -> Result<Option<ObservedGuest>, BackendError> {
+        match self.vm_locate(id)? {
+            Some((node, running)) => self.vm_observe(&node, id, running).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The volume ID of a cloud image: as given, or for a host path the `import` volume of the
+    /// directory storage that holds it (`<path>/import/<file>` becomes `<storage>:import/<file>`).
+    /// An absolute path itself is for `root@pam` only, so it is never sent.
+    pub(crate) fn image_volume(&self, node: &str, image: &str) -> Result<String, BackendError> {
+        if !image.starts_with('/') {
+            return Ok(image.to_string());
+        }
+        let storages = self.cached_get(&format!("/nodes/{node}/storage"))?;
+        let (dir, file) = image.rsplit_once('/').unwrap_or(("", image));
+        storages
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|st| {
+                st["path"].as_str().is_some_and(|p| format!("{}/import", p.trim_end_matches('/')) == dir)
+                    && st["content"].as_str().is_some_and(|c| c.split(',').any(|c| c == "import"))
+            })
+            .and_then(|st| st["storage"].as_str())
+            .map(|storage| format!("{storage}:import/{file}"))
+            .ok_or_else(|| {
+                BackendError::permanent(Delivery::NotSent, format!("no storage of node {node} holds the cloud image {image}"))
+                    .with_detail("Proxmox imports a disk from a volume, not a path, for an API token: put the image in the `import` directory of a storage with content `import` (<storage path>/import/NAME, e.g. with `download-url`), or give its volume ID (storage:import/NAME)")
+            })
+    }
+
+    /// What creating the VM needs from its node: its disk storage (content `images`), its bridge,
+    /// its cloud image, and with a token the privileges on each, the guest agent's included.
+    pub(crate) fn vm_check_create(&self, request: &CreateRequest) -> Result<(), BackendError> {
+        let node = request.node.as_deref().unwrap_or(&self.node);
+        let id = request.id;
+        let refuse =
+            |m: String, hint: &str| Err(BackendError::permanent(Delivery::NotSent, m).with_detail(hint.to_string()));
+        let storages = self.cached_get(&format!("/nodes/{node}/storage"))?;
+        let content_of =
+            |name: &str| {
+                storages.as_array().into_iter().flatten().find(|s| s["storage"] == name).map(|s| {
+                    s["content"].as_str().unwrap_or_default().split(',').map(str::to_string).collect::<Vec<_>>()
+                })
+            };
+        let disk_storage = request.config.get("storage");
+        if let Some(storage) = disk_storage {
+            match content_of(storage) {
+                None => {
+                    return refuse(
+                        format!("node {node} has no storage {storage}"),
+                        "name a storage `pvesm status` lists",
+                    );
+                }
+                Some(c) if !c.iter().any(|c| c == "images") => {
+                    return refuse(
+                        format!("storage {storage} on node {node} does not hold VM disks (content: {})", c.join(",")),
+                        "add `images` to its content types, or use another storage",
+                    );
+                }
+                Some(_) => {}
+            }
+        }
+        if let Some(bridge) = request.config.get("net.bridge") {
+            let list = self.cached_get(&format!("/nodes/{node}/network"))?;
+            if !list.as_array().into_iter().flatten().any(|i| i["iface"] == bridge) {
+                return refuse(
+                    format!("node {node} has no bridge {bridge}"),
+                    "create it, or name one of the node's bridges",
+                );
+            }
+        }
+        let mut image_storage = None;
+        if let CreateSource::Template(image) = &request.source {
+            let volume = self.image_volume(node, image)?;
+            let storage = volume.split(':').next().unwrap_or_default().to_string();
+            if content_of(&storage).is_none() {
+                return refuse(
+                    format!("node {node} has no storage {storage} (for the cloud image {volume})"),
+                    "name a storage `pvesm status` lists",
+                );
+            }
+            let present = self.api.request(
+                "GET",
+                &format!("/nodes/{node}/storage/{storage}/content"),
+                &[("content", "import".into())],
+            )?;
+            if !present.as_array().into_iter().flatten().any(|v| v["volid"] == volume.as_str()) {
+                return refuse(
+                    format!("the cloud image {volume} is not on storage {storage}"),
+                    "download it onto the storage (`download-url` with `content=import`), or name an image the storage holds",
+                );
+            }
+            image_storage = Some(storage);
+        }
+        if self.api_is_root() {
+            return Ok(());
+        }
+        let version = self.cached_get("/version")?;
+        let nine = version["version"].as_str().is_some_and(|v| v.starts_with('9'));
+        let mut needed: Vec<(&str, String, String)> = vec![
+            ("VM.Config.Cloudinit", format!("/vms/{id}"), format!("for the cloud-init settings of {id}")),
+            ("VM.Config.HWType", format!("/vms/{id}"), format!("for the serial console of {id}")),
+            (
+                if nine { "VM.GuestAgent.Unrestricted" } else { "VM.Monitor" },
+                format!("/vms/{id}"),
+                format!("to run commands in {id} through its guest agent"),
+            ),
+        ];
+        if let Some(storage) = disk_storage {
+            needed.push(("Datastore.AllocateSpace", format!("/storage/{storage}"), format!("for the disks of {id}")));
+        }
+        if let Some(storage) = image_storage {
+            needed.push(("Datastore.Audit", format!("/storage/{storage}"), format!("to import the disk of {id}")));
+        }
+        if let Some(bridge) = request.config.get("net.bridge") {
+            needed.push((
+                "SDN.Use",
+                format!("/sdn/zones/localnetwork/{bridge}"),
+                format!("to attach {id} to {bridge}"),
+            ));
+        }
+        if let CreateSource::Clone { source, .. } = &request.source {
+            needed.push(("VM.Clone", format!("/vms/{source}"), format!("to clone {source} into {id}")));
+        }
+        let permissions = self.cached_get("/access/permissions")?;
+        let missing: Vec<String> = needed
+            .iter()
+            .filter(|(privilege, path, _)| !privileges_on(&permissions, path).contains(privilege))
+            .map(|(privilege, path, why)| format!("{privilege} on {path} ({why})"))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(BackendError::permanent(Delivery::NotSent, format!("the API credentials lack {}", missing.join(", ")))
+            .with_detail(
+                "grant them to the token, e.g. `pveum acl modify PATH --tokens 'USER@REALM!NAME' --roles ROLE`",
+            ))
+    }
+
+    /// The configured password of a VM, resolved, checked against the fingerprint the plan has.
+    fn vm_password(&self, id: GuestId, fingerprint: &str) -> Result<String, BackendError> {
+        let source = self.vms.passwords.get(&id).ok_or_else(|| {
+            BackendError::permanent(Delivery::NotSent, format!("VM {id}: no password hash was given to the backend"))
+        })?;
+        if canonical::fingerprint(source) != fingerprint {
+            return Err(BackendError::permanent(
+                Delivery::NotSent,
+                format!("VM {id}: its password hash changed since the plan was made; plan again"),
+            ));
+        }
+        resolve_password(id, source)
+    }
+
+    /// The API parameters for VM fields. `observed` completes what is sent as one value
+    /// (`net0`, `ipconfig0`) and keeps what Proxmox chose (a generated MAC).
+    fn vm_params(
+        &self,
+        id: GuestId,
+        want: &GuestConfig,
+        observed: Option<&GuestConfig>,
+    ) -> Result<Vec<(String, String)>, BackendError> {
+        let mut p = Vec::new();
+        let get = |k: &str| want.get(k).map(str::to_string);
+        let either = |k: &str| get(k).or_else(|| observed.and_then(|o| o.get(k)).map(str::to_string));
+        for (field, param) in [
+            ("hostname", "name"),
+            ("cores", "cores"),
+            ("memory_mb", "memory"),
+            ("onboot", "onboot"),
+            ("startup", "startup"),
+            ("tags", "tags"),
+            ("ci.user", "ciuser"),
+            ("net.nameservers", "nameserver"),
+        ] {
+            if let Some(v) = get(field) {
+                p.push((param.to_string(), v));
+            }
+        }
+        if let Some(keys) = get("ci.sshkeys") {
+            p.push(("sshkeys".into(), encode_sshkeys(&keys)));
+        }
+        if want.get("net.ip").is_some() || want.get("net.gw").is_some() {
+            let mut parts = Vec::new();
+            if let Some(gw) = either("net.gw") {
+                parts.push(format!("gw={gw}"));
+            }
+            if let Some(ip) = either("net.ip") {
+                parts.push(format!("ip={ip}"));
+            }
+            p.push(("ipconfig0".into(), parts.join(",")));
+        }
+        if ["net.bridge", "net.mac", "firewall"].iter().any(|k| want.get(k).is_some()) {
+            let net = VmNet {
+                model: "virtio".into(),
+                mac: either("net.mac"),
+                bridge: either("net.bridge"),
+                firewall: either("firewall").is_some_and(|f| f == "1").then_some(true),
+                rest: Vec::new(),
+            };
+            p.push(("net0".into(), net.print()));
+        }
+        if let Some(fp) = want.get("ci.password") {
+            p.push(("cipassword".into(), self.vm_password(id, fp)?));
+            p.push(("description".into(), description(Some(fp))));
+        }
+        Ok(p)
+    }
+
+    /// `PUT config` with the configuration's current `digest` (nothing when nothing changes).
+    fn vm_put(
+        &self,
+        node: &str,
+        id: GuestId,
+        params: Vec<(String, String)>,
+        delete: Vec<String>,
+    ) -> Result<(), BackendError> {
+        if params.is_empty() && delete.is_empty() {
+            return Ok(());
+        }
+        let digest = self.vm_unlocked_config(node, id)?.get("digest").and_then(text).unwrap_or_default();
+        let mut all: Vec<(&str, String)> = params.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        if !delete.is_empty() {
+            all.push(("delete", delete.join(",")));
+        }
+        all.push(("digest", digest));
+        self.api.request("PUT", &format!("{}/config", Self::vm_path(node, id)), &all).map(|_| ())
+    }
+
+    /// Grows the boot disk to `want` GiB when it is smaller (Proxmox refuses to shrink it).
+    fn vm_grow(&self, node: &str, id: GuestId, want: Option<&str>) -> Result<(), BackendError> {
+        let Some(want) = want.and_then(|w| w.parse::<u64>().ok()) else { return Ok(()) };
+        let config = self.vm_unlocked_config(node, id)?;
+        let Some(disk) = boot_disk(&config) else { return Ok(()) };
+        let have = normalize(&config).get("disk_gb").and_then(|h| h.parse::<u64>().ok()).unwrap_or(0);
+        if want <= have {
+            return Ok(());
+        }
+        self.vm_task(
+            "PUT",
+            &format!("{}/resize", Self::vm_path(node, id)),
+            &[("disk", disk), ("size", format!("{want}G"))],
+        )
+    }
+
+    /// A request that starts a task, or (config `POST`) answers null when it finished at once.
+    fn vm_task(&self, method: &str, path: &str, params: &[(&str, String)]) -> Result<(), BackendError> {
+        let data = self.api.request(method, path, params)?;
+        if data.is_null() {
+            return Ok(());
+        }
+        let upid: Upid = data.as_str().and_then(|u| u.parse().ok()).ok_or_else(|| {
+            BackendError::permanent(Delivery::MaybeApplied, format!("{method} {path}: no task ID in the answer"))
+        })?;
+        crate::task::wait(&self.api, &upid, self.poll, crate::task::timeout_for(&upid.kind)).map(|_| ())
+    }
+
+    /// Creates a VM from a cloud image, or clones a VM's snapshot, and configures it.
+    pub(crate) fn vm_create(&self, request: &CreateRequest) -> Result<(), BackendError> {
+        let node = request.node.clone().unwrap_or_else(|| self.node.clone());
+        let id = request.id;
+        self.vm_check_create(request)?;
+        self.remember_created(id, GuestKind::Vm, &node);
+        let want = &request.config;
+        match &request.source {
+            CreateSource::Template(image) => {
+                let volume = self.image_volume(&node, image)?;
+                let storage = want.get("storage").ok_or_else(|| {
+                    BackendError::permanent(Delivery::NotSent, format!("VM {id} has no storage for its disk"))
+                })?;
+                let mut params: Vec<(String, String)> = vec![
+                    ("vmid".into(), id.to_string()),
+                    ("description".into(), description(None)),
+                    ("ostype".into(), "l26".into()),
+                    ("scsihw".into(), "virtio-scsi-single".into()),
+                    ("scsi0".into(), format!("{storage}:0,import-from={volume}")),
+                    ("ide2".into(), format!("{storage}:cloudinit")),
+                    ("serial0".into(), "socket".into()),
+                    ("vga".into(), "serial0".into()),
+                    ("agent".into(), "enabled=1".into()),
+                    ("boot".into(), "order=scsi0".into()),
+                ];
+                for (k, v) in self.vm_params(id, want, None)? {
+                    match params.iter_mut().find(|(p, _)| *p == k) {
+                        Some(slot) => slot.1 = v,
+                        None => params.push((k, v)),
+                    }
+                }
+                let params: Vec<(&str, String)> = params.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+                self.vm_task("POST", &format!("/nodes/{node}/qemu"), &params)?;
+                self.vm_grow(&node, id, want.get("disk_gb"))?;
+            }
+            CreateSource::Clone { source, snapshot } => {
+                let (src_node, _) = self.vm_locate(*source)?.ok_or_else(|| {
+                    BackendError::permanent(Delivery::NotSent, format!("clone source {source} does not exist"))
+                })?;
+                let mut params: Vec<(&str, String)> =
+                    vec![("newid", id.to_string()), ("snapname", snapshot.clone()), ("full", "1".into())];
+                if let Some(name) = want.get("hostname") {
+                    params.push(("name", name.to_string()));
+                }
+                if let Some(storage) = want.get("storage") {
+                    params.push(("storage", storage.to_string()));
+                }
+                if src_node != node {
+                    params.push(("target", node.clone()));
+                }
+                self.vm_task("POST", &format!("{}/clone", Self::vm_path(&src_node, *source)), &params)?;
+                // The clone has its template's configuration: make it this VM's.
+                let current = self.vm_unlocked_config(&node, id)?;
+                let observed = normalize(&current);
+                let mut changes = want.clone();
+                changes.0.retain(|k, v| k != "storage" && k != "disk_gb" && observed.get(k) != Some(v.as_str()));
+                self.vm_grow(&node, id, want.get("disk_gb"))?;
+                self.vm_put(&node, id, self.vm_params(id, &changes, Some(&observed))?, Vec::new())?;
+            }
+        }
+        crate::firewall::apply_kind(&self.api, "qemu", &node, id, want)
+    }
+
+    /// Changes a VM's fields; removed `tags` and DNS servers are deleted.
+    pub(crate) fn vm_update(&self, id: GuestId, changes: &[FieldChange]) -> Result<(), BackendError> {
+        let (node, _) = self.vm_existing(id)?;
+        let observed = normalize(&self.vm_config(&node, id)?);
+        let mut want = GuestConfig::default();
+        let mut delete = Vec::new();
+        for c in changes {
+            match (&c.new, c.field.as_str()) {
+                (Some(v), _) => want.set(c.field.clone(), v.clone()),
+                (None, "tags") => delete.push("tags".to_string()),
+                (None, "net.nameservers") => delete.push("nameserver".to_string()),
+                (None, _) => {}
+            }
+        }
+        if let Some(size) = want.0.remove("disk_gb") {
+            self.vm_grow(&node, id, Some(&size))?;
+        }
+        self.vm_put(&node, id, self.vm_params(id, &want, Some(&observed))?, delete)?;
+        crate::firewall::apply_kind(&self.api, "qemu", &node, id, &want)
+    }
+
+    pub(crate) fn vm_start(&self, id: GuestId) -> Result<(), BackendError> {
+        let (node, _) = self.vm_existing(id)?;
+        self.vm_task("POST", &format!("{}/status/start", Self::vm_path(&node, id)), &[])?;
+        self.set_running(id, true);
+        Ok(())
+    }
+
+    /// Shuts the VM down (ACPI, through the agent where it runs), stopping it after a minute.
+    pub(crate) fn vm_stop(&self, id: GuestId) -> Result<(), BackendError> {
+        let (node, _) = self.vm_existing(id)?;
+        self.vm_task(
+            "POST",
+            &format!("{}/status/shutdown", Self::vm_path(&node, id)),
+            &[("timeout", "60".into()), ("forceStop", "1".into())],
+        )?;
+        self.set_running(id, false);
+        Ok(())
+    }
+
+    pub(crate) fn vm_snapshot(&self, id: GuestId, name: &str) -> Result<(), BackendError> {
+        let (node, _) = self.vm_existing(id)?;
+        self.vm_task("POST", &format!("{}/snapshot", Self::vm_path(&node, id)), &[("snapname", name.to_string())])
+    }
+
+    /// Stops the VM if it runs and destroys it with its disks, purged from jobs and HA.
+    pub(crate) fn vm_destroy(&self, id: GuestId) -> Result<(), BackendError> {
+        let (node, running) = self.vm_existing(id)?;
+        if running {
+            self.vm_task("POST", &format!("{}/status/stop", Self::vm_path(&node, id)), &[])?;
+        }
+        self.vm_task(
+            "DELETE",
+            &Self::vm_path(&node, id),
+            &[("purge", "1".into()), ("destroy-unreferenced-disks", "1".into())],
+        )?;
+        self.vms.seen.lock().unwrap_or_else(PoisonError::into_inner).remove(&id);
+        Ok(())
+    }
+
+    /// Waits until the VM's guest agent answers `agent/ping`, for at most the agent wait.
+    fn wait_agent(&self, node: &str, id: GuestId) -> Result<(), BackendError> {
+        if self.vms.agent_ready.lock().unwrap_or_else(PoisonError::into_inner).contains(&id) {
+            return Ok(());
+        }
+        let limit = self.vms.agent_wait.unwrap_or(AGENT_WAIT);
+        let started = Instant::now();
+        let mut pause = self.poll.first;
+        let path = format!("{}/agent/ping", Self::vm_path(node, id));
+        loop {
+            match self.api.request("POST", &path, &[]) {
+                Ok(_) => {
+                    self.vms.agent_ready.lock().unwrap_or_else(PoisonError::into_inner).insert(id);
+                    return Ok(());
+                }
+                Err(e) if started.elapsed() >= limit => {
+                    return Err(BackendError::permanent(
+                        Delivery::NotSent,
+                        format!(
+                            "VM {id}: its QEMU guest agent did not answer within {} s ({})",
+                            limit.as_secs_f64(),
+                            e.message
+                        ),
+                    )
+                    .with_detail("commands and files inside a VM go through the guest agent: the image must run `qemu-guest-agent` (install it into the cloud image), and the VM must have booted"));
+                }
+                Err(_) => {}
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(self.poll.max);
+        }
+    }
+
+    /// The node of a running VM whose agent answers; a stopped VM is [`BackendError::unsupported`].
+    fn agent_node(&self, id: GuestId) -> Result<String, BackendError> {
+        let (node, running) = match self.seen(id) {
+            Some(s) => (s.node, s.running),
+            None => self.vm_existing(id)?,
+        };
+        if !running {
+            return Err(BackendError::unsupported(format!(
+                "VM {id} is stopped: commands and files inside it go through its guest agent"
+            )));
+        }
+        self.wait_agent(&node, id)?;
+        Ok(node)
+    }
+
+    /// Runs a command through the guest agent: argv as it is, polled until it exits or its
+    /// timeout (status -1).
+    pub(crate) fn vm_exec(&self, id: GuestId, request: &ExecRequest) -> Result<ExecOutput, BackendError> {
+        let node = self.agent_node(id)?;
+        let base = Self::vm_path(&node, id);
+        let params: Vec<(&str, String)> = request.argv.iter().map(|a| ("command", a.clone())).collect();
+        let started = self.api.request("POST", &format!("{base}/agent/exec"), &params)?;
+        let pid = started["pid"].as_i64().or_else(|| started["pid"].as_str().and_then(|p| p.parse().ok())).ok_or_else(
+            || BackendError::permanent(Delivery::MaybeApplied, format!("VM {id}: agent/exec gave no pid")),
+        )?;
+        let begun = Instant::now();
+        let mut pause = self.poll.first;
+        loop {
+            let status = self.api.request("GET", &format!("{base}/agent/exec-status"), &[("pid", pid.to_string())])?;
+            if truthy(&status["exited"]) {
+                let out = |k: &str| status[k].as_str().unwrap_or_default().as_bytes().to_vec();
+                let code = status["exitcode"].as_i64().and_then(|c| i32::try_from(c).ok());
+                return Ok(ExecOutput { status: code.unwrap_or(-1), stdout: out("out-data"), stderr: out("err-data") });
+            }
+            if begun.elapsed() >= request.timeout {
+                return Ok(ExecOutput {
+                    status: -1,
+                    stdout: Vec::new(),
+                    stderr: format!("still running after {} s", request.timeout.as_secs()).into_bytes(),
+                });
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(self.poll.max);
+        }
+    }
+
+    /// Runs a command through the agent; a non-zero exit is an error saying what it was for.
+    fn vm_run(&self, id: GuestId, argv: Vec<String>, what: &str) -> Result<(), BackendError> {
+        let out = self.vm_exec(id, &ExecRequest { argv, timeout: Duration::from_secs(120) })?;
+        if out.success() {
+            return Ok(());
+        }
+        Err(BackendError::permanent(
+            Delivery::MaybeApplied,
+            format!(
+                "VM {id}: {what} failed with status {}: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        ))
+    }
+
+    /// Reads a file through the agent (`None` when it does not exist).
+    pub(crate) fn vm_read_file(&self, id: GuestId, path: &str) -> Result<Option<Vec<u8>>, BackendError> {
+        let node = self.agent_node(id)?;
+        match self.api.request(
+            "GET",
+            &format!("{}/agent/file-read", Self::vm_path(&node, id)),
+            &[("file", path.to_string())],
+        ) {
+            Ok(v) if truthy(&v["truncated"]) => Err(BackendError::permanent(
+                Delivery::NotSent,
+                format!("VM {id}: {path} is larger than the guest agent reads at once"),
+            )),
+            Ok(v) => Ok(Some(v["content"].as_str().unwrap_or_default().as_bytes().to_vec())),
+            Err(e) if e.message.contains("No such file or directory") => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Writes a file through the agent: made empty with mode 0600 (its directory created), written
+    /// in `file-write` chunks (joined inside the VM when there are several), then given its mode
+    /// and owner.
+    pub(crate) fn vm_push_file(&self, id: GuestId, file: &FilePush) -> Result<(), BackendError> {
+        let node = self.agent_node(id)?;
+        let strings = |v: &[&str]| v.iter().map(|s| (*s).to_string()).collect::<Vec<String>>();
+        let path = file.path.clone();
+        self.vm_run(
+            id,
+            [
+                strings(&[
+                    "/bin/sh",
+                    "-c",
+                    "umask 077; mkdir -p -- \"${1%/*}\" && : > \"$1\" && chmod 600 \"$1\"",
+                    "phoenix-prepare",
+                ]),
+                vec![path.clone()],
+            ]
+            .concat(),
+            &format!("preparing {path}"),
+        )?;
+        let chunks: Vec<&[u8]> =
+            if file.content.is_empty() { vec![&[][..]] } else { file.content.chunks(FILE_WRITE_CHUNK).collect() };
+        let write = |target: &str, bytes: &[u8]| {
+            self.api
+                .request(
+                    "POST",
+                    &format!("{}/agent/file-write", Self::vm_path(&node, id)),
+                    &[("file", target.to_string()), ("content", base64(bytes)), ("encode", "0".into())],
+                )
+                .map(|_| ())
+        };
+        if chunks.len() == 1 {
+            write(&path, chunks[0])?;
+        } else {
+            let parts: Vec<String> = (0..chunks.len()).map(|i| format!("{path}.phoenix-part-{i:04}")).collect();
+            for (part, bytes) in parts.iter().zip(&chunks) {
+                write(part, bytes)?;
+            }
+            let join = "out=$1; shift; cat -- \"$@\" > \"$out\" && rm -f -- \"$@\"";
+            self.vm_run(
+                id,
+                [strings(&["/bin/sh", "-c", join, "phoenix-join"]), vec![path.clone()], parts].concat(),
+                &format!("writing {path}"),
+            )?;
+        }
+        self.vm_run(
+            id,
+            [
+                strings(&["/bin/sh", "-c", "chmod \"$2\" \"$1\" && chown \"$3:$4\" \"$1\"", "phoenix-own"]),
+                vec![path.clone(), format!("{:o}", file.mode), file.uid.to_string(), file.gid.to_string()],
+            ]
+            .concat(),
+            &format!("setting the mode and owner of {path}"),
+        )
+    }
+
+    /// The addresses a running VM's agent reports (none while it does not answer).
+    pub(crate) fn vm_addresses(&self, id: GuestId) -> Result<Vec<std::net::IpAddr>, BackendError> {
+        let node = self.vm_node(id)?;
+        let Ok(list) =
+            self.api.request("GET", &format!("{}/agent/network-get-interfaces", Self::vm_path(&node, id)), &[])
+        else {
+            return Ok(Vec::new());
+        };
+        Ok(list["result"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|i| i["name"] != "lo")
+            .flat_map(|i| i["ip-addresses"].as_array().cloned().unwrap_or_default())
+            .filter_map(|a| a["ip-address"].as_str().and_then(|s| s.parse::<std::net::IpAddr>().ok()))
+            .filter(|a| {
+                !a.is_loopback() && !matches!(a, std::net::IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80)
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sshkeys_are_percent_encoded_as_the_api_wants_and_read_back() {
+        let keys = "ssh-ed25519 AAAAC3Nza+C1/lZD= admin@ws\nssh-rsa AAAB3 x@y";
+        let encoded = encode_sshkeys(keys);
+        assert_eq!(encoded, "ssh-ed25519%20AAAAC3Nza%2BC1%2FlZD%3D%20admin%40ws%0Assh-rsa%20AAAB3%20x%40y");
+        assert!(encoded.chars().all(|c| c.is_ascii_alphanumeric() || "-%_.!~*'()".contains(c)));
+        assert_eq!(decode_sshkeys(&encoded), keys);
+    }
+
+    #[test]
+    fn base64_is_standard() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"h"), "aA==");
+        assert_eq!(base64(b"hi"), "aGk=");
+        assert_eq!(base64(b"hello"), "aGVsbG8=");
+        assert_eq!(FILE_WRITE_CHUNK / 3 * 4, 61440);
+    }
+
+    #[test]
+    fn what_proxmox_shows_of_a_vm_normalises_to_phoenix_fields() {
+        let shown: serde_json::Map<String, Value> = serde_json::from_str(
+            r#"{"name": "web-vm", "cores": 4, "memory": "8192", "onboot": 1, "ciuser": "admin",
+                "boot": "order=scsi0;ide2;net0", "scsi0": "local-zfs:vm-8001-disk-0,discard=on,size=64G",
+                "ide2": "local-zfs:vm-8001-cloudinit,media=cdrom",
+                "net0": "virtio=BC:24:11:AA:BB:CC,bridge=vmbr0,firewall=1",
+                "ipconfig0": "ip=10.0.0.99/24,gw=10.0.0.1", "nameserver": "10.0.0.1 10.0.0.2",
+                "sshkeys": "ssh-ed25519%20AAAA%20a%40b%0A", "cipassword": "**********",
+                "description": "Managed by Phoenix.\nPhoenix ci.password: sha256:0011223344556677",
+                "startup": "order=1,up=5", "tags": "B;a", "digest": "x"}"#,
+        )
+        .expect("json");
+        let c = normalize(&shown);
+        let expected = [
+            ("hostname", "web-vm"),
+            ("cores", "4"),
+            ("memory_mb", "8192"),
+            ("onboot", "1"),
+            ("ci.user", "admin"),
+            ("storage", "local-zfs"),
+            ("disk_gb", "64"),
+            ("firewall", "1"),
+            ("net.bridge", "vmbr0"),
+            ("net.mac", "bc:24:11:aa:bb:cc"),
+            ("net.ip", "10.0.0.99/24"),
+            ("net.gw", "10.0.0.1"),
+            ("net.nameservers", "10.0.0.1 10.0.0.2"),
+            ("ci.sshkeys", "ssh-ed25519 AAAA a@b"),
+            ("ci.password", "sha256:0011223344556677"),
+            ("startup", "order=1,up=5"),
+            ("tags", "a;b"),
+        ];
+        for (k, v) in expected {
+            assert_eq!(c.get(k), Some(v), "{k}");
+        }
+        assert_eq!(c.0.len(), expected.len(), "{:?}", c.0);
+        assert_eq!(
+            VmNet::parse("virtio=BC:24:11:AA:BB:CC,bridge=vmbr0,firewall=1").map(|n| n.print()).as_deref(),
+            Some("virtio=BC:24:11:AA:BB:CC,bridge=vmbr0,firewall=1")
+        );
+        assert_eq!(VmNet::parse("virtio,bridge=vmbr0").map(|n| n.mac), Some(None));
+    }
+
+    #[test]
+    fn cloud_init_and_cpu_changes_wait_for_the_next_boot() {
+        for f in [
+            "cores",
+            "memory_mb",
+            "ci.user",
+            "ci.sshkeys",
+            "ci.password",
+            "net.ip",
+            "net.gw",
+            "net.nameservers",
+            "hostname",
+        ] {
+            assert_eq!(change_effect(f), ChangeEffect::Restart, "{f}");
+        }
+        for f in ["net.bridge", "disk_gb", "tags", "onboot", "firewall.rules"] {
+            assert_eq!(change_effect(f), ChangeEffect::Live, "{f}");
+        }
+        assert_eq!(change_effect("storage"), ChangeEffect::Recreate);
+    }
+
+    #[test]
+    fn only_crypt_hashes_proxmox_keeps_are_sent_and_messages_never_quote_them() {
+        assert!(resolve_password(8000, "$6$salt$abcdef").is_ok());
+        let e = resolve_password(8000, "$y$j9T$salt$hash").expect_err("yescrypt would be hashed again");
+        assert!(!e.message.contains("j9T"), "{}", e.message);
+        let e = resolve_password(8000, "env:PHOENIX_SURELY_UNSET_VARIABLE").expect_err("unset");
+        assert!(e.message.contains("PHOENIX_SURELY_UNSET_VARIABLE"));
+    }
+}
