@@ -40,12 +40,16 @@ pub fn connect(estate: &Estate) -> Result<Connected, ConnectError> {
 /// Connects to the backend of the configuration, running `pvesh` as the `pvesh` program where
 /// it says `via: "pvesh"`, with secret references resolved in the process's environment.
 pub fn connect_with(estate: &Estate, pvesh: &str) -> Result<Connected, ConnectError> {
-    connect_with_secrets(estate, pvesh, &Secrets::from_process_env())
+    connect_with_secrets(estate, pvesh, &std::sync::Arc::new(Secrets::from_process_env()))
 }
 
 /// Connects to the backend of the configuration, running `pvesh` as the `pvesh` program where
 /// it says `via: "pvesh"`, and resolving secret references with `secrets`.
-pub fn connect_with_secrets(estate: &Estate, pvesh: &str, secrets: &Secrets) -> Result<Connected, ConnectError> {
+pub fn connect_with_secrets(
+    estate: &Estate,
+    pvesh: &str,
+    secrets: &std::sync::Arc<Secrets>,
+) -> Result<Connected, ConnectError> {
     match &estate.hypervisor.backend {
         None => Err(ConnectError::Missing),
         Some(BackendSection::Lxc(settings)) => match phoenix_lxc::LxcBackend::open(settings) {
@@ -58,7 +62,15 @@ pub fn connect_with_secrets(estate: &Estate, pvesh: &str, secrets: &Secrets) -> 
         Some(BackendSection::Proxmox(p)) => {
             // VMs' password hashes (or references to them) go to the backend apart from the plan,
             // which carries only their fingerprints.
-            let backend = proxmox(p, pvesh, secrets)?.with_vm_passwords(phoenix_plan::vm_passwords(estate));
+            let resolver = secrets.clone();
+            let backend = proxmox(p, pvesh, secrets)?
+                .with_vm_passwords(phoenix_plan::vm_passwords(estate))
+                .with_secret_resolver(std::sync::Arc::new(move |reference: &str| {
+                    resolver.resolve(reference).map_err(|e| match e.hint {
+                        Some(hint) => format!("{} ({hint})", e.message),
+                        None => e.message,
+                    })
+                }));
             let at = api_name(p);
             let version = backend.preflight().map_err(|e| {
                 let hint = e.detail.as_deref().map(|d| format!("\n  hint: {d}")).unwrap_or_default();

@@ -181,7 +181,7 @@ fn the_proxmox_token_can_come_from_vault() {
             ("VAULT_CACERT".to_string(), p.join("vault-ca.pem").display().to_string()),
         ];
         let map: std::collections::HashMap<String, String> = vars.into_iter().collect();
-        Secrets::new(move |name| map.get(name).cloned())
+        std::sync::Arc::new(Secrets::new(move |name| map.get(name).cloned()))
     };
 
     let secrets = environment(vault_token);

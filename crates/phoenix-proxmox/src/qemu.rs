@@ -13,7 +13,7 @@
 //! description, next to the managed mark.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use phoenix_backend::fields::canonical;
@@ -45,6 +45,17 @@ pub struct VmState {
     passwords: BTreeMap<GuestId, String>,
     agent_ready: Mutex<BTreeSet<GuestId>>,
     agent_wait: Option<Duration>,
+    resolver: Option<Resolver>,
+}
+
+/// The resolver of secret references the backend was given.
+#[derive(Clone)]
+struct Resolver(Arc<SecretResolver>);
+
+impl std::fmt::Debug for Resolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Resolver")
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -308,11 +319,17 @@ pub fn change_effect(field: &str) -> ChangeEffect {
     }
 }
 
-/// Reads a password given as a secret reference (`env:`, `file:`); a crypt hash is itself.
-/// Messages never quote the value.
-fn resolve_password(id: GuestId, source: &str) -> Result<String, BackendError> {
+/// Resolves a secret reference to its value, or says why it cannot (never quoting a secret).
+pub type SecretResolver = dyn Fn(&str) -> Result<String, String> + Send + Sync;
+
+/// Reads a password given as a secret reference (through `resolver` where there is one, else
+/// `env:` and `file:` here); a crypt hash is itself. Messages never quote the value.
+fn resolve_password(id: GuestId, source: &str, resolver: Option<&SecretResolver>) -> Result<String, BackendError> {
     let refuse = |m: String| BackendError::permanent(Delivery::NotSent, m);
-    let value = if let Some(name) = source.strip_prefix("env:") {
+    let reference = ["env:", "file:", "vault:"].iter().any(|p| source.starts_with(p));
+    let value = if let (true, Some(resolve)) = (reference, resolver) {
+        resolve(source).map_err(|e| refuse(format!("VM {id}: its password hash: {e}")))?
+    } else if let Some(name) = source.strip_prefix("env:") {
         std::env::var(name).map_err(|_| {
             refuse(format!("VM {id}: the environment variable {name} (its password hash reference) is not set"))
         })?
@@ -357,6 +374,13 @@ impl ProxmoxBackend {
     /// [`phoenix_backend::fields::VM`]).
     pub fn with_vm_passwords(mut self, passwords: BTreeMap<GuestId, String>) -> ProxmoxBackend {
         self.vms.passwords = passwords;
+        self
+    }
+
+    /// Resolves VMs' password references with `resolver` (the command line's, which reads Vault
+    /// too) when they are set.
+    pub fn with_secret_resolver(mut self, resolver: Arc<SecretResolver>) -> ProxmoxBackend {
+        self.vms.resolver = Some(Resolver(resolver));
         self
     }
 
@@ -643,7 +667,7 @@ impl ProxmoxBackend {
                 format!("VM {id}: its password hash changed since the plan was made; plan again"),
             ));
         }
-        resolve_password(id, source)
+        resolve_password(id, source, self.vms.resolver.as_ref().map(|r| &*r.0))
     }
 
     /// The API parameters for VM fields. `observed` completes what is sent as one value
@@ -1153,10 +1177,19 @@ mod tests {
 
     #[test]
     fn only_crypt_hashes_proxmox_keeps_are_sent_and_messages_never_quote_them() {
-        assert!(resolve_password(8000, "$6$salt$abcdef").is_ok());
-        let e = resolve_password(8000, "$y$j9T$salt$hash").expect_err("yescrypt would be hashed again");
+        assert!(resolve_password(8000, "$6$salt$abcdef", None).is_ok());
+        let e = resolve_password(8000, "$y$j9T$salt$hash", None).expect_err("yescrypt would be hashed again");
         assert!(!e.message.contains("j9T"), "{}", e.message);
-        let e = resolve_password(8000, "env:PHOENIX_SURELY_UNSET_VARIABLE").expect_err("unset");
+        let e = resolve_password(8000, "env:PHOENIX_SURELY_UNSET_VARIABLE", None).expect_err("unset");
         assert!(e.message.contains("PHOENIX_SURELY_UNSET_VARIABLE"));
+        // References go through the resolver the backend was given (the command line's reads Vault).
+        let vault = |r: &str| match r {
+            "vault:kv/vms#hash" => Ok("$6$salt$abcdef".to_string()),
+            _ => Err("the secret kv/vms/other has no field hash".to_string()),
+        };
+        assert_eq!(resolve_password(8000, "vault:kv/vms#hash", Some(&vault)).expect("resolved"), "$6$salt$abcdef");
+        let e = resolve_password(8000, "vault:kv/vms/other#hash", Some(&vault)).expect_err("no field");
+        assert_eq!(e.message, "VM 8000: its password hash: the secret kv/vms/other has no field hash");
+        assert!(resolve_password(8000, "vault:kv/vms#hash", None).is_err(), "no resolver, no Vault");
     }
 }
