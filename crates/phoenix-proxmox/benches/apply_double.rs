@@ -1,6 +1,6 @@
 //! The Proxmox backend against the PVE test double with a latency added to every request,
-//! building the containers of the AI-host example (`examples/ai-stack`; its VMs are left out, the
-//! Proxmox backend does not build VMs yet). Prints (never fails on time):
+//! building the AI-host example (`examples/ai-stack`: its containers and its VMs, whose guest
+//! agents answer a task's duration after they start). Prints (never fails on time):
 //! - a cold apply: total time, requests, node commands, against the lower bound — the longest
 //!   chain of guests along clone and dependency edges, each counted with the duration it takes
 //!   in a cold apply with one job (so without waiting for any other guest);
@@ -64,7 +64,9 @@ fn example(dir: &Path, double: &PveDouble) -> phoenix_config::Estate {
         "tls": { "fingerprint": double.fingerprint }, "ssh": {}
     });
     std::fs::write(dir.join("phoenix_hypervisor_config.json"), hv.to_string()).expect("write");
-    std::fs::copy(source.join("phoenix_lxc_configs.json"), dir.join("phoenix_lxc_configs.json")).expect("copy");
+    for file in ["phoenix_lxc_configs.json", "phoenix_vm_configs.json"] {
+        std::fs::copy(source.join(file), dir.join(file)).expect("copy");
+    }
     std::fs::create_dir_all(dir.join("scripts")).expect("mkdir");
     for entry in std::fs::read_dir(source.join("scripts")).expect("scripts") {
         let path = entry.expect("entry").path();
@@ -112,6 +114,10 @@ fn run(
     double.set_latency(Duration::from_millis(latency));
     double.set_task_duration(Duration::from_millis(task));
     double.add_dir_storage("fastData-lxc-disks", "/fastData/lxc-disks", "rootdir,images");
+    // The VMs' cloud image, where a token may import it from.
+    double.add_dir_storage("fastData", "/fastData/shared-iso", "iso,vztmpl,import");
+    double.add_image("fastData:import/noble-server-cloudimg-amd64.img", 2_361_393_152);
+    double.set_agent_delay(Duration::from_millis(task));
     double.set_devices(
         "pve1",
         &["/dev/nvidia0", "/dev/nvidia1", "/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools"],
@@ -136,14 +142,16 @@ fn run(
 
     let round = |label: &str| {
         // A new backend per run, as each `phoenix apply` is a new process.
-        let backend = ProxmoxBackend::new(api.clone(), "pve1", Some(channel.clone()));
+        let backend = ProxmoxBackend::new(api.clone(), "pve1", Some(channel.clone()))
+            .with_vm_passwords(phoenix_plan::vm_passwords(&estate));
         let (requests, commands) = (double.requests().len(), double.node_channel().commands().len());
         let started = Instant::now();
         let jobs_by_guest = prepare(&estate, &lib, dir.path()).expect("prepare");
         let desired = phoenix_plan::desired(&estate, &|g| customizations(&jobs_by_guest, g));
         let observed = phoenix_engine::observe::observe(&backend, &desired, jobs).expect("observe");
-        let plan =
-            phoenix_plan::plan(&desired, &observed.observation, &observed.markers, &|f| backend.change_effect(f));
+        let plan = phoenix_plan::plan_with(&desired, &observed.observation, &observed.markers, &|k, f| {
+            backend.change_effect_for(k, f)
+        });
         assert!(phoenix_plan::check_capabilities(&desired, &backend.capabilities()).is_empty());
         let cancel = AtomicBool::new(false);
         let durations = Durations::default();

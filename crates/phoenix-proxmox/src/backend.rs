@@ -29,6 +29,9 @@ pub const MANAGED_MARK: &str = "Managed by Phoenix.";
 /// Fields kept as raw `lxc.*` lines in the container's conf file: the API has no keys for them.
 const RAW_FIELDS: &[&str] = &["lxc.raw", "apparmor", "idmap"];
 
+/// How many guests are observed at once (each is a few requests in a row).
+const OBSERVE_THREADS: usize = 8;
+
 /// How long an edit waits for a container's lock (a backup, say) to clear.
 const LOCK_WAIT: Duration = Duration::from_secs(600);
 
@@ -826,20 +829,37 @@ impl Backend for ProxmoxBackend {
     fn observe(&self) -> Result<Observation, BackendError> {
         let list = self.api.request("GET", "/cluster/resources", &[("type", "vm".into())])?;
         self.remember(&list);
-        let mut guests = BTreeMap::new();
-        for r in list.as_array().into_iter().flatten().filter(|r| r["type"] == "lxc" || r["type"] == "qemu") {
-            let (Some(id), Some(node)) = (r["vmid"].as_u64().and_then(|i| u32::try_from(i).ok()), r["node"].as_str())
-            else {
-                continue;
-            };
-            let running = r["status"] == "running";
-            let guest = if r["type"] == "qemu" {
-                self.vm_observe(node, id, running)?
-            } else {
-                self.observe_one(node, id, running)?
-            };
-            guests.insert(id, guest);
-        }
+        let rows: Vec<(GuestId, String, bool, bool)> = list
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| r["type"] == "lxc" || r["type"] == "qemu")
+            .filter_map(|r| {
+                let id = r["vmid"].as_u64().and_then(|i| u32::try_from(i).ok())?;
+                Some((id, r["node"].as_str()?.to_string(), r["status"] == "running", r["type"] == "qemu"))
+            })
+            .collect();
+        // Each guest is a few requests in a row: read them for several guests at once.
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let found: Mutex<Vec<Result<(GuestId, ObservedGuest), BackendError>>> = Mutex::default();
+        std::thread::scope(|scope| {
+            for _ in 0..OBSERVE_THREADS.min(rows.len()) {
+                scope.spawn(|| {
+                    while let Some((id, node, running, vm)) =
+                        rows.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+                    {
+                        let guest = if *vm {
+                            self.vm_observe(node, *id, *running)
+                        } else {
+                            self.observe_one(node, *id, *running)
+                        };
+                        found.lock().unwrap_or_else(PoisonError::into_inner).push(guest.map(|g| (*id, g)));
+                    }
+                });
+            }
+        });
+        let guests =
+            found.into_inner().unwrap_or_else(PoisonError::into_inner).into_iter().collect::<Result<_, _>>()?;
         Ok(Observation { guests })
     }
 

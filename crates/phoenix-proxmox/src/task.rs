@@ -34,8 +34,9 @@ pub fn pause_after(elapsed: Duration, poll: Poll) -> Duration {
 /// How long a task of this worker type may run.
 pub fn timeout_for(kind: &str) -> Duration {
     let minutes = match kind {
-        "vzcreate" | "vzclone" | "vzsnapshot" | "vzrestore" | "download" => 30,
-        "vzstart" | "vzstop" | "vzshutdown" | "vzreboot" => 5,
+        // Creating and cloning copy disks (a VM's create imports its cloud image).
+        "vzcreate" | "vzclone" | "vzsnapshot" | "vzrestore" | "qmcreate" | "qmclone" | "qmsnapshot" | "download" => 30,
+        "vzstart" | "vzstop" | "vzshutdown" | "vzreboot" | "qmstart" | "qmstop" | "qmshutdown" | "qmreboot" => 5,
         _ => 10,
     };
     Duration::from_secs(60 * minutes)
@@ -107,5 +108,13 @@ mod tests {
         assert_eq!(pause_after(ms(300), poll), ms(75));
         assert_eq!(pause_after(ms(2_000), poll), ms(500));
         assert_eq!(pause_after(Duration::from_secs(600), poll), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn disk_copies_may_take_longer_than_power_actions() {
+        assert_eq!(timeout_for("qmclone"), timeout_for("vzclone"));
+        assert!(timeout_for("qmcreate") > timeout_for("qmstart"));
+        assert_eq!(timeout_for("qmshutdown"), Duration::from_secs(300));
+        assert_eq!(timeout_for("resize"), Duration::from_secs(600));
     }
 }
