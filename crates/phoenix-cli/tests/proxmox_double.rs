@@ -74,6 +74,13 @@ fn drive(version: PveVersion, secret: &str) {
     let shown = if version == PveVersion::V8 { "8.4.5" } else { "9.2.3" };
     assert!(err.contains(&format!("note: Proxmox VE {shown} at https://127.0.0.1:")), "{err}");
     assert!(out.contains("Plan: 2 to create, 0 to change, 0 unchanged."), "{out}");
+    // A dry run reads and changes nothing: no request but GETs reaches the API.
+    let (code, out, err) = phoenix(p, &["apply", "--dry-run"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let writes: Vec<String> =
+        double.requests().iter().filter(|r| r.method != "GET").map(|r| format!("{} {}", r.method, r.path)).collect();
+    assert!(writes.is_empty(), "a dry run sent {writes:?}");
+    assert!(double.node_channel().commands().is_empty(), "a dry run ran commands on the node");
     let (code, out, err) = phoenix(p, &["apply"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("Apply complete: 2 created"), "{out}");
