@@ -51,6 +51,8 @@ pub struct ProxmoxBackend {
     devices: Mutex<BTreeMap<String, Vec<String>>>,
     /// What the cluster lists (storages, bridges, templates), read once per run.
     listings: Mutex<BTreeMap<String, Value>>,
+    /// Nodes other than `node` found online and reached over the node channel in this run.
+    pub(crate) reached: Mutex<BTreeSet<String>>,
     /// The node of each container observed or created in this run, for commands inside it.
     located: Mutex<BTreeMap<GuestId, String>>,
     /// What VMs need between calls (see [`crate::qemu`]), and each guest's kind as last seen.
@@ -414,6 +416,7 @@ impl ProxmoxBackend {
             poll: Poll::default(),
             devices: Mutex::default(),
             listings: Mutex::default(),
+            reached: Mutex::default(),
             located: Mutex::default(),
             vms: crate::qemu::VmState::default(),
         }
@@ -949,6 +952,9 @@ impl Backend for ProxmoxBackend {
     }
 
     fn check_create(&self, request: &CreateRequest) -> Result<(), BackendError> {
+        if let Some(node) = request.node.as_deref().filter(|n| *n != self.node) {
+            self.check_node(node)?;
+        }
         if request.kind == GuestKind::Vm {
             return self.vm_check_create(request);
         }

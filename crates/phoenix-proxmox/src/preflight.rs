@@ -4,6 +4,7 @@
 //! downloaded). What the cluster lists is read once per run.
 
 use std::collections::BTreeSet;
+use std::sync::PoisonError;
 
 use phoenix_backend::{BackendError, CreateRequest, CreateSource, Delivery, fields};
 use serde_json::Value;
@@ -109,6 +110,31 @@ impl ProxmoxBackend {
             })?;
         }
         Ok(version)
+    }
+
+    /// A node other than the backend's that a guest to create names: in the cluster, online, and
+    /// reached by the node channel where there is one. Checked once per node and run.
+    pub(crate) fn check_node(&self, node: &str) -> Result<(), BackendError> {
+        if self.reached.lock().unwrap_or_else(PoisonError::into_inner).contains(node) {
+            return Ok(());
+        }
+        let nodes = self.cached_get("/nodes")?;
+        let listed: Vec<&str> = nodes.as_array().into_iter().flatten().filter_map(|n| n["node"].as_str()).collect();
+        let refuse = |m: String| Err(BackendError::permanent(Delivery::NotSent, m));
+        match nodes.as_array().into_iter().flatten().find(|n| n["node"] == node) {
+            None => return refuse(format!("node {node} is not in the cluster (its nodes: {})", listed.join(", "))),
+            Some(n) if n["status"] != "online" => {
+                return refuse(format!("node {node} is {}", n["status"].as_str().unwrap_or("not online")));
+            }
+            Some(_) => {}
+        }
+        if self.channel.is_some() {
+            self.on_node(node, &["true".to_string()], None).map_err(|e| {
+                BackendError::permanent(Delivery::NotSent, format!("the node channel does not reach {node}: {e}"))
+            })?;
+        }
+        self.reached.lock().unwrap_or_else(PoisonError::into_inner).insert(node.to_string());
+        Ok(())
     }
 
     /// What the guest to create needs from its node: storages with the right content, its

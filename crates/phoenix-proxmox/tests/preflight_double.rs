@@ -6,6 +6,7 @@
 mod support;
 
 use phoenix_backend::{Backend, CreateRequest, CreateSource, GuestConfig, GuestKind};
+use phoenix_proxmox::channel::{ChannelError, Output};
 use phoenix_pve_double::{ALL_PRIVILEGES, PveVersion};
 use support::{backend, channel, start};
 
@@ -138,4 +139,42 @@ fn each_guest_to_create_needs_privileges_on_its_storages_bridge_source_and_downl
     // root@pam holds every privilege.
     let root = phoenix_proxmox::backend::ProxmoxBackend::new(support::root_client(&double), "pve1", None);
     root.check_create(&request(ubuntu, &privileged)).expect("root may");
+}
+
+#[test]
+fn a_guest_on_another_node_needs_that_node_online_and_reached() {
+    let double = start(PveVersion::V9);
+    double.add_node("pve2");
+    double.add_node("pve3");
+    let b = backend(&double, Some(channel(&double)));
+    let ubuntu = "local:vztmpl/ubuntu-24.04-standard_24.04-2_amd64.tar.zst";
+    let on = |node: &str| CreateRequest {
+        node: Some(node.into()),
+        ..request(ubuntu, &[("storage", "local-zfs"), ("disk_gb", "8")])
+    };
+    b.check_create(&on("pve2")).expect("pve2 is up");
+    let e = b.check_create(&on("pve9")).expect_err("not in the cluster");
+    assert_eq!(e.message, "node pve9 is not in the cluster (its nodes: pve1, pve2, pve3)");
+    double.set_offline("pve3");
+    let e = backend(&double, None).check_create(&on("pve3")).expect_err("down");
+    assert_eq!(e.message, "node pve3 is offline");
+
+    // Listed online, but the node channel does not get there.
+    let double = start(PveVersion::V9);
+    double.add_node("pve2");
+    let nodes = double.node_channel();
+    let only_pve1: std::sync::Arc<dyn phoenix_proxmox::channel::NodeChannel> =
+        std::sync::Arc::new(move |node: &str, argv: &[String], input: Option<&[u8]>| -> Result<Output, ChannelError> {
+            if node != "pve1" {
+                return Ok(Output {
+                    status: 255,
+                    stdout: Vec::new(),
+                    stderr: b"ssh: connect to host pve2: Connection refused".to_vec(),
+                });
+            }
+            let (status, stdout, stderr) = nodes.run(node, argv, input);
+            Ok(Output { status, stdout, stderr })
+        });
+    let e = backend(&double, Some(only_pve1)).check_create(&on("pve2")).expect_err("unreachable");
+    assert!(e.message.starts_with("the node channel does not reach pve2"), "{e:?}");
 }

@@ -143,6 +143,9 @@ impl NodeDouble {
         if !model.nodes.iter().any(|n| n == node) {
             return fail(255, format!("ssh: Could not resolve hostname {node}"));
         }
+        if model.offline.contains(node) {
+            return fail(255, format!("ssh: connect to host {node} port 22: No route to host"));
+        }
         model.commands.push(NodeCommand { node: node.to_string(), argv: argv.to_vec() });
         let label = argv.get(3).map(String::as_str);
         let conf_id = |path: &str| {

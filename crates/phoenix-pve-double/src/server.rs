@@ -150,6 +150,8 @@ pub(crate) struct Model {
     storages: BTreeMap<String, (String, Option<String>, String)>,
     /// The cluster's nodes, the first one the node the API is reached on.
     pub(crate) nodes: Vec<String>,
+    /// Nodes that are down: listed `offline`, and unreachable over the node channel.
+    pub(crate) offline: std::collections::BTreeSet<String>,
     /// The faults still to apply, in the order they were injected.
     faults: Vec<Fault>,
     /// Extra time before every answer.
@@ -369,6 +371,12 @@ impl PveDouble {
         if !model.nodes.iter().any(|n| n == name) {
             model.nodes.push(name.to_string());
         }
+    }
+
+    /// Takes a node down (it stays in the cluster, listed `offline`; the node channel cannot
+    /// reach it).
+    pub fn set_offline(&self, name: &str) {
+        self.model.lock().unwrap_or_else(PoisonError::into_inner).offline.insert(name.to_string());
     }
 
     /// Marks a double that is sent invalid requests on purpose: its requests are kept out of the
@@ -845,7 +853,8 @@ fn respond(
             .nodes
             .iter()
             .map(|n| {
-                json!({ "node": n, "id": format!("node/{n}"), "type": "node", "status": "online", "level": "",
+                let status = if model.offline.contains(n) { "offline" } else { "online" };
+                json!({ "node": n, "id": format!("node/{n}"), "type": "node", "status": status, "level": "",
                         "ssl_fingerprint": model.fingerprint, "cpu": 0.02, "maxcpu": 16, "mem": 4_294_967_296_u64,
                         "maxmem": 68_719_476_736_u64, "uptime": 86_400 })
             })
