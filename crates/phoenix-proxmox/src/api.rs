@@ -18,7 +18,7 @@ use phoenix_http::{Endpoint, percent_encode as form_encode};
 use crate::pvesh::Pvesh;
 
 /// How requests are authenticated.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum Auth {
     /// An API token: `user@realm!name` and its secret.
     Token {
@@ -34,6 +34,18 @@ pub enum Auth {
         /// The password.
         password: String,
     },
+}
+
+/// Shows who authenticates, never the secret or password.
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Auth::Token { id, .. } => f.debug_struct("Token").field("id", id).field("secret", &"(hidden)").finish(),
+            Auth::Password { user, .. } => {
+                f.debug_struct("Password").field("user", user).field("password", &"(hidden)").finish()
+            }
+        }
+    }
 }
 
 /// How long Proxmox accepts a ticket.
@@ -237,5 +249,18 @@ impl ApiClient {
         })?;
         let json: serde_json::Value = serde_json::from_slice(&response.body).unwrap_or_default();
         Ok((response.status, response.reason, json))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_never_show_in_debug_output() {
+        let token = format!("{:?}", Auth::Token { id: "phoenix@pve!ci".into(), secret: "s3cret-value".into() });
+        let root = format!("{:?}", Auth::Password { user: "root@pam".into(), password: "pw-value".into() });
+        assert!(token.contains("phoenix@pve!ci") && !token.contains("s3cret-value"), "{token}");
+        assert!(root.contains("root@pam") && !root.contains("pw-value"), "{root}");
     }
 }
