@@ -39,13 +39,25 @@ const PASSWORD_LINE: &str = "Phoenix ci.password: ";
 
 /// What the backend knows of guests between calls: their kind, node and power as last seen, the
 /// VMs' passwords, and which VMs' agents answered since their last start.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct VmState {
     seen: Mutex<BTreeMap<GuestId, Seen>>,
     passwords: BTreeMap<GuestId, String>,
     agent_ready: Mutex<BTreeSet<GuestId>>,
     agent_wait: Option<Duration>,
     resolver: Option<Resolver>,
+}
+
+/// Everything but the passwords (only which VMs have one).
+impl std::fmt::Debug for VmState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VmState")
+            .field("seen", &self.seen)
+            .field("passwords for", &self.passwords.keys().collect::<Vec<_>>())
+            .field("agent_ready", &self.agent_ready)
+            .field("agent_wait", &self.agent_wait)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The resolver of secret references the backend was given.
