@@ -20,27 +20,30 @@ use std::sync::Arc;
 use phoenix_proxmox::api::{ApiClient, Auth, TlsVerify};
 use phoenix_proxmox::backend::ProxmoxBackend;
 use phoenix_proxmox::channel::{NodeChannel, SshNodes, SshTarget};
-use support::scenario::{Site, free_ids, lifecycle};
+use support::scenario::{Site, VmSite, free_ids, lifecycle, vm_lifecycle};
 
 /// A setting from the environment, or its default.
 fn var(name: &str, default: &str) -> String {
     std::env::var(name).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| default.to_string())
 }
 
-#[test]
+/// The real host the environment names: a backend for it (after its preflight), the
+/// configuration's backend section for it, and the first ID the scenarios may take; `None`
+/// (skipped, saying why) when settings are missing outside CI.
 #[allow(clippy::print_stderr, reason = "the person running the opt-in suite reads what it used")]
-fn the_lifecycle_runs_on_a_real_proxmox_host() {
-    let required = [
+fn real_host(extra_required: &[&str]) -> Option<(ProxmoxBackend, String, u32)> {
+    let mut required = vec![
         "PHOENIX_PVE_API_URL",
         "PHOENIX_PVE_NODE",
         "PHOENIX_PVE_TOKEN_ID",
         "PHOENIX_PVE_TOKEN_SECRET",
         "PHOENIX_PVE_SSH_HOST",
     ];
+    required.extend_from_slice(extra_required);
     let missing: Vec<&str> = required.iter().copied().filter(|v| var(v, "").is_empty()).collect();
     let why = (!missing.is_empty()).then(|| format!("{} not set (see the README)", missing.join(", ")));
     if !phoenix_testkit::real_component("the suite against a real Proxmox host", why) {
-        return;
+        return None;
     }
     let url = var("PHOENIX_PVE_API_URL", "");
     let node = var("PHOENIX_PVE_NODE", "");
@@ -79,7 +82,25 @@ fn the_lifecycle_runs_on_a_real_proxmox_host() {
     }
     let version = backend.preflight().expect("preflight");
     eprintln!("Proxmox VE {version} at {url}, node {node}");
+    let tls_json = if !fingerprint.is_empty() {
+        format!(r#", "tls": {{"fingerprint": "{fingerprint}"}}"#)
+    } else if !ca_file.is_empty() {
+        format!(r#", "tls": {{"ca_file": "{ca_file}"}}"#)
+    } else {
+        String::new()
+    };
+    let backend_json = format!(
+        r#"{{"type": "proxmox", "api_url": "{url}", "node": "{node}",
+             "token": {{"id": "{token_id}", "secret": "env:PHOENIX_PVE_TOKEN_SECRET"}} {tls_json}}}"#
+    );
+    let first: u32 = var("PHOENIX_PVE_FIRST_ID", "99000").parse().expect("PHOENIX_PVE_FIRST_ID");
+    Some((backend, backend_json, first))
+}
 
+#[test]
+#[allow(clippy::print_stderr, reason = "the person running the opt-in suite reads what it used")]
+fn the_lifecycle_runs_on_a_real_proxmox_host() {
+    let Some((backend, backend_json, first)) = real_host(&[]) else { return };
     let ips = var("PHOENIX_PVE_IPS", "");
     let addresses = match ips.split(',').collect::<Vec<_>>().as_slice() {
         [a, b, gw] => Some((a.to_string(), b.to_string(), gw.to_string())),
@@ -94,20 +115,24 @@ fn the_lifecycle_runs_on_a_real_proxmox_host() {
         bridge: var("PHOENIX_PVE_BRIDGE", "vmbr0"),
         addresses,
     };
-    let first: u32 = var("PHOENIX_PVE_FIRST_ID", "99000").parse().expect("PHOENIX_PVE_FIRST_ID");
     let ids = free_ids(&backend, first);
-    eprintln!("using IDs {} and {}", ids.0, ids.1);
-    let tls_json = if !fingerprint.is_empty() {
-        format!(r#", "tls": {{"fingerprint": "{fingerprint}"}}"#)
-    } else if !ca_file.is_empty() {
-        format!(r#", "tls": {{"ca_file": "{ca_file}"}}"#)
-    } else {
-        String::new()
-    };
-    let backend_json = format!(
-        r#"{{"type": "proxmox", "api_url": "{url}", "node": "{node}",
-             "token": {{"id": "{token_id}", "secret": "env:PHOENIX_PVE_TOKEN_SECRET"}} {tls_json}}}"#
-    );
+    eprintln!("containers: using IDs {} and {}", ids.0, ids.1);
     let dir = tempfile::tempdir().expect("tmp");
     lifecycle(&backend, &site, ids, dir.path(), &|dir, lxc| support::estate_with(dir, &backend_json, "", lxc));
+}
+
+#[test]
+#[allow(clippy::print_stderr, reason = "the person running the opt-in suite reads what it used")]
+fn the_vm_lifecycle_runs_on_a_real_proxmox_host() {
+    let Some((backend, backend_json, first)) = real_host(&["PHOENIX_PVE_VM_IMAGE"]) else { return };
+    let site = VmSite {
+        storage: var("PHOENIX_PVE_STORAGE", "local-lvm"),
+        bridge: var("PHOENIX_PVE_BRIDGE", "vmbr0"),
+        image: var("PHOENIX_PVE_VM_IMAGE", ""),
+    };
+    // Apart from the containers' IDs, should both tests run at once.
+    let ids = free_ids(&backend, first + 100);
+    eprintln!("VMs: using IDs {} and {}", ids.0, ids.1);
+    let dir = tempfile::tempdir().expect("tmp");
+    vm_lifecycle(&backend, &site, ids, dir.path(), &|dir, lxc| support::estate_with(dir, &backend_json, "", lxc));
 }

@@ -4,7 +4,7 @@
 mod support;
 
 use phoenix_pve_double::{Fault, FaultKind, PveVersion};
-use support::scenario::{Site, free_ids, lifecycle};
+use support::scenario::{Site, VmSite, free_ids, lifecycle, vm_lifecycle};
 
 #[test]
 fn the_real_host_scenario_passes_against_the_double() {
@@ -48,5 +48,28 @@ fn the_real_host_scenario_passes_against_the_double() {
         assert!(run.is_err(), "the clone was refused, so the scenario fails");
         assert!(double.requests().iter().any(|r| r.path == "/nodes/pve1/lxc/902/clone" && r.status == 500));
         assert!(double.conf_file(902).is_none(), "the template made before the failure was destroyed");
+    }
+}
+
+#[test]
+fn the_real_host_vm_scenario_passes_against_the_double() {
+    for version in PveVersion::ALL {
+        let double = support::start(version);
+        double.add_dir_storage("images", "/var/lib/images", "iso,vztmpl,import");
+        double.add_image("images:import/debian-12-agent.qcow2", 2_147_483_648);
+        double.set_agent_delay(std::time::Duration::from_millis(50));
+        let backend = support::backend(&double, None).with_agent_wait(std::time::Duration::from_secs(5));
+        let site = VmSite {
+            storage: "local-zfs".into(),
+            bridge: "vmbr0".into(),
+            image: "/var/lib/images/import/debian-12-agent.qcow2".into(),
+        };
+        let ids = free_ids(&backend, 9100);
+        let dir = tempfile::tempdir().expect("tmp");
+        vm_lifecycle(&backend, &site, ids, dir.path(), &|dir, lxc| support::estate(dir, &double, "", lxc));
+        // The feature ran inside the clone through the guest agent.
+        assert!(double.vm_config(ids.1).is_none(), "destroyed");
+        let ran = double.requests().iter().any(|r| r.path == format!("/nodes/pve1/qemu/{}/agent/exec", ids.1));
+        assert!(ran, "no command ran through the agent");
     }
 }

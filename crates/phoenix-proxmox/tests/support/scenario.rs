@@ -115,3 +115,77 @@ pub fn lifecycle(
     assert!(backend.observe_guest(clone).expect("observe").is_none());
     assert!(backend.observe_guest(template).expect("observe").is_none());
 }
+
+/// What the target offers the VM scenario.
+pub struct VmSite {
+    /// The storage for VM disks (`images` content).
+    pub storage: String,
+    /// The bridge the VMs are attached to.
+    pub bridge: String,
+    /// A cloud image with the QEMU guest agent installed, as a path on the node inside the
+    /// `import` directory of a storage (e.g. `/var/lib/vz/import/debian-12-agent.qcow2`).
+    pub image: String,
+}
+
+/// The VM lifecycle: a template VM made from a cloud image and snapshotted, a clone of its
+/// snapshot configured by cloud-init, started, and customized with a feature run through the
+/// guest agent; planning again finds nothing; one change; both destroyed (also when it fails).
+pub fn vm_lifecycle(
+    backend: &dyn Backend,
+    site: &VmSite,
+    ids: (GuestId, GuestId),
+    dir: &Path,
+    estate: &dyn Fn(&Path, &str) -> phoenix_config::Estate,
+) {
+    use phoenix_engine::customize::{Feature, FeatureLibrary, FeatureManifest};
+    let (template, clone) = ids;
+    let _cleanup = Cleanup { backend, ids: vec![template, clone] };
+    let library = FeatureLibrary::new([Feature {
+        manifest: FeatureManifest { name: "base_setup".into(), description: String::new(), params: Vec::new() },
+        script: b"#!/bin/sh\nset -eu\necho 'phoenix was here' > /root/phoenix-hello\n".to_vec(),
+    }]);
+    let vms = |memory: u32| {
+        format!(
+            r#"{{"vm_defaults": {{"cores": 1, "memory_mb": 1024, "disk_size_gb": 10, "storage_pool": "{storage}", "network_bridge": "{bridge}"}},
+                "vms": [
+                  {{"vmid": {template}, "name": "phoenix-test-vm-tpl", "is_template": true, "template_image": "{image}",
+                    "template_snapshot_name": "ready", "network_config": {{"ip": "dhcp"}}, "tags": ["phoenix-test"]}},
+                  {{"vmid": {clone}, "name": "phoenix-test-vm", "clone_from_vmid": {template}, "memory_mb": {memory},
+                    "features": ["base_setup"], "network_config": {{"ip": "dhcp"}}, "tags": ["phoenix-test"]}}
+                ]}}"#,
+            storage = site.storage,
+            bridge = site.bridge,
+            image = site.image,
+        )
+    };
+    let write = |memory: u32| {
+        std::fs::write(dir.join("phoenix_vm_configs.json"), vms(memory)).expect("write");
+        estate(dir, "")
+    };
+
+    let first = write(1024);
+    let (_, report) = super::apply_with(backend, &first, dir, &library);
+    assert!(
+        report.outcomes.get(&template) == Some(&GuestOutcome::Created)
+            && report.outcomes.get(&clone) == Some(&GuestOutcome::Created),
+        "{report:#?}"
+    );
+    let vm = backend.observe_guest(clone).expect("observe").expect("the clone exists");
+    assert_eq!((vm.kind, vm.power), (phoenix_backend::GuestKind::Vm, phoenix_backend::PowerState::Running));
+    assert!(backend.observe_guest(template).expect("observe").is_some_and(|t| t.snapshots.contains("ready")));
+
+    let (plan, _) = super::apply_with(backend, &first, dir, &library);
+    assert!(plan.is_empty(), "{:#?}", plan.guests.iter().filter(|g| !g.steps.is_empty()).collect::<Vec<_>>());
+
+    let (plan, report) = super::apply_with(backend, &write(1536), dir, &library);
+    assert!(!report.failed(), "{report:#?}");
+    let busy: Vec<_> = plan.guests.iter().filter(|g| !g.steps.is_empty()).map(|g| g.id).collect();
+    assert_eq!(busy, vec![clone]);
+    let vm = backend.observe_guest(clone).expect("observe").expect("the clone exists");
+    assert_eq!(vm.config.get("memory_mb"), Some("1536"));
+
+    backend.destroy(clone).expect("destroy the clone");
+    backend.destroy(template).expect("destroy the template");
+    assert!(backend.observe_guest(clone).expect("observe").is_none());
+    assert!(backend.observe_guest(template).expect("observe").is_none());
+}
