@@ -175,7 +175,7 @@ pub fn proxmox(
 /// The node Phoenix runs on, as the cluster knows it (`local` in `/cluster/status`); the
 /// configuration's `node` when that cannot be read (preflight then says why).
 fn local_node(api: &phoenix_proxmox::api::ApiClient, configured: &str) -> String {
-    api.request("GET", "/cluster/status", &[])
+    api.call(&phoenix_proxmox::endpoint::Call::ClusterStatus, &[])
         .ok()
         .and_then(|list| {
             list.as_array()?

@@ -15,6 +15,7 @@ use phoenix_backend::{BackendError, Delivery, ErrorKind};
 pub use phoenix_http::TlsVerify;
 use phoenix_http::{Endpoint, percent_encode as form_encode};
 
+use crate::endpoint::Call;
 use crate::pvesh::Pvesh;
 
 /// How requests are authenticated.
@@ -121,7 +122,7 @@ impl ApiClient {
     fn login(&self, user: &str, password: &str) -> Result<Session, BackendError> {
         let params = [("username", user.to_string()), ("password", password.to_string())];
         let issued = Instant::now();
-        let (status, reason, json) = self.send("POST", "/access/ticket", &params, Vec::new())?;
+        let (status, reason, json) = self.send(Call::Login.method(), &Call::Login.path(), &params, Vec::new())?;
         let data = &json["data"];
         match (status, data["ticket"].as_str(), data["CSRFPreventionToken"].as_str()) {
             (200, Some(ticket), Some(csrf)) => Ok(Session { ticket: ticket.into(), csrf: csrf.into(), issued }),
@@ -160,6 +161,16 @@ impl ApiClient {
     /// Whether requests go through `pvesh`, and so act as `root@pam`.
     pub fn via_pvesh(&self) -> bool {
         self.pvesh.is_some()
+    }
+
+    /// Makes one of the driver's calls ([`crate::endpoint::Call`]) with these parameters;
+    /// returns the response's `data`.
+    pub fn call(
+        &self,
+        call: &crate::endpoint::Call<'_>,
+        params: &[(&str, String)],
+    ) -> Result<serde_json::Value, BackendError> {
+        self.request(call.method(), &call.path(), params)
     }
 
     /// Sends a request; `params` go in the query (GET, DELETE) or a form body (POST, PUT).

@@ -18,6 +18,7 @@ use serde_json::Value;
 use crate::api::ApiClient;
 use crate::channel::{NodeChannel, pct_exec};
 use crate::conf::ConfFile;
+use crate::endpoint::{Call, Guest, Power};
 use crate::node;
 use crate::propstring::{Device, MountPoint, Net, Property, Startup};
 use crate::task::{Poll, timeout_for, wait};
@@ -449,50 +450,45 @@ impl ProxmoxBackend {
         self
     }
 
-    fn guest_path(&self, node: &str, id: GuestId) -> String {
-        format!("/nodes/{node}/lxc/{id}")
-    }
-
     /// Grows the root disk to `gib` GiB (Proxmox refuses to shrink it), and waits for the task.
     fn grow_rootfs(&self, node: &str, id: GuestId, gib: &str) -> Result<(), BackendError> {
-        self.task(
-            "PUT",
-            &format!("{}/resize", self.guest_path(node, id)),
-            &[("disk", "rootfs".into()), ("size", format!("{gib}G"))],
-        )
+        self.task(Call::Resize(Guest::lxc(node, id)), &[("disk", "rootfs".into()), ("size", format!("{gib}G"))])
     }
 
     /// A listing of the cluster (`GET` without parameters), read once per run.
-    pub(crate) fn cached_get(&self, path: &str) -> Result<Value, BackendError> {
-        if let Some(v) = self.listings.lock().unwrap_or_else(PoisonError::into_inner).get(path) {
+    pub(crate) fn cached_get(&self, call: Call<'_>) -> Result<Value, BackendError> {
+        let path = call.path();
+        if let Some(v) = self.listings.lock().unwrap_or_else(PoisonError::into_inner).get(&path) {
             return Ok(v.clone());
         }
-        let v = self.api.request("GET", path, &[])?;
-        self.listings.lock().unwrap_or_else(PoisonError::into_inner).insert(path.to_string(), v.clone());
+        let v = self.api.call(&call, &[])?;
+        self.listings.lock().unwrap_or_else(PoisonError::into_inner).insert(path, v.clone());
         Ok(v)
     }
 
     /// Forgets a listing that changed.
-    pub(crate) fn forget(&self, path: &str) {
-        self.listings.lock().unwrap_or_else(PoisonError::into_inner).remove(path);
+    pub(crate) fn forget(&self, call: Call<'_>) {
+        self.listings.lock().unwrap_or_else(PoisonError::into_inner).remove(&call.path());
     }
 
-    /// Runs a request that starts a task, and waits for it.
-    pub(crate) fn task(&self, method: &str, path: &str, params: &[(&str, String)]) -> Result<(), BackendError> {
-        self.task_through(&self.api, method, path, params)
+    /// Makes a call that starts a task, and waits for it.
+    pub(crate) fn task(&self, call: Call<'_>, params: &[(&str, String)]) -> Result<(), BackendError> {
+        self.task_through(&self.api, call, params)
     }
 
-    /// Runs a request that starts a task through `api`, and waits for it.
-    fn task_through(
+    /// Makes a call that starts a task through `api`, and waits for it.
+    pub(crate) fn task_through(
         &self,
         api: &ApiClient,
-        method: &str,
-        path: &str,
+        call: Call<'_>,
         params: &[(&str, String)],
     ) -> Result<(), BackendError> {
-        let data = api.request(method, path, params)?;
+        let data = api.call(&call, params)?;
         let upid: Upid = data.as_str().and_then(|u| u.parse().ok()).ok_or_else(|| {
-            BackendError::permanent(Delivery::MaybeApplied, format!("{method} {path}: no task ID in the answer"))
+            BackendError::permanent(
+                Delivery::MaybeApplied,
+                format!("{} {}: no task ID in the answer", call.method(), call.path()),
+            )
         })?;
         let timeout = timeout_for(&upid.kind);
         wait(api, &upid, self.poll, timeout).map(|_| ())
@@ -500,7 +496,7 @@ impl ProxmoxBackend {
 
     /// The node a guest is on, from the cluster's resources.
     fn node_of(&self, id: GuestId) -> Result<Option<(String, bool)>, BackendError> {
-        let list = self.api.request("GET", "/cluster/resources", &[("type", "vm".into())])?;
+        let list = self.api.call(&Call::Resources, &[("type", "vm".into())])?;
         Ok(list
             .as_array()
             .into_iter()
@@ -539,18 +535,13 @@ impl ProxmoxBackend {
     }
 
     fn config(&self, node: &str, id: GuestId) -> Result<serde_json::Map<String, Value>, BackendError> {
-        Ok(self
-            .api
-            .request("GET", &format!("{}/config", self.guest_path(node, id)), &[])?
-            .as_object()
-            .cloned()
-            .unwrap_or_default())
+        Ok(self.api.call(&Call::Config(Guest::lxc(node, id)), &[])?.as_object().cloned().unwrap_or_default())
     }
 
     /// The volume ID of a template given as a host path: `<storage>:vztmpl/<file>` for the
     /// directory storage of the node whose `template/cache` holds it.
     pub(crate) fn template_volume(&self, node: &str, path: &str) -> Result<String, BackendError> {
-        let storages = self.cached_get(&format!("/nodes/{node}/storage"))?;
+        let storages = self.cached_get(Call::Storages { node })?;
         let (dir, file) = path.rsplit_once('/').unwrap_or(("", path));
         storages
             .as_array()
@@ -575,7 +566,7 @@ impl ProxmoxBackend {
         let managed = config.get("description").and_then(text).is_some_and(|d| d.contains(MANAGED_MARK));
         let snapshots: BTreeSet<String> = self
             .api
-            .request("GET", &format!("{}/snapshot", self.guest_path(node, id)), &[])?
+            .call(&Call::Snapshots(Guest::lxc(node, id)), &[])?
             .as_array()
             .into_iter()
             .flatten()
@@ -583,7 +574,7 @@ impl ProxmoxBackend {
             .collect();
         let power = if running { PowerState::Running } else { PowerState::Stopped };
         let mut normalized = normalize(&config);
-        crate::firewall::observe(&self.api, node, id, &mut normalized)?;
+        crate::firewall::observe(&self.api, Guest::lxc(node, id), &mut normalized)?;
         Ok(ObservedGuest {
             id,
             kind: GuestKind::Lxc,
@@ -665,7 +656,7 @@ impl ProxmoxBackend {
             all.push(("delete", delete.join(",")));
         }
         all.push(("digest", digest));
-        api.request("PUT", &format!("{}/config", self.guest_path(node, id)), &all).map(|_| ())
+        api.call(&Call::SetConfig(Guest::lxc(node, id)), &all).map(|_| ())
     }
 
     /// The NVIDIA device nodes `node` has (listed once per run).
@@ -830,7 +821,7 @@ impl Backend for ProxmoxBackend {
     }
 
     fn observe(&self) -> Result<Observation, BackendError> {
-        let list = self.api.request("GET", "/cluster/resources", &[("type", "vm".into())])?;
+        let list = self.api.call(&Call::Resources, &[("type", "vm".into())])?;
         self.remember(&list);
         let rows: Vec<(GuestId, String, bool, bool)> = list
             .as_array()
@@ -895,10 +886,10 @@ impl Backend for ProxmoxBackend {
                     to_params(&request.config, None, true).into_iter().partition(|(k, v)| self.beyond_api(k, v));
                 params.extend(token.iter().map(|(k, v)| (k.as_str(), v.clone())));
                 self.make_bind_dirs(&node, &request.config, &request.config)?;
-                self.task("POST", &format!("/nodes/{node}/lxc"), &params)?;
+                self.task(Call::Create { node: &node, kind: GuestKind::Lxc }, &params)?;
                 self.put(&node, id, root, Vec::new())?;
                 self.configure_beyond_api(&node, id, &request.config, &BTreeSet::new())?;
-                crate::firewall::apply(&self.api, &node, id, &request.config)
+                crate::firewall::apply(&self.api, Guest::lxc(&node, id), &request.config)
             }
             CreateSource::Clone { source, snapshot } => {
                 let (src_node, _) = self.node_of(*source)?.ok_or_else(|| {
@@ -915,13 +906,13 @@ impl Backend for ProxmoxBackend {
                 // A token may not copy device passthrough: such a source is cloned as root@pam.
                 let passthrough =
                     !self.api_is_root() && self.config(&src_node, *source)?.keys().any(|k| numbered(k, "dev"));
-                let clone_path = format!("{}/clone", self.guest_path(&src_node, *source));
+                let clone = Call::Clone(Guest::lxc(&src_node, *source));
                 if let (true, Some(root)) = (passthrough, &self.root) {
-                    self.task_through(root, "POST", &clone_path, &params)?;
+                    self.task_through(root, clone, &params)?;
                 } else if passthrough {
                     self.on_node(&src_node, &node::pct_clone(*source, id, &params[1..]), None)?;
                 } else {
-                    self.task("POST", &clone_path, &params)?;
+                    self.task(clone, &params)?;
                 }
                 // The clone has its template's configuration: make it this guest's.
                 let current = self.config(&node, id)?;
@@ -946,7 +937,7 @@ impl Backend for ProxmoxBackend {
                 self.make_bind_dirs(&node, &want, &request.config)?;
                 self.put(&node, id, place_mounts(to_params(&want, Some(&observed), false), &current), Vec::new())?;
                 self.configure_beyond_api(&node, id, &want, &BTreeSet::new())?;
-                crate::firewall::apply(&self.api, &node, id, &request.config)
+                crate::firewall::apply(&self.api, Guest::lxc(&node, id), &request.config)
             }
         }
     }
@@ -999,7 +990,7 @@ impl Backend for ProxmoxBackend {
         let params = place_mounts(to_params(&want, Some(&observed), false), &current);
         self.put(&node, id, params, deletes_for(&removed, &current))?;
         self.configure_beyond_api(&node, id, &want, &removed)?;
-        crate::firewall::apply(&self.api, &node, id, &want)
+        crate::firewall::apply(&self.api, Guest::lxc(&node, id), &want)
     }
 
     fn start(&self, id: GuestId) -> Result<(), BackendError> {
@@ -1008,7 +999,7 @@ impl Backend for ProxmoxBackend {
         }
         let (node, _) =
             self.node_of(id)?.ok_or_else(|| BackendError::not_found(format!("container {id} does not exist")))?;
-        self.task("POST", &format!("{}/status/start", self.guest_path(&node, id)), &[])
+        self.task(Call::Power(Guest::lxc(&node, id), Power::Start), &[])
     }
 
     fn stop(&self, id: GuestId) -> Result<(), BackendError> {
@@ -1018,8 +1009,7 @@ impl Backend for ProxmoxBackend {
         let (node, _) =
             self.node_of(id)?.ok_or_else(|| BackendError::not_found(format!("container {id} does not exist")))?;
         self.task(
-            "POST",
-            &format!("{}/status/shutdown", self.guest_path(&node, id)),
+            Call::Power(Guest::lxc(&node, id), Power::Shutdown),
             &[("timeout", "60".into()), ("forceStop", "1".into())],
         )
     }
@@ -1030,7 +1020,7 @@ impl Backend for ProxmoxBackend {
         }
         let (node, _) =
             self.node_of(id)?.ok_or_else(|| BackendError::not_found(format!("container {id} does not exist")))?;
-        self.task("POST", &format!("{}/snapshot", self.guest_path(&node, id)), &[("snapname", name.to_string())])
+        self.task(Call::TakeSnapshot(Guest::lxc(&node, id)), &[("snapname", name.to_string())])
     }
 
     fn exec(&self, id: GuestId, request: &ExecRequest) -> Result<ExecOutput, BackendError> {
@@ -1089,9 +1079,9 @@ impl Backend for ProxmoxBackend {
         let (node, running) =
             self.node_of(id)?.ok_or_else(|| BackendError::not_found(format!("container {id} does not exist")))?;
         if running {
-            self.task("POST", &format!("{}/status/stop", self.guest_path(&node, id)), &[])?;
+            self.task(Call::Power(Guest::lxc(&node, id), Power::Stop), &[])?;
         }
-        self.task("DELETE", &self.guest_path(&node, id), &[("purge", "1".into())])
+        self.task(Call::Destroy(Guest::lxc(&node, id)), &[("purge", "1".into())])
     }
 
     fn addresses(&self, id: GuestId) -> Result<Vec<std::net::IpAddr>, BackendError> {
@@ -1099,7 +1089,7 @@ impl Backend for ProxmoxBackend {
             return self.vm_addresses(id);
         }
         let node = self.node_for_commands(id)?;
-        let list = self.api.request("GET", &format!("{}/interfaces", self.guest_path(&node, id)), &[])?;
+        let list = self.api.call(&Call::Interfaces(Guest::lxc(&node, id)), &[])?;
         Ok(interface_addresses(&list))
     }
 

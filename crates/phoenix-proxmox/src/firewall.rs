@@ -12,15 +12,11 @@
 //! for a rule at the top, two for one below.
 
 use phoenix_backend::fields::canonical::{self, FirewallRule};
-use phoenix_backend::{BackendError, Delivery, GuestConfig, GuestId};
+use phoenix_backend::{BackendError, Delivery, GuestConfig};
 use serde_json::Value;
 
 use crate::api::ApiClient;
-
-/// The firewall of a guest: `kind` is `lxc` or `qemu` (the API is the same for both).
-fn base(kind: &str, node: &str, id: GuestId) -> String {
-    format!("/nodes/{node}/{kind}/{id}/firewall")
-}
+use crate::endpoint::{Call, Guest};
 
 fn text(v: &Value) -> Option<String> {
     match v {
@@ -175,37 +171,22 @@ pub fn rule_writes(have: &[FirewallRule], want: &[FirewallRule]) -> Vec<RuleWrit
 }
 
 /// The rule list as Proxmox shows it, canonical, with its digest (none for an empty list).
-fn read_rules(
-    api: &ApiClient,
-    kind: &str,
-    node: &str,
-    id: GuestId,
-) -> Result<(Vec<FirewallRule>, Option<String>), BackendError> {
-    let list = api.request("GET", &format!("{}/rules", base(kind, node, id)), &[])?;
+fn read_rules(api: &ApiClient, guest: Guest<'_>) -> Result<(Vec<FirewallRule>, Option<String>), BackendError> {
+    let list = api.call(&Call::FirewallRules(guest), &[])?;
     let list = list.as_array().cloned().unwrap_or_default();
     let digest = list.first().and_then(|r| text(&r["digest"]));
     Ok((list.iter().map(rule_from_api).collect(), digest))
 }
 
-/// Completes an observation with the firewall: `firewall` is `1` when the guest's firewall is
-/// enabled and its interface (if it has one) filters (`config`'s `firewall` says so, from
-/// `net0`), and `firewall.rules` is the rule list, canonical.
-pub fn observe(api: &ApiClient, node: &str, id: GuestId, config: &mut GuestConfig) -> Result<(), BackendError> {
-    observe_kind(api, "lxc", node, id, config)
-}
-
-/// [`observe`] for a guest of a kind: `lxc` or `qemu`.
-pub fn observe_kind(
-    api: &ApiClient,
-    kind: &str,
-    node: &str,
-    id: GuestId,
-    config: &mut GuestConfig,
-) -> Result<(), BackendError> {
-    let options = api.request("GET", &format!("{}/options", base(kind, node, id)), &[])?;
+/// Completes an observation with the firewall (the API is the same for containers and VMs):
+/// `firewall` is `1` when the guest's firewall is enabled and its interface (if it has one)
+/// filters (`config`'s `firewall` says so, from `net0`), and `firewall.rules` is the rule list,
+/// canonical.
+pub fn observe(api: &ApiClient, guest: Guest<'_>, config: &mut GuestConfig) -> Result<(), BackendError> {
+    let options = api.call(&Call::FirewallOptions(guest), &[])?;
     let nic = config.get("firewall").is_none_or(|f| f == "1");
     config.set("firewall", flag(truthy(&options["enable"]) && nic));
-    let (rules, _) = read_rules(api, kind, node, id)?;
+    let (rules, _) = read_rules(api, guest)?;
     config.set("firewall.rules", canonical::firewall_rules(&rules));
     Ok(())
 }
@@ -213,46 +194,34 @@ pub fn observe_kind(
 /// Makes the guest's firewall what `want` says, for the fields it has: `firewall` (the guest's
 /// `enable` option; the interface's flag is part of `net0`) and `firewall.rules` (the rule list,
 /// rule by rule). Writes nothing that is already so.
-pub fn apply(api: &ApiClient, node: &str, id: GuestId, want: &GuestConfig) -> Result<(), BackendError> {
-    apply_kind(api, "lxc", node, id, want)
-}
-
-/// [`apply`] for a guest of a kind: `lxc` or `qemu`.
-pub fn apply_kind(
-    api: &ApiClient,
-    kind: &str,
-    node: &str,
-    id: GuestId,
-    want: &GuestConfig,
-) -> Result<(), BackendError> {
+pub fn apply(api: &ApiClient, guest: Guest<'_>, want: &GuestConfig) -> Result<(), BackendError> {
+    let id = guest.id;
     if let Some(on) = want.get("firewall").map(|f| f == "1") {
-        let path = format!("{}/options", base(kind, node, id));
-        let options = api.request("GET", &path, &[])?;
+        let options = api.call(&Call::FirewallOptions(guest), &[])?;
         if truthy(&options["enable"]) != on {
             let mut params = vec![("enable", flag(on))];
             if let Some(d) = text(&options["digest"]) {
                 params.push(("digest", d));
             }
-            api.request("PUT", &path, &params)?;
+            api.call(&Call::SetFirewallOptions(guest), &params)?;
         }
     }
     if let Some(value) = want.get("firewall.rules") {
         let rules = canonical::parse_firewall_rules(value).ok_or_else(|| {
             BackendError::permanent(Delivery::NotSent, format!("{id}: `firewall.rules` is not a list of rules"))
         })?;
-        reconcile(api, kind, node, id, &rules)?;
+        reconcile(api, guest, &rules)?;
     }
     Ok(())
 }
 
 /// Turns the guest's rule list into `want` with the writes [`rule_writes`] gives, each with the
 /// digest of the list as it is just before.
-fn reconcile(api: &ApiClient, kind: &str, node: &str, id: GuestId, want: &[FirewallRule]) -> Result<(), BackendError> {
-    let (have, mut digest) = read_rules(api, kind, node, id)?;
+fn reconcile(api: &ApiClient, guest: Guest<'_>, want: &[FirewallRule]) -> Result<(), BackendError> {
+    let (have, mut digest) = read_rules(api, guest)?;
     let writes = rule_writes(&have, want);
-    let path = format!("{}/rules", base(kind, node, id));
     for (n, write) in writes.iter().enumerate() {
-        let (method, at, mut params) = match write {
+        let (call, mut params) = match write {
             RuleWrite::Update { pos, from, to } => {
                 let (old, _) = rule_params(from);
                 let (new, unset) = rule_params(to);
@@ -261,18 +230,18 @@ fn reconcile(api: &ApiClient, kind: &str, node: &str, id: GuestId, want: &[Firew
                 if !gone.is_empty() {
                     params.push(("delete", gone.join(",")));
                 }
-                ("PUT", format!("{path}/{pos}"), params)
+                (Call::SetFirewallRule(guest, *pos), params)
             }
-            RuleWrite::Delete { pos } => ("DELETE", format!("{path}/{pos}"), Vec::new()),
-            RuleWrite::Create { rule } => ("POST", path.clone(), rule_params(rule).0),
-            RuleWrite::Move { moveto } => ("PUT", format!("{path}/0"), vec![("moveto", moveto.to_string())]),
+            RuleWrite::Delete { pos } => (Call::DeleteFirewallRule(guest, *pos), Vec::new()),
+            RuleWrite::Create { rule } => (Call::AddFirewallRule(guest), rule_params(rule).0),
+            RuleWrite::Move { moveto } => (Call::SetFirewallRule(guest, 0), vec![("moveto", moveto.to_string())]),
         };
         if let Some(d) = &digest {
             params.push(("digest", d.clone()));
         }
-        api.request(method, &at, &params)?;
+        api.call(&call, &params)?;
         if n + 1 < writes.len() {
-            digest = read_rules(api, kind, node, id)?.1;
+            digest = read_rules(api, guest)?.1;
         }
     }
     Ok(())

@@ -10,6 +10,7 @@ pub mod backend;
 pub mod channel;
 pub mod conf;
 pub mod decode;
+pub mod endpoint;
 pub mod firewall;
 pub mod node;
 pub mod preflight;

@@ -10,6 +10,7 @@ use phoenix_backend::{BackendError, CreateRequest, CreateSource, Delivery, field
 use serde_json::Value;
 
 use crate::backend::ProxmoxBackend;
+use crate::endpoint::Call;
 
 /// Privileges Phoenix needs, by ACL path.
 pub const NEEDED: &[(&str, &[&str])] = &[
@@ -74,7 +75,7 @@ impl ProxmoxBackend {
     /// version Phoenix knows (8.x or 9.x), that the credentials hold the privileges Phoenix
     /// needs, and that the node channel (where configured) reaches the node. Returns the version.
     pub fn preflight(&self) -> Result<String, BackendError> {
-        let v = self.cached_get("/version")?;
+        let v = self.cached_get(Call::Version)?;
         let version = v["version"].as_str().unwrap_or_default().to_string();
         if !matches!(version.split('.').next(), Some("8" | "9")) {
             return Err(BackendError::permanent(
@@ -82,7 +83,7 @@ impl ProxmoxBackend {
                 format!("Proxmox VE {version} is not a version Phoenix supports (8.x, 9.x)"),
             ));
         }
-        let permissions = self.cached_get("/access/permissions")?;
+        let permissions = self.cached_get(Call::Permissions)?;
         let mut missing = Vec::new();
         for (path, needed) in NEEDED {
             let have = privileges_on(&permissions, path);
@@ -96,7 +97,7 @@ impl ProxmoxBackend {
             .with_detail("grant them, e.g. `pveum acl modify / --tokens 'USER@REALM!NAME' --roles PVEAdmin` (or a role with exactly these)"));
         }
         if let Some(root) = &self.root {
-            root.request("GET", "/version", &[]).map_err(|e| {
+            root.call(&Call::Version, &[]).map_err(|e| {
                 BackendError::permanent(Delivery::NotSent, format!("the root@pam ticket: {}", e.message))
                     .with_detail(e.detail.unwrap_or_default())
             })?;
@@ -118,7 +119,7 @@ impl ProxmoxBackend {
         if self.reached.lock().unwrap_or_else(PoisonError::into_inner).contains(node) {
             return Ok(());
         }
-        let nodes = self.cached_get("/nodes")?;
+        let nodes = self.cached_get(Call::Nodes)?;
         let listed: Vec<&str> = nodes.as_array().into_iter().flatten().filter_map(|n| n["node"].as_str()).collect();
         let refuse = |m: String| Err(BackendError::permanent(Delivery::NotSent, m));
         match nodes.as_array().into_iter().flatten().find(|n| n["node"] == node) {
@@ -170,7 +171,7 @@ impl ProxmoxBackend {
             let storage = volume.split(':').next().unwrap_or_default();
             need("Datastore.AllocateTemplate", format!("/storage/{storage}"), format!("to download {volume}"));
         }
-        let version = self.cached_get("/version")?;
+        let version = self.cached_get(Call::Version)?;
         let nine = version["version"].as_str().is_some_and(|v| v.starts_with('9'));
         if nine
             && request.config.get("unprivileged") == Some("0")
@@ -178,7 +179,7 @@ impl ProxmoxBackend {
         {
             need("Sys.Modify", "/".into(), format!("to create the privileged container {id} (Proxmox VE 9)"));
         }
-        let permissions = self.cached_get("/access/permissions")?;
+        let permissions = self.cached_get(Call::Permissions)?;
         let missing: Vec<String> = needed
             .iter()
             .filter(|(privilege, path, _)| !privileges_on(&permissions, path).contains(privilege.as_str()))
@@ -198,7 +199,7 @@ impl ProxmoxBackend {
         let node = request.node.as_deref().unwrap_or(&self.node);
         let refuse =
             |m: String, hint: &str| Err(BackendError::permanent(Delivery::NotSent, m).with_detail(hint.to_string()));
-        let storages = self.cached_get(&format!("/nodes/{node}/storage"))?;
+        let storages = self.cached_get(Call::Storages { node })?;
         let content_of =
             |name: &str| {
                 storages.as_array().into_iter().flatten().find(|s| s["storage"] == name).map(|s| {
@@ -226,7 +227,7 @@ impl ProxmoxBackend {
             }
         }
         if let Some(bridge) = request.config.get("net.bridge") {
-            let list = self.cached_get(&format!("/nodes/{node}/network"))?;
+            let list = self.cached_get(Call::Network { node })?;
             if !list.as_array().into_iter().flatten().any(|i| i["iface"] == bridge) {
                 return refuse(
                     format!("node {node} has no bridge {bridge}"),
@@ -246,11 +247,11 @@ impl ProxmoxBackend {
                 "name a storage `pvesm status` lists",
             );
         }
-        let present = self.cached_get(&format!("/nodes/{node}/storage/{storage}/content"))?;
+        let present = self.cached_get(Call::StorageContent { node, storage: &storage })?;
         if present.as_array().into_iter().flatten().any(|v| v["volid"] == volume.as_str()) {
             return Ok(None);
         }
-        let index = self.cached_get(&format!("/nodes/{node}/aplinfo"))?;
+        let index = self.cached_get(Call::Appliances { node })?;
         if index.as_array().into_iter().flatten().any(|t| t["template"] == file.as_str()) {
             return Ok(Some(volume));
         }
@@ -264,11 +265,10 @@ impl ProxmoxBackend {
     pub(crate) fn download_template(&self, node: &str, volume: &str) -> Result<(), BackendError> {
         let (storage, file) = volume.split_once(":vztmpl/").unwrap_or((volume, ""));
         self.task(
-            "POST",
-            &format!("/nodes/{node}/aplinfo"),
+            Call::DownloadAppliance { node },
             &[("storage", storage.to_string()), ("template", file.to_string())],
         )?;
-        self.forget(&format!("/nodes/{node}/storage/{storage}/content"));
+        self.forget(Call::StorageContent { node, storage });
         Ok(())
     }
 }

@@ -24,6 +24,7 @@ use phoenix_backend::{
 use serde_json::Value;
 
 use crate::backend::{MANAGED_MARK, ProxmoxBackend};
+use crate::endpoint::{Agent, Call, Guest, Power};
 use crate::preflight::privileges_on;
 use crate::propstring::{Property, Startup, parse_pairs};
 use crate::upid::Upid;
@@ -403,10 +404,6 @@ impl ProxmoxBackend {
         self
     }
 
-    fn vm_path(node: &str, id: GuestId) -> String {
-        format!("/nodes/{node}/qemu/{id}")
-    }
-
     /// Records what `/cluster/resources` (`type=vm`) shows of every guest.
     pub(crate) fn remember(&self, list: &Value) {
         let mut seen = self.vms.seen.lock().unwrap_or_else(PoisonError::into_inner);
@@ -446,14 +443,14 @@ impl ProxmoxBackend {
         if let Some(s) = self.seen(id) {
             return Ok(s.kind == GuestKind::Vm);
         }
-        let list = self.api.request("GET", "/cluster/resources", &[("type", "vm".into())])?;
+        let list = self.api.call(&Call::Resources, &[("type", "vm".into())])?;
         self.remember(&list);
         Ok(self.seen(id).is_some_and(|s| s.kind == GuestKind::Vm))
     }
 
     /// The node a VM is on and whether it runs, from the cluster's resources.
     fn vm_locate(&self, id: GuestId) -> Result<Option<(String, bool)>, BackendError> {
-        let list = self.api.request("GET", "/cluster/resources", &[("type", "vm".into())])?;
+        let list = self.api.call(&Call::Resources, &[("type", "vm".into())])?;
         self.remember(&list);
         Ok(list
             .as_array()
@@ -476,12 +473,7 @@ impl ProxmoxBackend {
     }
 
     fn vm_config(&self, node: &str, id: GuestId) -> Result<serde_json::Map<String, Value>, BackendError> {
-        Ok(self
-            .api
-            .request("GET", &format!("{}/config", Self::vm_path(node, id)), &[])?
-            .as_object()
-            .cloned()
-            .unwrap_or_default())
+        Ok(self.api.call(&Call::Config(Guest::qemu(node, id)), &[])?.as_object().cloned().unwrap_or_default())
     }
 
     /// The VM's configuration once no task holds its lock, polled as tasks are.
@@ -508,14 +500,14 @@ impl ProxmoxBackend {
         let managed = config.get("description").and_then(text).is_some_and(|d| d.contains(MANAGED_MARK));
         let snapshots: BTreeSet<String> = self
             .api
-            .request("GET", &format!("{}/snapshot", Self::vm_path(node, id)), &[])?
+            .call(&Call::Snapshots(Guest::qemu(node, id)), &[])?
             .as_array()
             .into_iter()
             .flatten()
             .filter_map(|s| s["name"].as_str().filter(|n| *n != "current").map(str::to_string))
             .collect();
         let mut fields = normalize(&config);
-        crate::firewall::observe_kind(&self.api, "qemu", node, id, &mut fields)?;
+        crate::firewall::observe(&self.api, Guest::qemu(node, id), &mut fields)?;
         Ok(ObservedGuest {
             id,
             kind: GuestKind::Vm,
@@ -541,7 +533,7 @@ impl ProxmoxBackend {
         if !image.starts_with('/') {
             return Ok(image.to_string());
         }
-        let storages = self.cached_get(&format!("/nodes/{node}/storage"))?;
+        let storages = self.cached_get(Call::Storages { node })?;
         let (dir, file) = image.rsplit_once('/').unwrap_or(("", image));
         storages
             .as_array()
@@ -566,7 +558,7 @@ impl ProxmoxBackend {
         let id = request.id;
         let refuse =
             |m: String, hint: &str| Err(BackendError::permanent(Delivery::NotSent, m).with_detail(hint.to_string()));
-        let storages = self.cached_get(&format!("/nodes/{node}/storage"))?;
+        let storages = self.cached_get(Call::Storages { node })?;
         let content_of =
             |name: &str| {
                 storages.as_array().into_iter().flatten().find(|s| s["storage"] == name).map(|s| {
@@ -592,7 +584,7 @@ impl ProxmoxBackend {
             }
         }
         if let Some(bridge) = request.config.get("net.bridge") {
-            let list = self.cached_get(&format!("/nodes/{node}/network"))?;
+            let list = self.cached_get(Call::Network { node })?;
             if !list.as_array().into_iter().flatten().any(|i| i["iface"] == bridge) {
                 return refuse(
                     format!("node {node} has no bridge {bridge}"),
@@ -610,11 +602,8 @@ impl ProxmoxBackend {
                     "name a storage `pvesm status` lists",
                 );
             }
-            let present = self.api.request(
-                "GET",
-                &format!("/nodes/{node}/storage/{storage}/content"),
-                &[("content", "import".into())],
-            )?;
+            let present =
+                self.api.call(&Call::StorageContent { node, storage: &storage }, &[("content", "import".into())])?;
             if !present.as_array().into_iter().flatten().any(|v| v["volid"] == volume.as_str()) {
                 return refuse(
                     format!("the cloud image {volume} is not on storage {storage}"),
@@ -626,7 +615,7 @@ impl ProxmoxBackend {
         if self.api_is_root() {
             return Ok(());
         }
-        let version = self.cached_get("/version")?;
+        let version = self.cached_get(Call::Version)?;
         let nine = version["version"].as_str().is_some_and(|v| v.starts_with('9'));
         let mut needed: Vec<(&str, String, String)> = vec![
             ("VM.Config.Cloudinit", format!("/vms/{id}"), format!("for the cloud-init settings of {id}")),
@@ -653,7 +642,7 @@ impl ProxmoxBackend {
         if let CreateSource::Clone { source, .. } = &request.source {
             needed.push(("VM.Clone", format!("/vms/{source}"), format!("to clone {source} into {id}")));
         }
-        let permissions = self.cached_get("/access/permissions")?;
+        let permissions = self.cached_get(Call::Permissions)?;
         let missing: Vec<String> = needed
             .iter()
             .filter(|(privilege, path, _)| !privileges_on(&permissions, path).contains(privilege))
@@ -754,7 +743,7 @@ impl ProxmoxBackend {
             all.push(("delete", delete.join(",")));
         }
         all.push(("digest", digest));
-        self.api.request("PUT", &format!("{}/config", Self::vm_path(node, id)), &all).map(|_| ())
+        self.api.call(&Call::SetConfig(Guest::qemu(node, id)), &all).map(|_| ())
     }
 
     /// Grows the boot disk to `want` GiB when it is smaller (Proxmox refuses to shrink it).
@@ -766,21 +755,20 @@ impl ProxmoxBackend {
         if want <= have {
             return Ok(());
         }
-        self.vm_task(
-            "PUT",
-            &format!("{}/resize", Self::vm_path(node, id)),
-            &[("disk", disk), ("size", format!("{want}G"))],
-        )
+        self.vm_task(Call::Resize(Guest::qemu(node, id)), &[("disk", disk), ("size", format!("{want}G"))])
     }
 
-    /// A request that starts a task, or (config `POST`) answers null when it finished at once.
-    fn vm_task(&self, method: &str, path: &str, params: &[(&str, String)]) -> Result<(), BackendError> {
-        let data = self.api.request(method, path, params)?;
+    /// A call that starts a task, or (config `POST`) answers null when it finished at once.
+    fn vm_task(&self, call: Call<'_>, params: &[(&str, String)]) -> Result<(), BackendError> {
+        let data = self.api.call(&call, params)?;
         if data.is_null() {
             return Ok(());
         }
         let upid: Upid = data.as_str().and_then(|u| u.parse().ok()).ok_or_else(|| {
-            BackendError::permanent(Delivery::MaybeApplied, format!("{method} {path}: no task ID in the answer"))
+            BackendError::permanent(
+                Delivery::MaybeApplied,
+                format!("{} {}: no task ID in the answer", call.method(), call.path()),
+            )
         })?;
         crate::task::wait(&self.api, &upid, self.poll, crate::task::timeout_for(&upid.kind)).map(|_| ())
     }
@@ -817,7 +805,7 @@ impl ProxmoxBackend {
                     }
                 }
                 let params: Vec<(&str, String)> = params.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
-                self.vm_task("POST", &format!("/nodes/{node}/qemu"), &params)?;
+                self.vm_task(Call::Create { node: &node, kind: GuestKind::Vm }, &params)?;
                 self.vm_grow(&node, id, want.get("disk_gb"))?;
             }
             CreateSource::Clone { source, snapshot } => {
@@ -835,7 +823,7 @@ impl ProxmoxBackend {
                 if src_node != node {
                     params.push(("target", node.clone()));
                 }
-                self.vm_task("POST", &format!("{}/clone", Self::vm_path(&src_node, *source)), &params)?;
+                self.vm_task(Call::Clone(Guest::qemu(&src_node, *source)), &params)?;
                 // The clone has its template's configuration: make it this VM's.
                 let current = self.vm_unlocked_config(&node, id)?;
                 let observed = normalize(&current);
@@ -845,7 +833,7 @@ impl ProxmoxBackend {
                 self.vm_put(&node, id, self.vm_params(id, &changes, Some(&observed))?, Vec::new())?;
             }
         }
-        crate::firewall::apply_kind(&self.api, "qemu", &node, id, want)
+        crate::firewall::apply(&self.api, Guest::qemu(&node, id), want)
     }
 
     /// Changes a VM's fields; removed `tags` and DNS servers are deleted.
@@ -866,12 +854,12 @@ impl ProxmoxBackend {
             self.vm_grow(&node, id, Some(&size))?;
         }
         self.vm_put(&node, id, self.vm_params(id, &want, Some(&observed))?, delete)?;
-        crate::firewall::apply_kind(&self.api, "qemu", &node, id, &want)
+        crate::firewall::apply(&self.api, Guest::qemu(&node, id), &want)
     }
 
     pub(crate) fn vm_start(&self, id: GuestId) -> Result<(), BackendError> {
         let (node, _) = self.vm_existing(id)?;
-        self.vm_task("POST", &format!("{}/status/start", Self::vm_path(&node, id)), &[])?;
+        self.vm_task(Call::Power(Guest::qemu(&node, id), Power::Start), &[])?;
         self.set_running(id, true);
         Ok(())
     }
@@ -880,8 +868,7 @@ impl ProxmoxBackend {
     pub(crate) fn vm_stop(&self, id: GuestId) -> Result<(), BackendError> {
         let (node, _) = self.vm_existing(id)?;
         self.vm_task(
-            "POST",
-            &format!("{}/status/shutdown", Self::vm_path(&node, id)),
+            Call::Power(Guest::qemu(&node, id), Power::Shutdown),
             &[("timeout", "60".into()), ("forceStop", "1".into())],
         )?;
         self.set_running(id, false);
@@ -890,18 +877,17 @@ impl ProxmoxBackend {
 
     pub(crate) fn vm_snapshot(&self, id: GuestId, name: &str) -> Result<(), BackendError> {
         let (node, _) = self.vm_existing(id)?;
-        self.vm_task("POST", &format!("{}/snapshot", Self::vm_path(&node, id)), &[("snapname", name.to_string())])
+        self.vm_task(Call::TakeSnapshot(Guest::qemu(&node, id)), &[("snapname", name.to_string())])
     }
 
     /// Stops the VM if it runs and destroys it with its disks, purged from jobs and HA.
     pub(crate) fn vm_destroy(&self, id: GuestId) -> Result<(), BackendError> {
         let (node, running) = self.vm_existing(id)?;
         if running {
-            self.vm_task("POST", &format!("{}/status/stop", Self::vm_path(&node, id)), &[])?;
+            self.vm_task(Call::Power(Guest::qemu(&node, id), Power::Stop), &[])?;
         }
         self.vm_task(
-            "DELETE",
-            &Self::vm_path(&node, id),
+            Call::Destroy(Guest::qemu(&node, id)),
             &[("purge", "1".into()), ("destroy-unreferenced-disks", "1".into())],
         )?;
         self.vms.seen.lock().unwrap_or_else(PoisonError::into_inner).remove(&id);
@@ -916,9 +902,9 @@ impl ProxmoxBackend {
         let limit = self.vms.agent_wait.unwrap_or(AGENT_WAIT);
         let started = Instant::now();
         let mut pause = self.poll.first;
-        let path = format!("{}/agent/ping", Self::vm_path(node, id));
+        let ping = Call::Agent(Guest::qemu(node, id), Agent::Ping);
         loop {
-            match self.api.request("POST", &path, &[]) {
+            match self.api.call(&ping, &[]) {
                 Ok(_) => {
                     self.vms.agent_ready.lock().unwrap_or_else(PoisonError::into_inner).insert(id);
                     return Ok(());
@@ -960,16 +946,16 @@ impl ProxmoxBackend {
     /// timeout (status -1).
     pub(crate) fn vm_exec(&self, id: GuestId, request: &ExecRequest) -> Result<ExecOutput, BackendError> {
         let node = self.agent_node(id)?;
-        let base = Self::vm_path(&node, id);
+        let guest = Guest::qemu(&node, id);
         let params: Vec<(&str, String)> = request.argv.iter().map(|a| ("command", a.clone())).collect();
-        let started = self.api.request("POST", &format!("{base}/agent/exec"), &params)?;
+        let started = self.api.call(&Call::Agent(guest, Agent::Exec), &params)?;
         let pid = started["pid"].as_i64().or_else(|| started["pid"].as_str().and_then(|p| p.parse().ok())).ok_or_else(
             || BackendError::permanent(Delivery::MaybeApplied, format!("VM {id}: agent/exec gave no pid")),
         )?;
         let begun = Instant::now();
         let mut pause = self.poll.first;
         loop {
-            let status = self.api.request("GET", &format!("{base}/agent/exec-status"), &[("pid", pid.to_string())])?;
+            let status = self.api.call(&Call::Agent(guest, Agent::ExecStatus), &[("pid", pid.to_string())])?;
             if truthy(&status["exited"]) {
                 let out = |k: &str| status[k].as_str().unwrap_or_default().as_bytes().to_vec();
                 let code = status["exitcode"].as_i64().and_then(|c| i32::try_from(c).ok());
@@ -1006,11 +992,7 @@ impl ProxmoxBackend {
     /// Reads a file through the agent (`None` when it does not exist).
     pub(crate) fn vm_read_file(&self, id: GuestId, path: &str) -> Result<Option<Vec<u8>>, BackendError> {
         let node = self.agent_node(id)?;
-        match self.api.request(
-            "GET",
-            &format!("{}/agent/file-read", Self::vm_path(&node, id)),
-            &[("file", path.to_string())],
-        ) {
+        match self.api.call(&Call::Agent(Guest::qemu(&node, id), Agent::FileRead), &[("file", path.to_string())]) {
             Ok(v) if truthy(&v["truncated"]) => Err(BackendError::permanent(
                 Delivery::NotSent,
                 format!("VM {id}: {path} is larger than the guest agent reads at once"),
@@ -1046,9 +1028,8 @@ impl ProxmoxBackend {
             if file.content.is_empty() { vec![&[][..]] } else { file.content.chunks(FILE_WRITE_CHUNK).collect() };
         let write = |target: &str, bytes: &[u8]| {
             self.api
-                .request(
-                    "POST",
-                    &format!("{}/agent/file-write", Self::vm_path(&node, id)),
+                .call(
+                    &Call::Agent(Guest::qemu(&node, id), Agent::FileWrite),
                     &[("file", target.to_string()), ("content", base64(bytes)), ("encode", "0".into())],
                 )
                 .map(|_| ())
@@ -1081,9 +1062,7 @@ impl ProxmoxBackend {
     /// The addresses a running VM's agent reports (none while it does not answer).
     pub(crate) fn vm_addresses(&self, id: GuestId) -> Result<Vec<std::net::IpAddr>, BackendError> {
         let node = self.vm_node(id)?;
-        let Ok(list) =
-            self.api.request("GET", &format!("{}/agent/network-get-interfaces", Self::vm_path(&node, id)), &[])
-        else {
+        let Ok(list) = self.api.call(&Call::Agent(Guest::qemu(&node, id), Agent::Interfaces), &[]) else {
             return Ok(Vec::new());
         };
         Ok(list["result"]

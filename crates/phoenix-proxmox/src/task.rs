@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use phoenix_backend::{BackendError, Delivery, ErrorKind};
 
 use crate::api::ApiClient;
+use crate::endpoint::Call;
 use crate::upid::Upid;
 
 /// How a task is polled.
@@ -54,11 +55,10 @@ pub struct Finished {
 /// Waits for a task to stop.
 pub fn wait(api: &ApiClient, upid: &Upid, poll: Poll, timeout: Duration) -> Result<Finished, BackendError> {
     let started = Instant::now();
-    let status_path = format!("/nodes/{}/tasks/{upid}/status", upid.node);
     let mut polls = 0;
     loop {
         polls += 1;
-        let status = api.request("GET", &status_path, &[])?;
+        let status = api.call(&Call::TaskStatus(upid), &[])?;
         if status["status"] == "stopped" {
             let exit = status["exitstatus"].as_str().unwrap_or_default();
             if exit == "OK" {
@@ -67,9 +67,7 @@ pub fn wait(api: &ApiClient, upid: &Upid, poll: Poll, timeout: Duration) -> Resu
             if let Some(n) = exit.strip_prefix("WARNINGS: ").and_then(|n| n.trim().parse().ok()) {
                 return Ok(Finished { warnings: n, polls });
             }
-            let log = api
-                .request("GET", &format!("/nodes/{}/tasks/{upid}/log", upid.node), &[("limit", "500".into())])
-                .unwrap_or_default();
+            let log = api.call(&Call::TaskLog(upid), &[("limit", "500".into())]).unwrap_or_default();
             let lines: Vec<&str> = log.as_array().into_iter().flatten().filter_map(|l| l["t"].as_str()).collect();
             let tail = lines[lines.len().saturating_sub(20)..].join("\n");
             return Err(BackendError::permanent(
