@@ -216,3 +216,60 @@ fn the_proxmox_token_can_come_from_vault() {
     assert!(err.contains("hint:") && !err.contains("hvs.revoked") && !err.contains(secret), "{err}");
     assert_eq!(double.requests().len(), asked, "nothing was sent to Proxmox");
 }
+
+#[test]
+fn the_cli_builds_and_keeps_vms_on_proxmox() {
+    let secret = "0f9e8d7c-6b5a-4321-9abc-def012345678";
+    let double = PveDouble::start(
+        PveVersion::V9,
+        Credentials { token: ("phoenix@pve!ci".into(), secret.into()), root_password: "root-pw".into() },
+    );
+    double.set_task_duration(Duration::from_millis(10));
+    double.add_dir_storage("images", "/var/lib/images", "iso,vztmpl,import");
+    double.add_image("images:import/noble-server-cloudimg-amd64.img", 2_361_393_152);
+    double.set_agent_delay(Duration::from_millis(20));
+    let dir = tempfile::tempdir().expect("tmp");
+    let p = dir.path();
+    std::fs::write(p.join("token"), secret).expect("token");
+    let hash = "$6$salt$Cli.Vm.Hash.Never.Shown";
+    std::fs::write(p.join("admin.hash"), hash).expect("hash");
+    let hv = format!(
+        r#"{{"backend": {{"type": "proxmox", "api_url": "https://127.0.0.1:{}", "node": "pve1",
+             "token": {{"id": "phoenix@pve!ci", "secret": "file:{}"}}, "tls": {{"fingerprint": "{}"}}}}}}"#,
+        double.addr.port(),
+        p.join("token").display(),
+        double.fingerprint
+    );
+    std::fs::write(p.join("phoenix_hypervisor_config.json"), hv).expect("write");
+    let vms = format!(
+        r#"{{"vm_defaults": {{"cores": 2, "memory_mb": 2048, "disk_size_gb": 16, "storage_pool": "local-zfs", "network_bridge": "vmbr0"}},
+            "vms": [
+              {{"vmid": 8000, "name": "vm-template", "is_template": true,
+                "template_image": "/var/lib/images/import/noble-server-cloudimg-amd64.img", "template_snapshot_name": "ready",
+                "network_config": {{"ip": "dhcp"}},
+                "user_config": {{"username": "admin", "password_hash": "file:{}"}}}},
+              {{"vmid": 8001, "name": "app-vm", "clone_from_vmid": 8000, "memory_mb": 4096,
+                "network_config": {{"ip": "10.0.0.99/24", "gw": "10.0.0.1"}}}}
+            ]}}"#,
+        p.join("admin.hash").display()
+    );
+    std::fs::write(p.join("phoenix_vm_configs.json"), vms).expect("write");
+
+    let (code, out, err) = phoenix(p, &["plan", "--detailed-exitcode"]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(out.contains("Plan: 2 to create"), "{out}");
+    let (code, out, err) = phoenix(p, &["apply"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("Apply complete: 2 created"), "{out}");
+    let (code, out, err) = phoenix(p, &["--output", "json", "plan", "--detailed-exitcode"]);
+    assert_eq!(code, 0, "planned again: {out}{err}");
+    assert_eq!(double.vm_config(8000).expect("template")["cipassword"], hash);
+    assert_eq!(double.vm_config(8001).expect("clone")["memory"], "4096");
+    let (_, status, _) = phoenix(p, &["status"]);
+    assert!(status.lines().any(|l| l.contains("app-vm") && l.contains("VM") && l.contains("10.0.0.99")), "{status}");
+    let (code, _, err) = phoenix(p, &["destroy", "--yes"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(double.vm_config(8000).is_none() && double.vm_config(8001).is_none());
+    let everything = format!("{out}{err}{status}");
+    assert!(!everything.contains("Cli.Vm.Hash") && !everything.contains(secret), "a secret was printed");
+}
