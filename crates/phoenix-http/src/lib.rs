@@ -188,6 +188,31 @@ pub fn percent_encode(s: &str) -> String {
         .collect()
 }
 
+/// Decodes `%XX` escapes (an escape that is not one is kept as it is).
+pub fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = (bytes[i] == b'%')
+            .then(|| bytes.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match hex {
+            Some(b) => {
+                out.push(b);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// Whether plain HTTP may go to `host`: a loopback address, or `localhost`.
 fn is_local(host: &str) -> bool {
     match host.parse::<IpAddr>() {

@@ -15,6 +15,8 @@ use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair}
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use sha2::{Digest, Sha256};
 
+use crate::percent_decode;
+
 /// A CA and a server certificate signed by it, made for one test.
 pub struct TestCert {
     /// The server's TLS configuration, with the certificate and its key.
@@ -192,31 +194,6 @@ fn read_request<R: BufRead>(reader: &mut R) -> Option<Served> {
     let mut body = vec![0u8; length];
     let _ = reader.read_exact(&mut body);
     Some(Served { method, target, headers, body })
-}
-
-/// Decodes `%XX` escapes (an escape that is not one is kept as it is).
-pub fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = (bytes[i] == b'%')
-            .then(|| bytes.get(i + 1..i + 3))
-            .flatten()
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match hex {
-            Some(b) => {
-                out.push(b);
-                i += 3;
-            }
-            None => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Decodes a form value or query parameter: `+` is a space, then `%XX` escapes.

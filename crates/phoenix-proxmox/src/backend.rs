@@ -18,6 +18,7 @@ use serde_json::Value;
 use crate::api::ApiClient;
 use crate::channel::{NodeChannel, pct_exec};
 use crate::conf::ConfFile;
+use crate::decode::text;
 use crate::endpoint::{Call, Guest, Power};
 use crate::node;
 use crate::propstring::{Device, MountPoint, Net, Property, Startup};
@@ -76,28 +77,6 @@ pub fn reserved_to_root(key: &str, value: &str) -> bool {
         || (key == "features" && value.split(',').any(|f| !f.is_empty() && !f.starts_with("nesting=")))
 }
 
-fn text(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
-/// Size in GiB of a Proxmox size (`8G`, `512M`, `1T`).
-fn gib(size: &str) -> Option<u64> {
-    let digits = size.trim_end_matches(|c: char| c.is_ascii_alphabetic());
-    let n: f64 = digits.parse().ok()?;
-    let factor = match &size[digits.len()..] {
-        "T" => 1024.0,
-        "G" | "" => 1.0,
-        "M" => 1.0 / 1024.0,
-        "K" => 1.0 / 1024.0 / 1024.0,
-        _ => return None,
-    };
-    Some((n * factor).round() as u64)
-}
-
 /// Proxmox's configuration of a container as Phoenix's fields.
 pub fn normalize(config: &serde_json::Map<String, Value>) -> GuestConfig {
     let mut out = GuestConfig::default();
@@ -118,7 +97,7 @@ pub fn normalize(config: &serde_json::Map<String, Value>) -> GuestConfig {
         if let Some((storage, _)) = root.volume.split_once(':') {
             out.set("storage", storage);
         }
-        if let Some(size) = root.size.as_deref().and_then(gib) {
+        if let Some(size) = root.size.as_deref().and_then(|s| crate::decode::gib(s, true)) {
             out.set("disk_gb", size.to_string());
         }
     }
@@ -177,7 +156,7 @@ pub fn normalize(config: &serde_json::Map<String, Value>) -> GuestConfig {
             format!("bind:{}{}", m.volume, if m.ro == Some(true) { ";ro" } else { "" })
         } else {
             let storage = m.volume.split(':').next().unwrap_or_default();
-            format!("volume:{storage}:{}", m.size.as_deref().and_then(gib).unwrap_or(0))
+            format!("volume:{storage}:{}", m.size.as_deref().and_then(|s| crate::decode::gib(s, true)).unwrap_or(0))
         };
         out.set(format!("{}{}", fields::MOUNT_PREFIX, inside.trim_end_matches('/')), value);
     }
@@ -515,18 +494,19 @@ impl ProxmoxBackend {
         Ok(node)
     }
 
-    /// The container's configuration once no task holds its lock (a backup, a migration, a
-    /// snapshot: Proxmox shows it as `lock`), polled as tasks are, for at most [`LOCK_WAIT`].
-    fn unlocked_config(&self, node: &str, id: GuestId) -> Result<serde_json::Map<String, Value>, BackendError> {
+    /// A guest's configuration once no task holds its lock (a backup, a migration, a snapshot:
+    /// Proxmox shows it as `lock`), polled as tasks are, for at most [`LOCK_WAIT`].
+    pub(crate) fn unlocked_config_of(&self, guest: Guest<'_>) -> Result<serde_json::Map<String, Value>, BackendError> {
         let started = std::time::Instant::now();
         let mut pause = self.poll.first;
         loop {
-            let config = self.config(node, id)?;
+            let config = self.config_of(guest)?;
             let Some(lock) = config.get("lock").and_then(text) else { return Ok(config) };
             if started.elapsed() >= LOCK_WAIT {
+                let what = if guest.kind == GuestKind::Vm { "VM" } else { "container" };
                 return Err(BackendError::transient(
                     Delivery::NotSent,
-                    format!("container {id} is still locked ({lock}) after {} s", LOCK_WAIT.as_secs()),
+                    format!("{what} {} is still locked ({lock}) after {} s", guest.id, LOCK_WAIT.as_secs()),
                 ));
             }
             std::thread::sleep(pause);
@@ -534,26 +514,42 @@ impl ProxmoxBackend {
         }
     }
 
+    /// A guest's configuration as Proxmox shows it.
+    pub(crate) fn config_of(&self, guest: Guest<'_>) -> Result<serde_json::Map<String, Value>, BackendError> {
+        Ok(self.api.call(&Call::Config(guest), &[])?.as_object().cloned().unwrap_or_default())
+    }
+
     fn config(&self, node: &str, id: GuestId) -> Result<serde_json::Map<String, Value>, BackendError> {
-        Ok(self.api.call(&Call::Config(Guest::lxc(node, id)), &[])?.as_object().cloned().unwrap_or_default())
+        self.config_of(Guest::lxc(node, id))
+    }
+
+    /// The volume ID of a file given as a host path on `node`: `<storage>:<content>/<file>` for
+    /// the directory storage with content type `content` whose `<path>/<dir>` holds it.
+    pub(crate) fn volume_of_path(
+        &self,
+        node: &str,
+        path: &str,
+        dir: &str,
+        content: &str,
+    ) -> Result<Option<String>, BackendError> {
+        let storages = self.cached_get(Call::Storages { node })?;
+        let Some((parent, file)) = path.rsplit_once('/') else { return Ok(None) };
+        Ok(storages
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|st| {
+                st["path"].as_str().is_some_and(|p| format!("{}/{dir}", p.trim_end_matches('/')) == parent)
+                    && st["content"].as_str().is_some_and(|c| c.split(',').any(|c| c == content))
+            })
+            .and_then(|st| st["storage"].as_str())
+            .map(|storage| format!("{storage}:{content}/{file}")))
     }
 
     /// The volume ID of a template given as a host path: `<storage>:vztmpl/<file>` for the
     /// directory storage of the node whose `template/cache` holds it.
     pub(crate) fn template_volume(&self, node: &str, path: &str) -> Result<String, BackendError> {
-        let storages = self.cached_get(Call::Storages { node })?;
-        let (dir, file) = path.rsplit_once('/').unwrap_or(("", path));
-        storages
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|st| {
-                st["path"].as_str().is_some_and(|p| format!("{}/template/cache", p.trim_end_matches('/')) == dir)
-                    && st["content"].as_str().is_some_and(|c| c.split(',').any(|c| c == "vztmpl"))
-            })
-            .and_then(|st| st["storage"].as_str())
-            .map(|storage| format!("{storage}:vztmpl/{file}"))
-            .ok_or_else(|| {
+        self.volume_of_path(node, path, "template/cache", "vztmpl")?.ok_or_else(|| {
                 BackendError::permanent(Delivery::NotSent, format!("no storage of node {node} holds the template {path}"))
                     .with_detail("register its directory as a storage with content `vztmpl`, or give the template's volume ID (storage:vztmpl/NAME)")
             })
@@ -563,24 +559,34 @@ impl ProxmoxBackend {
     fn observe_one(&self, node: &str, id: GuestId, running: bool) -> Result<ObservedGuest, BackendError> {
         self.located.lock().unwrap_or_else(PoisonError::into_inner).insert(id, node.to_string());
         let config = self.config(node, id)?;
+        self.observed(Guest::lxc(node, id), &config, normalize(&config), running)
+    }
+
+    /// A guest as observed, from its configuration as Proxmox shows it (`config`) and as Phoenix's
+    /// fields (`fields`): whether Phoenix made it, its snapshots, its firewall.
+    pub(crate) fn observed(
+        &self,
+        guest: Guest<'_>,
+        config: &serde_json::Map<String, Value>,
+        mut fields: GuestConfig,
+        running: bool,
+    ) -> Result<ObservedGuest, BackendError> {
         let managed = config.get("description").and_then(text).is_some_and(|d| d.contains(MANAGED_MARK));
         let snapshots: BTreeSet<String> = self
             .api
-            .call(&Call::Snapshots(Guest::lxc(node, id)), &[])?
+            .call(&Call::Snapshots(guest), &[])?
             .as_array()
             .into_iter()
             .flatten()
             .filter_map(|s| s["name"].as_str().filter(|n| *n != "current").map(str::to_string))
             .collect();
-        let power = if running { PowerState::Running } else { PowerState::Stopped };
-        let mut normalized = normalize(&config);
-        crate::firewall::observe(&self.api, Guest::lxc(node, id), &mut normalized)?;
+        crate::firewall::observe(&self.api, guest, &mut fields)?;
         Ok(ObservedGuest {
-            id,
-            kind: GuestKind::Lxc,
-            node: Some(node.to_string()),
-            power,
-            config: normalized,
+            id: guest.id,
+            kind: guest.kind,
+            node: Some(guest.node.to_string()),
+            power: if running { PowerState::Running } else { PowerState::Stopped },
+            config: fields,
             snapshots,
             managed,
         })
@@ -627,36 +633,35 @@ impl ProxmoxBackend {
     ) -> Result<(), BackendError> {
         let (root, token): (Vec<_>, Vec<_>) = params.into_iter().partition(|(k, v)| self.beyond_api(k, v));
         let (root_delete, token_delete): (Vec<_>, Vec<_>) = delete.into_iter().partition(|k| self.beyond_api(k, ""));
-        self.put_config(&self.api, node, id, &token, &token_delete)?;
+        self.put_config(&self.api, Guest::lxc(node, id), &token, &token_delete)?;
         if root.is_empty() && root_delete.is_empty() {
             return Ok(());
         }
         match &self.root {
-            Some(api) => self.put_config(api, node, id, &root, &root_delete),
+            Some(api) => self.put_config(api, Guest::lxc(node, id), &root, &root_delete),
             None => self.on_node(node, &node::pct_set(id, &root, &root_delete), None).map(|_| ()),
         }
     }
 
     /// `PUT config` through `api` with the configuration's current `digest` (nothing when there
     /// is nothing to change).
-    fn put_config(
+    pub(crate) fn put_config(
         &self,
         api: &ApiClient,
-        node: &str,
-        id: GuestId,
+        guest: Guest<'_>,
         params: &[(String, String)],
         delete: &[String],
     ) -> Result<(), BackendError> {
         if params.is_empty() && delete.is_empty() {
             return Ok(());
         }
-        let digest = self.unlocked_config(node, id)?.get("digest").and_then(text).unwrap_or_default();
+        let digest = self.unlocked_config_of(guest)?.get("digest").and_then(text).unwrap_or_default();
         let mut all: Vec<(&str, String)> = params.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
         if !delete.is_empty() {
             all.push(("delete", delete.join(",")));
         }
         all.push(("digest", digest));
-        api.call(&Call::SetConfig(Guest::lxc(node, id)), &all).map(|_| ())
+        api.call(&Call::SetConfig(guest), &all).map(|_| ())
     }
 
     /// The NVIDIA device nodes `node` has (listed once per run).

@@ -2,6 +2,7 @@
 //! depending on the endpoint and version. Use with `#[serde(deserialize_with = ...)]`.
 
 use serde::{Deserialize, Deserializer, de};
+use serde_json::Value;
 
 #[derive(Deserialize)]
 #[serde(untagged)]
@@ -41,6 +42,42 @@ pub fn u64_lenient<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
 /// An optional unsigned integer written as a number or as text.
 pub fn opt_u64_lenient<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     Option::<serde_json::Value>::deserialize(d)?.map(|v| u64_lenient(v).map_err(de::Error::custom)).transpose()
+}
+
+/// A value answered as text or as a number, as text.
+pub fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// A boolean as Proxmox answers it: `1`, `"1"` (any positive number) or `true`.
+pub fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_u64().is_some_and(|n| n > 0),
+        Value::String(s) => s.parse::<u64>().is_ok_and(|n| n > 0) || s == "true",
+        _ => false,
+    }
+}
+
+/// A size as Proxmox writes it (`8G`, `512M`, `1T`, `2252K`) in GiB, rounded; a bare number is
+/// in GiB where `bare_is_gib` (container disks), else in bytes (VM disks).
+pub fn gib(size: &str, bare_is_gib: bool) -> Option<u64> {
+    let digits = size.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let n: f64 = digits.parse().ok()?;
+    let factor = match &size[digits.len()..] {
+        "T" => 1024.0,
+        "G" => 1.0,
+        "M" => 1.0 / 1024.0,
+        "K" => 1.0 / 1024.0 / 1024.0,
+        "" if bare_is_gib => 1.0,
+        "" => 1.0 / 1024.0 / 1024.0 / 1024.0,
+        _ => return None,
+    };
+    Some((n * factor).round() as u64)
 }
 
 #[cfg(test)]

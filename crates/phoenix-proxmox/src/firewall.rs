@@ -16,25 +16,8 @@ use phoenix_backend::{BackendError, Delivery, GuestConfig};
 use serde_json::Value;
 
 use crate::api::ApiClient;
+use crate::decode::{text, truthy};
 use crate::endpoint::{Call, Guest};
-
-fn text(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
-/// A boolean as Proxmox answers it: `1`, `"1"` or `true`.
-fn truthy(v: &Value) -> bool {
-    match v {
-        Value::Bool(b) => *b,
-        Value::Number(n) => n.as_u64().is_some_and(|n| n > 0),
-        Value::String(s) => s.parse::<u64>().is_ok_and(|n| n > 0) || s == "true",
-        _ => false,
-    }
-}
 
 fn flag(b: bool) -> String {
     if b { "1" } else { "0" }.to_string()

@@ -3,7 +3,7 @@
 //! needs), its bridge and its template (on the storage, or in the appliance index to be
 //! downloaded). What the cluster lists is read once per run.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::PoisonError;
 
 use phoenix_backend::{BackendError, CreateRequest, CreateSource, Delivery, fields};
@@ -179,6 +179,12 @@ impl ProxmoxBackend {
         {
             need("Sys.Modify", "/".into(), format!("to create the privileged container {id} (Proxmox VE 9)"));
         }
+        self.require(&needed)
+    }
+
+    /// Refuses, naming each with its path and why, the privileges of `needed` (privilege, ACL
+    /// path, why) the credentials lack.
+    pub(crate) fn require(&self, needed: &[(String, String, String)]) -> Result<(), BackendError> {
         let permissions = self.cached_get(Call::Permissions)?;
         let missing: Vec<String> = needed
             .iter()
@@ -194,54 +200,79 @@ impl ProxmoxBackend {
             ))
     }
 
-    /// Storages, bridge and template of the guest to create, on its node.
-    fn check_inventory(&self, request: &CreateRequest) -> Result<Option<String>, BackendError> {
-        let node = request.node.as_deref().unwrap_or(&self.node);
-        let refuse =
-            |m: String, hint: &str| Err(BackendError::permanent(Delivery::NotSent, m).with_detail(hint.to_string()));
+    /// The content types of each storage of `node`.
+    pub(crate) fn storage_contents(&self, node: &str) -> Result<BTreeMap<String, Vec<String>>, BackendError> {
         let storages = self.cached_get(Call::Storages { node })?;
-        let content_of =
-            |name: &str| {
-                storages.as_array().into_iter().flatten().find(|s| s["storage"] == name).map(|s| {
-                    s["content"].as_str().unwrap_or_default().split(',').map(str::to_string).collect::<Vec<_>>()
-                })
-            };
-        for storage in disk_storages(request) {
-            match content_of(storage) {
+        Ok(storages
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| {
+                let content = s["content"].as_str().unwrap_or_default().split(',').map(str::to_string).collect();
+                Some((s["storage"].as_str()?.to_string(), content))
+            })
+            .collect())
+    }
+
+    /// Checks, on `node`, that each of `disks` is a storage holding `content` (`rootdir` for
+    /// container disks, `images` for VM disks; `what` names them), and that `bridge` exists.
+    /// Returns the node's storages and their content types.
+    pub(crate) fn check_disks_and_bridge(
+        &self,
+        node: &str,
+        disks: &[&str],
+        (content, what): (&str, &str),
+        bridge: Option<&str>,
+    ) -> Result<BTreeMap<String, Vec<String>>, BackendError> {
+        let refuse = |m: String, hint: String| Err(BackendError::permanent(Delivery::NotSent, m).with_detail(hint));
+        let storages = self.storage_contents(node)?;
+        for storage in disks {
+            match storages.get(*storage) {
                 None => {
                     return refuse(
                         format!("node {node} has no storage {storage}"),
-                        "name a storage `pvesm status` lists",
+                        "name a storage `pvesm status` lists".into(),
                     );
                 }
-                Some(c) if !c.iter().any(|c| c == "rootdir") => {
+                Some(c) if !c.iter().any(|c| c == content) => {
                     return refuse(
-                        format!(
-                            "storage {storage} on node {node} does not hold container disks (content: {})",
-                            c.join(",")
-                        ),
-                        "add `rootdir` to its content types, or use another storage",
+                        format!("storage {storage} on node {node} does not hold {what} (content: {})", c.join(",")),
+                        format!("add `{content}` to its content types, or use another storage"),
                     );
                 }
                 Some(_) => {}
             }
         }
-        if let Some(bridge) = request.config.get("net.bridge") {
+        if let Some(bridge) = bridge {
             let list = self.cached_get(Call::Network { node })?;
             if !list.as_array().into_iter().flatten().any(|i| i["iface"] == bridge) {
                 return refuse(
                     format!("node {node} has no bridge {bridge}"),
-                    "create it, or name one of the node's bridges",
+                    "create it, or name one of the node's bridges".into(),
                 );
             }
         }
+        Ok(storages)
+    }
+
+    /// Storages, bridge and template of the guest to create, on its node.
+    fn check_inventory(&self, request: &CreateRequest) -> Result<Option<String>, BackendError> {
+        let node = request.node.as_deref().unwrap_or(&self.node);
+        let refuse =
+            |m: String, hint: &str| Err(BackendError::permanent(Delivery::NotSent, m).with_detail(hint.to_string()));
+        let storages = self.check_disks_and_bridge(
+            node,
+            &disk_storages(request),
+            ("rootdir", "container disks"),
+            request.config.get("net.bridge"),
+        )?;
         let CreateSource::Template(template) = &request.source else { return Ok(None) };
         let volume = if template.starts_with('/') { self.template_volume(node, template)? } else { template.clone() };
         let (storage, file) = match volume.split_once(":vztmpl/") {
             Some((s, f)) => (s.to_string(), f.to_string()),
             None => return Ok(None),
         };
-        if content_of(&storage).is_none() {
+        if !storages.contains_key(&storage) {
             return refuse(
                 format!("node {node} has no storage {storage} (for the template {volume})"),
                 "name a storage `pvesm status` lists",

@@ -19,13 +19,13 @@ use std::time::{Duration, Instant};
 use phoenix_backend::fields::canonical;
 use phoenix_backend::{
     BackendError, ChangeEffect, CreateRequest, CreateSource, Delivery, ExecOutput, ExecRequest, FieldChange, FilePush,
-    GuestConfig, GuestId, GuestKind, ObservedGuest, PowerState,
+    GuestConfig, GuestId, GuestKind, ObservedGuest,
 };
 use serde_json::Value;
 
 use crate::backend::{MANAGED_MARK, ProxmoxBackend};
+use crate::decode::{text, truthy};
 use crate::endpoint::{Agent, Call, Guest, Power};
-use crate::preflight::privileges_on;
 use crate::propstring::{Property, Startup, parse_pairs};
 use crate::upid::Upid;
 
@@ -78,38 +78,6 @@ struct Seen {
     running: bool,
 }
 
-fn text(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
-fn truthy(v: &Value) -> bool {
-    match v {
-        Value::Bool(b) => *b,
-        Value::Number(n) => n.as_u64().is_some_and(|n| n > 0),
-        Value::String(s) => s == "1" || s == "true",
-        _ => false,
-    }
-}
-
-/// Size in GiB of a Proxmox size (`8G`, `2252M`, `1T`), rounded.
-fn gib(size: &str) -> Option<u64> {
-    let digits = size.trim_end_matches(|c: char| c.is_ascii_alphabetic());
-    let n: f64 = digits.parse().ok()?;
-    let factor = match &size[digits.len()..] {
-        "T" => 1024.0,
-        "G" => 1.0,
-        "M" => 1.0 / 1024.0,
-        "K" => 1.0 / 1024.0 / 1024.0,
-        "" => 1.0 / 1024.0 / 1024.0 / 1024.0,
-        _ => return None,
-    };
-    Some((n * factor).round() as u64)
-}
-
 /// `sshkeys` as the API takes it (format `urlencoded`): every byte outside
 /// `[-%a-zA-Z0-9_.!~*'()]` percent-encoded.
 pub fn encode_sshkeys(keys: &str) -> String {
@@ -135,27 +103,7 @@ pub fn encode_sshkeys(keys: &str) -> String {
 
 /// Percent-decodes `sshkeys` as Proxmox shows it.
 pub fn decode_sshkeys(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = (bytes[i] == b'%')
-            .then(|| bytes.get(i + 1..i + 3))
-            .flatten()
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match hex {
-            Some(b) => {
-                out.push(b);
-                i += 3;
-            }
-            None => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    phoenix_http::percent_decode(text)
 }
 
 /// Standard base64 with padding (what `file-write` with `encode=0` takes).
@@ -269,7 +217,9 @@ pub fn normalize(config: &serde_json::Map<String, Value>) -> GuestConfig {
         if let Some((storage, _)) = file.split_once(':') {
             out.set("storage", storage);
         }
-        if let Some(size) = disk.split(',').find_map(|p| p.strip_prefix("size=")).and_then(gib) {
+        if let Some(size) =
+            disk.split(',').find_map(|p| p.strip_prefix("size=")).and_then(|s| crate::decode::gib(s, false))
+        {
             out.set("disk_gb", size.to_string());
         }
     }
@@ -473,50 +423,17 @@ impl ProxmoxBackend {
     }
 
     fn vm_config(&self, node: &str, id: GuestId) -> Result<serde_json::Map<String, Value>, BackendError> {
-        Ok(self.api.call(&Call::Config(Guest::qemu(node, id)), &[])?.as_object().cloned().unwrap_or_default())
+        self.config_of(Guest::qemu(node, id))
     }
 
-    /// The VM's configuration once no task holds its lock, polled as tasks are.
     fn vm_unlocked_config(&self, node: &str, id: GuestId) -> Result<serde_json::Map<String, Value>, BackendError> {
-        let started = Instant::now();
-        let mut pause = self.poll.first;
-        loop {
-            let config = self.vm_config(node, id)?;
-            let Some(lock) = config.get("lock").and_then(text) else { return Ok(config) };
-            if started.elapsed() >= Duration::from_secs(600) {
-                return Err(BackendError::transient(
-                    Delivery::NotSent,
-                    format!("VM {id} is still locked ({lock}) after 600 s"),
-                ));
-            }
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(self.poll.max);
-        }
+        self.unlocked_config_of(Guest::qemu(node, id))
     }
 
     /// One VM as the backend shows it.
     pub(crate) fn vm_observe(&self, node: &str, id: GuestId, running: bool) -> Result<ObservedGuest, BackendError> {
         let config = self.vm_config(node, id)?;
-        let managed = config.get("description").and_then(text).is_some_and(|d| d.contains(MANAGED_MARK));
-        let snapshots: BTreeSet<String> = self
-            .api
-            .call(&Call::Snapshots(Guest::qemu(node, id)), &[])?
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|s| s["name"].as_str().filter(|n| *n != "current").map(str::to_string))
-            .collect();
-        let mut fields = normalize(&config);
-        crate::firewall::observe(&self.api, Guest::qemu(node, id), &mut fields)?;
-        Ok(ObservedGuest {
-            id,
-            kind: GuestKind::Vm,
-            node: Some(node.to_string()),
-            power: if running { PowerState::Running } else { PowerState::Stopped },
-            config: fields,
-            snapshots,
-            managed,
-        })
+        self.observed(Guest::qemu(node, id), &config, normalize(&config), running)
     }
 
     pub(crate) fn vm_observe_guest(&self, id: GuestId) -> Result<Option<ObservedGuest>, BackendError> {
@@ -533,19 +450,7 @@ impl ProxmoxBackend {
         if !image.starts_with('/') {
             return Ok(image.to_string());
         }
-        let storages = self.cached_get(Call::Storages { node })?;
-        let (dir, file) = image.rsplit_once('/').unwrap_or(("", image));
-        storages
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|st| {
-                st["path"].as_str().is_some_and(|p| format!("{}/import", p.trim_end_matches('/')) == dir)
-                    && st["content"].as_str().is_some_and(|c| c.split(',').any(|c| c == "import"))
-            })
-            .and_then(|st| st["storage"].as_str())
-            .map(|storage| format!("{storage}:import/{file}"))
-            .ok_or_else(|| {
+        self.volume_of_path(node, image, "import", "import")?.ok_or_else(|| {
                 BackendError::permanent(Delivery::NotSent, format!("no storage of node {node} holds the cloud image {image}"))
                     .with_detail("Proxmox imports a disk from a volume, not a path, for an API token: put the image in the `import` directory of a storage with content `import` (<storage path>/import/NAME, e.g. with `download-url`), or give its volume ID (storage:import/NAME)")
             })
@@ -558,45 +463,18 @@ impl ProxmoxBackend {
         let id = request.id;
         let refuse =
             |m: String, hint: &str| Err(BackendError::permanent(Delivery::NotSent, m).with_detail(hint.to_string()));
-        let storages = self.cached_get(Call::Storages { node })?;
-        let content_of =
-            |name: &str| {
-                storages.as_array().into_iter().flatten().find(|s| s["storage"] == name).map(|s| {
-                    s["content"].as_str().unwrap_or_default().split(',').map(str::to_string).collect::<Vec<_>>()
-                })
-            };
         let disk_storage = request.config.get("storage");
-        if let Some(storage) = disk_storage {
-            match content_of(storage) {
-                None => {
-                    return refuse(
-                        format!("node {node} has no storage {storage}"),
-                        "name a storage `pvesm status` lists",
-                    );
-                }
-                Some(c) if !c.iter().any(|c| c == "images") => {
-                    return refuse(
-                        format!("storage {storage} on node {node} does not hold VM disks (content: {})", c.join(",")),
-                        "add `images` to its content types, or use another storage",
-                    );
-                }
-                Some(_) => {}
-            }
-        }
-        if let Some(bridge) = request.config.get("net.bridge") {
-            let list = self.cached_get(Call::Network { node })?;
-            if !list.as_array().into_iter().flatten().any(|i| i["iface"] == bridge) {
-                return refuse(
-                    format!("node {node} has no bridge {bridge}"),
-                    "create it, or name one of the node's bridges",
-                );
-            }
-        }
+        let storages = self.check_disks_and_bridge(
+            node,
+            &disk_storage.into_iter().collect::<Vec<_>>(),
+            ("images", "VM disks"),
+            request.config.get("net.bridge"),
+        )?;
         let mut image_storage = None;
         if let CreateSource::Template(image) = &request.source {
             let volume = self.image_volume(node, image)?;
             let storage = volume.split(':').next().unwrap_or_default().to_string();
-            if content_of(&storage).is_none() {
+            if !storages.contains_key(&storage) {
                 return refuse(
                     format!("node {node} has no storage {storage} (for the cloud image {volume})"),
                     "name a storage `pvesm status` lists",
@@ -617,44 +495,40 @@ impl ProxmoxBackend {
         }
         let version = self.cached_get(Call::Version)?;
         let nine = version["version"].as_str().is_some_and(|v| v.starts_with('9'));
-        let mut needed: Vec<(&str, String, String)> = vec![
-            ("VM.Config.Cloudinit", format!("/vms/{id}"), format!("for the cloud-init settings of {id}")),
-            ("VM.Config.HWType", format!("/vms/{id}"), format!("for the serial console of {id}")),
+        let mut needed: Vec<(String, String, String)> = vec![
+            ("VM.Config.Cloudinit".into(), format!("/vms/{id}"), format!("for the cloud-init settings of {id}")),
+            ("VM.Config.HWType".into(), format!("/vms/{id}"), format!("for the serial console of {id}")),
             (
-                if nine { "VM.GuestAgent.Unrestricted" } else { "VM.Monitor" },
+                if nine { "VM.GuestAgent.Unrestricted" } else { "VM.Monitor" }.into(),
                 format!("/vms/{id}"),
                 format!("to run commands in {id} through its guest agent"),
             ),
         ];
         if let Some(storage) = disk_storage {
-            needed.push(("Datastore.AllocateSpace", format!("/storage/{storage}"), format!("for the disks of {id}")));
+            needed.push((
+                "Datastore.AllocateSpace".into(),
+                format!("/storage/{storage}"),
+                format!("for the disks of {id}"),
+            ));
         }
         if let Some(storage) = image_storage {
-            needed.push(("Datastore.Audit", format!("/storage/{storage}"), format!("to import the disk of {id}")));
+            needed.push((
+                "Datastore.Audit".into(),
+                format!("/storage/{storage}"),
+                format!("to import the disk of {id}"),
+            ));
         }
         if let Some(bridge) = request.config.get("net.bridge") {
             needed.push((
-                "SDN.Use",
+                "SDN.Use".into(),
                 format!("/sdn/zones/localnetwork/{bridge}"),
                 format!("to attach {id} to {bridge}"),
             ));
         }
         if let CreateSource::Clone { source, .. } = &request.source {
-            needed.push(("VM.Clone", format!("/vms/{source}"), format!("to clone {source} into {id}")));
+            needed.push(("VM.Clone".into(), format!("/vms/{source}"), format!("to clone {source} into {id}")));
         }
-        let permissions = self.cached_get(Call::Permissions)?;
-        let missing: Vec<String> = needed
-            .iter()
-            .filter(|(privilege, path, _)| !privileges_on(&permissions, path).contains(privilege))
-            .map(|(privilege, path, why)| format!("{privilege} on {path} ({why})"))
-            .collect();
-        if missing.is_empty() {
-            return Ok(());
-        }
-        Err(BackendError::permanent(Delivery::NotSent, format!("the API credentials lack {}", missing.join(", ")))
-            .with_detail(
-                "grant them to the token, e.g. `pveum acl modify PATH --tokens 'USER@REALM!NAME' --roles ROLE`",
-            ))
+        self.require(&needed)
     }
 
     /// The configured password of a VM, resolved, checked against the fingerprint the plan has.
@@ -734,16 +608,7 @@ impl ProxmoxBackend {
         params: Vec<(String, String)>,
         delete: Vec<String>,
     ) -> Result<(), BackendError> {
-        if params.is_empty() && delete.is_empty() {
-            return Ok(());
-        }
-        let digest = self.vm_unlocked_config(node, id)?.get("digest").and_then(text).unwrap_or_default();
-        let mut all: Vec<(&str, String)> = params.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
-        if !delete.is_empty() {
-            all.push(("delete", delete.join(",")));
-        }
-        all.push(("digest", digest));
-        self.api.call(&Call::SetConfig(Guest::qemu(node, id)), &all).map(|_| ())
+        self.put_config(&self.api, Guest::qemu(node, id), &params, &delete)
     }
 
     /// Grows the boot disk to `want` GiB when it is smaller (Proxmox refuses to shrink it).

@@ -19,7 +19,8 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use phoenix_http::test_server::{Reply, Served, TestServer, percent_decode};
+use phoenix_http::percent_decode;
+use phoenix_http::test_server::{Reply, Served, TestServer};
 use serde_json::{Value, json};
 
 /// A request the stand-in received.
