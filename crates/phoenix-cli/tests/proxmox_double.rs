@@ -26,6 +26,31 @@ fn phoenix_with(dir: &std::path::Path, args: &[&str], connect: &Connect) -> (u8,
     (code, out.text(), err.text())
 }
 
+/// A double that accepts the token `phoenix@pve!ci` with `secret` (and `root_password` for
+/// tickets), with short tasks.
+fn start(version: PveVersion, secret: &str, root_password: &str) -> PveDouble {
+    let double = PveDouble::start(
+        version,
+        Credentials { token: ("phoenix@pve!ci".into(), secret.into()), root_password: root_password.into() },
+    );
+    double.set_task_duration(Duration::from_millis(10));
+    double
+}
+
+/// Writes the hypervisor file into `dir`: the backend at the double, pinned to its certificate,
+/// with the token's secret given as `secret` (a reference), `backend_extra` added to the backend
+/// section and `extra` to the file.
+fn write_hypervisor(dir: &std::path::Path, double: &PveDouble, secret: &str, backend_extra: &str, extra: &str) {
+    let hv = format!(
+        r#"{{"backend": {{"type": "proxmox", "api_url": "https://127.0.0.1:{}", "node": "pve1",
+             "token": {{"id": "phoenix@pve!ci", "secret": "{secret}"}}, "tls": {{"fingerprint": "{}"}} {backend_extra}}}
+            {extra}}}"#,
+        double.addr.port(),
+        double.fingerprint
+    );
+    std::fs::write(dir.join("phoenix_hypervisor_config.json"), hv).expect("write");
+}
+
 #[test]
 fn the_cli_builds_keeps_and_removes_containers_on_proxmox() {
     let secret = "0f9e8d7c-6b5a-4321-9abc-def012345678";
@@ -35,22 +60,11 @@ fn the_cli_builds_keeps_and_removes_containers_on_proxmox() {
 }
 
 fn drive(version: PveVersion, secret: &str) {
-    let double = PveDouble::start(
-        version,
-        Credentials { token: ("phoenix@pve!ci".into(), secret.into()), root_password: "root-pw".into() },
-    );
-    double.set_task_duration(Duration::from_millis(10));
+    let double = start(version, secret, "root-pw");
     let dir = tempfile::tempdir().expect("tmp");
     let p = dir.path();
     std::fs::write(p.join("token"), format!("{secret}\n")).expect("token");
-    let hv = format!(
-        r#"{{"backend": {{"type": "proxmox", "api_url": "https://127.0.0.1:{}", "node": "pve1",
-             "token": {{"id": "phoenix@pve!ci", "secret": "file:{}"}}, "tls": {{"fingerprint": "{}"}}}}}}"#,
-        double.addr.port(),
-        p.join("token").display(),
-        double.fingerprint
-    );
-    std::fs::write(p.join("phoenix_hypervisor_config.json"), hv).expect("write");
+    write_hypervisor(p, &double, &format!("file:{}", p.join("token").display()), "", "");
     let c = |id: u32, name: &str, extra: &str| {
         format!(
             r#""{id}": {{"name": "{name}", "memory_mb": 1024, "cores": 1, "storage_pool": "local-zfs", "storage_size_gb": 10,
@@ -111,27 +125,19 @@ fn drive(version: PveVersion, secret: &str) {
 #[test]
 fn a_root_ticket_carries_root_only_settings_and_a_wrong_password_stops_before_any_change() {
     let (secret, password) = ("0f9e8d7c-6b5a-4321-9abc-def012345678", "root-pw-3f9a");
-    let double = PveDouble::start(
-        PveVersion::V9,
-        Credentials { token: ("phoenix@pve!ci".into(), secret.into()), root_password: password.into() },
-    );
-    double.set_task_duration(Duration::from_millis(10));
+    let double = start(PveVersion::V9, secret, password);
     let dir = tempfile::tempdir().expect("tmp");
     let p = dir.path();
     std::fs::write(p.join("token"), secret).expect("token");
     let write_config = |root_password: &str| {
         std::fs::write(p.join("root"), root_password).expect("root password");
-        let hv = format!(
-            r#"{{"backend": {{"type": "proxmox", "api_url": "https://127.0.0.1:{}", "node": "pve1",
-                 "token": {{"id": "phoenix@pve!ci", "secret": "file:{}"}}, "root_ticket": {{"password": "file:{}"}},
-                 "tls": {{"fingerprint": "{}"}}}},
-                "shared_volumes": {{"models": {{"host_path": "/srv/models", "mounts": {{"901": "/models"}}}}}}}}"#,
-            double.addr.port(),
-            p.join("token").display(),
-            p.join("root").display(),
-            double.fingerprint
+        write_hypervisor(
+            p,
+            &double,
+            &format!("file:{}", p.join("token").display()),
+            &format!(r#", "root_ticket": {{"password": "file:{}"}}"#, p.join("root").display()),
+            r#", "shared_volumes": {"models": {"host_path": "/srv/models", "mounts": {"901": "/models"}}}"#,
         );
-        std::fs::write(p.join("phoenix_hypervisor_config.json"), hv).expect("write");
     };
     let lxc = r#"{"lxc_configs": {"901": {"name": "web-1", "memory_mb": 1024, "cores": 1, "storage_pool": "local-zfs",
         "storage_size_gb": 10, "template": "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst",
@@ -159,24 +165,14 @@ fn a_root_ticket_carries_root_only_settings_and_a_wrong_password_stops_before_an
 #[test]
 fn the_proxmox_token_can_come_from_vault() {
     let (secret, vault_token) = ("5a4b3c2d-1e0f-4a9b-8c7d-6e5f4a3b2c1d", "hvs.CAESIPq7Zt2vKx9");
-    let double = PveDouble::start(
-        PveVersion::V9,
-        Credentials { token: ("phoenix@pve!ci".into(), secret.into()), root_password: "root-pw".into() },
-    );
+    let double = start(PveVersion::V9, secret, "root-pw");
     let vault = vault_double::VaultDouble::start(vault_token);
     vault.mount("", "secret", 2);
     vault.put("", "secret", "proxmox/pve1", serde_json::json!({ "token_secret": secret }));
     let dir = tempfile::tempdir().expect("tmp");
     let p = dir.path();
     std::fs::write(p.join("vault-ca.pem"), &vault.ca_pem).expect("CA");
-    let hv = format!(
-        r#"{{"backend": {{"type": "proxmox", "api_url": "https://127.0.0.1:{}", "node": "pve1",
-             "token": {{"id": "phoenix@pve!ci", "secret": "vault:secret/proxmox/pve1#token_secret"}},
-             "tls": {{"fingerprint": "{}"}}}}}}"#,
-        double.addr.port(),
-        double.fingerprint
-    );
-    std::fs::write(p.join("phoenix_hypervisor_config.json"), hv).expect("write");
+    write_hypervisor(p, &double, "vault:secret/proxmox/pve1#token_secret", "", "");
     let lxc = r#"{"lxc_configs": {"901": {"name": "web-1", "memory_mb": 1024, "cores": 1, "storage_pool": "local-zfs",
         "storage_size_gb": 10, "template": "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst",
         "network_config": {"name": "eth0", "bridge": "vmbr0", "ip": "10.0.0.11/24", "gw": "10.0.0.1"}, "unprivileged": true}}}"#;
@@ -220,11 +216,7 @@ fn the_proxmox_token_can_come_from_vault() {
 #[test]
 fn the_cli_builds_and_keeps_vms_on_proxmox() {
     let secret = "0f9e8d7c-6b5a-4321-9abc-def012345678";
-    let double = PveDouble::start(
-        PveVersion::V9,
-        Credentials { token: ("phoenix@pve!ci".into(), secret.into()), root_password: "root-pw".into() },
-    );
-    double.set_task_duration(Duration::from_millis(10));
+    let double = start(PveVersion::V9, secret, "root-pw");
     double.add_dir_storage("images", "/var/lib/images", "iso,vztmpl,import");
     double.add_image("images:import/noble-server-cloudimg-amd64.img", 2_361_393_152);
     double.set_agent_delay(Duration::from_millis(20));
@@ -233,14 +225,7 @@ fn the_cli_builds_and_keeps_vms_on_proxmox() {
     std::fs::write(p.join("token"), secret).expect("token");
     let hash = "$6$salt$Cli.Vm.Hash.Never.Shown";
     std::fs::write(p.join("admin.hash"), hash).expect("hash");
-    let hv = format!(
-        r#"{{"backend": {{"type": "proxmox", "api_url": "https://127.0.0.1:{}", "node": "pve1",
-             "token": {{"id": "phoenix@pve!ci", "secret": "file:{}"}}, "tls": {{"fingerprint": "{}"}}}}}}"#,
-        double.addr.port(),
-        p.join("token").display(),
-        double.fingerprint
-    );
-    std::fs::write(p.join("phoenix_hypervisor_config.json"), hv).expect("write");
+    write_hypervisor(p, &double, &format!("file:{}", p.join("token").display()), "", "");
     let vms = format!(
         r#"{{"vm_defaults": {{"cores": 2, "memory_mb": 2048, "disk_size_gb": 16, "storage_pool": "local-zfs", "network_bridge": "vmbr0"}},
             "vms": [

@@ -16,23 +16,12 @@ use std::time::{Duration, Instant};
 
 use phoenix_backend::{Backend, GuestId};
 use phoenix_engine::customize::{Feature, FeatureLibrary, FeatureManifest, customizations, prepare};
-use phoenix_engine::health::Prober;
+use phoenix_engine::health::AlwaysUp;
 use phoenix_engine::observe::observe;
 use phoenix_engine::retry::RetryPolicy;
 use phoenix_engine::{ApplyOptions, Engine, Silent};
 use phoenix_plan::{Desired, desired, plan};
 use phoenix_testkit::memory::MemoryBackend;
-
-struct AlwaysUp;
-
-impl Prober for AlwaysUp {
-    fn tcp(&self, _: &str, _: u32, _: Duration) -> Result<(), String> {
-        Ok(())
-    }
-    fn http(&self, _: &str, _: u32, _: &str, _: Duration) -> Result<u16, String> {
-        Ok(200)
-    }
-}
 
 fn library() -> FeatureLibrary {
     FeatureLibrary::new(["base_setup", "ollama"].map(|n| Feature {

@@ -48,6 +48,22 @@ impl Prober for NetProber {
     }
 }
 
+/// Probes that always pass: for guests whose services cannot be reached from where the engine
+/// runs, such as the in-memory backend's or a test double's guests (commands inside guests
+/// still run).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct AlwaysUp;
+
+impl Prober for AlwaysUp {
+    fn tcp(&self, _: &str, _: u32, _: Duration) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn http(&self, _: &str, _: u32, _: &str, _: Duration) -> Result<u16, String> {
+        Ok(200)
+    }
+}
+
 /// Runs the check once: `Ok` when healthy, else what was seen.
 pub fn probe_once(
     backend: &dyn Backend,

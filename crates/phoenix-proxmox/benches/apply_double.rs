@@ -21,25 +21,13 @@ use std::time::{Duration, Instant};
 
 use phoenix_backend::{Backend, GuestId};
 use phoenix_engine::customize::{Feature, FeatureLibrary, FeatureManifest, customizations, prepare};
-use phoenix_engine::health::Prober;
+use phoenix_engine::health::AlwaysUp;
 use phoenix_engine::{ApplyOptions, Engine, GuestOutcome, Reporter};
 use phoenix_plan::{LifecycleState, Step};
 use phoenix_proxmox::api::{ApiClient, Auth, TlsVerify};
 use phoenix_proxmox::backend::ProxmoxBackend;
 use phoenix_proxmox::channel::{ChannelError, NodeChannel, Output};
 use phoenix_pve_double::{Credentials, PveDouble, PveVersion};
-
-/// Health checks probe the guests' services over the network, which the double does not run.
-struct AlwaysUp;
-
-impl Prober for AlwaysUp {
-    fn tcp(&self, _: &str, _: u32, _: Duration) -> Result<(), String> {
-        Ok(())
-    }
-    fn http(&self, _: &str, _: u32, _: &str, _: Duration) -> Result<u16, String> {
-        Ok(200)
-    }
-}
 
 /// Each guest's own duration in the run.
 #[derive(Default)]

@@ -328,18 +328,6 @@ fn tokens_may_not_import_from_a_path_and_sshkeys_must_be_encoded() {
     assert!(e.message.contains("403"), "{}", e.message);
 }
 
-/// Health checks probe the guests' services over the network, which the double does not run.
-struct AlwaysUp;
-
-impl phoenix_engine::health::Prober for AlwaysUp {
-    fn tcp(&self, _: &str, _: u32, _: Duration) -> Result<(), String> {
-        Ok(())
-    }
-    fn http(&self, _: &str, _: u32, _: &str, _: Duration) -> Result<u16, String> {
-        Ok(200)
-    }
-}
-
 #[test]
 fn the_vms_of_the_ai_stack_example_build_and_plan_again_as_nothing() {
     let double = double(PveVersion::V9);
@@ -389,7 +377,7 @@ fn the_vms_of_the_ai_stack_example_build_and_plan_again_as_nothing() {
     let cancel = std::sync::atomic::AtomicBool::new(false);
     let engine = phoenix_engine::Engine {
         backend: &backend,
-        prober: &AlwaysUp,
+        prober: &phoenix_engine::health::AlwaysUp,
         reporter: &phoenix_engine::Silent,
         cancel: &cancel,
     };

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use phoenix_backend::{Backend, GuestId};
 use phoenix_config::estate::Estate;
 use phoenix_engine::customize::{Feature, FeatureLibrary, FeatureManifest, Job, customizations, prepare};
-use phoenix_engine::health::Prober;
+pub use phoenix_engine::health::AlwaysUp;
 use phoenix_engine::observe::observe;
 use phoenix_engine::retry::RetryPolicy;
 use phoenix_engine::{ApplyOptions, ApplyReport, Engine, GuestOutcome, Reporter};
@@ -73,18 +73,6 @@ pub fn library(versions: &BTreeMap<&str, &str>) -> FeatureLibrary {
         },
         script: format!("#!/bin/sh\n# {n} {}\n", versions.get(n).copied().unwrap_or("v1")).into_bytes(),
     }))
-}
-
-/// Probes that always pass (the in-memory guests have no network).
-pub struct AlwaysUp;
-
-impl Prober for AlwaysUp {
-    fn tcp(&self, _: &str, _: u32, _: Duration) -> Result<(), String> {
-        Ok(())
-    }
-    fn http(&self, _: &str, _: u32, _: &str, _: Duration) -> Result<u16, String> {
-        Ok(200)
-    }
 }
 
 /// Records what the engine reports, with times.
