@@ -13,14 +13,16 @@
 
 #![allow(clippy::print_stdout)] // A benchmark prints its figures.
 
+#[path = "../tests/support/ai_stack.rs"]
+mod ai_stack;
+
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use phoenix_backend::{Backend, GuestId};
-use phoenix_engine::customize::{Feature, FeatureLibrary, FeatureManifest, customizations, prepare};
+use phoenix_engine::customize::{customizations, prepare};
 use phoenix_engine::health::AlwaysUp;
 use phoenix_engine::{ApplyOptions, Engine, GuestOutcome, Reporter};
 use phoenix_plan::{LifecycleState, Step};
@@ -39,38 +41,6 @@ impl Reporter for Durations {
         self.0.lock().unwrap_or_else(PoisonError::into_inner).insert(guest, took);
     }
     fn note(&self, _: GuestId, _: &str) {}
-}
-
-fn example(dir: &Path, double: &PveDouble) -> phoenix_config::Estate {
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/ai-stack");
-    let mut hv: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(source.join("phoenix_hypervisor_config.json")).expect("read"))
-            .expect("json");
-    hv["backend"] = serde_json::json!({
-        "type": "proxmox", "api_url": format!("https://127.0.0.1:{}", double.addr.port()), "node": "pve1",
-        "token": { "id": "phoenix@pve!bench", "secret": "env:PVE_TOKEN_SECRET" },
-        "tls": { "fingerprint": double.fingerprint }, "ssh": {}
-    });
-    std::fs::write(dir.join("phoenix_hypervisor_config.json"), hv.to_string()).expect("write");
-    for file in ["phoenix_lxc_configs.json", "phoenix_vm_configs.json"] {
-        std::fs::copy(source.join(file), dir.join(file)).expect("copy");
-    }
-    std::fs::create_dir_all(dir.join("scripts")).expect("mkdir");
-    for entry in std::fs::read_dir(source.join("scripts")).expect("scripts") {
-        let path = entry.expect("entry").path();
-        std::fs::copy(&path, dir.join("scripts").join(path.file_name().expect("name"))).expect("copy");
-    }
-    let fs = phoenix_config::RealFilesystem;
-    let (sources, early) = phoenix_config::load(dir, &fs);
-    let v = phoenix_config::validate(&sources, early, &fs);
-    v.estate.unwrap_or_else(|| panic!("{:#?}", v.reports))
-}
-
-fn library() -> FeatureLibrary {
-    FeatureLibrary::new(["base_setup", "docker", "nvidia", "ollama", "vllm"].map(|n| Feature {
-        manifest: FeatureManifest { name: n.into(), description: String::new(), params: Vec::new() },
-        script: format!("#!/bin/sh\n# {n}\n").into_bytes(),
-    }))
 }
 
 /// The longest chain of guests along `needs`, each counted with its duration.
@@ -124,8 +94,8 @@ fn run(
     )
     .expect("client");
     let dir = tempfile::tempdir().expect("tmp");
-    let estate = example(dir.path(), &double);
-    let lib = library();
+    let estate = ai_stack::write(dir.path(), &double, "phoenix@pve!bench");
+    let lib = ai_stack::library();
     let options = ApplyOptions { jobs, per_node: jobs, ..ApplyOptions::default() };
 
     let round = |label: &str| {

@@ -332,31 +332,8 @@ fn tokens_may_not_import_from_a_path_and_sshkeys_must_be_encoded() {
 fn the_vms_of_the_ai_stack_example_build_and_plan_again_as_nothing() {
     let double = double(PveVersion::V9);
     let dir = tempfile::tempdir().expect("tempdir");
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/ai-stack");
-    let mut hv: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(source.join("phoenix_hypervisor_config.json")).expect("read"))
-            .expect("json");
-    hv["backend"] = serde_json::json!({
-        "type": "proxmox", "api_url": format!("https://127.0.0.1:{}", double.addr.port()), "node": "pve1",
-        "token": { "id": support::TOKEN.0, "secret": "env:PVE_TOKEN_SECRET" },
-        "tls": { "fingerprint": double.fingerprint }
-    });
-    std::fs::write(dir.path().join("phoenix_hypervisor_config.json"), hv.to_string()).expect("write");
-    for file in ["phoenix_lxc_configs.json", "phoenix_vm_configs.json"] {
-        std::fs::copy(source.join(file), dir.path().join(file)).expect("copy");
-    }
-    std::fs::create_dir_all(dir.path().join("scripts")).expect("mkdir");
-    for entry in std::fs::read_dir(source.join("scripts")).expect("scripts") {
-        let path = entry.expect("entry").path();
-        std::fs::copy(&path, dir.path().join("scripts").join(path.file_name().expect("name"))).expect("copy");
-    }
-    let fs = phoenix_config::RealFilesystem;
-    let (sources, early) = phoenix_config::load(dir.path(), &fs);
-    let estate = phoenix_config::validate(&sources, early, &fs).estate.expect("the example validates");
-    let library = FeatureLibrary::new(["base_setup", "docker", "nvidia", "ollama", "vllm"].map(|n| Feature {
-        manifest: FeatureManifest { name: n.into(), description: String::new(), params: Vec::new() },
-        script: format!("#!/bin/sh\n# {n}\n").into_bytes(),
-    }));
+    let estate = support::ai_stack::write(dir.path(), &double, support::TOKEN.0);
+    let library = support::ai_stack::library();
     let backend = backend(&double, &estate);
     let jobs = phoenix_engine::customize::prepare(&estate, &library, dir.path()).expect("prepare");
     let desired = phoenix_plan::desired(&estate, &|g| phoenix_engine::customize::customizations(&jobs, g))

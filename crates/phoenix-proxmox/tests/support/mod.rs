@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+pub mod ai_stack;
 pub mod scenario;
 
 use std::path::Path;
