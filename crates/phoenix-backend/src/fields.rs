@@ -242,7 +242,7 @@ pub mod canonical {
         /// A Proxmox macro (observed only).
         #[serde(default, rename = "macro", skip_serializing_if = "Option::is_none")]
         pub macro_name: Option<String>,
-        /// A network interface the rule is limited to (observed only).
+        /// A network interface the rule is limited to.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub iface: Option<String>,
         /// A log level (observed only).

@@ -54,8 +54,12 @@ codes! {
     WrongType => "wrong-type",
     /// A required field is missing.
     MissingField => "missing-field",
-    /// A key that no version of the format has.
+    /// A key that no generation of the format has.
     UnknownKey => "unknown-key",
+    /// A key of an older generation of the format: accepted, with what Phoenix does with it.
+    LegacyKey => "legacy-key",
+    /// A value written the way an older generation wrote it, read in the current form.
+    LegacyForm => "legacy-form",
     /// A section written inside another one instead of where it belongs.
     MisplacedSection => "misplaced-section",
     /// A number outside its allowed range, or a text or list of the wrong length.

@@ -79,6 +79,20 @@ impl Guest {
         }
     }
 
+    /// Whether it becomes a Proxmox template (`is_template`).
+    pub fn is_template(&self) -> bool {
+        match &self.spec {
+            GuestSpec::Lxc(c) => c.is_template,
+            GuestSpec::Vm(v) => v.is_template,
+        }
+    }
+
+    /// Whether other guests may be cloned from it: it has a template snapshot, or it becomes a
+    /// Proxmox template.
+    pub fn is_clone_source(&self) -> bool {
+        self.template_snapshot().is_some() || self.is_template()
+    }
+
     /// Guests it depends on, as written.
     pub fn dependencies(&self) -> &[GuestRef] {
         match &self.spec {
@@ -135,4 +149,51 @@ impl Estate {
             guest.dependencies().iter().filter_map(|d| d.as_text().parse().ok()).map(|id| (EdgeKind::Dependency, id));
         clone.into_iter().chain(deps).filter(|(_, id)| self.guests.contains_key(id)).collect()
     }
+
+    /// The guest itself, then its clone source, then that one's, as far as they are defined
+    /// (a cycle ends the chain).
+    pub fn clone_chain(&self, id: GuestId) -> Vec<&Guest> {
+        let mut out: Vec<&Guest> = Vec::new();
+        let mut at = self.guests.get(&id);
+        while let Some(g) = at {
+            if out.iter().any(|seen| seen.id == g.id) {
+                break;
+            }
+            out.push(g);
+            at = g.clone_source().and_then(|s| s.parse::<GuestId>().ok()).and_then(|s| self.guests.get(&s));
+        }
+        out
+    }
+
+    /// Whether a container runs unprivileged: its own `unprivileged`, or, for a clone that gives
+    /// none, its source's (`pct clone` keeps it). `None` when no container of the chain says.
+    pub fn unprivileged(&self, id: GuestId) -> Option<bool> {
+        self.clone_chain(id).iter().filter_map(|g| g.as_lxc()).find_map(|c| c.unprivileged)
+    }
+
+    /// Whether a container may nest: `nesting=1` in its `pct_options` or
+    /// `apparmor_manages_nesting`, its own or inherited from its clone sources (a clone keeps its
+    /// template's feature flags). A setting of `nesting=0` or `apparmor_manages_nesting: false`
+    /// nearer the container wins.
+    pub fn nesting(&self, id: GuestId) -> bool {
+        self.nesting_setting(id) == Some(true)
+    }
+
+    /// The nesting flag as the configuration sets it (see [`Estate::nesting`]), or `None` when
+    /// neither the container nor its clone sources say.
+    pub fn nesting_setting(&self, id: GuestId) -> Option<bool> {
+        self.clone_chain(id)
+            .iter()
+            .filter_map(|g| g.as_lxc())
+            .find_map(|c| c.pct_options.iter().rev().find_map(|o| nesting_option(o)).or(c.apparmor_manages_nesting))
+    }
+}
+
+/// The value a container option gives the nesting flag, if it sets it: `nesting=1`,
+/// `nesting=0`, or `nesting=1` inside a comma-separated list such as `nesting=1,keyctl=1`.
+fn nesting_option(option: &str) -> Option<bool> {
+    option.split(',').rev().find_map(|part| {
+        let (key, value) = part.split_once('=')?;
+        (key.trim() == "nesting").then(|| matches!(value.trim(), "1" | "true" | "yes" | "on"))
+    })
 }

@@ -6,9 +6,11 @@
 //! configuration names, through the [`check::Filesystem`] trait.
 
 pub mod check;
+pub mod cloud_image;
 pub mod diagnostic;
 pub mod estate;
 pub mod features;
+pub mod generations;
 pub mod graph;
 pub mod json;
 pub mod model;

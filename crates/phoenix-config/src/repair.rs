@@ -42,7 +42,13 @@ fn blocks_reading(d: &Diagnostic) -> bool {
 /// Repairs a parsed file given its structural diagnostics.
 pub(crate) fn repair(kind: FileKind, root: &Node, diags: &[Diagnostic]) -> Repaired {
     let mut fixes: Vec<(JsonPath, Fix)> = Vec::new();
-    for d in diags.iter().filter(|d| blocks_reading(d)) {
+    // Keys that are left out without changing what the rest means: a key of an older
+    // generation, or one of no generation. Checks of what holds them still run.
+    let mut dropped: Vec<JsonPath> = Vec::new();
+    for d in diags.iter().filter(|d| matches!(d.code, Code::LegacyKey | Code::UnknownKey)) {
+        dropped.push(d.path.clone());
+    }
+    for d in diags.iter().filter(|d| blocks_reading(d) && d.code != Code::UnknownKey) {
         if d.code == Code::MissingField {
             let present: Vec<String> = match &locate_node(root, &d.path).map(|n| &n.value) {
                 Some(crate::json::Value::Object(members)) => members.iter().map(|m| m.key.clone()).collect(),
@@ -60,6 +66,9 @@ pub(crate) fn repair(kind: FileKind, root: &Node, diags: &[Diagnostic]) -> Repai
     fixes.sort_by_key(|(p, _)| std::cmp::Reverse(p.0.len()));
     for (path, fix) in &fixes {
         apply(&mut value, &path.0, fix);
+    }
+    for path in &dropped {
+        apply(&mut value, &path.0, &Fix::Drop);
     }
     Repaired { value, places: fixes.into_iter().map(|(p, _)| p).collect() }
 }

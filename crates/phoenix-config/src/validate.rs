@@ -9,7 +9,7 @@ use crate::check::{Ctx, Filesystem};
 use crate::diagnostic::{Code, Diagnostic, LocatedNote, Location, Report, Severity};
 use crate::estate::{EdgeKind, Estate, Guest, GuestId, GuestSpec, Origin};
 use crate::json::{self, Document, Node, Value};
-use crate::model::{HypervisorFile, LxcFile, VmConfig, VmFile};
+use crate::model::{HypervisorFile, LxcFile, VmConfig, VmDefaults, VmFile};
 use crate::path::{JsonPath, Segment};
 use crate::repair::{Reader, is_guest, repair};
 use crate::schema::check_structure;
@@ -88,7 +88,7 @@ pub fn validate(sources: &Sources, early: Vec<Diagnostic>, fs: &dyn Filesystem) 
 
     for file in &sources.files {
         let kind = file.kind;
-        let doc = match json::parse(&file.text) {
+        let mut doc = match json::parse(&file.text) {
             Ok(doc) => doc,
             Err(e) => {
                 let mut d = Diagnostic::error(Code::Syntax, kind, JsonPath::root(), e.message)
@@ -130,6 +130,7 @@ pub fn validate(sources: &Sources, early: Vec<Diagnostic>, fs: &dyn Filesystem) 
             sound = false;
             continue;
         }
+        file_diags.extend(crate::generations::upgrade(kind, &mut doc.root));
         check_structure(kind, &doc.root, &mut file_diags);
         let repaired = repair(kind, &doc.root, &file_diags);
         let mut places = repaired.places;
@@ -168,24 +169,11 @@ pub fn validate(sources: &Sources, early: Vec<Diagnostic>, fs: &dyn Filesystem) 
     }
 
     let mut estate = Estate {
-        vm_defaults: vm_file.vm_defaults.clone().or_else(|| hypervisor.vm_defaults.clone()),
+        vm_defaults: merge_vm_defaults(vm_file.vm_defaults.as_ref(), hypervisor.vm_defaults.as_ref(), &mut diags),
         hypervisor,
         lxc_settings: lxc_file,
         guests: BTreeMap::new(),
     };
-    if vm_file.vm_defaults.is_some() && estate.hypervisor.vm_defaults.is_some() {
-        diags.push(
-            Diagnostic::error(
-                Code::Conflict,
-                FileKind::Vm,
-                JsonPath::root().key("vm_defaults"),
-                "`vm_defaults` is given in both the VM file and the hypervisor file",
-            )
-            .at_key()
-            .hint("keep it in phoenix_vm_configs.json only")
-            .note(FileKind::Hypervisor, JsonPath::root().key("vm_defaults"), "also given here"),
-        );
-    }
     let mut shadowed = Vec::new();
     for (key, cfg) in lxc_sources {
         let path = JsonPath::root().key("lxc_configs").key(&key);
@@ -237,6 +225,49 @@ pub fn validate(sources: &Sources, early: Vec<Diagnostic>, fs: &dyn Filesystem) 
     let has_error = !sound || diags.iter().any(|d| d.severity == Severity::Error);
     let reports = locate_all(diags, sources, &docs);
     Validation { reports, estate: (!has_error).then_some(estate), guest_count }
+}
+
+/// The VM defaults of both files, merged: later files give most of them in the VM file and only
+/// `ubuntu_release` in the hypervisor file. A setting given in both with different values is an
+/// error; the VM file's value is used.
+fn merge_vm_defaults(
+    vm_file: Option<&VmDefaults>,
+    hypervisor: Option<&VmDefaults>,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<VmDefaults> {
+    let (vm_file, hypervisor) = match (vm_file, hypervisor) {
+        (Some(v), Some(h)) => (v, h),
+        (v, h) => return v.or(h).cloned(),
+    };
+    let as_map = |d: &VmDefaults| match serde_json::to_value(d) {
+        Ok(serde_json::Value::Object(m)) => m.into_iter().filter(|(_, v)| !v.is_null()).collect(),
+        _ => serde_json::Map::new(),
+    };
+    let mut merged = as_map(vm_file);
+    for (key, value) in as_map(hypervisor) {
+        match merged.get(&key) {
+            Some(mine) if *mine != value => diags.push(
+                Diagnostic::error(
+                    Code::Conflict,
+                    FileKind::Vm,
+                    JsonPath::root().key("vm_defaults").key(&key),
+                    format!("`vm_defaults.{key}` is {mine} here and {value} in the hypervisor file"),
+                )
+                .at_key()
+                .hint("give each VM default in one file (phoenix_vm_configs.json)")
+                .note(
+                    FileKind::Hypervisor,
+                    JsonPath::root().key("vm_defaults").key(&key),
+                    "also given here",
+                ),
+            ),
+            Some(_) => {}
+            None => {
+                merged.insert(key, value);
+            }
+        }
+    }
+    serde_json::from_value(serde_json::Value::Object(merged)).ok().or_else(|| Some(vm_file.clone()))
 }
 
 /// The ID of the guest a pruned unit holds, if the unit is a guest: its key in `lxc_configs`,
@@ -411,11 +442,14 @@ fn locate(source: &SourceFile, path: &JsonPath, span: Span, concealed: &[(FileKi
 fn secret_values(line: &str) -> Vec<(usize, usize)> {
     static KEYS: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
     let re = KEYS.get_or_init(|| {
-        regex::Regex::new(r#""(?:secret|password|password_hash|tls_key|token)"\s*:\s*("(?:[^"\\]|\\.)*"?|[^,}\]\s]+)"#)
-            .expect("valid regex")
+        regex::Regex::new(r#""([A-Za-z0-9_]+)"\s*:\s*("(?:[^"\\]|\\.)*"?|[^,}\]\s]+)"#).expect("valid regex")
     });
     re.captures_iter(line)
-        .filter_map(|c| c.get(1))
+        .filter(|c| {
+            let key = c.get(1).map_or("", |k| k.as_str());
+            crate::generations::is_secret_key(key) || matches!(key, "password_hash" | "tls_key")
+        })
+        .filter_map(|c| c.get(2))
         .filter(|m| {
             let inner = m.as_str().trim_matches('"');
             !(crate::secret::check_reference(inner).is_ok() || inner == "NOT_SET" || m.as_str().starts_with('{'))

@@ -132,7 +132,7 @@ fn every_problem_is_reported_in_one_run() {
         a = container(
             "a",
             "10.9.0.10/24",
-            r#", "template": "local:vztmpl/x.tar.zst", "features": ["dokcer"], "swap_mb": 999999"#
+            r#", "template": "local:vztmpl/x.tar.zst", "features": ["dokcer"], "vllm_port": 70000"#
         ),
         b = container("a", "10.9.0.10/24", r#", "clone_from_ctid": "300", "gpu_assignment": "0;1""#),
     );

@@ -157,7 +157,8 @@ fn lxc_config(estate: &Estate, id: GuestId, c: &LxcConfig) -> GuestConfig {
     }
     cfg.set("storage", &c.storage_pool);
     cfg.set("disk_gb", c.storage_size_gb.to_string());
-    cfg.set("unprivileged", flag(c.unprivileged));
+    // Validation makes sure the container or its clone source says.
+    cfg.set("unprivileged", flag(estate.unprivileged(id).unwrap_or(true)));
     let n = &c.network_config;
     cfg.set("net.name", &n.name);
     cfg.set("net.bridge", &n.bridge);
@@ -173,8 +174,18 @@ fn lxc_config(estate: &Estate, id: GuestId, c: &LxcConfig) -> GuestConfig {
     if let Some(mac) = &c.mac_address {
         cfg.set("net.mac", canonical::mac(mac));
     }
-    if !c.pct_options.is_empty() {
-        cfg.set("flags", canonical::flags(c.pct_options.iter().map(String::as_str)));
+    let mut flags: Vec<&str> = c.pct_options.iter().flat_map(|o| o.split(',')).collect();
+    // `apparmor_manages_nesting` is the nesting flag; a feature that needs nesting turns it on
+    // when neither the container nor its template has it, as the shell version did.
+    let needs_nesting =
+        c.features.iter().any(|f| phoenix_config::features::feature(f).is_some_and(|s| s.needs_nesting));
+    let written = flags.iter().any(|f| f.split('=').next().map(str::trim) == Some("nesting"));
+    if !written && (c.apparmor_manages_nesting == Some(true) || (needs_nesting && estate.nesting_setting(id).is_none()))
+    {
+        flags.push("nesting=1");
+    }
+    if !flags.is_empty() {
+        cfg.set("flags", canonical::flags(flags));
     }
     if let Some(b) = c.start_at_boot {
         cfg.set("onboot", flag(b));
@@ -259,6 +270,7 @@ fn firewall_rule(r: &FirewallRule) -> canonical::FirewallRule {
         proto: r.proto.clone(),
         port: r.port.clone(),
         sport: r.sport.clone(),
+        iface: r.iface.clone(),
         comment: r.comment.clone(),
         enabled: r.enabled.unwrap_or(true),
         ..canonical::FirewallRule::default()
@@ -380,6 +392,7 @@ mod tests {
             proto: Some("tcp".into()),
             port: port.map(str::to_string),
             sport: None,
+            iface: None,
             comment: Some("ssh".into()),
             enabled,
         };

@@ -91,7 +91,7 @@ fn check_clone_source(cx: &mut Ctx<'_>, guest: &Guest) {
         ));
         return;
     }
-    if src.template_snapshot().is_none() {
+    if !src.is_clone_source() {
         let (src_file, src_path) = (src.origin.file, src.origin.path.clone());
         cx.push(
             Diagnostic::error(
@@ -99,13 +99,15 @@ fn check_clone_source(cx: &mut Ctx<'_>, guest: &Guest) {
                 file,
                 path,
                 format!(
-                    "{} {source} ({}) is not a template: it has no `template_snapshot_name` to clone from",
+                    "{} {source} ({}) is not a template: it has neither a `template_snapshot_name` to clone \
+                     from nor `is_template: true`",
                     src.kind_name(),
                     src.name()
                 ),
             )
             .hint(format!(
-                "add \"template_snapshot_name\" to {source}, or create {} from an OS template instead",
+                "add \"template_snapshot_name\" (or \"is_template\": true) to {source}, or create {} from an OS \
+                 template instead",
                 guest.id
             ))
             .note(src_file, src_path, format!("{source} is defined here")),
@@ -220,7 +222,9 @@ fn check_features(cx: &mut Ctx<'_>, guest: &Guest) {
                 )),
             );
         }
-        let Some(c) = lxc else { continue };
+        if lxc.is_none() {
+            continue;
+        }
         if spec.needs_gpu && gpus == 0 {
             cx.push(
                 Diagnostic::error(
@@ -232,32 +236,51 @@ fn check_features(cx: &mut Ctx<'_>, guest: &Guest) {
                 .hint("assign GPUs with \"gpu_assignment\": \"0\" (host GPU indices), or remove the feature"),
             );
         }
-        let nesting_written = c.pct_options.iter().any(|o| o.split('=').next().map(str::trim) == Some("nesting"));
-        if spec.needs_nesting && !nesting_written {
+        if spec.needs_nesting && cx.estate.nesting_setting(guest.id) == Some(false) {
             cx.push(
                 Diagnostic::error(
                     Code::FeatureRequirement,
                     file,
                     path,
-                    format!("feature `{name}` needs the container's `nesting` flag"),
+                    format!("feature `{name}` needs the container's `nesting` flag, which its configuration turns off"),
                 )
-                .hint("add \"nesting=1\" to `pct_options`"),
+                .hint(
+                    "set \"nesting=1\" in `pct_options` (or \"apparmor_manages_nesting\": true), or remove the feature",
+                ),
+            );
+        } else if spec.needs_nesting && cx.estate.nesting_setting(guest.id).is_none() {
+            cx.push(
+                Diagnostic::warning(
+                    Code::FeatureRequirement,
+                    file,
+                    path,
+                    format!(
+                        "feature `{name}` needs the container's `nesting` flag, which neither the container nor \
+                         the template it is cloned from sets: Phoenix turns it on (as the shell version did)"
+                    ),
+                )
+                .hint("say so in the configuration: add \"nesting=1\" to `pct_options`, or \"apparmor_manages_nesting\": true"),
             );
         }
     }
     let Some(c) = lxc else { return };
     let has = |f: &str| features.iter().any(|x| x == f) || inherited.contains(f);
     if has("vllm") {
-        if c.vllm_model.is_none() {
+        // A template, or a container that gives no model, only installs vLLM: its clones, or
+        // its application script, serve the model.
+        if c.vllm_model().is_none() && !guest.is_clone_source() && features.iter().any(|f| f == "vllm") {
             cx.push(
-                Diagnostic::error(
+                Diagnostic::warning(
                     Code::MissingField,
                     file,
                     base.clone(),
-                    "feature `vllm` needs `vllm_model`".to_string(),
+                    "feature `vllm` has no model to serve: it installs vLLM and serves nothing".to_string(),
                 )
                 .at_key()
-                .hint("add \"vllm_model\": a Hugging Face model ID, e.g. \"Qwen/Qwen2.5-7B-Instruct\""),
+                .hint(
+                    "to serve one, add \"vllm_model\" (a Hugging Face model ID) or \
+                     `vllm_engine_config.ModelConfig.model`",
+                ),
             );
         }
         if let Some(tp) = c.vllm_tensor_parallel_size.filter(|&tp| tp as usize > gpus && gpus > 0) {
@@ -353,6 +376,25 @@ const CONTAINER_FLAGS: &[&str] = &["nesting", "keyctl", "fuse", "mknod", "force_
 
 fn check_container(cx: &mut Ctx<'_>, guest: &Guest, c: &LxcConfig) {
     let (file, base) = (guest.origin.file, &guest.origin.path);
+    let source_incomplete = c.clone_from_ctid.as_deref().is_some_and(|s| cx.is_incomplete(s));
+    if unprivileged(cx, guest, c).is_none() && !source_incomplete {
+        let hint = match &c.clone_from_ctid {
+            Some(src) => format!(
+                "a clone keeps its source's setting, but {src} gives none either: add \"unprivileged\": true (or false) to one of them"
+            ),
+            None => "add \"unprivileged\": true (the safe choice) or false; only clones may leave it out".to_string(),
+        };
+        cx.push(
+            Diagnostic::error(
+                Code::MissingField,
+                file,
+                base.clone(),
+                format!("missing required field `unprivileged` in container {}", guest.id),
+            )
+            .at_key()
+            .hint(hint),
+        );
+    }
     // Template or clone.
     let defaults_template = cx.estate.hypervisor.proxmox_defaults.as_ref().and_then(|d| d.template.clone());
     match (&c.template, &c.clone_from_ctid) {
@@ -458,7 +500,7 @@ fn check_container(cx: &mut Ctx<'_>, guest: &Guest, c: &LxcConfig) {
             );
         }
     }
-    check_id_maps(cx, file, base, c);
+    check_id_maps(cx, guest, c);
     check_mounts_and_volumes(cx, file, base, c);
     if let Some(script) = &c.application_script {
         cx.require_file(file, base.key("application_script"), "application script", script);
@@ -518,11 +560,17 @@ fn parse_port_pair(s: &str) -> Result<(u16, u16), String> {
     }
 }
 
-fn check_id_maps(cx: &mut Ctx<'_>, file: FileKind, base: &JsonPath, c: &LxcConfig) {
+/// Whether a container runs unprivileged: its own setting, or its clone source's.
+fn unprivileged(cx: &Ctx<'_>, guest: &Guest, c: &LxcConfig) -> Option<bool> {
+    c.unprivileged.or_else(|| guest.clone_source().and_then(|s| s.parse().ok()).and_then(|s| cx.estate.unprivileged(s)))
+}
+
+fn check_id_maps(cx: &mut Ctx<'_>, guest: &Guest, c: &LxcConfig) {
+    let (file, base) = (guest.origin.file, &guest.origin.path);
     if c.id_maps.is_empty() {
         return;
     }
-    if !c.unprivileged {
+    if unprivileged(cx, guest, c) == Some(false) {
         cx.push(
             Diagnostic::error(
                 Code::Conflict,
@@ -634,14 +682,24 @@ fn check_vm(cx: &mut Ctx<'_>, guest: &Guest, v: &VmConfig) {
     if let Some(image) = &v.template_image
         && (cx.backend_is_local() || !image.starts_with('/'))
     {
-        cx.require_file(file, base.key("template_image"), "cloud image", image);
+        let release = defaults.ubuntu_release.as_deref();
+        let downloaded = crate::cloud_image::is_bare_name(image)
+            && !cx.fs.is_file(&cx.sources.resolve(image))
+            && crate::cloud_image::download_url(image, release).is_some();
+        if !downloaded {
+            cx.require_file(file, base.key("template_image"), "cloud image", image);
+        }
     }
     if let Some(key) = v.user_config.as_ref().and_then(|u| u.ssh_public_key.as_deref()) {
         check_ssh_key(cx, file, base.key("user_config").key("ssh_public_key"), key);
     }
 }
 
+/// Checks an SSH public key; an empty one means none, as the shell version read it.
 pub(super) fn check_ssh_key(cx: &mut Ctx<'_>, file: FileKind, path: JsonPath, key: &str) {
+    if key.trim().is_empty() {
+        return;
+    }
     let kind = key.split_whitespace().next().unwrap_or_default();
     let known = kind.starts_with("ssh-") || kind.starts_with("ecdsa-sha2-") || kind.starts_with("sk-");
     if !known || key.split_whitespace().count() < 2 {

@@ -103,6 +103,9 @@ pub struct FirewallRule {
     pub sport: Option<String>,
     /// Free text shown in Proxmox.
     pub comment: Option<String>,
+    /// Limit the rule to traffic on this network interface of the guest (`net0`) or host (`vmbr0`).
+    #[schemars(regex(pattern = r"^[A-Za-z][A-Za-z0-9_.-]{0,19}$"))]
+    pub iface: Option<String>,
     /// Whether the rule is active (default true).
     pub enabled: Option<bool>,
 }

@@ -302,17 +302,17 @@ pub enum StorageIds {
 #[serde(deny_unknown_fields)]
 pub struct ProxmoxDefaults {
     /// CPU cores.
-    #[schemars(range(min = 1, max = 32))]
+    #[schemars(range(min = 1, max = 8192))]
     pub cores: Option<u32>,
     /// Memory in MiB.
-    #[schemars(range(min = 512, max = 131072))]
+    #[schemars(range(min = 16))]
     pub memory_mb: Option<u32>,
     /// Swap in MiB.
     pub swap_mb: Option<u32>,
     /// Storage ID for root disks.
     pub storage_pool: Option<String>,
     /// Root disk size in GiB.
-    #[schemars(range(min = 10, max = 1024))]
+    #[schemars(range(min = 1))]
     pub storage_size_gb: Option<u32>,
     /// Bridge.
     pub network_bridge: Option<String>,

@@ -35,22 +35,21 @@ pub struct LxcConfig {
     /// Host name of the container (a DNS name).
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
-    /// Memory limit in MiB.
-    #[schemars(range(min = 512, max = 131072))]
+    /// Memory limit in MiB (Proxmox's range: 16 and up).
+    #[schemars(range(min = 16))]
     pub memory_mb: u32,
     /// Swap limit in MiB (default 0 on Proxmox: no swap).
-    #[schemars(range(max = 131072))]
     pub swap_mb: Option<u32>,
-    /// CPU cores.
-    #[schemars(range(min = 1, max = 32))]
+    /// CPU cores (Proxmox's range: 1 to 8192).
+    #[schemars(range(min = 1, max = 8192))]
     pub cores: u32,
     /// OS template: a host path to a rootfs tarball (`.tar.gz`, `.tar.xz`, `.tar.zst`) or a storage
     /// volume ID such as `local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst`. Used when there is no `clone_from_ctid`.
     pub template: Option<String>,
     /// Storage ID for the root disk.
     pub storage_pool: String,
-    /// Root disk size in GiB; grown, never shrunk.
-    #[schemars(range(min = 10, max = 1024))]
+    /// Root disk size in GiB (any positive size); grown, never shrunk.
+    #[schemars(range(min = 1))]
     pub storage_size_gb: u32,
     /// The container's network interface.
     pub network_config: NetworkConfig,
@@ -64,8 +63,13 @@ pub struct LxcConfig {
     pub gpu_assignment: Option<String>,
     /// What the `docker` feature deploys of Portainer.
     pub portainer_role: Option<PortainerRole>,
-    /// Whether the container runs unprivileged (with a user-namespace ID map).
-    pub unprivileged: bool,
+    /// Whether the container runs unprivileged (with a user-namespace ID map). Required, except
+    /// for a clone, which keeps its source's setting when it gives none (as `pct clone` does).
+    pub unprivileged: Option<bool>,
+    /// Make the container a Proxmox template once customized; clones of it are made from the
+    /// template itself (no snapshot needed).
+    #[serde(default)]
+    pub is_template: bool,
     /// Marks a template: after customization a snapshot with this name is taken, and clones use it.
     /// A letter, then letters, digits, `_` or `-`; 2 to 40 characters.
     #[schemars(regex(pattern = r"^[A-Za-z][A-Za-z0-9_-]{1,39}$"))]
@@ -111,6 +115,9 @@ pub struct LxcConfig {
     pub id_maps: Vec<IdMap>,
     /// AppArmor profile name, or `unconfined`.
     pub apparmor_profile: Option<String>,
+    /// The container may nest (run Docker, systemd sandboxes): the same as the feature flag
+    /// `nesting=1`, which Proxmox writes as `lxc.apparmor.allow_nesting` and the nesting include.
+    pub apparmor_manages_nesting: Option<bool>,
     /// Cluster node the container lives on (Proxmox backend; default: the backend's node).
     pub node: Option<String>,
     /// Services exposed through the gateway.
@@ -140,6 +147,16 @@ pub struct LxcConfig {
     pub vllm_max_model_len: Option<u32>,
     /// vLLM engine settings by section; each key becomes a `--kebab-case` argument.
     pub vllm_engine_config: Option<VllmEngineConfig>,
+}
+
+impl LxcConfig {
+    /// The model vLLM serves: `vllm_model`, or `vllm_engine_config.ModelConfig.model` (the form
+    /// later files use).
+    pub fn vllm_model(&self) -> Option<&str> {
+        self.vllm_model.as_deref().or_else(|| {
+            self.vllm_engine_config.as_ref().and_then(|e| e.model_config.get("model")).and_then(|m| m.as_str())
+        })
+    }
 }
 
 /// The container's network interface.

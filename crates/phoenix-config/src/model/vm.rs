@@ -26,11 +26,14 @@ pub struct VmFile {
 pub struct VmDefaults {
     /// Cloud image or template used when a VM gives none.
     pub template: Option<String>,
+    /// Ubuntu release (`noble`, `jammy`, ...) whose cloud images a bare `template_image` name
+    /// such as `noble-server-cloudimg-amd64.img` is downloaded from.
+    pub ubuntu_release: Option<String>,
     /// CPU cores.
-    #[schemars(range(min = 1, max = 512))]
+    #[schemars(range(min = 1))]
     pub cores: Option<u32>,
-    /// Memory in MiB.
-    #[schemars(range(min = 256, max = 4194304))]
+    /// Memory in MiB (Proxmox's range: 16 and up).
+    #[schemars(range(min = 16))]
     pub memory_mb: Option<u32>,
     /// Boot disk size in GiB.
     #[schemars(range(min = 1, max = 65536))]
@@ -51,22 +54,26 @@ pub struct VmConfig {
     /// VM name (a DNS name).
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
-    /// Make this VM a template once customized.
+    /// Make this VM a Proxmox template once customized; clones of it are made from the template
+    /// itself (no snapshot needed).
     #[serde(default)]
     pub is_template: bool,
-    /// Create this VM as a clone of that VM at its `template_snapshot_name`.
+    /// Create this VM as a clone of that VM: of its `template_snapshot_name`, or of the VM itself
+    /// when it `is_template`.
     pub clone_from_vmid: Option<u32>,
-    /// Cloud image file the VM's disk is imported from.
+    /// Cloud image the VM's disk is imported from: a file on the host, a storage volume, or a
+    /// bare Ubuntu cloud-image name (`noble-server-cloudimg-amd64.img`) that is downloaded from
+    /// `cloud-images.ubuntu.com`.
     pub template_image: Option<String>,
     /// Snapshot taken after customization; clones use it. A letter, then letters, digits, `_` or
     /// `-`; 2 to 40 characters.
     #[schemars(regex(pattern = r"^[A-Za-z][A-Za-z0-9_-]{1,39}$"))]
     pub template_snapshot_name: Option<String>,
     /// CPU cores (default from `vm_defaults`).
-    #[schemars(range(min = 1, max = 512))]
+    #[schemars(range(min = 1))]
     pub cores: Option<u32>,
-    /// Memory in MiB (default from `vm_defaults`).
-    #[schemars(range(min = 256, max = 4194304))]
+    /// Memory in MiB, 16 and up (default from `vm_defaults`).
+    #[schemars(range(min = 16))]
     pub memory_mb: Option<u32>,
     /// Boot disk size in GiB (default from `vm_defaults`); grown, never shrunk.
     #[schemars(range(min = 1, max = 65536))]

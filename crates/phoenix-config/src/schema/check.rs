@@ -300,6 +300,10 @@ impl<'s> Checker<'s> {
                 self.check(&m.value, prop, &member_path, doc, out);
                 continue;
             }
+            if let Some(entry) = crate::generations::legacy_key(self.kind, path, &m.key) {
+                crate::generations::legacy_key_diagnostics(self.kind, entry, &member_path, &m.value, out);
+                continue;
+            }
             match additional {
                 Some(Schema::Bool(false)) => {
                     let d = self.unknown_key(&m.key, properties, path, &member_path);
@@ -378,13 +382,17 @@ impl<'s> Checker<'s> {
         .at_key();
         let known: Vec<&str> =
             properties.map(|p| p.keys().map(String::as_str).filter(|k| *k != "$schema").collect()).unwrap_or_default();
+        let older: Vec<&str> = crate::generations::legacy_keys_at(self.kind, parent).collect();
         if let Some(c) = closest(key, known.iter().copied()) {
             d = d.hint(format!("did you mean `{c}`?"));
+        } else if let Some(c) = closest(key, older.iter().copied()) {
+            d = d.hint(format!("did you mean `{c}` (a key of an older generation, not used by Phoenix)?"));
         } else if known.len() <= 12 {
-            d = d.hint(format!("the keys here are: {}", known.join(", ")));
+            d = d.hint(format!("no generation of the format has it here; the keys here are: {}", known.join(", ")));
         } else {
             d = d.hint(
-                "this key belongs to no version of the format; see the configuration reference (`phoenix schema`)",
+                "no generation of the format (August 2025 on) has this key here; the keys are listed in \
+                 docs/configuration.md and `phoenix schema`",
             );
         }
         d

@@ -33,11 +33,32 @@ pub fn reference_markdown() -> String {
             table(&mut s, schema, def, &mut queue);
         }
     }
+    legacy_keys(&mut s);
     s.push_str("## Diagnostic codes\n\n| code | meaning |\n| --- | --- |\n");
     for code in Code::ALL {
         let _ = writeln!(s, "| `{}` | {} |", code.as_str(), code.description());
     }
     s
+}
+
+/// The keys of older generations, with what Phoenix does with each.
+fn legacy_keys(s: &mut String) {
+    use crate::generations::{Fate, LEGACY_KEYS};
+    s.push_str(
+        "## Keys of older generations\n\nAccepted with a `legacy-key` warning that says what Phoenix does instead \
+         (see [configuration.md](configuration.md#generations-of-the-format)).\n\n\
+         | file | in | key | format | what Phoenix does |\n| --- | --- | --- | --- | --- |\n",
+    );
+    for k in LEGACY_KEYS {
+        let files: Vec<&str> = k.files.iter().map(|f| f.file_name()).collect();
+        let parent = if k.parent.is_empty() { "top level".to_string() } else { format!("`{}`", k.parent) };
+        let fate = match k.fate {
+            Fate::NotUsed(instead) => format!("not used: {instead}"),
+            Fate::Ignored => "ignored: no version of the shell read it".to_string(),
+        };
+        let _ = writeln!(s, "| {} | {parent} | `{}` | {} | {fate} |", files.join(", "), k.key, k.generation.label());
+    }
+    s.push('\n');
 }
 
 /// A table of an object's keys, or the alternatives of an enum; names of referenced definitions
