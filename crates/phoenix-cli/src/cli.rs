@@ -112,6 +112,33 @@ pub enum Command {
     /// Build OS templates for the local LXC backend.
     #[command(subcommand)]
     Template(TemplateCommand),
+    /// Work on the configuration files themselves.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+/// What `phoenix config` does.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Rewrite files of an older generation of the format in the current form.
+    ///
+    /// Older forms (a v0 `features` string, `clone_from_template_ctid`, `static_ip`, samba paths
+    /// and options written as strings, ZFS properties as objects, `firewall` inside
+    /// `shared_volumes`, ...) are rewritten as `validate` reads them; everything else is kept as
+    /// written, keys of older generations included. Shows the diff first and asks on a terminal
+    /// (--yes to skip); each file changed is kept beside it as `<file>.<time>.bak`.
+    Upgrade(UpgradeArgs),
+}
+
+/// Options of `config upgrade`.
+#[derive(Debug, Args)]
+pub struct UpgradeArgs {
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Show the diff, and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// Templates `phoenix` can build.

@@ -4,6 +4,7 @@
 pub mod backends;
 pub mod cli;
 mod commands;
+mod diff;
 mod printer;
 mod progress;
 mod render;
@@ -83,6 +84,7 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>, io: Io, 
         Command::Destroy(args) => commands::destroy::run(&cx, args),
         Command::Schema(args) => commands::schema::run(&printer, args),
         Command::Completions(args) => commands::completions::run(&printer, args),
+        Command::Config(cli::ConfigCommand::Upgrade(args)) => commands::upgrade::run(&cx, args),
         Command::SetupHypervisor => commands::not_implemented(&printer, "setup-hypervisor"),
         Command::Template(cli::TemplateCommand::Busybox { out, busybox }) => {
             match phoenix_lxc::template::build_busybox(busybox, out) {

@@ -340,6 +340,32 @@ pub fn upgrade(kind: FileKind, root: &mut Node) -> Vec<Diagnostic> {
     out
 }
 
+/// A file rewritten in the current form.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Upgraded {
+    /// The new text: the original, changed only where an older form was.
+    pub text: String,
+    /// What changed, one line each.
+    pub changes: Vec<String>,
+}
+
+/// Rewrites a file's text in the current form (what [`upgrade`] reads it as), keeping
+/// everything else as written, keys of older generations included. `Ok(None)` when the file is
+/// already in the current form; an error when it does not parse, or holds an older form that
+/// contradicts the current one (nothing can be rewritten without losing one of them).
+pub fn upgrade_text(kind: FileKind, text: &str) -> Result<Option<Upgraded>, String> {
+    let mut doc = crate::json::parse(text).map_err(|e| e.message)?;
+    let diags = upgrade(kind, &mut doc.root);
+    if let Some(e) = diags.iter().find(|d| d.severity == crate::diagnostic::Severity::Error) {
+        return Err(format!("{}: {}", e.path, e.message));
+    }
+    if diags.is_empty() {
+        return Ok(None);
+    }
+    let text = crate::json::render_like(&doc.root, text);
+    Ok(Some(Upgraded { text, changes: diags.into_iter().map(|d| format!("{}: {}", d.path, d.message)).collect() }))
+}
+
 fn legacy_form(file: FileKind, path: JsonPath, span: Span, message: String) -> Diagnostic {
     Diagnostic::warning(Code::LegacyForm, file, path, message)
         .at_span(span)
@@ -687,6 +713,29 @@ mod tests {
         assert!(value["shared_volumes"].get("firewall").is_none());
         // Empty properties say what the current form says: no warning for them.
         assert_eq!(diags.len(), 4, "{diags:#?}");
+    }
+
+    #[test]
+    fn an_upgraded_file_differs_from_its_original_only_where_an_older_form_was() {
+        let original = "{\n    \"lxc_configs\": {\n        \"900\": {\n            \"name\": \"base\",\n            \"memory_mb\": 2048,\n            \"ratio\": 0.90,\n            \"features\": \"nesting=1,keyctl=1\",\n            \"network_config\": { \"ip\": \"10.0.0.5/24\" },\n            \"enable_lifecycle_snapshots\": true\n        }\n    }\n}\n";
+        let up = upgrade_text(FileKind::Lxc, original).expect("parses").expect("changed");
+        let expected = original.replace(
+            "\"features\": \"nesting=1,keyctl=1\",\n            \"network_config\": { \"ip\": \"10.0.0.5/24\" },\n            \"enable_lifecycle_snapshots\": true",
+            "\"network_config\": { \"ip\": \"10.0.0.5/24\" },\n            \"enable_lifecycle_snapshots\": true,\n            \"pct_options\": [\n                \"nesting=1\",\n                \"keyctl=1\"\n            ]",
+        );
+        assert_eq!(up.text, expected);
+        assert_eq!(up.changes.len(), 1);
+        // The key of an older generation is kept; the number keeps its spelling.
+        assert!(up.text.contains("enable_lifecycle_snapshots") && up.text.contains("0.90"));
+        // Upgrading again changes nothing.
+        assert_eq!(upgrade_text(FileKind::Lxc, &up.text), Ok(None));
+    }
+
+    #[test]
+    fn a_file_whose_older_form_contradicts_the_current_one_is_not_rewritten() {
+        let text = r#"{"lxc_configs": {"900": {"static_ip": "10.0.0.6/24", "network_config": {"ip": "10.0.0.5/24"}}}}"#;
+        let err = upgrade_text(FileKind::Lxc, text).expect_err("refused");
+        assert!(err.contains("differs from `network_config.ip`"), "{err}");
     }
 
     #[test]

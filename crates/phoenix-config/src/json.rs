@@ -500,6 +500,100 @@ impl Parser<'_> {
     }
 }
 
+/// Writes a value back as JSON text in the style of `original`, the text it was parsed from:
+/// every part that is unchanged (same value, at the same depth) is copied from `original` as it
+/// was written, and only what changed is written anew, indented as the file is. Numbers keep
+/// their spelling. So a rewritten file differs from its original only where its values do.
+pub fn render_like(node: &Node, original: &str) -> String {
+    let unit = indent_unit(original);
+    let mut out = String::new();
+    Renderer { text: original, unit: &unit }.value(node, 0, &mut out);
+    if original.ends_with('\n') {
+        out.push('\n');
+    }
+    out
+}
+
+/// The indentation of one level in a text: that of its first indented line (4 spaces if none).
+fn indent_unit(text: &str) -> String {
+    text.lines().map(|l| &l[..l.len() - l.trim_start().len()]).find(|w| !w.is_empty()).unwrap_or("    ").to_string()
+}
+
+struct Renderer<'a> {
+    text: &'a str,
+    unit: &'a str,
+}
+
+impl Renderer<'_> {
+    fn value(&self, node: &Node, depth: usize, out: &mut String) {
+        if let Some(slice) = self.verbatim(node, depth) {
+            out.push_str(slice);
+            return;
+        }
+        let quote = |s: &str| serde_json::Value::String(s.to_string()).to_string();
+        match &node.value {
+            Value::Null => out.push_str("null"),
+            Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            Value::Number(n) => out.push_str(n),
+            Value::String(s) => out.push_str(&quote(s)),
+            Value::Array(items) if items.is_empty() => out.push_str("[]"),
+            Value::Object(members) if members.is_empty() => out.push_str("{}"),
+            Value::Array(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    out.push_str(if i == 0 { "\n" } else { ",\n" });
+                    out.push_str(&self.unit.repeat(depth + 1));
+                    self.value(item, depth + 1, out);
+                }
+                out.push('\n');
+                out.push_str(&self.unit.repeat(depth));
+                out.push(']');
+            }
+            Value::Object(members) => {
+                out.push('{');
+                for (i, m) in members.iter().enumerate() {
+                    out.push_str(if i == 0 { "\n" } else { ",\n" });
+                    out.push_str(&self.unit.repeat(depth + 1));
+                    out.push_str(&quote(&m.key));
+                    out.push_str(": ");
+                    self.value(&m.value, depth + 1, out);
+                }
+                out.push('\n');
+                out.push_str(&self.unit.repeat(depth));
+                out.push('}');
+            }
+        }
+    }
+
+    /// The original text of a value, when it still holds the same value and sits at the same
+    /// depth (so its inner lines are indented right).
+    fn verbatim(&self, node: &Node, depth: usize) -> Option<&str> {
+        let slice = self.text.get(node.span.start..node.span.end)?;
+        if slice.contains('\n') {
+            let line_start = self.text[..node.span.start].rfind('\n').map_or(0, |i| i + 1);
+            let line = &self.text[line_start..];
+            let indent = line.len() - line.trim_start().len();
+            if indent != self.unit.len() * depth {
+                return None;
+            }
+        }
+        let parsed = parse(slice).ok()?;
+        (parsed.root.to_serde() == node.to_serde() && same_numbers(&parsed.root, node)).then_some(slice)
+    }
+}
+
+/// Whether two values with the same content also spell their numbers the same way.
+fn same_numbers(a: &Node, b: &Node) -> bool {
+    match (&a.value, &b.value) {
+        (Value::Number(x), Value::Number(y)) => x == y,
+        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same_numbers(a, b)),
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| a.key == b.key && same_numbers(&a.value, &b.value))
+        }
+        _ => true,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,6 +7,7 @@ pub mod graph;
 pub mod plan;
 pub mod schema;
 pub mod status;
+pub mod upgrade;
 pub mod validate;
 
 use std::collections::BTreeMap;

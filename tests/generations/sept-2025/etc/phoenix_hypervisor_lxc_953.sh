@@ -1,0 +1,4 @@
+#!/bin/bash
+# Sets up the NGINX gateway.
+set -euo pipefail
+echo "gateway"
