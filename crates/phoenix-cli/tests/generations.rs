@@ -333,10 +333,18 @@ fn copy_tree(from: &Path, to: &Path) {
 }
 
 #[test]
-fn a_september_2025_stack_validates() {
-    let (code, out, err) = phoenix(&sept_2025().join("etc"), &["validate"]);
-    assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("ok: the configuration is valid: 7 container(s), 0 VM(s)"), "{out}");
+fn a_stack_of_each_generation_validates() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/generations");
+    for (dir, summary) in [
+        ("aug-2025-v0", "2 container(s), 0 VM(s)"),
+        ("sept-2025/etc", "7 container(s), 0 VM(s)"),
+        ("late-2025/etc", "5 container(s), 2 VM(s)"),
+    ] {
+        let (code, out, err) = phoenix(&root.join(dir), &["validate"]);
+        assert_eq!(code, 0, "{dir}: {out}{err}");
+        assert!(out.contains(&format!("ok: the configuration is valid: {summary}")), "{dir}: {out}");
+        assert!(!err.contains("error"), "{dir}: {err}");
+    }
 }
 
 #[test]

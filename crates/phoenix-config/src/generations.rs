@@ -84,6 +84,7 @@ use Generation::{Late2025, September2025};
 
 const NO_PORTAINER: Fate =
     NotUsed("Phoenix does not drive Portainer; the `docker` feature deploys it per `portainer_role`");
+const NO_VM_PORTAINER: Fate = NotUsed("Phoenix sets up no Portainer in VMs; a feature or script can");
 const NO_TRAEFIK: Fate = NotUsed("Phoenix routes guests through its NGINX gateway: declare the guest's `services`");
 const NO_SYNC: Fate = NotUsed("Phoenix has no sync step after a guest completes");
 const NO_TESTS: Fate =
@@ -205,11 +206,11 @@ pub const LEGACY_KEYS: &[LegacyKey] = &[
     key(VMS, "vms.*", "docker_stacks", Late2025, NO_DOCKER_STACKS),
     key(VMS, "vms.*", "docker_compose_files", Late2025, NO_DOCKER_STACKS),
     key(VMS, "vms.*", "docker_firewall_rules", Late2025, NotUsed("the VM's rules are its `firewall`")),
-    key(VMS, "vms.*", "portainer_role", Late2025, NO_PORTAINER),
-    key(VMS, "vms.*", "portainer_environment_name", Late2025, NO_PORTAINER),
-    key(VMS, "vms.*", "portainer_agent_hostname", Late2025, NO_PORTAINER),
-    key(VMS, "vms.*", "portainer_admin_user", Late2025, NO_PORTAINER),
-    key(VMS, "vms.*", "portainer_admin_password", Late2025, NO_PORTAINER),
+    key(VMS, "vms.*", "portainer_role", Late2025, NO_VM_PORTAINER),
+    key(VMS, "vms.*", "portainer_environment_name", Late2025, NO_VM_PORTAINER),
+    key(VMS, "vms.*", "portainer_agent_hostname", Late2025, NO_VM_PORTAINER),
+    key(VMS, "vms.*", "portainer_admin_user", Late2025, NO_VM_PORTAINER),
+    key(VMS, "vms.*", "portainer_admin_password", Late2025, NO_VM_PORTAINER),
     key(VMS, "vms.*", "traefik_service", Late2025, NO_TRAEFIK),
     key(VMS, "vms.*", "trigger_sync_on_completion", Late2025, NO_SYNC),
     key(VMS, "vms.*", "dns_records", Late2025, NotUsed("Phoenix sets up no DNS server")),

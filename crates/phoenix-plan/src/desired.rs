@@ -147,6 +147,41 @@ fn nameservers(ns: Option<&OneOrMany<String>>) -> Option<String> {
     ns.map(|n| n.as_slice().join(" "))
 }
 
+/// A container's feature flags, when its own configuration says anything of them: those of its
+/// clone sources (a clone keeps its template's), overridden flag by flag by its own
+/// `pct_options`; `apparmor_manages_nesting` is the nesting flag; a feature that needs nesting
+/// turns it on when nothing says, as the shell version did. `None` leaves the flags the
+/// container was created or cloned with.
+fn container_flags(estate: &Estate, id: GuestId, c: &LxcConfig) -> Option<String> {
+    let needs_nesting =
+        c.features.iter().any(|f| phoenix_config::features::feature(f).is_some_and(|s| s.needs_nesting));
+    let auto_nesting = needs_nesting && estate.nesting_setting(id).is_none();
+    if c.pct_options.is_empty() && c.apparmor_manages_nesting.is_none() && !auto_nesting {
+        return None;
+    }
+    let mut flags: BTreeMap<String, String> = BTreeMap::new();
+    let chain = estate.clone_chain(id);
+    for level in chain.iter().rev().filter_map(|g| g.as_lxc()) {
+        let own: Vec<(String, String)> = level
+            .pct_options
+            .iter()
+            .flat_map(|o| o.split(','))
+            .filter_map(|f| f.split_once('='))
+            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+            .collect();
+        if let Some(on) = level.apparmor_manages_nesting
+            && !own.iter().any(|(k, _)| k == "nesting")
+        {
+            flags.insert("nesting".into(), flag(on).into());
+        }
+        flags.extend(own);
+    }
+    if auto_nesting {
+        flags.insert("nesting".into(), "1".into());
+    }
+    Some(canonical::flags(flags.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().iter().map(String::as_str)))
+}
+
 fn lxc_config(estate: &Estate, id: GuestId, c: &LxcConfig) -> GuestConfig {
     let mut cfg = GuestConfig::default();
     cfg.set("hostname", &c.name);
@@ -174,18 +209,8 @@ fn lxc_config(estate: &Estate, id: GuestId, c: &LxcConfig) -> GuestConfig {
     if let Some(mac) = &c.mac_address {
         cfg.set("net.mac", canonical::mac(mac));
     }
-    let mut flags: Vec<&str> = c.pct_options.iter().flat_map(|o| o.split(',')).collect();
-    // `apparmor_manages_nesting` is the nesting flag; a feature that needs nesting turns it on
-    // when neither the container nor its template has it, as the shell version did.
-    let needs_nesting =
-        c.features.iter().any(|f| phoenix_config::features::feature(f).is_some_and(|s| s.needs_nesting));
-    let written = flags.iter().any(|f| f.split('=').next().map(str::trim) == Some("nesting"));
-    if !written && (c.apparmor_manages_nesting == Some(true) || (needs_nesting && estate.nesting_setting(id).is_none()))
-    {
-        flags.push("nesting=1");
-    }
-    if !flags.is_empty() {
-        cfg.set("flags", canonical::flags(flags));
+    if let Some(flags) = container_flags(estate, id, c) {
+        cfg.set("flags", flags);
     }
     if let Some(b) = c.start_at_boot {
         cfg.set("onboot", flag(b));

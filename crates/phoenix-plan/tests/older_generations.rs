@@ -1,0 +1,91 @@
+//! The desired state of users' files of older generations (`tests/generations/`): what the
+//! shell did, Phoenix does — clones keep their source's `unprivileged` and feature flags,
+//! `apparmor_manages_nesting` is the nesting flag, a v0 `features` string is feature flags.
+
+use std::path::Path;
+
+use phoenix_plan::{Desired, desired};
+
+fn desired_of(generation: &str) -> Desired {
+    let fs = phoenix_config::RealFilesystem;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/generations").join(generation);
+    let (sources, early) = phoenix_config::load(&dir, &fs);
+    let v = phoenix_config::validate(&sources, early, &fs);
+    let estate = v.estate.unwrap_or_else(|| panic!("{generation} is valid: {:#?}", v.reports));
+    desired(&estate, &|_| Vec::new())
+}
+
+fn field<'a>(d: &'a Desired, id: u32, name: &str) -> Option<&'a str> {
+    d.guests[&id].config.0.get(name).map(String::as_str)
+}
+
+#[test]
+fn september_2025_clones_keep_their_sources_settings() {
+    let d = desired_of("sept-2025/etc");
+    assert_eq!(field(&d, 900, "flags"), Some("nesting=1"));
+    // 902 (docker) and 999 (docker, cloned from 902) give no flags: they keep 900's.
+    for id in [902, 999] {
+        assert_eq!(field(&d, id, "flags"), None, "{id}");
+    }
+    // 902 and 999 give no `unprivileged`: they are unprivileged like 900.
+    assert_eq!(field(&d, 902, "unprivileged"), Some("1"));
+    assert_eq!(field(&d, 999, "unprivileged"), Some("1"));
+}
+
+#[test]
+fn late_2025_apparmor_manages_nesting_is_the_nesting_flag() {
+    let d = desired_of("late-2025/etc");
+    for id in [900, 901, 910, 801, 102] {
+        assert_eq!(field(&d, id, "flags"), Some("nesting=1"), "{id}");
+    }
+    // 910 gives no `unprivileged`: it keeps 901's.
+    assert_eq!(field(&d, 910, "unprivileged"), Some("1"));
+}
+
+#[test]
+fn august_2025_feature_strings_are_the_containers_feature_flags() {
+    let d = desired_of("aug-2025-v0");
+    assert_eq!(field(&d, 900, "flags"), Some("keyctl=1,nesting=1"));
+    assert_eq!(field(&d, 999, "flags"), Some("nesting=1"));
+    assert_eq!(field(&d, 900, "net.ip"), Some("10.0.0.110/24"));
+    assert!(d.guests[&900].customizations.is_empty(), "a v0 feature string names no features to install");
+}
+
+#[test]
+fn a_clone_that_sets_a_flag_keeps_those_of_its_template() {
+    let fs = phoenix_config::RealFilesystem;
+    let dir = tempfile_dir();
+    let ct = |name: &str, ip: &str, extra: &str| {
+        format!(
+            r#"{{"name": "{name}", "memory_mb": 1024, "cores": 1, "storage_pool": "local", "storage_size_gb": 8,
+                "network_config": {{"name": "eth0", "bridge": "vmbr0", "ip": "10.9.0.{ip}/24", "gw": "10.9.0.1"}} {extra}}}"#
+        )
+    };
+    let lxc = format!(
+        r#"{{"lxc_configs": {{"900": {}, "901": {}, "902": {}}}}}"#,
+        ct(
+            "tpl",
+            "10",
+            r#", "unprivileged": true, "template": "local:vztmpl/x.tar.zst", "template_snapshot_name": "tpl", "pct_options": ["nesting=1", "keyctl=1"]"#
+        ),
+        ct("fuse", "11", r#", "clone_from_ctid": "900", "pct_options": ["fuse=1", "keyctl=0"]"#),
+        ct("docker", "12", r#", "unprivileged": true, "template": "local:vztmpl/x.tar.zst", "features": ["docker"]"#),
+    );
+    std::fs::write(dir.join("phoenix_hypervisor_config.json"), "{}").expect("write");
+    std::fs::write(dir.join("phoenix_lxc_configs.json"), lxc).expect("write");
+    let (sources, early) = phoenix_config::load(&dir, &fs);
+    let v = phoenix_config::validate(&sources, early, &fs);
+    let estate = v.estate.unwrap_or_else(|| panic!("{:#?}", v.reports));
+    let d = desired(&estate, &|_| Vec::new());
+    std::fs::remove_dir_all(&dir).ok();
+    assert_eq!(field(&d, 901, "flags"), Some("fuse=1,keyctl=0,nesting=1"));
+    // Docker with nothing said of nesting: turned on, as the shell version did.
+    assert_eq!(field(&d, 902, "flags"), Some("nesting=1"));
+}
+
+/// A fresh directory under the system's temporary directory.
+fn tempfile_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("phoenix-plan-generations-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    dir
+}
