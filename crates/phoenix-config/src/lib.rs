@@ -16,6 +16,7 @@ pub mod net;
 pub mod path;
 mod repair;
 pub mod schema;
+pub mod scripts;
 pub mod secret;
 pub mod source;
 mod suggest;

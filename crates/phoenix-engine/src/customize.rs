@@ -5,11 +5,16 @@
 //! directory in the guest, runs `<dir>/run --phoenix-contract 1 --params <dir>/params.json` as an
 //! argv (never through a shell string), removes the directory, and on success records the hash in
 //! the guest's marker file.
+//!
+//! The application script is found by [`phoenix_config::scripts::find_script`], as validation
+//! finds it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use phoenix_config::RealFilesystem;
 use phoenix_config::estate::{Estate, Guest, GuestSpec};
+use phoenix_config::scripts::{ScriptNotFound, find_script};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -62,6 +67,14 @@ pub enum CustomizeError {
         path: PathBuf,
         /// Why.
         source: serde_json::Error,
+    },
+    /// A guest's application script is in none of the places it is looked for.
+    #[error("guest {guest}: {missing}")]
+    ScriptNotFound {
+        /// The guest.
+        guest: u32,
+        /// The script and every place looked.
+        missing: ScriptNotFound,
     },
     /// A guest names a feature the library does not have.
     #[error("guest {guest} uses feature `{name}`, which the feature library does not provide")]
@@ -173,7 +186,8 @@ fn guest_jobs(g: &Guest, library: &FeatureLibrary, config_dir: &Path) -> Result<
     if let GuestSpec::Lxc(c) = &g.spec
         && let Some(script) = &c.application_script
     {
-        let path = if Path::new(script).is_absolute() { PathBuf::from(script) } else { config_dir.join(script) };
+        let path = find_script(config_dir, script, &RealFilesystem)
+            .map_err(|missing| CustomizeError::ScriptNotFound { guest: g.id, missing })?;
         let bytes = std::fs::read(&path).map_err(|source| CustomizeError::Read { path: path.clone(), source })?;
         let params = serde_json::json!({ "guest": guest, "ports": c.ports, "services": c.services });
         jobs.push(Job::new("script".to_string(), bytes, params));
@@ -188,4 +202,68 @@ pub fn customizations(jobs: &BTreeMap<u32, Vec<Job>>, guest: &Guest) -> Vec<phoe
         .flatten()
         .map(|j| phoenix_plan::Customization { key: j.key.clone(), hash: j.hash.clone() })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HV: &str = r#"{"backend": {"type": "lxc", "bridges": {"vmbr0": {"address": "10.9.0.1/24"}}, "storage": {"local": "/srv/local"}}}"#;
+
+    /// A directory laid out as the shell version's: `etc/` with the files, the script in `script_dir`.
+    fn shell_layout(script_dir: &str) -> (tempfile::TempDir, Estate) {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let etc = tmp.path().join("etc");
+        let scripts = tmp.path().join(script_dir);
+        std::fs::create_dir_all(&etc).expect("mkdir");
+        std::fs::create_dir_all(&scripts).expect("mkdir");
+        std::fs::write(scripts.join("phoenix_hypervisor_lxc_950.sh"), "#!/bin/sh\necho 950\n").expect("write");
+        std::fs::write(etc.join("phoenix_hypervisor_config.json"), HV).expect("write");
+        std::fs::write(
+            etc.join("phoenix_lxc_configs.json"),
+            r#"{"lxc_configs": {"950": {"name": "vllm-qwen", "memory_mb": 2048, "cores": 2, "storage_pool": "local",
+                "storage_size_gb": 10, "template": "local:vztmpl/x.tar.zst", "unprivileged": true,
+                "network_config": {"name": "eth0", "bridge": "vmbr0", "ip": "10.9.0.50/24", "gw": "10.9.0.1"},
+                "ports": ["8000:8000"], "services": [{"name": "qwen", "port": 8000, "path": "/v1/qwen/"}],
+                "tags": ["ai"], "application_script": "phoenix_hypervisor_lxc_950.sh"}}}"#,
+        )
+        .expect("write");
+        let fs = RealFilesystem;
+        let (sources, early) = phoenix_config::load(&etc, &fs);
+        let v = phoenix_config::validate(&sources, early, &fs);
+        let estate = v.estate.clone().unwrap_or_else(|| panic!("invalid: {:#?}", v.reports));
+        (tmp, estate)
+    }
+
+    #[test]
+    fn the_application_script_is_found_in_the_shell_layout() {
+        for dir in ["bin", "bin/lxc_setup", "etc"] {
+            let (tmp, estate) = shell_layout(dir);
+            let jobs = prepare(&estate, &FeatureLibrary::default(), &tmp.path().join("etc")).expect("prepare");
+            let job = jobs[&950].iter().find(|j| j.key == "script").expect("script job");
+            assert_eq!(job.script, b"#!/bin/sh\necho 950\n", "from {dir}");
+            assert_eq!(job.params["guest"], serde_json::json!({"id": 950, "name": "vllm-qwen"}));
+        }
+    }
+
+    #[test]
+    fn a_missing_script_names_every_place_looked() {
+        let (tmp, estate) = shell_layout("bin");
+        let etc = tmp.path().join("etc");
+        std::fs::remove_file(tmp.path().join("bin/phoenix_hypervisor_lxc_950.sh")).expect("rm");
+        let err = prepare(&estate, &FeatureLibrary::default(), &etc).expect_err("missing script");
+        let text = err.to_string();
+        for place in [
+            "etc/phoenix_hypervisor_lxc_950.sh",
+            "bin/phoenix_hypervisor_lxc_950.sh",
+            "bin/lxc_setup/phoenix_hypervisor_lxc_950.sh",
+        ] {
+            let full = tmp.path().join(place);
+            assert!(text.contains(&full.display().to_string()), "{place} missing from: {text}");
+        }
+        assert!(
+            text.starts_with("guest 950: application script \"phoenix_hypervisor_lxc_950.sh\" does not exist"),
+            "{text}"
+        );
+    }
 }

@@ -461,7 +461,7 @@ fn check_container(cx: &mut Ctx<'_>, guest: &Guest, c: &LxcConfig) {
     check_id_maps(cx, file, base, c);
     check_mounts_and_volumes(cx, file, base, c);
     if let Some(script) = &c.application_script {
-        cx.require_file(file, base.key("application_script"), "application script", script);
+        cx.require_script(file, base.key("application_script"), script);
     }
     if let Some(Backend::Lxc(lxc)) = &cx.estate.hypervisor.backend
         && !lxc.storage.contains_key(&c.storage_pool)

@@ -112,6 +112,21 @@ impl<'a> Ctx<'a> {
         false
     }
 
+    /// Reports an application script found in none of the places it is looked for
+    /// ([`crate::scripts::find_script`]), naming each of them.
+    fn require_script(&mut self, file: FileKind, path: JsonPath, script: &str) {
+        if let Err(missing) = crate::scripts::find_script(&self.sources.dir, script, self.fs) {
+            self.push(Diagnostic::error(Code::FileNotFound, file, path, missing.to_string()).hint(
+                if script.starts_with('/') {
+                    "check the path, or create the file"
+                } else {
+                    "relative scripts are looked for in the configuration directory, then in `../bin` and \
+                     `../bin/lxc_setup` beside it; check the name, or create the file"
+                },
+            ));
+        }
+    }
+
     /// Reports a local file that does not exist.
     fn require_file(&mut self, file: FileKind, path: JsonPath, what: &str, value: &str) {
         let resolved = self.sources.resolve(value);
