@@ -6,8 +6,12 @@
 //! argv (never through a shell string), removes the directory, and on success records the hash in
 //! the guest's marker file.
 //!
-//! The application script is found by [`phoenix_config::scripts::find_script`], as validation
-//! finds it.
+//! The parameters file of a feature is `{"guest": {"id", "name"}, "params": {...}}`, the keys its
+//! manifest names. That of the application script is the container's whole configuration block
+//! as the typed model serialises it, with `guest` (`{"id", "name"}`) added, and `ports` and
+//! `services` as before: the shell version's scripts read `.vllm_engine_config` or `.ports` from
+//! it unchanged. The script itself is found by [`phoenix_config::scripts::find_script`], as
+//! validation finds it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -189,8 +193,17 @@ fn guest_jobs(g: &Guest, library: &FeatureLibrary, config_dir: &Path) -> Result<
         let path = find_script(config_dir, script, &RealFilesystem)
             .map_err(|missing| CustomizeError::ScriptNotFound { guest: g.id, missing })?;
         let bytes = std::fs::read(&path).map_err(|source| CustomizeError::Read { path: path.clone(), source })?;
-        let params = serde_json::json!({ "guest": guest, "ports": c.ports, "services": c.services });
-        jobs.push(Job::new("script".to_string(), bytes, params));
+        let mut params = serde_json::Map::new();
+        params.insert("guest".into(), guest);
+        params.insert("ports".into(), serde_json::json!(c.ports));
+        params.insert("services".into(), serde_json::json!(c.services));
+        // The whole block, as the shell's scripts read it (`.vllm_engine_config`, `.ports`, ...).
+        if let serde_json::Value::Object(block) = whole {
+            for (k, v) in block {
+                params.entry(k).or_insert(v);
+            }
+        }
+        jobs.push(Job::new("script".to_string(), bytes, serde_json::Value::Object(params)));
     }
     Ok(jobs)
 }
@@ -236,14 +249,40 @@ mod tests {
     }
 
     #[test]
-    fn the_application_script_is_found_in_the_shell_layout() {
+    fn the_application_script_is_found_in_the_shell_layout_and_gets_the_whole_block() {
         for dir in ["bin", "bin/lxc_setup", "etc"] {
             let (tmp, estate) = shell_layout(dir);
             let jobs = prepare(&estate, &FeatureLibrary::default(), &tmp.path().join("etc")).expect("prepare");
             let job = jobs[&950].iter().find(|j| j.key == "script").expect("script job");
             assert_eq!(job.script, b"#!/bin/sh\necho 950\n", "from {dir}");
-            assert_eq!(job.params["guest"], serde_json::json!({"id": 950, "name": "vllm-qwen"}));
+            let p = &job.params;
+            // What scripts got before, unchanged.
+            assert_eq!(p["guest"], serde_json::json!({"id": 950, "name": "vllm-qwen"}));
+            assert_eq!(p["ports"], serde_json::json!(["8000:8000"]));
+            assert_eq!(p["services"][0]["path"], "/v1/qwen/");
+            // And the container's whole block, as the model writes it.
+            assert_eq!(p["memory_mb"], 2048);
+            assert_eq!(p["network_config"]["ip"], "10.9.0.50/24");
+            assert_eq!(p["tags"], serde_json::json!(["ai"]));
+            assert_eq!(p["application_script"], "phoenix_hypervisor_lxc_950.sh");
+            let whole = serde_json::to_value(estate.guests[&950].as_lxc().expect("container")).expect("json");
+            for (k, v) in whole.as_object().expect("object") {
+                assert_eq!(&p[k], v, "key {k}");
+            }
         }
+    }
+
+    #[test]
+    fn a_change_anywhere_in_the_block_changes_the_script_hash() {
+        let (tmp, estate) = shell_layout("bin");
+        let etc = tmp.path().join("etc");
+        let before = prepare(&estate, &FeatureLibrary::default(), &etc).expect("prepare")[&950][0].hash.clone();
+        let mut changed = estate.clone();
+        if let Some(GuestSpec::Lxc(c)) = changed.guests.get_mut(&950).map(|g| &mut g.spec) {
+            c.memory_mb = 4096;
+        }
+        let after = prepare(&changed, &FeatureLibrary::default(), &etc).expect("prepare")[&950][0].hash.clone();
+        assert_ne!(before, after);
     }
 
     #[test]

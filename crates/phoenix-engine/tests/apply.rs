@@ -94,21 +94,22 @@ fn changing_one_field_plans_and_applies_exactly_that_change() {
     let lib = library(&v1());
     run_apply(&backend, &prepare_run(&stack("", "#!/bin/sh\n"), &lib), &Silent, &options());
 
-    // A live change: memory of 302 only.
+    // A live change: memory of 310 only (a guest without an application script, which would
+    // run again: its parameters are the whole block).
     let cfg = stack("", "#!/bin/sh\n");
     let text = std::fs::read_to_string(cfg.path().join("phoenix_lxc_configs.json")).expect("read");
-    let needle = r#""name": "web-2", "memory_mb": 1024"#;
+    let needle = r#""name": "agg", "memory_mb": 1024"#;
     assert!(text.contains(needle));
     std::fs::write(
         cfg.path().join("phoenix_lxc_configs.json"),
-        text.replace(needle, r#""name": "web-2", "memory_mb": 2048"#),
+        text.replace(needle, r#""name": "agg", "memory_mb": 2048"#),
     )
     .expect("write");
     let p = prepare_run(&cfg, &lib);
     let plan = make_plan(&backend, &p);
     let changed: Vec<_> = plan.guests.iter().filter(|g| !g.steps.is_empty()).collect();
     assert_eq!(changed.len(), 1);
-    assert_eq!(changed[0].id, 302);
+    assert_eq!(changed[0].id, 310);
     match &changed[0].steps[0].action {
         Action::Configure { changes } => {
             assert_eq!(changes.len(), 1);
@@ -123,7 +124,7 @@ fn changing_one_field_plans_and_applies_exactly_that_change() {
     assert!(changed[0].steps.iter().all(|s| !matches!(s.action, Action::Restart | Action::Start)));
     backend.clear_calls();
     run_apply(&backend, &p, &Silent, &options());
-    assert_eq!(mutating(&backend), vec!["UpdateConfig Some(302) memory_mb".to_string()]);
+    assert_eq!(mutating(&backend), vec!["UpdateConfig Some(310) memory_mb".to_string()]);
     assert!(make_plan(&backend, &p).is_empty());
 
     // A change that needs a restart restarts that guest only.
@@ -131,20 +132,26 @@ fn changing_one_field_plans_and_applies_exactly_that_change() {
     let text = std::fs::read_to_string(cfg.path().join("phoenix_lxc_configs.json")).expect("read");
     std::fs::write(
         cfg.path().join("phoenix_lxc_configs.json"),
-        text.replace(needle, r#""name": "web-2", "memory_mb": 2048"#),
+        text.replace(needle, r#""name": "agg", "memory_mb": 2048"#),
     )
     .expect("write");
     let p = prepare_run(&cfg, &lib);
     backend.clear_calls();
     run_apply(&backend, &p, &Silent, &options());
+    // 301's block changed, so its application script runs again; nothing else of it does.
+    let (script, rest): (Vec<String>, Vec<String>) = mutating(&backend)
+        .into_iter()
+        .partition(|c| c.contains("/tmp/phoenix-script-") || c.contains(phoenix_engine::customize::MARKERS_PATH));
     assert_eq!(
-        mutating(&backend),
+        rest,
         vec![
             "UpdateConfig Some(301) apparmor".to_string(),
             "Stop Some(301) ".to_string(),
             "Start Some(301) ".to_string()
         ]
     );
+    assert!(script.iter().all(|c| c.contains("Some(301)")), "{script:?}");
+    assert_eq!(script.iter().filter(|c| c.starts_with("Exec") && c.contains("--phoenix-contract")).count(), 1);
 }
 
 #[test]
