@@ -26,4 +26,4 @@ pub use check::{Filesystem, RealFilesystem};
 pub use diagnostic::{Code, Report, Severity};
 pub use estate::Estate;
 pub use source::{FileKind, Sources};
-pub use validate::{Validation, load, validate};
+pub use validate::{Validation, load, validate, validate_with};
