@@ -18,8 +18,9 @@ use std::path::{Path, PathBuf};
 
 use phoenix_config::RealFilesystem;
 use phoenix_config::estate::{Estate, Guest, GuestSpec};
+pub use phoenix_config::features::FeatureManifest;
+use phoenix_config::features::{Catalog, FeatureSource};
 use phoenix_config::scripts::{ScriptNotFound, find_script};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// The version of the calling convention between the engine and scripts; part of every hash, so
@@ -29,22 +30,7 @@ pub const CONTRACT_VERSION: u32 = 1;
 /// Where the markers live inside a guest: JSON, customization key → hash.
 pub const MARKERS_PATH: &str = "/var/lib/phoenix/markers.json";
 
-/// A feature's manifest, `feature.json` in its directory.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FeatureManifest {
-    /// The name used in `features`.
-    pub name: String,
-    /// One line about it.
-    #[serde(default)]
-    pub description: String,
-    /// Keys of the guest's configuration passed to the script as parameters; a change of any of
-    /// them re-runs the feature.
-    #[serde(default)]
-    pub params: Vec<String>,
-}
-
-/// A feature: its manifest and its script (`install.sh`).
+/// A feature with its script, as given to [`FeatureLibrary::new`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Feature {
     /// The manifest.
@@ -64,13 +50,13 @@ pub enum CustomizeError {
         /// Why.
         source: std::io::Error,
     },
-    /// A manifest is not valid.
-    #[error("{path} is not a valid feature manifest: {source}")]
-    Manifest {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: serde_json::Error,
+    /// A feature directory has problems (a manifest that is not valid, a missing script).
+    #[error("the features in {dir} cannot be used: {problems}")]
+    Features {
+        /// The directory.
+        dir: PathBuf,
+        /// What is wrong, one problem per line.
+        problems: String,
     },
     /// A guest's application script is in none of the places it is looked for.
     #[error("guest {guest}: {missing}")]
@@ -90,47 +76,76 @@ pub enum CustomizeError {
     },
 }
 
-/// The features available to the engine.
-#[derive(Debug, Clone, Default)]
+/// The features available to the engine: the catalog's manifests (built-in ones, overridden by
+/// the user's), and the scripts of those that have one. A built-in feature has no script in this
+/// build: its job is prepared, and fails when it runs, saying so.
+#[derive(Debug, Clone)]
 pub struct FeatureLibrary {
-    features: BTreeMap<String, Feature>,
+    catalog: Catalog,
+    scripts: BTreeMap<String, Vec<u8>>,
+}
+
+impl Default for FeatureLibrary {
+    /// The built-in features only.
+    fn default() -> FeatureLibrary {
+        FeatureLibrary { catalog: Catalog::builtin(), scripts: BTreeMap::new() }
+    }
 }
 
 impl FeatureLibrary {
-    /// A library of the given features.
+    /// The built-in features, overridden by the given ones.
     pub fn new(features: impl IntoIterator<Item = Feature>) -> FeatureLibrary {
-        FeatureLibrary { features: features.into_iter().map(|f| (f.manifest.name.clone(), f)).collect() }
-    }
-
-    /// Reads a directory holding one directory per feature, each with `feature.json` and
-    /// `install.sh`.
-    pub fn load(dir: &Path) -> Result<FeatureLibrary, CustomizeError> {
-        let read_err = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| CustomizeError::Read { path, source }
-        };
-        let mut features = Vec::new();
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map_err(read_err(dir))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.join("feature.json").is_file())
-            .collect();
-        entries.sort();
-        for d in entries {
-            let manifest_path = d.join("feature.json");
-            let text = std::fs::read_to_string(&manifest_path).map_err(read_err(&manifest_path))?;
-            let manifest = serde_json::from_str(&text)
-                .map_err(|source| CustomizeError::Manifest { path: manifest_path.clone(), source })?;
-            let script_path = d.join("install.sh");
-            let script = std::fs::read(&script_path).map_err(read_err(&script_path))?;
-            features.push(Feature { manifest, script });
+        let mut library = FeatureLibrary::default();
+        for f in features {
+            library.scripts.insert(f.manifest.name.clone(), f.script);
+            library.catalog.insert(f.manifest, FeatureSource::Given);
         }
-        Ok(FeatureLibrary::new(features))
+        library
     }
 
-    /// A feature by name.
-    pub fn get(&self, name: &str) -> Option<&Feature> {
-        self.features.get(name)
+    /// The features of a catalog, with the scripts (`install.sh`) of those read from a directory.
+    pub fn from_catalog(catalog: Catalog) -> Result<FeatureLibrary, CustomizeError> {
+        let mut scripts = BTreeMap::new();
+        for entry in catalog.entries() {
+            if let FeatureSource::Directory(dir) = &entry.source {
+                let path = dir.join("install.sh");
+                let script = std::fs::read(&path).map_err(|source| CustomizeError::Read { path, source })?;
+                scripts.insert(entry.manifest.name.clone(), script);
+            }
+        }
+        Ok(FeatureLibrary { catalog, scripts })
+    }
+
+    /// The built-in features, overridden by those of a directory holding one directory per
+    /// feature, each with `feature.json` and `install.sh`.
+    pub fn load(dir: &Path) -> Result<FeatureLibrary, CustomizeError> {
+        if !dir.is_dir() {
+            return Err(CustomizeError::Read {
+                path: dir.to_path_buf(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such directory"),
+            });
+        }
+        let (catalog, problems) = Catalog::load(dir, &RealFilesystem);
+        if !problems.is_empty() {
+            let problems = problems.iter().map(|d| d.message.as_str()).collect::<Vec<_>>().join("\n");
+            return Err(CustomizeError::Features { dir: dir.to_path_buf(), problems });
+        }
+        FeatureLibrary::from_catalog(catalog)
+    }
+
+    /// Every feature's manifest, for validation.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// A feature's manifest.
+    pub fn manifest(&self, name: &str) -> Option<&FeatureManifest> {
+        self.catalog.get(name)
+    }
+
+    /// A feature's script; none for a built-in feature, whose script this build does not have.
+    pub fn script(&self, name: &str) -> Option<&[u8]> {
+        self.scripts.get(name).map(Vec::as_slice)
     }
 }
 
@@ -139,8 +154,8 @@ impl FeatureLibrary {
 pub struct Job {
     /// `feature:<name>` or `script`.
     pub key: String,
-    /// The script.
-    pub script: Vec<u8>,
+    /// The script; none for a built-in feature without one in this build (running it fails).
+    pub script: Option<Vec<u8>>,
     /// The parameters file's content.
     pub params: serde_json::Value,
     /// Hash of contract version, script and parameters.
@@ -148,11 +163,16 @@ pub struct Job {
 }
 
 impl Job {
-    fn new(key: String, script: Vec<u8>, params: serde_json::Value) -> Job {
+    fn new(key: String, script: Option<Vec<u8>>, params: serde_json::Value) -> Job {
         let mut h = Sha256::new();
         h.update(CONTRACT_VERSION.to_le_bytes());
-        h.update((script.len() as u64).to_le_bytes());
-        h.update(&script);
+        match &script {
+            Some(script) => {
+                h.update((script.len() as u64).to_le_bytes());
+                h.update(script);
+            }
+            None => h.update(u64::MAX.to_le_bytes()),
+        }
         h.update(serde_json::to_vec(&params).unwrap_or_default());
         let hash = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
         Job { key, script, params, hash }
@@ -178,12 +198,16 @@ fn guest_jobs(g: &Guest, library: &FeatureLibrary, config_dir: &Path) -> Result<
     let guest = serde_json::json!({ "id": g.id, "name": g.name() });
     let mut jobs = Vec::new();
     for name in g.features() {
-        let f = library.get(name).ok_or_else(|| CustomizeError::UnknownFeature { guest: g.id, name: name.clone() })?;
-        let params: serde_json::Map<String, serde_json::Value> =
-            f.manifest.params.iter().filter_map(|k| whole.get(k).map(|v| (k.clone(), v.clone()))).collect();
+        let manifest =
+            library.manifest(name).ok_or_else(|| CustomizeError::UnknownFeature { guest: g.id, name: name.clone() })?;
+        let params: serde_json::Map<String, serde_json::Value> = manifest
+            .parameter_names()
+            .into_iter()
+            .filter_map(|k| whole.get(k).map(|v| (k.to_string(), v.clone())))
+            .collect();
         jobs.push(Job::new(
             format!("feature:{name}"),
-            f.script.clone(),
+            library.script(name).map(<[u8]>::to_vec),
             serde_json::json!({ "guest": guest, "params": params }),
         ));
     }
@@ -203,7 +227,7 @@ fn guest_jobs(g: &Guest, library: &FeatureLibrary, config_dir: &Path) -> Result<
                 params.entry(k).or_insert(v);
             }
         }
-        jobs.push(Job::new("script".to_string(), bytes, serde_json::Value::Object(params)));
+        jobs.push(Job::new("script".to_string(), Some(bytes), serde_json::Value::Object(params)));
     }
     Ok(jobs)
 }
@@ -254,7 +278,7 @@ mod tests {
             let (tmp, estate) = shell_layout(dir);
             let jobs = prepare(&estate, &FeatureLibrary::default(), &tmp.path().join("etc")).expect("prepare");
             let job = jobs[&950].iter().find(|j| j.key == "script").expect("script job");
-            assert_eq!(job.script, b"#!/bin/sh\necho 950\n", "from {dir}");
+            assert_eq!(job.script.as_deref(), Some(&b"#!/bin/sh\necho 950\n"[..]), "from {dir}");
             let p = &job.params;
             // What scripts got before, unchanged.
             assert_eq!(p["guest"], serde_json::json!({"id": 950, "name": "vllm-qwen"}));
@@ -304,5 +328,49 @@ mod tests {
             text.starts_with("guest 950: application script \"phoenix_hypervisor_lxc_950.sh\" does not exist"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_feature_gets_its_untyped_and_typed_parameters() {
+        let (tmp, estate) = shell_layout("bin");
+        let manifest = FeatureManifest::parse(
+            r#"{"name": "trusted_ca", "params": ["ports"],
+                "parameters": [{"name": "tags", "type": "array"}, {"name": "memory_mb", "type": "integer"}]}"#,
+        )
+        .expect("manifest");
+        let lib = FeatureLibrary::new([Feature { manifest, script: b"#!/bin/sh\n".to_vec() }]);
+        let mut estate = estate;
+        if let Some(GuestSpec::Lxc(c)) = estate.guests.get_mut(&950).map(|g| &mut g.spec) {
+            c.features = vec!["trusted_ca".into()];
+        }
+        let jobs = prepare(&estate, &lib, &tmp.path().join("etc")).expect("prepare");
+        let job = jobs[&950].iter().find(|j| j.key == "feature:trusted_ca").expect("feature job");
+        assert_eq!(
+            job.params["params"],
+            serde_json::json!({"ports": ["8000:8000"], "tags": ["ai"], "memory_mb": 2048})
+        );
+    }
+
+    #[test]
+    fn a_feature_directory_overrides_and_adds_to_the_built_in_features() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let write = |rel: &str, text: &str| {
+            let p = tmp.path().join(rel);
+            std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+            std::fs::write(p, text).expect("write");
+        };
+        write("docker/feature.json", r#"{"name": "docker", "description": "mine"}"#);
+        write("docker/install.sh", "#!/bin/sh\n# my docker\n");
+        write("trusted_ca/feature.json", r#"{"name": "trusted_ca"}"#);
+        write("trusted_ca/install.sh", "#!/bin/sh\n# ca\n");
+        let lib = FeatureLibrary::load(tmp.path()).expect("load");
+        assert_eq!(lib.script("docker"), Some(&b"#!/bin/sh\n# my docker\n"[..]));
+        assert_eq!(lib.manifest("docker").map(|m| m.needs_nesting), Some(false));
+        assert!(lib.script("trusted_ca").is_some());
+        assert!(lib.manifest("nvidia").is_some() && lib.script("nvidia").is_none());
+
+        std::fs::remove_file(tmp.path().join("trusted_ca/install.sh")).expect("rm");
+        let err = FeatureLibrary::load(tmp.path()).expect_err("no install.sh");
+        assert!(err.to_string().contains("feature `trusted_ca` has no install script"), "{err}");
     }
 }

@@ -486,3 +486,45 @@ fn an_interruption_starts_no_new_step_and_leaves_nothing_half_done() {
     let (_, report) = run_apply(&backend, &p, &Silent, &options());
     assert!(!report.failed(), "{report:#?}");
 }
+
+#[test]
+fn a_built_in_feature_without_a_script_fails_its_step_and_says_so() {
+    let cfg = Config::new(
+        &format!(
+            r#"{{"300": {}}}"#,
+            container(
+                "docker-host",
+                "10.9.0.10/16",
+                r#", "template": "local:vztmpl/x.tar.zst", "features": ["base_setup", "docker"], "pct_options": ["nesting=1"]"#
+            )
+        ),
+        &[],
+    );
+    // Only base_setup is given a script; docker is the built-in manifest alone.
+    use phoenix_engine::customize::{Feature, FeatureLibrary, FeatureManifest};
+    let base_setup = FeatureManifest { name: "base_setup".into(), ..FeatureManifest::default() };
+    let lib = FeatureLibrary::new([Feature { manifest: base_setup, script: b"#!/bin/sh\n".to_vec() }]);
+    let p = prepare_run(&cfg, &lib);
+    let docker = p.jobs[&300].iter().find(|j| j.key == "feature:docker").expect("a job for docker");
+    assert!(docker.script.is_none());
+    let backend = MemoryBackend::new();
+    let (plan, report) = run_apply(&backend, &p, &Silent, &options());
+    assert!(
+        plan.guests[0]
+            .steps
+            .iter()
+            .any(|s| matches!(&s.action, Action::Customize { key, .. } if key == "feature:docker"))
+    );
+    match &report.outcomes[&300] {
+        GuestOutcome::Failed(message) => {
+            assert!(message.contains("feature `docker` has no install script yet in this build"), "{message}")
+        }
+        other => panic!("expected a failure, got {other:?}"),
+    }
+    // base_setup ran; nothing was staged for docker, and no marker claims it ran.
+    let execs: Vec<String> =
+        mutating(&backend).into_iter().filter(|c| c.starts_with("Exec") && c.contains("--phoenix-contract")).collect();
+    assert_eq!(execs.len(), 1, "{execs:?}");
+    assert!(execs[0].contains("feature-base_setup"), "{execs:?}");
+    assert!(!mutating(&backend).iter().any(|c| c.contains("phoenix-feature-docker")));
+}
