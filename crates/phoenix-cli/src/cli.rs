@@ -83,7 +83,7 @@ pub enum Command {
     /// Check every configuration file and report every problem, with file, line, column, JSON path and a hint.
     ///
     /// Never contacts a backend and never writes a file. Exits 1 when there is an error; warnings alone exit 0.
-    Validate,
+    Validate(WorkArgs),
     /// Show what apply would change, guest by guest, and why.
     ///
     /// Reads the backend, changes nothing. With --detailed-exitcode: 0 nothing to do, 2 changes
@@ -155,10 +155,10 @@ pub enum TemplateCommand {
     },
 }
 
-/// Options of the commands that read the backend.
+/// Where features come from: `validate` and the commands that read the backend.
 #[derive(Debug, Args)]
 pub struct WorkArgs {
-    /// Directory of features, one directory each with `feature.json` and `install.sh` [default: <config-dir>/features].
+    /// Directory of features, one directory each with `feature.json` and `install.sh`, added to (and overriding) the built-in ones [default: <config-dir>/features].
     #[arg(long, value_name = "DIR")]
     pub features_dir: Option<PathBuf>,
 }

@@ -8,6 +8,7 @@ use std::path::Path;
 use crate::check::{Ctx, Filesystem};
 use crate::diagnostic::{Code, Diagnostic, LocatedNote, Location, Report, Severity};
 use crate::estate::{EdgeKind, Estate, Guest, GuestId, GuestSpec, Origin};
+use crate::features::Catalog;
 use crate::json::{self, Document, Node, Value};
 use crate::model::{HypervisorFile, LxcFile, VmConfig, VmDefaults, VmFile};
 use crate::path::{JsonPath, Segment};
@@ -73,8 +74,15 @@ pub fn load(dir: &Path, fs: &dyn Filesystem) -> (Sources, Vec<Diagnostic>) {
     (Sources::new(dir, files), diags)
 }
 
-/// Validates the files read from a directory. `early` holds diagnostics from reading it.
+/// Validates the files read from a directory, with the built-in features only. `early` holds
+/// diagnostics from reading it.
 pub fn validate(sources: &Sources, early: Vec<Diagnostic>, fs: &dyn Filesystem) -> Validation {
+    validate_with(sources, early, fs, &Catalog::builtin())
+}
+
+/// Validates the files read from a directory against the features of `catalog` (the built-in
+/// ones and the user's, see [`Catalog::load`]). `early` holds diagnostics from reading them.
+pub fn validate_with(sources: &Sources, early: Vec<Diagnostic>, fs: &dyn Filesystem, catalog: &Catalog) -> Validation {
     let mut diags = early;
     let mut docs: BTreeMap<FileKind, Document> = BTreeMap::new();
     let mut hypervisor = HypervisorFile::default();
@@ -189,8 +197,16 @@ pub fn validate(sources: &Sources, early: Vec<Diagnostic>, fs: &dyn Filesystem) 
 
     let hypervisor_read = docs.contains_key(&FileKind::Hypervisor)
         && !pruned_units.iter().any(|(k, p)| *k == FileKind::Hypervisor && p.0.is_empty());
-    let mut cx =
-        Ctx { shadowed: &shadowed, estate: &estate, sources, fs, incomplete, hypervisor_read, out: Vec::new() };
+    let mut cx = Ctx {
+        shadowed: &shadowed,
+        estate: &estate,
+        catalog,
+        sources,
+        fs,
+        incomplete,
+        hypervisor_read,
+        out: Vec::new(),
+    };
     cx.run();
     // A check of a value that was left out, or of an object it was left out of, could only
     // report a consequence of the error already shown.

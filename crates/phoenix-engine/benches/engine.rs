@@ -25,7 +25,7 @@ use phoenix_testkit::memory::MemoryBackend;
 
 fn library() -> FeatureLibrary {
     FeatureLibrary::new(["base_setup", "ollama"].map(|n| Feature {
-        manifest: FeatureManifest { name: n.into(), description: String::new(), params: Vec::new() },
+        manifest: FeatureManifest { name: n.into(), ..FeatureManifest::default() },
         script: format!("#!/bin/sh\n# {n}\n").into_bytes(),
     }))
 }

@@ -367,7 +367,17 @@ impl<'a> Engine<'a> {
             let file = FilePush { path, content, mode, uid: 0, gid: 0 };
             self.call(id, opts, || self.backend.push_file(id, &file), || None)
         };
-        push(format!("{dir}/run"), job.script.clone(), 0o755).map_err(fail)?;
+        let Some(script) = &job.script else {
+            let name = job.key.strip_prefix("feature:").unwrap_or(&job.key);
+            return Err(StepFailure {
+                step,
+                message: format!(
+                    "feature `{name}` has no install script yet in this build; give one in the features \
+                     directory ({name}/feature.json and {name}/install.sh, see --features-dir)"
+                ),
+            });
+        };
+        push(format!("{dir}/run"), script.clone(), 0o755).map_err(fail)?;
         push(format!("{dir}/params.json"), serde_json::to_vec_pretty(&job.params).unwrap_or_default(), 0o600)
             .map_err(fail)?;
         let argv = [

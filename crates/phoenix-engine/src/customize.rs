@@ -5,12 +5,22 @@
 //! directory in the guest, runs `<dir>/run --phoenix-contract 1 --params <dir>/params.json` as an
 //! argv (never through a shell string), removes the directory, and on success records the hash in
 //! the guest's marker file.
+//!
+//! The parameters file of a feature is `{"guest": {"id", "name"}, "params": {...}}`, the keys its
+//! manifest names. That of the application script is the container's whole configuration block
+//! as the typed model serialises it, with `guest` (`{"id", "name"}`) added, and `ports` and
+//! `services` as before: the shell version's scripts read `.vllm_engine_config` or `.ports` from
+//! it unchanged. The script itself is found by [`phoenix_config::scripts::find_script`], as
+//! validation finds it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use phoenix_config::RealFilesystem;
 use phoenix_config::estate::{Estate, Guest, GuestSpec};
-use serde::{Deserialize, Serialize};
+pub use phoenix_config::features::FeatureManifest;
+use phoenix_config::features::{Catalog, FeatureSource};
+use phoenix_config::scripts::{ScriptNotFound, find_script};
 use sha2::{Digest, Sha256};
 
 /// The version of the calling convention between the engine and scripts; part of every hash, so
@@ -20,22 +30,7 @@ pub const CONTRACT_VERSION: u32 = 1;
 /// Where the markers live inside a guest: JSON, customization key → hash.
 pub const MARKERS_PATH: &str = "/var/lib/phoenix/markers.json";
 
-/// A feature's manifest, `feature.json` in its directory.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FeatureManifest {
-    /// The name used in `features`.
-    pub name: String,
-    /// One line about it.
-    #[serde(default)]
-    pub description: String,
-    /// Keys of the guest's configuration passed to the script as parameters; a change of any of
-    /// them re-runs the feature.
-    #[serde(default)]
-    pub params: Vec<String>,
-}
-
-/// A feature: its manifest and its script (`install.sh`).
+/// A feature with its script, as given to [`FeatureLibrary::new`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Feature {
     /// The manifest.
@@ -55,13 +50,21 @@ pub enum CustomizeError {
         /// Why.
         source: std::io::Error,
     },
-    /// A manifest is not valid.
-    #[error("{path} is not a valid feature manifest: {source}")]
-    Manifest {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: serde_json::Error,
+    /// A feature directory has problems (a manifest that is not valid, a missing script).
+    #[error("the features in {dir} cannot be used: {problems}")]
+    Features {
+        /// The directory.
+        dir: PathBuf,
+        /// What is wrong, one problem per line.
+        problems: String,
+    },
+    /// A guest's application script is in none of the places it is looked for.
+    #[error("guest {guest}: {missing}")]
+    ScriptNotFound {
+        /// The guest.
+        guest: u32,
+        /// The script and every place looked.
+        missing: ScriptNotFound,
     },
     /// A guest names a feature the library does not have.
     #[error("guest {guest} uses feature `{name}`, which the feature library does not provide")]
@@ -73,47 +76,76 @@ pub enum CustomizeError {
     },
 }
 
-/// The features available to the engine.
-#[derive(Debug, Clone, Default)]
+/// The features available to the engine: the catalog's manifests (built-in ones, overridden by
+/// the user's), and the scripts of those that have one. A built-in feature has no script in this
+/// build: its job is prepared, and fails when it runs, saying so.
+#[derive(Debug, Clone)]
 pub struct FeatureLibrary {
-    features: BTreeMap<String, Feature>,
+    catalog: Catalog,
+    scripts: BTreeMap<String, Vec<u8>>,
+}
+
+impl Default for FeatureLibrary {
+    /// The built-in features only.
+    fn default() -> FeatureLibrary {
+        FeatureLibrary { catalog: Catalog::builtin(), scripts: BTreeMap::new() }
+    }
 }
 
 impl FeatureLibrary {
-    /// A library of the given features.
+    /// The built-in features, overridden by the given ones.
     pub fn new(features: impl IntoIterator<Item = Feature>) -> FeatureLibrary {
-        FeatureLibrary { features: features.into_iter().map(|f| (f.manifest.name.clone(), f)).collect() }
-    }
-
-    /// Reads a directory holding one directory per feature, each with `feature.json` and
-    /// `install.sh`.
-    pub fn load(dir: &Path) -> Result<FeatureLibrary, CustomizeError> {
-        let read_err = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| CustomizeError::Read { path, source }
-        };
-        let mut features = Vec::new();
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map_err(read_err(dir))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.join("feature.json").is_file())
-            .collect();
-        entries.sort();
-        for d in entries {
-            let manifest_path = d.join("feature.json");
-            let text = std::fs::read_to_string(&manifest_path).map_err(read_err(&manifest_path))?;
-            let manifest = serde_json::from_str(&text)
-                .map_err(|source| CustomizeError::Manifest { path: manifest_path.clone(), source })?;
-            let script_path = d.join("install.sh");
-            let script = std::fs::read(&script_path).map_err(read_err(&script_path))?;
-            features.push(Feature { manifest, script });
+        let mut library = FeatureLibrary::default();
+        for f in features {
+            library.scripts.insert(f.manifest.name.clone(), f.script);
+            library.catalog.insert(f.manifest, FeatureSource::Given);
         }
-        Ok(FeatureLibrary::new(features))
+        library
     }
 
-    /// A feature by name.
-    pub fn get(&self, name: &str) -> Option<&Feature> {
-        self.features.get(name)
+    /// The features of a catalog, with the scripts (`install.sh`) of those read from a directory.
+    pub fn from_catalog(catalog: Catalog) -> Result<FeatureLibrary, CustomizeError> {
+        let mut scripts = BTreeMap::new();
+        for entry in catalog.entries() {
+            if let FeatureSource::Directory(dir) = &entry.source {
+                let path = dir.join("install.sh");
+                let script = std::fs::read(&path).map_err(|source| CustomizeError::Read { path, source })?;
+                scripts.insert(entry.manifest.name.clone(), script);
+            }
+        }
+        Ok(FeatureLibrary { catalog, scripts })
+    }
+
+    /// The built-in features, overridden by those of a directory holding one directory per
+    /// feature, each with `feature.json` and `install.sh`.
+    pub fn load(dir: &Path) -> Result<FeatureLibrary, CustomizeError> {
+        if !dir.is_dir() {
+            return Err(CustomizeError::Read {
+                path: dir.to_path_buf(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such directory"),
+            });
+        }
+        let (catalog, problems) = Catalog::load(dir, &RealFilesystem);
+        if !problems.is_empty() {
+            let problems = problems.iter().map(|d| d.message.as_str()).collect::<Vec<_>>().join("\n");
+            return Err(CustomizeError::Features { dir: dir.to_path_buf(), problems });
+        }
+        FeatureLibrary::from_catalog(catalog)
+    }
+
+    /// Every feature's manifest, for validation.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// A feature's manifest.
+    pub fn manifest(&self, name: &str) -> Option<&FeatureManifest> {
+        self.catalog.get(name)
+    }
+
+    /// A feature's script; none for a built-in feature, whose script this build does not have.
+    pub fn script(&self, name: &str) -> Option<&[u8]> {
+        self.scripts.get(name).map(Vec::as_slice)
     }
 }
 
@@ -122,8 +154,8 @@ impl FeatureLibrary {
 pub struct Job {
     /// `feature:<name>` or `script`.
     pub key: String,
-    /// The script.
-    pub script: Vec<u8>,
+    /// The script; none for a built-in feature without one in this build (running it fails).
+    pub script: Option<Vec<u8>>,
     /// The parameters file's content.
     pub params: serde_json::Value,
     /// Hash of contract version, script and parameters.
@@ -131,11 +163,16 @@ pub struct Job {
 }
 
 impl Job {
-    fn new(key: String, script: Vec<u8>, params: serde_json::Value) -> Job {
+    fn new(key: String, script: Option<Vec<u8>>, params: serde_json::Value) -> Job {
         let mut h = Sha256::new();
         h.update(CONTRACT_VERSION.to_le_bytes());
-        h.update((script.len() as u64).to_le_bytes());
-        h.update(&script);
+        match &script {
+            Some(script) => {
+                h.update((script.len() as u64).to_le_bytes());
+                h.update(script);
+            }
+            None => h.update(u64::MAX.to_le_bytes()),
+        }
         h.update(serde_json::to_vec(&params).unwrap_or_default());
         let hash = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
         Job { key, script, params, hash }
@@ -161,22 +198,36 @@ fn guest_jobs(g: &Guest, library: &FeatureLibrary, config_dir: &Path) -> Result<
     let guest = serde_json::json!({ "id": g.id, "name": g.name() });
     let mut jobs = Vec::new();
     for name in g.features() {
-        let f = library.get(name).ok_or_else(|| CustomizeError::UnknownFeature { guest: g.id, name: name.clone() })?;
-        let params: serde_json::Map<String, serde_json::Value> =
-            f.manifest.params.iter().filter_map(|k| whole.get(k).map(|v| (k.clone(), v.clone()))).collect();
+        let manifest =
+            library.manifest(name).ok_or_else(|| CustomizeError::UnknownFeature { guest: g.id, name: name.clone() })?;
+        let params: serde_json::Map<String, serde_json::Value> = manifest
+            .parameter_names()
+            .into_iter()
+            .filter_map(|k| whole.get(k).map(|v| (k.to_string(), v.clone())))
+            .collect();
         jobs.push(Job::new(
             format!("feature:{name}"),
-            f.script.clone(),
+            library.script(name).map(<[u8]>::to_vec),
             serde_json::json!({ "guest": guest, "params": params }),
         ));
     }
     if let GuestSpec::Lxc(c) = &g.spec
         && let Some(script) = &c.application_script
     {
-        let path = if Path::new(script).is_absolute() { PathBuf::from(script) } else { config_dir.join(script) };
+        let path = find_script(config_dir, script, &RealFilesystem)
+            .map_err(|missing| CustomizeError::ScriptNotFound { guest: g.id, missing })?;
         let bytes = std::fs::read(&path).map_err(|source| CustomizeError::Read { path: path.clone(), source })?;
-        let params = serde_json::json!({ "guest": guest, "ports": c.ports, "services": c.services });
-        jobs.push(Job::new("script".to_string(), bytes, params));
+        let mut params = serde_json::Map::new();
+        params.insert("guest".into(), guest);
+        params.insert("ports".into(), serde_json::json!(c.ports));
+        params.insert("services".into(), serde_json::json!(c.services));
+        // The whole block, as the shell's scripts read it (`.vllm_engine_config`, `.ports`, ...).
+        if let serde_json::Value::Object(block) = whole {
+            for (k, v) in block {
+                params.entry(k).or_insert(v);
+            }
+        }
+        jobs.push(Job::new("script".to_string(), Some(bytes), serde_json::Value::Object(params)));
     }
     Ok(jobs)
 }
@@ -188,4 +239,138 @@ pub fn customizations(jobs: &BTreeMap<u32, Vec<Job>>, guest: &Guest) -> Vec<phoe
         .flatten()
         .map(|j| phoenix_plan::Customization { key: j.key.clone(), hash: j.hash.clone() })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HV: &str = r#"{"backend": {"type": "lxc", "bridges": {"vmbr0": {"address": "10.9.0.1/24"}}, "storage": {"local": "/srv/local"}}}"#;
+
+    /// A directory laid out as the shell version's: `etc/` with the files, the script in `script_dir`.
+    fn shell_layout(script_dir: &str) -> (tempfile::TempDir, Estate) {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let etc = tmp.path().join("etc");
+        let scripts = tmp.path().join(script_dir);
+        std::fs::create_dir_all(&etc).expect("mkdir");
+        std::fs::create_dir_all(&scripts).expect("mkdir");
+        std::fs::write(scripts.join("phoenix_hypervisor_lxc_950.sh"), "#!/bin/sh\necho 950\n").expect("write");
+        std::fs::write(etc.join("phoenix_hypervisor_config.json"), HV).expect("write");
+        std::fs::write(
+            etc.join("phoenix_lxc_configs.json"),
+            r#"{"lxc_configs": {"950": {"name": "vllm-qwen", "memory_mb": 2048, "cores": 2, "storage_pool": "local",
+                "storage_size_gb": 10, "template": "local:vztmpl/x.tar.zst", "unprivileged": true,
+                "network_config": {"name": "eth0", "bridge": "vmbr0", "ip": "10.9.0.50/24", "gw": "10.9.0.1"},
+                "ports": ["8000:8000"], "services": [{"name": "qwen", "port": 8000, "path": "/v1/qwen/"}],
+                "tags": ["ai"], "application_script": "phoenix_hypervisor_lxc_950.sh"}}}"#,
+        )
+        .expect("write");
+        let fs = RealFilesystem;
+        let (sources, early) = phoenix_config::load(&etc, &fs);
+        let v = phoenix_config::validate(&sources, early, &fs);
+        let estate = v.estate.clone().unwrap_or_else(|| panic!("invalid: {:#?}", v.reports));
+        (tmp, estate)
+    }
+
+    #[test]
+    fn the_application_script_is_found_in_the_shell_layout_and_gets_the_whole_block() {
+        for dir in ["bin", "bin/lxc_setup", "etc"] {
+            let (tmp, estate) = shell_layout(dir);
+            let jobs = prepare(&estate, &FeatureLibrary::default(), &tmp.path().join("etc")).expect("prepare");
+            let job = jobs[&950].iter().find(|j| j.key == "script").expect("script job");
+            assert_eq!(job.script.as_deref(), Some(&b"#!/bin/sh\necho 950\n"[..]), "from {dir}");
+            let p = &job.params;
+            // What scripts got before, unchanged.
+            assert_eq!(p["guest"], serde_json::json!({"id": 950, "name": "vllm-qwen"}));
+            assert_eq!(p["ports"], serde_json::json!(["8000:8000"]));
+            assert_eq!(p["services"][0]["path"], "/v1/qwen/");
+            // And the container's whole block, as the model writes it.
+            assert_eq!(p["memory_mb"], 2048);
+            assert_eq!(p["network_config"]["ip"], "10.9.0.50/24");
+            assert_eq!(p["tags"], serde_json::json!(["ai"]));
+            assert_eq!(p["application_script"], "phoenix_hypervisor_lxc_950.sh");
+            let whole = serde_json::to_value(estate.guests[&950].as_lxc().expect("container")).expect("json");
+            for (k, v) in whole.as_object().expect("object") {
+                assert_eq!(&p[k], v, "key {k}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_change_anywhere_in_the_block_changes_the_script_hash() {
+        let (tmp, estate) = shell_layout("bin");
+        let etc = tmp.path().join("etc");
+        let before = prepare(&estate, &FeatureLibrary::default(), &etc).expect("prepare")[&950][0].hash.clone();
+        let mut changed = estate.clone();
+        if let Some(GuestSpec::Lxc(c)) = changed.guests.get_mut(&950).map(|g| &mut g.spec) {
+            c.memory_mb = 4096;
+        }
+        let after = prepare(&changed, &FeatureLibrary::default(), &etc).expect("prepare")[&950][0].hash.clone();
+        assert_ne!(before, after);
+    }
+
+    #[test]
+    fn a_missing_script_names_every_place_looked() {
+        let (tmp, estate) = shell_layout("bin");
+        let etc = tmp.path().join("etc");
+        std::fs::remove_file(tmp.path().join("bin/phoenix_hypervisor_lxc_950.sh")).expect("rm");
+        let err = prepare(&estate, &FeatureLibrary::default(), &etc).expect_err("missing script");
+        let text = err.to_string();
+        for place in [
+            "etc/phoenix_hypervisor_lxc_950.sh",
+            "bin/phoenix_hypervisor_lxc_950.sh",
+            "bin/lxc_setup/phoenix_hypervisor_lxc_950.sh",
+        ] {
+            let full = tmp.path().join(place);
+            assert!(text.contains(&full.display().to_string()), "{place} missing from: {text}");
+        }
+        assert!(
+            text.starts_with("guest 950: application script \"phoenix_hypervisor_lxc_950.sh\" does not exist"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_feature_gets_its_untyped_and_typed_parameters() {
+        let (tmp, estate) = shell_layout("bin");
+        let manifest = FeatureManifest::parse(
+            r#"{"name": "trusted_ca", "params": ["ports"],
+                "parameters": [{"name": "tags", "type": "array"}, {"name": "memory_mb", "type": "integer"}]}"#,
+        )
+        .expect("manifest");
+        let lib = FeatureLibrary::new([Feature { manifest, script: b"#!/bin/sh\n".to_vec() }]);
+        let mut estate = estate;
+        if let Some(GuestSpec::Lxc(c)) = estate.guests.get_mut(&950).map(|g| &mut g.spec) {
+            c.features = vec!["trusted_ca".into()];
+        }
+        let jobs = prepare(&estate, &lib, &tmp.path().join("etc")).expect("prepare");
+        let job = jobs[&950].iter().find(|j| j.key == "feature:trusted_ca").expect("feature job");
+        assert_eq!(
+            job.params["params"],
+            serde_json::json!({"ports": ["8000:8000"], "tags": ["ai"], "memory_mb": 2048})
+        );
+    }
+
+    #[test]
+    fn a_feature_directory_overrides_and_adds_to_the_built_in_features() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let write = |rel: &str, text: &str| {
+            let p = tmp.path().join(rel);
+            std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+            std::fs::write(p, text).expect("write");
+        };
+        write("docker/feature.json", r#"{"name": "docker", "description": "mine"}"#);
+        write("docker/install.sh", "#!/bin/sh\n# my docker\n");
+        write("trusted_ca/feature.json", r#"{"name": "trusted_ca"}"#);
+        write("trusted_ca/install.sh", "#!/bin/sh\n# ca\n");
+        let lib = FeatureLibrary::load(tmp.path()).expect("load");
+        assert_eq!(lib.script("docker"), Some(&b"#!/bin/sh\n# my docker\n"[..]));
+        assert_eq!(lib.manifest("docker").map(|m| m.needs_nesting), Some(false));
+        assert!(lib.script("trusted_ca").is_some());
+        assert!(lib.manifest("nvidia").is_some() && lib.script("nvidia").is_none());
+
+        std::fs::remove_file(tmp.path().join("trusted_ca/install.sh")).expect("rm");
+        let err = FeatureLibrary::load(tmp.path()).expect_err("no install.sh");
+        assert!(err.to_string().contains("feature `trusted_ca` has no install script"), "{err}");
+    }
 }

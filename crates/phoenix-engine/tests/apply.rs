@@ -94,21 +94,22 @@ fn changing_one_field_plans_and_applies_exactly_that_change() {
     let lib = library(&v1());
     run_apply(&backend, &prepare_run(&stack("", "#!/bin/sh\n"), &lib), &Silent, &options());
 
-    // A live change: memory of 302 only.
+    // A live change: memory of 310 only (a guest without an application script, which would
+    // run again: its parameters are the whole block).
     let cfg = stack("", "#!/bin/sh\n");
     let text = std::fs::read_to_string(cfg.path().join("phoenix_lxc_configs.json")).expect("read");
-    let needle = r#""name": "web-2", "memory_mb": 1024"#;
+    let needle = r#""name": "agg", "memory_mb": 1024"#;
     assert!(text.contains(needle));
     std::fs::write(
         cfg.path().join("phoenix_lxc_configs.json"),
-        text.replace(needle, r#""name": "web-2", "memory_mb": 2048"#),
+        text.replace(needle, r#""name": "agg", "memory_mb": 2048"#),
     )
     .expect("write");
     let p = prepare_run(&cfg, &lib);
     let plan = make_plan(&backend, &p);
     let changed: Vec<_> = plan.guests.iter().filter(|g| !g.steps.is_empty()).collect();
     assert_eq!(changed.len(), 1);
-    assert_eq!(changed[0].id, 302);
+    assert_eq!(changed[0].id, 310);
     match &changed[0].steps[0].action {
         Action::Configure { changes } => {
             assert_eq!(changes.len(), 1);
@@ -123,7 +124,7 @@ fn changing_one_field_plans_and_applies_exactly_that_change() {
     assert!(changed[0].steps.iter().all(|s| !matches!(s.action, Action::Restart | Action::Start)));
     backend.clear_calls();
     run_apply(&backend, &p, &Silent, &options());
-    assert_eq!(mutating(&backend), vec!["UpdateConfig Some(302) memory_mb".to_string()]);
+    assert_eq!(mutating(&backend), vec!["UpdateConfig Some(310) memory_mb".to_string()]);
     assert!(make_plan(&backend, &p).is_empty());
 
     // A change that needs a restart restarts that guest only.
@@ -131,20 +132,26 @@ fn changing_one_field_plans_and_applies_exactly_that_change() {
     let text = std::fs::read_to_string(cfg.path().join("phoenix_lxc_configs.json")).expect("read");
     std::fs::write(
         cfg.path().join("phoenix_lxc_configs.json"),
-        text.replace(needle, r#""name": "web-2", "memory_mb": 2048"#),
+        text.replace(needle, r#""name": "agg", "memory_mb": 2048"#),
     )
     .expect("write");
     let p = prepare_run(&cfg, &lib);
     backend.clear_calls();
     run_apply(&backend, &p, &Silent, &options());
+    // 301's block changed, so its application script runs again; nothing else of it does.
+    let (script, rest): (Vec<String>, Vec<String>) = mutating(&backend)
+        .into_iter()
+        .partition(|c| c.contains("/tmp/phoenix-script-") || c.contains(phoenix_engine::customize::MARKERS_PATH));
     assert_eq!(
-        mutating(&backend),
+        rest,
         vec![
             "UpdateConfig Some(301) apparmor".to_string(),
             "Stop Some(301) ".to_string(),
             "Start Some(301) ".to_string()
         ]
     );
+    assert!(script.iter().all(|c| c.contains("Some(301)")), "{script:?}");
+    assert_eq!(script.iter().filter(|c| c.starts_with("Exec") && c.contains("--phoenix-contract")).count(), 1);
 }
 
 #[test]
@@ -478,4 +485,46 @@ fn an_interruption_starts_no_new_step_and_leaves_nothing_half_done() {
     // The next apply finishes the work.
     let (_, report) = run_apply(&backend, &p, &Silent, &options());
     assert!(!report.failed(), "{report:#?}");
+}
+
+#[test]
+fn a_built_in_feature_without_a_script_fails_its_step_and_says_so() {
+    let cfg = Config::new(
+        &format!(
+            r#"{{"300": {}}}"#,
+            container(
+                "docker-host",
+                "10.9.0.10/16",
+                r#", "template": "local:vztmpl/x.tar.zst", "features": ["base_setup", "docker"], "pct_options": ["nesting=1"]"#
+            )
+        ),
+        &[],
+    );
+    // Only base_setup is given a script; docker is the built-in manifest alone.
+    use phoenix_engine::customize::{Feature, FeatureLibrary, FeatureManifest};
+    let base_setup = FeatureManifest { name: "base_setup".into(), ..FeatureManifest::default() };
+    let lib = FeatureLibrary::new([Feature { manifest: base_setup, script: b"#!/bin/sh\n".to_vec() }]);
+    let p = prepare_run(&cfg, &lib);
+    let docker = p.jobs[&300].iter().find(|j| j.key == "feature:docker").expect("a job for docker");
+    assert!(docker.script.is_none());
+    let backend = MemoryBackend::new();
+    let (plan, report) = run_apply(&backend, &p, &Silent, &options());
+    assert!(
+        plan.guests[0]
+            .steps
+            .iter()
+            .any(|s| matches!(&s.action, Action::Customize { key, .. } if key == "feature:docker"))
+    );
+    match &report.outcomes[&300] {
+        GuestOutcome::Failed(message) => {
+            assert!(message.contains("feature `docker` has no install script yet in this build"), "{message}")
+        }
+        other => panic!("expected a failure, got {other:?}"),
+    }
+    // base_setup ran; nothing was staged for docker, and no marker claims it ran.
+    let execs: Vec<String> =
+        mutating(&backend).into_iter().filter(|c| c.starts_with("Exec") && c.contains("--phoenix-contract")).collect();
+    assert_eq!(execs.len(), 1, "{execs:?}");
+    assert!(execs[0].contains("feature-base_setup"), "{execs:?}");
+    assert!(!mutating(&backend).iter().any(|c| c.contains("phoenix-feature-docker")));
 }

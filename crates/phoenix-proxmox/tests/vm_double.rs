@@ -37,7 +37,7 @@ fn double(version: PveVersion) -> PveDouble {
 
 fn library() -> FeatureLibrary {
     FeatureLibrary::new([Feature {
-        manifest: FeatureManifest { name: "base_setup".into(), description: String::new(), params: Vec::new() },
+        manifest: FeatureManifest { name: "base_setup".into(), ..FeatureManifest::default() },
         script: b"#!/bin/sh\necho installing the application\n".to_vec(),
     }])
 }

@@ -33,7 +33,7 @@ struct JsonEdge {
 /// Runs `phoenix graph`.
 pub fn run(cx: &super::Context<'_>, args: &GraphArgs) -> Outcome {
     let printer = cx.printer;
-    let v = run_validation(&cx.global.config_dir);
+    let (v, _) = run_validation(&cx.global.config_dir, &cx.global.config_dir.join("features"));
     print_diagnostics(printer, &v);
     let Some(estate) = &v.estate else {
         printer.error_text("error: the configuration is invalid; `phoenix validate` lists every problem\n");

@@ -69,7 +69,8 @@ pub struct Work {
 /// Validates the configuration, prepares features and scripts, and connects to the backend.
 pub fn load_work(cx: &Context<'_>, args: &WorkArgs, targets: &[GuestId]) -> Result<Work, Outcome> {
     let dir = &cx.global.config_dir;
-    let v = validate::run_validation(dir);
+    let features_dir = validate::features_dir(cx, args);
+    let (v, catalog) = validate::run_validation(dir, &features_dir);
     validate::print_diagnostics(cx.printer, &v);
     let Some(estate) = v.estate else {
         cx.printer.error(
@@ -96,15 +97,11 @@ pub fn load_work(cx: &Context<'_>, args: &WorkArgs, targets: &[GuestId]) -> Resu
         cx.printer.info_text(&format!("note: {note}\n"));
     }
     let backend = connected.backend;
-    let features_dir = args.features_dir.clone().unwrap_or_else(|| dir.join("features"));
-    let library = if features_dir.is_dir() {
-        FeatureLibrary::load(&features_dir).map_err(|e| {
-            cx.printer.error(&e.to_string(), None);
-            Outcome::Failure
-        })?
-    } else {
-        FeatureLibrary::default()
-    };
+    // The features validation checked against, with their scripts.
+    let library = FeatureLibrary::from_catalog(catalog).map_err(|e| {
+        cx.printer.error(&e.to_string(), None);
+        Outcome::Failure
+    })?;
     let jobs = prepare(&estate, &library, dir).map_err(|e| {
         cx.printer.error(&e.to_string(), Some(&format!("features are read from {} (one directory per feature, with feature.json and install.sh); set another with --features-dir", features_dir.display())));
         Outcome::Failure
@@ -139,6 +136,21 @@ pub fn observe_and_plan(
     let (issues, notes) = phoenix_plan::check_routes(&work.desired, &plan, &|f, v| backend.route(f, v));
     plan.issues.extend(issues);
     plan.notes.extend(notes);
+    // A built-in feature without a script in this build: said now, and the step fails in apply.
+    for g in &plan.guests {
+        for step in &g.steps {
+            if let phoenix_plan::Action::Customize { key, .. } = &step.action
+                && let Some(name) = key.strip_prefix("feature:")
+                && work.jobs.get(&g.id).into_iter().flatten().any(|j| &j.key == key && j.script.is_none())
+            {
+                plan.notes.push(format!(
+                    "{}: feature `{name}` has no install script yet in this build, so applying it will fail; \
+                     give one in the features directory ({name}/feature.json and {name}/install.sh)",
+                    g.id
+                ));
+            }
+        }
+    }
     // What the backend can tell before anything is created: missing templates, say.
     for g in &plan.guests {
         for step in &g.steps {

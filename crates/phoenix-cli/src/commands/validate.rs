@@ -1,21 +1,30 @@
 //! `phoenix validate`, and the validation every other command starts with.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use phoenix_config::features::Catalog;
 use phoenix_config::{RealFilesystem, Validation};
 use serde::Serialize;
 
 use super::Outcome;
-use crate::cli::OutputFormat;
+use crate::cli::{OutputFormat, WorkArgs};
 use crate::printer::Printer;
 use crate::printer::styles::{ERROR, OK};
 use crate::render;
 
-/// Reads and validates the configuration directory.
-pub fn run_validation(dir: &Path) -> Validation {
+/// Reads and validates the configuration directory against the built-in features and those of
+/// `features_dir` (the catalog `plan` and `apply` use too, returned with the result).
+pub fn run_validation(dir: &Path, features_dir: &Path) -> (Validation, Catalog) {
     let fs = RealFilesystem;
-    let (sources, early) = phoenix_config::load(dir, &fs);
-    phoenix_config::validate(&sources, early, &fs)
+    let (sources, mut early) = phoenix_config::load(dir, &fs);
+    let (catalog, problems) = Catalog::load(features_dir, &fs);
+    early.extend(problems);
+    (phoenix_config::validate_with(&sources, early, &fs, &catalog), catalog)
+}
+
+/// The features directory: `--features-dir`, or `<config-dir>/features`.
+pub fn features_dir(cx: &super::Context<'_>, args: &WorkArgs) -> PathBuf {
+    args.features_dir.clone().unwrap_or_else(|| cx.global.config_dir.join("features"))
 }
 
 /// Prints the diagnostics as text on stderr (warnings only unless quiet).
@@ -39,9 +48,9 @@ struct JsonResult<'a> {
 }
 
 /// Runs `phoenix validate`.
-pub fn run(cx: &super::Context<'_>) -> Outcome {
+pub fn run(cx: &super::Context<'_>, args: &WorkArgs) -> Outcome {
     let printer = cx.printer;
-    let v = run_validation(&cx.global.config_dir);
+    let (v, _) = run_validation(&cx.global.config_dir, &features_dir(cx, args));
     let (errors, warnings) = (v.errors(), v.warnings());
     if printer.format == OutputFormat::Json {
         printer.json(&JsonResult {

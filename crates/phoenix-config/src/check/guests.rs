@@ -6,7 +6,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::Ctx;
 use crate::diagnostic::{Code, Diagnostic};
 use crate::estate::{Guest, GuestSpec};
-use crate::features::{FEATURES, feature};
 use crate::model::{Backend, FirewallRule, GuestFirewall, HealthCheck, IdKind, LxcConfig, Service, VmConfig};
 use crate::net::is_hostname;
 use crate::path::JsonPath;
@@ -170,6 +169,7 @@ fn inherited_features<'e>(cx: &Ctx<'e>, guest: &Guest) -> BTreeSet<&'e str> {
 
 fn check_features(cx: &mut Ctx<'_>, guest: &Guest) {
     let (file, base) = (guest.origin.file, &guest.origin.path);
+    let catalog = cx.catalog;
     let inherited = inherited_features(cx, guest);
     let features = guest.features();
     let lxc = guest.as_lxc();
@@ -192,11 +192,13 @@ fn check_features(cx: &mut Ctx<'_>, guest: &Guest) {
             );
             continue;
         }
-        let Some(spec) = feature(name) else {
-            let known: Vec<&str> = FEATURES.iter().map(|f| f.name).collect();
-            let hint = match closest(name, known.iter().copied()) {
+        let Some(spec) = catalog.get(name) else {
+            let hint = match closest(name, catalog.names()) {
                 Some(c) => format!("did you mean `{c}`?"),
-                None => format!("the known features are: {}", known.join(", ")),
+                None => format!(
+                    "the known features are: {}; one of your own goes in features/{name}/ (feature.json and install.sh)",
+                    catalog.names().collect::<Vec<_>>().join(", ")
+                ),
             };
             cx.push(
                 Diagnostic::error(Code::UnknownFeature, file, path, format!("no feature library provides `{name}`"))
@@ -204,8 +206,9 @@ fn check_features(cx: &mut Ctx<'_>, guest: &Guest) {
             );
             continue;
         };
-        for req in spec.requires {
-            if features[..i].iter().any(|f| f == req) || inherited.contains(req) {
+        super::parameters::check_feature_parameters(cx, guest, spec, &path);
+        for req in &spec.requires {
+            if features[..i].iter().any(|f| f == req) || inherited.contains(req.as_str()) {
                 continue;
             }
             let msg = if features[i..].iter().any(|f| f == req) {
@@ -503,7 +506,7 @@ fn check_container(cx: &mut Ctx<'_>, guest: &Guest, c: &LxcConfig) {
     check_id_maps(cx, guest, c);
     check_mounts_and_volumes(cx, file, base, c);
     if let Some(script) = &c.application_script {
-        cx.require_file(file, base.key("application_script"), "application script", script);
+        cx.require_script(file, base.key("application_script"), script);
     }
     if let Some(Backend::Lxc(lxc)) = &cx.estate.hypervisor.backend
         && !lxc.storage.contains_key(&c.storage_pool)

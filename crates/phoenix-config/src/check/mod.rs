@@ -3,13 +3,15 @@
 mod guests;
 mod host;
 mod network;
+mod parameters;
 
 use std::collections::BTreeSet;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::diagnostic::{Code, Diagnostic};
 use crate::estate::{Estate, Guest, GuestId};
+use crate::features::Catalog;
 use crate::model::Backend;
 use crate::path::JsonPath;
 use crate::source::{FileKind, Sources};
@@ -24,6 +26,11 @@ pub trait Filesystem {
     fn is_file(&self, path: &Path) -> bool;
     /// Whether a path is an existing directory.
     fn is_dir(&self, path: &Path) -> bool;
+    /// The entries of a directory (feature directories are found this way). A file system that
+    /// holds no directories to list need not provide it: by default it is unsupported.
+    fn read_dir(&self, path: &Path) -> io::Result<Vec<PathBuf>> {
+        Err(io::Error::new(io::ErrorKind::Unsupported, format!("cannot list {}", path.display())))
+    }
 }
 
 /// The machine's file system, read-only.
@@ -42,11 +49,17 @@ impl Filesystem for RealFilesystem {
     fn is_dir(&self, path: &Path) -> bool {
         path.is_dir()
     }
+
+    fn read_dir(&self, path: &Path) -> io::Result<Vec<PathBuf>> {
+        std::fs::read_dir(path)?.map(|e| e.map(|e| e.path())).collect()
+    }
 }
 
 /// What the checks share: the estate, where files are, and the diagnostics found so far.
 pub(crate) struct Ctx<'a> {
     pub estate: &'a Estate,
+    /// The features guests may name.
+    pub catalog: &'a Catalog,
     pub sources: &'a Sources,
     pub fs: &'a dyn Filesystem,
     /// IDs of guests left out of the estate because their definitions have errors: references
@@ -110,6 +123,21 @@ impl<'a> Ctx<'a> {
                 .hint(format!("write the full path, starting with `/`, e.g. \"/{}\"", value.trim_start_matches("./"))),
         );
         false
+    }
+
+    /// Reports an application script found in none of the places it is looked for
+    /// ([`crate::scripts::find_script`]), naming each of them.
+    fn require_script(&mut self, file: FileKind, path: JsonPath, script: &str) {
+        if let Err(missing) = crate::scripts::find_script(&self.sources.dir, script, self.fs) {
+            self.push(Diagnostic::error(Code::FileNotFound, file, path, missing.to_string()).hint(
+                if script.starts_with('/') {
+                    "check the path, or create the file"
+                } else {
+                    "relative scripts are looked for in the configuration directory, then in `../bin` and \
+                     `../bin/lxc_setup` beside it; check the name, or create the file"
+                },
+            ));
+        }
     }
 
     /// Reports a local file that does not exist.

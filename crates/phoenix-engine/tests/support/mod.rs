@@ -70,6 +70,7 @@ pub fn library(versions: &BTreeMap<&str, &str>) -> FeatureLibrary {
             name: (*n).to_string(),
             description: String::new(),
             params: if *n == "vllm" { vec!["vllm_model".into(), "vllm_port".into()] } else { Vec::new() },
+            ..FeatureManifest::default()
         },
         script: format!("#!/bin/sh\n# {n} {}\n", versions.get(n).copied().unwrap_or("v1")).into_bytes(),
     }))

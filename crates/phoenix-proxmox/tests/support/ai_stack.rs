@@ -36,7 +36,7 @@ pub fn write(dir: &Path, double: &PveDouble, token_id: &str) -> phoenix_config::
 /// Stand-ins for the features the example uses (each script only says which it is).
 pub fn library() -> FeatureLibrary {
     FeatureLibrary::new(["base_setup", "docker", "nvidia", "ollama", "vllm"].map(|n| Feature {
-        manifest: FeatureManifest { name: n.into(), description: String::new(), params: Vec::new() },
+        manifest: FeatureManifest { name: n.into(), ..FeatureManifest::default() },
         script: format!("#!/bin/sh\n# {n}\n").into_bytes(),
     }))
 }

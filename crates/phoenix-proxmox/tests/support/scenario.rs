@@ -141,7 +141,7 @@ pub fn vm_lifecycle(
     let (template, clone) = ids;
     let _cleanup = Cleanup { backend, ids: vec![template, clone] };
     let library = FeatureLibrary::new([Feature {
-        manifest: FeatureManifest { name: "base_setup".into(), description: String::new(), params: Vec::new() },
+        manifest: FeatureManifest { name: "base_setup".into(), ..FeatureManifest::default() },
         script: b"#!/bin/sh\nset -eu\necho 'phoenix was here' > /root/phoenix-hello\n".to_vec(),
     }]);
     let vms = |memory: u32| {

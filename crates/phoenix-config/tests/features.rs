@@ -1,0 +1,197 @@
+//! Validation against the feature catalog: the built-in features, the user's feature directories
+//! overriding and adding to them, did-you-mean over what the catalog has, and typed parameters.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use phoenix_config::diagnostic::Code;
+use phoenix_config::features::Catalog;
+use phoenix_config::{Filesystem, Report, Severity, Validation, load, validate, validate_with};
+
+/// An in-memory configuration directory at `/cfg`, with its feature directories under
+/// `/cfg/features`.
+#[derive(Default)]
+struct MemFs {
+    files: BTreeMap<PathBuf, String>,
+}
+
+impl MemFs {
+    fn new(lxc: &str) -> MemFs {
+        let mut fs = MemFs::default();
+        fs.add("phoenix_hypervisor_config.json", HV);
+        fs.add("phoenix_lxc_configs.json", lxc);
+        fs
+    }
+
+    fn add(&mut self, rel: &str, text: &str) -> &mut MemFs {
+        self.files.insert(Path::new("/cfg").join(rel), text.to_string());
+        self
+    }
+
+    /// A feature directory with its manifest and script.
+    fn feature(&mut self, name: &str, manifest: &str) -> &mut MemFs {
+        self.add(&format!("features/{name}/feature.json"), manifest);
+        self.add(&format!("features/{name}/install.sh"), "#!/bin/sh\n")
+    }
+}
+
+impl Filesystem for MemFs {
+    fn read_to_string(&self, path: &Path) -> io::Result<String> {
+        self.files.get(path).cloned().ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
+    }
+    fn is_file(&self, path: &Path) -> bool {
+        self.files.contains_key(path)
+    }
+    fn is_dir(&self, path: &Path) -> bool {
+        self.files.keys().any(|f| f.starts_with(path) && f != path)
+    }
+    fn read_dir(&self, path: &Path) -> io::Result<Vec<PathBuf>> {
+        let mut children: Vec<PathBuf> = self
+            .files
+            .keys()
+            .filter_map(|f| f.strip_prefix(path).ok()?.components().next().map(|c| path.join(c)))
+            .collect();
+        children.dedup();
+        Ok(children)
+    }
+}
+
+const HV: &str = r#"{"backend": {"type": "lxc", "bridges": {"vmbr0": {"address": "10.9.0.1/24"}}, "storage": {"local": "/srv/local"}}}"#;
+
+fn lxc_950(extra: &str) -> String {
+    format!(
+        r#"{{"lxc_configs": {{"950": {{"name": "ca-client", "memory_mb": 1024, "cores": 1, "storage_pool": "local",
+            "storage_size_gb": 10, "template": "local:vztmpl/x.tar.zst", "unprivileged": true,
+            "network_config": {{"name": "eth0", "bridge": "vmbr0", "ip": "10.9.0.50/24", "gw": "10.9.0.1"}} {extra}}}}}}}"#
+    )
+}
+
+/// Validates `/cfg` with the catalog the command line builds: built-ins and `/cfg/features`.
+fn run(fs: &MemFs) -> Validation {
+    let (sources, mut early) = load(Path::new("/cfg"), fs);
+    let (catalog, problems) = Catalog::load(Path::new("/cfg/features"), fs);
+    early.extend(problems);
+    validate_with(&sources, early, fs, &catalog)
+}
+
+fn errors(v: &Validation) -> Vec<&Report> {
+    v.reports.iter().filter(|r| r.severity == Severity::Error).collect()
+}
+
+#[test]
+fn a_users_feature_directory_makes_its_feature_known() {
+    let mut fs = MemFs::new(&lxc_950(r#", "features": ["base_setup", "trusted_ca"]"#));
+    // Without the directory, only the built-in features are known.
+    let v = run(&fs);
+    let e = errors(&v);
+    assert_eq!(e.len(), 1, "{e:#?}");
+    assert_eq!(e[0].code, Code::UnknownFeature);
+    assert_eq!(e[0].message, "no feature library provides `trusted_ca`");
+    assert!(e[0].hint.as_deref().is_some_and(|h| h.contains("features/trusted_ca/")), "{:?}", e[0].hint);
+
+    fs.feature("trusted_ca", r#"{"name": "trusted_ca", "description": "The lab CA.", "requires": ["base_setup"]}"#);
+    let v = run(&fs);
+    assert!(v.reports.is_empty(), "{:#?}", v.reports);
+    assert!(v.estate.is_some());
+}
+
+#[test]
+fn an_unknown_feature_is_matched_against_the_catalog_names() {
+    let mut fs = MemFs::new(&lxc_950(r#", "features": ["trusted-ca"]"#));
+    fs.feature("trusted_ca", r#"{"name": "trusted_ca"}"#);
+    let v = run(&fs);
+    let e = errors(&v);
+    assert_eq!(e.len(), 1, "{e:#?}");
+    assert_eq!(e[0].code, Code::UnknownFeature);
+    assert_eq!(e[0].hint.as_deref(), Some("did you mean `trusted_ca`?"));
+    assert_eq!(e[0].location.as_ref().map(|l| l.path.as_str()), Some("$.lxc_configs[\"950\"].features[0]"));
+}
+
+#[test]
+fn a_users_feature_overrides_the_built_in_one_of_that_name() {
+    let fs = MemFs::new(&lxc_950(r#", "features": ["docker"]"#));
+    let v = run(&fs);
+    assert_eq!(errors(&v).iter().map(|r| r.code).collect::<Vec<_>>(), [Code::FeatureRequirement]);
+    // A docker of one's own that does not need nesting (a rootless build, say).
+    let mut fs = fs;
+    fs.feature("docker", r#"{"name": "docker", "needs_nesting": false}"#);
+    assert!(run(&fs).reports.is_empty(), "{:#?}", run(&fs).reports);
+}
+
+#[test]
+fn typed_parameters_are_checked_against_the_guests_values() {
+    let manifest = r#"{"name": "vllm_tuned", "parameters": [
+        {"name": "vllm_model", "type": "string", "required": true},
+        {"name": "vllm_port", "type": "string"},
+        {"name": "vllm_args", "type": "array"}]}"#;
+    let mut fs = MemFs::new(&lxc_950(
+        r#", "features": ["vllm_tuned"], "vllm_model": "Qwen/Qwen2.5-7B-Instruct", "vllm_port": 8000, "vllm_args": ["--x"]"#,
+    ));
+    fs.feature("vllm_tuned", manifest);
+    let v = run(&fs);
+    let e = errors(&v);
+    assert_eq!(e.len(), 1, "{e:#?}");
+    assert_eq!(e[0].code, Code::WrongType);
+    assert_eq!(e[0].location.as_ref().map(|l| l.path.as_str()), Some("$.lxc_configs[\"950\"].vllm_port"));
+    assert_eq!(e[0].message, "`vllm_port` is an integer, but feature `vllm_tuned` takes a string");
+    assert_eq!(e[0].hint.as_deref(), Some("feature `vllm_tuned` declares `vllm_port` as string in its feature.json"));
+    // The line shown is the one with the value.
+    assert!(e[0].location.as_ref().is_some_and(|l| l.source_line.contains("\"vllm_port\": 8000")));
+
+    // A value of the declared type is accepted (the vLLM settings of a guest without the
+    // built-in `vllm` are warned about, which is not this check's business).
+    let ok = r#"{"name": "vllm_tuned", "parameters": [{"name": "vllm_port", "type": "integer"}]}"#;
+    fs.feature("vllm_tuned", ok);
+    let v = run(&fs);
+    assert!(errors(&v).is_empty(), "{:#?}", v.reports);
+    assert!(v.estate.is_some());
+}
+
+#[test]
+fn a_required_parameter_the_guest_does_not_give_is_missing() {
+    let manifest = r#"{"name": "vllm_tuned", "parameters": [{"name": "vllm_model", "type": "string", "required": true},
+        {"name": "ca_url", "type": "string", "required": true}]}"#;
+    let mut fs = MemFs::new(&lxc_950(r#", "features": ["vllm_tuned"]"#));
+    fs.feature("vllm_tuned", manifest);
+    let v = run(&fs);
+    let e = errors(&v);
+    assert_eq!(e.iter().map(|r| r.code).collect::<Vec<_>>(), [Code::MissingField, Code::MissingField], "{e:#?}");
+    assert_eq!(e[0].message, "feature `vllm_tuned` needs `vllm_model`");
+    assert_eq!(e[0].location.as_ref().map(|l| l.path.as_str()), Some("$.lxc_configs[\"950\"]"));
+    assert!(e[0].hint.as_deref().is_some_and(|h| h.starts_with("add \"vllm_model\": a string")), "{:?}", e[0].hint);
+    assert_eq!(e[0].notes[0].location.path, "$.lxc_configs[\"950\"].features[0]");
+    // A key no container has can never be given: the hint says so.
+    assert!(e[1].hint.as_deref().is_some_and(|h| h.contains("a container has no setting `ca_url`")), "{:?}", e[1].hint);
+}
+
+#[test]
+fn problems_with_a_feature_directory_are_reported() {
+    let mut fs = MemFs::new(&lxc_950(""));
+    fs.add("features/broken/feature.json", r#"{"name": "broken", "needs_gpus": true}"#);
+    fs.add("features/broken/install.sh", "#!/bin/sh\n");
+    fs.add("features/noscript/feature.json", r#"{"name": "noscript"}"#);
+    fs.add("features/notes/README", "not a feature");
+    let v = run(&fs);
+    let e = errors(&v);
+    assert_eq!(e.len(), 2, "{e:#?}");
+    assert_eq!(e[0].code, Code::InvalidValue);
+    assert!(
+        e[0].message.starts_with(
+            "/cfg/features/broken/feature.json is not a valid feature manifest: unknown field `needs_gpus`"
+        ),
+        "{}",
+        e[0].message
+    );
+    assert_eq!(e[1].code, Code::FileNotFound);
+    assert!(e[1].message.contains("feature `noscript` has no install script"), "{}", e[1].message);
+    assert!(v.estate.is_none());
+}
+
+#[test]
+fn validate_alone_knows_the_built_in_features() {
+    let fs = MemFs::new(&lxc_950(r#", "features": ["base_setup", "ollama"]"#));
+    let (sources, early) = load(Path::new("/cfg"), &fs);
+    let v = validate(&sources, early, &fs);
+    assert!(v.reports.is_empty(), "{:#?}", v.reports);
+}
