@@ -1,10 +1,18 @@
 //! Users' files of every generation of the format (August 2025 to November 2025), written in the
 //! shapes the shell version's users have: each rule of reading them, by exit code and message;
-//! and a September-2025-style stack, laid out as the shell kept it.
+//! and a September-2025-style stack, laid out as the shell kept it, validated and planned
+//! against the PVE test double.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
+use phoenix_cli::backends::Connected;
 use phoenix_cli::{Io, run};
+use phoenix_proxmox::api::{ApiClient, Auth, TlsVerify};
+use phoenix_proxmox::backend::ProxmoxBackend;
+use phoenix_proxmox::channel::{ChannelError, NodeChannel, Output};
+use phoenix_pve_double::{Credentials, PveDouble, PveVersion};
 use phoenix_testkit::Capture;
 
 /// The hypervisor file of most cases: one bridge, nothing else.
@@ -345,6 +353,56 @@ fn a_stack_of_each_generation_validates() {
         assert!(out.contains(&format!("ok: the configuration is valid: {summary}")), "{dir}: {out}");
         assert!(!err.contains("error"), "{dir}: {err}");
     }
+}
+
+#[test]
+fn a_september_2025_stack_validates_and_plans_against_the_double() {
+    // The files with a `backend` section with a `backend` section for the double added, as a user adds one.
+    let tmp = tempfile::tempdir().expect("tmp");
+    copy_tree(&sept_2025(), tmp.path());
+    let etc = tmp.path().join("etc");
+    let double = PveDouble::start(
+        PveVersion::V9,
+        Credentials { token: ("phoenix@pve!ci".into(), "s3cret".into()), root_password: "root-pw".into() },
+    );
+    double.set_task_duration(Duration::from_millis(10));
+    double.add_dir_storage("fastData", "/fastData/shared-iso", "iso,vztmpl");
+    double.add_dir_storage("tank-lxc-disks", "/tank/lxc-disks", "images,rootdir");
+    double.set_devices("pve1", &["/dev/nvidia0", "/dev/nvidia1", "/dev/nvidiactl", "/dev/nvidia-uvm"]);
+    let hv_path = etc.join("phoenix_hypervisor_config.json");
+    let mut hv: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&hv_path).expect("read")).expect("json");
+    hv["backend"] = serde_json::json!({
+        "type": "proxmox", "api_url": format!("https://127.0.0.1:{}", double.addr.port()), "node": "pve1",
+        "token": {"id": "phoenix@pve!ci", "secret": "env:PVE_TOKEN_SECRET"},
+        "tls": {"fingerprint": double.fingerprint},
+        "ssh": {"user": "root"}
+    });
+    std::fs::write(&hv_path, serde_json::to_string_pretty(&hv).expect("json")).expect("write");
+    let (port, fingerprint, nodes) = (double.addr.port(), double.fingerprint.clone(), double.node_channel());
+    let connect = move |_: &phoenix_config::Estate| {
+        let api = ApiClient::new(
+            "127.0.0.1",
+            port,
+            Auth::Token { id: "phoenix@pve!ci".into(), secret: "s3cret".into() },
+            TlsVerify::fingerprint(&fingerprint).expect("pin"),
+        )
+        .expect("client");
+        let nodes = nodes.clone();
+        let channel: Arc<dyn NodeChannel> =
+            Arc::new(move |node: &str, argv: &[String], input: Option<&[u8]>| -> Result<Output, ChannelError> {
+                let (status, stdout, stderr) = nodes.run(node, argv, input);
+                Ok(Output { status, stdout, stderr })
+            });
+        let backend = ProxmoxBackend::new(api, "pve1", Some(channel));
+        backend.preflight().map_err(|e| phoenix_cli::backends::ConnectError::Failed(e.to_string()))?;
+        Ok(Connected { backend: Box::new(backend), notes: Vec::new() })
+    };
+    let (code, out, err) = phoenix_connected(&etc, &["plan", "--detailed-exitcode"], &connect);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(out.contains("Plan: 7 to create, 0 to change, 0 unchanged."), "{out}{err}");
+    // Nesting inherited from the base template is not written again on the docker clones.
+    assert!(double.requests().iter().all(|r| r.method == "GET"), "plan only reads");
 }
 
 #[test]

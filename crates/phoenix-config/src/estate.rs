@@ -138,6 +138,9 @@ pub struct Estate {
     pub vm_defaults: Option<VmDefaults>,
     /// Every guest, by ID.
     pub guests: BTreeMap<GuestId, Guest>,
+    /// Containers that run a feature needing nesting while neither they nor their templates
+    /// say anything of nesting: Phoenix turns it on for them, as the shell version did.
+    pub nesting_turned_on: std::collections::BTreeSet<GuestId>,
 }
 
 impl Estate {

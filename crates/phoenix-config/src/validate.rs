@@ -181,6 +181,7 @@ pub fn validate_with(sources: &Sources, early: Vec<Diagnostic>, fs: &dyn Filesys
         hypervisor,
         lxc_settings: lxc_file,
         guests: BTreeMap::new(),
+        nesting_turned_on: BTreeSet::new(),
     };
     let mut shadowed = Vec::new();
     for (key, cfg) in lxc_sources {
@@ -215,6 +216,14 @@ pub fn validate_with(sources: &Sources, early: Vec<Diagnostic>, fs: &dyn Filesys
             d.file == Some(*kind) && (d.path.starts_with(unit) || (unit.starts_with(&d.path) && !d.path.0.is_empty()))
         })
     }));
+    let turned_on = estate
+        .guests
+        .values()
+        .filter(|g| g.as_lxc().is_some() && estate.nesting_setting(g.id).is_none())
+        .filter(|g| g.features().iter().any(|f| catalog.get(f).is_some_and(|m| m.needs_nesting)))
+        .map(|g| g.id)
+        .collect();
+    estate.nesting_turned_on = turned_on;
     for cycle in crate::graph::cycles(&estate) {
         let (first, _) = cycle.steps[0];
         let g = &estate.guests[&first];

@@ -153,9 +153,7 @@ fn nameservers(ns: Option<&OneOrMany<String>>) -> Option<String> {
 /// turns it on when nothing says, as the shell version did. `None` leaves the flags the
 /// container was created or cloned with.
 fn container_flags(estate: &Estate, id: GuestId, c: &LxcConfig) -> Option<String> {
-    let needs_nesting =
-        c.features.iter().any(|f| phoenix_config::features::feature(f).is_some_and(|s| s.needs_nesting));
-    let auto_nesting = needs_nesting && estate.nesting_setting(id).is_none();
+    let auto_nesting = estate.nesting_turned_on.contains(&id);
     if c.pct_options.is_empty() && c.apparmor_manages_nesting.is_none() && !auto_nesting {
         return None;
     }

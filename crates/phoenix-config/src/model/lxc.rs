@@ -77,7 +77,9 @@ pub struct LxcConfig {
     /// Create this container as a clone of that container (its ID, in digits) at its `template_snapshot_name`.
     #[schemars(regex(pattern = r"^[0-9]+$"))]
     pub clone_from_ctid: Option<String>,
-    /// Script run inside the container after the features; a path relative to the configuration directory, or absolute.
+    /// Script run inside the container after the features: an absolute path, or a name looked up
+    /// in the configuration directory, then `../bin/` and `../bin/lxc_setup/` beside it (where the
+    /// shell version kept its scripts). It gets the container's whole block in its parameters.
     pub application_script: Option<String>,
     /// Container feature flags such as `nesting=1`, `keyctl=1`, `fuse=1`, `mknod=1`, `mount=nfs;cifs`.
     #[serde(default)]

@@ -1,4 +1,0 @@
-#!/bin/bash
-# Sets up the NGINX gateway.
-set -euo pipefail
-echo "gateway"
