@@ -508,3 +508,32 @@ fn a_container_made_by_hand_is_adopted_as_it_runs_and_then_planned_as_nothing() 
     let out = s.phoenix(&["plan", "--detailed-exitcode"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
 }
+
+#[test]
+fn a_container_whose_root_filesystem_is_elsewhere_is_not_adopted() {
+    if !lxc_available() {
+        return;
+    }
+    let s =
+        Stack::new(&format!("{{{}}}", container(751, "moved", r#", "template": "local:vztmpl/busybox.tar.gz""#)), &[]);
+    let dir = s.root.join("lxc/751");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let elsewhere = s.root.join("elsewhere");
+    std::fs::write(
+        dir.join("config"),
+        format!("lxc.uts.name = moved\nlxc.rootfs.path = dir:{}\nlxc.net.0.type = veth\n", elsewhere.display()),
+    )
+    .expect("write");
+    let out = s.phoenix(&["adopt", "751"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!("751 (moved) cannot be adopted: its root filesystem is {}", elsewhere.display())),
+        "{err}"
+    );
+    assert!(
+        err.contains("hint: stop it, move its root filesystem to") && err.contains("Nothing was adopted."),
+        "{err}"
+    );
+    assert!(!dir.join("phoenix.json").exists());
+}
