@@ -100,6 +100,26 @@ pub trait Backend: Send + Sync {
         let _ = id;
         Ok(Vec::new())
     }
+
+    /// Checks, without changing anything, that a guest Phoenix did not create can be adopted
+    /// (see [`Backend::adopt`]), and returns the configuration it will show once adopted: what
+    /// the backend shows of it now, except fields the backend keeps only in its own records and
+    /// never in the guest, which a guest it did not create cannot show; those are taken from
+    /// `desired` (the configuration's fields for it). An [`ErrorKind::Unsupported`] error says
+    /// the backend cannot adopt guests, any other why this guest cannot be adopted.
+    fn check_adopt(&self, guest: &ObservedGuest, desired: &GuestConfig) -> Result<GuestConfig, BackendError> {
+        let _ = (guest, desired);
+        Err(BackendError::unsupported(format!("the {} backend cannot adopt guests", self.name())))
+    }
+
+    /// Marks a guest Phoenix did not create as Phoenix's, changing nothing else: it is not
+    /// recreated, stopped, restarted or reconfigured. Afterwards it is observed as managed, with
+    /// the configuration [`Backend::check_adopt`] returned. Marking a guest that is already
+    /// Phoenix's does nothing.
+    fn adopt(&self, id: GuestId, desired: &GuestConfig) -> Result<(), BackendError> {
+        let _ = (id, desired);
+        Err(BackendError::unsupported(format!("the {} backend cannot adopt guests", self.name())))
+    }
 }
 
 /// A shared backend is a backend (the engine's workers share one).
@@ -157,5 +177,11 @@ impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
     }
     fn route(&self, field: &str, value: &str) -> Result<Option<String>, String> {
         (**self).route(field, value)
+    }
+    fn check_adopt(&self, guest: &ObservedGuest, desired: &GuestConfig) -> Result<GuestConfig, BackendError> {
+        (**self).check_adopt(guest, desired)
+    }
+    fn adopt(&self, id: GuestId, desired: &GuestConfig) -> Result<(), BackendError> {
+        (**self).adopt(id, desired)
     }
 }

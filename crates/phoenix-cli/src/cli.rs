@@ -101,6 +101,21 @@ pub enum Command {
     /// Refuses to destroy a template that existing guests were cloned from unless --force, and asks
     /// for confirmation on a terminal (--yes to skip). Guests Phoenix did not create are never touched.
     Destroy(DestroyArgs),
+    /// Make guests Phoenix did not create (built by the shell version, or by hand) Phoenix's, as they are.
+    ///
+    /// For each guest given (without IDs: every configured guest that exists on the backend but is
+    /// not Phoenix's) it shows how the guest differs from its configuration (the changes the next
+    /// plan will make), then marks it as Phoenix's without recreating, stopping, restarting or
+    /// reconfiguring it. It records a feature or the application script as done only where the
+    /// guest shows it ran: base_setup in a running guest; docker, nvidia, ollama and vllm when
+    /// their probe succeeds inside the guest (`command -v docker`, `command -v nvidia-smi`,
+    /// `command -v ollama`, `command -v vllm` or `python3 -c 'import vllm'`). Everything else
+    /// runs on the next apply, unless --assume-customized; nothing is recorded in a stopped guest.
+    ///
+    /// An ID that is not configured or does not exist on the backend is refused (exit 1), and so is
+    /// a guest whose configuration asks for what cannot change in place (its storage, say); then
+    /// nothing is adopted. A guest Phoenix manages already is left as it is (exit 0).
+    Adopt(AdoptArgs),
     /// Draw the guests' clone and dependency graph (an arrow points to what a guest needs first).
     Graph(GraphArgs),
     /// Set up the host: storage, users, shares, firewall, AppArmor, NVIDIA driver.
@@ -224,6 +239,24 @@ pub struct DestroyArgs {
     #[arg(long, short = 'y')]
     pub yes: bool,
     /// Print what would be destroyed, and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Waiting for the apply lock, and where features come from.
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// Options of `adopt`.
+#[derive(Debug, Args)]
+pub struct AdoptArgs {
+    /// Guests to adopt (default: every configured guest on the backend that is not Phoenix's).
+    #[arg(value_name = "ID")]
+    pub ids: Vec<u32>,
+    /// Record every feature and the application script as done, without evidence from the guest.
+    #[arg(long)]
+    pub assume_customized: bool,
+    /// Show what would be adopted and recorded, and change nothing (the probes still run inside
+    /// the guests: they only look).
     #[arg(long)]
     pub dry_run: bool,
     /// Waiting for the apply lock, and where features come from.

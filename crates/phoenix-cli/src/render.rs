@@ -55,7 +55,7 @@ fn at_path(path: &str) -> String {
 pub fn plan_text(plan: &phoenix_plan::Plan) -> String {
     use phoenix_plan::{Action, LifecycleState};
 
-    use crate::printer::styles::{CHANGE, DIM, OK};
+    use crate::printer::styles::{CHANGE, OK};
     let mut s = String::new();
     for g in plan.guests.iter().filter(|g| !g.steps.is_empty()) {
         let creating = g.steps.iter().any(|st| matches!(st.action, Action::Create { .. }));
@@ -72,54 +72,7 @@ pub fn plan_text(plan: &phoenix_plan::Plan) -> String {
             g.state,
             LifecycleState::Completed
         );
-        for st in &g.steps {
-            let (what, style) = match &st.action {
-                Action::Create { source } => (
-                    match source {
-                        phoenix_backend::CreateSource::Template(t) => format!("create from {t}"),
-                        phoenix_backend::CreateSource::Clone { source, snapshot } => {
-                            format!("clone {source} at snapshot {snapshot}")
-                        }
-                    },
-                    OK,
-                ),
-                Action::Configure { changes } => {
-                    for c in changes {
-                        let effect = match c.effect {
-                            phoenix_backend::ChangeEffect::Live => "live",
-                            phoenix_backend::ChangeEffect::Restart => "at restart",
-                            phoenix_backend::ChangeEffect::Recreate => "REPLACES THE GUEST",
-                        };
-                        let (mark, new) = match &c.new {
-                            Some(v) => ("~", v.as_str()),
-                            None => ("-", "(removed)"),
-                        };
-                        let _ = writeln!(
-                            s,
-                            "    {CHANGE}{mark}{CHANGE:#} {}: {} → {new} {DIM}({effect}){DIM:#}",
-                            c.field,
-                            c.old.as_deref().unwrap_or("(unset)"),
-                        );
-                    }
-                    let volume_removed = changes
-                        .iter()
-                        .any(|c| c.is_removal() && c.old.as_deref().is_some_and(|v| v.starts_with("volume:")));
-                    if volume_removed {
-                        let _ = writeln!(
-                            s,
-                            "      {DIM}a removed volume is detached and kept with its data, never deleted{DIM:#}"
-                        );
-                    }
-                    continue;
-                }
-                Action::Start => ("start".to_string(), CHANGE),
-                Action::Restart => ("restart".to_string(), ERROR),
-                Action::Customize { key, .. } => (format!("run {key}"), CHANGE),
-                Action::HealthCheck => ("health check".to_string(), DIM),
-                Action::Snapshot { name } => (format!("snapshot {name}"), CHANGE),
-            };
-            let _ = writeln!(s, "    {style}>{style:#} {what} {DIM}— {}{DIM:#}", st.reason);
-        }
+        s.push_str(&steps_text(&g.steps));
     }
     let create = plan
         .guests
@@ -139,6 +92,104 @@ pub fn plan_text(plan: &phoenix_plan::Plan) -> String {
     if !plan.unmanaged.is_empty() {
         let ids: Vec<String> = plan.unmanaged.iter().map(ToString::to_string).collect();
         let _ = writeln!(s, "Not in the configuration, never touched: {}.", ids.join(", "));
+    }
+    s
+}
+
+/// A guest's steps as `plan` shows them: each change of a configure step on its own line
+/// (`~ field: old → new (live)`, `- field: old → (removed)`), every other step with its reason.
+pub fn steps_text(steps: &[phoenix_plan::Step]) -> String {
+    use phoenix_plan::Action;
+
+    use crate::printer::styles::{CHANGE, DIM, OK};
+    let mut s = String::new();
+    for st in steps {
+        let (what, style) = match &st.action {
+            Action::Create { source } => (
+                match source {
+                    phoenix_backend::CreateSource::Template(t) => format!("create from {t}"),
+                    phoenix_backend::CreateSource::Clone { source, snapshot } => {
+                        format!("clone {source} at snapshot {snapshot}")
+                    }
+                },
+                OK,
+            ),
+            Action::Configure { changes } => {
+                for c in changes {
+                    let effect = match c.effect {
+                        phoenix_backend::ChangeEffect::Live => "live",
+                        phoenix_backend::ChangeEffect::Restart => "at restart",
+                        phoenix_backend::ChangeEffect::Recreate => "REPLACES THE GUEST",
+                    };
+                    let (mark, new) = match &c.new {
+                        Some(v) => ("~", v.as_str()),
+                        None => ("-", "(removed)"),
+                    };
+                    let _ = writeln!(
+                        s,
+                        "    {CHANGE}{mark}{CHANGE:#} {}: {} → {new} {DIM}({effect}){DIM:#}",
+                        c.field,
+                        c.old.as_deref().unwrap_or("(unset)"),
+                    );
+                }
+                let volume_removed = changes
+                    .iter()
+                    .any(|c| c.is_removal() && c.old.as_deref().is_some_and(|v| v.starts_with("volume:")));
+                if volume_removed {
+                    let _ = writeln!(
+                        s,
+                        "      {DIM}a removed volume is detached and kept with its data, never deleted{DIM:#}"
+                    );
+                }
+                continue;
+            }
+            Action::Start => ("start".to_string(), CHANGE),
+            Action::Restart => ("restart".to_string(), ERROR),
+            Action::Customize { key, .. } => (format!("run {key}"), CHANGE),
+            Action::HealthCheck => ("health check".to_string(), DIM),
+            Action::Snapshot { name } => (format!("snapshot {name}"), CHANGE),
+        };
+        let _ = writeln!(s, "    {style}>{style:#} {what} {DIM}— {}{DIM:#}", st.reason);
+    }
+    s
+}
+
+/// What `phoenix adopt` does, guest by guest: each feature's and the script's marker with how
+/// it was decided, the mark, then the plan the guest has once adopted (its differences from the
+/// configuration, shown as `plan` shows them).
+pub fn adoption_text(survey: &phoenix_engine::adopt::Survey) -> String {
+    use phoenix_engine::adopt::Verdict;
+
+    use crate::printer::styles::{CHANGE, DIM, OK};
+    let mut s = String::new();
+    for a in &survey.adopt {
+        let kind = match a.kind {
+            phoenix_backend::GuestKind::Lxc => "container",
+            phoenix_backend::GuestKind::Vm => "VM",
+        };
+        let power = match a.power {
+            phoenix_backend::PowerState::Running => "running",
+            phoenix_backend::PowerState::Stopped => "stopped",
+        };
+        let _ = writeln!(s, "{CHANGE}~{CHANGE:#} {BOLD}{} {}{BOLD:#} ({kind}, {power}): adopt", a.id, a.name);
+        for d in &a.customizations {
+            let (what, style) = match d.verdict {
+                Verdict::Recorded => ("record", OK),
+                Verdict::AlreadyRecorded => ("keep", DIM),
+                Verdict::NotRecorded => ("not recorded:", CHANGE),
+            };
+            let _ = writeln!(s, "    {style}>{style:#} {what} {} {DIM}— {}{DIM:#}", d.key, d.why);
+        }
+        let _ = writeln!(
+            s,
+            "    {OK}>{OK:#} mark as Phoenix's {DIM}— nothing else changes: not recreated, stopped or restarted{DIM:#}"
+        );
+        if a.then.steps.is_empty() {
+            let _ = writeln!(s, "  then: nothing to do, it matches its configuration");
+        } else {
+            let _ = writeln!(s, "  then, at the next apply (as `phoenix plan` will show):");
+            s.push_str(&steps_text(&a.then.steps));
+        }
     }
     s
 }

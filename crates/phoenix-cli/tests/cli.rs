@@ -62,8 +62,18 @@ fn help_lists_every_command_and_the_exit_codes() {
     let out = phoenix(&["--help"], Path::new("."));
     assert!(out.status.success());
     let help = text(&out.stdout);
-    for cmd in ["validate", "plan", "apply", "status", "destroy", "graph", "setup-hypervisor", "schema", "completions"]
-    {
+    for cmd in [
+        "validate",
+        "plan",
+        "apply",
+        "status",
+        "destroy",
+        "adopt",
+        "graph",
+        "setup-hypervisor",
+        "schema",
+        "completions",
+    ] {
         assert!(help.contains(&format!("  {cmd}")), "`{cmd}` missing from:\n{help}");
     }
     for flag in ["--config-dir", "--verbose", "--quiet", "--color", "--no-progress", "--output", "PHOENIX_CONFIG_DIR"] {

@@ -401,3 +401,139 @@ fn bad_inputs_are_refused_before_anything_is_created() {
     assert!(text(&out.stderr).contains("not a template: it has neither a `template_snapshot_name`"), "{}", text(&out.stderr));
     assert!(!s.root.join("lxc/720").exists());
 }
+
+/// Stops a container Phoenix does not manage (yet) when the test ends, however it ends:
+/// `phoenix destroy` never touches it.
+struct Foreign {
+    id: u32,
+    lxc_path: String,
+}
+
+impl Drop for Foreign {
+    fn drop(&mut self) {
+        let _ = Command::new("lxc-stop").args(["-n", &self.id.to_string(), "-P", &self.lxc_path, "-k"]).output();
+    }
+}
+
+#[test]
+fn a_container_made_by_hand_is_adopted_as_it_runs_and_then_planned_as_nothing() {
+    if !lxc_available() {
+        return;
+    }
+    let s = Stack::new(
+        &format!(
+            "{{{}}}",
+            container(750, "by-hand", r#", "template": "local:vztmpl/busybox.tar.gz", "features": ["base_setup"]"#)
+        ),
+        &[],
+    );
+    // Made as the shell version's containers were: a root filesystem from the template given to
+    // the mapped root, an LXC configuration written by hand, started with lxc-start.
+    let dir = s.root.join("lxc/750");
+    let rootfs = dir.join("rootfs");
+    std::fs::create_dir_all(&rootfs).expect("mkdir");
+    use std::os::unix::fs::PermissionsExt;
+    for d in [s.root.join("lxc"), dir.clone()] {
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    let template = s.root.join("storage/template/cache/busybox.tar.gz");
+    let ok = |c: &mut Command| {
+        let out = c.output().expect("run");
+        assert!(out.status.success(), "{c:?}: {}", text(&out.stderr));
+    };
+    ok(Command::new("tar").arg("-xpzf").arg(&template).arg("-C").arg(&rootfs).arg("--numeric-owner"));
+    ok(Command::new("chown").arg("-hR").arg("100000:100000").arg(&rootfs));
+    let limits = if Path::new("/sys/fs/cgroup/memory").is_dir() {
+        "lxc.cgroup.memory.limit_in_bytes = 536870912\nlxc.cgroup.cpu.cfs_period_us = 100000\nlxc.cgroup.cpu.cfs_quota_us = 100000\n"
+    } else {
+        "lxc.cgroup2.memory.max = 536870912\nlxc.cgroup2.cpu.max = 100000 100000\n"
+    };
+    let config = format!(
+        "# made by hand\nlxc.uts.name = by-hand\nlxc.rootfs.path = dir:{}\n\
+         lxc.mount.auto = proc:mixed sys:ro cgroup:mixed\nlxc.autodev = 1\nlxc.tty.max = 0\nlxc.pty.max = 16\n\
+         lxc.idmap = u 0 100000 65536\nlxc.idmap = g 0 100000 65536\n\
+         lxc.net.0.type = veth\nlxc.net.0.link = {BRIDGE}\nlxc.net.0.flags = up\nlxc.net.0.name = eth0\n\
+         lxc.net.0.hwaddr = 02:79:00:00:07:50\nlxc.net.0.ipv4.address = 10.79.0.120/24\nlxc.net.0.ipv4.gateway = 10.79.0.1\n{limits}",
+        rootfs.display()
+    );
+    std::fs::write(dir.join("config"), &config).expect("write");
+    let _stop = Foreign { id: 750, lxc_path: s.lxc_path() };
+    ok(Command::new("lxc-start").args(["-n", "750", "-P", &s.lxc_path(), "-d"]));
+    ok(Command::new("lxc-wait").args(["-n", "750", "-P", &s.lxc_path(), "-s", "RUNNING", "-t", "30"]));
+    let pid = s.init_pid(750);
+
+    // Not Phoenix's: it blocks its ID, and the plan says how to adopt it.
+    let out = s.phoenix(&["plan"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("`phoenix adopt 750`"), "{}", text(&out.stderr));
+
+    // A dry run shows it matches its configuration, and writes nothing.
+    let out = s.phoenix(&["adopt", "--dry-run"]);
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    let shown = text(&out.stdout);
+    for line in [
+        "~ 750 by-hand (container, running): adopt",
+        "> record feature:base_setup — base_setup is done in every guest that runs",
+        "then: nothing to do, it matches its configuration",
+    ] {
+        assert!(shown.contains(line), "no {line:?} in\n{shown}");
+    }
+    assert!(!dir.join("phoenix.json").exists(), "a dry run marked it");
+    assert_eq!(s.attach(750, &["sh", "-c", "cat /var/lib/phoenix/markers.json 2>/dev/null; echo end"]), "end\n");
+
+    // Adopted: Phoenix's record and the marker; its LXC configuration and process as they were.
+    let out = s.phoenix(&["adopt", "750"]);
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(dir.join("phoenix.json").is_file());
+    assert_eq!(
+        std::fs::read_to_string(dir.join("config")).expect("config"),
+        config,
+        "adoption rewrote the configuration"
+    );
+    assert_eq!(s.init_pid(750), pid, "adoption restarted the container");
+    assert!(s.attach(750, &["cat", "/var/lib/phoenix/markers.json"]).contains("feature:base_setup"));
+    let out = s.phoenix(&["plan", "--detailed-exitcode"]);
+    assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
+
+    // From now on it is Phoenix's like any other: a change is exactly that change, made live.
+    s.edit("phoenix_lxc_configs.json", r#""memory_mb": 512"#, r#""memory_mb": 768"#);
+    let out = s.phoenix(&["plan", "--detailed-exitcode"]);
+    assert_eq!(out.status.code(), Some(2));
+    let changes: Vec<String> =
+        text(&out.stdout).lines().filter(|l| l.starts_with("    ")).map(|l| l.trim().to_string()).collect();
+    assert_eq!(changes, ["~ memory_mb: 512 → 768 (live)"], "{}", text(&out.stdout));
+    let out = s.phoenix(&["apply"]);
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(s.init_pid(750), pid, "a live change restarted the container");
+    let out = s.phoenix(&["plan", "--detailed-exitcode"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+}
+
+#[test]
+fn a_container_whose_root_filesystem_is_elsewhere_is_not_adopted() {
+    if !lxc_available() {
+        return;
+    }
+    let s =
+        Stack::new(&format!("{{{}}}", container(751, "moved", r#", "template": "local:vztmpl/busybox.tar.gz""#)), &[]);
+    let dir = s.root.join("lxc/751");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let elsewhere = s.root.join("elsewhere");
+    std::fs::write(
+        dir.join("config"),
+        format!("lxc.uts.name = moved\nlxc.rootfs.path = dir:{}\nlxc.net.0.type = veth\n", elsewhere.display()),
+    )
+    .expect("write");
+    let out = s.phoenix(&["adopt", "751"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!("751 (moved) cannot be adopted: its root filesystem is {}", elsewhere.display())),
+        "{err}"
+    );
+    assert!(
+        err.contains("hint: stop it, move its root filesystem to") && err.contains("Nothing was adopted."),
+        "{err}"
+    );
+    assert!(!dir.join("phoenix.json").exists());
+}

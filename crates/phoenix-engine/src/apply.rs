@@ -285,7 +285,7 @@ impl<'a> Engine<'a> {
     }
 
     /// A backend call with retries; `applied` says whether a call that may have been applied was.
-    fn call<T>(
+    pub(crate) fn call<T>(
         &self,
         id: GuestId,
         opts: &ApplyOptions,

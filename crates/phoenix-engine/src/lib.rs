@@ -2,6 +2,7 @@
 //! dependency graph with bounded concurrency, and destroys guests in reverse order. It knows
 //! backends only through [`phoenix_backend::Backend`].
 
+pub mod adopt;
 pub mod apply;
 pub mod customize;
 pub mod destroy;

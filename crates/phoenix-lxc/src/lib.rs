@@ -1,10 +1,12 @@
 //! The local LXC backend: real containers on the machine Phoenix runs on, through the `lxc-*`
 //! tools. Each container lives in `<lxc_path>/<id>/` with its LXC `config`, its `rootfs/`, its
 //! snapshots under `snapshots/<name>/`, and `phoenix.json`, which marks it as Phoenix's and records
-//! the normalised configuration it was given. Directories without `phoenix.json` are shown, never
-//! touched.
+//! the normalised configuration it was given. Directories without `phoenix.json` are shown (their
+//! LXC configuration read back into fields, see [`foreign`]) and never touched, until adopted:
+//! adoption writes `phoenix.json` and nothing else.
 
 mod command;
+pub mod foreign;
 mod fsutil;
 pub mod gpu;
 pub mod render;
@@ -180,12 +182,9 @@ impl LxcBackend {
                 PathBuf::from(rest)
             } else if let Some(rest) = source.strip_prefix("volume:") {
                 let pool = rest.split(':').next().unwrap_or_default();
-                let base = self.settings.storage.get(pool).ok_or_else(|| {
+                self.volume_dir(id, inside, pool).ok_or_else(|| {
                     BackendError::permanent(Delivery::NotSent, format!("storage {pool} is not mapped"))
-                })?;
-                let name: String =
-                    inside.trim_matches('/').chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
-                Path::new(base).join("volumes").join(format!("{id}-{name}"))
+                })?
             } else {
                 continue;
             };
@@ -200,6 +199,105 @@ impl LxcBackend {
             out.push((inside.to_string(), host.display().to_string(), read_only));
         }
         Ok(out)
+    }
+
+    /// The host directory of a volume mounted at `inside`, on storage `pool`.
+    fn volume_dir(&self, id: GuestId, inside: &str, pool: &str) -> Option<PathBuf> {
+        let base = self.settings.storage.get(pool)?;
+        let name: String =
+            inside.trim_matches('/').chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+        Some(Path::new(base).join("volumes").join(format!("{id}-{name}")))
+    }
+
+    /// What the LXC configuration of a container Phoenix did not create says, as fields (see
+    /// [`foreign`]), with the DNS servers of its `/etc/resolv.conf`.
+    fn read_foreign(&self, id: GuestId) -> Result<foreign::Read, BackendError> {
+        let text = std::fs::read_to_string(self.dir(id).join("config"))
+            .map_err(|e| io_error(id, "read its LXC configuration", e))?;
+        let bridges: BTreeMap<String, String> = self
+            .settings
+            .bridges
+            .iter()
+            .map(|(name, b)| (b.host_bridge.clone().unwrap_or_else(|| name.clone()), name.clone()))
+            .collect();
+        let mut read = foreign::read(&text, &bridges, self.id_base);
+        let rootfs = read.rootfs.as_ref().map_or_else(|| self.rootfs(id), PathBuf::from);
+        if let Some(ns) = fsutil::read_inside(&rootfs, "/etc/resolv.conf")
+            .ok()
+            .flatten()
+            .and_then(|b| foreign::nameservers(&String::from_utf8_lossy(&b)))
+        {
+            read.fields.set("net.nameservers", ns);
+        }
+        Ok(read)
+    }
+
+    /// The snapshots a container has in Phoenix's layout (`snapshots/<name>/rootfs`).
+    fn snapshot_dirs(&self, id: GuestId) -> BTreeSet<String> {
+        std::fs::read_dir(self.dir(id).join("snapshots"))
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.path().join("rootfs").is_dir())
+                    .filter_map(|e| e.file_name().to_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// What a container Phoenix did not create is recorded as once adopted: what its LXC
+    /// configuration says, except what this backend keeps only in its record (see
+    /// [`RECORDED_ONLY`]), and flags it does not write, which are the configuration's; DNS servers
+    /// only where the configuration has some (the file the template came with is not Phoenix's
+    /// to compare); a volume's size where the container mounts the volume's directory. Refused
+    /// when its root filesystem is not where this backend keeps it.
+    fn adopted_config(&self, id: GuestId, desired: &GuestConfig) -> Result<GuestConfig, BackendError> {
+        let read = self.read_foreign(id)?;
+        let rootfs = self.rootfs(id);
+        if read.rootfs.as_deref().map(Path::new) != Some(rootfs.as_path()) {
+            return Err(BackendError::permanent(
+                Delivery::NotSent,
+                format!(
+                    "its root filesystem is {}; this backend keeps a container's in {}",
+                    read.rootfs.as_deref().unwrap_or("not set (lxc.rootfs.path)"),
+                    rootfs.display()
+                ),
+            )
+            .with_detail(format!(
+                "stop it, move its root filesystem to {} and set `lxc.rootfs.path = dir:{}`, then adopt it",
+                rootfs.display(),
+                rootfs.display()
+            )));
+        }
+        let mut c = read.fields;
+        for field in RECORDED_ONLY {
+            match desired.get(field) {
+                Some(v) => c.set(*field, v),
+                None => {
+                    c.0.remove(*field);
+                }
+            }
+        }
+        if desired.get("net.nameservers").is_none() {
+            c.0.remove("net.nameservers");
+        }
+        let nesting = |f: Option<&str>| f.is_some_and(|f| f.split(',').any(|x| x == "nesting=1"));
+        if let Some(want) = desired.get("flags")
+            && nesting(Some(want)) == nesting(c.get("flags"))
+        {
+            c.set("flags", want);
+        }
+        for (field, want) in &desired.0 {
+            let (Some(inside), Some(rest)) = (field.strip_prefix("mount:"), want.strip_prefix("volume:")) else {
+                continue;
+            };
+            let pool = rest.split(':').next().unwrap_or_default();
+            if let Some(dir) = self.volume_dir(id, inside, pool)
+                && c.get(field) == Some(format!("bind:{}", dir.display()).as_str())
+            {
+                c.set(field.clone(), want.clone());
+            }
+        }
+        Ok(c)
     }
 
     /// Writes `/etc/resolv.conf` into a stopped container's rootfs (replacing a link there, so
@@ -356,6 +454,10 @@ fn missing(id: GuestId) -> BackendError {
 /// Container fields this backend does not implement (the per-guest firewall is Proxmox's).
 const UNSUPPORTED_FIELDS: &[&str] = &["firewall", "firewall.rules"];
 
+/// Fields this backend keeps only in its record (`phoenix.json`), never in the container: the
+/// root storage and disk size (a root filesystem here is a directory) and tags.
+const RECORDED_ONLY: &[&str] = &["storage", "disk_gb", "tags"];
+
 impl Backend for LxcBackend {
     fn name(&self) -> &str {
         "lxc"
@@ -388,21 +490,8 @@ impl Backend for LxcBackend {
                 continue;
             }
             let state = self.state(id);
-            // A container Phoenix did not create: what its LXC configuration says of its address.
-            let foreign = || {
-                let text = std::fs::read_to_string(e.path().join("config")).unwrap_or_default();
-                let mut c = BTreeMap::new();
-                for line in text.lines() {
-                    if let Some((k, v)) = line.split_once('=') {
-                        match k.trim() {
-                            "lxc.net.0.ipv4.address" => c.insert("net.ip".to_string(), v.trim().to_string()),
-                            "lxc.uts.name" => c.insert("hostname".to_string(), v.trim().to_string()),
-                            _ => None,
-                        };
-                    }
-                }
-                c
-            };
+            // A container Phoenix did not create: what its LXC configuration says.
+            let foreign = || self.read_foreign(id).map(|r| r.fields.0).unwrap_or_default();
             let power = if running.contains(&id) { PowerState::Running } else { PowerState::Stopped };
             guests.insert(
                 id,
@@ -413,7 +502,7 @@ impl Backend for LxcBackend {
                     power,
                     managed: state.is_some(),
                     config: GuestConfig(state.as_ref().map_or_else(foreign, |s| s.config.clone())),
-                    snapshots: state.map(|s| s.snapshots).unwrap_or_default(),
+                    snapshots: state.map_or_else(|| self.snapshot_dirs(id), |s| s.snapshots),
                 },
             );
         }
@@ -651,7 +740,8 @@ impl Backend for LxcBackend {
     }
 
     fn read_file(&self, id: GuestId, path: &str) -> Result<Option<Vec<u8>>, BackendError> {
-        if self.state(id).is_none() {
+        // Any container's, Phoenix's or not (adoption reads the markers of one it did not create).
+        if !self.dir(id).join("config").is_file() {
             return Err(missing(id));
         }
         if self.is_running(id)? {
@@ -702,6 +792,26 @@ impl Backend for LxcBackend {
             .filter_map(|a| a.parse::<std::net::IpAddr>().ok())
             .filter(|a| !a.is_loopback())
             .collect())
+    }
+
+    /// See [`LxcBackend::adopted_config`].
+    fn check_adopt(&self, guest: &ObservedGuest, desired: &GuestConfig) -> Result<GuestConfig, BackendError> {
+        self.adopted_config(guest.id, desired)
+    }
+
+    /// Writes `phoenix.json` next to the container, recording its configuration as
+    /// [`Backend::check_adopt`] reads it; its LXC configuration, root filesystem and process are
+    /// left as they are (the configuration is rendered again only when a later apply changes it).
+    fn adopt(&self, id: GuestId, desired: &GuestConfig) -> Result<(), BackendError> {
+        let _guard = self.write.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if self.state(id).is_some() {
+            return Ok(());
+        }
+        if !self.dir(id).join("config").is_file() {
+            return Err(missing(id));
+        }
+        let config = self.adopted_config(id, desired)?;
+        self.save(id, &State { config: config.0, snapshots: self.snapshot_dirs(id) })
     }
 
     fn change_effect(&self, field: &str) -> ChangeEffect {

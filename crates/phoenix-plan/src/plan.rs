@@ -298,8 +298,11 @@ fn plan_guest(
         issues.push(PlanIssue {
             guest: d.id,
             message: format!("{} exists but was not created by Phoenix", d.id),
-            hint: "Phoenix never touches guests it did not create: give this guest another ID, or remove the other one"
-                .into(),
+            hint: format!(
+                "Phoenix never touches guests it did not create: `phoenix adopt {}` makes it Phoenix's as it is \
+                 (see its differences first with `--dry-run`), or give this guest another ID",
+                d.id
+            ),
         });
         return (steps, issues);
     }

@@ -28,6 +28,16 @@ use crate::upid::Upid;
 /// The mark in a container's description that says Phoenix created it.
 pub const MANAGED_MARK: &str = "Managed by Phoenix.";
 
+/// A guest's description with the managed mark (adoption): the mark first, what the description
+/// said before kept below it.
+pub fn marked_description(old: Option<&str>) -> String {
+    match old.map(str::trim).filter(|d| !d.is_empty()) {
+        Some(d) if d.contains(MANAGED_MARK) => d.to_string(),
+        Some(d) => format!("{MANAGED_MARK}\n{d}"),
+        None => MANAGED_MARK.to_string(),
+    }
+}
+
 /// Fields kept as raw `lxc.*` lines in the container's conf file: the API has no keys for them.
 const RAW_FIELDS: &[&str] = &["lxc.raw", "apparmor", "idmap"];
 
@@ -592,6 +602,16 @@ impl ProxmoxBackend {
         })
     }
 
+    /// Adds the managed mark to a guest's description (see [`marked_description`]), with the
+    /// configuration's `digest`, once no task holds its lock; nothing else of it changes.
+    pub(crate) fn mark_managed(&self, guest: Guest<'_>) -> Result<(), BackendError> {
+        let old = self.unlocked_config_of(guest)?.get("description").and_then(text);
+        if old.as_deref().is_some_and(|d| d.contains(MANAGED_MARK)) {
+            return Ok(());
+        }
+        self.put_config(&self.api, guest, &[("description".into(), marked_description(old.as_deref()))], &[])
+    }
+
     fn channel(&self) -> Result<&dyn NodeChannel, BackendError> {
         self.channel.as_deref().ok_or_else(|| {
             BackendError::unsupported("this needs the node channel (`backend.ssh`, or Phoenix on the node)")
@@ -1116,6 +1136,22 @@ impl Backend for ProxmoxBackend {
         }
     }
 
+    /// Proxmox shows a guest's whole configuration, whoever made it: adopted, it is what it
+    /// shows now.
+    fn check_adopt(&self, guest: &ObservedGuest, _desired: &GuestConfig) -> Result<GuestConfig, BackendError> {
+        Ok(guest.config.clone())
+    }
+
+    /// The `Managed by Phoenix.` mark in the guest's description: the only change.
+    fn adopt(&self, id: GuestId, _desired: &GuestConfig) -> Result<(), BackendError> {
+        if self.is_vm(id)? {
+            return self.vm_adopt(id);
+        }
+        let (node, _) =
+            self.node_of(id)?.ok_or_else(|| BackendError::not_found(format!("container {id} does not exist")))?;
+        self.mark_managed(Guest::lxc(&node, id))
+    }
+
     fn route(&self, field: &str, value: &str) -> Result<Option<String>, String> {
         const WHY: &str =
             "Proxmox reserves device passthrough, bind mounts and feature flags other than nesting to root@pam";
@@ -1158,6 +1194,15 @@ impl Backend for ProxmoxBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn adoption_puts_the_mark_first_and_keeps_the_description() {
+        assert_eq!(marked_description(None), "Managed by Phoenix.");
+        assert_eq!(marked_description(Some(" \n")), "Managed by Phoenix.");
+        assert_eq!(marked_description(Some("web server\nowner: ops\n")), "Managed by Phoenix.\nweb server\nowner: ops");
+        let marked = marked_description(Some("web server"));
+        assert_eq!(marked_description(Some(&marked)), marked, "marked once");
+    }
 
     #[test]
     fn bind_mount_directories_get_the_owner_the_container_sees() {

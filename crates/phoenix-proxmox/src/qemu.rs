@@ -422,6 +422,12 @@ impl ProxmoxBackend {
         }
     }
 
+    /// Marks a VM Phoenix did not create as Phoenix's (its description; nothing else).
+    pub(crate) fn vm_adopt(&self, id: GuestId) -> Result<(), BackendError> {
+        let node = self.vm_node(id)?;
+        self.mark_managed(Guest::qemu(&node, id))
+    }
+
     fn vm_config(&self, node: &str, id: GuestId) -> Result<serde_json::Map<String, Value>, BackendError> {
         self.config_of(Guest::qemu(node, id))
     }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use phoenix_backend::{
     Backend, BackendError, Capabilities, ChangeEffect, CreateRequest, CreateSource, Delivery, ExecOutput, ExecRequest,
-    FieldChange, FilePush, GuestId, GuestKind, Observation, ObservedGuest, PowerState,
+    FieldChange, FilePush, GuestConfig, GuestId, GuestKind, Observation, ObservedGuest, PowerState,
 };
 
 /// Which backend method a call was.
@@ -40,6 +40,8 @@ pub enum Method {
     PushFile,
     /// [`Backend::destroy`].
     Destroy,
+    /// [`Backend::adopt`].
+    Adopt,
 }
 
 impl Method {
@@ -145,6 +147,8 @@ struct State {
     rules: Vec<FailRule>,
     effects: HashMap<String, ChangeEffect>,
     exec_status: Vec<(String, i32, String)>,
+    /// Exit statuses of commands by a text their whole argv (joined with spaces) contains.
+    command_status: Vec<(String, i32)>,
     /// Sources with a clone in progress.
     cloning: HashSet<GuestId>,
 }
@@ -205,11 +209,18 @@ impl State {
     }
 
     fn exec(&mut self, id: GuestId, request: &ExecRequest) -> Result<ExecOutput, BackendError> {
+        let joined = request.argv.join(" ");
         let status = self
-            .exec_status
+            .command_status
             .iter()
-            .find(|(pattern, _, _)| request.argv.first().is_some_and(|a| a.contains(pattern.as_str())))
-            .map(|(_, status, stderr)| (*status, stderr.clone()));
+            .find(|(pattern, _)| joined.contains(pattern.as_str()))
+            .map(|(_, status)| (*status, String::new()))
+            .or_else(|| {
+                self.exec_status
+                    .iter()
+                    .find(|(pattern, _, _)| request.argv.first().is_some_and(|a| a.contains(pattern.as_str())))
+                    .map(|(_, status, stderr)| (*status, stderr.clone()))
+            });
         let guest = self.guest_mut(id)?;
         if guest.observed.power != PowerState::Running {
             return Err(BackendError::permanent(
@@ -311,6 +322,17 @@ impl MemoryBackend {
         match st.exec_status.iter_mut().find(|(p, _, _)| p == argv0_contains) {
             Some(entry) => *entry = (argv0_contains.to_string(), status, stderr.to_string()),
             None => st.exec_status.push((argv0_contains.to_string(), status, stderr.to_string())),
+        }
+    }
+
+    /// Makes every command whose whole argument vector (joined with spaces) contains `text` exit
+    /// with `status` (checked before the patterns of [`MemoryBackend::set_exec_status`]); setting
+    /// a text again replaces its status.
+    pub fn set_command_status(&self, text: &str, status: i32) {
+        let mut st = self.lock();
+        match st.command_status.iter_mut().find(|(t, _)| t == text) {
+            Some(entry) => entry.1 = status,
+            None => st.command_status.push((text.to_string(), status)),
         }
     }
 
@@ -481,6 +503,18 @@ impl Backend for MemoryBackend {
             st.guest_mut(id)?;
             st.guests.remove(&id);
             st.snapshot_files.retain(|(g, _), _| *g != id);
+            Ok(())
+        })
+    }
+
+    /// A guest Phoenix did not create is adopted as it is: it shows the same configuration.
+    fn check_adopt(&self, guest: &ObservedGuest, _desired: &GuestConfig) -> Result<GuestConfig, BackendError> {
+        Ok(guest.config.clone())
+    }
+
+    fn adopt(&self, id: GuestId, _desired: &GuestConfig) -> Result<(), BackendError> {
+        self.run(Method::Adopt, Some(id), String::new(), |st| {
+            st.guest_mut(id)?.observed.managed = true;
             Ok(())
         })
     }

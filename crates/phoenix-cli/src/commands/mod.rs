@@ -1,5 +1,6 @@
 //! One module per command; each returns how it ended, mapped to the exit status in `lib.rs`.
 
+pub mod adopt;
 pub mod apply;
 pub mod completions;
 pub mod destroy;
@@ -48,7 +49,7 @@ pub struct Context<'a> {
 pub fn not_implemented(printer: &Printer, command: &str) -> Outcome {
     printer.error(
         &format!("`phoenix {command}` is not implemented yet; nothing was done"),
-        Some("`phoenix validate`, `graph`, `plan`, `apply`, `status` and `destroy` work today"),
+        Some("`phoenix validate`, `graph`, `plan`, `apply`, `status`, `destroy` and `adopt` work today"),
     );
     Outcome::NotImplemented
 }

@@ -1,0 +1,292 @@
+//! Containers Phoenix did not create: their LXC configuration read back into Phoenix's fields —
+//! the inverse of [`crate::render`] — so that `status` shows them and adoption knows how they
+//! differ from their configuration.
+//!
+//! What `render` writes reads back as the fields it was written from. Lines `render` writes the
+//! same for every container (the mounts of `/proc` and `/sys`, the TTYs, the veth's type) are
+//! left out; any other `lxc.*` line becomes a raw line (`lxc.raw`), as the configuration's
+//! `lxc_options` are.
+
+use std::collections::BTreeMap;
+
+use phoenix_backend::GuestConfig;
+use phoenix_backend::fields::canonical;
+
+/// Lines `render` writes into every container's configuration: not the container's own.
+const COMMON: &[(&str, &str)] = &[
+    ("lxc.mount.auto", "proc:mixed sys:ro cgroup:mixed"),
+    ("lxc.autodev", "1"),
+    ("lxc.tty.max", "0"),
+    ("lxc.pty.max", "16"),
+    ("lxc.net.0.type", "veth"),
+    ("lxc.net.0.flags", "up"),
+    ("lxc.cgroup.cpu.cfs_period_us", "100000"),
+];
+
+/// The nesting configuration `nesting=1` includes.
+pub const NESTING: &str = "/usr/share/lxc/config/nesting.conf";
+
+/// What a container's LXC configuration says.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Read {
+    /// Its fields, as the desired state writes them.
+    pub fields: GuestConfig,
+    /// Its root filesystem's directory (`lxc.rootfs.path`, without `dir:`).
+    pub rootfs: Option<String>,
+}
+
+/// Reads a container's LXC configuration. `bridges` maps host bridges to the names guests use
+/// (a bridge not in it keeps its host name); `id_base` is the first host UID and GID of the ID
+/// map of unprivileged containers, so that only ranges off the default shift are `idmap`.
+pub fn read(text: &str, bridges: &BTreeMap<String, String>, id_base: (u32, u32)) -> Read {
+    let mut out = Read::default();
+    let f = &mut out.fields;
+    let mut raw: Vec<String> = Vec::new();
+    let mut ranges = Vec::new();
+    let mut gpus: Vec<u64> = Vec::new();
+    let mut flags: Vec<String> = Vec::new();
+    let (mut order, mut delay) = (None, None);
+    let (mut memory_v1, mut memsw_v1) = (None, None);
+    let mut net = false;
+    // The devices rule just read, which belongs to a GPU when its device's mount follows.
+    let mut last_allow = false;
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=').map(|(k, v)| (k.trim(), v.trim())) else {
+            raw.push(canonical::lxc_line(line));
+            continue;
+        };
+        let allow = last_allow;
+        last_allow = false;
+        if COMMON.contains(&(key, value)) {
+            net |= key == "lxc.net.0.type";
+            continue;
+        }
+        let mib = |bytes: &str| bytes.parse::<u64>().ok().map(|b| b / (1024 * 1024));
+        match key {
+            "lxc.uts.name" => f.set("hostname", value),
+            "lxc.rootfs.path" => out.rootfs = Some(value.strip_prefix("dir:").unwrap_or(value).to_string()),
+            "lxc.idmap" => {
+                let p: Vec<&str> = value.split_whitespace().collect();
+                let n = |i: usize| p.get(i).and_then(|x| x.parse::<u64>().ok());
+                match (p.first().and_then(|k| k.chars().next()), n(1), n(2), n(3)) {
+                    (Some(kind @ ('u' | 'g')), Some(inside), Some(host), Some(size)) => {
+                        ranges.push((kind, inside, host, size));
+                    }
+                    _ => raw.push(canonical::lxc_line(line)),
+                }
+            }
+            "lxc.net.0.link" => {
+                net = true;
+                f.set("net.bridge", bridges.get(value).map_or(value, String::as_str));
+            }
+            "lxc.net.0.name" => f.set("net.name", value),
+            "lxc.net.0.hwaddr" => f.set("net.mac", canonical::mac(value)),
+            "lxc.net.0.ipv4.address" => f.set("net.ip", value),
+            "lxc.net.0.ipv4.gateway" => f.set("net.gw", value),
+            "lxc.cgroup2.memory.max" if mib(value).is_some() => {
+                f.set("memory_mb", mib(value).unwrap_or_default().to_string())
+            }
+            "lxc.cgroup2.memory.swap.max" if mib(value).is_some() => {
+                f.set("swap_mb", mib(value).unwrap_or_default().to_string());
+            }
+            "lxc.cgroup.memory.limit_in_bytes" if mib(value).is_some() => memory_v1 = mib(value),
+            "lxc.cgroup.memory.memsw.limit_in_bytes" if mib(value).is_some() => memsw_v1 = mib(value),
+            "lxc.cgroup2.cpu.max" | "lxc.cgroup.cpu.cfs_quota_us" => {
+                let mut p = value.split_whitespace().map(|x| x.parse::<u64>().ok());
+                match (p.next().flatten(), p.next().flatten().unwrap_or(100_000)) {
+                    (Some(quota), period) if period > 0 && quota % period == 0 => {
+                        f.set("cores", (quota / period).to_string());
+                    }
+                    _ => raw.push(canonical::lxc_line(line)),
+                }
+            }
+            "lxc.include" if value == NESTING => flags.push("nesting=1".into()),
+            "lxc.apparmor.profile" => f.set("apparmor", value),
+            "lxc.start.auto" => f.set("onboot", if value == "1" { "1" } else { "0" }),
+            "lxc.start.order" => order = value.parse().ok(),
+            "lxc.start.delay" => delay = value.parse().ok(),
+            "lxc.cgroup.devices.allow" | "lxc.cgroup2.devices.allow" => {
+                raw.push(canonical::lxc_line(line));
+                last_allow = true;
+            }
+            "lxc.mount.entry" => {
+                let p: Vec<&str> = value.split_whitespace().collect();
+                let (Some(host), Some(inside), Some(opts)) = (p.first(), p.get(1), p.get(3)) else {
+                    raw.push(canonical::lxc_line(line));
+                    continue;
+                };
+                let opts: Vec<&str> = opts.split(',').collect();
+                if let Some(n) = host.strip_prefix("/dev/nvidia").filter(|_| opts.contains(&"create=file")) {
+                    // A GPU's device node (or the driver's), with the rule that allows it.
+                    if allow {
+                        raw.pop();
+                    }
+                    if let Ok(n) = n.parse::<u64>() {
+                        gpus.push(n);
+                    }
+                } else if opts.contains(&"bind") {
+                    let ro = if opts.contains(&"ro") { ";ro" } else { "" };
+                    f.set(format!("mount:/{}", inside.trim_matches('/')), format!("bind:{host}{ro}"));
+                } else {
+                    raw.push(canonical::lxc_line(line));
+                }
+            }
+            _ => raw.push(canonical::lxc_line(line)),
+        }
+    }
+    if let Some(m) = memory_v1 {
+        f.set("memory_mb", m.to_string());
+        if let Some(s) = memsw_v1.and_then(|s| s.checked_sub(m)) {
+            f.set("swap_mb", s.to_string());
+        }
+    }
+    if net {
+        f.set("net.name", f.get("net.name").unwrap_or("eth0").to_string());
+        if f.get("net.ip").is_none() {
+            f.set("net.ip", "dhcp");
+        }
+    }
+    f.set("unprivileged", if ranges.is_empty() { "0" } else { "1" });
+    let idmap = canonical::idmap_configured(&ranges, id_base);
+    if !idmap.is_empty() {
+        f.set("idmap", idmap);
+    }
+    f.set("onboot", f.get("onboot").unwrap_or("0").to_string());
+    if order.is_some() || delay.is_some() {
+        f.set("startup", canonical::startup(order, delay));
+    }
+    if !flags.is_empty() {
+        f.set("flags", canonical::flags(flags.iter().map(String::as_str)));
+    }
+    gpus.sort_unstable();
+    gpus.dedup();
+    if !gpus.is_empty() {
+        f.set("gpus", gpus.iter().map(u64::to_string).collect::<Vec<_>>().join(","));
+    }
+    if !raw.is_empty() {
+        f.set("lxc.raw", raw.join("\n"));
+    }
+    out
+}
+
+/// The DNS servers of a `resolv.conf`, space-separated (`None` without any).
+pub fn nameservers(resolv: &str) -> Option<String> {
+    let v: Vec<&str> = resolv
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("nameserver"))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .collect();
+    (!v.is_empty()).then(|| v.join(" "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpu::Device;
+    use crate::render::{Cgroups, RenderContext, render};
+
+    fn fields(pairs: &[(&str, &str)]) -> GuestConfig {
+        GuestConfig(pairs.iter().map(|(k, v)| ((*k).to_string(), (*v).to_string())).collect())
+    }
+
+    fn bridges() -> BTreeMap<String, String> {
+        [("phxbr0".to_string(), "vmbr0".to_string())].into()
+    }
+
+    #[test]
+    fn what_render_writes_reads_back_as_the_fields_it_was_written_from() {
+        let full = fields(&[
+            ("hostname", "web-1"),
+            ("memory_mb", "512"),
+            ("swap_mb", "256"),
+            ("cores", "2"),
+            ("unprivileged", "1"),
+            ("idmap", "g:1000:1000:1 u:1000:1000:1"),
+            ("net.name", "eth0"),
+            ("net.bridge", "vmbr0"),
+            ("net.ip", "10.77.0.101/24"),
+            ("net.gw", "10.77.0.1"),
+            ("net.mac", "02:77:00:00:01:01"),
+            ("flags", "nesting=1"),
+            ("apparmor", "unconfined"),
+            ("onboot", "1"),
+            ("startup", "order=2,up=30"),
+            ("gpus", "0,1"),
+            ("mount:/srv/shared", "bind:/var/lib/phoenix/shared/web"),
+            ("mount:/srv/ro", "bind:/srv/ro;ro"),
+            ("lxc.raw", "lxc.environment: A=1\nlxc.cgroup2.devices.allow: c 10:200 rwm"),
+        ]);
+        let devices = |n: u64| {
+            vec![
+                Device { path: "/dev/nvidia0".into(), major: 195, minor: 0 },
+                Device { path: "/dev/nvidia1".into(), major: 195, minor: 1 },
+                Device { path: "/dev/nvidiactl".into(), major: 195, minor: 255 },
+                Device { path: "/dev/nvidia-uvm".into(), major: n, minor: 0 },
+            ]
+        };
+        for (cgroups, memsw) in [(Cgroups::V2, false), (Cgroups::V1, true)] {
+            let cx = RenderContext {
+                id: 901,
+                rootfs: "/var/lib/phoenix/lxc/901/rootfs",
+                host_bridge: "phxbr0",
+                id_base: (100000, 100000),
+                cgroups,
+                mounts: vec![
+                    ("/srv/ro".into(), "/srv/ro".into(), true),
+                    ("/srv/shared".into(), "/var/lib/phoenix/shared/web".into(), false),
+                ],
+                devices: devices(509),
+                memsw,
+            };
+            let text = render(&full, &cx);
+            let back = read(&text, &bridges(), (100000, 100000));
+            assert_eq!(back.fields, full, "{cgroups:?}:\n{text}");
+            assert_eq!(back.rootfs.as_deref(), Some("/var/lib/phoenix/lxc/901/rootfs"));
+        }
+        // The least a container has: privileged, no limits, an address from DHCP.
+        let least = fields(&[("hostname", "c"), ("unprivileged", "0"), ("net.bridge", "vmbr0"), ("net.name", "eth0")]);
+        let cx = RenderContext {
+            id: 1,
+            rootfs: "/r",
+            host_bridge: "phxbr0",
+            id_base: (100000, 100000),
+            cgroups: Cgroups::V2,
+            mounts: Vec::new(),
+            devices: Vec::new(),
+            memsw: false,
+        };
+        let back = read(&render(&least, &cx), &bridges(), (100000, 100000)).fields;
+        let mut want = least.clone();
+        want.set("net.ip", "dhcp");
+        want.set("onboot", "0");
+        assert_eq!(back, want);
+    }
+
+    #[test]
+    fn lines_phoenix_would_not_write_are_raw_lines() {
+        let text = "# made by hand\nlxc.include = /usr/share/lxc/config/common.conf\nlxc.arch = linux64\n\
+                    lxc.uts.name = old\nlxc.net.0.type = veth\nlxc.net.0.link = br9\n\
+                    lxc.mount.entry = proc proc proc nodev,noexec,nosuid 0 0\n";
+        let f = read(text, &bridges(), (100000, 100000)).fields;
+        assert_eq!(
+            f.get("lxc.raw"),
+            Some(
+                "lxc.include: /usr/share/lxc/config/common.conf\nlxc.arch: linux64\nlxc.mount.entry: proc proc proc nodev,noexec,nosuid 0 0"
+            )
+        );
+        assert_eq!(f.get("net.bridge"), Some("br9"), "a bridge no guest names keeps its host name");
+        assert_eq!(f.get("unprivileged"), Some("0"));
+    }
+
+    #[test]
+    fn nameservers_come_from_resolv_conf() {
+        assert_eq!(
+            nameservers("# x\nnameserver 10.0.0.1\nsearch lan\nnameserver 1.1.1.1 \n").as_deref(),
+            Some("10.0.0.1 1.1.1.1")
+        );
+        assert_eq!(nameservers("search lan\n"), None);
+    }
+}
