@@ -247,7 +247,7 @@ fn guests_that_cannot_be_adopted_are_refused_with_a_reason() {
 #[test]
 fn every_probe_names_a_known_feature() {
     for p in PROBES {
-        assert!(phoenix_config::features::feature(p.feature).is_some(), "{}", p.feature);
+        assert!(phoenix_config::features::Catalog::builtin().get(p.feature).is_some(), "{}", p.feature);
         assert_eq!(probe(p.feature), Some(p));
     }
     assert!(probe("base_setup").is_none(), "base_setup needs no probe: a guest that runs has it");
