@@ -398,7 +398,11 @@ fn bad_inputs_are_refused_before_anything_is_created() {
     s.edit("phoenix_lxc_configs.json", r#""template": "local:vztmpl/busybox.tar.gz""#, r#""template": "local:vztmpl/busybox.tar.gz"}, "721": {"name": "c", "memory_mb": 512, "cores": 1, "storage_pool": "local", "storage_size_gb": 10, "network_config": {"name": "eth0", "bridge": "vmbr0", "ip": "10.79.0.91/24"}, "unprivileged": true, "clone_from_ctid": "720""#);
     let out = s.phoenix(&["apply"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("not a template: it has neither a `template_snapshot_name`"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("not a template: it has neither a `template_snapshot_name`"),
+        "{}",
+        text(&out.stderr)
+    );
     assert!(!s.root.join("lxc/720").exists());
 }
 
