@@ -1,12 +1,10 @@
 //! `phoenix destroy`: dependents first, templates only when nothing cloned from them remains.
 
-use std::io::BufRead;
-
 use phoenix_engine::destroy::plan_destroy;
 use phoenix_engine::{ApplyOptions, Engine, Silent};
 
 use super::apply::{INTERRUPTED, lock};
-use super::{Context, Outcome, load_work};
+use super::{Confirmation, Context, Outcome, confirmed, load_work};
 use crate::cli::{DestroyArgs, OutputFormat};
 
 /// Runs `phoenix destroy`.
@@ -50,21 +48,15 @@ pub fn run(cx: &Context<'_>, args: &DestroyArgs) -> Outcome {
         cx.printer.info_text("dry run: nothing was changed\n");
         return Outcome::Success;
     }
-    if !args.yes {
-        if !cx.printer.interactive {
-            cx.printer.error(
-                "refusing to destroy guests without confirmation",
-                Some("nobody can answer here: pass --yes to confirm"),
-            );
-            return Outcome::Failure;
-        }
-        cx.printer.error_text(&format!("Destroy {} guest(s) and their data? Type `yes` to confirm: ", order.len()));
-        let mut answer = String::new();
-        let _ = std::io::stdin().lock().read_line(&mut answer);
-        if answer.trim() != "yes" {
-            cx.printer.error_text("Not confirmed; nothing was destroyed.\n");
-            return Outcome::Failure;
-        }
+    let question = format!("Destroy {} guest(s) and their data?", order.len());
+    let confirmation = Confirmation {
+        refusal: "refusing to destroy guests without confirmation",
+        hint: "nobody can answer here: pass --yes to confirm",
+        question: &question,
+        declined: "Not confirmed; nothing was destroyed.",
+    };
+    if !confirmed(cx, args.yes, &confirmation) {
+        return Outcome::Failure;
     }
     let _lock = match lock(cx, &work.estate, args.run.wait) {
         Ok(l) => l,

@@ -45,6 +45,38 @@ pub struct Context<'a> {
     pub connect: &'a Connect,
 }
 
+/// What a command that changes what a user has asks before it does.
+pub struct Confirmation<'a> {
+    /// The error when nobody can answer (no terminal and no `--yes`).
+    pub refusal: &'a str,
+    /// Its hint.
+    pub hint: &'a str,
+    /// The question, answered by typing `yes`.
+    pub question: &'a str,
+    /// Said when the answer is not `yes`.
+    pub declined: &'a str,
+}
+
+/// Whether to go on: at once with `--yes`; otherwise only when a person at a terminal types
+/// `yes`. Says why not when it does not.
+pub fn confirmed(cx: &Context<'_>, yes: bool, c: &Confirmation<'_>) -> bool {
+    if yes {
+        return true;
+    }
+    if !cx.printer.interactive {
+        cx.printer.error(c.refusal, Some(c.hint));
+        return false;
+    }
+    cx.printer.error_text(&format!("{} Type `yes` to confirm: ", c.question));
+    let mut answer = String::new();
+    let _ = std::io::BufRead::read_line(&mut std::io::stdin().lock(), &mut answer);
+    if answer.trim() != "yes" {
+        cx.printer.error_text(&format!("{}\n", c.declined));
+        return false;
+    }
+    true
+}
+
 /// Says that a command is not implemented yet, and does nothing else.
 pub fn not_implemented(printer: &Printer, command: &str) -> Outcome {
     printer.error(

@@ -1,13 +1,12 @@
 //! `phoenix config upgrade`: files of an older generation of the format rewritten in the current
 //! form, the diff shown first, the originals kept.
 
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
 use phoenix_config::FileKind;
 use phoenix_config::generations::upgrade_text;
 
-use super::{Context, Outcome};
+use super::{Confirmation, Context, Outcome, confirmed};
 use crate::cli::{OutputFormat, UpgradeArgs};
 use crate::diff::unified;
 
@@ -74,21 +73,15 @@ pub fn run(cx: &Context<'_>, args: &UpgradeArgs) -> Outcome {
         cx.printer.info_text("dry run: nothing was changed\n");
         return Outcome::Success;
     }
-    if !args.yes {
-        if !cx.printer.interactive {
-            cx.printer.error(
-                "refusing to rewrite the configuration without confirmation",
-                Some("nobody can answer here: read the diff (--dry-run), then pass --yes"),
-            );
-            return Outcome::Failure;
-        }
-        cx.printer.error_text(&format!("Rewrite {} file(s) as shown? Type `yes` to confirm: ", pending.len()));
-        let mut answer = String::new();
-        let _ = std::io::stdin().lock().read_line(&mut answer);
-        if answer.trim() != "yes" {
-            cx.printer.error_text("Not confirmed; nothing was changed.\n");
-            return Outcome::Failure;
-        }
+    let question = format!("Rewrite {} file(s) as shown?", pending.len());
+    let confirmation = Confirmation {
+        refusal: "refusing to rewrite the configuration without confirmation",
+        hint: "nobody can answer here: read the diff (--dry-run), then pass --yes",
+        question: &question,
+        declined: "Not confirmed; nothing was changed.",
+    };
+    if !confirmed(cx, args.yes, &confirmation) {
+        return Outcome::Failure;
     }
     let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     for c in &pending {
