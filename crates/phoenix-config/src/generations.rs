@@ -80,7 +80,7 @@ const fn key(
 }
 
 use Fate::{Ignored, NotUsed};
-use Generation::{Late2025, September2025};
+use Generation::{Late2025, September2025, V0};
 
 const NO_PORTAINER: Fate =
     NotUsed("Phoenix does not drive Portainer; the `docker` feature deploys it per `portainer_role`");
@@ -194,6 +194,9 @@ pub const LEGACY_KEYS: &[LegacyKey] = &[
         Late2025,
         NotUsed("Phoenix gives a container one interface: `network_config`"),
     ),
+    // Left where the current form has the value already (otherwise read as it, see `upgrade`).
+    key(LXC, "lxc_configs.*", "static_ip", V0, NotUsed("the address is `network_config.ip`")),
+    key(LXC, "lxc_configs.*", "clone_from_template_ctid", V0, NotUsed("the clone source is `clone_from_ctid`")),
     key(LXC, "lxc_configs.*", "vllm_parameters", September2025, Ignored),
     key(LXC, "lxc_configs.*", "vllm_quantization", September2025, Ignored),
     key(LXC, "lxc_configs.*", "vllm_trust_remote_code", September2025, Ignored),
