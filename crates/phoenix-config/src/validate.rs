@@ -198,6 +198,16 @@ pub fn validate_with(sources: &Sources, early: Vec<Diagnostic>, fs: &dyn Filesys
 
     let hypervisor_read = docs.contains_key(&FileKind::Hypervisor)
         && !pruned_units.iter().any(|(k, p)| *k == FileKind::Hypervisor && p.0.is_empty());
+    // Containers running a feature that needs nesting, with nothing said of it: Phoenix turns it
+    // on (the checks warn, the desired state writes it).
+    let turned_on = estate
+        .guests
+        .values()
+        .filter(|g| g.as_lxc().is_some() && estate.nesting_setting(g.id).is_none())
+        .filter(|g| g.features().iter().any(|f| catalog.get(f).is_some_and(|m| m.needs_nesting)))
+        .map(|g| g.id)
+        .collect();
+    estate.nesting_turned_on = turned_on;
     let mut cx = Ctx {
         shadowed: &shadowed,
         estate: &estate,
@@ -216,14 +226,6 @@ pub fn validate_with(sources: &Sources, early: Vec<Diagnostic>, fs: &dyn Filesys
             d.file == Some(*kind) && (d.path.starts_with(unit) || (unit.starts_with(&d.path) && !d.path.0.is_empty()))
         })
     }));
-    let turned_on = estate
-        .guests
-        .values()
-        .filter(|g| g.as_lxc().is_some() && estate.nesting_setting(g.id).is_none())
-        .filter(|g| g.features().iter().any(|f| catalog.get(f).is_some_and(|m| m.needs_nesting)))
-        .map(|g| g.id)
-        .collect();
-    estate.nesting_turned_on = turned_on;
     for cycle in crate::graph::cycles(&estate) {
         let (first, _) = cycle.steps[0];
         let g = &estate.guests[&first];

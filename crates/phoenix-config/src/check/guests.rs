@@ -251,7 +251,7 @@ fn check_features(cx: &mut Ctx<'_>, guest: &Guest) {
                     "set \"nesting=1\" in `pct_options` (or \"apparmor_manages_nesting\": true), or remove the feature",
                 ),
             );
-        } else if spec.needs_nesting && cx.estate.nesting_setting(guest.id).is_none() {
+        } else if spec.needs_nesting && cx.estate.nesting_turned_on.contains(&guest.id) {
             cx.push(
                 Diagnostic::warning(
                     Code::FeatureRequirement,
