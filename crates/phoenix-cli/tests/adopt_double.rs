@@ -3,16 +3,14 @@
 //! request that changes anything, then adopted — only their description changes — and planned
 //! again as nothing, or as exactly the field that differs.
 
-use std::sync::Arc;
+mod support;
+
 use std::time::Duration;
 
-use phoenix_cli::{Connect, Connected, Io, run};
+use phoenix_cli::{Connect, ConnectError, Connected};
 use phoenix_proxmox::api::{ApiClient, Auth, TlsVerify};
-use phoenix_proxmox::backend::ProxmoxBackend;
-use phoenix_proxmox::channel::{ChannelError, NodeChannel, Output};
 use phoenix_proxmox::task::Poll;
 use phoenix_pve_double::{Credentials, PveDouble, PveVersion};
-use phoenix_testkit::Capture;
 use serde_json::Value;
 
 const TOKEN: (&str, &str) = ("phoenix@pve!ci", "0f9e8d7c-6b5a-4321-9abc-def012345678");
@@ -31,41 +29,12 @@ fn client(double: &PveDouble) -> ApiClient {
     .expect("client")
 }
 
-/// The backend the command line gets: the double's API with the token, and its nodes as the
-/// node channel (`pct exec` for the probes and the markers).
-fn connect(
-    double: &PveDouble,
-) -> impl Fn(&phoenix_config::Estate) -> Result<Connected, phoenix_cli::ConnectError> + use<> {
-    let (port, fingerprint, nodes) = (double.addr.port(), double.fingerprint.clone(), double.node_channel());
-    move |_| {
-        let api = ApiClient::new(
-            "127.0.0.1",
-            port,
-            Auth::Token { id: TOKEN.0.into(), secret: TOKEN.1.into() },
-            TlsVerify::fingerprint(&fingerprint).expect("pin"),
-        )
-        .map_err(phoenix_cli::ConnectError::Failed)?;
-        let nodes = nodes.clone();
-        let channel: Arc<dyn NodeChannel> =
-            Arc::new(move |node: &str, argv: &[String], input: Option<&[u8]>| -> Result<Output, ChannelError> {
-                let (status, stdout, stderr) = nodes.run(node, argv, input);
-                Ok(Output { status, stdout, stderr })
-            });
-        let backend = ProxmoxBackend::new(api, "pve1", Some(channel))
-            .with_poll(Poll { first: Duration::from_millis(5), max: Duration::from_millis(20) });
-        Ok(Connected { backend: Box::new(backend), notes: Vec::new() })
-    }
+fn connect(double: &PveDouble) -> impl Fn(&phoenix_config::Estate) -> Result<Connected, ConnectError> + use<> {
+    support::double_connect(double, TOKEN)
 }
 
 fn phoenix(dir: &std::path::Path, connect: &Connect, args: &[&str]) -> (u8, String, String) {
-    let (out, err) = (Capture::default(), Capture::default());
-    let cfg = dir.to_str().expect("utf-8").to_string();
-    let locks = dir.join("locks").to_str().expect("utf-8").to_string();
-    let mut full = vec!["phoenix", "-c", &cfg, "--lock-dir", &locks];
-    full.extend_from_slice(args);
-    let code =
-        run(full, Io::Custom { out: Box::new(out.clone()), err: Box::new(err.clone()), interactive: false }, connect);
-    (code, out.text(), err.text())
+    support::phoenix_in(dir, args, connect)
 }
 
 /// A call that starts a task, waited for.
@@ -230,7 +199,9 @@ fn adopt_on(version: PveVersion) {
                 && (r.ends_with("/ping") || r.ends_with("/exec"))),
         "a dry run sent {sent:?}"
     );
-    let ran: Vec<String> = double.node_channel().commands()[commands..].iter().map(|c| c.argv.join(" ")).collect();
+    // The preflight's check that the node answers (`true`) aside.
+    let ran: Vec<String> =
+        double.node_channel().commands()[commands..].iter().map(|c| c.argv.join(" ")).filter(|c| c != "true").collect();
     assert!(!ran.is_empty(), "the probes and reads run in a dry run too");
     assert!(
         ran.iter().all(|c| c.starts_with("pct exec ") && (c.contains("phoenix-read") || c.contains("phoenix-probe"))),

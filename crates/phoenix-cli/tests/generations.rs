@@ -3,17 +3,12 @@
 //! and a September-2025-style stack, laid out as the shell kept it, validated and planned
 //! against the PVE test double.
 
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
-use phoenix_cli::backends::Connected;
-use phoenix_cli::{Io, run};
-use phoenix_proxmox::api::{ApiClient, Auth, TlsVerify};
-use phoenix_proxmox::backend::ProxmoxBackend;
-use phoenix_proxmox::channel::{ChannelError, NodeChannel, Output};
 use phoenix_pve_double::{Credentials, PveDouble, PveVersion};
-use phoenix_testkit::Capture;
 
 /// The hypervisor file of most cases: one bridge, nothing else.
 const HV: &str = r#"{"network": {"interfaces": {"name": "vmbr0", "address": "10.0.0.13/24", "gateway": "10.0.0.1"}}}"#;
@@ -40,18 +35,7 @@ fn base(extra: &str) -> String {
 
 /// Runs the command line in-process on a configuration directory.
 fn phoenix(dir: &Path, args: &[&str]) -> (u8, String, String) {
-    phoenix_connected(dir, args, &phoenix_cli::backends::connect)
-}
-
-fn phoenix_connected(dir: &Path, args: &[&str], connect: &phoenix_cli::Connect) -> (u8, String, String) {
-    let (out, err) = (Capture::default(), Capture::default());
-    let cfg = dir.to_str().expect("utf-8").to_string();
-    let locks = dir.join("locks").to_str().expect("utf-8").to_string();
-    let mut full = vec!["phoenix", "--color", "never", "-c", &cfg, "--lock-dir", &locks];
-    full.extend_from_slice(args);
-    let code =
-        run(full, Io::Custom { out: Box::new(out.clone()), err: Box::new(err.clone()), interactive: false }, connect);
-    (code, out.text(), err.text())
+    support::phoenix_in(dir, args, &phoenix_cli::backends::connect)
 }
 
 /// Writes the files and validates them.
@@ -379,26 +363,8 @@ fn a_september_2025_stack_validates_and_plans_against_the_double() {
         "ssh": {"user": "root"}
     });
     std::fs::write(&hv_path, serde_json::to_string_pretty(&hv).expect("json")).expect("write");
-    let (port, fingerprint, nodes) = (double.addr.port(), double.fingerprint.clone(), double.node_channel());
-    let connect = move |_: &phoenix_config::Estate| {
-        let api = ApiClient::new(
-            "127.0.0.1",
-            port,
-            Auth::Token { id: "phoenix@pve!ci".into(), secret: "s3cret".into() },
-            TlsVerify::fingerprint(&fingerprint).expect("pin"),
-        )
-        .expect("client");
-        let nodes = nodes.clone();
-        let channel: Arc<dyn NodeChannel> =
-            Arc::new(move |node: &str, argv: &[String], input: Option<&[u8]>| -> Result<Output, ChannelError> {
-                let (status, stdout, stderr) = nodes.run(node, argv, input);
-                Ok(Output { status, stdout, stderr })
-            });
-        let backend = ProxmoxBackend::new(api, "pve1", Some(channel));
-        backend.preflight().map_err(|e| phoenix_cli::backends::ConnectError::Failed(e.to_string()))?;
-        Ok(Connected { backend: Box::new(backend), notes: Vec::new() })
-    };
-    let (code, out, err) = phoenix_connected(&etc, &["plan", "--detailed-exitcode"], &connect);
+    let connect = support::double_connect(&double, ("phoenix@pve!ci", "s3cret"));
+    let (code, out, err) = support::phoenix_in(&etc, &["plan", "--detailed-exitcode"], &connect);
     assert_eq!(code, 2, "{out}{err}");
     assert!(out.contains("Plan: 7 to create, 0 to change, 0 unchanged."), "{out}{err}");
     // Nesting inherited from the base template is not written again on the docker clones.

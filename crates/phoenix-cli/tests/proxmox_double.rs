@@ -2,28 +2,21 @@
 //! against the PVE test double over HTTPS (the token read from a `file:` secret reference, the
 //! certificate pinned by fingerprint); and the token read from Vault (a stand-in) instead.
 
+mod support;
 mod vault_double;
 
 use std::time::Duration;
 
+use phoenix_cli::Connect;
 use phoenix_cli::secrets::Secrets;
-use phoenix_cli::{Connect, Io, run};
 use phoenix_pve_double::{Credentials, PveDouble, PveVersion};
-use phoenix_testkit::Capture;
 
 fn phoenix(dir: &std::path::Path, args: &[&str]) -> (u8, String, String) {
     phoenix_with(dir, args, &phoenix_cli::backends::connect)
 }
 
 fn phoenix_with(dir: &std::path::Path, args: &[&str], connect: &Connect) -> (u8, String, String) {
-    let (out, err) = (Capture::default(), Capture::default());
-    let cfg = dir.to_str().expect("utf-8").to_string();
-    let locks = dir.join("locks").to_str().expect("utf-8").to_string();
-    let mut full = vec!["phoenix", "-c", &cfg, "--lock-dir", &locks];
-    full.extend_from_slice(args);
-    let code =
-        run(full, Io::Custom { out: Box::new(out.clone()), err: Box::new(err.clone()), interactive: false }, connect);
-    (code, out.text(), err.text())
+    support::phoenix_in(dir, args, connect)
 }
 
 /// A double that accepts the token `phoenix@pve!ci` with `secret` (and `root_password` for

@@ -1,12 +1,12 @@
 //! Where application scripts and features come from, as the command line sees them: the shell
 //! version's directory layout, and the user's feature library shared by `validate` and `plan`.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use phoenix_backend::Backend;
-use phoenix_cli::{Io, run};
-use phoenix_testkit::Capture;
 use phoenix_testkit::memory::MemoryBackend;
 
 const HV: &str = r#"{"backend": {"type": "lxc", "bridges": {"vmbr0": {"address": "10.9.0.1/24"}}, "storage": {"local": "/srv/local"}}}"#;
@@ -37,18 +37,11 @@ fn write(path: &Path, text: &str) {
 
 /// Runs the command line in-process against an in-memory backend; exit code, stdout, stderr.
 fn phoenix(config_dir: &Path, args: &[&str]) -> (u8, String, String) {
-    let (out, err) = (Capture::default(), Capture::default());
-    let dir = config_dir.to_str().expect("utf-8").to_string();
-    let locks = config_dir.join("locks").to_str().expect("utf-8").to_string();
-    let mut full = vec!["phoenix", "--color", "never", "-c", &dir, "--lock-dir", &locks];
-    full.extend_from_slice(args);
     let backend = Arc::new(MemoryBackend::new());
     let connect = move |_: &phoenix_config::Estate| {
         Ok(phoenix_cli::Connected { backend: Box::new(backend.clone()) as Box<dyn Backend>, notes: Vec::new() })
     };
-    let code =
-        run(full, Io::Custom { out: Box::new(out.clone()), err: Box::new(err.clone()), interactive: false }, &connect);
-    (code, out.text(), err.text())
+    support::phoenix_in(config_dir, args, &connect)
 }
 
 fn script_950() -> String {
