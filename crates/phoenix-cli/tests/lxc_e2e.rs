@@ -8,6 +8,14 @@ use std::process::{Command, Output};
 
 const BRIDGE: &str = "phxtest0";
 
+/// The tests share the bridge and check what is left on it: one runs at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Holds the host for one test.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Whether this host can run real containers; in CI a host that cannot is a failure.
 fn lxc_available() -> bool {
     let missing = if !phoenix_testkit::is_root() {
@@ -158,6 +166,7 @@ fn a_stack_of_real_containers_is_built_kept_changed_and_removed() {
     if !lxc_available() {
         return;
     }
+    let _host = serial();
     let s = Stack::new(&stack_json(), &[701, 702]);
     let out = s.phoenix(&["apply", "--jobs", "4"]);
     assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
@@ -273,6 +282,7 @@ fn settings_taken_out_of_the_configuration_are_taken_off_the_container_and_data_
     if !lxc_available() {
         return;
     }
+    let _host = serial();
     let bind = PathBuf::from(format!("/var/tmp/phoenix-e2e-removal-{}", std::process::id()));
     std::fs::create_dir_all(&bind).expect("mkdir");
     std::fs::write(bind.join("host.txt"), "from the host\n").expect("write");
@@ -340,6 +350,7 @@ fn bad_inputs_are_refused_before_anything_is_created() {
     if !lxc_available() {
         return;
     }
+    let _host = serial();
     // A template that does not exist.
     let s =
         Stack::new(&format!("{{{}}}", container(720, "lost", r#", "template": "local:vztmpl/nothing.tar.gz""#)), &[]);
@@ -398,6 +409,11 @@ fn bad_inputs_are_refused_before_anything_is_created() {
     s.edit("phoenix_lxc_configs.json", r#""template": "local:vztmpl/busybox.tar.gz""#, r#""template": "local:vztmpl/busybox.tar.gz"}, "721": {"name": "c", "memory_mb": 512, "cores": 1, "storage_pool": "local", "storage_size_gb": 10, "network_config": {"name": "eth0", "bridge": "vmbr0", "ip": "10.79.0.91/24"}, "unprivileged": true, "clone_from_ctid": "720""#);
     let out = s.phoenix(&["apply"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("not a template: it has no `template_snapshot_name`"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("is not a template: it has neither a `template_snapshot_name`"),
+        "{}",
+        text(&out.stderr)
+    );
     assert!(!s.root.join("lxc/720").exists());
 }
+
