@@ -211,9 +211,28 @@ impl Model {
         user: &str,
     ) -> crate::guests::Answer {
         let busy = self.task_duration;
+        // Conversions into templates whose tasks are done.
+        for (id, g) in self.guests.iter_mut() {
+            g.settle(*id);
+        }
+        self.vms.settle();
+        let mut refused_start = None;
+        // A template never starts: the start task fails (pve-container's `vm_start` worker).
+        if let ("POST", ["", "nodes", _, "lxc", vmid, "status", "start"]) = (method, segs)
+            && let Some(n) = vmid.parse::<u32>().ok()
+            && self.guests.get(&n).is_some_and(crate::guests::Guest::is_template)
+        {
+            self.fail_next = Some((
+                "you can't start a CT if it's a template".to_string(),
+                vec![
+                    "you can't start a CT if it's a template".to_string(),
+                    "TASK ERROR: you can't start a CT if it's a template".to_string(),
+                ],
+            ));
+            refused_start = Some(n);
+        }
         // A bind mount's source must be a directory of the node, or the start fails
         // (pve-container's `mountpoint_mount`).
-        let mut refused_start = None;
         if let ("POST", ["", "nodes", _, "lxc", vmid, "status", "start"]) = (method, segs)
             && let Some(n) = vmid.parse::<u32>().ok()
             && let Some(g) = self.guests.get(&n)
