@@ -77,6 +77,9 @@ pub fn plan_text(plan: &phoenix_plan::Plan) -> String {
                 Action::Create { source } => (
                     match source {
                         phoenix_backend::CreateSource::Template(t) => format!("create from {t}"),
+                        phoenix_backend::CreateSource::Clone { source, snapshot } if snapshot.is_empty() => {
+                            format!("clone the template {source}")
+                        }
                         phoenix_backend::CreateSource::Clone { source, snapshot } => {
                             format!("clone {source} at snapshot {snapshot}")
                         }
@@ -117,6 +120,7 @@ pub fn plan_text(plan: &phoenix_plan::Plan) -> String {
                 Action::Customize { key, .. } => (format!("run {key}"), CHANGE),
                 Action::HealthCheck => ("health check".to_string(), DIM),
                 Action::Snapshot { name } => (format!("snapshot {name}"), CHANGE),
+                Action::MakeTemplate => ("make a template".to_string(), CHANGE),
             };
             let _ = writeln!(s, "    {style}>{style:#} {what} {DIM}— {}{DIM:#}", st.reason);
         }

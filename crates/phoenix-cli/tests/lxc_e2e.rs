@@ -417,3 +417,64 @@ fn bad_inputs_are_refused_before_anything_is_created() {
     assert!(!s.root.join("lxc/720").exists());
 }
 
+#[test]
+fn a_container_made_a_template_is_cloned_as_it_is_and_never_started_again() {
+    if !lxc_available() {
+        return;
+    }
+    let _host = serial();
+    let http = r#", "health_check": {"http": {"port": 80, "path": "/"}, "retries": 20, "interval": 1}"#;
+    let containers = format!(
+        "{{{}}}",
+        [
+            container(
+                750,
+                "tpl",
+                r#", "template": "local:vztmpl/busybox.tar.gz", "features": ["base_setup"], "application_script": "tpl.sh", "is_template": true"#
+            ),
+            container(751, "web-t", &format!(r#", "clone_from_ctid": "750", "application_script": "web.sh"{http}"#)),
+        ]
+        .join(",\n")
+    );
+    let s = Stack::new(&containers, &[]);
+    let out = s.phoenix(&["plan"]);
+    let plan = text(&out.stdout);
+    assert!(plan.contains("> make a template — is_template: made a template once customized"), "{plan}");
+    assert!(plan.contains("> clone the template 750"), "{plan}");
+    let out = s.phoenix(&["apply"]);
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(text(&out.stdout).contains("Apply complete: 2 created"), "{}", text(&out.stdout));
+
+    // The template: customized, then stopped for good and marked; no snapshot was needed.
+    let state = |id: u32| {
+        let out = Command::new("lxc-info")
+            .args(["-n", &id.to_string(), "-P", &s.lxc_path(), "-s", "-H"])
+            .output()
+            .expect("lxc-info");
+        text(&out.stdout).trim().to_string()
+    };
+    assert_eq!(state(750), "STOPPED");
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(s.root.join("lxc/750/phoenix.json")).expect("record"))
+            .expect("json");
+    assert_eq!(record["template"], true, "{record:#}");
+    assert!(!s.root.join("lxc/750/snapshots").exists(), "a template has no snapshot");
+    // The clone: a copy of the template as it was made, serving its own page.
+    assert_eq!(state(751), "RUNNING");
+    assert_eq!(s.attach(751, &["cat", "/etc/phoenix-template", "/etc/motd"]), "from-template\nbase\n");
+    assert_eq!(get("http://10.79.0.121/"), "hello from web-t\n");
+
+    // Planned again: nothing to do; the template is not started to read it or check it.
+    let out = s.phoenix(&["plan", "--detailed-exitcode"]);
+    assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
+    s.edit("web.sh", "hello from", "hi from");
+    let out = s.phoenix(&["apply"]);
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(get("http://10.79.0.121/"), "hi from web-t\n");
+    assert_eq!(state(750), "STOPPED", "the template was started again");
+
+    // Destroyed, the template with its clone.
+    let out = s.phoenix(&["destroy", "--yes"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read_dir(s.root.join("lxc")).expect("lxc dir").count(), 0);
+}

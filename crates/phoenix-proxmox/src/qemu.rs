@@ -197,6 +197,21 @@ fn boot_disk(config: &serde_json::Map<String, Value>) -> Option<String> {
     listed.into_iter().chain(["scsi0".to_string(), "virtio0".to_string()]).find(|k| is_disk(k))
 }
 
+/// Whether a VM made a template still has a disk (not a CD-ROM or cloud-init drive) under its
+/// own `vm-<id>-disk-` name: Proxmox renames each to a `base-` volume as it converts it.
+pub fn disks_to_convert(config: &serde_json::Map<String, Value>, id: GuestId) -> bool {
+    let own = format!("vm-{id}-disk-");
+    config
+        .iter()
+        .filter(|(k, _)| {
+            let bus = k.trim_end_matches(|c: char| c.is_ascii_digit());
+            bus.len() < k.len() && ["scsi", "virtio", "sata", "ide", "efidisk", "tpmstate"].contains(&bus)
+        })
+        .filter_map(|(_, v)| text(v))
+        .filter(|v| !v.contains("media=cdrom"))
+        .any(|v| v.split(',').next().is_some_and(|volume| volume.contains(&own)))
+}
+
 /// Proxmox's configuration of a VM as Phoenix's fields.
 pub fn normalize(config: &serde_json::Map<String, Value>) -> GuestConfig {
     let mut out = GuestConfig::default();
@@ -677,8 +692,13 @@ impl ProxmoxBackend {
                 let (src_node, _) = self.vm_locate(*source)?.ok_or_else(|| {
                     BackendError::permanent(Delivery::NotSent, format!("clone source {source} does not exist"))
                 })?;
-                let mut params: Vec<(&str, String)> =
-                    vec![("newid", id.to_string()), ("snapname", snapshot.clone()), ("full", "1".into())];
+                // A template is cloned as it is (it has no snapshots), in full: Proxmox would
+                // make a linked clone of a template by default, which ties the clone to it.
+                let mut params: Vec<(&str, String)> = vec![("newid", id.to_string())];
+                if !snapshot.is_empty() {
+                    params.push(("snapname", snapshot.clone()));
+                }
+                params.push(("full", "1".into()));
                 if let Some(name) = want.get("hostname") {
                     params.push(("name", name.to_string()));
                 }
@@ -743,6 +763,18 @@ impl ProxmoxBackend {
     pub(crate) fn vm_snapshot(&self, id: GuestId, name: &str) -> Result<(), BackendError> {
         let (node, _) = self.vm_existing(id)?;
         self.vm_task(Call::TakeSnapshot(Guest::qemu(&node, id)), &[("snapname", name.to_string())])
+    }
+
+    /// Makes a stopped VM a template and waits until its disks are converted.
+    pub(crate) fn vm_make_template(&self, id: GuestId) -> Result<(), BackendError> {
+        let (node, running) = self.vm_existing(id)?;
+        if running {
+            return Err(BackendError::permanent(
+                Delivery::NotSent,
+                format!("VM {id} runs: only a stopped VM becomes a template"),
+            ));
+        }
+        self.convert_to_template(Guest::qemu(&node, id))
     }
 
     /// Stops the VM if it runs and destroys it with its disks, purged from jobs and HA.
