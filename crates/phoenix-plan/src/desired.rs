@@ -103,9 +103,10 @@ pub fn desired(estate: &Estate, customizations: &dyn Fn(&Guest) -> Vec<Customiza
                 let defaults = estate.vm_defaults.clone().unwrap_or_default();
                 let source = match v.clone_from_vmid {
                     Some(src) => CreateSource::Clone { source: src, snapshot: source_snapshot(src) },
-                    None => CreateSource::Template(
-                        v.template_image.clone().or(defaults.template.clone()).unwrap_or_default(),
-                    ),
+                    None => CreateSource::Template(cloud_image(
+                        &v.template_image.clone().or(defaults.template.clone()).unwrap_or_default(),
+                        defaults.ubuntu_release.as_deref(),
+                    )),
                 };
                 (GuestKind::Vm, vm_config(estate, v), source, v.node.clone(), v.health_check.clone())
             }
@@ -155,6 +156,14 @@ fn inherited_fields(guests: &BTreeMap<GuestId, DesiredGuest>, id: GuestId) -> BT
         }
     }
     out
+}
+
+/// A VM's cloud image as the backend is given it: a bare image name the distribution's image
+/// server has (`noble-server-cloudimg-amd64.img`, see [`phoenix_config::cloud_image`]) becomes
+/// its download URL, for the backend to download; a path or volume ID stays as it is.
+fn cloud_image(image: &str, ubuntu_release: Option<&str>) -> String {
+    use phoenix_config::cloud_image::{download_url, is_bare_name};
+    is_bare_name(image).then(|| download_url(image, ubuntu_release)).flatten().unwrap_or_else(|| image.to_string())
 }
 
 fn flag(b: bool) -> &'static str {
@@ -458,7 +467,7 @@ mod tests {
     }
 
     #[test]
-    fn a_template_is_cloned_as_it_is_and_its_snapshot_name_is_not_taken() {
+    fn a_template_is_cloned_as_it_is_its_snapshot_name_not_taken_and_a_bare_image_name_is_its_url() {
         use phoenix_config::estate::Origin;
         use phoenix_config::path::JsonPath;
         use phoenix_config::source::FileKind;
@@ -479,6 +488,8 @@ mod tests {
                 serde_json::json!({"vmid": 8002, "name": "snap", "template_image": "img", "template_snapshot_name": "s1"}),
             ),
             vm(serde_json::json!({"vmid": 8003, "name": "of-snap", "clone_from_vmid": 8002})),
+            vm(serde_json::json!({"vmid": 8004, "name": "bare", "template_image": "noble-server-cloudimg-amd64.img"})),
+            vm(serde_json::json!({"vmid": 8005, "name": "volume", "template_image": "local:import/noble.qcow2"})),
         ] {
             estate.guests.insert(g.id, g);
         }
@@ -491,5 +502,13 @@ mod tests {
         assert_eq!(d.guests[&8002].template_snapshot.as_deref(), Some("s1"));
         assert!(!d.guests[&8002].template && d.guests[&8002].unused_snapshot.is_none());
         assert_eq!(d.guests[&8003].source, CreateSource::Clone { source: 8002, snapshot: "s1".into() });
+        // A bare cloud-image name is given to the backend as its download URL; a volume as it is.
+        assert_eq!(
+            d.guests[&8004].source,
+            CreateSource::Template(
+                "https://cloud-images.ubuntu.com/noble/current/noble-server-cloudimg-amd64.img".into()
+            )
+        );
+        assert_eq!(d.guests[&8005].source, CreateSource::Template("local:import/noble.qcow2".into()));
     }
 }
