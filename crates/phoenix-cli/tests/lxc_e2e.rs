@@ -473,6 +473,12 @@ fn a_container_made_a_template_is_cloned_as_it_is_and_never_started_again() {
     assert_eq!(get("http://10.79.0.121/"), "hi from web-t\n");
     assert_eq!(state(750), "STOPPED", "the template was started again");
 
+    // Status says which is the template.
+    let out = s.phoenix(&["--output", "json", "status"]);
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let power = |id: u32| rows.as_array().into_iter().flatten().find(|r| r["id"] == id).map(|r| r["power"].clone());
+    assert_eq!((power(750), power(751)), (Some("template".into()), Some("running".into())), "{rows:#}");
+
     // Destroyed, the template with its clone.
     let out = s.phoenix(&["destroy", "--yes"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
