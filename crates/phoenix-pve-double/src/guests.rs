@@ -5,7 +5,9 @@
 //! clone rules (the source must have the snapshot, whose settings and raw lines the clone gets;
 //! bind and device mount points make a clone fail; a second clone of a locked source times out).
 //! A `delete` of a volume mount point keeps its volume as `unused[n]`; deleting `dev[n]` is
-//! refused to tokens, and a key may not be set and deleted at once.
+//! refused to tokens, and a key may not be set and deleted at once. Templates as pve-container
+//! makes them: only of a stopped container without snapshots, once, `template: 1` written by the
+//! task after the answer; never started or snapshotted; cloned linked unless `full`.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

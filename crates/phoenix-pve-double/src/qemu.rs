@@ -2,11 +2,12 @@
 //! volume (`scsi0=<storage>:0,import-from=<volume>`, the disk as large as the image), new disks
 //! allocated, a cloud-init drive (`<storage>:cloudinit`), generated MACs shown as
 //! `virtio=XX:..`, a `digest` that must match on updates, `cipassword` shown masked, locks while
-//! tasks run, snapshots, full clones of a snapshot (which must exist), disks that only grow,
-//! start, shutdown and stop, destroy; and a guest agent that answers only while the VM runs,
-//! after a boot delay: `exec` records the command (a few commands the driver sends to place
-//! files are played: creating, joining, `chmod`/`chown`, `rm -rf`), `exec-status`, `file-write`
-//! stores the file, `file-read` returns it.
+//! tasks run, snapshots, full clones of a snapshot (which must exist), templates (as
+//! qemu-server makes them: disks become base volumes after the answer; cloned linked unless
+//! `full`), disks that only grow, start, shutdown and stop, destroy; and a guest agent that
+//! answers only while the VM runs, after a boot delay: `exec` records the command (a few commands
+//! the driver sends to place files are played: creating, joining, `chmod`/`chown`, `rm -rf`),
+//! `exec-status`, `file-write` stores the file, `file-read` returns it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};

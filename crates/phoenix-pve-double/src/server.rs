@@ -5,9 +5,10 @@
 //! `root@pam` when asked with a token.
 //!
 //! Containers are kept as Proxmox keeps them (see [`crate::guests`]), and QEMU VMs with their
-//! guest agents (see [`crate::qemu`]). Requests Proxmox runs as
-//! tasks (create, clone, start/stop, snapshot, destroy) answer with a UPID; the task runs for a
-//! set time and stops with `OK` or an injected failure, and its status and log can be read.
+//! guest agents (see [`crate::qemu`]); either can be made a template. Requests Proxmox runs as
+//! tasks (create, clone, start/stop, snapshot, destroy, `download-url`) answer with a UPID; the
+//! task runs for a set time and stops with `OK` or an injected failure, and its status and log
+//! can be read.
 //!
 //! Beyond the happy path: every answer can be delayed ([`PveDouble::set_latency`]); faults can be
 //! injected for the next matching requests ([`PveDouble::inject`]): a lock timeout, a proxy error,
