@@ -1,8 +1,9 @@
 //! The seam between the engine and a backend (Proxmox VE, local LXC, or a test double).
 //!
 //! The engine needs few things from a backend: observe everything in few calls, create a guest
-//! from an OS template or clone it from a named snapshot, update its configuration field by field,
-//! start and stop it, take snapshots, run a command inside it, push a file into it, and destroy it.
+//! from an OS template or clone it from a named snapshot or a template, update its configuration
+//! field by field, start and stop it, take snapshots, make it a template, run a command inside
+//! it, push a file into it, and destroy it.
 //! A [`Capabilities`] value says what a backend supports, so that a plan can be refused before
 //! anything runs. Every error says whether the request was never sent (safe to retry) or may have
 //! been applied (observe again first).
@@ -58,6 +59,14 @@ pub trait Backend: Send + Sync {
 
     /// Takes a snapshot.
     fn snapshot(&self, id: GuestId, name: &str) -> Result<(), BackendError>;
+
+    /// Makes a stopped guest a template: it never runs again, and clones are made from it as it
+    /// is ([`CreateSource::Clone`] with an empty snapshot). Refused while it runs, and for a guest
+    /// that is a template already. Observing shows it as [`ObservedGuest::template`].
+    fn make_template(&self, id: GuestId) -> Result<(), BackendError> {
+        let _ = id;
+        Err(BackendError::unsupported(format!("the {} backend does not make templates", self.name())))
+    }
 
     /// Runs a command inside a running guest: argv as given (never joined into a shell string),
     /// stdin closed, a clean environment, a timeout.
@@ -153,6 +162,9 @@ impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
     }
     fn snapshot(&self, id: GuestId, name: &str) -> Result<(), BackendError> {
         (**self).snapshot(id, name)
+    }
+    fn make_template(&self, id: GuestId) -> Result<(), BackendError> {
+        (**self).make_template(id)
     }
     fn exec(&self, id: GuestId, request: &ExecRequest) -> Result<ExecOutput, BackendError> {
         (**self).exec(id, request)

@@ -87,6 +87,9 @@ pub struct ObservedGuest {
     pub snapshots: BTreeSet<String>,
     /// Created by Phoenix (guests it did not create are shown, never touched).
     pub managed: bool,
+    /// It is a template (Proxmox's `template: 1`, the local backend's marker): it never runs
+    /// again, and clones are made from it as it is.
+    pub template: bool,
 }
 
 /// Everything a backend shows.
@@ -102,11 +105,12 @@ pub struct Observation {
 pub enum CreateSource {
     /// An OS template: a rootfs tarball path or a storage volume ID.
     Template(String),
-    /// A clone of another guest at a snapshot.
+    /// A clone of another guest: of its snapshot, or of the guest itself when it is a template.
     Clone {
         /// The template guest.
         source: GuestId,
-        /// Its snapshot.
+        /// Its snapshot; empty for a clone of the template itself (a guest made a template with
+        /// [`crate::Backend::make_template`]).
         snapshot: String,
     },
 }
@@ -184,6 +188,8 @@ pub struct Capabilities {
     pub clone: bool,
     /// It takes snapshots.
     pub snapshots: bool,
+    /// It makes templates of guests ([`crate::Backend::make_template`]) and clones them.
+    pub templates: bool,
     /// It passes GPUs to containers.
     pub gpu: bool,
     /// Several clones of one template can be made at once (Proxmox locks the template: it cannot).

@@ -108,6 +108,9 @@ pub fn steps_text(steps: &[phoenix_plan::Step]) -> String {
             Action::Create { source } => (
                 match source {
                     phoenix_backend::CreateSource::Template(t) => format!("create from {t}"),
+                    phoenix_backend::CreateSource::Clone { source, snapshot } if snapshot.is_empty() => {
+                        format!("clone the template {source}")
+                    }
                     phoenix_backend::CreateSource::Clone { source, snapshot } => {
                         format!("clone {source} at snapshot {snapshot}")
                     }
@@ -148,6 +151,7 @@ pub fn steps_text(steps: &[phoenix_plan::Step]) -> String {
             Action::Customize { key, .. } => (format!("run {key}"), CHANGE),
             Action::HealthCheck => ("health check".to_string(), DIM),
             Action::Snapshot { name } => (format!("snapshot {name}"), CHANGE),
+            Action::MakeTemplate => ("make a template".to_string(), CHANGE),
         };
         let _ = writeln!(s, "    {style}>{style:#} {what} {DIM}— {}{DIM:#}", st.reason);
     }

@@ -8,6 +8,14 @@ use std::process::{Command, Output};
 
 const BRIDGE: &str = "phxtest0";
 
+/// The tests share the bridge and check what is left on it: one runs at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Holds the host for one test.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Whether this host can run real containers; in CI a host that cannot is a failure.
 fn lxc_available() -> bool {
     let missing = if !phoenix_testkit::is_root() {
@@ -158,6 +166,7 @@ fn a_stack_of_real_containers_is_built_kept_changed_and_removed() {
     if !lxc_available() {
         return;
     }
+    let _host = serial();
     let s = Stack::new(&stack_json(), &[701, 702]);
     let out = s.phoenix(&["apply", "--jobs", "4"]);
     assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
@@ -273,6 +282,7 @@ fn settings_taken_out_of_the_configuration_are_taken_off_the_container_and_data_
     if !lxc_available() {
         return;
     }
+    let _host = serial();
     let bind = PathBuf::from(format!("/var/tmp/phoenix-e2e-removal-{}", std::process::id()));
     std::fs::create_dir_all(&bind).expect("mkdir");
     std::fs::write(bind.join("host.txt"), "from the host\n").expect("write");
@@ -340,6 +350,7 @@ fn bad_inputs_are_refused_before_anything_is_created() {
     if !lxc_available() {
         return;
     }
+    let _host = serial();
     // A template that does not exist.
     let s =
         Stack::new(&format!("{{{}}}", container(720, "lost", r#", "template": "local:vztmpl/nothing.tar.gz""#)), &[]);
@@ -399,7 +410,7 @@ fn bad_inputs_are_refused_before_anything_is_created() {
     let out = s.phoenix(&["apply"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        text(&out.stderr).contains("not a template: it has neither a `template_snapshot_name`"),
+        text(&out.stderr).contains("is not a template: it has neither a `template_snapshot_name`"),
         "{}",
         text(&out.stderr)
     );
@@ -424,6 +435,7 @@ fn a_container_made_by_hand_is_adopted_as_it_runs_and_then_planned_as_nothing() 
     if !lxc_available() {
         return;
     }
+    let _host = serial();
     let s = Stack::new(
         &format!(
             "{{{}}}",
@@ -518,6 +530,7 @@ fn a_container_whose_root_filesystem_is_elsewhere_is_not_adopted() {
     if !lxc_available() {
         return;
     }
+    let _host = serial();
     let s =
         Stack::new(&format!("{{{}}}", container(751, "moved", r#", "template": "local:vztmpl/busybox.tar.gz""#)), &[]);
     let dir = s.root.join("lxc/751");
@@ -540,4 +553,72 @@ fn a_container_whose_root_filesystem_is_elsewhere_is_not_adopted() {
         "{err}"
     );
     assert!(!dir.join("phoenix.json").exists());
+}
+
+#[test]
+fn a_container_made_a_template_is_cloned_as_it_is_and_never_started_again() {
+    if !lxc_available() {
+        return;
+    }
+    let _host = serial();
+    let http = r#", "health_check": {"http": {"port": 80, "path": "/"}, "retries": 20, "interval": 1}"#;
+    let containers = format!(
+        "{{{}}}",
+        [
+            container(
+                750,
+                "tpl",
+                r#", "template": "local:vztmpl/busybox.tar.gz", "features": ["base_setup"], "application_script": "tpl.sh", "is_template": true"#
+            ),
+            container(751, "web-t", &format!(r#", "clone_from_ctid": "750", "application_script": "web.sh"{http}"#)),
+        ]
+        .join(",\n")
+    );
+    let s = Stack::new(&containers, &[]);
+    let out = s.phoenix(&["plan"]);
+    let plan = text(&out.stdout);
+    assert!(plan.contains("> make a template — is_template: made a template once customized"), "{plan}");
+    assert!(plan.contains("> clone the template 750"), "{plan}");
+    let out = s.phoenix(&["apply"]);
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(text(&out.stdout).contains("Apply complete: 2 created"), "{}", text(&out.stdout));
+
+    // The template: customized, then stopped for good and marked; no snapshot was needed.
+    let state = |id: u32| {
+        let out = Command::new("lxc-info")
+            .args(["-n", &id.to_string(), "-P", &s.lxc_path(), "-s", "-H"])
+            .output()
+            .expect("lxc-info");
+        text(&out.stdout).trim().to_string()
+    };
+    assert_eq!(state(750), "STOPPED");
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(s.root.join("lxc/750/phoenix.json")).expect("record"))
+            .expect("json");
+    assert_eq!(record["template"], true, "{record:#}");
+    assert!(!s.root.join("lxc/750/snapshots").exists(), "a template has no snapshot");
+    // The clone: a copy of the template as it was made, serving its own page.
+    assert_eq!(state(751), "RUNNING");
+    assert_eq!(s.attach(751, &["cat", "/etc/phoenix-template", "/etc/motd"]), "from-template\nbase\n");
+    assert_eq!(get("http://10.79.0.121/"), "hello from web-t\n");
+
+    // Planned again: nothing to do; the template is not started to read it or check it.
+    let out = s.phoenix(&["plan", "--detailed-exitcode"]);
+    assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
+    s.edit("web.sh", "hello from", "hi from");
+    let out = s.phoenix(&["apply"]);
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(get("http://10.79.0.121/"), "hi from web-t\n");
+    assert_eq!(state(750), "STOPPED", "the template was started again");
+
+    // Status says which is the template.
+    let out = s.phoenix(&["--output", "json", "status"]);
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let power = |id: u32| rows.as_array().into_iter().flatten().find(|r| r["id"] == id).map(|r| r["power"].clone());
+    assert_eq!((power(750), power(751)), (Some("template".into()), Some("running".into())), "{rows:#}");
+
+    // Destroyed, the template with its clone.
+    let out = s.phoenix(&["destroy", "--yes"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read_dir(s.root.join("lxc")).expect("lxc dir").count(), 0);
 }

@@ -395,6 +395,8 @@ mod tests {
             source: CreateSource::Template("t".into()),
             config: GuestConfig::default(),
             template_snapshot: None,
+            template: false,
+            unused_snapshot: None,
             customizations: keys.iter().map(|k| Customization { key: (*k).into(), hash: format!("h-{k}") }).collect(),
             health: None,
             needs: Vec::new(),
@@ -412,6 +414,7 @@ mod tests {
             config: GuestConfig::default(),
             snapshots: BTreeSet::new(),
             managed: false,
+            template: false,
         });
         b
     }

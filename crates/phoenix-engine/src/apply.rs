@@ -129,8 +129,9 @@ impl<'a> Engine<'a> {
         let mut verify: BTreeSet<GuestId> = BTreeSet::new();
         for g in plan.guests.iter().filter(|g| !g.steps.is_empty()) {
             for n in &g.needs {
+                // A template made already never runs: there is nothing to check.
                 if by_id.get(n).is_some_and(|p| p.steps.is_empty())
-                    && desired.guests.get(n).is_some_and(|d| d.health.is_some())
+                    && desired.guests.get(n).is_some_and(|d| d.health.is_some() && !d.template)
                 {
                     verify.insert(*n);
                 }
@@ -354,6 +355,14 @@ impl<'a> Engine<'a> {
                 self.call(id, opts, || self.backend.snapshot(id, name), taken)
                     .map_err(fail(&format!("snapshot {name}")))
             }
+            Action::MakeTemplate => {
+                // Only a stopped guest becomes a template.
+                if running(exists()).is_some() {
+                    self.call(id, opts, || self.backend.stop(id), || stopped(exists())).map_err(fail("stop"))?;
+                }
+                let made = || exists().filter(|g| g.template).map(|_| ());
+                self.call(id, opts, || self.backend.make_template(id), made).map_err(fail("make template"))
+            }
         }
     }
 
@@ -466,7 +475,7 @@ fn state_during(action: &Action) -> LifecycleState {
         Action::Create { .. } => LifecycleState::Defined,
         Action::Configure { .. } => LifecycleState::Created,
         Action::Start | Action::Restart => LifecycleState::Configured,
-        Action::Customize { .. } | Action::Snapshot { .. } => LifecycleState::Customizing,
+        Action::Customize { .. } | Action::Snapshot { .. } | Action::MakeTemplate => LifecycleState::Customizing,
         Action::HealthCheck => LifecycleState::Running,
     }
 }

@@ -13,7 +13,8 @@ use crate::customize::MARKERS_PATH;
 pub struct Observed {
     /// The backend's view.
     pub observation: Observation,
-    /// Markers of each configured guest that exists (`None`: could not be read).
+    /// Markers of each configured guest that exists (`None`: could not be read), templates
+    /// aside.
     pub markers: Markers,
 }
 
@@ -25,8 +26,13 @@ pub fn parse_markers(bytes: &[u8]) -> BTreeMap<String, String> {
 /// Observes everything the plan needs, reading markers with up to `jobs` calls at once.
 pub fn observe(backend: &dyn Backend, desired: &Desired, jobs: usize) -> Result<Observed, BackendError> {
     let observation = backend.observe()?;
-    let ids: Vec<GuestId> =
-        desired.guests.keys().filter(|id| observation.guests.get(id).is_some_and(|g| g.managed)).copied().collect();
+    // A template never runs again, and nothing runs in it: its markers are not read.
+    let ids: Vec<GuestId> = desired
+        .guests
+        .keys()
+        .filter(|id| observation.guests.get(id).is_some_and(|g| g.managed && !g.template))
+        .copied()
+        .collect();
     let chunk = ids.len().div_ceil(jobs.max(1)).max(1);
     type Read = Result<Vec<(GuestId, Option<BTreeMap<String, String>>)>, BackendError>;
     let results: Vec<Read> = std::thread::scope(|s| {

@@ -68,6 +68,7 @@ fn backend(p: &Prepared) -> MemoryBackend {
             config,
             snapshots: BTreeSet::new(),
             managed: *id == 402,
+            template: false,
         });
     }
     // `nvidia-smi` is not in 400; `ollama` is.

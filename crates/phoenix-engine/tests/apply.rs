@@ -528,3 +528,56 @@ fn a_built_in_feature_without_a_script_fails_its_step_and_says_so() {
     assert!(execs[0].contains("feature-base_setup"), "{execs:?}");
     assert!(!mutating(&backend).iter().any(|c| c.contains("phoenix-feature-docker")));
 }
+
+#[test]
+fn a_template_is_made_once_customized_cloned_as_it_is_and_left_alone_afterwards() {
+    let backend = MemoryBackend::new();
+    let tcp = r#", "health_check": {"tcp": {"port": 80}, "retries": 2, "interval": 1}"#;
+    let containers = format!(
+        r#"{{"400": {t}, "401": {a}}}"#,
+        t = container(
+            "tpl",
+            "10.9.0.40/16",
+            &format!(
+                r#", "template": "local:vztmpl/x.tar.zst", "features": ["base_setup"], "is_template": true, "template_snapshot_name": "ready"{tcp}"#
+            )
+        ),
+        a = container("web", "10.9.0.41/16", &format!(r#", "clone_from_ctid": "400", "features": ["docker"]{tcp}"#)),
+    );
+    let cfg = Config::new(&containers, &[]);
+    let p = prepare_run(&cfg, &library(&v1()));
+    let (plan, report) = run_apply(&backend, &p, &Silent, &options());
+    assert!(report.outcomes.values().all(|o| *o == GuestOutcome::Created), "{report:#?}");
+    let steps: Vec<&Action> = plan.guest(400).expect("400").steps.iter().map(|s| &s.action).collect();
+    assert_eq!(steps.last(), Some(&&Action::MakeTemplate), "{steps:?}");
+    let tpl = backend.guest(400).expect("template");
+    assert!(tpl.observed.template && tpl.observed.power == PowerState::Stopped);
+    assert!(tpl.observed.snapshots.is_empty(), "no snapshot is taken of a guest that becomes a template");
+    // The clone was made from the template as it is, after it became one.
+    let calls = mutating(&backend);
+    let made = calls.iter().position(|c| c.starts_with("MakeTemplate Some(400)")).expect("made a template");
+    let cloned = calls.iter().position(|c| c == "Create Some(401) clone 400@").expect("cloned");
+    assert!(made < cloned, "{calls:?}");
+    assert!(calls.iter().any(|c| c == "Stop Some(400) "), "stopped before it became a template: {calls:?}");
+    assert_eq!(backend.guest(401).expect("clone").observed.power, PowerState::Running);
+
+    // Again: nothing to do, the template is neither started nor health-checked for its clone.
+    backend.clear_calls();
+    let again = make_plan(&backend, &p);
+    assert!(again.is_empty() && again.issues.is_empty(), "{:#?}", again.guests);
+    // A change to the clone: the template it needs is not checked (it cannot run).
+    let cfg2 = Config::new(
+        &containers.replace(
+            r#""memory_mb": 1024, "cores": 1, "storage_pool": "local", "storage_size_gb": 10,
+            "network_config": {"name": "eth0", "bridge": "vmbr0", "ip": "10.9.0.41/16""#,
+            r#""memory_mb": 2048, "cores": 1, "storage_pool": "local", "storage_size_gb": 10,
+            "network_config": {"name": "eth0", "bridge": "vmbr0", "ip": "10.9.0.41/16""#,
+        ),
+        &[],
+    );
+    let p2 = prepare_run(&cfg2, &library(&v1()));
+    let (plan, report) = run_apply(&backend, &p2, &Silent, &options());
+    assert_eq!(plan.guests_to_change(), 1, "{:#?}", plan.guests);
+    assert!(!report.failed(), "{report:#?}");
+    assert_eq!(backend.guest(400).expect("template").starts, 1, "the template was started again");
+}

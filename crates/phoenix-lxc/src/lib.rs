@@ -35,6 +35,9 @@ const TOOL_TIMEOUT: Duration = Duration::from_secs(120);
 struct State {
     config: BTreeMap<String, String>,
     snapshots: BTreeSet<String>,
+    /// It is a template: stopped for good, never started again, cloned as it is.
+    #[serde(default)]
+    template: bool,
 }
 
 /// The local LXC backend.
@@ -468,6 +471,7 @@ impl Backend for LxcBackend {
             kinds: BTreeSet::from([GuestKind::Lxc]),
             clone: true,
             snapshots: true,
+            templates: true,
             gpu: true,
             concurrent_clones: true,
             fields: phoenix_backend::fields::CONTAINER
@@ -502,6 +506,7 @@ impl Backend for LxcBackend {
                     power,
                     managed: state.is_some(),
                     config: GuestConfig(state.as_ref().map_or_else(foreign, |s| s.config.clone())),
+                    template: state.as_ref().is_some_and(|s| s.template),
                     snapshots: state.map_or_else(|| self.snapshot_dirs(id), |s| s.snapshots),
                 },
             );
@@ -532,6 +537,16 @@ impl Backend for LxcBackend {
                     ));
                 }
                 Err(path)
+            }
+            // A template is cloned as it is: a copy of its rootfs (it never runs again).
+            CreateSource::Clone { source, snapshot } if snapshot.is_empty() => {
+                if !self.state(*source).is_some_and(|s| s.template) {
+                    return Err(BackendError::permanent(
+                        Delivery::NotSent,
+                        format!("container {source} is not a template, and no snapshot to clone from was named"),
+                    ));
+                }
+                Ok(self.rootfs(*source))
             }
             CreateSource::Clone { source, snapshot } => {
                 let snap = self.dir(*source).join("snapshots").join(snapshot).join("rootfs");
@@ -599,7 +614,7 @@ impl Backend for LxcBackend {
                 );
             }
             self.write_config(id, &config)?;
-            self.save(id, &State { config: config.0, snapshots: BTreeSet::new() })
+            self.save(id, &State { config: config.0, snapshots: BTreeSet::new(), template: false })
         });
         if let Err(e) = finish {
             // Leave nothing half-made behind.
@@ -690,8 +705,12 @@ impl Backend for LxcBackend {
     }
 
     fn start(&self, id: GuestId) -> Result<(), BackendError> {
-        if self.state(id).is_none() {
-            return Err(missing(id));
+        let state = self.state(id).ok_or_else(|| missing(id))?;
+        if state.template {
+            return Err(BackendError::permanent(
+                Delivery::NotSent,
+                format!("container {id} is a template: it is never started"),
+            ));
         }
         self.tool(&["lxc-start", "-n", &id.to_string(), "-P", &self.path_arg(), "-d"], TOOL_TIMEOUT)?;
         self.tool(
@@ -709,6 +728,12 @@ impl Backend for LxcBackend {
     fn snapshot(&self, id: GuestId, name: &str) -> Result<(), BackendError> {
         let _guard = self.write.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut state = self.state(id).ok_or_else(|| missing(id))?;
+        if state.template {
+            return Err(BackendError::permanent(
+                Delivery::NotSent,
+                format!("container {id} is a template: it takes no snapshot"),
+            ));
+        }
         let target = self.dir(id).join("snapshots").join(name);
         if target.exists() {
             return Err(BackendError::permanent(
@@ -732,6 +757,25 @@ impl Backend for LxcBackend {
             return Err(e);
         }
         state.snapshots.insert(name.to_string());
+        self.save(id, &state)
+    }
+
+    /// Marks a stopped container without snapshots as a template in its `phoenix.json`: it is
+    /// never started again, and clones copy its rootfs as it is.
+    fn make_template(&self, id: GuestId) -> Result<(), BackendError> {
+        let _guard = self.write.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut state = self.state(id).ok_or_else(|| missing(id))?;
+        let refuse = |why: String| Err(BackendError::permanent(Delivery::NotSent, why));
+        if state.template {
+            return refuse(format!("container {id} is a template already"));
+        }
+        if self.is_running(id)? {
+            return refuse(format!("container {id} runs: only a stopped container becomes a template"));
+        }
+        if !state.snapshots.is_empty() {
+            return refuse(format!("container {id} has snapshots: a template has none"));
+        }
+        state.template = true;
         self.save(id, &state)
     }
 
@@ -811,7 +855,7 @@ impl Backend for LxcBackend {
             return Err(missing(id));
         }
         let config = self.adopted_config(id, desired)?;
-        self.save(id, &State { config: config.0, snapshots: self.snapshot_dirs(id) })
+        self.save(id, &State { config: config.0, snapshots: self.snapshot_dirs(id), template: false })
     }
 
     fn change_effect(&self, field: &str) -> ChangeEffect {

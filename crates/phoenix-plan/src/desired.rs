@@ -33,8 +33,16 @@ pub struct DesiredGuest {
     pub source: CreateSource,
     /// Its configuration, normalised; only what the configuration says (never a backend default).
     pub config: GuestConfig,
-    /// The snapshot taken last, for templates.
+    /// The snapshot taken last, for templates (never for a guest that becomes a template: see
+    /// [`DesiredGuest::unused_snapshot`]).
     pub template_snapshot: Option<String>,
+    /// It becomes a template once customized (`is_template`): stopped and converted, never
+    /// started again; clones of it are made from it as it is, without a snapshot.
+    pub template: bool,
+    /// The `template_snapshot_name` of a guest that becomes a template, which is not taken:
+    /// Proxmox makes templates only of guests without snapshots, and a template's disks do not
+    /// change, so clones of it need none.
+    pub unused_snapshot: Option<String>,
     /// Features then the application script, in order.
     pub customizations: Vec<Customization>,
     /// How to tell it is healthy.
@@ -68,8 +76,16 @@ pub fn desired(estate: &Estate, customizations: &dyn Fn(&Guest) -> Vec<Customiza
             }
             v
         });
-        let source_snapshot =
-            |id: GuestId| estate.guests.get(&id).and_then(Guest::template_snapshot).unwrap_or_default().to_string();
+        // A template is cloned as it is; another clone source at its snapshot.
+        let source_snapshot = |id: GuestId| {
+            estate
+                .guests
+                .get(&id)
+                .filter(|s| !s.is_template())
+                .and_then(Guest::template_snapshot)
+                .unwrap_or_default()
+                .to_string()
+        };
         let (kind, config, source, node, health) = match &g.spec {
             GuestSpec::Lxc(c) => {
                 let source = match c.clone_from_ctid.as_deref().and_then(|s| s.parse().ok()) {
@@ -87,9 +103,10 @@ pub fn desired(estate: &Estate, customizations: &dyn Fn(&Guest) -> Vec<Customiza
                 let defaults = estate.vm_defaults.clone().unwrap_or_default();
                 let source = match v.clone_from_vmid {
                     Some(src) => CreateSource::Clone { source: src, snapshot: source_snapshot(src) },
-                    None => CreateSource::Template(
-                        v.template_image.clone().or(defaults.template.clone()).unwrap_or_default(),
-                    ),
+                    None => CreateSource::Template(cloud_image(
+                        &v.template_image.clone().or(defaults.template.clone()).unwrap_or_default(),
+                        defaults.ubuntu_release.as_deref(),
+                    )),
                 };
                 (GuestKind::Vm, vm_config(estate, v), source, v.node.clone(), v.health_check.clone())
             }
@@ -103,7 +120,9 @@ pub fn desired(estate: &Estate, customizations: &dyn Fn(&Guest) -> Vec<Customiza
                 node,
                 source,
                 config,
-                template_snapshot: g.template_snapshot().map(str::to_string),
+                template_snapshot: g.template_snapshot().filter(|_| !g.is_template()).map(str::to_string),
+                template: g.is_template(),
+                unused_snapshot: g.template_snapshot().filter(|_| g.is_template()).map(str::to_string),
                 customizations: customizations(g),
                 health,
                 needs,
@@ -137,6 +156,14 @@ fn inherited_fields(guests: &BTreeMap<GuestId, DesiredGuest>, id: GuestId) -> BT
         }
     }
     out
+}
+
+/// A VM's cloud image as the backend is given it: a bare image name the distribution's image
+/// server has (`noble-server-cloudimg-amd64.img`, see [`phoenix_config::cloud_image`]) becomes
+/// its download URL, for the backend to download; a path or volume ID stays as it is.
+fn cloud_image(image: &str, ubuntu_release: Option<&str>) -> String {
+    use phoenix_config::cloud_image::{download_url, is_bare_name};
+    is_bare_name(image).then(|| download_url(image, ubuntu_release)).flatten().unwrap_or_else(|| image.to_string())
 }
 
 fn flag(b: bool) -> &'static str {
@@ -443,6 +470,8 @@ mod tests {
             }),
             config: GuestConfig(fields.iter().map(|(k, v)| ((*k).to_string(), (*v).to_string())).collect()),
             template_snapshot: None,
+            template: false,
+            unused_snapshot: None,
             customizations: Vec::new(),
             health: None,
             needs: Vec::new(),
@@ -458,5 +487,51 @@ mod tests {
         let want = |f: &[&str]| f.iter().map(|s| (*s).to_string()).collect::<BTreeSet<String>>();
         assert_eq!(inherited_fields(&guests, 901), want(&["mount:/models", "tags"]));
         assert_eq!(inherited_fields(&guests, 950), want(&["gpus", "mount:/models", "tags"]));
+    }
+
+    #[test]
+    fn a_template_is_cloned_as_it_is_its_snapshot_name_not_taken_and_a_bare_image_name_is_its_url() {
+        use phoenix_config::estate::Origin;
+        use phoenix_config::path::JsonPath;
+        use phoenix_config::source::FileKind;
+        let vm = |json: serde_json::Value| -> Guest {
+            let v: VmConfig = serde_json::from_value(json).expect("a VM");
+            Guest {
+                id: v.vmid,
+                spec: GuestSpec::Vm(Box::new(v)),
+                origin: Origin { file: FileKind::Vm, path: JsonPath::root() },
+            }
+        };
+        let mut estate = Estate::default();
+        for g in [
+            vm(serde_json::json!({"vmid": 8000, "name": "tpl", "is_template": true, "template_image": "img",
+                                  "template_snapshot_name": "cloud-ready"})),
+            vm(serde_json::json!({"vmid": 8001, "name": "app", "clone_from_vmid": 8000})),
+            vm(
+                serde_json::json!({"vmid": 8002, "name": "snap", "template_image": "img", "template_snapshot_name": "s1"}),
+            ),
+            vm(serde_json::json!({"vmid": 8003, "name": "of-snap", "clone_from_vmid": 8002})),
+            vm(serde_json::json!({"vmid": 8004, "name": "bare", "template_image": "noble-server-cloudimg-amd64.img"})),
+            vm(serde_json::json!({"vmid": 8005, "name": "volume", "template_image": "local:import/noble.qcow2"})),
+        ] {
+            estate.guests.insert(g.id, g);
+        }
+        let d = desired(&estate, &|_| Vec::new());
+        let template = &d.guests[&8000];
+        assert!(template.template);
+        assert_eq!(template.template_snapshot, None, "a guest that becomes a template has no snapshot taken");
+        assert_eq!(template.unused_snapshot.as_deref(), Some("cloud-ready"));
+        assert_eq!(d.guests[&8001].source, CreateSource::Clone { source: 8000, snapshot: String::new() });
+        assert_eq!(d.guests[&8002].template_snapshot.as_deref(), Some("s1"));
+        assert!(!d.guests[&8002].template && d.guests[&8002].unused_snapshot.is_none());
+        assert_eq!(d.guests[&8003].source, CreateSource::Clone { source: 8002, snapshot: "s1".into() });
+        // A bare cloud-image name is given to the backend as its download URL; a volume as it is.
+        assert_eq!(
+            d.guests[&8004].source,
+            CreateSource::Template(
+                "https://cloud-images.ubuntu.com/noble/current/noble-server-cloudimg-amd64.img".into()
+            )
+        );
+        assert_eq!(d.guests[&8005].source, CreateSource::Template("local:import/noble.qcow2".into()));
     }
 }

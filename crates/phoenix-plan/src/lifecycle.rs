@@ -22,7 +22,8 @@ pub enum LifecycleState {
     Running,
     /// Features or the script are running (only during an apply).
     Customizing,
-    /// Everything ran with the current inputs and, for templates, the snapshot exists.
+    /// Everything ran with the current inputs and, for templates, the snapshot exists or the
+    /// guest is a template.
     Completed,
 }
 
@@ -48,6 +49,10 @@ pub fn derive(
     effect: &dyn Fn(&str) -> ChangeEffect,
 ) -> LifecycleState {
     let Some(o) = o else { return LifecycleState::Defined };
+    if o.template {
+        // Made a template once customized: it is finished, and never runs again.
+        return LifecycleState::Completed;
+    }
     if !crate::plan::config_changes(d, o, effect).is_empty() {
         return LifecycleState::Created;
     }
@@ -56,5 +61,6 @@ pub fn derive(
     }
     let customized = d.customizations.iter().all(|c| markers.and_then(|m| m.get(&c.key)) == Some(&c.hash));
     let snapshot = d.template_snapshot.as_ref().is_none_or(|s| o.snapshots.contains(s));
-    if customized && snapshot { LifecycleState::Completed } else { LifecycleState::Running }
+    // A guest that is to become a template is completed once it is one.
+    if customized && snapshot && !d.template { LifecycleState::Completed } else { LifecycleState::Running }
 }

@@ -64,6 +64,9 @@ pub enum Action {
         /// Its name.
         name: String,
     },
+    /// Stop the guest if it runs and make it a template (`is_template`): it never runs again,
+    /// and clones are made from it as it is.
+    MakeTemplate,
 }
 
 impl Action {
@@ -171,6 +174,7 @@ pub fn plan_with(
         let m = markers.get(id).cloned().flatten();
         let effect = |field: &str| effect(d.kind, field);
         let (steps, issues) = plan_guest(d, o, m.as_ref(), &effect);
+        out.notes.extend(template_notes(d, o, &steps, &effect));
         out.issues.extend(issues);
         out.guests.push(GuestPlan {
             id: d.id,
@@ -239,6 +243,43 @@ pub fn config_changes(
     changes
 }
 
+/// What is worth knowing of a guest that is, or becomes, a template: a `template_snapshot_name`
+/// that is not taken, and configuration that differs from a template made already (a template
+/// is never changed again).
+fn template_notes(
+    d: &DesiredGuest,
+    o: Option<&ObservedGuest>,
+    steps: &[Step],
+    effect: &dyn Fn(&str) -> ChangeEffect,
+) -> Vec<String> {
+    let mut notes = Vec::new();
+    if let Some(snapshot) = &d.unused_snapshot
+        && steps.iter().any(|s| s.action == Action::MakeTemplate)
+    {
+        notes.push(format!(
+            "{} ({}) becomes a template: its template_snapshot_name {snapshot} is not taken (Proxmox makes \
+             templates only of guests without snapshots); clones are made from the template itself",
+            d.id, d.name
+        ));
+    }
+    if let Some(o) = o.filter(|o| o.template && o.managed && d.template) {
+        let changes = config_changes(d, o, effect);
+        if !changes.is_empty() {
+            let fields: Vec<&str> = changes.iter().map(|c| c.field.as_str()).collect();
+            notes.push(format!(
+                "{} ({}) is a template, which Phoenix does not change: it differs from the configuration in \
+                 {}; clones made from it get their own settings as configured. To rebuild it, `phoenix \
+                 destroy {}` (and its clones) and apply again",
+                d.id,
+                d.name,
+                fields.join(", "),
+                d.id
+            ));
+        }
+    }
+    notes
+}
+
 /// Why a guest is configured: the fields that differ, and those removed (saying that volumes
 /// are detached, their data kept).
 fn configure_reason(changes: &[PlannedChange]) -> String {
@@ -274,6 +315,9 @@ fn plan_guest(
     let Some(o) = o else {
         let reason = match &d.source {
             CreateSource::Template(t) => format!("does not exist; created from {t}"),
+            CreateSource::Clone { source, snapshot } if snapshot.is_empty() => {
+                format!("does not exist; cloned from the template {source}")
+            }
             CreateSource::Clone { source, snapshot } => {
                 format!("does not exist; cloned from {source} at snapshot {snapshot}")
             }
@@ -291,6 +335,9 @@ fn plan_guest(
                 Action::Snapshot { name: s.clone() },
                 "template: clones are made from this snapshot".into(),
             ));
+        }
+        if d.template {
+            steps.push(step(Action::MakeTemplate, MAKE_TEMPLATE.into()));
         }
         return (steps, issues);
     };
@@ -312,6 +359,43 @@ fn plan_guest(
             message: format!("{} is a {:?} on the backend but a {:?} in the configuration", d.id, o.kind, d.kind)
                 .to_lowercase(),
             hint: "give the guest another ID".into(),
+        });
+        return (steps, issues);
+    }
+    if o.template {
+        // A template never runs again: nothing is started, customized or changed on it.
+        if !d.template {
+            issues.push(PlanIssue {
+                guest: d.id,
+                message: format!(
+                    "{} ({}) is a template on the backend, and the configuration does not make it one \
+                     (`is_template`): a template cannot run, nor be turned back into a guest",
+                    d.id, d.name
+                ),
+                hint: format!(
+                    "set \"is_template\": true, or `phoenix destroy {}` and apply to build it again as a guest",
+                    d.id
+                ),
+            });
+        }
+        return (steps, issues);
+    }
+    if d.template && !o.snapshots.is_empty() {
+        let names: Vec<&str> = o.snapshots.iter().map(String::as_str).collect();
+        issues.push(PlanIssue {
+            guest: d.id,
+            message: format!(
+                "{} ({}) is to become a template (`is_template`) but has snapshots ({}): Proxmox makes \
+                 templates only of guests without snapshots",
+                d.id,
+                d.name,
+                names.join(", ")
+            ),
+            hint: format!(
+                "delete them (`pct delsnapshot {id} NAME`, `qm delsnapshot {id} NAME`) once no clone needs \
+                 them, or leave out `is_template` to keep cloning from the snapshot",
+                id = d.id
+            ),
         });
         return (steps, issues);
     }
@@ -374,8 +458,15 @@ fn plan_guest(
     {
         steps.push(step(Action::Snapshot { name: s.clone() }, "template snapshot missing".into()));
     }
+    if d.template {
+        steps.push(step(Action::MakeTemplate, MAKE_TEMPLATE.into()));
+    }
     (steps, issues)
 }
+
+/// Why a guest is made a template.
+const MAKE_TEMPLATE: &str =
+    "is_template: made a template once customized (stopped, never started again); clones are made from it as it is";
 
 /// What the backend cannot do for this desired state, found before anything runs: kinds of guest
 /// it does not run, clones or snapshots it cannot make, configuration fields it does not know.
@@ -391,6 +482,9 @@ pub fn check_capabilities(desired: &Desired, caps: &phoenix_backend::Capabilitie
         }
         if d.template_snapshot.is_some() && !caps.snapshots {
             problems.push("it cannot take snapshots".to_string());
+        }
+        if d.template && !caps.templates {
+            problems.push("it cannot make templates".to_string());
         }
         if d.config.get("gpus").is_some() && !caps.gpu {
             problems.push("it cannot pass GPUs to containers".to_string());
@@ -510,6 +604,8 @@ mod tests {
             source,
             config,
             template_snapshot: None,
+            template: false,
+            unused_snapshot: None,
             customizations: Vec::new(),
             health: None,
             needs: Vec::new(),
@@ -530,6 +626,7 @@ mod tests {
             config: GuestConfig([("cores".to_string(), "1".to_string())].into()),
             snapshots: BTreeSet::new(),
             managed: true,
+            template: false,
         };
         let observation = Observation { guests: [(100, observed)].into() };
         let p = plan(&desired, &observation, &Markers::new(), &|_| ChangeEffect::Live);
@@ -558,6 +655,7 @@ mod tests {
             kinds: BTreeSet::from([GuestKind::Lxc]),
             clone: false,
             snapshots: true,
+            templates: false,
             gpu: false,
             concurrent_clones: false,
             fields: BTreeSet::from(["cores".to_string()]),
@@ -577,6 +675,7 @@ mod tests {
             kinds: BTreeSet::from([GuestKind::Lxc, GuestKind::Vm]),
             clone: true,
             snapshots: true,
+            templates: true,
             gpu: true,
             concurrent_clones: false,
             fields: ["cores", "gpus", "ci.user"].map(String::from).into(),
@@ -593,6 +692,7 @@ mod tests {
             config: GuestConfig(fields.iter().map(|(k, v)| ((*k).to_string(), (*v).to_string())).collect()),
             snapshots: BTreeSet::new(),
             managed,
+            template: false,
         }
     }
 
@@ -680,5 +780,119 @@ mod tests {
         assert_eq!(asked.into_inner().expect("lock"), ["cores=2", "gpus=", "mount:/models="]);
         assert_eq!(issues.len(), 1);
         assert_eq!(issues[0].message, "100 (g100): gpus cannot be removed: no channel");
+    }
+
+    fn markers(pairs: &[(&str, &str)]) -> Markers {
+        let m: BTreeMap<String, String> = pairs.iter().map(|(k, v)| ((*k).to_string(), (*v).to_string())).collect();
+        [(900, Some(m))].into()
+    }
+
+    fn template_guest() -> DesiredGuest {
+        let mut d = guest(900, GuestKind::Vm, CreateSource::Template("img".into()), &[("cores", "2")]);
+        d.template = true;
+        d.unused_snapshot = Some("cloud-ready".into());
+        d.customizations = vec![crate::desired::Customization { key: "feature:base".into(), hash: "h1".into() }];
+        d
+    }
+
+    fn shown(power: PowerState, template: bool, fields: &[(&str, &str)]) -> Observation {
+        let mut o = observed(fields, true);
+        o.id = 900;
+        o.kind = GuestKind::Vm;
+        o.power = power;
+        o.template = template;
+        Observation { guests: [(900, o)].into() }
+    }
+
+    fn actions(p: &Plan) -> Vec<Action> {
+        p.guests[0].steps.iter().map(|s| s.action.clone()).collect()
+    }
+
+    #[test]
+    fn a_guest_becomes_a_template_last_and_is_never_started_customized_or_changed_again() {
+        let desired = Desired { guests: [(900, template_guest())].into(), order: vec![900] };
+        let live = |_: &str| ChangeEffect::Live;
+        // New: built, customized, then made a template (no snapshot), saying why.
+        let p = plan(&desired, &Observation::default(), &Markers::new(), &live);
+        assert_eq!(
+            actions(&p),
+            [
+                Action::Create { source: CreateSource::Template("img".into()) },
+                Action::Start,
+                Action::Customize { key: "feature:base".into(), hash: "h1".into() },
+                Action::MakeTemplate
+            ]
+        );
+        assert!(p.guests[0].steps[3].reason.starts_with("is_template: made a template"), "{:?}", p.guests[0].steps);
+        assert!(p.notes.iter().any(|n| n.contains("template_snapshot_name cloud-ready is not taken")), "{:?}", p.notes);
+        // Customized and running, not yet a template: only the conversion.
+        let p = plan(
+            &desired,
+            &shown(PowerState::Running, false, &[("cores", "2")]),
+            &markers(&[("feature:base", "h1")]),
+            &live,
+        );
+        assert_eq!(actions(&p), [Action::MakeTemplate]);
+        assert_eq!(p.guests[0].state, LifecycleState::Running, "not completed until it is a template");
+        // A template: stopped, its markers unreadable, its configuration changed since; nothing to
+        // do and nothing to start or run again, the difference only noted.
+        let p = plan(&desired, &shown(PowerState::Stopped, true, &[("cores", "1")]), &[(900, None)].into(), &live);
+        assert!(p.is_empty(), "{:?}", p.guests);
+        assert!(p.issues.is_empty(), "{:?}", p.issues);
+        assert_eq!(p.guests[0].state, LifecycleState::Completed);
+        assert_eq!(p.notes.len(), 1, "{:?}", p.notes);
+        assert!(
+            p.notes[0].contains("900 (g900) is a template, which Phoenix does not change")
+                && p.notes[0].contains("in cores"),
+            "{}",
+            p.notes[0]
+        );
+        // The same template as configured: not even a note.
+        let p = plan(&desired, &shown(PowerState::Stopped, true, &[("cores", "2")]), &[(900, None)].into(), &live);
+        assert!(p.is_empty() && p.notes.is_empty(), "{:?}", p.notes);
+    }
+
+    #[test]
+    fn a_template_the_configuration_does_not_make_one_and_a_guest_with_snapshots_are_refused() {
+        let mut plain = template_guest();
+        plain.template = false;
+        let desired = Desired { guests: [(900, plain)].into(), order: vec![900] };
+        let live = |_: &str| ChangeEffect::Live;
+        let p = plan(&desired, &shown(PowerState::Stopped, true, &[("cores", "2")]), &Markers::new(), &live);
+        assert!(p.is_empty());
+        assert_eq!(p.issues.len(), 1);
+        assert!(p.issues[0].message.contains("is a template on the backend"), "{}", p.issues[0].message);
+
+        let desired = Desired { guests: [(900, template_guest())].into(), order: vec![900] };
+        let mut with_snapshot = shown(PowerState::Running, false, &[("cores", "2")]);
+        with_snapshot.guests.get_mut(&900).expect("900").snapshots.insert("cloud-ready".into());
+        let p = plan(&desired, &with_snapshot, &markers(&[("feature:base", "h1")]), &live);
+        assert!(p.is_empty(), "nothing runs: {:?}", p.guests);
+        assert_eq!(p.issues.len(), 1);
+        assert!(
+            p.issues[0]
+                .message
+                .contains("has snapshots (cloud-ready): Proxmox makes templates only of guests without snapshots"),
+            "{}",
+            p.issues[0].message
+        );
+    }
+
+    #[test]
+    fn a_backend_that_cannot_make_templates_is_refused() {
+        let desired = Desired { guests: [(900, template_guest())].into(), order: vec![900] };
+        let caps = Capabilities {
+            kinds: BTreeSet::from([GuestKind::Vm]),
+            clone: true,
+            snapshots: true,
+            templates: false,
+            gpu: false,
+            concurrent_clones: false,
+            fields: BTreeSet::from(["cores".to_string()]),
+        };
+        let issues = check_capabilities(&desired, &caps);
+        assert_eq!(issues.len(), 1);
+        assert!(issues[0].message.ends_with("it cannot make templates"), "{}", issues[0].message);
+        assert!(check_capabilities(&desired, &Capabilities { templates: true, ..caps }).is_empty());
     }
 }

@@ -18,7 +18,7 @@ use serde_json::Value;
 use crate::api::ApiClient;
 use crate::channel::{NodeChannel, pct_exec};
 use crate::conf::ConfFile;
-use crate::decode::text;
+use crate::decode::{text, truthy};
 use crate::endpoint::{Call, Guest, Power};
 use crate::node;
 use crate::propstring::{Device, MountPoint, Net, Property, Startup};
@@ -599,6 +599,7 @@ impl ProxmoxBackend {
             config: fields,
             snapshots,
             managed,
+            template: config.get("template").is_some_and(truthy),
         })
     }
 
@@ -610,6 +611,40 @@ impl ProxmoxBackend {
             return Ok(());
         }
         self.put_config(&self.api, guest, &[("description".into(), marked_description(old.as_deref()))], &[])
+    }
+
+    /// Makes a stopped guest a template (`POST .../template`) and waits until Proxmox shows it
+    /// as one: `template: 1`, no lock, and for a VM no disk left under its own `vm-<id>-disk-`
+    /// name. Proxmox answers before the conversion is done (a container's `template: 1` is
+    /// written by the task that converts its volumes, a VM's disks become `base-` volumes in a
+    /// task of their own), and a clone made meanwhile would copy a guest half converted.
+    pub(crate) fn convert_to_template(&self, guest: Guest<'_>) -> Result<(), BackendError> {
+        let data = self.api.call(&Call::MakeTemplate(guest), &[])?;
+        if let Some(upid) = data.as_str().and_then(|u| u.parse::<Upid>().ok()) {
+            wait(&self.api, &upid, self.poll, timeout_for(&upid.kind))?;
+        }
+        let what = if guest.kind == GuestKind::Vm { "VM" } else { "container" };
+        let started = std::time::Instant::now();
+        let mut pause = self.poll.first;
+        loop {
+            let config = self.config_of(guest)?;
+            let disks_left = guest.kind == GuestKind::Vm && crate::qemu::disks_to_convert(&config, guest.id);
+            if config.get("template").is_some_and(truthy) && config.get("lock").is_none() && !disks_left {
+                return Ok(());
+            }
+            if started.elapsed() >= LOCK_WAIT {
+                return Err(BackendError::transient(
+                    Delivery::MaybeApplied,
+                    format!(
+                        "{what} {} is not a template yet, {} s after it was made one",
+                        guest.id,
+                        LOCK_WAIT.as_secs()
+                    ),
+                ));
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(self.poll.max);
+        }
     }
 
     fn channel(&self) -> Result<&dyn NodeChannel, BackendError> {
@@ -839,6 +874,7 @@ impl Backend for ProxmoxBackend {
             kinds: BTreeSet::from([GuestKind::Lxc, GuestKind::Vm]),
             clone: true,
             snapshots: true,
+            templates: true,
             gpu: self.channel.is_some(),
             concurrent_clones: false,
             fields: fields::CONTAINER.iter().chain(fields::VM).map(|f| (*f).to_string()).collect(),
@@ -920,8 +956,13 @@ impl Backend for ProxmoxBackend {
                 let (src_node, _) = self.node_of(*source)?.ok_or_else(|| {
                     BackendError::permanent(Delivery::NotSent, format!("clone source {source} does not exist"))
                 })?;
-                let mut params: Vec<(&str, String)> =
-                    vec![("newid", id.to_string()), ("snapname", snapshot.clone()), ("full", "1".into())];
+                // A template is cloned as it is (it has no snapshots), in full: Proxmox would
+                // make a linked clone of a template by default, which ties the clone to it.
+                let mut params: Vec<(&str, String)> = vec![("newid", id.to_string())];
+                if !snapshot.is_empty() {
+                    params.push(("snapname", snapshot.clone()));
+                }
+                params.push(("full", "1".into()));
                 if let Some(h) = request.config.get("hostname") {
                     params.push(("hostname", h.to_string()));
                 }
@@ -1046,6 +1087,21 @@ impl Backend for ProxmoxBackend {
         let (node, _) =
             self.node_of(id)?.ok_or_else(|| BackendError::not_found(format!("container {id} does not exist")))?;
         self.task(Call::TakeSnapshot(Guest::lxc(&node, id)), &[("snapname", name.to_string())])
+    }
+
+    fn make_template(&self, id: GuestId) -> Result<(), BackendError> {
+        if self.is_vm(id)? {
+            return self.vm_make_template(id);
+        }
+        let (node, running) =
+            self.node_of(id)?.ok_or_else(|| BackendError::not_found(format!("container {id} does not exist")))?;
+        if running {
+            return Err(BackendError::permanent(
+                Delivery::NotSent,
+                format!("container {id} runs: only a stopped container becomes a template"),
+            ));
+        }
+        self.convert_to_template(Guest::lxc(&node, id))
     }
 
     fn exec(&self, id: GuestId, request: &ExecRequest) -> Result<ExecOutput, BackendError> {

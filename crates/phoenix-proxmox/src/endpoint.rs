@@ -109,6 +109,14 @@ pub enum Call<'a> {
         /// The node.
         node: &'a str,
     },
+    /// `POST /nodes/{node}/storage/{storage}/download-url`: downloads a file from a URL onto a
+    /// file-based storage (a task).
+    DownloadUrl {
+        /// The node.
+        node: &'a str,
+        /// The storage.
+        storage: &'a str,
+    },
     /// `GET /nodes/{node}/tasks/{upid}/status`.
     TaskStatus(&'a Upid),
     /// `GET /nodes/{node}/tasks/{upid}/log`.
@@ -130,6 +138,9 @@ pub enum Call<'a> {
     TakeSnapshot(Guest<'a>),
     /// `POST .../clone` (a task).
     Clone(Guest<'a>),
+    /// `POST .../template`: makes a stopped guest a template (answers null; the conversion may
+    /// go on in a task of its own).
+    MakeTemplate(Guest<'a>),
     /// `PUT .../resize` (a task).
     Resize(Guest<'a>),
     /// `POST .../status/<action>` (a task).
@@ -177,9 +188,11 @@ impl Call<'_> {
         match self {
             Call::Login
             | Call::DownloadAppliance { .. }
+            | Call::DownloadUrl { .. }
             | Call::Create { .. }
             | Call::TakeSnapshot(_)
             | Call::Clone(_)
+            | Call::MakeTemplate(_)
             | Call::Power(..)
             | Call::AddFirewallRule(_)
             | Call::Agent(_, Agent::Ping | Agent::Exec | Agent::FileWrite) => "POST",
@@ -206,6 +219,7 @@ impl Call<'_> {
             Call::Nodes => owned(&["nodes"]),
             Call::Storages { node } => owned(&["nodes", node, "storage"]),
             Call::StorageContent { node, storage } => owned(&["nodes", node, "storage", storage, "content"]),
+            Call::DownloadUrl { node, storage } => owned(&["nodes", node, "storage", storage, "download-url"]),
             Call::Network { node } => owned(&["nodes", node, "network"]),
             Call::Appliances { node } | Call::DownloadAppliance { node } => owned(&["nodes", node, "aplinfo"]),
             Call::TaskStatus(upid) => owned(&["nodes", &upid.node, "tasks", &upid.to_string(), "status"]),
@@ -214,6 +228,7 @@ impl Call<'_> {
             Call::Config(g) | Call::SetConfig(g) => guest(g, &["config"]),
             Call::Snapshots(g) | Call::TakeSnapshot(g) => guest(g, &["snapshot"]),
             Call::Clone(g) => guest(g, &["clone"]),
+            Call::MakeTemplate(g) => guest(g, &["template"]),
             Call::Resize(g) => guest(g, &["resize"]),
             Call::Power(g, action) => guest(
                 g,

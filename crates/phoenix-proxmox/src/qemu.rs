@@ -47,6 +47,9 @@ pub struct VmState {
     agent_ready: Mutex<BTreeSet<GuestId>>,
     agent_wait: Option<Duration>,
     resolver: Option<Resolver>,
+    /// Held while a cloud image is looked for and downloaded, so that two VMs made from one
+    /// image download it once (Proxmox refuses to download over an existing file).
+    downloads: Mutex<()>,
 }
 
 /// Everything but the passwords (only which VMs have one).
@@ -195,6 +198,59 @@ fn boot_disk(config: &serde_json::Map<String, Value>) -> Option<String> {
     let is_disk =
         |k: &str| config.get(k).and_then(text).is_some_and(|v| !v.contains("media=cdrom") && !v.contains("cloudinit"));
     listed.into_iter().chain(["scsi0".to_string(), "virtio0".to_string()]).find(|k| is_disk(k))
+}
+
+/// Whether a cloud image is given as the URL to download it from (what a bare image name such
+/// as `noble-server-cloudimg-amd64.img` becomes in the desired state).
+pub fn is_image_url(image: &str) -> bool {
+    image.starts_with("https://") || image.starts_with("http://")
+}
+
+/// The file name a downloaded cloud image gets in a storage's `import` directory: its own name,
+/// with Ubuntu's `.img` (a qcow2 image) as `.qcow2`, since Proxmox takes `import` content only
+/// as `.ova`, `.qcow2`, `.raw` or `.vmdk`, named with `[a-zA-Z0-9-.+=_]`. `None` for another
+/// kind of file.
+pub fn import_name(url: &str) -> Option<String> {
+    let file = url.rsplit('/').next()?;
+    let safe = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.+=_".contains(&b));
+    let name = match file.strip_suffix(".img") {
+        Some(stem) => format!("{stem}.qcow2"),
+        None => file.to_string(),
+    };
+    let (stem, ext) = name.rsplit_once('.')?;
+    (safe(stem) && ["qcow2", "raw", "vmdk", "ova"].contains(&ext)).then_some(name)
+}
+
+/// Whether this Proxmox VE version downloads disk images into a storage's `import` directory
+/// through the API (`download-url` with `content=import`, 8.4 and later).
+pub fn downloads_images(version: &str) -> bool {
+    let mut parts = version.split(['.', '-']).map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (major, minor) >= (8, 4)
+}
+
+/// A VM's cloud image as its node has it: the volume it is imported from, on which storage, and
+/// the URL to download it from first when the storage does not hold it yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CloudImage {
+    volume: String,
+    storage: String,
+    download: Option<String>,
+}
+
+/// Whether a VM made a template still has a disk (not a CD-ROM or cloud-init drive) under its
+/// own `vm-<id>-disk-` name: Proxmox renames each to a `base-` volume as it converts it.
+pub fn disks_to_convert(config: &serde_json::Map<String, Value>, id: GuestId) -> bool {
+    let own = format!("vm-{id}-disk-");
+    config
+        .iter()
+        .filter(|(k, _)| {
+            let bus = k.trim_end_matches(|c: char| c.is_ascii_digit());
+            bus.len() < k.len() && ["scsi", "virtio", "sata", "ide", "efidisk", "tpmstate"].contains(&bus)
+        })
+        .filter_map(|(_, v)| text(v))
+        .filter(|v| !v.contains("media=cdrom"))
+        .any(|v| v.split(',').next().is_some_and(|volume| volume.contains(&own)))
 }
 
 /// Proxmox's configuration of a VM as Phoenix's fields.
@@ -462,42 +518,126 @@ impl ProxmoxBackend {
             })
     }
 
+    /// Whether `storage` of `node` lists the volume among its `import` content.
+    fn image_present(&self, node: &str, storage: &str, volume: &str) -> Result<bool, BackendError> {
+        let present = self.api.call(&Call::StorageContent { node, storage }, &[("content", "import".into())])?;
+        Ok(present.as_array().into_iter().flatten().any(|v| v["volid"] == volume))
+    }
+
+    /// The storage of `node` that cloud images are downloaded to: a directory storage with
+    /// content `import` (`download-url` writes files), the VM's disk storage when it is one, else
+    /// the first by name.
+    fn import_storage(&self, node: &str, disk_storage: Option<&str>) -> Result<String, BackendError> {
+        let storages = self.cached_get(Call::Storages { node })?;
+        let mut fit: Vec<&str> = storages
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|st| st["path"].as_str().is_some_and(|p| !p.is_empty()))
+            .filter(|st| st["content"].as_str().is_some_and(|c| c.split(',').any(|c| c == "import")))
+            .filter_map(|st| st["storage"].as_str())
+            .collect();
+        fit.sort_unstable();
+        match disk_storage.filter(|d| fit.contains(d)).or(fit.first().copied()) {
+            Some(storage) => Ok(storage.to_string()),
+            None => Err(BackendError::permanent(
+                Delivery::NotSent,
+                format!("no storage of node {node} takes downloaded cloud images (a directory storage with content `import`)"),
+            )
+            .with_detail("add `import` to the content types of a directory storage (Datacenter → Storage, or `pvesm set <storage> --content <types>,import`)")),
+        }
+    }
+
+    /// Where a VM's cloud image is on `node`: for a URL (a bare image name), the volume it gets
+    /// in the `import` directory of the storage cloud images go to, to be downloaded unless
+    /// the storage lists it already (Proxmox VE 8.4 or later); for a volume ID or a path, that
+    /// volume, which the storage must hold.
+    pub(crate) fn locate_image(
+        &self,
+        node: &str,
+        image: &str,
+        disk_storage: Option<&str>,
+    ) -> Result<CloudImage, BackendError> {
+        let refuse =
+            |m: String, hint: &str| Err(BackendError::permanent(Delivery::NotSent, m).with_detail(hint.to_string()));
+        if is_image_url(image) {
+            let version = self.cached_get(Call::Version)?;
+            let version = version["version"].as_str().unwrap_or_default();
+            if !downloads_images(version) {
+                return refuse(
+                    format!(
+                        "Proxmox VE {version} does not download cloud images into a storage (`download-url` with content `import` needs 8.4 or later): {image}"
+                    ),
+                    "download the image into the `import` directory of a storage yourself, and give its volume ID (storage:import/NAME.qcow2) as `template_image`",
+                );
+            }
+            let Some(file) = import_name(image) else {
+                return refuse(
+                    format!("{image} is not a disk image Proxmox stores (.img, .qcow2, .raw, .vmdk)"),
+                    "give another image",
+                );
+            };
+            let storage = self.import_storage(node, disk_storage)?;
+            let volume = format!("{storage}:import/{file}");
+            let download = (!self.image_present(node, &storage, &volume)?).then(|| image.to_string());
+            return Ok(CloudImage { volume, storage, download });
+        }
+        let volume = self.image_volume(node, image)?;
+        let storage = volume.split(':').next().unwrap_or_default().to_string();
+        if !self.storage_contents(node)?.contains_key(&storage) {
+            return refuse(
+                format!("node {node} has no storage {storage} (for the cloud image {volume})"),
+                "name a storage `pvesm status` lists",
+            );
+        }
+        if !self.image_present(node, &storage, &volume)? {
+            return refuse(
+                format!("the cloud image {volume} is not on storage {storage}"),
+                "download it onto the storage (`download-url` with `content=import`), or name an image the storage holds",
+            );
+        }
+        Ok(CloudImage { volume, storage, download: None })
+    }
+
+    /// Downloads a cloud image into its storage's `import` directory (`download-url`, a task)
+    /// unless the storage lists it by now: one download at a time, so that VMs made from one
+    /// image at once download it once.
+    fn download_image(&self, node: &str, image: &CloudImage, url: &str) -> Result<(), BackendError> {
+        let _one = self.vms.downloads.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.image_present(node, &image.storage, &image.volume)? {
+            return Ok(());
+        }
+        let file = image.volume.split_once(":import/").map(|(_, f)| f.to_string()).unwrap_or_default();
+        self.task(
+            Call::DownloadUrl { node, storage: &image.storage },
+            &[("content", "import".into()), ("filename", file), ("url", url.to_string())],
+        )
+    }
+
     /// What creating the VM needs from its node: its disk storage (content `images`), its bridge,
     /// its cloud image, and with a token the privileges on each, the guest agent's included.
     pub(crate) fn vm_check_create(&self, request: &CreateRequest) -> Result<(), BackendError> {
+        self.vm_needs(request).map(|_| ())
+    }
+
+    /// Checks what creating the VM needs (see [`ProxmoxBackend::vm_check_create`]) and returns
+    /// its cloud image, where it is created from one.
+    fn vm_needs(&self, request: &CreateRequest) -> Result<Option<CloudImage>, BackendError> {
         let node = request.node.as_deref().unwrap_or(&self.node);
         let id = request.id;
-        let refuse =
-            |m: String, hint: &str| Err(BackendError::permanent(Delivery::NotSent, m).with_detail(hint.to_string()));
         let disk_storage = request.config.get("storage");
-        let storages = self.check_disks_and_bridge(
+        self.check_disks_and_bridge(
             node,
             &disk_storage.into_iter().collect::<Vec<_>>(),
             ("images", "VM disks"),
             request.config.get("net.bridge"),
         )?;
-        let mut image_storage = None;
-        if let CreateSource::Template(image) = &request.source {
-            let volume = self.image_volume(node, image)?;
-            let storage = volume.split(':').next().unwrap_or_default().to_string();
-            if !storages.contains_key(&storage) {
-                return refuse(
-                    format!("node {node} has no storage {storage} (for the cloud image {volume})"),
-                    "name a storage `pvesm status` lists",
-                );
-            }
-            let present =
-                self.api.call(&Call::StorageContent { node, storage: &storage }, &[("content", "import".into())])?;
-            if !present.as_array().into_iter().flatten().any(|v| v["volid"] == volume.as_str()) {
-                return refuse(
-                    format!("the cloud image {volume} is not on storage {storage}"),
-                    "download it onto the storage (`download-url` with `content=import`), or name an image the storage holds",
-                );
-            }
-            image_storage = Some(storage);
-        }
+        let image = match &request.source {
+            CreateSource::Template(image) => Some(self.locate_image(node, image, disk_storage)?),
+            CreateSource::Clone { .. } => None,
+        };
         if self.api_is_root() {
-            return Ok(());
+            return Ok(image);
         }
         let version = self.cached_get(Call::Version)?;
         let nine = version["version"].as_str().is_some_and(|v| v.starts_with('9'));
@@ -517,12 +657,33 @@ impl ProxmoxBackend {
                 format!("for the disks of {id}"),
             ));
         }
-        if let Some(storage) = image_storage {
+        if let Some(image) = &image {
             needed.push((
                 "Datastore.Audit".into(),
-                format!("/storage/{storage}"),
+                format!("/storage/{}", image.storage),
                 format!("to import the disk of {id}"),
             ));
+        }
+        // Downloading needs what a container template's download needs, and (the URL probes the
+        // node's network) Sys.Audit and Sys.Modify on / or Sys.AccessNetwork on the node.
+        if let Some(image) = image.as_ref().filter(|i| i.download.is_some()) {
+            needed.push((
+                "Datastore.AllocateTemplate".into(),
+                format!("/storage/{}", image.storage),
+                format!("to download {} for {id}", image.volume),
+            ));
+            let permissions = self.cached_get(Call::Permissions)?;
+            let on_root = crate::preflight::privileges_on(&permissions, "/");
+            let on_node = crate::preflight::privileges_on(&permissions, &format!("/nodes/{node}"));
+            let network = (on_root.contains("Sys.Audit") && on_root.contains("Sys.Modify"))
+                || on_node.contains("Sys.AccessNetwork");
+            if !network {
+                needed.push((
+                    "Sys.AccessNetwork".into(),
+                    format!("/nodes/{node}"),
+                    format!("to download {} (or Sys.Audit and Sys.Modify on /)", image.volume),
+                ));
+            }
         }
         if let Some(bridge) = request.config.get("net.bridge") {
             needed.push((
@@ -534,7 +695,8 @@ impl ProxmoxBackend {
         if let CreateSource::Clone { source, .. } = &request.source {
             needed.push(("VM.Clone".into(), format!("/vms/{source}"), format!("to clone {source} into {id}")));
         }
-        self.require(&needed)
+        self.require(&needed)?;
+        Ok(image)
     }
 
     /// The configured password of a VM, resolved, checked against the fingerprint the plan has.
@@ -648,12 +810,18 @@ impl ProxmoxBackend {
     pub(crate) fn vm_create(&self, request: &CreateRequest) -> Result<(), BackendError> {
         let node = request.node.clone().unwrap_or_else(|| self.node.clone());
         let id = request.id;
-        self.vm_check_create(request)?;
+        let image = self.vm_needs(request)?;
         self.remember_created(id, GuestKind::Vm, &node);
         let want = &request.config;
         match &request.source {
-            CreateSource::Template(image) => {
-                let volume = self.image_volume(&node, image)?;
+            CreateSource::Template(given) => {
+                let image = image.ok_or_else(|| {
+                    BackendError::permanent(Delivery::NotSent, format!("VM {id}: no cloud image found for {given}"))
+                })?;
+                if let Some(url) = &image.download {
+                    self.download_image(&node, &image, url)?;
+                }
+                let volume = image.volume;
                 let storage = want.get("storage").ok_or_else(|| {
                     BackendError::permanent(Delivery::NotSent, format!("VM {id} has no storage for its disk"))
                 })?;
@@ -683,8 +851,13 @@ impl ProxmoxBackend {
                 let (src_node, _) = self.vm_locate(*source)?.ok_or_else(|| {
                     BackendError::permanent(Delivery::NotSent, format!("clone source {source} does not exist"))
                 })?;
-                let mut params: Vec<(&str, String)> =
-                    vec![("newid", id.to_string()), ("snapname", snapshot.clone()), ("full", "1".into())];
+                // A template is cloned as it is (it has no snapshots), in full: Proxmox would
+                // make a linked clone of a template by default, which ties the clone to it.
+                let mut params: Vec<(&str, String)> = vec![("newid", id.to_string())];
+                if !snapshot.is_empty() {
+                    params.push(("snapname", snapshot.clone()));
+                }
+                params.push(("full", "1".into()));
                 if let Some(name) = want.get("hostname") {
                     params.push(("name", name.to_string()));
                 }
@@ -749,6 +922,18 @@ impl ProxmoxBackend {
     pub(crate) fn vm_snapshot(&self, id: GuestId, name: &str) -> Result<(), BackendError> {
         let (node, _) = self.vm_existing(id)?;
         self.vm_task(Call::TakeSnapshot(Guest::qemu(&node, id)), &[("snapname", name.to_string())])
+    }
+
+    /// Makes a stopped VM a template and waits until its disks are converted.
+    pub(crate) fn vm_make_template(&self, id: GuestId) -> Result<(), BackendError> {
+        let (node, running) = self.vm_existing(id)?;
+        if running {
+            return Err(BackendError::permanent(
+                Delivery::NotSent,
+                format!("VM {id} runs: only a stopped VM becomes a template"),
+            ));
+        }
+        self.convert_to_template(Guest::qemu(&node, id))
     }
 
     /// Stops the VM if it runs and destroys it with its disks, purged from jobs and HA.
@@ -1053,5 +1238,21 @@ mod tests {
         let e = resolve_password(8000, "vault:kv/vms/other#hash", Some(&vault)).expect_err("no field");
         assert_eq!(e.message, "VM 8000: its password hash: the secret kv/vms/other has no field hash");
         assert!(resolve_password(8000, "vault:kv/vms#hash", None).is_err(), "no resolver, no Vault");
+    }
+
+    #[test]
+    fn downloaded_images_get_a_name_proxmox_stores_on_the_versions_that_download_them() {
+        let url = "https://cloud-images.ubuntu.com/noble/current/noble-server-cloudimg-amd64.img";
+        assert!(is_image_url(url) && !is_image_url("local:import/noble.qcow2") && !is_image_url("/var/lib/vz/x.img"));
+        assert_eq!(import_name(url).as_deref(), Some("noble-server-cloudimg-amd64.qcow2"));
+        assert_eq!(
+            import_name("https://cloud.debian.org/images/cloud/bookworm/latest/debian-12-genericcloud-amd64.qcow2")
+                .as_deref(),
+            Some("debian-12-genericcloud-amd64.qcow2")
+        );
+        assert_eq!(import_name("https://example.org/disk.vhdx"), None);
+        assert_eq!(import_name("https://example.org/a b.img"), None);
+        assert!(downloads_images("8.4.5") && downloads_images("9.2.3") && downloads_images("8.10.0"));
+        assert!(!downloads_images("8.3.2") && !downloads_images("8.0") && !downloads_images("7.4-3"));
     }
 }

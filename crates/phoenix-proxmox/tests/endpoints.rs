@@ -39,6 +39,8 @@ fn kind(call: &Call<'_>) -> usize {
         Call::AddFirewallRule(_) => 27,
         Call::SetFirewallRule(..) => 28,
         Call::DeleteFirewallRule(..) => 29,
+        Call::MakeTemplate(_) => 30,
+        Call::DownloadUrl { .. } => 31,
     }
 }
 
@@ -58,6 +60,7 @@ fn every_call_names_an_endpoint_of_both_schemas() {
         Call::Network { node: "pve1" },
         Call::Appliances { node: "pve1" },
         Call::DownloadAppliance { node: "pve1" },
+        Call::DownloadUrl { node: "pve1", storage: "local" },
         Call::TaskStatus(&upid),
         Call::TaskLog(&upid),
         Call::Interfaces(ct),
@@ -73,6 +76,7 @@ fn every_call_names_an_endpoint_of_both_schemas() {
             Call::Snapshots(guest),
             Call::TakeSnapshot(guest),
             Call::Clone(guest),
+            Call::MakeTemplate(guest),
             Call::Resize(guest),
             Call::Destroy(guest),
             Call::FirewallOptions(guest),
@@ -87,7 +91,7 @@ fn every_call_names_an_endpoint_of_both_schemas() {
         calls.push(Call::Agent(vm, agent));
     }
     let covered: std::collections::BTreeSet<usize> = calls.iter().map(kind).collect();
-    assert_eq!(covered, (0..30).collect(), "a kind of call is missing from the list");
+    assert_eq!(covered, (0..32).collect(), "a kind of call is missing from the list");
     for version in PveVersion::ALL {
         let schema = ApiSchema::get(version);
         for call in &calls {

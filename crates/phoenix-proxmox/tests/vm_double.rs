@@ -1,7 +1,8 @@
 //! QEMU VMs on the Proxmox backend against the PVE test double, on both versions: a template VM
-//! built from a cloud image (disk imported, cloud-init, agent) and snapshotted, a VM cloned from
-//! its snapshot with its own cloud-init settings and a feature run through the guest agent;
-//! planning again finds nothing, one change is the only change, destroy. The password hash is a
+//! built from a cloud image (disk imported, cloud-init, agent) and made a Proxmox template (its
+//! `template_snapshot_name` not taken), a VM cloned in full from the template itself with its own
+//! cloud-init settings and a feature run through the guest agent; planning again finds nothing,
+//! one change is the only change, destroy. The password hash is a
 //! secret reference that no plan shows resolved; a VM whose agent never answers fails with its
 //! name.
 
@@ -96,9 +97,12 @@ fn lifecycle(version: PveVersion) {
     let backend = backend(&double, &estate);
     assert!(backend.capabilities().kinds.contains(&GuestKind::Vm));
 
-    // The first plan: created from the image, cloned from the snapshot; no hash in it.
+    // The first plan: created from the image and made a template, cloned from it; no hash in it.
     let first = plan(&backend, &estate, dir.path());
     assert!(first.issues.is_empty(), "{:?}", first.issues);
+    let template_steps: Vec<&Action> = first.guests[0].steps.iter().map(|s| &s.action).collect();
+    assert_eq!(template_steps.last(), Some(&&Action::MakeTemplate), "{template_steps:?}");
+    assert!(first.notes.iter().any(|n| n.contains("cloud-ready is not taken")), "{:?}", first.notes);
     assert_no_secret(&serde_json::to_string(&first).expect("json"));
     assert_no_secret(&format!("{first:?}"));
     let desired = phoenix_plan::desired(&estate, &|_| Vec::new());
@@ -109,9 +113,12 @@ fn lifecycle(version: PveVersion) {
     assert_eq!(report.outcomes.get(&8000), Some(&GuestOutcome::Created));
     assert_eq!(report.outcomes.get(&8001), Some(&GuestOutcome::Created));
 
-    // The template: its disk imported from the image's volume and grown, cloud-init, the agent.
+    // The template: its disk imported from the image's volume and grown, cloud-init, the agent;
+    // then made a template, its disk a base volume.
     let t = double.vm_config(8000).expect("template exists");
-    assert_eq!(t["scsi0"], "local-zfs:vm-8000-disk-0,size=16G", "{t:?}");
+    assert_eq!(t["scsi0"], "local-zfs:base-8000-disk-0,size=16G", "{t:?}");
+    assert_eq!(t["template"], "1");
+    assert_eq!(double.vm_running(8000), Some(false));
     assert_eq!(t["ide2"], "local-zfs:vm-8000-cloudinit,media=cdrom");
     assert_eq!(t["agent"], "enabled=1");
     assert_eq!(t["serial0"], "socket");
@@ -125,7 +132,7 @@ fn lifecycle(version: PveVersion) {
     );
     assert!(t["net0"].starts_with("virtio=BC:24:11:") && t["net0"].ends_with(",bridge=vmbr0"), "{}", t["net0"]);
     assert!(t["description"].starts_with("Managed by Phoenix."));
-    assert_eq!(double.vm_snapshots(8000), ["cloud-ready"]);
+    assert!(double.vm_snapshots(8000).is_empty(), "Proxmox makes templates only of guests without snapshots");
     let create = double
         .requests()
         .into_iter()
@@ -148,7 +155,7 @@ fn lifecycle(version: PveVersion) {
     assert!(c["net0"].contains("firewall=1"), "{}", c["net0"]);
     assert_ne!(c["net0"], t["net0"], "a clone gets a MAC of its own");
     let clone = double.requests().into_iter().find(|r| r.path.ends_with("/qemu/8000/clone")).expect("cloned");
-    assert_eq!(clone.params["snapname"], "cloud-ready");
+    assert!(!clone.params.contains_key("snapname"), "a template is cloned as it is: {:?}", clone.params);
     assert_eq!(clone.params["full"], "1");
 
     // The feature ran through the guest agent, argv intact, and its marker was written.
@@ -227,7 +234,9 @@ fn commands_and_files_inside_a_vm_go_through_the_agent() {
         let hash_file = dir.path().join("admin.hash");
         std::fs::write(&hash_file, REFERENCED_HASH).expect("write");
         let one = vms(&hash_file, "");
-        let only_template = format!("{}]}}", &one[..one.find(",\n              {\"vmid\": 8001").expect("clone")]);
+        // Without `is_template`: the VM stays a VM that runs.
+        let only_template = format!("{}]}}", &one[..one.find(",\n              {\"vmid\": 8001").expect("clone")])
+            .replace(r#""is_template": true, "#, "");
         let estate = write_estate(dir.path(), &double, &only_template);
         let backend = backend(&double, &estate);
         let (_, report) = support::apply_with(&backend, &estate, dir.path(), &library());

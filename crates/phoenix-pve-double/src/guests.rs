@@ -5,7 +5,9 @@
 //! clone rules (the source must have the snapshot, whose settings and raw lines the clone gets;
 //! bind and device mount points make a clone fail; a second clone of a locked source times out).
 //! A `delete` of a volume mount point keeps its volume as `unused[n]`; deleting `dev[n]` is
-//! refused to tokens, and a key may not be set and deleted at once.
+//! refused to tokens, and a key may not be set and deleted at once. Templates as pve-container
+//! makes them: only of a stopped container without snapshots, once, `template: 1` written by the
+//! task after the answer; never started or snapshotted; cloned linked unless `full`.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -31,9 +33,31 @@ pub(crate) struct Guest {
     /// Raw `lxc.*` lines of the live section, in order (only the node channel writes them).
     pub raw: Vec<(String, String)>,
     pub firewall: crate::firewall::Firewall,
+    /// When the conversion into a template (`POST .../template`) finishes: its task converts
+    /// the volumes and only then writes `template: 1`, after Proxmox answered.
+    pub converting: Option<Instant>,
 }
 
 impl Guest {
+    /// Finishes a conversion into a template whose time has come: the volumes become base
+    /// volumes, and the configuration says `template: 1`.
+    pub(crate) fn settle(&mut self, vmid: u32) {
+        if self.converting.is_some_and(|at| at <= Instant::now()) {
+            self.converting = None;
+            let own = format!("subvol-{vmid}-disk-");
+            for (k, v) in self.config.iter_mut().filter(|(k, _)| *k == "rootfs" || numbered(k, "mp")) {
+                *v = v.replacen(&own, &format!("basevol-{vmid}-disk-"), 1);
+                let _ = k;
+            }
+            self.config.insert("template".into(), "1".into());
+        }
+    }
+
+    /// Whether it is a template.
+    pub(crate) fn is_template(&self) -> bool {
+        self.config.get("template").is_some_and(|t| t == "1")
+    }
+
     fn locked(&self) -> Option<&str> {
         self.lock.as_ref().filter(|(_, until)| *until > Instant::now()).map(|(kind, _)| kind.as_str())
     }
@@ -47,6 +71,21 @@ impl Guest {
             .collect();
         Sha256::digest(text.as_bytes()).iter().take(20).map(|b| format!("{b:02x}")).collect()
     }
+}
+
+fn numbered(key: &str, prefix: &str) -> bool {
+    key.strip_prefix(prefix).is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// A container's volumes as a clone of `source` has them: copies of its own (`full`), or linked
+/// clones of a template's base volumes (`<base>/subvol-<new>-disk-<n>`).
+fn cloned_volume(value: &str, source: u32, new: u32, full: bool) -> String {
+    let (volume, rest) = value.split_once(',').map_or((value, String::new()), |(v, r)| (v, format!(",{r}")));
+    let Some((storage, name)) = volume.split_once(':') else { return value.to_string() };
+    let disk = name.rsplit('/').next().unwrap_or(name);
+    let n = disk.rsplit('-').next().unwrap_or("0");
+    let copy = format!("subvol-{new}-disk-{n}");
+    if full { format!("{storage}:{copy}{rest}") } else { format!("{storage}:basevol-{source}-disk-{n}/{copy}{rest}") }
 }
 
 /// An answer: status, reason, body.
@@ -140,7 +179,7 @@ pub(crate) fn handle(
                 return Some(fail(format!("CT {vmid} already exists on node '{}'", guests[&n].node)));
             }
             let config = ps.iter().filter(|(k, _)| !CREATE_ONLY.contains(&k.as_str())).map(|(k, v)| (k.clone(), stored(&vmid, k, v, seed))).collect();
-            guests.insert(n, Guest { node: (*node).to_string(), config, running: false, snapshots: BTreeMap::new(), lock: Some(("create".into(), Instant::now() + busy)), raw: Vec::new(), firewall: Default::default() });
+            guests.insert(n, Guest { node: (*node).to_string(), config, running: false, snapshots: BTreeMap::new(), lock: Some(("create".into(), Instant::now() + busy)), raw: Vec::new(), firewall: Default::default(), converting: None });
             ok(json!(task(node, "vzcreate", &vmid)))
         }
         (_, ["", "nodes", node, "lxc", vmid, rest @ ..]) => {
@@ -241,6 +280,9 @@ pub(crate) fn handle(
                 }
                 ("POST", ["snapshot"]) => {
                     let name = ps.get("snapname").cloned().unwrap_or_default();
+                    if g.is_template() {
+                        return Some(fail("you can't take a snapshot if it's a template".into()));
+                    }
                     if g.snapshots.contains_key(&name) {
                         return Some(fail(format!("snapshot name '{name}' already used")));
                     }
@@ -249,14 +291,48 @@ pub(crate) fn handle(
                     g.snapshots.insert(name, copy);
                     ok(json!(task(node, "vzsnapshot", vmid)))
                 }
+                // pve-container's `template`: refused while locked, with snapshots, for a
+                // template, and while running; the answer comes before the task is done.
+                ("POST", ["template"]) => {
+                    if let Some(kind) = g.locked() {
+                        return Some(fail(format!("CT is locked ({kind})")));
+                    }
+                    if !g.snapshots.is_empty() {
+                        return Some(fail("unable to create template, because CT contains snapshots".into()));
+                    }
+                    if g.is_template() || g.converting.is_some() {
+                        return Some(fail("you can't convert a template to a template".into()));
+                    }
+                    if g.running {
+                        return Some(fail("you can't convert a CT to template if the CT is running".into()));
+                    }
+                    guests.get_mut(&n)?.converting = Some(Instant::now() + busy);
+                    let _ = task(node, "vztemplate", vmid);
+                    ok(Value::Null)
+                }
                 ("POST", ["clone"]) => {
                     let newid = ps.get("newid").cloned().unwrap_or_default();
                     let Some(new) = id(&newid) else { return Some(fail(format!("invalid newid {newid}"))) };
                     if guests.contains_key(&new) {
                         return Some(fail(format!("CT {newid} already exists")));
                     }
-                    if g.locked().is_some() {
+                    if g.locked().is_some() || g.converting.is_some() {
                         return Some(fail(format!("can't lock file '/run/lock/lxc/pve-config-{vmid}.lock' - got timeout")));
+                    }
+                    // pve-container's clone rules: a template is cloned linked unless `full`; a
+                    // linked clone needs a template and takes no `storage`; a running container
+                    // is copied in full only from a snapshot.
+                    let template = g.is_template();
+                    let full = ps.get("full").map_or(!template, |f| f == "1" || f == "true");
+                    if !full && ps.contains_key("storage") {
+                        return Some(fail("parameter 'storage' not allowed for linked clones".into()));
+                    }
+                    if !full && !template {
+                        let volume = g.config.get("rootfs").and_then(|r| r.split(',').next()).unwrap_or_default();
+                        return Some(fail(format!("Linked clone feature for '{volume}' is not available")));
+                    }
+                    if full && g.running && !ps.contains_key("snapname") {
+                        return Some(fail("Cannot do full clones on a running container without snapshots".into()));
                     }
                     // A clone of a snapshot gets the snapshot's settings and raw lines, not the live ones.
                     let (source, raw) = match ps.get("snapname") {
@@ -273,6 +349,9 @@ pub(crate) fn handle(
                         return Some((403, "Permission check failed (configuring device passthrough is only allowed for root@pam)".into(), json!({ "data": null })));
                     }
                     let mut config: BTreeMap<String, String> = source.into_iter().filter(|(k, _)| k != "template" && k != "parent").collect();
+                    for (_, v) in config.iter_mut().filter(|(k, v)| (*k == "rootfs" || numbered(k, "mp")) && !v.starts_with('/')) {
+                        *v = cloned_volume(v, n, new, full);
+                    }
                     for (k, v) in config.iter_mut().filter(|(k, _)| k.starts_with("net")) {
                         let without: Vec<&str> = v.split(',').filter(|p| !p.starts_with("hwaddr=")).collect();
                         *seed += 1;
@@ -288,13 +367,19 @@ pub(crate) fn handle(
                         src.lock = Some(("clone".into(), until));
                     }
                     let target = ps.get("target").map_or(*node, String::as_str).to_string();
-                    guests.insert(new, Guest { node: target, config, running: false, snapshots: BTreeMap::new(), lock: Some(("create".into(), until)), raw, firewall });
+                    guests.insert(new, Guest { node: target, config, running: false, snapshots: BTreeMap::new(), lock: Some(("create".into(), until)), raw, firewall, converting: None });
                     ok(json!(task(node, "vzclone", vmid)))
                 }
                 (_, ["firewall", sub @ ..]) => return crate::firewall::handle(&mut guests.get_mut(&n)?.firewall, method, sub, ps),
                 ("DELETE", []) => {
                     if g.running {
                         return Some(fail(format!("CT {vmid} is running - destroy failed")));
+                    }
+                    // A template's base volumes stay while a linked clone uses them.
+                    let base = format!("basevol-{vmid}-disk-");
+                    if let Some(volume) = guests.iter().filter(|(id, _)| **id != n).flat_map(|(_, o)| o.config.values()).find_map(|v| v.split(',').next().filter(|v| v.contains(base.as_str()) && v.contains('/'))) {
+                        let name = volume.split(':').nth(1).and_then(|v| v.split('/').next()).unwrap_or_default();
+                        return Some(fail(format!("base volume '{name}' is still in use by linked cloned")));
                     }
                     guests.remove(&n);
                     ok(json!(task(node, "vzdestroy", vmid)))

@@ -4,8 +4,9 @@
 //! enums, ranges, lengths, patterns, named formats and the sub-keys of property strings — and
 //! refused with per-parameter errors as Proxmox refuses it (HTTP 400).
 //!
-//! The double also keeps containers, QEMU VMs (with a guest agent) and tasks as Proxmox does, and plays what goes wrong on a
-//! real cluster: latency ([`PveDouble::set_latency`]), injected faults ([`PveDouble::inject`]:
+//! The double also keeps containers, QEMU VMs (with a guest agent), templates made of either,
+//! files downloaded into storages (`download-url`) and tasks as Proxmox does, and plays what goes
+//! wrong on a real cluster: latency ([`PveDouble::set_latency`]), injected faults ([`PveDouble::inject`]:
 //! lock timeouts, proxy errors, connections dropped before or after the request took effect),
 //! several nodes ([`PveDouble::add_node`]). With `PHOENIX_PVE_REQUEST_LOG` set, every double logs
 //! its requests for the suite-wide check against both schemas ([`requestlog`], the binary

@@ -2,11 +2,12 @@
 //! volume (`scsi0=<storage>:0,import-from=<volume>`, the disk as large as the image), new disks
 //! allocated, a cloud-init drive (`<storage>:cloudinit`), generated MACs shown as
 //! `virtio=XX:..`, a `digest` that must match on updates, `cipassword` shown masked, locks while
-//! tasks run, snapshots, full clones of a snapshot (which must exist), disks that only grow,
-//! start, shutdown and stop, destroy; and a guest agent that answers only while the VM runs,
-//! after a boot delay: `exec` records the command (a few commands the driver sends to place
-//! files are played: creating, joining, `chmod`/`chown`, `rm -rf`), `exec-status`, `file-write`
-//! stores the file, `file-read` returns it.
+//! tasks run, snapshots, full clones of a snapshot (which must exist), templates (as
+//! qemu-server makes them: disks become base volumes after the answer; cloned linked unless
+//! `full`), disks that only grow, start, shutdown and stop, destroy; and a guest agent that
+//! answers only while the VM runs, after a boot delay: `exec` records the command (a few commands
+//! the driver sends to place files are played: creating, joining, `chmod`/`chown`, `rm -rf`),
+//! `exec-status`, `file-write` stores the file, `file-read` returns it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -42,9 +43,16 @@ pub(crate) struct Vm {
     /// Commands run through the agent, in order.
     pub commands: Vec<Vec<String>>,
     execs: BTreeMap<i64, Exec>,
+    /// When the conversion of its disks into base volumes finishes (`template: 1` is written
+    /// at once, the disks are converted by a task after Proxmox answered).
+    converting: Option<Instant>,
 }
 
 impl Vm {
+    fn is_template(&self) -> bool {
+        self.config.get("template").is_some_and(|t| t == "1")
+    }
+
     fn locked(&self) -> Option<&str> {
         self.lock.as_ref().filter(|(_, until)| *until > Instant::now()).map(|(kind, _)| kind.as_str())
     }
@@ -200,7 +208,38 @@ fn stored_net(value: &str, seed: &mut u64) -> String {
     out.join(",")
 }
 
+/// A VM's disk as a clone of `source` has it: a copy (`full`, on `storage` when given), or a
+/// linked clone of a template's base volume (`<base>/vm-<new>-disk-<n>`).
+fn cloned_disk(value: &str, source: u32, new: u32, n: u32, full: bool, storage: Option<&str>) -> String {
+    let (file, rest) = value.split_once(',').unwrap_or((value, ""));
+    let (from, volname) = file.split_once(':').unwrap_or((file, ""));
+    let rest = if rest.is_empty() { String::new() } else { format!(",{rest}") };
+    if volname.ends_with("-cloudinit") {
+        return format!("{}:vm-{new}-cloudinit{rest}", storage.unwrap_or(from));
+    }
+    if full {
+        format!("{}:vm-{new}-disk-{n}{rest}", storage.unwrap_or(from))
+    } else {
+        let base =
+            volname.split('/').next().unwrap_or(volname).replace(&format!("vm-{source}-"), &format!("base-{source}-"));
+        format!("{from}:{base}/vm-{new}-disk-{n}{rest}")
+    }
+}
+
 impl Vms {
+    /// Finishes the conversions into templates whose tasks are done: each disk becomes a base
+    /// volume (`base-<id>-disk-<n>`).
+    pub(crate) fn settle(&mut self) {
+        let now = Instant::now();
+        for (id, vm) in self.vms.iter_mut().filter(|(_, v)| v.converting.is_some_and(|at| at <= now)) {
+            vm.converting = None;
+            let own = format!("vm-{id}-disk-");
+            for (_, v) in vm.config.iter_mut().filter(|(k, v)| is_disk(k) && !v.contains("media=cdrom")) {
+                *v = v.replacen(&own, &format!("base-{id}-disk-"), 1);
+            }
+        }
+    }
+
     /// `/cluster/resources` rows of the VMs.
     pub(crate) fn resources(&self) -> Vec<Value> {
         self.vms
@@ -328,6 +367,7 @@ impl Vms {
                     modes: BTreeMap::new(),
                     commands: Vec::new(),
                     execs: BTreeMap::new(),
+                    converting: None,
                 };
                 self.vms.insert(n, vm);
                 ok(json!(task(node, "qmcreate", &vmid)))
@@ -440,8 +480,33 @@ impl Vms {
                         );
                         ok(Value::Array(list))
                     }
+                    // qemu-server's `template`: refused while locked, with snapshots, for a
+                    // template (but for one more `disk`), and while running; `template: 1` is
+                    // written at once, the disks are converted by a task after the answer.
+                    ("POST", ["template"]) => {
+                        if let Some(kind) = vm.locked() {
+                            return Some(fail(format!("VM is locked ({kind})")));
+                        }
+                        if !vm.snapshots.is_empty() {
+                            return Some(fail("unable to create template, because VM contains snapshots".into()));
+                        }
+                        if vm.is_template() && !ps.contains_key("disk") {
+                            return Some(fail("you can't convert a template to a template".into()));
+                        }
+                        if running {
+                            return Some(fail("you can't convert a VM to template if VM is running".into()));
+                        }
+                        let vm = self.vms.get_mut(&n)?;
+                        vm.config.insert("template".into(), "1".into());
+                        vm.converting = Some(Instant::now() + busy);
+                        let _ = task(node, "qmtemplate", vmid);
+                        ok(Value::Null)
+                    }
                     ("POST", ["snapshot"]) => {
                         let name = ps.get("snapname").cloned().unwrap_or_default();
+                        if vm.is_template() {
+                            return Some(fail("you can't take a snapshot if it's a template".into()));
+                        }
                         if vm.snapshots.contains_key(&name) {
                             return Some(fail(format!("snapshot name '{name}' already used")));
                         }
@@ -460,10 +525,20 @@ impl Vms {
                         if self.vms.contains_key(&new) || taken(new) {
                             return Some(fail(format!("unable to create VM {newid}: config file already exists")));
                         }
-                        if vm.locked().is_some() {
+                        if vm.locked().is_some() || vm.converting.is_some() {
                             return Some(fail(format!(
                                 "can't lock file '/var/lock/qemu-server/lock-{vmid}.conf' - got timeout"
                             )));
+                        }
+                        // qemu-server's clone rules: a template is cloned linked unless `full`; a
+                        // linked clone needs a template and takes no `storage`.
+                        let template = vm.is_template();
+                        let full = ps.get("full").map_or(!template, |f| f == "1" || f == "true");
+                        if !full && ps.contains_key("storage") {
+                            return Some(fail("parameter 'storage' not allowed for linked clones".into()));
+                        }
+                        if !full && !template {
+                            return Some(fail("Linked clone feature is not supported for drive 'scsi0'".into()));
                         }
                         let source = match ps.get("snapname") {
                             Some(s) => match vm.snapshots.get(s) {
@@ -485,17 +560,11 @@ impl Vms {
                                 parts.extend(without.iter().map(|s| (*s).to_string()));
                                 parts.join(",")
                             } else if is_disk(&k) {
-                                let (file, rest) = v.split_once(',').unwrap_or((&v, ""));
-                                let (from, volname) = file.split_once(':').unwrap_or((file, ""));
-                                let target = storage.as_deref().unwrap_or(from);
-                                let rest = if rest.is_empty() { String::new() } else { format!(",{rest}") };
-                                if volname.ends_with("-cloudinit") {
-                                    format!("{target}:vm-{new}-cloudinit{rest}")
-                                } else {
-                                    let d = disks;
+                                let d = disks;
+                                if !v.contains("-cloudinit") {
                                     disks += 1;
-                                    format!("{target}:vm-{new}-disk-{d}{rest}")
                                 }
+                                cloned_disk(&v, n, new, d, full, storage.as_deref())
                             } else {
                                 v
                             };
@@ -524,6 +593,7 @@ impl Vms {
                             modes: BTreeMap::new(),
                             commands: Vec::new(),
                             execs: BTreeMap::new(),
+                            converting: None,
                         };
                         self.vms.insert(new, clone);
                         ok(json!(task(node, "qmclone", vmid)))
@@ -548,6 +618,18 @@ impl Vms {
                         }
                         if let Some(kind) = vm.locked() {
                             return Some(fail(format!("VM is locked ({kind})")));
+                        }
+                        // A template's base volumes stay while a linked clone uses them.
+                        let base = format!(":base-{vmid}-disk-");
+                        if let Some(v) = self
+                            .vms
+                            .iter()
+                            .filter(|(id, _)| **id != n)
+                            .flat_map(|(_, o)| o.config.values())
+                            .find(|v| v.contains(&base) && v.split(',').next().is_some_and(|f| f.contains('/')))
+                        {
+                            let name = v.split(':').nth(1).and_then(|f| f.split('/').next()).unwrap_or_default();
+                            return Some(fail(format!("base volume '{name}' is still in use by linked cloned")));
                         }
                         self.vms.remove(&n);
                         ok(json!(task(node, "qmdestroy", vmid)))

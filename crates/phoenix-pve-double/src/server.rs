@@ -5,9 +5,10 @@
 //! `root@pam` when asked with a token.
 //!
 //! Containers are kept as Proxmox keeps them (see [`crate::guests`]), and QEMU VMs with their
-//! guest agents (see [`crate::qemu`]). Requests Proxmox runs as
-//! tasks (create, clone, start/stop, snapshot, destroy) answer with a UPID; the task runs for a
-//! set time and stops with `OK` or an injected failure, and its status and log can be read.
+//! guest agents (see [`crate::qemu`]); either can be made a template. Requests Proxmox runs as
+//! tasks (create, clone, start/stop, snapshot, destroy, `download-url`) answer with a UPID; the
+//! task runs for a set time and stops with `OK` or an injected failure, and its status and log
+//! can be read.
 //!
 //! Beyond the happy path: every answer can be delayed ([`PveDouble::set_latency`]); faults can be
 //! injected for the next matching requests ([`PveDouble::inject`]): a lock timeout, a proxy error,
@@ -172,6 +173,8 @@ pub(crate) struct Model {
     pub(crate) host_dirs: BTreeMap<String, String>,
     /// The secret of the node's own root (`pvesh` on the node), see [`PveDouble::pvesh_env`].
     local_root: String,
+    /// What `download-url` can fetch: URL → size in bytes (any other URL is not found).
+    downloads: BTreeMap<String, u64>,
 }
 
 impl Model {
@@ -211,9 +214,28 @@ impl Model {
         user: &str,
     ) -> crate::guests::Answer {
         let busy = self.task_duration;
+        // Conversions into templates whose tasks are done.
+        for (id, g) in self.guests.iter_mut() {
+            g.settle(*id);
+        }
+        self.vms.settle();
+        let mut refused_start = None;
+        // A template never starts: the start task fails (pve-container's `vm_start` worker).
+        if let ("POST", ["", "nodes", _, "lxc", vmid, "status", "start"]) = (method, segs)
+            && let Some(n) = vmid.parse::<u32>().ok()
+            && self.guests.get(&n).is_some_and(crate::guests::Guest::is_template)
+        {
+            self.fail_next = Some((
+                "you can't start a CT if it's a template".to_string(),
+                vec![
+                    "you can't start a CT if it's a template".to_string(),
+                    "TASK ERROR: you can't start a CT if it's a template".to_string(),
+                ],
+            ));
+            refused_start = Some(n);
+        }
         // A bind mount's source must be a directory of the node, or the start fails
         // (pve-container's `mountpoint_mount`).
-        let mut refused_start = None;
         if let ("POST", ["", "nodes", _, "lxc", vmid, "status", "start"]) = (method, segs)
             && let Some(n) = vmid.parse::<u32>().ok()
             && let Some(g) = self.guests.get(&n)
@@ -261,6 +283,74 @@ impl Model {
             rows.extend(self.vms.resources());
         }
         answer
+    }
+
+    /// `POST /nodes/{node}/storage/{storage}/download-url` as pve-storage answers it: the storage
+    /// must exist, be file-based and hold the content type; the file name must have an extension
+    /// the content type takes (`import`: `.ova`, `.qcow2`, `.raw`, `.vmdk`, of safe characters);
+    /// the task then fails for a URL that cannot be fetched or a file that is there already, and
+    /// otherwise puts the file on the storage.
+    fn download_url(
+        &mut self,
+        node: &str,
+        storage: &str,
+        ps: &BTreeMap<String, String>,
+        user: &str,
+    ) -> (u16, String, Value) {
+        let fail = |m: String| (500, m, json!({ "data": null }));
+        let Some((kind, path, content_types)) = self.storages.get(storage).cloned() else {
+            return fail(format!("storage '{storage}' does not exist"));
+        };
+        let Some(path) = path else {
+            return fail(format!("can't upload to storage type '{kind}', not a file based storage!"));
+        };
+        let field = |k: &str| ps.get(k).cloned().unwrap_or_default();
+        let (content, filename, url) = (field("content"), field("filename"), field("url"));
+        if !content_types.split(',').any(|c| c == content) {
+            return fail(format!("storage '{storage}' is not configured for content-type '{content}'"));
+        }
+        let (pattern, dir) = match content.as_str() {
+            "import" => (r"^[a-zA-Z0-9\-\.\+=_]+\.(ova|qcow2|raw|vmdk)$", "import"),
+            "vztmpl" => (r"^[^/]+\.tar\.(gz|xz|zst|bz2)$", "template/cache"),
+            _ => (r"^[^/]+\.(iso|img)$", "template/iso"),
+        };
+        if !regex::Regex::new(pattern).is_ok_and(|re| re.is_match(&filename)) {
+            let what = if content == "import" { "invalid filename or wrong extension" } else { "wrong file extension" };
+            return (
+                400,
+                "Parameter verification failed.".into(),
+                json!({ "data": null, "errors": { "filename": what } }),
+            );
+        }
+        let volume = match content.as_str() {
+            "import" => format!("{storage}:import/{filename}"),
+            "vztmpl" => format!("{storage}:vztmpl/{filename}"),
+            _ => format!("{storage}:iso/{filename}"),
+        };
+        let present = self.vms.images.contains_key(&volume) || self.inventory.templates.contains(&volume);
+        let dest = format!("{}/{dir}/{filename}", path.trim_end_matches('/'));
+        match self.downloads.get(&url).copied() {
+            _ if present => {
+                let why = format!("refusing to override existing file '{dest}'");
+                self.fail_next = Some((why.clone(), vec![why.clone(), format!("TASK ERROR: {why}")]));
+            }
+            None => {
+                let why = format!("download failed: 404 Not Found ({url})");
+                self.fail_next = Some((why.clone(), vec![why.clone(), format!("TASK ERROR: {why}")]));
+            }
+            Some(size) => match content.as_str() {
+                "import" => {
+                    self.vms.images.insert(volume, size);
+                }
+                "vztmpl" => {
+                    self.inventory.templates.insert(volume);
+                }
+                _ => {}
+            },
+        }
+        let id: String =
+            filename.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '-' }).collect();
+        (200, "OK".into(), json!({ "data": self.start_task(node, "download", &id, user) }))
     }
 
     /// Takes one use of the first pending fault that matches.
@@ -491,6 +581,16 @@ impl PveDouble {
     /// (`<storage>:import/<file>`) of `size` bytes that VMs can import their disk from.
     pub fn add_image(&self, volume: &str, size: u64) {
         self.model.lock().unwrap_or_else(PoisonError::into_inner).vms.images.insert(volume.into(), size);
+    }
+
+    /// Lets `download-url` fetch `url`: a file of `size` bytes (other URLs are not found).
+    pub fn add_download(&self, url: &str, size: u64) {
+        self.model.lock().unwrap_or_else(PoisonError::into_inner).downloads.insert(url.into(), size);
+    }
+
+    /// The disk images on the storages (`<storage>:import/<file>`).
+    pub fn images(&self) -> Vec<String> {
+        self.model.lock().unwrap_or_else(PoisonError::into_inner).vms.images.keys().cloned().collect()
     }
 
     /// The guest agent of a VM answers this long after the VM starts (boot time).
@@ -807,6 +907,9 @@ fn respond(
         && ps.get("content").is_some_and(|c| c == "import")
     {
         return (200, "OK".to_string(), json!({ "data": model.vms.content(storage) }));
+    }
+    if let ("POST", ["", "nodes", node, "storage", storage, "download-url"]) = (method, segs.as_slice()) {
+        return model.download_url(node, storage, ps, &user);
     }
     let mut inventory = std::mem::take(&mut model.inventory);
     let answer = inventory.handle(method, &segs, ps, &mut |node, kind, id| model.start_task(node, kind, id, &user));

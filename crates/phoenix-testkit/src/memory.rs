@@ -42,6 +42,8 @@ pub enum Method {
     Destroy,
     /// [`Backend::adopt`].
     Adopt,
+    /// [`Backend::make_template`].
+    MakeTemplate,
 }
 
 impl Method {
@@ -182,7 +184,16 @@ impl State {
                         format!("cannot clone {id} from {source}: guest {source} does not exist"),
                     ));
                 };
-                if !src.observed.snapshots.contains(snapshot) {
+                // Without a snapshot, only a template is cloned (as it is); like Proxmox.
+                if snapshot.is_empty() && !src.observed.template {
+                    return Err(BackendError::permanent(
+                        Delivery::NotSent,
+                        format!(
+                            "cannot clone {id} from {source}: {source} is not a template and no snapshot was named"
+                        ),
+                    ));
+                }
+                if !snapshot.is_empty() && !src.observed.snapshots.contains(snapshot) {
                     return Err(BackendError::permanent(
                         Delivery::NotSent,
                         format!("cannot clone {id} from {source}: {source} has no snapshot '{snapshot}'"),
@@ -203,6 +214,7 @@ impl State {
             config,
             snapshots: BTreeSet::new(),
             managed: true,
+            template: false,
         };
         self.guests.insert(id, MemGuest { files, ..MemGuest::new(observed) });
         Ok(())
@@ -378,6 +390,7 @@ impl Backend for MemoryBackend {
             kinds: [GuestKind::Lxc, GuestKind::Vm].into_iter().collect(),
             clone: true,
             snapshots: true,
+            templates: true,
             gpu: true,
             concurrent_clones: false,
             fields: phoenix_backend::fields::CONTAINER
@@ -450,6 +463,9 @@ impl Backend for MemoryBackend {
             if guest.observed.power == PowerState::Running {
                 return Err(BackendError::permanent(Delivery::NotSent, format!("guest {id} is already running")));
             }
+            if guest.observed.template {
+                return Err(BackendError::permanent(Delivery::NotSent, format!("guest {id} is a template")));
+            }
             guest.observed.power = PowerState::Running;
             guest.starts += 1;
             Ok(())
@@ -471,6 +487,9 @@ impl Backend for MemoryBackend {
     fn snapshot(&self, id: GuestId, name: &str) -> Result<(), BackendError> {
         self.run(Method::Snapshot, Some(id), name.to_string(), |st| {
             let guest = st.guest_mut(id)?;
+            if guest.observed.template {
+                return Err(BackendError::permanent(Delivery::NotSent, format!("guest {id} is a template")));
+            }
             if !guest.observed.snapshots.insert(name.to_string()) {
                 return Err(BackendError::permanent(
                     Delivery::NotSent,
@@ -479,6 +498,24 @@ impl Backend for MemoryBackend {
             }
             let files = guest.files.clone();
             st.snapshot_files.insert((id, name.to_string()), files);
+            Ok(())
+        })
+    }
+
+    fn make_template(&self, id: GuestId) -> Result<(), BackendError> {
+        self.run(Method::MakeTemplate, Some(id), String::new(), |st| {
+            let guest = st.guest_mut(id)?;
+            let refuse = |why: &str| Err(BackendError::permanent(Delivery::NotSent, format!("guest {id} {why}")));
+            if guest.observed.template {
+                return refuse("is a template already");
+            }
+            if guest.observed.power == PowerState::Running {
+                return refuse("runs: only a stopped guest becomes a template");
+            }
+            if !guest.observed.snapshots.is_empty() {
+                return refuse("has snapshots");
+            }
+            guest.observed.template = true;
             Ok(())
         })
     }
@@ -727,7 +764,28 @@ mod tests {
         b.set_change_effect("cores", ChangeEffect::Restart);
         assert_eq!(b.change_effect("cores"), ChangeEffect::Restart);
         let caps = b.capabilities();
-        assert!(caps.fields.contains("net.mac") && caps.clone && caps.gpu);
+        assert!(caps.fields.contains("net.mac") && caps.clone && caps.gpu && caps.templates);
         assert_eq!(b.name(), "memory");
+    }
+
+    #[test]
+    fn a_template_is_made_of_a_stopped_guest_never_starts_and_is_cloned_as_it_is() {
+        let b = MemoryBackend::new();
+        b.create(&template(100)).expect("create");
+        b.push_file(100, &push("/etc/built", "yes")).expect("push");
+        let e = b.create(&clone_of(101, 100, "")).expect_err("not a template yet");
+        assert!(e.message.contains("100 is not a template"), "{}", e.message);
+        b.start(100).expect("start");
+        assert!(b.make_template(100).is_err(), "a running guest");
+        b.stop(100).expect("stop");
+        b.make_template(100).expect("template");
+        assert!(b.guest(100).expect("100").observed.template);
+        assert!(b.make_template(100).is_err(), "a template already");
+        assert!(b.start(100).is_err(), "a template never starts");
+        assert!(b.snapshot(100, "s").is_err(), "a template takes no snapshot");
+        b.create(&clone_of(101, 100, "")).expect("clone of the template");
+        let clone = b.guest(101).expect("101");
+        assert!(!clone.observed.template);
+        assert_eq!(clone.files.get("/etc/built").map(Vec::as_slice), Some(&b"yes"[..]));
     }
 }

@@ -30,6 +30,11 @@ fn addresses(backend: &dyn phoenix_backend::Backend, o: Option<&phoenix_backend:
     }
 }
 
+/// `running` or `stopped`; `template` for a template (stopped for good).
+fn power(o: &phoenix_backend::ObservedGuest) -> String {
+    if o.template { "template".into() } else { format!("{:?}", o.power).to_lowercase() }
+}
+
 /// Runs `phoenix status`.
 pub fn run(cx: &Context<'_>, args: &WorkArgs) -> Outcome {
     let work = match load_work(cx, args, &[]) {
@@ -50,7 +55,7 @@ pub fn run(cx: &Context<'_>, args: &WorkArgs) -> Outcome {
                 name: g.name.clone(),
                 kind: if g.kind == phoenix_backend::GuestKind::Lxc { "container" } else { "VM" },
                 state: g.state.to_string(),
-                power: o.map_or("-".into(), |o| format!("{:?}", o.power).to_lowercase()),
+                power: o.map_or("-".into(), power),
                 node: o.and_then(|o| o.node.clone()).unwrap_or_else(|| "-".into()),
                 addresses: addresses(work.backend.as_ref(), o),
                 pending_steps: g.steps.len(),
@@ -64,7 +69,7 @@ pub fn run(cx: &Context<'_>, args: &WorkArgs) -> Outcome {
             name: o.config.get("hostname").unwrap_or("-").to_string(),
             kind: if o.kind == phoenix_backend::GuestKind::Lxc { "container" } else { "VM" },
             state: if o.managed { "not configured".into() } else { "unmanaged".into() },
-            power: format!("{:?}", o.power).to_lowercase(),
+            power: power(o),
             node: o.node.clone().unwrap_or_else(|| "-".into()),
             addresses: addresses(work.backend.as_ref(), Some(o)),
             pending_steps: 0,

@@ -127,9 +127,10 @@ pub struct VmSite {
     pub image: String,
 }
 
-/// The VM lifecycle: a template VM made from a cloud image and snapshotted, a clone of its
-/// snapshot configured by cloud-init, started, and customized with a feature run through the
-/// guest agent; planning again finds nothing; one change; both destroyed (also when it fails).
+/// The VM lifecycle: a template VM made from a cloud image and made a Proxmox template (its
+/// `template_snapshot_name` not taken), a full clone of the template configured by cloud-init,
+/// started, and customized with a feature run through the guest agent; planning again finds
+/// nothing; one change; both destroyed (also when it fails).
 pub fn vm_lifecycle(
     backend: &dyn Backend,
     site: &VmSite,
@@ -172,7 +173,9 @@ pub fn vm_lifecycle(
     );
     let vm = backend.observe_guest(clone).expect("observe").expect("the clone exists");
     assert_eq!((vm.kind, vm.power), (phoenix_backend::GuestKind::Vm, phoenix_backend::PowerState::Running));
-    assert!(backend.observe_guest(template).expect("observe").is_some_and(|t| t.snapshots.contains("ready")));
+    let made = backend.observe_guest(template).expect("observe").expect("the template exists");
+    assert!(made.template && made.snapshots.is_empty(), "{made:#?}");
+    assert_eq!(made.power, phoenix_backend::PowerState::Stopped);
 
     let (plan, _) = super::apply_with(backend, &first, dir, &library);
     assert!(plan.is_empty(), "{:#?}", plan.guests.iter().filter(|g| !g.steps.is_empty()).collect::<Vec<_>>());
