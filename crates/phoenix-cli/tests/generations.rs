@@ -413,3 +413,17 @@ fn config_upgrade_shows_the_diff_then_rewrites_losing_nothing() {
     assert_eq!(code, 0);
     assert!(out.contains("Every file is in the current form; nothing to upgrade."), "{out}");
 }
+
+#[test]
+fn a_vm_of_the_older_hypervisor_file_without_an_id_is_refused_with_why() {
+    // September 2025 kept VMs in the hypervisor file, found by name; the shell numbered them.
+    let hv = r#"{"network": {"interfaces": {"name": "vmbr0", "address": "10.0.0.13/24"}},
+                 "vms": [{"name": "webserver-vm", "cores": 2, "memory_mb": 2048, "disk_size_gb": 32,
+                          "storage_pool": "local-zfs", "network_bridge": "vmbr0",
+                          "template_image": "noble-server-cloudimg-amd64.img", "post_create_scripts": ["setup.sh"]}]}"#;
+    let (code, _, err) = validate(&[("phoenix_hypervisor_config.json", hv)]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("error[missing-field]: missing required field `vmid` in `vms[0]`"), "{err}");
+    assert!(err.contains("the shell version took the first free ID from 9000 at each run"), "{err}");
+    assert_eq!(count(&err, "legacy-key"), 1, "{err}");
+}

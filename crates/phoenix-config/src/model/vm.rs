@@ -48,7 +48,9 @@ pub struct VmDefaults {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VmConfig {
-    /// VM ID (100 to 999999999).
+    /// VM ID (100 to 999999999). Required: the shell version took the first free ID from 9000
+    /// at each run, which names another VM when anything changed; give the ID the VM has (`qm
+    /// list` shows it), or the one it should get.
     #[schemars(range(min = 100, max = 999_999_999))]
     pub vmid: u32,
     /// VM name (a DNS name).
