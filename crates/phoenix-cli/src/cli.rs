@@ -118,8 +118,22 @@ pub enum Command {
     Adopt(AdoptArgs),
     /// Draw the guests' clone and dependency graph (an arrow points to what a guest needs first).
     Graph(GraphArgs),
-    /// Set up the host: storage, users, shares, firewall, AppArmor, NVIDIA driver.
-    SetupHypervisor,
+    /// Set up the host from phoenix_hypervisor_config.json, module by module, as a plan first.
+    ///
+    /// Modules, in order: timezone, users, nfs, samba, apparmor, subids (repositories, zfs,
+    /// storage, firewall and nvidia are not implemented yet; the plan says when the
+    /// configuration asks for them). Each module reads the host, plans steps with their reasons
+    /// (the files and commands it touches) and applies them; a second apply does nothing. Files
+    /// Phoenix does not own (smb.conf, authorized_keys, /etc/subuid) are edited only in marked
+    /// blocks, the original kept as <file>.phoenix-orig. Secrets are read at run time and never
+    /// printed.
+    ///
+    /// Exit codes: 0 done, or nothing to do (with `plan --detailed-exitcode`: 0 nothing to do,
+    /// 2 changes pending); 1 invalid configuration, a module could not read or plan, or a step
+    /// failed (the steps before it stay applied; run it again); 2 usage error or a module that
+    /// is not implemented yet given to --only.
+    #[command(subcommand)]
+    SetupHypervisor(SetupCommand),
     /// Print the JSON Schema of a configuration file, for editors (files may point at it with "$schema").
     Schema(SchemaArgs),
     /// Print a shell completion script.
@@ -130,6 +144,43 @@ pub enum Command {
     /// Work on the configuration files themselves.
     #[command(subcommand)]
     Config(ConfigCommand),
+}
+
+/// What `phoenix setup-hypervisor` does.
+#[derive(Debug, Subcommand)]
+pub enum SetupCommand {
+    /// Show what apply would change on the host, module by module, and why. Changes nothing.
+    Plan(SetupArgs),
+    /// Make the host match the configuration: the plan, then its steps in order.
+    Apply(SetupApplyArgs),
+}
+
+/// Options of `setup-hypervisor plan`.
+#[derive(Debug, Args)]
+pub struct SetupArgs {
+    /// Only this module.
+    #[arg(long, value_name = "MODULE", value_parser = clap::builder::PossibleValuesParser::new(phoenix_host::MODULES.iter().map(|(name, _)| *name)))]
+    pub only: Option<String>,
+    /// Work on the tree below DIR as if it were `/` (an image being prepared; tests).
+    #[arg(long, value_name = "DIR", default_value = "/", hide_short_help = true)]
+    pub root: PathBuf,
+    /// Exit 0 when there is nothing to do, 2 when changes are pending, 1 on error.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+}
+
+/// Options of `setup-hypervisor apply`.
+#[derive(Debug, Args)]
+pub struct SetupApplyArgs {
+    /// Only this module.
+    #[arg(long, value_name = "MODULE", value_parser = clap::builder::PossibleValuesParser::new(phoenix_host::MODULES.iter().map(|(name, _)| *name)))]
+    pub only: Option<String>,
+    /// Work on the tree below DIR as if it were `/` (an image being prepared; tests).
+    #[arg(long, value_name = "DIR", default_value = "/", hide_short_help = true)]
+    pub root: PathBuf,
+    /// Show the plan and change nothing: the host is only read.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// What `phoenix config` does.

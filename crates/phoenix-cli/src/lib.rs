@@ -86,7 +86,7 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>, io: Io, 
         Command::Schema(args) => commands::schema::run(&printer, args),
         Command::Completions(args) => commands::completions::run(&printer, args),
         Command::Config(cli::ConfigCommand::Upgrade(args)) => commands::upgrade::run(&cx, args),
-        Command::SetupHypervisor => commands::not_implemented(&printer, "setup-hypervisor"),
+        Command::SetupHypervisor(cmd) => commands::setup::run(&cx, cmd),
         Command::Template(cli::TemplateCommand::Busybox { out, busybox }) => {
             match phoenix_lxc::template::build_busybox(busybox, out) {
                 Ok(()) => {

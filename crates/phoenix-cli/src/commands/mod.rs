@@ -7,6 +7,7 @@ pub mod destroy;
 pub mod graph;
 pub mod plan;
 pub mod schema;
+pub mod setup;
 pub mod status;
 pub mod upgrade;
 pub mod validate;
@@ -75,15 +76,6 @@ pub fn confirmed(cx: &Context<'_>, yes: bool, c: &Confirmation<'_>) -> bool {
         return false;
     }
     true
-}
-
-/// Says that a command is not implemented yet, and does nothing else.
-pub fn not_implemented(printer: &Printer, command: &str) -> Outcome {
-    printer.error(
-        &format!("`phoenix {command}` is not implemented yet; nothing was done"),
-        Some("`phoenix validate`, `graph`, `plan`, `apply`, `status`, `destroy` and `adopt` work today"),
-    );
-    Outcome::NotImplemented
 }
 
 /// Everything the lifecycle commands start from: the validated configuration, its desired state

@@ -161,7 +161,7 @@ pub struct DockerSettings {
     pub portainer_agent_image: Option<String>,
 }
 
-/// NFS exports, kept in a managed block of `/etc/exports`.
+/// NFS exports, kept in a file Phoenix owns, `/etc/exports.d/phoenix.exports` (`/etc/exports` is never touched).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Nfs {
@@ -184,7 +184,7 @@ pub struct NfsExport {
     pub options: Vec<String>,
 }
 
-/// Samba shares, kept in managed sections of `smb.conf`.
+/// Samba shares, kept in a file Phoenix owns, included from `smb.conf` by one line in a marked block.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Samba {

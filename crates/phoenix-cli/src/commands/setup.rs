@@ -1,0 +1,120 @@
+//! `phoenix setup-hypervisor plan|apply`: the host modules' plans, with reasons, then their steps.
+
+use std::fmt::Write as _;
+
+use phoenix_host::{Host, ModulePlan, RealHost};
+
+use super::{Context, Outcome, validate};
+use crate::cli::{OutputFormat, SetupCommand, WorkArgs};
+use crate::printer::styles::{BOLD, CHANGE, DIM, OK};
+use crate::secrets::Secrets;
+
+/// The plans for people: each module with work, its steps and their reasons, then notes.
+pub fn plans_text(plans: &[ModulePlan], missing: &[(&str, &str)]) -> String {
+    let mut s = String::new();
+    for p in plans.iter().filter(|p| !p.steps.is_empty()) {
+        let _ = writeln!(s, "{CHANGE}~{CHANGE:#} {BOLD}{}{BOLD:#}", p.module);
+        for st in &p.steps {
+            let _ = writeln!(s, "    {CHANGE}>{CHANGE:#} {} {DIM}— {}{DIM:#}", st.summary(), st.reason);
+        }
+    }
+    let steps: usize = plans.iter().map(|p| p.steps.len()).sum();
+    let same = plans.iter().filter(|p| p.steps.is_empty()).count();
+    if steps == 0 {
+        let _ = writeln!(s, "No changes: the host matches the configuration ({same} module(s) checked).");
+    } else {
+        let with = plans.len() - same;
+        let _ = writeln!(s, "\nPlan: {steps} step(s) in {with} module(s); {same} module(s) unchanged.");
+    }
+    for p in plans {
+        for n in &p.notes {
+            let _ = writeln!(s, "note: {}: {n}", p.module);
+        }
+    }
+    for (module, section) in missing {
+        let _ = writeln!(s, "note: {module}: not implemented yet; the `{section}` section is not applied");
+    }
+    s
+}
+
+/// Runs `phoenix setup-hypervisor`.
+pub fn run(cx: &Context<'_>, cmd: &SetupCommand) -> Outcome {
+    let (only, root, dry_run, detailed) = match cmd {
+        SetupCommand::Plan(a) => (a.only.as_deref(), &a.root, true, a.detailed_exitcode),
+        SetupCommand::Apply(a) => (a.only.as_deref(), &a.root, a.dry_run, false),
+    };
+    if let Some(name) = only
+        && phoenix_host::MODULES.iter().any(|(m, done)| *m == name && !done)
+    {
+        cx.printer.error(
+            &format!("the {name} module is not implemented yet; nothing was done"),
+            Some("docs/host-setup.md lists the modules this build has"),
+        );
+        return Outcome::NotImplemented;
+    }
+    let features = validate::features_dir(cx, &WorkArgs { features_dir: None });
+    let (v, _) = validate::run_validation(&cx.global.config_dir, &features);
+    validate::print_diagnostics(cx.printer, &v);
+    let Some(estate) = v.estate else {
+        cx.printer.error(
+            &format!("the configuration is invalid: {} error(s)", v.errors()),
+            Some("`phoenix validate` lists every problem"),
+        );
+        return Outcome::Failure;
+    };
+    let host = RealHost::rooted(root);
+    let secrets = Secrets::from_process_env();
+    // Errors name the reference, never a value.
+    let resolve = |r: &str| secrets.resolve(r).map_err(|e| e.message);
+    let modules = phoenix_host::modules(&estate, only);
+    let missing: Vec<(&str, &str)> =
+        phoenix_host::not_implemented(&estate).into_iter().filter(|(m, _)| only.is_none_or(|o| o == *m)).collect();
+    let mut plans = Vec::new();
+    for m in &modules {
+        match m.plan_on(&host, &resolve) {
+            Ok(p) => plans.push(p),
+            Err(e) => {
+                cx.printer.error(&format!("{}: {}", m.name(), e.message), e.detail.as_deref());
+                return Outcome::Failure;
+            }
+        }
+    }
+    match cx.printer.format {
+        OutputFormat::Json => cx.printer.json(&serde_json::json!({
+            "modules": plans,
+            "not_implemented": missing.iter().map(|(m, _)| m).collect::<Vec<_>>(),
+        })),
+        OutputFormat::Text => cx.printer.data(&plans_text(&plans, &missing)),
+    }
+    let pending = plans.iter().any(|p| !p.steps.is_empty());
+    if dry_run {
+        return if detailed && pending { Outcome::ChangesPending } else { Outcome::Success };
+    }
+    apply_plans(cx, &host, &plans, &resolve)
+}
+
+fn apply_plans(
+    cx: &Context<'_>,
+    host: &dyn Host,
+    plans: &[ModulePlan],
+    resolve: &phoenix_host::Resolver<'_>,
+) -> Outcome {
+    for p in plans.iter().filter(|p| !p.steps.is_empty()) {
+        match phoenix_host::apply(host, p, resolve) {
+            Ok(n) => cx.printer.info_text(&format!("{OK}✓{OK:#} {}: {n} step(s) applied\n", p.module)),
+            Err(e) => {
+                cx.printer.error(
+                    &e.to_string(),
+                    Some(&match &e.error.detail {
+                        Some(d) if !d.is_empty() => {
+                            format!("{d}\n  the steps before it stay applied; fix the cause and apply again")
+                        }
+                        _ => "the steps before it stay applied; fix the cause and apply again".to_string(),
+                    }),
+                );
+                return Outcome::Failure;
+            }
+        }
+    }
+    Outcome::Success
+}

@@ -1,0 +1,112 @@
+//! Host setup (`phoenix setup-hypervisor`): modules that observe the hypervisor, plan typed steps
+//! with reasons, and apply them, in the order the shell version ran them. Every read, write and
+//! command goes through one [`Host`]; planning runs on a [`host::ReadOnly`] view of it, so a plan
+//! and a dry run cannot change the host. Files Phoenix does not own are edited only inside its
+//! marked blocks ([`block`]), after a backup of the original.
+
+pub mod block;
+pub mod double;
+pub mod etc;
+pub mod host;
+pub mod module;
+pub mod modules;
+pub mod step;
+
+use phoenix_config::Estate;
+use phoenix_config::model::IdKind;
+
+pub use host::{Host, HostError, ReadOnly, RealHost};
+pub use module::{ApplyError, Module, ModulePlan, Planner, apply};
+pub use step::{Action, Resolver, Step};
+
+/// Every module of host setup, in the order they run, and whether this build has it.
+pub const MODULES: &[(&str, bool)] = &[
+    ("repositories", false),
+    ("timezone", true),
+    ("users", true),
+    ("zfs", false),
+    ("storage", false),
+    ("nfs", true),
+    ("samba", true),
+    ("firewall", false),
+    ("nvidia", false),
+    ("apparmor", true),
+    ("subids", true),
+];
+
+/// Proxmox's ID range for unprivileged containers without their own `id_maps`.
+pub const DEFAULT_RANGE: (u32, u32) = (100_000, 65_536);
+
+/// The modules the configuration asks for, in order (`only`: just that one).
+pub fn modules(estate: &Estate, only: Option<&str>) -> Vec<Box<dyn Planner>> {
+    let h = &estate.hypervisor;
+    let mut out: Vec<Box<dyn Planner>> = Vec::new();
+    if let Some(zone) = &h.timezone {
+        out.push(Box::new(modules::timezone::Timezone { zone: zone.clone() }));
+    }
+    if let Some(users) = &h.users {
+        out.push(Box::new(modules::users::Users { users: users.as_slice().to_vec() }));
+    }
+    // Without an `nfs` or `samba` section, Phoenix's files (if any) are removed: the sections
+    // are what they hold.
+    out.push(Box::new(modules::nfs::Nfs { exports: h.nfs.as_ref().map(|n| n.exports.clone()).unwrap_or_default() }));
+    let samba = h.samba.as_ref();
+    out.push(Box::new(modules::samba::Samba {
+        shares: samba.map(|s| s.shares.clone()).unwrap_or_default(),
+        user: samba.and_then(|s| s.user.clone().map(|u| (u, s.password.as_ref().map(|p| p.0.clone())))),
+    }));
+    let (uids, gids) = id_ranges(estate);
+    if !uids.is_empty() || !gids.is_empty() {
+        out.push(Box::new(modules::apparmor::AppArmor));
+    }
+    out.push(Box::new(modules::subids::SubIds { uids, gids }));
+    out.retain(|m| only.is_none_or(|o| o == m.name()));
+    out
+}
+
+/// The sections this build does not set up yet that the configuration has.
+pub fn not_implemented(estate: &Estate) -> Vec<(&'static str, &'static str)> {
+    let h = &estate.hypervisor;
+    let mut out = Vec::new();
+    if h.zfs.as_ref().is_some_and(|z| !z.pools.is_empty() || !z.datasets.is_empty() || z.arc_max_gb.is_some()) {
+        out.push(("zfs", "zfs"));
+    }
+    if h.proxmox_storage_ids.is_some() {
+        out.push(("storage", "proxmox_storage_ids"));
+    }
+    if h.firewall.is_some() {
+        out.push(("firewall", "firewall"));
+    }
+    if h.nvidia_driver.as_ref().is_some_and(|n| n.install) {
+        out.push(("nvidia", "nvidia_driver"));
+    }
+    out
+}
+
+/// Host ID ranges root must be allowed to map: Proxmox's default for each unprivileged
+/// container without `id_maps`, and every range of those with some.
+pub fn id_ranges(estate: &Estate) -> (Vec<modules::subids::Range>, Vec<modules::subids::Range>) {
+    let (mut uids, mut gids) = (Vec::new(), Vec::new());
+    for (id, g) in &estate.guests {
+        let Some(c) = g.as_lxc() else { continue };
+        if estate.unprivileged(*id) != Some(true) {
+            continue;
+        }
+        if c.id_maps.is_empty() {
+            uids.push(DEFAULT_RANGE);
+            gids.push(DEFAULT_RANGE);
+        }
+        for m in &c.id_maps {
+            let r = (m.host_id, m.size);
+            match m.kind {
+                IdKind::Uid => uids.push(r),
+                IdKind::Gid => gids.push(r),
+            }
+        }
+    }
+    uids.sort_unstable();
+    uids.dedup();
+    gids.sort_unstable();
+    gids.dedup();
+    (uids, gids)
+}
