@@ -4,7 +4,6 @@
 pub mod backends;
 pub mod cli;
 mod commands;
-mod diff;
 mod printer;
 mod progress;
 mod render;

@@ -73,6 +73,17 @@ pub fn plan_text(plan: &phoenix_plan::Plan) -> String {
             LifecycleState::Completed
         );
         s.push_str(&steps_text(&g.steps));
+        for f in &g.files {
+            let _ = writeln!(s, "    {} changes:", f.path);
+            for line in f.diff.lines() {
+                let style = match line.chars().next() {
+                    Some('+') => OK,
+                    Some('-') => crate::printer::styles::ERROR,
+                    _ => anstyle::Style::new(),
+                };
+                let _ = writeln!(s, "      {style}{line}{style:#}");
+            }
+        }
     }
     let create = plan
         .guests
@@ -232,6 +243,7 @@ mod tests {
         };
         let plan = Plan {
             guests: vec![GuestPlan {
+                files: Vec::new(),
                 id: 950,
                 name: "vllm".into(),
                 kind: GuestKind::Lxc,

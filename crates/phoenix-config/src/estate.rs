@@ -101,6 +101,14 @@ impl Guest {
         }
     }
 
+    /// The services it exposes through the gateway.
+    pub fn services(&self) -> &[crate::model::Service] {
+        match &self.spec {
+            GuestSpec::Lxc(c) => &c.services,
+            GuestSpec::Vm(v) => &v.services,
+        }
+    }
+
     /// Features it installs, in order.
     pub fn features(&self) -> &[String] {
         match &self.spec {
@@ -125,6 +133,9 @@ pub enum EdgeKind {
     Clone,
     /// Waits for the target to be completed and healthy.
     Dependency,
+    /// The gateway routes to the target's `services`: it waits for the target, so that the
+    /// configuration it is given names guests that run.
+    Gateway,
 }
 
 /// The whole validated configuration.
@@ -144,13 +155,55 @@ pub struct Estate {
 }
 
 impl Estate {
-    /// The edges from a guest: to its clone source, then to its dependencies. Only edges to
+    /// The edges from a guest: to its clone source, then to its dependencies, then, for the
+    /// gateway guest, to every other guest that declares `services` (in ID order) — except those
+    /// that wait for the gateway themselves, through clone sources or dependencies: that edge
+    /// would make a cycle, and the gateway can be configured before they exist. Only edges to
     /// guests that exist are returned.
     pub fn edges(&self, guest: &Guest) -> Vec<(EdgeKind, GuestId)> {
+        let mut out = self.explicit_edges(guest);
+        if self.gateway_guest() == Some(guest.id) {
+            let waiting = self.waiting_for(guest.id);
+            out.extend(
+                self.guests
+                    .values()
+                    .filter(|g| g.id != guest.id && !g.services().is_empty() && !waiting.contains(&g.id))
+                    .map(|g| (EdgeKind::Gateway, g.id)),
+            );
+        }
+        out
+    }
+
+    /// The edges the configuration writes: to the clone source, then to the dependencies.
+    fn explicit_edges(&self, guest: &Guest) -> Vec<(EdgeKind, GuestId)> {
         let clone = guest.clone_source().and_then(|s| s.parse().ok()).map(|id| (EdgeKind::Clone, id));
         let deps =
             guest.dependencies().iter().filter_map(|d| d.as_text().parse().ok()).map(|id| (EdgeKind::Dependency, id));
         clone.into_iter().chain(deps).filter(|(_, id)| self.guests.contains_key(id)).collect()
+    }
+
+    /// The guests that wait for `target` through written edges, directly or not.
+    fn waiting_for(&self, target: GuestId) -> std::collections::BTreeSet<GuestId> {
+        let mut waiting = std::collections::BTreeSet::from([target]);
+        loop {
+            let before = waiting.len();
+            for g in self.guests.values() {
+                if !waiting.contains(&g.id) && self.explicit_edges(g).iter().any(|(_, to)| waiting.contains(to)) {
+                    waiting.insert(g.id);
+                }
+            }
+            if waiting.len() == before {
+                waiting.remove(&target);
+                return waiting;
+            }
+        }
+    }
+
+    /// The ID of the guest that runs the gateway, when the hypervisor file names one that is
+    /// defined.
+    pub fn gateway_guest(&self) -> Option<GuestId> {
+        let gw = self.hypervisor.gateway.as_ref()?;
+        gw.guest.as_text().parse().ok().filter(|id| self.guests.contains_key(id))
     }
 
     /// The guest itself, then its clone source, then that one's, as far as they are defined

@@ -20,6 +20,7 @@ impl Cycle {
             let kind = match edge {
                 EdgeKind::Clone => "clones",
                 EdgeKind::Dependency => "depends on",
+                EdgeKind::Gateway => "routes to",
             };
             let _ = write!(s, "{id} {kind} ");
         }
@@ -130,6 +131,7 @@ pub fn to_mermaid(estate: &Estate) -> String {
             let arrow = match kind {
                 EdgeKind::Clone => "-- clone -->",
                 EdgeKind::Dependency => "-. depends on .->",
+                EdgeKind::Gateway => "-. routes to .->",
             };
             let _ = writeln!(s, "    g{id} {arrow} g{target}");
         }
@@ -149,6 +151,7 @@ pub fn to_dot(estate: &Estate) -> String {
             let attrs = match kind {
                 EdgeKind::Clone => "label=\"clone\"",
                 EdgeKind::Dependency => "label=\"depends on\", style=dashed",
+                EdgeKind::Gateway => "label=\"routes to\", style=dotted",
             };
             let _ = writeln!(s, "    g{id} -> g{target} [{attrs}];");
         }

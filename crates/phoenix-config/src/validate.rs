@@ -368,6 +368,9 @@ fn edge_path(guest: &Guest, kind: EdgeKind, target: GuestId) -> JsonPath {
             let i = guest.dependencies().iter().position(|d| d.as_text() == target.to_string()).unwrap_or_default();
             guest.origin.path.key("dependencies").index(i)
         }
+        // The gateway's edges come from the hypervisor file's `gateway`; the gateway guest's own
+        // definition is where it waits.
+        EdgeKind::Gateway => guest.origin.path.clone(),
     }
 }
 

@@ -6,6 +6,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use phoenix_config::diagnostic::Code;
+use phoenix_config::estate::EdgeKind;
 use phoenix_config::{FileKind, Filesystem, RealFilesystem, Severity, Validation, graph, load, validate};
 use proptest::prelude::*;
 
@@ -106,6 +107,41 @@ fn cycles_are_named_once_with_every_guest() {
     assert_eq!(cycles[0].message, "cycle: 300 depends on 302 depends on 301 depends on 300");
     assert_eq!(cycles[0].notes.len(), 2);
     assert!(v.estate.is_none());
+}
+
+#[test]
+fn the_gateway_waits_for_the_guests_it_routes_to_unless_they_wait_for_it() {
+    let hv = r#"{"backend": {"type": "lxc", "bridges": {"vmbr0": {"address": "10.9.0.1/24"}}, "storage": {"local": "/srv/local"}},
+                 "gateway": {"guest": "300"}}"#;
+    let svc = |path: &str, extra: &str| {
+        format!(
+            r#", "template": "local:vztmpl/x.tar.zst", "services": [{{"name": "web", "port": 80, "path": "{path}"}}]{extra}"#
+        )
+    };
+    let lxc = format!(
+        r#"{{"lxc_configs": {{"300": {gw}, "301": {a}, "302": {b}}}}}"#,
+        gw = container("gw", "10.9.0.10/24", r#", "template": "local:vztmpl/x.tar.zst""#),
+        a = container("a", "10.9.0.11/24", &svc("/a/", "")),
+        b = container("b", "10.9.0.12/24", r#", "template": "local:vztmpl/x.tar.zst""#),
+    );
+    let v = run_mem(&[(FileKind::Hypervisor, hv), (FileKind::Lxc, &lxc)]);
+    let estate = v.estate.expect("valid");
+    assert_eq!(estate.edges(&estate.guests[&300]), vec![(EdgeKind::Gateway, 301)], "only guests with services");
+    assert_eq!(graph::order(&estate), Some(vec![301, 300, 302]));
+
+    // 302 waits for the gateway through 301: the gateway waits for neither (no cycle), only for 303.
+    let lxc = format!(
+        r#"{{"lxc_configs": {{"300": {gw}, "301": {a}, "302": {b}, "303": {c}}}}}"#,
+        gw = container("gw", "10.9.0.10/24", r#", "template": "local:vztmpl/x.tar.zst""#),
+        a = container("a", "10.9.0.11/24", &svc("/a/", r#", "dependencies": ["300"]"#)),
+        b = container("b", "10.9.0.12/24", &svc("/b/", r#", "dependencies": ["301"]"#)),
+        c = container("c", "10.9.0.13/24", &svc("/c/", "")),
+    );
+    let v = run_mem(&[(FileKind::Hypervisor, hv), (FileKind::Lxc, &lxc)]);
+    assert!(!v.reports.iter().any(|r| r.code == Code::DependencyCycle), "{:#?}", v.reports);
+    let estate = v.estate.expect("valid");
+    assert_eq!(estate.edges(&estate.guests[&300]), vec![(EdgeKind::Gateway, 303)]);
+    assert_eq!(graph::order(&estate), Some(vec![303, 300, 301, 302]));
 }
 
 #[test]

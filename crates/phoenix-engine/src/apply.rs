@@ -386,9 +386,18 @@ impl<'a> Engine<'a> {
                 ),
             });
         };
-        push(format!("{dir}/run"), script.clone(), 0o755).map_err(fail)?;
-        push(format!("{dir}/params.json"), serde_json::to_vec_pretty(&job.params).unwrap_or_default(), 0o600)
-            .map_err(fail)?;
+        let staged = push(format!("{dir}/run"), script.clone(), 0o755)
+            .and_then(|()| {
+                push(format!("{dir}/params.json"), serde_json::to_vec_pretty(&job.params).unwrap_or_default(), 0o600)
+            })
+            .and_then(|()| {
+                job.files.iter().try_for_each(|f| push(format!("{dir}/{}", f.name), f.content.clone(), f.mode))
+            });
+        if let Err(e) = staged {
+            // What was staged (a key, say) does not stay behind.
+            let _ = self.backend.exec(id, &ExecRequest::new(["rm", "-rf", dir.as_str()], Duration::from_secs(60)));
+            return Err(fail(e));
+        }
         let argv = [
             format!("{dir}/run"),
             "--phoenix-contract".into(),

@@ -149,6 +149,24 @@ impl FeatureLibrary {
     }
 }
 
+/// A file staged beside the parameters file (the gateway's configuration, its certificate and
+/// key). Its content is never shown: its `Debug` gives its name, mode and size.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StagedFile {
+    /// Its name in the staging directory.
+    pub name: String,
+    /// Its content.
+    pub content: Vec<u8>,
+    /// Its mode.
+    pub mode: u32,
+}
+
+impl std::fmt::Debug for StagedFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StagedFile({}, {:o}, {} bytes)", self.name, self.mode, self.content.len())
+    }
+}
+
 /// One customization ready to run: what to stage and the hash to record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Job {
@@ -160,10 +178,14 @@ pub struct Job {
     pub params: serde_json::Value,
     /// Hash of contract version, script and parameters.
     pub hash: String,
+    /// Files staged beside the parameters file; not part of the hash (what they hold that
+    /// matters is in the parameters, or is a secret that must not be).
+    pub files: Vec<StagedFile>,
 }
 
 impl Job {
-    fn new(key: String, script: Option<Vec<u8>>, params: serde_json::Value) -> Job {
+    /// A job, with its hash.
+    pub fn new(key: String, script: Option<Vec<u8>>, params: serde_json::Value) -> Job {
         let mut h = Sha256::new();
         h.update(CONTRACT_VERSION.to_le_bytes());
         match &script {
@@ -175,7 +197,7 @@ impl Job {
         }
         h.update(serde_json::to_vec(&params).unwrap_or_default());
         let hash = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
-        Job { key, script, params, hash }
+        Job { key, script, params, hash, files: Vec::new() }
     }
 }
 

@@ -6,6 +6,7 @@ pub mod adopt;
 pub mod apply;
 pub mod customize;
 pub mod destroy;
+pub mod gateway;
 pub mod health;
 pub mod lock;
 pub mod observe;

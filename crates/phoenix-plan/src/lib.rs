@@ -2,12 +2,13 @@
 //! diff of the desired state against an observation. No I/O.
 
 pub mod desired;
+pub mod diff;
 pub mod lifecycle;
 pub mod plan;
 
 pub use desired::{Customization, Desired, DesiredGuest, desired, vm_passwords};
 pub use lifecycle::LifecycleState;
 pub use plan::{
-    Action, GuestPlan, Markers, Plan, PlanIssue, PlannedChange, Step, check_addresses, check_capabilities,
+    Action, FileDiff, GuestPlan, Markers, Plan, PlanIssue, PlannedChange, Step, check_addresses, check_capabilities,
     check_routes, plan, plan_with,
 };

@@ -101,6 +101,18 @@ pub struct GuestPlan {
     pub steps: Vec<Step>,
     /// Guests that must be completed and healthy before its steps start.
     pub needs: Vec<GuestId>,
+    /// Files its steps write, with what changes in them (the gateway's configuration).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<FileDiff>,
+}
+
+/// A file a step writes inside a guest, and how it changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FileDiff {
+    /// Its path inside the guest.
+    pub path: String,
+    /// The unified diff from what the guest has (nothing when it has none) to what is written.
+    pub diff: String,
 }
 
 /// Something that keeps the plan from being applied.
@@ -183,6 +195,7 @@ pub fn plan_with(
             state: crate::lifecycle::derive(d, o, m.as_ref(), &effect),
             steps,
             needs: d.needs.clone(),
+            files: Vec::new(),
         });
     }
     out.unmanaged = observed.guests.keys().filter(|id| !desired.guests.contains_key(id)).copied().collect();

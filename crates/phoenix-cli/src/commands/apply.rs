@@ -87,9 +87,38 @@ fn summary(cx: &Context<'_>, report: &ApplyReport) {
     }
 }
 
+/// When the plan installs the gateway's configuration and a service asks for TLS: reads the
+/// certificate file and resolves the key's reference, and stages both with the gateway's job.
+/// Neither is printed; an error names the file or the reference only.
+fn gateway_tls(cx: &Context<'_>, plan: &phoenix_plan::Plan, work: &mut super::Work) -> Result<(), Outcome> {
+    let Some(gw) = &work.gateway else { return Ok(()) };
+    let Some(tls) = &gw.rendered.tls else { return Ok(()) };
+    let id = gw.rendered.guest;
+    let runs = plan.guest(id).is_some_and(|g| {
+        g.steps.iter().any(
+            |s| matches!(&s.action, phoenix_plan::Action::Customize { key, .. } if key == phoenix_engine::gateway::KEY),
+        )
+    });
+    if !runs {
+        return Ok(());
+    }
+    let certificate = std::fs::read(&tls.certificate_file).map_err(|e| {
+        cx.printer.error(&format!("cannot read the gateway's certificate {}: {e}", tls.certificate_file), None);
+        Outcome::Failure
+    })?;
+    let key = crate::secrets::Secrets::from_process_env().resolve(&tls.key.0).map_err(|e| {
+        cx.printer.error(&format!("the gateway's TLS key: {}", e.message), e.hint.as_deref());
+        Outcome::Failure
+    })?;
+    let mut key = key.into_bytes();
+    key.push(b'\n');
+    phoenix_engine::gateway::Gateway::add_tls(&mut work.jobs, id, certificate, key);
+    Ok(())
+}
+
 /// Runs `phoenix apply`.
 pub fn run(cx: &Context<'_>, args: &ApplyArgs) -> Outcome {
-    let work = match load_work(cx, &args.run.work, &args.targets) {
+    let mut work = match load_work(cx, &args.run.work, &args.targets) {
         Ok(w) => w,
         Err(o) => return o,
     };
@@ -101,7 +130,7 @@ pub fn run(cx: &Context<'_>, args: &ApplyArgs) -> Outcome {
             Err(o) => return o,
         }
     };
-    let (_, plan) = match observe_and_plan(cx, &work) {
+    let (_, plan) = match observe_and_plan(cx, &mut work) {
         Ok(x) => x,
         Err(o) => return o,
     };
@@ -129,6 +158,9 @@ pub fn run(cx: &Context<'_>, args: &ApplyArgs) -> Outcome {
             );
         }
         return Outcome::Success;
+    }
+    if let Err(o) = gateway_tls(cx, &plan, &mut work) {
+        return o;
     }
     catch_interrupt();
     let progress = Progress::new(cx.printer, &plan);

@@ -54,7 +54,15 @@ pub fn run(cx: &super::Context<'_>, args: &GraphArgs) -> Outcome {
             .guests
             .values()
             .flat_map(|g| estate.edges(g).into_iter().map(move |(k, to)| (g.id, k, to)))
-            .map(|(from, k, to)| JsonEdge { from, to, kind: if k == EdgeKind::Clone { "clone" } else { "dependency" } })
+            .map(|(from, k, to)| JsonEdge {
+                from,
+                to,
+                kind: match k {
+                    EdgeKind::Clone => "clone",
+                    EdgeKind::Dependency => "dependency",
+                    EdgeKind::Gateway => "gateway",
+                },
+            })
             .collect();
         printer.json(&JsonGraph { nodes, edges, order: graph::order(estate).unwrap_or_default() });
         return Outcome::Success;

@@ -89,6 +89,9 @@ pub struct Work {
     pub jobs: BTreeMap<GuestId, Vec<Job>>,
     /// The backend.
     pub backend: Box<dyn Backend>,
+    /// The gateway's rendered configuration and job, once the backend is observed (see
+    /// [`observe_and_plan`]); `None` without a gateway.
+    pub gateway: Option<phoenix_engine::gateway::Gateway>,
 }
 
 /// Validates the configuration, prepares features and scripts, and connects to the backend.
@@ -140,22 +143,32 @@ pub fn load_work(cx: &Context<'_>, args: &WorkArgs, targets: &[GuestId]) -> Resu
             Outcome::Failure
         })?
     };
-    Ok(Work { estate, desired, jobs, backend })
+    Ok(Work { estate, desired, jobs, backend, gateway: None })
 }
 
-/// Observes the backend and plans, reporting a failure to observe.
+/// Observes the backend and plans, reporting a failure to observe. The gateway's configuration
+/// is rendered once the backend is observed (a guest without a static address is reached where
+/// it reports) and becomes part of the gateway guest's desired state and jobs.
 pub fn observe_and_plan(
     cx: &Context<'_>,
-    work: &Work,
+    work: &mut Work,
 ) -> Result<(phoenix_engine::observe::Observed, phoenix_plan::Plan), Outcome> {
     let observed = phoenix_engine::observe::observe(work.backend.as_ref(), &work.desired, 8).map_err(|e| {
         cx.printer.error(&format!("cannot read the {} backend: {e}", work.backend.name()), e.detail.as_deref());
         Outcome::Failure
     })?;
     let backend = work.backend.as_ref();
+    let addresses = phoenix_engine::gateway::observed_addresses(backend, &work.estate, &observed.observation);
+    work.gateway = phoenix_engine::gateway::prepare(&work.estate, &addresses);
+    if let Some(gw) = &work.gateway {
+        gw.attach(&mut work.desired, &mut work.jobs);
+    }
     let mut plan = phoenix_plan::plan_with(&work.desired, &observed.observation, &observed.markers, &|k, f| {
         backend.change_effect_for(k, f)
     });
+    if let Some(gw) = &work.gateway {
+        gw.describe(backend, &observed.observation, &mut plan);
+    }
     plan.issues.extend(phoenix_plan::check_capabilities(&work.desired, &backend.capabilities()));
     plan.issues.extend(phoenix_plan::check_addresses(&work.desired, &observed.observation));
     let (issues, notes) = phoenix_plan::check_routes(&work.desired, &plan, &|f, v| backend.route(f, v));

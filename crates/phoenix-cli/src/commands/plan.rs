@@ -14,11 +14,11 @@ pub fn report_issues(cx: &Context<'_>, plan: &phoenix_plan::Plan) -> bool {
 
 /// Runs `phoenix plan`.
 pub fn run(cx: &Context<'_>, args: &PlanArgs) -> Outcome {
-    let work = match load_work(cx, &args.work, &args.targets) {
+    let mut work = match load_work(cx, &args.work, &args.targets) {
         Ok(w) => w,
         Err(o) => return o,
     };
-    let (_, plan) = match observe_and_plan(cx, &work) {
+    let (_, plan) = match observe_and_plan(cx, &mut work) {
         Ok(x) => x,
         Err(o) => return o,
     };

@@ -37,11 +37,11 @@ fn power(o: &phoenix_backend::ObservedGuest) -> String {
 
 /// Runs `phoenix status`.
 pub fn run(cx: &Context<'_>, args: &WorkArgs) -> Outcome {
-    let work = match load_work(cx, args, &[]) {
+    let mut work = match load_work(cx, args, &[]) {
         Ok(w) => w,
         Err(o) => return o,
     };
-    let (observed, plan) = match observe_and_plan(cx, &work) {
+    let (observed, plan) = match observe_and_plan(cx, &mut work) {
         Ok(x) => x,
         Err(o) => return o,
     };

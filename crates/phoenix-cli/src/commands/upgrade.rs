@@ -8,7 +8,7 @@ use phoenix_config::generations::upgrade_text;
 
 use super::{Confirmation, Context, Outcome, confirmed};
 use crate::cli::{OutputFormat, UpgradeArgs};
-use crate::diff::unified;
+use phoenix_plan::diff::unified;
 
 /// One file to rewrite.
 struct Change {

@@ -1,4 +1,5 @@
-//! Unified diffs of two texts, line by line, as `diff -u` prints them.
+//! Unified diffs of two texts, line by line, as `diff -u` prints them: how `plan` shows a file
+//! Phoenix writes (the gateway's configuration) and `config upgrade` a rewritten file.
 
 /// One line of an edit script.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
