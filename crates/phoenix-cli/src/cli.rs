@@ -219,6 +219,24 @@ pub enum TemplateCommand {
         #[arg(long, default_value = "/bin/busybox")]
         busybox: PathBuf,
     },
+    /// A Debian root filesystem built on this machine with debootstrap (variant minbase, as
+    /// root; package debootstrap), with a minimal init that starts the System V services, so the
+    /// containers made from it need no network. Reused when built before from the same inputs
+    /// (a stamp `<OUT>.inputs` beside it); written under a temporary name, then renamed.
+    Debian {
+        /// Where to write the tarball (`.tar.zst`, `.tar.gz` or `.tar.xz`), e.g.
+        /// <storage>/template/cache/debian-12-phoenix_amd64.tar.zst.
+        out: PathBuf,
+        /// The Debian suite.
+        #[arg(long, default_value = "bookworm")]
+        suite: String,
+        /// The archive to download from.
+        #[arg(long, default_value = "http://deb.debian.org/debian")]
+        mirror: String,
+        /// Extra packages, comma-separated or repeated, e.g. --include nginx-light,curl.
+        #[arg(long, value_name = "PACKAGES")]
+        include: Vec<String>,
+    },
 }
 
 /// Where features come from: `validate` and the commands that read the backend.

@@ -101,6 +101,27 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>, io: Io, 
                 }
             }
         }
+        Command::Template(cli::TemplateCommand::Debian { out, suite, mirror, include }) => {
+            let template = phoenix_lxc::template::DebianTemplate {
+                suite: suite.clone(),
+                mirror: mirror.clone(),
+                include: include.clone(),
+            };
+            match phoenix_lxc::template::build_debian(&template, out) {
+                Ok(phoenix_lxc::template::Built::Written) => {
+                    printer.info_text(&format!("wrote {}\n", out.display()));
+                    Outcome::Success
+                }
+                Ok(phoenix_lxc::template::Built::Reused) => {
+                    printer.info_text(&format!("{} was built from the same inputs already; kept\n", out.display()));
+                    Outcome::Success
+                }
+                Err(e) => {
+                    printer.error(&e, None);
+                    Outcome::Failure
+                }
+            }
+        }
     };
     match outcome {
         Outcome::Success => 0,
