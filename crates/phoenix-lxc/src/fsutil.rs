@@ -6,8 +6,11 @@ use std::os::unix::fs::{MetadataExt, lchown};
 use std::path::{Component, Path, PathBuf};
 
 /// Adds `base` to the owner and group of everything under `root` (links themselves, never their
-/// targets), so that an unprivileged container's mapped root owns its files.
+/// targets), so that an unprivileged container's mapped root owns its files. Set-user-ID and
+/// set-group-ID bits, which the kernel clears on a change of owner, are put back (`su`, `ping`
+/// and the like keep working in the container).
 pub fn shift_ownership(root: &Path, base: (u32, u32)) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
     let mut stack = vec![root.to_path_buf()];
     while let Some(p) = stack.pop() {
         let meta = std::fs::symlink_metadata(&p)?;
@@ -15,6 +18,10 @@ pub fn shift_ownership(root: &Path, base: (u32, u32)) -> io::Result<()> {
         let gid = if meta.gid() < 65536 { meta.gid() + base.1 } else { meta.gid() };
         if (uid, gid) != (meta.uid(), meta.gid()) {
             lchown(&p, Some(uid), Some(gid))?;
+            let mode = meta.permissions().mode();
+            if !meta.file_type().is_symlink() && mode & 0o6000 != 0 {
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode & 0o7777))?;
+            }
         }
         if meta.file_type().is_dir() {
             for e in std::fs::read_dir(&p)? {
@@ -75,6 +82,31 @@ pub fn read_inside(root: &Path, inside: &str) -> io::Result<Option<Vec<u8>>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shifted_files_keep_their_set_id_bits() {
+        use std::os::unix::fs::PermissionsExt;
+        let missing = (!phoenix_testkit::is_root()).then(|| "changing owners needs root".to_string());
+        if !phoenix_testkit::real_component("shifting ownership", missing) {
+            return;
+        }
+        let dir = tempfile::tempdir().expect("tmp");
+        let root = dir.path().join("rootfs");
+        std::fs::create_dir_all(root.join("bin")).expect("mkdir");
+        let su = root.join("bin/su");
+        std::fs::write(&su, b"#!/bin/sh\n").expect("write");
+        std::fs::set_permissions(&su, std::fs::Permissions::from_mode(0o4755)).expect("chmod");
+        let wall = root.join("bin/wall");
+        std::fs::write(&wall, b"#!/bin/sh\n").expect("write");
+        std::fs::set_permissions(&wall, std::fs::Permissions::from_mode(0o2755)).expect("chmod");
+        std::os::unix::fs::symlink("su", root.join("bin/link")).expect("link");
+        shift_ownership(&root, (100_000, 100_000)).expect("shift");
+        let mode = |p: &Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o7777;
+        assert_eq!(mode(&su), 0o4755);
+        assert_eq!(mode(&wall), 0o2755);
+        assert_eq!(std::fs::metadata(&su).expect("meta").uid(), 100_000);
+        assert_eq!(std::fs::symlink_metadata(root.join("bin/link")).expect("meta").uid(), 100_000);
+    }
 
     #[test]
     fn refuses_links_on_the_way() {
