@@ -120,7 +120,7 @@ pub enum Command {
     Graph(GraphArgs),
     /// Set up the host from phoenix_hypervisor_config.json, module by module, as a plan first.
     ///
-    /// Modules, in order: timezone, users, nfs, samba, apparmor, subids (repositories, zfs,
+    /// Modules, in order: repositories, timezone, users, nfs, samba, apparmor, subids (zfs,
     /// storage, firewall and nvidia are not implemented yet; the plan says when the
     /// configuration asks for them). Each module reads the host, plans steps with their reasons
     /// (the files and commands it touches) and applies them; a second apply does nothing. Files

@@ -21,7 +21,7 @@ pub use step::{Action, Resolver, Step};
 
 /// Every module of host setup, in the order they run, and whether this build has it.
 pub const MODULES: &[(&str, bool)] = &[
-    ("repositories", false),
+    ("repositories", true),
     ("timezone", true),
     ("users", true),
     ("zfs", false),
@@ -41,6 +41,7 @@ pub const DEFAULT_RANGE: (u32, u32) = (100_000, 65_536);
 pub fn modules(estate: &Estate, only: Option<&str>) -> Vec<Box<dyn Planner>> {
     let h = &estate.hypervisor;
     let mut out: Vec<Box<dyn Planner>> = Vec::new();
+    out.push(Box::new(modules::repositories::Repositories { packages: packages(estate) }));
     if let Some(zone) = &h.timezone {
         out.push(Box::new(modules::timezone::Timezone { zone: zone.clone() }));
     }
@@ -61,6 +62,27 @@ pub fn modules(estate: &Estate, only: Option<&str>) -> Vec<Box<dyn Planner>> {
     }
     out.push(Box::new(modules::subids::SubIds { uids, gids }));
     out.retain(|m| only.is_none_or(|o| o == m.name()));
+    out
+}
+
+/// The packages the configuration needs, each with the section that needs it.
+pub fn packages(estate: &Estate) -> Vec<(String, String)> {
+    let h = &estate.hypervisor;
+    let mut out = Vec::new();
+    let mut add = |p: &str, section: &str| out.push((p.to_string(), section.to_string()));
+    if h.nfs.as_ref().is_some_and(|n| !n.exports.is_empty()) {
+        add("nfs-kernel-server", "nfs");
+    }
+    if h.samba.as_ref().is_some_and(|s| !s.shares.is_empty() || s.user.is_some()) {
+        add("samba", "samba");
+    }
+    if h.zfs.as_ref().is_some_and(|z| !z.pools.is_empty() || !z.datasets.is_empty()) {
+        add("zfsutils-linux", "zfs");
+    }
+    if h.nvidia_driver.as_ref().is_some_and(|n| n.install) {
+        add("dkms", "nvidia_driver");
+        add("proxmox-default-headers", "nvidia_driver");
+    }
     out
 }
 

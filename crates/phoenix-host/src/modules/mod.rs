@@ -2,6 +2,7 @@
 
 pub mod apparmor;
 pub mod nfs;
+pub mod repositories;
 pub mod samba;
 pub mod subids;
 pub mod timezone;
