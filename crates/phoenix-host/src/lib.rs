@@ -24,7 +24,7 @@ pub const MODULES: &[(&str, bool)] = &[
     ("repositories", true),
     ("timezone", true),
     ("users", true),
-    ("zfs", false),
+    ("zfs", true),
     ("storage", false),
     ("nfs", true),
     ("samba", true),
@@ -37,8 +37,9 @@ pub const MODULES: &[(&str, bool)] = &[
 /// Proxmox's ID range for unprivileged containers without their own `id_maps`.
 pub const DEFAULT_RANGE: (u32, u32) = (100_000, 65_536);
 
-/// The modules the configuration asks for, in order (`only`: just that one).
-pub fn modules(estate: &Estate, only: Option<&str>) -> Vec<Box<dyn Planner>> {
+/// The modules the configuration asks for, in order (`only`: just that one). `allow_wipe`: disks
+/// whose partitions and signatures the zfs module may destroy (`--allow-wipe`).
+pub fn modules(estate: &Estate, only: Option<&str>, allow_wipe: &[String]) -> Vec<Box<dyn Planner>> {
     let h = &estate.hypervisor;
     let mut out: Vec<Box<dyn Planner>> = Vec::new();
     out.push(Box::new(modules::repositories::Repositories { packages: packages(estate) }));
@@ -47,6 +48,11 @@ pub fn modules(estate: &Estate, only: Option<&str>) -> Vec<Box<dyn Planner>> {
     }
     if let Some(users) = &h.users {
         out.push(Box::new(modules::users::Users { users: users.as_slice().to_vec() }));
+    }
+    if let Some(z) = &h.zfs
+        && (!z.pools.is_empty() || !z.datasets.is_empty() || z.arc_max_gb.is_some())
+    {
+        out.push(Box::new(modules::zfs::Zfs { config: z.clone(), allow_wipe: allow_wipe.to_vec() }));
     }
     // Without an `nfs` or `samba` section, Phoenix's files (if any) are removed: the sections
     // are what they hold.
@@ -90,9 +96,6 @@ pub fn packages(estate: &Estate) -> Vec<(String, String)> {
 pub fn not_implemented(estate: &Estate) -> Vec<(&'static str, &'static str)> {
     let h = &estate.hypervisor;
     let mut out = Vec::new();
-    if h.zfs.as_ref().is_some_and(|z| !z.pools.is_empty() || !z.datasets.is_empty() || z.arc_max_gb.is_some()) {
-        out.push(("zfs", "zfs"));
-    }
     if h.proxmox_storage_ids.is_some() {
         out.push(("storage", "proxmox_storage_ids"));
     }

@@ -7,6 +7,7 @@ pub mod samba;
 pub mod subids;
 pub mod timezone;
 pub mod users;
+pub mod zfs;
 
 use std::path::Path;
 
