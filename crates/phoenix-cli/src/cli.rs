@@ -120,8 +120,8 @@ pub enum Command {
     Graph(GraphArgs),
     /// Set up the host from phoenix_hypervisor_config.json, module by module, as a plan first.
     ///
-    /// Modules, in order: repositories, timezone, users, zfs, nfs, samba, apparmor, subids
-    /// (storage, firewall and nvidia are not implemented yet; the plan says when the
+    /// Modules, in order: repositories, timezone, users, zfs, storage, nfs, samba, firewall,
+    /// apparmor, subids (nvidia is not implemented yet; the plan says when the
     /// configuration asks for them). A disk that holds partitions or signatures is used for a
     /// ZFS pool only when --allow-wipe names it. Each module reads the host, plans steps with their reasons
     /// (the files and commands it touches) and applies them; a second apply does nothing. Files

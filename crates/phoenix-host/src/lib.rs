@@ -13,7 +13,7 @@ pub mod modules;
 pub mod step;
 
 use phoenix_config::Estate;
-use phoenix_config::model::IdKind;
+use phoenix_config::model::{IdKind, StorageIds};
 
 pub use host::{Host, HostError, ReadOnly, RealHost};
 pub use module::{ApplyError, Module, ModulePlan, Planner, apply};
@@ -25,10 +25,10 @@ pub const MODULES: &[(&str, bool)] = &[
     ("timezone", true),
     ("users", true),
     ("zfs", true),
-    ("storage", false),
+    ("storage", true),
     ("nfs", true),
     ("samba", true),
-    ("firewall", false),
+    ("firewall", true),
     ("nvidia", false),
     ("apparmor", true),
     ("subids", true),
@@ -54,6 +54,15 @@ pub fn modules(estate: &Estate, only: Option<&str>, allow_wipe: &[String]) -> Ve
     {
         out.push(Box::new(modules::zfs::Zfs { config: z.clone(), allow_wipe: allow_wipe.to_vec() }));
     }
+    let datasets = h.zfs.as_ref().map(|z| z.datasets.clone()).unwrap_or_default();
+    let ids = match &h.proxmox_storage_ids {
+        Some(StorageIds::List(l)) => l.clone(),
+        Some(StorageIds::Map(m)) => m.values().cloned().collect(),
+        None => Vec::new(),
+    };
+    if datasets.iter().any(|d| d.proxmox_storage_type.is_some()) || !ids.is_empty() {
+        out.push(Box::new(modules::storage::Storage { datasets, ids }));
+    }
     // Without an `nfs` or `samba` section, Phoenix's files (if any) are removed: the sections
     // are what they hold.
     out.push(Box::new(modules::nfs::Nfs { exports: h.nfs.as_ref().map(|n| n.exports.clone()).unwrap_or_default() }));
@@ -62,6 +71,9 @@ pub fn modules(estate: &Estate, only: Option<&str>, allow_wipe: &[String]) -> Ve
         shares: samba.map(|s| s.shares.clone()).unwrap_or_default(),
         user: samba.and_then(|s| s.user.clone().map(|u| (u, s.password.as_ref().map(|p| p.0.clone())))),
     }));
+    if let Some(fw) = &h.firewall {
+        out.push(Box::new(modules::firewall::Firewall { config: fw.clone() }));
+    }
     let (uids, gids) = id_ranges(estate);
     if !uids.is_empty() || !gids.is_empty() {
         out.push(Box::new(modules::apparmor::AppArmor));
@@ -96,12 +108,6 @@ pub fn packages(estate: &Estate) -> Vec<(String, String)> {
 pub fn not_implemented(estate: &Estate) -> Vec<(&'static str, &'static str)> {
     let h = &estate.hypervisor;
     let mut out = Vec::new();
-    if h.proxmox_storage_ids.is_some() {
-        out.push(("storage", "proxmox_storage_ids"));
-    }
-    if h.firewall.is_some() {
-        out.push(("firewall", "firewall"));
-    }
     if h.nvidia_driver.as_ref().is_some_and(|n| n.install) {
         out.push(("nvidia", "nvidia_driver"));
     }

@@ -1,9 +1,11 @@
 //! The modules, in the order the shell version ran them.
 
 pub mod apparmor;
+pub mod firewall;
 pub mod nfs;
 pub mod repositories;
 pub mod samba;
+pub mod storage;
 pub mod subids;
 pub mod timezone;
 pub mod users;
