@@ -120,9 +120,10 @@ pub enum Command {
     Graph(GraphArgs),
     /// Set up the host from phoenix_hypervisor_config.json, module by module, as a plan first.
     ///
-    /// Modules, in order: timezone, users, nfs, samba, apparmor, subids (repositories, zfs,
-    /// storage, firewall and nvidia are not implemented yet; the plan says when the
-    /// configuration asks for them). Each module reads the host, plans steps with their reasons
+    /// Modules, in order: repositories, timezone, users, zfs, storage, nfs, samba, firewall,
+    /// apparmor, subids (nvidia is not implemented yet; the plan says when the
+    /// configuration asks for them). A disk that holds partitions or signatures is used for a
+    /// ZFS pool only when --allow-wipe names it. Each module reads the host, plans steps with their reasons
     /// (the files and commands it touches) and applies them; a second apply does nothing. Files
     /// Phoenix does not own (smb.conf, authorized_keys, /etc/subuid) are edited only in marked
     /// blocks, the original kept as <file>.phoenix-orig. Secrets are read at run time and never
@@ -167,6 +168,10 @@ pub struct SetupArgs {
     /// Exit 0 when there is nothing to do, 2 when changes are pending, 1 on error.
     #[arg(long)]
     pub detailed_exitcode: bool,
+    /// A disk the zfs module may wipe (its partitions and signatures destroyed) to create a
+    /// configured pool on it; without it, such a disk is refused. Repeat for several disks.
+    #[arg(long, value_name = "DISK")]
+    pub allow_wipe: Vec<String>,
 }
 
 /// Options of `setup-hypervisor apply`.
@@ -181,6 +186,10 @@ pub struct SetupApplyArgs {
     /// Show the plan and change nothing: the host is only read.
     #[arg(long)]
     pub dry_run: bool,
+    /// A disk the zfs module may wipe (its partitions and signatures destroyed) to create a
+    /// configured pool on it; without it, such a disk is refused. Repeat for several disks.
+    #[arg(long, value_name = "DISK")]
+    pub allow_wipe: Vec<String>,
 }
 
 /// What `phoenix config` does.

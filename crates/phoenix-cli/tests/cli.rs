@@ -88,10 +88,10 @@ fn help_lists_every_command_and_the_exit_codes() {
 fn a_module_not_implemented_yet_says_so_and_missing_secrets_stop_everything() {
     let dir = examples().join("quickstart");
     let out =
-        phoenix(&["-c", dir.to_str().expect("utf-8"), "setup-hypervisor", "apply", "--only", "zfs"], Path::new("."));
+        phoenix(&["-c", dir.to_str().expect("utf-8"), "setup-hypervisor", "apply", "--only", "nvidia"], Path::new("."));
     assert_eq!(out.status.code(), Some(2));
     assert!(out.stdout.is_empty());
-    assert!(text(&out.stderr).contains("the zfs module is not implemented yet; nothing was done"));
+    assert!(text(&out.stderr).contains("the nvidia module is not implemented yet; nothing was done"));
     // The Proxmox example names its token by an environment variable; without it, nothing runs.
     let proxmox = examples().join("ai-stack");
     let out = Command::new(env!("CARGO_BIN_EXE_phoenix"))

@@ -13,7 +13,7 @@ pub mod modules;
 pub mod step;
 
 use phoenix_config::Estate;
-use phoenix_config::model::IdKind;
+use phoenix_config::model::{IdKind, StorageIds};
 
 pub use host::{Host, HostError, ReadOnly, RealHost};
 pub use module::{ApplyError, Module, ModulePlan, Planner, apply};
@@ -21,14 +21,14 @@ pub use step::{Action, Resolver, Step};
 
 /// Every module of host setup, in the order they run, and whether this build has it.
 pub const MODULES: &[(&str, bool)] = &[
-    ("repositories", false),
+    ("repositories", true),
     ("timezone", true),
     ("users", true),
-    ("zfs", false),
-    ("storage", false),
+    ("zfs", true),
+    ("storage", true),
     ("nfs", true),
     ("samba", true),
-    ("firewall", false),
+    ("firewall", true),
     ("nvidia", false),
     ("apparmor", true),
     ("subids", true),
@@ -37,15 +37,31 @@ pub const MODULES: &[(&str, bool)] = &[
 /// Proxmox's ID range for unprivileged containers without their own `id_maps`.
 pub const DEFAULT_RANGE: (u32, u32) = (100_000, 65_536);
 
-/// The modules the configuration asks for, in order (`only`: just that one).
-pub fn modules(estate: &Estate, only: Option<&str>) -> Vec<Box<dyn Planner>> {
+/// The modules the configuration asks for, in order (`only`: just that one). `allow_wipe`: disks
+/// whose partitions and signatures the zfs module may destroy (`--allow-wipe`).
+pub fn modules(estate: &Estate, only: Option<&str>, allow_wipe: &[String]) -> Vec<Box<dyn Planner>> {
     let h = &estate.hypervisor;
     let mut out: Vec<Box<dyn Planner>> = Vec::new();
+    out.push(Box::new(modules::repositories::Repositories { packages: packages(estate) }));
     if let Some(zone) = &h.timezone {
         out.push(Box::new(modules::timezone::Timezone { zone: zone.clone() }));
     }
     if let Some(users) = &h.users {
         out.push(Box::new(modules::users::Users { users: users.as_slice().to_vec() }));
+    }
+    if let Some(z) = &h.zfs
+        && (!z.pools.is_empty() || !z.datasets.is_empty() || z.arc_max_gb.is_some())
+    {
+        out.push(Box::new(modules::zfs::Zfs { config: z.clone(), allow_wipe: allow_wipe.to_vec() }));
+    }
+    let datasets = h.zfs.as_ref().map(|z| z.datasets.clone()).unwrap_or_default();
+    let ids = match &h.proxmox_storage_ids {
+        Some(StorageIds::List(l)) => l.clone(),
+        Some(StorageIds::Map(m)) => m.values().cloned().collect(),
+        None => Vec::new(),
+    };
+    if datasets.iter().any(|d| d.proxmox_storage_type.is_some()) || !ids.is_empty() {
+        out.push(Box::new(modules::storage::Storage { datasets, ids }));
     }
     // Without an `nfs` or `samba` section, Phoenix's files (if any) are removed: the sections
     // are what they hold.
@@ -55,6 +71,9 @@ pub fn modules(estate: &Estate, only: Option<&str>) -> Vec<Box<dyn Planner>> {
         shares: samba.map(|s| s.shares.clone()).unwrap_or_default(),
         user: samba.and_then(|s| s.user.clone().map(|u| (u, s.password.as_ref().map(|p| p.0.clone())))),
     }));
+    if let Some(fw) = &h.firewall {
+        out.push(Box::new(modules::firewall::Firewall { config: fw.clone() }));
+    }
     let (uids, gids) = id_ranges(estate);
     if !uids.is_empty() || !gids.is_empty() {
         out.push(Box::new(modules::apparmor::AppArmor));
@@ -64,19 +83,31 @@ pub fn modules(estate: &Estate, only: Option<&str>) -> Vec<Box<dyn Planner>> {
     out
 }
 
+/// The packages the configuration needs, each with the section that needs it.
+pub fn packages(estate: &Estate) -> Vec<(String, String)> {
+    let h = &estate.hypervisor;
+    let mut out = Vec::new();
+    let mut add = |p: &str, section: &str| out.push((p.to_string(), section.to_string()));
+    if h.nfs.as_ref().is_some_and(|n| !n.exports.is_empty()) {
+        add("nfs-kernel-server", "nfs");
+    }
+    if h.samba.as_ref().is_some_and(|s| !s.shares.is_empty() || s.user.is_some()) {
+        add("samba", "samba");
+    }
+    if h.zfs.as_ref().is_some_and(|z| !z.pools.is_empty() || !z.datasets.is_empty()) {
+        add("zfsutils-linux", "zfs");
+    }
+    if h.nvidia_driver.as_ref().is_some_and(|n| n.install) {
+        add("dkms", "nvidia_driver");
+        add("proxmox-default-headers", "nvidia_driver");
+    }
+    out
+}
+
 /// The sections this build does not set up yet that the configuration has.
 pub fn not_implemented(estate: &Estate) -> Vec<(&'static str, &'static str)> {
     let h = &estate.hypervisor;
     let mut out = Vec::new();
-    if h.zfs.as_ref().is_some_and(|z| !z.pools.is_empty() || !z.datasets.is_empty() || z.arc_max_gb.is_some()) {
-        out.push(("zfs", "zfs"));
-    }
-    if h.proxmox_storage_ids.is_some() {
-        out.push(("storage", "proxmox_storage_ids"));
-    }
-    if h.firewall.is_some() {
-        out.push(("firewall", "firewall"));
-    }
     if h.nvidia_driver.as_ref().is_some_and(|n| n.install) {
         out.push(("nvidia", "nvidia_driver"));
     }

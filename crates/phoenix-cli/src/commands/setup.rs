@@ -39,9 +39,9 @@ pub fn plans_text(plans: &[ModulePlan], missing: &[(&str, &str)]) -> String {
 
 /// Runs `phoenix setup-hypervisor`.
 pub fn run(cx: &Context<'_>, cmd: &SetupCommand) -> Outcome {
-    let (only, root, dry_run, detailed) = match cmd {
-        SetupCommand::Plan(a) => (a.only.as_deref(), &a.root, true, a.detailed_exitcode),
-        SetupCommand::Apply(a) => (a.only.as_deref(), &a.root, a.dry_run, false),
+    let (only, root, dry_run, detailed, allow_wipe) = match cmd {
+        SetupCommand::Plan(a) => (a.only.as_deref(), &a.root, true, a.detailed_exitcode, &a.allow_wipe),
+        SetupCommand::Apply(a) => (a.only.as_deref(), &a.root, a.dry_run, false, &a.allow_wipe),
     };
     if let Some(name) = only
         && phoenix_host::MODULES.iter().any(|(m, done)| *m == name && !done)
@@ -66,7 +66,7 @@ pub fn run(cx: &Context<'_>, cmd: &SetupCommand) -> Outcome {
     let secrets = Secrets::from_process_env();
     // Errors name the reference, never a value.
     let resolve = |r: &str| secrets.resolve(r).map_err(|e| e.message);
-    let modules = phoenix_host::modules(&estate, only);
+    let modules = phoenix_host::modules(&estate, only, allow_wipe);
     let missing: Vec<(&str, &str)> =
         phoenix_host::not_implemented(&estate).into_iter().filter(|(m, _)| only.is_none_or(|o| o == *m)).collect();
     let mut plans = Vec::new();

@@ -1,11 +1,15 @@
 //! The modules, in the order the shell version ran them.
 
 pub mod apparmor;
+pub mod firewall;
 pub mod nfs;
+pub mod repositories;
 pub mod samba;
+pub mod storage;
 pub mod subids;
 pub mod timezone;
 pub mod users;
+pub mod zfs;
 
 use std::path::Path;
 

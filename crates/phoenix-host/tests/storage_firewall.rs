@@ -1,0 +1,199 @@
+//! The storage and firewall modules against the recording double: `pvesm add` argv for missing
+//! storages only, existing and foreign storages left alone; `cluster.fw` options set and
+//! Phoenix's rules kept first in `[RULES]`, other rules and options untouched; planning changes
+//! nothing and a second apply does nothing.
+
+use phoenix_config::model::{Direction, FirewallAction, FirewallRule, HostFirewall, StorageType, ZfsDataset};
+use phoenix_host::double::{Node, RecordingHost, Tree};
+use phoenix_host::host::{Invocation, Output};
+use phoenix_host::modules::firewall::{self, Firewall};
+use phoenix_host::modules::storage::{self, Storage};
+use phoenix_host::{ModulePlan, Planner, apply};
+
+fn secrets(r: &str) -> Result<String, String> {
+    Err(format!("no secret {r}"))
+}
+
+fn apply_twice(host: &RecordingHost, module: &dyn Planner) -> ModulePlan {
+    host.clear_log();
+    let plan = module.plan_on(host, &secrets).expect("plan");
+    assert_eq!(host.changes(), vec![], "planning changed the host");
+    apply(host, &plan, &secrets).expect("apply");
+    host.clear_log();
+    let again = module.plan_on(host, &secrets).expect("plan again");
+    assert!(again.steps.is_empty(), "second plan is not empty: {:#?}", again.steps);
+    assert_eq!(host.changes(), vec![]);
+    plan
+}
+
+fn summaries(plan: &ModulePlan) -> Vec<String> {
+    plan.steps.iter().map(|s| s.summary()).collect()
+}
+
+/// `pvesm add <type> <id> (--pool P | --path P) --content C [--is_mountpoint yes]`, appended to storage.cfg.
+fn pvesm(inv: &Invocation, tree: &mut Tree) -> Output {
+    let a: Vec<String> = inv.args.iter().map(ToString::to_string).collect();
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let entry = match a.as_slice() {
+        ["add", "zfspool", id, "--pool", pool, "--content", content] => {
+            format!("\nzfspool: {id}\n\tpool {pool}\n\tcontent {content}\n")
+        }
+        ["add", "dir", id, "--path", path, "--content", content, "--is_mountpoint", "yes"] => {
+            format!("\ndir: {id}\n\tpath {path}\n\tcontent {content}\n\tis_mountpoint yes\n")
+        }
+        other => panic!("unexpected pvesm {other:?}"),
+    };
+    if let Some(Node::File { data, .. }) = tree.get_mut(std::path::Path::new(storage::STORAGE_CFG)) {
+        data.extend_from_slice(entry.as_bytes());
+    }
+    Output::default()
+}
+
+const CFG: &str = "dir: local\n\tpath /var/lib/vz\n\tcontent iso,vztmpl,backup\n\nzfspool: local-zfs\n\tpool rpool/data\n\tcontent images,rootdir\n\tsparse 1\n";
+
+fn dataset(name: &str, kind: Option<StorageType>, props: Option<&str>) -> ZfsDataset {
+    ZfsDataset {
+        name: name.into(),
+        pool: "fastData".into(),
+        properties: props.map(str::to_string),
+        proxmox_storage_type: kind,
+        proxmox_content_type: Some("rootdir,images".into()),
+    }
+}
+
+#[test]
+fn missing_storages_are_added_with_pvesm_and_nothing_else_changes() {
+    let host = RecordingHost::new().file(storage::STORAGE_CFG, CFG).program("pvesm", pvesm);
+    let m = Storage {
+        datasets: vec![
+            dataset("lxc-disks", Some(StorageType::Zfspool), Some("compression=lz4")),
+            dataset("shared-models", Some(StorageType::Dir), None),
+            dataset("plain", None, None),
+        ],
+        ids: vec!["local".into(), "local-zfs".into(), "fastData-lxc-disks".into(), "elsewhere".into()],
+    };
+    let plan = apply_twice(&host, &m);
+    assert_eq!(
+        summaries(&plan),
+        [
+            "run `pvesm add zfspool fastData-lxc-disks --pool fastData/lxc-disks --content rootdir,images`",
+            "run `pvesm add dir fastData-shared-models --path /fastData/shared-models --content rootdir,images --is_mountpoint yes`",
+        ]
+    );
+    assert!(
+        plan.steps[0].reason.starts_with("no storage fastData-lxc-disks in /etc/pve/storage.cfg"),
+        "{}",
+        plan.steps[0].reason
+    );
+    assert!(plan.notes.iter().any(|n| n.contains("elsewhere")), "{:?}", plan.notes);
+    // The storages that were there are still there, as they were.
+    assert!(host.text(storage::STORAGE_CFG).expect("cfg").starts_with(CFG));
+}
+
+#[test]
+fn a_storage_with_the_same_id_but_another_pool_is_reported_not_changed_and_bad_content_stops() {
+    let cfg = format!("{CFG}\nzfspool: fastData-lxc-disks\n\tpool otherpool/x\n\tcontent images\n");
+    let host = RecordingHost::new().file(storage::STORAGE_CFG, &cfg).program("pvesm", pvesm);
+    let m = Storage { datasets: vec![dataset("lxc-disks", Some(StorageType::Zfspool), None)], ids: vec![] };
+    let plan = m.plan_on(&host, &secrets).expect("plan");
+    assert!(plan.steps.is_empty());
+    assert!(plan.notes[0].contains("pool otherpool/x") && plan.notes[0].contains("left as it is"), "{:?}", plan.notes);
+    let mut bad = dataset("x", Some(StorageType::Dir), Some("mountpoint=/srv/x"));
+    assert_eq!(storage::mountpoint(&bad).expect("mp"), "/srv/x");
+    bad.proxmox_content_type = Some("images,everything".into());
+    let e = Storage { datasets: vec![bad], ids: vec![] }.plan_on(&host, &secrets).expect_err("bad content");
+    assert!(e.message.contains("content type `everything`"), "{e}");
+    // Not a Proxmox host: nothing, and a note.
+    let plan = m.plan_on(&RecordingHost::new(), &secrets).expect("plan");
+    assert!(plan.steps.is_empty() && plan.notes[0].contains("not a Proxmox VE host"));
+}
+
+fn rule(port: &str, comment: Option<&str>) -> FirewallRule {
+    FirewallRule {
+        direction: Direction::In,
+        action: FirewallAction::Accept,
+        source: Some("10.0.0.0/24".into()),
+        dest: None,
+        proto: Some("tcp".into()),
+        port: Some(port.into()),
+        sport: None,
+        comment: comment.map(str::to_string),
+        iface: Some("vmbr0".into()),
+        enabled: None,
+    }
+}
+
+const FW: &str = "[OPTIONS]\n\nenable: 0\nlog_ratelimit: enable=1,rate=1/second\n\n[IPSET trusted]\n\n10.0.0.5\n\n[RULES]\n\nIN SSH(ACCEPT) -source +trusted # mine\n";
+
+#[test]
+fn cluster_fw_gets_options_and_phoenix_rules_first_and_keeps_everything_else() {
+    let host = RecordingHost::new().file(firewall::CLUSTER_FW, FW);
+    let fw = HostFirewall {
+        enabled: true,
+        default_input_policy: Some(FirewallAction::Drop),
+        default_output_policy: Some(FirewallAction::Accept),
+        global_firewall_rules: vec![rule("22", Some("SSH from the LAN")), rule("8006", None)],
+    };
+    let plan = apply_twice(&host, &Firewall { config: fw.clone() });
+    assert_eq!(
+        summaries(&plan),
+        ["write /etc/pve/firewall/cluster.fw (mode 0640), original kept as /etc/pve/firewall/cluster.fw.phoenix-orig"]
+    );
+    assert_eq!(
+        host.text(firewall::CLUSTER_FW).as_deref(),
+        Some(
+            "[OPTIONS]\n\npolicy_in: DROP\npolicy_out: ACCEPT\nenable: 1\nlog_ratelimit: enable=1,rate=1/second\n\n[IPSET trusted]\n\n10.0.0.5\n\n[RULES]\n\n\
+             IN ACCEPT -i vmbr0 -source 10.0.0.0/24 -p tcp -dport 22 # phoenix: SSH from the LAN\n\
+             IN ACCEPT -i vmbr0 -source 10.0.0.0/24 -p tcp -dport 8006 # phoenix: global_firewall_rules[1]\n\
+             IN SSH(ACCEPT) -source +trusted # mine\n"
+        )
+    );
+    assert_eq!(host.text("/etc/pve/firewall/cluster.fw.phoenix-orig").as_deref(), Some(FW));
+    // A rule dropped from the configuration goes; the administrator's rule stays.
+    let fewer = HostFirewall { global_firewall_rules: vec![rule("22", Some("SSH from the LAN"))], ..fw };
+    apply_twice(&host, &Firewall { config: fewer });
+    let text = host.text(firewall::CLUSTER_FW).expect("fw");
+    assert!(!text.contains("8006") && text.contains("IN SSH(ACCEPT) -source +trusted # mine\n"), "{text}");
+}
+
+#[test]
+fn a_new_cluster_fw_and_refused_rules() {
+    let host = RecordingHost::new().dirs(&["/etc/pve"]);
+    let fw = HostFirewall {
+        enabled: true,
+        default_input_policy: None,
+        default_output_policy: None,
+        global_firewall_rules: vec![rule("22", None)],
+    };
+    let plan = apply_twice(&host, &Firewall { config: fw.clone() });
+    assert_eq!(summaries(&plan)[0], "directory /etc/pve/firewall (mode 0755)");
+    assert_eq!(
+        host.text(firewall::CLUSTER_FW).as_deref(),
+        Some(
+            "[OPTIONS]\n\nenable: 1\n\n[RULES]\n\nIN ACCEPT -i vmbr0 -source 10.0.0.0/24 -p tcp -dport 22 # phoenix: global_firewall_rules[0]\n"
+        )
+    );
+    let mut bad = rule("22", None);
+    bad.proto = None;
+    let e = Firewall { config: HostFirewall { global_firewall_rules: vec![bad], ..fw.clone() } }
+        .plan_on(&host, &secrets)
+        .expect_err("port without proto");
+    assert!(e.message.contains("a port needs proto"), "{e}");
+    let mut bad = rule("22", None);
+    bad.source = Some("10.0.0.1 # x".into());
+    assert!(
+        Firewall { config: HostFirewall { global_firewall_rules: vec![bad], ..fw } }.plan_on(&host, &secrets).is_err()
+    );
+    // Not a Proxmox host.
+    let plan = Firewall {
+        config: HostFirewall {
+            enabled: true,
+            default_input_policy: None,
+            default_output_policy: None,
+            global_firewall_rules: vec![],
+        },
+    }
+    .plan_on(&RecordingHost::new(), &secrets)
+    .expect("plan");
+    assert!(plan.steps.is_empty() && plan.notes[0].contains("not a Proxmox VE host"));
+}
