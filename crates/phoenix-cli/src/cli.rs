@@ -131,8 +131,7 @@ pub enum Command {
     ///
     /// Exit codes: 0 done, or nothing to do (with `plan --detailed-exitcode`: 0 nothing to do,
     /// 2 changes pending); 1 invalid configuration, a module could not read or plan, or a step
-    /// failed (the steps before it stay applied; run it again); 2 usage error or a module that
-    /// is not implemented yet given to --only.
+    /// failed (the steps before it stay applied; run it again); 2 usage error.
     #[command(subcommand)]
     SetupHypervisor(SetupCommand),
     /// Print the JSON Schema of a configuration file, for editors (files may point at it with "$schema").
@@ -160,7 +159,7 @@ pub enum SetupCommand {
 #[derive(Debug, Args)]
 pub struct SetupArgs {
     /// Only this module.
-    #[arg(long, value_name = "MODULE", value_parser = clap::builder::PossibleValuesParser::new(phoenix_host::MODULES.iter().map(|(name, _)| *name)))]
+    #[arg(long, value_name = "MODULE", value_parser = clap::builder::PossibleValuesParser::new(phoenix_host::MODULES.iter().copied()))]
     pub only: Option<String>,
     /// Work on the tree below DIR as if it were `/` (an image being prepared; tests).
     #[arg(long, value_name = "DIR", default_value = "/", hide_short_help = true)]
@@ -178,7 +177,7 @@ pub struct SetupArgs {
 #[derive(Debug, Args)]
 pub struct SetupApplyArgs {
     /// Only this module.
-    #[arg(long, value_name = "MODULE", value_parser = clap::builder::PossibleValuesParser::new(phoenix_host::MODULES.iter().map(|(name, _)| *name)))]
+    #[arg(long, value_name = "MODULE", value_parser = clap::builder::PossibleValuesParser::new(phoenix_host::MODULES.iter().copied()))]
     pub only: Option<String>,
     /// Work on the tree below DIR as if it were `/` (an image being prepared; tests).
     #[arg(long, value_name = "DIR", default_value = "/", hide_short_help = true)]

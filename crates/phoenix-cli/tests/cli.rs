@@ -85,13 +85,14 @@ fn help_lists_every_command_and_the_exit_codes() {
 }
 
 #[test]
-fn a_module_not_implemented_yet_says_so_and_missing_secrets_stop_everything() {
+fn an_unknown_host_module_is_a_usage_error_and_missing_secrets_stop_everything() {
     let dir = examples().join("quickstart");
     let out =
-        phoenix(&["-c", dir.to_str().expect("utf-8"), "setup-hypervisor", "apply", "--only", "nvidia"], Path::new("."));
+        phoenix(&["-c", dir.to_str().expect("utf-8"), "setup-hypervisor", "apply", "--only", "nvidai"], Path::new("."));
     assert_eq!(out.status.code(), Some(2));
     assert!(out.stdout.is_empty());
-    assert!(text(&out.stderr).contains("the nvidia module is not implemented yet; nothing was done"));
+    let err = text(&out.stderr);
+    assert!(err.contains("invalid value 'nvidai' for '--only <MODULE>'") && err.contains("nvidia"), "{err}");
     // The Proxmox example names its token by an environment variable; without it, nothing runs.
     let proxmox = examples().join("ai-stack");
     let out = Command::new(env!("CARGO_BIN_EXE_phoenix"))

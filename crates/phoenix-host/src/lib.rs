@@ -19,19 +19,19 @@ pub use host::{Host, HostError, ReadOnly, RealHost};
 pub use module::{ApplyError, Module, ModulePlan, Planner, apply};
 pub use step::{Action, Resolver, Step};
 
-/// Every module of host setup, in the order they run, and whether this build has it.
-pub const MODULES: &[(&str, bool)] = &[
-    ("repositories", true),
-    ("timezone", true),
-    ("users", true),
-    ("zfs", true),
-    ("storage", true),
-    ("nfs", true),
-    ("samba", true),
-    ("firewall", true),
-    ("nvidia", false),
-    ("apparmor", true),
-    ("subids", true),
+/// Every module of host setup, in the order they run.
+pub const MODULES: &[&str] = &[
+    "repositories",
+    "timezone",
+    "users",
+    "zfs",
+    "storage",
+    "nfs",
+    "samba",
+    "firewall",
+    "nvidia",
+    "apparmor",
+    "subids",
 ];
 
 /// Proxmox's ID range for unprivileged containers without their own `id_maps`.
@@ -74,6 +74,9 @@ pub fn modules(estate: &Estate, only: Option<&str>, allow_wipe: &[String]) -> Ve
     if let Some(fw) = &h.firewall {
         out.push(Box::new(modules::firewall::Firewall { config: fw.clone() }));
     }
+    if let Some(n) = h.nvidia_driver.as_ref().filter(|n| n.install) {
+        out.push(Box::new(modules::nvidia::Nvidia { version: n.version.clone(), runfile_url: n.runfile_url.clone() }));
+    }
     let (uids, gids) = id_ranges(estate);
     if !uids.is_empty() || !gids.is_empty() {
         out.push(Box::new(modules::apparmor::AppArmor));
@@ -100,16 +103,6 @@ pub fn packages(estate: &Estate) -> Vec<(String, String)> {
     if h.nvidia_driver.as_ref().is_some_and(|n| n.install) {
         add("dkms", "nvidia_driver");
         add("proxmox-default-headers", "nvidia_driver");
-    }
-    out
-}
-
-/// The sections this build does not set up yet that the configuration has.
-pub fn not_implemented(estate: &Estate) -> Vec<(&'static str, &'static str)> {
-    let h = &estate.hypervisor;
-    let mut out = Vec::new();
-    if h.nvidia_driver.as_ref().is_some_and(|n| n.install) {
-        out.push(("nvidia", "nvidia_driver"));
     }
     out
 }

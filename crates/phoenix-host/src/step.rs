@@ -62,6 +62,12 @@ impl Command {
         self
     }
 
+    /// With a text argument appended.
+    pub fn arg(mut self, a: &str) -> Command {
+        self.args.push(Arg::Text(a.to_string()));
+        self
+    }
+
     /// The command line for people; standard input is described, never shown.
     pub fn display(&self) -> String {
         let mut s = std::iter::once(self.program.clone())

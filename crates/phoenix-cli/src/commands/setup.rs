@@ -10,7 +10,7 @@ use crate::printer::styles::{BOLD, CHANGE, DIM, OK};
 use crate::secrets::Secrets;
 
 /// The plans for people: each module with work, its steps and their reasons, then notes.
-pub fn plans_text(plans: &[ModulePlan], missing: &[(&str, &str)]) -> String {
+pub fn plans_text(plans: &[ModulePlan]) -> String {
     let mut s = String::new();
     for p in plans.iter().filter(|p| !p.steps.is_empty()) {
         let _ = writeln!(s, "{CHANGE}~{CHANGE:#} {BOLD}{}{BOLD:#}", p.module);
@@ -31,9 +31,6 @@ pub fn plans_text(plans: &[ModulePlan], missing: &[(&str, &str)]) -> String {
             let _ = writeln!(s, "note: {}: {n}", p.module);
         }
     }
-    for (module, section) in missing {
-        let _ = writeln!(s, "note: {module}: not implemented yet; the `{section}` section is not applied");
-    }
     s
 }
 
@@ -43,15 +40,6 @@ pub fn run(cx: &Context<'_>, cmd: &SetupCommand) -> Outcome {
         SetupCommand::Plan(a) => (a.only.as_deref(), &a.root, true, a.detailed_exitcode, &a.allow_wipe),
         SetupCommand::Apply(a) => (a.only.as_deref(), &a.root, a.dry_run, false, &a.allow_wipe),
     };
-    if let Some(name) = only
-        && phoenix_host::MODULES.iter().any(|(m, done)| *m == name && !done)
-    {
-        cx.printer.error(
-            &format!("the {name} module is not implemented yet; nothing was done"),
-            Some("docs/host-setup.md lists the modules this build has"),
-        );
-        return Outcome::NotImplemented;
-    }
     let features = validate::features_dir(cx, &WorkArgs { features_dir: None });
     let (v, _) = validate::run_validation(&cx.global.config_dir, &features);
     validate::print_diagnostics(cx.printer, &v);
@@ -67,8 +55,6 @@ pub fn run(cx: &Context<'_>, cmd: &SetupCommand) -> Outcome {
     // Errors name the reference, never a value.
     let resolve = |r: &str| secrets.resolve(r).map_err(|e| e.message);
     let modules = phoenix_host::modules(&estate, only, allow_wipe);
-    let missing: Vec<(&str, &str)> =
-        phoenix_host::not_implemented(&estate).into_iter().filter(|(m, _)| only.is_none_or(|o| o == *m)).collect();
     let mut plans = Vec::new();
     for m in &modules {
         match m.plan_on(&host, &resolve) {
@@ -80,11 +66,8 @@ pub fn run(cx: &Context<'_>, cmd: &SetupCommand) -> Outcome {
         }
     }
     match cx.printer.format {
-        OutputFormat::Json => cx.printer.json(&serde_json::json!({
-            "modules": plans,
-            "not_implemented": missing.iter().map(|(m, _)| m).collect::<Vec<_>>(),
-        })),
-        OutputFormat::Text => cx.printer.data(&plans_text(&plans, &missing)),
+        OutputFormat::Json => cx.printer.json(&serde_json::json!({ "modules": plans })),
+        OutputFormat::Text => cx.printer.data(&plans_text(&plans)),
     }
     let pending = plans.iter().any(|p| !p.steps.is_empty());
     if dry_run {
