@@ -969,9 +969,13 @@ impl Backend for ProxmoxBackend {
                 if src_node != node {
                     params.push(("target", node.clone()));
                 }
+                // Proxmox's snapshots keep no description, and a clone gets one only from this
+                // parameter: the mark goes with the call, below what the source's says.
+                let source_config = self.config(&src_node, *source)?;
+                let old = source_config.get("description").and_then(text);
+                params.push(("description", marked_description(old.as_deref())));
                 // A token may not copy device passthrough: such a source is cloned as root@pam.
-                let passthrough =
-                    !self.api_is_root() && self.config(&src_node, *source)?.keys().any(|k| numbered(k, "dev"));
+                let passthrough = !self.api_is_root() && source_config.keys().any(|k| numbered(k, "dev"));
                 let clone = Call::Clone(Guest::lxc(&src_node, *source));
                 if let (true, Some(root)) = (passthrough, &self.root) {
                     self.task_through(root, clone, &params)?;

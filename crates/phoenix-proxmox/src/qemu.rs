@@ -23,7 +23,7 @@ use phoenix_backend::{
 };
 use serde_json::Value;
 
-use crate::backend::{MANAGED_MARK, ProxmoxBackend};
+use crate::backend::{MANAGED_MARK, ProxmoxBackend, marked_description};
 use crate::decode::{text, truthy};
 use crate::endpoint::{Agent, Call, Guest, Power};
 use crate::propstring::{Property, Startup, parse_pairs};
@@ -867,6 +867,15 @@ impl ProxmoxBackend {
                 if src_node != node {
                     params.push(("target", node.clone()));
                 }
+                // Proxmox's snapshots keep no description, and a clone gets one only from this
+                // parameter: the mark, below what the source's says (less its password line: the
+                // clone's password is compared, and set, on its own).
+                let old = self
+                    .vm_config(&src_node, *source)?
+                    .get("description")
+                    .and_then(text)
+                    .map(|d| d.lines().filter(|l| !l.starts_with(PASSWORD_LINE)).collect::<Vec<_>>().join("\n"));
+                params.push(("description", marked_description(old.as_deref())));
                 self.vm_task(Call::Clone(Guest::qemu(&src_node, *source)), &params)?;
                 // The clone has its template's configuration: make it this VM's.
                 let current = self.vm_unlocked_config(&node, id)?;

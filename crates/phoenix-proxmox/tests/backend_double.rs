@@ -51,6 +51,12 @@ fn the_engine_builds_and_keeps_containers_on_the_double() {
             Some("fastData:vztmpl/ubuntu-24.04-standard_24.04-2_amd64.tar.zst")
         );
         assert!(report.outcomes.values().all(|o| *o == GuestOutcome::Created), "{version:?}: {report:#?}");
+        // Proxmox's snapshots keep no description: the clones carry the mark because the clone
+        // call passed it.
+        for id in [901, 902] {
+            let clone = backend.observe_guest(id).expect("observe").expect("the clone exists");
+            assert!(clone.managed, "{version:?}: clone {id} lost the mark: {:?}", double.conf_file(id));
+        }
 
         let (plan, _) = apply(1024);
         assert!(

@@ -4,6 +4,8 @@
 //! while a task holds them, snapshots (settings and raw `lxc.*` lines as they were), and the
 //! clone rules (the source must have the snapshot, whose settings and raw lines the clone gets;
 //! bind and device mount points make a clone fail; a second clone of a locked source times out).
+//! A snapshot keeps no description (nor `unused[n]`), so a clone of one has only the description
+//! the clone call gives.
 //! A `delete` of a volume mount point keeps its volume as `unused[n]`; deleting `dev[n]` is
 //! refused to tokens, and a key may not be set and deleted at once. Templates as pve-container
 //! makes them: only of a stopped container without snapshots, once, `template: 1` written by the
@@ -75,6 +77,17 @@ impl Guest {
 
 fn numbered(key: &str, prefix: &str) -> bool {
     key.strip_prefix(prefix).is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// What a snapshot keeps of a configuration: everything but the description, the lock, the
+/// digest and `unused[n]` (pve-guest-common's `__snapshot_copy_config`). A clone of the snapshot
+/// therefore has no description unless the clone call gives one.
+pub(crate) fn snapshot_config(config: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    config
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "description" | "lock" | "digest") && !numbered(k, "unused"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 /// A container's volumes as a clone of `source` has them: copies of its own (`full`), or linked
@@ -287,7 +300,7 @@ pub(crate) fn handle(
                         return Some(fail(format!("snapshot name '{name}' already used")));
                     }
                     let g = guests.get_mut(&n)?;
-                    let copy = Snapshot { config: g.config.clone(), raw: g.raw.clone() };
+                    let copy = Snapshot { config: snapshot_config(&g.config), raw: g.raw.clone() };
                     g.snapshots.insert(name, copy);
                     ok(json!(task(node, "vzsnapshot", vmid)))
                 }
@@ -348,7 +361,13 @@ pub(crate) fn handle(
                     if !root && source.keys().any(|k| k.starts_with("dev") && k[3..].bytes().all(|b| b.is_ascii_digit())) {
                         return Some((403, "Permission check failed (configuring device passthrough is only allowed for root@pam)".into(), json!({ "data": null })));
                     }
-                    let mut config: BTreeMap<String, String> = source.into_iter().filter(|(k, _)| k != "template" && k != "parent").collect();
+                    // Everything but `unused[n]`; the description only from the parameter, or from
+                    // the live configuration (a snapshot has none).
+                    let mut config: BTreeMap<String, String> =
+                        source.into_iter().filter(|(k, _)| k != "template" && k != "parent" && !numbered(k, "unused")).collect();
+                    if let Some(d) = ps.get("description").filter(|d| !d.is_empty()) {
+                        config.insert("description".into(), d.clone());
+                    }
                     for (_, v) in config.iter_mut().filter(|(k, v)| (*k == "rootfs" || numbered(k, "mp")) && !v.starts_with('/')) {
                         *v = cloned_volume(v, n, new, full);
                     }
