@@ -534,7 +534,9 @@ impl ProxmoxBackend {
     }
 
     /// The volume ID of a file given as a host path on `node`: `<storage>:<content>/<file>` for
-    /// the directory storage with content type `content` whose `<path>/<dir>` holds it.
+    /// the directory storage with content type `content` whose `<path>/<dir>` holds it. Paths
+    /// are in the storage configuration (`GET /storage`; a node's storage list has none), where
+    /// a storage restricted to other nodes (`nodes`) or disabled does not count.
     pub(crate) fn volume_of_path(
         &self,
         node: &str,
@@ -542,18 +544,33 @@ impl ProxmoxBackend {
         dir: &str,
         content: &str,
     ) -> Result<Option<String>, BackendError> {
-        let storages = self.cached_get(Call::Storages { node })?;
         let Some((parent, file)) = path.rsplit_once('/') else { return Ok(None) };
+        Ok(self
+            .storage_paths(node)?
+            .into_iter()
+            .find(|(_, (p, types))| {
+                format!("{}/{dir}", p.trim_end_matches('/')) == parent && types.iter().any(|c| c == content)
+            })
+            .map(|(storage, _)| format!("{storage}:{content}/{file}")))
+    }
+
+    /// The file-based storages `node` may use, each with its directory and content types, from
+    /// the storage configuration (`GET /storage`: a node's own list shows no paths); those
+    /// restricted to other nodes (`nodes`) or disabled are left out.
+    pub(crate) fn storage_paths(&self, node: &str) -> Result<BTreeMap<String, (String, Vec<String>)>, BackendError> {
+        let storages = self.cached_get(Call::StorageConfig)?;
         Ok(storages
             .as_array()
             .into_iter()
             .flatten()
-            .find(|st| {
-                st["path"].as_str().is_some_and(|p| format!("{}/{dir}", p.trim_end_matches('/')) == parent)
-                    && st["content"].as_str().is_some_and(|c| c.split(',').any(|c| c == content))
+            .filter(|st| st["nodes"].as_str().is_none_or(|n| n.split(',').any(|n| n.trim() == node)))
+            .filter(|st| !st.get("disable").is_some_and(truthy))
+            .filter_map(|st| {
+                let path = st["path"].as_str().filter(|p| !p.is_empty())?;
+                let types = st["content"].as_str().unwrap_or_default().split(',').map(str::to_string).collect();
+                Some((st["storage"].as_str()?.to_string(), (path.to_string(), types)))
             })
-            .and_then(|st| st["storage"].as_str())
-            .map(|storage| format!("{storage}:{content}/{file}")))
+            .collect())
     }
 
     /// The volume ID of a template given as a host path: `<storage>:vztmpl/<file>` for the

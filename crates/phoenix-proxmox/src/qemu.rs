@@ -528,14 +528,17 @@ impl ProxmoxBackend {
     /// content `import` (`download-url` writes files), the VM's disk storage when it is one, else
     /// the first by name.
     fn import_storage(&self, node: &str, disk_storage: Option<&str>) -> Result<String, BackendError> {
+        // The node's storages with content `import` that have a directory (the configuration's
+        // `path`: the node's list shows none).
         let storages = self.cached_get(Call::Storages { node })?;
+        let paths = self.storage_paths(node)?;
         let mut fit: Vec<&str> = storages
             .as_array()
             .into_iter()
             .flatten()
-            .filter(|st| st["path"].as_str().is_some_and(|p| !p.is_empty()))
             .filter(|st| st["content"].as_str().is_some_and(|c| c.split(',').any(|c| c == "import")))
             .filter_map(|st| st["storage"].as_str())
+            .filter(|st| paths.contains_key(*st))
             .collect();
         fit.sort_unstable();
         match disk_storage.filter(|d| fit.contains(d)).or(fit.first().copied()) {
