@@ -371,6 +371,37 @@ fn place_mounts(params: Params, current: &serde_json::Map<String, Value>) -> Par
         .collect()
 }
 
+/// Keeps the volumes of mount points already in place: `STORAGE:SIZE` in a slot whose volume is
+/// on that storage would make Proxmox allocate a new, empty volume there (and detach the old
+/// one as `unused[n]`), so the slot's own volume ID is sent instead, with the settings asked for.
+/// Also gives the slots to grow (`resize`, Proxmox never shrinks) and their new size in GiB.
+fn keep_volumes(params: Params, current: &serde_json::Map<String, Value>) -> (Params, Vec<(String, u64)>) {
+    let mut grow = Vec::new();
+    let params = params
+        .into_iter()
+        .map(|(k, v)| {
+            let existing = current.get(&k).and_then(text).and_then(|c| MountPoint::parse(&c).ok());
+            let (Some(old), Ok(new)) = (existing.filter(|o| !o.is_bind()), MountPoint::parse(&v)) else {
+                return (k, v);
+            };
+            let Some((storage, size)) = new.volume.split_once(':').filter(|(_, s)| s.parse::<u64>().is_ok()) else {
+                return (k, v);
+            };
+            if old.volume.split(':').next() != Some(storage) {
+                return (k, v);
+            }
+            let want: u64 = size.parse().unwrap_or_default();
+            let has = old.size.as_deref().and_then(|s| crate::decode::gib(s, true)).unwrap_or_default();
+            if want > has {
+                grow.push((k.clone(), want));
+            }
+            let kept = MountPoint { mp: new.mp, ro: new.ro, size: Some(format!("{}G", want.max(has))), ..old };
+            (k, kept.print())
+        })
+        .collect();
+    (params, grow)
+}
+
 /// Whether a `dev[n]` entry passes an NVIDIA device (a GPU's or the shared ones).
 fn nvidia_slot(key: &str, value: &Value) -> bool {
     numbered(key, "dev")
@@ -442,6 +473,22 @@ impl ProxmoxBackend {
     /// Grows the root disk to `gib` GiB (Proxmox refuses to shrink it), and waits for the task.
     fn grow_rootfs(&self, node: &str, id: GuestId, gib: &str) -> Result<(), BackendError> {
         self.task(Call::Resize(Guest::lxc(node, id)), &[("disk", "rootfs".into()), ("size", format!("{gib}G"))])
+    }
+
+    /// The mount points of `params` with the volumes they already have kept (see
+    /// [`keep_volumes`]), those asked to be larger grown first (`PUT .../resize disk=mp[n]`).
+    fn keep_mount_volumes(
+        &self,
+        node: &str,
+        id: GuestId,
+        params: Params,
+        current: &serde_json::Map<String, Value>,
+    ) -> Result<Params, BackendError> {
+        let (params, grow) = keep_volumes(params, current);
+        for (slot, gib) in grow {
+            self.task(Call::Resize(Guest::lxc(node, id)), &[("disk", slot), ("size", format!("{gib}G"))])?;
+        }
+        Ok(params)
     }
 
     /// A listing of the cluster (`GET` without parameters), read once per run.
@@ -1022,7 +1069,9 @@ impl Backend for ProxmoxBackend {
                     self.grow_rootfs(&node, id, &size)?;
                 }
                 self.make_bind_dirs(&node, &want, &request.config)?;
-                self.put(&node, id, place_mounts(to_params(&want, Some(&observed), false), &current), Vec::new())?;
+                let params = place_mounts(to_params(&want, Some(&observed), false), &current);
+                let params = self.keep_mount_volumes(&node, id, params, &current)?;
+                self.put(&node, id, params, Vec::new())?;
                 self.configure_beyond_api(&node, id, &want, &BTreeSet::new())?;
                 crate::firewall::apply(&self.api, Guest::lxc(&node, id), &request.config)
             }
@@ -1074,7 +1123,12 @@ impl Backend for ProxmoxBackend {
         let mut container = observed.clone();
         container.0.extend(want.0.iter().map(|(k, v)| (k.clone(), v.clone())));
         self.make_bind_dirs(&node, &want, &container)?;
-        let params = place_mounts(to_params(&want, Some(&observed), false), &current);
+        let params = self.keep_mount_volumes(
+            &node,
+            id,
+            place_mounts(to_params(&want, Some(&observed), false), &current),
+            &current,
+        )?;
         self.put(&node, id, params, deletes_for(&removed, &current))?;
         self.configure_beyond_api(&node, id, &want, &removed)?;
         crate::firewall::apply(&self.api, Guest::lxc(&node, id), &want)

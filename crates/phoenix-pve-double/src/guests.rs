@@ -6,7 +6,8 @@
 //! bind and device mount points make a clone fail; a second clone of a locked source times out).
 //! A snapshot keeps no description (nor `unused[n]`), so a clone of one has only the description
 //! the clone call gives.
-//! A `delete` of a volume mount point keeps its volume as `unused[n]`; deleting `dev[n]` is
+//! A `delete` of a volume mount point keeps its volume as `unused[n]`, and so does setting a new
+//! disk (`STORAGE:SIZE`) in a slot that holds one: a new, empty volume is allocated there; deleting `dev[n]` is
 //! refused to tokens, and a key may not be set and deleted at once. Templates as pve-container
 //! makes them: only of a stopped container without snapshots, once, `template: 1` written by the
 //! task after the answer; never started or snapshotted; cloned linked unless `full`.
@@ -239,6 +240,23 @@ pub(crate) fn handle(
                         }
                     }
                     for (k, v) in ps.iter().filter(|(k, _)| !matches!(k.as_str(), "delete" | "digest" | "node" | "vmid")) {
+                        // `STORAGE:SIZE` is a new disk, wherever it is set (pve-container's
+                        // `$NEW_DISK_RE`): a volume the slot held is detached as `unused[n]`.
+                        let new_disk = v.split(',').next().and_then(|v| v.split_once(':')).is_some_and(|(_, size)| size.parse::<f64>().is_ok());
+                        if numbered(k, "mp")
+                            && new_disk
+                            && let Some(old) = g.config.get(k).and_then(|o| o.split(',').next()).map(|o| o.trim_start_matches("volume=").to_string()).filter(|o| !o.starts_with('/'))
+                        {
+                            if let Some(slot) = (0..256).map(|i| format!("unused{i}")).find(|k| !g.config.contains_key(k)) {
+                                g.config.insert(slot, old);
+                            }
+                            let taken = |n: u64| g.config.values().any(|v| v.contains(&format!("-{vmid}-disk-{n},")) || v.ends_with(&format!("-{vmid}-disk-{n}")));
+                            let disk = (1..).find(|n| !taken(*n)).unwrap_or(1);
+                            let (storage, size) = v.split(',').next().and_then(|v| v.split_once(':')).unwrap_or_default();
+                            let rest: String = v.split(',').skip(1).map(|p| format!(",{p}")).collect();
+                            g.config.insert(k.clone(), format!("{storage}:subvol-{vmid}-disk-{disk}{rest},size={size}G"));
+                            continue;
+                        }
                         g.config.insert(k.clone(), stored(vmid, k, v, seed));
                     }
                     ok(Value::Null)
