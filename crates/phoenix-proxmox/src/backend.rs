@@ -371,6 +371,37 @@ fn place_mounts(params: Params, current: &serde_json::Map<String, Value>) -> Par
         .collect()
 }
 
+/// Keeps the volumes of mount points already in place: `STORAGE:SIZE` in a slot whose volume is
+/// on that storage would make Proxmox allocate a new, empty volume there (and detach the old
+/// one as `unused[n]`), so the slot's own volume ID is sent instead, with the settings asked for.
+/// Also gives the slots to grow (`resize`, Proxmox never shrinks) and their new size in GiB.
+fn keep_volumes(params: Params, current: &serde_json::Map<String, Value>) -> (Params, Vec<(String, u64)>) {
+    let mut grow = Vec::new();
+    let params = params
+        .into_iter()
+        .map(|(k, v)| {
+            let existing = current.get(&k).and_then(text).and_then(|c| MountPoint::parse(&c).ok());
+            let (Some(old), Ok(new)) = (existing.filter(|o| !o.is_bind()), MountPoint::parse(&v)) else {
+                return (k, v);
+            };
+            let Some((storage, size)) = new.volume.split_once(':').filter(|(_, s)| s.parse::<u64>().is_ok()) else {
+                return (k, v);
+            };
+            if old.volume.split(':').next() != Some(storage) {
+                return (k, v);
+            }
+            let want: u64 = size.parse().unwrap_or_default();
+            let has = old.size.as_deref().and_then(|s| crate::decode::gib(s, true)).unwrap_or_default();
+            if want > has {
+                grow.push((k.clone(), want));
+            }
+            let kept = MountPoint { mp: new.mp, ro: new.ro, size: Some(format!("{}G", want.max(has))), ..old };
+            (k, kept.print())
+        })
+        .collect();
+    (params, grow)
+}
+
 /// Whether a `dev[n]` entry passes an NVIDIA device (a GPU's or the shared ones).
 fn nvidia_slot(key: &str, value: &Value) -> bool {
     numbered(key, "dev")
@@ -442,6 +473,22 @@ impl ProxmoxBackend {
     /// Grows the root disk to `gib` GiB (Proxmox refuses to shrink it), and waits for the task.
     fn grow_rootfs(&self, node: &str, id: GuestId, gib: &str) -> Result<(), BackendError> {
         self.task(Call::Resize(Guest::lxc(node, id)), &[("disk", "rootfs".into()), ("size", format!("{gib}G"))])
+    }
+
+    /// The mount points of `params` with the volumes they already have kept (see
+    /// [`keep_volumes`]), those asked to be larger grown first (`PUT .../resize disk=mp[n]`).
+    fn keep_mount_volumes(
+        &self,
+        node: &str,
+        id: GuestId,
+        params: Params,
+        current: &serde_json::Map<String, Value>,
+    ) -> Result<Params, BackendError> {
+        let (params, grow) = keep_volumes(params, current);
+        for (slot, gib) in grow {
+            self.task(Call::Resize(Guest::lxc(node, id)), &[("disk", slot), ("size", format!("{gib}G"))])?;
+        }
+        Ok(params)
     }
 
     /// A listing of the cluster (`GET` without parameters), read once per run.
@@ -534,7 +581,9 @@ impl ProxmoxBackend {
     }
 
     /// The volume ID of a file given as a host path on `node`: `<storage>:<content>/<file>` for
-    /// the directory storage with content type `content` whose `<path>/<dir>` holds it.
+    /// the directory storage with content type `content` whose `<path>/<dir>` holds it. Paths
+    /// are in the storage configuration (`GET /storage`; a node's storage list has none), where
+    /// a storage restricted to other nodes (`nodes`) or disabled does not count.
     pub(crate) fn volume_of_path(
         &self,
         node: &str,
@@ -542,18 +591,33 @@ impl ProxmoxBackend {
         dir: &str,
         content: &str,
     ) -> Result<Option<String>, BackendError> {
-        let storages = self.cached_get(Call::Storages { node })?;
         let Some((parent, file)) = path.rsplit_once('/') else { return Ok(None) };
+        Ok(self
+            .storage_paths(node)?
+            .into_iter()
+            .find(|(_, (p, types))| {
+                format!("{}/{dir}", p.trim_end_matches('/')) == parent && types.iter().any(|c| c == content)
+            })
+            .map(|(storage, _)| format!("{storage}:{content}/{file}")))
+    }
+
+    /// The file-based storages `node` may use, each with its directory and content types, from
+    /// the storage configuration (`GET /storage`: a node's own list shows no paths); those
+    /// restricted to other nodes (`nodes`) or disabled are left out.
+    pub(crate) fn storage_paths(&self, node: &str) -> Result<BTreeMap<String, (String, Vec<String>)>, BackendError> {
+        let storages = self.cached_get(Call::StorageConfig)?;
         Ok(storages
             .as_array()
             .into_iter()
             .flatten()
-            .find(|st| {
-                st["path"].as_str().is_some_and(|p| format!("{}/{dir}", p.trim_end_matches('/')) == parent)
-                    && st["content"].as_str().is_some_and(|c| c.split(',').any(|c| c == content))
+            .filter(|st| st["nodes"].as_str().is_none_or(|n| n.split(',').any(|n| n.trim() == node)))
+            .filter(|st| !st.get("disable").is_some_and(truthy))
+            .filter_map(|st| {
+                let path = st["path"].as_str().filter(|p| !p.is_empty())?;
+                let types = st["content"].as_str().unwrap_or_default().split(',').map(str::to_string).collect();
+                Some((st["storage"].as_str()?.to_string(), (path.to_string(), types)))
             })
-            .and_then(|st| st["storage"].as_str())
-            .map(|storage| format!("{storage}:{content}/{file}")))
+            .collect())
     }
 
     /// The volume ID of a template given as a host path: `<storage>:vztmpl/<file>` for the
@@ -969,9 +1033,13 @@ impl Backend for ProxmoxBackend {
                 if src_node != node {
                     params.push(("target", node.clone()));
                 }
+                // Proxmox's snapshots keep no description, and a clone gets one only from this
+                // parameter: the mark goes with the call, below what the source's says.
+                let source_config = self.config(&src_node, *source)?;
+                let old = source_config.get("description").and_then(text);
+                params.push(("description", marked_description(old.as_deref())));
                 // A token may not copy device passthrough: such a source is cloned as root@pam.
-                let passthrough =
-                    !self.api_is_root() && self.config(&src_node, *source)?.keys().any(|k| numbered(k, "dev"));
+                let passthrough = !self.api_is_root() && source_config.keys().any(|k| numbered(k, "dev"));
                 let clone = Call::Clone(Guest::lxc(&src_node, *source));
                 if let (true, Some(root)) = (passthrough, &self.root) {
                     self.task_through(root, clone, &params)?;
@@ -1001,7 +1069,9 @@ impl Backend for ProxmoxBackend {
                     self.grow_rootfs(&node, id, &size)?;
                 }
                 self.make_bind_dirs(&node, &want, &request.config)?;
-                self.put(&node, id, place_mounts(to_params(&want, Some(&observed), false), &current), Vec::new())?;
+                let params = place_mounts(to_params(&want, Some(&observed), false), &current);
+                let params = self.keep_mount_volumes(&node, id, params, &current)?;
+                self.put(&node, id, params, Vec::new())?;
                 self.configure_beyond_api(&node, id, &want, &BTreeSet::new())?;
                 crate::firewall::apply(&self.api, Guest::lxc(&node, id), &request.config)
             }
@@ -1053,7 +1123,12 @@ impl Backend for ProxmoxBackend {
         let mut container = observed.clone();
         container.0.extend(want.0.iter().map(|(k, v)| (k.clone(), v.clone())));
         self.make_bind_dirs(&node, &want, &container)?;
-        let params = place_mounts(to_params(&want, Some(&observed), false), &current);
+        let params = self.keep_mount_volumes(
+            &node,
+            id,
+            place_mounts(to_params(&want, Some(&observed), false), &current),
+            &current,
+        )?;
         self.put(&node, id, params, deletes_for(&removed, &current))?;
         self.configure_beyond_api(&node, id, &want, &removed)?;
         crate::firewall::apply(&self.api, Guest::lxc(&node, id), &want)
@@ -1122,12 +1197,22 @@ impl Backend for ProxmoxBackend {
         }
         let argv = phoenix_backend::inside::read_command(path);
         let out = self.exec(id, &ExecRequest { argv, timeout: Duration::from_secs(60) })?;
+        if out.status == 0 {
+            return Ok(Some(out.stdout));
+        }
+        // `pct exec` on a stopped container dies with a status taken from errno (3 among them):
+        // nothing could be read, which is neither "missing" nor an error of the file.
+        if self.node_of(id)?.is_some_and(|(_, running)| !running) {
+            return Err(BackendError::unsupported(format!("container {id} is not running: {path} cannot be read")));
+        }
         match out.status {
-            0 => Ok(Some(out.stdout)),
             phoenix_backend::inside::MISSING => Ok(None),
             s => Err(BackendError::permanent(
                 Delivery::NotSent,
-                format!("reading {path} in {id} failed with status {s}"),
+                format!(
+                    "reading {path} in {id} failed with status {s}: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
             )),
         }
     }

@@ -82,7 +82,10 @@ pub enum Call<'a> {
     ClusterStatus,
     /// `GET /nodes`.
     Nodes,
-    /// `GET /nodes/{node}/storage`.
+    /// `GET /storage`: the storage configuration of the cluster (each storage's `path`, `content`
+    /// and the `nodes` it is restricted to), which the node's list below does not show.
+    StorageConfig,
+    /// `GET /nodes/{node}/storage`: a node's storages with their status (no `path`).
     Storages {
         /// The node.
         node: &'a str,
@@ -217,6 +220,7 @@ impl Call<'_> {
             Call::Resources => owned(&["cluster", "resources"]),
             Call::ClusterStatus => owned(&["cluster", "status"]),
             Call::Nodes => owned(&["nodes"]),
+            Call::StorageConfig => owned(&["storage"]),
             Call::Storages { node } => owned(&["nodes", node, "storage"]),
             Call::StorageContent { node, storage } => owned(&["nodes", node, "storage", storage, "content"]),
             Call::DownloadUrl { node, storage } => owned(&["nodes", node, "storage", storage, "download-url"]),

@@ -23,7 +23,7 @@ use phoenix_backend::{
 };
 use serde_json::Value;
 
-use crate::backend::{MANAGED_MARK, ProxmoxBackend};
+use crate::backend::{MANAGED_MARK, ProxmoxBackend, marked_description};
 use crate::decode::{text, truthy};
 use crate::endpoint::{Agent, Call, Guest, Power};
 use crate::propstring::{Property, Startup, parse_pairs};
@@ -528,14 +528,17 @@ impl ProxmoxBackend {
     /// content `import` (`download-url` writes files), the VM's disk storage when it is one, else
     /// the first by name.
     fn import_storage(&self, node: &str, disk_storage: Option<&str>) -> Result<String, BackendError> {
+        // The node's storages with content `import` that have a directory (the configuration's
+        // `path`: the node's list shows none).
         let storages = self.cached_get(Call::Storages { node })?;
+        let paths = self.storage_paths(node)?;
         let mut fit: Vec<&str> = storages
             .as_array()
             .into_iter()
             .flatten()
-            .filter(|st| st["path"].as_str().is_some_and(|p| !p.is_empty()))
             .filter(|st| st["content"].as_str().is_some_and(|c| c.split(',').any(|c| c == "import")))
             .filter_map(|st| st["storage"].as_str())
+            .filter(|st| paths.contains_key(*st))
             .collect();
         fit.sort_unstable();
         match disk_storage.filter(|d| fit.contains(d)).or(fit.first().copied()) {
@@ -867,6 +870,15 @@ impl ProxmoxBackend {
                 if src_node != node {
                     params.push(("target", node.clone()));
                 }
+                // Proxmox's snapshots keep no description, and a clone gets one only from this
+                // parameter: the mark, below what the source's says (less its password line: the
+                // clone's password is compared, and set, on its own).
+                let old = self
+                    .vm_config(&src_node, *source)?
+                    .get("description")
+                    .and_then(text)
+                    .map(|d| d.lines().filter(|l| !l.starts_with(PASSWORD_LINE)).collect::<Vec<_>>().join("\n"));
+                params.push(("description", marked_description(old.as_deref())));
                 self.vm_task(Call::Clone(Guest::qemu(&src_node, *source)), &params)?;
                 // The clone has its template's configuration: make it this VM's.
                 let current = self.vm_unlocked_config(&node, id)?;

@@ -51,6 +51,12 @@ fn the_engine_builds_and_keeps_containers_on_the_double() {
             Some("fastData:vztmpl/ubuntu-24.04-standard_24.04-2_amd64.tar.zst")
         );
         assert!(report.outcomes.values().all(|o| *o == GuestOutcome::Created), "{version:?}: {report:#?}");
+        // Proxmox's snapshots keep no description: the clones carry the mark because the clone
+        // call passed it.
+        for id in [901, 902] {
+            let clone = backend.observe_guest(id).expect("observe").expect("the clone exists");
+            assert!(clone.managed, "{version:?}: clone {id} lost the mark: {:?}", double.conf_file(id));
+        }
 
         let (plan, _) = apply(1024);
         assert!(
@@ -158,4 +164,25 @@ fn an_edit_waits_until_the_guests_lock_clears() {
     assert_eq!(puts.last(), Some(&200));
     assert!(!puts.contains(&500), "an edit was sent while the guest was locked: {puts:?}");
     assert_eq!(backend.observe_guest(902).expect("observe").expect("902").config.get("memory_mb"), Some("1536"));
+}
+
+/// A stopped managed container does not break observation: its markers cannot be read (`pct
+/// exec` dies with some status), so they are unknown, not an error and not "missing".
+#[test]
+fn a_stopped_container_leaves_its_markers_unknown() {
+    let double = support::start(PveVersion::V9);
+    let backend = support::backend(&double, Some(support::channel(&double)));
+    let dir = tempfile::tempdir().expect("tmp");
+    let lxc = r#""906": {"name": "quiet", "memory_mb": 512, "cores": 1, "storage_pool": "local-zfs", "storage_size_gb": 10,
+        "template": "local:vztmpl/ubuntu-24.04-standard_24.04-2_amd64.tar.zst",
+        "network_config": {"name": "eth0", "bridge": "vmbr0", "ip": "10.0.0.66/24", "gw": "10.0.0.1"}, "unprivileged": true}"#;
+    let estate = support::estate(dir.path(), &double, "", lxc);
+    let (_, report) = support::apply(&backend, &estate, dir.path());
+    assert!(!report.failed(), "{report:#?}");
+    backend.stop(906).expect("stopped");
+    let e = backend.read_file(906, "/etc/hostname").expect_err("nothing is read from a stopped container");
+    assert_eq!(e.kind, phoenix_backend::ErrorKind::Unsupported, "{e:?}");
+    let desired = phoenix_plan::desired(&estate, &|_| Vec::new());
+    let observed = phoenix_engine::observe::observe(&backend, &desired, 2).expect("observation goes on");
+    assert!(observed.observation.guests.contains_key(&906));
 }

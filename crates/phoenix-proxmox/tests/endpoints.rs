@@ -41,6 +41,7 @@ fn kind(call: &Call<'_>) -> usize {
         Call::DeleteFirewallRule(..) => 29,
         Call::MakeTemplate(_) => 30,
         Call::DownloadUrl { .. } => 31,
+        Call::StorageConfig => 32,
     }
 }
 
@@ -55,6 +56,7 @@ fn every_call_names_an_endpoint_of_both_schemas() {
         Call::Resources,
         Call::ClusterStatus,
         Call::Nodes,
+        Call::StorageConfig,
         Call::Storages { node: "pve1" },
         Call::StorageContent { node: "pve1", storage: "local" },
         Call::Network { node: "pve1" },
@@ -91,7 +93,7 @@ fn every_call_names_an_endpoint_of_both_schemas() {
         calls.push(Call::Agent(vm, agent));
     }
     let covered: std::collections::BTreeSet<usize> = calls.iter().map(kind).collect();
-    assert_eq!(covered, (0..32).collect(), "a kind of call is missing from the list");
+    assert_eq!(covered, (0..33).collect(), "a kind of call is missing from the list");
     for version in PveVersion::ALL {
         let schema = ApiSchema::get(version);
         for call in &calls {

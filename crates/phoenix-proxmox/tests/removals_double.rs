@@ -225,3 +225,42 @@ fn the_double_deletes_as_proxmox_does() {
     assert_eq!(config("unused0").as_deref(), models.split(',').next());
     assert_eq!(config("unused1").as_deref(), cache.split(',').next());
 }
+
+/// A volume mount point that grows (or changes otherwise) keeps its volume and its data:
+/// Proxmox would allocate a new, empty volume for `STORAGE:SIZE` in its slot, and detach the old.
+#[test]
+fn a_changed_volume_mount_keeps_its_volume() {
+    let double = start(PveVersion::V9);
+    let backend = backend(&double, None);
+    let dir = tempfile::tempdir().expect("tmp");
+    let ct = |size: u32| {
+        format!(
+            r#""950": {{"name": "vllm", "memory_mb": 1024, "cores": 2, "storage_pool": "local-zfs", "storage_size_gb": 16,
+                "network_config": {{"name": "eth0", "bridge": "vmbr0", "ip": "10.0.0.160/24", "gw": "10.0.0.1"}},
+                "unprivileged": true, "template": "local:vztmpl/ubuntu-24.04-standard_24.04-2_amd64.tar.zst",
+                "volumes": [{{"name": "models", "pool": "local-zfs", "size_gb": {size}, "mount_point": "/models"}}]}}"#
+        )
+    };
+    let (_, report) = apply(&backend, &estate(dir.path(), &double, "", &ct(8)), dir.path());
+    assert!(!report.failed(), "{report:#?}");
+    let volume_line = |text: &str| text.lines().find(|l| l.contains("mp=/models")).map(str::to_string);
+    let before = volume_line(&live(&double)).expect("the volume is mounted");
+    let volume = before.split_once(": ").and_then(|(_, v)| v.split(',').next()).expect("volume").to_string();
+
+    let (plan, report) = apply(&backend, &estate(dir.path(), &double, "", &ct(16)), dir.path());
+    assert!(!report.failed(), "{report:#?}");
+    assert_eq!(
+        changes(&plan),
+        [(
+            "mount:/models".to_string(),
+            Some("volume:local-zfs:8".to_string()),
+            Some("volume:local-zfs:16".to_string())
+        )]
+    );
+    let after = live(&double);
+    assert!(!after.contains("unused"), "the volume was replaced by a new one:\n{after}");
+    let now = volume_line(&after).expect("still mounted");
+    assert!(now.contains(&format!(": {volume},")) && now.contains("size=16G"), "{now}");
+    let (plan, _) = apply(&backend, &estate(dir.path(), &double, "", &ct(16)), dir.path());
+    assert!(plan.is_empty(), "{:?}", changes(&plan));
+}

@@ -379,3 +379,31 @@ fn the_vms_of_the_ai_stack_example_build_and_plan_again_as_nothing() {
     );
     assert!(round().guests.iter().all(|g| g.steps.is_empty()));
 }
+
+/// A VM cloned from a snapshot (its source not a Proxmox template) and given no password: the
+/// snapshot keeps no description, so only the clone call's `description` marks the clone, and
+/// the next plan still sees it as Phoenix's.
+#[test]
+fn a_clone_of_a_vm_snapshot_is_marked_as_phoenix_s() {
+    let double = double(PveVersion::V9);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hash_file = dir.path().join("admin.hash");
+    std::fs::write(&hash_file, REFERENCED_HASH).expect("write");
+    let both = vms(&hash_file, "").replace(r#""is_template": true, "#, "");
+    let from = format!(
+        r#""user_config": {{"username": "app", "password_hash": "{INLINE_HASH}", "ssh_public_key": "{KEY}"}},"#
+    );
+    let clone_from_snapshot = both.replace(&from, "");
+    assert_ne!(clone_from_snapshot, both);
+    let estate = write_estate(dir.path(), &double, &clone_from_snapshot);
+    let backend = backend(&double, &estate);
+    let (_, report) = support::apply_with(&backend, &estate, dir.path(), &library());
+    assert!(!report.failed(), "{:?}", report.outcomes);
+    let clone = double.requests().into_iter().find(|r| r.path.ends_with("/qemu/8000/clone")).expect("cloned");
+    assert_eq!(clone.params.get("snapname").map(String::as_str), Some("cloud-ready"), "{:?}", clone.params);
+    let c = double.vm_config(8001).expect("clone exists");
+    assert!(c.get("description").is_some_and(|d| d.starts_with("Managed by Phoenix.")), "{c:?}");
+    assert!(backend.observe_guest(8001).expect("observe").expect("8001").managed);
+    let again = plan(&backend, &estate, dir.path());
+    assert!(again.issues.is_empty(), "{:?}", again.issues);
+}

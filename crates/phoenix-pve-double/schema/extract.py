@@ -22,6 +22,7 @@ KEEP = [
     r"^/access/permissions$",
     r"^/access/ticket$",
     r"^/nodes$",
+    r"^/storage$",
     r"^/nodes/\{node\}/status$",
     r"^/nodes/\{node\}/network$",
     r"^/nodes/\{node\}/storage$",

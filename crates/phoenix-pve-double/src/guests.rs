@@ -4,7 +4,10 @@
 //! while a task holds them, snapshots (settings and raw `lxc.*` lines as they were), and the
 //! clone rules (the source must have the snapshot, whose settings and raw lines the clone gets;
 //! bind and device mount points make a clone fail; a second clone of a locked source times out).
-//! A `delete` of a volume mount point keeps its volume as `unused[n]`; deleting `dev[n]` is
+//! A snapshot keeps no description (nor `unused[n]`), so a clone of one has only the description
+//! the clone call gives.
+//! A `delete` of a volume mount point keeps its volume as `unused[n]`, and so does setting a new
+//! disk (`STORAGE:SIZE`) in a slot that holds one: a new, empty volume is allocated there; deleting `dev[n]` is
 //! refused to tokens, and a key may not be set and deleted at once. Templates as pve-container
 //! makes them: only of a stopped container without snapshots, once, `template: 1` written by the
 //! task after the answer; never started or snapshotted; cloned linked unless `full`.
@@ -75,6 +78,17 @@ impl Guest {
 
 fn numbered(key: &str, prefix: &str) -> bool {
     key.strip_prefix(prefix).is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// What a snapshot keeps of a configuration: everything but the description, the lock, the
+/// digest and `unused[n]` (pve-guest-common's `__snapshot_copy_config`). A clone of the snapshot
+/// therefore has no description unless the clone call gives one.
+pub(crate) fn snapshot_config(config: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    config
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "description" | "lock" | "digest") && !numbered(k, "unused"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 /// A container's volumes as a clone of `source` has them: copies of its own (`full`), or linked
@@ -226,6 +240,23 @@ pub(crate) fn handle(
                         }
                     }
                     for (k, v) in ps.iter().filter(|(k, _)| !matches!(k.as_str(), "delete" | "digest" | "node" | "vmid")) {
+                        // `STORAGE:SIZE` is a new disk, wherever it is set (pve-container's
+                        // `$NEW_DISK_RE`): a volume the slot held is detached as `unused[n]`.
+                        let new_disk = v.split(',').next().and_then(|v| v.split_once(':')).is_some_and(|(_, size)| size.parse::<f64>().is_ok());
+                        if numbered(k, "mp")
+                            && new_disk
+                            && let Some(old) = g.config.get(k).and_then(|o| o.split(',').next()).map(|o| o.trim_start_matches("volume=").to_string()).filter(|o| !o.starts_with('/'))
+                        {
+                            if let Some(slot) = (0..256).map(|i| format!("unused{i}")).find(|k| !g.config.contains_key(k)) {
+                                g.config.insert(slot, old);
+                            }
+                            let taken = |n: u64| g.config.values().any(|v| v.contains(&format!("-{vmid}-disk-{n},")) || v.ends_with(&format!("-{vmid}-disk-{n}")));
+                            let disk = (1..).find(|n| !taken(*n)).unwrap_or(1);
+                            let (storage, size) = v.split(',').next().and_then(|v| v.split_once(':')).unwrap_or_default();
+                            let rest: String = v.split(',').skip(1).map(|p| format!(",{p}")).collect();
+                            g.config.insert(k.clone(), format!("{storage}:subvol-{vmid}-disk-{disk}{rest},size={size}G"));
+                            continue;
+                        }
                         g.config.insert(k.clone(), stored(vmid, k, v, seed));
                     }
                     ok(Value::Null)
@@ -287,7 +318,7 @@ pub(crate) fn handle(
                         return Some(fail(format!("snapshot name '{name}' already used")));
                     }
                     let g = guests.get_mut(&n)?;
-                    let copy = Snapshot { config: g.config.clone(), raw: g.raw.clone() };
+                    let copy = Snapshot { config: snapshot_config(&g.config), raw: g.raw.clone() };
                     g.snapshots.insert(name, copy);
                     ok(json!(task(node, "vzsnapshot", vmid)))
                 }
@@ -348,7 +379,13 @@ pub(crate) fn handle(
                     if !root && source.keys().any(|k| k.starts_with("dev") && k[3..].bytes().all(|b| b.is_ascii_digit())) {
                         return Some((403, "Permission check failed (configuring device passthrough is only allowed for root@pam)".into(), json!({ "data": null })));
                     }
-                    let mut config: BTreeMap<String, String> = source.into_iter().filter(|(k, _)| k != "template" && k != "parent").collect();
+                    // Everything but `unused[n]`; the description only from the parameter, or from
+                    // the live configuration (a snapshot has none).
+                    let mut config: BTreeMap<String, String> =
+                        source.into_iter().filter(|(k, _)| k != "template" && k != "parent" && !numbered(k, "unused")).collect();
+                    if let Some(d) = ps.get("description").filter(|d| !d.is_empty()) {
+                        config.insert("description".into(), d.clone());
+                    }
                     for (_, v) in config.iter_mut().filter(|(k, v)| (*k == "rootfs" || numbered(k, "mp")) && !v.starts_with('/')) {
                         *v = cloned_volume(v, n, new, full);
                     }

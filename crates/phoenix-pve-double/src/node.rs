@@ -267,8 +267,9 @@ fn exec(model: &mut Model, node: &str, args: &[String], input: Option<&[u8]>) ->
     let Some(g) = model.guests.get(&id).filter(|g| g.node == node) else {
         return fail(2, format!("Configuration file 'nodes/{node}/lxc/{id}.conf' does not exist"));
     };
+    // pct dies here; Perl's `die` status comes from errno, not a fixed code (25 is one it takes).
     if !g.running {
-        return fail(2, format!("CT {id} not running"));
+        return fail(25, format!("container '{id}' not running!"));
     }
     let inner = args.iter().skip_while(|a| *a != "--").skip(1).cloned().collect::<Vec<_>>();
     match inner.get(3).map(String::as_str) {

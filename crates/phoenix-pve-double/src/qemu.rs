@@ -514,7 +514,7 @@ impl Vms {
                             return Some(fail(format!("VM is locked ({kind})")));
                         }
                         let vm = self.vms.get_mut(&n)?;
-                        let copy = vm.config.clone();
+                        let copy = crate::guests::snapshot_config(&vm.config);
                         vm.snapshots.insert(name, copy);
                         vm.lock = Some(("snapshot".into(), Instant::now() + busy));
                         ok(json!(task(node, "qmsnapshot", vmid)))
@@ -551,7 +551,10 @@ impl Vms {
                         let storage = ps.get("storage").cloned();
                         let mut config = BTreeMap::new();
                         let mut disks = 0;
-                        for (k, v) in source.into_iter().filter(|(k, _)| k != "template" && k != "parent") {
+                        for (k, v) in source
+                            .into_iter()
+                            .filter(|(k, _)| k != "template" && k != "parent" && !numbered(k, "unused"))
+                        {
                             let value = if numbered(&k, "net") {
                                 let without: Vec<&str> = v.split(',').skip(1).collect();
                                 let model = v.split(',').next().and_then(|m| m.split('=').next()).unwrap_or("virtio");
@@ -573,7 +576,7 @@ impl Vms {
                         if let Some(name) = ps.get("name") {
                             config.insert("name".into(), name.clone());
                         }
-                        if let Some(d) = ps.get("description") {
+                        if let Some(d) = ps.get("description").filter(|d| !d.is_empty()) {
                             config.insert("description".into(), d.clone());
                         }
                         let firewall = vm.firewall.clone();

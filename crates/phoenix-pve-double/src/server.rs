@@ -943,11 +943,27 @@ fn respond(
             }
         };
     }
+    // A node's storages with their status: no `path` (pve-storage's `storage_info` has none);
+    // the storage configuration (`GET /storage`) has it.
     if let ("GET", ["", "nodes", _, "storage"]) = (method, segs.as_slice()) {
         let list: Vec<Value> = model
             .storages
             .iter()
-            .map(|(name, (kind, path, content))| json!({ "storage": name, "type": kind, "path": path, "content": content, "active": 1, "enabled": 1 }))
+            .map(|(name, (kind, _, content))| json!({ "storage": name, "type": kind, "content": content, "active": 1, "enabled": 1, "shared": 0 }))
+            .collect();
+        return (200, "OK".to_string(), json!({ "data": list }));
+    }
+    if let ("GET", ["", "storage"]) = (method, segs.as_slice()) {
+        let list: Vec<Value> = model
+            .storages
+            .iter()
+            .map(|(name, (kind, path, content))| {
+                let mut entry = json!({ "storage": name, "type": kind, "content": content, "digest": "0".repeat(40) });
+                if let Some(path) = path {
+                    entry["path"] = json!(path);
+                }
+                entry
+            })
             .collect();
         return (200, "OK".to_string(), json!({ "data": list }));
     }
