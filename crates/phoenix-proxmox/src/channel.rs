@@ -83,9 +83,20 @@ pub fn remote_command(argv: &[String]) -> String {
     argv.iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" ")
 }
 
-/// `pct exec <id> -- argv...`
+/// The `PATH` of commands Phoenix runs in containers: the usual one of a Debian or Ubuntu root
+/// shell (the PVE command line's own leaves out `/usr/local`).
+pub const GUEST_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// `pct exec <id> --keep-env 0 -- /usr/bin/env PATH=<GUEST_PATH> argv...`: the command gets a
+/// clean environment. `pct exec` passes the caller's on by default, and when Phoenix runs on the
+/// node that is Phoenix's own, secrets read from `env:` references included. (`--keep-env` exists
+/// since pve-container 5.0.9, in 8.4 and 9.x.)
 pub fn pct_exec(id: u32, argv: &[String]) -> Vec<String> {
-    let mut v = vec!["pct".to_string(), "exec".into(), id.to_string(), "--".into()];
+    let mut v: Vec<String> = ["pct", "exec", &id.to_string(), "--keep-env", "0", "--", "/usr/bin/env"]
+        .iter()
+        .map(|s| (*s).to_string())
+        .collect();
+    v.push(format!("PATH={GUEST_PATH}"));
     v.extend_from_slice(argv);
     v
 }
@@ -280,7 +291,10 @@ mod tests {
             .collect();
         let out = Command::new("sh").arg("-c").arg(remote_command(&argv)).output().expect("sh");
         assert_eq!(String::from_utf8_lossy(&out.stdout), "a b|it's|$(id)|*|line1\nline2|--||\\|");
-        assert_eq!(pct_exec(950, &argv[..2])[..4], ["pct", "exec", "950", "--"]);
+        assert_eq!(
+            pct_exec(950, &argv[..2])[..8],
+            ["pct", "exec", "950", "--keep-env", "0", "--", "/usr/bin/env", &format!("PATH={GUEST_PATH}")]
+        );
         assert_eq!(pct_push(950, "/tmp/x", "/etc/y", 0o600, 0, 0)[5..7], ["--perms", "600"]);
     }
 

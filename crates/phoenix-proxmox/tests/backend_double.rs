@@ -186,3 +186,25 @@ fn a_stopped_container_leaves_its_markers_unknown() {
     let observed = phoenix_engine::observe::observe(&backend, &desired, 2).expect("observation goes on");
     assert!(observed.observation.guests.contains_key(&906));
 }
+
+#[test]
+fn commands_in_containers_get_a_clean_environment_not_phoenixs() {
+    // Phoenix's own environment can hold secrets (`env:` references): `pct exec` keeps the
+    // caller's environment unless told not to, so every command must say so.
+    let double = support::start(PveVersion::V8);
+    let backend = support::backend(&double, Some(support::channel(&double)));
+    let dir = tempfile::tempdir().expect("tmp");
+    let lxc = r#""907": {"name": "clean", "memory_mb": 512, "cores": 1, "storage_pool": "local-zfs", "storage_size_gb": 10,
+        "template": "local:vztmpl/ubuntu-24.04-standard_24.04-2_amd64.tar.zst",
+        "network_config": {"name": "eth0", "bridge": "vmbr0", "ip": "10.0.0.67/24", "gw": "10.0.0.1"}, "unprivileged": true}"#;
+    let estate = support::estate(dir.path(), &double, "", lxc);
+    let (_, report) = support::apply(&backend, &estate, dir.path());
+    assert!(!report.failed(), "{report:#?}");
+    backend.read_file(907, "/etc/hostname").expect("read");
+    let envs = double.node_channel().exec_environments();
+    assert!(!envs.is_empty(), "commands ran in the container");
+    for e in &envs {
+        assert!(!e.caller_environment, "a command kept Phoenix's environment: {e:?}");
+        assert_eq!(e.path.as_deref(), Some(phoenix_proxmox::channel::GUEST_PATH), "{e:?}");
+    }
+}

@@ -25,7 +25,7 @@ pub mod server;
 mod tickets;
 
 pub use inventory::ALL_PRIVILEGES;
-pub use node::{NodeCommand, NodeDouble, NodeOutput};
+pub use node::{ExecEnvironment, NodeCommand, NodeDouble, NodeOutput};
 pub use schema::{ApiSchema, Endpoint, ParamError, PveVersion};
 pub use server::{Credentials, Fault, FaultKind, PveDouble, REQUEST_LOG_ENV, Recorded, VmFile};
 pub use tickets::TICKET_LIFETIME;

@@ -15,9 +15,12 @@
 //!   as on Proxmox.
 //! - `pct set` and `pct clone` act as `root@pam`: checked against the schema like the API, but
 //!   without the checks Proxmox makes for tokens.
-//! - `pct exec <id> -- argv` runs in a running container only: the driver's read and push
-//!   commands (`phoenix-read`, `phoenix-push`) read and write the container's files, anything
-//!   else succeeds and is recorded.
+//! - `pct exec <id> [--keep-env 0] -- argv` runs in a running container only: the driver's read
+//!   and push commands (`phoenix-read`, `phoenix-push`) read and write the container's files,
+//!   anything else succeeds and is recorded. As on Proxmox, the caller's environment reaches the
+//!   command unless `--keep-env 0` is given (`pct` keeps it by default, with the `PATH` the PVE
+//!   command line forces); `/usr/bin/env NAME=VALUE... argv` sets variables for the command. Each
+//!   command's environment is recorded ([`NodeDouble::exec_environments`]).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -38,6 +41,22 @@ pub struct NodeDouble {
     pub(crate) model: Arc<Mutex<Model>>,
     pub(crate) version: PveVersion,
 }
+
+/// The environment a command run with `pct exec` got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecEnvironment {
+    /// The container.
+    pub id: u32,
+    /// The caller's environment (Phoenix's own, secrets included, when it runs on the node) was
+    /// passed on: `pct exec` without `--keep-env 0`.
+    pub caller_environment: bool,
+    /// The command's `PATH`, if it has one.
+    pub path: Option<String>,
+}
+
+/// The `PATH` the PVE command line sets for itself (and so for commands that keep its
+/// environment).
+pub const PVE_CLI_PATH: &str = "/sbin:/bin:/usr/sbin:/usr/bin";
 
 /// A command run on a node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -207,6 +226,11 @@ impl NodeDouble {
         self.model.lock().unwrap_or_else(PoisonError::into_inner).commands.clone()
     }
 
+    /// The environment each `pct exec` gave its command, in order.
+    pub fn exec_environments(&self) -> Vec<ExecEnvironment> {
+        self.model.lock().unwrap_or_else(PoisonError::into_inner).exec_environments.clone()
+    }
+
     /// A file inside a container, as the driver's push left it.
     pub fn file(&self, id: u32, path: &str) -> Option<Vec<u8>> {
         self.model.lock().unwrap_or_else(PoisonError::into_inner).files.get(&(id, path.to_string())).cloned()
@@ -271,7 +295,20 @@ fn exec(model: &mut Model, node: &str, args: &[String], input: Option<&[u8]>) ->
     if !g.running {
         return fail(25, format!("container '{id}' not running!"));
     }
-    let inner = args.iter().skip_while(|a| *a != "--").skip(1).cloned().collect::<Vec<_>>();
+    let options: Vec<&String> = args.iter().skip(1).take_while(|a| *a != "--").collect();
+    let caller_environment = !options.windows(2).any(|w| w[0] == "--keep-env" && w[1] == "0");
+    let mut inner = args.iter().skip_while(|a| *a != "--").skip(1).cloned().collect::<Vec<_>>();
+    let mut path = caller_environment.then(|| PVE_CLI_PATH.to_string());
+    if inner.first().is_some_and(|p| p == "/usr/bin/env") {
+        inner.remove(0);
+        while inner.first().is_some_and(|a| a.contains('=') && !a.starts_with('/')) {
+            let assignment = inner.remove(0);
+            if let Some(p) = assignment.strip_prefix("PATH=") {
+                path = Some(p.to_string());
+            }
+        }
+    }
+    model.exec_environments.push(ExecEnvironment { id, caller_environment, path });
     match inner.get(3).map(String::as_str) {
         Some("phoenix-read") => match inner.get(4).and_then(|p| model.files.get(&(id, p.clone()))) {
             Some(content) => (0, content.clone(), Vec::new()),

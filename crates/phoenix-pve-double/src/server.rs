@@ -163,6 +163,8 @@ pub(crate) struct Model {
     pub(crate) devices: BTreeMap<String, Vec<String>>,
     /// Files inside containers, as the driver's push left them.
     pub(crate) files: BTreeMap<(u32, String), Vec<u8>>,
+    /// The environment each `pct exec` gave its command, in order.
+    pub(crate) exec_environments: Vec<crate::node::ExecEnvironment>,
     /// Commands run on the nodes.
     pub(crate) commands: Vec<crate::node::NodeCommand>,
     /// Privileges, bridges, templates and the appliance index.
