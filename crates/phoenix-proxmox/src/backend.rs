@@ -1269,9 +1269,10 @@ impl Backend for ProxmoxBackend {
     fn change_effect(&self, field: &str) -> ChangeEffect {
         match field {
             "cores" | "memory_mb" | "swap_mb" | "onboot" | "startup" | "tags" | "disk_gb" | "net.ip" | "net.gw"
-            | "net.bridge" | "net.nameservers" | "firewall" | "firewall.rules" => ChangeEffect::Live,
-            // Device passthrough and raw lines take effect at the next start.
-            "gpus" | "lxc.raw" | "apparmor" | "idmap" => ChangeEffect::Restart,
+            | "net.bridge" | "firewall" | "firewall.rules" => ChangeEffect::Live,
+            // Device passthrough and raw lines take effect at the next start; so does a running
+            // container's nameserver (Proxmox keeps it pending and writes resolv.conf at start).
+            "gpus" | "lxc.raw" | "apparmor" | "idmap" | "net.nameservers" => ChangeEffect::Restart,
             "unprivileged" | "storage" => ChangeEffect::Recreate,
             _ => ChangeEffect::Restart,
         }

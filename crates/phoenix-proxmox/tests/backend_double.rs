@@ -208,3 +208,37 @@ fn commands_in_containers_get_a_clean_environment_not_phoenixs() {
         assert_eq!(e.path.as_deref(), Some(phoenix_proxmox::channel::GUEST_PATH), "{e:?}");
     }
 }
+
+#[test]
+fn a_nameserver_change_takes_effect_at_the_next_start() {
+    // Proxmox keeps a running container's new `nameserver` pending: its resolv.conf is written
+    // at the next start. So the change is planned with a restart, not as live.
+    let double = support::start(PveVersion::V9);
+    let backend = support::backend(&double, Some(support::channel(&double)));
+    let dir = tempfile::tempdir().expect("tmp");
+    let lxc = |ns: &str| {
+        format!(
+            r#""908": {{"name": "dns", "memory_mb": 512, "cores": 1, "storage_pool": "local-zfs", "storage_size_gb": 10,
+            "template": "local:vztmpl/ubuntu-24.04-standard_24.04-2_amd64.tar.zst",
+            "network_config": {{"name": "eth0", "bridge": "vmbr0", "ip": "10.0.0.68/24", "gw": "10.0.0.1", "nameservers": ["{ns}"]}},
+            "unprivileged": true}}"#
+        )
+    };
+    let estate = support::estate(dir.path(), &double, "", &lxc("10.0.0.1"));
+    let (_, report) = support::apply(&backend, &estate, dir.path());
+    assert!(!report.failed(), "{report:#?}");
+    let estate = support::estate(dir.path(), &double, "", &lxc("10.0.0.2"));
+    let (plan, report) = support::apply(&backend, &estate, dir.path());
+    assert!(!report.failed(), "{report:#?}");
+    let steps = &plan.guest(908).expect("908").steps;
+    let effects: Vec<phoenix_backend::ChangeEffect> = steps
+        .iter()
+        .filter_map(|s| match &s.action {
+            phoenix_plan::Action::Configure { changes } => Some(changes.iter().map(|c| c.effect)),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(effects, [phoenix_backend::ChangeEffect::Restart], "{steps:#?}");
+    assert!(steps.iter().any(|s| s.action == phoenix_plan::Action::Restart), "{steps:#?}");
+}
