@@ -33,16 +33,14 @@ pub const NEEDED: &[(&str, &[&str])] = &[
 ];
 
 /// The privileges that apply on `path` in an answer of `GET /access/permissions`: those of the
-/// most specific path listed at or above it.
+/// most specific path listed at or above it. A listed privilege is granted whatever its value:
+/// the value is only whether it propagates (`0` for an ACL set with `--propagate 0`, and always
+/// for privileges that come from a pool).
 pub fn privileges_on<'a>(permissions: &'a Value, path: &str) -> BTreeSet<&'a str> {
     let mut at = path.to_string();
     loop {
         if let Some(privs) = permissions.get(&at).and_then(Value::as_object) {
-            return privs
-                .iter()
-                .filter(|(_, v)| v.as_u64() == Some(1) || v.as_bool() == Some(true))
-                .map(|(k, _)| k.as_str())
-                .collect();
+            return privs.keys().map(String::as_str).collect();
         }
         if at == "/" {
             return BTreeSet::new();

@@ -33,6 +33,11 @@ fn privileges_and_the_node_channel_are_checked_first() {
     let e = backend(&double, None).preflight().expect_err("no space on storages");
     assert!(e.message.contains("Datastore.AllocateSpace on /storage"), "{e:?}");
     double.set_privileges("/storage", &[]);
+    // Privileges granted without propagation (or through a pool) are listed as `0`: granted all
+    // the same.
+    double.set_privileges_without_propagation("/", ALL_PRIVILEGES);
+    assert!(backend(&double, None).preflight().is_ok(), "privileges listed as 0 are granted");
+    double.set_privileges("/", ALL_PRIVILEGES);
 
     let unreachable =
         phoenix_proxmox::backend::ProxmoxBackend::new(support::client(&double), "pve7", Some(channel(&double)));

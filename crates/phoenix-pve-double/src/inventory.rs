@@ -40,6 +40,9 @@ pub const ALL_PRIVILEGES: &[&str] = &[
 pub(crate) struct Inventory {
     /// Privileges by ACL path.
     pub privileges: BTreeMap<String, BTreeSet<String>>,
+    /// Paths whose privileges are granted without propagation (an ACL set with `--propagate 0`,
+    /// or one that comes from a pool): `/access/permissions` shows them as `0`, not `1`.
+    pub not_propagated: BTreeSet<String>,
     /// Bridges of every node.
     pub bridges: BTreeSet<String>,
     /// Volume IDs of templates on the storages (`local:vztmpl/NAME`).
@@ -52,6 +55,7 @@ impl Default for Inventory {
     fn default() -> Inventory {
         Inventory {
             privileges: BTreeMap::from([("/".to_string(), ALL_PRIVILEGES.iter().map(|p| (*p).to_string()).collect())]),
+            not_propagated: BTreeSet::new(),
             bridges: BTreeSet::from(["vmbr0".to_string()]),
             templates: BTreeSet::from(["local:vztmpl/ubuntu-24.04-standard_24.04-2_amd64.tar.zst".to_string()]),
             appliances: BTreeSet::from([
@@ -76,7 +80,11 @@ impl Inventory {
             ("GET", ["", "access", "permissions"]) => ok(Value::Object(
                 self.privileges
                     .iter()
-                    .map(|(path, privs)| (path.clone(), json!(privs.iter().map(|p| (p.clone(), json!(1))).collect::<serde_json::Map<_, _>>())))
+                    .map(|(path, privs)| {
+                        // The value is the propagate flag; a listed privilege is granted either way.
+                        let flag = if self.not_propagated.contains(path) { 0 } else { 1 };
+                        (path.clone(), json!(privs.iter().map(|p| (p.clone(), json!(flag))).collect::<serde_json::Map<_, _>>()))
+                    })
                     .collect(),
             )),
             ("GET", ["", "nodes", _, "network"]) => ok(Value::Array(

@@ -508,9 +508,17 @@ impl PveDouble {
             Some((exitstatus.to_string(), log.iter().map(|l| (*l).to_string()).collect()));
     }
 
+    /// Grants privileges on `path` as an ACL with `--propagate 0` (or one from a pool) does:
+    /// `/access/permissions` lists them with the value `0`.
+    pub fn set_privileges_without_propagation(&self, path: &str, privileges: &[&str]) {
+        self.set_privileges(path, privileges);
+        self.model.lock().unwrap_or_else(PoisonError::into_inner).inventory.not_propagated.insert(path.into());
+    }
+
     /// Grants exactly these privileges on `path` (replacing what it had; none removes it).
     pub fn set_privileges(&self, path: &str, privileges: &[&str]) {
         let mut model = self.model.lock().unwrap_or_else(PoisonError::into_inner);
+        model.inventory.not_propagated.remove(path);
         if privileges.is_empty() {
             model.inventory.privileges.remove(path);
         } else {
