@@ -41,6 +41,20 @@ pub struct ConfError {
     pub message: String,
 }
 
+/// A raw `lxc.*` line, which Proxmox reads as `lxc.key: value` or `lxc.key = value` (a hand
+/// edit, or LXC's own form): its key and value. The value may hold `:` (`c 195:* rwm`).
+fn lxc_entry(raw: &str) -> Option<(&str, &str)> {
+    let t = raw.trim_start();
+    if !t.starts_with("lxc.") {
+        return None;
+    }
+    let end = t.find(|c: char| !(c.is_ascii_alphanumeric() || "_-.".contains(c)))?;
+    let (key, rest) = t.split_at(end);
+    let rest = rest.trim_start();
+    let value = rest.strip_prefix(':').or_else(|| rest.strip_prefix('='))?;
+    Some((key, value.trim()))
+}
+
 impl ConfFile {
     /// Parses a file.
     pub fn parse(text: &str) -> Result<ConfFile, ConfError> {
@@ -57,6 +71,16 @@ impl ConfFile {
                     header: Some(raw.to_string()),
                     lines: Vec::new(),
                 });
+                continue;
+            }
+            if let Some((key, value)) = lxc_entry(raw) {
+                if let Some(last) = sections.last_mut() {
+                    last.lines.push(Line::Entry {
+                        key: key.to_string(),
+                        value: value.to_string(),
+                        raw: raw.to_string(),
+                    });
+                }
                 continue;
             }
             let line = match raw.split_once(':') {
@@ -188,6 +212,16 @@ impl fmt::Display for ConfFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn raw_lines_written_with_an_equals_sign_are_read_as_proxmox_reads_them() {
+        let text = "arch: amd64\nlxc.cgroup2.devices.allow = c 195:* rwm\nlxc.apparmor.profile=unconfined\nlxc.mount.auto: cgroup:rw\n";
+        let f = ConfFile::parse(text).expect("parses");
+        assert_eq!(f.live_values("lxc.cgroup2.devices.allow"), ["c 195:* rwm"]);
+        assert_eq!(f.live_values("lxc.apparmor.profile"), ["unconfined"]);
+        assert_eq!(f.live_values("lxc.mount.auto"), ["cgroup:rw"]);
+        assert_eq!(f.live_values("arch"), ["amd64"]);
+    }
 
     /// A file as Proxmox writes it: a description, raw keys with `:` and `=` in their values, a
     /// snapshot with its own raw keys, and pending changes.
