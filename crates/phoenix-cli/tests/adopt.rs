@@ -2,12 +2,11 @@
 //! refusals and their exit codes, a dry run that changes nothing, and adoption followed by a plan
 //! that shows only what really differs.
 
+mod support;
+
 use std::path::Path;
 use std::sync::Arc;
 
-use phoenix_backend::Backend;
-use phoenix_cli::{Io, run};
-use phoenix_testkit::Capture;
 use phoenix_testkit::memory::{MemoryBackend, Method};
 
 struct Setup {
@@ -83,21 +82,7 @@ impl Setup {
     }
 
     fn run(&self, args: &[&str]) -> (u8, String, String) {
-        let (out, err) = (Capture::default(), Capture::default());
-        let dir = self.path().to_str().expect("utf-8").to_string();
-        let lock_dir = self.path().join("locks").to_str().expect("utf-8").to_string();
-        let mut full = vec!["phoenix", "-c", &dir, "--lock-dir", &lock_dir];
-        full.extend_from_slice(args);
-        let backend = self.backend.clone();
-        let connect = move |_: &phoenix_config::Estate| {
-            Ok(phoenix_cli::Connected { backend: Box::new(backend.clone()) as Box<dyn Backend>, notes: Vec::new() })
-        };
-        let code = run(
-            full,
-            Io::Custom { out: Box::new(out.clone()), err: Box::new(err.clone()), interactive: false },
-            &connect,
-        );
-        (code, out.text(), err.text())
+        support::phoenix_memory(self.path(), args, &self.backend)
     }
 
     /// Calls that wrote, marked, started, stopped, created or destroyed something (the probes,

@@ -1,12 +1,11 @@
 //! `plan`, `apply`, `status` and `destroy` through the command line's own code, against the
 //! in-memory backend (passed in as the backend to connect to; the binary has no way to choose it).
 
+mod support;
+
 use std::path::Path;
 use std::sync::Arc;
 
-use phoenix_backend::Backend;
-use phoenix_cli::{Io, run};
-use phoenix_testkit::Capture;
 use phoenix_testkit::memory::MemoryBackend;
 
 struct Setup {
@@ -57,21 +56,7 @@ impl Setup {
     }
 
     fn run(&self, args: &[&str]) -> (u8, String, String) {
-        let (out, err) = (Capture::default(), Capture::default());
-        let dir = self.path().to_str().expect("utf-8").to_string();
-        let lock_dir = self.path().join("locks").to_str().expect("utf-8").to_string();
-        let mut full = vec!["phoenix", "-c", &dir, "--lock-dir", &lock_dir];
-        full.extend_from_slice(args);
-        let backend = self.backend.clone();
-        let connect = move |_: &phoenix_config::Estate| {
-            Ok(phoenix_cli::Connected { backend: Box::new(backend.clone()) as Box<dyn Backend>, notes: Vec::new() })
-        };
-        let code = run(
-            full,
-            Io::Custom { out: Box::new(out.clone()), err: Box::new(err.clone()), interactive: false },
-            &connect,
-        );
-        (code, out.text(), err.text())
+        support::phoenix_memory(self.path(), args, &self.backend)
     }
 
     fn mutating(&self) -> usize {

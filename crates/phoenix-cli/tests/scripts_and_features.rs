@@ -6,7 +6,6 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use phoenix_backend::Backend;
 use phoenix_testkit::memory::MemoryBackend;
 
 const HV: &str = r#"{"backend": {"type": "lxc", "bridges": {"vmbr0": {"address": "10.9.0.1/24"}}, "storage": {"local": "/srv/local"}}}"#;
@@ -37,11 +36,7 @@ fn write(path: &Path, text: &str) {
 
 /// Runs the command line in-process against an in-memory backend; exit code, stdout, stderr.
 fn phoenix(config_dir: &Path, args: &[&str]) -> (u8, String, String) {
-    let backend = Arc::new(MemoryBackend::new());
-    let connect = move |_: &phoenix_config::Estate| {
-        Ok(phoenix_cli::Connected { backend: Box::new(backend.clone()) as Box<dyn Backend>, notes: Vec::new() })
-    };
-    support::phoenix_in(config_dir, args, &connect)
+    support::phoenix_memory(config_dir, args, &Arc::new(MemoryBackend::new()))
 }
 
 fn script_950() -> String {

@@ -14,6 +14,7 @@ use phoenix_proxmox::channel::{ChannelError, NodeChannel, Output};
 use phoenix_proxmox::task::Poll;
 use phoenix_pve_double::PveDouble;
 use phoenix_testkit::Capture;
+use phoenix_testkit::memory::MemoryBackend;
 
 /// Runs the command line in-process on the configuration directory `dir` (its apply lock kept
 /// there too), connecting with `connect`: the exit code, stdout and stderr.
@@ -56,4 +57,14 @@ pub fn double_connect(
         backend.preflight().map_err(|e| ConnectError::Failed(e.to_string()))?;
         Ok(Connected { backend: Box::new(backend), notes: Vec::new() })
     }
+}
+
+/// Runs the command line in-process on `dir` against an in-memory backend (shared with the
+/// caller, which inspects its calls).
+pub fn phoenix_memory(dir: &Path, args: &[&str], backend: &Arc<MemoryBackend>) -> (u8, String, String) {
+    let backend = backend.clone();
+    let connect = move |_: &phoenix_config::Estate| {
+        Ok(Connected { backend: Box::new(backend.clone()) as Box<dyn phoenix_backend::Backend>, notes: Vec::new() })
+    };
+    phoenix_in(dir, args, &connect)
 }
