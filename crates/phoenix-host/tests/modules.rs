@@ -2,13 +2,16 @@
 //! host on which it plans nothing, that planning changes nothing, that files Phoenix does not own
 //! change only inside its block and are backed up, and that secrets stay out of plans and logs.
 
+mod support;
+
 use std::collections::BTreeMap;
 
 use phoenix_config::model::{AdminUser, NfsExport, PasswordHash, SambaShare};
 use phoenix_host::double::RecordingHost;
 use phoenix_host::host::{Host, Output};
 use phoenix_host::modules::{apparmor, nfs, samba, subids, timezone, users};
-use phoenix_host::{Action, ModulePlan, Planner, apply};
+use phoenix_host::{Action, Planner};
+use support::{apply_twice, summaries};
 
 const HASH: &str = "$6$salt$0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
 const SMB_PASSWORD: &str = "correct horse battery staple";
@@ -21,29 +24,11 @@ fn secrets(r: &str) -> Result<String, String> {
     }
 }
 
-/// Plans (through the read-only view), checks that planning changed nothing, applies, and
-/// checks that a second plan is empty. Returns the first plan.
-fn apply_twice(host: &RecordingHost, module: &dyn Planner) -> ModulePlan {
-    host.clear_log();
-    let plan = module.plan_on(host, &secrets).expect("plan");
-    assert_eq!(host.changes(), vec![], "planning {} changed the host", plan.module);
-    apply(host, &plan, &secrets).expect("apply");
-    host.clear_log();
-    let again = module.plan_on(host, &secrets).expect("plan again");
-    assert!(again.steps.is_empty(), "second plan of {} is not empty: {:#?}", plan.module, again.steps);
-    assert_eq!(host.changes(), vec![]);
-    plan
-}
-
-fn summaries(plan: &ModulePlan) -> Vec<String> {
-    plan.steps.iter().map(|s| s.summary()).collect()
-}
-
 #[test]
 fn timezone_links_localtime_and_names_the_zone_then_is_a_no_op() {
     let host = RecordingHost::new().file("/usr/share/zoneinfo/Europe/Berlin", "TZif").file("/etc/timezone", "UTC\n");
     let m = timezone::Timezone { zone: "Europe/Berlin".into() };
-    let plan = apply_twice(&host, &m);
+    let plan = apply_twice(&host, &m, &secrets);
     assert_eq!(
         summaries(&plan),
         ["link /etc/localtime → /usr/share/zoneinfo/Europe/Berlin", "write /etc/timezone (mode 0644)"]
@@ -102,7 +87,7 @@ fn a_new_admin_user_gets_account_password_sudo_and_key_and_a_rerun_does_nothing(
             ssh_public_key: Some("ssh-ed25519 AAAAalice alice@desk".into()),
         }],
     };
-    let plan = apply_twice(&host, &m);
+    let plan = apply_twice(&host, &m, &secrets);
     assert_eq!(
         summaries(&plan),
         [
@@ -139,7 +124,7 @@ fn an_existing_users_other_keys_are_kept_backed_up_and_not_set_means_no_password
             ssh_public_key: key.map(str::to_string),
         }],
     };
-    let plan = apply_twice(&host, &bob(Some("ssh-rsa AAAAphoenix admin"), true));
+    let plan = apply_twice(&host, &bob(Some("ssh-rsa AAAAphoenix admin"), true), &secrets);
     // No password step: NOT_SET sets none, and sudo cannot ask for one.
     assert!(plan.steps.iter().all(|s| !s.summary().contains("chpasswd")), "{:?}", summaries(&plan));
     assert!(host.text("/etc/sudoers.d/phoenix-bob").expect("drop-in").contains("bob ALL=(ALL:ALL) NOPASSWD: ALL"));
@@ -151,7 +136,7 @@ fn an_existing_users_other_keys_are_kept_backed_up_and_not_set_means_no_password
     );
 
     // An empty key means none: Phoenix's block goes, the user's own key stays; sudo taken away.
-    let plan = apply_twice(&host, &bob(Some(""), false));
+    let plan = apply_twice(&host, &bob(Some(""), false), &secrets);
     assert_eq!(
         summaries(&plan),
         [
@@ -188,7 +173,7 @@ fn nfs_exports_go_to_phoenixs_own_file_and_exportfs_runs_only_when_it_changes() 
         options: vec!["rw".into(), "sync".into(), "no_subtree_check".into()],
     };
     let m = nfs::Nfs { exports: vec![export("/srv/data"), export("/srv/media files")] };
-    let plan = apply_twice(&host, &m);
+    let plan = apply_twice(&host, &m, &secrets);
     assert_eq!(
         summaries(&plan),
         [
@@ -210,7 +195,7 @@ fn nfs_exports_go_to_phoenixs_own_file_and_exportfs_runs_only_when_it_changes() 
     );
 
     // No exports configured: Phoenix's file goes, /etc/exports stays.
-    let plan = apply_twice(&host, &nfs::Nfs { exports: vec![] });
+    let plan = apply_twice(&host, &nfs::Nfs { exports: vec![] }, &secrets);
     assert_eq!(summaries(&plan), ["remove /etc/exports.d/phoenix.exports", "run `exportfs -ra`"]);
     assert_eq!(host.text("/etc/exports").as_deref(), Some("/srv/theirs 10.0.0.0/8(ro)\n"));
 
@@ -260,7 +245,7 @@ fn shares() -> Vec<SambaShare> {
 fn samba_shares_go_to_an_included_file_smb_conf_gets_one_marked_line_and_a_backup() {
     let host = samba_host();
     let m = samba::Samba { shares: shares(), user: Some(("phoenix".into(), Some("env:SMB_PASSWORD".into()))) };
-    let plan = apply_twice(&host, &m);
+    let plan = apply_twice(&host, &m, &secrets);
     assert_eq!(
         summaries(&plan),
         [
@@ -286,7 +271,7 @@ fn samba_shares_go_to_an_included_file_smb_conf_gets_one_marked_line_and_a_backu
     assert!(!serde_json::to_string(&plan).expect("json").contains(SMB_PASSWORD));
 
     // Without shares, Phoenix's line and file go; the original backup is not overwritten.
-    let plan = apply_twice(&host, &samba::Samba { shares: vec![], user: None });
+    let plan = apply_twice(&host, &samba::Samba { shares: vec![], user: None }, &secrets);
     assert_eq!(plan.steps.len(), 3, "{:?}", summaries(&plan));
     assert_eq!(host.text(samba::SMB_CONF).as_deref(), Some(SMB_CONF));
 }
@@ -311,20 +296,20 @@ fn subids_add_only_missing_ranges_in_a_block_and_never_touch_other_lines() {
     let original = "root:100000:65536\nalice:165536:65536\n";
     let host = RecordingHost::new().file("/etc/subuid", original).file("/etc/subgid", original);
     let m = subids::SubIds { uids: vec![(100_000, 65_536), (200_000, 65_536)], gids: vec![(100_000, 1000)] };
-    let plan = apply_twice(&host, &m);
+    let plan = apply_twice(&host, &m, &secrets);
     assert_eq!(summaries(&plan), ["write /etc/subuid (mode 0644), original kept as /etc/subuid.phoenix-orig"]);
     let text = host.text("/etc/subuid").expect("subuid");
     assert!(text.starts_with(original) && text.contains("\nroot:200000:65536\n# END"), "{text}");
     assert_eq!(host.text("/etc/subgid").as_deref(), Some(original), "covered by an existing line");
     // No longer needed: Phoenix's block goes, every other line stays.
-    apply_twice(&host, &subids::SubIds { uids: vec![], gids: vec![] });
+    apply_twice(&host, &subids::SubIds { uids: vec![], gids: vec![] }, &secrets);
     assert_eq!(host.text("/etc/subuid").as_deref(), Some(original));
 }
 
 #[test]
 fn apparmor_profile_is_checked_and_loaded_only_where_the_kernel_has_apparmor() {
     let host = RecordingHost::new().dirs(&["/etc/apparmor.d"]).ok_program("apparmor_parser");
-    let plan = apply_twice(&host, &apparmor::AppArmor);
+    let plan = apply_twice(&host, &apparmor::AppArmor, &secrets);
     assert_eq!(
         summaries(&plan),
         [

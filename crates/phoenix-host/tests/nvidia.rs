@@ -3,14 +3,13 @@
 //! "reboot required" reported instead of a reboot; planning changes nothing, a second apply does
 //! nothing, and the nvidia driver itself is never blacklisted.
 
+mod support;
+
 use phoenix_host::double::{Node, RecordingHost};
 use phoenix_host::host::{Ids, Output};
 use phoenix_host::modules::nvidia::{self, Nvidia};
 use phoenix_host::{Planner, apply};
-
-fn secrets(r: &str) -> Result<String, String> {
-    Err(format!("no secret {r}"))
-}
+use support::no_secrets;
 
 const V: &str = "580.76.05";
 
@@ -40,7 +39,7 @@ fn host() -> RecordingHost {
 fn the_driver_is_installed_once_nouveau_blacklisted_and_a_reboot_is_reported_not_done() {
     let host = host();
     let m = Nvidia { version: Some(V.into()), runfile_url: None };
-    let plan = m.plan_on(&host, &secrets).expect("plan");
+    let plan = m.plan_on(&host, &no_secrets).expect("plan");
     assert!(host.changes().is_empty(), "planning changed the host");
     let s: Vec<String> = plan.steps.iter().map(|s| s.summary()).collect();
     assert_eq!(
@@ -59,12 +58,12 @@ fn the_driver_is_installed_once_nouveau_blacklisted_and_a_reboot_is_reported_not
         "{:?}",
         plan.notes
     );
-    apply(&host, &plan, &secrets).expect("apply");
+    apply(&host, &plan, &no_secrets).expect("apply");
     let blacklist = host.text(nvidia::BLACKLIST).expect("blacklist");
     assert!(blacklist.contains("blacklist nouveau\n") && !blacklist.contains("blacklist nvidia"), "{blacklist}");
     // Installed, not yet running: nothing to do, and still "reboot required"; no reboot was run.
     host.clear_log();
-    let again = m.plan_on(&host, &secrets).expect("again");
+    let again = m.plan_on(&host, &no_secrets).expect("again");
     assert!(again.steps.is_empty(), "{:#?}", again.steps);
     assert!(again.notes.iter().any(|n| n.starts_with("reboot required")));
     assert!(host.changes().is_empty());
@@ -75,14 +74,14 @@ fn the_driver_is_installed_once_nouveau_blacklisted_and_a_reboot_is_reported_not
 fn nouveau_loaded_means_reboot_first_and_bad_settings_stop_the_plan() {
     let host = host().dirs(&["/sys/module/nouveau"]);
     let m = Nvidia { version: Some(V.into()), runfile_url: None };
-    let plan = m.plan_on(&host, &secrets).expect("plan");
+    let plan = m.plan_on(&host, &no_secrets).expect("plan");
     assert_eq!(plan.steps.len(), 1, "only the blacklist: {:#?}", plan.steps);
     assert!(plan.notes[0].contains("nouveau is loaded"), "{:?}", plan.notes);
-    assert!(Nvidia { version: None, runfile_url: None }.plan_on(&host, &secrets).is_err());
-    assert!(Nvidia { version: Some("latest".into()), runfile_url: None }.plan_on(&host, &secrets).is_err());
+    assert!(Nvidia { version: None, runfile_url: None }.plan_on(&host, &no_secrets).is_err());
+    assert!(Nvidia { version: Some("latest".into()), runfile_url: None }.plan_on(&host, &no_secrets).is_err());
     assert!(
         Nvidia { version: Some(V.into()), runfile_url: Some("http://x/y.run".into()) }
-            .plan_on(&host, &secrets)
+            .plan_on(&host, &no_secrets)
             .is_err()
     );
 }

@@ -2,30 +2,13 @@
 //! in both file formats (backed up, never deleted), the no-subscription repository added, and
 //! missing packages installed; planning changes nothing and a second apply does nothing.
 
+mod support;
+
+use phoenix_host::Planner;
 use phoenix_host::double::{Node, RecordingHost, Tree};
 use phoenix_host::host::{Arg, Invocation, Output};
 use phoenix_host::modules::repositories::{self, Repositories};
-use phoenix_host::{ModulePlan, Planner, apply};
-
-fn secrets(r: &str) -> Result<String, String> {
-    Err(format!("no secret {r}"))
-}
-
-fn apply_twice(host: &RecordingHost, module: &dyn Planner) -> ModulePlan {
-    host.clear_log();
-    let plan = module.plan_on(host, &secrets).expect("plan");
-    assert_eq!(host.changes(), vec![], "planning changed the host");
-    apply(host, &plan, &secrets).expect("apply");
-    host.clear_log();
-    let again = module.plan_on(host, &secrets).expect("plan again");
-    assert!(again.steps.is_empty(), "second plan is not empty: {:#?}", again.steps);
-    assert_eq!(host.changes(), vec![]);
-    plan
-}
-
-fn summaries(plan: &ModulePlan) -> Vec<String> {
-    plan.steps.iter().map(|s| s.summary()).collect()
-}
+use support::{apply_twice, no_secrets, summaries};
 
 const ENTERPRISE_822: &str = "Types: deb\nURIs: https://enterprise.proxmox.com/debian/pve\nSuites: trixie\nComponents: pve-enterprise\nSigned-By: /usr/share/keyrings/proxmox-archive-keyring.gpg\n";
 
@@ -93,7 +76,7 @@ fn host(os: &str) -> RecordingHost {
 fn debian_13_enterprise_sources_get_enabled_no_and_missing_packages_are_installed() {
     let host = host("trixie").file(repositories::ENTERPRISE_SOURCES, ENTERPRISE_822);
     let m = Repositories { packages: vec![("samba".into(), "samba".into()), ("zfsutils-linux".into(), "zfs".into())] };
-    let plan = apply_twice(&host, &m);
+    let plan = apply_twice(&host, &m, &no_secrets);
     assert_eq!(
         summaries(&plan),
         [
@@ -118,7 +101,7 @@ fn debian_12_enterprise_lines_are_commented_out_and_other_lines_kept() {
     let list = "# my note\ndeb https://enterprise.proxmox.com/debian/pve bookworm pve-enterprise\n";
     let host = host("bookworm").file(repositories::ENTERPRISE_LIST, list);
     let m = Repositories { packages: vec![("samba".into(), "samba".into())] };
-    let plan = apply_twice(&host, &m);
+    let plan = apply_twice(&host, &m, &no_secrets);
     assert_eq!(plan.steps.len(), 3, "{:#?}", plan.steps);
     assert_eq!(
         host.text(repositories::ENTERPRISE_LIST).as_deref(),
@@ -144,7 +127,7 @@ fn a_no_subscription_repository_elsewhere_and_a_disabled_enterprise_stanza_are_l
         "Types: deb\nURIs: http://download.proxmox.com/debian/pve\nSuites: trixie\nComponents: pve-no-subscription\n",
     );
     let m = Repositories { packages: vec![] };
-    let plan = m.plan_on(&host, &secrets).expect("plan");
+    let plan = m.plan_on(&host, &no_secrets).expect("plan");
     assert!(plan.steps.is_empty(), "{:#?}", plan.steps);
     assert!(
         plan.notes.iter().any(|n| n.contains("already enabled in /etc/apt/sources.list.d/proxmox.sources")),
@@ -157,7 +140,7 @@ fn a_no_subscription_repository_elsewhere_and_a_disabled_enterprise_stanza_are_l
 fn a_host_that_is_not_debian_12_or_13_is_not_touched_and_says_so() {
     let host = RecordingHost::new().file("/etc/os-release", "ID=alpine\n");
     let m = Repositories { packages: vec![("samba".into(), "samba".into())] };
-    let plan = m.plan_on(&host, &secrets).expect("plan");
+    let plan = m.plan_on(&host, &no_secrets).expect("plan");
     assert!(plan.steps.is_empty());
     assert_eq!(plan.notes.len(), 2, "{:?}", plan.notes);
     assert!(host.changes().is_empty());

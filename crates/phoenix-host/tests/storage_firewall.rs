@@ -3,32 +3,15 @@
 //! Phoenix's rules kept first in `[RULES]`, other rules and options untouched; planning changes
 //! nothing and a second apply does nothing.
 
+mod support;
+
 use phoenix_config::model::{Direction, FirewallAction, FirewallRule, HostFirewall, StorageType, ZfsDataset};
+use phoenix_host::Planner;
 use phoenix_host::double::{Node, RecordingHost, Tree};
 use phoenix_host::host::{Invocation, Output};
 use phoenix_host::modules::firewall::{self, Firewall};
 use phoenix_host::modules::storage::{self, Storage};
-use phoenix_host::{ModulePlan, Planner, apply};
-
-fn secrets(r: &str) -> Result<String, String> {
-    Err(format!("no secret {r}"))
-}
-
-fn apply_twice(host: &RecordingHost, module: &dyn Planner) -> ModulePlan {
-    host.clear_log();
-    let plan = module.plan_on(host, &secrets).expect("plan");
-    assert_eq!(host.changes(), vec![], "planning changed the host");
-    apply(host, &plan, &secrets).expect("apply");
-    host.clear_log();
-    let again = module.plan_on(host, &secrets).expect("plan again");
-    assert!(again.steps.is_empty(), "second plan is not empty: {:#?}", again.steps);
-    assert_eq!(host.changes(), vec![]);
-    plan
-}
-
-fn summaries(plan: &ModulePlan) -> Vec<String> {
-    plan.steps.iter().map(|s| s.summary()).collect()
-}
+use support::{apply_twice, no_secrets, summaries};
 
 /// `pvesm add <type> <id> (--pool P | --path P) --content C [--is_mountpoint yes]`, appended to storage.cfg.
 fn pvesm(inv: &Invocation, tree: &mut Tree) -> Output {
@@ -72,7 +55,7 @@ fn missing_storages_are_added_with_pvesm_and_nothing_else_changes() {
         ],
         ids: vec!["local".into(), "local-zfs".into(), "fastData-lxc-disks".into(), "elsewhere".into()],
     };
-    let plan = apply_twice(&host, &m);
+    let plan = apply_twice(&host, &m, &no_secrets);
     assert_eq!(
         summaries(&plan),
         [
@@ -95,16 +78,16 @@ fn a_storage_with_the_same_id_but_another_pool_is_reported_not_changed_and_bad_c
     let cfg = format!("{CFG}\nzfspool: fastData-lxc-disks\n\tpool otherpool/x\n\tcontent images\n");
     let host = RecordingHost::new().file(storage::STORAGE_CFG, &cfg).program("pvesm", pvesm);
     let m = Storage { datasets: vec![dataset("lxc-disks", Some(StorageType::Zfspool), None)], ids: vec![] };
-    let plan = m.plan_on(&host, &secrets).expect("plan");
+    let plan = m.plan_on(&host, &no_secrets).expect("plan");
     assert!(plan.steps.is_empty());
     assert!(plan.notes[0].contains("pool otherpool/x") && plan.notes[0].contains("left as it is"), "{:?}", plan.notes);
     let mut bad = dataset("x", Some(StorageType::Dir), Some("mountpoint=/srv/x"));
     assert_eq!(storage::mountpoint(&bad).expect("mp"), "/srv/x");
     bad.proxmox_content_type = Some("images,everything".into());
-    let e = Storage { datasets: vec![bad], ids: vec![] }.plan_on(&host, &secrets).expect_err("bad content");
+    let e = Storage { datasets: vec![bad], ids: vec![] }.plan_on(&host, &no_secrets).expect_err("bad content");
     assert!(e.message.contains("content type `everything`"), "{e}");
     // Not a Proxmox host: nothing, and a note.
-    let plan = m.plan_on(&RecordingHost::new(), &secrets).expect("plan");
+    let plan = m.plan_on(&RecordingHost::new(), &no_secrets).expect("plan");
     assert!(plan.steps.is_empty() && plan.notes[0].contains("not a Proxmox VE host"));
 }
 
@@ -134,7 +117,7 @@ fn cluster_fw_gets_options_and_phoenix_rules_first_and_keeps_everything_else() {
         default_output_policy: Some(FirewallAction::Accept),
         global_firewall_rules: vec![rule("22", Some("SSH from the LAN")), rule("8006", None)],
     };
-    let plan = apply_twice(&host, &Firewall { config: fw.clone() });
+    let plan = apply_twice(&host, &Firewall { config: fw.clone() }, &no_secrets);
     assert_eq!(
         summaries(&plan),
         ["write /etc/pve/firewall/cluster.fw (mode 0640), original kept as /etc/pve/firewall/cluster.fw.phoenix-orig"]
@@ -151,7 +134,7 @@ fn cluster_fw_gets_options_and_phoenix_rules_first_and_keeps_everything_else() {
     assert_eq!(host.text("/etc/pve/firewall/cluster.fw.phoenix-orig").as_deref(), Some(FW));
     // A rule dropped from the configuration goes; the administrator's rule stays.
     let fewer = HostFirewall { global_firewall_rules: vec![rule("22", Some("SSH from the LAN"))], ..fw };
-    apply_twice(&host, &Firewall { config: fewer });
+    apply_twice(&host, &Firewall { config: fewer }, &no_secrets);
     let text = host.text(firewall::CLUSTER_FW).expect("fw");
     assert!(!text.contains("8006") && text.contains("IN SSH(ACCEPT) -source +trusted # mine\n"), "{text}");
 }
@@ -165,7 +148,7 @@ fn a_new_cluster_fw_and_refused_rules() {
         default_output_policy: None,
         global_firewall_rules: vec![rule("22", None)],
     };
-    let plan = apply_twice(&host, &Firewall { config: fw.clone() });
+    let plan = apply_twice(&host, &Firewall { config: fw.clone() }, &no_secrets);
     assert_eq!(summaries(&plan)[0], "directory /etc/pve/firewall (mode 0755)");
     assert_eq!(
         host.text(firewall::CLUSTER_FW).as_deref(),
@@ -176,13 +159,15 @@ fn a_new_cluster_fw_and_refused_rules() {
     let mut bad = rule("22", None);
     bad.proto = None;
     let e = Firewall { config: HostFirewall { global_firewall_rules: vec![bad], ..fw.clone() } }
-        .plan_on(&host, &secrets)
+        .plan_on(&host, &no_secrets)
         .expect_err("port without proto");
     assert!(e.message.contains("a port needs proto"), "{e}");
     let mut bad = rule("22", None);
     bad.source = Some("10.0.0.1 # x".into());
     assert!(
-        Firewall { config: HostFirewall { global_firewall_rules: vec![bad], ..fw } }.plan_on(&host, &secrets).is_err()
+        Firewall { config: HostFirewall { global_firewall_rules: vec![bad], ..fw } }
+            .plan_on(&host, &no_secrets)
+            .is_err()
     );
     // Not a Proxmox host.
     let plan = Firewall {
@@ -193,7 +178,7 @@ fn a_new_cluster_fw_and_refused_rules() {
             global_firewall_rules: vec![],
         },
     }
-    .plan_on(&RecordingHost::new(), &secrets)
+    .plan_on(&RecordingHost::new(), &no_secrets)
     .expect("plan");
     assert!(plan.steps.is_empty() && plan.notes[0].contains("not a Proxmox VE host"));
 }

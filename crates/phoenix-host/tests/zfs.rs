@@ -4,6 +4,8 @@
 //! alone, datasets created and their properties set, the ARC maximum; planning changes nothing
 //! and a second apply does nothing.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
@@ -11,15 +13,8 @@ use phoenix_config::model::{RaidLevel, Zfs as ZfsConfig, ZfsDataset, ZfsPool};
 use phoenix_host::double::{RecordingHost, Tree};
 use phoenix_host::host::{Invocation, Output};
 use phoenix_host::modules::zfs::{self, Zfs};
-use phoenix_host::{ModulePlan, Planner, apply};
-
-fn secrets(r: &str) -> Result<String, String> {
-    Err(format!("no secret {r}"))
-}
-
-fn summaries(plan: &ModulePlan) -> Vec<String> {
-    plan.steps.iter().map(|s| s.summary()).collect()
-}
+use phoenix_host::{Planner, apply};
+use support::{no_secrets, summaries};
 
 #[derive(Default)]
 struct State {
@@ -206,7 +201,7 @@ fn a_pool_on_clean_disks_its_dataset_and_the_arc_maximum_then_nothing() {
     let host = host(&st);
     let m = Zfs { config: config(), allow_wipe: vec![] };
     host.clear_log();
-    let plan = m.plan_on(&host, &secrets).expect("plan");
+    let plan = m.plan_on(&host, &no_secrets).expect("plan");
     assert_eq!(host.changes(), vec![], "planning changed the host");
     assert_eq!(
         summaries(&plan),
@@ -219,11 +214,11 @@ fn a_pool_on_clean_disks_its_dataset_and_the_arc_maximum_then_nothing() {
         ]
     );
     assert!(plan.steps[0].reason.contains("no pool fastData"), "{}", plan.steps[0].reason);
-    apply(&host, &plan, &secrets).expect("apply");
+    apply(&host, &plan, &no_secrets).expect("apply");
     assert_eq!(host.text(zfs::ARC_MAX_PARAM).as_deref(), Some("4294967296\n"));
     assert!(host.text(zfs::ZFS_CONF).expect("conf").contains("options zfs zfs_arc_max=4294967296\n"));
     host.clear_log();
-    let again = m.plan_on(&host, &secrets).expect("again");
+    let again = m.plan_on(&host, &no_secrets).expect("again");
     assert!(again.steps.is_empty() && again.notes.is_empty(), "{again:#?}");
     assert_eq!(host.changes(), vec![]);
 }
@@ -233,13 +228,13 @@ fn a_disk_with_partitions_or_a_pool_signature_is_refused_unless_allow_wipe_names
     let st = state(&[(D1, &["nvme0n1p1"], &["gpt"]), (D2, &[], &["zfs_member"])]);
     let host = host(&st);
     let m = Zfs { config: config(), allow_wipe: vec![D1.into()] };
-    let e = m.plan_on(&host, &secrets).expect_err("D2 is not allowed");
+    let e = m.plan_on(&host, &no_secrets).expect_err("D2 is not allowed");
     assert_eq!(e.message, format!("zfs pool fastData: refusing to use {D2}: it holds signatures zfs_member"));
     assert!(e.detail.as_deref().is_some_and(|d| d.contains(&format!("--allow-wipe {D2}"))), "{e:?}");
     assert!(host.changes().is_empty());
 
     let m = Zfs { config: config(), allow_wipe: vec![D1.into(), D2.into()] };
-    let plan = m.plan_on(&host, &secrets).expect("plan");
+    let plan = m.plan_on(&host, &no_secrets).expect("plan");
     assert_eq!(
         summaries(&plan)[..3],
         [
@@ -252,8 +247,8 @@ fn a_disk_with_partitions_or_a_pool_signature_is_refused_unless_allow_wipe_names
         plan.steps[0].reason,
         format!("--allow-wipe names {D1}, which holds partitions nvme0n1p1 and signatures gpt")
     );
-    apply(&host, &plan, &secrets).expect("apply");
-    assert!(m.plan_on(&host, &secrets).expect("again").steps.is_empty());
+    apply(&host, &plan, &no_secrets).expect("apply");
+    assert!(m.plan_on(&host, &no_secrets).expect("again").steps.is_empty());
 }
 
 #[test]
@@ -272,7 +267,7 @@ fn an_existing_pool_is_never_recreated_and_differing_properties_are_set() {
     let mut c = config();
     c.arc_max_gb = None;
     let m = Zfs { config: c, allow_wipe: vec![] };
-    let plan = m.plan_on(&host, &secrets).expect("plan");
+    let plan = m.plan_on(&host, &no_secrets).expect("plan");
     assert_eq!(summaries(&plan), ["run `zfs set recordsize=1M fastData/shared-models`"]);
     assert_eq!(plan.steps[0].reason, "fastData/shared-models has recordsize=128K (`zfs get`)");
     assert!(
@@ -282,8 +277,8 @@ fn an_existing_pool_is_never_recreated_and_differing_properties_are_set() {
         "{:?}",
         plan.notes
     );
-    apply(&host, &plan, &secrets).expect("apply");
-    assert!(m.plan_on(&host, &secrets).expect("again").steps.is_empty());
+    apply(&host, &plan, &no_secrets).expect("apply");
+    assert!(m.plan_on(&host, &no_secrets).expect("again").steps.is_empty());
     // The pool was not touched.
     assert_eq!(st.lock().expect("state").pools["fastData"], ["/dev/disk/by-id/other"]);
 }
@@ -294,14 +289,14 @@ fn bad_layouts_missing_disks_and_unknown_pools_stop_the_plan() {
     let host = host(&st);
     let mut c = config();
     c.pools[0].disks = vec![D1.into()];
-    let e = Zfs { config: c.clone(), allow_wipe: vec![] }.plan_on(&host, &secrets).expect_err("mirror of one");
+    let e = Zfs { config: c.clone(), allow_wipe: vec![] }.plan_on(&host, &no_secrets).expect_err("mirror of one");
     assert!(e.message.contains("needs at least 2 disks"), "{e}");
     c.pools[0].raid_level = RaidLevel::Single;
     c.pools[0].disks = vec!["/dev/disk/by-id/missing".into()];
-    let e = Zfs { config: c.clone(), allow_wipe: vec![] }.plan_on(&host, &secrets).expect_err("missing disk");
+    let e = Zfs { config: c.clone(), allow_wipe: vec![] }.plan_on(&host, &no_secrets).expect_err("missing disk");
     assert!(e.message.contains("there is no disk /dev/disk/by-id/missing"), "{e}");
     c.pools.clear();
-    let e = Zfs { config: c.clone(), allow_wipe: vec![] }.plan_on(&host, &secrets).expect_err("no pool");
+    let e = Zfs { config: c.clone(), allow_wipe: vec![] }.plan_on(&host, &no_secrets).expect_err("no pool");
     assert!(e.message.contains("there is no pool fastData"), "{e}");
     c.datasets[0].properties = Some("compression lz4".into());
     assert!(zfs::parse_properties("x", c.datasets[0].properties.as_deref()).is_err());
