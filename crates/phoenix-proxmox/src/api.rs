@@ -124,6 +124,17 @@ impl ApiClient {
         let issued = Instant::now();
         let (status, reason, json) = self.send(Call::Login.method(), &Call::Login.path(), &params, Vec::new())?;
         let data = &json["data"];
+        let tfa = data.get("NeedTFA").is_some_and(|v| v.as_u64() == Some(1) || v.as_bool() == Some(true));
+        if status == 200 && tfa {
+            return Err(BackendError::permanent(
+                Delivery::NotSent,
+                format!("{user} has two-factor authentication: a password alone gives no ticket"),
+            )
+            .with_detail(
+                "leave out `backend.root_ticket`: root-only settings then go through the node channel \
+                 (`pct` over `backend.ssh`), or run Phoenix on the node with `via: \"pvesh\"`",
+            ));
+        }
         match (status, data["ticket"].as_str(), data["CSRFPreventionToken"].as_str()) {
             (200, Some(ticket), Some(csrf)) => Ok(Session { ticket: ticket.into(), csrf: csrf.into(), issued }),
             _ => Err(BackendError::permanent(

@@ -55,6 +55,11 @@ fn privileges_and_the_node_channel_are_checked_first() {
     .expect("client");
     let e = backend(&double, None).with_root_api(wrong).preflight().expect_err("wrong password");
     assert!(e.message.starts_with("the root@pam ticket: logging in as root@pam failed: 401"), "{e:?}");
+    // root@pam with two-factor authentication: a password gives no ticket, and the error says so.
+    double.require_root_tfa();
+    let e = backend(&double, None).with_root_api(support::root_client(&double)).preflight().expect_err("TFA");
+    assert!(e.message.contains("root@pam has two-factor authentication"), "{e:?}");
+    assert!(e.detail.as_deref().is_some_and(|d| d.contains("node channel")), "{e:?}");
 }
 
 #[test]

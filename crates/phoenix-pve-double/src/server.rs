@@ -147,6 +147,8 @@ pub(crate) struct Model {
     next_pid: u32,
     pub(crate) task_duration: std::time::Duration,
     fail_next: Option<(String, Vec<String>)>,
+    /// root@pam has two-factor authentication: a password login gives only a TFA challenge.
+    root_tfa: bool,
     /// Storages of every node: name → (type, path, content types).
     storages: BTreeMap<String, (String, Option<String>, String)>,
     /// The cluster's nodes, the first one the node the API is reached on.
@@ -508,6 +510,12 @@ impl PveDouble {
             Some((exitstatus.to_string(), log.iter().map(|l| (*l).to_string()).collect()));
     }
 
+    /// Gives root@pam two-factor authentication: a password login answers with a TFA challenge
+    /// (`NeedTFA`) and a ticket good for nothing else.
+    pub fn require_root_tfa(&self) {
+        self.model.lock().unwrap_or_else(PoisonError::into_inner).root_tfa = true;
+    }
+
     /// Grants privileges on `path` as an ACL with `--propagate 0` (or one from a pool) does:
     /// `/access/permissions` lists them with the value `0`.
     pub fn set_privileges_without_propagation(&self, path: &str, privileges: &[&str]) {
@@ -820,12 +828,19 @@ fn respond(
     if login {
         let mut model = model.lock().unwrap_or_else(PoisonError::into_inner);
         let field = |k: &str| ps.get(k).map(String::as_str).unwrap_or_default();
+        let tfa = model.root_tfa;
         return match model.tickets.login(
             field("username"),
             ps.get("realm").map(String::as_str),
             field("password"),
             &credentials.root_password,
         ) {
+            // As Proxmox answers a user with TFA: a half ticket, good only for the second factor.
+            Some((_, csrf)) if tfa => (
+                200,
+                "OK".to_string(),
+                json!({ "data": { "username": "root@pam", "ticket": "PVE:root@pam:00000000::!tfa!challenge", "CSRFPreventionToken": csrf, "NeedTFA": 1 } }),
+            ),
             Some((ticket, csrf)) => (
                 200,
                 "OK".to_string(),
