@@ -5,7 +5,7 @@
 use phoenix_engine::adopt::{AdoptOptions, survey};
 use phoenix_engine::{ApplyOptions, Engine, Silent};
 
-use super::apply::{INTERRUPTED, lock};
+use super::apply::{INTERRUPTED, lock_unless_dry_run};
 use super::{Context, Outcome, load_work};
 use crate::cli::{AdoptArgs, OutputFormat};
 use crate::render;
@@ -16,13 +16,9 @@ pub fn run(cx: &Context<'_>, args: &AdoptArgs) -> Outcome {
         Ok(w) => w,
         Err(o) => return o,
     };
-    let _lock = if args.dry_run {
-        None
-    } else {
-        match lock(cx, &work.estate, args.run.wait) {
-            Ok(l) => Some(l),
-            Err(o) => return o,
-        }
+    let _lock = match lock_unless_dry_run(cx, &work.estate, args.run.wait, args.dry_run) {
+        Ok(l) => l,
+        Err(o) => return o,
     };
     let backend = work.backend.as_ref();
     let observed = match backend.observe() {

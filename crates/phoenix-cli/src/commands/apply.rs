@@ -33,6 +33,16 @@ pub fn lock(cx: &Context<'_>, estate: &phoenix_config::Estate, wait: u64) -> Res
     })
 }
 
+/// The apply lock for a run that changes something; none for a dry run, which only reads.
+pub fn lock_unless_dry_run(
+    cx: &Context<'_>,
+    estate: &phoenix_config::Estate,
+    wait: u64,
+    dry_run: bool,
+) -> Result<Option<ApplyLock>, Outcome> {
+    if dry_run { Ok(None) } else { lock(cx, estate, wait).map(Some) }
+}
+
 #[derive(Serialize)]
 struct JsonOutcome {
     id: u32,
@@ -122,13 +132,9 @@ pub fn run(cx: &Context<'_>, args: &ApplyArgs) -> Outcome {
         Ok(w) => w,
         Err(o) => return o,
     };
-    let _lock = if args.dry_run {
-        None
-    } else {
-        match lock(cx, &work.estate, args.run.wait) {
-            Ok(l) => Some(l),
-            Err(o) => return o,
-        }
+    let _lock = match lock_unless_dry_run(cx, &work.estate, args.run.wait, args.dry_run) {
+        Ok(l) => l,
+        Err(o) => return o,
     };
     let (_, plan) = match observe_and_plan(cx, &mut work) {
         Ok(x) => x,

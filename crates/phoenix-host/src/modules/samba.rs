@@ -135,19 +135,26 @@ impl Module for Samba {
             }
         };
         let block_err = |e: block::BlockError| HostError::new(format!("{SMB_CONF}: {e}"));
+        // smb.conf is not Phoenix's: written with its mode kept, a backup, and testparm first.
+        let smb_conf_step = |contents: String, reason: String| {
+            Step::new(
+                Action::WriteFile {
+                    path: SMB_CONF.into(),
+                    contents,
+                    attrs: Attrs::root(o.smb_conf_mode),
+                    backup: Some(backup_path(Path::new(SMB_CONF))),
+                    check: Some(testparm()),
+                },
+                reason,
+            )
+        };
         let mut changed = false;
         if self.shares.is_empty() {
             if block::body(smb_conf, BLOCK).map_err(block_err)?.is_some() {
                 let contents = block::replace(smb_conf, BLOCK, None).map_err(block_err)?;
-                plan.step(Step::new(
-                    Action::WriteFile {
-                        path: SMB_CONF.into(),
-                        contents,
-                        attrs: Attrs::root(o.smb_conf_mode),
-                        backup: Some(backup_path(Path::new(SMB_CONF))),
-                        check: Some(testparm()),
-                    },
-                    "no shares are configured: Phoenix's include line is removed",
+                plan.step(smb_conf_step(
+                    contents,
+                    "no shares are configured: Phoenix's include line is removed".to_string(),
                 ));
                 changed = true;
             }
@@ -178,14 +185,8 @@ impl Module for Samba {
             let line = vec![format!("include = {SHARES_FILE}")];
             if block::body(smb_conf, BLOCK).map_err(block_err)?.as_ref() != Some(&line) {
                 let contents = block::replace(smb_conf, BLOCK, Some(&line)).map_err(block_err)?;
-                plan.step(Step::new(
-                    Action::WriteFile {
-                        path: SMB_CONF.into(),
-                        contents,
-                        attrs: Attrs::root(o.smb_conf_mode),
-                        backup: Some(backup_path(Path::new(SMB_CONF))),
-                        check: Some(testparm()),
-                    },
+                plan.step(smb_conf_step(
+                    contents,
                     format!(
                         "{SMB_CONF} does not include Phoenix's shares (one line in a marked block; the rest is kept)"
                     ),
