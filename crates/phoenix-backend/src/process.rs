@@ -1,9 +1,19 @@
 //! Running a host program for a backend: stdin fed or closed, stdout and stderr captured, killed
 //! after a timeout.
+//!
+//! Every program runs in its own process group, so a Ctrl-C typed at the terminal reaches Phoenix
+//! alone (which lets running steps finish); [`abort_running`] ends every program still running,
+//! for a second Ctrl-C. (Backends whose tools must not outlive a Phoenix killed outright start
+//! them through [`with_parent_death_signal`].)
 
+use std::collections::BTreeSet;
 use std::io::{Read, Write};
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
 
 use crate::ExecOutput;
 
@@ -16,16 +26,74 @@ pub enum ProcessError {
     Wait(String),
     /// It ran past the timeout and was killed.
     Timeout,
+    /// It was killed by [`abort_running`].
+    Aborted,
 }
 
-/// Runs `command`, feeding `input` on stdin (or none: stdin closed), and kills it after `timeout`.
+/// How an aborted program's end is described.
+pub const ABORTED: &str = "was killed: the run was aborted (a second Ctrl-C)";
+
+/// Process groups of the programs running now.
+static RUNNING: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
+/// Set by [`abort_running`]: programs started later are refused.
+static ABORT: AtomicBool = AtomicBool::new(false);
+
+/// Kills every program started through [`run_captured`] that still runs (its whole process
+/// group), and refuses to start new ones. Returns how many were killed.
+pub fn abort_running() -> usize {
+    ABORT.store(true, Ordering::SeqCst);
+    let groups = RUNNING.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    for &group in &groups {
+        kill_group(group);
+    }
+    groups.len()
+}
+
+fn kill_group(group: i32) {
+    let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(group), nix::sys::signal::Signal::SIGKILL);
+}
+
+/// Where `setpriv` (util-linux) is, which sets the parent-death signal before it runs a program.
+const SETPRIV: &str = "/usr/bin/setpriv";
+
+/// The argument vector that runs `argv` so that it is killed when the thread that started it
+/// ends, Phoenix killed outright included: `setpriv --pdeathsig KILL -- argv…`. Unchanged where
+/// `setpriv` is missing, or where the program cannot be found in `path` (so that spawning it still
+/// fails as a missing program does).
+pub fn with_parent_death_signal(argv: &[String], path: &str) -> Vec<String> {
+    let found = |program: &str| {
+        if program.contains('/') {
+            std::path::Path::new(program).is_file()
+        } else {
+            path.split(':').any(|dir| std::path::Path::new(dir).join(program).is_file())
+        }
+    };
+    match argv.first() {
+        Some(program) if found(program) && std::path::Path::new(SETPRIV).is_file() => {
+            [SETPRIV, "--pdeathsig", "KILL", "--"]
+                .iter()
+                .map(|s| (*s).to_string())
+                .chain(argv.iter().cloned())
+                .collect()
+        }
+        _ => argv.to_vec(),
+    }
+}
+
+/// Runs `command`, feeding `input` on stdin (or none: stdin closed), and kills it (its process
+/// group) after `timeout`. Waiting blocks in the kernel; nothing polls.
 pub fn run_captured(mut command: Command, input: Option<&[u8]>, timeout: Duration) -> Result<ExecOutput, ProcessError> {
-    let mut child = command
+    if ABORT.load(Ordering::SeqCst) {
+        return Err(ProcessError::Aborted);
+    }
+    command
         .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| ProcessError::Spawn(e.to_string()))?;
+        .process_group(0);
+    let mut child = command.spawn().map_err(|e| ProcessError::Spawn(e.to_string()))?;
+    let group = child.id() as i32;
+    RUNNING.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(group);
     if let (Some(data), Some(mut stdin)) = (input, child.stdin.take()) {
         let data = data.to_vec();
         std::thread::spawn(move || {
@@ -43,20 +111,34 @@ pub fn run_captured(mut command: Command, input: Option<&[u8]>, timeout: Duratio
     }
     let out = collect(child.stdout.take());
     let err = collect(child.stderr.take());
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status.code().unwrap_or(-1),
-            Ok(None) if Instant::now() >= deadline => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(ProcessError::Timeout);
+    // The watchdog kills the group at the deadline unless told that the program ended.
+    let (done, ended) = mpsc::channel::<()>();
+    let timed_out = std::sync::Arc::new(AtomicBool::new(false));
+    let watchdog = {
+        let timed_out = timed_out.clone();
+        std::thread::spawn(move || {
+            if let Err(mpsc::RecvTimeoutError::Timeout) = ended.recv_timeout(timeout) {
+                timed_out.store(true, Ordering::SeqCst);
+                kill_group(group);
             }
-            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
-            Err(e) => return Err(ProcessError::Wait(e.to_string())),
-        }
+        })
     };
-    Ok(ExecOutput { status, stdout: out.join().unwrap_or_default(), stderr: err.join().unwrap_or_default() })
+    let waited = child.wait();
+    let _ = done.send(());
+    let _ = watchdog.join();
+    RUNNING.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&group);
+    let status = waited.map_err(|e| ProcessError::Wait(e.to_string()))?;
+    if timed_out.load(Ordering::SeqCst) {
+        return Err(ProcessError::Timeout);
+    }
+    if ABORT.load(Ordering::SeqCst) && status.code().is_none() {
+        return Err(ProcessError::Aborted);
+    }
+    Ok(ExecOutput {
+        status: status.code().unwrap_or(-1),
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    })
 }
 
 #[cfg(test)]

@@ -207,7 +207,12 @@ fn ssh_channel(p: &ProxmoxSection) -> Option<std::sync::Arc<dyn phoenix_proxmox:
 /// The name of the apply lock of the configuration's backend: one apply at a time per backend.
 pub fn lock_name(estate: &Estate) -> String {
     let target = match &estate.hypervisor.backend {
-        Some(BackendSection::Lxc(l)) => format!("lxc-{}", l.lxc_path.as_deref().unwrap_or("/var/lib/lxc")),
+        // One lock for one directory, however its path is spelled.
+        Some(BackendSection::Lxc(l)) => {
+            let path =
+                phoenix_lxc::canonical_path(std::path::Path::new(l.lxc_path.as_deref().unwrap_or("/var/lib/lxc")));
+            format!("lxc-{}", path.display())
+        }
         Some(BackendSection::Proxmox(p)) => match (&p.api_url, p.via) {
             (Some(url), ApiRoute::Api) => format!("proxmox-{url}"),
             _ => format!("proxmox-pvesh-{}", p.node),

@@ -157,12 +157,11 @@ pub fn steps_text(steps: &[phoenix_plan::Step]) -> String {
                 }
                 continue;
             }
-            Action::Start => ("start".to_string(), CHANGE),
-            Action::Restart => ("restart".to_string(), ERROR),
-            Action::Customize { key, .. } => (format!("run {key}"), CHANGE),
-            Action::HealthCheck => ("health check".to_string(), DIM),
-            Action::Snapshot { name } => (format!("snapshot {name}"), CHANGE),
-            Action::MakeTemplate => ("make a template".to_string(), CHANGE),
+            Action::Restart => (st.action.describe(), ERROR),
+            Action::HealthCheck => (st.action.describe(), DIM),
+            Action::Start | Action::Customize { .. } | Action::Snapshot { .. } | Action::MakeTemplate => {
+                (st.action.describe(), CHANGE)
+            }
         };
         let _ = writeln!(s, "    {style}>{style:#} {what} {DIM}— {}{DIM:#}", st.reason);
     }

@@ -255,7 +255,17 @@ impl<'a> Engine<'a> {
         let mut created = false;
         for step in steps {
             if self.cancel.load(Ordering::SeqCst) {
-                return GuestOutcome::Failed("interrupted before this step; nothing was left half-done".to_string());
+                let message = format!("guest {} ({}): interrupted before `{}`", d.id, d.name, step.action.describe());
+                // A guest this run created and did not finish is taken away again: the next run
+                // makes it whole, from the start.
+                if created {
+                    self.reporter.note(d.id, "interrupted: destroying the guest this run created and did not finish");
+                    return match self.call(d.id, opts, || self.backend.destroy(d.id), || None) {
+                        Ok(()) => GuestOutcome::RolledBack(message),
+                        Err(e) => GuestOutcome::Failed(format!("{message}; it could not be destroyed: {e}")),
+                    };
+                }
+                return GuestOutcome::Failed(format!("{message}; nothing was left half-done"));
             }
             self.reporter.state(d.id, state_during(&step.action), Some(step));
             let result = self.run_step(d, step, jobs, opts);

@@ -58,12 +58,45 @@ impl ApplyLock {
             }
         }
         let since = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let me = format!("pid {} on {}, since {since} (seconds since 1970)", std::process::id(), hostname());
+        let me = format!("pid {} on {}, since {}", std::process::id(), hostname(), utc(since));
         file.set_len(0).map_err(io)?;
         file.seek(SeekFrom::Start(0)).map_err(io)?;
         file.write_all(me.as_bytes()).map_err(io)?;
         Ok(ApplyLock { file })
     }
+}
+
+/// Who holds the lock at `path` now, if anyone (the lock is not taken).
+pub fn holder(path: &Path) -> Option<String> {
+    let mut file = OpenOptions::new().read(true).open(path).ok()?;
+    match file.try_lock_shared() {
+        Ok(()) => {
+            let _ = file.unlock();
+            None
+        }
+        Err(TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            Some(if holder.trim().is_empty() { "holder unknown".to_string() } else { holder.trim().to_string() })
+        }
+        Err(TryLockError::Error(_)) => None,
+    }
+}
+
+/// A time as `YYYY-MM-DD hh:mm:ss UTC`.
+fn utc(seconds: u64) -> String {
+    let (days, rest) = (seconds / 86_400, seconds % 86_400);
+    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC", rest / 3600, rest % 3600 / 60, rest % 60)
 }
 
 impl Drop for ApplyLock {

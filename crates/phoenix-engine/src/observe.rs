@@ -13,9 +13,12 @@ use crate::customize::MARKERS_PATH;
 pub struct Observed {
     /// The backend's view.
     pub observation: Observation,
-    /// Markers of each configured guest that exists (`None`: could not be read), templates
-    /// aside.
+    /// Markers of each configured guest that exists (`None`: could not be read, because the
+    /// guest is stopped on a backend that reads only running guests, or because of what the guest
+    /// did to its files), templates aside.
     pub markers: Markers,
+    /// Why the markers of a guest could not be read, where a reason is known.
+    pub unreadable: BTreeMap<GuestId, String>,
 }
 
 /// Parses a marker file; an unreadable file counts as no markers (everything runs again).
@@ -34,7 +37,7 @@ pub fn observe(backend: &dyn Backend, desired: &Desired, jobs: usize) -> Result<
         .copied()
         .collect();
     let chunk = ids.len().div_ceil(jobs.max(1)).max(1);
-    type Read = Result<Vec<(GuestId, Option<BTreeMap<String, String>>)>, BackendError>;
+    type Read = Result<Vec<(GuestId, Result<BTreeMap<String, String>, Option<String>>)>, BackendError>;
     let results: Vec<Read> = std::thread::scope(|s| {
         let handles: Vec<_> = ids
             .chunks(chunk)
@@ -42,8 +45,12 @@ pub fn observe(backend: &dyn Backend, desired: &Desired, jobs: usize) -> Result<
                 s.spawn(move || {
                     part.iter()
                         .map(|&id| match backend.read_file(id, MARKERS_PATH) {
-                            Ok(bytes) => Ok((id, Some(bytes.map(|b| parse_markers(&b)).unwrap_or_default()))),
-                            Err(e) if e.kind == ErrorKind::Unsupported => Ok((id, None)),
+                            Ok(bytes) => Ok((id, Ok(bytes.map(|b| parse_markers(&b)).unwrap_or_default()))),
+                            Err(e) if e.kind == ErrorKind::Unsupported => Ok((id, Err(None))),
+                            // What one guest did to its own files (a link, a FIFO, a huge file
+                            // where its markers were) concerns that guest alone: its markers
+                            // are unknown, so its customizations run again.
+                            Err(e) if e.kind != ErrorKind::Transient => Ok((id, Err(Some(e.to_string())))),
                             Err(e) => Err(e),
                         })
                         .collect()
@@ -60,8 +67,19 @@ pub fn observe(backend: &dyn Backend, desired: &Desired, jobs: usize) -> Result<
             .collect()
     });
     let mut markers = Markers::new();
-    for r in results {
-        markers.extend(r?);
+    let mut unreadable = BTreeMap::new();
+    for (id, read) in results.into_iter().collect::<Result<Vec<_>, _>>()?.into_iter().flatten() {
+        match read {
+            Ok(m) => {
+                markers.insert(id, Some(m));
+            }
+            Err(why) => {
+                markers.insert(id, None);
+                if let Some(why) = why {
+                    unreadable.insert(id, why);
+                }
+            }
+        }
     }
-    Ok(Observed { observation, markers })
+    Ok(Observed { observation, markers, unreadable })
 }

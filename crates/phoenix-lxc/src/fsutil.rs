@@ -69,14 +69,48 @@ pub fn write_inside(root: &Path, inside: &str, content: &[u8], owner: (u32, u32)
     lchown(&target, Some(owner.0), Some(owner.1))
 }
 
-/// Reads a file inside a container's rootfs; `None` when it does not exist.
+/// The most Phoenix reads of a file inside a container (its markers, `/etc/resolv.conf`).
+pub const READ_LIMIT: u64 = 4 << 20;
+
+/// Reads a file inside a container's rootfs; `None` when it does not exist. Only a regular file
+/// of at most [`READ_LIMIT`] bytes is read: a FIFO, a device or a huge file put there by the
+/// container is refused without blocking or filling memory.
 pub fn read_inside(root: &Path, inside: &str) -> io::Result<Option<Vec<u8>>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
     let target = resolve_inside(root, inside)?;
-    match std::fs::read(&target) {
-        Ok(b) => Ok(Some(b)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
+    let file =
+        match std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(&target) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{inside} is not a regular file")));
     }
+    if meta.len() > READ_LIMIT {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{inside} is {} bytes, more than the {READ_LIMIT} Phoenix reads", meta.len()),
+        ));
+    }
+    let mut content = Vec::new();
+    file.take(READ_LIMIT + 1).read_to_end(&mut content)?;
+    Ok(Some(content))
+}
+
+/// Replaces a host file atomically: written beside it under a temporary name, flushed, then
+/// renamed over it, so that a reader (or a run killed half-way) sees the old or the new content,
+/// never a part.
+pub fn replace_file(path: &Path, content: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let temp = path.with_file_name(format!(".{name}.phoenix-tmp"));
+    let mut file = std::fs::File::create(&temp)?;
+    file.write_all(content)?;
+    file.sync_data()?;
+    std::fs::rename(&temp, path)
 }
 
 #[cfg(test)]

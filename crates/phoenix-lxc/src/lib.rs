@@ -38,6 +38,14 @@ struct State {
     /// It is a template: stopped for good, never started again, cloned as it is.
     #[serde(default)]
     template: bool,
+    /// Fields changed while the container ran that take effect only at start, with the values
+    /// it still runs with (`None`: it had none). Cleared when it starts again.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    until_restart: BTreeMap<String, Option<String>>,
+    /// The init process the container ran as when `until_restart` was recorded: once it runs as
+    /// another (started again by hand, say), those values are what it started with no longer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    started_as: Option<u32>,
 }
 
 /// The local LXC backend.
@@ -81,7 +89,9 @@ impl LxcBackend {
         let mut notes = Vec::new();
         let uid = subordinate_range(Path::new("/etc/subuid"), &mut notes).map_err(|e| OpenError(e, None))?;
         let gid = subordinate_range(Path::new("/etc/subgid"), &mut notes).map_err(|e| OpenError(e, None))?;
-        let lxc_path = PathBuf::from(settings.lxc_path.as_deref().unwrap_or("/var/lib/lxc"));
+        // The LXC tools know a container by the path they are given: one spelling for one
+        // directory, or a container started under one would look stopped under another.
+        let lxc_path = canonical_path(Path::new(settings.lxc_path.as_deref().unwrap_or("/var/lib/lxc")));
         std::fs::create_dir_all(&lxc_path)
             .map_err(|e| OpenError(format!("cannot create {}: {e}", lxc_path.display()), None))?;
         // The mapped root of unprivileged containers must be able to traverse the path.
@@ -145,9 +155,12 @@ impl LxcBackend {
     }
 
     fn save(&self, id: GuestId, state: &State) -> Result<(), BackendError> {
-        let text = serde_json::to_string_pretty(state).unwrap_or_default();
-        std::fs::write(self.dir(id).join("phoenix.json"), text)
-            .map_err(|e| io_error(id, "record the container's state", e))
+        save_state(&self.dir(id), state).map_err(|e| io_error(id, "record the container's state", e))
+    }
+
+    /// Where a container is built before it is renamed into place.
+    fn staging(&self, id: GuestId) -> PathBuf {
+        self.lxc_path.join(format!("{STAGING_PREFIX}{id}"))
     }
 
     fn running(&self) -> Result<BTreeSet<GuestId>, BackendError> {
@@ -164,8 +177,14 @@ impl LxcBackend {
         self.settings.bridges.get(name).and_then(|b| b.host_bridge.clone()).unwrap_or_else(|| name.to_string())
     }
 
-    /// Host directories of the container's mounts, created and owned by its mapped root.
-    fn mounts(&self, id: GuestId, config: &GuestConfig) -> Result<Vec<(String, String, bool)>, BackendError> {
+    /// Host directories of the container's mounts; with `create`, a missing one is created and
+    /// owned by the container's mapped root.
+    fn mounts(
+        &self,
+        id: GuestId,
+        config: &GuestConfig,
+        create: bool,
+    ) -> Result<Vec<(String, String, bool)>, BackendError> {
         let unprivileged = config.get("unprivileged") != Some("0");
         let mut out = Vec::new();
         for (field, value) in &config.0 {
@@ -193,7 +212,7 @@ impl LxcBackend {
             };
             // A directory Phoenix creates is given to the container (its mapped root, or the owner
             // the configuration names); an existing one is left as it is.
-            if !host.exists() {
+            if create && !host.exists() {
                 std::fs::create_dir_all(&host).map_err(|e| io_error(id, &format!("create {}", host.display()), e))?;
                 let owner = owner.unwrap_or(if unprivileged { self.id_base } else { (0, 0) });
                 std::os::unix::fs::chown(&host, Some(owner.0), Some(owner.1))
@@ -212,18 +231,98 @@ impl LxcBackend {
         Some(Path::new(base).join("volumes").join(format!("{id}-{name}")))
     }
 
+    /// The running containers, with their init process and IPv4 addresses, from one `lxc-ls`.
+    fn live(&self) -> Result<BTreeMap<GuestId, Live>, BackendError> {
+        let out = self.tool(&["lxc-ls", "-P", &self.path_arg(), "-f", "-F", "NAME,STATE,PID,IPV4"], TOOL_TIMEOUT)?;
+        Ok(parse_live(&String::from_utf8_lossy(&out.stdout)))
+    }
+
+    /// A managed container's configuration as it really is: its record, except where its LXC
+    /// configuration file says otherwise (edited by hand), and, while it runs, where it still
+    /// runs with values changed since it started, or with limits, an address or a host name set
+    /// behind Phoenix's back. Whatever cannot be read is taken as recorded.
+    fn actual_config(&self, id: GuestId, state: &State, live: Option<&Live>) -> BTreeMap<String, String> {
+        let mut c = state.config.clone();
+        let recorded = GuestConfig(state.config.clone());
+        if let (Ok(text), Ok(ours)) =
+            (std::fs::read_to_string(self.dir(id).join("config")), self.rendered(id, &recorded))
+            && text != ours
+        {
+            let bridges = self.bridge_names();
+            let file = foreign::read(&text, &bridges, self.id_base).fields.0;
+            let ours = foreign::read(&ours, &bridges, self.id_base).fields.0;
+            for field in file.keys().chain(ours.keys()).collect::<BTreeSet<_>>() {
+                if file.get(field) != ours.get(field) {
+                    match file.get(field) {
+                        Some(v) => c.insert(field.clone(), v.clone()),
+                        None => c.remove(field),
+                    };
+                }
+            }
+        }
+        let Some(live) = live else { return c };
+        for (field, had) in state.until_restart.iter().filter(|_| state.started_as == live.pid) {
+            match had {
+                Some(v) => c.insert(field.clone(), v.clone()),
+                None => c.remove(field),
+            };
+        }
+        if c.contains_key("memory_mb")
+            && let Some(mb) = self.cgroups.memory_limit_mb(id)
+        {
+            c.insert("memory_mb".into(), mb.to_string());
+        }
+        if c.contains_key("cores")
+            && let Some(cores) = self.cgroups.cores(id)
+        {
+            c.insert("cores".into(), cores.to_string());
+        }
+        if let Some(want) = c.get("net.ip").filter(|ip| ip.as_str() != "dhcp").cloned()
+            && let Some(have) = live.ipv4.first()
+            && !live.ipv4.iter().any(|a| want.split('/').next() == Some(a.as_str()))
+        {
+            let prefix = want.split_once('/').map(|(_, p)| format!("/{p}")).unwrap_or_default();
+            c.insert("net.ip".into(), format!("{have}{prefix}"));
+        }
+        if c.contains_key("hostname")
+            && let Some(name) = live.pid.and_then(uts_name)
+        {
+            c.insert("hostname".into(), name);
+        }
+        c
+    }
+
+    /// The LXC configuration Phoenix writes for `config`, rendered without touching anything.
+    fn rendered(&self, id: GuestId, config: &GuestConfig) -> Result<String, BackendError> {
+        let rootfs = self.rootfs(id).display().to_string();
+        let cx = RenderContext {
+            id,
+            rootfs: &rootfs,
+            host_bridge: &self.host_bridge(config),
+            id_base: self.id_base,
+            cgroups: self.cgroups,
+            mounts: self.mounts(id, config, false)?,
+            devices: self.devices(config)?,
+            memsw: Path::new("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists(),
+        };
+        Ok(render(config, &cx))
+    }
+
+    /// Host bridge names to the configuration's names, for reading LXC configurations back.
+    fn bridge_names(&self) -> BTreeMap<String, String> {
+        self.settings
+            .bridges
+            .iter()
+            .map(|(name, b)| (b.host_bridge.clone().unwrap_or_else(|| name.clone()), name.clone()))
+            .collect()
+    }
+
     /// What the LXC configuration of a container Phoenix did not create says, as fields (see
     /// [`foreign`]), with the DNS servers of its `/etc/resolv.conf`.
     fn read_foreign(&self, id: GuestId) -> Result<foreign::Read, BackendError> {
         let text = std::fs::read_to_string(self.dir(id).join("config"))
             .map_err(|e| io_error(id, "read its LXC configuration", e))?;
-        let bridges: BTreeMap<String, String> = self
-            .settings
-            .bridges
-            .iter()
-            .map(|(name, b)| (b.host_bridge.clone().unwrap_or_else(|| name.clone()), name.clone()))
-            .collect();
-        let mut read = foreign::read(&text, &bridges, self.id_base);
+        let mut read = foreign::read(&text, &self.bridge_names(), self.id_base);
         let rootfs = read.rootfs.as_ref().map_or_else(|| self.rootfs(id), PathBuf::from);
         if let Some(ns) = fsutil::read_inside(&rootfs, "/etc/resolv.conf")
             .ok()
@@ -303,19 +402,6 @@ impl LxcBackend {
         Ok(c)
     }
 
-    /// Writes `/etc/resolv.conf` into a stopped container's rootfs (replacing a link there, so
-    /// that nothing outside the rootfs is written).
-    fn write_resolv(&self, id: GuestId, nameservers: &str, owner: (u32, u32)) -> Result<(), BackendError> {
-        let rootfs = self.rootfs(id);
-        let resolv = rootfs.join("etc/resolv.conf");
-        if std::fs::symlink_metadata(&resolv).is_ok_and(|m| m.file_type().is_symlink()) {
-            let _ = std::fs::remove_file(&resolv);
-        }
-        let text: String = nameservers.split_whitespace().map(|n| format!("nameserver {n}\n")).collect();
-        fsutil::write_inside(&rootfs, "/etc/resolv.conf", text.as_bytes(), owner)
-            .map_err(|e| io_error(id, "write /etc/resolv.conf", e))
-    }
-
     /// The NVIDIA devices of the container's GPUs, read on the host now.
     fn devices(&self, config: &GuestConfig) -> Result<Vec<gpu::Device>, BackendError> {
         let Some(list) = config.get("gpus") else { return Ok(Vec::new()) };
@@ -325,19 +411,12 @@ impl LxcBackend {
             .map_err(|e| BackendError::permanent(Delivery::NotSent, format!("GPUs {list}: {e}")))
     }
 
-    fn write_config(&self, id: GuestId, config: &GuestConfig) -> Result<(), BackendError> {
-        let rootfs = self.rootfs(id).display().to_string();
-        let cx = RenderContext {
-            id,
-            rootfs: &rootfs,
-            host_bridge: &self.host_bridge(config),
-            id_base: self.id_base,
-            cgroups: self.cgroups,
-            mounts: self.mounts(id, config)?,
-            devices: self.devices(config)?,
-            memsw: Path::new("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists(),
-        };
-        std::fs::write(self.dir(id).join("config"), render(config, &cx))
+    /// Renders the container's LXC configuration into `dir` (its directory, or where it is being
+    /// built), naming the root filesystem where it is once in place.
+    fn write_config(&self, id: GuestId, dir: &Path, config: &GuestConfig) -> Result<(), BackendError> {
+        self.mounts(id, config, true)?;
+        let text = self.rendered(id, config)?;
+        fsutil::replace_file(&dir.join("config"), text.as_bytes())
             .map_err(|e| io_error(id, "write the LXC configuration", e))
     }
 
@@ -441,6 +520,102 @@ fn host_owner(owner: &str) -> Result<(u32, u32), BackendError> {
     }
 }
 
+/// `path` with links resolved and `.`, `..` and repeated `/` taken out, as far as it exists; the
+/// rest (not made yet) appended as written, without `.` and empty parts.
+pub fn canonical_path(path: &Path) -> PathBuf {
+    let mut existing = path.to_path_buf();
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(real) = std::fs::canonicalize(&existing) {
+            let mut out = real;
+            for part in rest.iter().rev() {
+                out.push(part);
+            }
+            return out;
+        }
+        match (existing.file_name().map(std::ffi::OsStr::to_os_string), existing.parent()) {
+            (Some(name), Some(parent)) => {
+                rest.push(name);
+                existing = parent.to_path_buf();
+            }
+            _ => return path.components().collect(),
+        }
+    }
+}
+
+/// What `lxc-ls` shows of a running container.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Live {
+    /// Its init process, as the host sees it.
+    pid: Option<u32>,
+    /// Its IPv4 addresses.
+    ipv4: Vec<String>,
+}
+
+/// Reads `lxc-ls -f -F NAME,STATE,PID,IPV4`: the running containers (addresses last, as
+/// `a, b`, or `-`).
+fn parse_live(text: &str) -> BTreeMap<GuestId, Live> {
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            let id = words.next()?.parse::<GuestId>().ok()?;
+            (words.next()? == "RUNNING").then_some(())?;
+            let pid = words.next()?.parse().ok();
+            let ipv4 = words.map(|w| w.trim_end_matches(',')).filter(|w| *w != "-").map(str::to_string).collect();
+            Some((id, Live { pid, ipv4 }))
+        })
+        .collect()
+}
+
+/// The host name a process's UTS namespace has (`hostname` run inside), read from a thread that
+/// joins that namespace only for the reading.
+fn uts_name(pid: u32) -> Option<String> {
+    let ns = std::fs::File::open(format!("/proc/{pid}/ns/uts")).ok()?;
+    std::thread::spawn(move || {
+        nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWUTS).ok()?;
+        nix::unistd::gethostname().ok()?.into_string().ok()
+    })
+    .join()
+    .ok()
+    .flatten()
+}
+
+/// Names under `lxc_path` and a container's `snapshots/` that are being built: never a
+/// container's or a snapshot's own name, so half-made ones are never taken for real ones.
+const STAGING_PREFIX: &str = ".phoenix-new-";
+
+/// Writes `phoenix.json` into a container's directory, atomically.
+fn save_state(dir: &Path, state: &State) -> std::io::Result<()> {
+    let text = serde_json::to_string_pretty(state).unwrap_or_default();
+    fsutil::replace_file(&dir.join("phoenix.json"), text.as_bytes())
+}
+
+/// The files inside a container that its configuration decides, as Proxmox writes them:
+/// `/etc/hostname` (an init system such as systemd names the container from it at boot) and
+/// `/etc/resolv.conf` from its DNS servers.
+fn guest_files(hostname: Option<&str>, nameservers: Option<&str>) -> Vec<(&'static str, String)> {
+    let mut files = Vec::new();
+    if let Some(name) = hostname {
+        files.push(("/etc/hostname", format!("{name}\n")));
+    }
+    if let Some(ns) = nameservers {
+        files.push(("/etc/resolv.conf", ns.split_whitespace().map(|n| format!("nameserver {n}\n")).collect()));
+    }
+    files
+}
+
+/// Writes a file into a stopped container's rootfs, replacing a link there (so that nothing
+/// outside the rootfs is written).
+fn write_guest_file(rootfs: &Path, path: &str, text: &str, owner: (u32, u32)) -> std::io::Result<()> {
+    let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
+    let target = fsutil::resolve_inside(rootfs, if dir.is_empty() { "/" } else { dir })?.join(name);
+    if std::fs::symlink_metadata(&target).is_ok_and(|m| m.file_type().is_symlink()) {
+        let _ = std::fs::remove_file(&target);
+    }
+    fsutil::write_inside(rootfs, path, text.as_bytes(), owner)
+}
+
 fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
@@ -483,12 +658,13 @@ impl Backend for LxcBackend {
     }
 
     fn observe(&self) -> Result<Observation, BackendError> {
-        let running = self.running()?;
+        let live = self.live()?;
         let mut guests = BTreeMap::new();
         let entries = std::fs::read_dir(&self.lxc_path).map_err(|e| {
             BackendError::permanent(Delivery::NotSent, format!("cannot list {}: {e}", self.lxc_path.display()))
         })?;
         for e in entries.flatten() {
+            // Directories being built (`.phoenix-new-<id>`) are no container yet.
             let Some(id) = e.file_name().to_str().and_then(|n| n.parse::<GuestId>().ok()) else { continue };
             if !e.path().join("config").is_file() {
                 continue;
@@ -496,7 +672,8 @@ impl Backend for LxcBackend {
             let state = self.state(id);
             // A container Phoenix did not create: what its LXC configuration says.
             let foreign = || self.read_foreign(id).map(|r| r.fields.0).unwrap_or_default();
-            let power = if running.contains(&id) { PowerState::Running } else { PowerState::Stopped };
+            let running = live.get(&id);
+            let power = if running.is_some() { PowerState::Running } else { PowerState::Stopped };
             guests.insert(
                 id,
                 ObservedGuest {
@@ -505,9 +682,11 @@ impl Backend for LxcBackend {
                     node: None,
                     power,
                     managed: state.is_some(),
-                    config: GuestConfig(state.as_ref().map_or_else(foreign, |s| s.config.clone())),
+                    config: GuestConfig(state.as_ref().map_or_else(foreign, |s| self.actual_config(id, s, running))),
                     template: state.as_ref().is_some_and(|s| s.template),
-                    snapshots: state.map_or_else(|| self.snapshot_dirs(id), |s| s.snapshots),
+                    // The snapshots on disk: a recorded one removed by hand is missing, one
+                    // renamed into place by a run killed before recording it is there.
+                    snapshots: self.snapshot_dirs(id),
                 },
             );
         }
@@ -559,10 +738,14 @@ impl Backend for LxcBackend {
                 Ok(snap)
             }
         };
-        let _guard = self.write.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        std::fs::create_dir_all(&dir).map_err(|e| io_error(id, "create its directory", e))?;
-        let _ = set_mode(&dir, 0o755);
-        let rootfs = self.rootfs(id);
+        // Built under a staging name and renamed into place once complete: a run killed half-way
+        // leaves only the staging directory, which observe never shows and the next create
+        // removes (it was never a container, so nothing is lost).
+        let staging = self.staging(id);
+        let _ = std::fs::remove_dir_all(&staging);
+        std::fs::create_dir_all(&staging).map_err(|e| io_error(id, "create its directory", e))?;
+        let _ = set_mode(&staging, 0o755);
+        let rootfs = staging.join("rootfs");
         let built = match source_rootfs {
             Ok(snap) => self
                 .tool(
@@ -597,8 +780,8 @@ impl Backend for LxcBackend {
         };
         let finish = built.and_then(|()| {
             let owner = if request.config.get("unprivileged") == Some("0") { (0, 0) } else { self.id_base };
-            if let Some(ns) = request.config.get("net.nameservers") {
-                self.write_resolv(id, ns, owner)?;
+            for (path, text) in guest_files(request.config.get("hostname"), request.config.get("net.nameservers")) {
+                write_guest_file(&rootfs, path, &text, owner).map_err(|e| io_error(id, &format!("write {path}"), e))?;
             }
             let mut config = request.config.clone();
             if config.get("net.mac").is_none() {
@@ -613,12 +796,18 @@ impl Backend for LxcBackend {
                     ),
                 );
             }
-            self.write_config(id, &config)?;
-            self.save(id, &State { config: config.0, snapshots: BTreeSet::new(), template: false })
+            self.write_config(id, &staging, &config)?;
+            let state = State { config: config.0, ..State::default() };
+            save_state(&staging, &state).map_err(|e| io_error(id, "record the container's state", e))?;
+            let _guard = self.write.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if dir.exists() {
+                return Err(BackendError::permanent(Delivery::NotSent, format!("{} already exists", dir.display())));
+            }
+            std::fs::rename(&staging, &dir).map_err(|e| io_error(id, "move its directory into place", e))
         });
         if let Err(e) = finish {
             // Leave nothing half-made behind.
-            let _ = std::fs::remove_dir_all(&dir);
+            let _ = std::fs::remove_dir_all(&staging);
             return Err(BackendError { delivery: Delivery::NotSent, ..e });
         }
         Ok(())
@@ -648,6 +837,23 @@ impl Backend for LxcBackend {
     fn update_config(&self, id: GuestId, changes: &[FieldChange]) -> Result<(), BackendError> {
         let _guard = self.write.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut state = self.state(id).ok_or_else(|| missing(id))?;
+        let live = self.live()?.remove(&id);
+        let running = live.is_some();
+        // A running container keeps what it started with for fields that take effect at start:
+        // recorded in the same write as the new values, so that a run killed before the restart
+        // still shows them as to be applied (and the restart as owed).
+        if let Some(live) =
+            live.filter(|_| changes.iter().any(|c| self.change_effect(&c.field) == ChangeEffect::Restart))
+        {
+            if state.started_as != live.pid {
+                state.until_restart.clear();
+            }
+            state.started_as = live.pid;
+            for c in changes.iter().filter(|c| self.change_effect(&c.field) == ChangeEffect::Restart) {
+                let had = state.config.get(&c.field).cloned();
+                state.until_restart.entry(c.field.clone()).or_insert(had);
+            }
+        }
         // A removed setting leaves the configuration rendered from this record. A removed mount
         // is only unmounted: its host directory (a volume's included) stays with its data.
         for c in changes {
@@ -657,27 +863,20 @@ impl Backend for LxcBackend {
             };
         }
         let config = GuestConfig(state.config.clone());
-        self.write_config(id, &config)?;
         self.save(id, &state)?;
-        let running = self.is_running(id)?;
+        self.write_config(id, &self.dir(id), &config)?;
         // Removed nameservers leave /etc/resolv.conf as it was last written: this host has no
         // settings of its own to give the container instead.
-        if let Some(new) = changes.iter().find(|c| c.field == "net.nameservers").and_then(|c| c.new.as_deref()) {
-            let text: String = new.split_whitespace().map(|n| format!("nameserver {n}\n")).collect();
+        let changed = |field: &str| changes.iter().find(|c| c.field == field).and_then(|c| c.new.as_deref());
+        let files = guest_files(changed("hostname"), changed("net.nameservers"));
+        for (path, text) in files {
             if running {
-                self.push_file(
-                    id,
-                    &FilePush {
-                        path: "/etc/resolv.conf".into(),
-                        content: text.into_bytes(),
-                        mode: 0o644,
-                        uid: 0,
-                        gid: 0,
-                    },
-                )?;
+                let file = FilePush { path: path.into(), content: text.into_bytes(), mode: 0o644, uid: 0, gid: 0 };
+                self.push_file(id, &file)?;
             } else {
                 let owner = if config.get("unprivileged") == Some("0") { (0, 0) } else { self.id_base };
-                self.write_resolv(id, new, owner)?;
+                write_guest_file(&self.rootfs(id), path, &text, owner)
+                    .map_err(|e| io_error(id, &format!("write {path}"), e))?;
             }
         }
         if running {
@@ -716,8 +915,15 @@ impl Backend for LxcBackend {
         self.tool(
             &["lxc-wait", "-n", &id.to_string(), "-P", &self.path_arg(), "-s", "RUNNING", "-t", "30"],
             Duration::from_secs(40),
-        )
-        .map(|_| ())
+        )?;
+        // It runs with its whole configuration now.
+        let _guard = self.write.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(mut state) = self.state(id).filter(|s| !s.until_restart.is_empty()) {
+            state.until_restart.clear();
+            state.started_as = None;
+            self.save(id, &state)?;
+        }
+        Ok(())
     }
 
     fn stop(&self, id: GuestId) -> Result<(), BackendError> {
@@ -734,26 +940,34 @@ impl Backend for LxcBackend {
                 format!("container {id} is a template: it takes no snapshot"),
             ));
         }
-        let target = self.dir(id).join("snapshots").join(name);
+        let snapshots = self.dir(id).join("snapshots");
+        let target = snapshots.join(name);
         if target.exists() {
             return Err(BackendError::permanent(
                 Delivery::NotSent,
                 format!("container {id} already has a snapshot {name}"),
             ));
         }
-        std::fs::create_dir_all(&target).map_err(|e| io_error(id, "create the snapshot directory", e))?;
-        let copy = self.tool(
-            &[
-                "cp",
-                "-a",
-                "--reflink=auto",
-                &self.rootfs(id).display().to_string(),
-                &target.join("rootfs").display().to_string(),
-            ],
-            Duration::from_secs(1800),
-        );
+        // Copied under a staging name and renamed once complete, as containers are made.
+        let staging = snapshots.join(format!("{STAGING_PREFIX}{name}"));
+        let _ = std::fs::remove_dir_all(&staging);
+        std::fs::create_dir_all(&staging).map_err(|e| io_error(id, "create the snapshot directory", e))?;
+        let copy = self
+            .tool(
+                &[
+                    "cp",
+                    "-a",
+                    "--reflink=auto",
+                    &self.rootfs(id).display().to_string(),
+                    &staging.join("rootfs").display().to_string(),
+                ],
+                Duration::from_secs(1800),
+            )
+            .and_then(|_| {
+                std::fs::rename(&staging, &target).map_err(|e| io_error(id, "move the snapshot into place", e))
+            });
         if let Err(e) = copy {
-            let _ = std::fs::remove_dir_all(&target);
+            let _ = std::fs::remove_dir_all(&staging);
             return Err(e);
         }
         state.snapshots.insert(name.to_string());
@@ -855,7 +1069,7 @@ impl Backend for LxcBackend {
             return Err(missing(id));
         }
         let config = self.adopted_config(id, desired)?;
-        self.save(id, &State { config: config.0, snapshots: self.snapshot_dirs(id), template: false })
+        self.save(id, &State { config: config.0, snapshots: self.snapshot_dirs(id), ..State::default() })
     }
 
     fn change_effect(&self, field: &str) -> ChangeEffect {

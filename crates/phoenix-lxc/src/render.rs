@@ -2,6 +2,11 @@
 
 use phoenix_backend::GuestConfig;
 
+/// A value in the host's cgroup file system, trimmed.
+fn read_cgroup(path: &str) -> Option<String> {
+    std::fs::read_to_string(std::path::Path::new("/sys/fs/cgroup").join(path)).ok().map(|s| s.trim().to_string())
+}
+
 /// The cgroup layout of the host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cgroups {
@@ -12,6 +17,24 @@ pub enum Cgroups {
 }
 
 impl Cgroups {
+    /// The memory limit of a running container, in MiB, as its cgroup has it now.
+    pub fn memory_limit_mb(self, id: u32) -> Option<u64> {
+        let bytes = match self {
+            Cgroups::V1 => read_cgroup(&format!("memory/lxc.payload.{id}/memory.limit_in_bytes"))?,
+            Cgroups::V2 => read_cgroup(&format!("lxc.payload.{id}/memory.max"))?,
+        };
+        bytes.parse::<u64>().ok().map(|b| b / (1024 * 1024))
+    }
+
+    /// The CPU limit of a running container, in cores, as its cgroup has it now.
+    pub fn cores(self, id: u32) -> Option<u64> {
+        let quota = match self {
+            Cgroups::V1 => read_cgroup(&format!("cpu/lxc.payload.{id}/cpu.cfs_quota_us"))?,
+            Cgroups::V2 => read_cgroup(&format!("lxc.payload.{id}/cpu.max"))?.split_whitespace().next()?.to_string(),
+        };
+        quota.parse::<u64>().ok().filter(|q| *q > 0).map(|q| q.div_ceil(100_000))
+    }
+
     /// Reads the layout from `/sys/fs/cgroup`.
     pub fn detect() -> Cgroups {
         if std::path::Path::new("/sys/fs/cgroup/memory").is_dir() { Cgroups::V1 } else { Cgroups::V2 }

@@ -70,6 +70,20 @@ pub enum Action {
 }
 
 impl Action {
+    /// The step in a few words, as plans show it (`create`, `run feature:docker`, …).
+    pub fn describe(&self) -> String {
+        match self {
+            Action::Create { .. } => "create".to_string(),
+            Action::Configure { .. } => "configure".to_string(),
+            Action::Start => "start".to_string(),
+            Action::Restart => "restart".to_string(),
+            Action::Customize { key, .. } => format!("run {key}"),
+            Action::HealthCheck => "health check".to_string(),
+            Action::Snapshot { name } => format!("snapshot {name}"),
+            Action::MakeTemplate => "make a template".to_string(),
+        }
+    }
+
     /// Whether the step changes the guest (a health check only looks).
     pub fn is_mutating(&self) -> bool {
         !matches!(self, Action::HealthCheck)
@@ -453,7 +467,10 @@ fn plan_guest(
     }
     for c in &d.customizations {
         let reason = match markers.map(|m| m.get(&c.key)) {
-            None => Some("its marker could not be read while the guest was stopped; run to be sure".to_string()),
+            None => Some(
+                "its marker could not be read (the guest is stopped, or its markers are unreadable); run to be sure"
+                    .to_string(),
+            ),
             Some(None) => Some("never run".to_string()),
             Some(Some(h)) if *h != c.hash => Some("its script or inputs changed".to_string()),
             Some(Some(_)) => None,

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use phoenix_backend::process::{ProcessError, run_captured};
+use phoenix_backend::process::{ABORTED, ProcessError, run_captured};
 
 /// How to reach one node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -209,6 +209,7 @@ impl NodeChannel for LocalNode {
         command.args(args);
         let out = run_captured(command, input, timeout).map_err(|e| match e {
             ProcessError::Spawn(e) | ProcessError::Wait(e) => ChannelError::Spawn(format!("{program}: {e}")),
+            ProcessError::Aborted => ChannelError::Spawn(format!("{program}: {ABORTED}")),
             ProcessError::Timeout => {
                 ChannelError::Timeout { host: node.to_string(), command: argv.join(" "), seconds: timeout.as_secs() }
             }
@@ -257,6 +258,7 @@ impl SshTarget {
         command.args(&args);
         let out = run_captured(command, input, timeout).map_err(|e| match e {
             ProcessError::Spawn(e) | ProcessError::Wait(e) => ChannelError::Spawn(format!("ssh: {e}")),
+            ProcessError::Aborted => ChannelError::Spawn(format!("ssh: {ABORTED}")),
             ProcessError::Timeout => {
                 ChannelError::Timeout { host: self.host.clone(), command: argv.join(" "), seconds: timeout.as_secs() }
             }

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use phoenix_backend::process::{ProcessError, run_captured};
+use phoenix_backend::process::{ABORTED, ProcessError, run_captured};
 use phoenix_backend::{BackendError, Delivery, ErrorKind};
 
 /// The `pvesh` program a client runs.
@@ -154,6 +154,9 @@ impl Pvesh {
                 Delivery::MaybeApplied,
                 format!("{method} {path}: pvesh still runs after {}s", timeout.as_secs()),
             ),
+            ProcessError::Aborted => {
+                BackendError::permanent(Delivery::MaybeApplied, format!("{method} {path}: pvesh {ABORTED}"))
+            }
         })?;
         decode(method, path, out.status, &out.stdout, &out.stderr)
     }

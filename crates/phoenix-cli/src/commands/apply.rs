@@ -1,6 +1,7 @@
 //! `phoenix apply`: executes exactly the plan it shows.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use phoenix_engine::lock::ApplyLock;
@@ -15,13 +16,42 @@ use crate::printer::styles::{ERROR, OK};
 use crate::progress::Progress;
 use crate::render;
 
-/// Set by Ctrl-C: no new step starts, running steps finish.
+/// Set by Ctrl-C (or SIGTERM, SIGHUP): no new step starts, running steps finish.
 pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
-/// Routes Ctrl-C to [`INTERRUPTED`]. Installing twice fails harmlessly: the first handler
-/// already sets the same flag.
+/// How many interrupting signals came.
+static SIGNALS: AtomicUsize = AtomicUsize::new(0);
+
+/// Routes Ctrl-C, SIGTERM and SIGHUP to [`INTERRUPTED`]: the first stops new steps and lets the
+/// running ones finish; the second kills the commands the running steps wait for (their steps
+/// fail, saying so). The commands run in their own process groups, so a Ctrl-C typed at the
+/// terminal reaches Phoenix alone. Installing twice fails harmlessly: the first handler already
+/// does the same.
 pub fn catch_interrupt() {
-    let _ = ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst));
+    let _ = ctrlc::set_handler(|| {
+        let mut stderr = std::io::stderr();
+        if SIGNALS.fetch_add(1, Ordering::SeqCst) == 0 {
+            INTERRUPTED.store(true, Ordering::SeqCst);
+            let _ = writeln!(
+                stderr,
+                "interrupted: no new step starts; running steps finish (interrupt again to abort them)"
+            );
+        } else {
+            let killed = phoenix_backend::process::abort_running();
+            let _ = writeln!(stderr, "aborting: {killed} running command(s) killed; their steps fail");
+        }
+    });
+}
+
+/// Says so when an apply to the configuration's backend is running now: what a read-only
+/// command shows is then a moment of that run.
+pub fn note_running_apply(cx: &Context<'_>, estate: &phoenix_config::Estate) {
+    if let Some(holder) = phoenix_engine::lock::holder(&cx.global.lock_dir.join(lock_name(estate))) {
+        cx.printer.info_text(&format!(
+            "note: another phoenix run is applying to this backend now ({holder}): what follows is a moment of \
+             it; run again once it has finished\n"
+        ));
+    }
 }
 
 /// Takes the apply lock of the configuration's backend.

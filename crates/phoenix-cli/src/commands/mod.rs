@@ -169,6 +169,9 @@ pub fn observe_and_plan(
     if let Some(gw) = &work.gateway {
         gw.describe(backend, &observed.observation, &mut plan);
     }
+    for (id, why) in &observed.unreadable {
+        plan.notes.push(format!("{id}: its markers could not be read ({why}); its customizations run again"));
+    }
     plan.issues.extend(phoenix_plan::check_capabilities(&work.desired, &backend.capabilities()));
     plan.issues.extend(phoenix_plan::check_addresses(&work.desired, &observed.observation));
     let (issues, notes) = phoenix_plan::check_routes(&work.desired, &plan, &|f, v| backend.route(f, v));

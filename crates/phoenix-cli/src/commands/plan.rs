@@ -18,6 +18,7 @@ pub fn run(cx: &Context<'_>, args: &PlanArgs) -> Outcome {
         Ok(w) => w,
         Err(o) => return o,
     };
+    super::apply::note_running_apply(cx, &work.estate);
     let (_, plan) = match observe_and_plan(cx, &mut work) {
         Ok(x) => x,
         Err(o) => return o,
