@@ -19,7 +19,7 @@ pub fn read_command(path: &str) -> Vec<String> {
 /// mode and owner, then renamed over it. A reader (or a run killed half-way) sees the old content
 /// or the new, never a part; a link at the path is replaced, never followed.
 pub fn push_command(file: &FilePush) -> Vec<String> {
-    let script = "umask 077; d=\"${1%/*}\"; mkdir -p -- \"$d\" && t=$(mktemp \"$d/.phoenix-push.XXXXXX\") || exit 1; \
+    let script = "umask 077; d=\"${1%/*}\"; mkdir -p -- \"$d\" && t=\"$d/.phoenix-push.$$\"; \
                   if cat > \"$t\" && chmod \"$2\" \"$t\" && chown \"$3:$4\" \"$t\"; then \
                   if [ -L \"$1\" ]; then rm -f -- \"$1\"; fi; mv -f -- \"$t\" \"$1\" && exit 0; fi; \
                   rm -f -- \"$t\"; exit 1";

@@ -194,6 +194,9 @@ pub struct Capabilities {
     pub gpu: bool,
     /// Several clones of one template can be made at once (Proxmox locks the template: it cannot).
     pub concurrent_clones: bool,
+    /// Its guests' addresses are reachable from where Phoenix runs, so that a plan probes their
+    /// HTTP and TCP health checks (a service that stopped answering is planned for repair).
+    pub probe_at_plan: bool,
     /// Fields of the normalised configuration it understands; a desired field outside this set is
     /// refused at plan time.
     pub fields: BTreeSet<String>,

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use phoenix_backend::{
     Backend, BackendError, CreateRequest, CreateSource, ExecRequest, FieldChange, FilePush, GuestId,
 };
-use phoenix_plan::{Action, Desired, DesiredGuest, GuestPlan, LifecycleState, Plan, Step};
+use phoenix_plan::{Action, Desired, DesiredGuest, GuestPlan, HEALTH_MARKER, LifecycleState, Plan, Step};
 
 use crate::customize::{CONTRACT_VERSION, Job, MARKERS_PATH};
 use crate::health::{Prober, wait_healthy};
@@ -357,8 +357,9 @@ impl<'a> Engine<'a> {
                 let Some(check) = &d.health else { return Ok(()) };
                 let address =
                     d.config.get("net.ip").filter(|ip| *ip != "dhcp").map(|ip| ip.split('/').next().unwrap_or(ip));
-                wait_healthy(self.backend, self.prober, id, address, check, opts.health_interval_scale)
-                    .map_err(|message| StepFailure { step: "health check".into(), message })
+                let result = wait_healthy(self.backend, self.prober, id, address, check, opts.health_interval_scale);
+                self.record_health(id, opts, result.as_ref().err());
+                result.map_err(|message| StepFailure { step: "health check".into(), message })
             }
             Action::Snapshot { name } => {
                 let taken = || exists().filter(|g| g.snapshots.contains(name)).map(|_| ());
@@ -373,6 +374,39 @@ impl<'a> Engine<'a> {
                 let made = || exists().filter(|g| g.template).map(|_| ());
                 self.call(id, opts, || self.backend.make_template(id), made).map_err(fail("make template"))
             }
+        }
+    }
+
+    /// Records a failed health check in the guest's markers (so that the next plan does not call
+    /// the guest unchanged while its service is down), and takes the record away once a check
+    /// passes. A guest whose markers cannot be written is only noted.
+    fn record_health(&self, id: GuestId, opts: &ApplyOptions, failure: Option<&String>) {
+        let markers = match self.call(id, opts, || self.backend.read_file(id, MARKERS_PATH), || None) {
+            Ok(bytes) => bytes.map(|b| parse_markers(&b)).unwrap_or_default(),
+            Err(_) => return,
+        };
+        let mut updated = markers.clone();
+        match failure {
+            Some(why) => {
+                let first: String = why.lines().next().unwrap_or_default().chars().take(200).collect();
+                updated.insert(HEALTH_MARKER.to_string(), first);
+            }
+            None => {
+                updated.remove(HEALTH_MARKER);
+            }
+        }
+        if updated == markers {
+            return;
+        }
+        let file = FilePush {
+            path: MARKERS_PATH.to_string(),
+            content: serde_json::to_vec_pretty(&updated).unwrap_or_default(),
+            mode: 0o600,
+            uid: 0,
+            gid: 0,
+        };
+        if let Err(e) = self.call(id, opts, || self.backend.push_file(id, &file), || None) {
+            self.reporter.note(id, &format!("could not record the health check's result: {e}"));
         }
     }
 

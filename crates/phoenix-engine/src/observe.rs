@@ -3,8 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use phoenix_backend::{Backend, BackendError, ErrorKind, GuestId, Observation};
-use phoenix_plan::{Desired, Markers};
+use phoenix_backend::{Backend, BackendError, ErrorKind, GuestId, Observation, PowerState};
+use phoenix_config::model::HealthCheck;
+use phoenix_plan::{Desired, DesiredGuest, Markers};
+
+use crate::health::{Prober, probe_once};
 
 use crate::customize::MARKERS_PATH;
 
@@ -24,6 +27,42 @@ pub struct Observed {
 /// Parses a marker file; an unreadable file counts as no markers (everything runs again).
 pub fn parse_markers(bytes: &[u8]) -> BTreeMap<String, String> {
     serde_json::from_slice(bytes).unwrap_or_default()
+}
+
+/// Probes the HTTP and TCP health checks of the configured guests that run, once each, where
+/// the backend's guests can be reached from here: the failures, by guest. Command checks are
+/// left to apply (a plan runs nothing inside guests).
+pub fn failing_health(
+    backend: &dyn Backend,
+    prober: &dyn Prober,
+    desired: &Desired,
+    observation: &Observation,
+) -> BTreeMap<GuestId, String> {
+    if !backend.capabilities().probe_at_plan {
+        return BTreeMap::new();
+    }
+    let probed: Vec<(&DesiredGuest, &HealthCheck)> = desired
+        .guests
+        .values()
+        .filter(|d| {
+            observation.guests.get(&d.id).is_some_and(|o| o.managed && !o.template && o.power == PowerState::Running)
+        })
+        .filter_map(|d| Some((d, d.health.as_ref().filter(|h| h.command.is_none())?)))
+        .collect();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = probed
+            .iter()
+            .map(|(d, check)| {
+                s.spawn(move || {
+                    let address =
+                        d.config.get("net.ip").filter(|ip| *ip != "dhcp").map(|ip| ip.split('/').next().unwrap_or(ip));
+                    let once = HealthCheck { timeout: Some(check.timeout.unwrap_or(10).min(2)), ..(*check).clone() };
+                    (d.id, probe_once(backend, prober, d.id, address, &once))
+                })
+            })
+            .collect();
+        handles.into_iter().filter_map(|h| h.join().ok()).filter_map(|(id, r)| Some((id, r.err()?))).collect()
+    })
 }
 
 /// Observes everything the plan needs, reading markers with up to `jobs` calls at once.

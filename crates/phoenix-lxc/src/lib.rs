@@ -158,6 +158,12 @@ impl LxcBackend {
         save_state(&self.dir(id), state).map_err(|e| io_error(id, "record the container's state", e))
     }
 
+    /// Whether `<lxc_path>/<id>` is what is left of a container of Phoenix's whose root
+    /// filesystem was removed (by hand: Phoenix never does).
+    fn remains(&self, id: GuestId) -> bool {
+        self.state(id).is_some() && !self.rootfs(id).exists() && self.snapshot_dirs(id).is_empty()
+    }
+
     /// Where a container is built before it is renamed into place.
     fn staging(&self, id: GuestId) -> PathBuf {
         self.lxc_path.join(format!("{STAGING_PREFIX}{id}"))
@@ -260,6 +266,19 @@ impl LxcBackend {
                 }
             }
         }
+        // A mount whose host directory is gone is no mount the container has any more.
+        c.retain(|field, value| {
+            let Some(inside) = field.strip_prefix("mount:") else { return true };
+            let source = value.split(';').next().unwrap_or_default();
+            let host = if let Some(path) = source.strip_prefix("bind:") {
+                Some(PathBuf::from(path))
+            } else if let Some(rest) = source.strip_prefix("volume:") {
+                self.volume_dir(id, inside, rest.split(':').next().unwrap_or_default())
+            } else {
+                None
+            };
+            host.is_none_or(|h| h.is_dir())
+        });
         let Some(live) = live else { return c };
         for (field, had) in state.until_restart.iter().filter(|_| state.started_as == live.pid) {
             match had {
@@ -649,6 +668,7 @@ impl Backend for LxcBackend {
             templates: true,
             gpu: true,
             concurrent_clones: true,
+            probe_at_plan: true,
             fields: phoenix_backend::fields::CONTAINER
                 .iter()
                 .filter(|f| !UNSUPPORTED_FIELDS.contains(f))
@@ -670,6 +690,11 @@ impl Backend for LxcBackend {
                 continue;
             }
             let state = self.state(id);
+            // A container of Phoenix's whose root filesystem is gone is no container any more:
+            // shown as absent, so that the plan creates it again (over what is left of it).
+            if self.remains(id) {
+                continue;
+            }
             // A container Phoenix did not create: what its LXC configuration says.
             let foreign = || self.read_foreign(id).map(|r| r.fields.0).unwrap_or_default();
             let running = live.get(&id);
@@ -700,6 +725,11 @@ impl Backend for LxcBackend {
     fn create(&self, request: &CreateRequest) -> Result<(), BackendError> {
         let id = request.id;
         let dir = self.dir(id);
+        if self.remains(id) {
+            // What is left of a container of Phoenix's whose root filesystem was removed: its
+            // configuration and record, which the new container replaces.
+            let _ = std::fs::remove_dir_all(&dir);
+        }
         if dir.exists() {
             return Err(BackendError::permanent(Delivery::NotSent, format!("{} already exists", dir.display())));
         }
@@ -814,7 +844,7 @@ impl Backend for LxcBackend {
     }
 
     fn check_create(&self, request: &CreateRequest) -> Result<(), BackendError> {
-        if self.dir(request.id).exists() {
+        if self.dir(request.id).exists() && !self.remains(request.id) {
             return Err(BackendError::permanent(
                 Delivery::NotSent,
                 format!("{} already exists", self.dir(request.id).display()),

@@ -1,7 +1,8 @@
 //! A small offline OS template built from the host's statically linked busybox: enough for the
 //! quickstart and the tests (a shell, core tools, `httpd`, `wget`), on a machine with no network.
 //!
-//! Its `/sbin/init` keeps the container running and stops cleanly on SIGTERM or SIGPWR.
+//! Its `/sbin/init` starts each executable in `/etc/boot.d/` (the template's services), keeps the
+//! container running and stops cleanly on SIGTERM or SIGPWR.
 
 use std::path::Path;
 use std::time::Duration;
@@ -81,6 +82,7 @@ pub fn build_busybox(busybox: &Path, out: &Path) -> Result<(), String> {
             "bin",
             "sbin",
             "etc",
+            "etc/boot.d",
             "proc",
             "sys",
             "dev",
@@ -97,7 +99,12 @@ pub fn build_busybox(busybox: &Path, out: &Path) -> Result<(), String> {
         }
         std::fs::copy(busybox, root.join("bin/busybox"))
             .map_err(|e| format!("cannot copy {}: {e}", busybox.display()))?;
-        for applet in APPLETS {
+        // Only the applets this busybox has: a link to a missing one fails when run, and a
+        // script's guard built on it (`pgrep … || start`) would never hold.
+        let listed = tool(&[&busybox.display().to_string(), "--list"], Duration::from_secs(10))
+            .map(|o| String::from_utf8_lossy(&o.stdout).lines().map(str::to_string).collect::<Vec<_>>())
+            .map_err(|e| format!("cannot list the applets of {}: {e}", busybox.display()))?;
+        for applet in APPLETS.iter().filter(|a| listed.iter().any(|l| l == *a)) {
             std::os::unix::fs::symlink("busybox", root.join("bin").join(applet))
                 .map_err(|e| format!("cannot link {applet}: {e}"))?;
         }
@@ -112,7 +119,7 @@ pub fn build_busybox(busybox: &Path, out: &Path) -> Result<(), String> {
             ("etc/os-release", "NAME=\"Phoenix busybox\"\nID=phoenix-busybox\n", 0o644),
             (
                 "sbin/init",
-                "#!/bin/sh\n# Keeps the container running; stops on SIGTERM or SIGPWR.\ntrap 'exit 0' TERM PWR INT\nwhile :; do sleep 3600 & wait $!; done\n",
+                "#!/bin/sh\n# Starts the services in /etc/boot.d (each executable there, in the background), then keeps\n# the container running; stops on SIGTERM or SIGPWR.\ntrap 'exit 0' TERM PWR INT\nfor s in /etc/boot.d/*; do [ -x \"$s\" ] && setsid \"$s\" </dev/null >/dev/null 2>&1 & done\nwhile :; do sleep 3600 & wait $!; done\n",
                 0o755,
             ),
         ];

@@ -9,6 +9,6 @@ pub mod plan;
 pub use desired::{Customization, Desired, DesiredGuest, desired, vm_passwords};
 pub use lifecycle::LifecycleState;
 pub use plan::{
-    Action, FileDiff, GuestPlan, Markers, Plan, PlanIssue, PlannedChange, Step, check_addresses, check_capabilities,
-    check_routes, plan, plan_with,
+    Action, FileDiff, GuestPlan, HEALTH_MARKER, Markers, Plan, PlanIssue, PlannedChange, Step, check_addresses,
+    check_capabilities, check_routes, plan, plan_with, repair_unhealthy,
 };

@@ -479,6 +479,9 @@ fn plan_guest(
             steps.push(step(Action::Customize { key: c.key.clone(), hash: c.hash.clone() }, reason));
         }
     }
+    if let Some(why) = markers.and_then(|m| m.get(HEALTH_MARKER)).filter(|_| d.health.is_some()) {
+        repair_health(&mut steps, running, &format!("its last health check failed ({why})"));
+    }
     let any_mutating = steps.iter().any(|s| s.action.is_mutating());
     if any_mutating && d.health.is_some() {
         steps.push(step(Action::HealthCheck, "verify after the changes".into()));
@@ -492,6 +495,34 @@ fn plan_guest(
         steps.push(step(Action::MakeTemplate, MAKE_TEMPLATE.into()));
     }
     (steps, issues)
+}
+
+/// The marker that records a failed health check until one passes: a guest whose service was
+/// left down is never "No changes".
+pub const HEALTH_MARKER: &str = "health";
+
+/// Steps for a running guest whose service is down: a restart (which starts its services again)
+/// unless other steps change it already; the health check itself is added by the caller.
+fn repair_health(steps: &mut Vec<Step>, running: bool, why: &str) {
+    if running && !steps.iter().any(|s| s.action.is_mutating()) {
+        steps.push(Step { action: Action::Restart, reason: format!("{why}: a restart starts its services again") });
+    }
+}
+
+/// Plans the repair of running guests whose health checks fail now (probed at plan time, see
+/// [`phoenix_backend::Capabilities::probe_at_plan`]): a restart and the health check, or only
+/// the check after the steps they have already.
+pub fn repair_unhealthy(plan: &mut Plan, desired: &Desired, failures: &BTreeMap<GuestId, String>) {
+    for g in plan.guests.iter_mut() {
+        let (Some(why), Some(d)) = (failures.get(&g.id), desired.guests.get(&g.id)) else { continue };
+        if d.health.is_none() || d.template {
+            continue;
+        }
+        repair_health(&mut g.steps, true, &format!("its health check fails now ({why})"));
+        if !g.steps.iter().any(|s| s.action == Action::HealthCheck) {
+            g.steps.push(Step { action: Action::HealthCheck, reason: "verify after the changes".into() });
+        }
+    }
 }
 
 /// Why a guest is made a template.
@@ -688,6 +719,7 @@ mod tests {
             templates: false,
             gpu: false,
             concurrent_clones: false,
+            probe_at_plan: false,
             fields: BTreeSet::from(["cores".to_string()]),
         };
         let issues = check_capabilities(&desired, &caps);
@@ -708,6 +740,7 @@ mod tests {
             templates: true,
             gpu: true,
             concurrent_clones: false,
+            probe_at_plan: false,
             fields: ["cores", "gpus", "ci.user"].map(String::from).into(),
         };
         assert!(check_capabilities(&desired, &all).is_empty());
@@ -918,6 +951,7 @@ mod tests {
             templates: false,
             gpu: false,
             concurrent_clones: false,
+            probe_at_plan: false,
             fields: BTreeSet::from(["cores".to_string()]),
         };
         let issues = check_capabilities(&desired, &caps);

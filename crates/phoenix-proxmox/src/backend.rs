@@ -941,6 +941,7 @@ impl Backend for ProxmoxBackend {
             templates: true,
             gpu: self.channel.is_some(),
             concurrent_clones: false,
+            probe_at_plan: false,
             fields: fields::CONTAINER.iter().chain(fields::VM).map(|f| (*f).to_string()).collect(),
         }
     }

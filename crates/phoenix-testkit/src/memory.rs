@@ -393,6 +393,7 @@ impl Backend for MemoryBackend {
             templates: true,
             gpu: true,
             concurrent_clones: false,
+            probe_at_plan: false,
             fields: phoenix_backend::fields::CONTAINER
                 .iter()
                 .chain(phoenix_backend::fields::VM)

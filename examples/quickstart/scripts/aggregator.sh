@@ -6,4 +6,5 @@ mkdir -p /srv/www
 for ip in 10.77.0.101 10.77.0.102 10.77.0.103; do
   wget -q -O - "http://${ip}/" >> /srv/www/index.html
 done
-pgrep -f 'httpd -f -p 80' >/dev/null || setsid /usr/local/bin/serve-web </dev/null >/dev/null 2>&1 &
+# Started at boot too; serve-web does nothing when the server already runs.
+setsid /usr/local/bin/serve-web </dev/null >/dev/null 2>&1 &

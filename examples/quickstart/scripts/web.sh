@@ -5,4 +5,5 @@ name=$(hostname)
 mkdir -p /srv/www /srv/shared
 echo "hello from ${name}" > /srv/www/index.html
 echo "${name} was here" > "/srv/shared/${name}.txt"
-pgrep -f 'httpd -f -p 80' >/dev/null || setsid /usr/local/bin/serve-web </dev/null >/dev/null 2>&1 &
+# Started at boot too; serve-web does nothing when the server already runs.
+setsid /usr/local/bin/serve-web </dev/null >/dev/null 2>&1 &

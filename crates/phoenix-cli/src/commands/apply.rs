@@ -158,6 +158,8 @@ fn gateway_tls(cx: &Context<'_>, plan: &phoenix_plan::Plan, work: &mut super::Wo
 
 /// Runs `phoenix apply`.
 pub fn run(cx: &Context<'_>, args: &ApplyArgs) -> Outcome {
+    // From the start: an interrupt while the plan is made means nothing is applied.
+    catch_interrupt();
     let mut work = match load_work(cx, &args.run.work, &args.targets) {
         Ok(w) => w,
         Err(o) => return o,
@@ -198,7 +200,6 @@ pub fn run(cx: &Context<'_>, args: &ApplyArgs) -> Outcome {
     if let Err(o) = gateway_tls(cx, &plan, &mut work) {
         return o;
     }
-    catch_interrupt();
     let progress = Progress::new(cx.printer, &plan);
     let engine = Engine {
         backend: work.backend.as_ref(),

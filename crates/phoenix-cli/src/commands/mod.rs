@@ -169,6 +169,13 @@ pub fn observe_and_plan(
     if let Some(gw) = &work.gateway {
         gw.describe(backend, &observed.observation, &mut plan);
     }
+    let unhealthy = phoenix_engine::observe::failing_health(
+        backend,
+        &phoenix_engine::health::NetProber,
+        &work.desired,
+        &observed.observation,
+    );
+    phoenix_plan::repair_unhealthy(&mut plan, &work.desired, &unhealthy);
     for (id, why) in &observed.unreadable {
         plan.notes.push(format!("{id}: its markers could not be read ({why}); its customizations run again"));
     }
