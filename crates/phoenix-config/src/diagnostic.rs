@@ -66,6 +66,9 @@ codes! {
     OutOfRange => "out-of-range",
     /// A value that is not one of the allowed values or does not have the required form.
     InvalidValue => "invalid-value",
+    /// A control character (newline, carriage return, tab, NUL, ...) in a key or value: they
+    /// would start lines of configuration files no one wrote, or name paths no one can type.
+    ControlCharacter => "control-character",
     /// A guest ID that is not a number from 100 to 999999999.
     InvalidId => "invalid-id",
     /// Two guests with the same ID (also across containers and VMs), or a VM defined twice.

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use crate::check::{Ctx, Filesystem};
+use crate::check::{Ctx, Filesystem, check_control_characters};
 use crate::diagnostic::{Code, Diagnostic, LocatedNote, Location, Report, Severity};
 use crate::estate::{EdgeKind, Estate, Guest, GuestId, GuestSpec, Origin};
 use crate::features::Catalog;
@@ -140,6 +140,7 @@ pub fn validate_with(sources: &Sources, early: Vec<Diagnostic>, fs: &dyn Filesys
         }
         file_diags.extend(crate::generations::upgrade(kind, &mut doc.root));
         check_structure(kind, &doc.root, &mut file_diags);
+        check_control_characters(kind, &doc.root, &mut file_diags);
         let repaired = repair(kind, &doc.root, &file_diags);
         let mut places = repaired.places;
         let serde_json::Value::Object(mut object) = repaired.value else {

@@ -1,5 +1,6 @@
 //! Semantic checks over the typed configuration: what the schema alone cannot say.
 
+mod control;
 mod guests;
 mod host;
 mod network;
@@ -16,6 +17,8 @@ use crate::model::Backend;
 use crate::path::JsonPath;
 use crate::source::{FileKind, Sources};
 use crate::suggest::closest;
+
+pub(crate) use control::check_control_characters;
 
 /// The file reads validation needs: the configuration files, and whether paths they name exist.
 /// Tests pass an in-memory implementation; the CLI passes [`RealFilesystem`].
