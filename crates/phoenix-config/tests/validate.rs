@@ -219,6 +219,66 @@ fn a_missing_directory_and_a_missing_hypervisor_file_are_errors() {
     assert!(v.reports[0].message.contains("phoenix_hypervisor_config.json is missing"));
 }
 
+/// A fresh directory under the system's temporary directory, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("phoenix-config-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create a scratch directory");
+        Scratch(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn a_configuration_file_that_is_not_a_regular_file_is_an_error_naming_it_and_is_never_opened() {
+    let lxc = FileKind::Lxc.file_name();
+    let make: [(&str, &dyn Fn(&Path)); 3] = [
+        ("a named pipe (FIFO)", &|p: &Path| {
+            let made = std::process::Command::new("mkfifo").arg(p).status().expect("run mkfifo");
+            assert!(made.success());
+        }),
+        ("a directory", &|p: &Path| std::fs::create_dir(p).expect("mkdir")),
+        ("a link to nothing", &|p: &Path| std::os::unix::fs::symlink("nowhere.json", p).expect("symlink")),
+    ];
+    for (what, make) in make {
+        let scratch = Scratch::new(&what.replace(' ', "-").replace(['(', ')'], ""));
+        let dir = scratch.0.clone();
+        std::fs::write(dir.join(FileKind::Hypervisor.file_name()), HV).expect("write");
+        make(&dir.join(lxc));
+        // Opening a FIFO would block until a writer comes: the check must finish on its own.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let d = dir.clone();
+        std::thread::spawn(move || tx.send(run(&RealFilesystem, &d)));
+        let v = rx.recv_timeout(std::time::Duration::from_secs(20)).expect("validation finishes");
+        assert_eq!(codes(&v), vec![Code::Io], "{what}: {:?}", v.reports);
+        assert!(v.estate.is_none(), "{what}: a file that cannot be read must not count as absent");
+        let message = &v.reports[0].message;
+        assert!(message.contains(&format!("{lxc} is {what}")), "{what}: {message}");
+        assert!(message.ends_with("not a regular file"), "{what}: {message}");
+        assert!(v.reports[0].hint.as_deref().is_some_and(|h| h.contains("must be a JSON file")));
+    }
+    // The hypervisor file too: it is not "missing" when a dangling link has its name.
+    let scratch = Scratch::new("hypervisor-link");
+    std::os::unix::fs::symlink("elsewhere.json", scratch.0.join(FileKind::Hypervisor.file_name())).expect("symlink");
+    let v = run(&RealFilesystem, &scratch.0);
+    assert_eq!(codes(&v), vec![Code::Io]);
+    assert!(v.reports[0].message.contains("is a link to nothing"), "{}", v.reports[0].message);
+    // A link to a regular file is read as the file.
+    let scratch = Scratch::new("good-link");
+    std::fs::write(scratch.0.join("real.json"), HV).expect("write");
+    std::os::unix::fs::symlink("real.json", scratch.0.join(FileKind::Hypervisor.file_name())).expect("symlink");
+    let v = run(&RealFilesystem, &scratch.0);
+    assert_eq!(codes(&v), Vec::<Code>::new(), "{:?}", v.reports);
+}
+
 /// Arbitrary JSON values, with keys drawn partly from the real format so that deep paths are
 /// reached.
 fn json_value() -> impl Strategy<Value = serde_json::Value> {

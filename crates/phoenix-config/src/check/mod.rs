@@ -29,6 +29,12 @@ pub trait Filesystem {
     fn is_file(&self, path: &Path) -> bool;
     /// Whether a path is an existing directory.
     fn is_dir(&self, path: &Path) -> bool;
+    /// What is at a path that is not an existing regular file, found without opening it (a FIFO
+    /// would block the reader): `Some("a directory")`, `Some("a named pipe (FIFO)")`, `Some("a
+    /// link to nothing")`, ...; `None` when nothing is there. By default a directory or nothing.
+    fn other_kind(&self, path: &Path) -> Option<&'static str> {
+        self.is_dir(path).then_some("a directory")
+    }
     /// The entries of a directory (feature directories are found this way). A file system that
     /// holds no directories to list need not provide it: by default it is unsupported.
     fn read_dir(&self, path: &Path) -> io::Result<Vec<PathBuf>> {
@@ -51,6 +57,32 @@ impl Filesystem for RealFilesystem {
 
     fn is_dir(&self, path: &Path) -> bool {
         path.is_dir()
+    }
+
+    fn other_kind(&self, path: &Path) -> Option<&'static str> {
+        use std::os::unix::fs::FileTypeExt;
+        let link = std::fs::symlink_metadata(path).ok()?;
+        let Ok(meta) = std::fs::metadata(path) else {
+            return Some(if link.file_type().is_symlink() {
+                "a link to nothing (or to a place it cannot reach)"
+            } else {
+                "unreadable"
+            });
+        };
+        let t = meta.file_type();
+        Some(if t.is_dir() {
+            "a directory"
+        } else if t.is_fifo() {
+            "a named pipe (FIFO)"
+        } else if t.is_socket() {
+            "a socket"
+        } else if t.is_char_device() || t.is_block_device() {
+            "a device"
+        } else if t.is_file() {
+            return None;
+        } else {
+            "not a regular file"
+        })
     }
 
     fn read_dir(&self, path: &Path) -> io::Result<Vec<PathBuf>> {
