@@ -105,6 +105,10 @@ codes! {
     Firewall => "firewall",
     /// A mount or volume problem: relative paths, unknown containers, two mounts at one path.
     Mount => "mount",
+    /// A path written with `..` that leaves the place it is read from: a script outside the
+    /// configuration directory, a template outside its storage's directory, a path inside a
+    /// container above its `/`.
+    PathEscape => "path-escape",
     /// A script or template file that does not exist.
     FileNotFound => "file-not-found",
     /// A password, token or key written inline where a secret reference is expected.

@@ -187,6 +187,62 @@ fn every_problem_is_reported_in_one_run() {
 }
 
 #[test]
+fn paths_that_leave_their_base_with_dot_dot_are_named() {
+    let lxc = format!(
+        r#"{{"lxc_configs": {{"300": {a}, "301": {b}}}}}"#,
+        a = container(
+            "a",
+            "10.9.0.10/24",
+            r#", "template": "local:vztmpl/../../../etc/x.tar.zst", "application_script": "../../../../etc/passwd",
+               "mount_points": [{"host_path": "/srv/a", "container_path": "/../../x"}, {"host_path": "/srv/b", "container_path": "/srv/../etc/b"}]"#
+        ),
+        b = container(
+            "b",
+            "10.9.0.11/24",
+            r#", "template": "local:vztmpl/x.tar.zst", "application_script": "scripts/../app.sh""#
+        ),
+    );
+    let mut fs = MemFs::with(&[(FileKind::Hypervisor, HV), (FileKind::Lxc, &lxc)]);
+    for script in ["/cfg/../../../../etc/passwd", "/cfg/scripts/../app.sh"] {
+        fs.files.insert(PathBuf::from(script), "#!/bin/sh\n".into());
+    }
+    let v = run(&fs, Path::new("/cfg"));
+    let escapes: Vec<(Severity, String, String)> = v
+        .reports
+        .iter()
+        .filter(|r| r.code == Code::PathEscape)
+        .map(|r| (r.severity, r.location.as_ref().map(|l| l.path.clone()).unwrap_or_default(), r.message.clone()))
+        .collect();
+    assert_eq!(
+        escapes,
+        vec![
+            (
+                Severity::Warning,
+                r#"$.lxc_configs["300"].template"#.to_string(),
+                r#"template "local:vztmpl/../../../etc/x.tar.zst" has `..`: it names a file outside the storage's template directory"#.to_string()
+            ),
+            (
+                Severity::Warning,
+                r#"$.lxc_configs["300"].application_script"#.to_string(),
+                r#"application script "../../../../etc/passwd" is /etc/passwd, outside the configuration directory: apply copies it into the guest and runs it as root"#.to_string()
+            ),
+            (
+                Severity::Error,
+                r#"$.lxc_configs["300"].mount_points[0].container_path"#.to_string(),
+                r#"container_path "/../../x" climbs above the container's `/` with `..`"#.to_string()
+            ),
+            (
+                Severity::Warning,
+                r#"$.lxc_configs["300"].mount_points[1].container_path"#.to_string(),
+                r#"container_path "/srv/../etc/b" has `..`: it is /etc/b"#.to_string()
+            ),
+        ],
+        "{:?}",
+        v.reports
+    );
+}
+
+#[test]
 fn a_wrong_container_does_not_hide_problems_of_the_others() {
     // 300 is structurally broken; 301 and 302 still get their semantic checks.
     let lxc = format!(

@@ -161,17 +161,36 @@ impl<'a> Ctx<'a> {
     }
 
     /// Reports an application script found in none of the places it is looked for
-    /// ([`crate::scripts::find_script`]), naming each of them.
+    /// ([`crate::scripts::find_script`]), naming each of them. A script written with `..` that leaves the configuration directory (and the shell layout's
+    /// `bin`) is run all the same, with a warning that says which file it is.
     fn require_script(&mut self, file: FileKind, path: JsonPath, script: &str) {
-        if let Err(missing) = crate::scripts::find_script(&self.sources.dir, script, self.fs) {
-            self.push(Diagnostic::error(Code::FileNotFound, file, path, missing.to_string()).hint(
+        let dir = &self.sources.dir;
+        match crate::scripts::find_script(dir, script, self.fs) {
+            Ok(found) => {
+                if let Some(outside) = crate::scripts::escapes(dir, script, &found) {
+                    self.push(
+                        Diagnostic::warning(
+                            Code::PathEscape,
+                            file,
+                            path,
+                            format!(
+                                "application script \"{script}\" is {}, outside the configuration directory: \
+                                 apply copies it into the guest and runs it as root",
+                                outside.display()
+                            ),
+                        )
+                        .hint("keep scripts in the configuration directory, or write the path you mean without `..`"),
+                    );
+                }
+            }
+            Err(missing) => self.push(Diagnostic::error(Code::FileNotFound, file, path, missing.to_string()).hint(
                 if script.starts_with('/') {
                     "check the path, or create the file"
                 } else {
                     "relative scripts are looked for in the configuration directory, then in `../bin` and \
-                     `../bin/lxc_setup` beside it; check the name, or create the file"
+                         `../bin/lxc_setup` beside it; check the name, or create the file"
                 },
-            ));
+            )),
         }
     }
 
