@@ -8,18 +8,22 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::SystemTime;
 
+mod support;
+
 fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
 }
 
 fn phoenix(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_phoenix"))
+    let out = Command::new(env!("CARGO_BIN_EXE_phoenix"))
         .args(args)
         .current_dir(cwd)
         .env_remove("PHOENIX_CONFIG_DIR")
         .env_remove("NO_COLOR")
         .output()
-        .expect("run phoenix")
+        .expect("run phoenix");
+    support::assert_no_known_secret(args, &text(&out.stdout), &text(&out.stderr));
+    out
 }
 
 fn text(b: &[u8]) -> String {
