@@ -296,23 +296,23 @@ impl Drop for Scratch {
 #[test]
 fn a_configuration_file_that_is_not_a_regular_file_is_an_error_naming_it_and_is_never_opened() {
     let lxc = FileKind::Lxc.file_name();
-    let make: [(&str, &dyn Fn(&Path)); 3] = [
-        ("a named pipe (FIFO)", &|p: &Path| {
-            let made = std::process::Command::new("mkfifo").arg(p).status().expect("run mkfifo");
-            assert!(made.success());
-        }),
-        ("a directory", &|p: &Path| std::fs::create_dir(p).expect("mkdir")),
-        ("a link to nothing", &|p: &Path| std::os::unix::fs::symlink("nowhere.json", p).expect("symlink")),
-    ];
-    for (what, make) in make {
+    for what in ["a named pipe (FIFO)", "a directory", "a link to nothing"] {
         let scratch = Scratch::new(&what.replace(' ', "-").replace(['(', ')'], ""));
         let dir = scratch.0.clone();
         std::fs::write(dir.join(FileKind::Hypervisor.file_name()), HV).expect("write");
-        make(&dir.join(lxc));
+        let target = dir.join(lxc);
+        match what {
+            "a named pipe (FIFO)" => {
+                let made = std::process::Command::new("mkfifo").arg(&target).status().expect("run mkfifo");
+                assert!(made.success());
+            }
+            "a directory" => std::fs::create_dir(&target).expect("mkdir"),
+            _ => std::os::unix::fs::symlink("nowhere.json", &target).expect("symlink"),
+        }
         // Opening a FIFO would block until a writer comes: the check must finish on its own.
         let (tx, rx) = std::sync::mpsc::channel();
         let d = dir.clone();
-        std::thread::spawn(move || tx.send(run(&RealFilesystem, &d)));
+        std::thread::spawn(move || tx.send(Box::new(run(&RealFilesystem, &d))));
         let v = rx.recv_timeout(std::time::Duration::from_secs(20)).expect("validation finishes");
         assert_eq!(codes(&v), vec![Code::Io], "{what}: {:?}", v.reports);
         assert!(v.estate.is_none(), "{what}: a file that cannot be read must not count as absent");
