@@ -6,6 +6,7 @@ pub mod cli;
 mod commands;
 mod printer;
 mod progress;
+pub mod redact;
 mod render;
 pub mod secrets;
 pub mod vault;

@@ -1,5 +1,6 @@
 //! All output goes through the printer: data to stdout, diagnostics, progress and messages to
-//! stderr, colours only where wanted. The streams are given to it, so tests can read them.
+//! stderr, colours only where wanted. The streams are given to it, so tests can read them. Every
+//! secret value the process has resolved is scrubbed from all of it ([`crate::redact`]).
 
 use std::io::Write;
 use std::sync::{Mutex, PoisonError};
@@ -63,7 +64,7 @@ impl Printer {
     /// Writes data to stdout.
     pub fn data(&self, text: &str) {
         let mut out = self.out.lock().unwrap_or_else(PoisonError::into_inner);
-        let _ = out.write_all(text.as_bytes());
+        let _ = out.write_all(crate::redact::scrub(text).as_bytes());
         let _ = out.flush();
     }
 
@@ -77,7 +78,7 @@ impl Printer {
     /// Writes a message to stderr (also when quiet: used for errors).
     pub fn error_text(&self, text: &str) {
         let mut err = self.err.lock().unwrap_or_else(PoisonError::into_inner);
-        let _ = err.write_all(text.as_bytes());
+        let _ = err.write_all(crate::redact::scrub(text).as_bytes());
         let _ = err.flush();
     }
 

@@ -55,8 +55,15 @@ impl Secrets {
         Secrets::new(|name| std::env::var(name).ok())
     }
 
-    /// The secret a reference names.
+    /// The secret a reference names. The value is registered with [`crate::redact`], so that
+    /// no output of the process shows it, whoever echoes it.
     pub fn resolve(&self, reference: &str) -> Result<String, SecretError> {
+        let value = self.read(reference)?;
+        crate::redact::register(&value);
+        Ok(value)
+    }
+
+    fn read(&self, reference: &str) -> Result<String, SecretError> {
         let source = parse_reference(reference)
             .map_err(|e| SecretError { message: format!("the secret reference {}", e.message), hint: Some(e.hint) })?;
         match source {
@@ -91,6 +98,7 @@ mod tests {
             _ => None,
         });
         assert_eq!(s.resolve("env:PVE_TOKEN").expect("env"), "from-the-env");
+        assert_eq!(crate::redact::scrub("echoed: from-the-env"), "echoed: *****");
         assert_eq!(s.resolve(&format!("file:{}", file.display())).expect("file"), "from-the-file");
         let e = s.resolve("env:MISSING").expect_err("unset").to_string();
         assert!(e.contains("MISSING") && e.contains("not set"), "{e}");

@@ -32,9 +32,12 @@ const NOT_HONOURED: [&str; 2] = ["VAULT_SKIP_VERIFY", "VAULT_CAPATH"];
 pub struct Token(String);
 
 impl Token {
-    /// A token; surrounding white space (a token file's newline) is dropped.
+    /// A token; surrounding white space (a token file's newline) is dropped. It is registered
+    /// with [`crate::redact`], so that no output of the process shows it.
     pub fn new(token: &str) -> Token {
-        Token(token.trim().to_string())
+        let token = token.trim();
+        crate::redact::register(token);
+        Token(token.to_string())
     }
 }
 

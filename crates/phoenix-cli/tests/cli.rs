@@ -8,18 +8,22 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::SystemTime;
 
+mod support;
+
 fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
 }
 
 fn phoenix(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_phoenix"))
+    let out = Command::new(env!("CARGO_BIN_EXE_phoenix"))
         .args(args)
         .current_dir(cwd)
         .env_remove("PHOENIX_CONFIG_DIR")
         .env_remove("NO_COLOR")
         .output()
-        .expect("run phoenix")
+        .expect("run phoenix");
+    support::assert_no_known_secret(args, &text(&out.stdout), &text(&out.stderr));
+    out
 }
 
 fn text(b: &[u8]) -> String {
@@ -215,4 +219,54 @@ fn validate_never_writes_and_never_contacts_the_backend() {
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
         other => panic!("the backend was contacted: {other:?}"),
     }
+}
+
+#[test]
+fn plan_and_status_on_the_lxc_backend_never_write() {
+    // Opening the backend checks the tools and that the backend's bridges exist: any bridge
+    // of this machine will do (CI has one).
+    let bridge = fs::read_dir("/sys/class/net")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .find(|e| e.path().join("bridge").is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned());
+    let missing = if Command::new("lxc-start").arg("--version").output().is_err() {
+        Some("the lxc tools are not installed (apt-get install lxc)".to_string())
+    } else if bridge.is_none() {
+        Some("this machine has no bridge (scripts/lxc-host.sh makes one)".to_string())
+    } else {
+        None
+    };
+    if !phoenix_testkit::real_component("plan and status on the LXC backend", missing) {
+        return;
+    }
+    let bridge = bridge.unwrap_or_default();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let cfg = tmp.path().join("cfg");
+    fs::create_dir_all(&cfg).expect("mkdir");
+    fs::write(cfg.join("phoenix_lxc_configs.json"), r#"{"lxc_configs": {}}"#).expect("write");
+    let ids = || ["/etc/subuid", "/etc/subgid"].map(|f| fs::read(f).ok());
+    let ids_before = ids();
+    let private = tmp.path().join("private");
+    fs::create_dir(&private).expect("mkdir");
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&private, fs::Permissions::from_mode(0o700)).expect("chmod");
+    for lxc_path in [tmp.path().join("absent"), private.clone()] {
+        let hv = format!(
+            r#"{{"backend": {{"type": "lxc", "lxc_path": "{}", "bridges": {{"vmbr0": {{"host_bridge": "{bridge}", "address": "10.79.0.1/24"}}}}, "storage": {{}}}}}}"#,
+            lxc_path.display()
+        );
+        fs::write(cfg.join("phoenix_hypervisor_config.json"), hv).expect("write");
+        let locks = tmp.path().join("locks");
+        for args in [&["plan"][..], &["status"], &["--output", "json", "plan"]] {
+            let mut full = vec!["-c", cfg.to_str().expect("utf-8"), "--lock-dir", locks.to_str().expect("utf-8")];
+            full.extend_from_slice(args);
+            let out = phoenix(&full, tmp.path());
+            assert!(out.status.success(), "{args:?} on {}: {}", lxc_path.display(), text(&out.stderr));
+        }
+    }
+    assert!(!tmp.path().join("absent").exists(), "plan or status created a missing lxc_path");
+    assert_eq!(fs::metadata(&private).expect("stat").permissions().mode() & 0o7777, 0o700, "plan changed the mode");
+    assert_eq!(ids(), ids_before, "plan or status wrote /etc/subuid or /etc/subgid");
 }

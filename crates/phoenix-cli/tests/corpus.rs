@@ -9,6 +9,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod support;
+
 fn corpus_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/broken")
 }
@@ -64,11 +66,10 @@ fn run(dir: &Path, extra: &[&str]) -> (i32, String, String) {
         .env_remove("NO_COLOR")
         .output()
         .expect("run phoenix");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let (stdout, stderr) =
+        (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
+    support::assert_no_known_secret(extra, &stdout, &stderr);
+    (out.status.code().unwrap_or(-1), stdout, stderr)
 }
 
 fn cases() -> Vec<(String, PathBuf)> {

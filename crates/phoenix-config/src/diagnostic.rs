@@ -66,6 +66,9 @@ codes! {
     OutOfRange => "out-of-range",
     /// A value that is not one of the allowed values or does not have the required form.
     InvalidValue => "invalid-value",
+    /// A control character (newline, carriage return, tab, NUL, ...) in a key or value: they
+    /// would start lines of configuration files no one wrote, or name paths no one can type.
+    ControlCharacter => "control-character",
     /// A guest ID that is not a number from 100 to 999999999.
     InvalidId => "invalid-id",
     /// Two guests with the same ID (also across containers and VMs), or a VM defined twice.
@@ -102,6 +105,10 @@ codes! {
     Firewall => "firewall",
     /// A mount or volume problem: relative paths, unknown containers, two mounts at one path.
     Mount => "mount",
+    /// A path written with `..` that leaves the place it is read from: a script outside the
+    /// configuration directory, a template outside its storage's directory, a path inside a
+    /// container above its `/`.
+    PathEscape => "path-escape",
     /// A script or template file that does not exist.
     FileNotFound => "file-not-found",
     /// A password, token or key written inline where a secret reference is expected.

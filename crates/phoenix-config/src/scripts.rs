@@ -36,6 +36,36 @@ pub fn find_script(config_dir: &Path, script: &str, fs: &dyn Filesystem) -> Resu
     }
 }
 
+/// Where a script written with a `..` component was found, when that lies outside the
+/// configuration directory and outside the shell layout's `bin` beside it (the places a script
+/// is meant to be): the place, absolute and without `..`. `None` when the script is written
+/// without `..`, or stays inside those places.
+pub fn escapes(config_dir: &Path, script: &str, found: &Path) -> Option<PathBuf> {
+    if !Path::new(script).components().any(|c| c == Component::ParentDir) {
+        return None;
+    }
+    let found = lexical(found);
+    let inside = [lexical(config_dir), lexical(&base_of(config_dir).join("bin"))];
+    (!inside.iter().any(|dir| found.starts_with(dir))).then_some(found)
+}
+
+/// A path made absolute (against the working directory) with `.` and `..` folded away by name,
+/// as a reader of the configuration understands it (links are not followed).
+pub fn lexical(path: &Path) -> PathBuf {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut out = PathBuf::new();
+    for c in absolute.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
 /// An application script that is in none of the places it is looked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScriptNotFound {
@@ -132,5 +162,20 @@ mod tests {
             err.to_string(),
             "application script \"x.sh\" does not exist (looked for /base/etc/x.sh, /base/bin/x.sh, /base/bin/lxc_setup/x.sh)"
         );
+    }
+
+    #[test]
+    fn a_script_written_with_dot_dot_escapes_when_it_leaves_the_configuration_and_its_bin() {
+        let dir = Path::new("/base/etc");
+        let escapes = |script: &str| escapes(dir, script, &script_candidates(dir, script)[0]);
+        assert_eq!(escapes("../../../../etc/passwd"), Some(PathBuf::from("/etc/passwd")));
+        assert_eq!(escapes("../other/x.sh"), Some(PathBuf::from("/base/other/x.sh")));
+        assert_eq!(escapes("scripts/../x.sh"), None);
+        assert_eq!(escapes("../bin/x.sh"), None);
+        assert_eq!(escapes("../etc/x.sh"), None);
+        assert_eq!(escapes("/opt/../etc/shadow"), Some(PathBuf::from("/etc/shadow")));
+        // Absolute paths are documented: only `..` is remarked on.
+        assert_eq!(escapes("/etc/shadow"), None);
+        assert_eq!(lexical(Path::new("/a/./b/../../../c")), PathBuf::from("/c"));
     }
 }

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use crate::check::{Ctx, Filesystem};
+use crate::check::{Ctx, Filesystem, check_control_characters};
 use crate::diagnostic::{Code, Diagnostic, LocatedNote, Location, Report, Severity};
 use crate::estate::{EdgeKind, Estate, Guest, GuestId, GuestSpec, Origin};
 use crate::features::Catalog;
@@ -40,7 +40,8 @@ impl Validation {
 }
 
 /// Reads the configuration files of a directory. Missing optional files are simply absent; a
-/// missing directory or hypervisor file, or an unreadable file, is a diagnostic.
+/// missing directory or hypervisor file, an unreadable file, or a file's name taken by something
+/// that is not a regular file (a directory, a FIFO, a device, a link to nothing) is a diagnostic.
 pub fn load(dir: &Path, fs: &dyn Filesystem) -> (Sources, Vec<Diagnostic>) {
     let mut diags = Vec::new();
     let mut files = Vec::new();
@@ -55,6 +56,18 @@ pub fn load(dir: &Path, fs: &dyn Filesystem) -> (Sources, Vec<Diagnostic>) {
         let path =
             if dir == Path::new(".") { Path::new(kind.file_name()).to_path_buf() } else { dir.join(kind.file_name()) };
         if !fs.is_file(&path) {
+            // Something is there that is not a file: saying the file is absent (and so that
+            // there are no containers) would hide the mistake. It is not opened: a FIFO blocks.
+            if let Some(what) = fs.other_kind(&path) {
+                diags.push(
+                    Diagnostic::directory_error(Code::Io, format!("{} is {what}, not a regular file", path.display()))
+                        .hint(format!(
+                            "{} must be a JSON file (a link to one is fine); remove or replace what is there",
+                            kind.file_name()
+                        )),
+                );
+                continue;
+            }
             if kind == FileKind::Hypervisor {
                 diags.push(
                     Diagnostic::directory_error(
@@ -140,6 +153,7 @@ pub fn validate_with(sources: &Sources, early: Vec<Diagnostic>, fs: &dyn Filesys
         }
         file_diags.extend(crate::generations::upgrade(kind, &mut doc.root));
         check_structure(kind, &doc.root, &mut file_diags);
+        check_control_characters(kind, &doc.root, &mut file_diags);
         let repaired = repair(kind, &doc.root, &file_diags);
         let mut places = repaired.places;
         let serde_json::Value::Object(mut object) = repaired.value else {

@@ -187,6 +187,62 @@ fn every_problem_is_reported_in_one_run() {
 }
 
 #[test]
+fn paths_that_leave_their_base_with_dot_dot_are_named() {
+    let lxc = format!(
+        r#"{{"lxc_configs": {{"300": {a}, "301": {b}}}}}"#,
+        a = container(
+            "a",
+            "10.9.0.10/24",
+            r#", "template": "local:vztmpl/../../../etc/x.tar.zst", "application_script": "../../../../etc/passwd",
+               "mount_points": [{"host_path": "/srv/a", "container_path": "/../../x"}, {"host_path": "/srv/b", "container_path": "/srv/../etc/b"}]"#
+        ),
+        b = container(
+            "b",
+            "10.9.0.11/24",
+            r#", "template": "local:vztmpl/x.tar.zst", "application_script": "scripts/../app.sh""#
+        ),
+    );
+    let mut fs = MemFs::with(&[(FileKind::Hypervisor, HV), (FileKind::Lxc, &lxc)]);
+    for script in ["/cfg/../../../../etc/passwd", "/cfg/scripts/../app.sh"] {
+        fs.files.insert(PathBuf::from(script), "#!/bin/sh\n".into());
+    }
+    let v = run(&fs, Path::new("/cfg"));
+    let escapes: Vec<(Severity, String, String)> = v
+        .reports
+        .iter()
+        .filter(|r| r.code == Code::PathEscape)
+        .map(|r| (r.severity, r.location.as_ref().map(|l| l.path.clone()).unwrap_or_default(), r.message.clone()))
+        .collect();
+    assert_eq!(
+        escapes,
+        vec![
+            (
+                Severity::Warning,
+                r#"$.lxc_configs["300"].template"#.to_string(),
+                r#"template "local:vztmpl/../../../etc/x.tar.zst" has `..`: it names a file outside the storage's template directory"#.to_string()
+            ),
+            (
+                Severity::Warning,
+                r#"$.lxc_configs["300"].application_script"#.to_string(),
+                r#"application script "../../../../etc/passwd" is /etc/passwd, outside the configuration directory: apply copies it into the guest and runs it as root"#.to_string()
+            ),
+            (
+                Severity::Error,
+                r#"$.lxc_configs["300"].mount_points[0].container_path"#.to_string(),
+                r#"container_path "/../../x" climbs above the container's `/` with `..`"#.to_string()
+            ),
+            (
+                Severity::Warning,
+                r#"$.lxc_configs["300"].mount_points[1].container_path"#.to_string(),
+                r#"container_path "/srv/../etc/b" has `..`: it is /etc/b"#.to_string()
+            ),
+        ],
+        "{:?}",
+        v.reports
+    );
+}
+
+#[test]
 fn a_wrong_container_does_not_hide_problems_of_the_others() {
     // 300 is structurally broken; 301 and 302 still get their semantic checks.
     let lxc = format!(
@@ -217,6 +273,66 @@ fn a_missing_directory_and_a_missing_hypervisor_file_are_errors() {
     let v = run_mem(&[(FileKind::Lxc, r#"{"lxc_configs": {}}"#)]);
     assert_eq!(codes(&v), vec![Code::Io]);
     assert!(v.reports[0].message.contains("phoenix_hypervisor_config.json is missing"));
+}
+
+/// A fresh directory under the system's temporary directory, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("phoenix-config-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create a scratch directory");
+        Scratch(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn a_configuration_file_that_is_not_a_regular_file_is_an_error_naming_it_and_is_never_opened() {
+    let lxc = FileKind::Lxc.file_name();
+    for what in ["a named pipe (FIFO)", "a directory", "a link to nothing"] {
+        let scratch = Scratch::new(&what.replace(' ', "-").replace(['(', ')'], ""));
+        let dir = scratch.0.clone();
+        std::fs::write(dir.join(FileKind::Hypervisor.file_name()), HV).expect("write");
+        let target = dir.join(lxc);
+        match what {
+            "a named pipe (FIFO)" => {
+                let made = std::process::Command::new("mkfifo").arg(&target).status().expect("run mkfifo");
+                assert!(made.success());
+            }
+            "a directory" => std::fs::create_dir(&target).expect("mkdir"),
+            _ => std::os::unix::fs::symlink("nowhere.json", &target).expect("symlink"),
+        }
+        // Opening a FIFO would block until a writer comes: the check must finish on its own.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let d = dir.clone();
+        std::thread::spawn(move || tx.send(Box::new(run(&RealFilesystem, &d))));
+        let v = rx.recv_timeout(std::time::Duration::from_secs(20)).expect("validation finishes");
+        assert_eq!(codes(&v), vec![Code::Io], "{what}: {:?}", v.reports);
+        assert!(v.estate.is_none(), "{what}: a file that cannot be read must not count as absent");
+        let message = &v.reports[0].message;
+        assert!(message.contains(&format!("{lxc} is {what}")), "{what}: {message}");
+        assert!(message.ends_with("not a regular file"), "{what}: {message}");
+        assert!(v.reports[0].hint.as_deref().is_some_and(|h| h.contains("must be a JSON file")));
+    }
+    // The hypervisor file too: it is not "missing" when a dangling link has its name.
+    let scratch = Scratch::new("hypervisor-link");
+    std::os::unix::fs::symlink("elsewhere.json", scratch.0.join(FileKind::Hypervisor.file_name())).expect("symlink");
+    let v = run(&RealFilesystem, &scratch.0);
+    assert_eq!(codes(&v), vec![Code::Io]);
+    assert!(v.reports[0].message.contains("is a link to nothing"), "{}", v.reports[0].message);
+    // A link to a regular file is read as the file.
+    let scratch = Scratch::new("good-link");
+    std::fs::write(scratch.0.join("real.json"), HV).expect("write");
+    std::os::unix::fs::symlink("real.json", scratch.0.join(FileKind::Hypervisor.file_name())).expect("symlink");
+    let v = run(&RealFilesystem, &scratch.0);
+    assert_eq!(codes(&v), Vec::<Code>::new(), "{:?}", v.reports);
 }
 
 /// Arbitrary JSON values, with keys drawn partly from the real format so that deep paths are

@@ -129,6 +129,7 @@ pub fn read(text: &str, bridges: &BTreeMap<String, String>, id_base: (u32, u32))
                     }
                 } else if opts.contains(&"bind") {
                     let ro = if opts.contains(&"ro") { ";ro" } else { "" };
+                    let (host, inside) = (crate::render::fstab_unescape(host), crate::render::fstab_unescape(inside));
                     f.set(format!("mount:/{}", inside.trim_matches('/')), format!("bind:{host}{ro}"));
                 } else {
                     raw.push(canonical::lxc_line(line));
@@ -217,6 +218,7 @@ mod tests {
             ("gpus", "0,1"),
             ("mount:/srv/shared", "bind:/var/lib/phoenix/shared/web"),
             ("mount:/srv/ro", "bind:/srv/ro;ro"),
+            ("mount:/srv/my files", "bind:/data/my files"),
             ("lxc.raw", "lxc.environment: A=1\nlxc.cgroup2.devices.allow: c 10:200 rwm"),
         ]);
         let devices = |n: u64| {
@@ -237,6 +239,7 @@ mod tests {
                 mounts: vec![
                     ("/srv/ro".into(), "/srv/ro".into(), true),
                     ("/srv/shared".into(), "/var/lib/phoenix/shared/web".into(), false),
+                    ("/srv/my files".into(), "/data/my files".into(), false),
                 ],
                 devices: devices(509),
                 memsw,

@@ -53,6 +53,11 @@ pub struct LxcBackend {
     lxc_path: PathBuf,
     settings: Settings,
     id_base: (u32, u32),
+    /// `/etc/subuid` or `/etc/subgid` where root has no range yet: one is added by
+    /// [`LxcBackend::prepare_host`].
+    missing_ranges: Vec<PathBuf>,
+    /// Whether [`LxcBackend::prepare_host`] ran, and how it went.
+    prepared: std::sync::OnceLock<Result<(), String>>,
     cgroups: Cgroups,
     /// Serialises writes of one container's files.
     write: Mutex<()>,
@@ -65,8 +70,9 @@ pub struct LxcBackend {
 pub struct OpenError(pub String, pub Option<String>);
 
 impl LxcBackend {
-    /// Checks the host (tools, bridges, ID ranges) and opens the backend. Returns what it changed
-    /// on the host, for the user to read (a subordinate ID range added for root).
+    /// Checks the host (tools, bridges, ID ranges, the directories above `lxc_path`) and opens the
+    /// backend, changing nothing: `plan` and `status` open it too. Returns what the first change
+    /// will do to the host first, for the user to read (see [`LxcBackend::prepare_host`]).
     pub fn open(settings: &Settings) -> Result<(LxcBackend, Vec<String>), OpenError> {
         if command::run(&["lxc-start".into(), "--version".into()], None, Duration::from_secs(10)).is_err() {
             return Err(OpenError(
@@ -86,16 +92,42 @@ impl LxcBackend {
                 ));
             }
         }
+        LxcBackend::open_with_id_files(settings, [PathBuf::from("/etc/subuid"), PathBuf::from("/etc/subgid")])
+    }
+
+    /// [`LxcBackend::open`] after its checks of the tools and bridges, with root's subordinate
+    /// ranges read from `id_files` (`/etc/subuid` and `/etc/subgid` on a real host).
+    fn open_with_id_files(settings: &Settings, id_files: [PathBuf; 2]) -> Result<(LxcBackend, Vec<String>), OpenError> {
         let mut notes = Vec::new();
-        let uid = subordinate_range(Path::new("/etc/subuid"), &mut notes).map_err(|e| OpenError(e, None))?;
-        let gid = subordinate_range(Path::new("/etc/subgid"), &mut notes).map_err(|e| OpenError(e, None))?;
+        let mut missing_ranges = Vec::new();
+        let mut base = [0u32; 2];
+        for (slot, file) in base.iter_mut().zip(&id_files) {
+            match subordinate_range(file).map_err(|e| OpenError(e, None))? {
+                Some(start) => *slot = start,
+                None => {
+                    *slot = DEFAULT_RANGE.0;
+                    notes.push(format!(
+                        "root has no subordinate ID range in {}: root:{}:{} is added there before the first \
+                         container is created or started, so that unprivileged containers have IDs to map",
+                        file.display(),
+                        DEFAULT_RANGE.0,
+                        DEFAULT_RANGE.1
+                    ));
+                    missing_ranges.push(file.clone());
+                }
+            }
+        }
         // The LXC tools know a container by the path they are given: one spelling for one
         // directory, or a container started under one would look stopped under another.
         let lxc_path = canonical_path(Path::new(settings.lxc_path.as_deref().unwrap_or("/var/lib/lxc")));
-        std::fs::create_dir_all(&lxc_path)
-            .map_err(|e| OpenError(format!("cannot create {}: {e}", lxc_path.display()), None))?;
-        // The mapped root of unprivileged containers must be able to traverse the path.
-        let _ = set_mode(&lxc_path, 0o755);
+        match lxc_path_mode(&lxc_path) {
+            Some(mode) if mode != LXC_PATH_MODE => notes.push(format!(
+                "{} has mode {mode:o}: it is set to {LXC_PATH_MODE:o} before the first container is created there, \
+                 so that the mapped root of unprivileged containers can reach it",
+                lxc_path.display()
+            )),
+            _ => {}
+        }
         for dir in lxc_path.ancestors().skip(1) {
             use std::os::unix::fs::PermissionsExt;
             let mode = std::fs::metadata(dir).map(|m| m.permissions().mode()).unwrap_or(0o755);
@@ -115,13 +147,37 @@ impl LxcBackend {
             LxcBackend {
                 lxc_path,
                 settings: settings.clone(),
-                id_base: (uid, gid),
+                id_base: (base[0], base[1]),
+                missing_ranges,
+                prepared: std::sync::OnceLock::new(),
                 cgroups: Cgroups::detect(),
                 write: Mutex::new(()),
                 tool_nanos: Default::default(),
             },
             notes,
         ))
+    }
+
+    /// Makes the host ready for containers, once, before the first one is created or started:
+    /// root's subordinate ID ranges added where [`LxcBackend::open`] found none, and `lxc_path`
+    /// created and opened to the containers' mapped root (mode 0755). Opening the backend does
+    /// none of this, so that reading commands change nothing.
+    fn prepare_host(&self) -> Result<(), BackendError> {
+        self.prepared
+            .get_or_init(|| {
+                for file in &self.missing_ranges {
+                    add_subordinate_range(file)?;
+                }
+                std::fs::create_dir_all(&self.lxc_path)
+                    .map_err(|e| format!("cannot create {}: {e}", self.lxc_path.display()))?;
+                if lxc_path_mode(&self.lxc_path) != Some(LXC_PATH_MODE) {
+                    set_mode(&self.lxc_path, LXC_PATH_MODE)
+                        .map_err(|e| format!("cannot open {} to the containers: {e}", self.lxc_path.display()))?;
+                }
+                Ok(())
+            })
+            .clone()
+            .map_err(|message| BackendError::permanent(Delivery::NotSent, message))
     }
 
     /// Total time spent inside the `lxc-*` tools, `tar` and `cp` since the backend was opened.
@@ -485,29 +541,49 @@ impl LxcBackend {
     }
 }
 
-/// The first ID of root's subordinate range in `/etc/subuid` or `/etc/subgid`, adding
-/// `root:100000:65536` when root has none (and saying so).
-fn subordinate_range(file: &Path, notes: &mut Vec<String>) -> Result<u32, String> {
+/// The range added for root when it has none: first ID and count.
+const DEFAULT_RANGE: (u32, u32) = (100_000, 65_536);
+
+/// The mode `lxc_path` needs: the mapped root of unprivileged containers traverses it.
+const LXC_PATH_MODE: u32 = 0o755;
+
+/// The permission bits of `lxc_path`, or `None` when it does not exist (yet).
+fn lxc_path_mode(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).ok().map(|m| m.permissions().mode() & 0o7777)
+}
+
+/// The first ID of root's subordinate range in `/etc/subuid` or `/etc/subgid` (a missing file
+/// holds none), or `None` when root has none of at least 65536 IDs.
+fn subordinate_range(file: &Path) -> Result<Option<u32>, String> {
     let text = std::fs::read_to_string(file).unwrap_or_default();
     for line in text.lines() {
         let p: Vec<&str> = line.trim().split(':').collect();
         if let [user, start, count] = p.as_slice()
             && *user == "root"
-            && count.parse::<u32>().is_ok_and(|c| c >= 65536)
+            && count.parse::<u32>().is_ok_and(|c| c >= DEFAULT_RANGE.1)
         {
-            return start.parse().map_err(|_| format!("{}: cannot read root's range {line:?}", file.display()));
+            return start
+                .parse()
+                .map(Some)
+                .map_err(|_| format!("{}: cannot read root's range {line:?}", file.display()));
         }
     }
-    let mut new = text.clone();
-    if !new.is_empty() && !new.ends_with('\n') {
-        new.push('\n');
+    Ok(None)
+}
+
+/// Adds `root:100000:65536` to `/etc/subuid` or `/etc/subgid`, unless root has a range by now.
+fn add_subordinate_range(file: &Path) -> Result<(), String> {
+    if subordinate_range(file)?.is_some() {
+        return Ok(());
     }
-    new.push_str("root:100000:65536\n");
-    std::fs::write(file, new)
-        .map_err(|e| format!("cannot add a subordinate ID range for root to {}: {e}", file.display()))?;
-    notes
-        .push(format!("added root:100000:65536 to {} so that unprivileged containers have IDs to map", file.display()));
-    Ok(100_000)
+    let mut text = std::fs::read_to_string(file).unwrap_or_default();
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(&format!("root:{}:{}\n", DEFAULT_RANGE.0, DEFAULT_RANGE.1));
+    std::fs::write(file, text)
+        .map_err(|e| format!("cannot add a subordinate ID range for root to {}: {e}", file.display()))
 }
 
 /// The host owner of `uid:gid` inside a container.
@@ -678,6 +754,10 @@ impl Backend for LxcBackend {
     }
 
     fn observe(&self) -> Result<Observation, BackendError> {
+        // No directory yet: no containers (it is made with the first one).
+        if !self.lxc_path.exists() {
+            return Ok(Observation { guests: BTreeMap::new() });
+        }
         let live = self.live()?;
         let mut guests = BTreeMap::new();
         let entries = std::fs::read_dir(&self.lxc_path).map_err(|e| {
@@ -768,6 +848,7 @@ impl Backend for LxcBackend {
                 Ok(snap)
             }
         };
+        self.prepare_host()?;
         // Built under a staging name and renamed into place once complete: a run killed half-way
         // leaves only the staging directory, which observe never shows and the next create
         // removes (it was never a container, so nothing is lost).
@@ -941,6 +1022,7 @@ impl Backend for LxcBackend {
                 format!("container {id} is a template: it is never started"),
             ));
         }
+        self.prepare_host()?;
         self.tool(&["lxc-start", "-n", &id.to_string(), "-P", &self.path_arg(), "-d"], TOOL_TIMEOUT)?;
         self.tool(
             &["lxc-wait", "-n", &id.to_string(), "-P", &self.path_arg(), "-s", "RUNNING", "-t", "30"],
@@ -1117,4 +1199,70 @@ fn mib(v: &str) -> String {
 
 fn quota(v: &str) -> String {
     (v.parse::<u64>().unwrap_or(1) * 100_000).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn settings(lxc_path: &Path) -> Settings {
+        Settings { lxc_path: Some(lxc_path.display().to_string()), bridges: BTreeMap::new(), storage: BTreeMap::new() }
+    }
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).expect("stat").permissions().mode() & 0o7777
+    }
+
+    /// An ID file where root has no range, and one where it has.
+    fn id_files(dir: &Path) -> [PathBuf; 2] {
+        let (uid, gid) = (dir.join("subuid"), dir.join("subgid"));
+        std::fs::write(&uid, "someone:100000:65536").expect("write");
+        std::fs::write(&gid, "root:200000:65536\n").expect("write");
+        [uid, gid]
+    }
+
+    #[test]
+    fn opening_and_observing_change_nothing_and_say_what_the_first_change_will_do() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let files = id_files(tmp.path());
+        let before: Vec<String> = files.iter().map(|f| std::fs::read_to_string(f).expect("read")).collect();
+
+        // A missing `lxc_path` means no containers yet, and stays missing.
+        let missing = tmp.path().join("lxc");
+        let (backend, notes) = LxcBackend::open_with_id_files(&settings(&missing), files.clone()).expect("open");
+        assert_eq!(backend.id_base, (DEFAULT_RANGE.0, 200_000));
+        assert!(backend.observe().expect("observe").guests.is_empty());
+        assert!(!missing.exists());
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(notes[0].contains("root has no subordinate ID range in") && notes[0].contains("subuid"), "{notes:?}");
+
+        // A private `lxc_path` keeps its mode; the note says what apply will do.
+        let private = tmp.path().join("private");
+        std::fs::create_dir(&private).expect("mkdir");
+        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+        let (_, notes) = LxcBackend::open_with_id_files(&settings(&private), files.clone()).expect("open");
+        assert_eq!(mode(&private), 0o700);
+        assert!(notes.iter().any(|n| n.contains("has mode 700: it is set to 755")), "{notes:?}");
+
+        let after: Vec<String> = files.iter().map(|f| std::fs::read_to_string(f).expect("read")).collect();
+        assert_eq!(before, after, "opening must not write the ID files");
+    }
+
+    #[test]
+    fn the_first_change_prepares_the_host_once() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let files = id_files(tmp.path());
+        let lxc_path = tmp.path().join("a/lxc");
+        let (backend, _) = LxcBackend::open_with_id_files(&settings(&lxc_path), files.clone()).expect("open");
+        backend.prepare_host().expect("prepare");
+        backend.prepare_host().expect("prepare again");
+        assert_eq!(mode(&lxc_path), LXC_PATH_MODE);
+        assert_eq!(std::fs::read_to_string(&files[0]).expect("read"), "someone:100000:65536\nroot:100000:65536\n");
+        assert_eq!(std::fs::read_to_string(&files[1]).expect("read"), "root:200000:65536\n");
+        // Opened again, the host is as it should be: nothing left to say.
+        let (_, notes) = LxcBackend::open_with_id_files(&settings(&lxc_path), files).expect("open");
+        assert!(notes.is_empty(), "{notes:?}");
+    }
 }

@@ -137,7 +137,11 @@ pub fn render(cfg: &GuestConfig, cx: &RenderContext<'_>) -> String {
     }
     for (inside, host, read_only) in &cx.mounts {
         let opts = if *read_only { "bind,ro,create=dir" } else { "bind,create=dir" };
-        lines.push(format!("lxc.mount.entry = {host} {} none {opts} 0 0", inside.trim_start_matches('/')));
+        lines.push(format!(
+            "lxc.mount.entry = {} {} none {opts} 0 0",
+            fstab_escape(host),
+            fstab_escape(inside.trim_start_matches('/'))
+        ));
     }
     for d in &cx.devices {
         let key = match cx.cgroups {
@@ -156,6 +160,46 @@ pub fn render(cfg: &GuestConfig, cx: &RenderContext<'_>) -> String {
     }
     lines.push(String::new());
     lines.join("\n")
+}
+
+/// A path as a field of an fstab line, which `lxc.mount.entry` is: space, tab, newline and
+/// backslash as the octal escapes `getmntent` reads back (`\040`, `\011`, `\012`, `\134`), and
+/// any other control character escaped the same way, so that a path can neither split the entry
+/// into more fields nor end the line and start another setting. Validation refuses control
+/// characters; this keeps the file sound whatever reaches it.
+fn fstab_escape(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for c in path.chars() {
+        if c == ' ' || c == '\\' || (c as u32) < 0x20 || c == '\u{7f}' {
+            out.push_str(&format!("\\{:03o}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The path [`fstab_escape`] wrote (an octal escape is read as the character it names; any other
+/// backslash is kept, as `getmntent` keeps it).
+pub(crate) fn fstab_unescape(field: &str) -> String {
+    let mut out = String::with_capacity(field.len());
+    let mut rest = field;
+    while let Some(i) = rest.find('\\') {
+        out.push_str(&rest[..i]);
+        let digits = rest.get(i + 1..i + 4).filter(|d| d.bytes().all(|b| (b'0'..=b'7').contains(&b)));
+        match digits.and_then(|d| u32::from_str_radix(d, 8).ok()).and_then(char::from_u32) {
+            Some(c) => {
+                out.push(c);
+                rest = &rest[i + 4..];
+            }
+            None => {
+                out.push('\\');
+                rest = &rest[i + 1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The ID map as `lxc.idmap` lines: the configured ranges mapped one-to-one, the rest of
@@ -232,5 +276,41 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
         }
+    }
+
+    #[test]
+    fn a_mount_path_stays_one_entry_on_one_line_whatever_it_holds() {
+        let hostile = "/srv/src mnt/y none bind,create=dir 0 0\nlxc.environment = PHOENIX_INJECTED=yes\r\tx\\y\0";
+        let cx = RenderContext {
+            id: 901,
+            rootfs: "/var/lib/phoenix/lxc/901/rootfs",
+            host_bridge: "phxbr0",
+            id_base: (100000, 100000),
+            cgroups: Cgroups::V2,
+            mounts: vec![
+                ("/mnt/x y".into(), hostile.into(), false),
+                ("/srv/plain".into(), "/var/lib/data dir".into(), true),
+            ],
+            devices: Vec::new(),
+            memsw: false,
+        };
+        let text = render(&GuestConfig::default(), &cx);
+        let entries: Vec<&str> = text.lines().filter(|l| l.starts_with("lxc.mount.entry")).collect();
+        assert_eq!(
+            entries,
+            vec![
+                "lxc.mount.entry = /srv/src\\040mnt/y\\040none\\040bind,create=dir\\0400\\0400\\012lxc.environment\\040=\\040PHOENIX_INJECTED=yes\\015\\011x\\134y\\000 mnt/x\\040y none bind,create=dir 0 0",
+                "lxc.mount.entry = /var/lib/data\\040dir srv/plain none bind,ro,create=dir 0 0",
+            ]
+        );
+        assert!(!text.contains("PHOENIX_INJECTED=yes\n"), "{text}");
+        assert!(text.lines().all(|l| !l.starts_with("lxc.environment")), "{text}");
+        // Six fields, as fstab has: a path adds none; and each reads back as written.
+        for e in &entries {
+            let fields: Vec<&str> = e.trim_start_matches("lxc.mount.entry = ").split(' ').collect();
+            assert_eq!(fields.len(), 6, "{e}");
+        }
+        assert_eq!(fstab_unescape(&fstab_escape(hostile)), hostile);
+        assert_eq!(fstab_unescape(r"C:\temp \04"), r"C:\temp \04");
     }
 }

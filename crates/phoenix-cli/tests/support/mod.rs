@@ -26,7 +26,38 @@ pub fn phoenix_in(dir: &Path, args: &[&str], connect: &Connect) -> (u8, String, 
     full.extend_from_slice(args);
     let code =
         run(full, Io::Custom { out: Box::new(out.clone()), err: Box::new(err.clone()), interactive: false }, connect);
-    (code, out.text(), err.text())
+    let (out, err) = (out.text(), err.text());
+    assert_no_known_secret(args, &out, &err);
+    (code, out, err)
+}
+
+/// Every secret value the suite gives Phoenix (API token secrets, root passwords, Vault tokens,
+/// a password written inline on purpose). No output of any run may hold one: each run through
+/// [`phoenix_in`] is checked, and tests that run the binary themselves call
+/// [`assert_no_known_secret`].
+pub const KNOWN_SECRETS: &[&str] = &[
+    "0f9e8d7c-6b5a-4321-9abc-def012345678",
+    "5a4b3c2d-1e0f-4a9b-8c7d-6e5f4a3b2c1d",
+    "0f9e8d7c-v1",
+    "0f9e8d7c-v2",
+    "s3cret",
+    "root-pw",
+    "rp-v2",
+    "hvs.CAESIPq7Zt2vKx9",
+    "hvs.CAESIJ3k9QzT7rXw2mVb8LpFhYt",
+    "hvs.revoked",
+    "NewKick@2025-secret",
+    "TOKSECRET-7731-q9z-echoed",
+];
+
+/// Fails the test when the output of a run holds one of [`KNOWN_SECRETS`].
+pub fn assert_no_known_secret(args: &[&str], stdout: &str, stderr: &str) {
+    for secret in KNOWN_SECRETS {
+        assert!(
+            !stdout.contains(secret) && !stderr.contains(secret),
+            "phoenix {args:?} printed the test secret {secret:?}:\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
+        );
+    }
 }
 
 /// A connection to the double's node `pve1`: its API with the token `(id, secret)`, pinned to

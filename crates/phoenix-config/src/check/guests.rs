@@ -530,6 +530,7 @@ fn unknown_storage(file: FileKind, path: JsonPath, name: &str, storage: &BTreeMa
 }
 
 fn check_template(cx: &mut Ctx<'_>, file: FileKind, path: JsonPath, template: &str) {
+    check_template_dot_dot(cx, file, path.clone(), template);
     let is_volume_id = !template.starts_with('/') && template.contains(':');
     if is_volume_id {
         if let Some(Backend::Lxc(lxc)) = &cx.estate.hypervisor.backend {
@@ -621,13 +622,17 @@ fn check_mounts_and_volumes(cx: &mut Ctx<'_>, file: FileKind, base: &JsonPath, c
     for (i, m) in c.mount_points.iter().enumerate() {
         let path = base.key("mount_points").index(i);
         cx.require_absolute(file, path.key("host_path"), "host_path", &m.host_path);
-        cx.require_absolute(file, path.key("container_path"), "container_path", &m.container_path);
+        if cx.require_absolute(file, path.key("container_path"), "container_path", &m.container_path) {
+            check_inside_path(cx, file, path.key("container_path"), "container_path", &m.container_path);
+        }
     }
     for key in ["volumes", "zfs_volumes"] {
         let list = if key == "volumes" { &c.volumes } else { &c.zfs_volumes };
         for (i, v) in list.iter().enumerate() {
             let path = base.key(key).index(i);
-            cx.require_absolute(file, path.key("mount_point"), "mount_point", &v.mount_point);
+            if cx.require_absolute(file, path.key("mount_point"), "mount_point", &v.mount_point) {
+                check_inside_path(cx, file, path.key("mount_point"), "mount_point", &v.mount_point);
+            }
             if let Some(Backend::Lxc(lxc)) = &cx.estate.hypervisor.backend
                 && !lxc.storage.contains_key(&v.pool)
             {
@@ -635,6 +640,74 @@ fn check_mounts_and_volumes(cx: &mut Ctx<'_>, file: FileKind, base: &JsonPath, c
             }
         }
     }
+}
+
+/// A path inside the container written with `..`: where it leads, or `None` when it climbs
+/// above the container's `/` (LXC refuses to mount there).
+fn inside_path(path: &str) -> Option<String> {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop()?;
+            }
+            name => parts.push(name),
+        }
+    }
+    Some(format!("/{}", parts.join("/")))
+}
+
+/// A path inside the container with a `..` component: an error when it climbs above `/`, a
+/// warning naming the place it leads to otherwise.
+fn check_inside_path(cx: &mut Ctx<'_>, file: FileKind, path: JsonPath, what: &str, value: &str) {
+    if !value.split('/').any(|p| p == "..") {
+        return;
+    }
+    cx.push(match inside_path(value) {
+        None => Diagnostic::error(
+            Code::PathEscape,
+            file,
+            path,
+            format!("{what} \"{value}\" climbs above the container's `/` with `..`"),
+        )
+        .hint("write the path inside the container without `..`; LXC refuses to mount above its root"),
+        Some(leads) => {
+            Diagnostic::warning(Code::PathEscape, file, path, format!("{what} \"{value}\" has `..`: it is {leads}"))
+                .hint(format!("write \"{leads}\""))
+        }
+    });
+}
+
+/// A template written with a `..` component: a volume ID whose file name leaves its storage's
+/// template directory, or a tarball path, resolved, that the reader should see.
+fn check_template_dot_dot(cx: &mut Ctx<'_>, file: FileKind, path: JsonPath, template: &str) {
+    let is_volume_id = !template.starts_with('/') && template.contains(':');
+    let name = if is_volume_id { template.split_once(':').map_or("", |(_, n)| n) } else { template };
+    if !name.split('/').any(|p| p == "..") {
+        return;
+    }
+    let d = if is_volume_id {
+        Diagnostic::warning(
+            Code::PathEscape,
+            file,
+            path,
+            format!("template \"{template}\" has `..`: it names a file outside the storage's template directory"),
+        )
+        .hint(
+            "name the template as the storage lists it, e.g. \"local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst\"",
+        )
+    } else {
+        let resolved = crate::scripts::lexical(&cx.sources.resolve(template));
+        Diagnostic::warning(
+            Code::PathEscape,
+            file,
+            path,
+            format!("template \"{template}\" has `..`: it is {}", resolved.display()),
+        )
+        .hint(format!("write \"{}\"", resolved.display()))
+    };
+    cx.push(d);
 }
 
 fn check_vm(cx: &mut Ctx<'_>, guest: &Guest, v: &VmConfig) {

@@ -1,5 +1,6 @@
 //! Semantic checks over the typed configuration: what the schema alone cannot say.
 
+mod control;
 mod guests;
 mod host;
 mod network;
@@ -17,6 +18,8 @@ use crate::path::JsonPath;
 use crate::source::{FileKind, Sources};
 use crate::suggest::closest;
 
+pub(crate) use control::check_control_characters;
+
 /// The file reads validation needs: the configuration files, and whether paths they name exist.
 /// Tests pass an in-memory implementation; the CLI passes [`RealFilesystem`].
 pub trait Filesystem {
@@ -26,6 +29,12 @@ pub trait Filesystem {
     fn is_file(&self, path: &Path) -> bool;
     /// Whether a path is an existing directory.
     fn is_dir(&self, path: &Path) -> bool;
+    /// What is at a path that is not an existing regular file, found without opening it (a FIFO
+    /// would block the reader): `Some("a directory")`, `Some("a named pipe (FIFO)")`, `Some("a
+    /// link to nothing")`, ...; `None` when nothing is there. By default a directory or nothing.
+    fn other_kind(&self, path: &Path) -> Option<&'static str> {
+        self.is_dir(path).then_some("a directory")
+    }
     /// The entries of a directory (feature directories are found this way). A file system that
     /// holds no directories to list need not provide it: by default it is unsupported.
     fn read_dir(&self, path: &Path) -> io::Result<Vec<PathBuf>> {
@@ -48,6 +57,32 @@ impl Filesystem for RealFilesystem {
 
     fn is_dir(&self, path: &Path) -> bool {
         path.is_dir()
+    }
+
+    fn other_kind(&self, path: &Path) -> Option<&'static str> {
+        use std::os::unix::fs::FileTypeExt;
+        let link = std::fs::symlink_metadata(path).ok()?;
+        let Ok(meta) = std::fs::metadata(path) else {
+            return Some(if link.file_type().is_symlink() {
+                "a link to nothing (or to a place it cannot reach)"
+            } else {
+                "unreadable"
+            });
+        };
+        let t = meta.file_type();
+        Some(if t.is_dir() {
+            "a directory"
+        } else if t.is_fifo() {
+            "a named pipe (FIFO)"
+        } else if t.is_socket() {
+            "a socket"
+        } else if t.is_char_device() || t.is_block_device() {
+            "a device"
+        } else if t.is_file() {
+            return None;
+        } else {
+            "not a regular file"
+        })
     }
 
     fn read_dir(&self, path: &Path) -> io::Result<Vec<PathBuf>> {
@@ -126,17 +161,36 @@ impl<'a> Ctx<'a> {
     }
 
     /// Reports an application script found in none of the places it is looked for
-    /// ([`crate::scripts::find_script`]), naming each of them.
+    /// ([`crate::scripts::find_script`]), naming each of them. A script written with `..` that leaves the configuration directory (and the shell layout's
+    /// `bin`) is run all the same, with a warning that says which file it is.
     fn require_script(&mut self, file: FileKind, path: JsonPath, script: &str) {
-        if let Err(missing) = crate::scripts::find_script(&self.sources.dir, script, self.fs) {
-            self.push(Diagnostic::error(Code::FileNotFound, file, path, missing.to_string()).hint(
+        let dir = &self.sources.dir;
+        match crate::scripts::find_script(dir, script, self.fs) {
+            Ok(found) => {
+                if let Some(outside) = crate::scripts::escapes(dir, script, &found) {
+                    self.push(
+                        Diagnostic::warning(
+                            Code::PathEscape,
+                            file,
+                            path,
+                            format!(
+                                "application script \"{script}\" is {}, outside the configuration directory: \
+                                 apply copies it into the guest and runs it as root",
+                                outside.display()
+                            ),
+                        )
+                        .hint("keep scripts in the configuration directory, or write the path you mean without `..`"),
+                    );
+                }
+            }
+            Err(missing) => self.push(Diagnostic::error(Code::FileNotFound, file, path, missing.to_string()).hint(
                 if script.starts_with('/') {
                     "check the path, or create the file"
                 } else {
                     "relative scripts are looked for in the configuration directory, then in `../bin` and \
-                     `../bin/lxc_setup` beside it; check the name, or create the file"
+                         `../bin/lxc_setup` beside it; check the name, or create the file"
                 },
-            ));
+            )),
         }
     }
 
