@@ -69,7 +69,6 @@ fn a_stack_of_real_containers_is_built_kept_changed_and_removed() {
     let owned = PathBuf::from(format!("/var/tmp/phoenix-e2e-owned-{}", std::process::id()));
     assert_eq!(std::fs::metadata(&owned).expect("owned dir").uid(), 101_000);
     assert_eq!(s.attach(703, &["stat", "-c", "%u", "/srv/owned"]).trim(), "1000");
-    let _ = std::fs::remove_dir_all(&owned);
     let addr = s.attach(701, &["ip", "addr", "show", "eth0"]);
     assert!(addr.contains("inet 10.79.0.71/24") && addr.contains("02:79:00:00:07:01"), "{addr}");
     let limit = Command::new("lxc-cgroup")
@@ -140,6 +139,8 @@ fn a_stack_of_real_containers_is_built_kept_changed_and_removed() {
     let veths = Command::new("ip").args(["-o", "link", "show", "master", BRIDGE]).output().expect("ip");
     assert_eq!(text(&veths.stdout).trim(), "", "veths left on {BRIDGE}");
     assert!(shared.is_file(), "destroy removed the shared data");
+    assert!(owned.is_dir(), "destroy removed a mounted host directory");
+    let _ = std::fs::remove_dir_all(&owned);
 }
 
 #[test]
