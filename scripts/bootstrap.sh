@@ -6,7 +6,7 @@ set -euo pipefail
 
 MIN_RUST_MINOR=89
 
-bash "$(dirname "$0")/apt-need.sh" build-essential ca-certificates curl pkg-config git
+bash "$(dirname "$0")/apt-need.sh" build-essential ca-certificates curl pkg-config git procps util-linux
 
 if [ -f "$HOME/.cargo/env" ]; then
     # shellcheck disable=SC1091

@@ -159,4 +159,27 @@ mod tests {
             Err(ProcessError::Spawn(_))
         ));
     }
+
+    #[test]
+    fn programs_run_in_their_own_process_group() {
+        let mut c = Command::new("sh");
+        c.args(["-c", "ps -o pgid= -p $$"]);
+        let out = run_captured(c, None, Duration::from_secs(10)).expect("runs");
+        let group: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().expect("a process group");
+        let ours = std::fs::read_to_string("/proc/self/stat").expect("stat");
+        let ours: u32 =
+            ours[ours.rfind(')').expect("comm") + 1..].split_whitespace().nth(2).expect("pgrp").parse().expect("pgrp");
+        assert_ne!(group, ours, "a Ctrl-C to Phoenix's group would reach the program");
+    }
+
+    #[test]
+    fn a_parent_death_signal_is_set_only_for_programs_that_exist() {
+        let argv = |a: &[&str]| a.iter().map(|s| (*s).to_string()).collect::<Vec<_>>();
+        let wrapped = with_parent_death_signal(&argv(&["sleep", "1"]), "/usr/bin:/bin");
+        if std::path::Path::new(SETPRIV).is_file() {
+            assert_eq!(wrapped, argv(&[SETPRIV, "--pdeathsig", "KILL", "--", "sleep", "1"]));
+        }
+        let missing = with_parent_death_signal(&argv(&["no-such-program"]), "/usr/bin:/bin");
+        assert_eq!(missing, argv(&["no-such-program"]));
+    }
 }

@@ -488,3 +488,45 @@ fn a_container_made_a_template_is_cloned_as_it_is_and_never_started_again() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(std::fs::read_dir(s.root.join("lxc")).expect("lxc dir").count(), 0);
 }
+
+#[test]
+fn two_spellings_of_one_lxc_path_are_one_backend_with_one_lock() {
+    if !lxc_available() {
+        return;
+    }
+    let _host = serial();
+    let s = Stack::new(
+        &format!("{{{}}}", container(745, "spelled", r#", "template": "local:vztmpl/busybox.tar.gz""#)),
+        &[],
+    );
+    let out = s.phoenix(&["apply"]);
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    // The same directory through a link, with a trailing `/.`.
+    let link = s.root.join("lxc-link");
+    std::os::unix::fs::symlink(s.root.join("lxc"), &link).expect("symlink");
+    s.edit("phoenix_hypervisor_config.json", &format!("\"{}\"", s.lxc_path()), &format!("\"{}/.\"", link.display()));
+    let out = s.phoenix(&["plan", "--detailed-exitcode"]);
+    assert_eq!(out.status.code(), Some(0), "the running container looks stopped: {}", text(&out.stdout));
+
+    // An apply holds the lock (here, `flock` on the one lock file there is): a plan says so, and
+    // a second apply through the other spelling is refused.
+    let locks: Vec<PathBuf> =
+        std::fs::read_dir(s.root.join("locks")).expect("locks").flatten().map(|e| e.path()).collect();
+    assert_eq!(locks.len(), 1, "{locks:?}");
+    let mut holder = Command::new("flock").arg(&locks[0]).args(["sleep", "30"]).spawn().expect("flock");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let plan = s.phoenix(&["plan"]);
+    let apply = s.phoenix(&["apply"]);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert!(
+        text(&plan.stderr).contains("another phoenix run is applying to this backend now"),
+        "{}",
+        text(&plan.stderr)
+    );
+    assert_eq!(apply.status.code(), Some(1));
+    assert!(text(&apply.stderr).contains("holds the lock"), "{}", text(&apply.stderr));
+    // One instance of the container runs.
+    let monitors = Command::new("pgrep").args(["-fc", "lxc monitor.*745"]).output().expect("pgrep");
+    assert_eq!(text(&monitors.stdout).trim(), "1");
+}

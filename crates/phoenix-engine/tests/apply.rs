@@ -581,3 +581,109 @@ fn a_template_is_made_once_customized_cloned_as_it_is_and_left_alone_afterwards(
     assert!(!report.failed(), "{report:#?}");
     assert_eq!(backend.guest(400).expect("template").starts, 1, "the template was started again");
 }
+
+/// Sets the interruption flag when a given guest is about to start a given kind of step.
+struct InterruptBefore<'a> {
+    guest: u32,
+    step: &'a str,
+    flag: &'a std::sync::atomic::AtomicBool,
+}
+
+impl phoenix_engine::Reporter for InterruptBefore<'_> {
+    fn state(&self, guest: u32, _: phoenix_plan::LifecycleState, step: Option<&phoenix_plan::Step>) {
+        if guest == self.guest && step.is_some_and(|s| s.action.describe() == self.step) {
+            self.flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+    fn finished(&self, _: u32, _: &GuestOutcome, _: Duration) {}
+    fn note(&self, _: u32, _: &str) {}
+}
+
+#[test]
+fn an_interruption_takes_away_a_guest_this_run_created_and_did_not_finish() {
+    let backend = MemoryBackend::new();
+    let p = prepare_run(&stack("", "#!/bin/sh\n"), &library(&v1()));
+    let plan = make_plan(&backend, &p);
+    let flag = std::sync::atomic::AtomicBool::new(false);
+    // Interrupted while the template is created: its creation finishes, then it is destroyed.
+    let reporter = InterruptBefore { guest: 300, step: "create", flag: &flag };
+    let engine = phoenix_engine::Engine { backend: &backend, prober: &AlwaysUp, reporter: &reporter, cancel: &flag };
+    let report = engine.apply(&p.desired, &plan, &p.jobs, &options());
+    assert!(report.interrupted && report.failed());
+    match &report.outcomes[&300] {
+        GuestOutcome::RolledBack(message) => assert!(message.contains("interrupted before `start`"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(backend.guest(300).is_none(), "the half-made template was left");
+    let (_, report) = run_apply(&backend, &p, &Silent, &options());
+    assert!(!report.failed(), "{report:#?}");
+    assert!(make_plan(&backend, &p).is_empty());
+}
+
+#[test]
+fn a_guest_whose_markers_cannot_be_read_concerns_itself_alone() {
+    let backend = MemoryBackend::new();
+    let p = prepare_run(&stack("", "#!/bin/sh\n"), &library(&v1()));
+    run_apply(&backend, &p, &Silent, &options());
+    // What 302 did to its markers file (a link, a FIFO) makes reading it fail for good.
+    backend.fail(
+        FailRule::new(
+            Method::ReadFile,
+            BackendError::permanent(Delivery::NotSent, "/var/lib/phoenix/markers.json is not a regular file"),
+        )
+        .for_guest(302),
+    );
+    let observed = phoenix_engine::observe::observe(&backend, &p.desired, 4).expect("observe");
+    assert_eq!(observed.markers.get(&302), Some(&None));
+    assert!(observed.unreadable[&302].contains("not a regular file"));
+    assert!(observed.markers.get(&301).is_some_and(Option::is_some));
+    // A transient failure still fails the observation: it is retried, not taken for unreadable.
+    backend.fail(FailRule::new(Method::ReadFile, BackendError::transient(Delivery::NotSent, "timeout")).for_guest(302));
+    assert!(phoenix_engine::observe::observe(&backend, &p.desired, 4).is_err());
+}
+
+/// Answers every probe with a refusal.
+struct Down;
+
+impl phoenix_engine::health::Prober for Down {
+    fn tcp(&self, _: &str, _: u32, _: Duration) -> Result<(), String> {
+        Err("Connection refused".into())
+    }
+    fn http(&self, _: &str, _: u32, _: &str, _: Duration) -> Result<u16, String> {
+        Err("Connection refused".into())
+    }
+}
+
+#[test]
+fn a_failed_health_check_is_remembered_until_one_passes() {
+    let backend = MemoryBackend::new();
+    let p = prepare_run(&stack("", "#!/bin/sh\n"), &library(&v1()));
+    let plan = make_plan(&backend, &p);
+    let cancel = std::sync::atomic::AtomicBool::new(false);
+    let engine = phoenix_engine::Engine { backend: &backend, prober: &Down, reporter: &Silent, cancel: &cancel };
+    let report = engine.apply(&p.desired, &plan, &p.jobs, &options());
+    assert!(matches!(&report.outcomes[&300], GuestOutcome::Failed(m) if m.contains("health check")), "{report:#?}");
+    let markers = backend.guest(300).expect("300").files[phoenix_engine::customize::MARKERS_PATH].clone();
+    assert!(String::from_utf8_lossy(&markers).contains("Connection refused"));
+    // The next plan does not call it unchanged: a restart and a check (then the snapshot the
+    // failure held back).
+    let again = make_plan(&backend, &p);
+    let steps: Vec<&Action> = again.guest(300).expect("300").steps.iter().map(|s| &s.action).collect();
+    assert_eq!(steps, [&Action::Restart, &Action::HealthCheck, &Action::Snapshot { name: "ready".into() }]);
+    // Once a check passes, the record goes, and so does the step.
+    let (_, report) = run_apply(&backend, &p, &Silent, &options());
+    assert!(!report.failed(), "{report:#?}");
+    assert!(make_plan(&backend, &p).is_empty());
+}
+
+#[test]
+fn a_lock_says_who_holds_it() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("apply.lock");
+    assert_eq!(phoenix_engine::lock::holder(&path), None);
+    let held = ApplyLock::acquire(&path, Duration::ZERO).expect("lock");
+    let holder = phoenix_engine::lock::holder(&path).expect("held");
+    assert!(holder.contains(&format!("pid {}", std::process::id())) && holder.ends_with(" UTC"), "{holder}");
+    drop(held);
+    assert_eq!(phoenix_engine::lock::holder(&path), None);
+}

@@ -156,4 +156,33 @@ mod tests {
         std::os::unix::fs::symlink("/etc/shadow", root.join("etc/resolv.conf")).expect("link");
         assert!(write_inside(&root, "/etc/resolv.conf", b"x", (0, 0)).is_err());
     }
+
+    #[test]
+    fn reads_take_regular_files_only_and_never_block() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let root = tmp.path();
+        std::fs::create_dir_all(root.join("var/lib/phoenix")).expect("mkdir");
+        let made =
+            std::process::Command::new("mkfifo").arg(root.join("var/lib/phoenix/fifo")).status().expect("mkfifo");
+        assert!(made.success());
+        let e = read_inside(root, "/var/lib/phoenix/fifo").expect_err("a FIFO is refused, not waited on");
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+        assert!(read_inside(root, "/var/lib/phoenix").is_err(), "a directory is refused");
+        let huge = std::fs::File::create(root.join("var/lib/phoenix/huge")).expect("create");
+        huge.set_len(READ_LIMIT + 1).expect("sparse");
+        assert!(read_inside(root, "/var/lib/phoenix/huge").expect_err("huge").to_string().contains("more than"));
+        std::os::unix::fs::symlink("/etc/hostname", root.join("var/lib/phoenix/link")).expect("symlink");
+        assert!(read_inside(root, "/var/lib/phoenix/link").is_err(), "a link is not followed");
+        assert_eq!(read_inside(root, "/var/lib/phoenix/none").expect("missing"), None);
+    }
+
+    #[test]
+    fn a_replaced_file_leaves_nothing_beside_it() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let path = tmp.path().join("phoenix.json");
+        std::fs::write(&path, "old").expect("write");
+        replace_file(&path, b"new").expect("replace");
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), "new");
+        assert_eq!(std::fs::read_dir(tmp.path()).expect("list").count(), 1);
+    }
 }

@@ -618,22 +618,31 @@ fn host_owner(owner: &str) -> Result<(u32, u32), BackendError> {
 /// `path` with links resolved and `.`, `..` and repeated `/` taken out, as far as it exists; the
 /// rest (not made yet) appended as written, without `.` and empty parts.
 pub fn canonical_path(path: &Path) -> PathBuf {
-    let mut existing = path.to_path_buf();
+    use std::path::Component;
+    // `..` is taken out where it stands: after the real path of what precedes it, if that exists.
+    let mut lexical = PathBuf::new();
+    for part in path.components() {
+        match part {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                lexical = std::fs::canonicalize(&lexical).unwrap_or(lexical);
+                lexical.pop();
+            }
+            other => lexical.push(other),
+        }
+    }
+    let mut existing = lexical.clone();
     let mut rest = Vec::new();
     loop {
         if let Ok(real) = std::fs::canonicalize(&existing) {
-            let mut out = real;
-            for part in rest.iter().rev() {
-                out.push(part);
-            }
-            return out;
+            return rest.iter().rev().fold(real, |out, part| out.join(part));
         }
         match (existing.file_name().map(std::ffi::OsStr::to_os_string), existing.parent()) {
             (Some(name), Some(parent)) => {
                 rest.push(name);
                 existing = parent.to_path_buf();
             }
-            _ => return path.components().collect(),
+            _ => return lexical,
         }
     }
 }
@@ -1117,15 +1126,8 @@ impl Backend for LxcBackend {
         if self.is_running(id)? {
             let argv = phoenix_backend::inside::read_command(path);
             let out = self.attach(id, &argv, None, Duration::from_secs(60))?;
-            return match out.status {
-                0 => Ok(Some(out.stdout)),
-                phoenix_backend::inside::MISSING => Ok(None),
-                s => Err(BackendError::permanent(
-                    Delivery::NotSent,
-                    format!("reading {path} in {id} failed with status {s}"),
-                )
-                .with_detail(String::from_utf8_lossy(&out.stderr).to_string())),
-            };
+            return phoenix_backend::inside::read_result(path, &out)
+                .map_err(|e| BackendError::permanent(Delivery::NotSent, format!("container {id}: {e}")));
         }
         fsutil::read_inside(&self.rootfs(id), path).map_err(|e| io_error(id, &format!("read {path}"), e))
     }
@@ -1264,5 +1266,38 @@ mod tests {
         // Opened again, the host is as it should be: nothing left to say.
         let (_, notes) = LxcBackend::open_with_id_files(&settings(&lxc_path), files).expect("open");
         assert!(notes.is_empty(), "{notes:?}");
+    }
+
+    #[test]
+    fn one_directory_has_one_path_however_it_is_spelled() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let real = std::fs::canonicalize(tmp.path()).expect("real").join("lxc");
+        std::fs::create_dir_all(&real).expect("mkdir");
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(&real, &link).expect("symlink");
+        for spelling in [
+            format!("{}/", real.display()),
+            format!("{}//", real.display()),
+            format!("{}/.", real.display()),
+            format!("{}/x/..", real.display()),
+            link.display().to_string(),
+        ] {
+            assert_eq!(canonical_path(Path::new(&spelling)), real, "{spelling}");
+        }
+        // Not made yet: what exists is resolved, the rest kept without `.` and empty parts.
+        assert_eq!(canonical_path(&link.join("./new//dir")), real.join("new/dir"));
+    }
+
+    #[test]
+    fn the_listing_of_running_containers_is_read_with_their_process_and_addresses() {
+        let text = "NAME STATE   PID   IPV4\n\
+                    700  RUNNING 4242  10.79.0.70, 172.17.0.1\n\
+                    701  STOPPED -     -\n\
+                    702  RUNNING 4343  -\n\
+                    web  RUNNING 1     10.0.0.1\n";
+        let live = parse_live(text);
+        assert_eq!(live.keys().copied().collect::<Vec<_>>(), [700, 702]);
+        assert_eq!(live[&700], Live { pid: Some(4242), ipv4: vec!["10.79.0.70".into(), "172.17.0.1".into()] });
+        assert_eq!(live[&702], Live { pid: Some(4343), ipv4: Vec::new() });
     }
 }

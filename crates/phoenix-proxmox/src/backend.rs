@@ -1198,24 +1198,13 @@ impl Backend for ProxmoxBackend {
         }
         let argv = phoenix_backend::inside::read_command(path);
         let out = self.exec(id, &ExecRequest { argv, timeout: Duration::from_secs(60) })?;
-        if out.status == 0 {
-            return Ok(Some(out.stdout));
-        }
         // `pct exec` on a stopped container dies with a status taken from errno (3 among them):
         // nothing could be read, which is neither "missing" nor an error of the file.
-        if self.node_of(id)?.is_some_and(|(_, running)| !running) {
+        if out.status != 0 && self.node_of(id)?.is_some_and(|(_, running)| !running) {
             return Err(BackendError::unsupported(format!("container {id} is not running: {path} cannot be read")));
         }
-        match out.status {
-            phoenix_backend::inside::MISSING => Ok(None),
-            s => Err(BackendError::permanent(
-                Delivery::NotSent,
-                format!(
-                    "reading {path} in {id} failed with status {s}: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ),
-            )),
-        }
+        phoenix_backend::inside::read_result(path, &out)
+            .map_err(|e| BackendError::permanent(Delivery::NotSent, format!("container {id}: {e}")))
     }
 
     fn push_file(&self, id: GuestId, file: &FilePush) -> Result<(), BackendError> {
