@@ -92,7 +92,10 @@ pub fn plan_text(plan: &phoenix_plan::Plan) -> String {
         .count();
     let change = plan.guests_to_change() - create;
     let same = plan.guests.len() - plan.guests_to_change();
-    if plan.is_empty() {
+    if plan.is_empty() && !plan.issues.is_empty() {
+        // Not "No changes": the issues that follow stop the plan.
+        let _ = writeln!(s, "No steps: the plan has {} issue(s), below.", plan.issues.len());
+    } else if plan.is_empty() {
         let _ = writeln!(s, "No changes: all {same} guest(s) match the configuration.");
     } else {
         let _ = writeln!(s, "\nPlan: {create} to create, {change} to change, {same} unchanged.");
@@ -265,5 +268,18 @@ mod tests {
         assert!(text.contains("~\u{1b}[0m cores: 2 → 4 "), "{text:?}");
         assert!(text.contains("-\u{1b}[0m mount:/models: bind:/srv/models → (removed) "), "{text:?}");
         assert!(text.contains("a removed volume is detached and kept with its data, never deleted"), "{text:?}");
+    }
+
+    #[test]
+    fn a_plan_stopped_by_issues_never_reads_as_no_changes() {
+        let issue = phoenix_plan::PlanIssue {
+            guest: 734,
+            message: "734 exists but was not created by Phoenix".into(),
+            hint: "adopt it".into(),
+        };
+        let plan = Plan { issues: vec![issue], ..Plan::default() };
+        let text = super::plan_text(&plan);
+        assert!(!text.contains("No changes") && text.contains("No steps: the plan has 1 issue(s), below."), "{text}");
+        assert!(super::plan_text(&Plan::default()).contains("No changes"));
     }
 }
