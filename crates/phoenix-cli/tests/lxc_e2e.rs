@@ -513,7 +513,8 @@ fn two_spellings_of_one_lxc_path_are_one_backend_with_one_lock() {
     let locks: Vec<PathBuf> =
         std::fs::read_dir(s.root.join("locks")).expect("locks").flatten().map(|e| e.path()).collect();
     assert_eq!(locks.len(), 1, "{locks:?}");
-    let mut holder = Command::new("flock").arg(&locks[0]).args(["sleep", "30"]).spawn().expect("flock");
+    // `-o`: the lock is flock's own, released when it is killed (not inherited by `sleep`).
+    let mut holder = Command::new("flock").arg("-o").arg(&locks[0]).args(["sleep", "30"]).spawn().expect("flock");
     std::thread::sleep(std::time::Duration::from_millis(300));
     let plan = s.phoenix(&["plan"]);
     let apply = s.phoenix(&["apply"]);

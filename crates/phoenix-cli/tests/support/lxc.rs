@@ -126,8 +126,15 @@ impl Stack {
 
 impl Drop for Stack {
     fn drop(&mut self) {
-        // Whatever happened, leave no container running.
+        // Whatever happened, leave no container running: what `destroy` could not take away
+        // (a lock still held, say) is stopped by hand.
         let _ = self.phoenix(&["destroy", "--yes", "--force"]);
+        let path = self.lxc_path();
+        if let Ok(out) = Command::new("lxc-ls").args(["-P", &path, "--running", "-1"]).output() {
+            for name in text(&out.stdout).split_whitespace() {
+                let _ = Command::new("lxc-stop").args(["-k", "-n", name, "-P", &path]).output();
+            }
+        }
     }
 }
 
