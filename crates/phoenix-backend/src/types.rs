@@ -90,6 +90,10 @@ pub struct ObservedGuest {
     /// It is a template (Proxmox's `template: 1`, the local backend's marker): it never runs
     /// again, and clones are made from it as it is.
     pub template: bool,
+    /// Left half-made by a run that died (a creation whose task is gone, its lock still there),
+    /// and not something Phoenix finishes or removes on its own: why, and what to do.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub half_made: Option<String>,
 }
 
 /// Everything a backend shows.

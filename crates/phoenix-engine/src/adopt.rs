@@ -415,6 +415,7 @@ mod tests {
             snapshots: BTreeSet::new(),
             managed: false,
             template: false,
+            half_made: None,
         });
         b
     }

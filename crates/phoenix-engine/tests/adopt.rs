@@ -69,6 +69,7 @@ fn backend(p: &Prepared) -> MemoryBackend {
             snapshots: BTreeSet::new(),
             managed: *id == 402,
             template: false,
+            half_made: None,
         });
     }
     // `nvidia-smi` is not in 400; `ollama` is.

@@ -801,6 +801,7 @@ impl Backend for LxcBackend {
                     // The snapshots on disk: a recorded one removed by hand is missing, one
                     // renamed into place by a run killed before recording it is there.
                     snapshots: self.snapshot_dirs(id),
+                    half_made: None,
                 },
             );
         }

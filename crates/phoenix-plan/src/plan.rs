@@ -380,6 +380,19 @@ fn plan_guest(
         });
         return (steps, issues);
     }
+    if let Some(why) = &o.half_made {
+        let tool = if o.kind == GuestKind::Vm { "qm" } else { "pct" };
+        issues.push(PlanIssue {
+            guest: d.id,
+            message: why.clone(),
+            hint: format!(
+                "Phoenix never destroys a guest on its own: `{tool} unlock {id} && {tool} destroy {id}` on its node, \
+                 then apply again to create it",
+                id = d.id
+            ),
+        });
+        return (steps, issues);
+    }
     if o.kind != d.kind {
         issues.push(PlanIssue {
             guest: d.id,
@@ -688,6 +701,7 @@ mod tests {
             snapshots: BTreeSet::new(),
             managed: true,
             template: false,
+            half_made: None,
         };
         let observation = Observation { guests: [(100, observed)].into() };
         let p = plan(&desired, &observation, &Markers::new(), &|_| ChangeEffect::Live);
@@ -756,6 +770,7 @@ mod tests {
             snapshots: BTreeSet::new(),
             managed,
             template: false,
+            half_made: None,
         }
     }
 

@@ -655,6 +655,10 @@ impl ProxmoxBackend {
             .filter_map(|s| s["name"].as_str().filter(|n| *n != "current").map(str::to_string))
             .collect();
         crate::firewall::observe(&self.api, guest, &mut fields)?;
+        let half_made = match config.get("lock").and_then(text) {
+            Some(lock) if managed && matches!(lock.as_str(), "create" | "clone") => self.creation_died(guest, &lock)?,
+            _ => None,
+        };
         Ok(ObservedGuest {
             id: guest.id,
             kind: guest.kind,
@@ -664,7 +668,23 @@ impl ProxmoxBackend {
             snapshots,
             managed,
             template: config.get("template").is_some_and(truthy),
+            half_made,
         })
+    }
+
+    /// Whether the creation of a guest of Phoenix's that Proxmox still shows locked `create` (or
+    /// `clone`) died: no task of it runs on its node any more (a run killed while its task ran
+    /// finds the task still running, and the next step waits for it). What to say, if so.
+    fn creation_died(&self, guest: Guest<'_>, lock: &str) -> Result<Option<String>, BackendError> {
+        let tasks =
+            self.api.call(&Call::Tasks(guest.node), &[("vmid", guest.id.to_string()), ("source", "active".into())])?;
+        if tasks.as_array().is_some_and(|t| !t.is_empty()) {
+            return Ok(None);
+        }
+        Ok(Some(format!(
+            "{} was left half-made: its creation died (Proxmox shows it locked `{lock}`, and no task of it runs on {})",
+            guest.id, guest.node
+        )))
     }
 
     /// Adds the managed mark to a guest's description (see [`marked_description`]), with the

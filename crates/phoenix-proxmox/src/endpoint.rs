@@ -120,6 +120,8 @@ pub enum Call<'a> {
         /// The storage.
         storage: &'a str,
     },
+    /// `GET /nodes/{node}/tasks`: a node's tasks (`vmid`, `source=active` narrow the list).
+    Tasks(&'a str),
     /// `GET /nodes/{node}/tasks/{upid}/status`.
     TaskStatus(&'a Upid),
     /// `GET /nodes/{node}/tasks/{upid}/log`.
@@ -226,6 +228,7 @@ impl Call<'_> {
             Call::DownloadUrl { node, storage } => owned(&["nodes", node, "storage", storage, "download-url"]),
             Call::Network { node } => owned(&["nodes", node, "network"]),
             Call::Appliances { node } | Call::DownloadAppliance { node } => owned(&["nodes", node, "aplinfo"]),
+            Call::Tasks(node) => owned(&["nodes", node, "tasks"]),
             Call::TaskStatus(upid) => owned(&["nodes", &upid.node, "tasks", &upid.to_string(), "status"]),
             Call::TaskLog(upid) => owned(&["nodes", &upid.node, "tasks", &upid.to_string(), "log"]),
             Call::Create { node, kind } => owned(&["nodes", node, tree(*kind)]),

@@ -166,6 +166,43 @@ fn an_edit_waits_until_the_guests_lock_clears() {
     assert_eq!(backend.observe_guest(902).expect("observe").expect("902").config.get("memory_mb"), Some("1536"));
 }
 
+/// A creation that died half-way (Proxmox keeps the guest locked `create`, and no task of it
+/// runs) is named in the plan with what to do, for that guest alone and at once; while a task of
+/// the guest runs, its lock is that task's (and a change waits for it, as for any lock).
+#[test]
+fn a_creation_that_died_half_way_is_named_not_waited_for() {
+    let double = support::start(PveVersion::V9);
+    let backend = support::backend(&double, None);
+    let dir = tempfile::tempdir().expect("tmp");
+    let estate = config(dir.path(), &double, 1024);
+    let (_, report) = support::apply(&backend, &estate, dir.path());
+    assert!(!report.failed(), "{report:#?}");
+    double.lock_guest(902, "create", std::time::Duration::from_secs(3600));
+    let started = std::time::Instant::now();
+    let observed = backend.observe().expect("observe");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "observation waited on the lock");
+    let why = observed.guests[&902].half_made.clone().expect("902 is half-made");
+    assert!(why.contains("902 was left half-made") && why.contains("locked `create`"), "{why}");
+    assert_eq!(observed.guests[&901].half_made, None);
+    let plan = support::plan(&backend, &estate, dir.path());
+    let issue = plan.issues.iter().find(|i| i.guest == 902).expect("an issue for 902");
+    assert!(issue.hint.contains("pct unlock 902 && pct destroy 902"), "{}", issue.hint);
+    assert!(plan.issues.iter().all(|i| i.guest == 902), "{:#?}", plan.issues);
+    // A lock of another kind (a backup) is no creation: nothing is said.
+    double.lock_guest(902, "backup", std::time::Duration::from_secs(3600));
+    assert_eq!(backend.observe_guest(902).expect("observe").expect("902").half_made, None);
+    // While a task of the guest runs, its lock is that task's: nothing is said either.
+    double.set_task_duration(std::time::Duration::from_secs(2));
+    std::thread::scope(|s| {
+        let stopping = s.spawn(|| backend.stop(901));
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        double.lock_guest(901, "create", std::time::Duration::from_secs(3600));
+        assert_eq!(backend.observe_guest(901).expect("observe").expect("901").half_made, None);
+        double.lock_guest(901, "create", std::time::Duration::ZERO);
+        stopping.join().expect("thread").expect("stopped");
+    });
+}
+
 /// A stopped managed container does not break observation: its markers cannot be read (`pct
 /// exec` dies with some status), so they are unknown, not an error and not "missing".
 #[test]

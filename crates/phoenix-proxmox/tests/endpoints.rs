@@ -42,6 +42,7 @@ fn kind(call: &Call<'_>) -> usize {
         Call::MakeTemplate(_) => 30,
         Call::DownloadUrl { .. } => 31,
         Call::StorageConfig => 32,
+        Call::Tasks(_) => 33,
     }
 }
 
@@ -63,6 +64,7 @@ fn every_call_names_an_endpoint_of_both_schemas() {
         Call::Appliances { node: "pve1" },
         Call::DownloadAppliance { node: "pve1" },
         Call::DownloadUrl { node: "pve1", storage: "local" },
+        Call::Tasks("pve1"),
         Call::TaskStatus(&upid),
         Call::TaskLog(&upid),
         Call::Interfaces(ct),
@@ -93,7 +95,7 @@ fn every_call_names_an_endpoint_of_both_schemas() {
         calls.push(Call::Agent(vm, agent));
     }
     let covered: std::collections::BTreeSet<usize> = calls.iter().map(kind).collect();
-    assert_eq!(covered, (0..33).collect(), "a kind of call is missing from the list");
+    assert_eq!(covered, (0..34).collect(), "a kind of call is missing from the list");
     for version in PveVersion::ALL {
         let schema = ApiSchema::get(version);
         for call in &calls {

@@ -30,6 +30,7 @@ KEEP = [
     r"^/nodes/\{node\}/aplinfo$",
     r"^/nodes/\{node\}/storage/\{storage\}/download-url$",
     r"^/nodes/\{node\}/tasks/\{upid\}/(status|log)$",
+    r"^/nodes/\{node\}/tasks$",
     r"^/nodes/\{node\}/lxc(/.*)?$",
     r"^/nodes/\{node\}/qemu(/.*)?$",
 ]

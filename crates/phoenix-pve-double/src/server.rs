@@ -942,6 +942,35 @@ fn respond(
     if let Some(answer) = answer {
         return answer;
     }
+    // A node's tasks, newest first: those still running with `source=active`, those of one guest
+    // with `vmid`.
+    if let ("GET", ["", "nodes", node, "tasks"]) = (method, segs.as_slice()) {
+        let active = ps.get("source").is_some_and(|s| s == "active");
+        let vmid = ps.get("vmid");
+        let mut rows: Vec<(std::time::Instant, Value)> = model
+            .tasks
+            .iter()
+            .filter(|(upid, _)| upid.split(':').nth(1) == Some(*node))
+            .filter(|(upid, _)| vmid.is_none_or(|v| upid.split(':').nth(6) == Some(v.as_str())))
+            .filter(|(_, t)| !active || t.started.elapsed() < t.duration)
+            .map(|(upid, t)| {
+                let parts: Vec<&str> = upid.split(':').collect();
+                let running = t.started.elapsed() < t.duration;
+                let mut row = json!({
+                    "upid": upid, "node": node, "type": parts.get(5), "id": parts.get(6), "user": parts.get(7),
+                    "pid": u64::from_str_radix(parts.get(2).unwrap_or(&"0"), 16).unwrap_or(0),
+                    "pstart": u64::from_str_radix(parts.get(3).unwrap_or(&"0"), 16).unwrap_or(0),
+                    "starttime": u64::from_str_radix(parts.get(4).unwrap_or(&"0"), 16).unwrap_or(0),
+                });
+                if !running {
+                    row["status"] = json!(t.exitstatus);
+                }
+                (t.started, row)
+            })
+            .collect();
+        rows.sort_by_key(|(started, _)| std::cmp::Reverse(*started));
+        return (200, "OK".to_string(), json!({ "data": rows.into_iter().map(|(_, r)| r).collect::<Vec<_>>() }));
+    }
     if let ["", "nodes", _, "tasks", upid, what] = segs.as_slice() {
         let Some(task) = model.tasks.get(*upid) else {
             return (500, "no such task".to_string(), json!({ "data": null }));

@@ -215,6 +215,7 @@ impl State {
             snapshots: BTreeSet::new(),
             managed: true,
             template: false,
+            half_made: None,
         };
         self.guests.insert(id, MemGuest { files, ..MemGuest::new(observed) });
         Ok(())

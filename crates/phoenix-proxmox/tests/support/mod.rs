@@ -8,6 +8,7 @@
 pub mod ai_stack;
 pub mod scenario;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -104,6 +105,32 @@ pub fn estate_with(dir: &Path, backend: &str, hypervisor_extra: &str, lxc_config
     v.estate.unwrap_or_else(|| panic!("{:#?}", v.reports))
 }
 
+/// Plans the estate against the backend, issues included, without applying it.
+pub fn plan(backend: &dyn Backend, estate: &phoenix_config::Estate, dir: &Path) -> phoenix_plan::Plan {
+    plan_with(backend, estate, dir, &FeatureLibrary::default()).0
+}
+
+/// The plan of the estate against the backend with features from `library`, with the desired
+/// state and the prepared jobs it was made from.
+fn plan_with(
+    backend: &dyn Backend,
+    estate: &phoenix_config::Estate,
+    dir: &Path,
+    library: &FeatureLibrary,
+) -> (phoenix_plan::Plan, phoenix_plan::Desired, BTreeMap<u32, Vec<phoenix_engine::customize::Job>>) {
+    let jobs = prepare(estate, library, dir).expect("prepare");
+    let desired = phoenix_plan::desired(estate, &|g| customizations(&jobs, g));
+    let observed = phoenix_engine::observe::observe(backend, &desired, 4).expect("observe");
+    let mut plan = phoenix_plan::plan_with(&desired, &observed.observation, &observed.markers, &|k, f| {
+        backend.change_effect_for(k, f)
+    });
+    plan.issues.extend(phoenix_plan::check_capabilities(&desired, &backend.capabilities()));
+    let (issues, notes) = phoenix_plan::check_routes(&desired, &plan, &|f, v| backend.route(f, v));
+    plan.issues.extend(issues);
+    plan.notes.extend(notes);
+    (plan, desired, jobs)
+}
+
 /// Plans the estate against the backend and applies the plan.
 pub fn apply(backend: &dyn Backend, estate: &phoenix_config::Estate, dir: &Path) -> (phoenix_plan::Plan, ApplyReport) {
     apply_with(backend, estate, dir, &FeatureLibrary::default())
@@ -116,16 +143,7 @@ pub fn apply_with(
     dir: &Path,
     library: &FeatureLibrary,
 ) -> (phoenix_plan::Plan, ApplyReport) {
-    let jobs = prepare(estate, library, dir).expect("prepare");
-    let desired = phoenix_plan::desired(estate, &|g| customizations(&jobs, g));
-    let observed = phoenix_engine::observe::observe(backend, &desired, 4).expect("observe");
-    let mut plan = phoenix_plan::plan_with(&desired, &observed.observation, &observed.markers, &|k, f| {
-        backend.change_effect_for(k, f)
-    });
-    plan.issues.extend(phoenix_plan::check_capabilities(&desired, &backend.capabilities()));
-    let (issues, notes) = phoenix_plan::check_routes(&desired, &plan, &|f, v| backend.route(f, v));
-    plan.issues.extend(issues);
-    plan.notes.extend(notes);
+    let (plan, desired, jobs) = plan_with(backend, estate, dir, library);
     assert!(plan.issues.is_empty(), "{:#?}", plan.issues);
     let cancel = AtomicBool::new(false);
     let engine = Engine { backend, prober: &NetProber, reporter: &Silent, cancel: &cancel };
