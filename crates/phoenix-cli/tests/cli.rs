@@ -30,18 +30,6 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-fn copy_tree(from: &Path, to: &Path) {
-    fs::create_dir_all(to).expect("mkdir");
-    for e in fs::read_dir(from).expect("read dir") {
-        let e = e.expect("entry");
-        if e.file_type().expect("type").is_dir() {
-            copy_tree(&e.path(), &to.join(e.file_name()));
-        } else {
-            fs::copy(e.path(), to.join(e.file_name())).expect("copy");
-        }
-    }
-}
-
 /// Every path under `dir` with its content and modification time.
 fn snapshot(dir: &Path) -> BTreeMap<PathBuf, (Vec<u8>, SystemTime)> {
     let mut out = BTreeMap::new();
@@ -201,7 +189,7 @@ fn validate_never_writes_and_never_contacts_the_backend() {
     let port = listener.local_addr().expect("addr").port();
     let tmp = tempfile::tempdir().expect("tmp");
     let cfg = tmp.path().join("cfg");
-    copy_tree(&examples().join("ai-stack"), &cfg);
+    phoenix_testkit::copy_tree(&examples().join("ai-stack"), &cfg);
     let hv = cfg.join("phoenix_hypervisor_config.json");
     let text_hv = fs::read_to_string(&hv)
         .expect("read")

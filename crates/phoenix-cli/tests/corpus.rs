@@ -15,24 +15,10 @@ fn corpus_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/broken")
 }
 
-/// Copies a directory tree.
-fn copy_tree(from: &Path, to: &Path) {
-    fs::create_dir_all(to).expect("create dir");
-    for entry in fs::read_dir(from).expect("read dir") {
-        let entry = entry.expect("entry");
-        let target = to.join(entry.file_name());
-        if entry.file_type().expect("type").is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            fs::copy(entry.path(), &target).expect("copy");
-        }
-    }
-}
-
 /// Lays out a case in a fresh directory: the base, then the case's files (`--- NAME` replaces or
 /// adds a file, `--- !NAME` removes one). Lines before the first `---` are a comment.
 fn materialize(case: &str, dir: &Path) {
-    copy_tree(&corpus_dir().join("_base"), dir);
+    phoenix_testkit::copy_tree(&corpus_dir().join("_base"), dir);
     let mut current: Option<(String, String)> = None;
     let flush = |cur: Option<(String, String)>| {
         if let Some((name, text)) = cur {

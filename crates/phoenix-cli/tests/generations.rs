@@ -312,18 +312,6 @@ fn sept_2025() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/generations/sept-2025")
 }
 
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for e in std::fs::read_dir(from).expect("read dir") {
-        let e = e.expect("entry");
-        if e.file_type().expect("type").is_dir() {
-            copy_tree(&e.path(), &to.join(e.file_name()));
-        } else {
-            std::fs::copy(e.path(), to.join(e.file_name())).expect("copy");
-        }
-    }
-}
-
 #[test]
 fn a_stack_of_each_generation_validates() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/generations");
@@ -343,7 +331,7 @@ fn a_stack_of_each_generation_validates() {
 fn a_september_2025_stack_validates_and_plans_against_the_double() {
     // The files with a `backend` section with a `backend` section for the double added, as a user adds one.
     let tmp = tempfile::tempdir().expect("tmp");
-    copy_tree(&sept_2025(), tmp.path());
+    phoenix_testkit::copy_tree(&sept_2025(), tmp.path());
     let etc = tmp.path().join("etc");
     let double = PveDouble::start(
         PveVersion::V9,
@@ -374,7 +362,7 @@ fn a_september_2025_stack_validates_and_plans_against_the_double() {
 #[test]
 fn config_upgrade_shows_the_diff_then_rewrites_losing_nothing() {
     let tmp = tempfile::tempdir().expect("tmp");
-    copy_tree(&sept_2025(), tmp.path());
+    phoenix_testkit::copy_tree(&sept_2025(), tmp.path());
     let etc = tmp.path().join("etc");
     let hv_path = etc.join("phoenix_hypervisor_config.json");
     let original = std::fs::read_to_string(&hv_path).expect("read");

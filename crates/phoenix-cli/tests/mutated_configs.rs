@@ -229,18 +229,6 @@ fn pretty(v: &Value) -> Vec<u8> {
     serde_json::to_string_pretty(v).unwrap_or_default().into_bytes()
 }
 
-fn copy_tree(from: &Path, to: &Path) {
-    fs::create_dir_all(to).expect("mkdir");
-    for e in fs::read_dir(from).expect("read dir") {
-        let e = e.expect("entry");
-        if e.file_type().expect("type").is_dir() {
-            copy_tree(&e.path(), &to.join(e.file_name()));
-        } else {
-            fs::copy(e.path(), to.join(e.file_name())).expect("copy");
-        }
-    }
-}
-
 #[test]
 #[allow(
     clippy::print_stderr,
@@ -255,7 +243,7 @@ fn mutated_configurations_never_crash_validate_or_plan() {
         .iter()
         .map(|name| {
             let dir = tmp.path().join(name);
-            copy_tree(&examples.join(name), &dir);
+            phoenix_testkit::copy_tree(&examples.join(name), &dir);
             let mut files: Vec<(PathBuf, String)> = fs::read_dir(&dir)
                 .expect("read dir")
                 .map(|e| e.expect("entry").path())
