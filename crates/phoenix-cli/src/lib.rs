@@ -43,8 +43,8 @@ impl Io {
         use std::io::IsTerminal;
         match self {
             Io::Std => (
-                Box::new(anstream::stdout()),
-                Box::new(anstream::stderr()),
+                buffered(std::io::stdout()),
+                buffered(std::io::stderr()),
                 std::io::stderr().is_terminal() && std::io::stdin().is_terminal(),
             ),
             Io::Custom { out, err, interactive } => {
@@ -52,6 +52,15 @@ impl Io {
             }
         }
     }
+}
+
+/// A standard stream, buffered (the printer flushes after each message, so a long plan is a few
+/// large writes rather than one per styled piece), with colours kept or stripped as the global
+/// colour choice and the stream decide.
+fn buffered<S: anstream::stream::RawStream + Send + 'static>(raw: S) -> Stream {
+    let colour = anstream::AutoStream::choice(&raw) != anstream::ColorChoice::Never;
+    let buffered: Stream = Box::new(std::io::BufWriter::with_capacity(1 << 16, raw));
+    if colour { buffered } else { Box::new(anstream::StripStream::new(buffered)) }
 }
 
 /// Runs the command line and returns the exit status (documented in `--help` and the README).

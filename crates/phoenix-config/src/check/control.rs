@@ -14,6 +14,10 @@ use crate::source::FileKind;
 /// same place and the values that are not written anywhere (a health check's shell command,
 /// which may span lines).
 pub(crate) fn check_control_characters(kind: FileKind, root: &Node, out: &mut Vec<Diagnostic>) {
+    // Most files have none: found without building a path for every value.
+    if !holds_control(root) {
+        return;
+    }
     let mut found = Vec::new();
     walk(kind, root, &JsonPath::root(), &mut found);
     let reported = |d: &Diagnostic| {
@@ -22,6 +26,17 @@ pub(crate) fn check_control_characters(kind: FileKind, root: &Node, out: &mut Ve
     };
     let fresh: Vec<Diagnostic> = found.into_iter().filter(|d| !reported(d)).collect();
     out.extend(fresh);
+}
+
+/// Whether any key or string value below `node` holds a control character.
+fn holds_control(node: &Node) -> bool {
+    let text = |t: &str| t.chars().any(is_control);
+    match &node.value {
+        Value::String(s) => text(s),
+        Value::Array(items) => items.iter().any(holds_control),
+        Value::Object(members) => members.iter().any(|m| text(&m.key) || holds_control(&m.value)),
+        _ => false,
+    }
 }
 
 fn walk(kind: FileKind, node: &Node, path: &JsonPath, out: &mut Vec<Diagnostic>) {
