@@ -130,13 +130,8 @@ pub fn proxmox(
     })?;
     let rest =
         url.strip_prefix("https://").ok_or_else(|| ConnectError::Failed(format!("{url} is not an https:// URL")))?;
-    let authority = rest.split('/').next().unwrap_or_default();
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((h, port)) => {
-            (h.to_string(), port.parse().map_err(|_| ConnectError::Failed(format!("bad port in {url}")))?)
-        }
-        None => (authority.to_string(), 8006),
-    };
+    let (host, port) = host_and_port(rest.split('/').next().unwrap_or_default())
+        .ok_or_else(|| ConnectError::Failed(format!("bad host or port in {url}")))?;
     let token = p.token.as_ref().ok_or_else(|| {
         ConnectError::Failed(
             "the Proxmox backend needs `token` to reach the API over HTTPS (or `via: \"pvesh\"` when Phoenix runs on the node)"
@@ -204,6 +199,27 @@ fn ssh_channel(p: &ProxmoxSection) -> Option<std::sync::Arc<dyn phoenix_proxmox:
     })
 }
 
+/// The host and port of a URL's authority (`host`, `host:port`, `[v6]`, `[v6]:port`); the port is
+/// Proxmox's 8006 when none is given. An IPv6 address keeps its brackets (it is a host name as
+/// TLS and HTTP want it).
+fn host_and_port(authority: &str) -> Option<(String, u16)> {
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(v6) => {
+            let (address, rest) = v6.split_once(']')?;
+            (format!("[{address}]"), rest.strip_prefix(':').map(str::to_string))
+        }
+        None => match authority.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), Some(p.to_string())),
+            None => (authority.to_string(), None),
+        },
+    };
+    let port = match port {
+        Some(p) => p.parse().ok()?,
+        None => 8006,
+    };
+    (!host.is_empty() && host != "[]").then_some((host, port))
+}
+
 /// The name of the apply lock of the configuration's backend: one apply at a time per backend.
 pub fn lock_name(estate: &Estate) -> String {
     let target = match &estate.hypervisor.backend {
@@ -222,4 +238,22 @@ pub fn lock_name(estate: &Estate) -> String {
     let safe: String =
         target.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' }).collect();
     format!("{safe}.lock")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_and_port;
+
+    #[test]
+    fn api_urls_name_their_host_and_port_ipv6_included() {
+        let hp = |a: &str| host_and_port(a);
+        assert_eq!(hp("pve.example"), Some(("pve.example".into(), 8006)));
+        assert_eq!(hp("10.0.0.2:8443"), Some(("10.0.0.2".into(), 8443)));
+        assert_eq!(hp("[fd00::1]"), Some(("[fd00::1]".into(), 8006)));
+        assert_eq!(hp("[fd00::1]:8443"), Some(("[fd00::1]".into(), 8443)));
+        assert_eq!(hp("pve:port"), None);
+        assert_eq!(hp("[fd00::1"), None);
+        assert_eq!(hp(""), None);
+        assert_eq!(hp("[]:8006"), None);
+    }
 }

@@ -1006,11 +1006,22 @@ impl Backend for LxcBackend {
                 .filter(|c| self.change_effect(&c.field) == ChangeEffect::Live)
                 .filter_map(|c| Some((c, c.new.as_deref()?)))
             {
+                // A limit is a positive whole number: anything else is refused, never written as 0.
+                let limit = |scale: u64| {
+                    new.parse::<u64>().ok().filter(|n| *n > 0).map(|n| n * scale).ok_or_else(|| {
+                        BackendError::permanent(
+                            Delivery::NotSent,
+                            format!("container {id}: {} {new:?} is not a positive whole number", c.field),
+                        )
+                    })
+                };
                 let settings: Vec<(String, String)> = match (c.field.as_str(), self.cgroups) {
-                    ("memory_mb", Cgroups::V1) => vec![("memory.limit_in_bytes".into(), mib(new))],
-                    ("memory_mb", Cgroups::V2) => vec![("memory.max".into(), mib(new))],
-                    ("cores", Cgroups::V1) => vec![("cpu.cfs_quota_us".into(), quota(new))],
-                    ("cores", Cgroups::V2) => vec![("cpu.max".into(), format!("{} 100000", quota(new)))],
+                    ("memory_mb", Cgroups::V1) => {
+                        vec![("memory.limit_in_bytes".into(), limit(1024 * 1024)?.to_string())]
+                    }
+                    ("memory_mb", Cgroups::V2) => vec![("memory.max".into(), limit(1024 * 1024)?.to_string())],
+                    ("cores", Cgroups::V1) => vec![("cpu.cfs_quota_us".into(), limit(100_000)?.to_string())],
+                    ("cores", Cgroups::V2) => vec![("cpu.max".into(), format!("{} 100000", limit(100_000)?))],
                     _ => Vec::new(),
                 };
                 for (key, value) in settings {
@@ -1194,14 +1205,6 @@ impl Backend for LxcBackend {
             _ => ChangeEffect::Restart,
         }
     }
-}
-
-fn mib(v: &str) -> String {
-    (v.parse::<u64>().unwrap_or(0) * 1024 * 1024).to_string()
-}
-
-fn quota(v: &str) -> String {
-    (v.parse::<u64>().unwrap_or(1) * 100_000).to_string()
 }
 
 #[cfg(test)]
