@@ -222,9 +222,14 @@ impl Estate {
     }
 
     /// Whether a container runs unprivileged: its own `unprivileged`, or, for a clone that gives
-    /// none, its source's (`pct clone` keeps it). `None` when no container of the chain says.
+    /// none, its source's (`pct clone` keeps it), or `proxmox_defaults.unprivileged`. `None` when
+    /// none of them says.
     pub fn unprivileged(&self, id: GuestId) -> Option<bool> {
-        self.clone_chain(id).iter().filter_map(|g| g.as_lxc()).find_map(|c| c.unprivileged)
+        self.clone_chain(id)
+            .iter()
+            .filter_map(|g| g.as_lxc())
+            .find_map(|c| c.unprivileged)
+            .or_else(|| self.hypervisor.proxmox_defaults.as_ref().and_then(|d| d.unprivileged))
     }
 
     /// Whether a container may nest: `nesting=1` in its `pct_options` or

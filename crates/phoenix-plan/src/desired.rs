@@ -209,10 +209,12 @@ fn container_flags(estate: &Estate, id: GuestId, c: &LxcConfig) -> Option<String
 
 fn lxc_config(estate: &Estate, id: GuestId, c: &LxcConfig) -> GuestConfig {
     let mut cfg = GuestConfig::default();
+    // What `proxmox_defaults` gives a container that leaves it out.
+    let defaults = estate.hypervisor.proxmox_defaults.clone().unwrap_or_default();
     cfg.set("hostname", &c.name);
     cfg.set("cores", c.cores.to_string());
     cfg.set("memory_mb", c.memory_mb.to_string());
-    if let Some(s) = c.swap_mb {
+    if let Some(s) = c.swap_mb.or(defaults.swap_mb) {
         cfg.set("swap_mb", s.to_string());
     }
     cfg.set("storage", &c.storage_pool);
@@ -228,7 +230,7 @@ fn lxc_config(estate: &Estate, id: GuestId, c: &LxcConfig) -> GuestConfig {
     if let Some(gw) = &n.gw {
         cfg.set("net.gw", gw);
     }
-    if let Some(ns) = nameservers(n.nameservers.as_ref()) {
+    if let Some(ns) = nameservers(n.nameservers.as_ref().or(defaults.nameservers.as_ref())) {
         cfg.set("net.nameservers", ns);
     }
     if let Some(mac) = &c.mac_address {
@@ -237,7 +239,7 @@ fn lxc_config(estate: &Estate, id: GuestId, c: &LxcConfig) -> GuestConfig {
     if let Some(flags) = container_flags(estate, id, c) {
         cfg.set("flags", flags);
     }
-    if let Some(b) = c.start_at_boot {
+    if let Some(b) = c.start_at_boot.or(defaults.start_at_boot) {
         cfg.set("onboot", flag(b));
     }
     if c.boot_order.is_some() || c.boot_delay.is_some() {

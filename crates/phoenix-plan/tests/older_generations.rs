@@ -89,3 +89,48 @@ fn tempfile_dir() -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).expect("mkdir");
     dir
 }
+
+#[test]
+fn proxmox_defaults_fill_what_containers_leave_out_and_the_rest_is_said_to_be_unused() {
+    let fs = phoenix_config::RealFilesystem;
+    let dir = std::env::temp_dir().join(format!("phoenix-plan-defaults-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let ct = |name: &str, ip: &str, extra: &str| {
+        format!(
+            r#"{{"name": "{name}", "memory_mb": 1024, "cores": 1, "storage_pool": "local", "storage_size_gb": 8,
+                "network_config": {{"name": "eth0", "bridge": "vmbr0", "ip": "10.9.0.{ip}/24", "gw": "10.9.0.1" {extra}}}"#
+        )
+    };
+    let hv = r#"{"proxmox_defaults": {"swap_mb": 256, "nameservers": ["10.9.0.1"], "unprivileged": false,
+                  "start_at_boot": true, "cores": 2, "network_bridge": "vmbr1",
+                  "template": "local:vztmpl/x.tar.zst"}}"#;
+    let lxc = format!(
+        r#"{{"lxc_configs": {{"900": {}, "901": {}}}}}"#,
+        ct("plain", "10", "}"),
+        ct("own", "11", r#", "nameservers": ["1.1.1.1"]}, "swap_mb": 0, "unprivileged": true, "start_at_boot": false"#),
+    );
+    std::fs::write(dir.join("phoenix_hypervisor_config.json"), hv).expect("write");
+    std::fs::write(dir.join("phoenix_lxc_configs.json"), lxc).expect("write");
+    let (sources, early) = phoenix_config::load(&dir, &fs);
+    let v = phoenix_config::validate(&sources, early, &fs);
+    std::fs::remove_dir_all(&dir).ok();
+    let estate = v.estate.clone().unwrap_or_else(|| panic!("{:#?}", v.reports));
+    let d = desired(&estate, &|_| Vec::new());
+    // 900 says none of them: the defaults.
+    for (name, want) in [("swap_mb", "256"), ("net.nameservers", "10.9.0.1"), ("unprivileged", "0"), ("onboot", "1")] {
+        assert_eq!(field(&d, 900, name), Some(want), "900 {name}");
+    }
+    // 901 says its own: kept.
+    for (name, want) in [("swap_mb", "0"), ("net.nameservers", "1.1.1.1"), ("unprivileged", "1"), ("onboot", "0")] {
+        assert_eq!(field(&d, 901, name), Some(want), "901 {name}");
+    }
+    assert_eq!(field(&d, 900, "cores"), Some("1"));
+    // Defaults no container can take are warned about, each at its key.
+    let warned: Vec<String> = v
+        .reports
+        .iter()
+        .filter(|r| r.message.starts_with("not used: every container gives its own"))
+        .filter_map(|r| r.location.as_ref().map(|l| l.path.clone()))
+        .collect();
+    assert_eq!(warned, ["$.proxmox_defaults.cores", "$.proxmox_defaults.network_bridge"]);
+}

@@ -566,7 +566,9 @@ fn parse_port_pair(s: &str) -> Result<(u16, u16), String> {
 
 /// Whether a container runs unprivileged: its own setting, or its clone source's.
 fn unprivileged(cx: &Ctx<'_>, guest: &Guest, c: &LxcConfig) -> Option<bool> {
-    c.unprivileged.or_else(|| guest.clone_source().and_then(|s| s.parse().ok()).and_then(|s| cx.estate.unprivileged(s)))
+    c.unprivileged
+        .or_else(|| guest.clone_source().and_then(|s| s.parse().ok()).and_then(|s| cx.estate.unprivileged(s)))
+        .or_else(|| cx.estate.hypervisor.proxmox_defaults.as_ref().and_then(|d| d.unprivileged))
 }
 
 fn check_id_maps(cx: &mut Ctx<'_>, guest: &Guest, c: &LxcConfig) {

@@ -84,6 +84,7 @@ pub(super) fn check_host(cx: &mut Ctx<'_>) {
         }
     }
     check_zfs(cx);
+    check_proxmox_defaults(cx);
     if let Some(fw) = &hv.firewall {
         for (i, r) in fw.global_firewall_rules.iter().enumerate() {
             check_rule(cx, HV, &JsonPath::root().key("firewall").key("global_firewall_rules").index(i), r);
@@ -493,6 +494,34 @@ fn check_gateway(cx: &mut Ctx<'_>) {
                 "a service asks for TLS, but the gateway has no certificate and key",
             )
             .hint("give `gateway.tls_certificate_file` and `gateway.tls_key` (a secret reference)"),
+        );
+    }
+}
+
+/// `proxmox_defaults` that no container can take: every container must give its own cores,
+/// memory, root storage and size, and bridge, so these defaults would never be used. Said, so
+/// that no one believes they apply. (Swap, DNS servers, `unprivileged` and `start_at_boot` are
+/// used for the containers that leave them out.)
+fn check_proxmox_defaults(cx: &mut Ctx<'_>) {
+    let Some(d) = cx.estate.hypervisor.proxmox_defaults.clone() else { return };
+    let unused = [
+        ("cores", d.cores.is_some()),
+        ("memory_mb", d.memory_mb.is_some()),
+        ("storage_pool", d.storage_pool.is_some()),
+        ("storage_size_gb", d.storage_size_gb.is_some()),
+        ("network_bridge", d.network_bridge.is_some()),
+    ];
+    for (key, _) in unused.iter().filter(|(_, set)| *set) {
+        let own = if *key == "network_bridge" { "`network_config.bridge`".to_string() } else { format!("`{key}`") };
+        cx.push(
+            Diagnostic::warning(
+                Code::Conflict,
+                HV,
+                JsonPath::root().key("proxmox_defaults").key(*key),
+                format!("not used: every container gives its own {own}"),
+            )
+            .at_key()
+            .hint("take it out, or set it in each container"),
         );
     }
 }

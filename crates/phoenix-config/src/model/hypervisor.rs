@@ -297,30 +297,32 @@ pub enum StorageIds {
     Map(BTreeMap<String, String>),
 }
 
-/// Defaults for containers.
+/// Defaults for containers: `swap_mb`, `nameservers`, `unprivileged`, `start_at_boot` and
+/// `template` apply to the containers that leave them out. The others are accepted and warned
+/// about: every container gives its own cores, memory, root storage and size, and bridge.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProxmoxDefaults {
-    /// CPU cores.
+    /// CPU cores (not used: every container gives its own).
     #[schemars(range(min = 1, max = 8192))]
     pub cores: Option<u32>,
-    /// Memory in MiB.
+    /// Memory in MiB (not used: every container gives its own).
     #[schemars(range(min = 16))]
     pub memory_mb: Option<u32>,
-    /// Swap in MiB.
+    /// Swap in MiB, for containers that give none.
     pub swap_mb: Option<u32>,
-    /// Storage ID for root disks.
+    /// Storage ID for root disks (not used: every container gives its own).
     pub storage_pool: Option<String>,
-    /// Root disk size in GiB.
+    /// Root disk size in GiB (not used: every container gives its own).
     #[schemars(range(min = 1))]
     pub storage_size_gb: Option<u32>,
-    /// Bridge.
+    /// Bridge (not used: every container gives its own `network_config.bridge`).
     pub network_bridge: Option<String>,
-    /// DNS servers.
+    /// DNS servers, for containers whose `network_config` gives none.
     pub nameservers: Option<OneOrMany<String>>,
-    /// Unprivileged containers.
+    /// Unprivileged containers, for containers (and their clone sources) that do not say.
     pub unprivileged: Option<bool>,
-    /// Start at boot.
+    /// Start at boot, for containers that do not say.
     pub start_at_boot: Option<bool>,
     /// OS template for containers that give neither `template` nor `clone_from_ctid`.
     pub template: Option<String>,
