@@ -23,6 +23,7 @@ pub use step::{Action, Resolver, Step};
 pub const MODULES: &[&str] = &[
     "repositories",
     "timezone",
+    "ntp",
     "users",
     "zfs",
     "storage",
@@ -46,6 +47,8 @@ pub fn modules(estate: &Estate, only: Option<&str>, allow_wipe: &[String]) -> Ve
     if let Some(zone) = &h.timezone {
         out.push(Box::new(modules::timezone::Timezone { zone: zone.clone() }));
     }
+    // Without `ntp_servers`, Phoenix's sources file (if any) is removed.
+    out.push(Box::new(modules::ntp::Ntp { servers: h.ntp_servers.clone().unwrap_or_default() }));
     if let Some(users) = &h.users {
         out.push(Box::new(modules::users::Users { users: users.as_slice().to_vec() }));
     }
@@ -96,6 +99,9 @@ pub fn packages(estate: &Estate) -> Vec<(String, String)> {
     }
     if h.samba.as_ref().is_some_and(|s| !s.shares.is_empty() || s.user.is_some()) {
         add("samba", "samba");
+    }
+    if h.ntp_servers.as_ref().is_some_and(|s| !s.is_empty()) {
+        add("chrony", "ntp_servers");
     }
     if h.zfs.as_ref().is_some_and(|z| !z.pools.is_empty() || !z.datasets.is_empty()) {
         add("zfsutils-linux", "zfs");

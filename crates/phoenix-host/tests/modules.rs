@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use phoenix_config::model::{AdminUser, NfsExport, PasswordHash, SambaShare};
 use phoenix_host::double::RecordingHost;
 use phoenix_host::host::{Host, Output};
-use phoenix_host::modules::{apparmor, nfs, samba, subids, timezone, users};
+use phoenix_host::modules::{apparmor, nfs, ntp, samba, subids, timezone, users};
 use phoenix_host::{Action, Planner};
 use support::{apply_twice, summaries};
 
@@ -202,6 +202,44 @@ fn nfs_exports_go_to_phoenixs_own_file_and_exportfs_runs_only_when_it_changes() 
     let bad =
         nfs::Nfs { exports: vec![NfsExport { path: "/srv".into(), clients: vec!["a b".into()], options: vec![] }] };
     assert!(bad.plan_on(&host, &secrets).is_err());
+}
+
+#[test]
+fn ntp_servers_go_to_phoenixs_own_chrony_sources_and_chrony_reloads_only_when_they_change() {
+    let chrony_conf = "pool 2.debian.pool.ntp.org iburst\nsourcedir /etc/chrony/sources.d\n";
+    let host = RecordingHost::new().file("/etc/chrony/chrony.conf", chrony_conf).ok_program("chronyc");
+    let m = ntp::Ntp { servers: vec!["0.de.pool.ntp.org".into(), "2001:db8::123".into()] };
+    let plan = apply_twice(&host, &m, &secrets);
+    assert_eq!(
+        summaries(&plan),
+        [
+            "directory /etc/chrony/sources.d (mode 0755)",
+            "write /etc/chrony/sources.d/phoenix.sources (mode 0644)",
+            "run `chronyc reload sources`"
+        ]
+    );
+    let text = host.text(ntp::SOURCES_FILE).expect("sources");
+    assert!(text.ends_with("server 0.de.pool.ntp.org iburst\nserver 2001:db8::123 iburst\n"), "{text}");
+    assert_eq!(host.text("/etc/chrony/chrony.conf").as_deref(), Some(chrony_conf), "chrony.conf is never touched");
+
+    // Another server: the file is written again and chrony reloads; none: the file goes.
+    let plan = apply_twice(&host, &ntp::Ntp { servers: vec!["192.0.2.1".into()] }, &secrets);
+    assert_eq!(
+        summaries(&plan),
+        ["write /etc/chrony/sources.d/phoenix.sources (mode 0644)", "run `chronyc reload sources`"]
+    );
+    assert_eq!(plan.steps[0].reason, "the configured servers changed");
+    let plan = apply_twice(&host, &ntp::Ntp { servers: vec![] }, &secrets);
+    assert_eq!(summaries(&plan), ["remove /etc/chrony/sources.d/phoenix.sources", "run `chronyc reload sources`"]);
+
+    // Without chrony: the file is written and the plan says when it takes effect.
+    let bare = RecordingHost::new();
+    let plan = m.plan_on(&bare, &secrets).expect("plan");
+    assert!(plan.notes.iter().any(|n| n.contains("chrony is not installed")), "{:?}", plan.notes);
+    // A server that would start another chrony directive is refused.
+    let bad = ntp::Ntp { servers: vec!["pool.example iburst\nmakestep".into()] };
+    assert!(bad.plan_on(&host, &secrets).is_err());
+    assert!(ntp::Ntp { servers: vec!["-opt".into()] }.plan_on(&host, &secrets).is_err());
 }
 
 const SMB_CONF: &str = "[global]\n   workgroup = WORKGROUP\n\n[theirs]\n   path = /srv/theirs\n";

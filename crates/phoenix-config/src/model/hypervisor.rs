@@ -23,6 +23,9 @@ pub struct HypervisorFile {
     pub author: Option<String>,
     /// Host time zone, e.g. `Europe/Berlin`.
     pub timezone: Option<String>,
+    /// NTP servers the host's chrony uses besides those of its own configuration, by host name
+    /// or address, e.g. `["0.de.pool.ntp.org", "192.0.2.1"]` (Phoenix's addition).
+    pub ntp_servers: Option<Vec<String>>,
     /// The admin user(s) created on the host.
     pub users: Option<OneOrMany<AdminUser>>,
     /// Paths of other files the shell version used.

@@ -3,6 +3,7 @@
 pub mod apparmor;
 pub mod firewall;
 pub mod nfs;
+pub mod ntp;
 pub mod nvidia;
 pub mod repositories;
 pub mod samba;
