@@ -96,9 +96,11 @@ pub trait Backend: Send + Sync {
     /// How setting `field` to `value` is delivered, where it is not the backend's usual way
     /// (Proxmox settings reserved to `root@pam` go through `pct set` on the node, say): decided
     /// before anything is applied and shown with the plan. `Err` says why no route can deliver it.
-    /// A removal is asked with an empty `value`: how the setting is taken away.
-    fn route(&self, field: &str, value: &str) -> Result<Option<String>, String> {
-        let _ = (field, value);
+    /// A removal is asked with an empty `value`: how the setting is taken away. `guest` is the
+    /// guest's whole desired configuration (a setting's route may depend on another, such as
+    /// whether the container is privileged).
+    fn route(&self, field: &str, value: &str, guest: &GuestConfig) -> Result<Option<String>, String> {
+        let _ = (field, value, guest);
         Ok(None)
     }
 
@@ -187,8 +189,8 @@ impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
     fn addresses(&self, id: GuestId) -> Result<Vec<std::net::IpAddr>, BackendError> {
         (**self).addresses(id)
     }
-    fn route(&self, field: &str, value: &str) -> Result<Option<String>, String> {
-        (**self).route(field, value)
+    fn route(&self, field: &str, value: &str, guest: &GuestConfig) -> Result<Option<String>, String> {
+        (**self).route(field, value, guest)
     }
     fn check_adopt(&self, guest: &ObservedGuest, desired: &GuestConfig) -> Result<GuestConfig, BackendError> {
         (**self).check_adopt(guest, desired)

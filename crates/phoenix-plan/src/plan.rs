@@ -585,7 +585,7 @@ pub fn check_capabilities(desired: &Desired, caps: &phoenix_backend::Capabilitie
 }
 
 /// How a backend delivers a field's value, where not its usual way (see `Backend::route`).
-pub type Route<'a> = &'a dyn Fn(&str, &str) -> Result<Option<String>, String>;
+pub type Route<'a> = &'a dyn Fn(&str, &str, &phoenix_backend::GuestConfig) -> Result<Option<String>, String>;
 
 /// The route of each change the backend delivers another way than usual (from the backend's
 /// `route`): notes, one per route, naming the guests and fields; a change that no route can
@@ -609,7 +609,7 @@ pub fn check_routes(desired: &Desired, plan: &Plan, route: Route<'_>) -> (Vec<Pl
         }
         for (field, value) in fields {
             // A removal is routed with an empty value: how the setting is taken away.
-            match route(field, value.unwrap_or_default()) {
+            match route(field, value.unwrap_or_default(), &d.config) {
                 Ok(Some(how)) => by_route.entry(how).or_default().push(format!("{} {field}", g.id)),
                 Ok(None) => {}
                 Err(why) => issues.push(PlanIssue {
@@ -850,7 +850,7 @@ mod tests {
         );
         assert_eq!(steps[1].action, Action::Restart);
         let asked = std::sync::Mutex::new(Vec::new());
-        let route = |f: &str, v: &str| {
+        let route = |f: &str, v: &str, _: &GuestConfig| {
             asked.lock().expect("lock").push(format!("{f}={v}"));
             if f == "gpus" { Err("no channel".to_string()) } else { Ok(None) }
         };

@@ -80,11 +80,16 @@ fn numbered(key: &str, prefix: &str) -> bool {
 }
 
 /// Whether Proxmox lets only `root@pam` set this: device passthrough, bind and device mount
-/// points, and feature flags other than `nesting`.
-pub fn reserved_to_root(key: &str, value: &str) -> bool {
+/// points, feature flags other than `nesting`, and any feature flag of a `privileged` container.
+pub fn reserved_to_root(key: &str, value: &str, privileged: bool) -> bool {
     numbered(key, "dev")
         || ((numbered(key, "mp") || key == "rootfs") && value.split(',').next().is_some_and(|v| v.starts_with('/')))
-        || (key == "features" && value.split(',').any(|f| !f.is_empty() && !f.starts_with("nesting=")))
+        || (key == "features" && (privileged || value.split(',').any(|f| !f.is_empty() && !f.starts_with("nesting="))))
+}
+
+/// Whether a container's configuration (as Proxmox shows it) makes it privileged.
+fn privileged(config: &serde_json::Map<String, Value>) -> bool {
+    config.get("unprivileged").and_then(text).as_deref() != Some("1")
 }
 
 /// Proxmox's configuration of a container as Phoenix's fields.
@@ -460,8 +465,8 @@ impl ProxmoxBackend {
 
     /// Whether the setting `key=value` must go another way than this API connection: what
     /// Proxmox reserves to `root@pam`, when the connection does not act as `root@pam`.
-    fn beyond_api(&self, key: &str, value: &str) -> bool {
-        !self.api_is_root() && reserved_to_root(key, value)
+    fn beyond_api(&self, key: &str, value: &str, privileged: bool) -> bool {
+        !self.api_is_root() && reserved_to_root(key, value, privileged)
     }
 
     /// Polls tasks this way (tests poll fast).
@@ -763,15 +768,18 @@ impl ProxmoxBackend {
     /// the API with the configuration's `digest` (everything, when it acts as `root@pam`); what
     /// Proxmox reserves to `root@pam` otherwise through the root@pam ticket where there is one,
     /// else with `pct set` on the node.
+    /// `privileged`: the container is privileged (its feature flags are then root's alone).
     fn put(
         &self,
         node: &str,
         id: GuestId,
         params: Vec<(String, String)>,
         delete: Vec<String>,
+        privileged: bool,
     ) -> Result<(), BackendError> {
-        let (root, token): (Vec<_>, Vec<_>) = params.into_iter().partition(|(k, v)| self.beyond_api(k, v));
-        let (root_delete, token_delete): (Vec<_>, Vec<_>) = delete.into_iter().partition(|k| self.beyond_api(k, ""));
+        let (root, token): (Vec<_>, Vec<_>) = params.into_iter().partition(|(k, v)| self.beyond_api(k, v, privileged));
+        let (root_delete, token_delete): (Vec<_>, Vec<_>) =
+            delete.into_iter().partition(|k| self.beyond_api(k, "", privileged));
         self.put_config(&self.api, Guest::lxc(node, id), &token, &token_delete)?;
         if root.is_empty() && root_delete.is_empty() {
             return Ok(());
@@ -934,12 +942,12 @@ impl ProxmoxBackend {
         if let Some(gpus) = want.get("gpus") {
             let current = self.config(node, id)?;
             let (params, delete) = self.gpu_params(node, gpus, &current)?;
-            self.put(node, id, params, delete)?;
+            self.put(node, id, params, delete, privileged(&current))?;
         } else if removed.contains("gpus") {
             let current = self.config(node, id)?;
             let delete: Vec<String> =
                 current.iter().filter(|(k, v)| nvidia_slot(k, v)).map(|(k, _)| k.clone()).collect();
-            self.put(node, id, Vec::new(), delete)?;
+            self.put(node, id, Vec::new(), delete, privileged(&current))?;
         }
         if RAW_FIELDS.iter().any(|f| want.get(f).is_some() || removed.contains(*f)) {
             self.set_raw_lines(node, id, want, removed)?;
@@ -1028,12 +1036,14 @@ impl Backend for ProxmoxBackend {
                 }
                 let mut params: Vec<(&str, String)> =
                     vec![("vmid", id.to_string()), ("ostemplate", volume), ("description", MANAGED_MARK.to_string())];
-                let (root, token): (Vec<_>, Vec<_>) =
-                    to_params(&request.config, None, true).into_iter().partition(|(k, v)| self.beyond_api(k, v));
+                let privileged = request.config.get("unprivileged") != Some("1");
+                let (root, token): (Vec<_>, Vec<_>) = to_params(&request.config, None, true)
+                    .into_iter()
+                    .partition(|(k, v)| self.beyond_api(k, v, privileged));
                 params.extend(token.iter().map(|(k, v)| (k.as_str(), v.clone())));
                 self.make_bind_dirs(&node, &request.config, &request.config)?;
                 self.task(Call::Create { node: &node, kind: GuestKind::Lxc }, &params)?;
-                self.put(&node, id, root, Vec::new())?;
+                self.put(&node, id, root, Vec::new(), privileged)?;
                 self.configure_beyond_api(&node, id, &request.config, &BTreeSet::new())?;
                 crate::firewall::apply(&self.api, Guest::lxc(&node, id), &request.config)
             }
@@ -1092,7 +1102,7 @@ impl Backend for ProxmoxBackend {
                 self.make_bind_dirs(&node, &want, &request.config)?;
                 let params = place_mounts(to_params(&want, Some(&observed), false), &current);
                 let params = self.keep_mount_volumes(&node, id, params, &current)?;
-                self.put(&node, id, params, Vec::new())?;
+                self.put(&node, id, params, Vec::new(), privileged(&current))?;
                 self.configure_beyond_api(&node, id, &want, &BTreeSet::new())?;
                 crate::firewall::apply(&self.api, Guest::lxc(&node, id), &request.config)
             }
@@ -1150,7 +1160,7 @@ impl Backend for ProxmoxBackend {
             place_mounts(to_params(&want, Some(&observed), false), &current),
             &current,
         )?;
-        self.put(&node, id, params, deletes_for(&removed, &current))?;
+        self.put(&node, id, params, deletes_for(&removed, &current), privileged(&current))?;
         self.configure_beyond_api(&node, id, &want, &removed)?;
         crate::firewall::apply(&self.api, Guest::lxc(&node, id), &want)
     }
@@ -1304,11 +1314,12 @@ impl Backend for ProxmoxBackend {
         self.mark_managed(Guest::lxc(&node, id))
     }
 
-    fn route(&self, field: &str, value: &str) -> Result<Option<String>, String> {
-        const WHY: &str =
-            "Proxmox reserves device passthrough, bind mounts and feature flags other than nesting to root@pam";
+    fn route(&self, field: &str, value: &str, guest: &GuestConfig) -> Result<Option<String>, String> {
+        const WHY: &str = "Proxmox reserves device passthrough, bind mounts, feature flags other than nesting and \
+                           every feature flag of a privileged container to root@pam";
         let bind = field.starts_with(fields::MOUNT_PREFIX) && value.starts_with("bind:");
-        let flags = field == "flags" && value.split(',').any(|f| !f.starts_with("nesting="));
+        let privileged = guest.get("unprivileged") == Some("0");
+        let flags = field == "flags" && (privileged || value.split(',').any(|f| !f.starts_with("nesting=")));
         if (field == "gpus" || bind || flags) && self.api_is_root() {
             // GPUs are looked up on the node (its /dev/nvidia* devices) whichever way they are set.
             if field == "gpus" && self.channel.is_none() {

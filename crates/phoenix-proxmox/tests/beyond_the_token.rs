@@ -7,7 +7,7 @@
 
 mod support;
 
-use phoenix_backend::Backend;
+use phoenix_backend::{Backend, GuestConfig};
 use phoenix_engine::GuestOutcome;
 use phoenix_pve_double::PveVersion;
 use support::{apply, backend, channel, container, estate, root_client, start};
@@ -148,9 +148,17 @@ fn with_a_root_ticket_root_only_settings_go_through_the_api() {
     // Bind mounts and flags need only the ticket; GPUs still need the node to list its devices.
     let double = start(PveVersion::V9);
     let ticket_only = backend(&double, None).with_root_api(root_client(&double));
-    let route = ticket_only.route("mount:/models", "bind:/srv/models").expect("by ticket").expect("a route");
+    let route = ticket_only
+        .route("mount:/models", "bind:/srv/models", &GuestConfig::default())
+        .expect("by ticket")
+        .expect("a route");
     assert!(route.contains("without a node channel the host directory must exist on the node"), "{route}");
-    assert!(ticket_only.route("gpus", "0").expect_err("devices are listed on the node").contains("node channel"));
+    assert!(
+        ticket_only
+            .route("gpus", "0", &GuestConfig::default())
+            .expect_err("devices are listed on the node")
+            .contains("node channel")
+    );
 
     // Without the node channel nobody makes the directory: the start fails as on Proxmox, and says why.
     let dir = tempfile::tempdir().expect("tmp");
@@ -168,12 +176,17 @@ fn with_a_root_ticket_root_only_settings_go_through_the_api() {
 fn without_a_node_channel_the_plan_refuses_what_needs_it_and_missing_gpus_are_named() {
     let double = start(PveVersion::V9);
     let no_channel = backend(&double, None);
-    assert_eq!(no_channel.route("cores", "2"), Ok(None));
-    let e = no_channel.route("gpus", "0").expect_err("needs the node");
+    assert_eq!(no_channel.route("cores", "2", &GuestConfig::default()), Ok(None));
+    let e = no_channel.route("gpus", "0", &GuestConfig::default()).expect_err("needs the node");
     assert!(e.contains("no node channel is configured"), "{e}");
-    assert!(no_channel.route("mount:/models", "bind:/srv/models").is_err());
-    assert!(no_channel.route("mount:/data", "volume:local-zfs:8").expect("a volume is fine").is_none());
-    assert!(no_channel.route("flags", "nesting=1").expect("nesting is fine").is_none());
+    assert!(no_channel.route("mount:/models", "bind:/srv/models", &GuestConfig::default()).is_err());
+    assert!(
+        no_channel
+            .route("mount:/data", "volume:local-zfs:8", &GuestConfig::default())
+            .expect("a volume is fine")
+            .is_none()
+    );
+    assert!(no_channel.route("flags", "nesting=1", &GuestConfig::default()).expect("nesting is fine").is_none());
     assert!(!no_channel.capabilities().gpu);
 
     double.set_devices("pve1", &["/dev/nvidia0", "/dev/nvidiactl"]);
@@ -225,4 +238,49 @@ fn a_clone_of_a_snapshot_gets_the_raw_lines_of_the_snapshot() {
         live.contains("lxc.mount.auto: proc:mixed\n") && snapshot.contains("lxc.mount.auto: proc:rw\n"),
         "{source}"
     );
+}
+
+/// A privileged container's feature flags, `nesting=1` included, are root@pam's alone
+/// (`check_ct_modify_config_perm`): created with a token, its flags go through `pct set` on the
+/// node; without a node channel or a root ticket the plan refuses them before anything is made.
+#[test]
+fn a_privileged_containers_feature_flags_go_through_the_node() {
+    for version in PveVersion::ALL {
+        let double = start(version);
+        let backend = backend(&double, Some(channel(&double)));
+        let dir = tempfile::tempdir().expect("tmp");
+        let privileged = container(
+            960,
+            "docker-host",
+            r#", "template": "local:vztmpl/ubuntu-24.04-standard_24.04-2_amd64.tar.zst", "pct_options": ["nesting=1"]"#,
+        )
+        .replace(r#""unprivileged": true"#, r#""unprivileged": false"#);
+        let config = estate(dir.path(), &double, "", &privileged);
+        let (plan, report) = apply(&backend, &config, dir.path());
+        assert!(!report.failed(), "{version:?}: {report:#?}");
+        let notes = plan.notes.join("\n");
+        assert!(notes.contains("`pct set` on the node") && notes.contains("960 flags"), "{notes}");
+        let refused: Vec<_> = double.requests().into_iter().filter(|r| r.status != 200).collect();
+        assert!(refused.is_empty(), "{version:?}: {refused:#?}");
+        let create = double
+            .requests()
+            .into_iter()
+            .find(|r| r.method == "POST" && r.path == "/nodes/pve1/lxc")
+            .expect("create request");
+        assert!(!create.params.contains_key("features"), "{:?}", create.params);
+        let conf = double.conf_file(960).expect("960 exists");
+        assert!(conf.contains("features: nesting=1\n") && conf.contains("unprivileged: 0\n"), "{conf}");
+        // The same flag on an unprivileged container is the token's to set.
+        assert_eq!(backend.route("flags", "nesting=1", &phoenix_backend::GuestConfig::default()).expect("route"), None);
+
+        let no_channel = support::backend(&double, None);
+        let e = no_channel
+            .route("flags", "nesting=1", &config_of(&[("unprivileged", "0")]))
+            .expect_err("no way to deliver it");
+        assert!(e.contains("privileged container") && e.contains("node channel"), "{e}");
+    }
+}
+
+fn config_of(fields: &[(&str, &str)]) -> GuestConfig {
+    GuestConfig(fields.iter().map(|(k, v)| ((*k).to_string(), (*v).to_string())).collect())
 }

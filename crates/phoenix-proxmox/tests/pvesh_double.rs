@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use phoenix_backend::{Backend, Delivery, ErrorKind};
+use phoenix_backend::{Backend, Delivery, ErrorKind, GuestConfig};
 use phoenix_engine::GuestOutcome;
 use phoenix_proxmox::api::ApiClient;
 use phoenix_proxmox::backend::ProxmoxBackend;
@@ -121,10 +121,11 @@ fn root_only_settings_go_through_the_api_as_root() {
 
         // Without a node channel, only the GPUs (listed on the node) cannot be planned.
         let alone = ProxmoxBackend::new(ApiClient::pvesh(pvesh(&double, dir.path())).expect("client"), "pve1", None);
-        let note = alone.route("mount:/models", "bind:/fastData/shared-models").expect("routed");
+        let note =
+            alone.route("mount:/models", "bind:/fastData/shared-models", &GuestConfig::default()).expect("routed");
         assert!(note.is_some_and(|n| n.starts_with("the API as root@pam")));
-        assert!(alone.route("flags", "keyctl=1,nesting=1").expect("routed").is_some());
-        let e = alone.route("gpus", "0").expect_err("GPUs need the node");
+        assert!(alone.route("flags", "keyctl=1,nesting=1", &GuestConfig::default()).expect("routed").is_some());
+        let e = alone.route("gpus", "0", &GuestConfig::default()).expect_err("GPUs need the node");
         assert!(e.contains("no node channel"), "{e}");
 
         let (plan, _) = apply(&backend, &gpu_estate(dir.path()), dir.path());

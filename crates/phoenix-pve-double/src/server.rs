@@ -784,6 +784,26 @@ fn local_root(model: &Mutex<Model>, req: &Request<'_>) -> bool {
 
 /// The reason `pveproxy` gives for a node it cannot resolve (a node that is not in the cluster):
 /// `PVE::Tools::get_ip_from_hostname`'s error, answered 500.
+/// Whether a request creates or changes a privileged container: a create's `unprivileged` (the
+/// version's default when it is left out: 0 on 8.x, 1 on 9.x), or the container's own setting.
+fn privileged_target(version: PveVersion, model: &Mutex<Model>, path: &str, ps: &BTreeMap<String, String>) -> bool {
+    let segs: Vec<&str> = path.split('/').collect();
+    match segs.as_slice() {
+        ["", "nodes", _, "lxc"] => match ps.get("unprivileged").map(String::as_str) {
+            Some(v) => v == "0",
+            None => version == PveVersion::V8,
+        },
+        ["", "nodes", _, "lxc", id, "config"] => {
+            let model = model.lock().unwrap_or_else(PoisonError::into_inner);
+            id.parse::<u32>()
+                .ok()
+                .and_then(|id| model.guests.get(&id))
+                .is_some_and(|g| g.config.get("unprivileged").map(String::as_str) != Some("1"))
+        }
+        _ => false,
+    }
+}
+
 fn unknown_node(node: &str) -> (u16, String, Value) {
     (
         500,
@@ -871,6 +891,15 @@ fn respond(
             return (
                 403,
                 "Permission check failed (changing feature flags (except nesting) is only allowed for root@pam)"
+                    .to_string(),
+                json!({ "data": null }),
+            );
+        }
+        // Any feature flag of a privileged container, nesting included (`check_ct_modify_config_perm`).
+        if ps.contains_key("features") && privileged_target(version, model, path, ps) {
+            return (
+                403,
+                "Permission check failed (changing feature flags for privileged container is only allowed for root@pam)"
                     .to_string(),
                 json!({ "data": null }),
             );

@@ -181,7 +181,7 @@ pub fn observe_and_plan(
     }
     plan.issues.extend(phoenix_plan::check_capabilities(&work.desired, &backend.capabilities()));
     plan.issues.extend(phoenix_plan::check_addresses(&work.desired, &observed.observation));
-    let (issues, notes) = phoenix_plan::check_routes(&work.desired, &plan, &|f, v| backend.route(f, v));
+    let (issues, notes) = phoenix_plan::check_routes(&work.desired, &plan, &|f, v, g| backend.route(f, v, g));
     plan.issues.extend(issues);
     plan.notes.extend(notes);
     // A built-in feature without a script in this build: said now, and the step fails in apply.

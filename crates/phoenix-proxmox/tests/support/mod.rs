@@ -125,7 +125,7 @@ fn plan_with(
         backend.change_effect_for(k, f)
     });
     plan.issues.extend(phoenix_plan::check_capabilities(&desired, &backend.capabilities()));
-    let (issues, notes) = phoenix_plan::check_routes(&desired, &plan, &|f, v| backend.route(f, v));
+    let (issues, notes) = phoenix_plan::check_routes(&desired, &plan, &|f, v, g| backend.route(f, v, g));
     plan.issues.extend(issues);
     plan.notes.extend(notes);
     (plan, desired, jobs)
