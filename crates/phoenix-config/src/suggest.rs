@@ -15,6 +15,11 @@ pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) ->
     best.filter(|&(d, _)| d <= limit).map(|(_, c)| c)
 }
 
+/// How far `candidate` is from `word`, as [`closest`] counts it (case, `-`, `_` and spaces aside).
+pub fn distance(word: &str, candidate: &str) -> usize {
+    edit_distance(&fold(word), &fold(candidate))
+}
+
 fn fold(s: &str) -> String {
     s.chars().filter(|c| !matches!(c, '-' | '_' | ' ')).flat_map(char::to_lowercase).collect()
 }

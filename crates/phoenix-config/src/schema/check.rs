@@ -383,10 +383,14 @@ impl<'s> Checker<'s> {
         let known: Vec<&str> =
             properties.map(|p| p.keys().map(String::as_str).filter(|k| *k != "$schema").collect()).unwrap_or_default();
         let older: Vec<&str> = crate::generations::legacy_keys_at(self.kind, parent).collect();
-        if let Some(c) = closest(key, known.iter().copied()) {
-            d = d.hint(format!("did you mean `{c}`?"));
-        } else if let Some(c) = closest(key, older.iter().copied()) {
+        // The nearer of a current key and an older generation's (the current one on a tie).
+        let current = closest(key, known.iter().copied());
+        let legacy = closest(key, older.iter().copied())
+            .filter(|o| current.is_none_or(|c| crate::suggest::distance(key, o) < crate::suggest::distance(key, c)));
+        if let Some(c) = legacy {
             d = d.hint(format!("did you mean `{c}` (a key of an older generation, not used by Phoenix)?"));
+        } else if let Some(c) = current {
+            d = d.hint(format!("did you mean `{c}`?"));
         } else if known.len() <= 12 {
             d = d.hint(format!("no generation of the format has it here; the keys here are: {}", known.join(", ")));
         } else {
