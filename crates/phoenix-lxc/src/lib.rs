@@ -689,6 +689,14 @@ fn uts_name(pid: u32) -> Option<String> {
 /// container's or a snapshot's own name, so half-made ones are never taken for real ones.
 const STAGING_PREFIX: &str = ".phoenix-new-";
 
+/// Removes a staging directory a run cut short left (nothing when there is none).
+fn remove_staging(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_dir_all(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
 /// Writes `phoenix.json` into a container's directory, atomically.
 fn save_state(dir: &Path, state: &State) -> std::io::Result<()> {
     let text = serde_json::to_string_pretty(state).unwrap_or_default();
@@ -863,14 +871,14 @@ impl Backend for LxcBackend {
         // leaves only the staging directory, which observe never shows and the next create
         // removes (it was never a container, so nothing is lost).
         let staging = self.staging(id);
-        let _ = std::fs::remove_dir_all(&staging);
+        remove_staging(&staging).map_err(|e| io_error(id, "remove what a run cut short left", e))?;
         std::fs::create_dir_all(&staging).map_err(|e| io_error(id, "create its directory", e))?;
         let _ = set_mode(&staging, 0o755);
         let rootfs = staging.join("rootfs");
         let built = match source_rootfs {
             Ok(snap) => self
                 .tool(
-                    &["cp", "-a", "--reflink=auto", &snap.display().to_string(), &rootfs.display().to_string()],
+                    &["cp", "-a", "-T", "--reflink=auto", &snap.display().to_string(), &rootfs.display().to_string()],
                     Duration::from_secs(1800),
                 )
                 .map(|_| ()),
@@ -1044,7 +1052,24 @@ impl Backend for LxcBackend {
             ));
         }
         self.prepare_host()?;
-        self.tool(&["lxc-start", "-n", &id.to_string(), "-P", &self.path_arg(), "-d"], TOOL_TIMEOUT)?;
+        // LXC's own account of a failed start goes to a log beside the container, and into the
+        // error.
+        let log = self.dir(id).join("lxc-start.log");
+        let _ = std::fs::remove_file(&log);
+        let log_arg = log.display().to_string();
+        let argv = ["lxc-start", "-n", &id.to_string(), "-P", &self.path_arg(), "-d", "-o", &log_arg, "-l", "ERROR"];
+        if let Err(e) = self.tool(&argv, TOOL_TIMEOUT) {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(15).collect::<Vec<_>>().into_iter().rev().collect();
+            let detail = [e.detail.clone().unwrap_or_default(), tail.join("\n")].join("\n").trim().to_string();
+            // A start LXC aborted half-way is cleaned up and worth one more try (the engine
+            // retries transient errors); any other failure is the configuration's.
+            if detail.contains("ABORTING") {
+                let _ = self.tool(&["lxc-stop", "-n", &id.to_string(), "-P", &self.path_arg(), "-k"], TOOL_TIMEOUT);
+                return Err(BackendError::transient(Delivery::MaybeApplied, e.message).with_detail(detail));
+            }
+            return Err(BackendError { detail: Some(detail), ..e });
+        }
         self.tool(
             &["lxc-wait", "-n", &id.to_string(), "-P", &self.path_arg(), "-s", "RUNNING", "-t", "30"],
             Duration::from_secs(40),
@@ -1083,13 +1108,14 @@ impl Backend for LxcBackend {
         }
         // Copied under a staging name and renamed once complete, as containers are made.
         let staging = snapshots.join(format!("{STAGING_PREFIX}{name}"));
-        let _ = std::fs::remove_dir_all(&staging);
+        remove_staging(&staging).map_err(|e| io_error(id, "remove what a run cut short left", e))?;
         std::fs::create_dir_all(&staging).map_err(|e| io_error(id, "create the snapshot directory", e))?;
         let copy = self
             .tool(
                 &[
                     "cp",
                     "-a",
+                    "-T",
                     "--reflink=auto",
                     &self.rootfs(id).display().to_string(),
                     &staging.join("rootfs").display().to_string(),
