@@ -103,8 +103,31 @@ forget
 running() {
     [ -s /run/nginx.pid ] && kill -0 "$(cat /run/nginx.pid)" 2>/dev/null
 }
+# The worker processes of the NGINX master: `nginx -s reload` only signals the master, which
+# reads the new configuration and replaces its workers a moment later.
+workers() {
+    master=$(cat /run/nginx.pid 2>/dev/null)
+    for p in /proc/[0-9]*; do
+        [ "$(cut -d' ' -f4 "$p/stat" 2>/dev/null)" = "$master" ] && echo "${p#/proc/}"
+    done
+}
 if running; then
+    before=$(workers)
     nginx -s reload || exit 1
+    # Done once workers serving the new configuration have replaced the old ones (5 s at most:
+    # an old worker may linger while a client keeps its connection open).
+    replaced() {
+        now=" $(workers | tr '\n' ' ') "
+        [ "$now" != "  " ] || return 1
+        for p in $before; do
+            case "$now" in *" $p "*) return 1 ;; esac
+        done
+    }
+    i=0
+    until replaced || [ "$i" -ge 50 ]; do
+        sleep 0.1
+        i=$((i + 1))
+    done
     echo "phoenix gateway: NGINX reloaded"
 elif [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
     systemctl enable nginx >/dev/null 2>&1
