@@ -130,7 +130,7 @@ pub fn proxmox(
     })?;
     let rest =
         url.strip_prefix("https://").ok_or_else(|| ConnectError::Failed(format!("{url} is not an https:// URL")))?;
-    let (host, port) = host_and_port(rest.split('/').next().unwrap_or_default())
+    let (host, port) = crate::authority::host_and_port(rest.split('/').next().unwrap_or_default(), 8006)
         .ok_or_else(|| ConnectError::Failed(format!("bad host or port in {url}")))?;
     let token = p.token.as_ref().ok_or_else(|| {
         ConnectError::Failed(
@@ -159,10 +159,10 @@ pub fn proxmox(
         }
         _ => TlsVerify::Ca(std::fs::read("/etc/ssl/certs/ca-certificates.crt").unwrap_or_default()),
     };
-    let api = ApiClient::new(&host, port, auth, tls.clone()).map_err(ConnectError::Failed)?;
+    let api = ApiClient::new(host, port, auth, tls.clone()).map_err(ConnectError::Failed)?;
     let backend = phoenix_proxmox::backend::ProxmoxBackend::new(api, &p.node, ssh_channel(p));
     Ok(match root_auth {
-        Some(auth) => backend.with_root_api(ApiClient::new(&host, port, auth, tls).map_err(ConnectError::Failed)?),
+        Some(auth) => backend.with_root_api(ApiClient::new(host, port, auth, tls).map_err(ConnectError::Failed)?),
         None => backend,
     })
 }
@@ -199,27 +199,6 @@ fn ssh_channel(p: &ProxmoxSection) -> Option<std::sync::Arc<dyn phoenix_proxmox:
     })
 }
 
-/// The host and port of a URL's authority (`host`, `host:port`, `[v6]`, `[v6]:port`); the port is
-/// Proxmox's 8006 when none is given. An IPv6 address keeps its brackets (it is a host name as
-/// TLS and HTTP want it).
-fn host_and_port(authority: &str) -> Option<(String, u16)> {
-    let (host, port) = match authority.strip_prefix('[') {
-        Some(v6) => {
-            let (address, rest) = v6.split_once(']')?;
-            (format!("[{address}]"), rest.strip_prefix(':').map(str::to_string))
-        }
-        None => match authority.rsplit_once(':') {
-            Some((h, p)) => (h.to_string(), Some(p.to_string())),
-            None => (authority.to_string(), None),
-        },
-    };
-    let port = match port {
-        Some(p) => p.parse().ok()?,
-        None => 8006,
-    };
-    (!host.is_empty() && host != "[]").then_some((host, port))
-}
-
 /// The name of the apply lock of the configuration's backend: one apply at a time per backend.
 pub fn lock_name(estate: &Estate) -> String {
     let target = match &estate.hypervisor.backend {
@@ -238,22 +217,4 @@ pub fn lock_name(estate: &Estate) -> String {
     let safe: String =
         target.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' }).collect();
     format!("{safe}.lock")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::host_and_port;
-
-    #[test]
-    fn api_urls_name_their_host_and_port_ipv6_included() {
-        let hp = |a: &str| host_and_port(a);
-        assert_eq!(hp("pve.example"), Some(("pve.example".into(), 8006)));
-        assert_eq!(hp("10.0.0.2:8443"), Some(("10.0.0.2".into(), 8443)));
-        assert_eq!(hp("[fd00::1]"), Some(("[fd00::1]".into(), 8006)));
-        assert_eq!(hp("[fd00::1]:8443"), Some(("[fd00::1]".into(), 8443)));
-        assert_eq!(hp("pve:port"), None);
-        assert_eq!(hp("[fd00::1"), None);
-        assert_eq!(hp(""), None);
-        assert_eq!(hp("[]:8006"), None);
-    }
 }

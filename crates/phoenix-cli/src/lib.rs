@@ -1,6 +1,7 @@
 //! The `phoenix` command line as a library: [`run`] takes the arguments, the output streams and
 //! the function that connects to a backend, so that tests can pass their own.
 
+mod authority;
 pub mod backends;
 pub mod cli;
 mod commands;

@@ -150,22 +150,9 @@ impl VaultClient {
         };
         let (authority, prefix) = rest.split_once('/').map_or((rest, String::new()), |(a, p)| (a, format!("/{p}")));
         let default_port = if tls { 443 } else { 80 };
-        let port = |p: &str| p.parse::<u16>().map_err(|_| bad_addr("has a bad port"));
-        let (host, port) = match authority.strip_prefix('[') {
-            // An IPv6 address: `[::1]` or `[::1]:8200`.
-            Some(v6) => match v6.split_once(']') {
-                Some((h, "")) => (h, default_port),
-                Some((h, p)) if p.starts_with(':') => (h, port(&p[1..])?),
-                _ => return Err(bad_addr("has a bad IPv6 address")),
-            },
-            None => match authority.split_once(':') {
-                Some((h, p)) => (h, port(p)?),
-                None => (authority, default_port),
-            },
-        };
-        if host.is_empty() || host.contains('@') {
-            return Err(bad_addr("has no host name"));
-        }
+        let (host, port) = crate::authority::host_and_port(authority, default_port)
+            .filter(|(host, _)| !host.contains('@'))
+            .ok_or_else(|| bad_addr("has no host name, or a bad port"))?;
         let endpoint = if tls {
             let ca_file = settings.ca_file.clone().unwrap_or_else(|| SYSTEM_CA_FILE.into());
             let pem = std::fs::read(&ca_file).map_err(|e| {

@@ -411,11 +411,9 @@ fn an_apply_killed_during_a_change_converges_on_the_next_one() {
                 mount_now
             ));
         }
-        let limit = std::fs::read_to_string("/sys/fs/cgroup/memory/lxc.payload.761/memory.limit_in_bytes")
-            .or_else(|_| std::fs::read_to_string("/sys/fs/cgroup/lxc.payload.761/memory.max"))
-            .unwrap_or_default();
-        if limit.trim() != (to.2.parse::<u64>().unwrap_or(0) * 1024 * 1024).to_string() {
-            tally.failures.push(format!("{point:?}: 761's memory limit is {limit:?}, not {} MiB", to.2));
+        let limit = memory_limit(761);
+        if limit.to_string() != to.2 {
+            tally.failures.push(format!("{point:?}: 761's memory limit is {limit} MiB, not {} MiB", to.2));
         }
     }
     tally.report("change");

@@ -381,22 +381,35 @@ impl<'a> Engine<'a> {
     /// the guest unchanged while its service is down), and takes the record away once a check
     /// passes. A guest whose markers cannot be written is only noted.
     fn record_health(&self, id: GuestId, opts: &ApplyOptions, failure: Option<&String>) {
-        let markers = match self.call(id, opts, || self.backend.read_file(id, MARKERS_PATH), || None) {
-            Ok(bytes) => bytes.map(|b| parse_markers(&b)).unwrap_or_default(),
-            Err(_) => return,
-        };
-        let mut updated = markers.clone();
-        match failure {
+        let recorded = self.update_markers(id, opts, |markers| match failure {
             Some(why) => {
                 let first: String = why.lines().next().unwrap_or_default().chars().take(200).collect();
-                updated.insert(HEALTH_MARKER.to_string(), first);
+                markers.insert(HEALTH_MARKER.to_string(), first);
             }
             None => {
-                updated.remove(HEALTH_MARKER);
+                markers.remove(HEALTH_MARKER);
             }
+        });
+        if let Err(e) = recorded {
+            self.reporter.note(id, &format!("could not record the health check's result: {e}"));
         }
+    }
+
+    /// Reads the guest's markers, changes them, and writes them back when they changed.
+    fn update_markers(
+        &self,
+        id: GuestId,
+        opts: &ApplyOptions,
+        change: impl FnOnce(&mut BTreeMap<String, String>),
+    ) -> Result<(), BackendError> {
+        let markers = self
+            .call(id, opts, || self.backend.read_file(id, MARKERS_PATH), || None)?
+            .map(|b| parse_markers(&b))
+            .unwrap_or_default();
+        let mut updated = markers.clone();
+        change(&mut updated);
         if updated == markers {
-            return;
+            return Ok(());
         }
         let file = FilePush {
             path: MARKERS_PATH.to_string(),
@@ -405,9 +418,7 @@ impl<'a> Engine<'a> {
             uid: 0,
             gid: 0,
         };
-        if let Err(e) = self.call(id, opts, || self.backend.push_file(id, &file), || None) {
-            self.reporter.note(id, &format!("could not record the health check's result: {e}"));
-        }
+        self.call(id, opts, || self.backend.push_file(id, &file), || None)
     }
 
     /// Stages a job into a fresh directory of the guest, runs it with argv, removes the directory,
@@ -477,13 +488,10 @@ impl<'a> Engine<'a> {
         if let Err(e) = cleanup {
             self.reporter.note(id, &format!("could not remove {dir}: {e}"));
         }
-        let mut markers = self
-            .call(id, opts, || self.backend.read_file(id, MARKERS_PATH), || None)
-            .map_err(fail)?
-            .map(|b| parse_markers(&b))
-            .unwrap_or_default();
-        markers.insert(job.key.clone(), job.hash.clone());
-        push(MARKERS_PATH.to_string(), serde_json::to_vec_pretty(&markers).unwrap_or_default(), 0o600).map_err(fail)
+        self.update_markers(id, opts, |markers| {
+            markers.insert(job.key.clone(), job.hash.clone());
+        })
+        .map_err(fail)
     }
 }
 

@@ -48,11 +48,7 @@ impl ApplyLock {
                     std::thread::sleep(Duration::from_millis(50))
                 }
                 Err(TryLockError::WouldBlock) => {
-                    let mut holder = String::new();
-                    let _ = file.read_to_string(&mut holder);
-                    let holder =
-                        if holder.trim().is_empty() { "holder unknown".to_string() } else { holder.trim().to_string() };
-                    return Err(LockError::Held { path: path.to_path_buf(), holder });
+                    return Err(LockError::Held { path: path.to_path_buf(), holder: holder_text(&mut file) });
                 }
                 Err(TryLockError::Error(e)) => return Err(io(e)),
             }
@@ -74,13 +70,16 @@ pub fn holder(path: &Path) -> Option<String> {
             let _ = file.unlock();
             None
         }
-        Err(TryLockError::WouldBlock) => {
-            let mut holder = String::new();
-            let _ = file.read_to_string(&mut holder);
-            Some(if holder.trim().is_empty() { "holder unknown".to_string() } else { holder.trim().to_string() })
-        }
+        Err(TryLockError::WouldBlock) => Some(holder_text(&mut file)),
         Err(TryLockError::Error(_)) => None,
     }
+}
+
+/// What the holder of a lock wrote of itself into the lock file.
+fn holder_text(file: &mut File) -> String {
+    let mut holder = String::new();
+    let _ = file.read_to_string(&mut holder);
+    if holder.trim().is_empty() { "holder unknown".to_string() } else { holder.trim().to_string() }
 }
 
 /// A time as `YYYY-MM-DD hh:mm:ss UTC`.

@@ -5,6 +5,8 @@ use std::io;
 use std::os::unix::fs::{MetadataExt, lchown};
 use std::path::{Component, Path, PathBuf};
 
+use phoenix_backend::inside::READ_LIMIT;
+
 /// Adds `base` to the owner and group of everything under `root` (links themselves, never their
 /// targets), so that an unprivileged container's mapped root owns its files. Set-user-ID and
 /// set-group-ID bits, which the kernel clears on a change of owner, are put back (`su`, `ping`
@@ -68,9 +70,6 @@ pub fn write_inside(root: &Path, inside: &str, content: &[u8], owner: (u32, u32)
     std::fs::write(&target, content)?;
     lchown(&target, Some(owner.0), Some(owner.1))
 }
-
-/// The most Phoenix reads of a file inside a container (its markers, `/etc/resolv.conf`).
-pub const READ_LIMIT: u64 = 4 << 20;
 
 /// Reads a file inside a container's rootfs; `None` when it does not exist. Only a regular file
 /// of at most [`READ_LIMIT`] bytes is read: a FIFO, a device or a huge file put there by the

@@ -307,7 +307,7 @@ impl LxcBackend {
         let mut c = state.config.clone();
         let recorded = GuestConfig(state.config.clone());
         if let (Ok(text), Ok(ours)) =
-            (std::fs::read_to_string(self.dir(id).join("config")), self.rendered(id, &recorded))
+            (std::fs::read_to_string(self.dir(id).join("config")), self.rendered(id, &recorded, false))
             && text != ours
         {
             let bridges = self.bridge_names();
@@ -367,8 +367,9 @@ impl LxcBackend {
         c
     }
 
-    /// The LXC configuration Phoenix writes for `config`, rendered without touching anything.
-    fn rendered(&self, id: GuestId, config: &GuestConfig) -> Result<String, BackendError> {
+    /// The LXC configuration Phoenix writes for `config`. With `create`, mount directories that
+    /// are missing are created (see [`LxcBackend::mounts`]); without, nothing is touched.
+    fn rendered(&self, id: GuestId, config: &GuestConfig, create: bool) -> Result<String, BackendError> {
         let rootfs = self.rootfs(id).display().to_string();
         let cx = RenderContext {
             id,
@@ -376,7 +377,7 @@ impl LxcBackend {
             host_bridge: &self.host_bridge(config),
             id_base: self.id_base,
             cgroups: self.cgroups,
-            mounts: self.mounts(id, config, false)?,
+            mounts: self.mounts(id, config, create)?,
             devices: self.devices(config)?,
             memsw: Path::new("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists(),
         };
@@ -489,8 +490,7 @@ impl LxcBackend {
     /// Renders the container's LXC configuration into `dir` (its directory, or where it is being
     /// built), naming the root filesystem where it is once in place.
     fn write_config(&self, id: GuestId, dir: &Path, config: &GuestConfig) -> Result<(), BackendError> {
-        self.mounts(id, config, true)?;
-        let text = self.rendered(id, config)?;
+        let text = self.rendered(id, config, true)?;
         fsutil::replace_file(&dir.join("config"), text.as_bytes())
             .map_err(|e| io_error(id, "write the LXC configuration", e))
     }
