@@ -80,6 +80,22 @@ pub fn with_parent_death_signal(argv: &[String], path: &str) -> Vec<String> {
     }
 }
 
+/// Starts `command`. A program that was just written (a wrapper script) may still be open for
+/// writing in a child another thread is forking at that moment: `exec` then fails with
+/// `ETXTBSY` until that child has run its own `exec`, so that start is tried again, briefly.
+fn spawn(command: &mut Command) -> Result<std::process::Child, ProcessError> {
+    let mut tries = 0;
+    loop {
+        match command.spawn() {
+            Err(e) if e.raw_os_error() == Some(nix::libc::ETXTBSY) && tries < 20 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => return other.map_err(|e| ProcessError::Spawn(e.to_string())),
+        }
+    }
+}
+
 /// Runs `command`, feeding `input` on stdin (or none: stdin closed), and kills it (its process
 /// group) after `timeout`. Waiting blocks in the kernel; nothing polls.
 pub fn run_captured(mut command: Command, input: Option<&[u8]>, timeout: Duration) -> Result<ExecOutput, ProcessError> {
@@ -91,7 +107,7 @@ pub fn run_captured(mut command: Command, input: Option<&[u8]>, timeout: Duratio
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
-    let mut child = command.spawn().map_err(|e| ProcessError::Spawn(e.to_string()))?;
+    let mut child = spawn(&mut command)?;
     let group = child.id() as i32;
     RUNNING.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(group);
     if let (Some(data), Some(mut stdin)) = (input, child.stdin.take()) {
