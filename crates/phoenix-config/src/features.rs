@@ -74,6 +74,18 @@ pub struct Parameter {
     /// What it is for.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
+    /// The value when nothing gives one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<serde_json::Value>,
+    /// Keys of the configuration files the value is taken from when no `feature_settings` and no
+    /// key of the guest gives it, first found wins: `hypervisor.<key>` (dotted, in
+    /// `phoenix_hypervisor_config.json`, e.g. `hypervisor.nvidia_driver.version`) or
+    /// `lxc.<key>` (the top of `phoenix_lxc_configs.json`, e.g. `lxc.nvidia_runfile_url`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub from: Vec<String>,
+    /// The values it may take, when only some may (`["docker", "distribution"]`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<serde_json::Value>,
 }
 
 /// The JSON type of a parameter.
@@ -138,7 +150,7 @@ impl fmt::Display for ParamType {
 /// Where a feature of the catalog comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FeatureSource {
-    /// Built into Phoenix (its manifest only: the script comes from elsewhere).
+    /// Built into Phoenix, with its script ([`builtin_script`]).
     BuiltIn,
     /// A feature directory holding `feature.json` and `install.sh`.
     Directory(PathBuf),
@@ -155,15 +167,36 @@ pub struct CatalogEntry {
     pub source: FeatureSource,
 }
 
-/// The built-in manifests, in their own files so that they read as a user's would. One place:
-/// validation and the engine both take them from here.
-const BUILT_IN: &[(&str, &str)] = &[
-    ("base_setup", include_str!("../features/base_setup/feature.json")),
-    ("docker", include_str!("../features/docker/feature.json")),
-    ("nvidia", include_str!("../features/nvidia/feature.json")),
-    ("vllm", include_str!("../features/vllm/feature.json")),
-    ("ollama", include_str!("../features/ollama/feature.json")),
-];
+/// A built-in feature: its name, manifest and install script, in their own files under
+/// `features/<name>/` so that they read as a user's would (and a user can start from a copy).
+struct BuiltIn {
+    name: &'static str,
+    manifest: &'static str,
+    script: &'static str,
+}
+
+macro_rules! built_in {
+    ($($name:literal),* $(,)?) => {
+        &[$(BuiltIn {
+            name: $name,
+            manifest: include_str!(concat!("../features/", $name, "/feature.json")),
+            script: include_str!(concat!("../features/", $name, "/install.sh")),
+        }),*]
+    };
+}
+
+/// The built-in features. One place: validation, the engine and `phoenix features` take them
+/// from here.
+const BUILT_IN: &[BuiltIn] = built_in!["base_setup", "docker", "nvidia", "vllm", "ollama",];
+
+/// The shell functions every built-in script starts with (`features/lib.sh`): logging, the OS
+/// check, idempotent package installs and file writes, and the parameters' loading.
+const BUILT_IN_LIBRARY: &str = include_str!("../features/lib.sh");
+
+/// The script a built-in feature runs: the shared functions, then its own `install.sh`.
+pub fn builtin_script(name: &str) -> Option<Vec<u8>> {
+    BUILT_IN.iter().find(|b| b.name == name).map(|b| [BUILT_IN_LIBRARY, b.script].concat().into_bytes())
+}
 
 /// Every feature a run knows, by name.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -172,12 +205,12 @@ pub struct Catalog {
 }
 
 impl Catalog {
-    /// The built-in features: `base_setup`, `docker`, `nvidia`, `vllm`, `ollama`.
+    /// The built-in features.
     pub fn builtin() -> Catalog {
         let mut catalog = Catalog::default();
         // The manifests are checked by a test; one that does not parse is left out.
-        for (_, text) in BUILT_IN {
-            if let Ok(manifest) = FeatureManifest::parse(text) {
+        for b in BUILT_IN {
+            if let Ok(manifest) = FeatureManifest::parse(b.manifest) {
                 catalog.insert(manifest, FeatureSource::BuiltIn);
             }
         }
@@ -238,6 +271,16 @@ impl Catalog {
                     continue;
                 }
             };
+            if let Some(problem) = crate::feature_values::parameter_problem(&manifest) {
+                diags.push(
+                    Diagnostic::directory_error(
+                        Code::InvalidValue,
+                        format!("{} is not a valid feature manifest: {problem}", manifest_path.display()),
+                    )
+                    .hint(MANIFEST_HINT),
+                );
+                continue;
+            }
             if !fs.is_file(&d.join("install.sh")) {
                 diags.push(
                     Diagnostic::directory_error(
@@ -283,7 +326,8 @@ impl Catalog {
 }
 
 const MANIFEST_HINT: &str = "a manifest holds `name`, and optionally `description`, `params` (a list of the guest's keys), \
-`parameters` (a list of {\"name\", \"type\": string|integer|number|boolean|array|object, \"required\"}), \
+`parameters` (a list of {\"name\", \"type\": string|integer|number|boolean|array|object, \"required\", \"default\", \
+\"from\": [\"hypervisor.<key>\" or \"lxc.<key>\"], \"description\"}), \
 `needs_gpu`, `needs_nesting` and `requires` (a list of features)";
 
 #[cfg(test)]
@@ -291,15 +335,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_built_in_manifest_parses_under_its_own_name() {
-        for (name, text) in BUILT_IN {
-            let m = FeatureManifest::parse(text).unwrap_or_else(|e| panic!("{name}: {e}"));
-            assert_eq!(&m.name, name);
-            assert!(!m.description.is_empty(), "{name} has no description");
+    fn every_built_in_manifest_parses_under_its_own_name_and_is_sound() {
+        for b in BUILT_IN {
+            let m = FeatureManifest::parse(b.manifest).unwrap_or_else(|e| panic!("{}: {e}", b.name));
+            assert_eq!(m.name, b.name);
+            assert!(!m.description.is_empty(), "{} has no description", b.name);
+            assert_eq!(crate::feature_values::parameter_problem(&m), None, "{}", b.name);
+            for p in &m.parameters {
+                assert!(!p.description.is_empty(), "{}: parameter {} has no description", b.name, p.name);
+            }
+            let script = builtin_script(b.name).expect("script");
+            assert!(script.starts_with(b"#!/bin/sh\n"), "{}", b.name);
         }
         let catalog = Catalog::builtin();
         let names: Vec<&str> = catalog.names().collect();
         assert_eq!(names, ["base_setup", "docker", "nvidia", "ollama", "vllm"]);
+        assert_eq!(builtin_script("nope"), None);
     }
 
     #[test]
@@ -340,6 +391,6 @@ mod tests {
         c.insert(FeatureManifest { name: "docker".into(), ..FeatureManifest::default() }, FeatureSource::Given);
         assert_eq!(c.get("docker").map(|m| m.needs_nesting), Some(false));
         assert_eq!(c.entry("docker").map(|e| &e.source), Some(&FeatureSource::Given));
-        assert_eq!(c.names().count(), 5);
+        assert_eq!(c.names().count(), BUILT_IN.len());
     }
 }

@@ -9,6 +9,7 @@ pub mod check;
 pub mod cloud_image;
 pub mod diagnostic;
 pub mod estate;
+pub mod feature_values;
 pub mod features;
 pub mod generations;
 pub mod graph;

@@ -222,10 +222,12 @@ pub fn validate_with(sources: &Sources, early: Vec<Diagnostic>, fs: &dyn Filesys
         .map(|g| g.id)
         .collect();
     estate.nesting_turned_on = turned_on;
+    let feature_values = crate::feature_values::FeatureValues::new(&estate);
     let mut cx = Ctx {
         shadowed: &shadowed,
         estate: &estate,
         catalog,
+        feature_values: &feature_values,
         sources,
         fs,
         incomplete,

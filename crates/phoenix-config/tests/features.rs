@@ -163,8 +163,18 @@ fn a_required_parameter_the_guest_does_not_give_is_missing() {
     assert_eq!(e[0].location.as_ref().map(|l| l.path.as_str()), Some("$.lxc_configs[\"950\"]"));
     assert!(e[0].hint.as_deref().is_some_and(|h| h.starts_with("add \"vllm_model\": a string")), "{:?}", e[0].hint);
     assert_eq!(e[0].notes[0].location.path, "$.lxc_configs[\"950\"].features[0]");
-    // A key no container has can never be given: the hint says so.
-    assert!(e[1].hint.as_deref().is_some_and(|h| h.contains("a container has no setting `ca_url`")), "{:?}", e[1].hint);
+    // A key no container has is given in `feature_settings`: the hint says so.
+    let hint = e[1].hint.as_deref().unwrap_or_default();
+    assert!(
+        hint.starts_with("give it (a string) in \"feature_settings\": {\"vllm_tuned\": {\"ca_url\": …}}"),
+        "{hint}"
+    );
+    // And given there, or in the hypervisor file's, it is no longer missing.
+    let mut fs = MemFs::new(&lxc_950(
+        r#", "features": ["vllm_tuned"], "vllm_model": "m", "feature_settings": {"vllm_tuned": {"ca_url": "https://ca"}}"#,
+    ));
+    fs.feature("vllm_tuned", manifest);
+    assert!(errors(&run(&fs)).is_empty());
 }
 
 #[test]
@@ -196,4 +206,81 @@ fn validate_alone_knows_the_built_in_features() {
     let (sources, early) = load(Path::new("/cfg"), &fs);
     let v = validate(&sources, early, &fs);
     assert!(v.reports.is_empty(), "{:#?}", v.reports);
+}
+
+#[test]
+fn feature_settings_name_features_and_parameters_with_values_that_fit() {
+    let hv = r#"{"backend": {"type": "lxc", "bridges": {"vmbr0": {"address": "10.9.0.1/24"}}, "storage": {"local": "/srv/local"}},
+        "feature_settings": {"base_setup": {"apt_proxy": 3142, "unattended_upgrades": true}, "dokcer": {}}}"#;
+    let mut fs = MemFs::new(&lxc_950(
+        r#", "features": ["base_setup"], "feature_settings": {"base_setup": {"loacle": "de_DE.UTF-8", "packages": ["curl"]},
+            "ollama": {}}"#,
+    ));
+    fs.add("phoenix_hypervisor_config.json", hv);
+    let v = run(&fs);
+    let found: Vec<(Severity, Code, &str, &str)> = v
+        .reports
+        .iter()
+        .filter(|r| r.location.as_ref().is_some_and(|l| l.path.contains("feature_settings")))
+        .map(|r| (r.severity, r.code, r.location.as_ref().map_or("", |l| l.path.as_str()), r.message.as_str()))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (
+                Severity::Error,
+                Code::WrongType,
+                "$.feature_settings.base_setup.apt_proxy",
+                "`apt_proxy` is an integer, but feature `base_setup` takes a string"
+            ),
+            (
+                Severity::Error,
+                Code::UnknownFeature,
+                "$.feature_settings.dokcer",
+                "`feature_settings` names `dokcer`, which no feature library provides"
+            ),
+            (
+                Severity::Error,
+                Code::UnknownKey,
+                "$.lxc_configs[\"950\"].feature_settings.base_setup.loacle",
+                "feature `base_setup` has no parameter `loacle`"
+            ),
+            (
+                Severity::Warning,
+                Code::Conflict,
+                "$.lxc_configs[\"950\"].feature_settings.ollama",
+                "settings for feature `ollama`, which this guest does not run: they are not used"
+            ),
+        ],
+        "{:#?}",
+        v.reports
+    );
+    let hint = |path: &str| {
+        v.reports
+            .iter()
+            .find(|r| r.location.as_ref().is_some_and(|l| l.path.ends_with(path)))
+            .and_then(|r| r.hint.clone())
+    };
+    assert_eq!(hint(".loacle").as_deref(), Some("did you mean `locale`?"));
+    assert_eq!(hint(".dokcer").as_deref(), Some("did you mean `docker`?"));
+    assert!(
+        hint(".apt_proxy").is_some_and(|h| h.starts_with("`apt_proxy` is a string: HTTP proxy")),
+        "{:?}",
+        hint(".apt_proxy")
+    );
+}
+
+#[test]
+fn a_value_outside_a_parameters_values_is_refused() {
+    let manifest = r#"{"name": "engine", "parameters": [{"name": "source", "type": "string", "values": ["docker", "distribution"],
+        "description": "where from"}]}"#;
+    let mut fs =
+        MemFs::new(&lxc_950(r#", "features": ["engine"], "feature_settings": {"engine": {"source": "debian"}}"#));
+    fs.feature("engine", manifest);
+    let e: Vec<String> = errors(&run(&fs)).iter().map(|r| r.message.clone()).collect();
+    assert_eq!(e, ["`source` is \"debian\", but feature `engine` takes one of \"docker\", \"distribution\""]);
+    let mut fs =
+        MemFs::new(&lxc_950(r#", "features": ["engine"], "feature_settings": {"engine": {"source": "docker"}}"#));
+    fs.feature("engine", manifest);
+    assert!(errors(&run(&fs)).is_empty());
 }

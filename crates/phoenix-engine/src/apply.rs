@@ -436,7 +436,7 @@ impl<'a> Engine<'a> {
             return Err(StepFailure {
                 step,
                 message: format!(
-                    "feature `{name}` has no install script yet in this build; give one in the features \
+                    "feature `{name}` was given without an install script; give one in the features \
                      directory ({name}/feature.json and {name}/install.sh, see --features-dir)"
                 ),
             });

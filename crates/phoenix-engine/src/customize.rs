@@ -6,8 +6,11 @@
 //! argv (never through a shell string), removes the directory, and on success records the hash in
 //! the guest's marker file.
 //!
-//! The parameters file of a feature is `{"guest": {"id", "name"}, "params": {...}}`, the keys its
-//! manifest names. That of the application script is the container's whole configuration block
+//! The parameters file of a feature is `{"guest": {"id", "name"}, "params": {...}}`: every
+//! parameter its manifest names that something gives a value
+//! ([`phoenix_config::feature_values`] says in which order), defaults included. Beside it,
+//! `params.env` holds the same values as shell assignments (`PHX_<NAME>='…'`), for scripts that
+//! have no JSON parser: the built-in ones read only that. That of the application script is the container's whole configuration block
 //! as the typed model serialises it, with `guest` (`{"id", "name"}`) added, and `ports` and
 //! `services` as before: the shell version's scripts read `.vllm_engine_config` or `.ports` from
 //! it unchanged. The script itself is found by [`phoenix_config::scripts::find_script`], as
@@ -18,8 +21,9 @@ use std::path::{Path, PathBuf};
 
 use phoenix_config::RealFilesystem;
 use phoenix_config::estate::{Estate, Guest, GuestSpec};
+use phoenix_config::feature_values::{FeatureValues, guest_block, shell_env};
 pub use phoenix_config::features::FeatureManifest;
-use phoenix_config::features::{Catalog, FeatureSource};
+use phoenix_config::features::{Catalog, FeatureSource, builtin_script};
 use phoenix_config::scripts::{ScriptNotFound, find_script};
 use sha2::{Digest, Sha256};
 
@@ -77,8 +81,8 @@ pub enum CustomizeError {
 }
 
 /// The features available to the engine: the catalog's manifests (built-in ones, overridden by
-/// the user's), and the scripts of those that have one. A built-in feature has no script in this
-/// build: its job is prepared, and fails when it runs, saying so.
+/// the user's), and their scripts. A feature given without a script (a test's, an embedder's) has
+/// its job prepared, and fails when it runs, saying so.
 #[derive(Debug, Clone)]
 pub struct FeatureLibrary {
     catalog: Catalog,
@@ -88,7 +92,9 @@ pub struct FeatureLibrary {
 impl Default for FeatureLibrary {
     /// The built-in features only.
     fn default() -> FeatureLibrary {
-        FeatureLibrary { catalog: Catalog::builtin(), scripts: BTreeMap::new() }
+        let catalog = Catalog::builtin();
+        let scripts = catalog.names().filter_map(|n| Some((n.to_string(), builtin_script(n)?))).collect();
+        FeatureLibrary { catalog, scripts }
     }
 }
 
@@ -103,14 +109,24 @@ impl FeatureLibrary {
         library
     }
 
-    /// The features of a catalog, with the scripts (`install.sh`) of those read from a directory.
+    /// The features of a catalog, with their scripts: a built-in one's, or `install.sh` of a
+    /// feature read from a directory.
     pub fn from_catalog(catalog: Catalog) -> Result<FeatureLibrary, CustomizeError> {
         let mut scripts = BTreeMap::new();
         for entry in catalog.entries() {
-            if let FeatureSource::Directory(dir) = &entry.source {
-                let path = dir.join("install.sh");
-                let script = std::fs::read(&path).map_err(|source| CustomizeError::Read { path, source })?;
-                scripts.insert(entry.manifest.name.clone(), script);
+            let name = entry.manifest.name.clone();
+            match &entry.source {
+                FeatureSource::Directory(dir) => {
+                    let path = dir.join("install.sh");
+                    let script = std::fs::read(&path).map_err(|source| CustomizeError::Read { path, source })?;
+                    scripts.insert(name, script);
+                }
+                FeatureSource::BuiltIn => {
+                    if let Some(script) = builtin_script(&name) {
+                        scripts.insert(name, script);
+                    }
+                }
+                FeatureSource::Given => {}
             }
         }
         Ok(FeatureLibrary { catalog, scripts })
@@ -143,7 +159,7 @@ impl FeatureLibrary {
         self.catalog.get(name)
     }
 
-    /// A feature's script; none for a built-in feature, whose script this build does not have.
+    /// A feature's script; none for a feature given without one.
     pub fn script(&self, name: &str) -> Option<&[u8]> {
         self.scripts.get(name).map(Vec::as_slice)
     }
@@ -172,7 +188,7 @@ impl std::fmt::Debug for StagedFile {
 pub struct Job {
     /// `feature:<name>` or `script`.
     pub key: String,
-    /// The script; none for a built-in feature without one in this build (running it fails).
+    /// The script; none for a feature given without one (running it fails).
     pub script: Option<Vec<u8>>,
     /// The parameters file's content.
     pub params: serde_json::Value,
@@ -208,30 +224,36 @@ pub fn prepare(
     library: &FeatureLibrary,
     config_dir: &Path,
 ) -> Result<BTreeMap<u32, Vec<Job>>, CustomizeError> {
-    estate.guests.values().map(|g| Ok((g.id, guest_jobs(g, library, config_dir)?))).collect()
+    let values = FeatureValues::new(estate);
+    estate.guests.values().map(|g| Ok((g.id, guest_jobs(g, library, &values, config_dir)?))).collect()
 }
 
-fn guest_jobs(g: &Guest, library: &FeatureLibrary, config_dir: &Path) -> Result<Vec<Job>, CustomizeError> {
-    let whole = match &g.spec {
-        GuestSpec::Lxc(c) => serde_json::to_value(c),
-        GuestSpec::Vm(v) => serde_json::to_value(v),
-    }
-    .unwrap_or_default();
+fn guest_jobs(
+    g: &Guest,
+    library: &FeatureLibrary,
+    values: &FeatureValues,
+    config_dir: &Path,
+) -> Result<Vec<Job>, CustomizeError> {
+    let whole = guest_block(g);
     let guest = serde_json::json!({ "id": g.id, "name": g.name() });
     let mut jobs = Vec::new();
     for name in g.features() {
         let manifest =
             library.manifest(name).ok_or_else(|| CustomizeError::UnknownFeature { guest: g.id, name: name.clone() })?;
-        let params: serde_json::Map<String, serde_json::Value> = manifest
-            .parameter_names()
-            .into_iter()
-            .filter_map(|k| whole.get(k).map(|v| (k.to_string(), v.clone())))
-            .collect();
-        jobs.push(Job::new(
+        let resolved = values.resolve(manifest, &whole);
+        let params: serde_json::Map<String, serde_json::Value> =
+            resolved.iter().map(|r| (r.name.clone(), r.value.clone())).collect();
+        let mut job = Job::new(
             format!("feature:{name}"),
             library.script(name).map(<[u8]>::to_vec),
             serde_json::json!({ "guest": guest, "params": params }),
-        ));
+        );
+        job.files.push(StagedFile {
+            name: "params.env".into(),
+            content: shell_env(manifest, g.id, g.name(), &resolved).into_bytes(),
+            mode: 0o600,
+        });
+        jobs.push(job);
     }
     if let GuestSpec::Lxc(c) = &g.spec
         && let Some(script) = &c.application_script
@@ -371,6 +393,17 @@ mod tests {
             job.params["params"],
             serde_json::json!({"ports": ["8000:8000"], "tags": ["ai"], "memory_mb": 2048})
         );
+        // The same values for the shell, beside the parameters file.
+        let env = job.files.iter().find(|f| f.name == "params.env").expect("params.env");
+        let expected = [
+            "PHX_FEATURE='trusted_ca'",
+            "PHX_GUEST_ID='950'",
+            "PHX_GUEST_NAME='vllm-qwen'",
+            r"PHX_PORTS=''\''8000:8000'\'''",
+            r"PHX_TAGS=''\''ai'\'''",
+            "PHX_MEMORY_MB='2048'",
+        ];
+        assert_eq!(String::from_utf8_lossy(&env.content).lines().collect::<Vec<_>>(), expected);
     }
 
     #[test]
@@ -389,7 +422,9 @@ mod tests {
         assert_eq!(lib.script("docker"), Some(&b"#!/bin/sh\n# my docker\n"[..]));
         assert_eq!(lib.manifest("docker").map(|m| m.needs_nesting), Some(false));
         assert!(lib.script("trusted_ca").is_some());
-        assert!(lib.manifest("nvidia").is_some() && lib.script("nvidia").is_none());
+        // A built-in feature comes with its script: the shared functions, then its own.
+        let builtin = lib.script("base_setup").expect("built-in script");
+        assert!(builtin.starts_with(b"#!/bin/sh\n") && String::from_utf8_lossy(builtin).contains("require_os"));
 
         std::fs::remove_file(tmp.path().join("trusted_ca/install.sh")).expect("rm");
         let err = FeatureLibrary::load(tmp.path()).expect_err("no install.sh");

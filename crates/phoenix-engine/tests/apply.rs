@@ -488,7 +488,7 @@ fn an_interruption_starts_no_new_step_and_leaves_nothing_half_done() {
 }
 
 #[test]
-fn a_built_in_feature_without_a_script_fails_its_step_and_says_so() {
+fn a_built_in_feature_runs_its_shipped_script_with_its_parameters_for_the_shell() {
     let cfg = Config::new(
         &format!(
             r#"{{"300": {}}}"#,
@@ -500,33 +500,23 @@ fn a_built_in_feature_without_a_script_fails_its_step_and_says_so() {
         ),
         &[],
     );
-    // Only base_setup is given a script; docker is the built-in manifest alone.
+    // base_setup is the user's own; docker is the built-in one.
     use phoenix_engine::customize::{Feature, FeatureLibrary, FeatureManifest};
     let base_setup = FeatureManifest { name: "base_setup".into(), ..FeatureManifest::default() };
     let lib = FeatureLibrary::new([Feature { manifest: base_setup, script: b"#!/bin/sh\n".to_vec() }]);
     let p = prepare_run(&cfg, &lib);
     let docker = p.jobs[&300].iter().find(|j| j.key == "feature:docker").expect("a job for docker");
-    assert!(docker.script.is_none());
+    assert_eq!(docker.script, phoenix_config::features::builtin_script("docker"));
     let backend = MemoryBackend::new();
-    let (plan, report) = run_apply(&backend, &p, &Silent, &options());
-    assert!(
-        plan.guests[0]
-            .steps
-            .iter()
-            .any(|s| matches!(&s.action, Action::Customize { key, .. } if key == "feature:docker"))
-    );
-    match &report.outcomes[&300] {
-        GuestOutcome::Failed(message) => {
-            assert!(message.contains("feature `docker` has no install script yet in this build"), "{message}")
-        }
-        other => panic!("expected a failure, got {other:?}"),
-    }
-    // base_setup ran; nothing was staged for docker, and no marker claims it ran.
-    let execs: Vec<String> =
-        mutating(&backend).into_iter().filter(|c| c.starts_with("Exec") && c.contains("--phoenix-contract")).collect();
-    assert_eq!(execs.len(), 1, "{execs:?}");
-    assert!(execs[0].contains("feature-base_setup"), "{execs:?}");
-    assert!(!mutating(&backend).iter().any(|c| c.contains("phoenix-feature-docker")));
+    let (_, report) = run_apply(&backend, &p, &Silent, &options());
+    assert!(matches!(report.outcomes[&300], GuestOutcome::Created), "{:?}", report.outcomes[&300]);
+    // Both ran; docker's parameters were staged for the shell beside params.json.
+    let calls = mutating(&backend);
+    let execs: Vec<&String> =
+        calls.iter().filter(|c| c.starts_with("Exec") && c.contains("--phoenix-contract")).collect();
+    assert_eq!(execs.len(), 2, "{execs:?}");
+    assert!(execs[1].contains("feature-docker"), "{execs:?}");
+    assert!(calls.iter().any(|c| c.contains("phoenix-feature-docker") && c.contains("params.env")), "{calls:#?}");
 }
 
 #[test]

@@ -172,6 +172,14 @@ fn check_features(cx: &mut Ctx<'_>, guest: &Guest) {
     let catalog = cx.catalog;
     let inherited = inherited_features(cx, guest);
     let features = guest.features();
+    let settings = match &guest.spec {
+        crate::estate::GuestSpec::Lxc(c) => &c.feature_settings,
+        crate::estate::GuestSpec::Vm(v) => &v.feature_settings,
+    };
+    if !settings.is_empty() {
+        let used: Vec<&str> = features.iter().map(String::as_str).collect();
+        super::parameters::check_settings(cx, file, &base.key("feature_settings"), settings, Some(&used));
+    }
     let lxc = guest.as_lxc();
     let gpus = lxc
         .and_then(|c| c.gpu_assignment.as_deref())
@@ -206,7 +214,7 @@ fn check_features(cx: &mut Ctx<'_>, guest: &Guest) {
             );
             continue;
         };
-        super::parameters::check_feature_parameters(cx, guest, spec, &path);
+        super::parameters::check_feature_parameters(cx, guest, spec, cx.feature_values, &path);
         for req in &spec.requires {
             if features[..i].iter().any(|f| f == req) || inherited.contains(req.as_str()) {
                 continue;

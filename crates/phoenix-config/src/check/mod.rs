@@ -95,6 +95,8 @@ pub(crate) struct Ctx<'a> {
     pub estate: &'a Estate,
     /// The features guests may name.
     pub catalog: &'a Catalog,
+    /// Where the features' parameter values come from.
+    pub feature_values: &'a crate::feature_values::FeatureValues,
     pub sources: &'a Sources,
     pub fs: &'a dyn Filesystem,
     /// IDs of guests left out of the estate because their definitions have errors: references
@@ -115,6 +117,14 @@ impl<'a> Ctx<'a> {
         }
         network::check_addresses(self);
         host::check_host(self);
+        let settings = &self.estate.hypervisor.feature_settings;
+        parameters::check_settings(
+            self,
+            crate::source::FileKind::Hypervisor,
+            &crate::path::JsonPath::root().key("feature_settings"),
+            settings,
+            None,
+        );
     }
 
     fn push(&mut self, d: Diagnostic) {

@@ -1,74 +1,151 @@
-//! A feature's typed parameters against the guest's values: each parameter is the guest's key of
-//! the same name, read as the typed model writes it (which is what the feature's script gets).
+//! Features' parameters against the values the configuration gives them: each given value has
+//! the type (and is one of the values) the parameter declares, a required parameter gets a value
+//! from somewhere ([`crate::feature_values`] says where values come from), and every key of
+//! `feature_settings`, the guests' and the hypervisor file's, names a feature and one of its
+//! parameters.
+
+use serde_json::Value;
 
 use super::Ctx;
 use crate::diagnostic::{Code, Diagnostic};
-use crate::estate::{Guest, GuestSpec};
+use crate::estate::Guest;
+use crate::feature_values::{FeatureValues, guest_block, misfit};
 use crate::features::FeatureManifest;
+use crate::model::FeatureSettings;
 use crate::path::JsonPath;
+use crate::source::FileKind;
+use crate::suggest::closest;
 
 /// Reports a guest value of the wrong type for a parameter `feature` declares, and a required
-/// parameter the guest does not give. `at` is where the guest names the feature.
-pub(super) fn check_feature_parameters(cx: &mut Ctx<'_>, guest: &Guest, feature: &FeatureManifest, at: &JsonPath) {
+/// parameter nothing gives. `at` is where the guest names the feature.
+pub(super) fn check_feature_parameters(
+    cx: &mut Ctx<'_>,
+    guest: &Guest,
+    feature: &FeatureManifest,
+    values: &FeatureValues,
+    at: &JsonPath,
+) {
     if feature.parameters.is_empty() {
         return;
     }
     let (file, base) = (guest.origin.file, &guest.origin.path);
-    let values = match &guest.spec {
-        GuestSpec::Lxc(c) => serde_json::to_value(c),
-        GuestSpec::Vm(v) => serde_json::to_value(v),
-    }
-    .unwrap_or_default();
+    let block = guest_block(guest);
     let name = &feature.name;
     for p in &feature.parameters {
         let key = &p.name;
-        match values.get(key).filter(|v| !v.is_null()) {
-            Some(v) if !p.kind.matches(v) => cx.push(
+        if let Some(v) = block.get(key)
+            && let Some(wrong) = misfit(feature, key, v)
+        {
+            cx.push(
+                Diagnostic::error(Code::WrongType, file, base.key(key), format!("`{key}` {wrong}"))
+                    .hint(format!("feature `{name}` declares `{key}` as {} in its feature.json", p.kind)),
+            );
+        }
+    }
+    let resolved = values.resolve(feature, &block);
+    for p in feature.parameters.iter().filter(|p| p.required) {
+        if resolved.iter().any(|r| r.name == p.name) {
+            continue;
+        }
+        let key = &p.name;
+        let (kind, what) = (p.kind.described(), guest.kind_name());
+        let settings = format!("\"feature_settings\": {{\"{name}\": {{\"{key}\": …}}}}");
+        let hint = if block.get(key).is_some() {
+            format!(
+                "add \"{key}\": {kind} to the {what}, or give it in {settings} of the {what} or of the hypervisor file"
+            )
+        } else {
+            format!("give it ({kind}) in {settings} of the {what} or of the hypervisor file")
+        };
+        cx.push(
+            Diagnostic::error(Code::MissingField, file, base.clone(), format!("feature `{name}` needs `{key}`"))
+                .at_key()
+                .hint(hint)
+                .note(file, at.clone(), format!("`{name}` is named here")),
+        );
+    }
+}
+
+/// Checks one `feature_settings` object: each feature exists (and, for a guest, is one it runs)
+/// and each setting is a parameter of it with a value that fits.
+pub(super) fn check_settings(
+    cx: &mut Ctx<'_>,
+    file: FileKind,
+    at: &JsonPath,
+    settings: &FeatureSettings,
+    used: Option<&[&str]>,
+) {
+    let catalog = cx.catalog;
+    for (feature, params) in settings {
+        let fpath = at.key(feature);
+        let Some(manifest) = catalog.get(feature) else {
+            let hint = match closest(feature, catalog.names()) {
+                Some(c) => format!("did you mean `{c}`?"),
+                None => format!("the known features are: {}", catalog.names().collect::<Vec<_>>().join(", ")),
+            };
+            cx.push(
                 Diagnostic::error(
-                    Code::WrongType,
+                    Code::UnknownFeature,
                     file,
-                    base.key(key),
-                    format!("`{key}` is {}, but feature `{name}` takes {}", kind_of(v), p.kind.described()),
+                    fpath,
+                    format!("`feature_settings` names `{feature}`, which no feature library provides"),
                 )
-                .hint(format!("feature `{name}` declares `{key}` as {} in its feature.json", p.kind)),
-            ),
-            Some(_) => {}
-            None if p.required => {
-                let hint = if values.get(key).is_some() {
-                    format!("add \"{key}\": {} (feature `{name}` requires it)", p.kind.described())
-                } else {
-                    format!(
-                        "a {} has no setting `{key}`, so it can never be given: feature `{name}` declares it in its \
-                         feature.json; name one of the guest's own keys there (see docs/reference.md)",
-                        guest.kind_name()
-                    )
+                .at_key()
+                .hint(hint),
+            );
+            continue;
+        };
+        if let Some(used) = used
+            && !used.contains(&feature.as_str())
+        {
+            cx.push(
+                Diagnostic::warning(
+                    Code::Conflict,
+                    file,
+                    fpath.clone(),
+                    format!("settings for feature `{feature}`, which this guest does not run: they are not used"),
+                )
+                .at_key()
+                .hint(format!("add \"{feature}\" to `features`, or remove these settings")),
+            );
+        }
+        let names = manifest.parameter_names();
+        for (key, value) in params {
+            let kpath = fpath.key(key);
+            if !names.contains(&key.as_str()) {
+                let hint = match closest(key, names.iter().copied()) {
+                    Some(c) => format!("did you mean `{c}`?"),
+                    None if names.is_empty() => format!("feature `{feature}` takes no parameters"),
+                    None => format!("feature `{feature}` takes: {} (`phoenix features` lists them)", names.join(", ")),
                 };
                 cx.push(
                     Diagnostic::error(
-                        Code::MissingField,
+                        Code::UnknownKey,
                         file,
-                        base.clone(),
-                        format!("feature `{name}` needs `{key}`"),
+                        kpath,
+                        format!("feature `{feature}` has no parameter `{key}`"),
                     )
                     .at_key()
-                    .hint(hint)
-                    .note(file, at.clone(), format!("`{name}` is named here")),
+                    .hint(hint),
+                );
+            } else if let Some(wrong) = misfit(manifest, key, value) {
+                cx.push(
+                    Diagnostic::error(Code::WrongType, file, kpath, format!("`{key}` {wrong}")).hint(
+                        describe_parameter(manifest, key).unwrap_or_else(|| "see `phoenix features`".to_string()),
+                    ),
                 );
             }
-            None => {}
         }
     }
 }
 
-/// A JSON value's type with its article.
-fn kind_of(v: &serde_json::Value) -> &'static str {
-    match v {
-        serde_json::Value::Null => "null",
-        serde_json::Value::Bool(_) => "a boolean",
-        serde_json::Value::Number(n) if n.is_f64() => "a number",
-        serde_json::Value::Number(_) => "an integer",
-        serde_json::Value::String(_) => "a string",
-        serde_json::Value::Array(_) => "an array",
-        serde_json::Value::Object(_) => "an object",
-    }
+/// A parameter's type and description, for hints.
+fn describe_parameter(feature: &FeatureManifest, key: &str) -> Option<String> {
+    let p = feature.parameters.iter().find(|p| p.name == key)?;
+    let values = if p.values.is_empty() {
+        String::new()
+    } else {
+        format!(" (one of {})", p.values.iter().map(Value::to_string).collect::<Vec<_>>().join(", "))
+    };
+    Some(format!("`{key}` is {}{values}: {}", p.kind.described(), p.description))
 }

@@ -235,3 +235,9 @@ impl JsonSchema for PasswordHash {
 
 /// The `format` the schema gives password hashes; checked by the validator without quoting them.
 pub const PASSWORD_HASH_FORMAT: &str = "phoenix-password-hash";
+
+/// Settings of features, by feature, then by parameter, e.g.
+/// `{"docker": {"docker_source": "distribution"}, "base_setup": {"apt_proxy": "http://10.0.0.1:3142"}}`
+/// (Phoenix's addition). Each parameter is one its feature declares in `feature.json`
+/// (`phoenix features` lists them) and has the type it declares.
+pub type FeatureSettings = std::collections::BTreeMap<String, std::collections::BTreeMap<String, serde_json::Value>>;

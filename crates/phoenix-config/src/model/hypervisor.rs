@@ -6,7 +6,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::backend::Backend;
-use super::common::{FirewallAction, FirewallRule, GuestRef, OneOrMany, PasswordHash, SecretRef};
+use super::common::{FeatureSettings, FirewallAction, FirewallRule, GuestRef, OneOrMany, PasswordHash, SecretRef};
 use super::vm::{VmConfig, VmDefaults};
 
 /// The hypervisor file, `phoenix_hypervisor_config.json`.
@@ -54,6 +54,10 @@ pub struct HypervisorFile {
     pub nvidia_driver: Option<NvidiaDriver>,
     /// How Phoenix behaves on failure.
     pub behavior: Option<Behavior>,
+    /// Settings of features for every guest that runs them (each guest's own `feature_settings`
+    /// win): download sources, an apt proxy, ... (Phoenix's addition).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub feature_settings: FeatureSettings,
     /// Host directories shared between containers, by name.
     #[serde(default)]
     pub shared_volumes: BTreeMap<String, SharedVolume>,

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{GuestFirewall, GuestRef, HealthCheck, OneOrMany, Service};
+use super::common::{FeatureSettings, GuestFirewall, GuestRef, HealthCheck, OneOrMany, Service};
 
 /// The container file, `phoenix_lxc_configs.json`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -149,6 +149,10 @@ pub struct LxcConfig {
     pub vllm_max_model_len: Option<u32>,
     /// vLLM engine settings by section; each key becomes a `--kebab-case` argument.
     pub vllm_engine_config: Option<VllmEngineConfig>,
+    /// Settings of this container's features, over those of the hypervisor file's
+    /// `feature_settings` (Phoenix's addition).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub feature_settings: FeatureSettings,
 }
 
 impl LxcConfig {

@@ -94,6 +94,10 @@ pub struct VmConfig {
     /// Features installed in the VM, in order.
     #[serde(default)]
     pub features: Vec<String>,
+    /// Settings of this VM's features, over those of the hypervisor file's `feature_settings`
+    /// (Phoenix's addition).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub feature_settings: super::common::FeatureSettings,
     /// Start the VM when the host boots.
     pub start_at_boot: Option<bool>,
     /// Start-up order (lower starts first).
