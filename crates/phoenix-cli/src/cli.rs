@@ -118,6 +118,14 @@ pub enum Command {
     Adopt(AdoptArgs),
     /// Draw the guests' clone and dependency graph (an arrow points to what a guest needs first).
     Graph(GraphArgs),
+    /// List the features guests can name, with their parameters: the built-in ones, overridden by
+    /// and added to from the features directory.
+    ///
+    /// A parameter's value comes from the guest's `feature_settings.<feature>.<name>`, the
+    /// guest's own key of that name, the hypervisor file's `feature_settings`, the keys its
+    /// `from` names, then its default. With a name, only that feature; with --script, the script
+    /// it runs (a start for your own version in <features-dir>/<name>/install.sh).
+    Features(FeaturesArgs),
     /// Set up the host from phoenix_hypervisor_config.json, module by module, as a plan first.
     ///
     /// Modules, in order: repositories, timezone, users, zfs, storage, nfs, samba, firewall,
@@ -253,6 +261,20 @@ pub struct WorkArgs {
     /// Directory of features, one directory each with `feature.json` and `install.sh`, added to (and overriding) the built-in ones [default: <config-dir>/features].
     #[arg(long, value_name = "DIR")]
     pub features_dir: Option<PathBuf>,
+}
+
+/// Options of `features`.
+#[derive(Debug, Args)]
+pub struct FeaturesArgs {
+    /// Only this feature.
+    #[arg(value_name = "NAME")]
+    pub name: Option<String>,
+    /// Print the feature's script instead of its description.
+    #[arg(long, requires = "name")]
+    pub script: bool,
+    /// Where features come from.
+    #[command(flatten)]
+    pub work: WorkArgs,
 }
 
 /// Options of the commands that change guests.

@@ -88,6 +88,7 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>, io: Io, 
     let outcome = match &cli.command {
         Command::Validate(args) => commands::validate::run(&cx, args),
         Command::Graph(args) => commands::graph::run(&cx, args),
+        Command::Features(args) => commands::features::run(&cx, args),
         Command::Plan(args) => commands::plan::run(&cx, args),
         Command::Apply(args) => commands::apply::run(&cx, args),
         Command::Status(args) => commands::status::run(&cx, args),

@@ -74,42 +74,39 @@ fn a_missing_script_lists_every_place_looked_in_validate_and_plan() {
     assert!(places.iter().all(|p| err.contains(p.as_str())), "{err}");
 }
 
-fn trusted_ca_950() -> String {
+fn site_ca_950() -> String {
     format!(
         r#"{{"lxc_configs": {{"950": {}}}}}"#,
-        container("ca-client", "10.9.0.50/24", r#", "features": ["base_setup", "trusted_ca"]"#)
+        container("ca-client", "10.9.0.50/24", r#", "features": ["base_setup", "site_ca"]"#)
     )
 }
 
 #[test]
 fn a_users_feature_directory_is_known_to_validate_and_plan_alike() {
-    let (_tmp, etc) = shell_base(&trusted_ca_950());
+    let (_tmp, etc) = shell_base(&site_ca_950());
     // Without it, both refuse, naming the feature.
     let (code, _, err) = phoenix(&etc, &["validate"]);
     assert_eq!(code, 1);
-    assert!(err.contains("error[unknown-feature]: no feature library provides `trusted_ca`"), "{err}");
+    assert!(err.contains("error[unknown-feature]: no feature library provides `site_ca`"), "{err}");
     let (code, _, err) = phoenix(&etc, &["plan"]);
     assert_eq!(code, 1);
-    assert!(err.contains("no feature library provides `trusted_ca`"), "{err}");
+    assert!(err.contains("no feature library provides `site_ca`"), "{err}");
 
-    write(&etc.join("features/trusted_ca/feature.json"), r#"{"name": "trusted_ca", "requires": ["base_setup"]}"#);
-    write(&etc.join("features/trusted_ca/install.sh"), "#!/bin/sh\necho ca\n");
+    write(&etc.join("features/site_ca/feature.json"), r#"{"name": "site_ca", "requires": ["base_setup"]}"#);
+    write(&etc.join("features/site_ca/install.sh"), "#!/bin/sh\necho ca\n");
     let (code, out, err) = phoenix(&etc, &["validate"]);
     assert_eq!(code, 0, "{out}{err}");
     let (code, out, err) = phoenix(&etc, &["plan"]);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("run feature:trusted_ca"), "{out}");
-    // base_setup is built in, without a script in this build: the plan says so.
-    assert!(out.contains("note: 950: feature `base_setup` has no install script yet in this build"), "{out}");
-    assert!(!out.contains("feature `trusted_ca` has no install script"), "{out}");
+    assert!(out.contains("run feature:site_ca") && out.contains("run feature:base_setup"), "{out}");
 }
 
 #[test]
 fn features_dir_is_taken_by_validate_as_by_plan() {
-    let (tmp, etc) = shell_base(&trusted_ca_950());
+    let (tmp, etc) = shell_base(&site_ca_950());
     let elsewhere = tmp.path().join("lib/features");
-    write(&elsewhere.join("trusted_ca/feature.json"), r#"{"name": "trusted_ca"}"#);
-    write(&elsewhere.join("trusted_ca/install.sh"), "#!/bin/sh\n");
+    write(&elsewhere.join("site_ca/feature.json"), r#"{"name": "site_ca"}"#);
+    write(&elsewhere.join("site_ca/install.sh"), "#!/bin/sh\n");
     let dir = elsewhere.to_str().expect("utf-8");
     let (code, out, err) = phoenix(&etc, &["validate", "--features-dir", dir]);
     assert_eq!(code, 0, "{out}{err}");
@@ -123,17 +120,53 @@ fn features_dir_is_taken_by_validate_as_by_plan() {
 fn a_typed_parameter_of_the_wrong_type_is_reported_at_the_guests_key() {
     let lxc = format!(
         r#"{{"lxc_configs": {{"950": {}}}}}"#,
-        container("ca-client", "10.9.0.50/24", r#", "features": ["trusted_ca"]"#)
+        container("ca-client", "10.9.0.50/24", r#", "features": ["site_ca"]"#)
     );
     let (_tmp, etc) = shell_base(&lxc);
     write(
-        &etc.join("features/trusted_ca/feature.json"),
-        r#"{"name": "trusted_ca", "parameters": [{"name": "cores", "type": "string"}]}"#,
+        &etc.join("features/site_ca/feature.json"),
+        r#"{"name": "site_ca", "parameters": [{"name": "cores", "type": "string"}]}"#,
     );
-    write(&etc.join("features/trusted_ca/install.sh"), "#!/bin/sh\n");
+    write(&etc.join("features/site_ca/install.sh"), "#!/bin/sh\n");
     let (code, _, err) = phoenix(&etc, &["validate"]);
     assert_eq!(code, 1, "{err}");
-    assert!(err.contains("error[wrong-type]: `cores` is an integer, but feature `trusted_ca` takes a string"), "{err}");
+    assert!(err.contains("error[wrong-type]: `cores` is an integer, but feature `site_ca` takes a string"), "{err}");
     assert!(err.contains("at $.lxc_configs[\"950\"].cores"), "{err}");
-    assert!(err.contains("hint: feature `trusted_ca` declares `cores` as string in its feature.json"), "{err}");
+    assert!(err.contains("hint: feature `site_ca` declares `cores` as string in its feature.json"), "{err}");
+}
+
+#[test]
+fn features_lists_the_built_in_ones_and_the_users_overrides_with_their_parameters_and_scripts() {
+    let (_tmp, etc) = shell_base(&script_950());
+    let mine = etc.join("features/docker");
+    write(
+        &mine.join("feature.json"),
+        r#"{"name": "docker", "description": "my docker",
+            "parameters": [{"name": "mirror", "type": "string", "default": "http://m", "description": "where from"}]}"#,
+    );
+    write(&mine.join("install.sh"), "#!/bin/sh\necho my docker\n");
+
+    let (code, out, err) = phoenix(&etc, &["features"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("base_setup (built-in)"), "{out}");
+    assert!(out.contains("    timezone (string) from hypervisor.timezone default \"Etc/UTC\""), "{out}");
+    assert!(out.contains(&format!("docker ({})\n  my docker", mine.display())), "{out}");
+    assert!(out.contains("    mirror (string) default \"http://m\"\n      where from"), "{out}");
+
+    let (code, out, _) = phoenix(&etc, &["features", "docker", "--script"]);
+    assert_eq!((code, out.as_str()), (0, "#!/bin/sh\necho my docker\n"));
+    let (code, out, _) = phoenix(&etc, &["features", "base_setup", "--script"]);
+    assert_eq!(code, 0);
+    assert_eq!(out.as_bytes(), phoenix_config::features::builtin_script("base_setup").expect("script"));
+
+    let (code, out, _) = phoenix(&etc, &["--output", "json", "features", "base_setup"]);
+    assert_eq!(code, 0);
+    let json: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(json[0]["name"], "base_setup");
+    assert_eq!(json[0]["source"], "built-in");
+    assert_eq!(json[0]["parameters"][3]["name"], "timezone");
+
+    let (code, _, err) = phoenix(&etc, &["features", "dockr"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no feature library provides `dockr`") && err.contains("base_setup, docker"), "{err}");
 }

@@ -81,16 +81,16 @@ fn errors(v: &Validation) -> Vec<&Report> {
 
 #[test]
 fn a_users_feature_directory_makes_its_feature_known() {
-    let mut fs = MemFs::new(&lxc_950(r#", "features": ["base_setup", "trusted_ca"]"#));
+    let mut fs = MemFs::new(&lxc_950(r#", "features": ["base_setup", "site_ca"]"#));
     // Without the directory, only the built-in features are known.
     let v = run(&fs);
     let e = errors(&v);
     assert_eq!(e.len(), 1, "{e:#?}");
     assert_eq!(e[0].code, Code::UnknownFeature);
-    assert_eq!(e[0].message, "no feature library provides `trusted_ca`");
-    assert!(e[0].hint.as_deref().is_some_and(|h| h.contains("features/trusted_ca/")), "{:?}", e[0].hint);
+    assert_eq!(e[0].message, "no feature library provides `site_ca`");
+    assert!(e[0].hint.as_deref().is_some_and(|h| h.contains("features/site_ca/")), "{:?}", e[0].hint);
 
-    fs.feature("trusted_ca", r#"{"name": "trusted_ca", "description": "The lab CA.", "requires": ["base_setup"]}"#);
+    fs.feature("site_ca", r#"{"name": "site_ca", "description": "The lab CA.", "requires": ["base_setup"]}"#);
     let v = run(&fs);
     assert!(v.reports.is_empty(), "{:#?}", v.reports);
     assert!(v.estate.is_some());
@@ -98,13 +98,13 @@ fn a_users_feature_directory_makes_its_feature_known() {
 
 #[test]
 fn an_unknown_feature_is_matched_against_the_catalog_names() {
-    let mut fs = MemFs::new(&lxc_950(r#", "features": ["trusted-ca"]"#));
-    fs.feature("trusted_ca", r#"{"name": "trusted_ca"}"#);
+    let mut fs = MemFs::new(&lxc_950(r#", "features": ["site-ca"]"#));
+    fs.feature("site_ca", r#"{"name": "site_ca"}"#);
     let v = run(&fs);
     let e = errors(&v);
     assert_eq!(e.len(), 1, "{e:#?}");
     assert_eq!(e[0].code, Code::UnknownFeature);
-    assert_eq!(e[0].hint.as_deref(), Some("did you mean `trusted_ca`?"));
+    assert_eq!(e[0].hint.as_deref(), Some("did you mean `site_ca`?"));
     assert_eq!(e[0].location.as_ref().map(|l| l.path.as_str()), Some("$.lxc_configs[\"950\"].features[0]"));
 }
 

@@ -4,6 +4,7 @@ pub mod adopt;
 pub mod apply;
 pub mod completions;
 pub mod destroy;
+pub mod features;
 pub mod graph;
 pub mod plan;
 pub mod schema;
@@ -184,21 +185,6 @@ pub fn observe_and_plan(
     let (issues, notes) = phoenix_plan::check_routes(&work.desired, &plan, &|f, v, g| backend.route(f, v, g));
     plan.issues.extend(issues);
     plan.notes.extend(notes);
-    // A built-in feature without a script in this build: said now, and the step fails in apply.
-    for g in &plan.guests {
-        for step in &g.steps {
-            if let phoenix_plan::Action::Customize { key, .. } = &step.action
-                && let Some(name) = key.strip_prefix("feature:")
-                && work.jobs.get(&g.id).into_iter().flatten().any(|j| &j.key == key && j.script.is_none())
-            {
-                plan.notes.push(format!(
-                    "{}: feature `{name}` has no install script yet in this build, so applying it will fail; \
-                     give one in the features directory ({name}/feature.json and {name}/install.sh)",
-                    g.id
-                ));
-            }
-        }
-    }
     // What the backend can tell before anything is created: missing templates, say.
     for g in &plan.guests {
         for step in &g.steps {
