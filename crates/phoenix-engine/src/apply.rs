@@ -441,7 +441,7 @@ impl<'a> Engine<'a> {
                 ),
             });
         };
-        let staged = push(format!("{dir}/run"), script.clone(), 0o755)
+        let staged = push(format!("{dir}/run"), script.to_vec(), 0o755)
             .and_then(|()| {
                 push(format!("{dir}/params.json"), serde_json::to_vec_pretty(&job.params).unwrap_or_default(), 0o600)
             })

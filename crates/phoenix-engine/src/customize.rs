@@ -18,6 +18,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use phoenix_config::RealFilesystem;
 use phoenix_config::estate::{Estate, Guest, GuestSpec};
@@ -86,14 +87,50 @@ pub enum CustomizeError {
 #[derive(Debug, Clone)]
 pub struct FeatureLibrary {
     catalog: Catalog,
-    scripts: BTreeMap<String, Vec<u8>>,
+    scripts: BTreeMap<String, Script>,
+}
+
+/// A script, shared by the jobs that run it, with the start of their hash (the contract version
+/// and the script) computed once: a feature run by a thousand guests is hashed once.
+#[derive(Clone)]
+pub struct Script {
+    bytes: Arc<[u8]>,
+    hashed: Sha256,
+}
+
+impl Script {
+    /// A script from its bytes.
+    pub fn new(bytes: Vec<u8>) -> Script {
+        Script { hashed: hash_start(Some(&bytes)), bytes: bytes.into() }
+    }
+}
+
+impl std::fmt::Debug for Script {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Script({} bytes)", self.bytes.len())
+    }
+}
+
+/// A job's hash up to its parameters: the contract version, then the script (its length and
+/// bytes) or, for none, a length no script has.
+fn hash_start(script: Option<&[u8]>) -> Sha256 {
+    let mut h = Sha256::new();
+    h.update(CONTRACT_VERSION.to_le_bytes());
+    match script {
+        Some(script) => {
+            h.update((script.len() as u64).to_le_bytes());
+            h.update(script);
+        }
+        None => h.update(u64::MAX.to_le_bytes()),
+    }
+    h
 }
 
 impl Default for FeatureLibrary {
     /// The built-in features only.
     fn default() -> FeatureLibrary {
         let catalog = Catalog::builtin();
-        let scripts = catalog.names().filter_map(|n| Some((n.to_string(), builtin_script(n)?))).collect();
+        let scripts = catalog.names().filter_map(|n| Some((n.to_string(), Script::new(builtin_script(n)?)))).collect();
         FeatureLibrary { catalog, scripts }
     }
 }
@@ -103,7 +140,7 @@ impl FeatureLibrary {
     pub fn new(features: impl IntoIterator<Item = Feature>) -> FeatureLibrary {
         let mut library = FeatureLibrary::default();
         for f in features {
-            library.scripts.insert(f.manifest.name.clone(), f.script);
+            library.scripts.insert(f.manifest.name.clone(), Script::new(f.script));
             library.catalog.insert(f.manifest, FeatureSource::Given);
         }
         library
@@ -119,11 +156,11 @@ impl FeatureLibrary {
                 FeatureSource::Directory(dir) => {
                     let path = dir.join("install.sh");
                     let script = std::fs::read(&path).map_err(|source| CustomizeError::Read { path, source })?;
-                    scripts.insert(name, script);
+                    scripts.insert(name, Script::new(script));
                 }
                 FeatureSource::BuiltIn => {
                     if let Some(script) = builtin_script(&name) {
-                        scripts.insert(name, script);
+                        scripts.insert(name, Script::new(script));
                     }
                 }
                 FeatureSource::Given => {}
@@ -161,7 +198,7 @@ impl FeatureLibrary {
 
     /// A feature's script; none for a feature given without one.
     pub fn script(&self, name: &str) -> Option<&[u8]> {
-        self.scripts.get(name).map(Vec::as_slice)
+        self.scripts.get(name).map(|s| &s.bytes[..])
     }
 }
 
@@ -189,7 +226,7 @@ pub struct Job {
     /// `feature:<name>` or `script`.
     pub key: String,
     /// The script; none for a feature given without one (running it fails).
-    pub script: Option<Vec<u8>>,
+    pub script: Option<Arc<[u8]>>,
     /// The parameters file's content.
     pub params: serde_json::Value,
     /// Hash of contract version, script and parameters.
@@ -202,18 +239,15 @@ pub struct Job {
 impl Job {
     /// A job, with its hash.
     pub fn new(key: String, script: Option<Vec<u8>>, params: serde_json::Value) -> Job {
-        let mut h = Sha256::new();
-        h.update(CONTRACT_VERSION.to_le_bytes());
-        match &script {
-            Some(script) => {
-                h.update((script.len() as u64).to_le_bytes());
-                h.update(script);
-            }
-            None => h.update(u64::MAX.to_le_bytes()),
-        }
+        Job::running(key, script.map(Script::new).as_ref(), params)
+    }
+
+    /// A job of a script many jobs share, with its hash: the same as [`Job::new`] gives.
+    pub fn running(key: String, script: Option<&Script>, params: serde_json::Value) -> Job {
+        let mut h = script.map_or_else(|| hash_start(None), |s| s.hashed.clone());
         h.update(serde_json::to_vec(&params).unwrap_or_default());
         let hash = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
-        Job { key, script, params, hash, files: Vec::new() }
+        Job { key, script: script.map(|s| Arc::clone(&s.bytes)), params, hash, files: Vec::new() }
     }
 }
 
@@ -243,9 +277,9 @@ fn guest_jobs(
         let resolved = values.resolve(manifest, &whole);
         let params: serde_json::Map<String, serde_json::Value> =
             resolved.iter().map(|r| (r.name.clone(), r.value.clone())).collect();
-        let mut job = Job::new(
+        let mut job = Job::running(
             format!("feature:{name}"),
-            library.script(name).map(<[u8]>::to_vec),
+            library.scripts.get(name.as_str()),
             serde_json::json!({ "guest": guest, "params": params }),
         );
         job.files.push(StagedFile {
@@ -338,6 +372,19 @@ mod tests {
                 assert_eq!(&p[k], v, "key {k}");
             }
         }
+    }
+
+    #[test]
+    fn a_shared_script_hashes_as_a_job_of_its_own_and_as_the_markers_of_earlier_versions_do() {
+        let params = serde_json::json!({"guest": {"id": 950, "name": "x"}, "params": {"a": 1}});
+        let script = Script::new(b"#!/bin/sh\necho hi\n".to_vec());
+        let shared = Job::running("feature:x".into(), Some(&script), params.clone());
+        let own = Job::new("feature:x".into(), Some(b"#!/bin/sh\necho hi\n".to_vec()), params.clone());
+        assert_eq!(shared.hash, own.hash);
+        // The hash is what guests' markers hold (SHA-256 of the contract version, the script's
+        // length and bytes, and the parameters' JSON): a new one would run every customization again.
+        assert_eq!(own.hash, "6d154d09e2e5d38f6da891b7aea170043bbb0c229db3faa83040e2eab58bdb9e");
+        assert_ne!(Job::new("feature:x".into(), None, params).hash, own.hash);
     }
 
     #[test]

@@ -506,7 +506,7 @@ fn a_built_in_feature_runs_its_shipped_script_with_its_parameters_for_the_shell(
     let lib = FeatureLibrary::new([Feature { manifest: base_setup, script: b"#!/bin/sh\n".to_vec() }]);
     let p = prepare_run(&cfg, &lib);
     let docker = p.jobs[&300].iter().find(|j| j.key == "feature:docker").expect("a job for docker");
-    assert_eq!(docker.script, phoenix_config::features::builtin_script("docker"));
+    assert_eq!(docker.script.as_deref(), phoenix_config::features::builtin_script("docker").as_deref());
     let backend = MemoryBackend::new();
     let (_, report) = run_apply(&backend, &p, &Silent, &options());
     assert!(matches!(report.outcomes[&300], GuestOutcome::Created), "{:?}", report.outcomes[&300]);

@@ -181,6 +181,9 @@ fn check_features(cx: &mut Ctx<'_>, guest: &Guest) {
         super::parameters::check_settings(cx, file, &base.key("feature_settings"), settings, Some(&used));
     }
     let lxc = guest.as_lxc();
+    // The guest's block, for the features' parameters: made once, only when one has any.
+    let typed = features.iter().any(|f| catalog.get(f).is_some_and(|m| !m.parameters.is_empty()));
+    let block = if typed { crate::feature_values::guest_block(guest) } else { serde_json::Value::Null };
     let gpus = lxc
         .and_then(|c| c.gpu_assignment.as_deref())
         .map(parse_gpus)
@@ -214,7 +217,7 @@ fn check_features(cx: &mut Ctx<'_>, guest: &Guest) {
             );
             continue;
         };
-        super::parameters::check_feature_parameters(cx, guest, spec, cx.feature_values, &path);
+        super::parameters::check_feature_parameters(cx, guest, &block, spec, &path);
         for req in &spec.requires {
             if features[..i].iter().any(|f| f == req) || inherited.contains(req.as_str()) {
                 continue;

@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::Ctx;
 use crate::diagnostic::{Code, Diagnostic};
 use crate::estate::Guest;
-use crate::feature_values::{FeatureValues, guest_block, misfit};
+use crate::feature_values::misfit;
 use crate::features::FeatureManifest;
 use crate::model::FeatureSettings;
 use crate::path::JsonPath;
@@ -17,19 +17,19 @@ use crate::source::FileKind;
 use crate::suggest::closest;
 
 /// Reports a guest value of the wrong type for a parameter `feature` declares, and a required
-/// parameter nothing gives. `at` is where the guest names the feature.
+/// parameter nothing gives. `block` is the guest's as [`crate::feature_values::guest_block`]
+/// writes it; `at` is where the guest names the feature.
 pub(super) fn check_feature_parameters(
     cx: &mut Ctx<'_>,
     guest: &Guest,
+    block: &Value,
     feature: &FeatureManifest,
-    values: &FeatureValues,
     at: &JsonPath,
 ) {
     if feature.parameters.is_empty() {
         return;
     }
     let (file, base) = (guest.origin.file, &guest.origin.path);
-    let block = guest_block(guest);
     let name = &feature.name;
     for p in &feature.parameters {
         let key = &p.name;
@@ -42,7 +42,7 @@ pub(super) fn check_feature_parameters(
             );
         }
     }
-    let resolved = values.resolve(feature, &block);
+    let resolved = cx.feature_values.resolve(feature, block);
     for p in feature.parameters.iter().filter(|p| p.required) {
         if resolved.iter().any(|r| r.name == p.name) {
             continue;
