@@ -16,7 +16,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use phoenix_config::RealFilesystem;
-use phoenix_engine::customize::{FeatureLibrary, prepare};
+use phoenix_engine::customize::{FeatureLibrary, Job, prepare};
 
 const BRIDGE: &str = "phxtest0";
 
@@ -122,7 +122,7 @@ impl Stack {
         let cfg = root.join("config");
         std::fs::create_dir_all(&cfg).expect("mkdir");
         let hv = format!(
-            r#"{{"timezone": "Europe/Berlin",
+            r#"{{"timezone": "Europe/Berlin", "docker": {{"portainer_server_image": "local/portainer-stand-in"}},
                 "backend": {{"type": "lxc", "lxc_path": "{lxc}", "bridges": {{"vmbr0": {{"host_bridge": "{BRIDGE}", "address": "10.79.0.1/24"}}}},
                  "storage": {{"local": "{storage}"}}}}}}"#,
             lxc = root.join("lxc").display(),
@@ -177,36 +177,27 @@ impl Stack {
         std::fs::write(&p, t.replacen(from, to, 1)).expect("write");
     }
 
-    /// The feature jobs the engine prepares for a guest now, as (key, script, params.json,
-    /// params.env).
-    fn jobs(&self, id: u32) -> Vec<(String, Vec<u8>, Vec<u8>, Vec<u8>)> {
+    /// The feature jobs the engine prepares for a guest now.
+    fn jobs(&self, id: u32) -> Vec<Job> {
         let fs = RealFilesystem;
         let (sources, early) = phoenix_config::load(&self.config(), &fs);
         let v = phoenix_config::validate(&sources, early, &fs);
         let estate = v.estate.clone().unwrap_or_else(|| panic!("invalid: {:#?}", v.reports));
-        let jobs = prepare(&estate, &FeatureLibrary::default(), &self.config()).expect("prepare");
-        jobs[&id]
-            .iter()
-            .map(|j| {
-                let env = j.files.iter().find(|f| f.name == "params.env").expect("params.env");
-                (
-                    j.key.clone(),
-                    j.script.clone().expect("a built-in script"),
-                    serde_json::to_vec(&j.params).expect("json"),
-                    env.content.clone(),
-                )
-            })
-            .collect()
+        let mut jobs = prepare(&estate, &FeatureLibrary::default(), &self.config()).expect("prepare");
+        jobs.remove(&id).expect("the guest's jobs")
     }
 
     /// Stages a feature's job in the container as the engine does and runs it: its output.
-    fn run_job(&self, id: u32, script: &[u8], params: &[u8], env: &[u8]) -> Output {
+    fn run_job(&self, id: u32, job: &Job) -> Output {
+        let script = job.script.as_deref().expect("a built-in script");
+        let params = serde_json::to_vec(&job.params).expect("json");
+        let env = &job.files.iter().find(|f| f.name == "params.env").expect("params.env").content;
         let dir = "/tmp/phoenix-features-e2e";
         let stage = |name: &str, content: &[u8], mode: &str| {
             self.sh_with(id, &format!("mkdir -p {dir} && cat > {dir}/{name} && chmod {mode} {dir}/{name}"), content)
         };
         for (name, content, mode) in
-            [("run", script, "755"), ("params.json", params, "600"), ("params.env", env, "600")]
+            [("run", script, "755"), ("params.json", &params, "600"), ("params.env", env, "600")]
         {
             let out = stage(name, content, mode);
             assert!(out.status.success(), "staging {name}: {}", both(&out));
@@ -314,9 +305,10 @@ fn base_setup_and_docker_set_up_a_debian_container_that_runs_a_local_image_and_r
     // The engine's jobs run once more, staged as the engine stages them: each says it has
     // nothing to change, and nothing did.
     let jobs = s.jobs(DEBIAN);
-    assert_eq!(jobs.iter().map(|j| j.0.as_str()).collect::<Vec<_>>(), ["feature:base_setup", "feature:docker"]);
-    for (key, script, params, env) in &jobs {
-        let out = s.run_job(DEBIAN, script, params, env);
+    assert_eq!(jobs.iter().map(|j| j.key.as_str()).collect::<Vec<_>>(), ["feature:base_setup", "feature:docker"]);
+    for job in &jobs {
+        let key = &job.key;
+        let out = s.run_job(DEBIAN, job);
         assert!(out.status.success(), "{key}: {}", both(&out));
         let said = text(&out.stdout);
         let feature = key.trim_start_matches("feature:");
@@ -327,6 +319,69 @@ fn base_setup_and_docker_set_up_a_debian_container_that_runs_a_local_image_and_r
         }
     }
     assert_eq!(s.sh(DEBIAN, STATE), state, "a direct re-run changed the container");
+
+    // daemon.json and the Portainer server, whose image the hypervisor file names (a local
+    // stand-in here: no registry is reachable).
+    s.sh(
+        DEBIAN,
+        "printf 'FROM local/busybox\\nCMD [\"sleep\", \"86400\"]\\n' | docker build -q -t local/portainer-stand-in -",
+    );
+    let dockerd = || s.sh(DEBIAN, "cat /var/run/docker.pid");
+    let before = dockerd();
+    s.edit(
+        r#""features": ["base_setup", "docker"]"#,
+        r#""features": ["base_setup", "docker"], "portainer_role": "server""#,
+    );
+    s.edit(
+        r#""docker_source": "distribution""#,
+        r#""docker_source": "distribution", "docker_daemon_config": {"log-driver": "local"}"#,
+    );
+    let started = Instant::now();
+    let out = s.phoenix(&["apply"]);
+    assert!(out.status.success(), "{}", both(&out));
+    eprintln!("apply with daemon.json and the Portainer server: {:.1}s", started.elapsed().as_secs_f64());
+    assert_eq!(s.sh(DEBIAN, "cat /etc/docker/daemon.json"), "{\"log-driver\":\"local\"}\n");
+    assert_ne!(dockerd(), before, "docker was not restarted for its new daemon.json");
+    assert_eq!(s.sh(DEBIAN, "docker info -f '{{.LoggingDriver}}'"), "local\n");
+    let portainer =
+        "docker inspect -f '{{.State.Running}} {{.Config.Image}} {{.HostConfig.RestartPolicy.Name}}' portainer";
+    assert_eq!(s.sh(DEBIAN, portainer), "true local/portainer-stand-in always\n");
+    let ports = s.sh(DEBIAN, "docker port portainer");
+    assert!(ports.contains("9443/tcp -> 0.0.0.0:9443") && ports.contains("8000/tcp -> 0.0.0.0:8000"), "{ports}");
+    let out = s.phoenix(&["plan", "--detailed-exitcode"]);
+    assert_eq!(out.status.code(), Some(0), "{}", both(&out));
+
+    // A restart of the container: Docker starts at boot, with Portainer, and runs images.
+    let lxc_path = s.root.join("lxc").display().to_string();
+    let id = DEBIAN.to_string();
+    for action in ["lxc-stop", "lxc-start"] {
+        let out = Command::new(action).args(["-n", &id, "-P", &lxc_path]).output().expect(action);
+        assert!(out.status.success(), "{action}: {}", both(&out));
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !s.sh_with(DEBIAN, "docker info", b"").status.success() {
+        assert!(
+            Instant::now() < deadline,
+            "docker did not come back after a restart: {}",
+            s.sh(DEBIAN, "tail /var/log/docker.log")
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(s.sh(DEBIAN, "docker run --rm local/busybox echo after a restart"), "after a restart\n");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !s.sh(DEBIAN, portainer).starts_with("true ") {
+        assert!(Instant::now() < deadline, "Portainer did not come back after a restart");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    // Neither any more: the file Phoenix wrote and the container it made are removed.
+    s.edit(r#", "portainer_role": "server""#, r#", "portainer_role": "none""#);
+    s.edit(r#", "docker_daemon_config": {"log-driver": "local"}"#, "");
+    let out = s.phoenix(&["apply"]);
+    assert!(out.status.success(), "{}", both(&out));
+    assert_eq!(s.sh(DEBIAN, "test -e /etc/docker/daemon.json && echo kept || echo gone"), "gone\n");
+    assert_eq!(s.sh(DEBIAN, "docker ps -a --format '{{.Names}}'"), "", "the Portainer container was kept");
+    assert_eq!(s.sh(DEBIAN, "docker info -f '{{.LoggingDriver}}'"), "json-file\n");
 }
 
 #[test]

@@ -86,7 +86,9 @@ case "$PHX_DOCKER_DAEMON_CONFIG" in
     rm -f "$last_written"
     ;;
 *)
-    printf '%s\n' "$PHX_DOCKER_DAEMON_CONFIG" | put_file "$daemon_json" 644
+    put_file "$daemon_json" 644 <<JSON
+$PHX_DOCKER_DAEMON_CONFIG
+JSON
     config_changed=$wrote
     cp "$daemon_json" "$last_written"
     ;;
@@ -103,7 +105,9 @@ docker_log() {
 
 enable_service docker
 if [ "$config_changed" = 1 ] && service_do docker status >/dev/null 2>&1; then
-    service_do docker restart >/dev/null || die "docker did not restart with the new $daemon_json:
+    # Stop, then start: the System V script's restart skips the stop where `ps` is missing.
+    service_do docker stop >/dev/null || die "docker did not stop"
+    service_do docker start >/dev/null || die "docker did not start with the new $daemon_json:
 $(docker_log)"
     did "restarted docker for the new $daemon_json"
 else
