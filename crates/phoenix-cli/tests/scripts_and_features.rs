@@ -74,42 +74,42 @@ fn a_missing_script_lists_every_place_looked_in_validate_and_plan() {
     assert!(places.iter().all(|p| err.contains(p.as_str())), "{err}");
 }
 
-fn trusted_ca_950() -> String {
+fn lab_ca_950() -> String {
     format!(
         r#"{{"lxc_configs": {{"950": {}}}}}"#,
-        container("ca-client", "10.9.0.50/24", r#", "features": ["base_setup", "trusted_ca"]"#)
+        container("ca-client", "10.9.0.50/24", r#", "features": ["base_setup", "lab_ca"]"#)
     )
 }
 
 #[test]
 fn a_users_feature_directory_is_known_to_validate_and_plan_alike() {
-    let (_tmp, etc) = shell_base(&trusted_ca_950());
+    let (_tmp, etc) = shell_base(&lab_ca_950());
     // Without it, both refuse, naming the feature.
     let (code, _, err) = phoenix(&etc, &["validate"]);
     assert_eq!(code, 1);
-    assert!(err.contains("error[unknown-feature]: no feature library provides `trusted_ca`"), "{err}");
+    assert!(err.contains("error[unknown-feature]: no feature library provides `lab_ca`"), "{err}");
     let (code, _, err) = phoenix(&etc, &["plan"]);
     assert_eq!(code, 1);
-    assert!(err.contains("no feature library provides `trusted_ca`"), "{err}");
+    assert!(err.contains("no feature library provides `lab_ca`"), "{err}");
 
-    write(&etc.join("features/trusted_ca/feature.json"), r#"{"name": "trusted_ca", "requires": ["base_setup"]}"#);
-    write(&etc.join("features/trusted_ca/install.sh"), "#!/bin/sh\necho ca\n");
+    write(&etc.join("features/lab_ca/feature.json"), r#"{"name": "lab_ca", "requires": ["base_setup"]}"#);
+    write(&etc.join("features/lab_ca/install.sh"), "#!/bin/sh\necho ca\n");
     let (code, out, err) = phoenix(&etc, &["validate"]);
     assert_eq!(code, 0, "{out}{err}");
     let (code, out, err) = phoenix(&etc, &["plan"]);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("run feature:trusted_ca"), "{out}");
+    assert!(out.contains("run feature:lab_ca"), "{out}");
     // base_setup is built in, without a script in this build: the plan says so.
     assert!(out.contains("note: 950: feature `base_setup` has no install script yet in this build"), "{out}");
-    assert!(!out.contains("feature `trusted_ca` has no install script"), "{out}");
+    assert!(!out.contains("feature `lab_ca` has no install script"), "{out}");
 }
 
 #[test]
 fn features_dir_is_taken_by_validate_as_by_plan() {
-    let (tmp, etc) = shell_base(&trusted_ca_950());
+    let (tmp, etc) = shell_base(&lab_ca_950());
     let elsewhere = tmp.path().join("lib/features");
-    write(&elsewhere.join("trusted_ca/feature.json"), r#"{"name": "trusted_ca"}"#);
-    write(&elsewhere.join("trusted_ca/install.sh"), "#!/bin/sh\n");
+    write(&elsewhere.join("lab_ca/feature.json"), r#"{"name": "lab_ca"}"#);
+    write(&elsewhere.join("lab_ca/install.sh"), "#!/bin/sh\n");
     let dir = elsewhere.to_str().expect("utf-8");
     let (code, out, err) = phoenix(&etc, &["validate", "--features-dir", dir]);
     assert_eq!(code, 0, "{out}{err}");
@@ -123,17 +123,17 @@ fn features_dir_is_taken_by_validate_as_by_plan() {
 fn a_typed_parameter_of_the_wrong_type_is_reported_at_the_guests_key() {
     let lxc = format!(
         r#"{{"lxc_configs": {{"950": {}}}}}"#,
-        container("ca-client", "10.9.0.50/24", r#", "features": ["trusted_ca"]"#)
+        container("ca-client", "10.9.0.50/24", r#", "features": ["lab_ca"]"#)
     );
     let (_tmp, etc) = shell_base(&lxc);
     write(
-        &etc.join("features/trusted_ca/feature.json"),
-        r#"{"name": "trusted_ca", "parameters": [{"name": "cores", "type": "string"}]}"#,
+        &etc.join("features/lab_ca/feature.json"),
+        r#"{"name": "lab_ca", "parameters": [{"name": "cores", "type": "string"}]}"#,
     );
-    write(&etc.join("features/trusted_ca/install.sh"), "#!/bin/sh\n");
+    write(&etc.join("features/lab_ca/install.sh"), "#!/bin/sh\n");
     let (code, _, err) = phoenix(&etc, &["validate"]);
     assert_eq!(code, 1, "{err}");
-    assert!(err.contains("error[wrong-type]: `cores` is an integer, but feature `trusted_ca` takes a string"), "{err}");
+    assert!(err.contains("error[wrong-type]: `cores` is an integer, but feature `lab_ca` takes a string"), "{err}");
     assert!(err.contains("at $.lxc_configs[\"950\"].cores"), "{err}");
-    assert!(err.contains("hint: feature `trusted_ca` declares `cores` as string in its feature.json"), "{err}");
+    assert!(err.contains("hint: feature `lab_ca` declares `cores` as string in its feature.json"), "{err}");
 }

@@ -81,16 +81,16 @@ fn errors(v: &Validation) -> Vec<&Report> {
 
 #[test]
 fn a_users_feature_directory_makes_its_feature_known() {
-    let mut fs = MemFs::new(&lxc_950(r#", "features": ["base_setup", "trusted_ca"]"#));
+    let mut fs = MemFs::new(&lxc_950(r#", "features": ["base_setup", "lab_ca"]"#));
     // Without the directory, only the built-in features are known.
     let v = run(&fs);
     let e = errors(&v);
     assert_eq!(e.len(), 1, "{e:#?}");
     assert_eq!(e[0].code, Code::UnknownFeature);
-    assert_eq!(e[0].message, "no feature library provides `trusted_ca`");
-    assert!(e[0].hint.as_deref().is_some_and(|h| h.contains("features/trusted_ca/")), "{:?}", e[0].hint);
+    assert_eq!(e[0].message, "no feature library provides `lab_ca`");
+    assert!(e[0].hint.as_deref().is_some_and(|h| h.contains("features/lab_ca/")), "{:?}", e[0].hint);
 
-    fs.feature("trusted_ca", r#"{"name": "trusted_ca", "description": "The lab CA.", "requires": ["base_setup"]}"#);
+    fs.feature("lab_ca", r#"{"name": "lab_ca", "description": "The lab CA.", "requires": ["base_setup"]}"#);
     let v = run(&fs);
     assert!(v.reports.is_empty(), "{:#?}", v.reports);
     assert!(v.estate.is_some());
@@ -98,13 +98,13 @@ fn a_users_feature_directory_makes_its_feature_known() {
 
 #[test]
 fn an_unknown_feature_is_matched_against_the_catalog_names() {
-    let mut fs = MemFs::new(&lxc_950(r#", "features": ["trusted-ca"]"#));
-    fs.feature("trusted_ca", r#"{"name": "trusted_ca"}"#);
+    let mut fs = MemFs::new(&lxc_950(r#", "features": ["lab-ca"]"#));
+    fs.feature("lab_ca", r#"{"name": "lab_ca"}"#);
     let v = run(&fs);
     let e = errors(&v);
     assert_eq!(e.len(), 1, "{e:#?}");
     assert_eq!(e[0].code, Code::UnknownFeature);
-    assert_eq!(e[0].hint.as_deref(), Some("did you mean `trusted_ca`?"));
+    assert_eq!(e[0].hint.as_deref(), Some("did you mean `lab_ca`?"));
     assert_eq!(e[0].location.as_ref().map(|l| l.path.as_str()), Some("$.lxc_configs[\"950\"].features[0]"));
 }
 
@@ -283,4 +283,49 @@ fn a_value_outside_a_parameters_values_is_refused() {
         MemFs::new(&lxc_950(r#", "features": ["engine"], "feature_settings": {"engine": {"source": "docker"}}"#));
     fs.feature("engine", manifest);
     assert!(errors(&run(&fs)).is_empty());
+}
+
+#[test]
+fn the_built_in_service_and_certificate_features_check_their_settings() {
+    // python_api_service cannot run without the command that serves the API.
+    let fs = MemFs::new(&lxc_950(r#", "features": ["trusted_ca", "step_cli", "traefik", "python_api_service"]"#));
+    let v = run(&fs);
+    let e = errors(&v);
+    assert_eq!(e.len(), 1, "{e:#?}");
+    assert_eq!(e[0].code, Code::MissingField);
+    assert_eq!(e[0].message, "feature `python_api_service` needs `python_api_command`");
+
+    // Given, with settings of the wrong type for the others: each is reported where it is written.
+    let settings = r#", "features": ["trusted_ca", "step_cli", "traefik", "python_api_service"],
+        "feature_settings": {
+            "python_api_service": {"python_api_command": "uvicorn main:app", "python_api_port": "8000", "python_api_env": {"A": "1"}},
+            "trusted_ca": {"ca_certificates": "-----BEGIN CERTIFICATE-----"},
+            "traefik": {"traefik_static_config": "entryPoints: {}", "traefik_dynamic_config": {}},
+            "step_cli": {"step_ca_url": "https://ca.internal:9000", "step_ca_fingerprint": "ab12"}}"#;
+    let v = run(&MemFs::new(&lxc_950(settings)));
+    let mut e: Vec<(String, String)> = errors(&v)
+        .iter()
+        .map(|r| (r.message.clone(), r.location.as_ref().map(|l| l.path.clone()).unwrap_or_default()))
+        .collect();
+    e.sort();
+    let at = |key: &str| format!("$.lxc_configs[\"950\"].feature_settings.{key}");
+    assert_eq!(
+        e,
+        [
+            (
+                "`ca_certificates` is a string, but feature `trusted_ca` takes an array".to_string(),
+                at("trusted_ca.ca_certificates")
+            ),
+            (
+                "`python_api_port` is a string, but feature `python_api_service` takes an integer".to_string(),
+                at("python_api_service.python_api_port")
+            ),
+            (
+                "`traefik_static_config` is a string, but feature `traefik` takes an object".to_string(),
+                at("traefik.traefik_static_config")
+            ),
+        ],
+        "{:#?}",
+        v.reports
+    );
 }
