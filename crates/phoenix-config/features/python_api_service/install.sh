@@ -69,7 +69,7 @@ for k, v in json.load(sys.stdin).items():
 ' 2>&1) || die "$vars"
 put_file "$envfile" 600 <<ENV
 # Written by Phoenix (feature python_api_service, python_api_env).
-PATH="$venv/bin:/usr/local/bin:/usr/bin:/bin"
+PATH="$venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 VIRTUAL_ENV="$venv"
 $vars
 ENV

@@ -45,12 +45,18 @@ case "$static" in
 '{}') static='{"providers":{"file":{"directory":"/etc/traefik/dynamic","watch":true}}}' ;;
 *) static="{\"providers\":{\"file\":{\"directory\":\"/etc/traefik/dynamic\",\"watch\":true}},${static#\{}" ;;
 esac
-printf '%s\n' "$static" | put_file /etc/traefik/traefik.yml 644
+put_file /etc/traefik/traefik.yml 644 <<YAML
+$static
+YAML
 [ "$wrote" = 0 ] || restart=1
 mkdir -p /etc/traefik/dynamic
 case "$PHX_TRAEFIK_DYNAMIC_CONFIG" in
 '' | '{}') remove_file /etc/traefik/dynamic/phoenix.yml ;;
-*) printf '%s\n' "$PHX_TRAEFIK_DYNAMIC_CONFIG" | put_file /etc/traefik/dynamic/phoenix.yml 644 ;;
+*)
+    put_file /etc/traefik/dynamic/phoenix.yml 644 <<YAML
+$PHX_TRAEFIK_DYNAMIC_CONFIG
+YAML
+    ;;
 esac
 
 define_service traefik "Traefik Proxy (Phoenix)" traefik /etc/traefik /etc/default/traefik "$bin" --configfile=/etc/traefik/traefik.yml

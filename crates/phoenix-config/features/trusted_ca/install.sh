@@ -22,7 +22,7 @@ take() {
         if command -v openssl >/dev/null 2>&1 && openssl x509 -inform der -in "$1" -out "$1.pem" 2>/dev/null; then
             mv -f "$1.pem" "$1"
         else
-            die "$2 is not a certificate (neither PEM with -----BEGIN CERTIFICATE----- nor DER)"
+            die "$2 is not a certificate (neither PEM with -----BEGIN CERTIFICATE----- nor DER); it begins with: $(head -c 60 "$1" | tr -c '[:print:]' ' ')"
         fi
     fi
     rm -f "$1".part.*
@@ -40,17 +40,36 @@ take() {
     done
 }
 
+# pem_text TEXT: PEM certificates given as text, where the configuration holds them on one line
+# (spaces or nothing for line breaks), written back as PEM with 64 characters a line.
+pem_text() {
+    printf '%s\n' "$1" | sed 's/-----BEGIN CERTIFICATE-----/\n&\n/g; s/-----END CERTIFICATE-----/\n&\n/g' | awk '
+        /^-----BEGIN CERTIFICATE-----$/ { print; inside = 1; body = ""; next }
+        /^-----END CERTIFICATE-----$/ {
+            while (length(body) > 64) { print substr(body, 1, 64); body = substr(body, 65) }
+            if (body != "") print body
+            print; inside = 0; next
+        }
+        inside { gsub(/[ \t\r]/, ""); body = body $0 }'
+}
+
 eval "set -- $PHX_CA_CERTIFICATES"
 i=0
 for c in "$@"; do
+    what="ca_certificates[$i]"
     i=$((i + 1))
-    what="ca_certificates[$((i - 1))]"
     case "$c" in
-    *-----BEGIN*) printf '%s\n' "$c" >"$work/in.$i" ;;
-    http://* | https://* | ftp://* | file://* | /*) fetch "$c" "$work/in.$i" ;;
+    *-----BEGIN*)
+        pem_text "$c" >"$work/in.$i"
+        what="$what (PEM text)"
+        ;;
+    http://* | https://* | ftp://* | file://* | /*)
+        fetch "$c" "$work/in.$i"
+        what="$what ($c)"
+        ;;
     *) die "$what is neither PEM text, a URL nor an absolute path: $(printf '%s' "$c" | head -c 60)" ;;
     esac
-    take "$work/in.$i" "$what ($(printf '%s' "$c" | head -n 1 | head -c 60))"
+    take "$work/in.$i" "$what"
 done
 
 if [ -n "$PHX_CA_URL" ]; then
@@ -69,7 +88,7 @@ if [ -n "$PHX_CA_URL" ]; then
             n=$((n + 1))
             if [ "$found" = 0 ] && [ "$(fingerprint "$work/out/phoenix-$n.crt")" = "$want" ]; then
                 found=1
-                mv -f "$work/out/phoenix-$n.crt" "$work/out/phoenix-$((before + 1)).crt"
+                [ "$n" = "$((before + 1))" ] || mv -f "$work/out/phoenix-$n.crt" "$work/out/phoenix-$((before + 1)).crt"
             else
                 rm -f "$work/out/phoenix-$n.crt"
             fi
@@ -85,6 +104,7 @@ elif [ -n "$PHX_CA_FINGERPRINT" ]; then
 fi
 
 changed=0
+fresh=
 n=0
 while [ "$n" -lt "$count" ]; do
     n=$((n + 1))
@@ -103,10 +123,12 @@ for f in "$store"/phoenix-*.crt; do
     if [ "$k" -gt "$count" ]; then
         remove_file "$f"
         changed=1
+        fresh=--fresh
     fi
 done
 if [ "$changed" = 1 ]; then
-    update-ca-certificates >/dev/null || die "update-ca-certificates failed"
+    # --fresh (links made again) when one was removed: otherwise its links stay, dangling.
+    update-ca-certificates ${fresh:-} >/dev/null || die "update-ca-certificates failed"
     did "updated the trusted certificates ($count from Phoenix)"
 fi
 finish
