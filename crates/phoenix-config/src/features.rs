@@ -187,7 +187,17 @@ macro_rules! built_in {
 
 /// The built-in features. One place: validation, the engine and `phoenix features` take them
 /// from here.
-const BUILT_IN: &[BuiltIn] = built_in!["base_setup", "docker", "nvidia", "vllm", "ollama",];
+const BUILT_IN: &[BuiltIn] = built_in![
+    "base_setup",
+    "docker",
+    "nvidia",
+    "vllm",
+    "ollama",
+    "trusted_ca",
+    "step_cli",
+    "traefik",
+    "python_api_service",
+];
 
 /// The shell functions every built-in script starts with (`features/lib.sh`): logging, the OS
 /// check, idempotent package installs and file writes, and the parameters' loading.
@@ -349,7 +359,20 @@ mod tests {
         }
         let catalog = Catalog::builtin();
         let names: Vec<&str> = catalog.names().collect();
-        assert_eq!(names, ["base_setup", "docker", "nvidia", "ollama", "vllm"]);
+        assert_eq!(
+            names,
+            [
+                "base_setup",
+                "docker",
+                "nvidia",
+                "ollama",
+                "python_api_service",
+                "step_cli",
+                "traefik",
+                "trusted_ca",
+                "vllm"
+            ]
+        );
         assert_eq!(builtin_script("nope"), None);
     }
 

@@ -284,3 +284,48 @@ fn a_value_outside_a_parameters_values_is_refused() {
     fs.feature("engine", manifest);
     assert!(errors(&run(&fs)).is_empty());
 }
+
+#[test]
+fn the_built_in_service_and_certificate_features_check_their_settings() {
+    // python_api_service cannot run without the command that serves the API.
+    let fs = MemFs::new(&lxc_950(r#", "features": ["trusted_ca", "step_cli", "traefik", "python_api_service"]"#));
+    let v = run(&fs);
+    let e = errors(&v);
+    assert_eq!(e.len(), 1, "{e:#?}");
+    assert_eq!(e[0].code, Code::MissingField);
+    assert_eq!(e[0].message, "feature `python_api_service` needs `python_api_command`");
+
+    // Given, with settings of the wrong type for the others: each is reported where it is written.
+    let settings = r#", "features": ["trusted_ca", "step_cli", "traefik", "python_api_service"],
+        "feature_settings": {
+            "python_api_service": {"python_api_command": "uvicorn main:app", "python_api_port": "8000", "python_api_env": {"A": "1"}},
+            "trusted_ca": {"ca_certificates": "-----BEGIN CERTIFICATE-----"},
+            "traefik": {"traefik_static_config": "entryPoints: {}", "traefik_dynamic_config": {}},
+            "step_cli": {"step_ca_url": "https://ca.internal:9000", "step_ca_fingerprint": "ab12"}}"#;
+    let v = run(&MemFs::new(&lxc_950(settings)));
+    let mut e: Vec<(String, String)> = errors(&v)
+        .iter()
+        .map(|r| (r.message.clone(), r.location.as_ref().map(|l| l.path.clone()).unwrap_or_default()))
+        .collect();
+    e.sort();
+    let at = |key: &str| format!("$.lxc_configs[\"950\"].feature_settings.{key}");
+    assert_eq!(
+        e,
+        [
+            (
+                "`ca_certificates` is a string, but feature `trusted_ca` takes an array".to_string(),
+                at("trusted_ca.ca_certificates")
+            ),
+            (
+                "`python_api_port` is a string, but feature `python_api_service` takes an integer".to_string(),
+                at("python_api_service.python_api_port")
+            ),
+            (
+                "`traefik_static_config` is a string, but feature `traefik` takes an object".to_string(),
+                at("traefik.traefik_static_config")
+            ),
+        ],
+        "{:#?}",
+        v.reports
+    );
+}
