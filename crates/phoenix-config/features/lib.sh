@@ -55,7 +55,7 @@ require_os() {
     case "$OS_ID:$OS_VERSION" in
     debian:12 | debian:13 | ubuntu:22.04 | ubuntu:24.04) ;;
     *)
-        die "$(. /etc/os-release && echo "${PRETTY_NAME:-$OS_ID $OS_VERSION}") is not supported: built-in features support Debian 12/13 and Ubuntu 22.04/24.04 (give your own feature in features/$PHX_FEATURE/ to override this one)"
+        die "$(. /etc/os-release && echo "${PRETTY_NAME:-$(echo "$OS_ID $OS_VERSION" | sed 's/ *$//')}") is not supported: built-in features support Debian 12/13 and Ubuntu 22.04/24.04 (give your own feature in features/$PHX_FEATURE/ to override this one)"
         ;;
     esac
 }
@@ -90,6 +90,7 @@ apt_install() {
 
 # put_file PATH MODE: writes standard input to PATH with MODE when the content or mode differs
 # (through a temporary file and a rename). Sets wrote=1 when it changed the file, wrote=0 when not.
+# Give it a here-document, never a pipe: a pipe runs it in a subshell, and what it did is lost.
 put_file() {
     wrote=0
     mkdir -p "$(dirname "$1")"

@@ -43,7 +43,9 @@ if [ "$(readlink /etc/localtime 2>/dev/null)" != "$zone" ]; then
     ln -sfn "$zone" /etc/localtime
     did "set the time zone to $PHX_TIMEZONE"
 fi
-echo "$PHX_TIMEZONE" | put_file /etc/timezone 644
+put_file /etc/timezone 644 <<CONF
+$PHX_TIMEZONE
+CONF
 
 periodic=/etc/apt/apt.conf.d/20auto-upgrades
 if [ "$PHX_UNATTENDED_UPGRADES" = true ]; then
