@@ -33,7 +33,9 @@ else
     *) archive=$work/ollama.tgz ;;
     esac
     fetch "$PHX_OLLAMA_SOURCE" "$archive"
-    if service_do ollama status >/dev/null 2>&1; then service_do ollama stop >/dev/null || true; fi
+    if { systemd_running || [ -x /etc/init.d/ollama ]; } && service_do ollama status >/dev/null 2>&1; then
+        service_do ollama stop >/dev/null || true
+    fi
     # The libraries of an older version do not stay beside the new ones.
     rm -rf /usr/local/lib/ollama
     case "$archive" in
