@@ -220,7 +220,7 @@ start)
     [ -r $envfile ] && set -a && . $envfile && set +a
     cd $workdir
     start-stop-daemon --start --quiet --background --make-pidfile --pidfile \$PIDFILE --chuid $user \\
-        --output /var/log/$name.log --exec /bin/sh -- -c 'exec $command'
+        --output /var/log/$name.log --startas /bin/sh -- -c 'exec "\$@"' $name $command
     ;;
 stop) start-stop-daemon --stop --quiet --retry 10 --pidfile \$PIDFILE --remove-pidfile ;;
 restart) "\$0" stop; "\$0" start ;;
