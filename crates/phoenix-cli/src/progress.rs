@@ -1,5 +1,6 @@
 //! Progress of an apply: on a terminal, one line per guest showing its lifecycle state and current
-//! step, redrawn in place; elsewhere, nothing until the summary (retries with `-v`).
+//! step, redrawn in place (each cut to the terminal's width: a line the terminal wraps would
+//! throw the redraw off); elsewhere, nothing until the summary (retries with `-v`).
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, PoisonError};
@@ -42,13 +43,48 @@ impl<'a> Progress<'a> {
         if lines.drawn > 0 {
             out.push_str(&format!("\x1b[{}A", lines.drawn));
         }
+        let width = terminal_width();
         for (id, line) in &lines.text {
             let name = self.names.get(id).map_or("", String::as_str);
-            out.push_str(&format!("\x1b[2K{id:>6} {name:<20} {line}\n"));
+            out.push_str(&format!("\x1b[2K{}\n", fit(&format!("{id:>6} {name:<20} {line}"), width)));
         }
         lines.drawn = lines.text.len();
         self.printer.error_text(&out);
     }
+}
+
+/// The width of the terminal progress is drawn on (standard error), or 80 when it cannot tell.
+fn terminal_width() -> usize {
+    terminal_size::terminal_size_of(std::io::stderr()).map_or(80, |(w, _)| usize::from(w.0))
+}
+
+/// The line cut to fewer than `width` visible characters (escape sequences take no room and are
+/// kept whole; a cut line ends with a style reset).
+fn fit(line: &str, width: usize) -> String {
+    let room = width.saturating_sub(1);
+    let mut out = String::with_capacity(line.len());
+    let mut visible = 0;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            out.push(c);
+            // A CSI sequence runs to its final byte, a letter.
+            for d in chars.by_ref() {
+                out.push(d);
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+            continue;
+        }
+        if visible == room {
+            out.push_str("\x1b[0m");
+            return out;
+        }
+        out.push(c);
+        visible += 1;
+    }
+    out
 }
 
 fn describe(action: &Action) -> String {
@@ -91,5 +127,20 @@ impl Reporter for Progress<'_> {
         if self.printer.verbose > 0 && !self.printer.progress {
             self.printer.info_text(&format!("{guest}: {message}\n"));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fit;
+
+    #[test]
+    fn a_line_is_cut_to_the_width_counting_only_what_shows() {
+        assert_eq!(fit("abcdef", 80), "abcdef");
+        assert_eq!(fit("abcdef", 4), "abc\x1b[0m");
+        // The style codes take no room and are not cut in half.
+        assert_eq!(fit("\x1b[2mabc\x1b[0mdef", 5), "\x1b[2mabc\x1b[0md\x1b[0m");
+        assert_eq!(fit("\x1b[2mab\x1b[0m", 3), "\x1b[2mab\x1b[0m");
+        assert_eq!(fit("héllo wörld", 6), "héllo\x1b[0m");
     }
 }
