@@ -191,7 +191,7 @@ fn an_update_is_guarded_by_a_snapshot_in_the_plan_the_dry_run_and_the_apply() {
     let s = Setup::new();
     assert_eq!(s.run(&["apply"]).0, 0);
     std::fs::write(s.path().join("app.sh"), "#!/bin/sh\necho app v2\n").expect("write");
-    let guard = "> snapshot before the update — script run(s) again on an existing guest: a snapshot \
+    let guard = "> snapshot before the update — script run(s) on a guest that exists already: a snapshot \
                  phoenix-pre-<time> is taken first";
     for args in [&["plan"][..], &["apply", "--dry-run"][..]] {
         let (_, out, _) = s.run(args);

@@ -572,7 +572,7 @@ fn a_failed_update_of_the_application_script_is_rolled_back_to_the_snapshot_take
         let out = s.phoenix(args);
         let shown = text(&out.stdout);
         assert!(
-            shown.contains("> snapshot before the update — script run(s) again on an existing guest: a snapshot phoenix-pre-<time> is taken first"),
+            shown.contains("> snapshot before the update — script run(s) on a guest that exists already: a snapshot phoenix-pre-<time> is taken first"),
             "{args:?}: {shown}"
         );
         assert!(shown.contains("> run script — its script or inputs changed"), "{args:?}: {shown}");

@@ -152,7 +152,7 @@ fn a_passed_update_deletes_its_snapshot_and_those_a_killed_run_left_but_no_other
     let (plan, report) = run_apply(&backend, &p, &Silent, &options());
     assert_eq!(report.outcomes[&500], GuestOutcome::Changed, "{report:#?}");
     let reason = &plan.guests[0].steps[0].reason;
-    assert!(reason.starts_with("feature:docker run(s) again on an existing guest: a snapshot phoenix-pre-<time>"));
+    assert!(reason.starts_with("feature:docker run(s) on a guest that exists already: a snapshot phoenix-pre-<time>"));
     let calls = snapshot_calls(&backend);
     let name = calls[0].strip_prefix("Snapshot ").expect("a snapshot first").to_string();
     assert_eq!(

@@ -611,7 +611,7 @@ pub fn guard_updates(plan: &mut Plan, desired: &Desired, snapshots: bool, keep: 
             n => format!("; the newest {n} of Phoenix's update snapshots are kept"),
         };
         let reason = format!(
-            "{} run(s) again on an existing guest: a snapshot {UPDATE_SNAPSHOT_PREFIX}<time> is taken first; if a \
+            "{} run(s) on a guest that exists already: a snapshot {UPDATE_SNAPSHOT_PREFIX}<time> is taken first; if a \
              later step fails (the health check included) the guest is rolled back to it, once they pass it is \
              deleted{kept}",
             keys.join(", ")
@@ -1088,7 +1088,9 @@ mod tests {
             ]
         );
         let reason = &p.guests[0].steps[0].reason;
-        assert!(reason.starts_with("feature:docker run(s) again on an existing guest: a snapshot phoenix-pre-<time>"));
+        assert!(
+            reason.starts_with("feature:docker run(s) on a guest that exists already: a snapshot phoenix-pre-<time>")
+        );
         assert!(reason.ends_with("the newest 2 of Phoenix's update snapshots are kept"), "{reason}");
         assert_eq!(p.guests[0].steps[0].action.describe(), "snapshot before the update");
         // Guarding twice adds nothing.
