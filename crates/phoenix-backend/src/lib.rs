@@ -2,8 +2,8 @@
 //!
 //! The engine needs few things from a backend: observe everything in few calls, create a guest
 //! from an OS template or clone it from a named snapshot or a template, update its configuration
-//! field by field, start and stop it, take snapshots, make it a template, run a command inside
-//! it, push a file into it, and destroy it.
+//! field by field, start and stop it, take, roll back to and delete snapshots, make it a
+//! template, run a command inside it, push a file into it, and destroy it.
 //! A [`Capabilities`] value says what a backend supports, so that a plan can be refused before
 //! anything runs. Every error says whether the request was never sent (safe to retry) or may have
 //! been applied (observe again first).
@@ -59,6 +59,27 @@ pub trait Backend: Send + Sync {
 
     /// Takes a snapshot.
     fn snapshot(&self, id: GuestId, name: &str) -> Result<(), BackendError>;
+
+    /// Rolls a guest back to one of its snapshots: what the snapshot holds (its disks or root
+    /// filesystem, and on backends whose snapshots keep it, its configuration) becomes the
+    /// guest's again; what was written since is gone. A running guest is stopped for it and
+    /// started again afterwards; a stopped one stays stopped. The snapshot stays. Rolling back
+    /// again to the same snapshot gives the same guest, so a retry is safe. Refused for a
+    /// template and for a snapshot the guest does not have; an [`ErrorKind::Unsupported`] error
+    /// says the backend cannot roll back at all.
+    fn rollback(&self, id: GuestId, name: &str) -> Result<(), BackendError> {
+        let _ = (id, name);
+        Err(BackendError::unsupported(format!("the {} backend does not roll back to snapshots", self.name())))
+    }
+
+    /// Deletes one of a guest's snapshots; the guest itself (running or not, its disks and
+    /// configuration) is not changed. Refused for a snapshot the guest does not have (a retry
+    /// after an error that may have been applied observes first). An [`ErrorKind::Unsupported`]
+    /// error says the backend cannot delete snapshots.
+    fn delete_snapshot(&self, id: GuestId, name: &str) -> Result<(), BackendError> {
+        let _ = (id, name);
+        Err(BackendError::unsupported(format!("the {} backend does not delete snapshots", self.name())))
+    }
 
     /// Makes a stopped guest a template: it never runs again, and clones are made from it as it
     /// is ([`CreateSource::Clone`] with an empty snapshot). Refused while it runs, and for a guest
@@ -164,6 +185,12 @@ impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
     }
     fn snapshot(&self, id: GuestId, name: &str) -> Result<(), BackendError> {
         (**self).snapshot(id, name)
+    }
+    fn rollback(&self, id: GuestId, name: &str) -> Result<(), BackendError> {
+        (**self).rollback(id, name)
+    }
+    fn delete_snapshot(&self, id: GuestId, name: &str) -> Result<(), BackendError> {
+        (**self).delete_snapshot(id, name)
     }
     fn make_template(&self, id: GuestId) -> Result<(), BackendError> {
         (**self).make_template(id)

@@ -190,7 +190,8 @@ pub struct Capabilities {
     pub kinds: BTreeSet<GuestKind>,
     /// It clones from snapshots.
     pub clone: bool,
-    /// It takes snapshots.
+    /// It takes snapshots, rolls guests back to them ([`crate::Backend::rollback`]) and deletes
+    /// them ([`crate::Backend::delete_snapshot`]).
     pub snapshots: bool,
     /// It makes templates of guests ([`crate::Backend::make_template`]) and clones them.
     pub templates: bool,

@@ -98,6 +98,7 @@ fn describe(action: &Action) -> String {
         Action::Customize { key, .. } => format!("running {key}"),
         Action::HealthCheck => "waiting until healthy".into(),
         Action::Snapshot { name } => format!("taking snapshot {name}"),
+        Action::UpdateSnapshot { .. } => "taking a snapshot before the update".into(),
         Action::MakeTemplate => "making it a template".into(),
     }
 }

@@ -162,9 +162,11 @@ pub fn steps_text(steps: &[phoenix_plan::Step]) -> String {
             }
             Action::Restart => (st.action.describe(), ERROR),
             Action::HealthCheck => (st.action.describe(), DIM),
-            Action::Start | Action::Customize { .. } | Action::Snapshot { .. } | Action::MakeTemplate => {
-                (st.action.describe(), CHANGE)
-            }
+            Action::Start
+            | Action::Customize { .. }
+            | Action::UpdateSnapshot { .. }
+            | Action::Snapshot { .. }
+            | Action::MakeTemplate => (st.action.describe(), CHANGE),
         };
         let _ = writeln!(s, "    {style}>{style:#} {what} {DIM}— {}{DIM:#}", st.reason);
     }

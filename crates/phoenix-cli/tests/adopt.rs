@@ -146,6 +146,7 @@ fn a_dry_run_shows_everything_and_changes_nothing() {
         "~ 301 differs (container, running): adopt",
         "> not recorded: script — an application script leaves nothing to check; it runs on the next apply (--assume-customized records it)",
         "~ memory_mb: 512 → 1024 (live)",
+        "> snapshot before the update — script run(s) on a guest that exists already",
         "> run script — never run",
         "> not recorded: feature:ollama — `command -v ollama` exited with status 1 inside the guest; it runs on the next apply",
         "> mark as Phoenix's — nothing else changes: not recreated, stopped or restarted",

@@ -185,3 +185,38 @@ fn a_failure_is_reported_with_guest_step_and_output() {
         "{err}"
     );
 }
+
+#[test]
+fn an_update_is_guarded_by_a_snapshot_in_the_plan_the_dry_run_and_the_apply() {
+    let s = Setup::new();
+    assert_eq!(s.run(&["apply"]).0, 0);
+    std::fs::write(s.path().join("app.sh"), "#!/bin/sh\necho app v2\n").expect("write");
+    let guard = "> snapshot before the update — script run(s) on a guest that exists already: a snapshot \
+                 phoenix-pre-<time> is taken first";
+    for args in [&["plan"][..], &["apply", "--dry-run"][..]] {
+        let (_, out, _) = s.run(args);
+        assert_eq!(out.matches(guard).count(), 2, "{args:?}: {out}");
+    }
+    let (_, out, _) = s.run(&["--output", "json", "plan"]);
+    let plan: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let first = &plan["guests"].as_array().expect("guests").iter().find(|g| g["id"] == 301).expect("301")["steps"][0];
+    assert_eq!((&first["action"], &first["keep"]), (&serde_json::json!("update_snapshot"), &serde_json::json!(0)));
+
+    // The new script fails in 301: it is rolled back, and the summary says so.
+    s.backend.set_exec_status("phoenix-script-", 2, "boom");
+    let (code, out, err) = s.run(&["apply", "--keep-going"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("0 changed, 1 unchanged, 2 failed, 1 skipped"), "{out}");
+    let left = s.backend.guest(301).expect("301").observed.snapshots;
+    let name = left.iter().find(|n| n.starts_with("phoenix-pre-")).expect("kept after the rollback");
+    assert!(
+        err.contains(&format!(
+            "error: guest 301 (web-1): script failed; the guest was rolled back to snapshot {name} taken before the update"
+        )),
+        "{err}"
+    );
+    let (_, out, _) = s.run(&["--output", "json", "apply"]);
+    let report: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let row = report["guests"].as_array().expect("guests").iter().find(|g| g["id"] == 301).cloned().expect("301");
+    assert_eq!(row["outcome"], "rolled-back", "{report:#}");
+}

@@ -117,12 +117,22 @@ fn a_stack_of_real_containers_is_built_kept_changed_and_removed() {
             .iter()
             .map(|st| st["action"].as_str().unwrap_or_default().to_string())
             .collect();
-        let expected: &[&str] =
-            if [701, 702, 703].contains(&g["id"].as_u64().unwrap_or(0)) { &["customize", "health_check"] } else { &[] };
+        // Guarded by a snapshot taken first.
+        let expected: &[&str] = if [701, 702, 703].contains(&g["id"].as_u64().unwrap_or(0)) {
+            &["update_snapshot", "customize", "health_check"]
+        } else {
+            &[]
+        };
         assert_eq!(steps, expected, "{g:#}");
     }
     assert!(s.phoenix(&["apply"]).status.success());
     assert_eq!(get("http://10.79.0.71/"), "hi from web-1\n");
+    // The update passed: its snapshots are gone; the template's stays.
+    for id in [701, 702, 703] {
+        let left = std::fs::read_dir(s.root.join(format!("lxc/{id}/snapshots"))).map_or(0, |d| d.count());
+        assert_eq!(left, 0, "{id} kept an update snapshot");
+    }
+    assert!(s.root.join("lxc/700/snapshots/ready/rootfs").is_dir());
 
     // Status shows what each running container reports on its interfaces.
     let out = s.phoenix(&["--output", "json", "status"]);
@@ -530,4 +540,76 @@ fn two_spellings_of_one_lxc_path_are_one_backend_with_one_lock() {
     // One instance of the container runs.
     let monitors = Command::new("pgrep").args(["-fc", "lxc monitor.*745"]).output().expect("pgrep");
     assert_eq!(text(&monitors.stdout).trim(), "1");
+}
+
+#[test]
+fn a_failed_update_of_the_application_script_is_rolled_back_to_the_snapshot_taken_before_it() {
+    if !lxc_available() {
+        return;
+    }
+    let _host = serial();
+    let s = Stack::new(
+        &format!(
+            "{{{}}}",
+            container(760, "app", r#", "template": "local:vztmpl/busybox.tar.gz", "application_script": "app.sh""#)
+        ),
+        &[],
+    );
+    std::fs::write(s.config().join("app.sh"), "#!/bin/sh\nset -eu\necho v1 > /etc/app-version\n").expect("write");
+    let out = s.phoenix(&["apply"]);
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    let markers = s.attach(760, &["cat", "/var/lib/phoenix/markers.json"]);
+    assert!(markers.contains("\"script\""), "{markers}");
+
+    // A new version of the script writes a file, then fails.
+    std::fs::write(
+        s.config().join("app.sh"),
+        "#!/bin/sh\necho v2 > /etc/app-version\necho half > /etc/written-by-the-update\nexit 3\n",
+    )
+    .expect("write");
+    // The plan and the dry run say the update is guarded by a snapshot.
+    for args in [&["plan"][..], &["apply", "--dry-run"][..]] {
+        let out = s.phoenix(args);
+        let shown = text(&out.stdout);
+        assert!(
+            shown.contains("> snapshot before the update — script run(s) on a guest that exists already: a snapshot phoenix-pre-<time> is taken first"),
+            "{args:?}: {shown}"
+        );
+        assert!(shown.contains("> run script — its script or inputs changed"), "{args:?}: {shown}");
+    }
+    let pid = s.init_pid(760);
+    let out = s.phoenix(&["apply"]);
+    assert_eq!(out.status.code(), Some(1), "{}{}", text(&out.stdout), text(&out.stderr));
+    let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    let snapshots: Vec<String> = std::fs::read_dir(s.root.join("lxc/760/snapshots"))
+        .expect("snapshots")
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .collect();
+    assert_eq!(snapshots.len(), 1, "the snapshot stays after the rollback: {snapshots:?}");
+    assert!(snapshots[0].starts_with("phoenix-pre-"), "{snapshots:?}");
+    assert!(
+        said.contains(&format!(
+            "guest 760 (app): script failed; the guest was rolled back to snapshot {} taken before the update",
+            snapshots[0]
+        )),
+        "{said}"
+    );
+    assert!(said.contains("exited with status 3"), "the original error: {said}");
+    assert!(said.contains("1 failed"), "{said}");
+    // As it was: what the update wrote is gone, the marker still has the old hash, and it runs
+    // again (started anew after the rollback).
+    assert_eq!(s.attach(760, &["cat", "/etc/app-version"]), "v1\n");
+    assert_eq!(s.attach(760, &["sh", "-c", "test -e /etc/written-by-the-update && echo there || echo gone"]), "gone\n");
+    assert_eq!(s.attach(760, &["cat", "/var/lib/phoenix/markers.json"]), markers);
+    let now = s.init_pid(760);
+    assert!(!now.is_empty() && now != pid, "not started again: {pid} → {now:?}");
+    assert!(!s.root.join("lxc/760/.phoenix-new-rootfs").exists(), "the replaced root filesystem was left");
+
+    // Fixed: the update passes, and the snapshots of both runs are deleted.
+    std::fs::write(s.config().join("app.sh"), "#!/bin/sh\nset -eu\necho v3 > /etc/app-version\n").expect("write");
+    let out = s.phoenix(&["apply"]);
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(s.attach(760, &["cat", "/etc/app-version"]), "v3\n");
+    assert_eq!(std::fs::read_dir(s.root.join("lxc/760/snapshots")).expect("snapshots").count(), 0);
 }

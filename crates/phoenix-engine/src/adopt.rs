@@ -75,11 +75,14 @@ pub struct AdoptOptions {
     pub assume_customized: bool,
     /// How long a probe may run.
     pub probe_timeout: Duration,
+    /// `behavior.update_snapshots_kept`, for the plan each guest has once adopted (its features
+    /// and script that run are guarded by a snapshot, as in every plan).
+    pub update_snapshots_kept: u32,
 }
 
 impl Default for AdoptOptions {
     fn default() -> AdoptOptions {
-        AdoptOptions { assume_customized: false, probe_timeout: Duration::from_secs(60) }
+        AdoptOptions { assume_customized: false, probe_timeout: Duration::from_secs(60), update_snapshots_kept: 0 }
     }
 }
 
@@ -252,7 +255,8 @@ pub fn survey(
             continue;
         }
         let recorded = record(backend, id, d, o.power, opts);
-        let plan = planned([(id, recorded.after.clone())].into());
+        let mut plan = planned([(id, recorded.after.clone())].into());
+        phoenix_plan::guard_updates(&mut plan, desired, backend.capabilities().snapshots, opts.update_snapshots_kept);
         let Some(then) = plan.guest(id).cloned() else { continue };
         let changes = then
             .steps

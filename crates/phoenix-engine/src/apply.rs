@@ -1,16 +1,25 @@
 //! Applying a plan over the dependency graph: a guest's steps start once everything it needs is
 //! completed and healthy; independent guests run at once up to the limits; failures stop their
 //! dependents; transient backend errors are retried.
+//!
+//! Safe updates: a guest whose plan takes a snapshot before its features or script run again
+//! ([`Action::UpdateSnapshot`]) is rolled back to that snapshot when a later step of it fails,
+//! and started again if it ran; once all its steps passed, the snapshot is deleted, with older
+//! update snapshots beyond the number kept.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use phoenix_backend::{
-    Backend, BackendError, CreateRequest, CreateSource, ExecRequest, FieldChange, FilePush, GuestId,
+    Backend, BackendError, CreateRequest, CreateSource, ErrorKind, ExecRequest, FieldChange, FilePush, GuestId,
+    PowerState,
 };
-use phoenix_plan::{Action, Desired, DesiredGuest, GuestPlan, HEALTH_MARKER, LifecycleState, Plan, Step};
+use phoenix_plan::{
+    Action, Desired, DesiredGuest, GuestPlan, HEALTH_MARKER, LifecycleState, Plan, Step, UPDATE_SNAPSHOT_PREFIX,
+    is_update_snapshot,
+};
 
 use crate::customize::{CONTRACT_VERSION, Job, MARKERS_PATH};
 use crate::health::{Prober, wait_healthy};
@@ -106,6 +115,55 @@ enum Event {
 struct StepFailure {
     step: String,
     message: String,
+}
+
+/// The snapshot taken before an update, while the guest's later steps run.
+#[derive(Debug)]
+struct Guard {
+    /// Its name.
+    name: String,
+    /// Whether the guest ran when it was taken (it runs again after a rollback).
+    was_running: bool,
+    /// How many update snapshots stay once the update passed.
+    keep: u32,
+}
+
+/// The name of a snapshot taken before an update at `now`: [`UPDATE_SNAPSHOT_PREFIX`] and the
+/// time in UTC (`phoenix-pre-20250131-235959`), with `-2`, `-3`, … when the guest has a
+/// snapshot of that name already. Valid for Proxmox (`pve-configid`, at most 40 characters).
+pub fn update_snapshot_name(now: SystemTime, taken: &BTreeSet<String>) -> String {
+    let secs = now.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (days, rest) = ((secs / 86_400) as i64, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's `civil_from_days`).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let base = format!(
+        "{UPDATE_SNAPSHOT_PREFIX}{year:04}{month:02}{day:02}-{:02}{:02}{:02}",
+        rest / 3600,
+        rest / 60 % 60,
+        rest % 60
+    );
+    if !taken.contains(&base) {
+        return base;
+    }
+    (2..).map(|n| format!("{base}-{n}")).find(|n| !taken.contains(n)).unwrap_or(base)
+}
+
+/// What failed, as the rollback message names it: the feature or script (`feature:docker`), the
+/// health check, or the step.
+fn what_failed(action: &Action) -> String {
+    match action {
+        Action::Customize { key, .. } => key.clone(),
+        Action::HealthCheck => "the health check after the update".to_string(),
+        other => format!("`{}`", other.describe()),
+    }
 }
 
 impl<'a> Engine<'a> {
@@ -253,6 +311,7 @@ impl<'a> Engine<'a> {
         events: &mpsc::Sender<Event>,
     ) -> GuestOutcome {
         let mut created = false;
+        let mut guard: Option<Guard> = None;
         for step in steps {
             if self.cancel.load(Ordering::SeqCst) {
                 let message = format!("guest {} ({}): interrupted before `{}`", d.id, d.name, step.action.describe());
@@ -265,14 +324,37 @@ impl<'a> Engine<'a> {
                         Err(e) => GuestOutcome::Failed(format!("{message}; it could not be destroyed: {e}")),
                     };
                 }
+                // What ran of an update before the interruption passed, and stays; so does the
+                // snapshot taken before it, until the next update that passes deletes it.
+                if let Some(g) = &guard {
+                    return GuestOutcome::Failed(format!(
+                        "{message}; the steps before it passed, and snapshot {} taken before the update is kept",
+                        g.name
+                    ));
+                }
                 return GuestOutcome::Failed(format!("{message}; nothing was left half-done"));
             }
             self.reporter.state(d.id, state_during(&step.action), Some(step));
+            if let Action::UpdateSnapshot { keep } = &step.action {
+                match self.take_update_snapshot(d, *keep, opts) {
+                    Ok(taken) => guard = taken,
+                    Err(f) => {
+                        return GuestOutcome::Failed(format!(
+                            "guest {} ({}), step `{}`: {}; nothing of the update ran",
+                            d.id, d.name, f.step, f.message
+                        ));
+                    }
+                }
+                continue;
+            }
             let result = self.run_step(d, step, jobs, opts);
             if let Action::Create { source: CreateSource::Clone { source, .. } } = &step.action {
                 let _ = events.send(Event::CloneDone(*source));
             }
             if let Err(f) = result {
+                if let Some(g) = &guard {
+                    return self.roll_back(d, g, step, &f, opts);
+                }
                 let message = format!("guest {} ({}), step `{}`: {}", d.id, d.name, f.step, f.message);
                 if created && opts.rollback {
                     self.reporter.note(d.id, "rolling back: destroying the guest this run created");
@@ -285,6 +367,9 @@ impl<'a> Engine<'a> {
             }
             created |= matches!(step.action, Action::Create { .. });
         }
+        if let Some(g) = &guard {
+            self.prune_update_snapshots(d.id, g.keep, opts);
+        }
         self.reporter.state(d.id, LifecycleState::Completed, None);
         if created {
             GuestOutcome::Created
@@ -292,6 +377,114 @@ impl<'a> Engine<'a> {
             GuestOutcome::Unchanged
         } else {
             GuestOutcome::Changed
+        }
+    }
+
+    /// Takes the snapshot before an update: the guard a failure rolls back to. `None` where the
+    /// backend answers that it cannot take one (a Proxmox storage without snapshots, say): the
+    /// update then runs without it, as noted. Any other failure stops the guest before its
+    /// update runs.
+    fn take_update_snapshot(
+        &self,
+        d: &DesiredGuest,
+        keep: u32,
+        opts: &ApplyOptions,
+    ) -> Result<Option<Guard>, StepFailure> {
+        let id = d.id;
+        let step = "snapshot before the update";
+        let fail = |e: BackendError| StepFailure { step: step.to_string(), message: e.to_string() };
+        let guest = self
+            .call(id, opts, || self.backend.observe_guest(id), || None)
+            .map_err(fail)?
+            .ok_or_else(|| StepFailure { step: step.to_string(), message: format!("guest {id} does not exist") })?;
+        let name = update_snapshot_name(SystemTime::now(), &guest.snapshots);
+        let taken =
+            || self.backend.observe_guest(id).ok().flatten().filter(|g| g.snapshots.contains(&name)).map(|_| ());
+        match self.call(id, opts, || self.backend.snapshot(id, &name), taken) {
+            Ok(()) => {
+                self.reporter.note(id, &format!("took snapshot {name} before the update"));
+                Ok(Some(Guard { name, was_running: guest.power == PowerState::Running, keep }))
+            }
+            Err(e) if e.kind == ErrorKind::Unsupported => {
+                self.reporter
+                    .note(id, &format!("no snapshot could be taken before the update ({e}): it runs without one"));
+                Ok(None)
+            }
+            Err(e) => Err(StepFailure {
+                step: format!("snapshot {name} before the update"),
+                message: match &e.detail {
+                    Some(detail) => format!("{e}\n{detail}"),
+                    None => e.to_string(),
+                },
+            }),
+        }
+    }
+
+    /// Rolls a guest whose update failed back to the snapshot taken before it, and starts it
+    /// again if it ran then (a backend may leave it stopped). The outcome says what failed, that
+    /// the guest was rolled back and to what, then the original error.
+    fn roll_back(
+        &self,
+        d: &DesiredGuest,
+        guard: &Guard,
+        step: &Step,
+        failure: &StepFailure,
+        opts: &ApplyOptions,
+    ) -> GuestOutcome {
+        let id = d.id;
+        let what = what_failed(&step.action);
+        let original = format!("step `{}`: {}", failure.step, failure.message);
+        let head = format!("guest {id} ({}): {what} failed", d.name);
+        self.reporter.note(id, &format!("{what} failed: rolling back to snapshot {}", guard.name));
+        if let Err(e) = self.call(id, opts, || self.backend.rollback(id, &guard.name), || None) {
+            return GuestOutcome::Failed(format!(
+                "{head}, and rolling the guest back to snapshot {} taken before the update failed too: {e}; the \
+                 snapshot is kept\n{original}",
+                guard.name
+            ));
+        }
+        let exists = || self.backend.observe_guest(id).ok().flatten();
+        if guard.was_running && running(exists()).is_none() {
+            let started = self.call(id, opts, || self.backend.start(id), || running(exists()));
+            if let Err(e) = started {
+                return GuestOutcome::Failed(format!(
+                    "{head}; the guest was rolled back to snapshot {} taken before the update, but could not be \
+                     started again: {e}\n{original}",
+                    guard.name
+                ));
+            }
+        }
+        GuestOutcome::RolledBack(format!(
+            "{head}; the guest was rolled back to snapshot {} taken before the update\n{original}",
+            guard.name
+        ))
+    }
+
+    /// After an update passed: deletes Phoenix's update snapshots of the guest but the newest
+    /// `keep` (the one just taken among them, and any a run killed before this point left), and
+    /// never a snapshot with another name. A snapshot that cannot be deleted is only noted: the
+    /// next update that passes tries again.
+    fn prune_update_snapshots(&self, id: GuestId, keep: u32, opts: &ApplyOptions) {
+        let snapshots = match self.call(id, opts, || self.backend.observe_guest(id), || None) {
+            Ok(Some(g)) => g.snapshots,
+            Ok(None) => return,
+            Err(e) => {
+                self.reporter.note(id, &format!("could not list its snapshots to delete those of the update: {e}"));
+                return;
+            }
+        };
+        // Names in the order they were taken.
+        let ours: Vec<&String> = snapshots.iter().filter(|n| is_update_snapshot(n)).collect();
+        let excess = ours.len().saturating_sub(usize::try_from(keep).unwrap_or(usize::MAX));
+        for name in &ours[..excess] {
+            let gone =
+                || self.backend.observe_guest(id).ok().flatten().filter(|g| !g.snapshots.contains(*name)).map(|_| ());
+            if let Err(e) = self.call(id, opts, || self.backend.delete_snapshot(id, name), gone) {
+                self.reporter.note(
+                    id,
+                    &format!("could not delete snapshot {name} (the next update that passes tries again): {e}"),
+                );
+            }
         }
     }
 
@@ -361,6 +554,8 @@ impl<'a> Engine<'a> {
                 self.record_health(id, opts, result.as_ref().err());
                 result.map_err(|message| StepFailure { step: "health check".into(), message })
             }
+            // Taken by `run_guest`, which keeps it for a rollback.
+            Action::UpdateSnapshot { .. } => Ok(()),
             Action::Snapshot { name } => {
                 let taken = || exists().filter(|g| g.snapshots.contains(name)).map(|_| ());
                 self.call(id, opts, || self.backend.snapshot(id, name), taken)
@@ -536,7 +731,31 @@ fn state_during(action: &Action) -> LifecycleState {
         Action::Create { .. } => LifecycleState::Defined,
         Action::Configure { .. } => LifecycleState::Created,
         Action::Start | Action::Restart => LifecycleState::Configured,
-        Action::Customize { .. } | Action::Snapshot { .. } | Action::MakeTemplate => LifecycleState::Customizing,
+        Action::Customize { .. } | Action::UpdateSnapshot { .. } | Action::Snapshot { .. } | Action::MakeTemplate => {
+            LifecycleState::Customizing
+        }
         Action::HealthCheck => LifecycleState::Running,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_update_snapshot_is_named_after_the_time_in_utc_and_never_twice() {
+        let at = |secs: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
+        let none = BTreeSet::new();
+        assert_eq!(update_snapshot_name(at(1_738_367_999), &none), "phoenix-pre-20250131-235959");
+        assert_eq!(update_snapshot_name(at(1_709_208_000), &none), "phoenix-pre-20240229-120000");
+        assert_eq!(update_snapshot_name(at(0), &none), "phoenix-pre-19700101-000000");
+        assert_eq!(update_snapshot_name(at(4_102_444_800), &none), "phoenix-pre-21000101-000000");
+        let taken: BTreeSet<String> =
+            ["phoenix-pre-20250131-235959", "phoenix-pre-20250131-235959-2"].map(String::from).into();
+        let name = update_snapshot_name(at(1_738_367_999), &taken);
+        assert_eq!(name, "phoenix-pre-20250131-235959-3");
+        assert!(is_update_snapshot(&name) && name.len() <= 40);
+        // Names sort in the order they were taken.
+        assert!(update_snapshot_name(at(1_738_368_000), &none) > name);
     }
 }

@@ -172,9 +172,10 @@ fn adoption_marks_and_records_without_restarting_and_the_next_plan_shows_only_re
             })
             .collect()
     };
-    assert_eq!(steps(400), ["configure memory_mb", "run feature:nvidia", "run script"]);
+    // What runs on an adopted guest is an update like any other: a snapshot is taken first.
+    assert_eq!(steps(400), ["configure memory_mb", "UpdateSnapshot { keep: 0 }", "run feature:nvidia", "run script"]);
     // A stopped guest's features cannot be checked: it is started and they run.
-    assert_eq!(steps(401), ["Start", "run feature:base_setup"]);
+    assert_eq!(steps(401), ["Start", "UpdateSnapshot { keep: 0 }", "run feature:base_setup"]);
     // A guest as configured, whose features the probes found: nothing to do.
     assert!(steps(405).is_empty(), "{:?}", steps(405));
     assert!(plan.issues.iter().all(|i| i.guest == 403), "{:#?}", plan.issues);

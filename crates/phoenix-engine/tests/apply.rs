@@ -138,10 +138,14 @@ fn changing_one_field_plans_and_applies_exactly_that_change() {
     let p = prepare_run(&cfg, &lib);
     backend.clear_calls();
     run_apply(&backend, &p, &Silent, &options());
-    // 301's block changed, so its application script runs again; nothing else of it does.
+    // 301's block changed, so its application script runs again, guarded by a snapshot deleted
+    // once it passed; nothing else of it does.
     let (script, rest): (Vec<String>, Vec<String>) = mutating(&backend)
         .into_iter()
         .partition(|c| c.contains("/tmp/phoenix-script-") || c.contains(phoenix_engine::customize::MARKERS_PATH));
+    let (snapshots, rest): (Vec<String>, Vec<String>) = rest.into_iter().partition(|c| c.contains("phoenix-pre-"));
+    let name = snapshots[0].strip_prefix("Snapshot Some(301) ").expect("a snapshot first");
+    assert_eq!(snapshots, [format!("Snapshot Some(301) {name}"), format!("DeleteSnapshot Some(301) {name}")]);
     assert_eq!(
         rest,
         vec![
@@ -221,8 +225,9 @@ fn changing_a_feature_parameter_reruns_that_feature() {
     let b = Config::new(&format!(r#"{{"400": {}}}"#, gpu("Qwen/Qwen2.5-14B")), &[]);
     let plan = make_plan(&backend, &prepare_run(&b, &lib));
     let steps: Vec<String> = plan.guests[0].steps.iter().map(|s| format!("{:?}", s.action)).collect();
-    assert_eq!(steps.len(), 1, "{steps:?}");
-    assert!(steps[0].contains("feature:vllm"), "{steps:?}");
+    assert_eq!(steps.len(), 2, "{steps:?}");
+    assert_eq!(steps[0], "UpdateSnapshot { keep: 0 }");
+    assert!(steps[1].contains("feature:vllm"), "{steps:?}");
 }
 
 #[test]
@@ -338,8 +343,11 @@ fn rollback_never_destroys_a_guest_that_existed_before() {
     opts.rollback = true;
     opts.keep_going = true;
     let (_, report) = run_apply(&backend, &prepare_run(&cfg, &library(&v1())), &Silent, &opts);
-    assert!(matches!(report.outcomes[&301], GuestOutcome::Failed(_)), "{report:#?}");
+    // Rolled back to the snapshot taken before the update, not destroyed.
+    let GuestOutcome::RolledBack(message) = &report.outcomes[&301] else { panic!("{report:#?}") };
+    assert!(message.contains("the guest was rolled back to snapshot phoenix-pre-"), "{message}");
     assert!(backend.guest(301).is_some());
+    assert!(backend.calls().iter().all(|c| c.method != Method::Destroy));
 }
 
 #[test]

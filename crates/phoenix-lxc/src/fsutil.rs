@@ -112,9 +112,46 @@ pub fn replace_file(path: &Path, content: &[u8]) -> io::Result<()> {
     std::fs::rename(&temp, path)
 }
 
+/// Exchanges the entries `a` and `b` of the directory `dir` at once (`renameat2` with
+/// `RENAME_EXCHANGE`): at every moment each name holds one of the two trees. `Ok(false)` where
+/// the filesystem (or the C library Phoenix is built with) cannot exchange, and nothing moved.
+pub fn exchange(dir: &Path, a: &str, b: &str) -> io::Result<bool> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        use nix::errno::Errno;
+        use nix::fcntl::{RenameFlags, renameat2};
+        let fd = std::fs::File::open(dir)?;
+        match renameat2(&fd, a, &fd, b, RenameFlags::RENAME_EXCHANGE) {
+            Ok(()) => Ok(true),
+            Err(Errno::EINVAL | Errno::ENOSYS | Errno::EOPNOTSUPP) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        let _ = (dir, a, b);
+        Ok(false)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_exchange_swaps_two_trees_at_once() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        for (name, file) in [("rootfs", "old"), ("new", "restored")] {
+            std::fs::create_dir_all(tmp.path().join(name)).expect("mkdir");
+            std::fs::write(tmp.path().join(name).join(file), "x").expect("write");
+        }
+        if !exchange(tmp.path(), "rootfs", "new").expect("exchange") {
+            return; // This filesystem cannot: the backend renames one after the other.
+        }
+        assert!(tmp.path().join("rootfs/restored").is_file());
+        assert!(tmp.path().join("new/old").is_file());
+        assert!(exchange(tmp.path(), "rootfs", "missing").is_err());
+    }
 
     #[test]
     fn shifted_files_keep_their_set_id_bits() {

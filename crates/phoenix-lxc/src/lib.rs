@@ -4,6 +4,11 @@
 //! the normalised configuration it was given. Directories without `phoenix.json` are shown (their
 //! LXC configuration read back into fields, see [`foreign`]) and never touched, until adopted:
 //! adoption writes `phoenix.json` and nothing else.
+//!
+//! Snapshots hold the root filesystem (the configuration stays the container's). A rollback
+//! copies the snapshot beside `rootfs` and exchanges the two at once, so that a run killed at
+//! any point leaves the container with a whole root filesystem, the old one or the restored one;
+//! a deleted snapshot is renamed out of `snapshots/` at once, then removed.
 
 mod command;
 pub mod foreign;
@@ -217,12 +222,60 @@ impl LxcBackend {
     /// Whether `<lxc_path>/<id>` is what is left of a container of Phoenix's whose root
     /// filesystem was removed (by hand: Phoenix never does).
     fn remains(&self, id: GuestId) -> bool {
-        self.state(id).is_some() && !self.rootfs(id).exists() && self.snapshot_dirs(id).is_empty()
+        self.state(id).is_some()
+            && !self.rootfs(id).exists()
+            && !self.dir(id).join(ROOTFS_ASIDE).exists()
+            && self.snapshot_dirs(id).is_empty()
     }
 
     /// Where a container is built before it is renamed into place.
     fn staging(&self, id: GuestId) -> PathBuf {
         self.lxc_path.join(format!("{STAGING_PREFIX}{id}"))
+    }
+
+    /// A snapshot's directory, for a name that is one (no `/`, not hidden, not empty).
+    fn snapshot_dir(&self, id: GuestId, name: &str) -> Result<PathBuf, BackendError> {
+        if name.is_empty() || name.starts_with('.') || name.contains('/') {
+            return Err(BackendError::permanent(
+                Delivery::NotSent,
+                format!("container {id}: {name:?} is not a snapshot name"),
+            ));
+        }
+        Ok(self.dir(id).join("snapshots").join(name))
+    }
+
+    /// Puts back the root filesystem a rollback killed between its two renames left aside (on a
+    /// filesystem that cannot exchange them at once): the container is as it was before it. One
+    /// left aside after the restored one took its place is removed.
+    fn recover_rootfs(&self, id: GuestId) -> Result<(), BackendError> {
+        let (rootfs, aside) = (self.rootfs(id), self.dir(id).join(ROOTFS_ASIDE));
+        if !rootfs.exists() && aside.is_dir() {
+            std::fs::rename(&aside, &rootfs).map_err(|e| io_error(id, "put its root filesystem back", e))?;
+        } else if aside.exists() {
+            // Replaced already: what is left of the old one.
+            let _ = std::fs::remove_dir_all(&aside);
+        }
+        Ok(())
+    }
+
+    /// Puts the tree at `dir/ROLLBACK_STAGING` in place of the root filesystem, which ends up at
+    /// `dir/ROLLBACK_STAGING` (to be removed): exchanged at once where the filesystem can,
+    /// otherwise moved aside and back by two renames that [`LxcBackend::recover_rootfs`] undoes
+    /// if a run dies between them.
+    fn swap_rootfs(&self, id: GuestId) -> Result<(), BackendError> {
+        let dir = self.dir(id);
+        let fail = |e| io_error(id, "put the snapshot's root filesystem in place", e);
+        if fsutil::exchange(&dir, "rootfs", ROLLBACK_STAGING).map_err(fail)? {
+            return Ok(());
+        }
+        let (rootfs, staging, aside) = (self.rootfs(id), dir.join(ROLLBACK_STAGING), dir.join(ROOTFS_ASIDE));
+        remove_staging(&aside).map_err(fail)?;
+        std::fs::rename(&rootfs, &aside).map_err(fail)?;
+        if let Err(e) = std::fs::rename(&staging, &rootfs) {
+            let _ = std::fs::rename(&aside, &rootfs);
+            return Err(fail(e));
+        }
+        std::fs::rename(&aside, &staging).map_err(fail)
     }
 
     fn running(&self) -> Result<BTreeSet<GuestId>, BackendError> {
@@ -410,13 +463,15 @@ impl LxcBackend {
         Ok(read)
     }
 
-    /// The snapshots a container has in Phoenix's layout (`snapshots/<name>/rootfs`).
+    /// The snapshots a container has in Phoenix's layout (`snapshots/<name>/rootfs`); hidden
+    /// names are snapshots being taken or deleted, never snapshots.
     fn snapshot_dirs(&self, id: GuestId) -> BTreeSet<String> {
         std::fs::read_dir(self.dir(id).join("snapshots"))
             .map(|d| {
                 d.flatten()
                     .filter(|e| e.path().join("rootfs").is_dir())
                     .filter_map(|e| e.file_name().to_str().map(str::to_string))
+                    .filter(|n| !n.starts_with('.'))
                     .collect()
             })
             .unwrap_or_default()
@@ -688,6 +743,18 @@ fn uts_name(pid: u32) -> Option<String> {
 /// Names under `lxc_path` and a container's `snapshots/` that are being built: never a
 /// container's or a snapshot's own name, so half-made ones are never taken for real ones.
 const STAGING_PREFIX: &str = ".phoenix-new-";
+
+/// Where a rollback copies the snapshot's root filesystem, beside `rootfs`; after the exchange,
+/// the replaced one, until it is removed.
+const ROLLBACK_STAGING: &str = ".phoenix-new-rootfs";
+
+/// Where the root filesystem waits between the two renames of a rollback on a filesystem that
+/// cannot exchange them at once.
+const ROOTFS_ASIDE: &str = ".phoenix-old-rootfs";
+
+/// Names under a container's `snapshots/` of snapshots being deleted: renamed there at once,
+/// then removed.
+const DELETING_PREFIX: &str = ".phoenix-old-";
 
 /// Removes a staging directory a run cut short left (nothing when there is none).
 fn remove_staging(path: &Path) -> std::io::Result<()> {
@@ -1052,6 +1119,7 @@ impl Backend for LxcBackend {
             ));
         }
         self.prepare_host()?;
+        self.recover_rootfs(id)?;
         // LXC's own account of a failed start goes to a log beside the container, and into the
         // error.
         let log = self.dir(id).join("lxc-start.log");
@@ -1099,7 +1167,7 @@ impl Backend for LxcBackend {
             ));
         }
         let snapshots = self.dir(id).join("snapshots");
-        let target = snapshots.join(name);
+        let target = self.snapshot_dir(id, name)?;
         if target.exists() {
             return Err(BackendError::permanent(
                 Delivery::NotSent,
@@ -1131,6 +1199,79 @@ impl Backend for LxcBackend {
         }
         state.snapshots.insert(name.to_string());
         self.save(id, &state)
+    }
+
+    /// Copies the snapshot's root filesystem beside the container's (while it still runs), stops
+    /// it if it runs, exchanges the two at once, removes the old one, and starts the container
+    /// again if it ran. A run killed at any point leaves a whole root filesystem in place: the
+    /// old one until the exchange, the snapshot's after it; what it leaves beside it is removed by
+    /// the next rollback. The configuration is not touched (the snapshot holds none).
+    fn rollback(&self, id: GuestId, name: &str) -> Result<(), BackendError> {
+        let state = self.state(id).ok_or_else(|| missing(id))?;
+        if state.template {
+            return Err(BackendError::permanent(
+                Delivery::NotSent,
+                format!("container {id} is a template: it has no snapshot to roll back to"),
+            ));
+        }
+        let snap = self.snapshot_dir(id, name)?.join("rootfs");
+        if !snap.is_dir() {
+            return Err(BackendError::permanent(Delivery::NotSent, format!("container {id} has no snapshot {name}")));
+        }
+        self.recover_rootfs(id)?;
+        let staging = self.dir(id).join(ROLLBACK_STAGING);
+        remove_staging(&staging).map_err(|e| io_error(id, "remove what a run cut short left", e))?;
+        let copy = self.tool(
+            &["cp", "-a", "-T", "--reflink=auto", &snap.display().to_string(), &staging.display().to_string()],
+            Duration::from_secs(1800),
+        );
+        if let Err(e) = copy {
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(BackendError { delivery: Delivery::NotSent, ..e });
+        }
+        let ran = self.is_running(id)?;
+        if ran {
+            self.stop(id)?;
+        }
+        {
+            let _guard = self.write.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            self.swap_rootfs(id)?;
+        }
+        // The replaced root filesystem: what is left of it if this fails goes with the next one.
+        let _ = std::fs::remove_dir_all(&staging);
+        if ran {
+            self.start(id).map_err(|e| BackendError {
+                message: format!(
+                    "container {id} was rolled back to snapshot {name} but not started again: {}",
+                    e.message
+                ),
+                ..e
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Renames the snapshot out of `snapshots/` at once (it is there or gone, never half there),
+    /// then removes it; what a run killed before the removal left is removed by the next
+    /// deletion.
+    fn delete_snapshot(&self, id: GuestId, name: &str) -> Result<(), BackendError> {
+        let _guard = self.write.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut state = self.state(id).ok_or_else(|| missing(id))?;
+        let target = self.snapshot_dir(id, name)?;
+        let snapshots = self.dir(id).join("snapshots");
+        for e in std::fs::read_dir(&snapshots).into_iter().flatten().flatten() {
+            if e.file_name().to_str().is_some_and(|n| n.starts_with(DELETING_PREFIX)) {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+        if !target.join("rootfs").is_dir() {
+            return Err(BackendError::permanent(Delivery::NotSent, format!("container {id} has no snapshot {name}")));
+        }
+        let doomed = snapshots.join(format!("{DELETING_PREFIX}{name}"));
+        std::fs::rename(&target, &doomed).map_err(|e| io_error(id, &format!("delete snapshot {name}"), e))?;
+        state.snapshots.remove(name);
+        self.save(id, &state)?;
+        std::fs::remove_dir_all(&doomed).map_err(|e| io_error(id, &format!("remove snapshot {name}"), e))
     }
 
     /// Marks a stopped container without snapshots as a template in its `phoenix.json`: it is
@@ -1316,6 +1457,90 @@ mod tests {
         }
         // Not made yet: what exists is resolved, the rest kept without `.` and empty parts.
         assert_eq!(canonical_path(&link.join("./new//dir")), real.join("new/dir"));
+    }
+
+    /// A stopped container of Phoenix's made by hand (its record, an LXC file, a root filesystem
+    /// with `/etc/app`), for what needs no running container.
+    fn stopped_container(lxc_path: &Path, id: GuestId) {
+        let dir = lxc_path.join(id.to_string());
+        std::fs::create_dir_all(dir.join("rootfs/etc")).expect("mkdir");
+        std::fs::write(dir.join("config"), "lxc.uts.name = app\n").expect("write");
+        save_state(&dir, &State::default()).expect("state");
+        std::fs::write(dir.join("rootfs/etc/app"), "v1").expect("write");
+    }
+
+    #[test]
+    fn a_rollback_and_a_deletion_never_leave_a_container_without_its_root_filesystem() {
+        let missing = std::process::Command::new("lxc-ls")
+            .arg("--version")
+            .output()
+            .is_err()
+            .then(|| "the lxc tools are not installed".to_string());
+        if !phoenix_testkit::real_component("the LXC snapshot tests", missing) {
+            return;
+        }
+        let tmp = tempfile::tempdir().expect("tmp");
+        let lxc_path = tmp.path().join("lxc");
+        stopped_container(&lxc_path, 500);
+        let (backend, _) = LxcBackend::open_with_id_files(&settings(&lxc_path), id_files(tmp.path())).expect("open");
+        let dir = lxc_path.join("500");
+        let snapshots = |b: &LxcBackend| b.observe_guest(500).expect("observe").expect("500").snapshots;
+        let name = "phoenix-pre-20250131-235959";
+        backend.snapshot(500, name).expect("snapshot");
+        std::fs::write(dir.join("rootfs/etc/app"), "v2").expect("write");
+        std::fs::write(dir.join("rootfs/etc/new"), "x").expect("write");
+
+        // What a rollback killed after its exchange left beside the root filesystem goes.
+        std::fs::create_dir_all(dir.join(ROLLBACK_STAGING).join("junk")).expect("mkdir");
+        backend.rollback(500, name).expect("rollback");
+        assert_eq!(std::fs::read_to_string(dir.join("rootfs/etc/app")).expect("read"), "v1");
+        assert!(!dir.join("rootfs/etc/new").exists());
+        assert!(!dir.join(ROLLBACK_STAGING).exists() && !dir.join(ROOTFS_ASIDE).exists());
+        assert!(snapshots(&backend).contains(name), "the snapshot stays");
+        assert_eq!(backend.observe_guest(500).expect("observe").expect("500").power, PowerState::Stopped);
+        for bad in ["missing", "../500", ".phoenix-new-x", ""] {
+            assert!(backend.rollback(500, bad).is_err(), "{bad:?}");
+        }
+
+        // Killed between the two renames of a filesystem that cannot exchange: still a
+        // container (never taken for remains), and whole again before anything else is done.
+        std::fs::rename(dir.join("rootfs"), dir.join(ROOTFS_ASIDE)).expect("aside");
+        assert!(backend.observe().expect("observe").guests.contains_key(&500));
+        backend.recover_rootfs(500).expect("recover");
+        assert_eq!(std::fs::read_to_string(dir.join("rootfs/etc/app")).expect("read"), "v1");
+        assert!(!dir.join(ROOTFS_ASIDE).exists());
+
+        // The two-rename way, as such a filesystem takes it.
+        std::fs::write(dir.join("rootfs/etc/app"), "v3").expect("write");
+        let snap = dir.join("snapshots").join(name).join("rootfs");
+        backend
+            .tool(
+                &["cp", "-a", "-T", &snap.display().to_string(), &dir.join(ROLLBACK_STAGING).display().to_string()],
+                TOOL_TIMEOUT,
+            )
+            .expect("copy");
+        std::fs::rename(dir.join("rootfs"), dir.join(ROOTFS_ASIDE)).expect("aside");
+        std::fs::rename(dir.join(ROLLBACK_STAGING), dir.join("rootfs")).expect("in place");
+        backend.recover_rootfs(500).expect("recover");
+        assert_eq!(std::fs::read_to_string(dir.join("rootfs/etc/app")).expect("read"), "v1");
+        assert!(!dir.join(ROOTFS_ASIDE).exists(), "the old one left aside is removed");
+
+        // Deleted: gone from the observation and the record; one a killed deletion left is no
+        // snapshot, and goes with the next deletion.
+        backend.snapshot(500, "other").expect("snapshot");
+        std::fs::create_dir_all(dir.join("snapshots").join(format!("{DELETING_PREFIX}old/rootfs"))).expect("mkdir");
+        assert_eq!(snapshots(&backend).into_iter().collect::<Vec<_>>(), ["other", name]);
+        backend.delete_snapshot(500, name).expect("delete");
+        assert_eq!(snapshots(&backend).into_iter().collect::<Vec<_>>(), ["other"]);
+        assert_eq!(backend.state(500).expect("state").snapshots, BTreeSet::from(["other".to_string()]));
+        let left: Vec<String> = std::fs::read_dir(dir.join("snapshots"))
+            .expect("list")
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .collect();
+        assert_eq!(left, ["other"]);
+        assert!(backend.delete_snapshot(500, name).is_err(), "deleted already");
+        assert_eq!(std::fs::read_to_string(dir.join("rootfs/etc/app")).expect("read"), "v1", "the container stays");
     }
 
     #[test]

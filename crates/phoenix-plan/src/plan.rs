@@ -64,6 +64,15 @@ pub enum Action {
         /// Its name.
         name: String,
     },
+    /// Take a snapshot of an existing guest before its features or application script run again
+    /// (named [`UPDATE_SNAPSHOT_PREFIX`] and the time): the guest is rolled back to it when a
+    /// later step of the guest fails, and once every step passed it is deleted, as are older
+    /// ones of Phoenix's beyond the newest `keep` (see [`guard_updates`]).
+    UpdateSnapshot {
+        /// How many of Phoenix's update snapshots stay once the update passed
+        /// (`behavior.update_snapshots_kept`).
+        keep: u32,
+    },
     /// Stop the guest if it runs and make it a template (`is_template`): it never runs again,
     /// and clones are made from it as it is.
     MakeTemplate,
@@ -80,6 +89,7 @@ impl Action {
             Action::Customize { key, .. } => format!("run {key}"),
             Action::HealthCheck => "health check".to_string(),
             Action::Snapshot { name } => format!("snapshot {name}"),
+            Action::UpdateSnapshot { .. } => "snapshot before the update".to_string(),
             Action::MakeTemplate => "make a template".to_string(),
         }
     }
@@ -538,6 +548,78 @@ pub fn repair_unhealthy(plan: &mut Plan, desired: &Desired, failures: &BTreeMap<
     }
 }
 
+/// The start of the names of the snapshots taken before an update ([`Action::UpdateSnapshot`]),
+/// followed by the time (`phoenix-pre-20250131-235959`, UTC): names in that order are in the
+/// order they were taken. Snapshots with other names are never Phoenix's to roll back to or
+/// delete.
+pub const UPDATE_SNAPSHOT_PREFIX: &str = "phoenix-pre-";
+
+/// Whether a snapshot is one Phoenix took before an update: [`UPDATE_SNAPSHOT_PREFIX`], the
+/// time as `YYYYMMDD-HHMMSS`, and maybe `-<n>` (a second one in the same second). Only those are
+/// ever deleted by Phoenix.
+pub fn is_update_snapshot(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix(UPDATE_SNAPSHOT_PREFIX) else { return false };
+    let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+    let mut parts = rest.split('-');
+    let (Some(day), Some(time)) = (parts.next(), parts.next()) else { return false };
+    let suffix = parts.next();
+    digits(day, 8)
+        && digits(time, 6)
+        && suffix.is_none_or(|n| !n.is_empty() && n.len() <= 3 && n.bytes().all(|b| b.is_ascii_digit()))
+        && parts.next().is_none()
+}
+
+/// Whether a customization is guarded by a snapshot when it runs again on an existing guest: a
+/// feature or the application script (the gateway's configuration is checked and swapped in by
+/// its own install script).
+fn guarded(key: &str) -> bool {
+    key == "script" || key.starts_with("feature:")
+}
+
+/// Guards the updates of existing guests: where a feature or the application script runs on a
+/// guest that exists already (not one this plan creates), an [`Action::UpdateSnapshot`] step is
+/// put before the first of them, so that a failed update rolls the guest back to where it was.
+/// Templates and the guests clones are made from (`is_template`, `template_snapshot_name`) get
+/// none: a template takes no snapshot, and a clone source's snapshots are its clones'. Where the
+/// backend takes no snapshots (`snapshots` false), the first such step's reason says the update
+/// runs without one. `keep` is `behavior.update_snapshots_kept`.
+pub fn guard_updates(plan: &mut Plan, desired: &Desired, snapshots: bool, keep: u32) {
+    for g in plan.guests.iter_mut() {
+        let Some(d) = desired.guests.get(&g.id) else { continue };
+        if d.template || d.template_snapshot.is_some() || d.unused_snapshot.is_some() {
+            continue;
+        }
+        if g.steps.iter().any(|s| matches!(s.action, Action::Create { .. } | Action::UpdateSnapshot { .. })) {
+            continue;
+        }
+        let is_guarded = |s: &Step| matches!(&s.action, Action::Customize { key, .. } if guarded(key));
+        let Some(first) = g.steps.iter().position(is_guarded) else { continue };
+        if !snapshots {
+            g.steps[first].reason.push_str(" (runs without a safety snapshot: the backend takes no snapshots)");
+            continue;
+        }
+        let keys: Vec<&str> = g.steps[first..]
+            .iter()
+            .filter_map(|s| match &s.action {
+                Action::Customize { key, .. } if guarded(key) => Some(key.as_str()),
+                _ => None,
+            })
+            .collect();
+        let kept = match keep {
+            0 => String::new(),
+            1 => "; the newest of Phoenix's update snapshots is kept".to_string(),
+            n => format!("; the newest {n} of Phoenix's update snapshots are kept"),
+        };
+        let reason = format!(
+            "{} run(s) on a guest that exists already: a snapshot {UPDATE_SNAPSHOT_PREFIX}<time> is taken first; if a \
+             later step fails (the health check included) the guest is rolled back to it, once they pass it is \
+             deleted{kept}",
+            keys.join(", ")
+        );
+        g.steps.insert(first, Step { action: Action::UpdateSnapshot { keep }, reason });
+    }
+}
+
 /// Why a guest is made a template.
 const MAKE_TEMPLATE: &str =
     "is_template: made a template once customized (stopped, never started again); clones are made from it as it is";
@@ -954,6 +1036,101 @@ mod tests {
             "{}",
             p.issues[0].message
         );
+    }
+
+    #[test]
+    fn only_names_phoenix_gives_its_update_snapshots_are_its_own() {
+        for name in ["phoenix-pre-20250131-235959", "phoenix-pre-20250131-235959-2"] {
+            assert!(is_update_snapshot(name), "{name}");
+        }
+        for name in [
+            "phoenix-pre-mine",
+            "phoenix-pre-20250131",
+            "phoenix-pre-2025013-235959",
+            "phoenix-pre-20250131-235959-x",
+            "phoenix-pre-20250131-235959-2-3",
+            "before-update",
+            "ready",
+        ] {
+            assert!(!is_update_snapshot(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn an_update_of_an_existing_guest_is_guarded_by_a_snapshot_where_the_backend_takes_them() {
+        let mut d = guest(100, GuestKind::Lxc, CreateSource::Template("t".into()), &[("cores", "2")]);
+        d.customizations = ["feature:docker", "script"]
+            .map(|k| crate::desired::Customization { key: k.into(), hash: "new".into() })
+            .to_vec();
+        d.health = Some(phoenix_config::model::HealthCheck {
+            command: Some("true".into()),
+            http: None,
+            tcp: None,
+            retries: None,
+            interval: None,
+            timeout: None,
+        });
+        let desired = Desired { guests: [(100, d.clone())].into(), order: vec![100] };
+        let shown = Observation { guests: [(100, observed(&[("cores", "2")], true))].into() };
+        let ran: BTreeMap<String, String> =
+            [("feature:docker", "old"), ("script", "new")].map(|(k, v)| (k.to_string(), v.to_string())).into();
+        let live = |_: &str| ChangeEffect::Live;
+        let planned = || plan(&desired, &shown, &[(100, Some(ran.clone()))].into(), &live);
+
+        let mut p = planned();
+        guard_updates(&mut p, &desired, true, 2);
+        assert_eq!(
+            actions(&p),
+            [
+                Action::UpdateSnapshot { keep: 2 },
+                Action::Customize { key: "feature:docker".into(), hash: "new".into() },
+                Action::HealthCheck
+            ]
+        );
+        let reason = &p.guests[0].steps[0].reason;
+        assert!(
+            reason.starts_with("feature:docker run(s) on a guest that exists already: a snapshot phoenix-pre-<time>")
+        );
+        assert!(reason.ends_with("the newest 2 of Phoenix's update snapshots are kept"), "{reason}");
+        assert_eq!(p.guests[0].steps[0].action.describe(), "snapshot before the update");
+        // Guarding twice adds nothing.
+        guard_updates(&mut p, &desired, true, 2);
+        assert_eq!(p.guests[0].steps.len(), 3);
+
+        // A backend without snapshots: the update runs as it is, and the plan says so.
+        let mut p = planned();
+        guard_updates(&mut p, &desired, false, 2);
+        assert!(matches!(actions(&p)[0], Action::Customize { .. }), "{:?}", actions(&p));
+        assert_eq!(
+            p.guests[0].steps[0].reason,
+            "its script or inputs changed (runs without a safety snapshot: the backend takes no snapshots)"
+        );
+
+        // A guest this plan creates has nothing to roll back to.
+        let mut p = plan(&desired, &Observation::default(), &Markers::new(), &live);
+        guard_updates(&mut p, &desired, true, 0);
+        assert!(!actions(&p).contains(&Action::UpdateSnapshot { keep: 0 }), "{:?}", actions(&p));
+
+        // Neither has a template, nor a guest clones are made from at its snapshot.
+        for make in [
+            |d: &mut DesiredGuest| d.template = true,
+            |d: &mut DesiredGuest| d.template_snapshot = Some("ready".into()),
+        ] {
+            let mut special = d.clone();
+            make(&mut special);
+            let desired = Desired { guests: [(100, special)].into(), order: vec![100] };
+            let mut p = plan(&desired, &shown, &[(100, Some(ran.clone()))].into(), &live);
+            guard_updates(&mut p, &desired, true, 0);
+            assert!(!actions(&p).iter().any(|a| matches!(a, Action::UpdateSnapshot { .. })), "{:?}", actions(&p));
+        }
+
+        // Only the gateway's configuration runs again: it guards itself.
+        let mut gw = d.clone();
+        gw.customizations = vec![crate::desired::Customization { key: "gateway".into(), hash: "new".into() }];
+        let desired = Desired { guests: [(100, gw)].into(), order: vec![100] };
+        let mut p = plan(&desired, &shown, &[(100, Some(BTreeMap::new()))].into(), &live);
+        guard_updates(&mut p, &desired, true, 0);
+        assert_eq!(actions(&p).len(), 2, "{:?}", actions(&p));
     }
 
     #[test]

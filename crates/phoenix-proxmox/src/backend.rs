@@ -75,6 +75,19 @@ pub struct ProxmoxBackend {
 type Params = Vec<(String, String)>;
 
 /// Whether a key is `prefix` followed by a number (`dev0`, `mp12`).
+/// A snapshot refused because the guest's storage cannot take one (a directory storage holding a
+/// raw disk, say: Proxmox's task dies with "snapshot feature is not available") is what the
+/// backend cannot do for this guest, not a failure: [`phoenix_backend::ErrorKind::Unsupported`], so that an update
+/// runs without its safety snapshot.
+fn storage_without_snapshots(e: BackendError) -> BackendError {
+    let said = |t: &str| t.contains("snapshot feature is not available");
+    if said(&e.message) || e.detail.as_deref().is_some_and(said) {
+        BackendError { kind: phoenix_backend::ErrorKind::Unsupported, ..e }
+    } else {
+        e
+    }
+}
+
 fn numbered(key: &str, prefix: &str) -> bool {
     key.strip_prefix(prefix).is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
@@ -1188,11 +1201,34 @@ impl Backend for ProxmoxBackend {
 
     fn snapshot(&self, id: GuestId, name: &str) -> Result<(), BackendError> {
         if self.is_vm(id)? {
-            return self.vm_snapshot(id, name);
+            return self.vm_snapshot(id, name).map_err(storage_without_snapshots);
         }
         let (node, _) =
             self.node_of(id)?.ok_or_else(|| BackendError::not_found(format!("container {id} does not exist")))?;
         self.task(Call::TakeSnapshot(Guest::lxc(&node, id)), &[("snapname", name.to_string())])
+            .map_err(storage_without_snapshots)
+    }
+
+    /// `POST .../snapshot/{snapname}/rollback`, its task waited for. Proxmox stops a running
+    /// guest for it; `start` has the task start it again.
+    fn rollback(&self, id: GuestId, name: &str) -> Result<(), BackendError> {
+        if self.is_vm(id)? {
+            return self.vm_rollback(id, name);
+        }
+        let (node, running) =
+            self.node_of(id)?.ok_or_else(|| BackendError::not_found(format!("container {id} does not exist")))?;
+        let params: Vec<(&str, String)> = if running { vec![("start", "1".into())] } else { Vec::new() };
+        self.task(Call::Rollback(Guest::lxc(&node, id), name), &params)
+    }
+
+    /// `DELETE .../snapshot/{snapname}`, its task waited for.
+    fn delete_snapshot(&self, id: GuestId, name: &str) -> Result<(), BackendError> {
+        if self.is_vm(id)? {
+            return self.vm_delete_snapshot(id, name);
+        }
+        let (node, _) =
+            self.node_of(id)?.ok_or_else(|| BackendError::not_found(format!("container {id} does not exist")))?;
+        self.task(Call::DeleteSnapshot(Guest::lxc(&node, id), name), &[])
     }
 
     fn make_template(&self, id: GuestId) -> Result<(), BackendError> {

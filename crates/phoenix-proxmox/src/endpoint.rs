@@ -141,6 +141,11 @@ pub enum Call<'a> {
     Snapshots(Guest<'a>),
     /// `POST .../snapshot` (a task).
     TakeSnapshot(Guest<'a>),
+    /// `POST .../snapshot/{snapname}/rollback` (a task): back to the snapshot; `start` starts the
+    /// guest again afterwards.
+    Rollback(Guest<'a>, &'a str),
+    /// `DELETE .../snapshot/{snapname}` (a task).
+    DeleteSnapshot(Guest<'a>, &'a str),
     /// `POST .../clone` (a task).
     Clone(Guest<'a>),
     /// `POST .../template`: makes a stopped guest a template (answers null; the conversion may
@@ -196,13 +201,14 @@ impl Call<'_> {
             | Call::DownloadUrl { .. }
             | Call::Create { .. }
             | Call::TakeSnapshot(_)
+            | Call::Rollback(..)
             | Call::Clone(_)
             | Call::MakeTemplate(_)
             | Call::Power(..)
             | Call::AddFirewallRule(_)
             | Call::Agent(_, Agent::Ping | Agent::Exec | Agent::FileWrite) => "POST",
             Call::SetConfig(_) | Call::Resize(_) | Call::SetFirewallOptions(_) | Call::SetFirewallRule(..) => "PUT",
-            Call::Destroy(_) | Call::DeleteFirewallRule(..) => "DELETE",
+            Call::Destroy(_) | Call::DeleteSnapshot(..) | Call::DeleteFirewallRule(..) => "DELETE",
             _ => "GET",
         }
     }
@@ -234,6 +240,8 @@ impl Call<'_> {
             Call::Create { node, kind } => owned(&["nodes", node, tree(*kind)]),
             Call::Config(g) | Call::SetConfig(g) => guest(g, &["config"]),
             Call::Snapshots(g) | Call::TakeSnapshot(g) => guest(g, &["snapshot"]),
+            Call::Rollback(g, name) => guest(g, &["snapshot", name, "rollback"]),
+            Call::DeleteSnapshot(g, name) => guest(g, &["snapshot", name]),
             Call::Clone(g) => guest(g, &["clone"]),
             Call::MakeTemplate(g) => guest(g, &["template"]),
             Call::Resize(g) => guest(g, &["resize"]),
@@ -287,6 +295,14 @@ mod tests {
         assert_eq!(Call::Destroy(ct).method(), "DELETE");
         assert_eq!(Call::Power(ct, Power::Shutdown).path(), "/nodes/pve1/lxc/950/status/shutdown");
         assert_eq!(Call::Agent(Guest::qemu("pve1", 8001), Agent::ExecStatus).method(), "GET");
+        let rollback = Call::Rollback(ct, "phoenix-pre-20250131-235959");
+        assert_eq!(
+            (rollback.method(), rollback.path().as_str()),
+            ("POST", "/nodes/pve1/lxc/950/snapshot/phoenix-pre-20250131-235959/rollback")
+        );
+        let delete = Call::DeleteSnapshot(Guest::qemu("pve1", 8001), "before");
+        assert_eq!((delete.method(), delete.path().as_str()), ("DELETE", "/nodes/pve1/qemu/8001/snapshot/before"));
+        assert_eq!(Call::DeleteSnapshot(ct, "../config").path(), "/nodes/pve1/lxc/950/snapshot/..%2Fconfig");
         // A value that is not a segment stays one segment.
         let odd = Call::StorageContent { node: "pve1", storage: "../../access/ticket?x" };
         assert_eq!(odd.path(), "/nodes/pve1/storage/..%2F..%2Faccess%2Fticket%3Fx/content");

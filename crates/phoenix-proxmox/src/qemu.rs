@@ -936,6 +936,20 @@ impl ProxmoxBackend {
         self.vm_task(Call::TakeSnapshot(Guest::qemu(&node, id)), &[("snapname", name.to_string())])
     }
 
+    /// Rolls a VM back to a snapshot; Proxmox stops it for that, and starts it again (`start`)
+    /// when it ran.
+    pub(crate) fn vm_rollback(&self, id: GuestId, name: &str) -> Result<(), BackendError> {
+        let (node, running) = self.vm_existing(id)?;
+        let params: Vec<(&str, String)> = if running { vec![("start", "1".into())] } else { Vec::new() };
+        self.vm_task(Call::Rollback(Guest::qemu(&node, id), name), &params)
+    }
+
+    /// Deletes a snapshot of a VM.
+    pub(crate) fn vm_delete_snapshot(&self, id: GuestId, name: &str) -> Result<(), BackendError> {
+        let (node, _) = self.vm_existing(id)?;
+        self.vm_task(Call::DeleteSnapshot(Guest::qemu(&node, id), name), &[])
+    }
+
     /// Makes a stopped VM a template and waits until its disks are converted.
     pub(crate) fn vm_make_template(&self, id: GuestId) -> Result<(), BackendError> {
         let (node, running) = self.vm_existing(id)?;

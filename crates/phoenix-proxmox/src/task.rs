@@ -36,7 +36,8 @@ pub fn pause_after(elapsed: Duration, poll: Poll) -> Duration {
 pub fn timeout_for(kind: &str) -> Duration {
     let minutes = match kind {
         // Creating and cloning copy disks (a VM's create imports its cloud image).
-        "vzcreate" | "vzclone" | "vzsnapshot" | "vzrestore" | "qmcreate" | "qmclone" | "qmsnapshot" | "download" => 30,
+        "vzcreate" | "vzclone" | "vzsnapshot" | "vzrollback" | "vzrestore" | "qmcreate" | "qmclone" | "qmsnapshot"
+        | "qmrollback" | "download" => 30,
         "vzstart" | "vzstop" | "vzshutdown" | "vzreboot" | "qmstart" | "qmstop" | "qmshutdown" | "qmreboot" => 5,
         _ => 10,
     };

@@ -11,6 +11,13 @@
 //! refused to tokens, and a key may not be set and deleted at once. Templates as pve-container
 //! makes them: only of a stopped container without snapshots, once, `template: 1` written by the
 //! task after the answer; never started or snapshotted; cloned linked unless `full`.
+//! Snapshots as pve-guest-common keeps them: taking one makes it the live configuration's
+//! `parent` (the snapshot keeps the previous one); a rollback stops the container, makes the
+//! snapshot's settings and raw lines the live ones (the description and `unused[n]` volumes
+//! stay), names it `parent`, and starts the container again with `start`; a deletion gives the
+//! snapshots and the live configuration that had it as `parent` its own parent. Both hold the
+//! container's lock while their task runs, and what their task refuses (a missing snapshot, a
+//! lock, a template) fails the task ([`snapshot_task_refusal`]).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -61,7 +68,7 @@ impl Guest {
         self.config.get("template").is_some_and(|t| t == "1")
     }
 
-    fn locked(&self) -> Option<&str> {
+    pub(crate) fn locked(&self) -> Option<&str> {
         self.lock.as_ref().filter(|(_, until)| *until > Instant::now()).map(|(kind, _)| kind.as_str())
     }
 
@@ -89,6 +96,67 @@ pub(crate) fn snapshot_config(config: &BTreeMap<String, String>) -> BTreeMap<Str
         .filter(|(k, _)| !matches!(k.as_str(), "description" | "lock" | "digest") && !numbered(k, "unused"))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
+}
+
+/// Why the task of a rollback to (`rollback`) or a deletion of the snapshot `snapname` fails for
+/// this guest, as pve-guest-common's `snapshot_rollback` and `snapshot_delete` die in their
+/// workers: a template, a snapshot it does not have, a lock (`what`: `CT` or `VM`). `None` when
+/// the task may run.
+pub(crate) fn snapshot_task_refusal(
+    what: &str,
+    template: bool,
+    has_snapshot: bool,
+    lock: Option<&str>,
+    snapname: &str,
+    rollback: bool,
+) -> Option<String> {
+    if template {
+        return Some(
+            if rollback {
+                "you can't rollback if vm is a template"
+            } else {
+                "you can't delete a snapshot if vm is a template"
+            }
+            .to_string(),
+        );
+    }
+    if !has_snapshot {
+        return Some(format!("snapshot '{snapname}' does not exist"));
+    }
+    lock.map(|kind| format!("{what} is locked ({kind})"))
+}
+
+/// The configuration a rollback to `snapshot` leaves (pve-guest-common's
+/// `__snapshot_apply_config`): the snapshot's, with the live description and `unused[n]`
+/// volumes, and the snapshot as `parent`.
+pub(crate) fn rolled_back_config(
+    live: &BTreeMap<String, String>,
+    snapshot: &BTreeMap<String, String>,
+    snapname: &str,
+) -> BTreeMap<String, String> {
+    let mut config: BTreeMap<String, String> = snapshot.clone();
+    for (k, v) in live.iter().filter(|(k, _)| *k == "description" || numbered(k, "unused")) {
+        config.insert(k.clone(), v.clone());
+    }
+    config.insert("parent".into(), snapname.to_string());
+    config
+}
+
+/// After the snapshot `snapname` with parent `parent` is deleted: the live configuration and the
+/// snapshots that had it as `parent` get its parent (none when it had none).
+pub(crate) fn reparent<'a>(
+    configs: impl IntoIterator<Item = &'a mut BTreeMap<String, String>>,
+    snapname: &str,
+    parent: Option<&str>,
+) {
+    for config in configs {
+        if config.get("parent").is_some_and(|p| p == snapname) {
+            match parent {
+                Some(p) => config.insert("parent".into(), p.to_string()),
+                None => config.remove("parent"),
+            };
+        }
+    }
 }
 
 /// A container's volumes as a clone of `source` has them: copies of its own (`full`), or linked
@@ -317,10 +385,38 @@ pub(crate) fn handle(
                     if g.snapshots.contains_key(&name) {
                         return Some(fail(format!("snapshot name '{name}' already used")));
                     }
+                    if let Some(kind) = g.locked() {
+                        return Some(fail(format!("CT is locked ({kind})")));
+                    }
                     let g = guests.get_mut(&n)?;
                     let copy = Snapshot { config: snapshot_config(&g.config), raw: g.raw.clone() };
-                    g.snapshots.insert(name, copy);
+                    g.snapshots.insert(name.clone(), copy);
+                    g.config.insert("parent".into(), name);
                     ok(json!(task(node, "vzsnapshot", vmid)))
+                }
+                // What the task refuses was answered before (see `snapshot_task_refusal`).
+                ("POST", ["snapshot", snapname, "rollback"]) => {
+                    let Some(snap) = g.snapshots.get(*snapname).cloned() else {
+                        return Some(fail(format!("snapshot '{snapname}' does not exist")));
+                    };
+                    let g = guests.get_mut(&n)?;
+                    g.config = rolled_back_config(&g.config, &snap.config, snapname);
+                    g.raw = snap.raw;
+                    // Stopped for the rollback; started again only when asked.
+                    g.running = ps.get("start").is_some_and(|s| s == "1" || s == "true");
+                    g.lock = Some(("rollback".into(), Instant::now() + busy));
+                    ok(json!(task(node, "vzrollback", vmid)))
+                }
+                ("DELETE", ["snapshot", snapname]) => {
+                    let g = guests.get_mut(&n)?;
+                    let Some(snap) = g.snapshots.remove(*snapname) else {
+                        return Some(fail(format!("snapshot '{snapname}' does not exist")));
+                    };
+                    let parent = snap.config.get("parent").cloned();
+                    let configs = std::iter::once(&mut g.config).chain(g.snapshots.values_mut().map(|s| &mut s.config));
+                    reparent(configs, snapname, parent.as_deref());
+                    g.lock = Some(("snapshot-delete".into(), Instant::now() + busy));
+                    ok(json!(task(node, "vzdelsnapshot", vmid)))
                 }
                 // pve-container's `template`: refused while locked, with snapshots, for a
                 // template, and while running; the answer comes before the task is done.
@@ -426,4 +522,42 @@ pub(crate) fn handle(
         }
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rollback_gives_back_the_raw_lines_and_keeps_the_description_and_unused_volumes() {
+        let mut guests = BTreeMap::new();
+        let mut task = |_: &str, _: &str, _: &str| "UPID:x".to_string();
+        let ps = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs.iter().map(|(k, v)| ((*k).to_string(), (*v).to_string())).collect()
+        };
+        let mut run =
+            |guests: &mut BTreeMap<u32, Guest>, method: &str, path: &str, params: &BTreeMap<String, String>| {
+                let segs: Vec<&str> = path.split('/').collect();
+                handle(guests, method, &segs, params, Duration::ZERO, true, &mut task).expect("modelled").0
+            };
+        let create = ps(&[("vmid", "200"), ("ostemplate", "local:vztmpl/x.tar.zst"), ("hostname", "a")]);
+        assert_eq!(run(&mut guests, "POST", "/nodes/pve1/lxc", &create), 200);
+        let g = guests.get_mut(&200).expect("200");
+        g.raw = vec![("lxc.mount.auto".into(), "proc:rw".into())];
+        g.running = true;
+        assert_eq!(run(&mut guests, "POST", "/nodes/pve1/lxc/200/snapshot", &ps(&[("snapname", "s")])), 200);
+        let g = guests.get_mut(&200).expect("200");
+        g.raw = vec![("lxc.mount.auto".into(), "proc:mixed".into())];
+        g.config.insert("description".into(), "mine".into());
+        g.config.insert("unused0".into(), "local-zfs:subvol-200-disk-1".into());
+        g.config.insert("memory".into(), "4096".into());
+        assert_eq!(run(&mut guests, "POST", "/nodes/pve1/lxc/200/snapshot/s/rollback", &BTreeMap::new()), 200);
+        let g = &guests[&200];
+        assert_eq!(g.raw, [("lxc.mount.auto".to_string(), "proc:rw".to_string())]);
+        assert_eq!(g.config.get("description").map(String::as_str), Some("mine"));
+        assert_eq!(g.config.get("unused0").map(String::as_str), Some("local-zfs:subvol-200-disk-1"));
+        assert_eq!(g.config.get("memory"), None);
+        assert_eq!(g.config.get("parent").map(String::as_str), Some("s"));
+        assert!(!g.running, "stopped by the rollback");
+    }
 }

@@ -34,6 +34,8 @@ pub(crate) struct Vm {
     /// Since when it runs.
     pub started: Option<Instant>,
     pub snapshots: BTreeMap<String, BTreeMap<String, String>>,
+    /// The files inside the VM at each snapshot: what a rollback restores.
+    snapshot_files: BTreeMap<String, BTreeMap<String, Vec<u8>>>,
     pub lock: Option<(String, Instant)>,
     pub firewall: crate::firewall::Firewall,
     /// Files inside the VM, as the agent wrote them.
@@ -49,11 +51,11 @@ pub(crate) struct Vm {
 }
 
 impl Vm {
-    fn is_template(&self) -> bool {
+    pub(crate) fn is_template(&self) -> bool {
         self.config.get("template").is_some_and(|t| t == "1")
     }
 
-    fn locked(&self) -> Option<&str> {
+    pub(crate) fn locked(&self) -> Option<&str> {
         self.lock.as_ref().filter(|(_, until)| *until > Instant::now()).map(|(kind, _)| kind.as_str())
     }
 
@@ -361,6 +363,7 @@ impl Vms {
                     config,
                     started: None,
                     snapshots: BTreeMap::new(),
+                    snapshot_files: BTreeMap::new(),
                     lock: Some(("create".into(), Instant::now() + busy)),
                     firewall: Default::default(),
                     files: BTreeMap::new(),
@@ -515,9 +518,37 @@ impl Vms {
                         }
                         let vm = self.vms.get_mut(&n)?;
                         let copy = crate::guests::snapshot_config(&vm.config);
-                        vm.snapshots.insert(name, copy);
+                        vm.snapshots.insert(name.clone(), copy);
+                        vm.snapshot_files.insert(name.clone(), vm.files.clone());
+                        vm.config.insert("parent".into(), name);
                         vm.lock = Some(("snapshot".into(), Instant::now() + busy));
                         ok(json!(task(node, "qmsnapshot", vmid)))
+                    }
+                    // qemu-server's rollback (pve-guest-common's `snapshot_rollback`): what its
+                    // task refuses was answered before; the VM is stopped (the snapshot has no
+                    // RAM state), gets the snapshot's configuration and disks, and is started
+                    // again only with `start`.
+                    ("POST", ["snapshot", snapname, "rollback"]) => {
+                        let Some(snap) = vm.snapshots.get(*snapname).cloned() else {
+                            return Some(fail(format!("snapshot '{snapname}' does not exist")));
+                        };
+                        let vm = self.vms.get_mut(&n)?;
+                        vm.config = crate::guests::rolled_back_config(&vm.config, &snap, snapname);
+                        vm.files = vm.snapshot_files.get(*snapname).cloned().unwrap_or_default();
+                        vm.started = ps.get("start").filter(|s| *s == "1" || *s == "true").map(|_| Instant::now());
+                        vm.lock = Some(("rollback".into(), Instant::now() + busy));
+                        ok(json!(task(node, "qmrollback", vmid)))
+                    }
+                    ("DELETE", ["snapshot", snapname]) => {
+                        let vm = self.vms.get_mut(&n)?;
+                        let Some(snap) = vm.snapshots.remove(*snapname) else {
+                            return Some(fail(format!("snapshot '{snapname}' does not exist")));
+                        };
+                        vm.snapshot_files.remove(*snapname);
+                        let configs = std::iter::once(&mut vm.config).chain(vm.snapshots.values_mut());
+                        crate::guests::reparent(configs, snapname, snap.get("parent").map(String::as_str));
+                        vm.lock = Some(("snapshot-delete".into(), Instant::now() + busy));
+                        ok(json!(task(node, "qmdelsnapshot", vmid)))
                     }
                     ("POST", ["clone"]) => {
                         let newid = ps.get("newid").cloned().unwrap_or_default();
@@ -590,6 +621,7 @@ impl Vms {
                             config,
                             started: None,
                             snapshots: BTreeMap::new(),
+                            snapshot_files: BTreeMap::new(),
                             lock: Some(("create".into(), until)),
                             firewall,
                             files: BTreeMap::new(),

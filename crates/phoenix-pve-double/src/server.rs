@@ -165,6 +165,9 @@ pub(crate) struct Model {
     pub(crate) devices: BTreeMap<String, Vec<String>>,
     /// Files inside containers, as the driver's push left them.
     pub(crate) files: BTreeMap<(u32, String), Vec<u8>>,
+    /// The files of each container at each of its snapshots (container, snapshot): what a
+    /// rollback restores.
+    snapshot_files: BTreeMap<(u32, String), BTreeMap<String, Vec<u8>>>,
     /// The environment each `pct exec` gave its command, in order.
     pub(crate) exec_environments: Vec<crate::node::ExecEnvironment>,
     /// Commands run on the nodes.
@@ -259,6 +262,13 @@ impl Model {
             ));
             refused_start = Some(n);
         }
+        // A rollback or a deletion of a snapshot checks the guest in its task: what it refuses
+        // is a task that fails, with the guest left as it was.
+        if let Some((node, kind, vmid, error)) = self.snapshot_task_refusal(method, segs) {
+            self.fail_next = Some((error.clone(), vec![error.clone(), format!("TASK ERROR: {error}")]));
+            let upid = self.start_task(&node, kind, &vmid, user);
+            return (200, "OK".to_string(), json!({ "data": upid }));
+        }
         let containers: std::collections::BTreeSet<u32> = self.guests.keys().copied().collect();
         let mut vms = std::mem::take(&mut self.vms);
         let vm_answer = vms.handle(method, segs, ps, busy, &|id| containers.contains(&id), &mut |node, kind, id| {
@@ -282,11 +292,80 @@ impl Model {
         if let Some(g) = refused_start.and_then(|n| self.guests.get_mut(&n)) {
             g.running = false;
         }
+        if answer.as_ref().is_some_and(|a| a.0 == 200) {
+            self.keep_snapshot_files(method, segs, ps);
+        }
         let mut answer = answer.unwrap_or_else(|| (200, "OK".to_string(), json!({ "data": null })));
         if let ("GET", ["", "cluster", "resources"], Some(rows)) = (method, segs, answer.2["data"].as_array_mut()) {
             rows.extend(self.vms.resources());
         }
         answer
+    }
+
+    /// The task a rollback to a snapshot or its deletion (of a container or a VM) would fail:
+    /// (node, worker type, ID, error).
+    fn snapshot_task_refusal(&self, method: &str, segs: &[&str]) -> Option<(String, &'static str, String, String)> {
+        let (tree, node, vmid, snapname, rollback) = match (method, segs) {
+            ("POST", ["", "nodes", node, tree, vmid, "snapshot", snap, "rollback"]) => {
+                (*tree, *node, *vmid, *snap, true)
+            }
+            ("DELETE", ["", "nodes", node, tree, vmid, "snapshot", snap]) => (*tree, *node, *vmid, *snap, false),
+            _ => return None,
+        };
+        let id = vmid.parse::<u32>().ok()?;
+        let (refusal, kind) = match tree {
+            "lxc" => {
+                let g = self.guests.get(&id).filter(|g| g.node == node)?;
+                let has = g.snapshots.contains_key(snapname);
+                let refusal =
+                    crate::guests::snapshot_task_refusal("CT", g.is_template(), has, g.locked(), snapname, rollback);
+                (refusal, if rollback { "vzrollback" } else { "vzdelsnapshot" })
+            }
+            "qemu" => {
+                let vm = self.vms.vms.get(&id).filter(|v| v.node == node)?;
+                let has = vm.snapshots.contains_key(snapname);
+                let refusal =
+                    crate::guests::snapshot_task_refusal("VM", vm.is_template(), has, vm.locked(), snapname, rollback);
+                (refusal, if rollback { "qmrollback" } else { "qmdelsnapshot" })
+            }
+            _ => return None,
+        };
+        Some((node.to_string(), kind, vmid.to_string(), refusal?))
+    }
+
+    /// Keeps the files of a container with its snapshot when one is taken, gives them back on a
+    /// rollback, and forgets them with the snapshot or the container.
+    fn keep_snapshot_files(&mut self, method: &str, segs: &[&str], ps: &BTreeMap<String, String>) {
+        let files_of = |files: &BTreeMap<(u32, String), Vec<u8>>, id: u32| -> BTreeMap<String, Vec<u8>> {
+            files.iter().filter(|((g, _), _)| *g == id).map(|((_, p), c)| (p.clone(), c.clone())).collect()
+        };
+        let id = |vmid: &str| vmid.parse::<u32>().ok();
+        match (method, segs) {
+            ("POST", ["", "nodes", _, "lxc", vmid, "snapshot"]) => {
+                if let (Some(id), Some(name)) = (id(vmid), ps.get("snapname")) {
+                    let files = files_of(&self.files, id);
+                    self.snapshot_files.insert((id, name.clone()), files);
+                }
+            }
+            ("POST", ["", "nodes", _, "lxc", vmid, "snapshot", snap, "rollback"]) => {
+                if let Some(id) = id(vmid) {
+                    let kept = self.snapshot_files.get(&(id, (*snap).to_string())).cloned().unwrap_or_default();
+                    self.files.retain(|(g, _), _| *g != id);
+                    self.files.extend(kept.into_iter().map(|(p, c)| ((id, p), c)));
+                }
+            }
+            ("DELETE", ["", "nodes", _, "lxc", vmid, "snapshot", snap]) => {
+                if let Some(id) = id(vmid) {
+                    self.snapshot_files.remove(&(id, (*snap).to_string()));
+                }
+            }
+            ("DELETE", ["", "nodes", _, "lxc", vmid]) => {
+                if let Some(id) = id(vmid) {
+                    self.snapshot_files.retain(|(g, _), _| *g != id);
+                }
+            }
+            _ => {}
+        }
     }
 
     /// `POST /nodes/{node}/storage/{storage}/download-url` as pve-storage answers it: the storage

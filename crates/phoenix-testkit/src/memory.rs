@@ -3,7 +3,9 @@
 //! It keeps guests, their configuration, snapshots and files in memory, records every call with
 //! its start and end instants, can sleep a fixed latency inside each call, and fails calls on
 //! demand ([`FailRule`]). Like Proxmox, it refuses a second clone of a source while another clone
-//! of that source is in progress, with a transient "can't lock file" error.
+//! of that source is in progress, with a transient "can't lock file" error. A snapshot keeps the
+//! guest's files and configuration, which a rollback restores; a backend made
+//! [`MemoryBackend::without_snapshots`] takes none, as a backend without them.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -32,6 +34,10 @@ pub enum Method {
     Stop,
     /// [`Backend::snapshot`].
     Snapshot,
+    /// [`Backend::rollback`].
+    Rollback,
+    /// [`Backend::delete_snapshot`].
+    DeleteSnapshot,
     /// [`Backend::exec`].
     Exec,
     /// [`Backend::read_file`].
@@ -62,8 +68,8 @@ pub struct CallRecord {
     pub guest: Option<GuestId>,
     /// What it asked: argv joined with spaces for [`Method::Exec`], the path for file calls, the
     /// changed field names joined with `,` for [`Method::UpdateConfig`], the snapshot name for
-    /// [`Method::Snapshot`], `template <source>` or `clone <id>@<snapshot>` for [`Method::Create`],
-    /// empty otherwise.
+    /// [`Method::Snapshot`], [`Method::Rollback`] and [`Method::DeleteSnapshot`], `template
+    /// <source>` or `clone <id>@<snapshot>` for [`Method::Create`], empty otherwise.
     pub detail: String,
     /// When the call began.
     pub start: Instant,
@@ -143,8 +149,10 @@ impl MemGuest {
 #[derive(Debug, Default)]
 struct State {
     guests: BTreeMap<GuestId, MemGuest>,
-    /// Files of each guest at each snapshot, for clones.
+    /// Files of each guest at each snapshot, for clones and rollbacks.
     snapshot_files: HashMap<(GuestId, String), BTreeMap<String, Vec<u8>>>,
+    /// The configuration of each guest at each snapshot, for rollbacks.
+    snapshot_configs: HashMap<(GuestId, String), GuestConfig>,
     calls: Vec<CallRecord>,
     rules: Vec<FailRule>,
     effects: HashMap<String, ChangeEffect>,
@@ -264,6 +272,8 @@ pub fn generated_mac(id: GuestId) -> String {
 pub struct MemoryBackend {
     state: Mutex<State>,
     latency: Duration,
+    /// It takes no snapshots ([`MemoryBackend::without_snapshots`]).
+    no_snapshots: bool,
 }
 
 impl MemoryBackend {
@@ -275,6 +285,13 @@ impl MemoryBackend {
     /// Makes every call sleep `latency` (inside the call, between its recorded start and end).
     pub fn with_latency(mut self, latency: Duration) -> MemoryBackend {
         self.latency = latency;
+        self
+    }
+
+    /// A backend that takes no snapshots: its capabilities say so, and snapshot calls are refused
+    /// as unsupported.
+    pub fn without_snapshots(mut self) -> MemoryBackend {
+        self.no_snapshots = true;
         self
     }
 
@@ -319,6 +336,7 @@ impl MemoryBackend {
     pub fn insert(&self, guest: ObservedGuest) {
         let mut st = self.lock();
         st.snapshot_files.retain(|(id, _), _| *id != guest.id);
+        st.snapshot_configs.retain(|(id, _), _| *id != guest.id);
         st.guests.insert(guest.id, MemGuest::new(guest));
     }
 
@@ -390,7 +408,7 @@ impl Backend for MemoryBackend {
         Capabilities {
             kinds: [GuestKind::Lxc, GuestKind::Vm].into_iter().collect(),
             clone: true,
-            snapshots: true,
+            snapshots: !self.no_snapshots,
             templates: true,
             gpu: true,
             concurrent_clones: false,
@@ -487,7 +505,11 @@ impl Backend for MemoryBackend {
     }
 
     fn snapshot(&self, id: GuestId, name: &str) -> Result<(), BackendError> {
+        let unsupported = self.no_snapshots;
         self.run(Method::Snapshot, Some(id), name.to_string(), |st| {
+            if unsupported {
+                return Err(BackendError::unsupported("the memory backend takes no snapshots here"));
+            }
             let guest = st.guest_mut(id)?;
             if guest.observed.template {
                 return Err(BackendError::permanent(Delivery::NotSent, format!("guest {id} is a template")));
@@ -498,8 +520,52 @@ impl Backend for MemoryBackend {
                     format!("snapshot '{name}' of guest {id} already exists"),
                 ));
             }
-            let files = guest.files.clone();
+            let (files, config) = (guest.files.clone(), guest.observed.config.clone());
             st.snapshot_files.insert((id, name.to_string()), files);
+            st.snapshot_configs.insert((id, name.to_string()), config);
+            Ok(())
+        })
+    }
+
+    /// Restores the files and configuration the snapshot kept; a running guest is stopped and
+    /// started again (counted in [`MemGuest::stops`] and [`MemGuest::starts`]).
+    fn rollback(&self, id: GuestId, name: &str) -> Result<(), BackendError> {
+        let unsupported = self.no_snapshots;
+        self.run(Method::Rollback, Some(id), name.to_string(), |st| {
+            if unsupported {
+                return Err(BackendError::unsupported("the memory backend does not roll back here"));
+            }
+            let key = (id, name.to_string());
+            let (files, config) = (st.snapshot_files.get(&key).cloned(), st.snapshot_configs.get(&key).cloned());
+            let guest = st.guest_mut(id)?;
+            if guest.observed.template {
+                return Err(BackendError::permanent(Delivery::NotSent, format!("guest {id} is a template")));
+            }
+            let (Some(files), Some(config)) = (files, config) else {
+                return Err(BackendError::permanent(Delivery::NotSent, format!("guest {id} has no snapshot '{name}'")));
+            };
+            guest.files = files;
+            guest.observed.config = config;
+            if guest.observed.power == PowerState::Running {
+                guest.stops += 1;
+                guest.starts += 1;
+            }
+            Ok(())
+        })
+    }
+
+    fn delete_snapshot(&self, id: GuestId, name: &str) -> Result<(), BackendError> {
+        let unsupported = self.no_snapshots;
+        self.run(Method::DeleteSnapshot, Some(id), name.to_string(), |st| {
+            if unsupported {
+                return Err(BackendError::unsupported("the memory backend does not delete snapshots here"));
+            }
+            let guest = st.guest_mut(id)?;
+            if !guest.observed.snapshots.remove(name) {
+                return Err(BackendError::permanent(Delivery::NotSent, format!("guest {id} has no snapshot '{name}'")));
+            }
+            st.snapshot_files.remove(&(id, name.to_string()));
+            st.snapshot_configs.remove(&(id, name.to_string()));
             Ok(())
         })
     }
@@ -542,6 +608,7 @@ impl Backend for MemoryBackend {
             st.guest_mut(id)?;
             st.guests.remove(&id);
             st.snapshot_files.retain(|(g, _), _| *g != id);
+            st.snapshot_configs.retain(|(g, _), _| *g != id);
             Ok(())
         })
     }
@@ -741,6 +808,44 @@ mod tests {
         assert!(b.stop(100).is_err());
         let g = b.guest(100).expect("guest");
         assert_eq!((g.starts, g.stops), (1, 1));
+    }
+
+    #[test]
+    fn a_rollback_restores_the_snapshot_and_a_deleted_snapshot_is_gone() {
+        let b = MemoryBackend::new();
+        b.create(&template(100)).expect("create");
+        b.start(100).expect("start");
+        b.push_file(100, &push("/etc/app", "v1")).expect("push");
+        b.snapshot(100, "before").expect("snapshot");
+        b.push_file(100, &push("/etc/app", "v2")).expect("push");
+        b.push_file(100, &push("/etc/new", "x")).expect("push");
+        b.update_config(100, &[FieldChange { field: "cores".into(), old: None, new: Some("4".into()) }])
+            .expect("configure");
+        assert!(b.rollback(100, "missing").is_err(), "no such snapshot");
+        b.rollback(100, "before").expect("rollback");
+        let g = b.guest(100).expect("guest");
+        assert_eq!(g.files.get("/etc/app").map(Vec::as_slice), Some(&b"v1"[..]));
+        assert!(!g.files.contains_key("/etc/new"));
+        assert_eq!(g.observed.config.get("cores"), None);
+        assert_eq!((g.observed.power, g.starts, g.stops), (PowerState::Running, 2, 1), "stopped and started again");
+        assert!(g.observed.snapshots.contains("before"), "the snapshot stays");
+        b.delete_snapshot(100, "before").expect("delete");
+        assert!(b.guest(100).expect("guest").observed.snapshots.is_empty());
+        assert!(b.delete_snapshot(100, "before").is_err(), "deleted already");
+        assert!(b.rollback(100, "before").is_err(), "deleted snapshots are not rolled back to");
+        let details: Vec<(Method, String)> = b
+            .calls()
+            .into_iter()
+            .filter(|c| matches!(c.method, Method::Rollback | Method::DeleteSnapshot))
+            .map(|c| (c.method, c.detail))
+            .collect();
+        assert_eq!(details[1], (Method::Rollback, "before".to_string()));
+        assert_eq!(details[2], (Method::DeleteSnapshot, "before".to_string()));
+
+        let none = MemoryBackend::new().without_snapshots();
+        none.create(&template(100)).expect("create");
+        assert!(!none.capabilities().snapshots);
+        assert_eq!(none.snapshot(100, "s").expect_err("unsupported").kind, phoenix_backend::ErrorKind::Unsupported);
     }
 
     #[test]

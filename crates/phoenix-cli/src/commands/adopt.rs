@@ -28,7 +28,11 @@ pub fn run(cx: &Context<'_>, args: &AdoptArgs) -> Outcome {
             return Outcome::Failure;
         }
     };
-    let options = AdoptOptions { assume_customized: args.assume_customized, ..AdoptOptions::default() };
+    let options = AdoptOptions {
+        assume_customized: args.assume_customized,
+        update_snapshots_kept: work.estate.hypervisor.behavior.as_ref().map_or(0, |b| b.update_snapshots_kept),
+        ..AdoptOptions::default()
+    };
     let survey = survey(backend, &work.desired, &observed, &args.ids, &options);
     let name = |id: &u32| work.desired.guests.get(id).map_or_else(|| id.to_string(), |g| format!("{id} ({})", g.name));
     let json = cx.printer.format == OutputFormat::Json;

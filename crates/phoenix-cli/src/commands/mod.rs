@@ -177,6 +177,9 @@ pub fn observe_and_plan(
         &observed.observation,
     );
     phoenix_plan::repair_unhealthy(&mut plan, &work.desired, &unhealthy);
+    // Features and scripts that run again on existing guests: a snapshot first, to roll back to.
+    let keep = work.estate.hypervisor.behavior.as_ref().map_or(0, |b| b.update_snapshots_kept);
+    phoenix_plan::guard_updates(&mut plan, &work.desired, backend.capabilities().snapshots, keep);
     for (id, why) in &observed.unreadable {
         plan.notes.push(format!("{id}: its markers could not be read ({why}); its customizations run again"));
     }

@@ -364,6 +364,13 @@ pub struct Behavior {
     /// Log every command Phoenix runs (secrets are still hidden).
     #[serde(default)]
     pub debug_mode: bool,
+    /// How many of the snapshots Phoenix takes before running a feature or the application
+    /// script again on an existing guest (`phoenix-pre-<time>`) are kept once the update
+    /// succeeded, newest first; older ones beyond this number are deleted, and snapshots with
+    /// other names are never touched. With 0 (the default) none is kept. A guest rolled back
+    /// after a failed update keeps its snapshot until the next successful update.
+    #[serde(default)]
+    pub update_snapshots_kept: u32,
 }
 
 /// A host directory shared between containers.

@@ -16,7 +16,7 @@ pub use phoenix_engine::health::AlwaysUp;
 use phoenix_engine::observe::observe;
 use phoenix_engine::retry::RetryPolicy;
 use phoenix_engine::{ApplyOptions, ApplyReport, Engine, GuestOutcome, Reporter};
-use phoenix_plan::{Desired, LifecycleState, Plan, Step, desired, plan};
+use phoenix_plan::{Desired, LifecycleState, Plan, Step, desired, guard_updates, plan};
 use phoenix_testkit::memory::MemoryBackend;
 
 /// A configuration directory on disk (application scripts are read from it).
@@ -104,22 +104,29 @@ pub fn options() -> ApplyOptions {
     }
 }
 
-/// Everything needed for one run: the desired state, the prepared jobs.
+/// Everything needed for one run: the desired state, the prepared jobs, and how many update
+/// snapshots stay (`behavior.update_snapshots_kept`).
 pub struct Prepared {
     pub desired: Desired,
     pub jobs: BTreeMap<GuestId, Vec<Job>>,
+    pub keep: u32,
 }
 
 pub fn prepare_run(config: &Config, library: &FeatureLibrary) -> Prepared {
     let estate = config.estate();
     let jobs = prepare(&estate, library, config.path()).expect("prepare");
     let desired = desired(&estate, &|g| customizations(&jobs, g));
-    Prepared { desired, jobs }
+    let keep = estate.hypervisor.behavior.as_ref().map_or(0, |b| b.update_snapshots_kept);
+    Prepared { desired, jobs, keep }
 }
 
+/// The plan as `phoenix plan` makes it: updates of existing guests guarded by a snapshot where
+/// the backend takes them.
 pub fn make_plan(backend: &dyn Backend, p: &Prepared) -> Plan {
     let observed = observe(backend, &p.desired, 4).expect("observe");
-    plan(&p.desired, &observed.observation, &observed.markers, &|f| backend.change_effect(f))
+    let mut plan = plan(&p.desired, &observed.observation, &observed.markers, &|f| backend.change_effect(f));
+    guard_updates(&mut plan, &p.desired, backend.capabilities().snapshots, p.keep);
+    plan
 }
 
 pub fn run_apply(

@@ -112,7 +112,7 @@ pub fn plan(backend: &dyn Backend, estate: &phoenix_config::Estate, dir: &Path) 
 
 /// The plan of the estate against the backend with features from `library`, with the desired
 /// state and the prepared jobs it was made from.
-fn plan_with(
+pub fn plan_with(
     backend: &dyn Backend,
     estate: &phoenix_config::Estate,
     dir: &Path,
@@ -124,6 +124,9 @@ fn plan_with(
     let mut plan = phoenix_plan::plan_with(&desired, &observed.observation, &observed.markers, &|k, f| {
         backend.change_effect_for(k, f)
     });
+    // As `phoenix plan` does: updates of existing guests are guarded by a snapshot.
+    let keep = estate.hypervisor.behavior.as_ref().map_or(0, |b| b.update_snapshots_kept);
+    phoenix_plan::guard_updates(&mut plan, &desired, backend.capabilities().snapshots, keep);
     plan.issues.extend(phoenix_plan::check_capabilities(&desired, &backend.capabilities()));
     let (issues, notes) = phoenix_plan::check_routes(&desired, &plan, &|f, v, g| backend.route(f, v, g));
     plan.issues.extend(issues);
