@@ -683,6 +683,13 @@ impl<'a> Engine<'a> {
         if let Err(e) = cleanup {
             self.reporter.note(id, &format!("could not remove {dir}: {e}"));
         }
+        // What it says last is its summary (the built-in features end with "<name>: nothing to
+        // change" or "<name>: done").
+        let said = String::from_utf8_lossy(&out.stdout);
+        if let Some(last) = said.lines().map(str::trim).rfind(|l| !l.is_empty()) {
+            let last: String = last.chars().take(200).collect();
+            self.reporter.note(id, &format!("{} finished: {last}", job.key));
+        }
         self.update_markers(id, opts, |markers| {
             markers.insert(job.key.clone(), job.hash.clone());
         })
