@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use phoenix_backend::{ChangeEffect, ObservedGuest, PowerState};
+use phoenix_backend::{ObservedGuest, PowerState};
 use serde::Serialize;
 
 use crate::desired::DesiredGuest;
@@ -41,19 +41,21 @@ impl std::fmt::Display for LifecycleState {
     }
 }
 
-/// The state of a guest from the observation and the markers read inside it.
+/// The state of a guest from the observation, the markers read inside it, and whether its
+/// configuration differs from what the backend has ([`crate::plan::config_changes`], which the
+/// planner computes once per guest).
 pub fn derive(
     d: &DesiredGuest,
     o: Option<&ObservedGuest>,
     markers: Option<&BTreeMap<String, String>>,
-    effect: &dyn Fn(&str) -> ChangeEffect,
+    config_differs: bool,
 ) -> LifecycleState {
     let Some(o) = o else { return LifecycleState::Defined };
     if o.template {
         // Made a template once customized: it is finished, and never runs again.
         return LifecycleState::Completed;
     }
-    if !crate::plan::config_changes(d, o, effect).is_empty() {
+    if config_differs {
         return LifecycleState::Created;
     }
     if o.power == PowerState::Stopped {

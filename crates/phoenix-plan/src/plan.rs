@@ -209,14 +209,16 @@ pub fn plan_with(
         let o = observed.guests.get(id);
         let m = markers.get(id).cloned().flatten();
         let effect = |field: &str| effect(d.kind, field);
-        let (steps, issues) = plan_guest(d, o, m.as_ref(), &effect);
-        out.notes.extend(template_notes(d, o, &steps, &effect));
+        // Computed once: the steps, the notes and the state all read it.
+        let changes = o.map(|o| config_changes(d, o, &effect)).unwrap_or_default();
+        let (steps, issues) = plan_guest(d, o, m.as_ref(), &changes);
+        out.notes.extend(template_notes(d, o, &steps, &changes));
         out.issues.extend(issues);
         out.guests.push(GuestPlan {
             id: d.id,
             name: d.name.clone(),
             kind: d.kind,
-            state: crate::lifecycle::derive(d, o, m.as_ref(), &effect),
+            state: crate::lifecycle::derive(d, o, m.as_ref(), !changes.is_empty()),
             steps,
             needs: d.needs.clone(),
             files: Vec::new(),
@@ -287,7 +289,7 @@ fn template_notes(
     d: &DesiredGuest,
     o: Option<&ObservedGuest>,
     steps: &[Step],
-    effect: &dyn Fn(&str) -> ChangeEffect,
+    changes: &[PlannedChange],
 ) -> Vec<String> {
     let mut notes = Vec::new();
     if let Some(snapshot) = &d.unused_snapshot
@@ -299,20 +301,17 @@ fn template_notes(
             d.id, d.name
         ));
     }
-    if let Some(o) = o.filter(|o| o.template && o.managed && d.template) {
-        let changes = config_changes(d, o, effect);
-        if !changes.is_empty() {
-            let fields: Vec<&str> = changes.iter().map(|c| c.field.as_str()).collect();
-            notes.push(format!(
-                "{} ({}) is a template, which Phoenix does not change: it differs from the configuration in \
-                 {}; clones made from it get their own settings as configured. To rebuild it, `phoenix \
-                 destroy {}` (and its clones) and apply again",
-                d.id,
-                d.name,
-                fields.join(", "),
-                d.id
-            ));
-        }
+    if o.is_some_and(|o| o.template && o.managed && d.template) && !changes.is_empty() {
+        let fields: Vec<&str> = changes.iter().map(|c| c.field.as_str()).collect();
+        notes.push(format!(
+            "{} ({}) is a template, which Phoenix does not change: it differs from the configuration in \
+             {}; clones made from it get their own settings as configured. To rebuild it, `phoenix \
+             destroy {}` (and its clones) and apply again",
+            d.id,
+            d.name,
+            fields.join(", "),
+            d.id
+        ));
     }
     notes
 }
@@ -340,11 +339,13 @@ fn configure_reason(changes: &[PlannedChange]) -> String {
     parts.join("; ")
 }
 
+/// A guest's steps and issues; `changes` are its configuration's differences from what the
+/// backend has ([`config_changes`]; none for a guest that does not exist).
 fn plan_guest(
     d: &DesiredGuest,
     o: Option<&ObservedGuest>,
     markers: Option<&BTreeMap<String, String>>,
-    effect: &dyn Fn(&str) -> ChangeEffect,
+    changes: &[PlannedChange],
 ) -> (Vec<Step>, Vec<PlanIssue>) {
     let mut steps = Vec::new();
     let mut issues = Vec::new();
@@ -458,7 +459,6 @@ fn plan_guest(
             hint: format!("disks are never shrunk: set the size to {have} or more"),
         });
     }
-    let changes = config_changes(d, o, effect);
     let replace: Vec<&PlannedChange> = changes.iter().filter(|c| c.effect == ChangeEffect::Recreate).collect();
     if !replace.is_empty() {
         let fields: Vec<&str> = replace.iter().map(|c| c.field.as_str()).collect();
@@ -479,7 +479,7 @@ fn plan_guest(
     let running = o.power == PowerState::Running;
     let needs_restart = running && changes.iter().any(|c| c.effect == ChangeEffect::Restart);
     if !changes.is_empty() {
-        steps.push(step(Action::Configure { changes: changes.clone() }, configure_reason(&changes)));
+        steps.push(step(Action::Configure { changes: changes.to_vec() }, configure_reason(changes)));
     }
     if needs_restart {
         let fields: Vec<&str> =
