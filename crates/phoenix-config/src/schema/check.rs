@@ -70,7 +70,7 @@ impl<'s> Checker<'s> {
             }
             return;
         }
-        let name = field_name(path);
+        let name = Name(path);
         if let Some(format) = schema.get("format").and_then(Schema::as_str) {
             if let Value::String(s) = &node.value
                 && let Some(d) = self.check_secret_format(format, s, path, &name)
@@ -222,7 +222,7 @@ impl<'s> Checker<'s> {
         out.push(d);
     }
 
-    fn check_number(&self, raw: &str, schema: &Schema, path: &JsonPath, name: &str, out: &mut Vec<Diagnostic>) {
+    fn check_number(&self, raw: &str, schema: &Schema, path: &JsonPath, name: &Name<'_>, out: &mut Vec<Diagnostic>) {
         let Ok(v) = raw.parse::<f64>() else { return };
         if let Some(min) = schema.get("minimum").and_then(Schema::as_f64).filter(|&m| v < m) {
             out.push(Diagnostic::error(
@@ -247,7 +247,7 @@ impl<'s> Checker<'s> {
         s: &str,
         schema: &Schema,
         path: &JsonPath,
-        name: &str,
+        name: &Name<'_>,
         doc: Option<&str>,
         out: &mut Vec<Diagnostic>,
     ) {
@@ -402,7 +402,7 @@ impl<'s> Checker<'s> {
         d
     }
 
-    fn check_secret_format(&self, format: &str, s: &str, path: &JsonPath, name: &str) -> Option<Diagnostic> {
+    fn check_secret_format(&self, format: &str, s: &str, path: &JsonPath, name: &Name<'_>) -> Option<Diagnostic> {
         let problem = match format {
             SECRET_REF_FORMAT => secret::check_reference(s).err()?,
             PASSWORD_HASH_FORMAT => secret::check_password_hash(s).err()?,
@@ -477,6 +477,16 @@ fn wrong_type(kind: FileKind, path: &JsonPath, expected: &str, node: &Node, doc:
         d = d.hint(h);
     }
     d
+}
+
+/// A field's name for messages ([`field_name`]), worked out only when a message is written: most
+/// values checked need none.
+struct Name<'p>(&'p JsonPath);
+
+impl std::fmt::Display for Name<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&field_name(self.0))
+    }
 }
 
 /// How a field is named in messages: its key in backquotes, or the list and index for elements.
