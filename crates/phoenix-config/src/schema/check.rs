@@ -4,7 +4,10 @@
 //! It interprets the subset of JSON Schema that the generated schemas use. Messages name the
 //! field and quote the value, except for secrets, which are never quoted.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::rc::Rc;
 use std::sync::{Mutex, OnceLock};
 
 use regex::Regex;
@@ -21,16 +24,102 @@ use crate::suggest::closest;
 /// Checks a parsed file against its schema, appending a diagnostic for every problem.
 pub(crate) fn check_structure(kind: FileKind, root: &Node, out: &mut Vec<Diagnostic>) {
     let schema = super::schema(kind);
-    let checker = Checker { kind, root_schema: schema };
+    let checker = Checker { kind, root_schema: schema, facts: RefCell::default() };
     checker.check(root, schema, &JsonPath::root(), None, out);
 }
 
 struct Checker<'s> {
     kind: FileKind,
     root_schema: &'s Schema,
+    /// What was read of each schema node met so far, by the node's address.
+    facts: RefCell<HashMap<usize, Rc<Facts<'s>>, BuildHasherDefault<AddressHasher>>>,
+}
+
+/// What the checker reads of one schema node (after `$ref`s), read once per node: the values of
+/// a thousand guests are checked against the same nodes, and each lookup in a schema object
+/// hashes its key.
+struct Facts<'s> {
+    schema: &'s Schema,
+    description: Option<&'s str>,
+    alternatives: Option<&'s [Schema]>,
+    types: Option<&'s Schema>,
+    format: Option<&'s str>,
+    constant: Option<&'s Schema>,
+    allowed: Option<Vec<&'s str>>,
+    min_items: Option<f64>,
+    items: Option<&'s Schema>,
+    minimum: Option<f64>,
+    maximum: Option<f64>,
+    min_length: Option<f64>,
+    max_length: Option<f64>,
+    pattern: Option<&'s str>,
+    properties: Option<&'s serde_json::Map<String, Schema>>,
+    additional: Option<&'s Schema>,
+    required: Vec<&'s str>,
+}
+
+/// Hashes the addresses that key [`Checker::facts`] (they need no protection against collisions
+/// chosen by an attacker).
+#[derive(Default)]
+struct AddressHasher(u64);
+
+impl Hasher for AddressHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.0 = (n as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
 }
 
 impl<'s> Checker<'s> {
+    /// The facts of a schema node, read the first time it is met.
+    fn facts(&self, schema: &'s Schema) -> Rc<Facts<'s>> {
+        let key = std::ptr::from_ref(schema) as usize;
+        if let Some(f) = self.facts.borrow().get(&key) {
+            return Rc::clone(f);
+        }
+        let schema = self.resolve(schema);
+        let str_of = |k: &str| schema.get(k).and_then(Schema::as_str);
+        let f = Rc::new(Facts {
+            schema,
+            description: str_of("description"),
+            alternatives: schema
+                .get("anyOf")
+                .or_else(|| schema.get("oneOf"))
+                .and_then(Schema::as_array)
+                .map(Vec::as_slice),
+            types: schema.get("type"),
+            format: str_of("format"),
+            constant: schema.get("const"),
+            allowed: schema
+                .get("enum")
+                .and_then(Schema::as_array)
+                .map(|v| v.iter().filter_map(Schema::as_str).collect()),
+            min_items: schema.get("minItems").and_then(Schema::as_f64),
+            items: schema.get("items"),
+            minimum: schema.get("minimum").and_then(Schema::as_f64),
+            maximum: schema.get("maximum").and_then(Schema::as_f64),
+            min_length: schema.get("minLength").and_then(Schema::as_f64),
+            max_length: schema.get("maxLength").and_then(Schema::as_f64),
+            pattern: str_of("pattern"),
+            properties: schema.get("properties").and_then(Schema::as_object),
+            additional: schema.get("additionalProperties"),
+            required: schema
+                .get("required")
+                .and_then(Schema::as_array)
+                .map(|r| r.iter().filter_map(Schema::as_str).collect())
+                .unwrap_or_default(),
+        });
+        self.facts.borrow_mut().insert(key, Rc::clone(&f));
+        f
+    }
+
     fn resolve(&self, schema: &'s Schema) -> &'s Schema {
         let mut s = schema;
         while let Some(r) = s.get("$ref").and_then(Schema::as_str) {
@@ -44,17 +133,16 @@ impl<'s> Checker<'s> {
     }
 
     fn check(&self, node: &Node, schema: &'s Schema, path: &JsonPath, doc: Option<&'s str>, out: &mut Vec<Diagnostic>) {
-        let schema = self.resolve(schema);
-        let doc = doc.or_else(|| schema.get("description").and_then(Schema::as_str));
-        if let Some(branches) = schema.get("anyOf").or_else(|| schema.get("oneOf")).and_then(Schema::as_array) {
+        let facts = self.facts(schema);
+        let doc = doc.or(facts.description);
+        if let Some(branches) = facts.alternatives {
             self.check_alternatives(node, branches, path, doc, out);
             return;
         }
-        if let Some(types) = schema.get("type")
+        if let Some(types) = facts.types
             && !admits(types, &node.value)
         {
-            let format = schema.get("format").and_then(Schema::as_str);
-            if matches!(format, Some(SECRET_REF_FORMAT | PASSWORD_HASH_FORMAT)) {
+            if matches!(facts.format, Some(SECRET_REF_FORMAT | PASSWORD_HASH_FORMAT)) {
                 out.push(
                     Diagnostic::error(
                         Code::WrongType,
@@ -71,7 +159,7 @@ impl<'s> Checker<'s> {
             return;
         }
         let name = Name(path);
-        if let Some(format) = schema.get("format").and_then(Schema::as_str) {
+        if let Some(format) = facts.format {
             if let Value::String(s) = &node.value
                 && let Some(d) = self.check_secret_format(format, s, path, &name)
             {
@@ -91,21 +179,20 @@ impl<'s> Checker<'s> {
                 return;
             }
         }
-        if let Some(c) = schema.get("const")
+        if let Some(c) = facts.constant
             && node.to_serde() != *c
         {
             out.push(Diagnostic::error(Code::InvalidValue, self.kind, path.clone(), format!("{name} must be {c}")));
         }
-        if let Some(values) = schema.get("enum").and_then(Schema::as_array) {
-            let allowed: Vec<&str> = values.iter().filter_map(Schema::as_str).collect();
-            self.check_enum(node, &allowed, path, out);
+        if let Some(allowed) = &facts.allowed {
+            self.check_enum(node, allowed, path, out);
         }
         match &node.value {
-            Value::Number(n) => self.check_number(n, schema, path, &name, out),
-            Value::String(s) => self.check_string(s, schema, path, &name, doc, out),
+            Value::Number(n) => self.check_number(n, &facts, path, &name, out),
+            Value::String(s) => self.check_string(s, &facts, path, &name, doc, out),
             Value::Array(items) => {
                 let count = items.len() as f64;
-                if let Some(min) = schema.get("minItems").and_then(Schema::as_f64).filter(|&m| count < m) {
+                if let Some(min) = facts.min_items.filter(|&m| count < m) {
                     out.push(Diagnostic::error(
                         Code::OutOfRange,
                         self.kind,
@@ -113,13 +200,13 @@ impl<'s> Checker<'s> {
                         format!("{name} needs at least {min} element(s), it has {count}"),
                     ));
                 }
-                if let Some(items_schema) = schema.get("items") {
+                if let Some(items_schema) = facts.items {
                     for (i, item) in items.iter().enumerate() {
                         self.check(item, items_schema, &path.index(i), None, out);
                     }
                 }
             }
-            Value::Object(_) => self.check_object(node, schema, path, out),
+            Value::Object(_) => self.check_object(node, &facts, path, out),
             Value::Null | Value::Bool(_) => {}
         }
     }
@@ -132,18 +219,18 @@ impl<'s> Checker<'s> {
         doc: Option<&'s str>,
         out: &mut Vec<Diagnostic>,
     ) {
-        let resolved: Vec<&Schema> = branches.iter().map(|b| self.resolve(b)).collect();
-        let is_null_type = |s: &Schema| s.get("type").and_then(Schema::as_str) == Some("null");
-        if matches!(node.value, Value::Null) && resolved.iter().any(|s| is_null_type(s)) {
+        let resolved: Vec<Rc<Facts<'s>>> = branches.iter().map(|b| self.facts(b)).collect();
+        let is_null_type = |f: &Facts<'_>| f.types.and_then(Schema::as_str) == Some("null");
+        if matches!(node.value, Value::Null) && resolved.iter().any(|f| is_null_type(f)) {
             return;
         }
-        let real: Vec<&Schema> = resolved.into_iter().filter(|s| !is_null_type(s)).collect();
+        let real: Vec<Rc<Facts<'s>>> = resolved.into_iter().filter(|f| !is_null_type(f)).collect();
         if let [only] = real.as_slice() {
-            self.check(node, only, path, doc, out);
+            self.check(node, only.schema, path, doc, out);
             return;
         }
         // Unit enums with documented variants: one `const` per branch.
-        let consts: Option<Vec<&str>> = real.iter().map(|s| s.get("const").and_then(Schema::as_str)).collect();
+        let consts: Option<Vec<&str>> = real.iter().map(|f| f.constant.and_then(Schema::as_str)).collect();
         if let Some(allowed) = consts {
             if !matches!(node.value, Value::String(_)) {
                 out.push(wrong_type(self.kind, path, "a string", node, doc));
@@ -154,7 +241,7 @@ impl<'s> Checker<'s> {
         }
         // Internally tagged enums: pick the branch by its `type` tag.
         let tags: Option<Vec<&str>> =
-            real.iter().map(|s| s.pointer("/properties/type/const").and_then(Schema::as_str)).collect();
+            real.iter().map(|f| f.schema.pointer("/properties/type/const").and_then(Schema::as_str)).collect();
         if let Some(tags) = tags {
             if !matches!(node.value, Value::Object(_)) {
                 out.push(wrong_type(self.kind, path, "an object", node, doc));
@@ -176,7 +263,7 @@ impl<'s> Checker<'s> {
             match &tag.value.value {
                 Value::String(t) if tags.contains(&t.as_str()) => {
                     let i = tags.iter().position(|x| x == t).unwrap_or_default();
-                    self.check(node, real[i], path, doc, out);
+                    self.check(node, real[i].schema, path, doc, out);
                 }
                 _ => self.check_enum(&tag.value, &tags, &path.key("type"), out),
             }
@@ -185,18 +272,18 @@ impl<'s> Checker<'s> {
         let mut attempts = Vec::new();
         for branch in &real {
             let mut errs = Vec::new();
-            self.check(node, branch, path, doc, &mut errs);
+            self.check(node, branch.schema, path, doc, &mut errs);
             if errs.is_empty() {
                 return;
             }
             attempts.push((branch, errs));
         }
         let fitting: Vec<_> =
-            attempts.into_iter().filter(|(b, _)| b.get("type").is_none_or(|t| admits(t, &node.value))).collect();
+            attempts.into_iter().filter(|(b, _)| b.types.is_none_or(|t| admits(t, &node.value))).collect();
         match fitting.len() {
             1 => out.extend(fitting.into_iter().flat_map(|(_, e)| e)),
             _ => {
-                let expected: Vec<String> = real.iter().filter_map(|s| s.get("type")).map(expected_types).collect();
+                let expected: Vec<String> = real.iter().filter_map(|f| f.types).map(expected_types).collect();
                 out.push(wrong_type(self.kind, path, &expected.join(" or "), node, doc));
             }
         }
@@ -222,9 +309,9 @@ impl<'s> Checker<'s> {
         out.push(d);
     }
 
-    fn check_number(&self, raw: &str, schema: &Schema, path: &JsonPath, name: &Name<'_>, out: &mut Vec<Diagnostic>) {
+    fn check_number(&self, raw: &str, facts: &Facts<'_>, path: &JsonPath, name: &Name<'_>, out: &mut Vec<Diagnostic>) {
         let Ok(v) = raw.parse::<f64>() else { return };
-        if let Some(min) = schema.get("minimum").and_then(Schema::as_f64).filter(|&m| v < m) {
+        if let Some(min) = facts.minimum.filter(|&m| v < m) {
             out.push(Diagnostic::error(
                 Code::OutOfRange,
                 self.kind,
@@ -232,7 +319,7 @@ impl<'s> Checker<'s> {
                 format!("{name} is {raw}, below the minimum of {min}"),
             ));
         }
-        if let Some(max) = schema.get("maximum").and_then(Schema::as_f64).filter(|&m| v > m) {
+        if let Some(max) = facts.maximum.filter(|&m| v > m) {
             out.push(Diagnostic::error(
                 Code::OutOfRange,
                 self.kind,
@@ -245,14 +332,14 @@ impl<'s> Checker<'s> {
     fn check_string(
         &self,
         s: &str,
-        schema: &Schema,
+        facts: &Facts<'_>,
         path: &JsonPath,
         name: &Name<'_>,
         doc: Option<&str>,
         out: &mut Vec<Diagnostic>,
     ) {
         let len = s.chars().count() as f64;
-        if let Some(min) = schema.get("minLength").and_then(Schema::as_f64).filter(|&m| len < m) {
+        if let Some(min) = facts.min_length.filter(|&m| len < m) {
             let what = if min <= 1.0 {
                 "must not be empty".to_string()
             } else {
@@ -260,7 +347,7 @@ impl<'s> Checker<'s> {
             };
             out.push(Diagnostic::error(Code::OutOfRange, self.kind, path.clone(), format!("{name} {what}")));
         }
-        if let Some(max) = schema.get("maxLength").and_then(Schema::as_f64).filter(|&m| len > m) {
+        if let Some(max) = facts.max_length.filter(|&m| len > m) {
             out.push(Diagnostic::error(
                 Code::OutOfRange,
                 self.kind,
@@ -268,7 +355,7 @@ impl<'s> Checker<'s> {
                 format!("{name} is {len} characters long, at most {max} allowed"),
             ));
         }
-        if let Some(pattern) = schema.get("pattern").and_then(Schema::as_str)
+        if let Some(pattern) = facts.pattern
             && !pattern_matches(pattern, s)
         {
             let mut d = Diagnostic::error(
@@ -284,15 +371,10 @@ impl<'s> Checker<'s> {
         }
     }
 
-    fn check_object(&self, node: &Node, schema: &'s Schema, path: &JsonPath, out: &mut Vec<Diagnostic>) {
+    fn check_object(&self, node: &Node, facts: &Facts<'s>, path: &JsonPath, out: &mut Vec<Diagnostic>) {
         let Value::Object(members) = &node.value else { return };
-        let properties = schema.get("properties").and_then(Schema::as_object);
-        let additional = schema.get("additionalProperties");
-        let mut missing: Vec<&str> = schema
-            .get("required")
-            .and_then(Schema::as_array)
-            .map(|r| r.iter().filter_map(Schema::as_str).filter(|r| node.get(r).is_none()).collect())
-            .unwrap_or_default();
+        let (properties, additional) = (facts.properties, facts.additional);
+        let mut missing: Vec<&str> = facts.required.iter().copied().filter(|r| node.get(r).is_none()).collect();
         for m in members {
             let member_path = path.key(&m.key);
             if let Some(prop) = properties.and_then(|p| p.get(&m.key)) {
