@@ -8,93 +8,20 @@
 //! time), apt-cacher-ng on 10.79.0.1:3142 and the bridge `phxtest0` with 10.79.0.1/24
 //! (`scripts/test-host.sh` sets all of it up). In CI these tests must run; elsewhere they are
 //! skipped with the reason when the host lacks what they need. The Debian template is built once
-//! per machine, under [`CACHE`].
+//! per machine, under [`debian::CACHE`].
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+#[path = "support/debian.rs"]
+mod debian;
+
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use debian::{APT_PROXY, Needs, Stack, available, both, debian_template, feed, serial, text};
 use phoenix_config::RealFilesystem;
 use phoenix_engine::customize::{FeatureLibrary, Job, prepare};
 
-const BRIDGE: &str = "phxtest0";
-
-/// Where the Debian template is kept between runs (the gateway's test builds the same one).
-const CACHE: &str = "/var/cache/phoenix-tests";
-
-/// The apt proxy on the test bridge.
-const APT_PROXY: &str = "http://10.79.0.1:3142";
-
 /// The Debian container.
 const DEBIAN: u32 = 1201;
-
-/// The tests of a file share the bridge: one runs at a time.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// Holds the host for one test.
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn on_path(program: &str) -> bool {
-    ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"]
-        .iter()
-        .any(|d| Path::new(d).join(program).is_file())
-}
-
-/// Whether the apt proxy answers.
-fn apt_proxy_answers() -> bool {
-    std::net::TcpStream::connect_timeout(&"10.79.0.1:3142".parse().expect("address"), Duration::from_secs(2)).is_ok()
-}
-
-/// Whether this host can run the tests; in CI a host that cannot is a failure. `apt`: the test
-/// installs packages in its container.
-fn available(what: &str, apt: bool) -> bool {
-    let missing = if !phoenix_testkit::is_root() {
-        Some("it needs root".to_string())
-    } else if let Some(p) = ["lxc-start", "debootstrap"].into_iter().find(|p| !on_path(p)) {
-        Some(format!("{p} is not installed (scripts/test-host.sh installs it)"))
-    } else if !Path::new("/bin/busybox").is_file() {
-        Some("busybox-static is not installed".to_string())
-    } else if !Path::new("/sys/class/net").join(BRIDGE).join("bridge").is_dir() {
-        Some(format!("bridge {BRIDGE} does not exist (scripts/lxc-host.sh {BRIDGE} 10.79.0.1/24 makes it)"))
-    } else if apt && !apt_proxy_answers() {
-        Some(format!("no apt proxy answers at {APT_PROXY} (scripts/test-host.sh starts apt-cacher-ng)"))
-    } else {
-        None
-    };
-    phoenix_testkit::real_component(what, missing)
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn both(out: &Output) -> String {
-    format!("{}{}", text(&out.stdout), text(&out.stderr))
-}
-
-fn phoenix_bin(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_phoenix"))
-        .args(["--color", "never"])
-        .args(args)
-        .env_remove("PHOENIX_CONFIG_DIR")
-        .output()
-        .expect("run phoenix")
-}
-
-/// The gateway test's Debian template (the same arguments, so it is built once per machine).
-#[allow(clippy::print_stderr)] // The build's duration is worth seeing in the test's output.
-fn debian_template() -> PathBuf {
-    let out = Path::new(CACHE).join("debian-bookworm-gateway_amd64.tar.zst");
-    let out_s = out.to_str().expect("utf-8");
-    let started = Instant::now();
-    let built = phoenix_bin(&["template", "debian", out_s, "--include", "nginx-light,curl,ca-certificates"]);
-    assert!(built.status.success(), "{}", both(&built));
-    eprintln!("phoenix template debian: {:.1}s ({})", started.elapsed().as_secs_f64(), both(&built).trim());
-    out
-}
 
 /// A container on the test bridge at 10.79.0.<id - 1000>.
 fn container(id: u32, name: &str, extra: &str) -> String {
@@ -106,61 +33,20 @@ fn container(id: u32, name: &str, extra: &str) -> String {
     )
 }
 
-struct Stack {
-    _tmp: tempfile::TempDir,
-    root: PathBuf,
+/// A configuration with the given containers; the hypervisor file sets the time zone (which
+/// base_setup takes from it).
+fn stack(containers: &[String]) -> Stack {
+    let s = Stack::new("phoenix-features-e2e-");
+    s.write_hypervisor(serde_json::json!({"timezone": "Europe/Berlin",
+        "docker": {"portainer_server_image": "local/portainer-stand-in"}}));
+    s.write_containers(containers);
+    s
 }
 
 impl Stack {
-    /// A configuration with the given containers; the hypervisor file sets the time zone (which
-    /// base_setup takes from it).
-    fn new(containers: &[String]) -> Stack {
-        let tmp = tempfile::Builder::new().prefix("phoenix-features-e2e-").tempdir_in("/var/tmp").expect("tmp");
-        let root = tmp.path().to_path_buf();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-        let cfg = root.join("config");
-        std::fs::create_dir_all(&cfg).expect("mkdir");
-        let hv = format!(
-            r#"{{"timezone": "Europe/Berlin", "docker": {{"portainer_server_image": "local/portainer-stand-in"}},
-                "backend": {{"type": "lxc", "lxc_path": "{lxc}", "bridges": {{"vmbr0": {{"host_bridge": "{BRIDGE}", "address": "10.79.0.1/24"}}}},
-                 "storage": {{"local": "{storage}"}}}}}}"#,
-            lxc = root.join("lxc").display(),
-            storage = root.join("storage").display(),
-        );
-        std::fs::write(cfg.join("phoenix_hypervisor_config.json"), hv).expect("write");
-        std::fs::write(
-            cfg.join("phoenix_lxc_configs.json"),
-            format!(r#"{{"lxc_configs": {{{}}}}}"#, containers.join(",\n")),
-        )
-        .expect("write");
-        Stack { _tmp: tmp, root }
-    }
-
-    fn config(&self) -> PathBuf {
-        self.root.join("config")
-    }
-
-    fn phoenix(&self, args: &[&str]) -> Output {
-        let cfg = self.config();
-        let locks = self.root.join("locks");
-        let mut full = vec!["-c", cfg.to_str().expect("utf-8"), "--lock-dir", locks.to_str().expect("utf-8")];
-        full.extend_from_slice(args);
-        phoenix_bin(&full)
-    }
-
     /// Runs a shell command in a container with `input` on its standard input.
     fn sh_with(&self, id: u32, script: &str, input: &[u8]) -> Output {
-        let path = self.root.join("lxc").display().to_string();
-        let mut child = Command::new("lxc-attach")
-            .args(["-n", &id.to_string(), "-P", &path, "--", "sh", "-c", script])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("lxc-attach");
-        child.stdin.take().expect("stdin").write_all(input).expect("write to lxc-attach");
-        child.wait_with_output().expect("lxc-attach")
+        feed(self.lxc_attach(id).args(["--", "sh", "-c", script]), input)
     }
 
     /// Runs a shell command in a container that must succeed; its standard output.
@@ -168,13 +54,6 @@ impl Stack {
         let out = self.sh_with(id, script, b"");
         assert!(out.status.success(), "{script}: {}", both(&out));
         text(&out.stdout)
-    }
-
-    fn edit(&self, from: &str, to: &str) {
-        let p = self.config().join("phoenix_lxc_configs.json");
-        let t = std::fs::read_to_string(&p).expect("read");
-        assert!(t.contains(from), "{from} not in the configuration");
-        std::fs::write(&p, t.replacen(from, to, 1)).expect("write");
     }
 
     /// The feature jobs the engine prepares for a guest now.
@@ -208,13 +87,6 @@ impl Stack {
     }
 }
 
-impl Drop for Stack {
-    fn drop(&mut self) {
-        // Whatever happened, leave no container running.
-        let _ = self.phoenix(&["destroy", "--yes", "--force"]);
-    }
-}
-
 /// What must not change when a feature runs again: every package and its version, the Docker
 /// daemon's process and start time, and the files the features wrote (with their times).
 const STATE: &str = "dpkg-query -W -f '${Package} ${Version} ${Status}\\n'; \
@@ -225,7 +97,7 @@ const STATE: &str = "dpkg-query -W -f '${Package} ${Version} ${Status}\\n'; \
 #[test]
 #[allow(clippy::print_stderr)] // The applies' durations are worth seeing in the test's output.
 fn base_setup_and_docker_set_up_a_debian_container_that_runs_a_local_image_and_rerun_without_change() {
-    if !available("the features' end-to-end test", true) {
+    if !available("the features' end-to-end test", &Needs { busybox: true, apt_proxy: true, ..Needs::default() }) {
         return;
     }
     let _host = serial();
@@ -236,7 +108,7 @@ fn base_setup_and_docker_set_up_a_debian_container_that_runs_a_local_image_and_r
                                   "docker": {{"docker_source": "distribution"}}}}"#,
         debian.display()
     );
-    let s = Stack::new(&[container(DEBIAN, "docker-host", &settings)]);
+    let s = stack(&[container(DEBIAN, "docker-host", &settings)]);
 
     let started = Instant::now();
     let out = s.phoenix(&["apply"]);
@@ -386,19 +258,17 @@ fn base_setup_and_docker_set_up_a_debian_container_that_runs_a_local_image_and_r
 
 #[test]
 fn docker_refuses_an_os_it_does_not_support_before_touching_anything() {
-    if !available("the features' end-to-end test", false) {
+    if !available("the features' end-to-end test", &Needs { busybox: true, ..Needs::default() }) {
         return;
     }
     let _host = serial();
     // The busybox template's OS is none the built-in features support.
-    let s = Stack::new(&[container(
+    let s = stack(&[container(
         1202,
         "not-debian",
         r#", "template": "local:vztmpl/busybox.tar.gz", "features": ["docker"]"#,
     )]);
-    let template = s.root.join("storage/template/cache/busybox.tar.gz");
-    let out = phoenix_bin(&["template", "busybox", template.to_str().expect("utf-8")]);
-    assert!(out.status.success(), "{}", both(&out));
+    s.busybox_template();
 
     let out = s.phoenix(&["apply"]);
     assert!(!out.status.success(), "{}", both(&out));

@@ -7,146 +7,25 @@
 //! Needs root, the `lxc` tools, `busybox-static`, `debootstrap` (and the Debian archive the first
 //! time), `openssl`, `curl` and the bridge `phxtest0` with 10.79.0.1/24 (`scripts/test-host.sh`
 //! sets all of it up). In CI this test must run; elsewhere it is skipped with the reason when the
-//! host lacks what it needs. The Debian template is built once per machine, under [`CACHE`].
+//! host lacks what it needs. The Debian template is built once per machine, under
+//! [`debian::CACHE`].
+
+#[path = "support/debian.rs"]
+mod debian;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-const BRIDGE: &str = "phxtest0";
-
-/// Where the Debian template is kept between runs (with its stamp: rebuilt when its inputs change).
-const CACHE: &str = "/var/cache/phoenix-tests";
+use debian::{
+    Needs, Stack, available, both, build_debian_template, curl, debian_template, make_ca, make_server_cert, serial,
+    text,
+};
 
 /// The gateway's address.
 const GATEWAY: &str = "10.79.0.152";
-
-/// The tests of a file share the bridge: one runs at a time.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// Holds the host for one test.
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn on_path(program: &str) -> bool {
-    ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"]
-        .iter()
-        .any(|d| Path::new(d).join(program).is_file())
-}
-
-/// Whether this host can run the test; in CI a host that cannot is a failure.
-fn available() -> bool {
-    let missing = if !phoenix_testkit::is_root() {
-        Some("it needs root".to_string())
-    } else if let Some(p) = ["lxc-start", "debootstrap", "openssl", "curl"].into_iter().find(|p| !on_path(p)) {
-        Some(format!("{p} is not installed (scripts/test-host.sh installs it)"))
-    } else if !Path::new("/bin/busybox").is_file() {
-        Some("busybox-static is not installed".to_string())
-    } else if !Path::new("/sys/class/net").join(BRIDGE).join("bridge").is_dir() {
-        Some(format!("bridge {BRIDGE} does not exist (scripts/lxc-host.sh {BRIDGE} 10.79.0.1/24 makes it)"))
-    } else {
-        None
-    };
-    phoenix_testkit::real_component("the gateway end-to-end test", missing)
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn both(out: &Output) -> String {
-    format!("{}{}", text(&out.stdout), text(&out.stderr))
-}
-
-fn phoenix_bin(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_phoenix"))
-        .args(["--color", "never"])
-        .args(args)
-        .env_remove("PHOENIX_CONFIG_DIR")
-        .output()
-        .expect("run phoenix")
-}
-
-/// Runs a host tool that must succeed.
-fn must(program: &str, args: &[&str]) -> Output {
-    let out = Command::new(program).args(args).output().unwrap_or_else(|e| panic!("{program}: {e}"));
-    assert!(out.status.success(), "{program} {args:?}: {}", both(&out));
-    out
-}
-
-/// `curl` with a short timeout: (HTTP status, body); status 0 when no answer came.
-fn curl(args: &[&str]) -> (u32, String) {
-    let out = Command::new("curl")
-        .args(["-sS", "--max-time", "10", "-w", "\n%{http_code}"])
-        .args(args)
-        .output()
-        .expect("curl");
-    let all = text(&out.stdout);
-    let (body, code) = all.rsplit_once('\n').unwrap_or(("", "0"));
-    (code.trim().parse().unwrap_or(0), body.to_string())
-}
-
-/// The Debian template with NGINX, built by `phoenix template debian` (or kept from an earlier
-/// run); the second call must reuse it.
-#[allow(clippy::print_stderr)] // The build's duration is worth seeing in the test's output.
-fn debian_template() -> PathBuf {
-    let out = Path::new(CACHE).join("debian-bookworm-gateway_amd64.tar.zst");
-    let out_s = out.to_str().expect("utf-8");
-    let args = ["template", "debian", out_s, "--include", "nginx-light,curl,ca-certificates"];
-    let started = Instant::now();
-    let first = phoenix_bin(&args);
-    assert!(first.status.success(), "{}", both(&first));
-    eprintln!("phoenix template debian: {:.1}s ({})", started.elapsed().as_secs_f64(), both(&first).trim());
-    let again = phoenix_bin(&args);
-    assert!(again.status.success() && both(&again).contains("the same inputs already; kept"), "{}", both(&again));
-    out
-}
-
-/// A test CA and a certificate for `secure.test` signed by it: (CA certificate, certificate, key).
-fn test_ca(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    std::fs::create_dir_all(dir).expect("mkdir");
-    let p = |n: &str| dir.join(n).display().to_string();
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-    let mut ca = vec!["req", "-x509"];
-    ca.extend(ec);
-    let (ca_key, ca_pem) = (p("ca.key"), p("ca.pem"));
-    ca.extend(["-keyout", &ca_key, "-out", &ca_pem, "-days", "2", "-subj", "/CN=Phoenix test CA"]);
-    ca.extend(["-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
-    must("openssl", &ca);
-    let (key, csr, pem, ext) = (p("gateway.key"), p("gateway.csr"), p("gateway.pem"), p("ext.cnf"));
-    let mut req = vec!["req"];
-    req.extend(ec);
-    req.extend(["-keyout", &key, "-out", &csr, "-subj", "/CN=secure.test"]);
-    must("openssl", &req);
-    std::fs::write(&ext, "subjectAltName=DNS:secure.test\nextendedKeyUsage=serverAuth\n").expect("write");
-    let serial = p("ca.srl");
-    must(
-        "openssl",
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            &ca_pem,
-            "-CAkey",
-            &ca_key,
-            "-CAserial",
-            &serial,
-            "-CAcreateserial",
-            "-out",
-            &pem,
-            "-days",
-            "2",
-            "-extfile",
-            &ext,
-        ],
-    );
-    (PathBuf::from(ca_pem), PathBuf::from(pem), PathBuf::from(key))
-}
 
 /// Answers one connection: a WebSocket upgrade with 101, then echoes each line it gets through
 /// the upgraded connection (busybox has no WebSocket server; the handshake's accept key is not
@@ -193,88 +72,39 @@ fn container(id: u32, name: &str, ip: u32, extra: &str) -> String {
 /// The services of web-b, as the test edits them.
 const WEB_B_SERVICES: &str = r#"[{"name": "web", "port": 80, "host": "b.test"}, {"name": "secure", "port": 80, "host": "secure.test", "tls": true}]"#;
 
-struct Stack {
-    _tmp: tempfile::TempDir,
-    root: PathBuf,
+/// The stack: web-a and web-b from the busybox template, the gateway from the Debian one, and a
+/// test CA's certificate for `secure.test` (the CA's in `tls/ca.pem`).
+fn stack(debian: &Path) -> Stack {
+    let s = Stack::new("phoenix-gw-e2e-");
+    let tls = s.root.join("tls");
+    std::fs::create_dir_all(&tls).expect("mkdir");
+    let ca = make_ca(&tls, "ca", "/CN=Phoenix test CA");
+    let (cert, key) = make_server_cert(&tls, "gateway", &ca, "secure.test", "DNS:secure.test");
+    s.write_hypervisor(serde_json::json!({"gateway": {"guest": "752", "tls_certificate_file": cert,
+        "tls_key": format!("file:{}", key.display())}}));
+    let http = r#", "health_check": {"http": {"port": 80, "path": "/"}, "retries": 30, "interval": 1}"#;
+    let busybox = r#", "template": "local:vztmpl/busybox.tar.gz", "application_script": "web.sh""#;
+    s.write_containers(&[
+        container(
+            750,
+            "web-a",
+            150,
+            &format!(
+                r#"{busybox}{http}, "services": [{{"name": "web", "port": 80, "path": "/a/"}}, {{"name": "ws", "port": 8080, "path": "/ws/", "websocket": true}}]"#
+            ),
+        ),
+        container(751, "web-b", 151, &format!(r#"{busybox}{http}, "services": {WEB_B_SERVICES}"#)),
+        container(752, "gateway", 152, &format!(r#", "template": "{}""#, debian.display())),
+    ]);
+    std::fs::write(s.config().join("web.sh"), WEB_SCRIPT.replace("@WS@", WS_SCRIPT)).expect("write");
+    s.busybox_template();
+    s
 }
 
 impl Stack {
-    fn new(debian: &Path) -> Stack {
-        let tmp = tempfile::Builder::new().prefix("phoenix-gw-e2e-").tempdir_in("/var/tmp").expect("tmp");
-        let root = tmp.path().to_path_buf();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-        let cfg = root.join("config");
-        std::fs::create_dir_all(&cfg).expect("mkdir");
-        let (_, cert, key) = test_ca(&root.join("tls"));
-        let hv = format!(
-            r#"{{"backend": {{"type": "lxc", "lxc_path": "{lxc}", "bridges": {{"vmbr0": {{"host_bridge": "{BRIDGE}", "address": "10.79.0.1/24"}}}},
-                 "storage": {{"local": "{storage}"}}}},
-              "gateway": {{"guest": "752", "tls_certificate_file": "{cert}", "tls_key": "file:{key}"}}}}"#,
-            lxc = root.join("lxc").display(),
-            storage = root.join("storage").display(),
-            cert = cert.display(),
-            key = key.display(),
-        );
-        std::fs::write(cfg.join("phoenix_hypervisor_config.json"), hv).expect("write");
-        let http = r#", "health_check": {"http": {"port": 80, "path": "/"}, "retries": 30, "interval": 1}"#;
-        let busybox = r#", "template": "local:vztmpl/busybox.tar.gz", "application_script": "web.sh""#;
-        let containers = [
-            container(
-                750,
-                "web-a",
-                150,
-                &format!(
-                    r#"{busybox}{http}, "services": [{{"name": "web", "port": 80, "path": "/a/"}}, {{"name": "ws", "port": 8080, "path": "/ws/", "websocket": true}}]"#
-                ),
-            ),
-            container(751, "web-b", 151, &format!(r#"{busybox}{http}, "services": {WEB_B_SERVICES}"#)),
-            container(752, "gateway", 152, &format!(r#", "template": "{}""#, debian.display())),
-        ];
-        std::fs::write(
-            cfg.join("phoenix_lxc_configs.json"),
-            format!(r#"{{"lxc_configs": {{{}}}}}"#, containers.join(",\n")),
-        )
-        .expect("write");
-        std::fs::write(cfg.join("web.sh"), WEB_SCRIPT.replace("@WS@", WS_SCRIPT)).expect("write");
-        let stack = Stack { _tmp: tmp, root };
-        let template = stack.root.join("storage/template/cache/busybox.tar.gz");
-        let out = phoenix_bin(&["template", "busybox", template.to_str().expect("utf-8")]);
-        assert!(out.status.success(), "{}", both(&out));
-        stack
-    }
-
-    fn phoenix(&self, args: &[&str]) -> Output {
-        let cfg = self.root.join("config");
-        let locks = self.root.join("locks");
-        let mut full = vec!["-c", cfg.to_str().expect("utf-8"), "--lock-dir", locks.to_str().expect("utf-8")];
-        full.extend_from_slice(args);
-        phoenix_bin(&full)
-    }
-
     /// Runs a command in a container; its standard output.
     fn attach(&self, id: u32, argv: &[&str]) -> String {
-        let path = self.root.join("lxc").display().to_string();
-        let out = Command::new("lxc-attach")
-            .args(["-n", &id.to_string(), "-P", &path, "--"])
-            .args(argv)
-            .output()
-            .expect("lxc-attach");
-        text(&out.stdout)
-    }
-
-    fn edit(&self, from: &str, to: &str) {
-        let p = self.root.join("config/phoenix_lxc_configs.json");
-        let t = std::fs::read_to_string(&p).expect("read");
-        assert!(t.contains(from), "{from} not in the configuration");
-        std::fs::write(&p, t.replacen(from, to, 1)).expect("write");
-    }
-}
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        // Whatever happened, leave no container running.
-        let _ = self.phoenix(&["destroy", "--yes", "--force"]);
+        text(&self.lxc_attach(id).arg("--").args(argv).output().expect("lxc-attach").stdout)
     }
 }
 
@@ -315,12 +145,16 @@ fn websocket_through_the_gateway() {
 #[test]
 #[allow(clippy::print_stderr)] // The apply's duration is worth seeing in the test's output.
 fn the_gateway_routes_by_path_host_tls_and_websocket_and_keeps_serving_when_nginx_refuses_a_change() {
-    if !available() {
+    let needs = Needs { tools: &["openssl", "curl"], busybox: true, ..Needs::default() };
+    if !available("the gateway end-to-end test", &needs) {
         return;
     }
     let _host = serial();
     let debian = debian_template();
-    let s = Stack::new(&debian);
+    // A second build with the same inputs keeps the first.
+    let again = build_debian_template();
+    assert!(again.status.success() && both(&again).contains("the same inputs already; kept"), "{}", both(&again));
+    let s = stack(&debian);
 
     let started = Instant::now();
     let out = s.phoenix(&["apply", "--jobs", "3"]);

@@ -24,16 +24,15 @@
 //! 10.79.0.1/24 (`scripts/test-host.sh` sets all of it up). In CI this test must run; elsewhere it
 //! is skipped with the reason when the host lacks what it needs.
 
+#[path = "support/debian.rs"]
+mod debian;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Instant;
 
+use debian::{APT_PROXY, Needs, available, both, curl, debian_template, must, put, text};
 use serde_json::{Value, json};
-
-const BRIDGE: &str = "phxtest0";
-
-/// Where the Debian template is kept between runs (shared with the gateway's test).
-const CACHE: &str = "/var/cache/phoenix-tests";
 
 /// The container's ID and address.
 const ID: u32 = 1211;
@@ -41,9 +40,6 @@ const ADDRESS: &str = "10.79.0.211";
 
 /// Where the artifacts are mounted in the container.
 const ARTIFACTS: &str = "/mnt/phoenix-artifacts";
-
-/// The apt proxy on the bridge.
-const APT_PROXY: &str = "http://10.79.0.1:3142";
 
 /// The host's driver versions: before and after its "upgrade".
 const DRIVER: &str = "550.54.14";
@@ -240,97 +236,20 @@ else:
     sys.exit("usage: ollama serve|list|pull MODEL|--version")
 "#;
 
-fn on_path(program: &str) -> bool {
-    ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"]
-        .iter()
-        .any(|d| Path::new(d).join(program).is_file())
-}
-
-/// Whether this host can run the test; in CI a host that cannot is a failure.
-fn available() -> bool {
-    let missing = if !phoenix_testkit::is_root() {
-        Some("it needs root".to_string())
-    } else if let Some(p) = ["lxc-start", "debootstrap", "curl", "python3", "dpkg-deb", "tar", "sha256sum"]
-        .into_iter()
-        .find(|p| !on_path(p))
-    {
-        Some(format!("{p} is not installed (scripts/test-host.sh installs it)"))
-    } else if !Path::new("/sys/class/net").join(BRIDGE).join("bridge").is_dir() {
-        Some(format!("bridge {BRIDGE} does not exist (scripts/lxc-host.sh {BRIDGE} 10.79.0.1/24 makes it)"))
-    } else if !curl(&["-o", "/dev/null", "http://10.79.0.1:3142/"]).0.is_positive() {
-        Some("apt-cacher-ng does not answer on 10.79.0.1:3142 (scripts/test-host.sh starts it)".to_string())
-    } else {
-        None
-    };
-    phoenix_testkit::real_component("the GPU features' end-to-end test", missing)
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn both(out: &Output) -> String {
-    format!("{}{}", text(&out.stdout), text(&out.stderr))
-}
-
-fn phoenix_bin(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_phoenix"))
-        .args(["--color", "never"])
-        .args(args)
-        .env_remove("PHOENIX_CONFIG_DIR")
-        .output()
-        .expect("run phoenix")
-}
-
-/// Runs a host tool that must succeed.
-fn must(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?}: {}", both(&out));
-    out
-}
-
-/// `curl` with a short timeout: (HTTP status, body); status 0 when no answer came.
-fn curl(args: &[&str]) -> (i32, String) {
-    let out = Command::new("curl")
-        .args(["-sS", "--max-time", "10", "-w", "\n%{http_code}"])
-        .args(args)
-        .output()
-        .expect("curl");
-    let all = text(&out.stdout);
-    let (body, code) = all.rsplit_once('\n').unwrap_or(("", "0"));
-    (code.trim().parse().unwrap_or(0), body.to_string())
-}
-
-/// The Debian template of the gateway's test (the same arguments: built once per machine).
-fn debian_template() -> PathBuf {
-    let out = Path::new(CACHE).join("debian-bookworm-gateway_amd64.tar.zst");
-    let out_s = out.to_str().expect("utf-8");
-    let made = phoenix_bin(&["template", "debian", out_s, "--include", "nginx-light,curl,ca-certificates"]);
-    assert!(made.status.success(), "{}", both(&made));
-    out
-}
-
-fn write(path: &Path, content: &str, mode: u32) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-    std::fs::write(path, content).expect("write");
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
-}
-
 /// The stand-ins, in `dir` (mounted at [`ARTIFACTS`]).
 fn artifacts(dir: &Path) {
     for v in [DRIVER, DRIVER_NEW] {
-        write(&dir.join(format!("NVIDIA-Linux-x86_64-{v}.run")), &FAKE_RUNFILE.replace("@V@", v), 0o755);
+        put(&dir.join(format!("NVIDIA-Linux-x86_64-{v}.run")), FAKE_RUNFILE.replace("@V@", v), 0o755);
     }
-    write(&dir.join("nvidia-version"), &VERSION_FILE.replace("@V@", DRIVER), 0o644);
+    put(&dir.join("nvidia-version"), VERSION_FILE.replace("@V@", DRIVER), 0o644);
 
     // A flat apt repository with the toolkit: a package with nvidia-ctk and the runtime's
     // configuration as NVIDIA ships it (no-cgroups commented out).
     let pkg = dir.join("build/toolkit");
     let control = "Package: nvidia-container-toolkit\nVersion: 1.17.0-1\nArchitecture: amd64\nMaintainer: Phoenix tests <tests@phoenix.invalid>\nDescription: stand-in for the NVIDIA Container Toolkit\n";
-    write(&pkg.join("DEBIAN/control"), control, 0o644);
-    write(&pkg.join("usr/bin/nvidia-ctk"), "#!/bin/sh\necho \"nvidia-ctk $*\" >>/var/log/fake-nvidia-ctk.log\n", 0o755);
-    write(
+    put(&pkg.join("DEBIAN/control"), control, 0o644);
+    put(&pkg.join("usr/bin/nvidia-ctk"), "#!/bin/sh\necho \"nvidia-ctk $*\" >>/var/log/fake-nvidia-ctk.log\n", 0o755);
+    put(
         &pkg.join("etc/nvidia-container-runtime/config.toml"),
         "[nvidia-container-cli]\nenvironment = []\nldconfig = \"@/sbin/ldconfig.real\"\nload-kmods = true\n#no-cgroups = false\n",
         0o644,
@@ -345,7 +264,7 @@ fn artifacts(dir: &Path) {
         deb.file_name().and_then(|n| n.to_str()).expect("name"),
         sum.split_whitespace().next().expect("sum")
     );
-    write(&dir.join("apt/Packages"), &entry, 0o644);
+    put(&dir.join("apt/Packages"), &entry, 0o644);
 
     // The vllm wheel, in a directory used as the package index.
     std::fs::create_dir_all(dir.join("pypi")).expect("mkdir");
@@ -360,8 +279,8 @@ fn artifacts(dir: &Path) {
 
     // Ollama's archive: bin/ollama and a library directory, as the release has.
     let tree = dir.join("build/ollama");
-    write(&tree.join("bin/ollama"), FAKE_OLLAMA, 0o755);
-    write(&tree.join("lib/ollama/libggml-base.so"), "stand-in\n", 0o644);
+    put(&tree.join("bin/ollama"), FAKE_OLLAMA, 0o755);
+    put(&tree.join("lib/ollama/libggml-base.so"), "stand-in\n", 0o644);
     must(
         Command::new("tar")
             .args(["--owner=0", "--group=0", "-czf"])
@@ -373,32 +292,26 @@ fn artifacts(dir: &Path) {
     std::fs::remove_dir_all(dir.join("build")).expect("rm");
 }
 
+/// The stack, with the container from `template`.
 struct Stack {
-    _tmp: tempfile::TempDir,
-    root: PathBuf,
+    base: debian::Stack,
     template: PathBuf,
 }
 
 impl Stack {
     fn new(template: PathBuf) -> Stack {
-        let tmp = tempfile::Builder::new().prefix("phoenix-gpu-e2e-").tempdir_in("/var/tmp").expect("tmp");
-        let root = tmp.path().to_path_buf();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-        let cfg = root.join("config");
-        let hv = json!({"backend": {"type": "lxc", "lxc_path": root.join("lxc"),
-            "bridges": {"vmbr0": {"host_bridge": BRIDGE, "address": "10.79.0.1/24"}},
-            "storage": {"local": root.join("storage")}}});
-        write(&cfg.join("phoenix_hypervisor_config.json"), &hv.to_string(), 0o644);
+        let base = debian::Stack::new("phoenix-gpu-e2e-");
+        base.write_hypervisor(json!({}));
+        let cfg = base.config();
         for (name, manifest, script) in BUILT_IN {
             let mut m: Value = serde_json::from_str(manifest).expect("manifest");
             m["needs_gpu"] = json!(false);
             let dir = cfg.join("features").join(name);
-            write(&dir.join("feature.json"), &m.to_string(), 0o644);
-            write(&dir.join("install.sh"), &format!("{LIB_SH}{KEEP_STAGED}{script}"), 0o755);
+            put(&dir.join("feature.json"), m.to_string(), 0o644);
+            put(&dir.join("install.sh"), format!("{LIB_SH}{KEEP_STAGED}{script}"), 0o755);
         }
-        artifacts(&root.join("artifacts"));
-        Stack { _tmp: tmp, root, template }
+        artifacts(&base.root.join("artifacts"));
+        Stack { base, template }
     }
 
     /// Writes the container file: the container with `settings` as its `feature_settings` (over
@@ -426,7 +339,7 @@ impl Stack {
             "network_config": {"name": "eth0", "bridge": "vmbr0", "ip": format!("{ADDRESS}/24"), "gw": "10.79.0.1"},
             "unprivileged": true, "template": self.template,
             "features": ["base_setup", "nvidia", "vllm", "ollama"],
-            "mount_points": [{"host_path": self.root.join("artifacts"), "container_path": ARTIFACTS, "read_only": true}],
+            "mount_points": [{"host_path": self.base.root.join("artifacts"), "container_path": ARTIFACTS, "read_only": true}],
             "feature_settings": fs
         });
         for (k, v) in keys.as_object().into_iter().flatten() {
@@ -436,25 +349,12 @@ impl Stack {
         for (k, v) in top.as_object().into_iter().flatten() {
             file[k] = v.clone();
         }
-        write(&self.root.join("config/phoenix_lxc_configs.json"), &file.to_string(), 0o644);
-    }
-
-    fn phoenix(&self, args: &[&str]) -> Output {
-        let cfg = self.root.join("config");
-        let locks = self.root.join("locks");
-        let mut full = vec!["-c", cfg.to_str().expect("utf-8"), "--lock-dir", locks.to_str().expect("utf-8")];
-        full.extend_from_slice(args);
-        phoenix_bin(&full)
+        put(&self.base.config().join("phoenix_lxc_configs.json"), file.to_string(), 0o644);
     }
 
     /// Runs a command in the container: (success, stdout and stderr).
     fn attach(&self, argv: &[&str]) -> (bool, String) {
-        let path = self.root.join("lxc").display().to_string();
-        let out = Command::new("lxc-attach")
-            .args(["-n", &ID.to_string(), "-P", &path, "--"])
-            .args(argv)
-            .output()
-            .expect("lxc-attach");
+        let out = self.base.lxc_attach(ID).arg("--").args(argv).output().expect("lxc-attach");
         (out.status.success(), both(&out))
     }
 
@@ -479,26 +379,19 @@ impl Stack {
 
     /// Applies; the run must fail with `message` in what it says.
     fn apply_fails_with(&self, message: &str) {
-        let out = self.phoenix(&["apply"]);
+        let out = self.base.phoenix(&["apply"]);
         assert!(!out.status.success(), "{}", both(&out));
         assert!(both(&out).contains(message), "{}", both(&out));
     }
 
     fn apply(&self) {
         let started = Instant::now();
-        let out = self.phoenix(&["apply"]);
+        let out = self.base.phoenix(&["apply"]);
         assert!(out.status.success(), "{}", both(&out));
         #[allow(clippy::print_stderr)] // The apply's duration is worth seeing in the test's output.
         {
             eprintln!("apply: {:.1}s", started.elapsed().as_secs_f64());
         }
-    }
-}
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        // Whatever happened, leave no container running.
-        let _ = self.phoenix(&["destroy", "--yes", "--force"]);
     }
 }
 
@@ -510,7 +403,9 @@ fn models(port: u16) -> Value {
 
 #[test]
 fn nvidia_vllm_and_ollama_install_serve_and_change_nothing_the_second_time() {
-    if !available() {
+    let needs =
+        Needs { tools: &["curl", "python3", "dpkg-deb", "tar", "sha256sum"], apt_proxy: true, ..Needs::default() };
+    if !available("the GPU features' end-to-end test", &needs) {
         return;
     }
     let s = Stack::new(debian_template());
@@ -563,7 +458,7 @@ fn nvidia_vllm_and_ollama_install_serve_and_change_nothing_the_second_time() {
     // The host's driver is upgraded (the version the file says, and the file's `nvidia_driver_version`,
     // which the feature takes from `lxc.nvidia_driver_version`); vLLM gets a model in the
     // engine settings' form, a name, a port and arguments.
-    write(&s.root.join("artifacts/nvidia-version"), &VERSION_FILE.replace("@V@", DRIVER_NEW), 0o644);
+    put(&s.base.root.join("artifacts/nvidia-version"), VERSION_FILE.replace("@V@", DRIVER_NEW), 0o644);
     let engine = json!({"ModelConfig": {"model": "/srv/models/tiny", "max_model_len": 2048, "enforce_eager": true},
                         "CacheConfig": {"gpu_memory_utilization": 0.5}});
     s.configure(
@@ -633,6 +528,6 @@ fn nvidia_vllm_and_ollama_install_serve_and_change_nothing_the_second_time() {
     assert_eq!(models(8002)["data"][0]["id"], "tiny");
     assert_eq!(curl(&[&format!("http://{ADDRESS}:8001/v1/models")]).0, 0, "the old port still answers");
 
-    let out = s.phoenix(&["plan", "--detailed-exitcode"]);
+    let out = s.base.phoenix(&["plan", "--detailed-exitcode"]);
     assert_eq!(out.status.code(), Some(0), "{}", both(&out));
 }

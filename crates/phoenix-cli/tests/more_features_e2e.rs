@@ -11,21 +11,21 @@
 //! all of it up). In CI this test must run; elsewhere it is skipped with the reason when the host
 //! lacks what it needs.
 
-use std::io::Write;
+#[path = "support/debian.rs"]
+mod debian;
+
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use debian::{
+    APT_PROXY, Needs, available, both, curl, debian_template, feed, make_ca, make_server_cert, must, put, text,
+};
 use phoenix_config::RealFilesystem;
 use phoenix_config::feature_values::{FeatureValues, guest_block, shell_env};
 use phoenix_config::features::{Catalog, builtin_script};
-
-const BRIDGE: &str = "phxtest0";
-
-/// Where the Debian template is kept between runs (the gateway test's, built once per machine).
-const CACHE: &str = "/var/cache/phoenix-tests";
 
 /// The container and its address.
 const ID: u32 = 1221;
@@ -33,146 +33,6 @@ const ADDRESS: &str = "10.79.0.221";
 
 /// The host's TLS server (`openssl s_server`) giving `roots.pem` and a page, on the bridge.
 const TLS_PORT: u16 = 29443;
-
-/// apt-cacher-ng on the bridge.
-const APT_PROXY: &str = "http://10.79.0.1:3142";
-
-fn on_path(program: &str) -> bool {
-    ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"]
-        .iter()
-        .any(|d| Path::new(d).join(program).is_file())
-}
-
-/// Whether this host can run the test; in CI a host that cannot is a failure.
-fn available() -> bool {
-    let missing = if !phoenix_testkit::is_root() {
-        Some("it needs root".to_string())
-    } else if let Some(p) =
-        ["lxc-start", "debootstrap", "openssl", "curl", "dpkg-deb"].into_iter().find(|p| !on_path(p))
-    {
-        Some(format!("{p} is not installed (scripts/test-host.sh installs it)"))
-    } else if !Path::new("/sys/class/net").join(BRIDGE).join("bridge").is_dir() {
-        Some(format!("bridge {BRIDGE} does not exist (scripts/lxc-host.sh {BRIDGE} 10.79.0.1/24 makes it)"))
-    } else if TcpStream::connect_timeout(&"10.79.0.1:3142".parse().expect("address"), Duration::from_secs(2)).is_err() {
-        Some("apt-cacher-ng does not listen on 10.79.0.1:3142 (scripts/test-host.sh starts it)".to_string())
-    } else {
-        None
-    };
-    phoenix_testkit::real_component("the trusted_ca, step_cli, traefik and python_api_service test", missing)
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn both(out: &Output) -> String {
-    format!("{}{}", text(&out.stdout), text(&out.stderr))
-}
-
-fn phoenix_bin(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_phoenix"))
-        .args(["--color", "never"])
-        .args(args)
-        .env_remove("PHOENIX_CONFIG_DIR")
-        .output()
-        .expect("run phoenix")
-}
-
-/// Runs a host tool that must succeed; its standard output.
-fn must(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program).args(args).output().unwrap_or_else(|e| panic!("{program}: {e}"));
-    assert!(out.status.success(), "{program} {args:?}: {}", both(&out));
-    text(&out.stdout)
-}
-
-/// The Debian template, with exactly the gateway test's arguments so both use one build.
-fn debian_template() -> PathBuf {
-    let out = Path::new(CACHE).join("debian-bookworm-gateway_amd64.tar.zst");
-    let args = ["template", "debian", out.to_str().expect("utf-8"), "--include", "nginx-light,curl,ca-certificates"];
-    let built = phoenix_bin(&args);
-    assert!(built.status.success(), "{}", both(&built));
-    out
-}
-
-/// A self-signed CA `name` in `dir`: (certificate path, key path).
-fn make_ca(dir: &Path, name: &str) -> (String, String) {
-    let (key, pem) = (dir.join(format!("{name}.key")), dir.join(format!("{name}.pem")));
-    let (key, pem) = (key.to_str().expect("utf-8").to_string(), pem.to_str().expect("utf-8").to_string());
-    let subject = format!("/CN=Phoenix test {name}");
-    must(
-        "openssl",
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            &key,
-            "-out",
-            &pem,
-            "-days",
-            "2",
-            "-subj",
-            &subject,
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-        ],
-    );
-    (pem, key)
-}
-
-/// A server certificate for 10.79.0.1 signed by the CA: (certificate path, key path).
-fn make_server_cert(dir: &Path, ca: &(String, String)) -> (String, String) {
-    let p = |n: &str| dir.join(n).to_str().expect("utf-8").to_string();
-    let (key, csr, pem, ext) = (p("server.key"), p("server.csr"), p("server.pem"), p("server.ext"));
-    must(
-        "openssl",
-        &[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            &key,
-            "-out",
-            &csr,
-            "-subj",
-            "/CN=10.79.0.1",
-        ],
-    );
-    std::fs::write(&ext, "subjectAltName=IP:10.79.0.1\nextendedKeyUsage=serverAuth\n").expect("write");
-    let serial = p("server.srl");
-    must(
-        "openssl",
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            &ca.0,
-            "-CAkey",
-            &ca.1,
-            "-CAserial",
-            &serial,
-            "-CAcreateserial",
-            "-out",
-            &pem,
-            "-days",
-            "2",
-            "-extfile",
-            &ext,
-        ],
-    );
-    (pem, key)
-}
 
 /// CRC-32 (IEEE), for the wheel's zip entries.
 fn crc32(data: &[u8]) -> u32 {
@@ -277,28 +137,21 @@ echo "$@" >/tmp/traefik.args
 exec python3 -m http.server 8081 --bind 127.0.0.1 --directory /etc/traefik
 "#;
 
-/// Writes a file with the given mode.
-fn put(path: &Path, content: impl AsRef<[u8]>, mode: u32) {
-    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-    std::fs::write(path, content).expect("write");
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
-}
-
 /// The artifacts the container reads from /srv/artifacts: the CAs, the .deb, the tarball, the
 /// wheel. Returns (CA given as text, CA served as roots.pem with its SHA-256 fingerprint).
 fn artifacts(art: &Path, work: &Path) -> (String, String) {
-    let arch = must("dpkg", &["--print-architecture"]).trim().to_string();
-    let ca_text = make_ca(work, "ca-text");
-    let ca_path = make_ca(work, "ca-path");
-    let ca_url = make_ca(work, "ca-url");
+    let arch = text(&must(Command::new("dpkg").arg("--print-architecture")).stdout).trim().to_string();
+    let ca = |name: &str| make_ca(work, name, &format!("/CN=Phoenix test {name}"));
+    let (ca_text, ca_path, ca_url) = (ca("ca-text"), ca("ca-path"), ca("ca-url"));
     std::fs::copy(&ca_path.0, art.join("ca-path.pem")).expect("copy");
     std::fs::copy(&ca_url.0, art.join("roots.pem")).expect("copy");
     // Its key stays in `work`, which the container does not see.
-    let (server, _) = make_server_cert(work, &ca_url);
+    let (server, _) = make_server_cert(work, "server", &ca_url, "10.79.0.1", "IP:10.79.0.1");
     std::fs::copy(&server, art.join("server.pem")).expect("copy");
     put(&art.join("hello.txt"), "hello over TLS\n", 0o644);
-    let fingerprint = must("openssl", &["x509", "-in", &ca_url.0, "-noout", "-fingerprint", "-sha256"]);
-    let fingerprint = fingerprint.trim().rsplit('=').next().expect("fingerprint").to_string();
+    let fingerprint =
+        must(Command::new("openssl").arg("x509").arg("-in").arg(&ca_url.0).args(["-noout", "-fingerprint", "-sha256"]));
+    let fingerprint = text(&fingerprint.stdout).trim().rsplit('=').next().expect("fingerprint").to_string();
 
     let pkg = work.join("step-pkg");
     put(&pkg.join("usr/bin/step"), FAKE_STEP, 0o755);
@@ -310,16 +163,13 @@ fn artifacts(art: &Path, work: &Path) -> (String, String) {
         0o644,
     );
     let deb = art.join(format!("step-cli_0.28.7_{arch}.deb"));
-    must("dpkg-deb", &["--root-owner-group", "-b", pkg.to_str().expect("utf-8"), deb.to_str().expect("utf-8")]);
+    must(Command::new("dpkg-deb").args(["--root-owner-group", "-b"]).arg(&pkg).arg(&deb));
 
     let tdir = work.join("traefik");
     put(&tdir.join("traefik"), FAKE_TRAEFIK, 0o755);
     put(&tdir.join("LICENSE.md"), "stand-in\n", 0o644);
     let tarball = art.join(format!("traefik_v3.5.3_linux_{arch}.tar.gz"));
-    must(
-        "tar",
-        &["-czf", tarball.to_str().expect("utf-8"), "-C", tdir.to_str().expect("utf-8"), "traefik", "LICENSE.md"],
-    );
+    must(Command::new("tar").arg("-czf").arg(&tarball).arg("-C").arg(&tdir).args(["traefik", "LICENSE.md"]));
 
     let record = "phxdemo/__init__.py,,\nphxdemo/__main__.py,,\nphxdemo-1.0.dist-info/METADATA,,\n\
                   phxdemo-1.0.dist-info/WHEEL,,\nphxdemo-1.0.dist-info/RECORD,,\n";
@@ -345,18 +195,16 @@ const DYNAMIC: &str = r#"{"http": {"routers": {"api": {"rule": "PathPrefix(`/`)"
 /// The greeting the Python API gets from `python_api_env`: quotes and a `$` stay as they are.
 const GREETING: &str = r#"from Phoenix's "env" $HOME"#;
 
+/// The stack, with the host's TLS server.
 struct Stack {
-    _tmp: tempfile::TempDir,
-    root: PathBuf,
+    base: debian::Stack,
     tls: Child,
 }
 
 impl Stack {
     fn new(debian: &Path) -> Stack {
-        let tmp = tempfile::Builder::new().prefix("phoenix-more-e2e-").tempdir_in("/var/tmp").expect("tmp");
-        let root = tmp.path().to_path_buf();
-        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-        let (art, work, cfg) = (root.join("art"), root.join("work"), root.join("config"));
+        let base = debian::Stack::new("phoenix-more-e2e-");
+        let (art, work, cfg) = (base.root.join("art"), base.root.join("work"), base.config());
         for d in [&art, &work, &cfg] {
             std::fs::create_dir_all(d).expect("mkdir");
             std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).expect("chmod");
@@ -373,13 +221,7 @@ impl Stack {
             .spawn()
             .expect("openssl s_server");
 
-        let hv = format!(
-            r#"{{"backend": {{"type": "lxc", "lxc_path": "{lxc}", "bridges": {{"vmbr0": {{"host_bridge": "{BRIDGE}", "address": "10.79.0.1/24"}}}},
-                 "storage": {{"local": "{storage}"}}}}}}"#,
-            lxc = root.join("lxc").display(),
-            storage = root.join("storage").display(),
-        );
-        std::fs::write(cfg.join("phoenix_hypervisor_config.json"), hv).expect("write");
+        base.write_hypervisor(serde_json::json!({}));
         let settings = serde_json::json!({
             "base_setup": {"apt_proxy": APT_PROXY, "packages": ["ca-certificates"], "locale": "C.UTF-8"},
             "trusted_ca": {
@@ -416,33 +258,15 @@ impl Stack {
         }}});
         std::fs::write(cfg.join("phoenix_lxc_configs.json"), serde_json::to_string_pretty(&lxc).expect("json"))
             .expect("write");
-        Stack { _tmp: tmp, root, tls }
-    }
-
-    fn phoenix(&self, args: &[&str]) -> Output {
-        let cfg = self.root.join("config");
-        let locks = self.root.join("locks");
-        let mut full = vec!["-c", cfg.to_str().expect("utf-8"), "--lock-dir", locks.to_str().expect("utf-8")];
-        full.extend_from_slice(args);
-        phoenix_bin(&full)
+        Stack { base, tls }
     }
 
     /// Runs a command in the container, with the environment Phoenix gives scripts: its output
     /// (standard output, then standard error) and whether it succeeded.
     fn attach_with(&self, argv: &[&str], input: &[u8]) -> (String, bool) {
-        let path = self.root.join("lxc").display().to_string();
-        let mut child = Command::new("lxc-attach")
-            .args(["-n", &ID.to_string(), "-P", &path, "--clear-env", "--set-var"])
-            .arg("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
-            .arg("--")
-            .args(argv)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("lxc-attach");
-        child.stdin.take().expect("stdin").write_all(input).expect("write");
-        let out = child.wait_with_output().expect("lxc-attach");
+        let mut attach = self.base.lxc_attach(ID);
+        attach.args(["--clear-env", "--set-var", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]);
+        let out = feed(attach.arg("--").args(argv), input);
         (both(&out), out.status.success())
     }
 
@@ -456,7 +280,7 @@ impl Stack {
     /// Runs a feature's script in the container again, with the parameters Phoenix gives it (the
     /// same library functions compute them): its output.
     fn rerun(&self, feature: &str) -> String {
-        let (sources, early) = phoenix_config::load(&self.root.join("config"), &RealFilesystem);
+        let (sources, early) = phoenix_config::load(&self.base.config(), &RealFilesystem);
         let estate = phoenix_config::validate(&sources, early, &RealFilesystem).estate.expect("a valid configuration");
         let guest = &estate.guests[&ID];
         let catalog = Catalog::builtin();
@@ -476,7 +300,7 @@ impl Stack {
     }
 
     fn edit(&self, change: impl FnOnce(&mut serde_json::Value)) {
-        let p = self.root.join("config/phoenix_lxc_configs.json");
+        let p = self.base.config().join("phoenix_lxc_configs.json");
         let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&p).expect("read")).expect("json");
         change(&mut v["lxc_configs"][ID.to_string()]["feature_settings"]);
         std::fs::write(&p, serde_json::to_string_pretty(&v).expect("json")).expect("write");
@@ -487,8 +311,7 @@ impl Drop for Stack {
     fn drop(&mut self) {
         let _ = self.tls.kill();
         let _ = self.tls.wait();
-        // Whatever happened, leave no container running.
-        let _ = self.phoenix(&["destroy", "--yes", "--force"]);
+        // Then `base` destroys the containers.
     }
 }
 
@@ -505,7 +328,8 @@ fn wait_listening(port: u16) {
 #[test]
 #[allow(clippy::print_stderr)] // The apply's duration is worth seeing in the test's output.
 fn trusted_ca_step_cli_traefik_and_python_api_service_install_from_local_artifacts_and_rerun_idle() {
-    if !available() {
+    let needs = Needs { tools: &["openssl", "curl", "dpkg-deb"], apt_proxy: true, ..Needs::default() };
+    if !available("the trusted_ca, step_cli, traefik and python_api_service test", &needs) {
         return;
     }
     let debian = debian_template();
@@ -513,7 +337,7 @@ fn trusted_ca_step_cli_traefik_and_python_api_service_install_from_local_artifac
     wait_listening(TLS_PORT);
 
     let started = Instant::now();
-    let out = s.phoenix(&["apply"]);
+    let out = s.base.phoenix(&["apply"]);
     assert!(out.status.success(), "{}", both(&out));
     eprintln!("apply of the container with the four features: {:.1}s", started.elapsed().as_secs_f64());
 
@@ -527,7 +351,7 @@ fn trusted_ca_step_cli_traefik_and_python_api_service_install_from_local_artifac
     assert!(!listed.contains("phoenix-4"), "{listed}");
     let bundle = s.attach(&["cat", "/etc/ssl/certs/ca-certificates.crt"]);
     for ca in ["ca-text", "ca-path", "ca-url"] {
-        let pem = std::fs::read_to_string(s.root.join(format!("work/{ca}.pem"))).expect("read");
+        let pem = std::fs::read_to_string(s.base.root.join(format!("work/{ca}.pem"))).expect("read");
         assert!(bundle.contains(pem.trim()), "{ca} is not in the bundle");
     }
     let page = s.attach(&["curl", "-fsS", &format!("https://10.79.0.1:{TLS_PORT}/hello.txt")]);
@@ -541,7 +365,7 @@ fn trusted_ca_step_cli_traefik_and_python_api_service_install_from_local_artifac
 
     // python_api_service: the API answers from its virtual environment with the environment file's
     // greeting; the file is root's only.
-    let (code, body) = curl(&format!("http://{ADDRESS}:8000/"));
+    let (code, body) = curl(&[&format!("http://{ADDRESS}:8000/")]);
     assert_eq!((code, body.as_str()), (200, format!("hello {GREETING}\n").as_str()));
     assert_eq!(s.attach(&["stat", "-c", "%a %U", "/etc/phoenix/python-api.env"]), "600 root\n");
     let pid = s.attach(&["cat", "/run/python-api.pid"]);
@@ -572,7 +396,7 @@ fn trusted_ca_step_cli_traefik_and_python_api_service_install_from_local_artifac
     }
     assert_eq!(s.attach(&["cat", "/run/traefik.pid", "/run/python-api.pid"]), pids);
     assert_eq!(s.attach(&["wc", "-l", "/var/log/step-bootstrap.log"]), "1 /var/log/step-bootstrap.log\n");
-    let out = s.phoenix(&["plan", "--detailed-exitcode"]);
+    let out = s.base.phoenix(&["plan", "--detailed-exitcode"]);
     assert_eq!(out.status.code(), Some(0), "{}", both(&out));
 
     eprintln!("the features run again: {:.1}s", started.elapsed().as_secs_f64());
@@ -582,7 +406,7 @@ fn trusted_ca_step_cli_traefik_and_python_api_service_install_from_local_artifac
         settings["trusted_ca"]["ca_certificates"][1] =
             "-----BEGIN CERTIFICATE----- bm90IGEgY2VydGlmaWNhdGU= -----END CERTIFICATE-----".into();
     });
-    let out = s.phoenix(&["apply"]);
+    let out = s.base.phoenix(&["apply"]);
     assert!(!out.status.success(), "{}", both(&out));
     assert!(
         both(&out).contains("trusted_ca: error: ca_certificates[1] (PEM text) holds a certificate openssl cannot read"),
@@ -597,21 +421,12 @@ fn trusted_ca_step_cli_traefik_and_python_api_service_install_from_local_artifac
         let list = settings["trusted_ca"]["ca_certificates"].as_array_mut().expect("list");
         list.truncate(1);
     });
-    let out = s.phoenix(&["apply"]);
+    let out = s.base.phoenix(&["apply"]);
     assert!(out.status.success(), "{}", both(&out));
     let listed = s.attach(&["sh", "-c", "ls /usr/local/share/ca-certificates/ /etc/ssl/certs/ | grep phoenix- | sort"]);
     assert_eq!(listed, "phoenix-1.crt\nphoenix-1.pem\nphoenix-2.crt\nphoenix-2.pem\n");
     let bundle = s.attach(&["cat", "/etc/ssl/certs/ca-certificates.crt"]);
-    let dropped = std::fs::read_to_string(s.root.join("work/ca-path.pem")).expect("read");
+    let dropped = std::fs::read_to_string(s.base.root.join("work/ca-path.pem")).expect("read");
     assert!(!bundle.contains(dropped.trim()), "the dropped CA is still trusted");
     assert_eq!(s.attach(&["curl", "-fsS", &format!("https://10.79.0.1:{TLS_PORT}/hello.txt")]), "hello over TLS\n");
-}
-
-/// `curl` from the host with a short timeout: (HTTP status, body).
-fn curl(url: &str) -> (u32, String) {
-    let out =
-        Command::new("curl").args(["-sS", "--max-time", "10", "-w", "\n%{http_code}", url]).output().expect("curl");
-    let all = text(&out.stdout);
-    let (body, code) = all.rsplit_once('\n').unwrap_or(("", "0"));
-    (code.trim().parse().unwrap_or(0), body.to_string())
 }

@@ -251,4 +251,36 @@ state_file() {
     echo "$PHX_STATE/$1"
 }
 
+# gpu_user NAME HOME: the system user NAME of a service on the GPU (its own group, HOME created,
+# no login), in the groups video and render where the guest has them (GPUs are group-owned by one
+# of them on some hosts).
+gpu_user() {
+    if ! id -u "$1" >/dev/null 2>&1; then
+        useradd --system --user-group --home-dir "$2" --create-home --shell /usr/sbin/nologin "$1"
+        did "created the user $1"
+    fi
+    for g in video render; do
+        if getent group "$g" >/dev/null && ! id -nG "$1" | tr ' ' '\n' | grep -qx "$g"; then
+            usermod -aG "$g" "$1"
+            did "added $1 to the group $g"
+        fi
+    done
+}
+
+# bring_up NAME RESTART URL SECONDS MESSAGE: the service NAME (defined and enabled) running and
+# answering: restarted when RESTART is 1 (its definition, environment or program changed) and it
+# runs, started when it does not, then given SECONDS for URL to answer. When it does not answer,
+# the last lines of its log (the journal, or /var/log/NAME.log) on standard error, then die MESSAGE.
+bring_up() {
+    if [ "$2" = 1 ] && service_do "$1" status >/dev/null 2>&1; then
+        service_do "$1" restart >/dev/null || die "$1 did not restart"
+        did "restarted $1"
+    fi
+    ensure_running "$1"
+    if ! wait_http "$3" "$4"; then
+        if systemd_running; then journalctl -u "$1" -n 30 --no-pager >&2 || true; else tail -n 30 "/var/log/$1.log" >&2 || true; fi
+        die "$5"
+    fi
+}
+
 # ----- the feature itself -----

@@ -51,16 +51,7 @@ else
     upgraded=1
 fi
 
-if ! id -u ollama >/dev/null 2>&1; then
-    useradd --system --user-group --home-dir "$home" --create-home --shell /usr/sbin/nologin ollama
-    did "created the user ollama"
-fi
-for g in video render; do
-    if getent group "$g" >/dev/null && ! id -nG ollama | tr ' ' '\n' | grep -qx "$g"; then
-        usermod -aG "$g" ollama
-        did "added ollama to the group $g"
-    fi
-done
+gpu_user ollama "$home"
 
 cat >"$work/env" <<EOF
 # Written by Phoenix (feature ollama, ollama_host).
@@ -70,17 +61,10 @@ put_file "$envfile" 644 <"$work/env"
 env_changed=$wrote
 define_service ollama "Ollama" ollama "$home" "$envfile" "$bin" serve
 enable_service ollama
-if [ "$service_changed" = 1 ] || [ "$env_changed" = 1 ] || [ "${upgraded:-0}" = 1 ]; then
-    if service_do ollama status >/dev/null 2>&1; then
-        service_do ollama restart >/dev/null || die "ollama did not restart"
-        did "restarted ollama"
-    fi
-fi
-ensure_running ollama
-if ! wait_http "http://127.0.0.1:$port/api/version" "$PHX_OLLAMA_START_TIMEOUT"; then
-    if systemd_running; then journalctl -u ollama -n 30 --no-pager >&2 || true; else tail -n 30 /var/log/ollama.log >&2 || true; fi
-    die "ollama does not answer on http://127.0.0.1:$port/api/version (its log is above)"
-fi
+restart=0
+if [ "$service_changed" = 1 ] || [ "$env_changed" = 1 ] || [ "${upgraded:-0}" = 1 ]; then restart=1; fi
+url="http://127.0.0.1:$port/api/version"
+bring_up ollama "$restart" "$url" "$PHX_OLLAMA_START_TIMEOUT" "ollama does not answer on $url (its log is above)"
 
 # The models: pulled through the running server when `ollama list` lacks them ("name" is
 # "name:latest" there).

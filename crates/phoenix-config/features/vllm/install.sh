@@ -83,17 +83,7 @@ pip)
         upgraded=1
     fi
     user=vllm
-    if ! id -u vllm >/dev/null 2>&1; then
-        useradd --system --user-group --home-dir "$home" --create-home --shell /usr/sbin/nologin vllm
-        did "created the user vllm"
-    fi
-    # GPUs are group-owned by video or render on some hosts.
-    for g in video render; do
-        if getent group "$g" >/dev/null && ! id -nG vllm | tr ' ' '\n' | grep -qx "$g"; then
-            usermod -aG "$g" vllm
-            did "added vllm to the group $g"
-        fi
-    done
+    gpu_user vllm "$home"
     set -- "$venv/bin/vllm" serve
     ;;
 image)
@@ -138,17 +128,10 @@ eval "set -- \"\$@\" \"\$model\" $words"
 eval "set -- \"\$@\" $PHX_VLLM_ARGS"
 define_service vllm "vLLM serving $model" "$user" "$home" "$envfile" "$@"
 enable_service vllm
-if [ "$service_changed" = 1 ] || [ "$env_changed" = 1 ] || [ "${upgraded:-0}" = 1 ]; then
-    if service_do vllm status >/dev/null 2>&1; then
-        service_do vllm restart >/dev/null || die "vllm did not restart"
-        did "restarted vllm"
-    fi
-fi
-ensure_running vllm
-
-if ! wait_http "http://127.0.0.1:$port/v1/models" "$PHX_VLLM_START_TIMEOUT"; then
-    if systemd_running; then journalctl -u vllm -n 30 --no-pager >&2 || true; else tail -n 30 /var/log/vllm.log >&2 || true; fi
-    die "vLLM does not answer on http://127.0.0.1:$port/v1/models after $PHX_VLLM_START_TIMEOUT s (its log is above)"
-fi
+restart=0
+if [ "$service_changed" = 1 ] || [ "$env_changed" = 1 ] || [ "${upgraded:-0}" = 1 ]; then restart=1; fi
+url="http://127.0.0.1:$port/v1/models"
+bring_up vllm "$restart" "$url" "$PHX_VLLM_START_TIMEOUT" \
+    "vLLM does not answer on $url after $PHX_VLLM_START_TIMEOUT s (its log is above)"
 say "serving $model on port $port"
 finish
