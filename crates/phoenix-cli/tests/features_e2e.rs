@@ -167,10 +167,15 @@ fn base_setup_and_docker_set_up_a_debian_container_that_runs_a_local_image_and_r
         .to_string();
     assert!(steps.contains("feature:base_setup") && steps.contains("feature:docker"), "{plan:#}");
     let started = Instant::now();
-    let out = s.phoenix(&["apply"]);
+    let out = s.phoenix(&["-v", "apply"]);
     assert!(out.status.success(), "{}", both(&out));
     eprintln!("apply re-running both features: {:.1}s", started.elapsed().as_secs_f64());
     assert_eq!(s.sh(DEBIAN, STATE), state, "the engine's re-run changed the container");
+    // Apply says what each re-run feature found: nothing to change.
+    for feature in ["base_setup", "docker"] {
+        let said = format!("{DEBIAN}: feature:{feature} finished: {feature}: nothing to change");
+        assert!(both(&out).contains(&said), "{said} missing from:\n{}", both(&out));
+    }
     let out = s.phoenix(&["plan", "--detailed-exitcode"]);
     assert_eq!(out.status.code(), Some(0), "{}", both(&out));
 
