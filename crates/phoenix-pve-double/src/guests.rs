@@ -1,9 +1,11 @@
 //! The containers the double keeps: created, configured, started and stopped, snapshotted,
 //! cloned and destroyed as Proxmox does it — with the configuration as Proxmox shows it (MACs
-//! generated, disks allocated), a `digest` that must match on updates, locks that refuse edits
-//! while a task holds them, snapshots (settings and raw `lxc.*` lines as they were), and the
-//! clone rules (the source must have the snapshot, whose settings and raw lines the clone gets;
-//! bind and device mount points make a clone fail; a second clone of a locked source times out).
+//! generated, disks allocated), a `digest` that must match on updates, locks that refuse edits,
+//! resizes and destroys while a task holds them (starts, stops and snapshots fail in their task,
+//! as pve-container checks the lock there: see the server's `container_task_refusal`),
+//! snapshots (settings and raw `lxc.*` lines as they were), and the clone rules (the source
+//! must have the snapshot, whose settings and raw lines the clone gets; bind and device mount
+//! points make a clone fail; a second clone of a locked source times out).
 //! A snapshot keeps no description (nor `unused[n]`), so a clone of one has only the description
 //! the clone call gives.
 //! A `delete` of a volume mount point keeps its volume as `unused[n]`, and so does setting a new
@@ -96,6 +98,18 @@ pub(crate) fn snapshot_config(config: &BTreeMap<String, String>) -> BTreeMap<Str
         .filter(|(k, _)| !matches!(k.as_str(), "description" | "lock" | "digest") && !numbered(k, "unused"))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
+}
+
+/// Why the task of a snapshot `snapname` of this container fails, as pve-guest-common's
+/// `__snapshot_prepare` dies in it: a template, a lock, a name in use. `None` when it may run.
+pub(crate) fn snapshot_refusal(g: &Guest, snapname: &str) -> Option<String> {
+    if g.is_template() {
+        return Some("you can't take a snapshot if it's a template".into());
+    }
+    if let Some(kind) = g.locked() {
+        return Some(format!("CT is locked ({kind})"));
+    }
+    g.snapshots.contains_key(snapname).then(|| format!("snapshot name '{snapname}' already used"))
 }
 
 /// Why the task of a rollback to (`rollback`) or a deletion of the snapshot `snapname` fails for
@@ -330,6 +344,9 @@ pub(crate) fn handle(
                     ok(Value::Null)
                 }
                 ("PUT", ["resize"]) => {
+                    if let Some(kind) = g.locked() {
+                        return Some(fail(format!("CT is locked ({kind})")));
+                    }
                     let disk = ps.get("disk").cloned().unwrap_or_default();
                     let size = ps.get("size").cloned().unwrap_or_default();
                     let Some(current) = g.config.get(&disk).cloned() else {
@@ -377,17 +394,9 @@ pub(crate) fn handle(
                     list.push(json!({ "name": "current", "description": "You are here!" }));
                     ok(Value::Array(list))
                 }
+                // What the task refuses was answered before (see `snapshot_refusal`).
                 ("POST", ["snapshot"]) => {
                     let name = ps.get("snapname").cloned().unwrap_or_default();
-                    if g.is_template() {
-                        return Some(fail("you can't take a snapshot if it's a template".into()));
-                    }
-                    if g.snapshots.contains_key(&name) {
-                        return Some(fail(format!("snapshot name '{name}' already used")));
-                    }
-                    if let Some(kind) = g.locked() {
-                        return Some(fail(format!("CT is locked ({kind})")));
-                    }
                     let g = guests.get_mut(&n)?;
                     let copy = Snapshot { config: snapshot_config(&g.config), raw: g.raw.clone() };
                     g.snapshots.insert(name.clone(), copy);
@@ -505,6 +514,9 @@ pub(crate) fn handle(
                 }
                 (_, ["firewall", sub @ ..]) => return crate::firewall::handle(&mut guests.get_mut(&n)?.firewall, method, sub, ps),
                 ("DELETE", []) => {
+                    if let Some(kind) = g.locked() {
+                        return Some(fail(format!("CT is locked ({kind})")));
+                    }
                     if g.running {
                         return Some(fail(format!("CT {vmid} is running - destroy failed")));
                     }
