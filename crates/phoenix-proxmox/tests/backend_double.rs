@@ -301,6 +301,9 @@ fn a_nameserver_change_takes_effect_at_the_next_start() {
     let estate = support::estate(dir.path(), &double, "", &lxc("10.0.0.2"));
     let (plan, report) = support::apply(&backend, &estate, dir.path());
     assert!(!report.failed(), "{report:#?}");
+    // The restart the plan has applied it: nothing is left pending.
+    let file = double.conf_file(908).expect("conf");
+    assert!(!file.contains("[pve:pending]") && file.contains("nameserver: 10.0.0.2\n"), "{file}");
     let steps = &plan.guest(908).expect("908").steps;
     let effects: Vec<phoenix_backend::ChangeEffect> = steps
         .iter()

@@ -48,6 +48,9 @@ pub(crate) struct Guest {
     /// When the conversion into a template (`POST .../template`) finishes: its task converts
     /// the volumes and only then writes `template: 1`, after Proxmox answered.
     pub converting: Option<Instant>,
+    /// Changes a running container takes only at its next start (`[pve:pending]`): a value to
+    /// set, or `None` to delete the key.
+    pub pending: BTreeMap<String, Option<String>>,
 }
 
 impl Guest {
@@ -70,6 +73,26 @@ impl Guest {
         self.config.get("template").is_some_and(|t| t == "1")
     }
 
+    /// The configuration with the pending changes in, as `GET config` shows it unless asked
+    /// for the `current` one (pve-guest-common's `load_current_config`).
+    pub(crate) fn with_pending(&self) -> BTreeMap<String, String> {
+        let mut config = self.config.clone();
+        for (k, v) in &self.pending {
+            match v {
+                Some(v) => config.insert(k.clone(), v.clone()),
+                None => config.remove(k),
+            };
+        }
+        config
+    }
+
+    /// Starts the container: its pending changes are applied first (pve-container's `vm_start`).
+    pub(crate) fn start(&mut self) {
+        self.config = self.with_pending();
+        self.pending.clear();
+        self.running = true;
+    }
+
     pub(crate) fn locked(&self) -> Option<&str> {
         self.lock.as_ref().filter(|(_, until)| *until > Instant::now()).map(|(kind, _)| kind.as_str())
     }
@@ -80,10 +103,16 @@ impl Guest {
             .iter()
             .chain(self.raw.iter().map(|(k, v)| (k, v)))
             .map(|(k, v)| format!("{k}: {v}\n"))
+            .chain(self.pending.iter().map(|(k, v)| format!("pending {k}: {v:?}\n")))
             .collect();
         Sha256::digest(text.as_bytes()).iter().take(20).map(|b| format!("{b:02x}")).collect()
     }
 }
+
+/// Keys a running container takes only at its next start: pve-container's
+/// `vmconfig_hotplug_pending` neither writes them at once nor applies them live, so they stay in
+/// `[pve:pending]`, set or deleted, until `vm_start` applies them.
+const PENDING_WHILE_RUNNING: &[&str] = &["nameserver", "searchdomain"];
 
 fn numbered(key: &str, prefix: &str) -> bool {
     key.strip_prefix(prefix).is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
@@ -275,7 +304,7 @@ pub(crate) fn handle(
                 return Some(fail(format!("CT {vmid} already exists on node '{}'", guests[&n].node)));
             }
             let config = ps.iter().filter(|(k, _)| !CREATE_ONLY.contains(&k.as_str())).map(|(k, v)| (k.clone(), stored(&vmid, k, v, seed))).collect();
-            guests.insert(n, Guest { node: (*node).to_string(), config, running: false, snapshots: BTreeMap::new(), lock: Some(("create".into(), Instant::now() + busy)), raw: Vec::new(), firewall: Default::default(), converting: None });
+            guests.insert(n, Guest { node: (*node).to_string(), config, running: false, snapshots: BTreeMap::new(), lock: Some(("create".into(), Instant::now() + busy)), raw: Vec::new(), firewall: Default::default(), converting: None, pending: BTreeMap::new() });
             ok(json!(task(node, "vzcreate", &vmid)))
         }
         (_, ["", "nodes", node, "lxc", vmid, rest @ ..]) => {
@@ -283,7 +312,9 @@ pub(crate) fn handle(
             let Some(g) = guests.get(&n).filter(|g| g.node == *node) else { return Some(missing(node, vmid)) };
             match (method, rest) {
                 ("GET", ["config"]) => {
-                    let mut c: serde_json::Map<String, Value> = g.config.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+                    let current = ps.get("current").is_some_and(|c| c == "1" || c == "true");
+                    let shown = if current { g.config.clone() } else { g.with_pending() };
+                    let mut c: serde_json::Map<String, Value> = shown.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
                     c.insert("digest".into(), json!(g.digest()));
                     if let Some(kind) = g.locked() {
                         c.insert("lock".into(), json!(kind));
@@ -309,7 +340,12 @@ pub(crate) fn handle(
                         return Some((403, "Permission check failed (configuring device passthrough is only allowed for root@pam)".into(), json!({ "data": null })));
                     }
                     let g = guests.get_mut(&n)?;
+                    let pending = |g: &Guest, k: &str| g.running && PENDING_WHILE_RUNNING.contains(&k);
                     for key in delete {
+                        if pending(g, key) {
+                            g.pending.insert(key.to_string(), None);
+                            continue;
+                        }
                         // A volume mount point is detached: its volume stays, as `unused[n]`.
                         if let Some(old) = g.config.remove(key).filter(|_| key.starts_with("mp")) {
                             let volume = old.split(',').next().unwrap_or_default().trim_start_matches("volume=").to_string();
@@ -337,6 +373,10 @@ pub(crate) fn handle(
                             let (storage, size) = v.split(',').next().and_then(|v| v.split_once(':')).unwrap_or_default();
                             let rest: String = v.split(',').skip(1).map(|p| format!(",{p}")).collect();
                             g.config.insert(k.clone(), format!("{storage}:subvol-{vmid}-disk-{disk}{rest},size={size}G"));
+                            continue;
+                        }
+                        if pending(g, k) {
+                            g.pending.insert(k.clone(), Some(v.clone()));
                             continue;
                         }
                         g.config.insert(k.clone(), stored(vmid, k, v, seed));
@@ -370,7 +410,11 @@ pub(crate) fn handle(
                 ("GET", ["status", "current"]) => ok(json!({ "vmid": n, "status": if g.running { "running" } else { "stopped" }, "name": g.config.get("hostname") })),
                 ("POST", ["status", action]) => {
                     let g = guests.get_mut(&n)?;
-                    g.running = *action == "start" || (*action == "reboot" && g.running);
+                    if *action == "start" || (*action == "reboot" && g.running) {
+                        g.start();
+                    } else {
+                        g.running = false;
+                    }
                     ok(json!(task(node, &format!("vz{action}"), vmid)))
                 }
                 ("GET", ["interfaces"]) => {
@@ -509,7 +553,7 @@ pub(crate) fn handle(
                         src.lock = Some(("clone".into(), until));
                     }
                     let target = ps.get("target").map_or(*node, String::as_str).to_string();
-                    guests.insert(new, Guest { node: target, config, running: false, snapshots: BTreeMap::new(), lock: Some(("create".into(), until)), raw, firewall, converting: None });
+                    guests.insert(new, Guest { node: target, config, running: false, snapshots: BTreeMap::new(), lock: Some(("create".into(), until)), raw, firewall, converting: None, pending: BTreeMap::new() });
                     ok(json!(task(node, "vzclone", vmid)))
                 }
                 (_, ["firewall", sub @ ..]) => return crate::firewall::handle(&mut guests.get_mut(&n)?.firewall, method, sub, ps),
