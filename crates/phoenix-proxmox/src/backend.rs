@@ -1251,6 +1251,15 @@ impl Backend for ProxmoxBackend {
         self.task(Call::DeleteSnapshot(Guest::lxc(&node, id), name), &[])
     }
 
+    /// A container's mount points must all take snapshots (see
+    /// [`ProxmoxBackend::check_container_snapshot`]); VMs are not checked.
+    fn check_snapshot(&self, kind: GuestKind, config: &GuestConfig) -> Result<(), BackendError> {
+        match kind {
+            GuestKind::Lxc => self.check_container_snapshot(config),
+            GuestKind::Vm => Ok(()),
+        }
+    }
+
     fn make_template(&self, id: GuestId) -> Result<(), BackendError> {
         if self.is_vm(id)? {
             return self.vm_make_template(id);

@@ -129,16 +129,40 @@ pub(crate) fn snapshot_config(config: &BTreeMap<String, String>) -> BTreeMap<Str
         .collect()
 }
 
+/// Storage types whose container volumes take snapshots (pve-storage's `volume_has_feature`:
+/// ZFS, LVM-thin, Ceph RBD, Btrfs; a directory, NFS or CIFS storage only for qcow2 images, which
+/// containers do not use; plain LVM not at all).
+const SNAPSHOT_STORAGES: &[&str] = &["zfspool", "zfs", "lvmthin", "rbd", "btrfs"];
+
 /// Why the task of a snapshot `snapname` of this container fails, as pve-guest-common's
-/// `__snapshot_prepare` dies in it: a template, a lock, a name in use. `None` when it may run.
-pub(crate) fn snapshot_refusal(g: &Guest, snapname: &str) -> Option<String> {
+/// `__snapshot_prepare` dies in it: a template, a lock, a name in use, or a mount point that
+/// cannot be snapshotted (a host directory, or a volume on a storage whose type `storage_type`
+/// gives and that takes none). `None` when it may run.
+pub(crate) fn snapshot_refusal(
+    g: &Guest,
+    snapname: &str,
+    storage_type: &dyn Fn(&str) -> Option<String>,
+) -> Option<String> {
     if g.is_template() {
         return Some("you can't take a snapshot if it's a template".into());
     }
     if let Some(kind) = g.locked() {
         return Some(format!("CT is locked ({kind})"));
     }
-    g.snapshots.contains_key(snapname).then(|| format!("snapshot name '{snapname}' already used"))
+    if g.snapshots.contains_key(snapname) {
+        return Some(format!("snapshot name '{snapname}' already used"));
+    }
+    let snapshots_on = |value: &str| {
+        let volume = value.split(',').next().unwrap_or_default().trim_start_matches("volume=");
+        volume
+            .split_once(':')
+            .and_then(|(storage, _)| storage_type(storage))
+            .is_some_and(|t| SNAPSHOT_STORAGES.contains(&t.as_str()))
+    };
+    g.config
+        .iter()
+        .any(|(k, v)| (k == "rootfs" || numbered(k, "mp")) && !snapshots_on(v))
+        .then(|| "snapshot feature is not available".to_string())
 }
 
 /// Why the task of a rollback to (`rollback`) or a deletion of the snapshot `snapname` fails for

@@ -358,7 +358,10 @@ impl Model {
         };
         let g = self.guests.get(&vmid.parse::<u32>().ok()?).filter(|g| g.node == node)?;
         let error = match kind {
-            "vzsnapshot" => crate::guests::snapshot_refusal(g, ps.get("snapname").map_or("", String::as_str)),
+            "vzsnapshot" => {
+                let storage_type = |s: &str| self.storages.get(s).map(|(kind, _, _)| kind.clone());
+                crate::guests::snapshot_refusal(g, ps.get("snapname").map_or("", String::as_str), &storage_type)
+            }
             "vzstart" if g.is_template() => None,
             _ => g.locked().map(|lock| format!("CT is locked ({lock})")),
         }?;
@@ -604,6 +607,17 @@ impl PveDouble {
         if let Some(g) = model.guests.get_mut(&id) {
             g.lock = Some((kind.to_string(), std::time::Instant::now() + duration));
         }
+    }
+
+    /// Adds a storage of another type than a directory (`lvm`, `lvmthin`, `rbd`; on every node):
+    /// what it holds is `content`, and whether container volumes on it take snapshots follows
+    /// from its type.
+    pub fn add_storage(&self, name: &str, kind: &str, content: &str) {
+        self.model
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .storages
+            .insert(name.into(), (kind.into(), None, content.into()));
     }
 
     /// Adds a directory storage (on every node).
