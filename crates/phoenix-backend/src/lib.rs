@@ -81,6 +81,14 @@ pub trait Backend: Send + Sync {
         Err(BackendError::unsupported(format!("the {} backend does not delete snapshots", self.name())))
     }
 
+    /// Checks, without changing anything, that a snapshot can be taken of a guest of this kind
+    /// configured as `config` (its disks on storage that takes snapshots, say). An
+    /// [`ErrorKind::Unsupported`] error says why not; by default every guest can be snapshotted.
+    fn check_snapshot(&self, kind: GuestKind, config: &GuestConfig) -> Result<(), BackendError> {
+        let _ = (kind, config);
+        Ok(())
+    }
+
     /// Makes a stopped guest a template: it never runs again, and clones are made from it as it
     /// is ([`CreateSource::Clone`] with an empty snapshot). Refused while it runs, and for a guest
     /// that is a template already. Observing shows it as [`ObservedGuest::template`].
@@ -224,5 +232,8 @@ impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
     }
     fn adopt(&self, id: GuestId, desired: &GuestConfig) -> Result<(), BackendError> {
         (**self).adopt(id, desired)
+    }
+    fn check_snapshot(&self, kind: GuestKind, config: &GuestConfig) -> Result<(), BackendError> {
+        (**self).check_snapshot(kind, config)
     }
 }

@@ -711,6 +711,46 @@ pub fn check_routes(desired: &Desired, plan: &Plan, route: Route<'_>) -> (Vec<Pl
     (issues, notes)
 }
 
+/// Whether the backend can take a snapshot of a guest of this kind with this configuration:
+/// `Err` says why not.
+pub type CanSnapshot<'a> = &'a dyn Fn(GuestKind, &phoenix_backend::GuestConfig) -> Result<(), String>;
+
+/// The snapshots the plan takes that the backend says cannot be taken (`can`): a template's
+/// snapshot is an issue, since its clones are made from it and it would fail once the template
+/// is built; a snapshot before an update is a note, since the update then runs without one.
+pub fn check_snapshots(desired: &Desired, plan: &Plan, can: CanSnapshot<'_>) -> (Vec<PlanIssue>, Vec<String>) {
+    let (mut issues, mut notes) = (Vec::new(), Vec::new());
+    for g in &plan.guests {
+        let Some(d) = desired.guests.get(&g.id) else { continue };
+        for step in &g.steps {
+            let why = || can(d.kind, &d.config).err();
+            match &step.action {
+                Action::Snapshot { name } => {
+                    if let Some(why) = why() {
+                        issues.push(PlanIssue {
+                            guest: g.id,
+                            message: format!("{} ({}): its snapshot {name} cannot be taken: {why}", g.id, g.name),
+                            hint: "put its disks on storage that takes snapshots, or leave `template_snapshot_name` \
+                                   out and make it a template (`is_template`)"
+                                .to_string(),
+                        });
+                    }
+                }
+                Action::UpdateSnapshot { .. } => {
+                    if let Some(why) = why() {
+                        notes.push(format!(
+                            "{}: no snapshot can be taken before its update ({why}): it runs without one",
+                            g.id
+                        ));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    (issues, notes)
+}
+
 /// Addresses the configuration gives a guest that another guest on the backend already has
 /// (one Phoenix does not manage, or one no longer in the configuration).
 pub fn check_addresses(desired: &Desired, observed: &Observation) -> Vec<PlanIssue> {

@@ -490,7 +490,8 @@ impl ProxmoxBackend {
 
     /// Grows the root disk to `gib` GiB (Proxmox refuses to shrink it), and waits for the task.
     fn grow_rootfs(&self, node: &str, id: GuestId, gib: &str) -> Result<(), BackendError> {
-        self.task(Call::Resize(Guest::lxc(node, id)), &[("disk", "rootfs".into()), ("size", format!("{gib}G"))])
+        let guest = Guest::lxc(node, id);
+        self.unlocked_task(guest, Call::Resize(guest), &[("disk", "rootfs".into()), ("size", format!("{gib}G"))])
     }
 
     /// The mount points of `params` with the volumes they already have kept (see
@@ -503,8 +504,9 @@ impl ProxmoxBackend {
         current: &serde_json::Map<String, Value>,
     ) -> Result<Params, BackendError> {
         let (params, grow) = keep_volumes(params, current);
+        let guest = Guest::lxc(node, id);
         for (slot, gib) in grow {
-            self.task(Call::Resize(Guest::lxc(node, id)), &[("disk", slot), ("size", format!("{gib}G"))])?;
+            self.unlocked_task(guest, Call::Resize(guest), &[("disk", slot), ("size", format!("{gib}G"))])?;
         }
         Ok(params)
     }
@@ -528,6 +530,20 @@ impl ProxmoxBackend {
     /// Makes a call that starts a task, and waits for it.
     pub(crate) fn task(&self, call: Call<'_>, params: &[(&str, String)]) -> Result<(), BackendError> {
         self.task_through(&self.api, call, params)
+    }
+
+    /// Makes a call about `guest` that starts a task once no other task holds the guest's lock
+    /// (see [`ProxmoxBackend::unlocked_config_of`]), and waits for it: Proxmox refuses to start,
+    /// stop, resize, snapshot or destroy a locked guest (`CT is locked (backup)`) instead of
+    /// waiting.
+    pub(crate) fn unlocked_task(
+        &self,
+        guest: Guest<'_>,
+        call: Call<'_>,
+        params: &[(&str, String)],
+    ) -> Result<(), BackendError> {
+        self.unlocked_config_of(guest)?;
+        self.task(call, params)
     }
 
     /// Makes a call that starts a task through `api`, and waits for it.
@@ -1184,7 +1200,8 @@ impl Backend for ProxmoxBackend {
         }
         let (node, _) =
             self.node_of(id)?.ok_or_else(|| BackendError::not_found(format!("container {id} does not exist")))?;
-        self.task(Call::Power(Guest::lxc(&node, id), Power::Start), &[])
+        let guest = Guest::lxc(&node, id);
+        self.unlocked_task(guest, Call::Power(guest, Power::Start), &[])
     }
 
     fn stop(&self, id: GuestId) -> Result<(), BackendError> {
@@ -1193,8 +1210,10 @@ impl Backend for ProxmoxBackend {
         }
         let (node, _) =
             self.node_of(id)?.ok_or_else(|| BackendError::not_found(format!("container {id} does not exist")))?;
-        self.task(
-            Call::Power(Guest::lxc(&node, id), Power::Shutdown),
+        let guest = Guest::lxc(&node, id);
+        self.unlocked_task(
+            guest,
+            Call::Power(guest, Power::Shutdown),
             &[("timeout", "60".into()), ("forceStop", "1".into())],
         )
     }
@@ -1205,7 +1224,8 @@ impl Backend for ProxmoxBackend {
         }
         let (node, _) =
             self.node_of(id)?.ok_or_else(|| BackendError::not_found(format!("container {id} does not exist")))?;
-        self.task(Call::TakeSnapshot(Guest::lxc(&node, id)), &[("snapname", name.to_string())])
+        let guest = Guest::lxc(&node, id);
+        self.unlocked_task(guest, Call::TakeSnapshot(guest), &[("snapname", name.to_string())])
             .map_err(storage_without_snapshots)
     }
 
@@ -1229,6 +1249,15 @@ impl Backend for ProxmoxBackend {
         let (node, _) =
             self.node_of(id)?.ok_or_else(|| BackendError::not_found(format!("container {id} does not exist")))?;
         self.task(Call::DeleteSnapshot(Guest::lxc(&node, id), name), &[])
+    }
+
+    /// A container's mount points must all take snapshots (see
+    /// [`ProxmoxBackend::check_container_snapshot`]); VMs are not checked.
+    fn check_snapshot(&self, kind: GuestKind, config: &GuestConfig) -> Result<(), BackendError> {
+        match kind {
+            GuestKind::Lxc => self.check_container_snapshot(config),
+            GuestKind::Vm => Ok(()),
+        }
     }
 
     fn make_template(&self, id: GuestId) -> Result<(), BackendError> {
@@ -1300,10 +1329,11 @@ impl Backend for ProxmoxBackend {
         }
         let (node, running) =
             self.node_of(id)?.ok_or_else(|| BackendError::not_found(format!("container {id} does not exist")))?;
+        let guest = Guest::lxc(&node, id);
         if running {
-            self.task(Call::Power(Guest::lxc(&node, id), Power::Stop), &[])?;
+            self.unlocked_task(guest, Call::Power(guest, Power::Stop), &[])?;
         }
-        self.task(Call::Destroy(Guest::lxc(&node, id)), &[("purge", "1".into())])
+        self.unlocked_task(guest, Call::Destroy(guest), &[("purge", "1".into())])
     }
 
     fn addresses(&self, id: GuestId) -> Result<Vec<std::net::IpAddr>, BackendError> {

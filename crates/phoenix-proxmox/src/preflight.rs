@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::PoisonError;
 
-use phoenix_backend::{BackendError, CreateRequest, CreateSource, Delivery, fields};
+use phoenix_backend::{BackendError, CreateRequest, CreateSource, Delivery, GuestConfig, fields};
 use serde_json::Value;
 
 use crate::backend::ProxmoxBackend;
@@ -52,12 +52,23 @@ pub fn privileges_on<'a>(permissions: &'a Value, path: &str) -> BTreeSet<&'a str
     }
 }
 
+/// Storage types whose container volumes take snapshots (pve-storage's `volume_has_feature`:
+/// ZFS, LVM-thin, Ceph RBD, Btrfs). A directory, NFS or CIFS storage snapshots only qcow2
+/// images, which containers do not use, and plain LVM none: there Proxmox's snapshot task dies
+/// with "snapshot feature is not available".
+const NO_CONTAINER_SNAPSHOTS: &[&str] =
+    &["dir", "nfs", "cifs", "glusterfs", "cephfs", "lvm", "iscsi", "iscsidirect", "pbs", "esxi"];
+
 /// The storages the guest's disks are allocated on: its root disk's and its volume mounts'.
 fn disk_storages(request: &CreateRequest) -> Vec<&str> {
-    let mut disks: Vec<&str> = request.config.get("storage").into_iter().collect();
+    config_storages(&request.config)
+}
+
+/// The storages a guest configured so has disks on: its root disk's and its volume mounts'.
+fn config_storages(config: &GuestConfig) -> Vec<&str> {
+    let mut disks: Vec<&str> = config.get("storage").into_iter().collect();
     disks.extend(
-        request
-            .config
+        config
             .0
             .iter()
             .filter(|(k, _)| k.starts_with(fields::MOUNT_PREFIX))
@@ -288,6 +299,42 @@ impl ProxmoxBackend {
             format!("the template {volume} is neither on storage {storage} nor in Proxmox's appliance index"),
             "download it (`pveam download`), or name one that `pveam available` lists",
         )
+    }
+
+    /// Whether Proxmox can snapshot a container configured as `config`: every mount point must
+    /// take one (pve-guest-common's `__snapshot_prepare`), so a bind mount (a host directory)
+    /// cannot, nor a volume on a storage whose type (in `GET /storage`) takes no snapshots of
+    /// container volumes. The error is [`phoenix_backend::ErrorKind::Unsupported`], naming what
+    /// is in the way.
+    pub(crate) fn check_container_snapshot(&self, config: &GuestConfig) -> Result<(), BackendError> {
+        let binds: Vec<&str> = config
+            .0
+            .iter()
+            .filter(|(k, v)| k.starts_with(fields::MOUNT_PREFIX) && v.starts_with("bind:"))
+            .map(|(k, _)| &k[fields::MOUNT_PREFIX.len()..])
+            .collect();
+        if !binds.is_empty() {
+            return Err(BackendError::unsupported(format!(
+                "Proxmox snapshots no bind mount (a host directory), and it has {}",
+                binds.join(", ")
+            )));
+        }
+        let storages = self.cached_get(Call::StorageConfig)?;
+        let kind_of = |name: &str| {
+            storages.as_array().into_iter().flatten().find(|s| s["storage"] == name).and_then(|s| s["type"].as_str())
+        };
+        let without: Vec<String> = config_storages(config)
+            .into_iter()
+            .filter_map(|s| kind_of(s).filter(|k| NO_CONTAINER_SNAPSHOTS.contains(k)).map(|k| format!("{s} ({k})")))
+            .collect();
+        if without.is_empty() {
+            return Ok(());
+        }
+        Err(BackendError::unsupported(format!(
+            "its disks are on storage that takes no snapshots of containers: {} (snapshots need ZFS, LVM-thin, \
+             Ceph RBD or Btrfs)",
+            without.join(", ")
+        )))
     }
 
     /// Downloads a template from the appliance index onto its storage (a task).

@@ -1,6 +1,7 @@
 //! Waiting for Proxmox tasks: polled on the node their UPID names, fast at first and backing off
-//! to about a second (a quarter of the time the task has run), `OK` and `WARNINGS: n` as success, the log's tail attached to a failure,
-//! and a timeout per kind of operation.
+//! to about a second (a quarter of the time the task has run), `OK` and `WARNINGS: n` as success,
+//! the log's tail attached to a failure (one a lock refused is worth retrying), and a timeout per
+//! kind of operation.
 
 use std::time::{Duration, Instant};
 
@@ -71,11 +72,15 @@ pub fn wait(api: &ApiClient, upid: &Upid, poll: Poll, timeout: Duration) -> Resu
             let log = api.call(&Call::TaskLog(upid), &[("limit", "500".into())]).unwrap_or_default();
             let lines: Vec<&str> = log.as_array().into_iter().flatten().filter_map(|l| l["t"].as_str()).collect();
             let tail = lines[lines.len().saturating_sub(20)..].join("\n");
-            return Err(BackendError::permanent(
-                Delivery::MaybeApplied,
-                format!("task {} {} on {} failed: {exit}", upid.kind, upid.id, upid.node),
-            )
-            .with_detail(tail));
+            // A lock another task took meanwhile (`CT is locked (backup)`, a flock that timed
+            // out) is worth trying again, as when the API call itself answers so.
+            let locked = exit.contains("is locked (") || exit.contains("got timeout");
+            return Err(BackendError {
+                kind: if locked { ErrorKind::Transient } else { ErrorKind::Permanent },
+                delivery: Delivery::MaybeApplied,
+                message: format!("task {} {} on {} failed: {exit}", upid.kind, upid.id, upid.node),
+                detail: Some(tail),
+            });
         }
         if started.elapsed() >= timeout {
             return Err(BackendError {

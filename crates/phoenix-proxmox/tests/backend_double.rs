@@ -166,6 +166,40 @@ fn an_edit_waits_until_the_guests_lock_clears() {
     assert_eq!(backend.observe_guest(902).expect("observe").expect("902").config.get("memory_mb"), Some("1536"));
 }
 
+/// Proxmox refuses to start, stop, resize, snapshot or destroy a guest another task holds (a
+/// backup): each waits for the lock to clear instead, and nothing is refused.
+#[test]
+fn power_resize_snapshot_and_destroy_wait_until_the_guests_lock_clears() {
+    let double = support::start(PveVersion::V9);
+    let backend = support::backend(&double, None);
+    let dir = tempfile::tempdir().expect("tmp");
+    let (_, report) = support::apply(&backend, &config(dir.path(), &double, 1024), dir.path());
+    assert!(!report.failed(), "{report:#?}");
+    let before = double.requests().len();
+    let held = std::time::Duration::from_millis(300);
+    let locked = |what: &str, call: &dyn Fn() -> Result<(), phoenix_backend::BackendError>| {
+        double.lock_guest(902, "backup", held);
+        let started = std::time::Instant::now();
+        call().unwrap_or_else(|e| panic!("{what} of a locked guest: {e:?}"));
+        assert!(started.elapsed() >= held, "{what} did not wait for the lock");
+    };
+    if backend.observe_guest(902).expect("observe").expect("902").power == phoenix_backend::PowerState::Running {
+        locked("stop", &|| backend.stop(902));
+    }
+    locked("start", &|| backend.start(902));
+    locked("snapshot", &|| backend.snapshot(902, "before"));
+    let grow = phoenix_backend::FieldChange { field: "disk_gb".into(), old: Some("16".into()), new: Some("20".into()) };
+    locked("resize", &|| backend.update_config(902, std::slice::from_ref(&grow)));
+    locked("destroy", &|| backend.destroy(902));
+    let refused: Vec<String> = double.requests()[before..]
+        .iter()
+        .filter(|r| r.status != 200)
+        .map(|r| format!("{} {} {}", r.method, r.path, r.status))
+        .collect();
+    assert!(refused.is_empty(), "{refused:?}");
+    assert!(backend.observe_guest(902).expect("observe").is_none());
+}
+
 /// A creation that died half-way (Proxmox keeps the guest locked `create`, and no task of it
 /// runs) is named in the plan with what to do, for that guest alone and at once; while a task of
 /// the guest runs, its lock is that task's (and a change waits for it, as for any lock).
@@ -267,6 +301,9 @@ fn a_nameserver_change_takes_effect_at_the_next_start() {
     let estate = support::estate(dir.path(), &double, "", &lxc("10.0.0.2"));
     let (plan, report) = support::apply(&backend, &estate, dir.path());
     assert!(!report.failed(), "{report:#?}");
+    // The restart the plan has applied it: nothing is left pending.
+    let file = double.conf_file(908).expect("conf");
+    assert!(!file.contains("[pve:pending]") && file.contains("nameserver: 10.0.0.2\n"), "{file}");
     let steps = &plan.guest(908).expect("908").steps;
     let effects: Vec<phoenix_backend::ChangeEffect> = steps
         .iter()

@@ -270,3 +270,48 @@ fn a_failed_update_of_a_vm_is_rolled_back_by_the_engine() {
     assert_eq!(report.outcomes[&8100], GuestOutcome::Changed, "{report:#?}");
     assert!(double.vm_snapshots(8100).is_empty(), "{:?}", double.vm_snapshots(8100));
 }
+
+/// Proxmox snapshots a container only when every mount point takes snapshots: not a host
+/// directory (a bind mount), not a volume on a directory or plain LVM storage. A template's
+/// snapshot that cannot be taken is an issue of the plan, before anything is built; Proxmox
+/// itself would refuse it only once the template was created and customized.
+#[test]
+fn a_template_snapshot_that_cannot_be_taken_is_an_issue_of_the_plan() {
+    let double = support::start(PveVersion::V9);
+    double.add_dir_storage("slow", "/srv/slow", "rootdir,vztmpl");
+    double.add_storage("thick", "lvm", "rootdir,images");
+    double.add_host_dir("/srv/data");
+    let dir = tempfile::tempdir().expect("tmp");
+    let backend = support::backend(&double, Some(support::channel(&double)));
+    let template = |id: u32, storage: &str, extra: &str| {
+        format!(
+            r#""{id}": {{"name": "tpl-{id}", "memory_mb": 512, "cores": 1, "storage_pool": "{storage}", "storage_size_gb": 8,
+                "template": "{TEMPLATE}", "template_snapshot_name": "ready", "unprivileged": true,
+                "network_config": {{"name": "eth0", "bridge": "vmbr0", "ip": "10.0.0.{}/24", "gw": "10.0.0.1"}} {extra}}}"#,
+            id % 200 + 10
+        )
+    };
+    let lxc = [
+        template(960, "slow", ""),
+        template(961, "thick", ""),
+        template(962, "local-zfs", r#", "mount_points": [{"host_path": "/srv/data", "container_path": "/data"}]"#),
+        template(963, "local-zfs", ""),
+    ];
+    let estate = support::estate(dir.path(), &double, "", &lxc.join(","));
+    let plan = support::plan(&backend, &estate, dir.path());
+    let said: Vec<(u32, &str)> = plan.issues.iter().map(|i| (i.guest, i.message.as_str())).collect();
+    assert_eq!(said.iter().map(|(g, _)| *g).collect::<Vec<_>>(), [960, 961, 962], "{said:#?}");
+    assert!(said[0].1.contains("its snapshot ready cannot be taken") && said[0].1.contains("slow (dir)"), "{said:?}");
+    assert!(said[1].1.contains("thick (lvm)"), "{said:?}");
+    assert!(said[2].1.contains("bind mount") && said[2].1.contains("/data"), "{said:?}");
+    assert!(plan.issues[0].hint.contains("is_template"), "{:?}", plan.issues[0]);
+
+    // Proxmox's own refusal, which the plan spares: the snapshot's task dies, and the backend
+    // says the storage cannot take one.
+    let one = template(964, "slow", "").replace(r#", "template_snapshot_name": "ready""#, "");
+    let (_, report) = support::apply(&backend, &support::estate(dir.path(), &double, "", &one), dir.path());
+    assert!(!report.failed(), "{report:#?}");
+    let e = backend.snapshot(964, SNAPSHOT).expect_err("a directory storage takes no snapshot");
+    assert_eq!(e.kind, ErrorKind::Unsupported, "{e:?}");
+    assert!(e.message.ends_with("snapshot feature is not available"), "{e:?}");
+}

@@ -1,9 +1,11 @@
 //! The containers the double keeps: created, configured, started and stopped, snapshotted,
 //! cloned and destroyed as Proxmox does it — with the configuration as Proxmox shows it (MACs
-//! generated, disks allocated), a `digest` that must match on updates, locks that refuse edits
-//! while a task holds them, snapshots (settings and raw `lxc.*` lines as they were), and the
-//! clone rules (the source must have the snapshot, whose settings and raw lines the clone gets;
-//! bind and device mount points make a clone fail; a second clone of a locked source times out).
+//! generated, disks allocated), a `digest` that must match on updates, locks that refuse edits,
+//! resizes and destroys while a task holds them (starts, stops and snapshots fail in their task,
+//! as pve-container checks the lock there: see the server's `container_task_refusal`),
+//! snapshots (settings and raw `lxc.*` lines as they were), and the clone rules (the source
+//! must have the snapshot, whose settings and raw lines the clone gets; bind and device mount
+//! points make a clone fail; a second clone of a locked source times out).
 //! A snapshot keeps no description (nor `unused[n]`), so a clone of one has only the description
 //! the clone call gives.
 //! A `delete` of a volume mount point keeps its volume as `unused[n]`, and so does setting a new
@@ -46,6 +48,9 @@ pub(crate) struct Guest {
     /// When the conversion into a template (`POST .../template`) finishes: its task converts
     /// the volumes and only then writes `template: 1`, after Proxmox answered.
     pub converting: Option<Instant>,
+    /// Changes a running container takes only at its next start (`[pve:pending]`): a value to
+    /// set, or `None` to delete the key.
+    pub pending: BTreeMap<String, Option<String>>,
 }
 
 impl Guest {
@@ -68,6 +73,26 @@ impl Guest {
         self.config.get("template").is_some_and(|t| t == "1")
     }
 
+    /// The configuration with the pending changes in, as `GET config` shows it unless asked
+    /// for the `current` one (pve-guest-common's `load_current_config`).
+    pub(crate) fn with_pending(&self) -> BTreeMap<String, String> {
+        let mut config = self.config.clone();
+        for (k, v) in &self.pending {
+            match v {
+                Some(v) => config.insert(k.clone(), v.clone()),
+                None => config.remove(k),
+            };
+        }
+        config
+    }
+
+    /// Starts the container: its pending changes are applied first (pve-container's `vm_start`).
+    pub(crate) fn start(&mut self) {
+        self.config = self.with_pending();
+        self.pending.clear();
+        self.running = true;
+    }
+
     pub(crate) fn locked(&self) -> Option<&str> {
         self.lock.as_ref().filter(|(_, until)| *until > Instant::now()).map(|(kind, _)| kind.as_str())
     }
@@ -78,10 +103,16 @@ impl Guest {
             .iter()
             .chain(self.raw.iter().map(|(k, v)| (k, v)))
             .map(|(k, v)| format!("{k}: {v}\n"))
+            .chain(self.pending.iter().map(|(k, v)| format!("pending {k}: {v:?}\n")))
             .collect();
         Sha256::digest(text.as_bytes()).iter().take(20).map(|b| format!("{b:02x}")).collect()
     }
 }
+
+/// Keys a running container takes only at its next start: pve-container's
+/// `vmconfig_hotplug_pending` neither writes them at once nor applies them live, so they stay in
+/// `[pve:pending]`, set or deleted, until `vm_start` applies them.
+const PENDING_WHILE_RUNNING: &[&str] = &["nameserver", "searchdomain"];
 
 fn numbered(key: &str, prefix: &str) -> bool {
     key.strip_prefix(prefix).is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
@@ -96,6 +127,42 @@ pub(crate) fn snapshot_config(config: &BTreeMap<String, String>) -> BTreeMap<Str
         .filter(|(k, _)| !matches!(k.as_str(), "description" | "lock" | "digest") && !numbered(k, "unused"))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
+}
+
+/// Storage types whose container volumes take snapshots (pve-storage's `volume_has_feature`:
+/// ZFS, LVM-thin, Ceph RBD, Btrfs; a directory, NFS or CIFS storage only for qcow2 images, which
+/// containers do not use; plain LVM not at all).
+const SNAPSHOT_STORAGES: &[&str] = &["zfspool", "zfs", "lvmthin", "rbd", "btrfs"];
+
+/// Why the task of a snapshot `snapname` of this container fails, as pve-guest-common's
+/// `__snapshot_prepare` dies in it: a template, a lock, a name in use, or a mount point that
+/// cannot be snapshotted (a host directory, or a volume on a storage whose type `storage_type`
+/// gives and that takes none). `None` when it may run.
+pub(crate) fn snapshot_refusal(
+    g: &Guest,
+    snapname: &str,
+    storage_type: &dyn Fn(&str) -> Option<String>,
+) -> Option<String> {
+    if g.is_template() {
+        return Some("you can't take a snapshot if it's a template".into());
+    }
+    if let Some(kind) = g.locked() {
+        return Some(format!("CT is locked ({kind})"));
+    }
+    if g.snapshots.contains_key(snapname) {
+        return Some(format!("snapshot name '{snapname}' already used"));
+    }
+    let snapshots_on = |value: &str| {
+        let volume = value.split(',').next().unwrap_or_default().trim_start_matches("volume=");
+        volume
+            .split_once(':')
+            .and_then(|(storage, _)| storage_type(storage))
+            .is_some_and(|t| SNAPSHOT_STORAGES.contains(&t.as_str()))
+    };
+    g.config
+        .iter()
+        .any(|(k, v)| (k == "rootfs" || numbered(k, "mp")) && !snapshots_on(v))
+        .then(|| "snapshot feature is not available".to_string())
 }
 
 /// Why the task of a rollback to (`rollback`) or a deletion of the snapshot `snapname` fails for
@@ -261,7 +328,7 @@ pub(crate) fn handle(
                 return Some(fail(format!("CT {vmid} already exists on node '{}'", guests[&n].node)));
             }
             let config = ps.iter().filter(|(k, _)| !CREATE_ONLY.contains(&k.as_str())).map(|(k, v)| (k.clone(), stored(&vmid, k, v, seed))).collect();
-            guests.insert(n, Guest { node: (*node).to_string(), config, running: false, snapshots: BTreeMap::new(), lock: Some(("create".into(), Instant::now() + busy)), raw: Vec::new(), firewall: Default::default(), converting: None });
+            guests.insert(n, Guest { node: (*node).to_string(), config, running: false, snapshots: BTreeMap::new(), lock: Some(("create".into(), Instant::now() + busy)), raw: Vec::new(), firewall: Default::default(), converting: None, pending: BTreeMap::new() });
             ok(json!(task(node, "vzcreate", &vmid)))
         }
         (_, ["", "nodes", node, "lxc", vmid, rest @ ..]) => {
@@ -269,7 +336,9 @@ pub(crate) fn handle(
             let Some(g) = guests.get(&n).filter(|g| g.node == *node) else { return Some(missing(node, vmid)) };
             match (method, rest) {
                 ("GET", ["config"]) => {
-                    let mut c: serde_json::Map<String, Value> = g.config.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+                    let current = ps.get("current").is_some_and(|c| c == "1" || c == "true");
+                    let shown = if current { g.config.clone() } else { g.with_pending() };
+                    let mut c: serde_json::Map<String, Value> = shown.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
                     c.insert("digest".into(), json!(g.digest()));
                     if let Some(kind) = g.locked() {
                         c.insert("lock".into(), json!(kind));
@@ -295,7 +364,12 @@ pub(crate) fn handle(
                         return Some((403, "Permission check failed (configuring device passthrough is only allowed for root@pam)".into(), json!({ "data": null })));
                     }
                     let g = guests.get_mut(&n)?;
+                    let pending = |g: &Guest, k: &str| g.running && PENDING_WHILE_RUNNING.contains(&k);
                     for key in delete {
+                        if pending(g, key) {
+                            g.pending.insert(key.to_string(), None);
+                            continue;
+                        }
                         // A volume mount point is detached: its volume stays, as `unused[n]`.
                         if let Some(old) = g.config.remove(key).filter(|_| key.starts_with("mp")) {
                             let volume = old.split(',').next().unwrap_or_default().trim_start_matches("volume=").to_string();
@@ -325,11 +399,18 @@ pub(crate) fn handle(
                             g.config.insert(k.clone(), format!("{storage}:subvol-{vmid}-disk-{disk}{rest},size={size}G"));
                             continue;
                         }
+                        if pending(g, k) {
+                            g.pending.insert(k.clone(), Some(v.clone()));
+                            continue;
+                        }
                         g.config.insert(k.clone(), stored(vmid, k, v, seed));
                     }
                     ok(Value::Null)
                 }
                 ("PUT", ["resize"]) => {
+                    if let Some(kind) = g.locked() {
+                        return Some(fail(format!("CT is locked ({kind})")));
+                    }
                     let disk = ps.get("disk").cloned().unwrap_or_default();
                     let size = ps.get("size").cloned().unwrap_or_default();
                     let Some(current) = g.config.get(&disk).cloned() else {
@@ -353,7 +434,11 @@ pub(crate) fn handle(
                 ("GET", ["status", "current"]) => ok(json!({ "vmid": n, "status": if g.running { "running" } else { "stopped" }, "name": g.config.get("hostname") })),
                 ("POST", ["status", action]) => {
                     let g = guests.get_mut(&n)?;
-                    g.running = *action == "start" || (*action == "reboot" && g.running);
+                    if *action == "start" || (*action == "reboot" && g.running) {
+                        g.start();
+                    } else {
+                        g.running = false;
+                    }
                     ok(json!(task(node, &format!("vz{action}"), vmid)))
                 }
                 ("GET", ["interfaces"]) => {
@@ -377,17 +462,9 @@ pub(crate) fn handle(
                     list.push(json!({ "name": "current", "description": "You are here!" }));
                     ok(Value::Array(list))
                 }
+                // What the task refuses was answered before (see `snapshot_refusal`).
                 ("POST", ["snapshot"]) => {
                     let name = ps.get("snapname").cloned().unwrap_or_default();
-                    if g.is_template() {
-                        return Some(fail("you can't take a snapshot if it's a template".into()));
-                    }
-                    if g.snapshots.contains_key(&name) {
-                        return Some(fail(format!("snapshot name '{name}' already used")));
-                    }
-                    if let Some(kind) = g.locked() {
-                        return Some(fail(format!("CT is locked ({kind})")));
-                    }
                     let g = guests.get_mut(&n)?;
                     let copy = Snapshot { config: snapshot_config(&g.config), raw: g.raw.clone() };
                     g.snapshots.insert(name.clone(), copy);
@@ -500,11 +577,14 @@ pub(crate) fn handle(
                         src.lock = Some(("clone".into(), until));
                     }
                     let target = ps.get("target").map_or(*node, String::as_str).to_string();
-                    guests.insert(new, Guest { node: target, config, running: false, snapshots: BTreeMap::new(), lock: Some(("create".into(), until)), raw, firewall, converting: None });
+                    guests.insert(new, Guest { node: target, config, running: false, snapshots: BTreeMap::new(), lock: Some(("create".into(), until)), raw, firewall, converting: None, pending: BTreeMap::new() });
                     ok(json!(task(node, "vzclone", vmid)))
                 }
                 (_, ["firewall", sub @ ..]) => return crate::firewall::handle(&mut guests.get_mut(&n)?.firewall, method, sub, ps),
                 ("DELETE", []) => {
+                    if let Some(kind) = g.locked() {
+                        return Some(fail(format!("CT is locked ({kind})")));
+                    }
                     if g.running {
                         return Some(fail(format!("CT {vmid} is running - destroy failed")));
                     }

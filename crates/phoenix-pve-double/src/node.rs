@@ -2,12 +2,12 @@
 //! on a node, played against the same containers the API shows.
 //!
 //! - `cat /etc/pve/lxc/<id>.conf` shows the container's file as Proxmox writes it: the
-//!   description as `#` comments, settings sorted, raw `lxc.*` lines, then one section per
-//!   snapshot.
+//!   description as `#` comments, settings sorted, raw `lxc.*` lines, then the changes pending
+//!   until the next start (`[pve:pending]`, deletions as `delete:`) and one section per snapshot.
 //! - The driver's compare-and-swap write (a shell script named `phoenix-conf` in `$0`) replaces
 //!   the file when its SHA-256 is still the one given; the live section becomes the container's
-//!   configuration and raw lines, snapshot sections its snapshots — so a writer that touched a
-//!   snapshot is seen.
+//!   configuration and raw lines, `[pve:pending]` its pending changes, snapshot sections its
+//!   snapshots — so a writer that touched a snapshot is seen.
 //! - The device listing (`phoenix-devices`) prints the device nodes set with
 //!   [`crate::PveDouble::set_devices`].
 //! - The host directories of bind mounts (`phoenix-mkdir`) are made where missing, with their
@@ -88,6 +88,16 @@ pub(crate) fn render(g: &Guest) -> String {
         }
     };
     live(&g.config, &g.raw, &mut out);
+    if !g.pending.is_empty() {
+        out.push_str("\n[pve:pending]\n");
+        let deleted: Vec<&str> = g.pending.iter().filter(|(_, v)| v.is_none()).map(|(k, _)| k.as_str()).collect();
+        if !deleted.is_empty() {
+            out.push_str(&format!("delete: {}\n", deleted.join(",")));
+        }
+        for (k, v) in g.pending.iter().filter_map(|(k, v)| Some((k, v.as_ref()?))) {
+            out.push_str(&format!("{k}: {v}\n"));
+        }
+    }
     for (name, snap) in &g.snapshots {
         out.push_str(&format!("\n[{name}]\n"));
         live(&snap.config, &snap.raw, &mut out);
@@ -137,6 +147,11 @@ fn absorb(g: &mut Guest, text: &str) -> Result<(), String> {
         target.insert("description".into(), lines.join("\n"));
     }
     snapshots.remove("pending");
+    g.pending = snapshots.remove("pve:pending").map_or_else(BTreeMap::new, |p| {
+        let deleted = p.config.get("delete").map(|d| d.split(',').map(|k| (k.trim().to_string(), None)).collect());
+        let set = p.config.into_iter().filter(|(k, _)| k != "delete").map(|(k, v)| (k, Some(v)));
+        deleted.unwrap_or_else(Vec::new).into_iter().chain(set).collect()
+    });
     g.config = config;
     g.raw = raw;
     g.snapshots = snapshots;

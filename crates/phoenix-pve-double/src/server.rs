@@ -269,6 +269,12 @@ impl Model {
             let upid = self.start_task(&node, kind, &vmid, user);
             return (200, "OK".to_string(), json!({ "data": upid }));
         }
+        // A container's start, stop, shutdown and snapshot check it in their task too.
+        if let Some((node, kind, vmid, error)) = self.container_task_refusal(method, segs, ps) {
+            self.fail_next = Some((error.clone(), vec![error.clone(), format!("TASK ERROR: {error}")]));
+            let upid = self.start_task(&node, kind, &vmid, user);
+            return (200, "OK".to_string(), json!({ "data": upid }));
+        }
         let containers: std::collections::BTreeSet<u32> = self.guests.keys().copied().collect();
         let mut vms = std::mem::take(&mut self.vms);
         let vm_answer = vms.handle(method, segs, ps, busy, &|id| containers.contains(&id), &mut |node, kind, id| {
@@ -331,6 +337,35 @@ impl Model {
             _ => return None,
         };
         Some((node.to_string(), kind, vmid.to_string(), refusal?))
+    }
+
+    /// The task of a container's start, stop or shutdown that fails because another task holds
+    /// the container's lock (pve-container's workers call `check_lock`; a template's start is
+    /// refused before), or of a snapshot that pve-guest-common's `__snapshot_prepare` refuses
+    /// (see [`crate::guests::snapshot_refusal`]): (node, worker type, ID, error).
+    fn container_task_refusal(
+        &self,
+        method: &str,
+        segs: &[&str],
+        ps: &BTreeMap<String, String>,
+    ) -> Option<(String, &'static str, String, String)> {
+        let (node, vmid, kind) = match (method, segs) {
+            ("POST", ["", "nodes", node, "lxc", vmid, "status", "start"]) => (*node, *vmid, "vzstart"),
+            ("POST", ["", "nodes", node, "lxc", vmid, "status", "stop"]) => (*node, *vmid, "vzstop"),
+            ("POST", ["", "nodes", node, "lxc", vmid, "status", "shutdown"]) => (*node, *vmid, "vzshutdown"),
+            ("POST", ["", "nodes", node, "lxc", vmid, "snapshot"]) => (*node, *vmid, "vzsnapshot"),
+            _ => return None,
+        };
+        let g = self.guests.get(&vmid.parse::<u32>().ok()?).filter(|g| g.node == node)?;
+        let error = match kind {
+            "vzsnapshot" => {
+                let storage_type = |s: &str| self.storages.get(s).map(|(kind, _, _)| kind.clone());
+                crate::guests::snapshot_refusal(g, ps.get("snapname").map_or("", String::as_str), &storage_type)
+            }
+            "vzstart" if g.is_template() => None,
+            _ => g.locked().map(|lock| format!("CT is locked ({lock})")),
+        }?;
+        Some((node.to_string(), kind, vmid.to_string(), error))
     }
 
     /// Keeps the files of a container with its snapshot when one is taken, gives them back on a
@@ -572,6 +607,17 @@ impl PveDouble {
         if let Some(g) = model.guests.get_mut(&id) {
             g.lock = Some((kind.to_string(), std::time::Instant::now() + duration));
         }
+    }
+
+    /// Adds a storage of another type than a directory (`lvm`, `lvmthin`, `rbd`; on every node):
+    /// what it holds is `content`, and whether container volumes on it take snapshots follows
+    /// from its type.
+    pub fn add_storage(&self, name: &str, kind: &str, content: &str) {
+        self.model
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .storages
+            .insert(name.into(), (kind.into(), None, content.into()));
     }
 
     /// Adds a directory storage (on every node).

@@ -170,6 +170,41 @@ fn locks_held_by_running_tasks_refuse_edits_and_clones() {
     assert!(e.message.contains("CT is locked (clone)"), "{e:?}");
 }
 
+/// pve-container's `check_lock`: a container another task holds (a backup) is not resized or
+/// destroyed (refused at once), and its start, stop, shutdown and snapshot fail in their task;
+/// the container is left as it was.
+#[test]
+fn a_locked_container_is_not_started_stopped_resized_snapshotted_or_destroyed() {
+    let (double, api) = start(PveVersion::V9);
+    create_and_wait(&api, "pve1", "900");
+    let task = |method: &str, path: &str, params: &[(&str, String)]| {
+        let answer = api.request(method, &format!("/nodes/pve1/lxc/900{path}"), params)?;
+        wait(&api, &upid(answer), POLL, Duration::from_secs(10)).map(|_| ())
+    };
+    double.lock_guest(900, "backup", Duration::from_secs(3600));
+    for (method, path, params) in [
+        ("POST", "/status/start", vec![]),
+        ("POST", "/snapshot", vec![("snapname", "before".to_string())]),
+        ("PUT", "/resize", vec![("disk", "rootfs".to_string()), ("size", "+1G".to_string())]),
+        ("DELETE", "", vec![]),
+    ] {
+        let e = task(method, path, &params).expect_err("locked");
+        assert!(e.message.ends_with("CT is locked (backup)"), "{method} {path}: {e:?}");
+    }
+    let names = api.request("GET", "/nodes/pve1/lxc/900/snapshot", &[]).expect("snapshots");
+    assert_eq!(names.as_array().map(Vec::len), Some(1), "only `current`: {names}");
+    let status = || api.request("GET", "/nodes/pve1/lxc/900/status/current", &[]).expect("status")["status"].clone();
+    assert_eq!(status(), "stopped");
+    double.lock_guest(900, "backup", Duration::ZERO);
+    task("POST", "/status/start", &[]).expect("started once unlocked");
+    double.lock_guest(900, "backup", Duration::from_secs(3600));
+    for action in ["/status/shutdown", "/status/stop"] {
+        let e = task("POST", action, &[]).expect_err("locked");
+        assert!(e.message.ends_with("CT is locked (backup)"), "{action}: {e:?}");
+    }
+    assert_eq!(status(), "running");
+}
+
 #[test]
 fn a_cluster_of_several_nodes() {
     let (double, api) = start(PveVersion::V8);

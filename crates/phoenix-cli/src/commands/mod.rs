@@ -188,6 +188,10 @@ pub fn observe_and_plan(
     let (issues, notes) = phoenix_plan::check_routes(&work.desired, &plan, &|f, v, g| backend.route(f, v, g));
     plan.issues.extend(issues);
     plan.notes.extend(notes);
+    let can_snapshot = |k, c: &_| backend.check_snapshot(k, c).map_err(|e| e.to_string());
+    let (issues, notes) = phoenix_plan::check_snapshots(&work.desired, &plan, &can_snapshot);
+    plan.issues.extend(issues);
+    plan.notes.extend(notes);
     // What the backend can tell before anything is created: missing templates, say.
     for g in &plan.guests {
         for step in &g.steps {

@@ -131,6 +131,10 @@ pub fn plan_with(
     let (issues, notes) = phoenix_plan::check_routes(&desired, &plan, &|f, v, g| backend.route(f, v, g));
     plan.issues.extend(issues);
     plan.notes.extend(notes);
+    let can_snapshot = |k, c: &_| backend.check_snapshot(k, c).map_err(|e| e.to_string());
+    let (issues, notes) = phoenix_plan::check_snapshots(&desired, &plan, &can_snapshot);
+    plan.issues.extend(issues);
+    plan.notes.extend(notes);
     (plan, desired, jobs)
 }
 

@@ -1,0 +1,78 @@
+//! Changes a running container takes only at its next start, as pve-container keeps them
+//! (`vmconfig_hotplug_pending`): `nameserver` and `searchdomain`, set or deleted, stay in
+//! `[pve:pending]`; `GET config` shows them unless asked for the `current` configuration, and
+//! the next start applies them. A stopped container takes them at once.
+
+use std::time::Duration;
+
+use phoenix_proxmox::api::{ApiClient, Auth, TlsVerify};
+use phoenix_proxmox::task::{Poll, wait};
+use phoenix_pve_double::{Credentials, PveDouble, PveVersion};
+use serde_json::Value;
+
+const POLL: Poll = Poll { first: Duration::from_millis(5), max: Duration::from_millis(20) };
+
+fn start(version: PveVersion) -> (PveDouble, ApiClient) {
+    let double = PveDouble::start(
+        version,
+        Credentials { token: ("phoenix@pve!ci".into(), "s3cret".into()), root_password: "root-pw".into() },
+    );
+    double.set_task_duration(Duration::from_millis(10));
+    let auth = Auth::Token { id: "phoenix@pve!ci".into(), secret: "s3cret".into() };
+    let verify = TlsVerify::fingerprint(&double.fingerprint).expect("fingerprint");
+    let api = ApiClient::new("127.0.0.1", double.addr.port(), auth, verify).expect("client");
+    (double, api)
+}
+
+fn run(api: &ApiClient, method: &str, path: &str, params: &[(&str, String)]) {
+    let answer = api.request(method, path, params).expect("a task");
+    let upid = answer.as_str().expect("a UPID").parse().expect("valid UPID");
+    wait(api, &upid, POLL, Duration::from_secs(10)).expect("task");
+}
+
+#[test]
+fn a_running_containers_nameserver_and_searchdomain_wait_for_its_next_start() {
+    for version in PveVersion::ALL {
+        let (double, api) = start(version);
+        let at = "/nodes/pve1/lxc/900";
+        let params = [
+            ("vmid", "900".to_string()),
+            ("ostemplate", "local:vztmpl/ubuntu-24.04-standard_24.04-2_amd64.tar.zst".to_string()),
+            ("nameserver", "10.0.0.1".to_string()),
+            ("searchdomain", "lan".to_string()),
+        ];
+        run(&api, "POST", "/nodes/pve1/lxc", &params);
+        let config = |current: bool| -> Value {
+            let ps: Vec<(&str, String)> = if current { vec![("current", "1".into())] } else { Vec::new() };
+            api.request("GET", &format!("{at}/config"), &ps).expect("config")
+        };
+        let set = |ps: &[(&str, String)]| api.request("PUT", &format!("{at}/config"), ps).expect("set");
+
+        // Stopped: at once.
+        set(&[("nameserver", "10.0.0.2".into())]);
+        assert_eq!(config(true)["nameserver"], "10.0.0.2", "{version:?}");
+
+        // Running: pending, shown unless `current` is asked for; the memory is live.
+        run(&api, "POST", &format!("{at}/status/start"), &[]);
+        set(&[("nameserver", "10.0.0.3".into()), ("memory", "1024".into()), ("delete", "searchdomain".into())]);
+        let (shown, current) = (config(false), config(true));
+        assert_eq!((shown["nameserver"].as_str(), shown.get("searchdomain")), (Some("10.0.0.3"), None), "{shown}");
+        assert_eq!((current["nameserver"].as_str(), current["searchdomain"].as_str()), (Some("10.0.0.2"), Some("lan")));
+        assert_eq!(current["memory"], "1024");
+        let file = double.conf_file(900).expect("conf");
+        let pending = &file[file.find("\n[pve:pending]\n").expect("a pending section")..];
+        assert!(pending.contains("delete: searchdomain\n") && pending.contains("nameserver: 10.0.0.3\n"), "{file}");
+
+        // The next start applies them.
+        run(&api, "POST", &format!("{at}/status/shutdown"), &[]);
+        assert_eq!(config(true)["nameserver"], "10.0.0.2", "a stop applies nothing");
+        run(&api, "POST", &format!("{at}/status/start"), &[]);
+        let current = config(true);
+        assert_eq!(
+            (current["nameserver"].as_str(), current.get("searchdomain")),
+            (Some("10.0.0.3"), None),
+            "{current}"
+        );
+        assert!(!double.conf_file(900).expect("conf").contains("[pve:pending]"));
+    }
+}
