@@ -12,6 +12,7 @@ pub mod lock;
 pub mod observe;
 pub mod reporter;
 pub mod retry;
+pub mod utc;
 
 pub use apply::{ApplyOptions, ApplyReport, Engine};
 pub use reporter::{GuestOutcome, Reporter, Silent};
