@@ -6,7 +6,8 @@
 //! Its hash is that of the contract version, the install script and the rendered text (with the
 //! gateway guest's ID and name), so a change of any guest's services changes the gateway's step
 //! (and, since an application script is given its guest's whole block, that guest's script). The certificate and the key are read only when applying
-//! ([`Gateway::add_tls`]): the plan, its hash and its diff never hold them.
+//! ([`Planner::add_gateway_tls`](crate::planner::Planner::add_gateway_tls)): the plan, its hash
+//! and its diff never hold them.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
