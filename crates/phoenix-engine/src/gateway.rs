@@ -118,7 +118,7 @@ impl Gateway {
 
     /// Adds the certificate and the key to the job about to run (read by the caller only when
     /// applying); they are staged beside the configuration, never hashed or shown.
-    pub fn add_tls(jobs: &mut BTreeMap<GuestId, Vec<Job>>, guest: GuestId, certificate: Vec<u8>, key: Vec<u8>) {
+    pub(crate) fn add_tls(jobs: &mut BTreeMap<GuestId, Vec<Job>>, guest: GuestId, certificate: Vec<u8>, key: Vec<u8>) {
         for job in jobs.get_mut(&guest).into_iter().flatten().filter(|j| j.key == KEY) {
             job.files.retain(|f| f.name != "tls.crt" && f.name != "tls.key");
             job.files.push(StagedFile { name: "tls.crt".to_string(), content: certificate.clone(), mode: 0o644 });
