@@ -15,12 +15,12 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use phoenix_backend::{Backend, GuestId};
-use phoenix_engine::customize::{Feature, FeatureLibrary, FeatureManifest, customizations, prepare};
+use phoenix_engine::customize::{Feature, FeatureLibrary, FeatureManifest};
 use phoenix_engine::health::AlwaysUp;
-use phoenix_engine::observe::observe;
+use phoenix_engine::planner::{Planner, Validated};
 use phoenix_engine::retry::RetryPolicy;
 use phoenix_engine::{ApplyOptions, Engine, Silent};
-use phoenix_plan::{Desired, desired, plan};
+use phoenix_plan::plan;
 use phoenix_testkit::memory::MemoryBackend;
 
 fn library() -> FeatureLibrary {
@@ -30,20 +30,15 @@ fn library() -> FeatureLibrary {
     }))
 }
 
-fn load(
-    dir: &Path,
-    files: &[(&str, String)],
-    lib: &FeatureLibrary,
-) -> (Desired, BTreeMap<GuestId, Vec<phoenix_engine::customize::Job>>) {
+fn load(dir: &Path, files: &[(&str, String)], lib: &FeatureLibrary) -> Planner {
     for (name, text) in files {
         std::fs::write(dir.join(name), text).expect("write");
     }
-    let fs = phoenix_config::RealFilesystem;
-    let (sources, early) = phoenix_config::load(dir, &fs);
-    let v = phoenix_config::validate(&sources, early, &fs);
-    let estate = v.estate.unwrap_or_else(|| panic!("invalid: {:#?}", v.reports.first()));
-    let jobs = prepare(&estate, lib, dir).expect("prepare");
-    (desired(&estate, &|g| customizations(&jobs, g)), jobs)
+    let validated = Validated::read(dir, &dir.join("features"));
+    if let Err(e) = validated.estate() {
+        panic!("{e}: {:#?}", validated.validation.reports.first());
+    }
+    validated.prepare(lib, &[]).expect("prepare")
 }
 
 fn options(jobs: usize) -> ApplyOptions {
@@ -62,26 +57,28 @@ fn median(mut v: Vec<Duration>) -> Duration {
 
 fn bench_plan(lib: &FeatureLibrary) {
     let dir = tempfile::tempdir().expect("tmp");
-    let (d, jobs) = load(dir.path(), &phoenix_testkit::synthetic_estate(1000), lib);
+    let mut planner = load(dir.path(), &phoenix_testkit::synthetic_estate(1000), lib);
     let backend = MemoryBackend::new();
-    let empty = observe(&backend, &d, 8).expect("observe");
+    let empty = planner.observe(&backend).expect("observe");
+    let d = planner.desired();
     let times: Vec<Duration> = (0..20)
         .map(|_| {
             let t = Instant::now();
-            std::hint::black_box(plan(&d, &empty.observation, &empty.markers, &|f| backend.change_effect(f)));
+            std::hint::black_box(plan(d, &empty.observation, &empty.markers, &|f| backend.change_effect(f)));
             t.elapsed()
         })
         .collect();
     println!("plan 1000 guests, nothing exists:      median {:.2} ms", median(times).as_secs_f64() * 1e3);
     let cancel = AtomicBool::new(false);
     let engine = Engine { backend: &backend, prober: &AlwaysUp, reporter: &Silent, cancel: &cancel };
-    let first = plan(&d, &empty.observation, &empty.markers, &|f| backend.change_effect(f));
-    engine.apply(&d, &first, &jobs, &options(8));
-    let full = observe(&backend, &d, 8).expect("observe");
+    let first = planner.plan(&backend, &AlwaysUp).expect("observe").plan;
+    engine.apply(planner.desired(), &first, planner.jobs(), &options(8));
+    let full = planner.observe(&backend).expect("observe");
+    let d = planner.desired();
     let times: Vec<Duration> = (0..20)
         .map(|_| {
             let t = Instant::now();
-            let p = plan(&d, &full.observation, &full.markers, &|f| backend.change_effect(f));
+            let p = plan(d, &full.observation, &full.markers, &|f| backend.change_effect(f));
             assert!(p.is_empty());
             std::hint::black_box(p);
             t.elapsed()
@@ -126,15 +123,15 @@ fn graph_200() -> Vec<(&'static str, String)> {
 
 fn bench_apply(lib: &FeatureLibrary, latency: Duration, jobs: usize) {
     let dir = tempfile::tempdir().expect("tmp");
-    let (d, prepared) = load(dir.path(), &graph_200(), lib);
+    let mut planner = load(dir.path(), &graph_200(), lib);
     let backend = MemoryBackend::new().with_latency(latency);
-    let observed = observe(&backend, &d, jobs).expect("observe");
-    let p = plan(&d, &observed.observation, &observed.markers, &|f| backend.change_effect(f));
+    let p = planner.plan(&backend, &AlwaysUp).expect("observe").plan;
+    let d = planner.desired();
     backend.clear_calls();
     let cancel = AtomicBool::new(false);
     let engine = Engine { backend: &backend, prober: &AlwaysUp, reporter: &Silent, cancel: &cancel };
     let t = Instant::now();
-    let report = engine.apply(&d, &p, &prepared, &options(jobs));
+    let report = engine.apply(d, &p, planner.jobs(), &options(jobs));
     let took = t.elapsed();
     assert!(!report.failed(), "{report:#?}");
 

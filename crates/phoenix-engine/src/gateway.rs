@@ -6,7 +6,8 @@
 //! Its hash is that of the contract version, the install script and the rendered text (with the
 //! gateway guest's ID and name), so a change of any guest's services changes the gateway's step
 //! (and, since an application script is given its guest's whole block, that guest's script). The certificate and the key are read only when applying
-//! ([`Gateway::add_tls`]): the plan, its hash and its diff never hold them.
+//! ([`Planner::add_gateway_tls`](crate::planner::Planner::add_gateway_tls)): the plan, its hash
+//! and its diff never hold them.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -117,7 +118,7 @@ impl Gateway {
 
     /// Adds the certificate and the key to the job about to run (read by the caller only when
     /// applying); they are staged beside the configuration, never hashed or shown.
-    pub fn add_tls(jobs: &mut BTreeMap<GuestId, Vec<Job>>, guest: GuestId, certificate: Vec<u8>, key: Vec<u8>) {
+    pub(crate) fn add_tls(jobs: &mut BTreeMap<GuestId, Vec<Job>>, guest: GuestId, certificate: Vec<u8>, key: Vec<u8>) {
         for job in jobs.get_mut(&guest).into_iter().flatten().filter(|j| j.key == KEY) {
             job.files.retain(|f| f.name != "tls.crt" && f.name != "tls.key");
             job.files.push(StagedFile { name: "tls.crt".to_string(), content: certificate.clone(), mode: 0o644 });

@@ -1,6 +1,7 @@
-//! Phoenix's engine: prepares customizations, observes the backend, applies a plan over the
-//! dependency graph with bounded concurrency, and destroys guests in reverse order. It knows
-//! backends only through [`phoenix_backend::Backend`].
+//! Phoenix's engine: plans a configuration against a backend ([`planner`]: validation,
+//! customizations, desired state, observation, plan), applies a plan over the dependency graph
+//! with bounded concurrency, and destroys guests in reverse order. It knows backends only through
+//! [`phoenix_backend::Backend`].
 
 pub mod adopt;
 pub mod apply;
@@ -10,6 +11,7 @@ pub mod gateway;
 pub mod health;
 pub mod lock;
 pub mod observe;
+pub mod planner;
 pub mod reporter;
 pub mod retry;
 pub mod utc;

@@ -10,6 +10,7 @@ use std::sync::atomic::AtomicBool;
 use phoenix_backend::{Backend, ChangeEffect, GuestId, GuestKind, ObservedGuest, PowerState};
 use phoenix_engine::adopt::{AdoptOptions, PROBES, Survey, Verdict, probe, survey};
 use phoenix_engine::customize::MARKERS_PATH;
+use phoenix_engine::planner::Planner;
 use phoenix_engine::{Engine, Silent};
 use phoenix_plan::Action;
 use phoenix_testkit::memory::{MemoryBackend, Method};
@@ -48,9 +49,9 @@ fn config() -> Config {
 
 /// The backend with every configured guest but 404, as configured, except: 400 has less memory,
 /// 401 is stopped, 402 is Phoenix's, 403 is on another storage.
-fn backend(p: &Prepared) -> MemoryBackend {
+fn backend(p: &Planner) -> MemoryBackend {
     let b = MemoryBackend::new();
-    for (id, d) in &p.desired.guests {
+    for (id, d) in &p.desired().guests {
         if *id == 404 {
             continue;
         }
@@ -77,9 +78,9 @@ fn backend(p: &Prepared) -> MemoryBackend {
     b
 }
 
-fn surveyed(b: &MemoryBackend, p: &Prepared, ids: &[GuestId], assume: bool) -> Survey {
+fn surveyed(b: &MemoryBackend, p: &Planner, ids: &[GuestId], assume: bool) -> Survey {
     let observation = b.observe().expect("observe");
-    survey(b, &p.desired, &observation, ids, &AdoptOptions { assume_customized: assume, ..AdoptOptions::default() })
+    survey(b, p.desired(), &observation, ids, &AdoptOptions { assume_customized: assume, ..AdoptOptions::default() })
 }
 
 fn verdicts(s: &Survey, id: GuestId) -> Vec<(String, Verdict)> {
@@ -198,7 +199,7 @@ fn assumed_customizations_are_recorded_but_not_in_a_stopped_guest() {
     let cancel = AtomicBool::new(false);
     let engine = Engine { backend: &b, prober: &AlwaysUp, reporter: &Silent, cancel: &cancel };
     engine.adopt(&s.adopt[0], &options()).expect("adopted");
-    let hash = p.desired.guests[&400].customizations[0].hash.clone();
+    let hash = p.desired().guests[&400].customizations[0].hash.clone();
     let mut m = b.guest(400).expect("400").observed;
     m.managed = false;
     b.insert(m);

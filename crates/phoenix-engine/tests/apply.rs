@@ -404,8 +404,8 @@ fn guests_phoenix_did_not_create_are_never_touched() {
     backend.insert(foreign);
     let plan = make_plan(&backend, &p);
     assert_eq!(plan.unmanaged, vec![999]);
-    let observed = phoenix_engine::observe::observe(&backend, &p.desired, 2).expect("observe");
-    assert_eq!(plan_destroy(&p.desired, &observed.observation, &[999], true), Err(DestroyError::NotManaged(999)));
+    let observed = phoenix_engine::observe::observe(&backend, p.desired(), 2).expect("observe");
+    assert_eq!(plan_destroy(p.desired(), &observed.observation, &[999], true), Err(DestroyError::NotManaged(999)));
 }
 
 #[test]
@@ -414,10 +414,10 @@ fn destroy_goes_in_reverse_order_and_keeps_templates_with_clones() {
     let cfg = stack("", "#!/bin/sh\n");
     let p = prepare_run(&cfg, &library(&v1()));
     run_apply(&backend, &p, &Silent, &options());
-    let observed = phoenix_engine::observe::observe(&backend, &p.desired, 2).expect("observe");
-    let refused = plan_destroy(&p.desired, &observed.observation, &[300], false);
+    let observed = phoenix_engine::observe::observe(&backend, p.desired(), 2).expect("observe");
+    let refused = plan_destroy(p.desired(), &observed.observation, &[300], false);
     assert_eq!(refused, Err(DestroyError::TemplateInUse { template: 300, clones: vec![301, 302, 303, 310] }));
-    let order = plan_destroy(&p.desired, &observed.observation, &[], false).expect("all");
+    let order = plan_destroy(p.desired(), &observed.observation, &[], false).expect("all");
     assert_eq!(order.last(), Some(&300));
     assert_eq!(order.first(), Some(&310));
     let cancel = std::sync::atomic::AtomicBool::new(false);
@@ -483,7 +483,7 @@ fn an_interruption_starts_no_new_step_and_leaves_nothing_half_done() {
     let flag = std::sync::atomic::AtomicBool::new(false);
     let reporter = InterruptAfter { guest: 300, flag: &flag };
     let engine = phoenix_engine::Engine { backend: &backend, prober: &AlwaysUp, reporter: &reporter, cancel: &flag };
-    let report = engine.apply(&p.desired, &plan, &p.jobs, &options());
+    let report = engine.apply(p.desired(), &plan, p.jobs(), &options());
     assert!(report.interrupted && report.failed());
     assert_eq!(report.outcomes[&300], GuestOutcome::Created);
     for id in [301, 302, 303, 310] {
@@ -513,7 +513,7 @@ fn a_built_in_feature_runs_its_shipped_script_with_its_parameters_for_the_shell(
     let base_setup = FeatureManifest { name: "base_setup".into(), ..FeatureManifest::default() };
     let lib = FeatureLibrary::new([Feature { manifest: base_setup, script: b"#!/bin/sh\n".to_vec() }]);
     let p = prepare_run(&cfg, &lib);
-    let docker = p.jobs[&300].iter().find(|j| j.key == "feature:docker").expect("a job for docker");
+    let docker = p.jobs()[&300].iter().find(|j| j.key == "feature:docker").expect("a job for docker");
     assert_eq!(docker.script.as_deref(), phoenix_config::features::builtin_script("docker").as_deref());
     let backend = MemoryBackend::new();
     let (_, report) = run_apply(&backend, &p, &Silent, &options());
@@ -606,7 +606,7 @@ fn an_interruption_takes_away_a_guest_this_run_created_and_did_not_finish() {
     // Interrupted while the template is created: its creation finishes, then it is destroyed.
     let reporter = InterruptBefore { guest: 300, step: "create", flag: &flag };
     let engine = phoenix_engine::Engine { backend: &backend, prober: &AlwaysUp, reporter: &reporter, cancel: &flag };
-    let report = engine.apply(&p.desired, &plan, &p.jobs, &options());
+    let report = engine.apply(p.desired(), &plan, p.jobs(), &options());
     assert!(report.interrupted && report.failed());
     match &report.outcomes[&300] {
         GuestOutcome::RolledBack(message) => assert!(message.contains("interrupted before `start`"), "{message}"),
@@ -631,13 +631,13 @@ fn a_guest_whose_markers_cannot_be_read_concerns_itself_alone() {
         )
         .for_guest(302),
     );
-    let observed = phoenix_engine::observe::observe(&backend, &p.desired, 4).expect("observe");
+    let observed = phoenix_engine::observe::observe(&backend, p.desired(), 4).expect("observe");
     assert_eq!(observed.markers.get(&302), Some(&None));
     assert!(observed.unreadable[&302].contains("not a regular file"));
     assert!(observed.markers.get(&301).is_some_and(Option::is_some));
     // A transient failure still fails the observation: it is retried, not taken for unreadable.
     backend.fail(FailRule::new(Method::ReadFile, BackendError::transient(Delivery::NotSent, "timeout")).for_guest(302));
-    assert!(phoenix_engine::observe::observe(&backend, &p.desired, 4).is_err());
+    assert!(phoenix_engine::observe::observe(&backend, p.desired(), 4).is_err());
 }
 
 /// Answers every probe with a refusal.
@@ -659,7 +659,7 @@ fn a_failed_health_check_is_remembered_until_one_passes() {
     let plan = make_plan(&backend, &p);
     let cancel = std::sync::atomic::AtomicBool::new(false);
     let engine = phoenix_engine::Engine { backend: &backend, prober: &Down, reporter: &Silent, cancel: &cancel };
-    let report = engine.apply(&p.desired, &plan, &p.jobs, &options());
+    let report = engine.apply(p.desired(), &plan, p.jobs(), &options());
     assert!(matches!(&report.outcomes[&300], GuestOutcome::Failed(m) if m.contains("health check")), "{report:#?}");
     let markers = backend.guest(300).expect("300").files[phoenix_engine::customize::MARKERS_PATH].clone();
     assert!(String::from_utf8_lossy(&markers).contains("Connection refused"));

@@ -8,13 +8,12 @@ use std::collections::BTreeMap;
 use std::sync::atomic::AtomicBool;
 
 use phoenix_backend::{Backend, FilePush};
-use phoenix_config::estate::Estate;
-use phoenix_engine::customize::{FeatureLibrary, Job, customizations, prepare};
-use phoenix_engine::gateway::{self, Gateway, KEY};
-use phoenix_engine::observe::observe;
+use phoenix_engine::customize::FeatureLibrary;
+use phoenix_engine::gateway::{Gateway, KEY};
+use phoenix_engine::planner::{Planner, Validated};
 use phoenix_engine::{Engine, GuestOutcome, Silent};
 use phoenix_gateway::CONFIG_PATH;
-use phoenix_plan::{Desired, Plan, desired, plan};
+use phoenix_plan::Plan;
 use phoenix_testkit::memory::{MemoryBackend, Method};
 use support::{AlwaysUp, container, options};
 
@@ -41,37 +40,23 @@ fn config(services_950: &str, gateway_extra: &str) -> tempfile::TempDir {
     dir
 }
 
-fn estate(dir: &tempfile::TempDir) -> Estate {
-    let fs = phoenix_config::RealFilesystem;
-    let (sources, early) = phoenix_config::load(dir.path(), &fs);
-    let v = phoenix_config::validate(&sources, early, &fs);
-    v.estate.unwrap_or_else(|| panic!("invalid: {:#?}", v.reports))
+/// What the CLI does: the configuration validated and prepared, the backend observed, the
+/// gateway rendered and attached, the plan with its diff.
+fn plan_run(backend: &dyn Backend, dir: &tempfile::TempDir) -> (Planner, Plan) {
+    let validated = Validated::read(dir.path(), &dir.path().join("features"));
+    let mut planner = validated.prepare(&FeatureLibrary::default(), &[]).expect("valid");
+    let p = planner.plan(backend, &AlwaysUp).expect("observe").plan;
+    (planner, p)
 }
 
-/// What the CLI does: desired state and jobs, observation, the gateway rendered and attached,
-/// the plan with its diff.
-fn plan_run(backend: &dyn Backend, dir: &tempfile::TempDir) -> (Desired, BTreeMap<u32, Vec<Job>>, Gateway, Plan) {
-    let estate = estate(dir);
-    let mut jobs = prepare(&estate, &FeatureLibrary::default(), dir.path()).expect("prepare");
-    let mut desired = desired(&estate, &|g| customizations(&jobs, g));
-    let observed = observe(backend, &desired, 4).expect("observe");
-    let gw = gateway::prepare(&estate, &gateway::observed_addresses(backend, &estate, &observed.observation))
-        .expect("a gateway");
-    gw.attach(&mut desired, &mut jobs);
-    let mut p = plan(&desired, &observed.observation, &observed.markers, &|f| backend.change_effect(f));
-    gw.describe(backend, &observed.observation, &mut p);
-    (desired, jobs, gw, p)
+fn gateway(planner: &Planner) -> &Gateway {
+    planner.gateway().expect("a gateway")
 }
 
-fn apply(
-    backend: &dyn Backend,
-    desired: &Desired,
-    jobs: &BTreeMap<u32, Vec<Job>>,
-    p: &Plan,
-) -> BTreeMap<u32, GuestOutcome> {
+fn apply(backend: &dyn Backend, planner: &Planner, p: &Plan) -> BTreeMap<u32, GuestOutcome> {
     let cancel = AtomicBool::new(false);
     let engine = Engine { backend, prober: &AlwaysUp, reporter: &Silent, cancel: &cancel };
-    engine.apply(desired, p, jobs, &options()).outcomes
+    engine.apply(planner.desired(), p, planner.jobs(), &options()).outcomes
 }
 
 /// What the install script does when NGINX accepts the file (the in-memory backend runs no
@@ -95,9 +80,10 @@ fn gateway_steps(p: &Plan, id: u32) -> Vec<String> {
 fn the_gateway_waits_for_its_guests_and_only_it_changes_when_a_service_does() {
     let dir = config(r#"[{"name": "qwen", "port": 8000, "path": "/v1/qwen/"}]"#, "");
     let backend = MemoryBackend::new();
-    let (desired, jobs, gw, p) = plan_run(&backend, &dir);
+    let (planner, p) = plan_run(&backend, &dir);
+    let gw = gateway(&planner);
     // The implicit edge: the gateway waits for both guests it routes to.
-    assert_eq!(desired.guests[&960].needs, vec![950, 951]);
+    assert_eq!(planner.desired().guests[&960].needs, vec![950, 951]);
     assert_eq!(p.guest(960).expect("gw").needs, vec![950, 951]);
     let order: Vec<u32> = p.guests.iter().map(|g| g.id).collect();
     assert_eq!(order.last(), Some(&960), "{order:?}");
@@ -111,7 +97,7 @@ fn the_gateway_waits_for_its_guests_and_only_it_changes_when_a_service_does() {
     // 951 takes its address by DHCP and reports none in memory: said, and answered 503 meanwhile.
     assert!(p.notes.iter().any(|n| n.contains("\"web\" of guest 951") && n.contains("DHCP")), "{:?}", p.notes);
 
-    let outcomes = apply(&backend, &desired, &jobs, &p);
+    let outcomes = apply(&backend, &planner, &p);
     assert!(outcomes.values().all(|o| *o == GuestOutcome::Created), "{outcomes:?}");
     // Staged beside its parameters and run as a contract-1 script; its marker recorded.
     let calls: Vec<String> = backend
@@ -131,15 +117,16 @@ fn the_gateway_waits_for_its_guests_and_only_it_changes_when_a_service_does() {
     );
     let markers = backend.guest(960).expect("gw").files["/var/lib/phoenix/markers.json"].clone();
     assert!(String::from_utf8_lossy(&markers).contains(&format!("\"{KEY}\": \"{}\"", gw.job.hash)));
-    install_as_the_script_would(&backend, &gw);
+    install_as_the_script_would(&backend, gw);
 
     // Nothing changed: nothing to do.
-    let (_, _, _, again) = plan_run(&backend, &dir);
+    let (_, again) = plan_run(&backend, &dir);
     assert!(again.is_empty(), "{:#?}", again.guests.iter().filter(|g| !g.steps.is_empty()).collect::<Vec<_>>());
 
     // A service's port changes: only the gateway's file, and only that line.
     let changed = config(r#"[{"name": "qwen", "port": 8001, "path": "/v1/qwen/"}]"#, "");
-    let (_, _, gw2, p2) = plan_run(&backend, &changed);
+    let (planner2, p2) = plan_run(&backend, &changed);
+    let gw2 = gateway(&planner2);
     let with_steps: Vec<u32> = p2.guests.iter().filter(|g| !g.steps.is_empty()).map(|g| g.id).collect();
     assert_eq!(with_steps, vec![960]);
     assert_eq!(p2.guest(960).expect("gw").steps.len(), 1, "{:?}", gateway_steps(&p2, 960));
@@ -157,13 +144,13 @@ fn the_gateway_waits_for_its_guests_and_only_it_changes_when_a_service_does() {
 fn a_configuration_nginx_refuses_fails_the_gateway_with_its_words_and_is_tried_again() {
     let dir = config(r#"[{"name": "qwen", "port": 8000, "path": "/v1/qwen/"}]"#, "");
     let backend = MemoryBackend::new();
-    let (desired, jobs, _, p) = plan_run(&backend, &dir);
+    let (planner, p) = plan_run(&backend, &dir);
     backend.set_exec_status(
         "/tmp/phoenix-gateway-",
         1,
         "nginx: [emerg] unexpected \"}\" in /etc/nginx/conf.d/phoenix-gateway.conf:12",
     );
-    let outcomes = apply(&backend, &desired, &jobs, &p);
+    let outcomes = apply(&backend, &planner, &p);
     match &outcomes[&960] {
         GuestOutcome::Failed(m) => {
             assert!(m.contains("step `run gateway`") && m.contains("nginx: [emerg] unexpected"), "{m}")
@@ -175,7 +162,7 @@ fn a_configuration_nginx_refuses_fails_the_gateway_with_its_words_and_is_tried_a
     let files = backend.guest(960).expect("gw").files;
     assert!(files.keys().all(|f| !f.starts_with("/tmp/phoenix-gateway-")), "{:?}", files.keys());
     backend.set_exec_status("/tmp/phoenix-gateway-", 0, "");
-    let (_, _, _, again) = plan_run(&backend, &dir);
+    let (_, again) = plan_run(&backend, &dir);
     assert!(gateway_steps(&again, 960).iter().any(|s| s.contains(r#"key: "gateway""#)));
 }
 
@@ -186,18 +173,19 @@ fn the_certificate_and_key_are_staged_only_when_applying_and_never_in_the_plan()
         r#", "tls_certificate_file": "CERT", "tls_key": "env:GATEWAY_TEST_KEY""#,
     );
     let backend = MemoryBackend::new();
-    let (desired, mut jobs, gw, p) = plan_run(&backend, &dir);
+    let (mut planner, p) = plan_run(&backend, &dir);
+    let gw = gateway(&planner).clone();
     let tls = gw.rendered.tls.clone().expect("tls");
     assert_eq!(tls.key.0, "env:GATEWAY_TEST_KEY");
-    Gateway::add_tls(&mut jobs, 960, b"CERTIFICATE-BYTES\n".to_vec(), b"PRIVATE-KEY-BYTES\n".to_vec());
-    let job = jobs[&960].iter().find(|j| j.key == KEY).expect("job");
+    planner.add_gateway_tls(b"CERTIFICATE-BYTES\n".to_vec(), b"PRIVATE-KEY-BYTES\n".to_vec());
+    let job = planner.jobs()[&960].iter().find(|j| j.key == KEY).expect("job");
     assert_eq!(job.hash, gw.job.hash, "the key is not hashed");
     assert!(!format!("{job:?}").contains("PRIVATE-KEY-BYTES"), "a job's Debug never shows staged files");
     let plan_json = serde_json::to_string(&p).expect("json");
     assert!(!plan_json.contains("PRIVATE-KEY-BYTES") && !plan_json.contains("GATEWAY_TEST_KEY"));
     assert!(plan_json.contains("ssl_certificate_key /etc/phoenix/gateway/tls.key;"), "the diff names the path");
 
-    let outcomes = apply(&backend, &desired, &jobs, &p);
+    let outcomes = apply(&backend, &planner, &p);
     assert_eq!(outcomes[&960], GuestOutcome::Created);
     let pushed: Vec<String> = backend
         .calls()

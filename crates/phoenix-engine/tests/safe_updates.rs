@@ -178,7 +178,7 @@ fn the_newest_update_snapshots_are_kept_as_configured_and_older_ones_deleted() {
         backend.snapshot(500, name).expect("snapshot");
     }
     let p = prepare_run(&cfg, &library(&versions("v1", "v2")));
-    assert_eq!(p.keep, 2);
+    assert_eq!(p.estate().hypervisor.behavior.as_ref().map(|b| b.update_snapshots_kept), Some(2));
     let plan = make_plan(&backend, &p);
     assert_eq!(plan.guests[0].steps[0].action, Action::UpdateSnapshot { keep: 2 });
     assert!(plan.guests[0].steps[0].reason.ends_with("the newest 2 of Phoenix's update snapshots are kept"));
@@ -325,7 +325,7 @@ fn a_snapshot_an_interrupted_update_left_is_deleted_by_the_next_update_that_pass
     // Interrupted once base_setup started: it finishes, docker does not start.
     let reporter = InterruptBefore { step: "run feature:base_setup", flag: &flag };
     let engine = Engine { backend: &backend, prober: &AlwaysUp, reporter: &reporter, cancel: &flag };
-    let report = engine.apply(&p.desired, &plan, &p.jobs, &options());
+    let report = engine.apply(p.desired(), &plan, p.jobs(), &options());
     let GuestOutcome::Failed(message) = &report.outcomes[&500] else { panic!("{report:#?}") };
     let left = snapshots(&backend, 500);
     assert_eq!(left.len(), 1);

@@ -12,8 +12,9 @@ use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use phoenix_backend::Backend;
-use phoenix_engine::customize::{FeatureLibrary, customizations, prepare};
+use phoenix_engine::customize::FeatureLibrary;
 use phoenix_engine::health::NetProber;
+use phoenix_engine::planner::{Planner, Validated};
 use phoenix_engine::{ApplyOptions, Engine, Silent};
 use phoenix_lxc::LxcBackend;
 
@@ -35,7 +36,7 @@ fn skip_reason() -> Option<String> {
     None
 }
 
-fn config(root: &Path, lxc: &str) -> phoenix_config::Estate {
+fn config(root: &Path, lxc: &str) -> Planner {
     let cfg = root.join(format!("config-{lxc}"));
     std::fs::create_dir_all(&cfg).expect("mkdir");
     let hv = format!(
@@ -59,10 +60,11 @@ fn config(root: &Path, lxc: &str) -> phoenix_config::Estate {
     entries.extend((601..=610).map(|id| c(id, r#", "clone_from_ctid": "600", "application_script": "app.sh""#)));
     std::fs::write(cfg.join("phoenix_lxc_configs.json"), format!("{{\"lxc_configs\": {{{}}}}}", entries.join(",")))
         .expect("write");
-    let fs = phoenix_config::RealFilesystem;
-    let (sources, early) = phoenix_config::load(&cfg, &fs);
-    let v = phoenix_config::validate(&sources, early, &fs);
-    v.estate.unwrap_or_else(|| panic!("{:#?}", v.reports))
+    let validated = Validated::read(&cfg, &cfg.join("features"));
+    if let Err(e) = validated.estate() {
+        panic!("{e}: {:#?}", validated.validation.reports);
+    }
+    validated.prepare(&FeatureLibrary::default(), &[]).expect("prepare")
 }
 
 fn main() {
@@ -81,25 +83,21 @@ fn main() {
     .expect("template");
     for jobs in [1usize, 4] {
         let lxc = format!("lxc-jobs{jobs}");
-        let estate = config(root, &lxc);
-        let Some(phoenix_config::model::Backend::Lxc(settings)) = &estate.hypervisor.backend else {
+        let mut planner = config(root, &lxc);
+        let Some(phoenix_config::model::Backend::Lxc(settings)) = &planner.estate().hypervisor.backend else {
             unreachable!("an lxc backend")
         };
         let (backend, _) = LxcBackend::open(settings).expect("open");
-        let jobs_prepared =
-            prepare(&estate, &FeatureLibrary::default(), &root.join(format!("config-{lxc}"))).expect("prepare");
-        let desired = phoenix_plan::desired(&estate, &|g| customizations(&jobs_prepared, g));
-        let observed = phoenix_engine::observe::observe(&backend, &desired, jobs).expect("observe");
-        let plan =
-            phoenix_plan::plan(&desired, &observed.observation, &observed.markers, &|f| backend.change_effect(f));
+        let plan = planner.plan(&backend, &NetProber).expect("observe").plan;
+        assert!(plan.issues.is_empty(), "{:#?}", plan.issues);
         let cancel = AtomicBool::new(false);
         let engine = Engine { backend: &backend, prober: &NetProber, reporter: &Silent, cancel: &cancel };
         let before = backend.tool_time();
         let t = Instant::now();
         let report = engine.apply(
-            &desired,
+            planner.desired(),
             &plan,
-            &jobs_prepared,
+            planner.jobs(),
             &ApplyOptions { jobs, per_node: jobs, ..ApplyOptions::default() },
         );
         let wall = t.elapsed();
@@ -115,8 +113,9 @@ fn main() {
             wall.as_secs_f64(),
             tools.as_secs_f64()
         );
-        let order = phoenix_engine::destroy::plan_destroy(&desired, &backend.observe().expect("observe"), &[], true)
-            .expect("order");
+        let order =
+            phoenix_engine::destroy::plan_destroy(planner.desired(), &backend.observe().expect("observe"), &[], true)
+                .expect("order");
         engine.destroy(&order, &ApplyOptions::default()).expect("destroy");
     }
 }

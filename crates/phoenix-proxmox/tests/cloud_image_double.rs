@@ -134,8 +134,8 @@ fn the_download_needs_its_privileges_and_a_storage_for_images() {
     let double = support::start(PveVersion::V8);
     let estate = self::estate(dir.path(), &double);
     let backend = support::backend(&double, None);
-    let (_, report) = support::apply(&backend, &estate, dir.path());
-    let Some(GuestOutcome::Failed(message)) = report.outcomes.get(&8100) else { panic!("{report:#?}") };
-    assert!(message.contains("no storage of node pve1 takes downloaded cloud images"), "{message}");
+    let plan = support::plan(&backend, &estate, dir.path());
+    let refused = plan.issues.iter().find(|i| i.guest == 8100).expect("an issue");
+    assert!(refused.message.contains("no storage of node pve1 takes downloaded cloud images"), "{}", refused.message);
     assert!(downloads(&double).is_empty() && double.vm_config(8100).is_none());
 }

@@ -306,9 +306,9 @@ fn a_cloud_image_outside_an_import_directory_is_refused_before_anything_is_creat
     let one = vms(&hash_file, "").replace("/shared-iso/import/", "/shared-iso/");
     let estate = write_estate(dir.path(), &double, &one);
     let backend = backend(&double, &estate);
-    let (_, report) = support::apply_with(&backend, &estate, dir.path(), &library());
-    let Some(GuestOutcome::Failed(message)) = report.outcomes.get(&8000) else { panic!("{:?}", report.outcomes) };
-    assert!(message.contains("no storage of node pve1 holds the cloud image"), "{message}");
+    let (plan, _, _) = support::plan_with(&backend, &estate, dir.path(), &library());
+    let refused = plan.issues.iter().find(|i| i.guest == 8000).expect("an issue");
+    assert!(refused.message.contains("no storage of node pve1 holds the cloud image"), "{}", refused.message);
     assert!(double.vm_config(8000).is_none());
     assert!(double.requests().iter().all(|r| !(r.method == "POST" && r.path == "/nodes/pve1/qemu")));
 }

@@ -16,7 +16,8 @@ pub fn run(cx: &Context<'_>, args: &AdoptArgs) -> Outcome {
         Ok(w) => w,
         Err(o) => return o,
     };
-    let _lock = match lock_unless_dry_run(cx, &work.estate, args.run.wait, args.dry_run) {
+    let (estate, desired) = (work.planner.estate(), work.planner.desired());
+    let _lock = match lock_unless_dry_run(cx, estate, args.run.wait, args.dry_run) {
         Ok(l) => l,
         Err(o) => return o,
     };
@@ -30,11 +31,11 @@ pub fn run(cx: &Context<'_>, args: &AdoptArgs) -> Outcome {
     };
     let options = AdoptOptions {
         assume_customized: args.assume_customized,
-        update_snapshots_kept: work.estate.hypervisor.behavior.as_ref().map_or(0, |b| b.update_snapshots_kept),
+        update_snapshots_kept: estate.hypervisor.behavior.as_ref().map_or(0, |b| b.update_snapshots_kept),
         ..AdoptOptions::default()
     };
-    let survey = survey(backend, &work.desired, &observed, &args.ids, &options);
-    let name = |id: &u32| work.desired.guests.get(id).map_or_else(|| id.to_string(), |g| format!("{id} ({})", g.name));
+    let survey = survey(backend, desired, &observed, &args.ids, &options);
+    let name = |id: &u32| desired.guests.get(id).map_or_else(|| id.to_string(), |g| format!("{id} ({})", g.name));
     let json = cx.printer.format == OutputFormat::Json;
     if !json {
         cx.printer.data(&render::adoption_text(&survey));

@@ -131,7 +131,7 @@ fn summary(cx: &Context<'_>, report: &ApplyReport) {
 /// certificate file and resolves the key's reference, and stages both with the gateway's job.
 /// Neither is printed; an error names the file or the reference only.
 fn gateway_tls(cx: &Context<'_>, plan: &phoenix_plan::Plan, work: &mut super::Work) -> Result<(), Outcome> {
-    let Some(gw) = &work.gateway else { return Ok(()) };
+    let Some(gw) = work.planner.gateway() else { return Ok(()) };
     let Some(tls) = &gw.rendered.tls else { return Ok(()) };
     let id = gw.rendered.guest;
     let runs = plan.guest(id).is_some_and(|g| {
@@ -152,7 +152,7 @@ fn gateway_tls(cx: &Context<'_>, plan: &phoenix_plan::Plan, work: &mut super::Wo
     })?;
     let mut key = key.into_bytes();
     key.push(b'\n');
-    phoenix_engine::gateway::Gateway::add_tls(&mut work.jobs, id, certificate, key);
+    work.planner.add_gateway_tls(certificate, key);
     Ok(())
 }
 
@@ -164,12 +164,12 @@ pub fn run(cx: &Context<'_>, args: &ApplyArgs) -> Outcome {
         Ok(w) => w,
         Err(o) => return o,
     };
-    let _lock = match lock_unless_dry_run(cx, &work.estate, args.run.wait, args.dry_run) {
+    let _lock = match lock_unless_dry_run(cx, work.planner.estate(), args.run.wait, args.dry_run) {
         Ok(l) => l,
         Err(o) => return o,
     };
-    let (_, plan) = match observe_and_plan(cx, &mut work) {
-        Ok(x) => x,
+    let plan = match observe_and_plan(cx, &mut work) {
+        Ok(planned) => planned.plan,
         Err(o) => return o,
     };
     if cx.printer.format == OutputFormat::Text {
@@ -211,10 +211,10 @@ pub fn run(cx: &Context<'_>, args: &ApplyArgs) -> Outcome {
         jobs: usize::from(args.jobs),
         per_node: usize::from(args.per_node),
         keep_going: args.keep_going,
-        rollback: work.estate.hypervisor.behavior.as_ref().is_some_and(|b| b.rollback_on_failure),
+        rollback: work.planner.estate().hypervisor.behavior.as_ref().is_some_and(|b| b.rollback_on_failure),
         ..ApplyOptions::default()
     };
-    let report = engine.apply(&work.desired, &plan, &work.jobs, &options);
+    let report = engine.apply(work.planner.desired(), &plan, work.planner.jobs(), &options);
     summary(cx, &report);
     if report.failed() { Outcome::Failure } else { Outcome::Success }
 }

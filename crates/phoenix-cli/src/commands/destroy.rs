@@ -13,14 +13,15 @@ pub fn run(cx: &Context<'_>, args: &DestroyArgs) -> Outcome {
         Ok(w) => w,
         Err(o) => return o,
     };
-    let observed = match phoenix_engine::observe::observe(work.backend.as_ref(), &work.desired, 8) {
+    let desired = work.planner.desired();
+    let observed = match work.planner.observe(work.backend.as_ref()) {
         Ok(o) => o,
         Err(e) => {
             cx.printer.error(&format!("cannot read the {} backend: {e}", work.backend.name()), None);
             return Outcome::Failure;
         }
     };
-    let order = match plan_destroy(&work.desired, &observed.observation, &args.ids, args.force) {
+    let order = match plan_destroy(desired, &observed.observation, &args.ids, args.force) {
         Ok(o) => o,
         Err(e) => {
             cx.printer.error(&e.to_string(), None);
@@ -29,7 +30,7 @@ pub fn run(cx: &Context<'_>, args: &DestroyArgs) -> Outcome {
     };
     let list: Vec<String> = order
         .iter()
-        .map(|id| match work.desired.guests.get(id) {
+        .map(|id| match desired.guests.get(id) {
             Some(g) => format!("{id} ({})", g.name),
             None => id.to_string(),
         })
@@ -58,7 +59,7 @@ pub fn run(cx: &Context<'_>, args: &DestroyArgs) -> Outcome {
     if !confirmed(cx, args.yes, &confirmation) {
         return Outcome::Failure;
     }
-    let _lock = match lock(cx, &work.estate, args.run.wait) {
+    let _lock = match lock(cx, work.planner.estate(), args.run.wait) {
         Ok(l) => l,
         Err(o) => return o,
     };

@@ -2,10 +2,11 @@
 
 use phoenix_config::estate::EdgeKind;
 use phoenix_config::graph;
+use phoenix_engine::planner::Validated;
 use serde::Serialize;
 
 use super::Outcome;
-use super::validate::{print_diagnostics, run_validation};
+use super::validate::print_diagnostics;
 use crate::cli::{GraphArgs, GraphFormat, OutputFormat};
 
 #[derive(Serialize)]
@@ -33,7 +34,7 @@ struct JsonEdge {
 /// Runs `phoenix graph`.
 pub fn run(cx: &super::Context<'_>, args: &GraphArgs) -> Outcome {
     let printer = cx.printer;
-    let (v, _) = run_validation(&cx.global.config_dir, &cx.global.config_dir.join("features"));
+    let v = Validated::read(&cx.global.config_dir, &cx.global.config_dir.join("features")).validation;
     print_diagnostics(printer, &v);
     let Some(estate) = &v.estate else {
         printer.error_text("error: the configuration is invalid; `phoenix validate` lists every problem\n");

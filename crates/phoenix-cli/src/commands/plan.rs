@@ -18,9 +18,9 @@ pub fn run(cx: &Context<'_>, args: &PlanArgs) -> Outcome {
         Ok(w) => w,
         Err(o) => return o,
     };
-    super::apply::note_running_apply(cx, &work.estate);
-    let (_, plan) = match observe_and_plan(cx, &mut work) {
-        Ok(x) => x,
+    super::apply::note_running_apply(cx, work.planner.estate());
+    let plan = match observe_and_plan(cx, &mut work) {
+        Ok(planned) => planned.plan,
         Err(o) => return o,
     };
     match cx.printer.format {

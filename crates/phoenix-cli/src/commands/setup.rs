@@ -2,9 +2,10 @@
 
 use std::fmt::Write as _;
 
+use phoenix_engine::planner::Validated;
 use phoenix_host::{Host, ModulePlan, RealHost};
 
-use super::{Context, Outcome, validate};
+use super::{Context, Outcome, unprepared, validate};
 use crate::cli::{OutputFormat, SetupCommand, WorkArgs};
 use crate::printer::styles::{BOLD, CHANGE, DIM, OK};
 use crate::secrets::Secrets;
@@ -41,20 +42,17 @@ pub fn run(cx: &Context<'_>, cmd: &SetupCommand) -> Outcome {
         SetupCommand::Apply(a) => (a.only.as_deref(), &a.root, a.dry_run, false, &a.allow_wipe),
     };
     let features = validate::features_dir(cx, &WorkArgs { features_dir: None });
-    let (v, _) = validate::run_validation(&cx.global.config_dir, &features);
-    validate::print_diagnostics(cx.printer, &v);
-    let Some(estate) = v.estate else {
-        cx.printer.error(
-            &format!("the configuration is invalid: {} error(s)", v.errors()),
-            Some("`phoenix validate` lists every problem"),
-        );
-        return Outcome::Failure;
+    let validated = Validated::read(&cx.global.config_dir, &features);
+    validate::print_diagnostics(cx.printer, &validated.validation);
+    let estate = match validated.estate() {
+        Ok(estate) => estate,
+        Err(e) => return unprepared(cx, &e, &features),
     };
     let host = RealHost::rooted(root);
     let secrets = Secrets::from_process_env();
     // Errors name the reference, never a value.
     let resolve = |r: &str| secrets.resolve(r).map_err(|e| e.message);
-    let modules = phoenix_host::modules(&estate, only, allow_wipe);
+    let modules = phoenix_host::modules(estate, only, allow_wipe);
     let mut plans = Vec::new();
     for m in &modules {
         match m.plan_on(&host, &resolve) {

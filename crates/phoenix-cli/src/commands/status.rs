@@ -42,7 +42,7 @@ pub fn run(cx: &Context<'_>, args: &WorkArgs) -> Outcome {
         Err(o) => return o,
     };
     let (observed, plan) = match observe_and_plan(cx, &mut work) {
-        Ok(x) => x,
+        Ok(planned) => (planned.observed, planned.plan),
         Err(o) => return o,
     };
     let mut rows: Vec<Row> = plan

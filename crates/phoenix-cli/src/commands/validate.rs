@@ -1,9 +1,9 @@
 //! `phoenix validate`, and the validation every other command starts with.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use phoenix_config::features::Catalog;
-use phoenix_config::{RealFilesystem, Validation};
+use phoenix_config::Validation;
+use phoenix_engine::planner::Validated;
 use serde::Serialize;
 
 use super::Outcome;
@@ -11,16 +11,6 @@ use crate::cli::{OutputFormat, WorkArgs};
 use crate::printer::Printer;
 use crate::printer::styles::{ERROR, OK};
 use crate::render;
-
-/// Reads and validates the configuration directory against the built-in features and those of
-/// `features_dir` (the catalog `plan` and `apply` use too, returned with the result).
-pub fn run_validation(dir: &Path, features_dir: &Path) -> (Validation, Catalog) {
-    let fs = RealFilesystem;
-    let (sources, mut early) = phoenix_config::load(dir, &fs);
-    let (catalog, problems) = Catalog::load(features_dir, &fs);
-    early.extend(problems);
-    (phoenix_config::validate_with(&sources, early, &fs, &catalog), catalog)
-}
 
 /// The features directory: `--features-dir`, or `<config-dir>/features`.
 pub fn features_dir(cx: &super::Context<'_>, args: &WorkArgs) -> PathBuf {
@@ -50,7 +40,7 @@ struct JsonResult<'a> {
 /// Runs `phoenix validate`.
 pub fn run(cx: &super::Context<'_>, args: &WorkArgs) -> Outcome {
     let printer = cx.printer;
-    let (v, _) = run_validation(&cx.global.config_dir, &features_dir(cx, args));
+    let v = Validated::read(&cx.global.config_dir, &features_dir(cx, args)).validation;
     let (errors, warnings) = (v.errors(), v.warnings());
     if printer.format == OutputFormat::Json {
         printer.json(&JsonResult {

@@ -1,5 +1,6 @@
-//! Shared helpers of the engine tests: a configuration built in memory, validated, prepared,
-//! observed, planned and applied against the in-memory backend.
+//! Shared helpers of the engine tests: a configuration written to a directory, then validated,
+//! prepared, observed and planned by the [`Planner`] as `phoenix plan` does, and applied against
+//! the in-memory backend.
 
 #![allow(dead_code)]
 
@@ -10,13 +11,12 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use phoenix_backend::{Backend, GuestId};
-use phoenix_config::estate::Estate;
-use phoenix_engine::customize::{Feature, FeatureLibrary, FeatureManifest, Job, customizations, prepare};
+use phoenix_engine::customize::{Feature, FeatureLibrary, FeatureManifest};
 pub use phoenix_engine::health::AlwaysUp;
-use phoenix_engine::observe::observe;
+use phoenix_engine::planner::{Planned, Planner, Validated};
 use phoenix_engine::retry::RetryPolicy;
 use phoenix_engine::{ApplyOptions, ApplyReport, Engine, GuestOutcome, Reporter};
-use phoenix_plan::{Desired, LifecycleState, Plan, Step, desired, guard_updates, plan};
+use phoenix_plan::{LifecycleState, Plan, Step};
 use phoenix_testkit::memory::MemoryBackend;
 
 /// A configuration directory on disk (application scripts are read from it).
@@ -43,13 +43,6 @@ impl Config {
 
     pub fn path(&self) -> &Path {
         self.dir.path()
-    }
-
-    pub fn estate(&self) -> Estate {
-        let fs = phoenix_config::RealFilesystem;
-        let (sources, early) = phoenix_config::load(self.path(), &fs);
-        let v = phoenix_config::validate(&sources, early, &fs);
-        v.estate.unwrap_or_else(|| panic!("invalid test configuration: {:#?}", v.reports))
     }
 }
 
@@ -104,42 +97,35 @@ pub fn options() -> ApplyOptions {
     }
 }
 
-/// Everything needed for one run: the desired state, the prepared jobs, and how many update
-/// snapshots stay (`behavior.update_snapshots_kept`).
-pub struct Prepared {
-    pub desired: Desired,
-    pub jobs: BTreeMap<GuestId, Vec<Job>>,
-    pub keep: u32,
+/// The planner of the configuration (validated against the built-in features), with features
+/// from `library`.
+pub fn prepare_run(config: &Config, library: &FeatureLibrary) -> Planner {
+    let validated = Validated::read(config.path(), &config.path().join("features"));
+    if let Err(e) = validated.estate() {
+        panic!("invalid test configuration: {e}: {:#?}", validated.validation.reports);
+    }
+    validated.prepare(library, &[]).expect("prepare")
 }
 
-pub fn prepare_run(config: &Config, library: &FeatureLibrary) -> Prepared {
-    let estate = config.estate();
-    let jobs = prepare(&estate, library, config.path()).expect("prepare");
-    let desired = desired(&estate, &|g| customizations(&jobs, g));
-    let keep = estate.hypervisor.behavior.as_ref().map_or(0, |b| b.update_snapshots_kept);
-    Prepared { desired, jobs, keep }
+/// The plan as `phoenix plan` makes it, every service taken as healthy. Each plan starts from
+/// the prepared configuration, as each run of `phoenix` does.
+pub fn make_plan(backend: &dyn Backend, p: &Planner) -> Plan {
+    p.clone().plan(backend, &AlwaysUp).expect("observe").plan
 }
 
-/// The plan as `phoenix plan` makes it: updates of existing guests guarded by a snapshot where
-/// the backend takes them.
-pub fn make_plan(backend: &dyn Backend, p: &Prepared) -> Plan {
-    let observed = observe(backend, &p.desired, 4).expect("observe");
-    let mut plan = plan(&p.desired, &observed.observation, &observed.markers, &|f| backend.change_effect(f));
-    guard_updates(&mut plan, &p.desired, backend.capabilities().snapshots, p.keep);
-    plan
-}
-
+/// Plans as [`make_plan`] does and applies the plan, which must have no issue.
 pub fn run_apply(
     backend: &dyn Backend,
-    p: &Prepared,
+    p: &Planner,
     reporter: &dyn Reporter,
     opts: &ApplyOptions,
 ) -> (Plan, ApplyReport) {
-    let plan = make_plan(backend, p);
+    let mut planner = p.clone();
+    let Planned { plan, .. } = planner.plan(backend, &AlwaysUp).expect("observe");
     assert!(plan.issues.is_empty(), "{:#?}", plan.issues);
     let cancel = AtomicBool::new(false);
     let engine = Engine { backend, prober: &AlwaysUp, reporter, cancel: &cancel };
-    let report = engine.apply(&p.desired, &plan, &p.jobs, opts);
+    let report = engine.apply(planner.desired(), &plan, planner.jobs(), opts);
     (plan, report)
 }
 

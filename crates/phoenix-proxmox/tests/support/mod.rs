@@ -15,8 +15,9 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use phoenix_backend::Backend;
-use phoenix_engine::customize::{FeatureLibrary, customizations, prepare};
+use phoenix_engine::customize::FeatureLibrary;
 use phoenix_engine::health::NetProber;
+use phoenix_engine::planner::{Planner, Validated};
 use phoenix_engine::{ApplyOptions, ApplyReport, Engine, Silent};
 use phoenix_proxmox::api::{ApiClient, Auth, TlsVerify};
 use phoenix_proxmox::backend::ProxmoxBackend;
@@ -99,9 +100,7 @@ pub fn estate_with(dir: &Path, backend: &str, hypervisor_extra: &str, lxc_config
     std::fs::write(dir.join("phoenix_hypervisor_config.json"), hv).expect("write");
     std::fs::write(dir.join("phoenix_lxc_configs.json"), format!(r#"{{"lxc_configs": {{ {lxc_configs} }}}}"#))
         .expect("write");
-    let fs = phoenix_config::RealFilesystem;
-    let (sources, early) = phoenix_config::load(dir, &fs);
-    let v = phoenix_config::validate(&sources, early, &fs);
+    let v = Validated::read(dir, &dir.join("features")).validation;
     v.estate.unwrap_or_else(|| panic!("{:#?}", v.reports))
 }
 
@@ -110,32 +109,17 @@ pub fn plan(backend: &dyn Backend, estate: &phoenix_config::Estate, dir: &Path) 
     plan_with(backend, estate, dir, &FeatureLibrary::default()).0
 }
 
-/// The plan of the estate against the backend with features from `library`, with the desired
-/// state and the prepared jobs it was made from.
+/// The plan of the estate against the backend with features from `library`, made as `phoenix
+/// plan` makes it, with the desired state and the prepared jobs it was made from.
 pub fn plan_with(
     backend: &dyn Backend,
     estate: &phoenix_config::Estate,
     dir: &Path,
     library: &FeatureLibrary,
 ) -> (phoenix_plan::Plan, phoenix_plan::Desired, BTreeMap<u32, Vec<phoenix_engine::customize::Job>>) {
-    let jobs = prepare(estate, library, dir).expect("prepare");
-    let desired = phoenix_plan::desired(estate, &|g| customizations(&jobs, g));
-    let observed = phoenix_engine::observe::observe(backend, &desired, 4).expect("observe");
-    let mut plan = phoenix_plan::plan_with(&desired, &observed.observation, &observed.markers, &|k, f| {
-        backend.change_effect_for(k, f)
-    });
-    // As `phoenix plan` does: updates of existing guests are guarded by a snapshot.
-    let keep = estate.hypervisor.behavior.as_ref().map_or(0, |b| b.update_snapshots_kept);
-    phoenix_plan::guard_updates(&mut plan, &desired, backend.capabilities().snapshots, keep);
-    plan.issues.extend(phoenix_plan::check_capabilities(&desired, &backend.capabilities()));
-    let (issues, notes) = phoenix_plan::check_routes(&desired, &plan, &|f, v, g| backend.route(f, v, g));
-    plan.issues.extend(issues);
-    plan.notes.extend(notes);
-    let can_snapshot = |k, c: &_| backend.check_snapshot(k, c).map_err(|e| e.to_string());
-    let (issues, notes) = phoenix_plan::check_snapshots(&desired, &plan, &can_snapshot);
-    plan.issues.extend(issues);
-    plan.notes.extend(notes);
-    (plan, desired, jobs)
+    let mut planner = Planner::new(estate.clone(), library, dir, &[]).expect("prepare");
+    let plan = planner.plan(backend, &NetProber).expect("observe").plan;
+    (plan, planner.desired().clone(), planner.jobs().clone())
 }
 
 /// Plans the estate against the backend and applies the plan.
