@@ -88,7 +88,7 @@ fn storage_without_snapshots(e: BackendError) -> BackendError {
     }
 }
 
-fn numbered(key: &str, prefix: &str) -> bool {
+pub(crate) fn numbered(key: &str, prefix: &str) -> bool {
     key.strip_prefix(prefix).is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
@@ -1093,9 +1093,12 @@ impl Backend for ProxmoxBackend {
                 if src_node != node {
                     params.push(("target", node.clone()));
                 }
+                let source_config = self.config(&src_node, *source)?;
+                if let Some(storage) = self.clone_storage(request, *source, &src_node, &source_config)? {
+                    params.push(("storage", storage));
+                }
                 // Proxmox's snapshots keep no description, and a clone gets one only from this
                 // parameter: the mark goes with the call, below what the source's says.
-                let source_config = self.config(&src_node, *source)?;
                 let old = source_config.get("description").and_then(text);
                 params.push(("description", marked_description(old.as_deref())));
                 // A token may not copy device passthrough: such a source is cloned as root@pam.
@@ -1144,6 +1147,12 @@ impl Backend for ProxmoxBackend {
         }
         if request.kind == GuestKind::Vm {
             return self.vm_check_create(request);
+        }
+        // A source made in the same run is checked when the clone is asked for.
+        if let CreateSource::Clone { source, .. } = &request.source
+            && let Some((src_node, _)) = self.node_of(*source)?
+        {
+            self.clone_storage(request, *source, &src_node, &self.config(&src_node, *source)?)?;
         }
         self.check_needs(request).map(|_| ())
     }

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::PoisonError;
 
-use phoenix_backend::{BackendError, CreateRequest, CreateSource, Delivery, GuestConfig, fields};
+use phoenix_backend::{BackendError, CreateRequest, CreateSource, Delivery, GuestConfig, GuestId, fields};
 use serde_json::Value;
 
 use crate::backend::ProxmoxBackend;
@@ -334,6 +334,65 @@ impl ProxmoxBackend {
             "its disks are on storage that takes no snapshots of containers: {} (snapshots need ZFS, LVM-thin, \
              Ceph RBD or Btrfs)",
             without.join(", ")
+        )))
+    }
+
+    /// Where Proxmox puts the clone of `source` (on `src_node`, configured as `source_config`)
+    /// that `request` asks for, checked before the clone is asked for: a full clone stays on
+    /// its source's storages unless the call names one, so the storage to name is returned when
+    /// the clone's (`storage`) differs from its source's. A clone to another node is refused
+    /// unless each of its volumes lands on shared storage (pve-container's `clone_vm`: "can't
+    /// clone CT to node ... (CT uses local storage)"), said with the ways around it.
+    pub(crate) fn clone_storage(
+        &self,
+        request: &CreateRequest,
+        source: GuestId,
+        src_node: &str,
+        source_config: &serde_json::Map<String, Value>,
+    ) -> Result<Option<String>, BackendError> {
+        let volumes: Vec<String> = source_config
+            .iter()
+            .filter(|(k, _)| *k == "rootfs" || crate::backend::numbered(k, "mp"))
+            .filter_map(|(_, v)| v.as_str()?.split(',').next()?.split_once(':').map(|(sid, _)| sid.to_string()))
+            .collect();
+        let storage = request.config.get("storage").filter(|s| {
+            source_config.get("rootfs").and_then(Value::as_str).and_then(|r| r.split_once(':')).map(|(sid, _)| sid)
+                != Some(*s)
+        });
+        let node = request.node.as_deref().unwrap_or(&self.node);
+        if node == src_node {
+            return Ok(storage.map(str::to_string));
+        }
+        let listed = self.cached_get(Call::Storages { node: src_node })?;
+        let shared = |name: &str| {
+            listed
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|s| s["storage"] == name && matches!(s["shared"].as_u64(), Some(1)))
+        };
+        let mut local: Vec<&str> = match storage {
+            Some(s) => vec![s],
+            None => volumes.iter().map(String::as_str).collect(),
+        };
+        local.retain(|s| !shared(s));
+        local.sort_unstable();
+        local.dedup();
+        if local.is_empty() {
+            return Ok(storage.map(str::to_string));
+        }
+        Err(BackendError::permanent(
+            Delivery::NotSent,
+            format!(
+                "cannot clone {source} to node {node}: Proxmox clones to another node only onto shared storage, and {} \
+                 is local to {src_node}",
+                local.join(", ")
+            ),
+        )
+        .with_detail(format!(
+            "clone it on {src_node} (`\"node\": \"{src_node}\"`) and migrate it afterwards (`pct migrate {} {node} \
+             --restart`), or give it a storage_pool on shared storage (Ceph RBD, NFS, or a storage configured `shared 1`)",
+            request.id
         )))
     }
 
