@@ -210,9 +210,47 @@ pub(crate) struct Model {
     local_root: String,
     /// What `download-url` can fetch: URL → size in bytes (any other URL is not found).
     downloads: BTreeMap<String, u64>,
+    /// Files of the nodes (node, path) given with [`PveDouble::set_node_file`]; see
+    /// [`Model::node_file`].
+    node_files: BTreeMap<(String, String), String>,
 }
 
+/// What a node's `/etc/subuid` and `/etc/subgid` hold as Proxmox installs it: root may map the
+/// 65536 IDs from 100000, which unprivileged containers use.
+const DEFAULT_SUBIDS: &str = "root:100000:65536\n";
+
 impl Model {
+    /// A file of `node`: as set, else `/etc/subuid` and `/etc/subgid` as Proxmox installs them.
+    pub(crate) fn node_file(&self, node: &str, path: &str) -> Option<String> {
+        let given = self.node_files.get(&(node.to_string(), path.to_string())).cloned();
+        given.or_else(|| matches!(path, "/etc/subuid" | "/etc/subgid").then(|| DEFAULT_SUBIDS.to_string()))
+    }
+
+    /// The first range of a container's ID map (`lxc.idmap` lines) that root may not map on its
+    /// node, as `newuidmap` or `newgidmap` refuses it: every host range must lie in one of
+    /// root's lines of `/etc/subuid` (`/etc/subgid` for groups), or LXC cannot start it.
+    fn undelegated_id_range(&self, g: &crate::guests::Guest) -> Option<String> {
+        g.raw.iter().filter(|(k, _)| k == "lxc.idmap").find_map(|(_, v)| {
+            let p: Vec<&str> = v.split_whitespace().collect();
+            let n = |i: usize| p.get(i).and_then(|x| x.parse::<u64>().ok());
+            let (kind, inside, host, count) = (p.first()?, n(1)?, n(2)?, n(3)?);
+            let (file, tool, what) =
+                if *kind == "u" { ("/etc/subuid", "newuidmap", "uid") } else { ("/etc/subgid", "newgidmap", "gid") };
+            let lines = self.node_file(&g.node, file).unwrap_or_default();
+            let allowed = lines.lines().any(|l| {
+                let f: Vec<&str> = l.trim().split(':').collect();
+                let (start, size) =
+                    (f.get(1).and_then(|x| x.parse::<u64>().ok()), f.get(2).and_then(|x| x.parse::<u64>().ok()));
+                matches!(f.first(), Some(&"root" | &"0"))
+                    && f.len() == 3
+                    && start.zip(size).is_some_and(|(s, c)| s <= host && host + count <= s + c)
+            });
+            (!allowed).then(|| {
+                format!("{tool}: {what} range [{inside}-{}) -> [{host}-{}) not allowed", inside + count, host + count)
+            })
+        })
+    }
+
     /// Starts a task for a request that Proxmox answers with a UPID.
     fn start_task(&mut self, node: &str, kind: &str, id: &str, user: &str) -> String {
         self.next_pid += 1;
@@ -285,6 +323,22 @@ impl Model {
                 format!("startup for container '{n}' failed"),
                 vec![
                     format!("directory '{missing}' does not exist"),
+                    format!("TASK ERROR: startup for container '{n}' failed"),
+                ],
+            ));
+            refused_start = Some(n);
+        }
+        // An ID map that maps host IDs root may not map (`/etc/subuid`, `/etc/subgid` of the
+        // node): LXC's `lxc_map_ids` fails, and so does the start.
+        if let ("POST", ["", "nodes", _, "lxc", vmid, "status", "start"]) = (method, segs)
+            && let Some(n) = vmid.parse::<u32>().ok()
+            && let Some(refused) = self.guests.get(&n).and_then(|g| self.undelegated_id_range(g))
+        {
+            self.fail_next = Some((
+                format!("startup for container '{n}' failed"),
+                vec![
+                    refused,
+                    "lxc_map_ids: newuidmap or newgidmap failed to write the mapping".to_string(),
                     format!("TASK ERROR: startup for container '{n}' failed"),
                 ],
             ));
@@ -727,6 +781,16 @@ impl PveDouble {
     /// Makes a directory on the nodes (a bind-mount source that exists before Phoenix runs).
     pub fn add_host_dir(&self, path: &str) {
         self.model.lock().unwrap_or_else(PoisonError::into_inner).host_dirs.insert(path.into(), "0:0".into());
+    }
+
+    /// Gives a node's file (`/etc/subuid`, `/etc/subgid`) these contents, as `cat` on the node
+    /// shows them; containers started there may map only the host IDs root's lines allow.
+    pub fn set_node_file(&self, node: &str, path: &str, contents: &str) {
+        self.model
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .node_files
+            .insert((node.to_string(), path.to_string()), contents.to_string());
     }
 
     /// The owner of a directory of the nodes, if it exists.
