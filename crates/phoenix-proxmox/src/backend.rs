@@ -48,7 +48,7 @@ const OBSERVE_THREADS: usize = 8;
 const LOCK_WAIT: Duration = Duration::from_secs(600);
 
 /// Where unprivileged containers' IDs start on a Proxmox host (users and groups).
-const ID_BASE: (u32, u32) = (100_000, 100_000);
+pub(crate) const ID_BASE: (u32, u32) = (100_000, 100_000);
 
 /// The Proxmox backend.
 pub struct ProxmoxBackend {
@@ -61,6 +61,8 @@ pub struct ProxmoxBackend {
     pub(crate) poll: Poll,
     /// NVIDIA device nodes of each node, listed once.
     devices: Mutex<BTreeMap<String, Vec<String>>>,
+    /// Files of the nodes read over the node channel (node, path), read once per run.
+    pub(crate) node_files: Mutex<BTreeMap<(String, String), String>>,
     /// What the cluster lists (storages, bridges, templates), read once per run.
     listings: Mutex<BTreeMap<String, Value>>,
     /// Nodes other than `node` found online and reached over the node channel in this run.
@@ -454,6 +456,7 @@ impl ProxmoxBackend {
             root: None,
             poll: Poll::default(),
             devices: Mutex::default(),
+            node_files: Mutex::default(),
             listings: Mutex::default(),
             reached: Mutex::default(),
             located: Mutex::default(),
@@ -1154,6 +1157,7 @@ impl Backend for ProxmoxBackend {
         {
             self.clone_storage(request, *source, &src_node, &self.config(&src_node, *source)?)?;
         }
+        self.check_subids(request.node.as_deref().unwrap_or(&self.node), &request.config)?;
         self.check_needs(request).map(|_| ())
     }
 

@@ -396,6 +396,63 @@ impl ProxmoxBackend {
         )))
     }
 
+    /// Checks that root may map, on `node`, every host ID range of the container's ID map
+    /// (`idmap`, the `lxc.idmap` lines written for it): LXC maps them with `newuidmap` and
+    /// `newgidmap`, which allow only ranges one of root's lines of `/etc/subuid` and
+    /// `/etc/subgid` holds, so a container without them never starts. The two files are read
+    /// over the node channel (without one, the ID map cannot be written, and the plan says so
+    /// already). The error names the lines to add.
+    pub(crate) fn check_subids(&self, node: &str, config: &GuestConfig) -> Result<(), BackendError> {
+        let Some(idmap) = config.get("idmap").filter(|_| self.channel.is_some()) else { return Ok(()) };
+        let ranges = fields::canonical::idmap_ranges(Some(idmap), crate::backend::ID_BASE);
+        let mut missing = Vec::new();
+        for (kind, file) in [('u', "/etc/subuid"), ('g', "/etc/subgid")] {
+            let text = self.node_file(node, file)?;
+            let root: Vec<(u64, u64)> = text
+                .lines()
+                .filter_map(|l| match l.trim().split(':').collect::<Vec<_>>()[..] {
+                    ["root" | "0", start, count] => Some((start.parse().ok()?, count.parse().ok()?)),
+                    _ => None,
+                })
+                .collect();
+            for (_, _, host, size) in ranges.iter().filter(|r| r.0 == kind) {
+                if !root.iter().any(|(start, count)| start <= host && host + size <= start + count) {
+                    missing.push(format!("{file} lacks root:{host}:{size}"));
+                }
+            }
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(BackendError::permanent(
+            Delivery::NotSent,
+            format!(
+                "root may not map the host IDs of its ID map on node {node}, so it would not start: {}",
+                missing.join(", ")
+            ),
+        )
+        .with_detail(format!(
+            "run `phoenix setup-hypervisor apply --only subids` on node {node}, which adds them, or add these lines \
+             there by hand"
+        )))
+    }
+
+    /// A file of `node` (`cat` over the node channel), read once per run; a file the node does
+    /// not have reads as empty.
+    fn node_file(&self, node: &str, path: &str) -> Result<String, BackendError> {
+        let key = (node.to_string(), path.to_string());
+        if let Some(text) = self.node_files.lock().unwrap_or_else(PoisonError::into_inner).get(&key) {
+            return Ok(text.clone());
+        }
+        let text = match self.on_node(node, &["cat".to_string(), path.to_string()], None) {
+            Ok(out) => String::from_utf8_lossy(&out).into_owned(),
+            Err(e) if e.message.contains("No such file or directory") => String::new(),
+            Err(e) => return Err(e),
+        };
+        self.node_files.lock().unwrap_or_else(PoisonError::into_inner).insert(key, text.clone());
+        Ok(text)
+    }
+
     /// Downloads a template from the appliance index onto its storage (a task).
     pub(crate) fn download_template(&self, node: &str, volume: &str) -> Result<(), BackendError> {
         let (storage, file) = volume.split_once(":vztmpl/").unwrap_or((volume, ""));

@@ -6,9 +6,8 @@
 
 mod support;
 
-use phoenix_backend::{Backend, CreateRequest};
+use phoenix_backend::Backend;
 use phoenix_engine::GuestOutcome;
-use phoenix_plan::Action;
 use phoenix_pve_double::{PveDouble, PveVersion};
 
 const OS_TEMPLATE: &str = "local:vztmpl/ubuntu-24.04-standard_24.04-2_amd64.tar.zst";
@@ -23,35 +22,6 @@ fn config(dir: &std::path::Path, double: &PveDouble, clones: &[(u32, &str, &str)
             .replace(r#""storage_pool": "local-zfs""#, &format!(r#""storage_pool": "{storage}""#))
     }));
     support::estate(dir, double, "", &lxc.join(","))
-}
-
-/// The issues the backend's create check finds in the plan of `estate`, as `phoenix plan` asks
-/// for them: (guest, message, hint).
-fn create_issues(
-    backend: &dyn Backend,
-    estate: &phoenix_config::Estate,
-    dir: &std::path::Path,
-) -> Vec<(u32, String, String)> {
-    let (plan, desired, _) = support::plan_with(backend, estate, dir, &Default::default());
-    let mut issues = Vec::new();
-    for g in &plan.guests {
-        for step in &g.steps {
-            if let Action::Create { source } = &step.action {
-                let d = &desired.guests[&g.id];
-                let request = CreateRequest {
-                    id: d.id,
-                    kind: d.kind,
-                    node: d.node.clone(),
-                    source: source.clone(),
-                    config: d.config.clone(),
-                };
-                if let Err(e) = backend.check_create(&request) {
-                    issues.push((g.id, e.message, e.detail.unwrap_or_default()));
-                }
-            }
-        }
-    }
-    issues
 }
 
 #[test]
@@ -78,7 +48,7 @@ fn a_clone_lands_on_its_own_storage_and_goes_to_another_node_only_from_shared_st
         // what to do instead; onto shared storage, made there.
         let estate =
             config(dir.path(), &double, &[(901, "ceph", "pve1"), (902, "local-zfs", "pve2"), (903, "ceph", "pve2")]);
-        let issues = create_issues(&backend, &estate, dir.path());
+        let issues = support::create_issues(&backend, &estate, dir.path());
         assert_eq!(issues.iter().map(|i| i.0).collect::<Vec<_>>(), [902], "{version:?}: {issues:#?}");
         let (_, message, hint) = &issues[0];
         assert!(
