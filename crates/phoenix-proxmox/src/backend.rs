@@ -48,7 +48,7 @@ const OBSERVE_THREADS: usize = 8;
 const LOCK_WAIT: Duration = Duration::from_secs(600);
 
 /// Where unprivileged containers' IDs start on a Proxmox host (users and groups).
-const ID_BASE: (u32, u32) = (100_000, 100_000);
+pub(crate) const ID_BASE: (u32, u32) = (100_000, 100_000);
 
 /// The Proxmox backend.
 pub struct ProxmoxBackend {
@@ -61,6 +61,8 @@ pub struct ProxmoxBackend {
     pub(crate) poll: Poll,
     /// NVIDIA device nodes of each node, listed once.
     devices: Mutex<BTreeMap<String, Vec<String>>>,
+    /// Files of the nodes read over the node channel (node, path), read once per run.
+    pub(crate) node_files: Mutex<BTreeMap<(String, String), String>>,
     /// What the cluster lists (storages, bridges, templates), read once per run.
     listings: Mutex<BTreeMap<String, Value>>,
     /// Nodes other than `node` found online and reached over the node channel in this run.
@@ -88,7 +90,7 @@ fn storage_without_snapshots(e: BackendError) -> BackendError {
     }
 }
 
-fn numbered(key: &str, prefix: &str) -> bool {
+pub(crate) fn numbered(key: &str, prefix: &str) -> bool {
     key.strip_prefix(prefix).is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
@@ -454,6 +456,7 @@ impl ProxmoxBackend {
             root: None,
             poll: Poll::default(),
             devices: Mutex::default(),
+            node_files: Mutex::default(),
             listings: Mutex::default(),
             reached: Mutex::default(),
             located: Mutex::default(),
@@ -1093,9 +1096,12 @@ impl Backend for ProxmoxBackend {
                 if src_node != node {
                     params.push(("target", node.clone()));
                 }
+                let source_config = self.config(&src_node, *source)?;
+                if let Some(storage) = self.clone_storage(request, *source, &src_node, &source_config)? {
+                    params.push(("storage", storage));
+                }
                 // Proxmox's snapshots keep no description, and a clone gets one only from this
                 // parameter: the mark goes with the call, below what the source's says.
-                let source_config = self.config(&src_node, *source)?;
                 let old = source_config.get("description").and_then(text);
                 params.push(("description", marked_description(old.as_deref())));
                 // A token may not copy device passthrough: such a source is cloned as root@pam.
@@ -1145,6 +1151,13 @@ impl Backend for ProxmoxBackend {
         if request.kind == GuestKind::Vm {
             return self.vm_check_create(request);
         }
+        // A source made in the same run is checked when the clone is asked for.
+        if let CreateSource::Clone { source, .. } = &request.source
+            && let Some((src_node, _)) = self.node_of(*source)?
+        {
+            self.clone_storage(request, *source, &src_node, &self.config(&src_node, *source)?)?;
+        }
+        self.check_subids(request.node.as_deref().unwrap_or(&self.node), &request.config)?;
         self.check_needs(request).map(|_| ())
     }
 

@@ -72,7 +72,7 @@ pub fn pct_set(id: u32, params: &[(String, String)], delete: &[String]) -> Vec<S
     argv
 }
 
-/// `pct clone <source> <new> --snapname S --full 1 [--hostname H] [--target NODE]`, as `root@pam`
+/// `pct clone <source> <new> --snapname S --full 1 [--hostname H] [--target NODE] [--storage S]`, as `root@pam`
 /// (for a source whose settings a token may not copy, such as device passthrough).
 pub fn pct_clone(source: u32, new: u32, params: &[(&str, String)]) -> Vec<String> {
     let mut argv = vec!["pct".to_string(), "clone".into(), source.to_string(), new.to_string()];

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::PoisonError;
 
-use phoenix_backend::{BackendError, CreateRequest, CreateSource, Delivery, GuestConfig, fields};
+use phoenix_backend::{BackendError, CreateRequest, CreateSource, Delivery, GuestConfig, GuestId, fields};
 use serde_json::Value;
 
 use crate::backend::ProxmoxBackend;
@@ -335,6 +335,122 @@ impl ProxmoxBackend {
              Ceph RBD or Btrfs)",
             without.join(", ")
         )))
+    }
+
+    /// Where Proxmox puts the clone of `source` (on `src_node`, configured as `source_config`)
+    /// that `request` asks for, checked before the clone is asked for: a full clone stays on
+    /// its source's storages unless the call names one, so the storage to name is returned when
+    /// the clone's (`storage`) differs from its source's. A clone to another node is refused
+    /// unless each of its volumes lands on shared storage (pve-container's `clone_vm`: "can't
+    /// clone CT to node ... (CT uses local storage)"), said with the ways around it.
+    pub(crate) fn clone_storage(
+        &self,
+        request: &CreateRequest,
+        source: GuestId,
+        src_node: &str,
+        source_config: &serde_json::Map<String, Value>,
+    ) -> Result<Option<String>, BackendError> {
+        let volumes: Vec<String> = source_config
+            .iter()
+            .filter(|(k, _)| *k == "rootfs" || crate::backend::numbered(k, "mp"))
+            .filter_map(|(_, v)| v.as_str()?.split(',').next()?.split_once(':').map(|(sid, _)| sid.to_string()))
+            .collect();
+        let storage = request.config.get("storage").filter(|s| {
+            source_config.get("rootfs").and_then(Value::as_str).and_then(|r| r.split_once(':')).map(|(sid, _)| sid)
+                != Some(*s)
+        });
+        let node = request.node.as_deref().unwrap_or(&self.node);
+        if node == src_node {
+            return Ok(storage.map(str::to_string));
+        }
+        let listed = self.cached_get(Call::Storages { node: src_node })?;
+        let shared = |name: &str| {
+            listed
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|s| s["storage"] == name && matches!(s["shared"].as_u64(), Some(1)))
+        };
+        let mut local: Vec<&str> = match storage {
+            Some(s) => vec![s],
+            None => volumes.iter().map(String::as_str).collect(),
+        };
+        local.retain(|s| !shared(s));
+        local.sort_unstable();
+        local.dedup();
+        if local.is_empty() {
+            return Ok(storage.map(str::to_string));
+        }
+        Err(BackendError::permanent(
+            Delivery::NotSent,
+            format!(
+                "cannot clone {source} to node {node}: Proxmox clones to another node only onto shared storage, and {} \
+                 is local to {src_node}",
+                local.join(", ")
+            ),
+        )
+        .with_detail(format!(
+            "clone it on {src_node} (`\"node\": \"{src_node}\"`) and migrate it afterwards (`pct migrate {} {node} \
+             --restart`), or give it a storage_pool on shared storage (Ceph RBD, NFS, or a storage configured `shared 1`)",
+            request.id
+        )))
+    }
+
+    /// Checks that root may map, on `node`, every host ID range of the container's ID map
+    /// (`idmap`, the `lxc.idmap` lines written for it): LXC maps them with `newuidmap` and
+    /// `newgidmap`, which allow only ranges one of root's lines of `/etc/subuid` and
+    /// `/etc/subgid` holds, so a container without them never starts. The two files are read
+    /// over the node channel (without one, the ID map cannot be written, and the plan says so
+    /// already). The error names the lines to add.
+    pub(crate) fn check_subids(&self, node: &str, config: &GuestConfig) -> Result<(), BackendError> {
+        let Some(idmap) = config.get("idmap").filter(|_| self.channel.is_some()) else { return Ok(()) };
+        let ranges = fields::canonical::idmap_ranges(Some(idmap), crate::backend::ID_BASE);
+        let mut missing = Vec::new();
+        for (kind, file) in [('u', "/etc/subuid"), ('g', "/etc/subgid")] {
+            let text = self.node_file(node, file)?;
+            let root: Vec<(u64, u64)> = text
+                .lines()
+                .filter_map(|l| match l.trim().split(':').collect::<Vec<_>>()[..] {
+                    ["root" | "0", start, count] => Some((start.parse().ok()?, count.parse().ok()?)),
+                    _ => None,
+                })
+                .collect();
+            for (_, _, host, size) in ranges.iter().filter(|r| r.0 == kind) {
+                if !root.iter().any(|(start, count)| start <= host && host + size <= start + count) {
+                    missing.push(format!("{file} lacks root:{host}:{size}"));
+                }
+            }
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(BackendError::permanent(
+            Delivery::NotSent,
+            format!(
+                "root may not map the host IDs of its ID map on node {node}, so it would not start: {}",
+                missing.join(", ")
+            ),
+        )
+        .with_detail(format!(
+            "run `phoenix setup-hypervisor apply --only subids` on node {node}, which adds them, or add these lines \
+             there by hand"
+        )))
+    }
+
+    /// A file of `node` (`cat` over the node channel), read once per run; a file the node does
+    /// not have reads as empty.
+    fn node_file(&self, node: &str, path: &str) -> Result<String, BackendError> {
+        let key = (node.to_string(), path.to_string());
+        if let Some(text) = self.node_files.lock().unwrap_or_else(PoisonError::into_inner).get(&key) {
+            return Ok(text.clone());
+        }
+        let text = match self.on_node(node, &["cat".to_string(), path.to_string()], None) {
+            Ok(out) => String::from_utf8_lossy(&out).into_owned(),
+            Err(e) if e.message.contains("No such file or directory") => String::new(),
+            Err(e) => return Err(e),
+        };
+        self.node_files.lock().unwrap_or_else(PoisonError::into_inner).insert(key, text.clone());
+        Ok(text)
     }
 
     /// Downloads a template from the appliance index onto its storage (a task).

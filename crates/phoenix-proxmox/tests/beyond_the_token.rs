@@ -38,11 +38,20 @@ fn containers(raw_900: &str, gpus_950: &str) -> String {
     .join(",")
 }
 
+/// Lets root map host ID 1000 on pve1 (`/etc/subuid`, `/etc/subgid`), as 950's ID map needs:
+/// without it, LXC cannot start 950.
+fn delegate_id_1000(double: &phoenix_pve_double::PveDouble) {
+    for file in ["/etc/subuid", "/etc/subgid"] {
+        double.set_node_file("pve1", file, "root:100000:65536\nroot:1000:1\n");
+    }
+}
+
 #[test]
 fn root_only_settings_and_raw_lines_go_through_the_node() {
     for version in PveVersion::ALL {
         let double = start(version);
         double.set_devices("pve1", &["/dev/nvidia0", "/dev/nvidia1", "/dev/nvidiactl", "/dev/nvidia-uvm"]);
+        delegate_id_1000(&double);
         let backend = backend(&double, Some(channel(&double)));
         let dir = tempfile::tempdir().expect("tmp");
         let first = estate(dir.path(), &double, SHARED, &containers("lxc.cgroup2.devices.allow = c 195:* rwm", "1,0"));
@@ -108,6 +117,7 @@ fn with_a_root_ticket_root_only_settings_go_through_the_api() {
     for version in PveVersion::ALL {
         let double = start(version);
         double.set_devices("pve1", &["/dev/nvidia0", "/dev/nvidia1", "/dev/nvidiactl", "/dev/nvidia-uvm"]);
+        delegate_id_1000(&double);
         let backend = backend(&double, Some(channel(&double))).with_root_api(root_client(&double));
         let dir = tempfile::tempdir().expect("tmp");
         let first = estate(dir.path(), &double, SHARED, &containers("lxc.cgroup2.devices.allow = c 195:* rwm", "1"));

@@ -5,7 +5,8 @@
 //! as pve-container checks the lock there: see the server's `container_task_refusal`),
 //! snapshots (settings and raw `lxc.*` lines as they were), and the clone rules (the source
 //! must have the snapshot, whose settings and raw lines the clone gets; bind and device mount
-//! points make a clone fail; a second clone of a locked source times out).
+//! points make a clone fail; a second clone of a locked source times out; a full clone lands on
+//! the `storage` it names; one to another node needs shared storage: [`clone_placement_refusal`]).
 //! A snapshot keeps no description (nor `unused[n]`), so a clone of one has only the description
 //! the clone call gives.
 //! A `delete` of a volume mount point keeps its volume as `unused[n]`, and so does setting a new
@@ -226,15 +227,55 @@ pub(crate) fn reparent<'a>(
     }
 }
 
-/// A container's volumes as a clone of `source` has them: copies of its own (`full`), or linked
-/// clones of a template's base volumes (`<base>/subvol-<new>-disk-<n>`).
-fn cloned_volume(value: &str, source: u32, new: u32, full: bool) -> String {
+/// A container's volumes as a clone of `source` has them: copies of its own (`full`, on the
+/// storage `to` when the clone names one), or linked clones of a template's base volumes
+/// (`<base>/subvol-<new>-disk-<n>`).
+fn cloned_volume(value: &str, source: u32, new: u32, full: bool, to: Option<&str>) -> String {
     let (volume, rest) = value.split_once(',').map_or((value, String::new()), |(v, r)| (v, format!(",{r}")));
     let Some((storage, name)) = volume.split_once(':') else { return value.to_string() };
+    let storage = to.unwrap_or(storage);
     let disk = name.rsplit('/').next().unwrap_or(name);
     let n = disk.rsplit('-').next().unwrap_or("0");
     let copy = format!("subvol-{new}-disk-{n}");
     if full { format!("{storage}:{copy}{rest}") } else { format!("{storage}:basevol-{source}-disk-{n}/{copy}{rest}") }
+}
+
+/// What pve-container's `clone_vm` refuses about where the clone of `g` that `ps` asks for goes,
+/// before any task: a `storage` that does not exist; with a `target` node (other than the
+/// source's own), a `storage` that is not shared, or — every volume counted on `storage` when
+/// given, else on its own storage — a volume on a storage that is not. `shared` says whether a
+/// storage is shared (`None`: no such storage). A source with a bind mount is left to the clone
+/// itself, which refuses it first.
+pub(crate) fn clone_placement_refusal(
+    g: &Guest,
+    ps: &BTreeMap<String, String>,
+    shared: &dyn Fn(&str) -> Option<bool>,
+) -> Option<String> {
+    let target = ps.get("target").filter(|t| **t != g.node);
+    let storage = ps.get("storage").map(String::as_str);
+    if let Some(s) = storage {
+        match shared(s) {
+            None => return Some(format!("storage '{s}' does not exist")),
+            Some(false) if target.is_some() => return Some(format!("can't clone to non-shared storage '{s}'")),
+            _ => {}
+        }
+    }
+    let target = target?;
+    let config = match ps.get("snapname") {
+        Some(s) => &g.snapshots.get(s)?.config,
+        None => &g.config,
+    };
+    let volumes: Vec<&str> = config
+        .iter()
+        .filter(|(k, _)| *k == "rootfs" || numbered(k, "mp"))
+        .map(|(_, v)| v.split(',').next().unwrap_or_default())
+        .collect();
+    if volumes.iter().any(|v| v.starts_with('/')) {
+        return None;
+    }
+    let local =
+        volumes.iter().filter_map(|v| v.split_once(':')).any(|(sid, _)| shared(storage.unwrap_or(sid)) != Some(true));
+    local.then(|| format!("can't clone CT to node '{target}' (CT uses local storage)"))
 }
 
 /// An answer: status, reason, body.
@@ -560,7 +601,7 @@ pub(crate) fn handle(
                         config.insert("description".into(), d.clone());
                     }
                     for (_, v) in config.iter_mut().filter(|(k, v)| (*k == "rootfs" || numbered(k, "mp")) && !v.starts_with('/')) {
-                        *v = cloned_volume(v, n, new, full);
+                        *v = cloned_volume(v, n, new, full, ps.get("storage").map(String::as_str));
                     }
                     for (k, v) in config.iter_mut().filter(|(k, _)| k.starts_with("net")) {
                         let without: Vec<&str> = v.split(',').filter(|p| !p.starts_with("hwaddr=")).collect();

@@ -8,6 +8,9 @@
 //!   the file when its SHA-256 is still the one given; the live section becomes the container's
 //!   configuration and raw lines, `[pve:pending]` its pending changes, snapshot sections its
 //!   snapshots — so a writer that touched a snapshot is seen.
+//! - `cat /etc/subuid` and `cat /etc/subgid` show the node's (Proxmox's `root:100000:65536`
+//!   unless set with [`crate::PveDouble::set_node_file`]); a container whose ID map maps host IDs
+//!   no `root` line there allows fails to start, as LXC's `newuidmap`/`newgidmap` refuse it.
 //! - The device listing (`phoenix-devices`) prints the device nodes set with
 //!   [`crate::PveDouble::set_devices`].
 //! - The host directories of bind mounts (`phoenix-mkdir`) are made where missing, with their
@@ -192,7 +195,10 @@ impl NodeDouble {
             (Some("true"), _) => (0, Vec::new(), Vec::new()),
             (Some("cat"), Some(path)) => match conf_id(path).and_then(|id| model.guests.get(&id)) {
                 Some(g) => (0, render(g).into_bytes(), Vec::new()),
-                None => fail(1, format!("cat: {path}: No such file or directory")),
+                None => match model.node_file(node, path) {
+                    Some(text) => (0, text.into_bytes(), Vec::new()),
+                    None => fail(1, format!("cat: {path}: No such file or directory")),
+                },
             },
             (Some("/bin/sh"), Some("-c")) if label == Some("phoenix-conf") => {
                 let (Some(path), Some(expected)) = (argv.get(4), argv.get(5)) else { return fail(2, "usage") };

@@ -137,6 +137,34 @@ struct Task {
     seen_stopped: Option<std::time::Instant>,
 }
 
+/// A storage of `storage.cfg` (on every node).
+#[derive(Debug, Clone)]
+struct Storage {
+    /// Its type: `dir`, `zfspool`, `lvm`, `rbd`, ...
+    kind: String,
+    /// Its directory, for file-based storages.
+    path: Option<String>,
+    /// The content types it holds, comma-separated.
+    content: String,
+    /// The same volumes on every node (`shared 1`): what a clone to another node needs.
+    shared: bool,
+}
+
+/// Storage types pve-storage always counts as shared (its `@SHARED_STORAGE`): network storages
+/// whose volumes every node reaches. Any other storage is shared only when configured so.
+const SHARED_TYPES: &[&str] = &["iscsi", "nfs", "cifs", "rbd", "cephfs", "iscsidirect", "zfs", "drbd", "pbs"];
+
+impl Storage {
+    fn new(kind: &str, path: Option<&str>, content: &str) -> Self {
+        Storage {
+            kind: kind.into(),
+            path: path.map(str::to_string),
+            content: content.into(),
+            shared: SHARED_TYPES.contains(&kind),
+        }
+    }
+}
+
 /// What the double keeps between requests.
 #[derive(Debug, Default)]
 pub(crate) struct Model {
@@ -149,8 +177,8 @@ pub(crate) struct Model {
     fail_next: Option<(String, Vec<String>)>,
     /// root@pam has two-factor authentication: a password login gives only a TFA challenge.
     root_tfa: bool,
-    /// Storages of every node: name → (type, path, content types).
-    storages: BTreeMap<String, (String, Option<String>, String)>,
+    /// Storages of every node, by name.
+    storages: BTreeMap<String, Storage>,
     /// The cluster's nodes, the first one the node the API is reached on.
     pub(crate) nodes: Vec<String>,
     /// Nodes that are down: listed `offline`, and unreachable over the node channel.
@@ -182,9 +210,47 @@ pub(crate) struct Model {
     local_root: String,
     /// What `download-url` can fetch: URL → size in bytes (any other URL is not found).
     downloads: BTreeMap<String, u64>,
+    /// Files of the nodes (node, path) given with [`PveDouble::set_node_file`]; see
+    /// [`Model::node_file`].
+    node_files: BTreeMap<(String, String), String>,
 }
 
+/// What a node's `/etc/subuid` and `/etc/subgid` hold as Proxmox installs it: root may map the
+/// 65536 IDs from 100000, which unprivileged containers use.
+const DEFAULT_SUBIDS: &str = "root:100000:65536\n";
+
 impl Model {
+    /// A file of `node`: as set, else `/etc/subuid` and `/etc/subgid` as Proxmox installs them.
+    pub(crate) fn node_file(&self, node: &str, path: &str) -> Option<String> {
+        let given = self.node_files.get(&(node.to_string(), path.to_string())).cloned();
+        given.or_else(|| matches!(path, "/etc/subuid" | "/etc/subgid").then(|| DEFAULT_SUBIDS.to_string()))
+    }
+
+    /// The first range of a container's ID map (`lxc.idmap` lines) that root may not map on its
+    /// node, as `newuidmap` or `newgidmap` refuses it: every host range must lie in one of
+    /// root's lines of `/etc/subuid` (`/etc/subgid` for groups), or LXC cannot start it.
+    fn undelegated_id_range(&self, g: &crate::guests::Guest) -> Option<String> {
+        g.raw.iter().filter(|(k, _)| k == "lxc.idmap").find_map(|(_, v)| {
+            let p: Vec<&str> = v.split_whitespace().collect();
+            let n = |i: usize| p.get(i).and_then(|x| x.parse::<u64>().ok());
+            let (kind, inside, host, count) = (p.first()?, n(1)?, n(2)?, n(3)?);
+            let (file, tool, what) =
+                if *kind == "u" { ("/etc/subuid", "newuidmap", "uid") } else { ("/etc/subgid", "newgidmap", "gid") };
+            let lines = self.node_file(&g.node, file).unwrap_or_default();
+            let allowed = lines.lines().any(|l| {
+                let f: Vec<&str> = l.trim().split(':').collect();
+                let (start, size) =
+                    (f.get(1).and_then(|x| x.parse::<u64>().ok()), f.get(2).and_then(|x| x.parse::<u64>().ok()));
+                matches!(f.first(), Some(&"root" | &"0"))
+                    && f.len() == 3
+                    && start.zip(size).is_some_and(|(s, c)| s <= host && host + count <= s + c)
+            });
+            (!allowed).then(|| {
+                format!("{tool}: {what} range [{inside}-{}) -> [{host}-{}) not allowed", inside + count, host + count)
+            })
+        })
+    }
+
     /// Starts a task for a request that Proxmox answers with a UPID.
     fn start_task(&mut self, node: &str, kind: &str, id: &str, user: &str) -> String {
         self.next_pid += 1;
@@ -262,6 +328,22 @@ impl Model {
             ));
             refused_start = Some(n);
         }
+        // An ID map that maps host IDs root may not map (`/etc/subuid`, `/etc/subgid` of the
+        // node): LXC's `lxc_map_ids` fails, and so does the start.
+        if let ("POST", ["", "nodes", _, "lxc", vmid, "status", "start"]) = (method, segs)
+            && let Some(n) = vmid.parse::<u32>().ok()
+            && let Some(refused) = self.guests.get(&n).and_then(|g| self.undelegated_id_range(g))
+        {
+            self.fail_next = Some((
+                format!("startup for container '{n}' failed"),
+                vec![
+                    refused,
+                    "lxc_map_ids: newuidmap or newgidmap failed to write the mapping".to_string(),
+                    format!("TASK ERROR: startup for container '{n}' failed"),
+                ],
+            ));
+            refused_start = Some(n);
+        }
         // A rollback or a deletion of a snapshot checks the guest in its task: what it refuses
         // is a task that fails, with the guest left as it was.
         if let Some((node, kind, vmid, error)) = self.snapshot_task_refusal(method, segs) {
@@ -289,6 +371,14 @@ impl Model {
                 ps.get("vmid").and_then(|v| v.parse::<u32>().ok()).filter(|id| self.vms.vms.contains_key(id))
         {
             return (500, format!("CT {id} already exists (a VM has this ID)"), json!({ "data": null }));
+        }
+        if let ("POST", ["", "nodes", node, "lxc", vmid, "clone"]) = (method, segs)
+            && let Some(g) = vmid.parse::<u32>().ok().and_then(|id| self.guests.get(&id)).filter(|g| g.node == *node)
+        {
+            let shared = |s: &str| self.storages.get(s).map(|st| st.shared);
+            if let Some(error) = crate::guests::clone_placement_refusal(g, ps, &shared) {
+                return (500, error, json!({ "data": null }));
+            }
         }
         let mut guests = std::mem::take(&mut self.guests);
         let answer = crate::guests::handle(&mut guests, method, segs, ps, busy, root, &mut |node, kind, id| {
@@ -359,7 +449,7 @@ impl Model {
         let g = self.guests.get(&vmid.parse::<u32>().ok()?).filter(|g| g.node == node)?;
         let error = match kind {
             "vzsnapshot" => {
-                let storage_type = |s: &str| self.storages.get(s).map(|(kind, _, _)| kind.clone());
+                let storage_type = |s: &str| self.storages.get(s).map(|st| st.kind.clone());
                 crate::guests::snapshot_refusal(g, ps.get("snapname").map_or("", String::as_str), &storage_type)
             }
             "vzstart" if g.is_template() => None,
@@ -416,7 +506,7 @@ impl Model {
         user: &str,
     ) -> (u16, String, Value) {
         let fail = |m: String| (500, m, json!({ "data": null }));
-        let Some((kind, path, content_types)) = self.storages.get(storage).cloned() else {
+        let Some(Storage { kind, path, content: content_types, .. }) = self.storages.get(storage).cloned() else {
             return fail(format!("storage '{storage}' does not exist"));
         };
         let Some(path) = path else {
@@ -537,8 +627,8 @@ impl PveDouble {
             .collect();
         let mut initial =
             Model { nodes: vec!["pve1".into()], fingerprint: fingerprint.clone(), local_root, ..Model::default() };
-        initial.storages.insert("local".into(), ("dir".into(), Some("/var/lib/vz".into()), "vztmpl,iso,backup".into()));
-        initial.storages.insert("local-zfs".into(), ("zfspool".into(), None, "rootdir,images".into()));
+        initial.storages.insert("local".into(), Storage::new("dir", Some("/var/lib/vz"), "vztmpl,iso,backup"));
+        initial.storages.insert("local-zfs".into(), Storage::new("zfspool", None, "rootdir,images"));
         *model.lock().unwrap_or_else(PoisonError::into_inner) = initial;
         PveDouble { addr, ca_pem: server.ca_pem.clone(), fingerprint, version, recorded, model, log, _server: server }
     }
@@ -610,23 +700,31 @@ impl PveDouble {
     }
 
     /// Adds a storage of another type than a directory (`lvm`, `lvmthin`, `rbd`; on every node):
-    /// what it holds is `content`, and whether container volumes on it take snapshots follows
-    /// from its type.
+    /// what it holds is `content`, and whether container volumes on it take snapshots, and
+    /// whether it is shared between the nodes (`rbd`, `nfs`, ...), follow from its type.
     pub fn add_storage(&self, name: &str, kind: &str, content: &str) {
         self.model
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .storages
-            .insert(name.into(), (kind.into(), None, content.into()));
+            .insert(name.into(), Storage::new(kind, None, content));
     }
 
-    /// Adds a directory storage (on every node).
+    /// Adds a directory storage (on every node), not shared.
     pub fn add_dir_storage(&self, name: &str, path: &str, content: &str) {
         self.model
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .storages
-            .insert(name.into(), ("dir".into(), Some(path.into()), content.into()));
+            .insert(name.into(), Storage::new("dir", Some(path), content));
+    }
+
+    /// Configures a storage `shared 1` (an LVM volume group on a SAN, a directory every node
+    /// mounts): its volumes are the same on every node.
+    pub fn share_storage(&self, name: &str) {
+        if let Some(s) = self.model.lock().unwrap_or_else(PoisonError::into_inner).storages.get_mut(name) {
+            s.shared = true;
+        }
     }
 
     /// Makes the next task fail with this exit status and log.
@@ -683,6 +781,16 @@ impl PveDouble {
     /// Makes a directory on the nodes (a bind-mount source that exists before Phoenix runs).
     pub fn add_host_dir(&self, path: &str) {
         self.model.lock().unwrap_or_else(PoisonError::into_inner).host_dirs.insert(path.into(), "0:0".into());
+    }
+
+    /// Gives a node's file (`/etc/subuid`, `/etc/subgid`) these contents, as `cat` on the node
+    /// shows them; containers started there may map only the host IDs root's lines allow.
+    pub fn set_node_file(&self, node: &str, path: &str, contents: &str) {
+        self.model
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .node_files
+            .insert((node.to_string(), path.to_string()), contents.to_string());
     }
 
     /// The owner of a directory of the nodes, if it exists.
@@ -1157,7 +1265,7 @@ fn respond(
         let list: Vec<Value> = model
             .storages
             .iter()
-            .map(|(name, (kind, _, content))| json!({ "storage": name, "type": kind, "content": content, "active": 1, "enabled": 1, "shared": 0 }))
+            .map(|(name, s)| json!({ "storage": name, "type": s.kind, "content": s.content, "active": 1, "enabled": 1, "shared": u8::from(s.shared) }))
             .collect();
         return (200, "OK".to_string(), json!({ "data": list }));
     }
@@ -1165,10 +1273,14 @@ fn respond(
         let list: Vec<Value> = model
             .storages
             .iter()
-            .map(|(name, (kind, path, content))| {
-                let mut entry = json!({ "storage": name, "type": kind, "content": content, "digest": "0".repeat(40) });
-                if let Some(path) = path {
+            .map(|(name, s)| {
+                let mut entry =
+                    json!({ "storage": name, "type": s.kind, "content": s.content, "digest": "0".repeat(40) });
+                if let Some(path) = &s.path {
                     entry["path"] = json!(path);
+                }
+                if s.shared {
+                    entry["shared"] = json!(1);
                 }
                 entry
             })
