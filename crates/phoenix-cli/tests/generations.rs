@@ -339,7 +339,9 @@ fn a_september_2025_stack_validates_and_plans_against_the_double() {
     );
     double.set_task_duration(Duration::from_millis(10));
     double.add_dir_storage("fastData", "/fastData/shared-iso", "iso,vztmpl");
-    double.add_dir_storage("tank-lxc-disks", "/tank/lxc-disks", "images,rootdir");
+    // The users' container disks are on their ZFS pool (`tank`): a storage that takes the
+    // templates' snapshots.
+    double.add_storage("tank-lxc-disks", "zfspool", "images,rootdir");
     double.set_devices("pve1", &["/dev/nvidia0", "/dev/nvidia1", "/dev/nvidiactl", "/dev/nvidia-uvm"]);
     let hv_path = etc.join("phoenix_hypervisor_config.json");
     let mut hv: serde_json::Value =

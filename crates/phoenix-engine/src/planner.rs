@@ -153,8 +153,8 @@ impl Planner {
     /// part of the gateway guest's desired state and jobs. Running services failing their
     /// health check (probed with `prober` where the backend's guests are reachable) are
     /// repaired; customizations that run again on existing guests are guarded by a snapshot;
-    /// what the backend cannot do or deliver, addresses already taken and guests that cannot be
-    /// created are the plan's issues.
+    /// what the backend cannot do or deliver, addresses already taken, template snapshots the
+    /// storage cannot take and guests that cannot be created are the plan's issues.
     pub fn plan(&mut self, backend: &dyn Backend, prober: &dyn Prober) -> Result<Planned, BackendError> {
         let observed = self.observe(backend)?;
         let addresses = gateway::observed_addresses(backend, &self.estate, &observed.observation);
