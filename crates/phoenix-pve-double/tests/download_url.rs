@@ -3,24 +3,18 @@
 //! extension the content type takes; then a task that puts the file on the storage, or fails for
 //! a URL it cannot fetch and for a file that is there already.
 
+mod support;
+
 use std::time::Duration;
 
-use phoenix_proxmox::api::{ApiClient, Auth, TlsVerify};
+use phoenix_proxmox::api::ApiClient;
 use phoenix_proxmox::task::{Poll, wait};
-use phoenix_pve_double::{Credentials, PveDouble, PveVersion};
+use phoenix_pve_double::{PveDouble, PveVersion};
 
 const URL: &str = "https://cloud-images.ubuntu.com/noble/current/noble-server-cloudimg-amd64.img";
 
 fn start(version: PveVersion) -> (PveDouble, ApiClient) {
-    let double = PveDouble::start(
-        version,
-        Credentials { token: ("phoenix@pve!ci".into(), "s3cret".into()), root_password: "root-pw".into() },
-    );
-    double.set_task_duration(Duration::from_millis(20));
-    let auth = Auth::Token { id: "phoenix@pve!ci".into(), secret: "s3cret".into() };
-    let verify = TlsVerify::fingerprint(&double.fingerprint).expect("fingerprint");
-    let api = ApiClient::new("127.0.0.1", double.addr.port(), auth, verify).expect("client");
-    (double, api)
+    support::start(version, Some(Duration::from_millis(20)))
 }
 
 fn params(content: &str, filename: &str, url: &str) -> Vec<(&'static str, String)> {

@@ -2,24 +2,19 @@
 //! latency, injected faults (lock timeouts, proxy errors, connections dropped before or after the
 //! request took effect), lock contention while tasks run, and several nodes.
 
+mod support;
+
 use std::time::{Duration, Instant};
 
 use phoenix_backend::Delivery;
-use phoenix_proxmox::api::{ApiClient, Auth, TlsVerify};
+use phoenix_proxmox::api::ApiClient;
 use phoenix_proxmox::task::{Poll, wait};
 use phoenix_proxmox::upid::Upid;
-use phoenix_pve_double::{Credentials, Fault, FaultKind, PveDouble, PveVersion};
+use phoenix_pve_double::{Fault, FaultKind, PveDouble, PveVersion};
 use serde_json::Value;
 
 fn start(version: PveVersion) -> (PveDouble, ApiClient) {
-    let double = PveDouble::start(
-        version,
-        Credentials { token: ("phoenix@pve!ci".into(), "s3cret".into()), root_password: "root-pw".into() },
-    );
-    let auth = Auth::Token { id: "phoenix@pve!ci".into(), secret: "s3cret".into() };
-    let verify = TlsVerify::fingerprint(&double.fingerprint).expect("fingerprint");
-    let api = ApiClient::new("127.0.0.1", double.addr.port(), auth, verify).expect("client");
-    (double, api)
+    support::start(version, None)
 }
 
 const POLL: Poll = Poll { first: Duration::from_millis(5), max: Duration::from_millis(20) };

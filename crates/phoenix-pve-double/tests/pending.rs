@@ -3,25 +3,19 @@
 //! `[pve:pending]`; `GET config` shows them unless asked for the `current` configuration, and
 //! the next start applies them. A stopped container takes them at once.
 
+mod support;
+
 use std::time::Duration;
 
-use phoenix_proxmox::api::{ApiClient, Auth, TlsVerify};
+use phoenix_proxmox::api::ApiClient;
 use phoenix_proxmox::task::{Poll, wait};
-use phoenix_pve_double::{Credentials, PveDouble, PveVersion};
+use phoenix_pve_double::{PveDouble, PveVersion};
 use serde_json::Value;
 
 const POLL: Poll = Poll { first: Duration::from_millis(5), max: Duration::from_millis(20) };
 
 fn start(version: PveVersion) -> (PveDouble, ApiClient) {
-    let double = PveDouble::start(
-        version,
-        Credentials { token: ("phoenix@pve!ci".into(), "s3cret".into()), root_password: "root-pw".into() },
-    );
-    double.set_task_duration(Duration::from_millis(10));
-    let auth = Auth::Token { id: "phoenix@pve!ci".into(), secret: "s3cret".into() };
-    let verify = TlsVerify::fingerprint(&double.fingerprint).expect("fingerprint");
-    let api = ApiClient::new("127.0.0.1", double.addr.port(), auth, verify).expect("client");
-    (double, api)
+    support::start(version, Some(Duration::from_millis(10)))
 }
 
 fn run(api: &ApiClient, method: &str, path: &str, params: &[(&str, String)]) {

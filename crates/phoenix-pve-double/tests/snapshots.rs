@@ -6,11 +6,13 @@
 //! stay) and names the snapshot its `parent`, and starts it again only with `start`; a deletion
 //! gives what had the snapshot as `parent` the snapshot's own parent.
 
+mod support;
+
 use std::time::Duration;
 
-use phoenix_proxmox::api::{ApiClient, Auth, TlsVerify};
+use phoenix_proxmox::api::ApiClient;
 use phoenix_proxmox::task::{Poll, wait};
-use phoenix_pve_double::{Credentials, PveDouble, PveVersion};
+use phoenix_pve_double::{PveDouble, PveVersion};
 use serde_json::Value;
 
 const POLL: Poll = Poll { first: Duration::from_millis(5), max: Duration::from_millis(20) };
@@ -19,15 +21,7 @@ const POLL: Poll = Poll { first: Duration::from_millis(5), max: Duration::from_m
 const TASK: Duration = Duration::from_millis(150);
 
 fn start(version: PveVersion) -> (PveDouble, ApiClient) {
-    let double = PveDouble::start(
-        version,
-        Credentials { token: ("phoenix@pve!ci".into(), "s3cret".into()), root_password: "root-pw".into() },
-    );
-    double.set_task_duration(TASK);
-    let auth = Auth::Token { id: "phoenix@pve!ci".into(), secret: "s3cret".into() };
-    let verify = TlsVerify::fingerprint(&double.fingerprint).expect("fingerprint");
-    let api = ApiClient::new("127.0.0.1", double.addr.port(), auth, verify).expect("client");
-    (double, api)
+    support::start(version, Some(TASK))
 }
 
 /// Starts a task and gives its UPID.

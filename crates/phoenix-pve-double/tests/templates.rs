@@ -5,11 +5,13 @@
 //! snapshot; it is cloned linked unless `full`, a linked clone keeps its base volume from being
 //! destroyed, and only a template is cloned linked.
 
+mod support;
+
 use std::time::Duration;
 
-use phoenix_proxmox::api::{ApiClient, Auth, TlsVerify};
+use phoenix_proxmox::api::ApiClient;
 use phoenix_proxmox::task::{Poll, wait};
-use phoenix_pve_double::{Credentials, PveDouble, PveVersion};
+use phoenix_pve_double::{PveDouble, PveVersion};
 use serde_json::Value;
 
 const POLL: Poll = Poll { first: Duration::from_millis(5), max: Duration::from_millis(20) };
@@ -18,15 +20,7 @@ const POLL: Poll = Poll { first: Duration::from_millis(5), max: Duration::from_m
 const TASK: Duration = Duration::from_millis(150);
 
 fn start(version: PveVersion) -> (PveDouble, ApiClient) {
-    let double = PveDouble::start(
-        version,
-        Credentials { token: ("phoenix@pve!ci".into(), "s3cret".into()), root_password: "root-pw".into() },
-    );
-    double.set_task_duration(TASK);
-    let auth = Auth::Token { id: "phoenix@pve!ci".into(), secret: "s3cret".into() };
-    let verify = TlsVerify::fingerprint(&double.fingerprint).expect("fingerprint");
-    let api = ApiClient::new("127.0.0.1", double.addr.port(), auth, verify).expect("client");
-    (double, api)
+    support::start(version, Some(TASK))
 }
 
 /// Makes a request that starts a task and waits for it; the task's failure is an error.
