@@ -590,10 +590,31 @@ impl LxcBackend {
         .collect();
         full.extend_from_slice(argv);
         let t = std::time::Instant::now();
-        let r = run(&full, input, timeout);
+        let mut r = run(&full, input, timeout);
+        // liblxc re-executes its tools from a memfd before anything else; when that fails under
+        // load, lxc-attach can die of it (a signal) before attaching: the command never ran, so
+        // running it again is safe.
+        for _ in 0..ATTACH_RETRIES {
+            match &r {
+                Ok(out) if died_before_attaching(out) => {
+                    std::thread::sleep(Duration::from_millis(100));
+                    r = run(&full, input, timeout);
+                }
+                _ => break,
+            }
+        }
         self.tool_nanos.fetch_add(t.elapsed().as_nanos() as u64, std::sync::atomic::Ordering::Relaxed);
         r
     }
+}
+
+/// How many times an `lxc-attach` that died before attaching is run again.
+const ATTACH_RETRIES: usize = 3;
+
+/// Whether `lxc-attach` died (of a signal) while liblxc re-executed it from a memfd, before it
+/// attached to the container.
+fn died_before_attaching(out: &ExecOutput) -> bool {
+    out.status == -1 && String::from_utf8_lossy(&out.stderr).contains("Failed to rexec as memfd")
 }
 
 /// The range added for root when it has none: first ID and count.
@@ -1386,6 +1407,17 @@ mod tests {
 
     fn mode(path: &Path) -> u32 {
         std::fs::metadata(path).expect("stat").permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn only_an_attach_that_died_re_executing_itself_is_run_again() {
+        let out = |status, stderr: &str| ExecOutput { status, stdout: Vec::new(), stderr: stderr.as_bytes().to_vec() };
+        let rexec = "Device or resource busy - Failed to rexec as memfd\nmunmap_chunk(): invalid pointer\n";
+        assert!(died_before_attaching(&out(-1, rexec)));
+        // The command ran and failed, or was killed itself: not run again.
+        assert!(!died_before_attaching(&out(1, rexec)));
+        assert!(!died_before_attaching(&out(-1, "Killed\n")));
+        assert!(!died_before_attaching(&out(0, "")));
     }
 
     /// An ID file where root has no range, and one where it has.
