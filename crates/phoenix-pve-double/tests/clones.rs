@@ -6,6 +6,8 @@
 
 mod support;
 
+use support::run;
+
 use std::time::Duration;
 
 use phoenix_proxmox::api::ApiClient;
@@ -16,12 +18,6 @@ const POLL: Poll = Poll { first: Duration::from_millis(5), max: Duration::from_m
 
 fn start(version: PveVersion) -> (PveDouble, ApiClient) {
     support::start(version, Some(Duration::from_millis(10)))
-}
-
-fn run(api: &ApiClient, method: &str, path: &str, params: &[(&str, String)]) {
-    let answer = api.request(method, path, params).expect("a task");
-    let upid = answer.as_str().expect("a UPID").parse().expect("valid UPID");
-    wait(api, &upid, POLL, Duration::from_secs(10)).expect("task");
 }
 
 /// The storage of a container's root disk, as its configuration shows it.

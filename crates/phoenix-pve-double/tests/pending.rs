@@ -5,23 +5,16 @@
 
 mod support;
 
+use support::run;
+
 use std::time::Duration;
 
 use phoenix_proxmox::api::ApiClient;
-use phoenix_proxmox::task::{Poll, wait};
 use phoenix_pve_double::{PveDouble, PveVersion};
 use serde_json::Value;
 
-const POLL: Poll = Poll { first: Duration::from_millis(5), max: Duration::from_millis(20) };
-
 fn start(version: PveVersion) -> (PveDouble, ApiClient) {
     support::start(version, Some(Duration::from_millis(10)))
-}
-
-fn run(api: &ApiClient, method: &str, path: &str, params: &[(&str, String)]) {
-    let answer = api.request(method, path, params).expect("a task");
-    let upid = answer.as_str().expect("a UPID").parse().expect("valid UPID");
-    wait(api, &upid, POLL, Duration::from_secs(10)).expect("task");
 }
 
 #[test]

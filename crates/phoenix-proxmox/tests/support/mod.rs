@@ -122,29 +122,15 @@ pub fn plan_with(
     (plan, planner.desired().clone(), planner.jobs().clone())
 }
 
-/// The issues the backend's create check finds in the plan of `estate`, as `phoenix plan` asks
-/// for them: (guest, message, hint).
+/// The issues the backend's create check finds in the plan of `estate`, as `phoenix plan` shows
+/// them: (guest, message, hint).
 pub fn create_issues(backend: &dyn Backend, estate: &phoenix_config::Estate, dir: &Path) -> Vec<(u32, String, String)> {
-    let (plan, desired, _) = plan_with(backend, estate, dir, &FeatureLibrary::default());
-    let mut issues = Vec::new();
-    for g in &plan.guests {
-        for step in &g.steps {
-            if let phoenix_plan::Action::Create { source } = &step.action {
-                let d = &desired.guests[&g.id];
-                let request = phoenix_backend::CreateRequest {
-                    id: d.id,
-                    kind: d.kind,
-                    node: d.node.clone(),
-                    source: source.clone(),
-                    config: d.config.clone(),
-                };
-                if let Err(e) = backend.check_create(&request) {
-                    issues.push((g.id, e.message, e.detail.unwrap_or_default()));
-                }
-            }
-        }
-    }
-    issues
+    let (plan, _, _) = plan_with(backend, estate, dir, &FeatureLibrary::default());
+    plan.issues
+        .into_iter()
+        .filter(|i| i.message.contains(" cannot be created: "))
+        .map(|i| (i.guest, i.message, i.hint))
+        .collect()
 }
 
 /// Plans the estate against the backend and applies the plan.

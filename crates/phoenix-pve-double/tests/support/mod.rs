@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use phoenix_proxmox::api::{ApiClient, Auth, TlsVerify};
+use phoenix_proxmox::task::{Poll, wait};
 use phoenix_pve_double::{Credentials, PveDouble, PveVersion};
 
 /// A double and a client of it; its tasks take `task` when given (the double's default when not).
@@ -19,4 +20,13 @@ pub fn start(version: PveVersion, task: Option<Duration>) -> (PveDouble, ApiClie
     let verify = TlsVerify::fingerprint(&double.fingerprint).expect("fingerprint");
     let api = ApiClient::new("127.0.0.1", double.addr.port(), auth, verify).expect("client");
     (double, api)
+}
+
+/// Makes a request that starts a task and waits until it succeeded.
+#[allow(dead_code)] // Not every test file runs tasks this way.
+pub fn run(api: &ApiClient, method: &str, path: &str, params: &[(&str, String)]) {
+    let answer = api.request(method, path, params).expect("a task");
+    let upid = answer.as_str().expect("a UPID").parse().expect("valid UPID");
+    let poll = Poll { first: Duration::from_millis(5), max: Duration::from_millis(20) };
+    wait(api, &upid, poll, Duration::from_secs(10)).expect("task");
 }
