@@ -2,7 +2,8 @@
 # Prepares this machine (as root) for the tests that use real components: LXC with the bridge
 # phxtest0 for the end-to-end tests, and an OpenSSH server binary for the node-channel tests
 # (the tests start their own sshd on loopback; the system's sshd is not started), and the checkers
-# host setup runs on the files it writes (visudo, testparm, apparmor_parser), and for the
+# host setup runs on the files it writes (visudo, testparm, apparmor_parser) and smbclient (the
+# host setup end-to-end test lists a container's Samba shares with it), and for the
 # gateway's end-to-end test debootstrap (its Debian template, built once per machine and kept
 # under /var/cache/phoenix-tests), openssl (its test CA) and curl, and for the features'
 # end-to-end tests apt-cacher-ng on 10.79.0.1:3142, the apt proxy the test containers install
@@ -11,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/lxc-host.sh phxtest0 10.79.0.1/24
 bash scripts/apt-need.sh openssh-server openssh-client
-bash scripts/apt-need.sh sudo samba-common-bin apparmor
+bash scripts/apt-need.sh sudo samba-common-bin apparmor smbclient
 bash scripts/apt-need.sh debootstrap openssl curl
 mkdir -p /run/sshd
 
