@@ -346,7 +346,13 @@ fn subids_add_only_missing_ranges_in_a_block_and_never_touch_other_lines() {
 
 #[test]
 fn apparmor_profile_is_checked_and_loaded_only_where_the_kernel_has_apparmor() {
+    // Without LXC's abstractions, which the profile includes, nothing is written: the plan says so.
     let host = RecordingHost::new().dirs(&["/etc/apparmor.d"]).ok_program("apparmor_parser");
+    let plan = apparmor::AppArmor.plan_on(&host, &secrets).expect("plan");
+    assert!(plan.steps.is_empty(), "{:?}", summaries(&plan));
+    assert!(plan.notes[0].contains("LXC's AppArmor abstractions are not installed"), "{:?}", plan.notes);
+
+    let host = host.file(apparmor::LXC_ABSTRACTION, "# LXC's container-base\n");
     let plan = apply_twice(&host, &apparmor::AppArmor, &secrets);
     assert_eq!(
         summaries(&plan),

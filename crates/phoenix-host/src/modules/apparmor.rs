@@ -19,6 +19,10 @@ pub const KERNEL_SWITCH: &str = "/sys/module/apparmor/parameters/enabled";
 /// The profiles the kernel has loaded.
 pub const LOADED: &str = "/sys/kernel/security/apparmor/profiles";
 
+/// LXC's AppArmor abstraction the profile includes (packages `lxc-pve` on Proxmox,
+/// `liblxc-common` on Debian).
+pub const LXC_ABSTRACTION: &str = "/etc/apparmor.d/abstractions/lxc/container-base";
+
 /// The profile Phoenix writes.
 pub fn render() -> String {
     format!(
@@ -56,6 +60,8 @@ pub struct Observed {
     pub loaded: bool,
     /// Whether apparmor_parser is installed.
     pub parser: bool,
+    /// Whether LXC's AppArmor abstractions, which the profile includes, are installed.
+    pub lxc_abstractions: bool,
 }
 
 fn parser(args: &[&str]) -> Command {
@@ -80,6 +86,7 @@ impl Module for AppArmor {
             kernel,
             loaded,
             parser: host.has_program("apparmor_parser"),
+            lxc_abstractions: host.read_text(Path::new(LXC_ABSTRACTION))?.is_some(),
         })
     }
 
@@ -87,6 +94,13 @@ impl Module for AppArmor {
         let mut plan = ModulePlan::new("apparmor");
         if !o.parser {
             plan.note("apparmor_parser is not installed (package apparmor): the profile is not written");
+            return Ok(plan);
+        }
+        if !o.lxc_abstractions {
+            plan.note(format!(
+                "LXC's AppArmor abstractions are not installed ({LXC_ABSTRACTION}: package lxc-pve on Proxmox, \
+                 liblxc-common on Debian): {PROFILE}, which includes them, is not written"
+            ));
             return Ok(plan);
         }
         let want = render();
