@@ -941,7 +941,10 @@ impl ProxmoxBackend {
     pub(crate) fn vm_rollback(&self, id: GuestId, name: &str) -> Result<(), BackendError> {
         let (node, running) = self.vm_existing(id)?;
         let params: Vec<(&str, String)> = if running { vec![("start", "1".into())] } else { Vec::new() };
-        self.vm_task(Call::Rollback(Guest::qemu(&node, id), name), &params)
+        self.vm_task(Call::Rollback(Guest::qemu(&node, id), name), &params)?;
+        // Started again (or left stopped): its guest agent answers only once it has booted.
+        self.set_running(id, running);
+        Ok(())
     }
 
     /// Deletes a snapshot of a VM.
