@@ -1,6 +1,17 @@
-//! A small HTTP/1.1 client for the APIs Phoenix calls (Proxmox VE, Vault): one request per
-//! connection (`Connection: close`), answers framed by `Content-Length`, chunked transfer
-//! encoding, or the end of the connection.
+//! A small HTTP/1.1 client for the APIs Phoenix calls (Proxmox VE, Vault): answers framed by
+//! `Content-Length`, chunked transfer encoding, or the end of the connection.
+//!
+//! Connections are kept alive: an [`Endpoint`] (and its clones) keeps up to [`IDLE_CONNECTIONS`]
+//! idle ones, so a run of API calls pays for one TLS handshake rather than one per request, and
+//! concurrent callers each take their own. A connection goes back to the pool only when its
+//! answer was framed (`Content-Length` or chunked) by an HTTP/1.1 server that did not say
+//! `Connection: close`. An idle connection is checked before it is used again: one the server
+//! has closed (or that holds unexpected bytes) is dropped, and a fresh one opened. When the server
+//! closes a reused connection in the moment the request is sent, the request goes once more on a
+//! fresh connection only where that cannot act twice: when writing the request failed (the server
+//! has not got all of it), or when the connection ended before a byte of the answer and the
+//! method is `GET` or `HEAD`. Any other failure is [`Error::NoAnswer`], as on a fresh connection:
+//! a server that closes without answering may have acted on the request.
 //!
 //! Requests travel over TLS, with the server's certificate checked against CA certificates, by a
 //! pinned SHA-256 fingerprint, or — only when asked for — not at all; or over plain TCP, and then
@@ -10,7 +21,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -80,6 +91,80 @@ pub struct Response {
 /// The largest body read; a longer one is an error rather than an allocation the server chooses.
 pub const MAX_BODY: usize = 64 << 20;
 
+/// The most idle connections an [`Endpoint`] keeps for later requests.
+pub const IDLE_CONNECTIONS: usize = 4;
+
+/// A connection to the server, plain or over TLS.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Stream {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(tcp) => tcp,
+            Stream::Tls(tls) => &tls.sock,
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
+        }
+    }
+}
+
+/// A connection with the bytes read ahead of the answer being parsed.
+type Connection = BufReader<Stream>;
+
+/// Whether an idle connection can carry another request: nothing buffered, and the server has
+/// neither closed it nor sent anything since the last answer (a TLS alert, for one).
+fn still_open(conn: &Connection) -> bool {
+    let tcp = conn.get_ref().tcp();
+    if !conn.buffer().is_empty() || tcp.set_nonblocking(true).is_err() {
+        return false;
+    }
+    let quiet = matches!(tcp.peek(&mut [0u8; 1]), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+    tcp.set_nonblocking(false).is_ok() && quiet
+}
+
+/// How an exchange on a connection failed.
+enum Failure {
+    /// Writing the request failed: the server has not got all of it.
+    Unsent(Error),
+    /// The connection ended before a byte of the answer.
+    Unanswered(Error),
+    /// Anything else: the server may have acted.
+    Broken(Error),
+}
+
+impl Failure {
+    fn error(self) -> Error {
+        match self {
+            Failure::Unsent(e) | Failure::Unanswered(e) | Failure::Broken(e) => e,
+        }
+    }
+}
+
 /// A server: its host and port, and how the connection to it is protected.
 #[derive(Clone)]
 pub struct Endpoint {
@@ -88,6 +173,8 @@ pub struct Endpoint {
     /// `None`: plain TCP, to loopback addresses only.
     tls: Option<Arc<ClientConfig>>,
     timeout: Duration,
+    /// Idle connections, shared by the endpoint's clones.
+    idle: Arc<Mutex<Vec<Connection>>>,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -227,7 +314,13 @@ impl Endpoint {
     pub fn https(host: &str, port: u16, verify: TlsVerify) -> Result<Endpoint, String> {
         let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
         ServerName::try_from(host.clone()).map_err(|e| format!("{host} is not a host name: {e}"))?;
-        Ok(Endpoint { host, port, tls: Some(Arc::new(client_config(verify)?)), timeout: Duration::from_secs(60) })
+        Ok(Endpoint {
+            host,
+            port,
+            tls: Some(Arc::new(client_config(verify)?)),
+            timeout: Duration::from_secs(60),
+            idle: Arc::default(),
+        })
     }
 
     /// `host:port` over plain TCP: only to this machine (`127.0.0.1` and the rest of `127.0.0.0/8`,
@@ -240,7 +333,7 @@ impl Endpoint {
                 "plain http goes only to this machine (127.0.0.1, ::1, localhost), not to {host}: anyone on the way could read what is sent"
             ));
         }
-        Ok(Endpoint { host, port, tls: None, timeout: Duration::from_secs(60) })
+        Ok(Endpoint { host, port, tls: None, timeout: Duration::from_secs(60), idle: Arc::default() })
     }
 
     /// The time allowed to connect, and for each read of the answer (60 s unless set).
@@ -282,8 +375,49 @@ impl Endpoint {
         Err(Error::Unreachable(last))
     }
 
-    /// Sends one request and reads its answer. `target` is the path with its query; `headers`
-    /// come after `Host` (`Content-Length` and `Connection: close` are added).
+    /// Opens a connection, the TLS handshake (and so the certificate check) completed.
+    fn open(&self) -> Result<Connection, Error> {
+        let tcp = self.connect()?;
+        let stream = match &self.tls {
+            None => Stream::Plain(tcp),
+            Some(config) => {
+                let name = ServerName::try_from(self.host.clone()).map_err(|e| Error::Invalid(e.to_string()))?;
+                let conn =
+                    rustls::ClientConnection::new(config.clone(), name).map_err(|e| Error::Tls(e.to_string()))?;
+                let mut tls = rustls::StreamOwned::new(conn, tcp);
+                while tls.conn.is_handshaking() {
+                    tls.conn
+                        .complete_io(&mut tls.sock)
+                        .map_err(|e| Error::Tls(format!("TLS with {} failed: {e}", self.authority())))?;
+                }
+                Stream::Tls(Box::new(tls))
+            }
+        };
+        Ok(BufReader::new(stream))
+    }
+
+    /// An idle connection the server has not closed, if there is one.
+    fn reuse(&self) -> Option<Connection> {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        while let Some(conn) = idle.pop() {
+            if still_open(&conn) {
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    /// Keeps a connection for a later request, unless enough are kept already.
+    fn keep(&self, conn: Connection) {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < IDLE_CONNECTIONS {
+            idle.push(conn);
+        }
+    }
+
+    /// Sends one request and reads its answer, on an idle connection when there is one (see the
+    /// module's documentation for when a request is sent again). `target` is the path with its
+    /// query; `headers` come after `Host` (`Content-Length` is added).
     pub fn exchange(
         &self,
         method: &str,
@@ -298,43 +432,62 @@ impl Endpoint {
             }
             head.push_str(&format!("{name}: {value}\r\n"));
         }
-        head.push_str(&format!("Content-Length: {}\r\nConnection: close\r\n\r\n", body.len()));
+        head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
         let mut request = head.into_bytes();
         request.extend_from_slice(body);
-        let tcp = self.connect()?;
-        match &self.tls {
-            None => talk(tcp, &request),
-            Some(config) => {
-                let name = ServerName::try_from(self.host.clone()).map_err(|e| Error::Invalid(e.to_string()))?;
-                let conn =
-                    rustls::ClientConnection::new(config.clone(), name).map_err(|e| Error::Tls(e.to_string()))?;
-                let mut tls = rustls::StreamOwned::new(conn, tcp);
-                while tls.conn.is_handshaking() {
-                    tls.conn
-                        .complete_io(&mut tls.sock)
-                        .map_err(|e| Error::Tls(format!("TLS with {} failed: {e}", self.authority())))?;
+        if let Some(mut conn) = self.reuse() {
+            match talk(&mut conn, &request) {
+                Ok((response, reusable)) => {
+                    if reusable {
+                        self.keep(conn);
+                    }
+                    return Ok(response);
                 }
-                talk(tls, &request)
+                Err(Failure::Unsent(_)) => {}
+                Err(Failure::Unanswered(_)) if matches!(method, "GET" | "HEAD") => {}
+                Err(failure) => return Err(failure.error()),
             }
         }
+        let mut conn = self.open()?;
+        let (response, reusable) = talk(&mut conn, &request).map_err(Failure::error)?;
+        if reusable {
+            self.keep(conn);
+        }
+        Ok(response)
     }
 }
 
-/// Writes the request and reads the answer.
-fn talk<S: Read + Write>(mut stream: S, request: &[u8]) -> Result<Response, Error> {
-    let no_answer = |what: &str, e: std::io::Error| Error::NoAnswer(format!("{what}: {e}"));
-    stream.write_all(request).and_then(|()| stream.flush()).map_err(|e| no_answer("sending failed", e))?;
-    let mut reader = BufReader::new(stream);
+/// Writes the request and reads the answer; says too whether the connection can carry another
+/// request (an HTTP/1.1 answer, framed, without `Connection: close`).
+fn talk<S: Read + Write>(reader: &mut BufReader<S>, request: &[u8]) -> Result<(Response, bool), Failure> {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
+    let no_answer = |what: &str, e: std::io::Error| Failure::Broken(Error::NoAnswer(format!("{what}: {e}")));
+    let stream = reader.get_mut();
+    stream
+        .write_all(request)
+        .and_then(|()| stream.flush())
+        .map_err(|e| Failure::Unsent(Error::NoAnswer(format!("sending failed: {e}"))))?;
     let mut status_line = String::new();
-    reader.read_line(&mut status_line).map_err(|e| no_answer("no answer", e))?;
+    match reader.read_line(&mut status_line) {
+        Ok(0) => return Err(Failure::Unanswered(Error::NoAnswer("no answer: the connection was closed".into()))),
+        Err(e)
+            if status_line.is_empty()
+                && matches!(e.kind(), UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe) =>
+        {
+            return Err(Failure::Unanswered(Error::NoAnswer(format!("no answer: {e}"))));
+        }
+        Err(e) => return Err(no_answer("no answer", e)),
+        Ok(_) => {}
+    }
     let status: u16 = status_line
         .split_whitespace()
         .nth(1)
         .filter(|_| status_line.starts_with("HTTP/"))
         .and_then(|s| s.parse().ok())
-        .ok_or_else(|| Error::NoAnswer(format!("not an HTTP answer: {status_line:?}")))?;
+        .ok_or_else(|| Failure::Broken(Error::NoAnswer(format!("not an HTTP answer: {status_line:?}"))))?;
     let reason = status_line.splitn(3, ' ').nth(2).unwrap_or_default().trim().to_string();
     let (mut length, mut chunked) = (None, false);
+    let mut reusable = status_line.starts_with("HTTP/1.1 ");
     loop {
         let mut line = String::new();
         reader.read_line(&mut line).map_err(|e| no_answer("the answer's headers", e))?;
@@ -346,23 +499,30 @@ fn talk<S: Read + Write>(mut stream: S, request: &[u8]) -> Result<Response, Erro
                 length = v.trim().parse::<usize>().ok();
             } else if k.eq_ignore_ascii_case("transfer-encoding") {
                 chunked = v.to_ascii_lowercase().contains("chunked");
+            } else if k.eq_ignore_ascii_case("connection") {
+                reusable &= !v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close"));
             }
         }
     }
     let body = if chunked {
-        read_chunked(&mut reader)
+        read_chunked(reader)
     } else {
         match length {
-            Some(n) if n > MAX_BODY => return Err(Error::NoAnswer(format!("an answer of {n} bytes is too long"))),
+            Some(n) if n > MAX_BODY => {
+                return Err(Failure::Broken(Error::NoAnswer(format!("an answer of {n} bytes is too long"))));
+            }
             Some(n) => {
                 let mut body = vec![0u8; n];
                 reader.read_exact(&mut body).map(|()| body)
             }
-            None => read_to_close(&mut reader),
+            None => {
+                reusable = false;
+                read_to_close(reader)
+            }
         }
     }
     .map_err(|e| no_answer("the answer's body", e))?;
-    Ok(Response { status, reason, body })
+    Ok((Response { status, reason, body }, reusable))
 }
 
 /// A body framed by the end of the connection. A TLS peer that closes without `close_notify`
@@ -409,6 +569,8 @@ fn read_chunked<R: BufRead>(reader: &mut R) -> std::io::Result<Vec<u8>> {
 mod tests {
     use super::*;
 
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
     #[test]
     fn fingerprints_and_percent_encoding() {
         let fp = "3A:1F:5C:9B:27:E4:80:6D:11:C2:4B:9F:03:7E:A8:52:66:D0:19:BC:4E:F3:72:A1:88:0B:DD:65:CE:29:94:17";
@@ -430,7 +592,17 @@ mod tests {
 
     #[test]
     fn answers_framed_every_way() {
-        let answer = |raw: &str| talk(Canned(std::io::Cursor::new(raw.as_bytes().to_vec())), b"GET / HTTP/1.1\r\n\r\n");
+        let talked = |raw: &str| {
+            let mut reader = BufReader::new(Canned(std::io::Cursor::new(raw.as_bytes().to_vec())));
+            talk(&mut reader, b"GET / HTTP/1.1\r\n\r\n").map_err(Failure::error)
+        };
+        let answer = |raw: &str| talked(raw).map(|(response, _)| response);
+        let reusable = |raw: &str| talked(raw).is_ok_and(|(_, reusable)| reusable);
+        assert!(reusable("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"));
+        assert!(reusable("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"));
+        assert!(!reusable("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: Close\r\n\r\n{}"));
+        assert!(!reusable("HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n{}"));
+        assert!(!reusable("HTTP/1.1 200 OK\r\n\r\n{}"));
         let r = answer("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello").expect("length");
         assert_eq!((r.status, r.reason.as_str(), r.body.as_slice()), (200, "OK", b"hello".as_slice()));
         let r = answer("HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n4;x=y\r\n{\"er\r\n7\r\nrors\":[\r\n2\r\n]}\r\n0\r\nX-T: 1\r\n\r\n")
@@ -454,6 +626,94 @@ mod tests {
         let e = Endpoint::plain_local("127.0.0.1", 9).expect("local");
         let r = e.exchange("GET", "/", &[("X-Token", "a\r\nInjected: yes")], b"");
         assert!(matches!(r, Err(Error::Invalid(m)) if m.contains("X-Token") && !m.contains("a\r\n")));
+    }
+
+    /// What a [`plain_server`] does with the requests of a connection.
+    #[derive(Clone, Copy)]
+    enum Serving {
+        /// Answers each with `Connection: close`, then closes.
+        CloseAfterEach,
+        /// Answers the first, then closes the connection at once, idle.
+        CloseWhenIdle,
+        /// Answers the first; takes the second and closes without answering.
+        DropSecond,
+    }
+
+    /// A plain HTTP server on loopback that serves connections as `serving` says; returns its
+    /// port, how many connections it accepted, and how many requests it read.
+    fn plain_server(serving: Serving) -> (u16, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let (connections, requests) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (accepted, read) = (connections.clone(), requests.clone());
+        std::thread::spawn(move || {
+            for tcp in listener.incoming().map_while(Result::ok) {
+                accepted.fetch_add(1, Ordering::SeqCst);
+                let read = read.clone();
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(tcp);
+                    for n in 0.. {
+                        // The requests here have no body: the head ends at the blank line.
+                        let mut line = String::new();
+                        while reader.read_line(&mut line).is_ok_and(|l| l > 2) {
+                            line.clear();
+                        }
+                        if line.is_empty() {
+                            return;
+                        }
+                        read.fetch_add(1, Ordering::SeqCst);
+                        let close = match serving {
+                            Serving::CloseAfterEach => true,
+                            Serving::CloseWhenIdle => n == 0,
+                            Serving::DropSecond if n == 1 => return,
+                            Serving::DropSecond => false,
+                        };
+                        let extra = if close { "Connection: close\r\n" } else { "" };
+                        let answer = format!("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n{extra}\r\n{{}}");
+                        if reader.get_mut().write_all(answer.as_bytes()).is_err() || close {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (port, connections, requests)
+    }
+
+    #[test]
+    fn a_server_that_closes_after_each_answer_gets_a_connection_per_request() {
+        let (port, connections, requests) = plain_server(Serving::CloseAfterEach);
+        let e = Endpoint::plain_local("127.0.0.1", port).expect("local");
+        for _ in 0..5 {
+            assert_eq!(e.exchange("GET", "/", &[], b"").expect("answer").body, b"{}");
+        }
+        assert_eq!((connections.load(Ordering::SeqCst), requests.load(Ordering::SeqCst)), (5, 5));
+    }
+
+    #[test]
+    fn an_idle_connection_the_server_closed_is_not_used() {
+        // The server says nothing of closing: the client sees it closed before sending.
+        let (port, connections, requests) = plain_server(Serving::CloseWhenIdle);
+        let e = Endpoint::plain_local("127.0.0.1", port).expect("local");
+        for _ in 0..3 {
+            assert_eq!(e.exchange("POST", "/", &[], b"").expect("answer").body, b"{}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!((connections.load(Ordering::SeqCst), requests.load(Ordering::SeqCst)), (3, 3));
+    }
+
+    #[test]
+    fn a_reused_connection_closed_unanswered_is_retried_only_for_get() {
+        let (port, connections, requests) = plain_server(Serving::DropSecond);
+        let e = Endpoint::plain_local("127.0.0.1", port).expect("local");
+        e.exchange("GET", "/", &[], b"").expect("first");
+        // Closed before a byte of the answer: a GET goes again, on a new connection.
+        assert_eq!(e.exchange("GET", "/", &[], b"").expect("retried").body, b"{}");
+        assert_eq!((connections.load(Ordering::SeqCst), requests.load(Ordering::SeqCst)), (2, 3));
+        // A POST may have been acted on: it is not sent twice.
+        let r = e.exchange("POST", "/", &[], b"");
+        assert!(matches!(r, Err(Error::NoAnswer(_))), "{r:?}");
+        assert_eq!((connections.load(Ordering::SeqCst), requests.load(Ordering::SeqCst)), (2, 4));
     }
 
     /// A reader that also accepts writes (and forgets them), for feeding canned answers.

@@ -1,14 +1,16 @@
 //! An HTTPS server for test doubles: on a free loopback port, with a certificate made when it
 //! starts (a CA, and a server certificate for `localhost` and `127.0.0.1` signed by it, as a
-//! Proxmox cluster or a Vault installation has). Each connection carries one request, handed to
-//! the double's handler on a thread of its own; the handler's reply is sent as JSON, or — when it
-//! returns none — the connection is closed without an answer, as a dying proxy closes it.
+//! Proxmox cluster or a Vault installation has). Each connection is served on a thread of its own
+//! and kept alive (HTTP/1.1): its requests, one after the other, are handed to the double's
+//! handler, and the handler's reply is sent as JSON — or, when it returns none, the connection is
+//! closed without an answer, as a dying proxy closes it. A connection ends when the client says
+//! `Connection: close` (after its answer), closes it, or leaves it idle for [`IDLE_TIMEOUT`].
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
@@ -16,6 +18,9 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use sha2::{Digest, Sha256};
 
 use crate::percent_decode;
+
+/// How long a connection may stay idle between requests before the server closes it.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A CA and a server certificate signed by it, made for one test.
 pub struct TestCert {
@@ -114,6 +119,9 @@ pub struct TestServer {
     /// SHA-256 fingerprint of its certificate, `AB:CD:...`.
     pub fingerprint: String,
     stop: Arc<AtomicBool>,
+    connections: Arc<AtomicUsize>,
+    /// The per-connection delay, in microseconds.
+    connection_delay: Arc<AtomicU64>,
 }
 
 impl TestServer {
@@ -125,19 +133,38 @@ impl TestServer {
         listener.set_nonblocking(true).expect("nonblocking");
         let addr = listener.local_addr().expect("addr");
         let stop = Arc::new(AtomicBool::new(false));
+        let (connections, connection_delay) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicU64::new(0)));
         let (halt, config, handler) = (stop.clone(), cert.config.clone(), Arc::new(handler));
+        let (count, delay) = (connections.clone(), connection_delay.clone());
         std::thread::spawn(move || {
             while !halt.load(Ordering::SeqCst) {
                 match listener.accept() {
                     Ok((tcp, _)) => {
-                        let (config, handler) = (config.clone(), handler.clone());
-                        std::thread::spawn(move || serve(tcp, config, handler.as_ref()));
+                        count.fetch_add(1, Ordering::SeqCst);
+                        let (config, handler, halt) = (config.clone(), handler.clone(), halt.clone());
+                        let delay = Duration::from_micros(delay.load(Ordering::SeqCst));
+                        std::thread::spawn(move || {
+                            std::thread::sleep(delay);
+                            serve(tcp, config, handler.as_ref(), &halt)
+                        });
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
             }
         });
-        TestServer { addr, ca_pem: cert.ca_pem, fingerprint: cert.fingerprint, stop }
+        TestServer { addr, ca_pem: cert.ca_pem, fingerprint: cert.fingerprint, stop, connections, connection_delay }
+    }
+
+    /// How many connections it has accepted.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    /// Each new connection waits this long before its TLS handshake (none unless set): the cost
+    /// of a connection on a real server (TCP and TLS round trips, the handshake's work), which
+    /// keeping connections alive saves.
+    pub fn set_connection_delay(&self, delay: Duration) {
+        self.connection_delay.store(u64::try_from(delay.as_micros()).unwrap_or(u64::MAX), Ordering::SeqCst);
     }
 }
 
@@ -147,27 +174,44 @@ impl Drop for TestServer {
     }
 }
 
-/// Serves the one request of a connection.
-fn serve(tcp: TcpStream, config: Arc<rustls::ServerConfig>, handler: &(dyn Fn(Served) -> Option<Reply> + Send + Sync)) {
+/// Serves the requests of a connection, one after the other, until the client closes it or asks
+/// for that, it stays idle too long, the handler gives no reply, or the server stops.
+fn serve(
+    tcp: TcpStream,
+    config: Arc<rustls::ServerConfig>,
+    handler: &(dyn Fn(Served) -> Option<Reply> + Send + Sync),
+    halt: &AtomicBool,
+) {
     let _ = tcp.set_nonblocking(false);
+    let _ = tcp.set_read_timeout(Some(IDLE_TIMEOUT));
     let Ok(conn) = rustls::ServerConnection::new(config) else { return };
     let mut reader = BufReader::new(rustls::StreamOwned::new(conn, tcp));
-    let Some(request) = read_request(&mut reader) else { return };
+    while !halt.load(Ordering::SeqCst) {
+        // The client closed the connection, or it stayed idle too long, or was not TLS.
+        let Some(request) = read_request(&mut reader) else { return };
+        let close = request.header("connection").is_some_and(|c| c.eq_ignore_ascii_case("close"));
+        let stream = reader.get_mut();
+        let Some(reply) = handler(request) else {
+            // Closed without a byte of answer (and without TLS close_notify).
+            let _ = stream.sock.shutdown(std::net::Shutdown::Both);
+            return;
+        };
+        let response = format!(
+            "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{}\r\n{}",
+            reply.status,
+            reply.reason,
+            reply.body.len(),
+            if close { "Connection: close\r\n" } else { "" },
+            reply.body
+        );
+        if stream.write_all(response.as_bytes()).and_then(|()| stream.flush()).is_err() {
+            return;
+        }
+        if close {
+            break;
+        }
+    }
     let stream = reader.get_mut();
-    let Some(reply) = handler(request) else {
-        // Closed without a byte of answer (and without TLS close_notify).
-        let _ = stream.sock.shutdown(std::net::Shutdown::Both);
-        return;
-    };
-    let response = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
-        reply.status,
-        reply.reason,
-        reply.body.len(),
-        reply.body
-    );
-    let _ = stream.write_all(response.as_bytes());
-    let _ = stream.flush();
     stream.conn.send_close_notify();
     let _ = stream.conn.complete_io(&mut stream.sock);
 }
@@ -240,6 +284,34 @@ mod tests {
 
         let plain = Endpoint::plain_local("127.0.0.1", port).expect("local");
         assert!(matches!(plain.exchange("GET", "/", &[], b""), Err(Error::NoAnswer(_))));
+    }
+
+    #[test]
+    fn connections_are_kept_alive_and_shared_by_concurrent_callers() {
+        let server = TestServer::start(|r: Served| Some(Reply::new(200, "OK", format!("\"{}\"", r.target))));
+        let e = Endpoint::https("127.0.0.1", server.addr.port(), TlsVerify::Ca(server.ca_pem.clone().into_bytes()))
+            .expect("ca");
+        for n in 0..10 {
+            let r = e.exchange("GET", &format!("/{n}"), &[], b"").expect("answer");
+            assert_eq!(r.body, format!("\"/{n}\"").into_bytes());
+        }
+        assert_eq!(server.connections(), 1, "ten requests, one connection");
+        std::thread::scope(|s| {
+            for _ in 0..3 {
+                let e = e.clone();
+                s.spawn(move || {
+                    (0..5).for_each(|_| assert_eq!(e.exchange("GET", "/", &[], b"").expect("ok").status, 200))
+                });
+            }
+        });
+        let opened = server.connections();
+        assert!((1..=3).contains(&opened), "three callers at once take at most three connections: {opened}");
+        // A client that asks for the connection to be closed gets that.
+        let fresh = Endpoint::https("localhost", server.addr.port(), TlsVerify::Ca(server.ca_pem.clone().into_bytes()))
+            .expect("ca");
+        fresh.exchange("GET", "/", &[("Connection", "close")], b"").expect("answer");
+        fresh.exchange("GET", "/", &[], b"").expect("answer on a new connection");
+        assert_eq!(server.connections(), opened + 2);
     }
 
     #[test]

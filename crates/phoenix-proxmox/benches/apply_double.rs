@@ -1,15 +1,16 @@
 //! The Proxmox backend against the PVE test double with a latency added to every request,
 //! building the AI-host example (`examples/ai-stack`: its containers and its VMs, whose guest
 //! agents answer a task's duration after they start). Prints (never fails on time):
-//! - a cold apply: total time, requests, node commands, against the lower bound — the longest
+//! - a cold apply: total time, requests, connections opened, node commands, against the lower bound — the longest
 //!   chain of guests along clone and dependency edges, each counted with the duration it takes
 //!   in a cold apply with one job (so without waiting for any other guest);
 //! - task-completion detection: the delay between a task's end and the status request that
 //!   found it stopped (median, 90th percentile, max);
-//! - a no-op re-apply (observe, plan, apply of an empty plan): total time and requests.
+//! - a no-op re-apply (observe, plan, apply of an empty plan): total time, requests and
+//!   connections opened.
 //!
-//! `cargo bench -p phoenix-proxmox --bench apply_double [-- LATENCY_MS TASK_MS JOBS]`
-//! (defaults 20, 300, 8).
+//! `cargo bench -p phoenix-proxmox --bench apply_double [-- LATENCY_MS TASK_MS JOBS CONNECT_MS]`
+//! (defaults 20, 300, 8, 10).
 
 #![allow(clippy::print_stdout)] // A benchmark prints its figures.
 
@@ -63,6 +64,7 @@ fn run(
     latency: u64,
     task: u64,
     jobs: usize,
+    connect: u64,
     print: bool,
 ) -> (phoenix_plan::Plan, BTreeMap<GuestId, Duration>, Duration) {
     let double = PveDouble::start(
@@ -70,8 +72,11 @@ fn run(
         Credentials { token: ("phoenix@pve!bench".into(), "s3cret".into()), root_password: "root-pw".into() },
     );
     double.set_latency(Duration::from_millis(latency));
+    double.set_connection_delay(Duration::from_millis(connect));
     double.set_task_duration(Duration::from_millis(task));
-    double.add_dir_storage("fastData-lxc-disks", "/fastData/lxc-disks", "rootdir,images");
+    // The example's container storage: a ZFS dataset (`proxmox_storage_type` zfspool), which takes
+    // the templates' snapshots.
+    double.add_storage("fastData-lxc-disks", "zfspool", "rootdir,images");
     // The VMs' cloud image, where a token may import it from.
     double.add_dir_storage("fastData", "/fastData/shared-iso", "iso,vztmpl,import");
     double.add_image("fastData:import/noble-server-cloudimg-amd64.img", 2_361_393_152);
@@ -102,7 +107,8 @@ fn run(
         // A new backend per run, as each `phoenix apply` is a new process.
         let backend = ProxmoxBackend::new(api.clone(), "pve1", Some(channel.clone()))
             .with_vm_passwords(phoenix_plan::vm_passwords(&estate));
-        let (requests, commands) = (double.requests().len(), double.node_channel().commands().len());
+        let (requests, connections, commands) =
+            (double.requests().len(), double.connections(), double.node_channel().commands().len());
         let started = Instant::now();
         let jobs_by_guest = prepare(&estate, &lib, dir.path()).expect("prepare");
         let desired = phoenix_plan::desired(&estate, &|g| customizations(&jobs_by_guest, g));
@@ -120,10 +126,11 @@ fn run(
         let took = durations.0.lock().unwrap_or_else(PoisonError::into_inner).clone();
         if print {
             println!(
-                "{label}: {:>7.3} s, {} guests changed, {} API requests, {} node commands",
+                "{label}: {:>7.3} s, {} guests changed, {} API requests over {} connections, {} node commands",
                 total.as_secs_f64(),
                 plan.guests_to_change(),
                 double.requests().len() - requests,
+                double.connections() - connections,
                 double.node_channel().commands().len() - commands,
             );
         }
@@ -151,9 +158,12 @@ fn main() {
     let latency = args.first().copied().unwrap_or(20);
     let task = args.get(1).copied().unwrap_or(300);
     let jobs = args.get(2).copied().unwrap_or(8) as usize;
-    println!("Proxmox backend vs the PVE 9.2.3 double: {latency} ms per request, tasks of {task} ms, {jobs} jobs");
-    let (plan, _, total) = run(latency, task, jobs, true);
-    let (_, alone, _) = run(latency, task, 1, false);
+    let connect = args.get(3).copied().unwrap_or(10);
+    println!(
+        "Proxmox backend vs the PVE 9.2.3 double: {latency} ms per request, {connect} ms per new connection, tasks of {task} ms, {jobs} jobs"
+    );
+    let (plan, _, total) = run(latency, task, jobs, connect, true);
+    let (_, alone, _) = run(latency, task, 1, connect, false);
     let bound = longest_chain(&plan, &alone);
     println!(
         "  cold apply against the lower bound (longest chain of guests, each with its duration in a one-job apply): {:.3} s vs {:.3} s, {:.1} % above",

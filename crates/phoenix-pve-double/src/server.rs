@@ -587,7 +587,7 @@ pub struct PveDouble {
     model: Arc<Mutex<Model>>,
     log: Arc<Mutex<Option<PathBuf>>>,
     /// The HTTPS server; it stops when the double is dropped.
-    _server: TestServer,
+    server: TestServer,
 }
 
 /// Credentials the double accepts.
@@ -630,7 +630,7 @@ impl PveDouble {
         initial.storages.insert("local".into(), Storage::new("dir", Some("/var/lib/vz"), "vztmpl,iso,backup"));
         initial.storages.insert("local-zfs".into(), Storage::new("zfspool", None, "rootdir,images"));
         *model.lock().unwrap_or_else(PoisonError::into_inner) = initial;
-        PveDouble { addr, ca_pem: server.ca_pem.clone(), fingerprint, version, recorded, model, log, _server: server }
+        PveDouble { addr, ca_pem: server.ca_pem.clone(), fingerprint, version, recorded, model, log, server }
     }
 
     /// The environment of the `pvesh` stand-in ([`crate::pvesh`]) for this double: its URL, its
@@ -650,6 +650,17 @@ impl PveDouble {
     /// without holding the double's state, so concurrent requests overlap as on a real server).
     pub fn set_latency(&self, latency: Duration) {
         self.model.lock().unwrap_or_else(PoisonError::into_inner).latency = latency;
+    }
+
+    /// Each new connection costs this much before its TLS handshake (none unless set), as TCP and
+    /// TLS round trips cost on a real cluster, so that keeping connections alive shows.
+    pub fn set_connection_delay(&self, delay: Duration) {
+        self.server.set_connection_delay(delay);
+    }
+
+    /// How many connections clients have opened to the double.
+    pub fn connections(&self) -> usize {
+        self.server.connections()
     }
 
     /// Injects a fault for the next matching requests (after those injected before it).

@@ -141,6 +141,26 @@ fn an_answer_dropped_after_handling_leaves_the_effect_for_the_retry_to_find() {
 }
 
 #[test]
+fn api_calls_share_one_connection_and_a_dropped_answer_is_not_sent_twice() {
+    let (double, api) = start(PveVersion::V9);
+    for _ in 0..5 {
+        api.request("GET", "/version", &[]).expect("version");
+    }
+    api.request("GET", "/nodes/pve1/storage", &[]).expect("storage");
+    create_and_wait(&api, "pve1", "950");
+    assert_eq!(double.connections(), 1, "one connection for all the calls");
+    // Dropped on the kept connection after it was applied: the client must not send it again.
+    double.inject(Fault::new(FaultKind::DropAnswer).on("POST", "/nodes/pve1/lxc"));
+    let posts = || double.requests().iter().filter(|r| r.method == "POST").count();
+    let before = posts();
+    let e = create(&api, "pve1", "951").expect_err("answer dropped");
+    assert_eq!(e.delivery, Delivery::MaybeApplied, "{e:?}");
+    assert_eq!(posts(), before + 1, "sent once");
+    assert_eq!(hostname(&api, "pve1", "951").as_deref(), Some("ct951"), "on a new connection");
+    assert_eq!(double.connections(), 2);
+}
+
+#[test]
 fn locks_held_by_running_tasks_refuse_edits_and_clones() {
     let (double, api) = start(PveVersion::V9);
     create_and_wait(&api, "pve1", "900");
