@@ -65,7 +65,7 @@ impl Validated {
     }
 
     /// The features validation checked against, with their scripts.
-    pub fn library(&self) -> Result<FeatureLibrary, PrepareError> {
+    pub fn feature_library(&self) -> Result<FeatureLibrary, PrepareError> {
         FeatureLibrary::from_catalog(self.catalog.clone()).map_err(PrepareError::Library)
     }
 

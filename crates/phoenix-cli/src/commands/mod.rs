@@ -121,7 +121,7 @@ pub fn load_work(cx: &Context<'_>, args: &WorkArgs, targets: &[GuestId]) -> Resu
         cx.printer.info_text(&format!("note: {note}\n"));
     }
     let planner = validated
-        .library()
+        .feature_library()
         .and_then(|library| validated.prepare(&library, targets))
         .map_err(|e| unprepared(cx, &e, &features_dir))?;
     Ok(Work { planner, backend: connected.backend })
