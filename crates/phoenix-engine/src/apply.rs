@@ -117,6 +117,17 @@ struct StepFailure {
     message: String,
 }
 
+impl StepFailure {
+    /// A backend's error at a step, with its detail (a task's log, say) on the lines after it.
+    fn backend(step: String, e: &BackendError) -> StepFailure {
+        let message = match &e.detail {
+            Some(detail) => format!("{e}\n{detail}"),
+            None => e.to_string(),
+        };
+        StepFailure { step, message }
+    }
+}
+
 /// The snapshot taken before an update, while the guest's later steps run.
 #[derive(Debug)]
 struct Guard {
@@ -398,13 +409,7 @@ impl<'a> Engine<'a> {
                     .note(id, &format!("no snapshot could be taken before the update ({e}): it runs without one"));
                 Ok(None)
             }
-            Err(e) => Err(StepFailure {
-                step: format!("snapshot {name} before the update"),
-                message: match &e.detail {
-                    Some(detail) => format!("{e}\n{detail}"),
-                    None => e.to_string(),
-                },
-            }),
+            Err(e) => Err(StepFailure::backend(format!("snapshot {name} before the update"), &e)),
         }
     }
 
@@ -493,13 +498,7 @@ impl<'a> Engine<'a> {
         let id = d.id;
         let fail = |what: &str| {
             let what = what.to_string();
-            move |e: BackendError| StepFailure {
-                step: what.clone(),
-                message: match &e.detail {
-                    Some(detail) => format!("{e}\n{detail}"),
-                    None => e.to_string(),
-                },
-            }
+            move |e: BackendError| StepFailure::backend(what.clone(), &e)
         };
         let exists = || self.backend.observe_guest(id).ok().flatten();
         match &step.action {
