@@ -198,6 +198,13 @@ impl LxcBackend {
         r
     }
 
+    /// Copies a root filesystem tree to `to` as it is (owners, modes, links, devices), sharing
+    /// blocks where the filesystem can (`--reflink=auto`); `to` must not hold a tree yet.
+    fn copy_tree(&self, from: &Path, to: &Path) -> Result<(), BackendError> {
+        let (from, to) = (from.display().to_string(), to.display().to_string());
+        self.tool(&["cp", "-a", "-T", "--reflink=auto", &from, &to], COPY_TIMEOUT).map(|_| ())
+    }
+
     fn dir(&self, id: GuestId) -> PathBuf {
         self.lxc_path.join(id.to_string())
     }
@@ -608,6 +615,10 @@ impl LxcBackend {
     }
 }
 
+/// The time making a root filesystem may take: unpacking a template, or copying one (a clone, a
+/// snapshot, a rollback).
+const COPY_TIMEOUT: Duration = Duration::from_secs(1800);
+
 /// How many times an `lxc-attach` that died before attaching is run again.
 const ATTACH_RETRIES: usize = 3;
 
@@ -964,12 +975,7 @@ impl Backend for LxcBackend {
         let _ = set_mode(&staging, 0o755);
         let rootfs = staging.join("rootfs");
         let built = match source_rootfs {
-            Ok(snap) => self
-                .tool(
-                    &["cp", "-a", "-T", "--reflink=auto", &snap.display().to_string(), &rootfs.display().to_string()],
-                    Duration::from_secs(1800),
-                )
-                .map(|_| ()),
+            Ok(snap) => self.copy_tree(&snap, &rootfs),
             Err(tarball) => std::fs::create_dir_all(&rootfs)
                 .map_err(|e| io_error(id, "create its rootfs", e))
                 .and_then(|()| {
@@ -982,7 +988,7 @@ impl Backend for LxcBackend {
                             &rootfs.display().to_string(),
                             "--numeric-owner",
                         ],
-                        Duration::from_secs(1800),
+                        COPY_TIMEOUT,
                     )
                     .map(|_| ())
                 })
@@ -1199,21 +1205,9 @@ impl Backend for LxcBackend {
         let staging = snapshots.join(format!("{STAGING_PREFIX}{name}"));
         remove_staging(&staging).map_err(|e| io_error(id, "remove what a run cut short left", e))?;
         std::fs::create_dir_all(&staging).map_err(|e| io_error(id, "create the snapshot directory", e))?;
-        let copy = self
-            .tool(
-                &[
-                    "cp",
-                    "-a",
-                    "-T",
-                    "--reflink=auto",
-                    &self.rootfs(id).display().to_string(),
-                    &staging.join("rootfs").display().to_string(),
-                ],
-                Duration::from_secs(1800),
-            )
-            .and_then(|_| {
-                std::fs::rename(&staging, &target).map_err(|e| io_error(id, "move the snapshot into place", e))
-            });
+        let copy = self.copy_tree(&self.rootfs(id), &staging.join("rootfs")).and_then(|()| {
+            std::fs::rename(&staging, &target).map_err(|e| io_error(id, "move the snapshot into place", e))
+        });
         if let Err(e) = copy {
             let _ = std::fs::remove_dir_all(&staging);
             return Err(e);
@@ -1242,11 +1236,7 @@ impl Backend for LxcBackend {
         self.recover_rootfs(id)?;
         let staging = self.dir(id).join(ROLLBACK_STAGING);
         remove_staging(&staging).map_err(|e| io_error(id, "remove what a run cut short left", e))?;
-        let copy = self.tool(
-            &["cp", "-a", "-T", "--reflink=auto", &snap.display().to_string(), &staging.display().to_string()],
-            Duration::from_secs(1800),
-        );
-        if let Err(e) = copy {
+        if let Err(e) = self.copy_tree(&snap, &staging) {
             let _ = std::fs::remove_dir_all(&staging);
             return Err(BackendError { delivery: Delivery::NotSent, ..e });
         }
@@ -1545,12 +1535,7 @@ mod tests {
         // The two-rename way, as such a filesystem takes it.
         std::fs::write(dir.join("rootfs/etc/app"), "v3").expect("write");
         let snap = dir.join("snapshots").join(name).join("rootfs");
-        backend
-            .tool(
-                &["cp", "-a", "-T", &snap.display().to_string(), &dir.join(ROLLBACK_STAGING).display().to_string()],
-                TOOL_TIMEOUT,
-            )
-            .expect("copy");
+        backend.copy_tree(&snap, &dir.join(ROLLBACK_STAGING)).expect("copy");
         std::fs::rename(dir.join("rootfs"), dir.join(ROOTFS_ASIDE)).expect("aside");
         std::fs::rename(dir.join(ROLLBACK_STAGING), dir.join("rootfs")).expect("in place");
         backend.recover_rootfs(500).expect("recover");
