@@ -4,6 +4,10 @@
 
 use crate::FilePush;
 
+/// Where a guest's customization record (its markers: JSON, customization key → hash) lives
+/// inside it, where the backend keeps it there (see [`crate::Backend::read_markers`]).
+pub const MARKERS_PATH: &str = "/var/lib/phoenix/markers.json";
+
 /// The exit status of [`read_command`] when the file does not exist.
 pub const MISSING: i32 = 3;
 

@@ -32,6 +32,14 @@ pub trait Backend: Send + Sync {
     /// Everything the engine needs to plan, in as few calls as the backend allows.
     fn observe(&self) -> Result<Observation, BackendError>;
 
+    /// Every guest, with the parts that cost a backend more than the guest's configuration
+    /// (snapshots, firewall) read only for the guests `scope` names; the others show none. By
+    /// default everything, as [`Backend::observe`].
+    fn observe_scoped(&self, scope: &ObserveScope) -> Result<Observation, BackendError> {
+        let _ = scope;
+        self.observe()
+    }
+
     /// One guest, after an error that may have been applied.
     fn observe_guest(&self, id: GuestId) -> Result<Option<ObservedGuest>, BackendError>;
 
@@ -108,6 +116,20 @@ pub trait Backend: Send + Sync {
     /// Writes a file inside a guest with a mode and owner.
     fn push_file(&self, id: GuestId, file: &FilePush) -> Result<(), BackendError>;
 
+    /// The guest's customization record (its markers: JSON, customization key → hash); `None`
+    /// when it has none. By default the file [`inside::MARKERS_PATH`] inside the guest; a backend
+    /// that keeps it with the guest's configuration shows it in [`ObservedGuest::markers`] too.
+    fn read_markers(&self, id: GuestId) -> Result<Option<Vec<u8>>, BackendError> {
+        self.read_file(id, inside::MARKERS_PATH)
+    }
+
+    /// Replaces the guest's customization record (see [`Backend::read_markers`]).
+    fn write_markers(&self, id: GuestId, content: &[u8]) -> Result<(), BackendError> {
+        let file =
+            FilePush { path: inside::MARKERS_PATH.to_string(), content: content.to_vec(), mode: 0o600, uid: 0, gid: 0 };
+        self.push_file(id, &file)
+    }
+
     /// Stops the guest if needed and removes it with its snapshots.
     fn destroy(&self, id: GuestId) -> Result<(), BackendError>;
 
@@ -173,6 +195,9 @@ impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
     fn observe(&self) -> Result<Observation, BackendError> {
         (**self).observe()
     }
+    fn observe_scoped(&self, scope: &ObserveScope) -> Result<Observation, BackendError> {
+        (**self).observe_scoped(scope)
+    }
     fn observe_guest(&self, id: GuestId) -> Result<Option<ObservedGuest>, BackendError> {
         (**self).observe_guest(id)
     }
@@ -211,6 +236,12 @@ impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
     }
     fn push_file(&self, id: GuestId, file: &FilePush) -> Result<(), BackendError> {
         (**self).push_file(id, file)
+    }
+    fn read_markers(&self, id: GuestId) -> Result<Option<Vec<u8>>, BackendError> {
+        (**self).read_markers(id)
+    }
+    fn write_markers(&self, id: GuestId, content: &[u8]) -> Result<(), BackendError> {
+        (**self).write_markers(id, content)
     }
     fn destroy(&self, id: GuestId) -> Result<(), BackendError> {
         (**self).destroy(id)

@@ -94,6 +94,40 @@ pub struct ObservedGuest {
     /// and not something Phoenix finishes or removes on its own: why, and what to do.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub half_made: Option<String>,
+    /// The customization record (see [`crate::Backend::read_markers`]), where the backend read it
+    /// with the configuration, at no cost of its own; `None`: not read (read it with
+    /// [`crate::Backend::read_markers`]).
+    #[serde(skip)]
+    pub markers: Option<Vec<u8>>,
+}
+
+/// What [`crate::Backend::observe_scoped`] reads beyond each guest's configuration, by guest.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ObserveScope {
+    /// Every guest's snapshots and firewall (what [`crate::Backend::observe`] reads).
+    pub everything: bool,
+    /// The guests whose snapshots are read (the plan compares them for templates and template
+    /// snapshots).
+    pub snapshots: BTreeSet<GuestId>,
+    /// The guests whose firewall (its options and rules) is read: those whose configuration sets it.
+    pub firewall: BTreeSet<GuestId>,
+}
+
+impl ObserveScope {
+    /// Everything of every guest.
+    pub fn everything() -> ObserveScope {
+        ObserveScope { everything: true, ..ObserveScope::default() }
+    }
+
+    /// Whether the snapshots of `id` are read.
+    pub fn snapshots_of(&self, id: GuestId) -> bool {
+        self.everything || self.snapshots.contains(&id)
+    }
+
+    /// Whether the firewall of `id` is read.
+    pub fn firewall_of(&self, id: GuestId) -> bool {
+        self.everything || self.firewall.contains(&id)
+    }
 }
 
 /// Everything a backend shows.

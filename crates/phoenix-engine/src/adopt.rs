@@ -26,14 +26,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use phoenix_backend::{
-    Backend, BackendError, ChangeEffect, ExecRequest, FilePush, GuestConfig, GuestId, GuestKind, Observation,
-    PowerState,
+    Backend, BackendError, ChangeEffect, ExecRequest, GuestConfig, GuestId, GuestKind, Observation, PowerState,
 };
 use phoenix_plan::{Action, Desired, GuestPlan, Markers, PlanIssue, PlannedChange};
 use serde::Serialize;
 
 use crate::apply::{ApplyOptions, Engine};
-use crate::customize::MARKERS_PATH;
 use crate::observe::parse_markers;
 
 /// A feature's probe: a command run inside the guest (`/bin/sh -c <command>`) that exits 0 when
@@ -303,7 +301,7 @@ fn record(
         return Recorded { decisions: Vec::new(), after: Some(BTreeMap::new()), write: false };
     }
     let existing: Result<BTreeMap<String, String>, BackendError> =
-        backend.read_file(id, MARKERS_PATH).map(|b| b.map(|b| parse_markers(&b)).unwrap_or_default());
+        backend.read_markers(id).map(|b| b.map(|b| parse_markers(&b)).unwrap_or_default());
     let running = power == PowerState::Running;
     let decide = |verdict: Verdict, why: String| (verdict, why);
     let next = " it runs on the next apply";
@@ -366,14 +364,9 @@ impl Engine<'_> {
             move |e: BackendError| format!("guest {id} ({}), step `{step}`: {e}", adoption.name)
         };
         if let Some(markers) = &adoption.markers {
-            let file = FilePush {
-                path: MARKERS_PATH.to_string(),
-                content: serde_json::to_vec_pretty(markers).unwrap_or_default(),
-                mode: 0o600,
-                uid: 0,
-                gid: 0,
-            };
-            self.call(id, opts, || self.backend.push_file(id, &file), || None).map_err(what("record the markers"))?;
+            let content = serde_json::to_vec_pretty(markers).unwrap_or_default();
+            self.call(id, opts, || self.backend.write_markers(id, &content), || None)
+                .map_err(what("record the markers"))?;
         }
         let marked = || self.backend.observe_guest(id).ok().flatten().filter(|g| g.managed).map(|_| ());
         self.call(id, opts, || self.backend.adopt(id, &adoption.config), marked).map_err(what("mark as managed"))
@@ -420,6 +413,7 @@ mod tests {
             managed: false,
             template: false,
             half_made: None,
+            markers: None,
         });
         b
     }

@@ -21,7 +21,7 @@ use phoenix_plan::{
     is_update_snapshot,
 };
 
-use crate::customize::{CONTRACT_VERSION, Job, MARKERS_PATH};
+use crate::customize::{CONTRACT_VERSION, Job};
 use crate::health::{Prober, wait_healthy};
 use crate::observe::parse_markers;
 use crate::reporter::{GuestOutcome, Reporter};
@@ -585,7 +585,7 @@ impl<'a> Engine<'a> {
         change: impl FnOnce(&mut BTreeMap<String, String>),
     ) -> Result<(), BackendError> {
         let markers = self
-            .call(id, opts, || self.backend.read_file(id, MARKERS_PATH), || None)?
+            .call(id, opts, || self.backend.read_markers(id), || None)?
             .map(|b| parse_markers(&b))
             .unwrap_or_default();
         let mut updated = markers.clone();
@@ -593,14 +593,8 @@ impl<'a> Engine<'a> {
         if updated == markers {
             return Ok(());
         }
-        let file = FilePush {
-            path: MARKERS_PATH.to_string(),
-            content: serde_json::to_vec_pretty(&updated).unwrap_or_default(),
-            mode: 0o600,
-            uid: 0,
-            gid: 0,
-        };
-        self.call(id, opts, || self.backend.push_file(id, &file), || None)
+        let content = serde_json::to_vec_pretty(&updated).unwrap_or_default();
+        self.call(id, opts, || self.backend.write_markers(id, &content), || None)
     }
 
     /// Stages a job into a fresh directory of the guest, runs it with argv, removes the directory,

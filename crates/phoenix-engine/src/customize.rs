@@ -32,8 +32,7 @@ use sha2::{Digest, Sha256};
 /// a new convention re-runs everything once.
 pub const CONTRACT_VERSION: u32 = 1;
 
-/// Where the markers live inside a guest: JSON, customization key → hash.
-pub const MARKERS_PATH: &str = "/var/lib/phoenix/markers.json";
+pub use phoenix_backend::inside::MARKERS_PATH;
 
 /// A feature with its script, as given to [`FeatureLibrary::new`].
 #[derive(Debug, Clone, PartialEq, Eq)]

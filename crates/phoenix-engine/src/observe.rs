@@ -1,15 +1,13 @@
-//! Observing the backend: one call for every guest, then the markers inside the guests Phoenix
-//! manages, read in parallel.
+//! Observing the backend: one call for every guest (scoped to what the plan compares), then the
+//! markers of the guests Phoenix manages that the backend did not show with them, read in parallel.
 
 use std::collections::BTreeMap;
 
-use phoenix_backend::{Backend, BackendError, ErrorKind, GuestId, Observation, PowerState};
+use phoenix_backend::{Backend, BackendError, ErrorKind, GuestId, Observation, ObserveScope, PowerState};
 use phoenix_config::model::HealthCheck;
 use phoenix_plan::{Desired, DesiredGuest, Markers};
 
 use crate::health::{Prober, probe_once};
-
-use crate::customize::MARKERS_PATH;
 
 /// What the backend shows, with the markers read inside the guests.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -65,25 +63,45 @@ pub fn failing_health(
     })
 }
 
-/// Observes everything the plan needs, reading markers with up to `jobs` calls at once.
+/// A guest's markers as read, or why not (`None`: no reason known).
+type MarkerRead = Result<BTreeMap<String, String>, Option<String>>;
+
+/// What the plan compares beyond each guest's configuration: the snapshots of guests that are,
+/// or are to keep a snapshot as, templates, and the firewall of guests whose configuration sets it.
+pub fn scope(desired: &Desired) -> ObserveScope {
+    let guests = desired.guests.values();
+    ObserveScope {
+        everything: false,
+        snapshots: guests.clone().filter(|d| d.template || d.template_snapshot.is_some()).map(|d| d.id).collect(),
+        firewall: guests
+            .filter(|d| d.config.0.keys().any(|k| k == "firewall" || k.starts_with("firewall.")))
+            .map(|d| d.id)
+            .collect(),
+    }
+}
+
+/// Observes everything the plan needs, reading markers the backend did not show with the
+/// configuration with up to `jobs` calls at once.
 pub fn observe(backend: &dyn Backend, desired: &Desired, jobs: usize) -> Result<Observed, BackendError> {
-    let observation = backend.observe()?;
+    let observation = backend.observe_scoped(&scope(desired))?;
     // A template never runs again, and nothing runs in it: its markers are not read.
-    let ids: Vec<GuestId> = desired
+    let managed = |id: &GuestId| observation.guests.get(id).filter(|g| g.managed && !g.template);
+    let shown: Vec<(GuestId, MarkerRead)> = desired
         .guests
         .keys()
-        .filter(|id| observation.guests.get(id).is_some_and(|g| g.managed && !g.template))
-        .copied()
+        .filter_map(|id| Some((*id, Ok(parse_markers(managed(id)?.markers.as_deref()?)))))
         .collect();
+    let ids: Vec<GuestId> =
+        desired.guests.keys().filter(|id| managed(id).is_some_and(|g| g.markers.is_none())).copied().collect();
     let chunk = ids.len().div_ceil(jobs.max(1)).max(1);
-    type Read = Result<Vec<(GuestId, Result<BTreeMap<String, String>, Option<String>>)>, BackendError>;
+    type Read = Result<Vec<(GuestId, MarkerRead)>, BackendError>;
     let results: Vec<Read> = std::thread::scope(|s| {
         let handles: Vec<_> = ids
             .chunks(chunk)
             .map(|part| {
                 s.spawn(move || {
                     part.iter()
-                        .map(|&id| match backend.read_file(id, MARKERS_PATH) {
+                        .map(|&id| match backend.read_markers(id) {
                             Ok(bytes) => Ok((id, Ok(bytes.map(|b| parse_markers(&b)).unwrap_or_default()))),
                             Err(e) if e.kind == ErrorKind::Unsupported => Ok((id, Err(None))),
                             // What one guest did to its own files (a link, a FIFO, a huge file
@@ -107,7 +125,7 @@ pub fn observe(backend: &dyn Backend, desired: &Desired, jobs: usize) -> Result<
     });
     let mut markers = Markers::new();
     let mut unreadable = BTreeMap::new();
-    for (id, read) in results.into_iter().collect::<Result<Vec<_>, _>>()?.into_iter().flatten() {
+    for (id, read) in results.into_iter().collect::<Result<Vec<_>, _>>()?.into_iter().flatten().chain(shown) {
         match read {
             Ok(m) => {
                 markers.insert(id, Some(m));

@@ -824,6 +824,7 @@ mod tests {
             managed: true,
             template: false,
             half_made: None,
+            markers: None,
         };
         let observation = Observation { guests: [(100, observed)].into() };
         let p = plan(&desired, &observation, &Markers::new(), &|_| ChangeEffect::Live);
@@ -893,6 +894,7 @@ mod tests {
             managed,
             template: false,
             half_made: None,
+            markers: None,
         }
     }
 

@@ -7,7 +7,8 @@
 //! - task-completion detection: the delay between a task's end and the status request that
 //!   found it stopped (median, 90th percentile, max);
 //! - a no-op re-apply (observe, plan, apply of an empty plan): total time, requests and
-//!   connections opened.
+//!   connections opened;
+//! - for both, the requests and node commands by kind.
 //!
 //! `cargo bench -p phoenix-proxmox --bench apply_double [-- LATENCY_MS TASK_MS JOBS CONNECT_MS]`
 //! (defaults 20, 300, 8, 10).
@@ -52,6 +53,34 @@ fn longest_chain(plan: &phoenix_plan::Plan, took: &BTreeMap<GuestId, Duration>) 
         finish.insert(g.id, start + took.get(&g.id).copied().unwrap_or_default());
     }
     finish.values().max().copied().unwrap_or_default()
+}
+
+/// The requests and node commands made since the counts given, by kind (method and path with the
+/// guest IDs and names left out), most frequent first.
+fn by_kind_line(double: &PveDouble, requests: usize, commands: usize) -> String {
+    let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
+    for r in &double.requests()[requests..] {
+        let path: Vec<&str> = r
+            .path
+            .split('/')
+            .enumerate()
+            .map(|(i, part)| match i {
+                2 if r.path.starts_with("/nodes/") => "{node}",
+                _ if part.starts_with("UPID:") => "{upid}",
+                _ if part.parse::<u32>().is_ok() => "{id}",
+                _ => part,
+            })
+            .collect();
+        *kinds.entry(format!("{} {}", r.method, path.join("/"))).or_default() += 1;
+    }
+    for c in &double.node_channel().commands()[commands..] {
+        *kinds
+            .entry(format!("node `{}`", c.argv.iter().take(2).cloned().collect::<Vec<_>>().join(" ")))
+            .or_default() += 1;
+    }
+    let mut sorted: Vec<(String, usize)> = kinds.into_iter().collect();
+    sorted.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    sorted.iter().map(|(k, n)| format!("{n} × {k}")).collect::<Vec<_>>().join(", ")
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -133,6 +162,9 @@ fn run(
                 double.connections() - connections,
                 double.node_channel().commands().len() - commands,
             );
+        }
+        if print {
+            println!("  by kind: {}", by_kind_line(&double, requests, commands));
         }
         (plan, took, total)
     };

@@ -11,7 +11,8 @@ use std::time::Duration;
 use phoenix_backend::fields::canonical;
 use phoenix_backend::{
     Backend, BackendError, Capabilities, ChangeEffect, CreateRequest, CreateSource, Delivery, ExecOutput, ExecRequest,
-    FieldChange, FilePush, GuestConfig, GuestId, GuestKind, Observation, ObservedGuest, PowerState, fields,
+    FieldChange, FilePush, GuestConfig, GuestId, GuestKind, Observation, ObserveScope, ObservedGuest, PowerState,
+    fields,
 };
 use serde_json::Value;
 
@@ -666,32 +667,56 @@ impl ProxmoxBackend {
             })
     }
 
-    /// One container as the backend shows it: its configuration, normalised, and its snapshots.
-    fn observe_one(&self, node: &str, id: GuestId, running: bool) -> Result<ObservedGuest, BackendError> {
+    /// One container as the backend shows it: its configuration, normalised, and what `scope`
+    /// asks of it.
+    fn observe_one(
+        &self,
+        node: &str,
+        id: GuestId,
+        running: bool,
+        scope: &ObserveScope,
+    ) -> Result<ObservedGuest, BackendError> {
         self.located.lock().unwrap_or_else(PoisonError::into_inner).insert(id, node.to_string());
         let config = self.config(node, id)?;
-        self.observed(Guest::lxc(node, id), &config, normalize(&config), running)
+        self.observed(Guest::lxc(node, id), &config, normalize(&config), running, scope)
+    }
+
+    /// The snapshots of a guest: each one's name and description.
+    pub(crate) fn snapshots(&self, guest: Guest<'_>) -> Result<Vec<(String, String)>, BackendError> {
+        Ok(self
+            .api
+            .call(&Call::Snapshots(guest), &[])?
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| {
+                let name = s["name"].as_str().filter(|n| *n != "current")?;
+                Some((name.to_string(), text(&s["description"]).unwrap_or_default()))
+            })
+            .collect())
     }
 
     /// A guest as observed, from its configuration as Proxmox shows it (`config`) and as Phoenix's
-    /// fields (`fields`): whether Phoenix made it, its snapshots, its firewall.
+    /// fields (`fields`): whether Phoenix made it, its customization record, and where `scope`
+    /// asks for them its snapshots and its firewall.
     pub(crate) fn observed(
         &self,
         guest: Guest<'_>,
         config: &serde_json::Map<String, Value>,
         mut fields: GuestConfig,
         running: bool,
+        scope: &ObserveScope,
     ) -> Result<ObservedGuest, BackendError> {
-        let managed = config.get("description").and_then(text).is_some_and(|d| d.contains(MANAGED_MARK));
-        let snapshots: BTreeSet<String> = self
-            .api
-            .call(&Call::Snapshots(guest), &[])?
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|s| s["name"].as_str().filter(|n| *n != "current").map(str::to_string))
-            .collect();
-        crate::firewall::observe(&self.api, guest, &mut fields)?;
+        let description = config.get("description").and_then(text).unwrap_or_default();
+        let managed = description.contains(MANAGED_MARK);
+        let snapshots: BTreeSet<String> = if scope.snapshots_of(guest.id) {
+            self.snapshots(guest)?.into_iter().map(|(name, _)| name).collect()
+        } else {
+            BTreeSet::new()
+        };
+        if scope.firewall_of(guest.id) {
+            crate::firewall::observe(&self.api, guest, &mut fields)?;
+        }
         let half_made = match config.get("lock").and_then(text) {
             Some(lock) if managed && matches!(lock.as_str(), "create" | "clone") => self.creation_died(guest, &lock)?,
             _ => None,
@@ -706,6 +731,7 @@ impl ProxmoxBackend {
             managed,
             template: config.get("template").is_some_and(truthy),
             half_made,
+            markers: crate::record::read(&description),
         })
     }
 
@@ -732,6 +758,76 @@ impl ProxmoxBackend {
             return Ok(());
         }
         self.put_config(&self.api, guest, &[("description".into(), marked_description(old.as_deref()))], &[])
+    }
+
+    /// Where a guest is and what it is, from this run's record or the cluster's resources.
+    fn whereabouts(&self, id: GuestId) -> Result<(String, GuestKind), BackendError> {
+        if self.is_vm(id)? {
+            return Ok((self.vm_existing(id)?.0, GuestKind::Vm));
+        }
+        let (node, _) =
+            self.node_of(id)?.ok_or_else(|| BackendError::not_found(format!("container {id} does not exist")))?;
+        Ok((node, GuestKind::Lxc))
+    }
+
+    /// Puts `block` as the record of the guest's description (`None`: takes it out), once no
+    /// task holds its lock, with the configuration's `digest`; nothing when it is already so.
+    pub(crate) fn set_record(&self, guest: Guest<'_>, block: Option<&str>) -> Result<(), BackendError> {
+        let config = self.unlocked_config_of(guest)?;
+        let old = config.get("description").and_then(text).unwrap_or_default();
+        let new = crate::record::with(&old, block);
+        if new == old {
+            return Ok(());
+        }
+        crate::record::check_length(guest.id, &new)?;
+        let digest = config.get("digest").and_then(text).unwrap_or_default();
+        self.api.call(&Call::SetConfig(guest), &[("description", new), ("digest", digest)]).map(|_| ())
+    }
+
+    /// Takes a snapshot, once no task holds the guest's lock, with the guest's record at this
+    /// moment in the snapshot's description (see [`crate::record`]).
+    pub(crate) fn take_snapshot(&self, guest: Guest<'_>, name: &str) -> Result<(), BackendError> {
+        let live = self.unlocked_config_of(guest)?.get("description").and_then(text).unwrap_or_default();
+        let params = [("snapname", name.to_string()), ("description", crate::record::snapshot_description(&live))];
+        self.task(Call::TakeSnapshot(guest), &params)
+    }
+
+    /// After a rollback to `snapshot`: the guest's record is the snapshot's (Proxmox keeps the
+    /// live description through a rollback); none where the snapshot has none (one Phoenix did
+    /// not take, or an older Phoenix did), so that the record inside the guest, rolled back with
+    /// its files, counts.
+    pub(crate) fn restore_record(&self, guest: Guest<'_>, snapshot: &str) -> Result<(), BackendError> {
+        let record = self
+            .snapshots(guest)?
+            .into_iter()
+            .find(|(name, _)| name == snapshot)
+            .and_then(|(_, description)| crate::record::read(&description));
+        let block = record.map(|r| crate::record::block(&r)).transpose()?;
+        self.set_record(guest, block.as_deref())
+    }
+
+    /// The description a clone of `source` gets: the mark below what the source's says (`old`),
+    /// with the record of the snapshot it is cloned from (none where that snapshot has none: the
+    /// record inside the clone, copied with its files, counts), or the source's own.
+    pub(crate) fn clone_description(
+        &self,
+        source: Guest<'_>,
+        old: Option<&str>,
+        snapshot: &str,
+    ) -> Result<String, BackendError> {
+        let marked = marked_description(old);
+        if snapshot.is_empty() {
+            return Ok(marked);
+        }
+        let record = self
+            .snapshots(source)?
+            .into_iter()
+            .find(|(name, _)| name == snapshot)
+            .and_then(|(_, description)| crate::record::read(&description));
+        let block = record.map(|r| crate::record::block(&r)).transpose()?;
+        let description = crate::record::with(&marked, block.as_deref());
+        crate::record::check_length(source.id, &description)?;
+        Ok(description)
     }
 
     /// Makes a stopped guest a template (`POST .../template`) and waits until Proxmox shows it
@@ -1007,6 +1103,10 @@ impl Backend for ProxmoxBackend {
     }
 
     fn observe(&self) -> Result<Observation, BackendError> {
+        self.observe_scoped(&ObserveScope::everything())
+    }
+
+    fn observe_scoped(&self, scope: &ObserveScope) -> Result<Observation, BackendError> {
         let list = self.api.call(&Call::Resources, &[("type", "vm".into())])?;
         self.remember(&list);
         let rows: Vec<(GuestId, String, bool, bool)> = list
@@ -1019,19 +1119,19 @@ impl Backend for ProxmoxBackend {
                 Some((id, r["node"].as_str()?.to_string(), r["status"] == "running", r["type"] == "qemu"))
             })
             .collect();
-        // Each guest is a few requests in a row: read them for several guests at once.
+        // Each guest is one request or a few in a row: read them for several guests at once.
         let next = std::sync::atomic::AtomicUsize::new(0);
         let found: Mutex<Vec<Result<(GuestId, ObservedGuest), BackendError>>> = Mutex::default();
-        std::thread::scope(|scope| {
+        std::thread::scope(|threads| {
             for _ in 0..OBSERVE_THREADS.min(rows.len()) {
-                scope.spawn(|| {
+                threads.spawn(|| {
                     while let Some((id, node, running, vm)) =
                         rows.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
                     {
                         let guest = if *vm {
-                            self.vm_observe(node, *id, *running)
+                            self.vm_observe(node, *id, *running, scope)
                         } else {
-                            self.observe_one(node, *id, *running)
+                            self.observe_one(node, *id, *running, scope)
                         };
                         found.lock().unwrap_or_else(PoisonError::into_inner).push(guest.map(|g| (*id, g)));
                     }
@@ -1048,7 +1148,7 @@ impl Backend for ProxmoxBackend {
             return self.vm_observe_guest(id);
         }
         match self.node_of(id)? {
-            Some((node, running)) => self.observe_one(&node, id, running).map(Some),
+            Some((node, running)) => self.observe_one(&node, id, running, &ObserveScope::everything()).map(Some),
             None => Ok(None),
         }
     }
@@ -1066,8 +1166,11 @@ impl Backend for ProxmoxBackend {
                 if let Some(missing) = self.check_needs(request)? {
                     self.download_template(&node, &missing)?;
                 }
-                let mut params: Vec<(&str, String)> =
-                    vec![("vmid", id.to_string()), ("ostemplate", volume), ("description", MANAGED_MARK.to_string())];
+                let mut params: Vec<(&str, String)> = vec![
+                    ("vmid", id.to_string()),
+                    ("ostemplate", volume),
+                    ("description", crate::record::fresh(MANAGED_MARK)),
+                ];
                 let privileged = request.config.get("unprivileged") != Some("1");
                 let (root, token): (Vec<_>, Vec<_>) = to_params(&request.config, None, true)
                     .into_iter()
@@ -1103,7 +1206,10 @@ impl Backend for ProxmoxBackend {
                 // Proxmox's snapshots keep no description, and a clone gets one only from this
                 // parameter: the mark goes with the call, below what the source's says.
                 let old = source_config.get("description").and_then(text);
-                params.push(("description", marked_description(old.as_deref())));
+                params.push((
+                    "description",
+                    self.clone_description(Guest::lxc(&src_node, *source), old.as_deref(), snapshot)?,
+                ));
                 // A token may not copy device passthrough: such a source is cloned as root@pam.
                 let passthrough = !self.api_is_root() && source_config.keys().any(|k| numbered(k, "dev"));
                 let clone = Call::Clone(Guest::lxc(&src_node, *source));
@@ -1237,9 +1343,7 @@ impl Backend for ProxmoxBackend {
         }
         let (node, _) =
             self.node_of(id)?.ok_or_else(|| BackendError::not_found(format!("container {id} does not exist")))?;
-        let guest = Guest::lxc(&node, id);
-        self.unlocked_task(guest, Call::TakeSnapshot(guest), &[("snapname", name.to_string())])
-            .map_err(storage_without_snapshots)
+        self.take_snapshot(Guest::lxc(&node, id), name).map_err(storage_without_snapshots)
     }
 
     /// `POST .../snapshot/{snapname}/rollback`, its task waited for. Proxmox stops a running
@@ -1251,7 +1355,8 @@ impl Backend for ProxmoxBackend {
         let (node, running) =
             self.node_of(id)?.ok_or_else(|| BackendError::not_found(format!("container {id} does not exist")))?;
         let params: Vec<(&str, String)> = if running { vec![("start", "1".into())] } else { Vec::new() };
-        self.task(Call::Rollback(Guest::lxc(&node, id), name), &params)
+        self.task(Call::Rollback(Guest::lxc(&node, id), name), &params)?;
+        self.restore_record(Guest::lxc(&node, id), name)
     }
 
     /// `DELETE .../snapshot/{snapname}`, its task waited for.
@@ -1334,6 +1439,24 @@ impl Backend for ProxmoxBackend {
                 format!("writing {} in {id} failed with status {}", file.path, out.status),
             ))
         }
+    }
+
+    /// The record in the guest's description (see [`crate::record`]); for a guest of an older
+    /// Phoenix, whose description has none, the file inside it.
+    fn read_markers(&self, id: GuestId) -> Result<Option<Vec<u8>>, BackendError> {
+        let (node, kind) = self.whereabouts(id)?;
+        let config = self.config_of(Guest { node: &node, kind, id })?;
+        match config.get("description").and_then(text).as_deref().and_then(crate::record::read) {
+            Some(record) => Ok(Some(record)),
+            None => self.read_file(id, phoenix_backend::inside::MARKERS_PATH),
+        }
+    }
+
+    /// Writes the record into the guest's description (see [`crate::record`]), with the
+    /// configuration's `digest`.
+    fn write_markers(&self, id: GuestId, content: &[u8]) -> Result<(), BackendError> {
+        let (node, kind) = self.whereabouts(id)?;
+        self.set_record(Guest { node: &node, kind, id }, Some(&crate::record::block(content)?))
     }
 
     fn destroy(&self, id: GuestId) -> Result<(), BackendError> {

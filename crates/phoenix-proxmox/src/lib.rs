@@ -17,5 +17,6 @@ pub mod preflight;
 pub mod propstring;
 pub mod pvesh;
 pub mod qemu;
+pub mod record;
 pub mod task;
 pub mod upid;

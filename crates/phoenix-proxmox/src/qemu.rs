@@ -19,11 +19,11 @@ use std::time::{Duration, Instant};
 use phoenix_backend::fields::canonical;
 use phoenix_backend::{
     BackendError, ChangeEffect, CreateRequest, CreateSource, Delivery, ExecOutput, ExecRequest, FieldChange, FilePush,
-    GuestConfig, GuestId, GuestKind, ObservedGuest,
+    GuestConfig, GuestId, GuestKind, ObserveScope, ObservedGuest,
 };
 use serde_json::Value;
 
-use crate::backend::{MANAGED_MARK, ProxmoxBackend, marked_description};
+use crate::backend::{MANAGED_MARK, ProxmoxBackend};
 use crate::decode::{text, truthy};
 use crate::endpoint::{Agent, Call, Guest, Power};
 use crate::propstring::{Property, Startup, parse_pairs};
@@ -381,10 +381,10 @@ fn resolve_password(id: GuestId, source: &str, resolver: Option<&SecretResolver>
 
 /// The description of a managed VM: the mark, and the fingerprint of its password if it has one.
 fn description(fingerprint: Option<&str>) -> String {
-    match fingerprint {
+    crate::record::fresh(&match fingerprint {
         Some(fp) => format!("{MANAGED_MARK}\n{PASSWORD_LINE}{fp}"),
         None => MANAGED_MARK.to_string(),
-    }
+    })
 }
 
 impl ProxmoxBackend {
@@ -466,7 +466,7 @@ impl ProxmoxBackend {
             .map(|r| (r["node"].as_str().unwrap_or_default().to_string(), r["status"] == "running")))
     }
 
-    fn vm_existing(&self, id: GuestId) -> Result<(String, bool), BackendError> {
+    pub(crate) fn vm_existing(&self, id: GuestId) -> Result<(String, bool), BackendError> {
         self.vm_locate(id)?.ok_or_else(|| BackendError::not_found(format!("VM {id} does not exist")))
     }
 
@@ -493,14 +493,20 @@ impl ProxmoxBackend {
     }
 
     /// One VM as the backend shows it.
-    pub(crate) fn vm_observe(&self, node: &str, id: GuestId, running: bool) -> Result<ObservedGuest, BackendError> {
+    pub(crate) fn vm_observe(
+        &self,
+        node: &str,
+        id: GuestId,
+        running: bool,
+        scope: &ObserveScope,
+    ) -> Result<ObservedGuest, BackendError> {
         let config = self.vm_config(node, id)?;
-        self.observed(Guest::qemu(node, id), &config, normalize(&config), running)
+        self.observed(Guest::qemu(node, id), &config, normalize(&config), running, scope)
     }
 
     pub(crate) fn vm_observe_guest(&self, id: GuestId) -> Result<Option<ObservedGuest>, BackendError> {
         match self.vm_locate(id)? {
-            Some((node, running)) => self.vm_observe(&node, id, running).map(Some),
+            Some((node, running)) => self.vm_observe(&node, id, running, &ObserveScope::everything()).map(Some),
             None => Ok(None),
         }
     }
@@ -878,7 +884,10 @@ impl ProxmoxBackend {
                     .get("description")
                     .and_then(text)
                     .map(|d| d.lines().filter(|l| !l.starts_with(PASSWORD_LINE)).collect::<Vec<_>>().join("\n"));
-                params.push(("description", marked_description(old.as_deref())));
+                params.push((
+                    "description",
+                    self.clone_description(Guest::qemu(&src_node, *source), old.as_deref(), snapshot)?,
+                ));
                 self.vm_task(Call::Clone(Guest::qemu(&src_node, *source)), &params)?;
                 // The clone has its template's configuration: make it this VM's.
                 let current = self.vm_unlocked_config(&node, id)?;
@@ -933,7 +942,7 @@ impl ProxmoxBackend {
 
     pub(crate) fn vm_snapshot(&self, id: GuestId, name: &str) -> Result<(), BackendError> {
         let (node, _) = self.vm_existing(id)?;
-        self.vm_task(Call::TakeSnapshot(Guest::qemu(&node, id)), &[("snapname", name.to_string())])
+        self.take_snapshot(Guest::qemu(&node, id), name)
     }
 
     /// Rolls a VM back to a snapshot; Proxmox stops it for that, and starts it again (`start`)
@@ -942,6 +951,7 @@ impl ProxmoxBackend {
         let (node, running) = self.vm_existing(id)?;
         let params: Vec<(&str, String)> = if running { vec![("start", "1".into())] } else { Vec::new() };
         self.vm_task(Call::Rollback(Guest::qemu(&node, id), name), &params)?;
+        self.restore_record(Guest::qemu(&node, id), name)?;
         // Started again (or left stopped): its guest agent answers only once it has booted.
         self.set_running(id, running);
         Ok(())

@@ -211,12 +211,13 @@ fn a_vm_is_rolled_back_to_its_snapshot_and_a_deleted_snapshot_is_gone() {
 }
 
 /// The engine on the Proxmox backend: a feature that fails when it runs again on a VM rolls
-/// the VM back to the snapshot taken before it (its markers as they were, running again); once
+/// the VM back to the snapshot taken before it (its markers as they were, kept in the snapshot's
+/// description and given back to the VM's, running again); once
 /// it passes, the snapshots are deleted.
 #[test]
 fn a_failed_update_of_a_vm_is_rolled_back_by_the_engine() {
     use phoenix_engine::GuestOutcome;
-    use phoenix_engine::customize::{Feature, FeatureLibrary, FeatureManifest, MARKERS_PATH};
+    use phoenix_engine::customize::{Feature, FeatureLibrary, FeatureManifest};
 
     let library = |version: &str| {
         FeatureLibrary::new([Feature {
@@ -242,7 +243,14 @@ fn a_failed_update_of_a_vm_is_rolled_back_by_the_engine() {
         .with_agent_wait(Duration::from_secs(5));
     let (_, report) = support::apply_with(&backend, &estate, dir.path(), &library("v1"));
     assert!(!report.failed(), "{report:#?}");
-    let markers = double.vm_file(8100, MARKERS_PATH).expect("markers").0;
+    // The record is in the VM's description (see `phoenix_proxmox::record`), which Proxmox keeps
+    // as it is through a rollback.
+    let record = || {
+        let config = double.vm_config(8100).expect("8100");
+        phoenix_proxmox::record::read(config.get("description").map_or("", String::as_str))
+    };
+    let markers = record().expect("markers");
+    assert!(String::from_utf8_lossy(&markers).contains("feature:base_setup"), "{markers:?}");
 
     // The new version of the feature fails in the VM.
     let (plan, _, jobs) = support::plan_with(&backend, &estate, dir.path(), &library("v2"));
@@ -261,7 +269,7 @@ fn a_failed_update_of_a_vm_is_rolled_back_by_the_engine() {
         )),
         "{message}"
     );
-    assert_eq!(double.vm_file(8100, MARKERS_PATH).expect("markers").0, markers, "the markers as they were");
+    assert_eq!(record().expect("markers"), markers, "the markers as they were");
     assert_eq!(double.vm_running(8100), Some(true));
 
     // Once it passes: the update's snapshot and the one kept by the rollback are deleted.

@@ -48,9 +48,10 @@ fn a_container_made_a_template_is_cloned_from_itself_and_never_started_again() {
         assert_eq!(tpl.power, PowerState::Stopped);
         let conf = double.conf_file(900).expect("conf");
         assert!(conf.contains("template: 1") && conf.contains("basevol-900-disk-0"), "{conf}");
+        // The record of what ran is in the description, and a clone gets its source's.
         let markers = |id: u32| {
-            let bytes = double.node_channel().file(id, phoenix_engine::customize::MARKERS_PATH).unwrap_or_default();
-            String::from_utf8_lossy(&bytes).into_owned()
+            let record = double.description(id).as_deref().and_then(phoenix_proxmox::record::read).unwrap_or_default();
+            String::from_utf8_lossy(&record).into_owned()
         };
         assert!(markers(900).contains("\"script\""), "its script ran before: {}", markers(900));
 

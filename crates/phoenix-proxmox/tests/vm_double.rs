@@ -163,9 +163,9 @@ fn lifecycle(version: PveVersion) {
     let run = commands.iter().find(|c| c[0].ends_with("/run")).expect("the feature's script ran");
     assert_eq!(run[1..3], ["--phoenix-contract".to_string(), phoenix_engine::customize::CONTRACT_VERSION.to_string()]);
     assert!(commands.iter().any(|c| c[0] == "rm" && c[1] == "-rf"), "{commands:?}");
-    let (markers, mode) = double.vm_file(8001, phoenix_engine::customize::MARKERS_PATH).expect("markers");
-    assert!(String::from_utf8_lossy(&markers).contains("feature:base_setup"));
-    assert_eq!(mode, Some(("600".to_string(), "0:0".to_string())));
+    let description = double.description(8001).expect("a description");
+    let markers = phoenix_proxmox::record::read(&description).expect("the record, in the description");
+    assert!(String::from_utf8_lossy(&markers).contains("feature:base_setup"), "{description}");
     assert_eq!(double.vm_running(8001), Some(true));
 
     // Planning again: nothing to do (the password compared by its fingerprint).

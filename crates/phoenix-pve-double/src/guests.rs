@@ -202,7 +202,9 @@ pub(crate) fn rolled_back_config(
     snapshot: &BTreeMap<String, String>,
     snapname: &str,
 ) -> BTreeMap<String, String> {
-    let mut config: BTreeMap<String, String> = snapshot.clone();
+    // The snapshot's own description is its comment, never the guest's.
+    let mut config: BTreeMap<String, String> =
+        snapshot.iter().filter(|(k, _)| *k != "description").map(|(k, v)| (k.clone(), v.clone())).collect();
     for (k, v) in live.iter().filter(|(k, _)| *k == "description" || numbered(k, "unused")) {
         config.insert(k.clone(), v.clone());
     }
@@ -499,7 +501,11 @@ pub(crate) fn handle(
                     ok(Value::Array(list))
                 }
                 ("GET", ["snapshot"]) => {
-                    let mut list: Vec<Value> = g.snapshots.keys().map(|s| json!({ "name": s })).collect();
+                    let mut list: Vec<Value> = g
+                        .snapshots
+                        .iter()
+                        .map(|(s, snap)| json!({ "name": s, "description": snap.config.get("description").cloned().unwrap_or_default() }))
+                        .collect();
                     list.push(json!({ "name": "current", "description": "You are here!" }));
                     ok(Value::Array(list))
                 }
@@ -507,7 +513,12 @@ pub(crate) fn handle(
                 ("POST", ["snapshot"]) => {
                     let name = ps.get("snapname").cloned().unwrap_or_default();
                     let g = guests.get_mut(&n)?;
-                    let copy = Snapshot { config: snapshot_config(&g.config), raw: g.raw.clone() };
+                    let mut config = snapshot_config(&g.config);
+                    // The snapshot's own description: its comment, from the parameter.
+                    if let Some(d) = ps.get("description").filter(|d| !d.is_empty()) {
+                        config.insert("description".into(), d.clone());
+                    }
+                    let copy = Snapshot { config, raw: g.raw.clone() };
                     g.snapshots.insert(name.clone(), copy);
                     g.config.insert("parent".into(), name);
                     ok(json!(task(node, "vzsnapshot", vmid)))

@@ -477,7 +477,11 @@ impl Vms {
                         ok(json!(task(node, &format!("qm{action}"), vmid)))
                     }
                     ("GET", ["snapshot"]) => {
-                        let mut list: Vec<Value> = vm.snapshots.keys().map(|s| json!({ "name": s })).collect();
+                        let mut list: Vec<Value> = vm
+                            .snapshots
+                            .iter()
+                            .map(|(s, c)| json!({ "name": s, "description": c.get("description").cloned().unwrap_or_default() }))
+                            .collect();
                         list.push(
                             json!({ "name": "current", "description": "You are here!", "running": u8::from(running) }),
                         );
@@ -517,7 +521,11 @@ impl Vms {
                             return Some(fail(format!("VM is locked ({kind})")));
                         }
                         let vm = self.vms.get_mut(&n)?;
-                        let copy = crate::guests::snapshot_config(&vm.config);
+                        let mut copy = crate::guests::snapshot_config(&vm.config);
+                        // The snapshot's own description: its comment, from the parameter.
+                        if let Some(d) = ps.get("description").filter(|d| !d.is_empty()) {
+                            copy.insert("description".into(), d.clone());
+                        }
                         vm.snapshots.insert(name.clone(), copy);
                         vm.snapshot_files.insert(name.clone(), vm.files.clone());
                         vm.config.insert("parent".into(), name);

@@ -828,6 +828,14 @@ impl PveDouble {
         self.model.lock().unwrap_or_else(PoisonError::into_inner).guests.get(&id).map(crate::node::render)
     }
 
+    /// The live description of a guest (container or VM): `None` when it has none, or the guest
+    /// does not exist.
+    pub fn description(&self, id: u32) -> Option<String> {
+        let model = self.model.lock().unwrap_or_else(PoisonError::into_inner);
+        let config = model.guests.get(&id).map(|g| &g.config).or_else(|| model.vms.vms.get(&id).map(|v| &v.config))?;
+        config.get("description").cloned()
+    }
+
     /// For each task a status request found stopped: how long after its end that was — how soon
     /// the client noticed it had finished.
     pub fn task_detection_delays(&self) -> Vec<std::time::Duration> {

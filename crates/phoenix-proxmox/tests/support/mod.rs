@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use phoenix_backend::Backend;
 use phoenix_engine::customize::FeatureLibrary;
-use phoenix_engine::health::NetProber;
+use phoenix_engine::health::{NetProber, Prober};
 use phoenix_engine::planner::{Planner, Validated};
 use phoenix_engine::{ApplyOptions, ApplyReport, Engine, Silent};
 use phoenix_proxmox::api::{ApiClient, Auth, TlsVerify};
@@ -117,8 +117,19 @@ pub fn plan_with(
     dir: &Path,
     library: &FeatureLibrary,
 ) -> (phoenix_plan::Plan, phoenix_plan::Desired, BTreeMap<u32, Vec<phoenix_engine::customize::Job>>) {
+    plan_probed(backend, estate, dir, library, &NetProber)
+}
+
+/// [`plan_with`], with health checks probed by `prober`.
+pub fn plan_probed(
+    backend: &dyn Backend,
+    estate: &phoenix_config::Estate,
+    dir: &Path,
+    library: &FeatureLibrary,
+    prober: &dyn Prober,
+) -> (phoenix_plan::Plan, phoenix_plan::Desired, BTreeMap<u32, Vec<phoenix_engine::customize::Job>>) {
     let mut planner = Planner::new(estate.clone(), library, dir, &[]).expect("prepare");
-    let plan = planner.plan(backend, &NetProber).expect("observe").plan;
+    let plan = planner.plan(backend, prober).expect("observe").plan;
     (plan, planner.desired().clone(), planner.jobs().clone())
 }
 
@@ -145,10 +156,22 @@ pub fn apply_with(
     dir: &Path,
     library: &FeatureLibrary,
 ) -> (phoenix_plan::Plan, ApplyReport) {
-    let (plan, desired, jobs) = plan_with(backend, estate, dir, library);
+    apply_probed(backend, estate, dir, library, &NetProber)
+}
+
+/// [`apply_with`], with health checks probed by `prober` (the example's addresses are not this
+/// machine's to probe).
+pub fn apply_probed(
+    backend: &dyn Backend,
+    estate: &phoenix_config::Estate,
+    dir: &Path,
+    library: &FeatureLibrary,
+    prober: &dyn Prober,
+) -> (phoenix_plan::Plan, ApplyReport) {
+    let (plan, desired, jobs) = plan_probed(backend, estate, dir, library, prober);
     assert!(plan.issues.is_empty(), "{:#?}", plan.issues);
     let cancel = AtomicBool::new(false);
-    let engine = Engine { backend, prober: &NetProber, reporter: &Silent, cancel: &cancel };
+    let engine = Engine { backend, prober, reporter: &Silent, cancel: &cancel };
     let report = engine.apply(&desired, &plan, &jobs, &ApplyOptions { jobs: 4, ..ApplyOptions::default() });
     (plan, report)
 }
