@@ -114,8 +114,8 @@ fn options_and_rules_through_the_api_foreign_rules_kept_changes_and_removals_in_
         assert_eq!(
             s[..2],
             [
-                "run `pvesh create /cluster/firewall/rules --type in --action ACCEPT --enable 1 --iface vmbr0 --source 10.0.0.0/24 --proto tcp --dport 8006 --comment phoenix: global_firewall_rules[1] --pos 0 --output-format json`",
-                "run `pvesh create /cluster/firewall/rules --type in --action ACCEPT --enable 1 --iface vmbr0 --source 10.0.0.0/24 --proto tcp --dport 22 --comment phoenix: SSH from the LAN --pos 0 --output-format json`",
+                "run `pvesh create /cluster/firewall/rules --type in --action ACCEPT --enable 1 --iface vmbr0 --source 10.0.0.0/24 --proto tcp --dport 8006 --comment 'phoenix: global_firewall_rules[1]' --pos 0 --output-format json`",
+                "run `pvesh create /cluster/firewall/rules --type in --action ACCEPT --enable 1 --iface vmbr0 --source 10.0.0.0/24 --proto tcp --dport 22 --comment 'phoenix: SSH from the LAN' --pos 0 --output-format json`",
             ],
             "{version:?}"
         );
