@@ -1,9 +1,11 @@
 //! The firewall module against the PVE double, through its `pvesh` stand-in (every request checked
 //! against the official schema of 8.4.5 and 9.2.3): options set and Phoenix's rules created first,
-//! a rule Phoenix did not write kept as it is, a changed rule updated and a removed one deleted
-//! with positions right in the order the steps run, a second apply doing nothing, planning
-//! writing nothing, a change made behind Phoenix's back between plan and apply refused by the
-//! digest, and the errors of a host that is not a working Proxmox VE host.
+//! a rule Phoenix did not write kept as it is, a rule added at the end created and moved, a
+//! changed rule updated and a removed one deleted with positions right in the order the steps
+//! run, a second apply doing nothing, planning writing nothing, a change made behind Phoenix's
+//! back between plan and apply refused by the digest, the errors of a host that is not a working
+//! Proxmox VE host; and 60 generated cases of rules there and rules configured, after each of
+//! which Phoenix's rules are first, in order, and every other rule is as it was, in its order.
 
 mod support;
 
@@ -139,22 +141,46 @@ fn options_and_rules_through_the_api_foreign_rules_kept_changes_and_removals_in_
         assert_eq!(rules[0].get("enable").map(String::as_str), Some("1"));
         assert_eq!(rules[2], fields(MINE), "the administrator's rule is as it was");
 
-        // The SSH rule changes and the second rule goes: the deletion runs first, from the
-        // bottom, with the digest; the update keeps its position.
+        // A rule added at the end: created (Proxmox puts it first), then moved below Phoenix's
+        // two; the rules already there are not touched.
+        let more = HostFirewall {
+            global_firewall_rules: vec![
+                rule("22", Some("SSH from the LAN")),
+                rule("8006", None),
+                rule("443", Some("HTTPS")),
+            ],
+            ..fw.clone()
+        };
+        let plan = apply_twice(&host, &Firewall { config: more }, &no_secrets);
+        let s = summaries(&plan);
+        assert!(
+            s[0].starts_with("run `pvesh create /cluster/firewall/rules ") && s[0].contains("--dport 443"),
+            "{s:?}"
+        );
+        assert_eq!(s[1], "run `pvesh set /cluster/firewall/rules/0 --moveto 3 --output-format json`");
+        assert_eq!(s.len(), 2, "{s:?}");
+        assert_eq!(
+            comments(&double),
+            ["phoenix: SSH from the LAN", "phoenix: global_firewall_rules[1]", "phoenix: HTTPS", "mine"]
+        );
+
+        // The SSH rule changes and the other two go: the deletions run first, from the bottom,
+        // the first with the digest; the update keeps its position.
         let mut ssh = rule("22", Some("SSH from the LAN"));
         ssh.source = Some("10.0.1.0/24".into());
         ssh.enabled = Some(false);
         let fewer = HostFirewall { global_firewall_rules: vec![ssh], ..fw.clone() };
         let plan = apply_twice(&host, &Firewall { config: fewer.clone() }, &no_secrets);
         let s = summaries(&plan);
-        assert!(s[0].starts_with("run `pvesh delete /cluster/firewall/rules/1 --digest "), "{s:?}");
+        assert!(s[0].starts_with("run `pvesh delete /cluster/firewall/rules/2 --digest "), "{s:?}");
+        assert_eq!(s[1], "run `pvesh delete /cluster/firewall/rules/1 --output-format json`");
         assert_eq!(
-            s[1],
+            s[2],
             "run `pvesh set /cluster/firewall/rules/0 --enable 0 --source 10.0.1.0/24 --output-format json`"
         );
-        assert_eq!(s.len(), 2, "{s:?}");
-        assert!(plan.steps[0].reason.contains("no longer has Phoenix's rule `phoenix: global_firewall_rules[1]`"));
-        assert!(plan.steps[1].reason.contains("source 10.0.0.0/24 → 10.0.1.0/24"), "{}", plan.steps[1].reason);
+        assert_eq!(s.len(), 3, "{s:?}");
+        assert!(plan.steps[1].reason.contains("no longer has Phoenix's rule `phoenix: global_firewall_rules[1]`"));
+        assert!(plan.steps[2].reason.contains("source 10.0.0.0/24 → 10.0.1.0/24"), "{}", plan.steps[2].reason);
         assert_eq!(comments(&double), ["phoenix: SSH from the LAN", "mine"]);
         let rules = double.cluster_firewall_rules();
         assert_eq!(rules[0].get("source").map(String::as_str), Some("10.0.1.0/24"));
@@ -169,7 +195,7 @@ fn options_and_rules_through_the_api_foreign_rules_kept_changes_and_removals_in_
         let s = summaries(&plan);
         assert!(s[0].starts_with("run `pvesh delete /cluster/firewall/rules/1 --digest "), "{s:?}");
         assert!(s[1].starts_with("run `pvesh create /cluster/firewall/rules "), "{s:?}");
-        assert!(plan.steps[0].reason.contains("not in Phoenix's block at the top"), "{}", plan.steps[0].reason);
+        assert!(plan.steps[0].reason.contains("below a rule Phoenix did not write"), "{}", plan.steps[0].reason);
         assert_eq!(comments(&double), ["phoenix: SSH from the LAN", "mine"]);
         assert!(!double.cluster_firewall_rules()[0].contains_key("macro"));
 
@@ -267,4 +293,115 @@ fn refused_rules_and_hosts_that_are_not_working_proxmox_hosts() {
     });
     let e = Firewall { config: fw }.plan_on(&odd, &no_secrets).expect_err("not an object");
     assert!(e.message.contains("are not a JSON object"), "{e}");
+}
+
+/// A small deterministic generator (no dependency needed for a few dozen cases).
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        usize::try_from((self.0 >> 33) % n as u64).unwrap_or(0)
+    }
+}
+
+#[test]
+fn whatever_the_rules_were_phoenixs_end_first_in_order_and_the_others_stay_in_theirs() {
+    let double = double(PveVersion::V8);
+    let host = node(&double);
+    let mut rng = Lcg(15);
+    let (mut moves, mut updates, mut deletions) = (0, 0, 0);
+    for case in 0..60 {
+        // What is there: Phoenix's rules (some stale: another port) and the administrator's, mixed.
+        for _ in 0..double.cluster_firewall_rules().len() {
+            admin(&double, &["delete", "/cluster/firewall/rules/0"]);
+        }
+        let mut there: Vec<(String, String)> = Vec::new();
+        for _ in 0..rng.below(7) {
+            let r = rng.below(8);
+            let (comment, port) = if r < 6 {
+                (format!("phoenix: r{r}"), (8000 + r + 10 * usize::from(rng.below(4) == 0)).to_string())
+            } else {
+                (format!("f{r}"), "22".into())
+            };
+            there.push((comment, port));
+        }
+        for (comment, port) in there.iter().rev() {
+            admin(
+                &double,
+                &[
+                    "create",
+                    "/cluster/firewall/rules",
+                    "--type",
+                    "in",
+                    "--action",
+                    "ACCEPT",
+                    "--iface",
+                    "vmbr0",
+                    "--source",
+                    "10.0.0.0/24",
+                    "--proto",
+                    "tcp",
+                    "--dport",
+                    port,
+                    "--enable",
+                    "1",
+                    "--comment",
+                    comment,
+                ],
+            );
+        }
+        let foreign_before: Vec<BTreeMap<String, String>> =
+            double.cluster_firewall_rules().into_iter().filter(|r| !r["comment"].starts_with("phoenix:")).collect();
+        // What the configuration asks for: some of r0..r5, in any order; every other case, the
+        // rules of Phoenix's that are there, in their order, with others added anywhere.
+        let mut pool: Vec<usize> = (0..6).collect();
+        let mut wanted = Vec::new();
+        if case % 2 == 1 {
+            for (comment, _) in &there {
+                if let Some(r) = comment.strip_prefix("phoenix: r").and_then(|r| r.parse::<usize>().ok())
+                    && let Some(at) = pool.iter().position(|p| *p == r)
+                {
+                    wanted.push(pool.remove(at));
+                }
+            }
+        }
+        for _ in 0..rng.below(4).min(pool.len()) {
+            let r = pool.remove(rng.below(pool.len()));
+            wanted.insert(rng.below(wanted.len() + 1), r);
+        }
+
+        let fw = HostFirewall {
+            enabled: true,
+            default_input_policy: None,
+            default_output_policy: None,
+            global_firewall_rules: wanted
+                .iter()
+                .map(|r| rule(&(8000 + r).to_string(), Some(&format!("r{r}"))))
+                .collect(),
+        };
+        let plan = apply_twice(&host, &Firewall { config: fw }, &no_secrets);
+        let s = summaries(&plan);
+        moves += s.iter().filter(|s| s.contains("--moveto")).count();
+        updates += s
+            .iter()
+            .filter(|s| s.starts_with("run `pvesh set /cluster/firewall/rules/") && !s.contains("--moveto"))
+            .count();
+        deletions += s.iter().filter(|s| s.starts_with("run `pvesh delete")).count();
+        let after = double.cluster_firewall_rules();
+        let expected: Vec<String> = wanted
+            .iter()
+            .map(|r| format!("phoenix: r{r}"))
+            .chain(foreign_before.iter().map(|r| r["comment"].clone()))
+            .collect();
+        assert_eq!(comments(&double), expected, "case {case}: {there:?} → {wanted:?}, plan {:#?}", summaries(&plan));
+        for (r, w) in after.iter().zip(&wanted) {
+            assert_eq!(r.get("dport"), Some(&(8000 + w).to_string()), "case {case}");
+        }
+        assert_eq!(after[wanted.len()..], foreign_before[..], "case {case}: the administrator's rules changed");
+    }
+    assert!(
+        moves > 5 && updates > 5 && deletions > 5,
+        "the cases do not try every kind of step: {moves} {updates} {deletions}"
+    );
 }

@@ -8,15 +8,16 @@
 //! the API stores by itself.
 //!
 //! Positions shift as rules are added and removed, so the steps are planned in an order in which
-//! each step's position is right when it runs: Phoenix's rules that are no longer wanted, or that
-//! are not in the block at the top, are deleted first, from the last position up (the positions
-//! above stay as they were); the block of Phoenix's rules at the top is then updated in place to
-//! become the configuration's last rules; the configuration's other rules are created last, the
-//! last first, as Proxmox puts a new rule at the top whatever `pos` says. The first step that
-//! names a position carries the `digest` read while planning, so Proxmox refuses it if someone
-//! changed the rules since ("detected modified configuration"); setting the options carries the
-//! options' digest. The options are set after the rules, so that the rules are in place before
-//! a policy that drops traffic applies.
+//! each step's position is right when it runs. Of the block of Phoenix's rules at the top, the
+//! window that makes the fewest steps is kept and updated in place; every other rule of Phoenix's
+//! (no longer configured, beyond the window, or below a rule Phoenix did not write) is deleted
+//! first, from the last position up, so that the positions above stay as they were. The
+//! configured rules after the kept ones are then created and moved below them (`moveto`), and
+//! those before them created last, the last first: Proxmox puts a new rule at the top whatever
+//! `pos` says. The first step, when it names a position, carries the `digest` read while
+//! planning, so Proxmox refuses it if someone changed the rules since ("detected modified
+//! configuration"); setting the options carries the options' digest. The options are set after
+//! the rules, so that the rules are in place before a policy that drops traffic applies.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -263,6 +264,108 @@ fn describe(fields: &[(String, String)], delete: &[String], current: &Rule) -> S
         .join(", ")
 }
 
+/// The cheapest arrangement of Phoenix's rules: the window of Phoenix's block at the top that is
+/// kept (`w`, of length `k`) and where in the configuration's list it goes (`s`).
+struct Layout {
+    /// The first kept rule of the block.
+    w: usize,
+    /// How many are kept.
+    k: usize,
+    /// The configured rule the first kept one becomes.
+    s: usize,
+}
+
+/// Chooses the layout with the fewest steps (then the fewest fields changed): the rules kept are
+/// updated in place, the configured rules before them are created (each lands first), those
+/// after them are created and moved below them.
+fn layout(rules: &[Rule], want: &[Rule]) -> Layout {
+    let block = rules.iter().take_while(|r| is_phoenix_rule(r)).count();
+    let (n, k) = (want.len(), block.min(want.len()));
+    let mut best: Option<((usize, usize), Layout)> = None;
+    for w in 0..=block - k {
+        for s in 0..=n - k {
+            let (mut updates, mut fields) = (0, 0);
+            for i in 0..k {
+                let (set, delete) = difference(&rules[w + i], &want[s + i]);
+                updates += usize::from(!set.is_empty() || !delete.is_empty());
+                fields += set.len() + delete.len();
+            }
+            // Each rule after the kept ones is created, then moved.
+            let cost = (updates + s + 2 * (n - k - s), fields);
+            if best.as_ref().is_none_or(|(c, _)| cost < *c) {
+                best = Some((cost, Layout { w, k, s }));
+            }
+        }
+    }
+    best.map_or(Layout { w: 0, k: 0, s: n }, |(_, l)| l)
+}
+
+/// The steps that make the cluster's rule list start with `want`, each right at the position it
+/// names when it runs (see the module's documentation), with their reasons.
+fn rule_steps(o: &Observed, want: &[Rule]) -> Vec<(Action, String)> {
+    let mut steps = Vec::new();
+    let Layout { w, k, s } = layout(&o.rules, want);
+    // The digest read while planning, for the first step when it names a position (deletions
+    // and updates come before any creation).
+    let mut guard = o.rules_digest.clone();
+    let run = |cmd: Command| Action::Run { command: cmd };
+    // Phoenix's rules outside the kept window, the last first: the positions above stay right.
+    for pos in (0..o.rules.len()).rev().filter(|p| is_phoenix_rule(&o.rules[*p]) && !(w..w + k).contains(p)) {
+        let rule = &o.rules[pos];
+        let reason = if !want.iter().any(|r| comment(r) == comment(rule)) {
+            format!("the configuration no longer has Phoenix's rule `{}` (position {pos})", comment(rule))
+        } else if o.rules[..pos].iter().all(is_phoenix_rule) {
+            format!("Phoenix's rule `{}` at position {pos} is not needed where it is", comment(rule))
+        } else {
+            format!(
+                "Phoenix's rule `{}` at position {pos} is below a rule Phoenix did not write: it is made again at the top",
+                comment(rule)
+            )
+        };
+        steps.push((run(finish(pvesh("delete", &format!("{RULES}/{pos}")), guard.take())), reason));
+    }
+    // The kept window, now at the top, becomes the configured rules from `s`.
+    for i in 0..k {
+        let (current, target) = (&o.rules[w + i], &want[s + i]);
+        let (set, delete) = difference(current, target);
+        if set.is_empty() && delete.is_empty() {
+            continue;
+        }
+        let mut cmd = with_fields(pvesh("set", &format!("{RULES}/{i}")), &set);
+        if !delete.is_empty() {
+            cmd = cmd.arg("--delete").arg(&delete.join(","));
+        }
+        let reason = format!(
+            "Phoenix's rule at position {i} (`{}`) becomes `{}`: {}",
+            comment(current),
+            comment(target),
+            describe(&set, &delete, current)
+        );
+        steps.push((run(finish(cmd, guard.take())), reason));
+    }
+    let create = |target: &Rule| {
+        let fields: Vec<(String, String)> =
+            FIELDS.iter().filter_map(|f| target.get(*f).map(|v| ((*f).to_string(), v.clone()))).collect();
+        run(finish(with_fields(pvesh("create", RULES), &fields).arg("--pos").arg("0"), None))
+    };
+    // The configured rules after the kept ones: each created (first), then moved below the
+    // kept ones and those created before it.
+    for (j, target) in want[s + k..].iter().enumerate() {
+        let reason = format!("there is no rule `{}` yet (Proxmox puts a new rule first)", comment(target));
+        steps.push((create(target), reason));
+        let moveto = (k + j + 1).to_string();
+        let cmd = finish(pvesh("set", &format!("{RULES}/0")).arg("--moveto").arg(&moveto), None);
+        let reason = format!("`{}` goes to position {}, after Phoenix's rules before it", comment(target), k + j);
+        steps.push((run(cmd), reason));
+    }
+    // The configured rules before the kept ones, the last first: each lands first.
+    for target in want[..s].iter().rev() {
+        let reason = format!("there is no rule `{}` yet (Proxmox puts a new rule first)", comment(target));
+        steps.push((create(target), reason));
+    }
+    steps
+}
+
 impl Module for Firewall {
     type Observed = Observed;
 
@@ -291,48 +394,8 @@ impl Module for Firewall {
             plan.note("there is no /etc/pve (not a Proxmox VE host): the firewall is not set up");
             return Ok(plan);
         }
-        let n = want.len();
-        // Phoenix's rules at the top, as many as the configuration has at most: they are kept
-        // (updated in place) as the configuration's last rules.
-        let kept = o.rules.iter().take_while(|r| is_phoenix_rule(r)).count().min(n);
-        // The digest read while planning, for the first step that names a position.
-        let mut guard = o.rules_digest.clone();
-        for pos in (kept..o.rules.len()).rev().filter(|p| is_phoenix_rule(&o.rules[*p])) {
-            let rule = &o.rules[pos];
-            let reason = if want.iter().any(|w| comment(w) == comment(rule)) {
-                format!(
-                    "Phoenix's rule `{}` at position {pos} is not in Phoenix's block at the top: it is made again there",
-                    comment(rule)
-                )
-            } else {
-                format!("the configuration no longer has Phoenix's rule `{}` (position {pos})", comment(rule))
-            };
-            let cmd = finish(pvesh("delete", &format!("{RULES}/{pos}")), guard.take());
-            plan.step(Step::new(Action::Run { command: cmd }, reason));
-        }
-        for (pos, (current, target)) in o.rules.iter().zip(&want[n - kept..]).enumerate() {
-            let (set, delete) = difference(current, target);
-            if set.is_empty() && delete.is_empty() {
-                continue;
-            }
-            let mut cmd = with_fields(pvesh("set", &format!("{RULES}/{pos}")), &set);
-            if !delete.is_empty() {
-                cmd = cmd.arg("--delete").arg(&delete.join(","));
-            }
-            let reason = format!(
-                "Phoenix's rule at position {pos} (`{}`) becomes `{}`: {}",
-                comment(current),
-                comment(target),
-                describe(&set, &delete, current)
-            );
-            plan.step(Step::new(Action::Run { command: finish(cmd, guard.take()) }, reason));
-        }
-        for target in want[..n - kept].iter().rev() {
-            let fields: Vec<(String, String)> =
-                FIELDS.iter().filter_map(|f| target.get(*f).map(|v| ((*f).to_string(), v.clone()))).collect();
-            let cmd = with_fields(pvesh("create", RULES), &fields).arg("--pos").arg("0");
-            let reason = format!("there is no rule `{}` yet (Proxmox puts a new rule first)", comment(target));
-            plan.step(Step::new(Action::Run { command: finish(cmd, None) }, reason));
+        for (action, reason) in rule_steps(o, &want) {
+            plan.step(Step::new(action, reason));
         }
         let mut options = vec![("enable".to_string(), if self.config.enabled { "1" } else { "0" }.to_string())];
         if let Some(p) = self.config.default_input_policy {
