@@ -12,7 +12,7 @@
 //! refused. The double also checks the `digest` of a `POST` when one is given, which Proxmox does
 //! not. A guest's firewall goes away with its container; a clone gets a copy of its source's.
 //! The cluster's rules may also be `forward` rules (`ACCEPT` or `DROP` only) and name any host
-//! interface; a guest's are `in` or `out` only.
+//! interface; a guest's are `in` or `out` only. Macro names are not checked.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -165,7 +165,7 @@ fn verify_rule(scope: Scope, rule: &BTreeMap<String, String>) -> Result<(), Answ
     }
     let proto = get("proto");
     for port in ["dport", "sport"] {
-        if get(port).is_some() && get("macro").is_none() {
+        if get(port).is_some() {
             match proto {
                 None => {
                     return Err(param_error("proto", &format!("missing property - '{port}' requires this property")));
@@ -424,7 +424,13 @@ mod tests {
         let mut fw = Firewall::default();
         for ps in [
             params(&[("type", "forward"), ("action", "ACCEPT"), ("iface", "vmbr0")]),
-            params(&[("type", "in"), ("action", "ACCEPT"), ("macro", "SSH"), ("dport", "2222"), ("log", "info")]),
+            params(&[
+                ("type", "in"),
+                ("action", "ACCEPT"),
+                ("macro", "SSH"),
+                ("source", "10.0.0.0/8"),
+                ("log", "info"),
+            ]),
         ] {
             let (status, _, body) = handle(Scope::Cluster, &mut fw, "POST", &["rules"], &ps).expect("modelled");
             assert_eq!(status, 200, "{ps:?}: {body}");
@@ -434,6 +440,8 @@ mod tests {
             params(&[("type", "forward"), ("action", "REJECT")]),
             params(&[("type", "group"), ("action", "webservers")]),
             params(&[("type", "in"), ("action", "ACCEPT"), ("dport", "22")]),
+            // A macro does not stand for the protocol a port needs (pve-firewall's `verify_rule`).
+            params(&[("type", "in"), ("action", "ACCEPT"), ("macro", "SSH"), ("dport", "2222")]),
         ] {
             let (status, _, body) = handle(Scope::Cluster, &mut fw, "POST", &["rules"], &ps).expect("modelled");
             assert_eq!(status, 400, "{ps:?}: {body}");
