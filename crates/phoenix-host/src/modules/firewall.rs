@@ -55,7 +55,7 @@ const FIELDS: &[&str] = &[
     "comment",
 ];
 
-/// A rule as the API shows it: its fields (of [`FIELDS`]) as text, `enable` as `0` or `1`.
+/// A rule as the API shows it: the fields Phoenix compares, as text (`enable` as `0` or `1`).
 pub type Rule = BTreeMap<String, String>;
 
 /// The firewall module.
