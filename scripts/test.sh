@@ -15,6 +15,8 @@ cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # The opt-in suite against a real Proxmox host is never run here, but it must keep building.
 cargo clippy -p phoenix-proxmox --features real-pve --all-targets --locked -- -D warnings
+# So must the opt-in suite of host setup on a real Proxmox VE node.
+cargo clippy -p phoenix-cli --features real-host --all-targets --locked -- -D warnings
 # Every request the suite sends to a PVE test double is logged, then checked against the schema
 # of the version it was sent to and against the other version's (doubles marked to expect
 # refusals log nothing). An empty log fails too: it means the logging broke.

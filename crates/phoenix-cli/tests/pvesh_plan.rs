@@ -1,6 +1,7 @@
 //! `phoenix plan` with `via: "pvesh"` through the command line's backend connection: no URL, no
-//! token, no TLS; `pvesh` is a script that runs this test binary again as the PVE test double's
-//! `pvesh` stand-in (so the test runs without libtest's harness, see
+//! token, no TLS; and `phoenix setup-hypervisor` setting the cluster firewall with the `pvesh`
+//! it finds in `PATH`. `pvesh` is a script that runs this test binary again as the PVE test
+//! double's `pvesh` stand-in (so the test runs without libtest's harness, see
 //! `phoenix_pve_double::pvesh::main_or_tests`).
 
 use std::process::ExitCode;
@@ -63,6 +64,67 @@ fn plan_through_pvesh() {
     assert!(err.contains("cannot run /nonexistent/pvesh") && err.contains("Proxmox VE node"), "{err}");
 }
 
+/// `phoenix setup-hypervisor` on a temporary root that has `/etc/pve`, with the stand-in as the
+/// `pvesh` of `PATH`: the firewall planned (nothing written), applied, and planned again empty.
+fn setup_hypervisor_sets_the_firewall_through_pvesh() {
+    let double = PveDouble::start(
+        PveVersion::V9,
+        Credentials { token: ("phoenix@pve!ci".into(), "unused".into()), root_password: "root-pw".into() },
+    );
+    let dir = tempfile::tempdir().expect("tmp");
+    let (config, bin, root) = (dir.path().join("config"), dir.path().join("bin"), dir.path().join("root"));
+    for d in [&config, &bin, &root.join("etc/pve")] {
+        std::fs::create_dir_all(d).expect("mkdir");
+    }
+    phoenix_pve_double::pvesh::self_wrapper(&double, &bin).expect("pvesh");
+    std::fs::write(
+        config.join("phoenix_hypervisor_config.json"),
+        r#"{"firewall": {"enabled": true, "default_input_policy": "DROP", "global_firewall_rules": [
+            {"type": "in", "action": "ACCEPT", "proto": "tcp", "port": "22", "source": "10.0.0.0/24", "comment": "SSH from the LAN"}]}}"#,
+    )
+    .expect("write");
+    std::fs::write(config.join("phoenix_lxc_configs.json"), r#"{"lxc_configs": {}}"#).expect("write");
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let phoenix = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_phoenix"))
+            .args(["--color", "never", "--no-progress", "-c"])
+            .arg(&config)
+            .args(["setup-hypervisor"])
+            .args(args)
+            .args(["--only", "firewall", "--root"])
+            .arg(&root)
+            .env("PATH", &path)
+            .output()
+            .expect("run phoenix");
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.code(), text)
+    };
+    let writes = || double.requests().iter().filter(|r| r.method != "GET").count();
+    let (code, out) = phoenix(&["plan", "--detailed-exitcode"]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains("--dport 22 --comment 'phoenix: SSH from the LAN' --pos 0 --output-format json")
+            && out.contains("pvesh set /cluster/firewall/options --enable 1 --policy_in DROP --digest"),
+        "{out}"
+    );
+    let (code, out) = phoenix(&["apply", "--dry-run"]);
+    assert_eq!((code, writes()), (Some(0), 0), "{out}");
+    let (code, out) = phoenix(&["apply"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("firewall: 2 step(s) applied"), "{out}");
+    let rules = double.cluster_firewall_rules();
+    assert_eq!(rules.len(), 1);
+    assert_eq!(rules[0].get("comment").map(String::as_str), Some("phoenix: SSH from the LAN"));
+    assert_eq!(double.cluster_firewall_options().get("policy_in").map(String::as_str), Some("DROP"));
+    let before = writes();
+    let (code, out) = phoenix(&["plan", "--detailed-exitcode"]);
+    assert_eq!((code, writes()), (Some(0), before), "{out}");
+    assert!(out.contains("No changes"), "{out}");
+}
+
 fn main() -> ExitCode {
-    phoenix_pve_double::pvesh::main_or_tests(&[("plan_through_pvesh", plan_through_pvesh)])
+    phoenix_pve_double::pvesh::main_or_tests(&[
+        ("plan_through_pvesh", plan_through_pvesh),
+        ("setup_hypervisor_sets_the_firewall_through_pvesh", setup_hypervisor_sets_the_firewall_through_pvesh),
+    ])
 }

@@ -68,10 +68,11 @@ impl Command {
         self
     }
 
-    /// The command line for people; standard input is described, never shown.
+    /// The command line for people, an argument with spaces or quotes quoted as a shell would
+    /// need it (`--comment 'phoenix: SSH'`); standard input is described, never shown.
     pub fn display(&self) -> String {
         let mut s = std::iter::once(self.program.clone())
-            .chain(self.args.iter().map(ToString::to_string))
+            .chain(self.args.iter().map(|a| quoted(&a.to_string())))
             .collect::<Vec<_>>()
             .join(" ");
         let mut secrets: Vec<String> = self
@@ -108,6 +109,12 @@ impl Command {
         };
         Ok(Invocation { program: self.program.clone(), args: self.args.clone(), stdin, probe: false })
     }
+}
+
+/// An argument as a shell would need it written: as it is when it is plain, else in single quotes.
+fn quoted(arg: &str) -> String {
+    let plain = !arg.is_empty() && !arg.chars().any(|c| c.is_whitespace() || "'\"\\$`;&|<>*?#(){}[]~!".contains(c));
+    if plain { arg.to_string() } else { format!("'{}'", arg.replace('\'', r"'\''")) }
 }
 
 impl Serialize for Command {
@@ -299,5 +306,24 @@ pub fn execute(host: &dyn Host, step: &Step, secrets: &Resolver<'_>) -> Result<(
                 ))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arguments_are_shown_quoted_where_a_shell_would_need_it() {
+        let c =
+            Command::new("pvesh", &["set", "/cluster/firewall/rules/0", "--comment", "phoenix: it's mine", "--x", ""])
+                .path("/srv/a b");
+        assert_eq!(
+            c.display(),
+            r"pvesh set /cluster/firewall/rules/0 --comment 'phoenix: it'\''s mine' --x '' '/srv/a b'"
+        );
+        let mut c = Command::new("smbpasswd", &["-a", "-s", "phoenix"]);
+        c.stdin.push(Piece::Secret(SecretValue::Reference("env:SMB".into())));
+        assert_eq!(c.display(), "smbpasswd -a -s phoenix (standard input: <secret env:SMB>)");
     }
 }

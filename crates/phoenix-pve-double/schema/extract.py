@@ -19,6 +19,7 @@ KEEP = [
     r"^/version$",
     r"^/cluster/resources$",
     r"^/cluster/status$",
+    r"^/cluster/firewall/(options|rules|rules/\{pos\})$",
     r"^/access/permissions$",
     r"^/access/ticket$",
     r"^/nodes$",

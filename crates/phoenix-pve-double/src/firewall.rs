@@ -1,5 +1,6 @@
-//! A container's own firewall as Proxmox keeps it (`/etc/pve/firewall/<vmid>.fw`): its options
-//! and its ordered rule list, under `/nodes/{node}/lxc/{vmid}/firewall/`.
+//! The firewalls as Proxmox keeps them: a container's own (`/etc/pve/firewall/<vmid>.fw`, under
+//! `/nodes/{node}/lxc/{vmid}/firewall/`) and the cluster's (`/etc/pve/firewall/cluster.fw`, under
+//! `/cluster/firewall/`), each its options and its ordered rule list.
 //!
 //! As Proxmox does it: the rule list is returned with each rule's `pos` and fields (8.4.5's schema
 //! documents only `pos`, but 8.x returns the fields too), `enable` and `pos` as integers and a
@@ -9,7 +10,9 @@
 //! or, with `moveto`, only moves the rule (before the rule that was at `moveto`, or to the end);
 //! `DELETE rules/{pos}` removes it. Writes with a `digest` that is not the current one are
 //! refused. The double also checks the `digest` of a `POST` when one is given, which Proxmox does
-//! not. The firewall goes away with its container; a clone gets a copy of its source's.
+//! not. A guest's firewall goes away with its container; a clone gets a copy of its source's.
+//! The cluster's rules may also be `forward` rules (`ACCEPT` or `DROP` only) and name any host
+//! interface; a guest's are `in` or `out` only. Macro names are not checked.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -37,12 +40,21 @@ const RULE_FIELDS: &[&str] = &[
 ];
 
 /// Options that are booleans (answered as integers).
-const BOOLEAN_OPTIONS: &[&str] = &["enable", "dhcp", "ipfilter", "macfilter", "ndp", "radv"];
+const BOOLEAN_OPTIONS: &[&str] = &["enable", "dhcp", "ipfilter", "macfilter", "ndp", "radv", "ebtables"];
 
 /// Protocols whose rules may name ports.
 const PORT_PROTOCOLS: &[&str] = &["tcp", "udp", "udplite", "sctp", "dccp"];
 
-/// One guest's firewall.
+/// Whose firewall a request reaches: what its rules may be differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scope {
+    /// A guest's (`/nodes/{node}/lxc/{vmid}/firewall`).
+    Guest,
+    /// The cluster's (`/cluster/firewall`).
+    Cluster,
+}
+
+/// One guest's, or the cluster's, firewall.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Firewall {
     /// Options as stored (booleans as `0`/`1`).
@@ -130,12 +142,16 @@ fn copy_rule_data(rule: &mut BTreeMap<String, String>, ps: &BTreeMap<String, Str
 }
 
 /// What Proxmox checks of a rule beyond the schema, as far as the double plays it.
-fn verify_rule(rule: &BTreeMap<String, String>) -> Result<(), Answer> {
+fn verify_rule(scope: Scope, rule: &BTreeMap<String, String>) -> Result<(), Answer> {
     let get = |k: &str| rule.get(k).map(String::as_str);
     match (get("type"), get("action")) {
         (None, _) => return Err(param_error("type", "property is missing and it is not optional")),
         (_, None) => return Err(param_error("action", "property is missing and it is not optional")),
         (Some("in" | "out"), Some("ACCEPT" | "DROP" | "REJECT")) => {}
+        (Some("forward"), Some("ACCEPT" | "DROP")) if scope == Scope::Cluster => {}
+        (Some("in" | "out" | "forward"), Some(_)) if scope == Scope::Cluster => {
+            return Err(param_error("action", "value does not match the regex pattern"));
+        }
         (Some("in" | "out"), Some(_)) => {
             return Err(param_error("action", "value does not match the regex pattern"));
         }
@@ -143,7 +159,8 @@ fn verify_rule(rule: &BTreeMap<String, String>) -> Result<(), Answer> {
             return Err(param_error("action", &format!("no such security group '{group}'")));
         }
         (Some(kind), _) => {
-            return Err(param_error("type", &format!("rule type '{kind}' is not allowed for guests")));
+            let whose = if scope == Scope::Cluster { "the cluster" } else { "guests" };
+            return Err(param_error("type", &format!("rule type '{kind}' is not allowed for {whose}")));
         }
     }
     let proto = get("proto");
@@ -166,9 +183,16 @@ fn verify_rule(rule: &BTreeMap<String, String>) -> Result<(), Answer> {
     Ok(())
 }
 
-/// Handles `/nodes/{node}/lxc/{vmid}/firewall/<rest>` for an existing guest; `None` for a
-/// request it does not model.
-pub(crate) fn handle(fw: &mut Firewall, method: &str, rest: &[&str], ps: &BTreeMap<String, String>) -> Option<Answer> {
+/// Handles `<firewall>/<rest>` of a guest's (`/nodes/{node}/lxc/{vmid}/firewall`, for an
+/// existing guest) or the cluster's (`/cluster/firewall`) firewall; `None` for a request it does
+/// not model.
+pub(crate) fn handle(
+    scope: Scope,
+    fw: &mut Firewall,
+    method: &str,
+    rest: &[&str],
+    ps: &BTreeMap<String, String>,
+) -> Option<Answer> {
     let digest_ok = |current: String| ps.get("digest").is_none_or(|d| *d == current);
     let pos = |s: &str| s.parse::<usize>().ok();
     Some(match (method, rest) {
@@ -219,7 +243,7 @@ pub(crate) fn handle(fw: &mut Firewall, method: &str, rest: &[&str], ps: &BTreeM
             }
             let mut rule = BTreeMap::new();
             copy_rule_data(&mut rule, ps);
-            if let Err(e) = verify_rule(&rule) {
+            if let Err(e) = verify_rule(scope, &rule) {
                 return Some(e);
             }
             rule.entry("enable".to_string()).or_insert_with(|| "0".to_string());
@@ -251,7 +275,7 @@ pub(crate) fn handle(fw: &mut Firewall, method: &str, rest: &[&str], ps: &BTreeM
                     {
                         rule.remove(key);
                     }
-                    if let Err(e) = verify_rule(&rule) {
+                    if let Err(e) = verify_rule(scope, &rule) {
                         return Some(e);
                     }
                     fw.rules[p] = rule;
@@ -282,7 +306,7 @@ mod tests {
     }
 
     fn rules(fw: &mut Firewall) -> Vec<Value> {
-        let (status, _, body) = handle(fw, "GET", &["rules"], &BTreeMap::new()).expect("modelled");
+        let (status, _, body) = handle(Scope::Guest, fw, "GET", &["rules"], &BTreeMap::new()).expect("modelled");
         assert_eq!(status, 200);
         body["data"].as_array().cloned().expect("a list")
     }
@@ -301,7 +325,7 @@ mod tests {
             ("enable", "1"),
             ("pos", "5"),
         ]);
-        handle(fw, "POST", &["rules"], &ps).expect("modelled").0
+        handle(Scope::Guest, fw, "POST", &["rules"], &ps).expect("modelled").0
     }
 
     #[test]
@@ -312,6 +336,7 @@ mod tests {
         }
         assert_eq!(comments(&mut fw), ["c", "b", "a"]);
         let (status, _, _) = handle(
+            Scope::Guest,
             &mut fw,
             "POST",
             &["rules"],
@@ -340,20 +365,23 @@ mod tests {
         for (method, rest) in [("PUT", &["rules", "0"][..]), ("DELETE", &["rules", "0"][..]), ("POST", &["rules"][..])]
         {
             let ps = params(&[("digest", &old), ("type", "in"), ("action", "DROP"), ("comment", "x")]);
-            let (status, reason, _) = handle(&mut fw, method, rest, &ps).expect("modelled");
+            let (status, reason, _) = handle(Scope::Guest, &mut fw, method, rest, &ps).expect("modelled");
             assert_eq!(status, 500, "{method}");
             assert!(reason.contains("detected modified configuration"), "{reason}");
         }
         assert_eq!(comments(&mut fw), ["b", "a"]);
         let ps = params(&[("digest", &fw.rules_digest()), ("comment", "B"), ("delete", "dport,proto")]);
-        assert_eq!(handle(&mut fw, "PUT", &["rules", "0"], &ps).expect("modelled").0, 200);
+        assert_eq!(handle(Scope::Guest, &mut fw, "PUT", &["rules", "0"], &ps).expect("modelled").0, 200);
         let list = rules(&mut fw);
         assert_eq!(list[0]["comment"], json!("B"));
         assert!(list[0].get("dport").is_none() && list[0].get("proto").is_none(), "{list:?}");
         let ps = params(&[("digest", &fw.rules_digest())]);
-        assert_eq!(handle(&mut fw, "DELETE", &["rules", "1"], &ps).expect("modelled").0, 200);
+        assert_eq!(handle(Scope::Guest, &mut fw, "DELETE", &["rules", "1"], &ps).expect("modelled").0, 200);
         assert_eq!(comments(&mut fw), ["B"]);
-        assert_eq!(handle(&mut fw, "DELETE", &["rules", "1"], &BTreeMap::new()).expect("modelled").0, 500);
+        assert_eq!(
+            handle(Scope::Guest, &mut fw, "DELETE", &["rules", "1"], &BTreeMap::new()).expect("modelled").0,
+            500
+        );
     }
 
     #[test]
@@ -364,7 +392,9 @@ mod tests {
         }
         assert_eq!(comments(&mut fw), ["a", "b", "c", "d"]);
         let mv = |fw: &mut Firewall, from: &str, to: &str| {
-            handle(fw, "PUT", &["rules", from], &params(&[("moveto", to), ("comment", "ignored")])).expect("modelled").0
+            handle(Scope::Guest, fw, "PUT", &["rules", from], &params(&[("moveto", to), ("comment", "ignored")]))
+                .expect("modelled")
+                .0
         };
         assert_eq!(mv(&mut fw, "0", "2"), 200);
         assert_eq!(comments(&mut fw), ["b", "a", "c", "d"]);
@@ -383,27 +413,59 @@ mod tests {
             params(&[("type", "in"), ("action", "web-servers")]),
             params(&[("type", "out"), ("action", "DROP"), ("icmp-type", "echo-request")]),
         ] {
-            let (status, _, body) = handle(&mut fw, "POST", &["rules"], &ps).expect("modelled");
+            let (status, _, body) = handle(Scope::Guest, &mut fw, "POST", &["rules"], &ps).expect("modelled");
             assert_eq!(status, 400, "{ps:?}: {body}");
         }
         assert!(fw.rules.is_empty());
     }
 
     #[test]
+    fn the_cluster_takes_forward_rules_and_macros_and_refuses_what_proxmox_refuses() {
+        let mut fw = Firewall::default();
+        for ps in [
+            params(&[("type", "forward"), ("action", "ACCEPT"), ("iface", "vmbr0")]),
+            params(&[
+                ("type", "in"),
+                ("action", "ACCEPT"),
+                ("macro", "SSH"),
+                ("source", "10.0.0.0/8"),
+                ("log", "info"),
+            ]),
+        ] {
+            let (status, _, body) = handle(Scope::Cluster, &mut fw, "POST", &["rules"], &ps).expect("modelled");
+            assert_eq!(status, 200, "{ps:?}: {body}");
+        }
+        assert_eq!(fw.rules.len(), 2);
+        for ps in [
+            params(&[("type", "forward"), ("action", "REJECT")]),
+            params(&[("type", "group"), ("action", "webservers")]),
+            params(&[("type", "in"), ("action", "ACCEPT"), ("dport", "22")]),
+            // A macro does not stand for the protocol a port needs (pve-firewall's `verify_rule`).
+            params(&[("type", "in"), ("action", "ACCEPT"), ("macro", "SSH"), ("dport", "2222")]),
+        ] {
+            let (status, _, body) = handle(Scope::Cluster, &mut fw, "POST", &["rules"], &ps).expect("modelled");
+            assert_eq!(status, 400, "{ps:?}: {body}");
+        }
+        let ps = params(&[("type", "forward"), ("action", "ACCEPT")]);
+        assert_eq!(handle(Scope::Guest, &mut fw, "POST", &["rules"], &ps).expect("modelled").0, 400);
+        assert_eq!(fw.rules.len(), 2);
+    }
+
+    #[test]
     fn options_are_kept_with_a_digest_and_booleans_as_integers() {
         let mut fw = Firewall::default();
-        let (_, _, body) = handle(&mut fw, "GET", &["options"], &BTreeMap::new()).expect("modelled");
+        let (_, _, body) = handle(Scope::Guest, &mut fw, "GET", &["options"], &BTreeMap::new()).expect("modelled");
         assert!(body["data"].get("enable").is_none());
         let digest = body["data"]["digest"].as_str().expect("digest").to_string();
         let ps = params(&[("enable", "1"), ("policy_in", "DROP"), ("digest", &digest)]);
-        assert_eq!(handle(&mut fw, "PUT", &["options"], &ps).expect("modelled").0, 200);
-        let (_, _, body) = handle(&mut fw, "GET", &["options"], &BTreeMap::new()).expect("modelled");
+        assert_eq!(handle(Scope::Guest, &mut fw, "PUT", &["options"], &ps).expect("modelled").0, 200);
+        let (_, _, body) = handle(Scope::Guest, &mut fw, "GET", &["options"], &BTreeMap::new()).expect("modelled");
         assert_eq!(body["data"]["enable"], json!(1));
         assert_eq!(body["data"]["policy_in"], json!("DROP"));
-        assert_eq!(handle(&mut fw, "PUT", &["options"], &ps).expect("modelled").0, 500, "stale digest");
+        assert_eq!(handle(Scope::Guest, &mut fw, "PUT", &["options"], &ps).expect("modelled").0, 500, "stale digest");
         let ps = params(&[("delete", "policy_in"), ("enable", "0")]);
-        assert_eq!(handle(&mut fw, "PUT", &["options"], &ps).expect("modelled").0, 200);
-        let (_, _, body) = handle(&mut fw, "GET", &["options"], &BTreeMap::new()).expect("modelled");
+        assert_eq!(handle(Scope::Guest, &mut fw, "PUT", &["options"], &ps).expect("modelled").0, 200);
+        let (_, _, body) = handle(Scope::Guest, &mut fw, "GET", &["options"], &BTreeMap::new()).expect("modelled");
         assert_eq!(body["data"]["enable"], json!(0));
         assert!(body["data"].get("policy_in").is_none());
     }

@@ -632,7 +632,7 @@ pub(crate) fn handle(
                     guests.insert(new, Guest { node: target, config, running: false, snapshots: BTreeMap::new(), lock: Some(("create".into(), until)), raw, firewall, converting: None, pending: BTreeMap::new() });
                     ok(json!(task(node, "vzclone", vmid)))
                 }
-                (_, ["firewall", sub @ ..]) => return crate::firewall::handle(&mut guests.get_mut(&n)?.firewall, method, sub, ps),
+                (_, ["firewall", sub @ ..]) => return crate::firewall::handle(crate::firewall::Scope::Guest, &mut guests.get_mut(&n)?.firewall, method, sub, ps),
                 ("DELETE", []) => {
                     if let Some(kind) = g.locked() {
                         return Some(fail(format!("CT is locked ({kind})")));

@@ -642,7 +642,13 @@ impl Vms {
                         ok(json!(task(node, "qmclone", vmid)))
                     }
                     (_, ["firewall", sub @ ..]) => {
-                        return crate::firewall::handle(&mut self.vms.get_mut(&n)?.firewall, method, sub, ps);
+                        return crate::firewall::handle(
+                            crate::firewall::Scope::Guest,
+                            &mut self.vms.get_mut(&n)?.firewall,
+                            method,
+                            sub,
+                            ps,
+                        );
                     }
                     (_, ["agent", call]) => {
                         let answering =

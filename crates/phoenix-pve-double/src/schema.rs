@@ -459,6 +459,18 @@ fn named_format(format: &str, v: &str) -> Option<String> {
                 && !v.ends_with("/..")
                 && !v.starts_with("../")
         }
+        // pve-common's `pve_verify_iface`.
+        "pve-iface" => {
+            let (name, vlan) = match v.find([':', '.']) {
+                Some(i) => (&v[..i], Some(&v[i + 1..])),
+                None => (v, None),
+            };
+            name.len() >= 2
+                && name.len() <= 21
+                && name.starts_with(|c: char| c.is_ascii_alphabetic())
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && vlan.is_none_or(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+        }
         "pve-lxc-dev-string" => v.starts_with("/dev/") && !v.split('/').any(|c| c == "." || c == ".."),
         "pve-volume-id" => v.split_once(':').is_some_and(|(s, n)| !s.is_empty() && !n.is_empty()),
         // pve-common's `pve_verify_urlencoded`: the client percent-encodes everything else.
@@ -513,6 +525,17 @@ mod tests {
         assert!(e.iter().any(|e| e.message.contains("type check ('integer') failed")), "{e:?}");
         let e = errs("POST", "/nodes/pve1/lxc/950/status/start", &[("nonsense", "1")]);
         assert!(!e.is_empty());
+        let rule = |iface: &str| {
+            errs("POST", "/cluster/firewall/rules", &[("type", "in"), ("action", "ACCEPT"), ("iface", iface)])
+        };
+        for good in ["vmbr0", "eno1.100", "bond0:1"] {
+            assert_eq!(rule(good), vec![], "{good}");
+        }
+        for bad in ["0eth", "vmbr 0", "eth0.x"] {
+            assert!(rule(bad).iter().any(|e| e.param.as_deref() == Some("iface")), "{bad}");
+        }
+        let e = errs("PUT", "/cluster/firewall/options", &[("policy_in", "REJECT"), ("policy_forward", "REJECT")]);
+        assert!(e.iter().all(|e| e.param.as_deref() == Some("policy_forward")) && e.len() == 1, "{e:?}");
     }
 
     #[test]

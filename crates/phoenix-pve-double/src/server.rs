@@ -213,6 +213,8 @@ pub(crate) struct Model {
     /// Files of the nodes (node, path) given with [`PveDouble::set_node_file`]; see
     /// [`Model::node_file`].
     node_files: BTreeMap<(String, String), String>,
+    /// The cluster's firewall (`/cluster/firewall`: `cluster.fw`'s options and rules).
+    cluster_firewall: crate::firewall::Firewall,
 }
 
 /// What a node's `/etc/subuid` and `/etc/subgid` hold as Proxmox installs it: root may map the
@@ -913,6 +915,16 @@ impl PveDouble {
         Some((vm.files.get(path)?.clone(), vm.modes.get(path).cloned()))
     }
 
+    /// The cluster firewall's rules, in order: each rule's fields as stored (`enable` as `0`/`1`).
+    pub fn cluster_firewall_rules(&self) -> Vec<BTreeMap<String, String>> {
+        self.model.lock().unwrap_or_else(PoisonError::into_inner).cluster_firewall.rules.clone()
+    }
+
+    /// The cluster firewall's options as stored (booleans as `0`/`1`).
+    pub fn cluster_firewall_options(&self) -> BTreeMap<String, String> {
+        self.model.lock().unwrap_or_else(PoisonError::into_inner).cluster_firewall.options.clone()
+    }
+
     /// Every request received so far.
     pub fn requests(&self) -> Vec<Recorded> {
         self.recorded.lock().unwrap_or_else(PoisonError::into_inner).clone()
@@ -1321,6 +1333,12 @@ fn respond(
     }
     if let ("GET", ["", "cluster", "status"]) = (method, segs.as_slice()) {
         return (200, "OK".to_string(), json!({ "data": cluster_status(&model.nodes) }));
+    }
+    if let ["", "cluster", "firewall", rest @ ..] = segs.as_slice()
+        && let Some(answer) =
+            crate::firewall::handle(crate::firewall::Scope::Cluster, &mut model.cluster_firewall, method, rest, ps)
+    {
+        return answer;
     }
     if let Some(target) = ps.get("target")
         && !model.nodes.contains(target)
