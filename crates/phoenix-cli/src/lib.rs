@@ -1,7 +1,6 @@
 //! The `phoenix` command line as a library: [`run`] takes the arguments, the output streams and
 //! the function that connects to a backend, so that tests can pass their own.
 
-mod authority;
 pub mod backends;
 pub mod cli;
 mod commands;
