@@ -4,7 +4,7 @@ use phoenix_backend::Backend;
 use phoenix_config::Estate;
 use phoenix_config::model::Backend as BackendSection;
 use phoenix_config::model::{ApiRoute, ProxmoxBackend as ProxmoxSection, SecretRef};
-use phoenix_config::server_url::ServerUrl;
+use phoenix_config::server_url::{self, ServerUrl};
 
 use crate::secrets::Secrets;
 
@@ -132,7 +132,8 @@ pub fn proxmox(
             "the Proxmox backend needs `api_url` (or `via: \"pvesh\"` when Phoenix runs on the node)".into(),
         )
     })?;
-    let api = ServerUrl::parse(url, false).map_err(|e| ConnectError::Failed(format!("api_url \"{url}\" {e}")))?;
+    let api = ServerUrl::parse(url, false)
+        .map_err(|e| ConnectError::Failed(format!("api_url \"{}\" {e}", server_url::quoted(url))))?;
     let (host, port) = (api.host.as_str(), api.port.unwrap_or(PROXMOX_PORT));
     let token = p.token.as_ref().ok_or_else(|| {
         ConnectError::Failed(
@@ -256,5 +257,9 @@ mod tests {
         assert_eq!(error("http://pve1:8006"), "api_url \"http://pve1:8006\" is not an https:// URL");
         assert_eq!(error("https://[fd00::1"), "api_url \"https://[fd00::1\" is not a URL: invalid IPv6 address");
         assert_eq!(error("https://pve1:port"), "api_url \"https://pve1:port\" is not a URL: invalid port number");
+        assert_eq!(
+            error("https://root:s3cret@pve1"),
+            "api_url \"https://root:***@pve1/\" has a user name or password in it, which a server's address does not take"
+        );
     }
 }

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Mutex, PoisonError};
 
-use phoenix_config::server_url::ServerUrl;
+use phoenix_config::server_url::{self, ServerUrl};
 use phoenix_http::{Endpoint, TlsVerify, percent_encode};
 use serde_json::{Map, Value};
 
@@ -138,7 +138,7 @@ impl VaultClient {
         let addr = settings.addr.trim_end_matches('/');
         let bad_addr = |why: &str| {
             fail(
-                format!("VAULT_ADDR {addr} {why}"),
+                format!("VAULT_ADDR {} {why}", server_url::quoted(addr)),
                 "give Vault's address as https://host:port (plain http:// only to this machine, e.g. a Vault Agent on 127.0.0.1)",
             )
         };

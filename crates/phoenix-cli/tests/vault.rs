@@ -218,6 +218,12 @@ fn an_ipv6_address_is_taken_with_or_without_a_port() {
         let e = VaultClient::new(&VaultSettings::from_env(&env(&vars))).expect_err("broken").to_string();
         assert!(e.contains(&format!("VAULT_ADDR {addr} is not a URL: {why}")), "{e}");
     }
+    let vars = [("VAULT_ADDR", "https://me:s3cret@[fd00::1]".to_string()), ("VAULT_TOKEN", TOKEN.to_string())];
+    let e = VaultClient::new(&VaultSettings::from_env(&env(&vars))).expect_err("credentials").to_string();
+    assert!(
+        e.contains("VAULT_ADDR https://me:***@[fd00::1]/ has a user name or password") && !e.contains("s3cret"),
+        "{e}"
+    );
 }
 
 #[test]

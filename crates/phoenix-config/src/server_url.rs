@@ -63,6 +63,18 @@ impl ServerUrl {
     }
 }
 
+/// `text` to quote in a message: a password in it, which [`ServerUrl::parse`] refuses, shown as
+/// `***`.
+pub fn quoted(text: &str) -> String {
+    match Url::parse(text) {
+        Ok(mut url) if url.password().is_some() => match url.set_password(Some("***")) {
+            Ok(()) => url.to_string(),
+            Err(()) => "(a URL with a password in it)".to_string(),
+        },
+        _ => text.to_string(),
+    }
+}
+
 /// The port `text` gives. The `url` crate drops a port that is its scheme's own
 /// (`https://pve:443` reads as no port), while Phoenix's default may differ (the Proxmox API's is
 /// 8006): whether one was written is read from the text's authority.
@@ -109,5 +121,7 @@ mod tests {
         assert!(error("https://root:secret@pve").contains("user name or password"));
         assert!(error("https://pve/?x=1").contains("query"));
         assert_eq!(ServerUrl::parse("http://127.0.0.1", false), Err(UrlError::Scheme), "http only where allowed");
+        assert_eq!(quoted("https://root:s3cret@pve:8006"), "https://root:***@pve:8006/");
+        assert_eq!(quoted("https://pve:8006"), "https://pve:8006", "quoted as given");
     }
 }

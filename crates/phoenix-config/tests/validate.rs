@@ -492,4 +492,8 @@ fn pvesh_needs_neither_url_nor_token_and_the_api_needs_both() {
     assert_eq!(api_url("https://[fd00::1"), ["\"https://[fd00::1\" is not a URL: invalid IPv6 address"]);
     assert_eq!(api_url("https://pve1:port"), ["\"https://pve1:port\" is not a URL: invalid port number"]);
     assert_eq!(api_url("pve1:8006"), ["\"pve1:8006\" is not an https:// URL"]);
+    assert_eq!(
+        api_url("https://root:s3cret@pve1"),
+        ["\"https://root:***@pve1/\" has a user name or password in it, which a server's address does not take"]
+    );
 }

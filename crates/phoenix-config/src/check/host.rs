@@ -310,6 +310,7 @@ fn check_backend(cx: &mut Ctx<'_>) {
         Some(Backend::Proxmox(p)) => {
             if let Some(url) = &p.api_url {
                 if let Err(e) = crate::server_url::ServerUrl::parse(url, false) {
+                    let url = crate::server_url::quoted(url);
                     cx.push(
                         Diagnostic::error(Code::Backend, HV, base.key("api_url"), format!("\"{url}\" {e}"))
                             .hint("the Proxmox API speaks HTTPS only, e.g. \"https://pve1.lab.example:8006\""),
