@@ -4,6 +4,7 @@ use phoenix_backend::Backend;
 use phoenix_config::Estate;
 use phoenix_config::model::Backend as BackendSection;
 use phoenix_config::model::{ApiRoute, ProxmoxBackend as ProxmoxSection, SecretRef};
+use phoenix_config::server_url::{self, ServerUrl};
 
 use crate::secrets::Secrets;
 
@@ -93,6 +94,9 @@ fn secret(secrets: &Secrets, setting: &str, reference: &SecretRef) -> Result<Str
     })
 }
 
+/// The Proxmox API's port when `api_url` gives none.
+const PROXMOX_PORT: u16 = 8006;
+
 /// The `pvesh` program `via: "pvesh"` runs: the one on `PATH`, as on a Proxmox VE node.
 pub const PVESH: &str = "pvesh";
 
@@ -128,10 +132,9 @@ pub fn proxmox(
             "the Proxmox backend needs `api_url` (or `via: \"pvesh\"` when Phoenix runs on the node)".into(),
         )
     })?;
-    let rest =
-        url.strip_prefix("https://").ok_or_else(|| ConnectError::Failed(format!("{url} is not an https:// URL")))?;
-    let (host, port) = crate::authority::host_and_port(rest.split('/').next().unwrap_or_default(), 8006)
-        .ok_or_else(|| ConnectError::Failed(format!("bad host or port in {url}")))?;
+    let api = ServerUrl::parse(url, false)
+        .map_err(|e| ConnectError::Failed(format!("api_url \"{}\" {e}", server_url::quoted(url))))?;
+    let (host, port) = (api.host.as_str(), api.port.unwrap_or(PROXMOX_PORT));
     let token = p.token.as_ref().ok_or_else(|| {
         ConnectError::Failed(
             "the Proxmox backend needs `token` to reach the API over HTTPS (or `via: \"pvesh\"` when Phoenix runs on the node)"
@@ -217,4 +220,46 @@ pub fn lock_name(estate: &Estate) -> String {
     let safe: String =
         target.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' }).collect();
     format!("{safe}.lock")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The Proxmox backend for this `api_url`, or why not (nothing is sent either way).
+    fn connect(api_url: &str) -> Result<(), String> {
+        let section: ProxmoxSection = serde_json::from_value(serde_json::json!({
+            "api_url": api_url, "node": "pve1",
+            "token": { "id": "phoenix@pve!automation", "secret": "env:PVE_TOKEN" },
+            "tls": { "insecure": true }
+        }))
+        .map_err(|e| e.to_string())?;
+        let secrets = Secrets::new(|name| (name == "PVE_TOKEN").then(|| "s3cret".to_string()));
+        proxmox(&section, PVESH, &secrets).map(|_| ()).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn api_url_takes_names_and_addresses_ipv6_with_or_without_a_port() {
+        for url in [
+            "https://pve1.lab.example",
+            "https://pve1.lab.example:8006/",
+            "https://10.0.0.2:8006/api2/json",
+            "https://[fd00::1]",
+            "https://[fd00::1]:8006",
+        ] {
+            assert_eq!(connect(url), Ok(()), "{url}");
+        }
+    }
+
+    #[test]
+    fn a_broken_api_url_is_named_with_what_is_wrong() {
+        let error = |url: &str| connect(url).expect_err(url);
+        assert_eq!(error("http://pve1:8006"), "api_url \"http://pve1:8006\" is not an https:// URL");
+        assert_eq!(error("https://[fd00::1"), "api_url \"https://[fd00::1\" is not a URL: invalid IPv6 address");
+        assert_eq!(error("https://pve1:port"), "api_url \"https://pve1:port\" is not a URL: invalid port number");
+        assert_eq!(
+            error("https://root:s3cret@pve1"),
+            "api_url \"https://root:***@pve1/\" has a user name or password in it, which a server's address does not take"
+        );
+    }
 }

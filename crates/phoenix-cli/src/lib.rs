@@ -1,7 +1,6 @@
 //! The `phoenix` command line as a library: [`run`] takes the arguments, the output streams and
 //! the function that connects to a backend, so that tests can pass their own.
 
-mod authority;
 pub mod backends;
 pub mod cli;
 mod commands;
@@ -106,7 +105,7 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>, io: Io, 
                 }
                 Err(e) => {
                     printer.error(
-                        &e,
+                        &e.to_string(),
                         Some("install busybox-static (apt-get install busybox-static), or pass --busybox PATH"),
                     );
                     Outcome::Failure
@@ -129,7 +128,7 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>, io: Io, 
                     Outcome::Success
                 }
                 Err(e) => {
-                    printer.error(&e, None);
+                    printer.error(&e.to_string(), None);
                     Outcome::Failure
                 }
             }

@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Mutex, PoisonError};
 
+use phoenix_config::server_url::{self, ServerUrl};
 use phoenix_http::{Endpoint, TlsVerify, percent_encode};
 use serde_json::{Map, Value};
 
@@ -137,22 +138,13 @@ impl VaultClient {
         let addr = settings.addr.trim_end_matches('/');
         let bad_addr = |why: &str| {
             fail(
-                format!("VAULT_ADDR {addr} {why}"),
+                format!("VAULT_ADDR {} {why}", server_url::quoted(addr)),
                 "give Vault's address as https://host:port (plain http:// only to this machine, e.g. a Vault Agent on 127.0.0.1)",
             )
         };
-        let (tls, rest) = if let Some(rest) = addr.strip_prefix("https://") {
-            (true, rest)
-        } else if let Some(rest) = addr.strip_prefix("http://") {
-            (false, rest)
-        } else {
-            return Err(bad_addr("is not an https:// URL"));
-        };
-        let (authority, prefix) = rest.split_once('/').map_or((rest, String::new()), |(a, p)| (a, format!("/{p}")));
-        let default_port = if tls { 443 } else { 80 };
-        let (host, port) = crate::authority::host_and_port(authority, default_port)
-            .filter(|(host, _)| !host.contains('@'))
-            .ok_or_else(|| bad_addr("has no host name, or a bad port"))?;
+        let url = ServerUrl::parse(addr, true).map_err(|e| bad_addr(&e.to_string()))?;
+        let (tls, host, prefix) = (url.https, url.host.as_str(), url.path);
+        let port = url.port.unwrap_or(if tls { 443 } else { 80 });
         let endpoint = if tls {
             let ca_file = settings.ca_file.clone().unwrap_or_else(|| SYSTEM_CA_FILE.into());
             let pem = std::fs::read(&ca_file).map_err(|e| {

@@ -199,6 +199,34 @@ fn plain_http_to_another_machine_is_refused_without_connecting() {
 }
 
 #[test]
+fn an_ipv6_address_is_taken_with_or_without_a_port() {
+    // Plain http to the IPv6 loopback, where nothing listens on port 9: the address is taken and
+    // the connection attempted.
+    let vars = [("VAULT_ADDR", "http://[::1]:9".to_string()), ("VAULT_TOKEN", TOKEN.to_string())];
+    let e = secrets(&vars).resolve("vault:secret/x#y").expect_err("nothing listens").to_string();
+    assert!(e.contains("cannot reach Vault at http://[::1]:9") && !e.contains(TOKEN), "{e}");
+    // Over https: the address is taken (the CA file is read next, before anything is sent).
+    for addr in ["https://[fd00::1]", "https://[fd00::1]:8200/"] {
+        let vars = [("VAULT_ADDR", addr.to_string()), ("VAULT_TOKEN", TOKEN.to_string())];
+        let settings =
+            VaultSettings { ca_file: Some("/nonexistent/ca.pem".into()), ..VaultSettings::from_env(&env(&vars)) };
+        let e = VaultClient::new(&settings).expect_err("no CA file").to_string();
+        assert!(e.contains("cannot read the CA file"), "{addr}: {e}");
+    }
+    for (addr, why) in [("https://[fd00::1", "invalid IPv6 address"), ("https://[fd00::1]:x", "invalid port number")] {
+        let vars = [("VAULT_ADDR", addr.to_string()), ("VAULT_TOKEN", TOKEN.to_string())];
+        let e = VaultClient::new(&VaultSettings::from_env(&env(&vars))).expect_err("broken").to_string();
+        assert!(e.contains(&format!("VAULT_ADDR {addr} is not a URL: {why}")), "{e}");
+    }
+    let vars = [("VAULT_ADDR", "https://me:s3cret@[fd00::1]".to_string()), ("VAULT_TOKEN", TOKEN.to_string())];
+    let e = VaultClient::new(&VaultSettings::from_env(&env(&vars))).expect_err("credentials").to_string();
+    assert!(
+        e.contains("VAULT_ADDR https://me:***@[fd00::1]/ has a user name or password") && !e.contains("s3cret"),
+        "{e}"
+    );
+}
+
+#[test]
 fn settings_come_from_the_environment_as_the_vault_cli_takes_them() {
     let home = tempfile::tempdir().expect("home");
     std::fs::write(home.path().join(".vault-token"), format!("{TOKEN}\n")).expect("token file");

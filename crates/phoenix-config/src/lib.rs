@@ -21,6 +21,7 @@ mod repair;
 pub mod schema;
 pub mod scripts;
 pub mod secret;
+pub mod server_url;
 pub mod source;
 mod suggest;
 pub mod validate;

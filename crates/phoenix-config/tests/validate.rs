@@ -477,4 +477,23 @@ fn pvesh_needs_neither_url_nor_token_and_the_api_needs_both() {
     )]);
     assert_eq!(codes(&ticket_only), vec![Code::Backend]);
     assert!(ticket_only.reports[0].message.contains("no API token"), "{:#?}", ticket_only.reports);
+
+    // api_url is checked by the parser the CLI connects with: IPv6 in brackets, with or without a
+    // port, is taken; a broken one is named with what is wrong.
+    let api_url = |url: &str| {
+        let text = format!(
+            r#"{{"backend": {{"type": "proxmox", "node": "pve1", "api_url": "{url}",
+                "token": {{"id": "phoenix@pve!ci", "secret": "env:PVE_TOKEN_SECRET"}}}}}}"#
+        );
+        run_mem(&[(FileKind::Hypervisor, &text)]).reports.iter().map(|r| r.message.clone()).collect::<Vec<_>>()
+    };
+    assert_eq!(api_url("https://[fd00::1]"), Vec::<String>::new());
+    assert_eq!(api_url("https://[fd00::1]:8006"), Vec::<String>::new());
+    assert_eq!(api_url("https://[fd00::1"), ["\"https://[fd00::1\" is not a URL: invalid IPv6 address"]);
+    assert_eq!(api_url("https://pve1:port"), ["\"https://pve1:port\" is not a URL: invalid port number"]);
+    assert_eq!(api_url("pve1:8006"), ["\"pve1:8006\" is not an https:// URL"]);
+    assert_eq!(
+        api_url("https://root:s3cret@pve1"),
+        ["\"https://root:***@pve1/\" has a user name or password in it, which a server's address does not take"]
+    );
 }

@@ -22,7 +22,7 @@ use phoenix_plan::{
 };
 
 use crate::customize::{CONTRACT_VERSION, Job};
-use crate::health::{Prober, wait_healthy};
+use crate::health::{HealthError, Prober, wait_healthy};
 use crate::observe::parse_markers;
 use crate::reporter::{GuestOutcome, Reporter};
 use crate::retry::RetryPolicy;
@@ -539,7 +539,7 @@ impl<'a> Engine<'a> {
                     d.config.get("net.ip").filter(|ip| *ip != "dhcp").map(|ip| ip.split('/').next().unwrap_or(ip));
                 let result = wait_healthy(self.backend, self.prober, id, address, check, opts.health_interval_scale);
                 self.record_health(id, opts, result.as_ref().err());
-                result.map_err(|message| StepFailure { step: "health check".into(), message })
+                result.map_err(|e| StepFailure { step: "health check".into(), message: e.to_string() })
             }
             // Taken by `run_guest`, which keeps it for a rollback.
             Action::UpdateSnapshot { .. } => Ok(()),
@@ -562,10 +562,10 @@ impl<'a> Engine<'a> {
     /// Records a failed health check in the guest's markers (so that the next plan does not call
     /// the guest unchanged while its service is down), and takes the record away once a check
     /// passes. A guest whose markers cannot be written is only noted.
-    fn record_health(&self, id: GuestId, opts: &ApplyOptions, failure: Option<&String>) {
+    fn record_health(&self, id: GuestId, opts: &ApplyOptions, failure: Option<&HealthError>) {
         let recorded = self.update_markers(id, opts, |markers| match failure {
             Some(why) => {
-                let first: String = why.lines().next().unwrap_or_default().chars().take(200).collect();
+                let first: String = why.to_string().lines().next().unwrap_or_default().chars().take(200).collect();
                 markers.insert(HEALTH_MARKER.to_string(), first);
             }
             None => {

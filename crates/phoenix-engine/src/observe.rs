@@ -59,7 +59,11 @@ pub fn failing_health(
                 })
             })
             .collect();
-        handles.into_iter().filter_map(|h| h.join().ok()).filter_map(|(id, r)| Some((id, r.err()?))).collect()
+        handles
+            .into_iter()
+            .filter_map(|h| h.join().ok())
+            .filter_map(|(id, r)| Some((id, r.err()?.to_string())))
+            .collect()
     })
 }
 

@@ -643,12 +643,14 @@ fn a_guest_whose_markers_cannot_be_read_concerns_itself_alone() {
 /// Answers every probe with a refusal.
 struct Down;
 
+use phoenix_engine::health::ProbeError;
+
 impl phoenix_engine::health::Prober for Down {
-    fn tcp(&self, _: &str, _: u32, _: Duration) -> Result<(), String> {
-        Err("Connection refused".into())
+    fn tcp(&self, _: &str, _: u32, _: Duration) -> Result<(), ProbeError> {
+        Err(ProbeError::Io("Connection refused".into()))
     }
-    fn http(&self, _: &str, _: u32, _: &str, _: Duration) -> Result<u16, String> {
-        Err("Connection refused".into())
+    fn http(&self, _: &str, _: u32, _: &str, _: Duration) -> Result<u16, ProbeError> {
+        Err(ProbeError::Io("Connection refused".into()))
     }
 }
 

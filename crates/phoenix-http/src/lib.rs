@@ -24,6 +24,7 @@ use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
@@ -264,40 +265,20 @@ fn client_config(verify: TlsVerify) -> Result<ClientConfig, String> {
     })
 }
 
+/// What [`percent_encode`] encodes: every byte but RFC 3986's unreserved characters (ASCII
+/// letters and digits, `-_.~`).
+const NOT_UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+
 /// Percent-encodes everything but the unreserved characters of RFC 3986 (for form values, query
 /// parameters and path segments).
 pub fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    utf8_percent_encode(s, NOT_UNRESERVED).to_string()
 }
 
-/// Decodes `%XX` escapes (an escape that is not one is kept as it is).
+/// Decodes `%XX` escapes (an escape that is not one is kept as it is; bytes that are not UTF-8
+/// become U+FFFD).
 pub fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = (bytes[i] == b'%')
-            .then(|| bytes.get(i + 1..i + 3))
-            .flatten()
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match hex {
-            Some(b) => {
-                out.push(b);
-                i += 3;
-            }
-            None => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_decode_str(s).decode_utf8_lossy().into_owned()
 }
 
 /// Whether plain HTTP may go to `host`: a loopback address, or `localhost`.
@@ -577,6 +558,9 @@ mod tests {
         assert!(matches!(TlsVerify::fingerprint(fp), Some(TlsVerify::Fingerprint(b)) if b[0] == 0x3A && b[31] == 0x17));
         assert!(TlsVerify::fingerprint("3A:1F").is_none());
         assert_eq!(percent_encode("name=eth0,ip=10.0.0.5/24 x"), "name%3Deth0%2Cip%3D10.0.0.5%2F24%20x");
+        assert_eq!(percent_encode("a-b_c.d~e!*'()+%é"), "a-b_c.d~e%21%2A%27%28%29%2B%25%C3%A9");
+        assert_eq!(percent_decode("a%2Fb%C3%A9%zz%4"), "a/bé%zz%4");
+        assert_eq!(percent_decode("%ff"), "\u{fffd}");
     }
 
     #[test]

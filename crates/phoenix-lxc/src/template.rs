@@ -4,10 +4,83 @@
 //! Its `/sbin/init` starts each executable in `/etc/boot.d/` (the template's services), keeps the
 //! container running and stops cleanly on SIGTERM or SIGPWR.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use phoenix_backend::BackendError;
+
 use crate::command::tool;
+
+/// Why a template could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    /// A file or directory could not be made, written, moved or removed.
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        /// What was being done: `create`, `write`, `chmod`, ...
+        action: &'static str,
+        /// The path (inside the root filesystem where relative).
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A host tool failed (`busybox --list`, `tar`).
+    #[error("{doing} failed: {}", with_detail(error))]
+    Tool {
+        /// What the tool was doing.
+        doing: String,
+        /// How it failed, with its output.
+        error: BackendError,
+    },
+    /// debootstrap did not finish, or failed.
+    #[error("`{command}` {outcome}")]
+    Debootstrap {
+        /// Its command line.
+        command: String,
+        /// How it ended: its status, standard error and the tail of its log.
+        outcome: String,
+    },
+    /// The suite is not a name debootstrap takes.
+    #[error("\"{0}\" is not a Debian suite name (e.g. bookworm)")]
+    Suite(String),
+    /// A package is not a Debian package name.
+    #[error("\"{0}\" is not a Debian package name")]
+    Package(String),
+    /// The mirror is not a URL debootstrap takes.
+    #[error("\"{0}\" is not a mirror URL (e.g. http://deb.debian.org/debian)")]
+    Mirror(String),
+    /// The tarball's name says no compression Proxmox knows.
+    #[error("{} must end in .tar.gz, .tar.xz or .tar.zst", .0.display())]
+    Compression(PathBuf),
+    /// debootstrap is not on this machine.
+    #[error("debootstrap is not installed (apt-get install debootstrap)")]
+    NoDebootstrap,
+    /// Not running as root.
+    #[error("building a Debian template needs root (debootstrap installs packages as root)")]
+    NotRoot,
+    /// The build directory stays because something is still mounted inside it.
+    #[error("{} is left behind: {} still mounted inside it", work.display(), mounts.join(", "))]
+    StillMounted {
+        /// The build directory.
+        work: PathBuf,
+        /// What is mounted inside it.
+        mounts: Vec<String>,
+    },
+}
+
+/// A tool's error with its output, when it has some.
+fn with_detail(e: &BackendError) -> String {
+    match &e.detail {
+        Some(d) => format!("{e}: {d}"),
+        None => e.to_string(),
+    }
+}
+
+/// An I/O error of `action` on `path`, for `map_err`.
+fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> TemplateError {
+    let path = path.into();
+    move |source| TemplateError::Io { action, path, source }
+}
 
 /// The busybox applets linked in the template.
 const APPLETS: &[&str] = &[
@@ -74,7 +147,7 @@ const APPLETS: &[&str] = &[
 
 /// Builds the template tarball at `out` from the busybox binary at `busybox` (usually
 /// `/bin/busybox` from the `busybox-static` package).
-pub fn build_busybox(busybox: &Path, out: &Path) -> Result<(), String> {
+pub fn build_busybox(busybox: &Path, out: &Path) -> Result<(), TemplateError> {
     let work = tempdir_near(out)?;
     let root = work.join("rootfs");
     let result = (|| {
@@ -95,18 +168,20 @@ pub fn build_busybox(busybox: &Path, out: &Path) -> Result<(), String> {
             "usr/sbin",
             "srv",
         ] {
-            std::fs::create_dir_all(root.join(d)).map_err(|e| format!("cannot create {d}: {e}"))?;
+            std::fs::create_dir_all(root.join(d)).map_err(io("create", d))?;
         }
-        std::fs::copy(busybox, root.join("bin/busybox"))
-            .map_err(|e| format!("cannot copy {}: {e}", busybox.display()))?;
+        std::fs::copy(busybox, root.join("bin/busybox")).map_err(io("copy", busybox))?;
         // Only the applets this busybox has: a link to a missing one fails when run, and a
         // script's guard built on it (`pgrep … || start`) would never hold.
         let listed = tool(&[&busybox.display().to_string(), "--list"], Duration::from_secs(10))
             .map(|o| String::from_utf8_lossy(&o.stdout).lines().map(str::to_string).collect::<Vec<_>>())
-            .map_err(|e| format!("cannot list the applets of {}: {e}", busybox.display()))?;
+            .map_err(|error| TemplateError::Tool {
+                doing: format!("listing the applets of {}", busybox.display()),
+                error,
+            })?;
         for applet in APPLETS.iter().filter(|a| listed.iter().any(|l| l == *a)) {
             std::os::unix::fs::symlink("busybox", root.join("bin").join(applet))
-                .map_err(|e| format!("cannot link {applet}: {e}"))?;
+                .map_err(io("link", Path::new("bin").join(applet)))?;
         }
         let files: &[(&str, &str, u32)] = &[
             (
@@ -125,38 +200,34 @@ pub fn build_busybox(busybox: &Path, out: &Path) -> Result<(), String> {
         ];
         for (path, content, mode) in files {
             let p = root.join(path);
-            std::fs::write(&p, content).map_err(|e| format!("cannot write {path}: {e}"))?;
+            std::fs::write(&p, content).map_err(io("write", path))?;
             use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(*mode))
-                .map_err(|e| format!("cannot chmod {path}: {e}"))?;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(*mode)).map_err(io("chmod", path))?;
         }
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(root.join("tmp"), std::fs::Permissions::from_mode(0o1777))
-            .map_err(|e| format!("cannot chmod tmp: {e}"))?;
+            .map_err(io("chmod", "tmp"))?;
         let out_s = out.display().to_string();
         let root_s = root.display().to_string();
         tool(
             &["tar", "-czf", &out_s, "--numeric-owner", "--owner=0", "--group=0", "-C", &root_s, "."],
             Duration::from_secs(300),
         )
-        .map_err(|e| match &e.detail {
-            Some(d) => format!("{e}: {d}"),
-            None => e.to_string(),
-        })?;
+        .map_err(|error| TemplateError::Tool { doing: "packing the template".into(), error })?;
         Ok(())
     })();
     let _ = std::fs::remove_dir_all(&work);
     result
 }
 
-fn tempdir_near(out: &Path) -> Result<std::path::PathBuf, String> {
+fn tempdir_near(out: &Path) -> Result<PathBuf, TemplateError> {
     let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+    std::fs::create_dir_all(parent).map_err(io("create", parent))?;
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let dir = parent.join(format!(".phoenix-template-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    std::fs::create_dir_all(&dir).map_err(io("create", &dir))?;
     Ok(dir)
 }
 
@@ -251,22 +322,22 @@ impl DebianTemplate {
     }
 
     /// Checks the inputs before anything runs: names debootstrap accepts, a mirror URL.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), TemplateError> {
         let plain = |s: &str| {
             !s.is_empty() && !s.starts_with('-') && s.chars().all(|c| c.is_ascii_alphanumeric() || "+-._".contains(c))
         };
         if !plain(&self.suite) {
-            return Err(format!("\"{}\" is not a Debian suite name (e.g. bookworm)", self.suite));
+            return Err(TemplateError::Suite(self.suite.clone()));
         }
         if let Some(p) = self.packages().iter().find(|p| !plain(p)) {
-            return Err(format!("\"{p}\" is not a Debian package name"));
+            return Err(TemplateError::Package(p.clone()));
         }
         if !(self.mirror.starts_with("http://")
             || self.mirror.starts_with("https://")
             || self.mirror.starts_with("file:/"))
             || self.mirror.chars().any(char::is_whitespace)
         {
-            return Err(format!("\"{}\" is not a mirror URL (e.g. http://deb.debian.org/debian)", self.mirror));
+            return Err(TemplateError::Mirror(self.mirror.clone()));
         }
         Ok(())
     }
@@ -287,7 +358,7 @@ pub fn is_cached(template: &DebianTemplate, out: &Path) -> bool {
 
 /// The tar compression option for the tarball's name: `.tar.gz`, `.tar.xz` or `.tar.zst`, as
 /// Proxmox's container templates.
-pub fn compression_flag(out: &Path) -> Result<&'static str, String> {
+pub fn compression_flag(out: &Path) -> Result<&'static str, TemplateError> {
     let name = out.file_name().and_then(|n| n.to_str()).unwrap_or_default();
     if name.ends_with(".tar.gz") || name.ends_with(".tgz") {
         Ok("--gzip")
@@ -296,7 +367,7 @@ pub fn compression_flag(out: &Path) -> Result<&'static str, String> {
     } else if name.ends_with(".tar.zst") {
         Ok("--zstd")
     } else {
-        Err(format!("{} must end in .tar.gz, .tar.xz or .tar.zst", out.display()))
+        Err(TemplateError::Compression(out.to_path_buf()))
     }
 }
 
@@ -318,17 +389,17 @@ fn find_program(name: &str) -> Option<std::path::PathBuf> {
 /// `/etc/hosts`, an empty `/etc/resolv.conf`, no apt caches) and packs it without `./dev/*`
 /// (LXC populates `/dev`). A tarball built from the same inputs is reused; a new one is written
 /// under a temporary name and renamed, its stamp ([`stamp_path`]) written last.
-pub fn build_debian(template: &DebianTemplate, out: &Path) -> Result<Built, String> {
+pub fn build_debian(template: &DebianTemplate, out: &Path) -> Result<Built, TemplateError> {
     template.check()?;
     let compression = compression_flag(out)?;
     if is_cached(template, out) {
         return Ok(Built::Reused);
     }
     if find_program("debootstrap").is_none() {
-        return Err("debootstrap is not installed (apt-get install debootstrap)".to_string());
+        return Err(TemplateError::NoDebootstrap);
     }
     if effective_uid() != Some(0) {
-        return Err("building a Debian template needs root (debootstrap installs packages as root)".to_string());
+        return Err(TemplateError::NotRoot);
     }
     let work = tempdir_near(out)?;
     let root = work.join("rootfs");
@@ -354,22 +425,17 @@ pub fn build_debian(template: &DebianTemplate, out: &Path) -> Result<Built, Stri
             ],
             Duration::from_secs(1800),
         )
-        .map_err(|e| match &e.detail {
-            Some(d) => format!("packing the template failed: {e}: {d}"),
-            None => format!("packing the template failed: {e}"),
-        })?;
+        .map_err(|error| TemplateError::Tool { doing: "packing the template".into(), error })?;
         // The stamp goes first, so that no stamp ever vouches for a tarball of other inputs.
         let stamp = stamp_path(out);
         match std::fs::remove_file(&stamp) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(format!("cannot remove {}: {e}", stamp.display()));
-            }
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io("remove", &stamp)(e)),
             _ => {}
         }
-        std::fs::rename(&packed, out).map_err(|e| format!("cannot move the tarball to {}: {e}", out.display()))?;
+        std::fs::rename(&packed, out).map_err(io("move the tarball to", out))?;
         let stamp_tmp = work.join("stamp");
-        std::fs::write(&stamp_tmp, template.stamp()).map_err(|e| format!("cannot write the stamp: {e}"))?;
-        std::fs::rename(&stamp_tmp, &stamp).map_err(|e| format!("cannot write {}: {e}", stamp.display()))?;
+        std::fs::write(&stamp_tmp, template.stamp()).map_err(io("write", &stamp_tmp))?;
+        std::fs::rename(&stamp_tmp, &stamp).map_err(io("write", &stamp))?;
         Ok(Built::Written)
     })();
     match remove_work_dir(&work) {
@@ -380,7 +446,7 @@ pub fn build_debian(template: &DebianTemplate, out: &Path) -> Result<Built, Stri
 
 /// Runs debootstrap into `root`, with this process's proxy settings (and nothing else of its
 /// environment).
-fn debootstrap(template: &DebianTemplate, root: &Path) -> Result<(), String> {
+fn debootstrap(template: &DebianTemplate, root: &Path) -> Result<(), TemplateError> {
     let argv = template.debootstrap_argv(root);
     let mut command = std::process::Command::new(&argv[0]);
     command.args(&argv[1..]).env_clear().env("PATH", crate::command::CLEAN_PATH);
@@ -389,35 +455,37 @@ fn debootstrap(template: &DebianTemplate, root: &Path) -> Result<(), String> {
             command.env(var, v);
         }
     }
-    let out = phoenix_backend::process::run_captured(command, None, Duration::from_secs(3600))
-        .map_err(|e| format!("`{}` did not finish: {e:?}", argv.join(" ")))?;
+    let out = phoenix_backend::process::run_captured(command, None, Duration::from_secs(3600)).map_err(|e| {
+        TemplateError::Debootstrap { command: argv.join(" "), outcome: format!("did not finish: {e:?}") }
+    })?;
     if out.success() {
         return Ok(());
     }
     // debootstrap says what went wrong on stderr, and in its log inside the target.
     let log = std::fs::read_to_string(root.join("debootstrap/debootstrap.log")).unwrap_or_default();
     let tail: Vec<&str> = log.lines().rev().take(15).collect::<Vec<_>>().into_iter().rev().collect();
-    Err(format!(
-        "`{}` failed with status {}: {}{}",
-        argv.join(" "),
-        out.status,
-        String::from_utf8_lossy(&out.stderr).trim(),
-        if tail.is_empty() { String::new() } else { format!("\n{}", tail.join("\n")) }
-    ))
+    Err(TemplateError::Debootstrap {
+        command: argv.join(" "),
+        outcome: format!(
+            "failed with status {}: {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim(),
+            if tail.is_empty() { String::new() } else { format!("\n{}", tail.join("\n")) }
+        ),
+    })
 }
 
 /// The changes a minbase root filesystem needs to boot as an LXC system container.
-fn debian_fixups(root: &Path) -> Result<(), String> {
+fn debian_fixups(root: &Path) -> Result<(), TemplateError> {
     use std::os::unix::fs::PermissionsExt;
-    let write = |inside: &str, content: &str, mode: u32| -> Result<(), String> {
+    let write = |inside: &str, content: &str, mode: u32| -> Result<(), TemplateError> {
         let p = root.join(inside);
         // A link there (resolv.conf often is one) is replaced, never followed.
         if std::fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_symlink()) {
-            std::fs::remove_file(&p).map_err(|e| format!("cannot replace {inside}: {e}"))?;
+            std::fs::remove_file(&p).map_err(io("replace", inside))?;
         }
-        std::fs::write(&p, content).map_err(|e| format!("cannot write {inside}: {e}"))?;
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode))
-            .map_err(|e| format!("cannot chmod {inside}: {e}"))
+        std::fs::write(&p, content).map_err(io("write", inside))?;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).map_err(io("chmod", inside))
     };
     // minbase has no init system; `sbin` is a relative link to `usr/sbin` (merged /usr), so the
     // path resolves inside the root filesystem.
@@ -425,8 +493,7 @@ fn debian_fixups(root: &Path) -> Result<(), String> {
         write("sbin/init", DEBIAN_INIT, 0o755)?;
     }
     if std::fs::symlink_metadata(root.join("etc/mtab")).is_err() {
-        std::os::unix::fs::symlink("../proc/self/mounts", root.join("etc/mtab"))
-            .map_err(|e| format!("cannot link etc/mtab: {e}"))?;
+        std::os::unix::fs::symlink("../proc/self/mounts", root.join("etc/mtab")).map_err(io("link", "etc/mtab"))?;
     }
     write("etc/hosts", "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n", 0o644)?;
     // debootstrap copies the host's resolver, which containers cannot reach; Phoenix writes the
@@ -442,12 +509,12 @@ fn debian_fixups(root: &Path) -> Result<(), String> {
 }
 
 /// Removes the plain files directly in `dir` whose name `keep_out` selects.
-fn clear_files(dir: &Path, keep_out: impl Fn(&str) -> bool) -> Result<(), String> {
+fn clear_files(dir: &Path, keep_out: impl Fn(&str) -> bool) -> Result<(), TemplateError> {
     let Ok(entries) = std::fs::read_dir(dir) else { return Ok(()) };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         if e.file_type().is_ok_and(|t| t.is_file()) && keep_out(&name) {
-            std::fs::remove_file(e.path()).map_err(|err| format!("cannot remove {}: {err}", e.path().display()))?;
+            std::fs::remove_file(e.path()).map_err(io("remove", e.path()))?;
         }
     }
     Ok(())
@@ -456,7 +523,7 @@ fn clear_files(dir: &Path, keep_out: impl Fn(&str) -> bool) -> Result<(), String
 /// Removes the build directory, after unmounting what a failed debootstrap may have left
 /// mounted inside it (`/proc`, `/sys`, a bind of `/dev` in a container): removing through such a
 /// mount would remove the host's files. A directory something stays mounted in is left as it is.
-fn remove_work_dir(work: &Path) -> Result<(), String> {
+fn remove_work_dir(work: &Path) -> Result<(), TemplateError> {
     let mounted = |work: &Path| -> Vec<String> {
         let prefix = work.display().to_string();
         let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
@@ -475,9 +542,9 @@ fn remove_work_dir(work: &Path) -> Result<(), String> {
     }
     let left = mounted(work);
     if !left.is_empty() {
-        return Err(format!("{} is left behind: {} still mounted inside it", work.display(), left.join(", ")));
+        return Err(TemplateError::StillMounted { work: work.to_path_buf(), mounts: left });
     }
-    std::fs::remove_dir_all(work).map_err(|e| format!("cannot remove {}: {e}", work.display()))
+    std::fs::remove_dir_all(work).map_err(io("remove", work))
 }
 
 #[cfg(test)]
@@ -537,7 +604,7 @@ mod tests {
         std::fs::write(stamp_path(&out), t.stamp()).expect("write");
         assert!(is_cached(&t, &out));
         // Reused without debootstrap or root: nothing runs.
-        assert_eq!(build_debian(&t, &out), Ok(Built::Reused));
+        assert!(matches!(build_debian(&t, &out), Ok(Built::Reused)));
         assert_eq!(std::fs::read(&out).expect("read"), b"tarball");
     }
 
@@ -546,20 +613,35 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let out = dir.path().join("debian.tar.gz");
         let bad_suite = DebianTemplate { suite: "--foreign".into(), ..bookworm(&[]) };
-        assert!(build_debian(&bad_suite, &out).is_err_and(|e| e.contains("not a Debian suite")));
-        assert!(build_debian(&bookworm(&["nginx light"]), &out).is_err_and(|e| e.contains("not a Debian package")));
+        let e = build_debian(&bad_suite, &out).expect_err("suite");
+        assert!(matches!(&e, TemplateError::Suite(s) if s == "--foreign"), "{e:?}");
+        assert_eq!(e.to_string(), "\"--foreign\" is not a Debian suite name (e.g. bookworm)");
+        let e = build_debian(&bookworm(&["nginx light"]), &out).expect_err("package");
+        assert!(matches!(&e, TemplateError::Package(p) if p == "nginx light"), "{e:?}");
         let bad_mirror = DebianTemplate { mirror: "deb.debian.org".into(), ..bookworm(&[]) };
-        assert!(build_debian(&bad_mirror, &out).is_err_and(|e| e.contains("not a mirror URL")));
+        let e = build_debian(&bad_mirror, &out).expect_err("mirror");
+        assert!(matches!(&e, TemplateError::Mirror(_)) && e.to_string().contains("not a mirror URL"), "{e:?}");
         let wrong_name = dir.path().join("debian.tar");
-        assert!(build_debian(&bookworm(&[]), &wrong_name).is_err_and(|e| e.contains(".tar.zst")));
+        let e = build_debian(&bookworm(&[]), &wrong_name).expect_err("name");
+        assert!(matches!(&e, TemplateError::Compression(_)) && e.to_string().contains(".tar.zst"), "{e:?}");
         assert!(!out.exists());
     }
 
     #[test]
+    fn a_missing_busybox_is_named_and_nothing_is_left_behind() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let missing = dir.path().join("no-busybox");
+        let e = build_busybox(&missing, &dir.path().join("busybox.tar.gz")).expect_err("no busybox");
+        assert!(matches!(&e, TemplateError::Io { action: "copy", path, .. } if path == &missing), "{e:?}");
+        assert!(e.to_string().starts_with(&format!("cannot copy {}: ", missing.display())), "{e}");
+        assert_eq!(std::fs::read_dir(dir.path()).expect("list").count(), 0, "the build directory is removed");
+    }
+
+    #[test]
     fn the_compression_follows_the_name() {
-        assert_eq!(compression_flag(Path::new("a/debian.tar.gz")), Ok("--gzip"));
-        assert_eq!(compression_flag(Path::new("debian.tar.xz")), Ok("--xz"));
-        assert_eq!(compression_flag(Path::new("debian.tar.zst")), Ok("--zstd"));
+        assert_eq!(compression_flag(Path::new("a/debian.tar.gz")).ok(), Some("--gzip"));
+        assert_eq!(compression_flag(Path::new("debian.tar.xz")).ok(), Some("--xz"));
+        assert_eq!(compression_flag(Path::new("debian.tar.zst")).ok(), Some("--zstd"));
     }
 
     #[test]

@@ -16,6 +16,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use phoenix_backend::fields::canonical;
 use phoenix_backend::{
     BackendError, ChangeEffect, CreateRequest, CreateSource, Delivery, ExecOutput, ExecRequest, FieldChange, FilePush,
@@ -81,49 +84,30 @@ struct Seen {
     running: bool,
 }
 
+/// What `sshkeys` percent-encodes: every byte but the ASCII letters and digits and
+/// `-_.!~*'()` (JavaScript's `encodeURIComponent`, as Proxmox's own web interface sends it). The
+/// API's `urlencoded` format also lets `%` through unencoded, but a literal `%` is encoded here so
+/// that the keys read back as they were.
+const SSHKEYS: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'!')
+    .remove(b'~')
+    .remove(b'*')
+    .remove(b'\'')
+    .remove(b'(')
+    .remove(b')');
+
 /// `sshkeys` as the API takes it (format `urlencoded`): every byte outside
-/// `[-%a-zA-Z0-9_.!~*'()]` percent-encoded.
+/// `[a-zA-Z0-9-_.!~*'()]` percent-encoded.
 pub fn encode_sshkeys(keys: &str) -> String {
-    keys.bytes()
-        .map(|b| match b {
-            b'a'..=b'z'
-            | b'A'..=b'Z'
-            | b'0'..=b'9'
-            | b'-'
-            | b'%'
-            | b'_'
-            | b'.'
-            | b'!'
-            | b'~'
-            | b'*'
-            | b'\''
-            | b'('
-            | b')' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    utf8_percent_encode(keys, SSHKEYS).to_string()
 }
 
 /// Percent-decodes `sshkeys` as Proxmox shows it.
 pub fn decode_sshkeys(text: &str) -> String {
-    phoenix_http::percent_decode(text)
-}
-
-/// Standard base64 with padding (what `file-write` with `encode=0` takes).
-pub fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    percent_decode_str(text).decode_utf8_lossy().into_owned()
 }
 
 /// A QEMU `net[n]` as Phoenix reads it: the model and its MAC (`virtio=BC:24:11:..`), the bridge
@@ -1125,7 +1109,7 @@ impl ProxmoxBackend {
             self.api
                 .call(
                     &Call::Agent(Guest::qemu(&node, id), Agent::FileWrite),
-                    &[("file", target.to_string()), ("content", base64(bytes)), ("encode", "0".into())],
+                    &[("file", target.to_string()), ("content", BASE64.encode(bytes)), ("encode", "0".into())],
                 )
                 .map(|_| ())
         };
@@ -1188,12 +1172,17 @@ mod tests {
     }
 
     #[test]
-    fn base64_is_standard() {
-        assert_eq!(base64(b""), "");
-        assert_eq!(base64(b"h"), "aA==");
-        assert_eq!(base64(b"hi"), "aGk=");
-        assert_eq!(base64(b"hello"), "aGVsbG8=");
-        assert_eq!(FILE_WRITE_CHUNK / 3 * 4, 61440);
+    fn a_literal_percent_in_a_key_reads_back_as_itself() {
+        let keys = "ssh-ed25519 AAAA 100%@ws";
+        let encoded = encode_sshkeys(keys);
+        assert_eq!(encoded, "ssh-ed25519%20AAAA%20100%25%40ws");
+        assert_eq!(decode_sshkeys(&encoded), keys);
+    }
+
+    #[test]
+    fn a_file_write_chunk_fits_the_api_as_base64() {
+        assert_eq!(BASE64.encode(vec![0u8; FILE_WRITE_CHUNK]).len(), 61440);
+        assert_eq!(BASE64.encode(b"hello"), "aGVsbG8=");
     }
 
     #[test]

@@ -107,11 +107,17 @@ fn the_engine_builds_and_keeps_containers_on_the_double() {
 struct Recording(std::sync::Mutex<Vec<String>>);
 
 impl phoenix_engine::health::Prober for Recording {
-    fn tcp(&self, addr: &str, _: u32, _: std::time::Duration) -> Result<(), String> {
+    fn tcp(&self, addr: &str, _: u32, _: std::time::Duration) -> Result<(), phoenix_engine::health::ProbeError> {
         self.0.lock().expect("lock").push(addr.to_string());
         Ok(())
     }
-    fn http(&self, addr: &str, _: u32, _: &str, _: std::time::Duration) -> Result<u16, String> {
+    fn http(
+        &self,
+        addr: &str,
+        _: u32,
+        _: &str,
+        _: std::time::Duration,
+    ) -> Result<u16, phoenix_engine::health::ProbeError> {
         self.0.lock().expect("lock").push(addr.to_string());
         Ok(200)
     }
@@ -138,7 +144,7 @@ fn a_dhcp_container_is_probed_at_the_address_it_reports() {
     // Stopped, it reports nothing: the probe says why instead of guessing.
     backend.stop(905).expect("stopped");
     let e = phoenix_engine::health::probe_once(&backend, &prober, 905, None, &check).expect_err("no address");
-    assert!(e.contains("CT 905 not running"), "{e}");
+    assert!(e.to_string().contains("CT 905 not running"), "{e}");
 }
 
 #[test]

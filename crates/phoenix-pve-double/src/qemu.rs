@@ -12,6 +12,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -729,9 +731,10 @@ impl Vms {
                 let bytes = if encoded {
                     content.into_bytes()
                 } else {
-                    match base64_decode(&content) {
-                        Some(b) => b,
-                        None => return fail("Agent error: Base64 data is invalid".into()),
+                    let clean: String = content.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+                    match BASE64.decode(clean) {
+                        Ok(b) => b,
+                        Err(_) => return fail("Agent error: Base64 data is invalid".into()),
                     }
                 };
                 vm.files.insert(file, bytes);
@@ -795,35 +798,6 @@ fn play(vm: &mut Vm, argv: &[String]) -> Option<(i64, String)> {
     }
 }
 
-fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    let value = |c: u8| -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        } as u32)
-    };
-    let clean: Vec<u8> = text.bytes().filter(|c| !c.is_ascii_whitespace()).collect();
-    if !clean.len().is_multiple_of(4) {
-        return None;
-    }
-    let mut out = Vec::with_capacity(clean.len() / 4 * 3);
-    for chunk in clean.chunks(4) {
-        let pad = chunk.iter().rev().take_while(|c| **c == b'=').count();
-        let mut n = 0u32;
-        for (i, c) in chunk.iter().enumerate() {
-            let v = if i >= 4 - pad { 0 } else { value(*c)? };
-            n = (n << 6) | v;
-        }
-        let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
-        out.extend_from_slice(&bytes[..3 - pad]);
-    }
-    Some(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -852,7 +826,5 @@ mod tests {
             vms.stored_disk(8000, "ide2", "local-zfs:cloudinit", &mut disks),
             Ok("local-zfs:vm-8000-cloudinit,media=cdrom".into())
         );
-        assert_eq!(base64_decode("aGVsbG8="), Some(b"hello".to_vec()));
-        assert_eq!(base64_decode("aGk="), Some(b"hi".to_vec()));
     }
 }

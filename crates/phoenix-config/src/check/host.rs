@@ -309,17 +309,11 @@ fn check_backend(cx: &mut Ctx<'_>) {
         }
         Some(Backend::Proxmox(p)) => {
             if let Some(url) = &p.api_url {
-                let url_ok =
-                    url.strip_prefix("https://").is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'));
-                if !url_ok {
+                if let Err(e) = crate::server_url::ServerUrl::parse(url, false) {
+                    let url = crate::server_url::quoted(url);
                     cx.push(
-                        Diagnostic::error(
-                            Code::Backend,
-                            HV,
-                            base.key("api_url"),
-                            format!("\"{url}\" is not an https:// URL"),
-                        )
-                        .hint("the Proxmox API speaks HTTPS only, e.g. \"https://pve1.lab.example:8006\""),
+                        Diagnostic::error(Code::Backend, HV, base.key("api_url"), format!("\"{url}\" {e}"))
+                            .hint("the Proxmox API speaks HTTPS only, e.g. \"https://pve1.lab.example:8006\""),
                     );
                 }
             } else if p.via == ApiRoute::Api {
