@@ -209,8 +209,8 @@ fn adopt_on(version: PveVersion) {
     );
     assert_eq!(description(&api, "/nodes/pve1/lxc/950/config"), "built by phoenix_orchestrator.sh");
 
-    // Adopted: the mark in the description, the markers where the guest showed the features ran;
-    // nothing else is sent — no configuration, no start, stop or restart.
+    // Adopted: the markers where the guest showed the features ran, then the mark, both in the
+    // description; nothing else is sent — no configuration, no start, stop or restart.
     let before = api.request("GET", "/nodes/pve1/lxc/950/config", &[]).expect("config");
     let seen = double.requests().len();
     let (code, out, err) = phoenix(p, &connect, &["adopt", "950", "8100"]);
@@ -222,11 +222,11 @@ fn adopt_on(version: PveVersion) {
         sent.iter().all(|r| expected.contains(&r.as_str()) || r.starts_with("POST /nodes/pve1/qemu/8100/agent/")),
         "{sent:?}"
     );
-    assert_eq!(sent.iter().filter(|r| expected.contains(&r.as_str())).count(), 2, "{sent:?}");
-    assert_eq!(
-        description(&api, "/nodes/pve1/lxc/950/config"),
-        "Managed by Phoenix.\nbuilt by phoenix_orchestrator.sh"
-    );
+    assert_eq!(sent.iter().filter(|r| expected.contains(&r.as_str())).count(), 4, "{sent:?}");
+    let described = description(&api, "/nodes/pve1/lxc/950/config");
+    let lines: Vec<&str> = described.lines().collect();
+    assert_eq!(lines.len(), 3, "{described}");
+    assert_eq!((lines[0], lines[2]), ("Managed by Phoenix.", "built by phoenix_orchestrator.sh"), "{described}");
     assert!(description(&api, "/nodes/pve1/qemu/8100/config").starts_with("Managed by Phoenix."));
     let after = api.request("GET", "/nodes/pve1/lxc/950/config", &[]).expect("config");
     let strip = |v: &Value| {
@@ -236,10 +236,11 @@ fn adopt_on(version: PveVersion) {
         m
     };
     assert_eq!(strip(&before), strip(&after), "adoption changed more than the description");
-    let markers = double.node_channel().file(950, phoenix_engine::customize::MARKERS_PATH).expect("markers");
+    let markers = phoenix_proxmox::record::read(&described).expect("markers");
     let markers: serde_json::Map<String, Value> = serde_json::from_slice(&markers).expect("json");
     assert_eq!(markers.keys().collect::<Vec<_>>(), ["feature:base_setup", "feature:ollama"]);
-    let vm_markers = double.vm_file(8100, phoenix_engine::customize::MARKERS_PATH).expect("VM markers").0;
+    let vm_markers =
+        phoenix_proxmox::record::read(&description(&api, "/nodes/pve1/qemu/8100/config")).expect("VM markers");
     assert!(String::from_utf8_lossy(&vm_markers).contains("feature:base_setup"));
 
     // They match their configuration: nothing to do.

@@ -568,15 +568,9 @@ impl ProxmoxBackend {
         wait(api, &upid, self.poll, timeout).map(|_| ())
     }
 
-    /// The node a guest is on, from the cluster's resources.
+    /// The node a container is on and whether it runs (see [`ProxmoxBackend::locate`]).
     fn node_of(&self, id: GuestId) -> Result<Option<(String, bool)>, BackendError> {
-        let list = self.api.call(&Call::Resources, &[("type", "vm".into())])?;
-        Ok(list
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|r| r["vmid"].as_u64() == Some(u64::from(id)) && r["type"] == "lxc")
-            .map(|r| (r["node"].as_str().unwrap_or_default().to_string(), r["status"] == "running")))
+        self.locate(id, GuestKind::Lxc)
     }
 
     /// The node to run commands inside a container on: where this run saw it, else asked.

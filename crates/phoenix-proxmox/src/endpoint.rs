@@ -155,6 +155,8 @@ pub enum Call<'a> {
     Resize(Guest<'a>),
     /// `POST .../status/<action>` (a task).
     Power(Guest<'a>, Power),
+    /// `GET .../status/current`: whether the guest runs (an error where it does not exist there).
+    Status(Guest<'a>),
     /// `DELETE` the guest (a task).
     Destroy(Guest<'a>),
     /// `GET .../interfaces` (containers).
@@ -256,6 +258,7 @@ impl Call<'_> {
                     },
                 ],
             ),
+            Call::Status(g) => guest(g, &["status", "current"]),
             Call::Destroy(g) => guest(g, &[]),
             Call::Interfaces(g) => guest(g, &["interfaces"]),
             Call::Agent(g, call) => guest(

@@ -46,6 +46,9 @@ const PASSWORD_LINE: &str = "Phoenix ci.password: ";
 #[derive(Default)]
 pub struct VmState {
     seen: Mutex<BTreeMap<GuestId, Seen>>,
+    /// Whether this run has listed the cluster: a guest the listing did not show, and this run
+    /// has not created since, is no guest (of either kind) to it.
+    listed: std::sync::atomic::AtomicBool,
     passwords: BTreeMap<GuestId, String>,
     agent_ready: Mutex<BTreeSet<GuestId>>,
     agent_wait: Option<Duration>,
@@ -397,6 +400,7 @@ impl ProxmoxBackend {
     /// Records what `/cluster/resources` (`type=vm`) shows of every guest.
     pub(crate) fn remember(&self, list: &Value) {
         let mut seen = self.vms.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        self.vms.listed.store(true, std::sync::atomic::Ordering::Relaxed);
         for r in list.as_array().into_iter().flatten() {
             let kind = match r["type"].as_str() {
                 Some("qemu") => GuestKind::Vm,
@@ -428,25 +432,51 @@ impl ProxmoxBackend {
         self.vms.agent_ready.lock().unwrap_or_else(PoisonError::into_inner).remove(&id);
     }
 
-    /// Whether a guest is a VM: as this run saw it, else as the cluster lists it now.
+    /// Whether a guest is a VM: as this run saw it (a guest its listing did not show is none),
+    /// else as the cluster lists it now.
     pub(crate) fn is_vm(&self, id: GuestId) -> Result<bool, BackendError> {
         if let Some(s) = self.seen(id) {
             return Ok(s.kind == GuestKind::Vm);
+        }
+        if self.vms.listed.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(false);
         }
         let list = self.api.call(&Call::Resources, &[("type", "vm".into())])?;
         self.remember(&list);
         Ok(self.seen(id).is_some_and(|s| s.kind == GuestKind::Vm))
     }
 
-    /// The node a VM is on and whether it runs, from the cluster's resources.
+    /// The node a VM is on and whether it runs (see [`ProxmoxBackend::locate`]).
     fn vm_locate(&self, id: GuestId) -> Result<Option<(String, bool)>, BackendError> {
+        self.locate(id, GuestKind::Vm)
+    }
+
+    /// The node a guest of `kind` is on and whether it runs. A guest this run has seen is asked
+    /// on its node (`status/current`, a few bytes, however large the cluster); one its listing of
+    /// the cluster did not show, and that it has not created since, is none; one it has not
+    /// listed, or that is no longer where it was (migrated, destroyed), is looked for in the
+    /// cluster's resources, which are listed then.
+    pub(crate) fn locate(&self, id: GuestId, kind: GuestKind) -> Result<Option<(String, bool)>, BackendError> {
+        if let Some(seen) = self.seen(id).filter(|s| s.kind == kind)
+            && let Ok(status) = self.api.call(&Call::Status(Guest { node: &seen.node, kind, id }), &[])
+        {
+            let running = status["status"] == "running";
+            if let Some(s) = self.vms.seen.lock().unwrap_or_else(PoisonError::into_inner).get_mut(&id) {
+                s.running = running;
+            }
+            return Ok(Some((seen.node, running)));
+        }
+        if self.seen(id).is_none() && self.vms.listed.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(None);
+        }
         let list = self.api.call(&Call::Resources, &[("type", "vm".into())])?;
         self.remember(&list);
+        let tree = if kind == GuestKind::Vm { "qemu" } else { "lxc" };
         Ok(list
             .as_array()
             .into_iter()
             .flatten()
-            .find(|r| r["vmid"].as_u64() == Some(u64::from(id)) && r["type"] == "qemu")
+            .find(|r| r["vmid"].as_u64() == Some(u64::from(id)) && r["type"] == tree)
             .map(|r| (r["node"].as_str().unwrap_or_default().to_string(), r["status"] == "running")))
     }
 

@@ -45,6 +45,7 @@ fn kind(call: &Call<'_>) -> usize {
         Call::Tasks(_) => 33,
         Call::Rollback(..) => 34,
         Call::DeleteSnapshot(..) => 35,
+        Call::Status(_) => 36,
     }
 }
 
@@ -79,6 +80,7 @@ fn every_call_names_an_endpoint_of_both_schemas() {
         calls.extend([
             Call::Config(guest),
             Call::SetConfig(guest),
+            Call::Status(guest),
             Call::Snapshots(guest),
             Call::TakeSnapshot(guest),
             Call::Rollback(guest, "phoenix-pre-20250131-235959"),
@@ -99,7 +101,7 @@ fn every_call_names_an_endpoint_of_both_schemas() {
         calls.push(Call::Agent(vm, agent));
     }
     let covered: std::collections::BTreeSet<usize> = calls.iter().map(kind).collect();
-    assert_eq!(covered, (0..36).collect(), "a kind of call is missing from the list");
+    assert_eq!(covered, (0..37).collect(), "a kind of call is missing from the list");
     for version in PveVersion::ALL {
         let schema = ApiSchema::get(version);
         for call in &calls {
