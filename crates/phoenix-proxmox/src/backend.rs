@@ -128,7 +128,7 @@ pub fn normalize(config: &serde_json::Map<String, Value>) -> GuestConfig {
         if let Some((storage, _)) = root.volume.split_once(':') {
             out.set("storage", storage);
         }
-        if let Some(size) = root.size.as_deref().and_then(|s| crate::decode::gib(s, true)) {
+        if let Some(size) = root.size.as_deref().and_then(|s| crate::decode::gib(s)) {
             out.set("disk_gb", size.to_string());
         }
     }
@@ -187,7 +187,7 @@ pub fn normalize(config: &serde_json::Map<String, Value>) -> GuestConfig {
             format!("bind:{}{}", m.volume, if m.ro == Some(true) { ";ro" } else { "" })
         } else {
             let storage = m.volume.split(':').next().unwrap_or_default();
-            format!("volume:{storage}:{}", m.size.as_deref().and_then(|s| crate::decode::gib(s, true)).unwrap_or(0))
+            format!("volume:{storage}:{}", m.size.as_deref().and_then(|s| crate::decode::gib(s)).unwrap_or(0))
         };
         out.set(format!("{}{}", fields::MOUNT_PREFIX, inside.trim_end_matches('/')), value);
     }
@@ -412,7 +412,7 @@ fn keep_volumes(params: Params, current: &serde_json::Map<String, Value>) -> (Pa
                 return (k, v);
             }
             let want: u64 = size.parse().unwrap_or_default();
-            let has = old.size.as_deref().and_then(|s| crate::decode::gib(s, true)).unwrap_or_default();
+            let has = old.size.as_deref().and_then(|s| crate::decode::gib(s)).unwrap_or_default();
             if want > has {
                 grow.push((k.clone(), want));
             }
@@ -864,7 +864,9 @@ impl ProxmoxBackend {
         })
     }
 
-    /// Runs a command on a node; a non-zero exit is an error carrying its stderr.
+    /// Runs a command on a node; a non-zero exit is an error carrying its stderr, transient where
+    /// it met a lock (`CT is locked (disk)`, a lock file that timed out) or a file that changed
+    /// since it was read, as the same refusals are over the API.
     pub(crate) fn on_node(&self, node: &str, argv: &[String], input: Option<&[u8]>) -> Result<Vec<u8>, BackendError> {
         let out = self
             .channel()?
@@ -875,7 +877,7 @@ impl ProxmoxBackend {
         }
         let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
         let what = argv.iter().take(3).cloned().collect::<Vec<_>>().join(" ");
-        let error = if stderr.contains("got timeout") || out.status == node::CHANGED {
+        let error = if stderr.contains("got timeout") || stderr.contains("is locked") || out.status == node::CHANGED {
             BackendError::transient(Delivery::MaybeApplied, format!("`{what}` on {node}: {stderr}"))
         } else {
             BackendError::permanent(
@@ -1193,7 +1195,9 @@ impl Backend for ProxmoxBackend {
                 if src_node != node {
                     params.push(("target", node.clone()));
                 }
-                let source_config = self.config(&src_node, *source)?;
+                // Proxmox locks the source (`disk`) while it clones it: another clone of the same
+                // template is waited for rather than refused.
+                let source_config = self.unlocked_config_of(Guest::lxc(&src_node, *source))?;
                 if let Some(storage) = self.clone_storage(request, *source, &src_node, &source_config)? {
                     params.push(("storage", storage));
                 }
@@ -1204,16 +1208,9 @@ impl Backend for ProxmoxBackend {
                     "description",
                     self.clone_description(Guest::lxc(&src_node, *source), old.as_deref(), snapshot)?,
                 ));
-                // A token may not copy device passthrough: such a source is cloned as root@pam.
-                let passthrough = !self.api_is_root() && source_config.keys().any(|k| numbered(k, "dev"));
-                let clone = Call::Clone(Guest::lxc(&src_node, *source));
-                if let (true, Some(root)) = (passthrough, &self.root) {
-                    self.task_through(root, clone, &params)?;
-                } else if passthrough {
-                    self.on_node(&src_node, &node::pct_clone(*source, id, &params[1..]), None)?;
-                } else {
-                    self.task(clone, &params)?;
-                }
+                // A token's clone copies device passthrough too (`clone_vm` checks no root-only
+                // setting): only setting `dev[n]` is root@pam's.
+                self.task(Call::Clone(Guest::lxc(&src_node, *source)), &params)?;
                 // The clone has its template's configuration: make it this guest's.
                 let current = self.config(&node, id)?;
                 let observed = normalize(&current);

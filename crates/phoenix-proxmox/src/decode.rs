@@ -64,8 +64,9 @@ pub fn truthy(v: &Value) -> bool {
 }
 
 /// A size as Proxmox writes it (`8G`, `512M`, `1T`, `2252K`) in GiB, rounded; a bare number is
-/// in GiB where `bare_is_gib` (container disks), else in bytes (VM disks).
-pub fn gib(size: &str, bare_is_gib: bool) -> Option<u64> {
+/// in bytes, for disks of containers and VMs alike (pve-common's `parse_size`: Proxmox writes a
+/// size without a unit where it is not a whole number of KiB).
+pub fn gib(size: &str) -> Option<u64> {
     let digits = size.trim_end_matches(|c: char| c.is_ascii_alphabetic());
     let n: f64 = digits.parse().ok()?;
     let factor = match &size[digits.len()..] {
@@ -73,7 +74,6 @@ pub fn gib(size: &str, bare_is_gib: bool) -> Option<u64> {
         "G" => 1.0,
         "M" => 1.0 / 1024.0,
         "K" => 1.0 / 1024.0 / 1024.0,
-        "" if bare_is_gib => 1.0,
         "" => 1.0 / 1024.0 / 1024.0 / 1024.0,
         _ => return None,
     };
@@ -92,6 +92,16 @@ mod tests {
         maxmem: u64,
         #[serde(default, deserialize_with = "super::opt_u64_lenient")]
         uptime: Option<u64>,
+    }
+
+    #[test]
+    fn sizes_are_read_in_their_unit_and_a_bare_number_in_bytes() {
+        assert_eq!(super::gib("8G"), Some(8));
+        assert_eq!(super::gib("1T"), Some(1024));
+        assert_eq!(super::gib("4096M"), Some(4));
+        assert_eq!(super::gib("17179869184"), Some(16));
+        assert_eq!(super::gib("16"), Some(0), "16 bytes, not 16 GiB");
+        assert_eq!(super::gib("8GiB"), None);
     }
 
     #[test]

@@ -20,15 +20,28 @@ pub fn read_conf(id: u32) -> Vec<String> {
 /// The exit status of [`write_conf`] when the file changed since it was read.
 pub const CHANGED: i32 = 4;
 
+/// The lock Proxmox holds (`flock`) while it reads, changes and writes a container's
+/// configuration file (pve-container's `lock_config`).
+pub fn conf_lock(id: u32) -> String {
+    format!("/run/lock/lxc/pve-config-{id}.lock")
+}
+
 /// Replaces a container's configuration file with stdin, only if its content still has the
-/// SHA-256 `expected` (else exits with [`CHANGED`] and leaves it alone). The new content is
-/// written next to it and renamed over it, as Proxmox itself writes these files.
+/// SHA-256 `expected` (else exits with [`CHANGED`] and leaves it alone), holding Proxmox's own
+/// lock on it ([`conf_lock`]) from the comparison to the swap, so that no `pct set` or API
+/// change lands in between (a lock not free within 60 s: `<file> is locked`, status 5). The new content is written next to it and renamed over it, as
+/// Proxmox itself writes these files.
 pub fn write_conf(id: u32, expected: &str) -> Vec<String> {
-    let script = "f=\"$1\"; t=\"$f.tmp.$$\"; cat > \"$t\" || exit 1; \
+    let script = "f=\"$1\"; mkdir -p \"${3%/*}\" && exec 9>>\"$3\" || exit 1; \
+                  flock -w 60 9 || { echo \"$f is locked\" >&2; exit 5; }; \
+                  t=\"$f.tmp.$$\"; cat > \"$t\" || exit 1; \
                   have=$(sha256sum < \"$f\") || { rm -f \"$t\"; exit 1; }; \
                   if [ \"${have%% *}\" != \"$2\" ]; then rm -f \"$t\"; echo \"$f changed since it was read\" >&2; exit 4; fi; \
                   mv -f \"$t\" \"$f\"";
-    ["/bin/sh", "-c", script, "phoenix-conf", &conf_path(id), expected].iter().map(|s| (*s).to_string()).collect()
+    ["/bin/sh", "-c", script, "phoenix-conf", &conf_path(id), expected, &conf_lock(id)]
+        .iter()
+        .map(|s| (*s).to_string())
+        .collect()
 }
 
 /// The SHA-256 of a file's content, as [`write_conf`] compares it.
@@ -72,17 +85,6 @@ pub fn pct_set(id: u32, params: &[(String, String)], delete: &[String]) -> Vec<S
     argv
 }
 
-/// `pct clone <source> <new> --snapname S --full 1 [--hostname H] [--target NODE] [--storage S]`, as `root@pam`
-/// (for a source whose settings a token may not copy, such as device passthrough).
-pub fn pct_clone(source: u32, new: u32, params: &[(&str, String)]) -> Vec<String> {
-    let mut argv = vec!["pct".to_string(), "clone".into(), source.to_string(), new.to_string()];
-    for (k, v) in params {
-        argv.push(format!("--{k}"));
-        argv.push(v.clone());
-    }
-    argv
-}
-
 /// The device nodes to pass to a container for these NVIDIA GPU indices: each GPU's
 /// `/dev/nvidia<N>`, then the shared control, UVM and capability nodes — only those the node
 /// has, in a fixed order.
@@ -107,9 +109,10 @@ mod tests {
     use std::process::{Command, Stdio};
 
     fn run(argv: &[String], input: &[u8], path: &str) -> i32 {
-        // The script with the file's path in place of the conf path.
+        // The script with the file's path in place of the conf path, its lock beside it.
         let mut argv = argv.to_vec();
         argv[4] = path.to_string();
+        argv[6] = format!("{path}.lock");
         let mut child = Command::new(&argv[0]).args(&argv[1..]).stdin(Stdio::piped()).spawn().expect("sh");
         child.stdin.as_mut().expect("stdin").write_all(input).expect("write");
         drop(child.stdin.take());
@@ -127,7 +130,29 @@ mod tests {
         // Read before the change above: refused, the file kept, no temporary file left.
         assert_eq!(run(&write_conf(950, &good), b"cores: 8\n", &path.display().to_string()), CHANGED);
         assert_eq!(std::fs::read_to_string(&path).expect("read"), "cores: 4\n");
-        assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 1);
+        assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 2, "the file and its lock");
+    }
+
+    #[test]
+    fn the_conf_write_waits_for_proxmoxs_lock() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("951.conf");
+        let lock = format!("{}.lock", path.display());
+        std::fs::write(&path, "cores: 2\n").expect("write");
+        // Proxmox holds the lock: what it reads at the end of its hold is still its own file.
+        let seen = dir.path().join("seen");
+        let holder = Command::new("flock")
+            .args([&lock, "-c", &format!("sleep 1; cat '{}' > '{}'", path.display(), seen.display())])
+            .spawn()
+            .expect("flock");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let good = content_hash(b"cores: 2\n");
+        assert_eq!(run(&write_conf(951, &good), b"cores: 4\n", &path.display().to_string()), 0);
+        let mut holder = holder;
+        assert!(holder.wait().expect("wait").success());
+        assert_eq!(std::fs::read_to_string(&seen).expect("seen"), "cores: 2\n", "written while Proxmox held the lock");
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), "cores: 4\n");
+        assert_eq!(conf_lock(951), "/run/lock/lxc/pve-config-951.lock");
     }
 
     #[test]

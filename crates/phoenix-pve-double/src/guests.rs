@@ -572,7 +572,12 @@ pub(crate) fn handle(
                     if guests.contains_key(&new) {
                         return Some(fail(format!("CT {newid} already exists")));
                     }
-                    if g.locked().is_some() || g.converting.is_some() {
+                    // pve-container's clone_vm: the source gets the lock `disk` for the clone
+                    // (`set_lock`, whose check refuses a source locked already).
+                    if let Some(kind) = g.locked() {
+                        return Some(fail(format!("CT is locked ({kind})")));
+                    }
+                    if g.converting.is_some() {
                         return Some(fail(format!("can't lock file '/run/lock/lxc/pve-config-{vmid}.lock' - got timeout")));
                     }
                     // pve-container's clone rules: a template is cloned linked unless `full`; a
@@ -601,9 +606,6 @@ pub(crate) fn handle(
                     if let Some((k, _)) = source.iter().find(|(k, v)| k.starts_with("mp") && v.split(',').next().is_some_and(|vol| vol.starts_with('/'))) {
                         return Some(fail(format!("unable to clone mountpoint '{k}' (type bind)")));
                     }
-                    if !root && source.keys().any(|k| k.starts_with("dev") && k[3..].bytes().all(|b| b.is_ascii_digit())) {
-                        return Some((403, "Permission check failed (configuring device passthrough is only allowed for root@pam)".into(), json!({ "data": null })));
-                    }
                     // Everything but `unused[n]`; the description only from the parameter, or from
                     // the live configuration (a snapshot has none).
                     let mut config: BTreeMap<String, String> =
@@ -626,7 +628,7 @@ pub(crate) fn handle(
                     let firewall = g.firewall.clone();
                     let until = Instant::now() + busy;
                     if let Some(src) = guests.get_mut(&n) {
-                        src.lock = Some(("clone".into(), until));
+                        src.lock = Some(("disk".into(), until));
                     }
                     let target = ps.get("target").map_or(*node, String::as_str).to_string();
                     guests.insert(new, Guest { node: target, config, running: false, snapshots: BTreeMap::new(), lock: Some(("create".into(), until)), raw, firewall, converting: None, pending: BTreeMap::new() });

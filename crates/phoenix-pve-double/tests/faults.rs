@@ -177,12 +177,12 @@ fn locks_held_by_running_tasks_refuse_edits_and_clones() {
     };
     clone("901").expect("the first clone");
     let e = clone("902").expect_err("source locked");
-    assert!(e.message.contains("can't lock file '/run/lock/lxc/pve-config-900.lock' - got timeout"), "{e:?}");
+    assert!(e.message.contains("CT is locked (disk)"), "{e:?}");
     assert!(e.is_transient());
     let e = api.request("PUT", "/nodes/pve1/lxc/901/config", &[("cores", "2".into())]).expect_err("clone locked");
     assert!(e.message.contains("CT is locked (create)") && e.is_transient(), "{e:?}");
     let e = api.request("PUT", "/nodes/pve1/lxc/900/config", &[("cores", "2".into())]).expect_err("source locked");
-    assert!(e.message.contains("CT is locked (clone)"), "{e:?}");
+    assert!(e.message.contains("CT is locked (disk)"), "{e:?}");
 }
 
 /// pve-container's `check_lock`: a container another task holds (a backup) is not resized or
