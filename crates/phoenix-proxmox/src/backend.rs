@@ -128,7 +128,7 @@ pub fn normalize(config: &serde_json::Map<String, Value>) -> GuestConfig {
         if let Some((storage, _)) = root.volume.split_once(':') {
             out.set("storage", storage);
         }
-        if let Some(size) = root.size.as_deref().and_then(|s| crate::decode::gib(s)) {
+        if let Some(size) = root.size.as_deref().and_then(crate::decode::gib) {
             out.set("disk_gb", size.to_string());
         }
     }
@@ -187,7 +187,7 @@ pub fn normalize(config: &serde_json::Map<String, Value>) -> GuestConfig {
             format!("bind:{}{}", m.volume, if m.ro == Some(true) { ";ro" } else { "" })
         } else {
             let storage = m.volume.split(':').next().unwrap_or_default();
-            format!("volume:{storage}:{}", m.size.as_deref().and_then(|s| crate::decode::gib(s)).unwrap_or(0))
+            format!("volume:{storage}:{}", m.size.as_deref().and_then(crate::decode::gib).unwrap_or(0))
         };
         out.set(format!("{}{}", fields::MOUNT_PREFIX, inside.trim_end_matches('/')), value);
     }
@@ -412,7 +412,7 @@ fn keep_volumes(params: Params, current: &serde_json::Map<String, Value>) -> (Pa
                 return (k, v);
             }
             let want: u64 = size.parse().unwrap_or_default();
-            let has = old.size.as_deref().and_then(|s| crate::decode::gib(s)).unwrap_or_default();
+            let has = old.size.as_deref().and_then(crate::decode::gib).unwrap_or_default();
             if want > has {
                 grow.push((k.clone(), want));
             }

@@ -260,7 +260,7 @@ pub fn normalize(config: &serde_json::Map<String, Value>) -> GuestConfig {
         if let Some((storage, _)) = file.split_once(':') {
             out.set("storage", storage);
         }
-        if let Some(size) = disk.split(',').find_map(|p| p.strip_prefix("size=")).and_then(|s| crate::decode::gib(s)) {
+        if let Some(size) = disk.split(',').find_map(|p| p.strip_prefix("size=")).and_then(crate::decode::gib) {
             out.set("disk_gb", size.to_string());
         }
     }
