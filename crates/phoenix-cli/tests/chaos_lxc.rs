@@ -317,18 +317,23 @@ fn an_apply_killed_anywhere_converges_on_the_next_one() {
     }
     let _host = serial();
     let s = stack();
-    // A whole cold apply, timed, then undone: the time spreads the timed points over it.
-    let t0 = Instant::now();
-    let out = s.phoenix(&["apply", "--jobs", "4"]);
-    let cold = t0.elapsed();
-    assert!(out.status.success(), "{}", brief(&out));
-    assert!(leftovers(&s, &addresses()).is_empty(), "{:?}", leftovers(&s, &addresses()));
-    reset(&s);
+    // A whole cold apply, timed twice and undone each time: the shorter time spreads the timed
+    // points over it (a first apply slowed by a loaded machine would put them past the end of the
+    // trials' applies).
+    let mut cold = Duration::MAX;
+    for _ in 0..2 {
+        let t0 = Instant::now();
+        let out = s.phoenix(&["apply", "--jobs", "4"]);
+        cold = cold.min(t0.elapsed());
+        assert!(out.status.success(), "{}", brief(&out));
+        assert!(leftovers(&s, &addresses()).is_empty(), "{:?}", leftovers(&s, &addresses()));
+        reset(&s);
+    }
 
     let mut points: Vec<Point> = vec![Point::Child("tar", 1)];
     points.extend((1..=4).map(|n| Point::Child("cp", n)));
     points.extend((1..=4).map(|n| Point::Child("lxc-start", n)));
-    points.extend((1..=8).map(|n| Point::Child("lxc-ls", n)));
+    points.extend((1..=2).map(|n| Point::Child("lxc-ls", n)));
     points.extend((1..=20).map(|n| Point::Child("lxc-attach", n)));
     points.extend((1..=20).map(|n| Point::After(cold.mul_f64(f64::from(n) / 21.0))));
     points.push(Point::Interrupt(cold / 4));

@@ -1314,9 +1314,13 @@ impl Backend for LxcBackend {
         if !self.dir(id).join("config").is_file() {
             return Err(missing(id));
         }
-        if self.is_running(id)? {
-            let argv = phoenix_backend::inside::read_command(path);
-            let out = self.attach(id, &argv, None, Duration::from_secs(60))?;
+        // Read inside the container where it runs; where `lxc-attach` finds none to enter, from
+        // its root filesystem. The list of running containers is asked for only then, so that
+        // reading the markers of N running containers lists them none of N times.
+        let argv = phoenix_backend::inside::read_command(path);
+        let out = self.attach(id, &argv, None, Duration::from_secs(60))?;
+        let answered = matches!(out.status, 0 | phoenix_backend::inside::MISSING | phoenix_backend::inside::NOT_A_FILE);
+        if answered || self.is_running(id)? {
             return phoenix_backend::inside::read_result(path, &out)
                 .map_err(|e| BackendError::permanent(Delivery::NotSent, format!("container {id}: {e}")));
         }
