@@ -16,15 +16,15 @@ use phoenix_backend::{
 };
 use serde_json::Value;
 
-use crate::api::ApiClient;
 use crate::channel::{NodeChannel, pct_exec};
 use crate::conf::ConfFile;
-use crate::decode::{text, truthy};
-use crate::endpoint::{Call, Guest, Power};
 use crate::node;
 use crate::propstring::{Device, MountPoint, Net, Property, Startup};
-use crate::task::{Poll, timeout_for, wait};
-use crate::upid::Upid;
+use crate::transport::api::ApiClient;
+use crate::transport::decode::{text, truthy};
+use crate::transport::endpoint::{Call, Guest, Power};
+use crate::transport::task::{Poll, timeout_for, wait};
+use crate::transport::upid::Upid;
 
 /// The mark in a container's description that says Phoenix created it.
 pub const MANAGED_MARK: &str = "Managed by Phoenix.";
@@ -128,7 +128,7 @@ pub fn normalize(config: &serde_json::Map<String, Value>) -> GuestConfig {
         if let Some((storage, _)) = root.volume.split_once(':') {
             out.set("storage", storage);
         }
-        if let Some(size) = root.size.as_deref().and_then(crate::decode::gib) {
+        if let Some(size) = root.size.as_deref().and_then(crate::transport::decode::gib) {
             out.set("disk_gb", size.to_string());
         }
     }
@@ -187,7 +187,7 @@ pub fn normalize(config: &serde_json::Map<String, Value>) -> GuestConfig {
             format!("bind:{}{}", m.volume, if m.ro == Some(true) { ";ro" } else { "" })
         } else {
             let storage = m.volume.split(':').next().unwrap_or_default();
-            format!("volume:{storage}:{}", m.size.as_deref().and_then(crate::decode::gib).unwrap_or(0))
+            format!("volume:{storage}:{}", m.size.as_deref().and_then(crate::transport::decode::gib).unwrap_or(0))
         };
         out.set(format!("{}{}", fields::MOUNT_PREFIX, inside.trim_end_matches('/')), value);
     }
@@ -412,7 +412,7 @@ fn keep_volumes(params: Params, current: &serde_json::Map<String, Value>) -> (Pa
                 return (k, v);
             }
             let want: u64 = size.parse().unwrap_or_default();
-            let has = old.size.as_deref().and_then(crate::decode::gib).unwrap_or_default();
+            let has = old.size.as_deref().and_then(crate::transport::decode::gib).unwrap_or_default();
             if want > has {
                 grow.push((k.clone(), want));
             }

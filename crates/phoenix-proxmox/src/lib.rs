@@ -5,18 +5,16 @@
 //! The API client (HTTPS, or `pvesh` on the node), the node channel (SSH, or local commands on
 //! the node) and the backend itself build on these.
 
-pub mod api;
 pub mod backend;
 pub mod channel;
 pub mod conf;
-pub mod decode;
-pub mod endpoint;
 pub mod firewall;
 pub mod node;
 pub mod preflight;
 pub mod propstring;
-pub mod pvesh;
 pub mod qemu;
 pub mod record;
-pub mod task;
-pub mod upid;
+pub mod transport;
+
+// The transport's modules at the paths other crates name them by.
+pub use transport::{api, endpoint, task, upid};

@@ -10,7 +10,7 @@ use phoenix_backend::{BackendError, CreateRequest, CreateSource, Delivery, Guest
 use serde_json::Value;
 
 use crate::backend::ProxmoxBackend;
-use crate::endpoint::Call;
+use crate::transport::endpoint::Call;
 
 /// Privileges Phoenix needs, by ACL path.
 pub const NEEDED: &[(&str, &[&str])] = &[

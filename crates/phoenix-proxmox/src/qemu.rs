@@ -27,10 +27,10 @@ use phoenix_backend::{
 use serde_json::Value;
 
 use crate::backend::{MANAGED_MARK, ProxmoxBackend};
-use crate::decode::{text, truthy};
-use crate::endpoint::{Agent, Call, Guest, Power};
 use crate::propstring::{Property, Startup, parse_pairs};
-use crate::upid::Upid;
+use crate::transport::decode::{text, truthy};
+use crate::transport::endpoint::{Agent, Call, Guest, Power};
+use crate::transport::upid::Upid;
 
 /// How long the first agent call after a start waits for the agent, unless set.
 pub const AGENT_WAIT: Duration = Duration::from_secs(300);
@@ -260,7 +260,9 @@ pub fn normalize(config: &serde_json::Map<String, Value>) -> GuestConfig {
         if let Some((storage, _)) = file.split_once(':') {
             out.set("storage", storage);
         }
-        if let Some(size) = disk.split(',').find_map(|p| p.strip_prefix("size=")).and_then(crate::decode::gib) {
+        if let Some(size) =
+            disk.split(',').find_map(|p| p.strip_prefix("size=")).and_then(crate::transport::decode::gib)
+        {
             out.set("disk_gb", size.to_string());
         }
     }
@@ -824,7 +826,8 @@ impl ProxmoxBackend {
                 format!("{} {}: no task ID in the answer", call.method(), call.path()),
             )
         })?;
-        crate::task::wait(&self.api, &upid, self.poll, crate::task::timeout_for(&upid.kind)).map(|_| ())
+        crate::transport::task::wait(&self.api, &upid, self.poll, crate::transport::task::timeout_for(&upid.kind))
+            .map(|_| ())
     }
 
     /// Creates a VM from a cloud image, or clones a VM's snapshot, and configures it.

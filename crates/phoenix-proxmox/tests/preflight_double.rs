@@ -46,11 +46,11 @@ fn privileges_and_the_node_channel_are_checked_first() {
 
     // A root@pam ticket is asked for before anything changes: a wrong password stops here.
     assert!(backend(&double, None).with_root_api(support::root_client(&double)).preflight().is_ok());
-    let wrong = phoenix_proxmox::api::ApiClient::new(
+    let wrong = phoenix_proxmox::transport::api::ApiClient::new(
         "127.0.0.1",
         double.addr.port(),
-        phoenix_proxmox::api::Auth::Password { user: "root@pam".into(), password: "not-it".into() },
-        phoenix_proxmox::api::TlsVerify::fingerprint(&double.fingerprint).expect("pin"),
+        phoenix_proxmox::transport::api::Auth::Password { user: "root@pam".into(), password: "not-it".into() },
+        phoenix_proxmox::transport::api::TlsVerify::fingerprint(&double.fingerprint).expect("pin"),
     )
     .expect("client");
     let e = backend(&double, None).with_root_api(wrong).preflight().expect_err("wrong password");
