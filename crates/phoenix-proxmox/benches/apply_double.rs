@@ -29,7 +29,7 @@ use phoenix_engine::health::AlwaysUp;
 use phoenix_engine::{ApplyOptions, Engine, GuestOutcome, Reporter};
 use phoenix_plan::{LifecycleState, Step};
 use phoenix_proxmox::backend::ProxmoxBackend;
-use phoenix_proxmox::channel::{ChannelError, NodeChannel, Output};
+use phoenix_proxmox::node::channel::{ChannelError, NodeChannel, Output};
 use phoenix_proxmox::transport::api::{ApiClient, Auth, TlsVerify};
 use phoenix_pve_double::{Credentials, PveDouble, PveVersion};
 

@@ -16,9 +16,9 @@ use phoenix_backend::{
 };
 use serde_json::Value;
 
-use crate::channel::{NodeChannel, pct_exec};
-use crate::conf::ConfFile;
-use crate::node;
+use crate::node::channel::{NodeChannel, pct_exec};
+use crate::node::commands;
+use crate::node::conf::ConfFile;
 use crate::propstring::{Device, MountPoint, Net, Property, Startup};
 use crate::transport::api::ApiClient;
 use crate::transport::decode::{text, truthy};
@@ -877,7 +877,8 @@ impl ProxmoxBackend {
         }
         let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
         let what = argv.iter().take(3).cloned().collect::<Vec<_>>().join(" ");
-        let error = if stderr.contains("got timeout") || stderr.contains("is locked") || out.status == node::CHANGED {
+        let error = if stderr.contains("got timeout") || stderr.contains("is locked") || out.status == commands::CHANGED
+        {
             BackendError::transient(Delivery::MaybeApplied, format!("`{what}` on {node}: {stderr}"))
         } else {
             BackendError::permanent(
@@ -910,7 +911,7 @@ impl ProxmoxBackend {
         }
         match &self.root {
             Some(api) => self.put_config(api, Guest::lxc(node, id), &root, &root_delete),
-            None => self.on_node(node, &node::pct_set(id, &root, &root_delete), None).map(|_| ()),
+            None => self.on_node(node, &commands::pct_set(id, &root, &root_delete), None).map(|_| ()),
         }
     }
 
@@ -940,7 +941,7 @@ impl ProxmoxBackend {
         if let Some(list) = self.devices.lock().unwrap_or_else(PoisonError::into_inner).get(node) {
             return Ok(list.clone());
         }
-        let out = self.on_node(node, &node::list_nvidia_devices(), None)?;
+        let out = self.on_node(node, &commands::list_nvidia_devices(), None)?;
         let list: Vec<String> = String::from_utf8_lossy(&out).lines().map(str::to_string).collect();
         self.devices.lock().unwrap_or_else(PoisonError::into_inner).insert(node.to_string(), list.clone());
         Ok(list)
@@ -979,7 +980,7 @@ impl ProxmoxBackend {
             .collect();
         let mut slots = (0u32..).filter(|n| !taken.contains(n));
         let mut params = Vec::new();
-        for path in node::gpu_devices(&indices, &present) {
+        for path in commands::gpu_devices(&indices, &present) {
             let slot = slots.next().unwrap_or_default();
             let dev = Device { path, mode: Some("0666".into()), ..Device::default() };
             params.push((format!("dev{slot}"), dev.print()));
@@ -1004,9 +1005,9 @@ impl ProxmoxBackend {
         removed: &BTreeSet<String>,
     ) -> Result<(), BackendError> {
         let read = || -> Result<(String, ConfFile), BackendError> {
-            let text = String::from_utf8_lossy(&self.on_node(node, &node::read_conf(id), None)?).into_owned();
+            let text = String::from_utf8_lossy(&self.on_node(node, &commands::read_conf(id), None)?).into_owned();
             let conf = ConfFile::parse(&text).map_err(|e| {
-                BackendError::permanent(Delivery::NotSent, format!("{} does not parse: {e}", node::conf_path(id)))
+                BackendError::permanent(Delivery::NotSent, format!("{} does not parse: {e}", commands::conf_path(id)))
             })?;
             Ok((text, conf))
         };
@@ -1032,12 +1033,12 @@ impl ProxmoxBackend {
         let before = conf.clone();
         conf.set_live_raw(&want);
         let new = conf.to_string();
-        self.on_node(node, &node::write_conf(id, &node::content_hash(text.as_bytes())), Some(new.as_bytes()))?;
+        self.on_node(node, &commands::write_conf(id, &commands::content_hash(text.as_bytes())), Some(new.as_bytes()))?;
         let (_, back) = read()?;
         if as_pairs(&back) != want || !back.same_sections_after_live(&before) {
             return Err(BackendError::permanent(
                 Delivery::MaybeApplied,
-                format!("{} does not read back as written", node::conf_path(id)),
+                format!("{} does not read back as written", commands::conf_path(id)),
             ));
         }
         Ok(())
@@ -1050,7 +1051,7 @@ impl ProxmoxBackend {
         if dirs.is_empty() || self.channel.is_none() {
             return Ok(());
         }
-        self.on_node(node, &node::make_host_dirs(&dirs), None).map(|_| ())
+        self.on_node(node, &commands::make_host_dirs(&dirs), None).map(|_| ())
     }
 
     /// What needs more than the API token after the container exists: GPUs (`dev[n]` with

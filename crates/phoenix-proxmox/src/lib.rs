@@ -6,8 +6,6 @@
 //! the node) and the backend itself build on these.
 
 pub mod backend;
-pub mod channel;
-pub mod conf;
 pub mod firewall;
 pub mod node;
 pub mod preflight;
@@ -16,5 +14,6 @@ pub mod qemu;
 pub mod record;
 pub mod transport;
 
-// The transport's modules at the paths other crates name them by.
+// The transport's and the node channel's modules at the paths other crates name them by.
+pub use node::channel;
 pub use transport::{api, endpoint, task, upid};

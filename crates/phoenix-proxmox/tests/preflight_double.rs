@@ -6,7 +6,7 @@
 mod support;
 
 use phoenix_backend::{Backend, CreateRequest, CreateSource, GuestConfig, GuestKind};
-use phoenix_proxmox::channel::{ChannelError, Output};
+use phoenix_proxmox::node::channel::{ChannelError, Output};
 use phoenix_pve_double::{ALL_PRIVILEGES, PveVersion};
 use support::{backend, channel, start};
 
@@ -173,7 +173,7 @@ fn a_guest_on_another_node_needs_that_node_online_and_reached() {
     let double = start(PveVersion::V9);
     double.add_node("pve2");
     let nodes = double.node_channel();
-    let only_pve1: std::sync::Arc<dyn phoenix_proxmox::channel::NodeChannel> =
+    let only_pve1: std::sync::Arc<dyn phoenix_proxmox::node::channel::NodeChannel> =
         std::sync::Arc::new(move |node: &str, argv: &[String], input: Option<&[u8]>| -> Result<Output, ChannelError> {
             if node != "pve1" {
                 return Ok(Output {

@@ -20,7 +20,7 @@ use phoenix_engine::health::{NetProber, Prober};
 use phoenix_engine::planner::{Planner, Validated};
 use phoenix_engine::{ApplyOptions, ApplyReport, Engine, Silent};
 use phoenix_proxmox::backend::ProxmoxBackend;
-use phoenix_proxmox::channel::{ChannelError, NodeChannel, Output};
+use phoenix_proxmox::node::channel::{ChannelError, NodeChannel, Output};
 use phoenix_proxmox::transport::api::{ApiClient, Auth, TlsVerify};
 use phoenix_proxmox::transport::task::Poll;
 use phoenix_pve_double::{Credentials, PveDouble, PveVersion};
