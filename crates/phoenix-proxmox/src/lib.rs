@@ -8,9 +8,7 @@
 pub mod backend;
 pub mod firewall;
 pub mod node;
-pub mod preflight;
 pub mod propstring;
-pub mod qemu;
 pub mod record;
 pub mod transport;
 
