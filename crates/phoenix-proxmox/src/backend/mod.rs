@@ -1,7 +1,7 @@
 //! The Proxmox VE backend: the [`ProxmoxBackend`], what containers and VMs share (configuration
 //! reads, tasks waited for, guests' locks waited out, the record and the managed mark in the
 //! description, snapshots, templates, commands on the node), and the [`Backend`] implementation,
-//! which finds a guest's kind once and hands the call to that kind's operations ([`GuestOps`]):
+//! which finds a guest's kind once and hands the call to that kind's operations (`GuestOps`):
 //! [`containers`] or [`vms`]. Those two use what is here and never each other; the checks made
 //! before anything changes are in [`preflight`].
 
@@ -711,7 +711,7 @@ impl Backend for ProxmoxBackend {
     }
 
     /// A container's mount points must all take snapshots (see
-    /// [`ProxmoxBackend::check_container_snapshot`]); VMs are not checked.
+    /// `ProxmoxBackend::check_container_snapshot`); VMs are not checked.
     fn check_snapshot(&self, kind: GuestKind, config: &GuestConfig) -> Result<(), BackendError> {
         self.guests(kind).check_snapshot(config)
     }
