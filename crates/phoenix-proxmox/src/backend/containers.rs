@@ -8,7 +8,7 @@
 //! It uses the backend's shared parts ([`super`]), never the VMs' module.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::PoisonError;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use phoenix_backend::fields::canonical;
@@ -28,7 +28,7 @@ use crate::transport::decode::text;
 use crate::transport::endpoint::{Call, Guest, Power};
 
 /// Fields kept as raw `lxc.*` lines in the container's conf file: the API has no keys for them.
-pub(super) const RAW_FIELDS: &[&str] = &["lxc.raw", "apparmor", "idmap"];
+const RAW_FIELDS: &[&str] = &["lxc.raw", "apparmor", "idmap"];
 
 /// API parameters: names and values.
 type Params = Vec<(String, String)>;
@@ -398,6 +398,15 @@ pub fn change_effect(field: &str) -> ChangeEffect {
     }
 }
 
+/// What the backend knows of containers between calls.
+#[derive(Debug, Default)]
+pub struct ContainerState {
+    /// NVIDIA device nodes of each node, listed once.
+    devices: Mutex<BTreeMap<String, Vec<String>>>,
+    /// The node of each container observed or created in this run, for commands inside it.
+    located: Mutex<BTreeMap<GuestId, String>>,
+}
+
 /// The container operations: a view of the backend for a guest known to be a container.
 pub(crate) struct Containers<'a>(pub(crate) &'a ProxmoxBackend);
 
@@ -451,11 +460,11 @@ impl ProxmoxBackend {
 
     /// The node to run commands inside a container on: where this run saw it, else asked.
     fn node_for_commands(&self, id: GuestId) -> Result<String, BackendError> {
-        if let Some(node) = self.located.lock().unwrap_or_else(PoisonError::into_inner).get(&id) {
+        if let Some(node) = self.containers.located.lock().unwrap_or_else(PoisonError::into_inner).get(&id) {
             return Ok(node.clone());
         }
         let node = self.node_of(id)?.map_or_else(|| self.node.clone(), |(n, _)| n);
-        self.located.lock().unwrap_or_else(PoisonError::into_inner).insert(id, node.clone());
+        self.containers.located.lock().unwrap_or_else(PoisonError::into_inner).insert(id, node.clone());
         Ok(node)
     }
 
@@ -492,12 +501,12 @@ impl ProxmoxBackend {
 
     /// The NVIDIA device nodes `node` has (listed once per run).
     fn nvidia_devices(&self, node: &str) -> Result<Vec<String>, BackendError> {
-        if let Some(list) = self.devices.lock().unwrap_or_else(PoisonError::into_inner).get(node) {
+        if let Some(list) = self.containers.devices.lock().unwrap_or_else(PoisonError::into_inner).get(node) {
             return Ok(list.clone());
         }
         let out = self.on_node(node, &commands::list_nvidia_devices(), None)?;
         let list: Vec<String> = String::from_utf8_lossy(&out).lines().map(str::to_string).collect();
-        self.devices.lock().unwrap_or_else(PoisonError::into_inner).insert(node.to_string(), list.clone());
+        self.containers.devices.lock().unwrap_or_else(PoisonError::into_inner).insert(node.to_string(), list.clone());
         Ok(list)
     }
 
@@ -633,6 +642,53 @@ impl ProxmoxBackend {
         }
         Ok(())
     }
+
+    /// How a setting goes that the API connection may not make (see
+    /// [`phoenix_backend::Backend::route`]); the fields concerned (GPUs, bind mounts, feature
+    /// flags, raw lines) are containers' alone. `None` where it goes through the API.
+    pub(super) fn container_route(
+        &self,
+        field: &str,
+        value: &str,
+        guest: &GuestConfig,
+    ) -> Result<Option<String>, String> {
+        const WHY: &str = "Proxmox reserves device passthrough, bind mounts, feature flags other than nesting and \
+                           every feature flag of a privileged container to root@pam";
+        let bind = field.starts_with(fields::MOUNT_PREFIX) && value.starts_with("bind:");
+        let privileged = guest.get("unprivileged") == Some("0");
+        let flags = field == "flags" && (privileged || value.split(',').any(|f| !f.starts_with("nesting=")));
+        if (field == "gpus" || bind || flags) && self.api_is_root() {
+            // GPUs are looked up on the node (its /dev/nvidia* devices) whichever way they are set.
+            if field == "gpus" && self.channel.is_none() {
+                return Err("the node's GPUs are listed on the node, and no node channel is configured".into());
+            }
+            return Ok(Some(format!("the API as root@pam (`pvesh` on the node; {WHY})")));
+        }
+        let needs_channel = |how: String| match self.channel {
+            Some(_) => Ok(Some(how)),
+            None => Err(format!("it goes through {how}, and no node channel is configured (`backend.ssh`)")),
+        };
+        match (self.root.is_some(), field) {
+            (true, "gpus") => {
+                needs_channel(format!("the root@pam ticket, with the node's NVIDIA devices listed on the node ({WHY})"))
+            }
+            (true, _) if bind && self.channel.is_none() => Ok(Some(format!(
+                "the root@pam ticket ({WHY}); without a node channel the host directory must exist on the node"
+            ))),
+            (true, _) if bind || flags => Ok(Some(format!("the root@pam ticket ({WHY})"))),
+            (false, "gpus") => needs_channel(format!("`pct set` on the node ({WHY})")),
+            (false, _) if bind || flags => match self.channel {
+                Some(_) => Ok(Some(format!("`pct set` on the node ({WHY})"))),
+                None => Err(format!(
+                    "{WHY}, and neither a root@pam ticket (`backend.root_ticket`) nor a node channel (`backend.ssh`) is configured"
+                )),
+            },
+            _ if RAW_FIELDS.contains(&field) => {
+                needs_channel("an edit of /etc/pve/lxc/<id>.conf on the node (the API has no raw lxc.* keys)".into())
+            }
+            _ => Ok(None),
+        }
+    }
 }
 
 impl GuestOps for Containers<'_> {
@@ -645,7 +701,7 @@ impl GuestOps for Containers<'_> {
         running: bool,
         scope: &ObserveScope,
     ) -> Result<ObservedGuest, BackendError> {
-        self.located.lock().unwrap_or_else(PoisonError::into_inner).insert(id, node.to_string());
+        self.containers.located.lock().unwrap_or_else(PoisonError::into_inner).insert(id, node.to_string());
         let config = self.config(node, id)?;
         self.observed(Guest::lxc(node, id), &config, normalize(&config), running, scope)
     }

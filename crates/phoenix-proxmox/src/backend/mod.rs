@@ -48,16 +48,14 @@ pub struct ProxmoxBackend {
     /// without it, those settings go through `pct` on the node channel.
     root: Option<ApiClient>,
     poll: Poll,
-    /// NVIDIA device nodes of each node, listed once.
-    devices: Mutex<BTreeMap<String, Vec<String>>>,
     /// Files of the nodes read over the node channel (node, path), read once per run.
     node_files: Mutex<BTreeMap<(String, String), String>>,
     /// What the cluster lists (storages, bridges, templates), read once per run.
     listings: Mutex<BTreeMap<String, Value>>,
     /// Nodes other than `node` found online and reached over the node channel in this run.
     reached: Mutex<BTreeSet<String>>,
-    /// The node of each container observed or created in this run, for commands inside it.
-    located: Mutex<BTreeMap<GuestId, String>>,
+    /// What containers need between calls (see [`containers`]).
+    containers: containers::ContainerState,
     /// Each guest's kind, node and power as this run last saw them.
     seen: Mutex<BTreeMap<GuestId, Seen>>,
     /// Whether this run has listed the cluster: a guest the listing did not show, and this run
@@ -102,11 +100,10 @@ impl ProxmoxBackend {
             channel,
             root: None,
             poll: Poll::default(),
-            devices: Mutex::default(),
             node_files: Mutex::default(),
             listings: Mutex::default(),
             reached: Mutex::default(),
-            located: Mutex::default(),
+            containers: containers::ContainerState::default(),
             seen: Mutex::default(),
             listed: std::sync::atomic::AtomicBool::default(),
             vms: vms::VmState::default(),
@@ -778,41 +775,6 @@ impl Backend for ProxmoxBackend {
     }
 
     fn route(&self, field: &str, value: &str, guest: &GuestConfig) -> Result<Option<String>, String> {
-        const WHY: &str = "Proxmox reserves device passthrough, bind mounts, feature flags other than nesting and \
-                           every feature flag of a privileged container to root@pam";
-        let bind = field.starts_with(fields::MOUNT_PREFIX) && value.starts_with("bind:");
-        let privileged = guest.get("unprivileged") == Some("0");
-        let flags = field == "flags" && (privileged || value.split(',').any(|f| !f.starts_with("nesting=")));
-        if (field == "gpus" || bind || flags) && self.api_is_root() {
-            // GPUs are looked up on the node (its /dev/nvidia* devices) whichever way they are set.
-            if field == "gpus" && self.channel.is_none() {
-                return Err("the node's GPUs are listed on the node, and no node channel is configured".into());
-            }
-            return Ok(Some(format!("the API as root@pam (`pvesh` on the node; {WHY})")));
-        }
-        let needs_channel = |how: String| match self.channel {
-            Some(_) => Ok(Some(how)),
-            None => Err(format!("it goes through {how}, and no node channel is configured (`backend.ssh`)")),
-        };
-        match (self.root.is_some(), field) {
-            (true, "gpus") => {
-                needs_channel(format!("the root@pam ticket, with the node's NVIDIA devices listed on the node ({WHY})"))
-            }
-            (true, _) if bind && self.channel.is_none() => Ok(Some(format!(
-                "the root@pam ticket ({WHY}); without a node channel the host directory must exist on the node"
-            ))),
-            (true, _) if bind || flags => Ok(Some(format!("the root@pam ticket ({WHY})"))),
-            (false, "gpus") => needs_channel(format!("`pct set` on the node ({WHY})")),
-            (false, _) if bind || flags => match self.channel {
-                Some(_) => Ok(Some(format!("`pct set` on the node ({WHY})"))),
-                None => Err(format!(
-                    "{WHY}, and neither a root@pam ticket (`backend.root_ticket`) nor a node channel (`backend.ssh`) is configured"
-                )),
-            },
-            _ if containers::RAW_FIELDS.contains(&field) => {
-                needs_channel("an edit of /etc/pve/lxc/<id>.conf on the node (the API has no raw lxc.* keys)".into())
-            }
-            _ => Ok(None),
-        }
+        self.container_route(field, value, guest)
     }
 }
