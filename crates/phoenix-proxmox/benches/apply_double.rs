@@ -28,9 +28,9 @@ use phoenix_engine::customize::{customizations, prepare};
 use phoenix_engine::health::AlwaysUp;
 use phoenix_engine::{ApplyOptions, Engine, GuestOutcome, Reporter};
 use phoenix_plan::{LifecycleState, Step};
-use phoenix_proxmox::api::{ApiClient, Auth, TlsVerify};
 use phoenix_proxmox::backend::ProxmoxBackend;
-use phoenix_proxmox::channel::{ChannelError, NodeChannel, Output};
+use phoenix_proxmox::node::channel::{ChannelError, NodeChannel, Output};
+use phoenix_proxmox::transport::api::{ApiClient, Auth, TlsVerify};
 use phoenix_pve_double::{Credentials, PveDouble, PveVersion};
 
 /// Each guest's own duration in the run.

@@ -15,9 +15,9 @@ use phoenix_backend::fields::canonical::{self, FirewallRule};
 use phoenix_backend::{BackendError, Delivery, GuestConfig};
 use serde_json::Value;
 
-use crate::api::ApiClient;
-use crate::decode::{text, truthy};
-use crate::endpoint::{Call, Guest};
+use crate::transport::api::ApiClient;
+use crate::transport::decode::{text, truthy};
+use crate::transport::endpoint::{Call, Guest};
 
 fn flag(b: bool) -> String {
     if b { "1" } else { "0" }.to_string()

@@ -1,22 +1,22 @@
-//! The Proxmox VE backend's foundations: typed property strings with exact print/parse round
-//! trips, the section-aware `/etc/pve/lxc/<id>.conf` parser and writer (which edits only the
-//! live section, never a snapshot's), task IDs (UPIDs), and lenient decoding of API responses.
+//! The Proxmox VE backend, in layers, each using only those above it:
 //!
-//! The API client (HTTPS, or `pvesh` on the node), the node channel (SSH, or local commands on
-//! the node) and the backend itself build on these.
+//! - [`transport`]: how the driver's calls ([`transport::endpoint::Call`]) reach Proxmox, over
+//!   one [`transport::Transport`]: HTTPS or `pvesh` on the node; tasks, UPIDs, lenient decoding.
+//! - [`node`]: the node itself: the node channel (SSH, or local commands), the commands run
+//!   there, and the section-aware `/etc/pve/lxc/<id>.conf` parser and writer.
+//! - [`propstring`], [`record`], [`firewall`]: typed property strings, the customization record
+//!   in a guest's description, a guest's own firewall.
+//! - [`backend`]: the backend: what containers and VMs share, the [`phoenix_backend::Backend`]
+//!   implementation, and the operations of [`backend::containers`] and [`backend::vms`], which
+//!   never use each other.
 
-pub mod api;
 pub mod backend;
-pub mod channel;
-pub mod conf;
-pub mod decode;
-pub mod endpoint;
 pub mod firewall;
 pub mod node;
-pub mod preflight;
 pub mod propstring;
-pub mod pvesh;
-pub mod qemu;
 pub mod record;
-pub mod task;
-pub mod upid;
+pub mod transport;
+
+// The transport's and the node channel's modules at the paths other crates name them by.
+pub use node::channel;
+pub use transport::{api, endpoint, task, upid};

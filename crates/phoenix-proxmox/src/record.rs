@@ -14,6 +14,19 @@ use std::collections::BTreeMap;
 
 use phoenix_backend::{BackendError, Delivery};
 
+/// The mark in a guest's description that says Phoenix created it.
+pub const MANAGED_MARK: &str = "Managed by Phoenix.";
+
+/// A guest's description with the managed mark (adoption): the mark first, what the description
+/// said before kept below it.
+pub fn marked_description(old: Option<&str>) -> String {
+    match old.map(str::trim).filter(|d| !d.is_empty()) {
+        Some(d) if d.contains(MANAGED_MARK) => d.to_string(),
+        Some(d) => format!("{MANAGED_MARK}\n{d}"),
+        None => MANAGED_MARK.to_string(),
+    }
+}
+
 /// What opens the record in a description.
 const OPEN: &str = "<!-- phoenix-markers ";
 /// What closes it.
@@ -50,7 +63,7 @@ pub fn block(content: &[u8]) -> Result<String, BackendError> {
 pub fn with(description: &str, block: Option<&str>) -> String {
     let mut lines: Vec<&str> = description.lines().filter(|l| !l.trim_start().starts_with(OPEN)).collect();
     if let Some(block) = block {
-        let at = lines.iter().position(|l| l.contains(crate::backend::MANAGED_MARK)).map_or(0, |i| i + 1);
+        let at = lines.iter().position(|l| l.contains(MANAGED_MARK)).map_or(0, |i| i + 1);
         lines.insert(at, block);
     }
     lines.join("\n")
@@ -93,6 +106,15 @@ pub fn check_length(id: u32, description: &str) -> Result<(), BackendError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn adoption_puts_the_mark_first_and_keeps_the_description() {
+        assert_eq!(marked_description(None), "Managed by Phoenix.");
+        assert_eq!(marked_description(Some(" \n")), "Managed by Phoenix.");
+        assert_eq!(marked_description(Some("web server\nowner: ops\n")), "Managed by Phoenix.\nweb server\nowner: ops");
+        let marked = marked_description(Some("web server"));
+        assert_eq!(marked_description(Some(&marked)), marked, "marked once");
+    }
 
     #[test]
     fn a_record_goes_after_the_mark_and_is_read_back_whatever_the_keys_hold() {

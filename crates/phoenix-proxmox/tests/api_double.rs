@@ -1,7 +1,7 @@
 //! The API client against the PVE test double over HTTPS on loopback: certificate pinning and CA
 //! verification, token and ticket authentication, and requests refused as Proxmox refuses them.
 
-use phoenix_proxmox::api::{ApiClient, Auth, TlsVerify};
+use phoenix_proxmox::transport::api::{ApiClient, Auth, TlsVerify};
 use phoenix_pve_double::{Credentials, PveDouble, PveVersion};
 
 fn credentials() -> Credentials {
@@ -22,7 +22,7 @@ fn token() -> Auth {
 
 /// Creates a container through the API and waits for the task.
 fn make_container(api: &ApiClient, vmid: &str) {
-    let upid: phoenix_proxmox::upid::Upid = api
+    let upid: phoenix_proxmox::transport::upid::Upid = api
         .request(
             "POST",
             "/nodes/pve1/lxc",
@@ -37,11 +37,11 @@ fn make_container(api: &ApiClient, vmid: &str) {
         .expect("UPID")
         .parse()
         .expect("UPID");
-    let poll = phoenix_proxmox::task::Poll {
+    let poll = phoenix_proxmox::transport::task::Poll {
         first: std::time::Duration::from_millis(5),
         max: std::time::Duration::from_millis(20),
     };
-    phoenix_proxmox::task::wait(api, &upid, poll, std::time::Duration::from_secs(10)).expect("created");
+    phoenix_proxmox::transport::task::wait(api, &upid, poll, std::time::Duration::from_secs(10)).expect("created");
 }
 
 fn client(double: &PveDouble, auth: Auth, verify: TlsVerify) -> ApiClient {
@@ -114,8 +114,8 @@ fn requests_are_checked_against_the_schema_and_root_only_settings_need_the_ticke
 fn tasks_are_polled_until_they_stop_and_failures_carry_the_log() {
     use std::time::Duration;
 
-    use phoenix_proxmox::task::{Poll, wait};
-    use phoenix_proxmox::upid::Upid;
+    use phoenix_proxmox::transport::task::{Poll, wait};
+    use phoenix_proxmox::transport::upid::Upid;
     let double = PveDouble::start(PveVersion::V9, credentials());
     let api = client(&double, token(), TlsVerify::fingerprint(&double.fingerprint).expect("fingerprint"));
     for vmid in ["950", "951", "952", "953"] {
@@ -167,8 +167,8 @@ fn containers_are_kept_as_proxmox_keeps_them() {
     use std::time::Duration;
 
     use phoenix_proxmox::propstring::{Net, Property};
-    use phoenix_proxmox::task::{Poll, wait};
-    use phoenix_proxmox::upid::Upid;
+    use phoenix_proxmox::transport::task::{Poll, wait};
+    use phoenix_proxmox::transport::upid::Upid;
     let double = PveDouble::start(PveVersion::V8, credentials());
     double.set_task_duration(Duration::from_millis(150));
     let api = client(&double, token(), TlsVerify::fingerprint(&double.fingerprint).expect("fingerprint"));

@@ -282,7 +282,7 @@ fn commands_in_containers_get_a_clean_environment_not_phoenixs() {
     assert!(!envs.is_empty(), "commands ran in the container");
     for e in &envs {
         assert!(!e.caller_environment, "a command kept Phoenix's environment: {e:?}");
-        assert_eq!(e.path.as_deref(), Some(phoenix_proxmox::channel::GUEST_PATH), "{e:?}");
+        assert_eq!(e.path.as_deref(), Some(phoenix_proxmox::node::channel::GUEST_PATH), "{e:?}");
     }
 }
 

@@ -2,8 +2,8 @@
 //! the method the schema gives it. The list below is checked to hold every kind of call: a new
 //! one must be added here (the match in `kind` does not compile otherwise).
 
-use phoenix_proxmox::endpoint::{Agent, Call, Guest, Power};
-use phoenix_proxmox::upid::Upid;
+use phoenix_proxmox::transport::endpoint::{Agent, Call, Guest, Power};
+use phoenix_proxmox::transport::upid::Upid;
 use phoenix_pve_double::{ApiSchema, PveVersion};
 
 /// Which kind of call, as a number, for every variant.

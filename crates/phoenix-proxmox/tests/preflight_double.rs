@@ -6,7 +6,7 @@
 mod support;
 
 use phoenix_backend::{Backend, CreateRequest, CreateSource, GuestConfig, GuestKind};
-use phoenix_proxmox::channel::{ChannelError, Output};
+use phoenix_proxmox::node::channel::{ChannelError, Output};
 use phoenix_pve_double::{ALL_PRIVILEGES, PveVersion};
 use support::{backend, channel, start};
 
@@ -46,11 +46,11 @@ fn privileges_and_the_node_channel_are_checked_first() {
 
     // A root@pam ticket is asked for before anything changes: a wrong password stops here.
     assert!(backend(&double, None).with_root_api(support::root_client(&double)).preflight().is_ok());
-    let wrong = phoenix_proxmox::api::ApiClient::new(
+    let wrong = phoenix_proxmox::transport::api::ApiClient::new(
         "127.0.0.1",
         double.addr.port(),
-        phoenix_proxmox::api::Auth::Password { user: "root@pam".into(), password: "not-it".into() },
-        phoenix_proxmox::api::TlsVerify::fingerprint(&double.fingerprint).expect("pin"),
+        phoenix_proxmox::transport::api::Auth::Password { user: "root@pam".into(), password: "not-it".into() },
+        phoenix_proxmox::transport::api::TlsVerify::fingerprint(&double.fingerprint).expect("pin"),
     )
     .expect("client");
     let e = backend(&double, None).with_root_api(wrong).preflight().expect_err("wrong password");
@@ -173,7 +173,7 @@ fn a_guest_on_another_node_needs_that_node_online_and_reached() {
     let double = start(PveVersion::V9);
     double.add_node("pve2");
     let nodes = double.node_channel();
-    let only_pve1: std::sync::Arc<dyn phoenix_proxmox::channel::NodeChannel> =
+    let only_pve1: std::sync::Arc<dyn phoenix_proxmox::node::channel::NodeChannel> =
         std::sync::Arc::new(move |node: &str, argv: &[String], input: Option<&[u8]>| -> Result<Output, ChannelError> {
             if node != "pve1" {
                 return Ok(Output {

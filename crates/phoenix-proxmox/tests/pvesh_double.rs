@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use phoenix_backend::{Backend, Delivery, ErrorKind, GuestConfig};
 use phoenix_engine::GuestOutcome;
-use phoenix_proxmox::api::ApiClient;
 use phoenix_proxmox::backend::ProxmoxBackend;
-use phoenix_proxmox::task::Poll;
+use phoenix_proxmox::transport::api::ApiClient;
+use phoenix_proxmox::transport::task::Poll;
 use phoenix_pve_double::{Fault, FaultKind, PveDouble, PveVersion};
 use support::{apply, channel, container, start};
 

@@ -17,9 +17,9 @@ mod support;
 
 use std::sync::Arc;
 
-use phoenix_proxmox::api::{ApiClient, Auth, TlsVerify};
 use phoenix_proxmox::backend::ProxmoxBackend;
-use phoenix_proxmox::channel::{NodeChannel, SshNodes, SshTarget};
+use phoenix_proxmox::node::channel::{NodeChannel, SshNodes, SshTarget};
+use phoenix_proxmox::transport::api::{ApiClient, Auth, TlsVerify};
 use support::scenario::{Site, VmSite, free_ids, lifecycle, vm_lifecycle};
 
 /// A setting from the environment, or its default.

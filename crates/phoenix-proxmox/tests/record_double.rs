@@ -85,7 +85,9 @@ fn the_record_follows_snapshots_rollbacks_and_clones(version: PveVersion) {
     };
     backend.push_file(950, &file).expect("push");
     let token = support::client(&double);
-    let call = phoenix_proxmox::endpoint::Call::TakeSnapshot(phoenix_proxmox::endpoint::Guest::lxc("pve1", 950));
+    let call = phoenix_proxmox::transport::endpoint::Call::TakeSnapshot(
+        phoenix_proxmox::transport::endpoint::Guest::lxc("pve1", 950),
+    );
     token.call(&call, &[("snapname", "by-hand".to_string())]).expect("snapshot by hand");
     backend.rollback(950, "by-hand").expect("rollback");
     assert_eq!(record(&double, 950), None, "{version:?}: {:?}", double.description(950));

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use phoenix_proxmox::channel::{ChannelError, SshTarget};
+use phoenix_proxmox::node::channel::{ChannelError, SshTarget};
 
 fn sshd_available() -> bool {
     let missing = if !phoenix_testkit::is_root() {

@@ -19,10 +19,10 @@ use phoenix_engine::customize::FeatureLibrary;
 use phoenix_engine::health::{NetProber, Prober};
 use phoenix_engine::planner::{Planner, Validated};
 use phoenix_engine::{ApplyOptions, ApplyReport, Engine, Silent};
-use phoenix_proxmox::api::{ApiClient, Auth, TlsVerify};
 use phoenix_proxmox::backend::ProxmoxBackend;
-use phoenix_proxmox::channel::{ChannelError, NodeChannel, Output};
-use phoenix_proxmox::task::Poll;
+use phoenix_proxmox::node::channel::{ChannelError, NodeChannel, Output};
+use phoenix_proxmox::transport::api::{ApiClient, Auth, TlsVerify};
+use phoenix_proxmox::transport::task::Poll;
 use phoenix_pve_double::{Credentials, PveDouble, PveVersion};
 
 /// The token the doubles accept.

@@ -2,7 +2,7 @@
 //! fingerprint (turning it off must be asked for), API-token or ticket authentication, form
 //! bodies, the `{"data": ...}` envelope, and errors that say whether the request may have been
 //! applied. On the node itself the same requests can go through `pvesh` instead
-//! ([`ApiClient::pvesh`], see [`crate::pvesh`]).
+//! ([`ApiClient::pvesh`], see [`crate::transport::pvesh`]).
 //!
 //! A ticket is asked for with the password when first needed (`POST /access/ticket`), sent as the
 //! `PVEAuthCookie` cookie with its `CSRFPreventionToken` on every request that is not a `GET`, and
@@ -15,8 +15,9 @@ use phoenix_backend::{BackendError, Delivery, ErrorKind};
 pub use phoenix_http::TlsVerify;
 use phoenix_http::{Endpoint, percent_encode as form_encode};
 
-use crate::endpoint::Call;
-use crate::pvesh::Pvesh;
+use crate::transport::Transport;
+use crate::transport::endpoint::Call;
+use crate::transport::pvesh::Pvesh;
 
 /// How requests are authenticated.
 #[derive(Clone, PartialEq, Eq)]
@@ -60,45 +61,31 @@ struct Session {
     issued: Instant,
 }
 
-/// A Proxmox API endpoint.
+/// The REST API over HTTPS: the endpoint, its authentication, and the ticket of password
+/// authentication (shared by the clones).
 #[derive(Clone)]
-pub struct ApiClient {
+pub struct Https {
     endpoint: Endpoint,
     auth: Auth,
     /// The ticket of password authentication, shared by the client's clones.
     session: Arc<Mutex<Option<Session>>>,
     /// A ticket this old is renewed before it is used.
     renew_after: Duration,
-    /// Requests go through this local `pvesh` instead of HTTPS (the fields above are then unused).
+}
+
+/// A Proxmox API endpoint: the driver's calls, sent over a [`Transport`] (HTTPS, or `pvesh` on
+/// the node).
+#[derive(Clone)]
+pub struct ApiClient {
+    https: Https,
+    /// Requests go through this local `pvesh` instead of HTTPS (`https` is then unused).
     pvesh: Option<Pvesh>,
 }
 
 /// An answer: the HTTP status, its reason, and the JSON body.
 pub type Answer = (u16, String, serde_json::Value);
 
-impl ApiClient {
-    /// A client for `host:port`.
-    pub fn new(host: &str, port: u16, auth: Auth, verify: TlsVerify) -> Result<ApiClient, String> {
-        Ok(ApiClient {
-            endpoint: Endpoint::https(host, port, verify)?,
-            auth,
-            session: Arc::default(),
-            renew_after: TICKET_LIFETIME / 2,
-            pvesh: None,
-        })
-    }
-
-    /// Renews the ticket once it is this old (half its lifetime unless set).
-    pub fn with_ticket_renewal(mut self, after: Duration) -> ApiClient {
-        self.renew_after = after;
-        self
-    }
-
-    /// Whether requests act as `root@pam`, which may set what Proxmox reserves to it.
-    pub fn is_root(&self) -> bool {
-        self.pvesh.is_some() || matches!(&self.auth, Auth::Password { user, .. } if user == "root@pam")
-    }
-
+impl Https {
     /// A ticket for password authentication: the one held while it is young enough, else a
     /// renewal with it, else a login with the password.
     fn ticket(&self, user: &str, password: &str) -> Result<Session, BackendError> {
@@ -160,42 +147,49 @@ impl ApiClient {
         })
     }
 
-    /// A client that sends every request through `program` (`pvesh` on the node itself), as
-    /// `root@pam`, without a token or TLS.
-    pub fn pvesh(program: impl Into<std::path::PathBuf>) -> Result<ApiClient, String> {
-        let unused = Auth::Token { id: String::new(), secret: String::new() };
-        let mut client = ApiClient::new("localhost", 0, unused, TlsVerify::Insecure)?;
-        client.pvesh = Some(Pvesh::new(program));
-        Ok(client)
-    }
-
-    /// Whether requests go through `pvesh`, and so act as `root@pam`.
-    pub fn via_pvesh(&self) -> bool {
-        self.pvesh.is_some()
-    }
-
-    /// Makes one of the driver's calls ([`crate::endpoint::Call`]) with these parameters;
-    /// returns the response's `data`.
-    pub fn call(
-        &self,
-        call: &crate::endpoint::Call<'_>,
-        params: &[(&str, String)],
-    ) -> Result<serde_json::Value, BackendError> {
-        self.request(call.method(), &call.path(), params)
-    }
-
-    /// Sends a request; `params` go in the query (GET, DELETE) or a form body (POST, PUT).
-    /// Returns the response's `data`. A ticket refused (expired early, or the server restarted)
-    /// is replaced by a new login once.
-    pub fn request(
+    /// Sends one request with these headers in place of the client's authentication, and returns
+    /// the answer as the server gave it: status, reason, JSON body. [`Transport::request`] is what
+    /// the driver uses; this is for tools that must see the raw answer.
+    pub fn send(
         &self,
         method: &str,
         path: &str,
         params: &[(&str, String)],
-    ) -> Result<serde_json::Value, BackendError> {
-        if let Some(pvesh) = &self.pvesh {
-            return pvesh.request(method, path, params);
-        }
+        mut headers: Vec<(&str, String)>,
+    ) -> Result<Answer, BackendError> {
+        let form: String =
+            params.iter().map(|(k, v)| format!("{}={}", form_encode(k), form_encode(v))).collect::<Vec<_>>().join("&");
+        let with_body = matches!(method, "POST" | "PUT");
+        let target =
+            if with_body || form.is_empty() { format!("/api2/json{path}") } else { format!("/api2/json{path}?{form}") };
+        let body = if with_body { form } else { String::new() };
+        headers.push(("Content-Type", "application/x-www-form-urlencoded".to_string()));
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let failed = |kind: ErrorKind, delivery: Delivery, message: String| BackendError {
+            kind,
+            delivery,
+            message,
+            detail: None,
+        };
+        // The handshake runs (and the certificate is checked) before any byte of the request,
+        // so a refused certificate never sees the token.
+        let response = self.endpoint.exchange(method, &target, &headers, body.as_bytes()).map_err(|e| match e {
+            phoenix_http::Error::Unreachable(m) => failed(ErrorKind::Transient, Delivery::NotSent, m),
+            phoenix_http::Error::Invalid(m) | phoenix_http::Error::Tls(m) => {
+                BackendError::permanent(Delivery::NotSent, m)
+            }
+            phoenix_http::Error::NoAnswer(m) => {
+                failed(ErrorKind::Transient, Delivery::MaybeApplied, format!("{method} {path}: {m}"))
+            }
+        })?;
+        let json: serde_json::Value = serde_json::from_slice(&response.body).unwrap_or_default();
+        Ok((response.status, response.reason, json))
+    }
+}
+
+/// A ticket refused (expired early, or the server restarted) is replaced by a new login once.
+impl Transport for Https {
+    fn request(&self, method: &str, path: &str, params: &[(&str, String)]) -> Result<serde_json::Value, BackendError> {
         let mut answer = self.send(method, path, params, self.auth_headers(method)?)?;
         if answer.0 == 401 && matches!(self.auth, Auth::Password { .. }) {
             *self.session.lock().unwrap_or_else(PoisonError::into_inner) = None;
@@ -234,43 +228,83 @@ impl ApiClient {
         }
     }
 
-    /// Sends one request with these headers in place of the client's authentication, and returns
-    /// the answer as the server gave it: status, reason, JSON body. [`ApiClient::request`] is what
-    /// the driver uses; this is for tools that must see the raw answer.
+    fn acts_as_root(&self) -> bool {
+        matches!(&self.auth, Auth::Password { user, .. } if user == "root@pam")
+    }
+}
+
+impl ApiClient {
+    /// A client for `host:port`.
+    pub fn new(host: &str, port: u16, auth: Auth, verify: TlsVerify) -> Result<ApiClient, String> {
+        let https = Https {
+            endpoint: Endpoint::https(host, port, verify)?,
+            auth,
+            session: Arc::default(),
+            renew_after: TICKET_LIFETIME / 2,
+        };
+        Ok(ApiClient { https, pvesh: None })
+    }
+
+    /// Renews the ticket once it is this old (half its lifetime unless set).
+    pub fn with_ticket_renewal(mut self, after: Duration) -> ApiClient {
+        self.https.renew_after = after;
+        self
+    }
+
+    /// A client that sends every request through `program` (`pvesh` on the node itself), as
+    /// `root@pam`, without a token or TLS.
+    pub fn pvesh(program: impl Into<std::path::PathBuf>) -> Result<ApiClient, String> {
+        let unused = Auth::Token { id: String::new(), secret: String::new() };
+        let mut client = ApiClient::new("localhost", 0, unused, TlsVerify::Insecure)?;
+        client.pvesh = Some(Pvesh::new(program));
+        Ok(client)
+    }
+
+    /// The transport requests go over: `pvesh` where the client was made for it, else HTTPS.
+    fn transport(&self) -> &dyn Transport {
+        match &self.pvesh {
+            Some(pvesh) => pvesh,
+            None => &self.https,
+        }
+    }
+
+    /// Whether requests act as `root@pam`, which may set what Proxmox reserves to it.
+    pub fn is_root(&self) -> bool {
+        self.transport().acts_as_root()
+    }
+
+    /// Whether requests go through `pvesh`, and so act as `root@pam`.
+    pub fn via_pvesh(&self) -> bool {
+        self.pvesh.is_some()
+    }
+
+    /// Makes one of the driver's calls ([`crate::transport::endpoint::Call`]) with these
+    /// parameters; returns the response's `data`.
+    pub fn call(&self, call: &Call<'_>, params: &[(&str, String)]) -> Result<serde_json::Value, BackendError> {
+        self.request(call.method(), &call.path(), params)
+    }
+
+    /// Sends a request over the client's transport (see [`Transport::request`]); returns the
+    /// response's `data`.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        params: &[(&str, String)],
+    ) -> Result<serde_json::Value, BackendError> {
+        self.transport().request(method, path, params)
+    }
+
+    /// Sends one request over HTTPS with these headers in place of the client's authentication,
+    /// and returns the answer as the server gave it (see [`Https::send`]).
     pub fn send(
         &self,
         method: &str,
         path: &str,
         params: &[(&str, String)],
-        mut headers: Vec<(&str, String)>,
+        headers: Vec<(&str, String)>,
     ) -> Result<Answer, BackendError> {
-        let form: String =
-            params.iter().map(|(k, v)| format!("{}={}", form_encode(k), form_encode(v))).collect::<Vec<_>>().join("&");
-        let with_body = matches!(method, "POST" | "PUT");
-        let target =
-            if with_body || form.is_empty() { format!("/api2/json{path}") } else { format!("/api2/json{path}?{form}") };
-        let body = if with_body { form } else { String::new() };
-        headers.push(("Content-Type", "application/x-www-form-urlencoded".to_string()));
-        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let failed = |kind: ErrorKind, delivery: Delivery, message: String| BackendError {
-            kind,
-            delivery,
-            message,
-            detail: None,
-        };
-        // The handshake runs (and the certificate is checked) before any byte of the request,
-        // so a refused certificate never sees the token.
-        let response = self.endpoint.exchange(method, &target, &headers, body.as_bytes()).map_err(|e| match e {
-            phoenix_http::Error::Unreachable(m) => failed(ErrorKind::Transient, Delivery::NotSent, m),
-            phoenix_http::Error::Invalid(m) | phoenix_http::Error::Tls(m) => {
-                BackendError::permanent(Delivery::NotSent, m)
-            }
-            phoenix_http::Error::NoAnswer(m) => {
-                failed(ErrorKind::Transient, Delivery::MaybeApplied, format!("{method} {path}: {m}"))
-            }
-        })?;
-        let json: serde_json::Value = serde_json::from_slice(&response.body).unwrap_or_default();
-        Ok((response.status, response.reason, json))
+        self.https.send(method, path, params, headers)
     }
 }
 

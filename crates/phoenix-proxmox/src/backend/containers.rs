@@ -1,99 +1,37 @@
-//! The Proxmox VE backend: containers through the REST API (observe, create and clone, update
-//! with `digest`, start and stop, snapshots, destroy with purge, tasks waited for), commands and
-//! files inside containers through the node channel (`pct exec`, `pct push`). VMs are built in
-//! [`crate::qemu`]; the [`Backend`] methods here hand a VM's calls to it. Proxmox's
-//! configuration is normalised into Phoenix's field vocabulary so that equal things compare equal.
+//! Containers on the Proxmox backend: observed and normalised into Phoenix's fields, created
+//! from a template or cloned from a snapshot and configured, updated with the configuration's
+//! `digest`, started and shut down, snapshotted, made templates, destroyed with purge; commands
+//! and files inside them through the node channel (`pct exec`). What the API token may not set
+//! (device passthrough, bind mounts, feature flags) goes through a `root@pam` ticket or `pct set`
+//! on the node, and raw `lxc.*` lines through the conf file on the node.
+//!
+//! It uses the backend's shared parts ([`super`]), never the VMs' module.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use phoenix_backend::fields::canonical;
 use phoenix_backend::{
-    Backend, BackendError, Capabilities, ChangeEffect, CreateRequest, CreateSource, Delivery, ExecOutput, ExecRequest,
-    FieldChange, FilePush, GuestConfig, GuestId, GuestKind, Observation, ObserveScope, ObservedGuest, PowerState,
-    fields,
+    BackendError, ChangeEffect, CreateRequest, CreateSource, Delivery, ExecOutput, ExecRequest, FieldChange, FilePush,
+    GuestConfig, GuestId, GuestKind, ObserveScope, ObservedGuest, fields,
 };
 use serde_json::Value;
 
-use crate::api::ApiClient;
-use crate::channel::{NodeChannel, pct_exec};
-use crate::conf::ConfFile;
-use crate::decode::{text, truthy};
-use crate::endpoint::{Call, Guest, Power};
-use crate::node;
+use super::{GuestOps, ID_BASE, ProxmoxBackend, numbered};
+use crate::node::channel::pct_exec;
+use crate::node::commands;
+use crate::node::conf::ConfFile;
 use crate::propstring::{Device, MountPoint, Net, Property, Startup};
-use crate::task::{Poll, timeout_for, wait};
-use crate::upid::Upid;
-
-/// The mark in a container's description that says Phoenix created it.
-pub const MANAGED_MARK: &str = "Managed by Phoenix.";
-
-/// A guest's description with the managed mark (adoption): the mark first, what the description
-/// said before kept below it.
-pub fn marked_description(old: Option<&str>) -> String {
-    match old.map(str::trim).filter(|d| !d.is_empty()) {
-        Some(d) if d.contains(MANAGED_MARK) => d.to_string(),
-        Some(d) => format!("{MANAGED_MARK}\n{d}"),
-        None => MANAGED_MARK.to_string(),
-    }
-}
+use crate::record::MANAGED_MARK;
+use crate::transport::decode::text;
+use crate::transport::endpoint::{Call, Guest, Power};
 
 /// Fields kept as raw `lxc.*` lines in the container's conf file: the API has no keys for them.
 const RAW_FIELDS: &[&str] = &["lxc.raw", "apparmor", "idmap"];
 
-/// How many guests are observed at once (each is a few requests in a row).
-const OBSERVE_THREADS: usize = 8;
-
-/// How long an edit waits for a container's lock (a backup, say) to clear.
-const LOCK_WAIT: Duration = Duration::from_secs(600);
-
-/// Where unprivileged containers' IDs start on a Proxmox host (users and groups).
-pub(crate) const ID_BASE: (u32, u32) = (100_000, 100_000);
-
-/// The Proxmox backend.
-pub struct ProxmoxBackend {
-    pub(crate) api: ApiClient,
-    pub(crate) node: String,
-    pub(crate) channel: Option<Arc<dyn NodeChannel>>,
-    /// A `root@pam` connection (a ticket), used only for what Proxmox reserves to root@pam;
-    /// without it, those settings go through `pct` on the node channel.
-    pub(crate) root: Option<ApiClient>,
-    pub(crate) poll: Poll,
-    /// NVIDIA device nodes of each node, listed once.
-    devices: Mutex<BTreeMap<String, Vec<String>>>,
-    /// Files of the nodes read over the node channel (node, path), read once per run.
-    pub(crate) node_files: Mutex<BTreeMap<(String, String), String>>,
-    /// What the cluster lists (storages, bridges, templates), read once per run.
-    listings: Mutex<BTreeMap<String, Value>>,
-    /// Nodes other than `node` found online and reached over the node channel in this run.
-    pub(crate) reached: Mutex<BTreeSet<String>>,
-    /// The node of each container observed or created in this run, for commands inside it.
-    located: Mutex<BTreeMap<GuestId, String>>,
-    /// What VMs need between calls (see [`crate::qemu`]), and each guest's kind as last seen.
-    pub(crate) vms: crate::qemu::VmState,
-}
-
 /// API parameters: names and values.
 type Params = Vec<(String, String)>;
-
-/// Whether a key is `prefix` followed by a number (`dev0`, `mp12`).
-/// A snapshot refused because the guest's storage cannot take one (a directory storage holding a
-/// raw disk, say: Proxmox's task dies with "snapshot feature is not available") is what the
-/// backend cannot do for this guest, not a failure: [`phoenix_backend::ErrorKind::Unsupported`], so that an update
-/// runs without its safety snapshot.
-fn storage_without_snapshots(e: BackendError) -> BackendError {
-    let said = |t: &str| t.contains("snapshot feature is not available");
-    if said(&e.message) || e.detail.as_deref().is_some_and(said) {
-        BackendError { kind: phoenix_backend::ErrorKind::Unsupported, ..e }
-    } else {
-        e
-    }
-}
-
-pub(crate) fn numbered(key: &str, prefix: &str) -> bool {
-    key.strip_prefix(prefix).is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-}
 
 /// Whether Proxmox lets only `root@pam` set this: device passthrough, bind and device mount
 /// points, feature flags other than `nesting`, and any feature flag of a `privileged` container.
@@ -128,7 +66,7 @@ pub fn normalize(config: &serde_json::Map<String, Value>) -> GuestConfig {
         if let Some((storage, _)) = root.volume.split_once(':') {
             out.set("storage", storage);
         }
-        if let Some(size) = root.size.as_deref().and_then(crate::decode::gib) {
+        if let Some(size) = root.size.as_deref().and_then(crate::transport::decode::gib) {
             out.set("disk_gb", size.to_string());
         }
     }
@@ -187,7 +125,7 @@ pub fn normalize(config: &serde_json::Map<String, Value>) -> GuestConfig {
             format!("bind:{}{}", m.volume, if m.ro == Some(true) { ";ro" } else { "" })
         } else {
             let storage = m.volume.split(':').next().unwrap_or_default();
-            format!("volume:{storage}:{}", m.size.as_deref().and_then(crate::decode::gib).unwrap_or(0))
+            format!("volume:{storage}:{}", m.size.as_deref().and_then(crate::transport::decode::gib).unwrap_or(0))
         };
         out.set(format!("{}{}", fields::MOUNT_PREFIX, inside.trim_end_matches('/')), value);
     }
@@ -412,7 +350,7 @@ fn keep_volumes(params: Params, current: &serde_json::Map<String, Value>) -> (Pa
                 return (k, v);
             }
             let want: u64 = size.parse().unwrap_or_default();
-            let has = old.size.as_deref().and_then(crate::decode::gib).unwrap_or_default();
+            let has = old.size.as_deref().and_then(crate::transport::decode::gib).unwrap_or_default();
             if want > has {
                 grow.push((k.clone(), want));
             }
@@ -447,49 +385,44 @@ fn deletes_for(removed: &BTreeSet<String>, current: &serde_json::Map<String, Val
     delete
 }
 
+/// When a change of a container's field takes effect.
+pub fn change_effect(field: &str) -> ChangeEffect {
+    match field {
+        "cores" | "memory_mb" | "swap_mb" | "onboot" | "startup" | "tags" | "disk_gb" | "net.ip" | "net.gw"
+        | "net.bridge" | "firewall" | "firewall.rules" => ChangeEffect::Live,
+        // Device passthrough and raw lines take effect at the next start; so does a running
+        // container's nameserver (Proxmox keeps it pending and writes resolv.conf at start).
+        "gpus" | "lxc.raw" | "apparmor" | "idmap" | "net.nameservers" => ChangeEffect::Restart,
+        "unprivileged" | "storage" => ChangeEffect::Recreate,
+        _ => ChangeEffect::Restart,
+    }
+}
+
+/// What the backend knows of containers between calls.
+#[derive(Debug, Default)]
+pub struct ContainerState {
+    /// NVIDIA device nodes of each node, listed once.
+    devices: Mutex<BTreeMap<String, Vec<String>>>,
+    /// The node of each container observed or created in this run, for commands inside it.
+    located: Mutex<BTreeMap<GuestId, String>>,
+}
+
+/// The container operations: a view of the backend for a guest known to be a container.
+pub(crate) struct Containers<'a>(pub(crate) &'a ProxmoxBackend);
+
+impl std::ops::Deref for Containers<'_> {
+    type Target = ProxmoxBackend;
+
+    fn deref(&self) -> &ProxmoxBackend {
+        self.0
+    }
+}
+
 impl ProxmoxBackend {
-    /// A backend on `node` through `api`, with the node channel where one is configured.
-    pub fn new(api: ApiClient, node: &str, channel: Option<Arc<dyn NodeChannel>>) -> ProxmoxBackend {
-        ProxmoxBackend {
-            api,
-            node: node.to_string(),
-            channel,
-            root: None,
-            poll: Poll::default(),
-            devices: Mutex::default(),
-            node_files: Mutex::default(),
-            listings: Mutex::default(),
-            reached: Mutex::default(),
-            located: Mutex::default(),
-            vms: crate::qemu::VmState::default(),
-        }
-    }
-
-    /// Sends what Proxmox reserves to `root@pam` (device passthrough, bind mounts, feature flags
-    /// other than nesting, clones of such containers) through `root`, a `root@pam` ticket,
-    /// instead of `pct` on the node channel.
-    pub fn with_root_api(mut self, root: ApiClient) -> ProxmoxBackend {
-        self.root = Some(root);
-        self
-    }
-
-    /// Whether the API connection acts as `root@pam` (`pvesh` on the node): then what Proxmox
-    /// reserves to `root@pam` goes through the API like everything else, not through `pct` on
-    /// the node.
-    pub fn api_is_root(&self) -> bool {
-        self.api.is_root()
-    }
-
     /// Whether the setting `key=value` must go another way than this API connection: what
     /// Proxmox reserves to `root@pam`, when the connection does not act as `root@pam`.
     fn beyond_api(&self, key: &str, value: &str, privileged: bool) -> bool {
         !self.api_is_root() && reserved_to_root(key, value, privileged)
-    }
-
-    /// Polls tasks this way (tests poll fast).
-    pub fn with_poll(mut self, poll: Poll) -> ProxmoxBackend {
-        self.poll = poll;
-        self
     }
 
     /// Grows the root disk to `gib` GiB (Proxmox refuses to shrink it), and waits for the task.
@@ -515,377 +448,29 @@ impl ProxmoxBackend {
         Ok(params)
     }
 
-    /// A listing of the cluster (`GET` without parameters), read once per run.
-    pub(crate) fn cached_get(&self, call: Call<'_>) -> Result<Value, BackendError> {
-        let path = call.path();
-        if let Some(v) = self.listings.lock().unwrap_or_else(PoisonError::into_inner).get(&path) {
-            return Ok(v.clone());
-        }
-        let v = self.api.call(&call, &[])?;
-        self.listings.lock().unwrap_or_else(PoisonError::into_inner).insert(path, v.clone());
-        Ok(v)
-    }
-
-    /// Forgets a listing that changed.
-    pub(crate) fn forget(&self, call: Call<'_>) {
-        self.listings.lock().unwrap_or_else(PoisonError::into_inner).remove(&call.path());
-    }
-
-    /// Makes a call that starts a task, and waits for it.
-    pub(crate) fn task(&self, call: Call<'_>, params: &[(&str, String)]) -> Result<(), BackendError> {
-        self.task_through(&self.api, call, params)
-    }
-
-    /// Makes a call about `guest` that starts a task once no other task holds the guest's lock
-    /// (see [`ProxmoxBackend::unlocked_config_of`]), and waits for it: Proxmox refuses to start,
-    /// stop, resize, snapshot or destroy a locked guest (`CT is locked (backup)`) instead of
-    /// waiting.
-    pub(crate) fn unlocked_task(
-        &self,
-        guest: Guest<'_>,
-        call: Call<'_>,
-        params: &[(&str, String)],
-    ) -> Result<(), BackendError> {
-        self.unlocked_config_of(guest)?;
-        self.task(call, params)
-    }
-
-    /// Makes a call that starts a task through `api`, and waits for it.
-    pub(crate) fn task_through(
-        &self,
-        api: &ApiClient,
-        call: Call<'_>,
-        params: &[(&str, String)],
-    ) -> Result<(), BackendError> {
-        let data = api.call(&call, params)?;
-        let upid: Upid = data.as_str().and_then(|u| u.parse().ok()).ok_or_else(|| {
-            BackendError::permanent(
-                Delivery::MaybeApplied,
-                format!("{} {}: no task ID in the answer", call.method(), call.path()),
-            )
-        })?;
-        let timeout = timeout_for(&upid.kind);
-        wait(api, &upid, self.poll, timeout).map(|_| ())
-    }
-
     /// The node a container is on and whether it runs (see [`ProxmoxBackend::locate`]).
     fn node_of(&self, id: GuestId) -> Result<Option<(String, bool)>, BackendError> {
         self.locate(id, GuestKind::Lxc)
     }
 
+    /// The node a container is on and whether it runs; an error if there is no such container.
+    fn existing(&self, id: GuestId) -> Result<(String, bool), BackendError> {
+        self.node_of(id)?.ok_or_else(|| BackendError::not_found(format!("container {id} does not exist")))
+    }
+
     /// The node to run commands inside a container on: where this run saw it, else asked.
     fn node_for_commands(&self, id: GuestId) -> Result<String, BackendError> {
-        if let Some(node) = self.located.lock().unwrap_or_else(PoisonError::into_inner).get(&id) {
+        if let Some(node) = self.containers.located.lock().unwrap_or_else(PoisonError::into_inner).get(&id) {
             return Ok(node.clone());
         }
         let node = self.node_of(id)?.map_or_else(|| self.node.clone(), |(n, _)| n);
-        self.located.lock().unwrap_or_else(PoisonError::into_inner).insert(id, node.clone());
+        self.containers.located.lock().unwrap_or_else(PoisonError::into_inner).insert(id, node.clone());
         Ok(node)
     }
 
-    /// A guest's configuration once no task holds its lock (a backup, a migration, a snapshot:
-    /// Proxmox shows it as `lock`), polled as tasks are, for at most [`LOCK_WAIT`].
-    pub(crate) fn unlocked_config_of(&self, guest: Guest<'_>) -> Result<serde_json::Map<String, Value>, BackendError> {
-        let started = std::time::Instant::now();
-        let mut pause = self.poll.first;
-        loop {
-            let config = self.config_of(guest)?;
-            let Some(lock) = config.get("lock").and_then(text) else { return Ok(config) };
-            if started.elapsed() >= LOCK_WAIT {
-                let what = if guest.kind == GuestKind::Vm { "VM" } else { "container" };
-                return Err(BackendError::transient(
-                    Delivery::NotSent,
-                    format!("{what} {} is still locked ({lock}) after {} s", guest.id, LOCK_WAIT.as_secs()),
-                ));
-            }
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(self.poll.max);
-        }
-    }
-
-    /// A guest's configuration as Proxmox shows it.
-    pub(crate) fn config_of(&self, guest: Guest<'_>) -> Result<serde_json::Map<String, Value>, BackendError> {
-        Ok(self.api.call(&Call::Config(guest), &[])?.as_object().cloned().unwrap_or_default())
-    }
-
+    /// A container's configuration as Proxmox shows it.
     fn config(&self, node: &str, id: GuestId) -> Result<serde_json::Map<String, Value>, BackendError> {
         self.config_of(Guest::lxc(node, id))
-    }
-
-    /// The volume ID of a file given as a host path on `node`: `<storage>:<content>/<file>` for
-    /// the directory storage with content type `content` whose `<path>/<dir>` holds it. Paths
-    /// are in the storage configuration (`GET /storage`; a node's storage list has none), where
-    /// a storage restricted to other nodes (`nodes`) or disabled does not count.
-    pub(crate) fn volume_of_path(
-        &self,
-        node: &str,
-        path: &str,
-        dir: &str,
-        content: &str,
-    ) -> Result<Option<String>, BackendError> {
-        let Some((parent, file)) = path.rsplit_once('/') else { return Ok(None) };
-        Ok(self
-            .storage_paths(node)?
-            .into_iter()
-            .find(|(_, (p, types))| {
-                format!("{}/{dir}", p.trim_end_matches('/')) == parent && types.iter().any(|c| c == content)
-            })
-            .map(|(storage, _)| format!("{storage}:{content}/{file}")))
-    }
-
-    /// The file-based storages `node` may use, each with its directory and content types, from
-    /// the storage configuration (`GET /storage`: a node's own list shows no paths); those
-    /// restricted to other nodes (`nodes`) or disabled are left out.
-    pub(crate) fn storage_paths(&self, node: &str) -> Result<BTreeMap<String, (String, Vec<String>)>, BackendError> {
-        let storages = self.cached_get(Call::StorageConfig)?;
-        Ok(storages
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|st| st["nodes"].as_str().is_none_or(|n| n.split(',').any(|n| n.trim() == node)))
-            .filter(|st| !st.get("disable").is_some_and(truthy))
-            .filter_map(|st| {
-                let path = st["path"].as_str().filter(|p| !p.is_empty())?;
-                let types = st["content"].as_str().unwrap_or_default().split(',').map(str::to_string).collect();
-                Some((st["storage"].as_str()?.to_string(), (path.to_string(), types)))
-            })
-            .collect())
-    }
-
-    /// The volume ID of a template given as a host path: `<storage>:vztmpl/<file>` for the
-    /// directory storage of the node whose `template/cache` holds it.
-    pub(crate) fn template_volume(&self, node: &str, path: &str) -> Result<String, BackendError> {
-        self.volume_of_path(node, path, "template/cache", "vztmpl")?.ok_or_else(|| {
-                BackendError::permanent(Delivery::NotSent, format!("no storage of node {node} holds the template {path}"))
-                    .with_detail("register its directory as a storage with content `vztmpl`, or give the template's volume ID (storage:vztmpl/NAME)")
-            })
-    }
-
-    /// One container as the backend shows it: its configuration, normalised, and what `scope`
-    /// asks of it.
-    fn observe_one(
-        &self,
-        node: &str,
-        id: GuestId,
-        running: bool,
-        scope: &ObserveScope,
-    ) -> Result<ObservedGuest, BackendError> {
-        self.located.lock().unwrap_or_else(PoisonError::into_inner).insert(id, node.to_string());
-        let config = self.config(node, id)?;
-        self.observed(Guest::lxc(node, id), &config, normalize(&config), running, scope)
-    }
-
-    /// The snapshots of a guest: each one's name and description.
-    pub(crate) fn snapshots(&self, guest: Guest<'_>) -> Result<Vec<(String, String)>, BackendError> {
-        Ok(self
-            .api
-            .call(&Call::Snapshots(guest), &[])?
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|s| {
-                let name = s["name"].as_str().filter(|n| *n != "current")?;
-                Some((name.to_string(), text(&s["description"]).unwrap_or_default()))
-            })
-            .collect())
-    }
-
-    /// A guest as observed, from its configuration as Proxmox shows it (`config`) and as Phoenix's
-    /// fields (`fields`): whether Phoenix made it, its customization record, and where `scope`
-    /// asks for them its snapshots and its firewall.
-    pub(crate) fn observed(
-        &self,
-        guest: Guest<'_>,
-        config: &serde_json::Map<String, Value>,
-        mut fields: GuestConfig,
-        running: bool,
-        scope: &ObserveScope,
-    ) -> Result<ObservedGuest, BackendError> {
-        let description = config.get("description").and_then(text).unwrap_or_default();
-        let managed = description.contains(MANAGED_MARK);
-        let snapshots: BTreeSet<String> = if scope.snapshots_of(guest.id) {
-            self.snapshots(guest)?.into_iter().map(|(name, _)| name).collect()
-        } else {
-            BTreeSet::new()
-        };
-        if scope.firewall_of(guest.id) {
-            crate::firewall::observe(&self.api, guest, &mut fields)?;
-        }
-        let half_made = match config.get("lock").and_then(text) {
-            Some(lock) if managed && matches!(lock.as_str(), "create" | "clone") => self.creation_died(guest, &lock)?,
-            _ => None,
-        };
-        Ok(ObservedGuest {
-            id: guest.id,
-            kind: guest.kind,
-            node: Some(guest.node.to_string()),
-            power: if running { PowerState::Running } else { PowerState::Stopped },
-            config: fields,
-            snapshots,
-            managed,
-            template: config.get("template").is_some_and(truthy),
-            half_made,
-            markers: crate::record::read(&description),
-        })
-    }
-
-    /// Whether the creation of a guest of Phoenix's that Proxmox still shows locked `create` (or
-    /// `clone`) died: no task of it runs on its node any more (a run killed while its task ran
-    /// finds the task still running, and the next step waits for it). What to say, if so.
-    fn creation_died(&self, guest: Guest<'_>, lock: &str) -> Result<Option<String>, BackendError> {
-        let tasks =
-            self.api.call(&Call::Tasks(guest.node), &[("vmid", guest.id.to_string()), ("source", "active".into())])?;
-        if tasks.as_array().is_some_and(|t| !t.is_empty()) {
-            return Ok(None);
-        }
-        Ok(Some(format!(
-            "{} was left half-made: its creation died (Proxmox shows it locked `{lock}`, and no task of it runs on {})",
-            guest.id, guest.node
-        )))
-    }
-
-    /// Adds the managed mark to a guest's description (see [`marked_description`]), with the
-    /// configuration's `digest`, once no task holds its lock; nothing else of it changes.
-    pub(crate) fn mark_managed(&self, guest: Guest<'_>) -> Result<(), BackendError> {
-        let old = self.unlocked_config_of(guest)?.get("description").and_then(text);
-        if old.as_deref().is_some_and(|d| d.contains(MANAGED_MARK)) {
-            return Ok(());
-        }
-        self.put_config(&self.api, guest, &[("description".into(), marked_description(old.as_deref()))], &[])
-    }
-
-    /// Where a guest is and what it is, from this run's record or the cluster's resources.
-    fn whereabouts(&self, id: GuestId) -> Result<(String, GuestKind), BackendError> {
-        if self.is_vm(id)? {
-            return Ok((self.vm_existing(id)?.0, GuestKind::Vm));
-        }
-        let (node, _) =
-            self.node_of(id)?.ok_or_else(|| BackendError::not_found(format!("container {id} does not exist")))?;
-        Ok((node, GuestKind::Lxc))
-    }
-
-    /// Puts `block` as the record of the guest's description (`None`: takes it out), once no
-    /// task holds its lock, with the configuration's `digest`; nothing when it is already so.
-    pub(crate) fn set_record(&self, guest: Guest<'_>, block: Option<&str>) -> Result<(), BackendError> {
-        let config = self.unlocked_config_of(guest)?;
-        let old = config.get("description").and_then(text).unwrap_or_default();
-        let new = crate::record::with(&old, block);
-        if new == old {
-            return Ok(());
-        }
-        crate::record::check_length(guest.id, &new)?;
-        let digest = config.get("digest").and_then(text).unwrap_or_default();
-        self.api.call(&Call::SetConfig(guest), &[("description", new), ("digest", digest)]).map(|_| ())
-    }
-
-    /// Takes a snapshot, once no task holds the guest's lock, with the guest's record at this
-    /// moment in the snapshot's description (see [`crate::record`]).
-    pub(crate) fn take_snapshot(&self, guest: Guest<'_>, name: &str) -> Result<(), BackendError> {
-        let live = self.unlocked_config_of(guest)?.get("description").and_then(text).unwrap_or_default();
-        let params = [("snapname", name.to_string()), ("description", crate::record::snapshot_description(&live))];
-        self.task(Call::TakeSnapshot(guest), &params)
-    }
-
-    /// After a rollback to `snapshot`: the guest's record is the snapshot's (Proxmox keeps the
-    /// live description through a rollback); none where the snapshot has none (one Phoenix did
-    /// not take, or an older Phoenix did), so that the record inside the guest, rolled back with
-    /// its files, counts.
-    pub(crate) fn restore_record(&self, guest: Guest<'_>, snapshot: &str) -> Result<(), BackendError> {
-        let record = self
-            .snapshots(guest)?
-            .into_iter()
-            .find(|(name, _)| name == snapshot)
-            .and_then(|(_, description)| crate::record::read(&description));
-        let block = record.map(|r| crate::record::block(&r)).transpose()?;
-        self.set_record(guest, block.as_deref())
-    }
-
-    /// The description a clone of `source` gets: the mark below what the source's says (`old`),
-    /// with the record of the snapshot it is cloned from (none where that snapshot has none: the
-    /// record inside the clone, copied with its files, counts), or the source's own.
-    pub(crate) fn clone_description(
-        &self,
-        source: Guest<'_>,
-        old: Option<&str>,
-        snapshot: &str,
-    ) -> Result<String, BackendError> {
-        let marked = marked_description(old);
-        if snapshot.is_empty() {
-            return Ok(marked);
-        }
-        let record = self
-            .snapshots(source)?
-            .into_iter()
-            .find(|(name, _)| name == snapshot)
-            .and_then(|(_, description)| crate::record::read(&description));
-        let block = record.map(|r| crate::record::block(&r)).transpose()?;
-        let description = crate::record::with(&marked, block.as_deref());
-        crate::record::check_length(source.id, &description)?;
-        Ok(description)
-    }
-
-    /// Makes a stopped guest a template (`POST .../template`) and waits until Proxmox shows it
-    /// as one: `template: 1`, no lock, and for a VM no disk left under its own `vm-<id>-disk-`
-    /// name. Proxmox answers before the conversion is done (a container's `template: 1` is
-    /// written by the task that converts its volumes, a VM's disks become `base-` volumes in a
-    /// task of their own), and a clone made meanwhile would copy a guest half converted.
-    pub(crate) fn convert_to_template(&self, guest: Guest<'_>) -> Result<(), BackendError> {
-        let data = self.api.call(&Call::MakeTemplate(guest), &[])?;
-        if let Some(upid) = data.as_str().and_then(|u| u.parse::<Upid>().ok()) {
-            wait(&self.api, &upid, self.poll, timeout_for(&upid.kind))?;
-        }
-        let what = if guest.kind == GuestKind::Vm { "VM" } else { "container" };
-        let started = std::time::Instant::now();
-        let mut pause = self.poll.first;
-        loop {
-            let config = self.config_of(guest)?;
-            let disks_left = guest.kind == GuestKind::Vm && crate::qemu::disks_to_convert(&config, guest.id);
-            if config.get("template").is_some_and(truthy) && config.get("lock").is_none() && !disks_left {
-                return Ok(());
-            }
-            if started.elapsed() >= LOCK_WAIT {
-                return Err(BackendError::transient(
-                    Delivery::MaybeApplied,
-                    format!(
-                        "{what} {} is not a template yet, {} s after it was made one",
-                        guest.id,
-                        LOCK_WAIT.as_secs()
-                    ),
-                ));
-            }
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(self.poll.max);
-        }
-    }
-
-    fn channel(&self) -> Result<&dyn NodeChannel, BackendError> {
-        self.channel.as_deref().ok_or_else(|| {
-            BackendError::unsupported("this needs the node channel (`backend.ssh`, or Phoenix on the node)")
-        })
-    }
-
-    /// Runs a command on a node; a non-zero exit is an error carrying its stderr, transient where
-    /// it met a lock (`CT is locked (disk)`, a lock file that timed out) or a file that changed
-    /// since it was read, as the same refusals are over the API.
-    pub(crate) fn on_node(&self, node: &str, argv: &[String], input: Option<&[u8]>) -> Result<Vec<u8>, BackendError> {
-        let out = self
-            .channel()?
-            .run(node, argv, input, Duration::from_secs(300))
-            .map_err(|e| BackendError::transient(Delivery::MaybeApplied, e.to_string()))?;
-        if out.status == 0 {
-            return Ok(out.stdout);
-        }
-        let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
-        let what = argv.iter().take(3).cloned().collect::<Vec<_>>().join(" ");
-        let error = if stderr.contains("got timeout") || stderr.contains("is locked") || out.status == node::CHANGED {
-            BackendError::transient(Delivery::MaybeApplied, format!("`{what}` on {node}: {stderr}"))
-        } else {
-            BackendError::permanent(
-                Delivery::MaybeApplied,
-                format!("`{what}` on {node} failed ({}): {stderr}", out.status),
-            )
-        };
-        Err(error)
     }
 
     /// Sets configuration keys (and removes `delete`): what the API connection may set through
@@ -910,39 +495,18 @@ impl ProxmoxBackend {
         }
         match &self.root {
             Some(api) => self.put_config(api, Guest::lxc(node, id), &root, &root_delete),
-            None => self.on_node(node, &node::pct_set(id, &root, &root_delete), None).map(|_| ()),
+            None => self.on_node(node, &commands::pct_set(id, &root, &root_delete), None).map(|_| ()),
         }
-    }
-
-    /// `PUT config` through `api` with the configuration's current `digest` (nothing when there
-    /// is nothing to change).
-    pub(crate) fn put_config(
-        &self,
-        api: &ApiClient,
-        guest: Guest<'_>,
-        params: &[(String, String)],
-        delete: &[String],
-    ) -> Result<(), BackendError> {
-        if params.is_empty() && delete.is_empty() {
-            return Ok(());
-        }
-        let digest = self.unlocked_config_of(guest)?.get("digest").and_then(text).unwrap_or_default();
-        let mut all: Vec<(&str, String)> = params.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
-        if !delete.is_empty() {
-            all.push(("delete", delete.join(",")));
-        }
-        all.push(("digest", digest));
-        api.call(&Call::SetConfig(guest), &all).map(|_| ())
     }
 
     /// The NVIDIA device nodes `node` has (listed once per run).
     fn nvidia_devices(&self, node: &str) -> Result<Vec<String>, BackendError> {
-        if let Some(list) = self.devices.lock().unwrap_or_else(PoisonError::into_inner).get(node) {
+        if let Some(list) = self.containers.devices.lock().unwrap_or_else(PoisonError::into_inner).get(node) {
             return Ok(list.clone());
         }
-        let out = self.on_node(node, &node::list_nvidia_devices(), None)?;
+        let out = self.on_node(node, &commands::list_nvidia_devices(), None)?;
         let list: Vec<String> = String::from_utf8_lossy(&out).lines().map(str::to_string).collect();
-        self.devices.lock().unwrap_or_else(PoisonError::into_inner).insert(node.to_string(), list.clone());
+        self.containers.devices.lock().unwrap_or_else(PoisonError::into_inner).insert(node.to_string(), list.clone());
         Ok(list)
     }
 
@@ -979,7 +543,7 @@ impl ProxmoxBackend {
             .collect();
         let mut slots = (0u32..).filter(|n| !taken.contains(n));
         let mut params = Vec::new();
-        for path in node::gpu_devices(&indices, &present) {
+        for path in commands::gpu_devices(&indices, &present) {
             let slot = slots.next().unwrap_or_default();
             let dev = Device { path, mode: Some("0666".into()), ..Device::default() };
             params.push((format!("dev{slot}"), dev.print()));
@@ -1004,9 +568,9 @@ impl ProxmoxBackend {
         removed: &BTreeSet<String>,
     ) -> Result<(), BackendError> {
         let read = || -> Result<(String, ConfFile), BackendError> {
-            let text = String::from_utf8_lossy(&self.on_node(node, &node::read_conf(id), None)?).into_owned();
+            let text = String::from_utf8_lossy(&self.on_node(node, &commands::read_conf(id), None)?).into_owned();
             let conf = ConfFile::parse(&text).map_err(|e| {
-                BackendError::permanent(Delivery::NotSent, format!("{} does not parse: {e}", node::conf_path(id)))
+                BackendError::permanent(Delivery::NotSent, format!("{} does not parse: {e}", commands::conf_path(id)))
             })?;
             Ok((text, conf))
         };
@@ -1032,12 +596,12 @@ impl ProxmoxBackend {
         let before = conf.clone();
         conf.set_live_raw(&want);
         let new = conf.to_string();
-        self.on_node(node, &node::write_conf(id, &node::content_hash(text.as_bytes())), Some(new.as_bytes()))?;
+        self.on_node(node, &commands::write_conf(id, &commands::content_hash(text.as_bytes())), Some(new.as_bytes()))?;
         let (_, back) = read()?;
         if as_pairs(&back) != want || !back.same_sections_after_live(&before) {
             return Err(BackendError::permanent(
                 Delivery::MaybeApplied,
-                format!("{} does not read back as written", node::conf_path(id)),
+                format!("{} does not read back as written", commands::conf_path(id)),
             ));
         }
         Ok(())
@@ -1050,7 +614,7 @@ impl ProxmoxBackend {
         if dirs.is_empty() || self.channel.is_none() {
             return Ok(());
         }
-        self.on_node(node, &node::make_host_dirs(&dirs), None).map(|_| ())
+        self.on_node(node, &commands::make_host_dirs(&dirs), None).map(|_| ())
     }
 
     /// What needs more than the API token after the container exists: GPUs (`dev[n]` with
@@ -1078,81 +642,78 @@ impl ProxmoxBackend {
         }
         Ok(())
     }
-}
 
-impl Backend for ProxmoxBackend {
-    fn name(&self) -> &str {
-        "proxmox"
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            kinds: BTreeSet::from([GuestKind::Lxc, GuestKind::Vm]),
-            clone: true,
-            snapshots: true,
-            templates: true,
-            gpu: self.channel.is_some(),
-            concurrent_clones: false,
-            probe_at_plan: false,
-            fields: fields::CONTAINER.iter().chain(fields::VM).map(|f| (*f).to_string()).collect(),
+    /// How a setting goes that the API connection may not make (see
+    /// [`phoenix_backend::Backend::route`]); the fields concerned (GPUs, bind mounts, feature
+    /// flags, raw lines) are containers' alone. `None` where it goes through the API.
+    pub(super) fn container_route(
+        &self,
+        field: &str,
+        value: &str,
+        guest: &GuestConfig,
+    ) -> Result<Option<String>, String> {
+        const WHY: &str = "Proxmox reserves device passthrough, bind mounts, feature flags other than nesting and \
+                           every feature flag of a privileged container to root@pam";
+        let bind = field.starts_with(fields::MOUNT_PREFIX) && value.starts_with("bind:");
+        let privileged = guest.get("unprivileged") == Some("0");
+        let flags = field == "flags" && (privileged || value.split(',').any(|f| !f.starts_with("nesting=")));
+        if (field == "gpus" || bind || flags) && self.api_is_root() {
+            // GPUs are looked up on the node (its /dev/nvidia* devices) whichever way they are set.
+            if field == "gpus" && self.channel.is_none() {
+                return Err("the node's GPUs are listed on the node, and no node channel is configured".into());
+            }
+            return Ok(Some(format!("the API as root@pam (`pvesh` on the node; {WHY})")));
+        }
+        let needs_channel = |how: String| match self.channel {
+            Some(_) => Ok(Some(how)),
+            None => Err(format!("it goes through {how}, and no node channel is configured (`backend.ssh`)")),
+        };
+        match (self.root.is_some(), field) {
+            (true, "gpus") => {
+                needs_channel(format!("the root@pam ticket, with the node's NVIDIA devices listed on the node ({WHY})"))
+            }
+            (true, _) if bind && self.channel.is_none() => Ok(Some(format!(
+                "the root@pam ticket ({WHY}); without a node channel the host directory must exist on the node"
+            ))),
+            (true, _) if bind || flags => Ok(Some(format!("the root@pam ticket ({WHY})"))),
+            (false, "gpus") => needs_channel(format!("`pct set` on the node ({WHY})")),
+            (false, _) if bind || flags => match self.channel {
+                Some(_) => Ok(Some(format!("`pct set` on the node ({WHY})"))),
+                None => Err(format!(
+                    "{WHY}, and neither a root@pam ticket (`backend.root_ticket`) nor a node channel (`backend.ssh`) is configured"
+                )),
+            },
+            _ if RAW_FIELDS.contains(&field) => {
+                needs_channel("an edit of /etc/pve/lxc/<id>.conf on the node (the API has no raw lxc.* keys)".into())
+            }
+            _ => Ok(None),
         }
     }
+}
 
-    fn observe(&self) -> Result<Observation, BackendError> {
-        self.observe_scoped(&ObserveScope::everything())
-    }
-
-    fn observe_scoped(&self, scope: &ObserveScope) -> Result<Observation, BackendError> {
-        let list = self.api.call(&Call::Resources, &[("type", "vm".into())])?;
-        self.remember(&list);
-        let rows: Vec<(GuestId, String, bool, bool)> = list
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|r| r["type"] == "lxc" || r["type"] == "qemu")
-            .filter_map(|r| {
-                let id = r["vmid"].as_u64().and_then(|i| u32::try_from(i).ok())?;
-                Some((id, r["node"].as_str()?.to_string(), r["status"] == "running", r["type"] == "qemu"))
-            })
-            .collect();
-        // Each guest is one request or a few in a row: read them for several guests at once.
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let found: Mutex<Vec<Result<(GuestId, ObservedGuest), BackendError>>> = Mutex::default();
-        std::thread::scope(|threads| {
-            for _ in 0..OBSERVE_THREADS.min(rows.len()) {
-                threads.spawn(|| {
-                    while let Some((id, node, running, vm)) =
-                        rows.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
-                    {
-                        let guest = if *vm {
-                            self.vm_observe(node, *id, *running, scope)
-                        } else {
-                            self.observe_one(node, *id, *running, scope)
-                        };
-                        found.lock().unwrap_or_else(PoisonError::into_inner).push(guest.map(|g| (*id, g)));
-                    }
-                });
-            }
-        });
-        let guests =
-            found.into_inner().unwrap_or_else(PoisonError::into_inner).into_iter().collect::<Result<_, _>>()?;
-        Ok(Observation { guests })
+impl GuestOps for Containers<'_> {
+    /// One container as the backend shows it: its configuration, normalised, and what `scope`
+    /// asks of it.
+    fn observe(
+        &self,
+        node: &str,
+        id: GuestId,
+        running: bool,
+        scope: &ObserveScope,
+    ) -> Result<ObservedGuest, BackendError> {
+        self.containers.located.lock().unwrap_or_else(PoisonError::into_inner).insert(id, node.to_string());
+        let config = self.config(node, id)?;
+        self.observed(Guest::lxc(node, id), &config, normalize(&config), running, scope)
     }
 
     fn observe_guest(&self, id: GuestId) -> Result<Option<ObservedGuest>, BackendError> {
-        if self.is_vm(id)? {
-            return self.vm_observe_guest(id);
-        }
         match self.node_of(id)? {
-            Some((node, running)) => self.observe_one(&node, id, running, &ObserveScope::everything()).map(Some),
+            Some((node, running)) => self.observe(&node, id, running, &ObserveScope::everything()).map(Some),
             None => Ok(None),
         }
     }
 
     fn create(&self, request: &CreateRequest) -> Result<(), BackendError> {
-        if request.kind == GuestKind::Vm {
-            return self.vm_create(request);
-        }
         let node = request.node.clone().unwrap_or_else(|| self.node.clone());
         let id = request.id;
         self.remember_created(id, GuestKind::Lxc, &node);
@@ -1241,29 +802,8 @@ impl Backend for ProxmoxBackend {
         }
     }
 
-    fn check_create(&self, request: &CreateRequest) -> Result<(), BackendError> {
-        if let Some(node) = request.node.as_deref().filter(|n| *n != self.node) {
-            self.check_node(node)?;
-        }
-        if request.kind == GuestKind::Vm {
-            return self.vm_check_create(request);
-        }
-        // A source made in the same run is checked when the clone is asked for.
-        if let CreateSource::Clone { source, .. } = &request.source
-            && let Some((src_node, _)) = self.node_of(*source)?
-        {
-            self.clone_storage(request, *source, &src_node, &self.config(&src_node, *source)?)?;
-        }
-        self.check_subids(request.node.as_deref().unwrap_or(&self.node), &request.config)?;
-        self.check_needs(request).map(|_| ())
-    }
-
-    fn update_config(&self, id: GuestId, changes: &[FieldChange]) -> Result<(), BackendError> {
-        if self.is_vm(id)? {
-            return self.vm_update(id, changes);
-        }
-        let (node, _) =
-            self.node_of(id)?.ok_or_else(|| BackendError::not_found(format!("container {id} does not exist")))?;
+    fn update(&self, id: GuestId, changes: &[FieldChange]) -> Result<(), BackendError> {
+        let (node, _) = self.existing(id)?;
         let current = self.config(&node, id)?;
         let observed = normalize(&current);
         let mut want = GuestConfig::default();
@@ -1305,21 +845,13 @@ impl Backend for ProxmoxBackend {
     }
 
     fn start(&self, id: GuestId) -> Result<(), BackendError> {
-        if self.is_vm(id)? {
-            return self.vm_start(id);
-        }
-        let (node, _) =
-            self.node_of(id)?.ok_or_else(|| BackendError::not_found(format!("container {id} does not exist")))?;
+        let (node, _) = self.existing(id)?;
         let guest = Guest::lxc(&node, id);
         self.unlocked_task(guest, Call::Power(guest, Power::Start), &[])
     }
 
     fn stop(&self, id: GuestId) -> Result<(), BackendError> {
-        if self.is_vm(id)? {
-            return self.vm_stop(id);
-        }
-        let (node, _) =
-            self.node_of(id)?.ok_or_else(|| BackendError::not_found(format!("container {id} does not exist")))?;
+        let (node, _) = self.existing(id)?;
         let guest = Guest::lxc(&node, id);
         self.unlocked_task(
             guest,
@@ -1329,22 +861,14 @@ impl Backend for ProxmoxBackend {
     }
 
     fn snapshot(&self, id: GuestId, name: &str) -> Result<(), BackendError> {
-        if self.is_vm(id)? {
-            return self.vm_snapshot(id, name).map_err(storage_without_snapshots);
-        }
-        let (node, _) =
-            self.node_of(id)?.ok_or_else(|| BackendError::not_found(format!("container {id} does not exist")))?;
-        self.take_snapshot(Guest::lxc(&node, id), name).map_err(storage_without_snapshots)
+        let (node, _) = self.existing(id)?;
+        self.take_snapshot(Guest::lxc(&node, id), name)
     }
 
     /// `POST .../snapshot/{snapname}/rollback`, its task waited for. Proxmox stops a running
     /// guest for it; `start` has the task start it again.
     fn rollback(&self, id: GuestId, name: &str) -> Result<(), BackendError> {
-        if self.is_vm(id)? {
-            return self.vm_rollback(id, name);
-        }
-        let (node, running) =
-            self.node_of(id)?.ok_or_else(|| BackendError::not_found(format!("container {id} does not exist")))?;
+        let (node, running) = self.existing(id)?;
         let params: Vec<(&str, String)> = if running { vec![("start", "1".into())] } else { Vec::new() };
         self.task(Call::Rollback(Guest::lxc(&node, id), name), &params)?;
         self.restore_record(Guest::lxc(&node, id), name)
@@ -1352,42 +876,22 @@ impl Backend for ProxmoxBackend {
 
     /// `DELETE .../snapshot/{snapname}`, its task waited for.
     fn delete_snapshot(&self, id: GuestId, name: &str) -> Result<(), BackendError> {
-        if self.is_vm(id)? {
-            return self.vm_delete_snapshot(id, name);
-        }
-        let (node, _) =
-            self.node_of(id)?.ok_or_else(|| BackendError::not_found(format!("container {id} does not exist")))?;
+        let (node, _) = self.existing(id)?;
         self.task(Call::DeleteSnapshot(Guest::lxc(&node, id), name), &[])
     }
 
-    /// A container's mount points must all take snapshots (see
-    /// [`ProxmoxBackend::check_container_snapshot`]); VMs are not checked.
-    fn check_snapshot(&self, kind: GuestKind, config: &GuestConfig) -> Result<(), BackendError> {
-        match kind {
-            GuestKind::Lxc => self.check_container_snapshot(config),
-            GuestKind::Vm => Ok(()),
-        }
-    }
-
     fn make_template(&self, id: GuestId) -> Result<(), BackendError> {
-        if self.is_vm(id)? {
-            return self.vm_make_template(id);
-        }
-        let (node, running) =
-            self.node_of(id)?.ok_or_else(|| BackendError::not_found(format!("container {id} does not exist")))?;
+        let (node, running) = self.existing(id)?;
         if running {
             return Err(BackendError::permanent(
                 Delivery::NotSent,
                 format!("container {id} runs: only a stopped container becomes a template"),
             ));
         }
-        self.convert_to_template(Guest::lxc(&node, id))
+        self.convert_to_template(Guest::lxc(&node, id), |_| false)
     }
 
     fn exec(&self, id: GuestId, request: &ExecRequest) -> Result<ExecOutput, BackendError> {
-        if self.is_vm(id)? {
-            return self.vm_exec(id, request);
-        }
         let node = self.node_for_commands(id)?;
         let out = self
             .channel()?
@@ -1397,9 +901,6 @@ impl Backend for ProxmoxBackend {
     }
 
     fn read_file(&self, id: GuestId, path: &str) -> Result<Option<Vec<u8>>, BackendError> {
-        if self.is_vm(id)? {
-            return self.vm_read_file(id, path);
-        }
         let argv = phoenix_backend::inside::read_command(path);
         let out = self.exec(id, &ExecRequest { argv, timeout: Duration::from_secs(60) })?;
         // `pct exec` on a stopped container dies with a status taken from errno (3 among them):
@@ -1412,9 +913,6 @@ impl Backend for ProxmoxBackend {
     }
 
     fn push_file(&self, id: GuestId, file: &FilePush) -> Result<(), BackendError> {
-        if self.is_vm(id)? {
-            return self.vm_push_file(id, file);
-        }
         // Written by a shell inside the container (through `pct exec`), so links resolve inside it.
         let argv = phoenix_backend::inside::push_command(file);
         let node = self.node_for_commands(id)?;
@@ -1432,30 +930,8 @@ impl Backend for ProxmoxBackend {
         }
     }
 
-    /// The record in the guest's description (see [`crate::record`]); for a guest of an older
-    /// Phoenix, whose description has none, the file inside it.
-    fn read_markers(&self, id: GuestId) -> Result<Option<Vec<u8>>, BackendError> {
-        let (node, kind) = self.whereabouts(id)?;
-        let config = self.config_of(Guest { node: &node, kind, id })?;
-        match config.get("description").and_then(text).as_deref().and_then(crate::record::read) {
-            Some(record) => Ok(Some(record)),
-            None => self.read_file(id, phoenix_backend::inside::MARKERS_PATH),
-        }
-    }
-
-    /// Writes the record into the guest's description (see [`crate::record`]), with the
-    /// configuration's `digest`.
-    fn write_markers(&self, id: GuestId, content: &[u8]) -> Result<(), BackendError> {
-        let (node, kind) = self.whereabouts(id)?;
-        self.set_record(Guest { node: &node, kind, id }, Some(&crate::record::block(content)?))
-    }
-
     fn destroy(&self, id: GuestId) -> Result<(), BackendError> {
-        if self.is_vm(id)? {
-            return self.vm_destroy(id);
-        }
-        let (node, running) =
-            self.node_of(id)?.ok_or_else(|| BackendError::not_found(format!("container {id} does not exist")))?;
+        let (node, running) = self.existing(id)?;
         let guest = Guest::lxc(&node, id);
         if running {
             self.unlocked_task(guest, Call::Power(guest, Power::Stop), &[])?;
@@ -1464,101 +940,46 @@ impl Backend for ProxmoxBackend {
     }
 
     fn addresses(&self, id: GuestId) -> Result<Vec<std::net::IpAddr>, BackendError> {
-        if self.is_vm(id)? {
-            return self.vm_addresses(id);
-        }
         let node = self.node_for_commands(id)?;
         let list = self.api.call(&Call::Interfaces(Guest::lxc(&node, id)), &[])?;
         Ok(interface_addresses(&list))
     }
 
-    fn change_effect_for(&self, kind: GuestKind, field: &str) -> ChangeEffect {
-        match kind {
-            GuestKind::Vm => crate::qemu::change_effect(field),
-            GuestKind::Lxc => self.change_effect(field),
-        }
-    }
-
-    fn change_effect(&self, field: &str) -> ChangeEffect {
-        match field {
-            "cores" | "memory_mb" | "swap_mb" | "onboot" | "startup" | "tags" | "disk_gb" | "net.ip" | "net.gw"
-            | "net.bridge" | "firewall" | "firewall.rules" => ChangeEffect::Live,
-            // Device passthrough and raw lines take effect at the next start; so does a running
-            // container's nameserver (Proxmox keeps it pending and writes resolv.conf at start).
-            "gpus" | "lxc.raw" | "apparmor" | "idmap" | "net.nameservers" => ChangeEffect::Restart,
-            "unprivileged" | "storage" => ChangeEffect::Recreate,
-            _ => ChangeEffect::Restart,
-        }
-    }
-
-    /// Proxmox shows a guest's whole configuration, whoever made it: adopted, it is what it
-    /// shows now.
-    fn check_adopt(&self, guest: &ObservedGuest, _desired: &GuestConfig) -> Result<GuestConfig, BackendError> {
-        Ok(guest.config.clone())
-    }
-
     /// The `Managed by Phoenix.` mark in the guest's description: the only change.
-    fn adopt(&self, id: GuestId, _desired: &GuestConfig) -> Result<(), BackendError> {
-        if self.is_vm(id)? {
-            return self.vm_adopt(id);
-        }
-        let (node, _) =
-            self.node_of(id)?.ok_or_else(|| BackendError::not_found(format!("container {id} does not exist")))?;
+    fn adopt(&self, id: GuestId) -> Result<(), BackendError> {
+        let (node, _) = self.existing(id)?;
         self.mark_managed(Guest::lxc(&node, id))
     }
 
-    fn route(&self, field: &str, value: &str, guest: &GuestConfig) -> Result<Option<String>, String> {
-        const WHY: &str = "Proxmox reserves device passthrough, bind mounts, feature flags other than nesting and \
-                           every feature flag of a privileged container to root@pam";
-        let bind = field.starts_with(fields::MOUNT_PREFIX) && value.starts_with("bind:");
-        let privileged = guest.get("unprivileged") == Some("0");
-        let flags = field == "flags" && (privileged || value.split(',').any(|f| !f.starts_with("nesting=")));
-        if (field == "gpus" || bind || flags) && self.api_is_root() {
-            // GPUs are looked up on the node (its /dev/nvidia* devices) whichever way they are set.
-            if field == "gpus" && self.channel.is_none() {
-                return Err("the node's GPUs are listed on the node, and no node channel is configured".into());
-            }
-            return Ok(Some(format!("the API as root@pam (`pvesh` on the node; {WHY})")));
+    fn node(&self, id: GuestId) -> Result<String, BackendError> {
+        self.existing(id).map(|(node, _)| node)
+    }
+
+    fn check_create(&self, request: &CreateRequest) -> Result<(), BackendError> {
+        // A source made in the same run is checked when the clone is asked for.
+        if let CreateSource::Clone { source, .. } = &request.source
+            && let Some((src_node, _)) = self.node_of(*source)?
+        {
+            self.clone_storage(request, *source, &src_node, &self.config(&src_node, *source)?)?;
         }
-        let needs_channel = |how: String| match self.channel {
-            Some(_) => Ok(Some(how)),
-            None => Err(format!("it goes through {how}, and no node channel is configured (`backend.ssh`)")),
-        };
-        match (self.root.is_some(), field) {
-            (true, "gpus") => {
-                needs_channel(format!("the root@pam ticket, with the node's NVIDIA devices listed on the node ({WHY})"))
-            }
-            (true, _) if bind && self.channel.is_none() => Ok(Some(format!(
-                "the root@pam ticket ({WHY}); without a node channel the host directory must exist on the node"
-            ))),
-            (true, _) if bind || flags => Ok(Some(format!("the root@pam ticket ({WHY})"))),
-            (false, "gpus") => needs_channel(format!("`pct set` on the node ({WHY})")),
-            (false, _) if bind || flags => match self.channel {
-                Some(_) => Ok(Some(format!("`pct set` on the node ({WHY})"))),
-                None => Err(format!(
-                    "{WHY}, and neither a root@pam ticket (`backend.root_ticket`) nor a node channel (`backend.ssh`) is configured"
-                )),
-            },
-            _ if RAW_FIELDS.contains(&field) => {
-                needs_channel("an edit of /etc/pve/lxc/<id>.conf on the node (the API has no raw lxc.* keys)".into())
-            }
-            _ => Ok(None),
-        }
+        self.check_subids(request.node.as_deref().unwrap_or(&self.node), &request.config)?;
+        self.check_needs(request).map(|_| ())
+    }
+
+    /// A container's mount points must all take snapshots (see
+    /// [`ProxmoxBackend::check_container_snapshot`]).
+    fn check_snapshot(&self, config: &GuestConfig) -> Result<(), BackendError> {
+        self.check_container_snapshot(config)
+    }
+
+    fn change_effect(&self, field: &str) -> ChangeEffect {
+        change_effect(field)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn adoption_puts_the_mark_first_and_keeps_the_description() {
-        assert_eq!(marked_description(None), "Managed by Phoenix.");
-        assert_eq!(marked_description(Some(" \n")), "Managed by Phoenix.");
-        assert_eq!(marked_description(Some("web server\nowner: ops\n")), "Managed by Phoenix.\nweb server\nowner: ops");
-        let marked = marked_description(Some("web server"));
-        assert_eq!(marked_description(Some(&marked)), marked, "marked once");
-    }
 
     #[test]
     fn bind_mount_directories_get_the_owner_the_container_sees() {

@@ -17,6 +17,8 @@ use std::time::Duration;
 use phoenix_backend::process::{ABORTED, ProcessError, run_captured};
 use phoenix_backend::{BackendError, Delivery, ErrorKind};
 
+use crate::transport::Transport;
+
 /// The `pvesh` program a client runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pvesh {
@@ -128,14 +130,15 @@ impl Pvesh {
     pub fn program(&self) -> &Path {
         &self.program
     }
+}
 
-    /// Makes one request; returns its `data`.
-    pub fn request(
-        &self,
-        method: &str,
-        path: &str,
-        params: &[(&str, String)],
-    ) -> Result<serde_json::Value, BackendError> {
+/// Each request is one run of the program, as `root@pam`.
+impl Transport for Pvesh {
+    fn acts_as_root(&self) -> bool {
+        true
+    }
+
+    fn request(&self, method: &str, path: &str, params: &[(&str, String)]) -> Result<serde_json::Value, BackendError> {
         let argv = arguments(method, path, params).ok_or_else(|| {
             BackendError::permanent(Delivery::NotSent, format!("{method} {path}: pvesh has no command for {method}"))
         })?;

@@ -9,8 +9,8 @@ use std::sync::PoisonError;
 use phoenix_backend::{BackendError, CreateRequest, CreateSource, Delivery, GuestConfig, GuestId, fields};
 use serde_json::Value;
 
-use crate::backend::ProxmoxBackend;
-use crate::endpoint::Call;
+use super::ProxmoxBackend;
+use crate::transport::endpoint::Call;
 
 /// Privileges Phoenix needs, by ACL path.
 pub const NEEDED: &[(&str, &[&str])] = &[
@@ -352,7 +352,7 @@ impl ProxmoxBackend {
     ) -> Result<Option<String>, BackendError> {
         let volumes: Vec<String> = source_config
             .iter()
-            .filter(|(k, _)| *k == "rootfs" || crate::backend::numbered(k, "mp"))
+            .filter(|(k, _)| *k == "rootfs" || super::numbered(k, "mp"))
             .filter_map(|(_, v)| v.as_str()?.split(',').next()?.split_once(':').map(|(sid, _)| sid.to_string()))
             .collect();
         let storage = request.config.get("storage").filter(|s| {
@@ -404,7 +404,7 @@ impl ProxmoxBackend {
     /// already). The error names the lines to add.
     pub(crate) fn check_subids(&self, node: &str, config: &GuestConfig) -> Result<(), BackendError> {
         let Some(idmap) = config.get("idmap").filter(|_| self.channel.is_some()) else { return Ok(()) };
-        let ranges = fields::canonical::idmap_ranges(Some(idmap), crate::backend::ID_BASE);
+        let ranges = fields::canonical::idmap_ranges(Some(idmap), super::ID_BASE);
         let mut missing = Vec::new();
         for (kind, file) in [('u', "/etc/subuid"), ('g', "/etc/subgid")] {
             let text = self.node_file(node, file)?;

@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use phoenix_backend::{BackendError, Delivery, ErrorKind};
 
-use crate::api::ApiClient;
-use crate::endpoint::Call;
-use crate::upid::Upid;
+use crate::transport::api::ApiClient;
+use crate::transport::endpoint::Call;
+use crate::transport::upid::Upid;
 
 /// How a task is polled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

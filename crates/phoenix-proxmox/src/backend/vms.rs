@@ -11,6 +11,8 @@
 //! reference itself ([`ProxmoxBackend::with_vm_passwords`]) and resolves a reference when it sets
 //! `cipassword`. Proxmox shows `cipassword` masked, so the fingerprint is kept in the VM's
 //! description, next to the managed mark.
+//!
+//! It uses the backend's shared parts ([`super`]), never the containers' module.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -26,11 +28,12 @@ use phoenix_backend::{
 };
 use serde_json::Value;
 
-use crate::backend::{MANAGED_MARK, ProxmoxBackend};
-use crate::decode::{text, truthy};
-use crate::endpoint::{Agent, Call, Guest, Power};
+use super::{GuestOps, ProxmoxBackend};
 use crate::propstring::{Property, Startup, parse_pairs};
-use crate::upid::Upid;
+use crate::record::MANAGED_MARK;
+use crate::transport::decode::{text, truthy};
+use crate::transport::endpoint::{Agent, Call, Guest, Power};
+use crate::transport::upid::Upid;
 
 /// How long the first agent call after a start waits for the agent, unless set.
 pub const AGENT_WAIT: Duration = Duration::from_secs(300);
@@ -41,14 +44,10 @@ pub const FILE_WRITE_CHUNK: usize = 61440 / 4 * 3;
 /// The line of a VM's description that holds the fingerprint of its password.
 const PASSWORD_LINE: &str = "Phoenix ci.password: ";
 
-/// What the backend knows of guests between calls: their kind, node and power as last seen, the
-/// VMs' passwords, and which VMs' agents answered since their last start.
+/// What the backend knows of VMs between calls: their passwords, the resolver of secret
+/// references, and which VMs' agents answered since their last start.
 #[derive(Default)]
 pub struct VmState {
-    seen: Mutex<BTreeMap<GuestId, Seen>>,
-    /// Whether this run has listed the cluster: a guest the listing did not show, and this run
-    /// has not created since, is no guest (of either kind) to it.
-    listed: std::sync::atomic::AtomicBool,
     passwords: BTreeMap<GuestId, String>,
     agent_ready: Mutex<BTreeSet<GuestId>>,
     agent_wait: Option<Duration>,
@@ -62,7 +61,6 @@ pub struct VmState {
 impl std::fmt::Debug for VmState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("VmState")
-            .field("seen", &self.seen)
             .field("passwords for", &self.passwords.keys().collect::<Vec<_>>())
             .field("agent_ready", &self.agent_ready)
             .field("agent_wait", &self.agent_wait)
@@ -78,13 +76,6 @@ impl std::fmt::Debug for Resolver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Resolver")
     }
-}
-
-#[derive(Debug, Clone)]
-struct Seen {
-    kind: GuestKind,
-    node: String,
-    running: bool,
 }
 
 /// What `sshkeys` percent-encodes: every byte but the ASCII letters and digits and
@@ -260,7 +251,9 @@ pub fn normalize(config: &serde_json::Map<String, Value>) -> GuestConfig {
         if let Some((storage, _)) = file.split_once(':') {
             out.set("storage", storage);
         }
-        if let Some(size) = disk.split(',').find_map(|p| p.strip_prefix("size=")).and_then(crate::decode::gib) {
+        if let Some(size) =
+            disk.split(',').find_map(|p| p.strip_prefix("size=")).and_then(crate::transport::decode::gib)
+        {
             out.set("disk_gb", size.to_string());
         }
     }
@@ -395,53 +388,11 @@ impl ProxmoxBackend {
         self
     }
 
-    /// Records what `/cluster/resources` (`type=vm`) shows of every guest.
-    pub(crate) fn remember(&self, list: &Value) {
-        let mut seen = self.vms.seen.lock().unwrap_or_else(PoisonError::into_inner);
-        self.vms.listed.store(true, std::sync::atomic::Ordering::Relaxed);
-        for r in list.as_array().into_iter().flatten() {
-            let kind = match r["type"].as_str() {
-                Some("qemu") => GuestKind::Vm,
-                Some("lxc") => GuestKind::Lxc,
-                _ => continue,
-            };
-            let (Some(id), Some(node)) = (r["vmid"].as_u64().and_then(|i| u32::try_from(i).ok()), r["node"].as_str())
-            else {
-                continue;
-            };
-            seen.insert(id, Seen { kind, node: node.to_string(), running: r["status"] == "running" });
-        }
-    }
-
-    /// Records a guest this run creates.
-    pub(crate) fn remember_created(&self, id: GuestId, kind: GuestKind, node: &str) {
-        let seen = Seen { kind, node: node.to_string(), running: false };
-        self.vms.seen.lock().unwrap_or_else(PoisonError::into_inner).insert(id, seen);
-    }
-
-    fn seen(&self, id: GuestId) -> Option<Seen> {
-        self.vms.seen.lock().unwrap_or_else(PoisonError::into_inner).get(&id).cloned()
-    }
-
     fn set_running(&self, id: GuestId, running: bool) {
-        if let Some(s) = self.vms.seen.lock().unwrap_or_else(PoisonError::into_inner).get_mut(&id) {
+        if let Some(s) = self.seen.lock().unwrap_or_else(PoisonError::into_inner).get_mut(&id) {
             s.running = running;
         }
         self.vms.agent_ready.lock().unwrap_or_else(PoisonError::into_inner).remove(&id);
-    }
-
-    /// Whether a guest is a VM: as this run saw it (a guest its listing did not show is none),
-    /// else as the cluster lists it now.
-    pub(crate) fn is_vm(&self, id: GuestId) -> Result<bool, BackendError> {
-        if let Some(s) = self.seen(id) {
-            return Ok(s.kind == GuestKind::Vm);
-        }
-        if self.vms.listed.load(std::sync::atomic::Ordering::Relaxed) {
-            return Ok(false);
-        }
-        let list = self.api.call(&Call::Resources, &[("type", "vm".into())])?;
-        self.remember(&list);
-        Ok(self.seen(id).is_some_and(|s| s.kind == GuestKind::Vm))
     }
 
     /// The node a VM is on and whether it runs (see [`ProxmoxBackend::locate`]).
@@ -449,51 +400,16 @@ impl ProxmoxBackend {
         self.locate(id, GuestKind::Vm)
     }
 
-    /// The node a guest of `kind` is on and whether it runs. A guest this run has seen is asked
-    /// on its node (`status/current`, a few bytes, however large the cluster); one its listing of
-    /// the cluster did not show, and that it has not created since, is none; one it has not
-    /// listed, or that is no longer where it was (migrated, destroyed), is looked for in the
-    /// cluster's resources, which are listed then.
-    pub(crate) fn locate(&self, id: GuestId, kind: GuestKind) -> Result<Option<(String, bool)>, BackendError> {
-        if let Some(seen) = self.seen(id).filter(|s| s.kind == kind)
-            && let Ok(status) = self.api.call(&Call::Status(Guest { node: &seen.node, kind, id }), &[])
-        {
-            let running = status["status"] == "running";
-            if let Some(s) = self.vms.seen.lock().unwrap_or_else(PoisonError::into_inner).get_mut(&id) {
-                s.running = running;
-            }
-            return Ok(Some((seen.node, running)));
-        }
-        if self.seen(id).is_none() && self.vms.listed.load(std::sync::atomic::Ordering::Relaxed) {
-            return Ok(None);
-        }
-        let list = self.api.call(&Call::Resources, &[("type", "vm".into())])?;
-        self.remember(&list);
-        let tree = if kind == GuestKind::Vm { "qemu" } else { "lxc" };
-        Ok(list
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|r| r["vmid"].as_u64() == Some(u64::from(id)) && r["type"] == tree)
-            .map(|r| (r["node"].as_str().unwrap_or_default().to_string(), r["status"] == "running")))
-    }
-
-    pub(crate) fn vm_existing(&self, id: GuestId) -> Result<(String, bool), BackendError> {
+    fn vm_existing(&self, id: GuestId) -> Result<(String, bool), BackendError> {
         self.vm_locate(id)?.ok_or_else(|| BackendError::not_found(format!("VM {id} does not exist")))
     }
 
     /// The node of a VM, as this run saw it or asked.
     fn vm_node(&self, id: GuestId) -> Result<String, BackendError> {
-        match self.seen(id) {
+        match self.last_seen(id) {
             Some(s) => Ok(s.node),
             None => self.vm_existing(id).map(|(n, _)| n),
         }
-    }
-
-    /// Marks a VM Phoenix did not create as Phoenix's (its description; nothing else).
-    pub(crate) fn vm_adopt(&self, id: GuestId) -> Result<(), BackendError> {
-        let node = self.vm_node(id)?;
-        self.mark_managed(Guest::qemu(&node, id))
     }
 
     fn vm_config(&self, node: &str, id: GuestId) -> Result<serde_json::Map<String, Value>, BackendError> {
@@ -504,29 +420,10 @@ impl ProxmoxBackend {
         self.unlocked_config_of(Guest::qemu(node, id))
     }
 
-    /// One VM as the backend shows it.
-    pub(crate) fn vm_observe(
-        &self,
-        node: &str,
-        id: GuestId,
-        running: bool,
-        scope: &ObserveScope,
-    ) -> Result<ObservedGuest, BackendError> {
-        let config = self.vm_config(node, id)?;
-        self.observed(Guest::qemu(node, id), &config, normalize(&config), running, scope)
-    }
-
-    pub(crate) fn vm_observe_guest(&self, id: GuestId) -> Result<Option<ObservedGuest>, BackendError> {
-        match self.vm_locate(id)? {
-            Some((node, running)) => self.vm_observe(&node, id, running, &ObserveScope::everything()).map(Some),
-            None => Ok(None),
-        }
-    }
-
     /// The volume ID of a cloud image: as given, or for a host path the `import` volume of the
     /// directory storage that holds it (`<path>/import/<file>` becomes `<storage>:import/<file>`).
     /// An absolute path itself is for `root@pam` only, so it is never sent.
-    pub(crate) fn image_volume(&self, node: &str, image: &str) -> Result<String, BackendError> {
+    fn image_volume(&self, node: &str, image: &str) -> Result<String, BackendError> {
         if !image.starts_with('/') {
             return Ok(image.to_string());
         }
@@ -573,12 +470,7 @@ impl ProxmoxBackend {
     /// in the `import` directory of the storage cloud images go to, to be downloaded unless
     /// the storage lists it already (Proxmox VE 8.4 or later); for a volume ID or a path, that
     /// volume, which the storage must hold.
-    pub(crate) fn locate_image(
-        &self,
-        node: &str,
-        image: &str,
-        disk_storage: Option<&str>,
-    ) -> Result<CloudImage, BackendError> {
+    fn locate_image(&self, node: &str, image: &str, disk_storage: Option<&str>) -> Result<CloudImage, BackendError> {
         let refuse =
             |m: String, hint: &str| Err(BackendError::permanent(Delivery::NotSent, m).with_detail(hint.to_string()));
         if is_image_url(image) {
@@ -635,12 +527,6 @@ impl ProxmoxBackend {
         )
     }
 
-    /// What creating the VM needs from its node: its disk storage (content `images`), its bridge,
-    /// its cloud image, and with a token the privileges on each, the guest agent's included.
-    pub(crate) fn vm_check_create(&self, request: &CreateRequest) -> Result<(), BackendError> {
-        self.vm_needs(request).map(|_| ())
-    }
-
     /// Checks what creating the VM needs (see [`ProxmoxBackend::vm_check_create`]) and returns
     /// its cloud image, where it is created from one.
     fn vm_needs(&self, request: &CreateRequest) -> Result<Option<CloudImage>, BackendError> {
@@ -694,8 +580,8 @@ impl ProxmoxBackend {
                 format!("to download {} for {id}", image.volume),
             ));
             let permissions = self.cached_get(Call::Permissions)?;
-            let on_root = crate::preflight::privileges_on(&permissions, "/");
-            let on_node = crate::preflight::privileges_on(&permissions, &format!("/nodes/{node}"));
+            let on_root = super::preflight::privileges_on(&permissions, "/");
+            let on_node = super::preflight::privileges_on(&permissions, &format!("/nodes/{node}"));
             let network = (on_root.contains("Sys.Audit") && on_root.contains("Sys.Modify"))
                 || on_node.contains("Sys.AccessNetwork");
             if !network {
@@ -824,11 +710,139 @@ impl ProxmoxBackend {
                 format!("{} {}: no task ID in the answer", call.method(), call.path()),
             )
         })?;
-        crate::task::wait(&self.api, &upid, self.poll, crate::task::timeout_for(&upid.kind)).map(|_| ())
+        crate::transport::task::wait(&self.api, &upid, self.poll, crate::transport::task::timeout_for(&upid.kind))
+            .map(|_| ())
+    }
+
+    /// Waits until the VM's guest agent answers `agent/ping`, for at most the agent wait.
+    fn wait_agent(&self, node: &str, id: GuestId) -> Result<(), BackendError> {
+        if self.vms.agent_ready.lock().unwrap_or_else(PoisonError::into_inner).contains(&id) {
+            return Ok(());
+        }
+        let limit = self.vms.agent_wait.unwrap_or(AGENT_WAIT);
+        let started = Instant::now();
+        let mut pause = self.poll.first;
+        let ping = Call::Agent(Guest::qemu(node, id), Agent::Ping);
+        loop {
+            match self.api.call(&ping, &[]) {
+                Ok(_) => {
+                    self.vms.agent_ready.lock().unwrap_or_else(PoisonError::into_inner).insert(id);
+                    return Ok(());
+                }
+                Err(e) if started.elapsed() >= limit => {
+                    return Err(BackendError::permanent(
+                        Delivery::NotSent,
+                        format!(
+                            "VM {id}: its QEMU guest agent did not answer within {} s ({})",
+                            limit.as_secs_f64(),
+                            e.message
+                        ),
+                    )
+                    .with_detail("commands and files inside a VM go through the guest agent: the image must run `qemu-guest-agent` (install it into the cloud image), and the VM must have booted"));
+                }
+                Err(_) => {}
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(self.poll.max);
+        }
+    }
+
+    /// The node of a running VM whose agent answers; a stopped VM is [`BackendError::unsupported`].
+    fn agent_node(&self, id: GuestId) -> Result<String, BackendError> {
+        let (node, running) = match self.last_seen(id) {
+            Some(s) => (s.node, s.running),
+            None => self.vm_existing(id)?,
+        };
+        if !running {
+            return Err(BackendError::unsupported(format!(
+                "VM {id} is stopped: commands and files inside it go through its guest agent"
+            )));
+        }
+        self.wait_agent(&node, id)?;
+        Ok(node)
+    }
+
+    /// Runs a command through the guest agent: argv as it is, polled until it exits or its
+    /// timeout (status -1).
+    fn vm_exec(&self, id: GuestId, request: &ExecRequest) -> Result<ExecOutput, BackendError> {
+        let node = self.agent_node(id)?;
+        let guest = Guest::qemu(&node, id);
+        let params: Vec<(&str, String)> = request.argv.iter().map(|a| ("command", a.clone())).collect();
+        let started = self.api.call(&Call::Agent(guest, Agent::Exec), &params)?;
+        let pid = started["pid"].as_i64().or_else(|| started["pid"].as_str().and_then(|p| p.parse().ok())).ok_or_else(
+            || BackendError::permanent(Delivery::MaybeApplied, format!("VM {id}: agent/exec gave no pid")),
+        )?;
+        let begun = Instant::now();
+        let mut pause = self.poll.first;
+        loop {
+            let status = self.api.call(&Call::Agent(guest, Agent::ExecStatus), &[("pid", pid.to_string())])?;
+            if truthy(&status["exited"]) {
+                let out = |k: &str| status[k].as_str().unwrap_or_default().as_bytes().to_vec();
+                let code = status["exitcode"].as_i64().and_then(|c| i32::try_from(c).ok());
+                return Ok(ExecOutput { status: code.unwrap_or(-1), stdout: out("out-data"), stderr: out("err-data") });
+            }
+            if begun.elapsed() >= request.timeout {
+                return Ok(ExecOutput {
+                    status: -1,
+                    stdout: Vec::new(),
+                    stderr: format!("still running after {} s", request.timeout.as_secs()).into_bytes(),
+                });
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(self.poll.max);
+        }
+    }
+
+    /// Runs a command through the agent; a non-zero exit is an error saying what it was for.
+    fn vm_run(&self, id: GuestId, argv: Vec<String>, what: &str) -> Result<(), BackendError> {
+        let out = self.vm_exec(id, &ExecRequest { argv, timeout: Duration::from_secs(120) })?;
+        if out.success() {
+            return Ok(());
+        }
+        Err(BackendError::permanent(
+            Delivery::MaybeApplied,
+            format!(
+                "VM {id}: {what} failed with status {}: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        ))
+    }
+}
+
+/// The VM operations: a view of the backend for a guest known to be a VM.
+pub(crate) struct Vms<'a>(pub(crate) &'a ProxmoxBackend);
+
+impl std::ops::Deref for Vms<'_> {
+    type Target = ProxmoxBackend;
+
+    fn deref(&self) -> &ProxmoxBackend {
+        self.0
+    }
+}
+
+impl GuestOps for Vms<'_> {
+    /// One VM as the backend shows it.
+    fn observe(
+        &self,
+        node: &str,
+        id: GuestId,
+        running: bool,
+        scope: &ObserveScope,
+    ) -> Result<ObservedGuest, BackendError> {
+        let config = self.vm_config(node, id)?;
+        self.observed(Guest::qemu(node, id), &config, normalize(&config), running, scope)
+    }
+
+    fn observe_guest(&self, id: GuestId) -> Result<Option<ObservedGuest>, BackendError> {
+        match self.vm_locate(id)? {
+            Some((node, running)) => self.observe(&node, id, running, &ObserveScope::everything()).map(Some),
+            None => Ok(None),
+        }
     }
 
     /// Creates a VM from a cloud image, or clones a VM's snapshot, and configures it.
-    pub(crate) fn vm_create(&self, request: &CreateRequest) -> Result<(), BackendError> {
+    fn create(&self, request: &CreateRequest) -> Result<(), BackendError> {
         let node = request.node.clone().unwrap_or_else(|| self.node.clone());
         let id = request.id;
         let image = self.vm_needs(request)?;
@@ -913,8 +927,14 @@ impl ProxmoxBackend {
         crate::firewall::apply(&self.api, Guest::qemu(&node, id), want)
     }
 
+    /// What creating the VM needs from its node: its disk storage (content `images`), its bridge,
+    /// its cloud image, and with a token the privileges on each, the guest agent's included.
+    fn check_create(&self, request: &CreateRequest) -> Result<(), BackendError> {
+        self.vm_needs(request).map(|_| ())
+    }
+
     /// Changes a VM's fields; removed `tags` and DNS servers are deleted.
-    pub(crate) fn vm_update(&self, id: GuestId, changes: &[FieldChange]) -> Result<(), BackendError> {
+    fn update(&self, id: GuestId, changes: &[FieldChange]) -> Result<(), BackendError> {
         let (node, _) = self.vm_existing(id)?;
         let observed = normalize(&self.vm_config(&node, id)?);
         let mut want = GuestConfig::default();
@@ -934,7 +954,7 @@ impl ProxmoxBackend {
         crate::firewall::apply(&self.api, Guest::qemu(&node, id), &want)
     }
 
-    pub(crate) fn vm_start(&self, id: GuestId) -> Result<(), BackendError> {
+    fn start(&self, id: GuestId) -> Result<(), BackendError> {
         let (node, _) = self.vm_existing(id)?;
         self.vm_task(Call::Power(Guest::qemu(&node, id), Power::Start), &[])?;
         self.set_running(id, true);
@@ -942,7 +962,7 @@ impl ProxmoxBackend {
     }
 
     /// Shuts the VM down (ACPI, through the agent where it runs), stopping it after a minute.
-    pub(crate) fn vm_stop(&self, id: GuestId) -> Result<(), BackendError> {
+    fn stop(&self, id: GuestId) -> Result<(), BackendError> {
         let (node, _) = self.vm_existing(id)?;
         self.vm_task(
             Call::Power(Guest::qemu(&node, id), Power::Shutdown),
@@ -952,14 +972,14 @@ impl ProxmoxBackend {
         Ok(())
     }
 
-    pub(crate) fn vm_snapshot(&self, id: GuestId, name: &str) -> Result<(), BackendError> {
+    fn snapshot(&self, id: GuestId, name: &str) -> Result<(), BackendError> {
         let (node, _) = self.vm_existing(id)?;
         self.take_snapshot(Guest::qemu(&node, id), name)
     }
 
     /// Rolls a VM back to a snapshot; Proxmox stops it for that, and starts it again (`start`)
     /// when it ran.
-    pub(crate) fn vm_rollback(&self, id: GuestId, name: &str) -> Result<(), BackendError> {
+    fn rollback(&self, id: GuestId, name: &str) -> Result<(), BackendError> {
         let (node, running) = self.vm_existing(id)?;
         let params: Vec<(&str, String)> = if running { vec![("start", "1".into())] } else { Vec::new() };
         self.vm_task(Call::Rollback(Guest::qemu(&node, id), name), &params)?;
@@ -970,13 +990,13 @@ impl ProxmoxBackend {
     }
 
     /// Deletes a snapshot of a VM.
-    pub(crate) fn vm_delete_snapshot(&self, id: GuestId, name: &str) -> Result<(), BackendError> {
+    fn delete_snapshot(&self, id: GuestId, name: &str) -> Result<(), BackendError> {
         let (node, _) = self.vm_existing(id)?;
         self.vm_task(Call::DeleteSnapshot(Guest::qemu(&node, id), name), &[])
     }
 
     /// Makes a stopped VM a template and waits until its disks are converted.
-    pub(crate) fn vm_make_template(&self, id: GuestId) -> Result<(), BackendError> {
+    fn make_template(&self, id: GuestId) -> Result<(), BackendError> {
         let (node, running) = self.vm_existing(id)?;
         if running {
             return Err(BackendError::permanent(
@@ -984,11 +1004,11 @@ impl ProxmoxBackend {
                 format!("VM {id} runs: only a stopped VM becomes a template"),
             ));
         }
-        self.convert_to_template(Guest::qemu(&node, id))
+        self.convert_to_template(Guest::qemu(&node, id), |config| disks_to_convert(config, id))
     }
 
     /// Stops the VM if it runs and destroys it with its disks, purged from jobs and HA.
-    pub(crate) fn vm_destroy(&self, id: GuestId) -> Result<(), BackendError> {
+    fn destroy(&self, id: GuestId) -> Result<(), BackendError> {
         let (node, running) = self.vm_existing(id)?;
         if running {
             self.vm_task(Call::Power(Guest::qemu(&node, id), Power::Stop), &[])?;
@@ -997,107 +1017,12 @@ impl ProxmoxBackend {
             Call::Destroy(Guest::qemu(&node, id)),
             &[("purge", "1".into()), ("destroy-unreferenced-disks", "1".into())],
         )?;
-        self.vms.seen.lock().unwrap_or_else(PoisonError::into_inner).remove(&id);
+        self.seen.lock().unwrap_or_else(PoisonError::into_inner).remove(&id);
         Ok(())
     }
 
-    /// Waits until the VM's guest agent answers `agent/ping`, for at most the agent wait.
-    fn wait_agent(&self, node: &str, id: GuestId) -> Result<(), BackendError> {
-        if self.vms.agent_ready.lock().unwrap_or_else(PoisonError::into_inner).contains(&id) {
-            return Ok(());
-        }
-        let limit = self.vms.agent_wait.unwrap_or(AGENT_WAIT);
-        let started = Instant::now();
-        let mut pause = self.poll.first;
-        let ping = Call::Agent(Guest::qemu(node, id), Agent::Ping);
-        loop {
-            match self.api.call(&ping, &[]) {
-                Ok(_) => {
-                    self.vms.agent_ready.lock().unwrap_or_else(PoisonError::into_inner).insert(id);
-                    return Ok(());
-                }
-                Err(e) if started.elapsed() >= limit => {
-                    return Err(BackendError::permanent(
-                        Delivery::NotSent,
-                        format!(
-                            "VM {id}: its QEMU guest agent did not answer within {} s ({})",
-                            limit.as_secs_f64(),
-                            e.message
-                        ),
-                    )
-                    .with_detail("commands and files inside a VM go through the guest agent: the image must run `qemu-guest-agent` (install it into the cloud image), and the VM must have booted"));
-                }
-                Err(_) => {}
-            }
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(self.poll.max);
-        }
-    }
-
-    /// The node of a running VM whose agent answers; a stopped VM is [`BackendError::unsupported`].
-    fn agent_node(&self, id: GuestId) -> Result<String, BackendError> {
-        let (node, running) = match self.seen(id) {
-            Some(s) => (s.node, s.running),
-            None => self.vm_existing(id)?,
-        };
-        if !running {
-            return Err(BackendError::unsupported(format!(
-                "VM {id} is stopped: commands and files inside it go through its guest agent"
-            )));
-        }
-        self.wait_agent(&node, id)?;
-        Ok(node)
-    }
-
-    /// Runs a command through the guest agent: argv as it is, polled until it exits or its
-    /// timeout (status -1).
-    pub(crate) fn vm_exec(&self, id: GuestId, request: &ExecRequest) -> Result<ExecOutput, BackendError> {
-        let node = self.agent_node(id)?;
-        let guest = Guest::qemu(&node, id);
-        let params: Vec<(&str, String)> = request.argv.iter().map(|a| ("command", a.clone())).collect();
-        let started = self.api.call(&Call::Agent(guest, Agent::Exec), &params)?;
-        let pid = started["pid"].as_i64().or_else(|| started["pid"].as_str().and_then(|p| p.parse().ok())).ok_or_else(
-            || BackendError::permanent(Delivery::MaybeApplied, format!("VM {id}: agent/exec gave no pid")),
-        )?;
-        let begun = Instant::now();
-        let mut pause = self.poll.first;
-        loop {
-            let status = self.api.call(&Call::Agent(guest, Agent::ExecStatus), &[("pid", pid.to_string())])?;
-            if truthy(&status["exited"]) {
-                let out = |k: &str| status[k].as_str().unwrap_or_default().as_bytes().to_vec();
-                let code = status["exitcode"].as_i64().and_then(|c| i32::try_from(c).ok());
-                return Ok(ExecOutput { status: code.unwrap_or(-1), stdout: out("out-data"), stderr: out("err-data") });
-            }
-            if begun.elapsed() >= request.timeout {
-                return Ok(ExecOutput {
-                    status: -1,
-                    stdout: Vec::new(),
-                    stderr: format!("still running after {} s", request.timeout.as_secs()).into_bytes(),
-                });
-            }
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(self.poll.max);
-        }
-    }
-
-    /// Runs a command through the agent; a non-zero exit is an error saying what it was for.
-    fn vm_run(&self, id: GuestId, argv: Vec<String>, what: &str) -> Result<(), BackendError> {
-        let out = self.vm_exec(id, &ExecRequest { argv, timeout: Duration::from_secs(120) })?;
-        if out.success() {
-            return Ok(());
-        }
-        Err(BackendError::permanent(
-            Delivery::MaybeApplied,
-            format!(
-                "VM {id}: {what} failed with status {}: {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            ),
-        ))
-    }
-
     /// Reads a file through the agent (`None` when it does not exist).
-    pub(crate) fn vm_read_file(&self, id: GuestId, path: &str) -> Result<Option<Vec<u8>>, BackendError> {
+    fn read_file(&self, id: GuestId, path: &str) -> Result<Option<Vec<u8>>, BackendError> {
         let node = self.agent_node(id)?;
         match self.api.call(&Call::Agent(Guest::qemu(&node, id), Agent::FileRead), &[("file", path.to_string())]) {
             Ok(v) if truthy(&v["truncated"]) => Err(BackendError::permanent(
@@ -1113,7 +1038,7 @@ impl ProxmoxBackend {
     /// Writes a file through the agent: made empty with mode 0600 (its directory created), written
     /// in `file-write` chunks (joined inside the VM when there are several), then given its mode
     /// and owner.
-    pub(crate) fn vm_push_file(&self, id: GuestId, file: &FilePush) -> Result<(), BackendError> {
+    fn push_file(&self, id: GuestId, file: &FilePush) -> Result<(), BackendError> {
         let node = self.agent_node(id)?;
         let strings = |v: &[&str]| v.iter().map(|s| (*s).to_string()).collect::<Vec<String>>();
         let path = file.path.clone();
@@ -1167,7 +1092,7 @@ impl ProxmoxBackend {
     }
 
     /// The addresses a running VM's agent reports (none while it does not answer).
-    pub(crate) fn vm_addresses(&self, id: GuestId) -> Result<Vec<std::net::IpAddr>, BackendError> {
+    fn addresses(&self, id: GuestId) -> Result<Vec<std::net::IpAddr>, BackendError> {
         let node = self.vm_node(id)?;
         let Ok(list) = self.api.call(&Call::Agent(Guest::qemu(&node, id), Agent::Interfaces), &[]) else {
             return Ok(Vec::new());
@@ -1183,6 +1108,28 @@ impl ProxmoxBackend {
                 !a.is_loopback() && !matches!(a, std::net::IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80)
             })
             .collect())
+    }
+    /// Marks a VM Phoenix did not create as Phoenix's (its description; nothing else).
+    fn adopt(&self, id: GuestId) -> Result<(), BackendError> {
+        let node = self.vm_node(id)?;
+        self.mark_managed(Guest::qemu(&node, id))
+    }
+
+    fn node(&self, id: GuestId) -> Result<String, BackendError> {
+        self.vm_existing(id).map(|(node, _)| node)
+    }
+
+    fn exec(&self, id: GuestId, request: &ExecRequest) -> Result<ExecOutput, BackendError> {
+        self.vm_exec(id, request)
+    }
+
+    /// VMs are not checked.
+    fn check_snapshot(&self, _config: &GuestConfig) -> Result<(), BackendError> {
+        Ok(())
+    }
+
+    fn change_effect(&self, field: &str) -> ChangeEffect {
+        change_effect(field)
     }
 }
 

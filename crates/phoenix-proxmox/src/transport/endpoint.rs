@@ -6,7 +6,7 @@
 
 use phoenix_backend::{GuestId, GuestKind};
 
-use crate::upid::Upid;
+use crate::transport::upid::Upid;
 
 /// A guest's place in the API: its node, its tree (`lxc` or `qemu`) and its ID.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
