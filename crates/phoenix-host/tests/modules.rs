@@ -16,11 +16,11 @@ use support::{apply_twice, summaries};
 const HASH: &str = "$6$salt$0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
 const SMB_PASSWORD: &str = "correct horse battery staple";
 
-fn secrets(r: &str) -> Result<String, String> {
+fn secrets(r: &str) -> Result<String, phoenix_host::HostError> {
     match r {
         "env:ADMIN_HASH" => Ok(HASH.to_string()),
         "env:SMB_PASSWORD" => Ok(SMB_PASSWORD.to_string()),
-        other => Err(format!("the secret reference {other} is not set")),
+        other => Err(phoenix_host::HostError::new(format!("the secret reference {other} is not set"))),
     }
 }
 
