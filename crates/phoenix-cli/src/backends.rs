@@ -271,6 +271,30 @@ mod tests {
     }
 
     #[test]
+    fn a_secret_that_cannot_be_read_is_named_with_its_hint_apart() {
+        let section: ProxmoxSection = serde_json::from_value(serde_json::json!({
+            "api_url": "https://pve1:8006", "node": "pve1",
+            "token": { "id": "phoenix@pve!automation", "secret": "env:PVE_TOKEN" }
+        }))
+        .expect("a Proxmox section");
+        let e = proxmox(&section, PVESH, &Secrets::new(|_| None)).err().expect("no token");
+        assert_eq!(
+            e.to_string(),
+            "`backend.token.secret` (env:PVE_TOKEN): the environment variable PVE_TOKEN (a secret reference) is not set"
+        );
+        assert_eq!(e.hint(), None);
+        let section: ProxmoxSection = serde_json::from_value(serde_json::json!({
+            "api_url": "https://pve1:8006", "node": "pve1",
+            "token": { "id": "phoenix@pve!automation", "secret": "plain-text-secret" }
+        }))
+        .expect("a Proxmox section");
+        let e = proxmox(&section, PVESH, &Secrets::new(|_| None)).err().expect("inline");
+        assert!(e.to_string().starts_with("`backend.token.secret`: the secret reference"), "{e}");
+        assert!(!e.to_string().contains("hint") && !e.to_string().contains("plain-text-secret"), "{e}");
+        assert!(e.hint().is_some_and(|h| !h.contains("plain-text-secret")), "{:?}", e.hint());
+    }
+
+    #[test]
     fn a_broken_api_url_is_named_with_what_is_wrong() {
         let error = |url: &str| connect(url).expect_err(url).to_string();
         assert_eq!(error("http://pve1:8006"), "api_url \"http://pve1:8006\" is not an https:// URL");

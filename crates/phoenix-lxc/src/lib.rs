@@ -1471,6 +1471,22 @@ mod tests {
 
     use super::*;
 
+    #[test]
+    fn an_open_error_says_what_is_wrong_and_keeps_how_to_fix_it_apart() {
+        let e = OpenError::NoBridge { host: "br9".into(), name: "lan".into(), address: "10.9.0.1/24".into() };
+        assert_eq!(e.to_string(), "bridge br9 (for lan) does not exist on this machine");
+        assert_eq!(
+            e.hint().as_deref(),
+            Some("create it: ip link add br9 type bridge && ip addr add 10.9.0.1/24 dev br9 && ip link set br9 up")
+        );
+        let e = OpenError::from(HostSetupError::UnreadableRange {
+            file: "/etc/subuid".into(),
+            line: "root:x:65536".into(),
+        });
+        assert_eq!(e.to_string(), "/etc/subuid: cannot read root's range \"root:x:65536\"");
+        assert_eq!(e.hint(), None);
+    }
+
     fn settings(lxc_path: &Path) -> Settings {
         Settings { lxc_path: Some(lxc_path.display().to_string()), bridges: BTreeMap::new(), storage: BTreeMap::new() }
     }
