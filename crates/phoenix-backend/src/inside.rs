@@ -28,16 +28,46 @@ pub fn read_command(path: &str) -> Vec<String> {
     ["/bin/sh", "-c", script.as_str(), "phoenix-read", path].iter().map(|s| (*s).to_string()).collect()
 }
 
+/// Why [`read_command`] could not read a file that exists.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReadError {
+    /// The file is larger than [`READ_LIMIT`].
+    #[error("{path} is larger than the {READ_LIMIT} bytes read")]
+    TooLarge {
+        /// The file.
+        path: String,
+    },
+    /// The path is not a regular file (a FIFO, a directory, a device).
+    #[error("{path} is not a regular file")]
+    NotAFile {
+        /// The path.
+        path: String,
+    },
+    /// The command failed: its exit status and standard error.
+    #[error("reading {path} failed with status {status}: {stderr}")]
+    Failed {
+        /// The file.
+        path: String,
+        /// The command's exit status.
+        status: i32,
+        /// Its standard error, trimmed.
+        stderr: String,
+    },
+}
+
 /// What [`read_command`] read, from its output: the content, `None` when the file does not
 /// exist, or why it could not be read (not a regular file, larger than [`READ_LIMIT`], a failed
 /// command with its stderr).
-pub fn read_result(path: &str, out: &crate::ExecOutput) -> Result<Option<Vec<u8>>, String> {
+pub fn read_result(path: &str, out: &crate::ExecOutput) -> Result<Option<Vec<u8>>, ReadError> {
+    let path = path.to_string();
     match out.status {
-        0 if out.stdout.len() as u64 > READ_LIMIT => Err(format!("{path} is larger than the {READ_LIMIT} bytes read")),
+        0 if out.stdout.len() as u64 > READ_LIMIT => Err(ReadError::TooLarge { path }),
         0 => Ok(Some(out.stdout.clone())),
         MISSING => Ok(None),
-        NOT_A_FILE => Err(format!("{path} is not a regular file")),
-        s => Err(format!("reading {path} failed with status {s}: {}", String::from_utf8_lossy(&out.stderr).trim())),
+        NOT_A_FILE => Err(ReadError::NotAFile { path }),
+        status => {
+            Err(ReadError::Failed { path, status, stderr: String::from_utf8_lossy(&out.stderr).trim().to_string() })
+        }
     }
 }
 
@@ -84,11 +114,11 @@ mod tests {
         assert_eq!(run("small"), Ok(Some(b"hello".to_vec())));
         assert_eq!(run("nothing"), Ok(None));
         // A FIFO is refused at once, never opened (`cat` would wait on it for ever).
-        assert!(run("a-fifo").expect_err("fifo").contains("not a regular file"));
-        assert!(run("a-directory").expect_err("directory").contains("not a regular file"));
+        assert!(matches!(run("a-fifo"), Err(ReadError::NotAFile { .. })));
+        assert!(run("a-directory").expect_err("directory").to_string().contains("not a regular file"));
         let huge = std::fs::File::create(dir.join("huge")).expect("create");
         huge.set_len(READ_LIMIT + 10).expect("sparse");
-        assert!(run("huge").expect_err("huge").contains("larger than"));
+        assert!(run("huge").expect_err("huge").to_string().contains("larger than"));
         let _ = std::fs::remove_dir_all(dir);
     }
 

@@ -8,7 +8,7 @@ use phoenix_config::server_url::{self, ServerUrl};
 
 use crate::secrets::Secrets;
 
-/// Why no backend could be reached.
+/// Why no backend could be reached; [`ConnectError::hint`] says what to do about it.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
     /// The configuration has no `backend` section.
@@ -18,8 +18,33 @@ pub enum ConnectError {
     #[error("the {0} backend is not implemented yet; nothing was done")]
     NotImplemented(&'static str),
     /// The backend refused or could not be reached.
-    #[error("{0}")]
-    Failed(String),
+    #[error("{message}")]
+    Failed {
+        /// What went wrong.
+        message: String,
+        /// How to fix it, or the backend's own detail, when there is one.
+        hint: Option<String>,
+    },
+}
+
+impl ConnectError {
+    /// The backend refused or could not be reached, for this reason (no hint).
+    pub fn failed(message: impl Into<String>) -> ConnectError {
+        ConnectError::Failed { message: message.into(), hint: None }
+    }
+
+    /// What to do about it, when something is known.
+    pub fn hint(&self) -> Option<&str> {
+        match self {
+            ConnectError::Missing => {
+                Some("add a `backend` section to phoenix_hypervisor_config.json (see docs/configuration.md)")
+            }
+            ConnectError::NotImplemented(_) => {
+                Some("`phoenix validate` and `phoenix graph` work with every backend today")
+            }
+            ConnectError::Failed { hint, .. } => hint.as_deref(),
+        }
+    }
 }
 
 /// A backend, and what connecting to it changed on the host (for the user to read).
@@ -55,10 +80,7 @@ pub fn connect_with_secrets(
         None => Err(ConnectError::Missing),
         Some(BackendSection::Lxc(settings)) => match phoenix_lxc::LxcBackend::open(settings) {
             Ok((backend, notes)) => Ok(Connected { backend: Box::new(backend), notes }),
-            Err(phoenix_lxc::OpenError(message, hint)) => Err(ConnectError::Failed(match hint {
-                Some(h) => format!("{message}\n  hint: {h}"),
-                None => message,
-            })),
+            Err(e) => Err(ConnectError::Failed { message: e.to_string(), hint: e.hint() }),
         },
         Some(BackendSection::Proxmox(p)) => {
             // VMs' password hashes (or references to them) go to the backend apart from the plan,
@@ -73,9 +95,9 @@ pub fn connect_with_secrets(
                     })
                 }));
             let at = api_name(p);
-            let version = backend.preflight().map_err(|e| {
-                let hint = e.detail.as_deref().map(|d| format!("\n  hint: {d}")).unwrap_or_default();
-                ConnectError::Failed(format!("cannot use the Proxmox API {at}: {e}{hint}"))
+            let version = backend.preflight().map_err(|e| ConnectError::Failed {
+                message: format!("cannot use the Proxmox API {at}: {e}"),
+                hint: e.detail.clone(),
             })?;
             Ok(Connected { backend: Box::new(backend), notes: vec![format!("Proxmox VE {version} {at}")] })
         }
@@ -90,7 +112,7 @@ fn secret(secrets: &Secrets, setting: &str, reference: &SecretRef) -> Result<Str
             Ok(_) => format!("`{setting}` ({})", reference.0),
             Err(_) => format!("`{setting}`"),
         };
-        ConnectError::Failed(format!("{named}: {e}"))
+        ConnectError::Failed { message: format!("{named}: {}", e.message), hint: e.hint }
     })
 }
 
@@ -121,24 +143,21 @@ pub fn proxmox(
     use phoenix_proxmox::api::{ApiClient, Auth, TlsVerify};
     use phoenix_proxmox::channel::{LocalNode, NodeChannel};
     if p.via == ApiRoute::Pvesh {
-        let api = ApiClient::pvesh(pvesh).map_err(ConnectError::Failed)?;
+        let api = ApiClient::pvesh(pvesh).map_err(ConnectError::failed)?;
         let others = ssh_channel(p);
         let channel: std::sync::Arc<dyn NodeChannel> =
             std::sync::Arc::new(LocalNode { node: local_node(&api, &p.node), others });
         return Ok(phoenix_proxmox::backend::ProxmoxBackend::new(api, &p.node, Some(channel)));
     }
     let url = p.api_url.as_deref().ok_or_else(|| {
-        ConnectError::Failed(
-            "the Proxmox backend needs `api_url` (or `via: \"pvesh\"` when Phoenix runs on the node)".into(),
-        )
+        ConnectError::failed("the Proxmox backend needs `api_url` (or `via: \"pvesh\"` when Phoenix runs on the node)")
     })?;
     let api = ServerUrl::parse(url, false)
-        .map_err(|e| ConnectError::Failed(format!("api_url \"{}\" {e}", server_url::quoted(url))))?;
+        .map_err(|e| ConnectError::failed(format!("api_url \"{}\" {e}", server_url::quoted(url))))?;
     let (host, port) = (api.host.as_str(), api.port.unwrap_or(PROXMOX_PORT));
     let token = p.token.as_ref().ok_or_else(|| {
-        ConnectError::Failed(
-            "the Proxmox backend needs `token` to reach the API over HTTPS (or `via: \"pvesh\"` when Phoenix runs on the node)"
-                .into(),
+        ConnectError::failed(
+            "the Proxmox backend needs `token` to reach the API over HTTPS (or `via: \"pvesh\"` when Phoenix runs on the node)",
         )
     })?;
     let auth = Auth::Token { id: token.id.clone(), secret: secret(secrets, "backend.token.secret", &token.secret)? };
@@ -152,20 +171,20 @@ pub fn proxmox(
     let tls = match &p.tls {
         Some(t) if t.insecure => TlsVerify::Insecure,
         Some(t) if t.fingerprint.is_some() => TlsVerify::fingerprint(t.fingerprint.as_deref().unwrap_or_default())
-            .ok_or_else(|| ConnectError::Failed("bad TLS fingerprint".into()))?,
+            .ok_or_else(|| ConnectError::failed("bad TLS fingerprint"))?,
         Some(t) if t.ca_file.is_some() => {
             let path = t.ca_file.as_deref().unwrap_or_default();
             TlsVerify::Ca(
                 std::fs::read(path)
-                    .map_err(|e| ConnectError::Failed(format!("cannot read the CA file {path}: {e}")))?,
+                    .map_err(|e| ConnectError::failed(format!("cannot read the CA file {path}: {e}")))?,
             )
         }
         _ => TlsVerify::Ca(std::fs::read("/etc/ssl/certs/ca-certificates.crt").unwrap_or_default()),
     };
-    let api = ApiClient::new(host, port, auth, tls.clone()).map_err(ConnectError::Failed)?;
+    let api = ApiClient::new(host, port, auth, tls.clone()).map_err(ConnectError::failed)?;
     let backend = phoenix_proxmox::backend::ProxmoxBackend::new(api, &p.node, ssh_channel(p));
     Ok(match root_auth {
-        Some(auth) => backend.with_root_api(ApiClient::new(host, port, auth, tls).map_err(ConnectError::Failed)?),
+        Some(auth) => backend.with_root_api(ApiClient::new(host, port, auth, tls).map_err(ConnectError::failed)?),
         None => backend,
     })
 }
@@ -227,15 +246,15 @@ mod tests {
     use super::*;
 
     /// The Proxmox backend for this `api_url`, or why not (nothing is sent either way).
-    fn connect(api_url: &str) -> Result<(), String> {
+    fn connect(api_url: &str) -> Result<(), ConnectError> {
         let section: ProxmoxSection = serde_json::from_value(serde_json::json!({
             "api_url": api_url, "node": "pve1",
             "token": { "id": "phoenix@pve!automation", "secret": "env:PVE_TOKEN" },
             "tls": { "insecure": true }
         }))
-        .map_err(|e| e.to_string())?;
+        .expect("a Proxmox section");
         let secrets = Secrets::new(|name| (name == "PVE_TOKEN").then(|| "s3cret".to_string()));
-        proxmox(&section, PVESH, &secrets).map(|_| ()).map_err(|e| e.to_string())
+        proxmox(&section, PVESH, &secrets).map(|_| ())
     }
 
     #[test]
@@ -247,13 +266,37 @@ mod tests {
             "https://[fd00::1]",
             "https://[fd00::1]:8006",
         ] {
-            assert_eq!(connect(url), Ok(()), "{url}");
+            assert!(connect(url).is_ok(), "{url}: {:?}", connect(url).err());
         }
     }
 
     #[test]
+    fn a_secret_that_cannot_be_read_is_named_with_its_hint_apart() {
+        let section: ProxmoxSection = serde_json::from_value(serde_json::json!({
+            "api_url": "https://pve1:8006", "node": "pve1",
+            "token": { "id": "phoenix@pve!automation", "secret": "env:PVE_TOKEN" }
+        }))
+        .expect("a Proxmox section");
+        let e = proxmox(&section, PVESH, &Secrets::new(|_| None)).err().expect("no token");
+        assert_eq!(
+            e.to_string(),
+            "`backend.token.secret` (env:PVE_TOKEN): the environment variable PVE_TOKEN (a secret reference) is not set"
+        );
+        assert_eq!(e.hint(), None);
+        let section: ProxmoxSection = serde_json::from_value(serde_json::json!({
+            "api_url": "https://pve1:8006", "node": "pve1",
+            "token": { "id": "phoenix@pve!automation", "secret": "plain-text-secret" }
+        }))
+        .expect("a Proxmox section");
+        let e = proxmox(&section, PVESH, &Secrets::new(|_| None)).err().expect("inline");
+        assert!(e.to_string().starts_with("`backend.token.secret`: the secret reference"), "{e}");
+        assert!(!e.to_string().contains("hint") && !e.to_string().contains("plain-text-secret"), "{e}");
+        assert!(e.hint().is_some_and(|h| !h.contains("plain-text-secret")), "{:?}", e.hint());
+    }
+
+    #[test]
     fn a_broken_api_url_is_named_with_what_is_wrong() {
-        let error = |url: &str| connect(url).expect_err(url);
+        let error = |url: &str| connect(url).expect_err(url).to_string();
         assert_eq!(error("http://pve1:8006"), "api_url \"http://pve1:8006\" is not an https:// URL");
         assert_eq!(error("https://[fd00::1"), "api_url \"https://[fd00::1\" is not a URL: invalid IPv6 address");
         assert_eq!(error("https://pve1:port"), "api_url \"https://pve1:port\" is not a URL: invalid port number");

@@ -28,6 +28,13 @@ impl std::fmt::Display for SecretError {
     }
 }
 
+impl SecretError {
+    /// The error as host setup reports it: the message, and the hint as its detail.
+    pub fn into_host_error(self) -> phoenix_host::HostError {
+        phoenix_host::HostError { message: self.message, detail: self.hint }
+    }
+}
+
 /// A variable lookup: the process's environment, or a test's.
 pub type Env = dyn Fn(&str) -> Option<String> + Send + Sync;
 

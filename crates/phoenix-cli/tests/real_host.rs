@@ -156,7 +156,7 @@ fn each_module_sees_the_host_as_its_own_tools_do() {
     let host = ReadOnly(&system);
     // Secret references resolved as `phoenix` resolves them (errors name the reference only).
     let secrets = phoenix_cli::secrets::Secrets::from_process_env();
-    let resolve = |r: &str| secrets.resolve(r).map_err(|e| e.message);
+    let resolve = |r: &str| secrets.resolve(r).map_err(phoenix_cli::secrets::SecretError::into_host_error);
     // Every module the configuration asks for observes and plans on the real host.
     for m in phoenix_host::modules(estate, None, &[]) {
         let plan = m.plan_on(&system, &resolve).unwrap_or_else(|e| panic!("{}: {e} {:?}", m.name(), e.detail));

@@ -353,15 +353,31 @@ pub struct Upgraded {
     pub changes: Vec<String>,
 }
 
+/// Why a file cannot be rewritten in the current form.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UpgradeError {
+    /// The file is not JSON.
+    #[error("{}", .0.message)]
+    Syntax(crate::json::SyntaxError),
+    /// An older form contradicts the current one, so that one of them would be lost.
+    #[error("{path}: {message}")]
+    Contradiction {
+        /// Where.
+        path: JsonPath,
+        /// How.
+        message: String,
+    },
+}
+
 /// Rewrites a file's text in the current form (what [`upgrade`] reads it as), keeping
 /// everything else as written, keys of older generations included. `Ok(None)` when the file is
 /// already in the current form; an error when it does not parse, or holds an older form that
 /// contradicts the current one (nothing can be rewritten without losing one of them).
-pub fn upgrade_text(kind: FileKind, text: &str) -> Result<Option<Upgraded>, String> {
-    let mut doc = crate::json::parse(text).map_err(|e| e.message)?;
+pub fn upgrade_text(kind: FileKind, text: &str) -> Result<Option<Upgraded>, UpgradeError> {
+    let mut doc = crate::json::parse(text).map_err(UpgradeError::Syntax)?;
     let diags = upgrade(kind, &mut doc.root);
     if let Some(e) = diags.iter().find(|d| d.severity == crate::diagnostic::Severity::Error) {
-        return Err(format!("{}: {}", e.path, e.message));
+        return Err(UpgradeError::Contradiction { path: e.path.clone(), message: e.message.clone() });
     }
     if diags.is_empty() {
         return Ok(None);
@@ -738,7 +754,7 @@ mod tests {
     #[test]
     fn a_file_whose_older_form_contradicts_the_current_one_is_not_rewritten() {
         let text = r#"{"lxc_configs": {"900": {"static_ip": "10.0.0.6/24", "network_config": {"ip": "10.0.0.5/24"}}}}"#;
-        let err = upgrade_text(FileKind::Lxc, text).expect_err("refused");
+        let err = upgrade_text(FileKind::Lxc, text).expect_err("refused").to_string();
         assert!(err.contains("differs from `network_config.ip`"), "{err}");
     }
 

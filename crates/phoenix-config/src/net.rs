@@ -3,6 +3,29 @@
 use std::fmt;
 use std::net::Ipv4Addr;
 
+/// Why a text is not the address, CIDR or range it should be (the message quotes the text).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddressError {
+    /// A CIDR without `/prefix`.
+    #[error("\"{0}\" has no prefix length; write it as address/prefix, e.g. \"{0}/24\"")]
+    NoPrefix(String),
+    /// A prefix length that is not 0 to 32.
+    #[error("\"{0}\" is not a prefix length (0 to 32)")]
+    BadPrefix(String),
+    /// A CIDR where a single address belongs.
+    #[error("\"{0}\" is a CIDR, not a single address; leave out the prefix length")]
+    CidrNotAddress(String),
+    /// Not a dotted-quad IPv4 address.
+    #[error("\"{0}\" is not an IPv4 address")]
+    NotIpv4(String),
+    /// A range without `-`.
+    #[error("\"{0}\" is not a range; write it as first-last, e.g. \"10.0.0.100-10.0.0.199\"")]
+    NotRange(String),
+    /// A range whose first address comes after its last.
+    #[error("the range \"{0}\" ends before it starts")]
+    Backwards(String),
+}
+
 /// An address with a prefix length, e.g. `10.0.0.50/24`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Cidr {
@@ -14,16 +37,16 @@ pub struct Cidr {
 
 impl Cidr {
     /// Parses `a.b.c.d/n`.
-    pub fn parse(s: &str) -> Result<Cidr, String> {
+    pub fn parse(s: &str) -> Result<Cidr, AddressError> {
         let Some((addr, prefix)) = s.split_once('/') else {
-            return Err(format!("\"{s}\" has no prefix length; write it as address/prefix, e.g. \"{s}/24\""));
+            return Err(AddressError::NoPrefix(s.to_string()));
         };
         let addr = parse_ipv4(addr)?;
         let prefix = prefix
             .parse::<u8>()
             .ok()
             .filter(|p| *p <= 32 && !prefix.starts_with('+'))
-            .ok_or_else(|| format!("\"{prefix}\" is not a prefix length (0 to 32)"))?;
+            .ok_or_else(|| AddressError::BadPrefix(prefix.to_string()))?;
         Ok(Cidr { addr, prefix })
     }
 
@@ -66,24 +89,20 @@ impl fmt::Display for Cidr {
 }
 
 /// Parses a dotted-quad IPv4 address, with a message saying what is wrong.
-pub fn parse_ipv4(s: &str) -> Result<Ipv4Addr, String> {
+pub fn parse_ipv4(s: &str) -> Result<Ipv4Addr, AddressError> {
     s.parse::<Ipv4Addr>().map_err(|_| {
-        if s.contains('/') {
-            format!("\"{s}\" is a CIDR, not a single address; leave out the prefix length")
-        } else {
-            format!("\"{s}\" is not an IPv4 address")
-        }
+        if s.contains('/') { AddressError::CidrNotAddress(s.to_string()) } else { AddressError::NotIpv4(s.to_string()) }
     })
 }
 
 /// Parses `first-last` into two addresses, first not after last.
-pub fn parse_range(s: &str) -> Result<(Ipv4Addr, Ipv4Addr), String> {
+pub fn parse_range(s: &str) -> Result<(Ipv4Addr, Ipv4Addr), AddressError> {
     let Some((a, b)) = s.split_once('-') else {
-        return Err(format!("\"{s}\" is not a range; write it as first-last, e.g. \"10.0.0.100-10.0.0.199\""));
+        return Err(AddressError::NotRange(s.to_string()));
     };
     let (a, b) = (parse_ipv4(a.trim())?, parse_ipv4(b.trim())?);
     if u32::from(a) > u32::from(b) {
-        return Err(format!("the range \"{s}\" ends before it starts"));
+        return Err(AddressError::Backwards(s.to_string()));
     }
     Ok((a, b))
 }
@@ -124,7 +143,7 @@ mod tests {
     #[test]
     fn ranges_and_hostnames() {
         assert!(parse_range("10.0.0.10-10.0.0.20").is_ok());
-        assert!(parse_range("10.0.0.20-10.0.0.10").is_err());
+        assert_eq!(parse_range("10.0.0.20-10.0.0.10"), Err(AddressError::Backwards("10.0.0.20-10.0.0.10".into())));
         assert!(is_hostname("vllm-qwen.lab"));
         assert!(!is_hostname("vllm_qwen"));
         assert!(!is_hostname("-a"));

@@ -353,15 +353,28 @@ fn record(
     Recorded { decisions, after: markers, write }
 }
 
+/// A guest that could not be adopted: the step that failed, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("guest {id} ({name}), step `{step}`: {source}")]
+pub struct AdoptError {
+    /// The guest.
+    pub id: GuestId,
+    /// Its name.
+    pub name: String,
+    /// The step: `record the markers` or `mark as managed`.
+    pub step: &'static str,
+    /// The backend's error.
+    pub source: BackendError,
+}
+
 impl Engine<'_> {
     /// Adopts one guest as surveyed: writes its markers (when something was recorded), then marks
     /// it as Phoenix's. The markers come first, so that a guest whose marking fails is still not
     /// Phoenix's and can be adopted again. Nothing else is changed.
-    pub fn adopt(&self, adoption: &Adoption, opts: &ApplyOptions) -> Result<(), String> {
+    pub fn adopt(&self, adoption: &Adoption, opts: &ApplyOptions) -> Result<(), AdoptError> {
         let id = adoption.id;
-        let what = |step: &str| {
-            let step = step.to_string();
-            move |e: BackendError| format!("guest {id} ({}), step `{step}`: {e}", adoption.name)
+        let what = |step: &'static str| {
+            move |source: BackendError| AdoptError { id, name: adoption.name.clone(), step, source }
         };
         if let Some(markers) = &adoption.markers {
             let content = serde_json::to_vec_pretty(markers).unwrap_or_default();

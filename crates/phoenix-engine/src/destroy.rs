@@ -3,12 +3,12 @@
 
 use std::collections::BTreeMap;
 
-use phoenix_backend::{CreateSource, GuestId, Observation};
+use phoenix_backend::{BackendError, CreateSource, GuestId, Observation};
 use phoenix_plan::Desired;
 
 use crate::apply::{ApplyOptions, Engine};
 
-/// Why guests cannot be destroyed as asked.
+/// Why guests cannot be destroyed as asked, or why destroying one failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DestroyError {
     /// A template that existing guests were cloned from.
@@ -25,6 +25,14 @@ pub enum DestroyError {
     /// A guest that neither the configuration nor the backend knows.
     #[error("{0} is neither in the configuration nor on the backend")]
     Unknown(GuestId),
+    /// The backend failed to destroy a guest (those before it in the order are gone).
+    #[error("destroying {id}: {source}")]
+    Failed {
+        /// The guest.
+        id: GuestId,
+        /// The backend's error.
+        source: BackendError,
+    },
 }
 
 fn list(ids: &[GuestId]) -> String {
@@ -75,7 +83,7 @@ pub fn plan_destroy(
 
 impl Engine<'_> {
     /// Destroys guests one after another in the given order; stops at the first failure.
-    pub fn destroy(&self, order: &[GuestId], opts: &ApplyOptions) -> Result<(), String> {
+    pub fn destroy(&self, order: &[GuestId], opts: &ApplyOptions) -> Result<(), DestroyError> {
         for &id in order {
             self.reporter.note(id, "destroying");
             opts.retry
@@ -86,7 +94,7 @@ impl Engine<'_> {
                         self.reporter.note(id, &format!("retrying after a transient failure (attempt {}): {e}", n + 1))
                     },
                 )
-                .map_err(|e| format!("destroying {id}: {e}"))?;
+                .map_err(|source| DestroyError::Failed { id, source })?;
         }
         Ok(())
     }

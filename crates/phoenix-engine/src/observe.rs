@@ -19,7 +19,7 @@ pub struct Observed {
     /// did to its files), templates aside.
     pub markers: Markers,
     /// Why the markers of a guest could not be read, where a reason is known.
-    pub unreadable: BTreeMap<GuestId, String>,
+    pub unreadable: BTreeMap<GuestId, BackendError>,
 }
 
 /// Parses a marker file; an unreadable file counts as no markers (everything runs again).
@@ -68,7 +68,7 @@ pub fn failing_health(
 }
 
 /// A guest's markers as read, or why not (`None`: no reason known).
-type MarkerRead = Result<BTreeMap<String, String>, Option<String>>;
+type MarkerRead = Result<BTreeMap<String, String>, Option<BackendError>>;
 
 /// What the plan compares beyond each guest's configuration: the snapshots of guests that are,
 /// or are to keep a snapshot as, templates, and the firewall of guests whose configuration sets it.
@@ -111,7 +111,7 @@ pub fn observe(backend: &dyn Backend, desired: &Desired, jobs: usize) -> Result<
                             // What one guest did to its own files (a link, a FIFO, a huge file
                             // where its markers were) concerns that guest alone: its markers
                             // are unknown, so its customizations run again.
-                            Err(e) if e.kind != ErrorKind::Transient => Ok((id, Err(Some(e.to_string())))),
+                            Err(e) if e.kind != ErrorKind::Transient => Ok((id, Err(Some(e)))),
                             Err(e) => Err(e),
                         })
                         .collect()

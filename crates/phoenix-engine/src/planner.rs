@@ -183,8 +183,7 @@ impl Planner {
         plan.issues.extend(issues);
         plan.notes.extend(notes);
         // Snapshots the storage cannot take: a template's is an issue, an update's a note.
-        let can_snapshot = |k, c: &_| backend.check_snapshot(k, c).map_err(|e| e.to_string());
-        let (issues, notes) = phoenix_plan::check_snapshots(desired, &plan, &can_snapshot);
+        let (issues, notes) = phoenix_plan::check_snapshots(desired, &plan, &|k, c| backend.check_snapshot(k, c));
         plan.issues.extend(issues);
         plan.notes.extend(notes);
         let uncreatable = creation_issues(backend, desired, &plan);

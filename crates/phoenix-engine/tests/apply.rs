@@ -633,7 +633,7 @@ fn a_guest_whose_markers_cannot_be_read_concerns_itself_alone() {
     );
     let observed = phoenix_engine::observe::observe(&backend, p.desired(), 4).expect("observe");
     assert_eq!(observed.markers.get(&302), Some(&None));
-    assert!(observed.unreadable[&302].contains("not a regular file"));
+    assert!(observed.unreadable[&302].message.contains("not a regular file"));
     assert!(observed.markers.get(&301).is_some_and(Option::is_some));
     // A transient failure still fails the observation: it is retried, not taken for unreadable.
     backend.fail(FailRule::new(Method::ReadFile, BackendError::transient(Delivery::NotSent, "timeout")).for_guest(302));

@@ -101,7 +101,7 @@ impl Command {
                     Piece::Text(t) => bytes.extend_from_slice(t.as_bytes()),
                     Piece::Secret(SecretValue::Inline(v)) => bytes.extend_from_slice(v.as_bytes()),
                     Piece::Secret(SecretValue::Reference(r)) => {
-                        bytes.extend_from_slice(secrets(r).map_err(HostError::new)?.as_bytes());
+                        bytes.extend_from_slice(secrets(r)?.as_bytes());
                     }
                 }
             }
@@ -123,8 +123,9 @@ impl Serialize for Command {
     }
 }
 
-/// Resolves a secret reference to its value (errors name the reference, never a value).
-pub type Resolver<'a> = dyn Fn(&str) -> Result<String, String> + 'a;
+/// Resolves a secret reference to its value (errors name the reference, never a value, and
+/// carry how to fix it as their detail).
+pub type Resolver<'a> = dyn Fn(&str) -> Result<String, HostError> + 'a;
 
 /// A check a file must pass before it replaces the old one: the program is given the candidate
 /// file's path as its last argument.

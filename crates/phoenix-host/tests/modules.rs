@@ -16,11 +16,11 @@ use support::{apply_twice, summaries};
 const HASH: &str = "$6$salt$0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
 const SMB_PASSWORD: &str = "correct horse battery staple";
 
-fn secrets(r: &str) -> Result<String, String> {
+fn secrets(r: &str) -> Result<String, phoenix_host::HostError> {
     match r {
         "env:ADMIN_HASH" => Ok(HASH.to_string()),
         "env:SMB_PASSWORD" => Ok(SMB_PASSWORD.to_string()),
-        other => Err(format!("the secret reference {other} is not set")),
+        other => Err(phoenix_host::HostError::new(format!("the secret reference {other} is not set"))),
     }
 }
 
@@ -162,6 +162,13 @@ fn a_password_reference_that_is_not_a_hash_or_cannot_be_read_is_refused_without_
     assert!(e.message.contains("not a crypt(3) hash") && !e.message.contains(SMB_PASSWORD), "{e}");
     let e = m("env:NOPE").plan_on(&host, &secrets).expect_err("unset");
     assert!(e.message.contains("env:NOPE"), "{e}");
+    // How to fix it stays the error's detail, for the CLI to show as the hint.
+    let hinted = |r: &str| -> Result<String, phoenix_host::HostError> {
+        Err(phoenix_host::HostError::with_detail(format!("the secret reference {r} is not set"), "export it"))
+    };
+    let e = m("env:NOPE").plan_on(&host, &hinted).expect_err("unset");
+    assert_eq!(e.message, "user alice: the secret reference env:NOPE is not set");
+    assert_eq!(e.detail.as_deref(), Some("export it"));
 }
 
 #[test]

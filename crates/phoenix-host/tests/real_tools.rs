@@ -11,8 +11,8 @@ use phoenix_host::modules::{apparmor, samba, users};
 use phoenix_host::step::{Action, Check, Command, Step, execute};
 use phoenix_host::{Planner, apply};
 
-fn no_secrets(r: &str) -> Result<String, String> {
-    Err(format!("no secret {r} in this test"))
+fn no_secrets(r: &str) -> Result<String, phoenix_host::HostError> {
+    Err(phoenix_host::HostError::new(format!("no secret {r} in this test")))
 }
 
 fn have(tool: &str) -> bool {

@@ -78,6 +78,50 @@ impl std::fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// Why an [`Endpoint`] cannot be made as given. Nothing is sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SetupError {
+    /// The host is not a name or an address a certificate can be issued for.
+    NotAHostName {
+        /// The host, as given (without brackets).
+        host: String,
+        /// Why not.
+        reason: String,
+    },
+    /// No TLS client could be configured (no protocol version in common with the provider).
+    Tls(String),
+    /// The CA file holds no PEM certificate.
+    NoCaCertificate,
+    /// A CA certificate that cannot be trusted, with why.
+    BadCaCertificate(String),
+    /// Plain HTTP to a host that is not this machine.
+    NotLocal(String),
+}
+
+impl std::fmt::Display for SetupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SetupError::NotAHostName { host, reason } => write!(f, "{host} is not a host name: {reason}"),
+            SetupError::Tls(m) => f.write_str(m),
+            SetupError::NoCaCertificate => f.write_str("the CA file holds no PEM certificate"),
+            SetupError::BadCaCertificate(m) => write!(f, "bad CA certificate: {m}"),
+            SetupError::NotLocal(host) => write!(
+                f,
+                "plain http goes only to this machine (127.0.0.1, ::1, localhost), not to {host}: anyone on the way could read what is sent"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for SetupError {}
+
+/// The message, for callers that carry errors as text (the Proxmox API client's constructor).
+impl From<SetupError> for String {
+    fn from(e: SetupError) -> String {
+        e.to_string()
+    }
+}
+
 /// An answer: the status, its reason phrase, and the body (decoded from chunks when chunked).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
@@ -237,20 +281,20 @@ pub fn pem_certs(pem: &[u8]) -> Vec<CertificateDer<'static>> {
 }
 
 /// A TLS client configuration that checks certificates as `verify` says.
-fn client_config(verify: TlsVerify) -> Result<ClientConfig, String> {
+fn client_config(verify: TlsVerify) -> Result<ClientConfig, SetupError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| SetupError::Tls(e.to_string()))?;
     Ok(match verify {
         TlsVerify::Ca(pem) => {
             let mut roots = RootCertStore::empty();
             let certs = pem_certs(&pem);
             if certs.is_empty() {
-                return Err("the CA file holds no PEM certificate".into());
+                return Err(SetupError::NoCaCertificate);
             }
             for c in certs {
-                roots.add(c).map_err(|e| format!("bad CA certificate: {e}"))?;
+                roots.add(c).map_err(|e| SetupError::BadCaCertificate(e.to_string()))?;
             }
             builder.with_root_certificates(roots).with_no_client_auth()
         }
@@ -292,9 +336,10 @@ fn is_local(host: &str) -> bool {
 impl Endpoint {
     /// `host:port` over TLS, its certificate checked as `verify` says. `host` is a name or an IP
     /// address (IPv6 without brackets); the certificate must be issued for it.
-    pub fn https(host: &str, port: u16, verify: TlsVerify) -> Result<Endpoint, String> {
+    pub fn https(host: &str, port: u16, verify: TlsVerify) -> Result<Endpoint, SetupError> {
         let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
-        ServerName::try_from(host.clone()).map_err(|e| format!("{host} is not a host name: {e}"))?;
+        ServerName::try_from(host.clone())
+            .map_err(|e| SetupError::NotAHostName { host: host.clone(), reason: e.to_string() })?;
         Ok(Endpoint {
             host,
             port,
@@ -307,12 +352,10 @@ impl Endpoint {
     /// `host:port` over plain TCP: only to this machine (`127.0.0.1` and the rest of `127.0.0.0/8`,
     /// `::1`, `localhost`, whose addresses must then be loopback ones too). Any other host is
     /// refused here, before anything is resolved or connected.
-    pub fn plain_local(host: &str, port: u16) -> Result<Endpoint, String> {
+    pub fn plain_local(host: &str, port: u16) -> Result<Endpoint, SetupError> {
         let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
         if !is_local(&host) {
-            return Err(format!(
-                "plain http goes only to this machine (127.0.0.1, ::1, localhost), not to {host}: anyone on the way could read what is sent"
-            ));
+            return Err(SetupError::NotLocal(host));
         }
         Ok(Endpoint { host, port, tls: None, timeout: Duration::from_secs(60), idle: Arc::default() })
     }
@@ -569,7 +612,7 @@ mod tests {
             assert!(Endpoint::plain_local(host, 8200).is_ok(), "{host}");
         }
         for host in ["10.0.0.5", "vault.example.com", "localhost.example.com", "0.0.0.0", "::"] {
-            let e = Endpoint::plain_local(host, 8200).expect_err(host);
+            let e = Endpoint::plain_local(host, 8200).expect_err(host).to_string();
             assert!(e.contains("only to this machine") && e.contains(host.trim_matches(['[', ']'])), "{e}");
         }
     }

@@ -31,22 +31,32 @@ fn split(rdev: u64) -> (u64, u64) {
     (major, minor)
 }
 
+/// A device node a GPU needs that this host does not have.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{} does not exist on this host (is the NVIDIA driver loaded? `nvidia-smi` creates the device nodes)",
+    .0.display()
+)]
+pub struct MissingDevice(pub PathBuf);
+
 /// The devices for GPUs `indices`: `/dev/nvidia<N>` of each (required), `/dev/nvidiactl`
 /// (required), and `/dev/nvidia-uvm`, `/dev/nvidia-uvm-tools` and `/dev/nvidia-caps/*` where the
 /// host has them. `dev` is the host's `/dev`; `caps` lists `/dev/nvidia-caps`.
-pub fn nvidia_devices(dev: &Path, indices: &[u32], stat: Stat<'_>, caps: &[PathBuf]) -> Result<Vec<Device>, String> {
+pub fn nvidia_devices(
+    dev: &Path,
+    indices: &[u32],
+    stat: Stat<'_>,
+    caps: &[PathBuf],
+) -> Result<Vec<Device>, MissingDevice> {
     let mut out = Vec::new();
-    let mut add = |path: PathBuf, required: bool| -> Result<(), String> {
+    let mut add = |path: PathBuf, required: bool| -> Result<(), MissingDevice> {
         match stat(&path) {
             Some(rdev) => {
                 let (major, minor) = split(rdev);
                 out.push(Device { path, major, minor });
                 Ok(())
             }
-            None if required => Err(format!(
-                "{} does not exist on this host (is the NVIDIA driver loaded? `nvidia-smi` creates the device nodes)",
-                path.display()
-            )),
+            None if required => Err(MissingDevice(path)),
             None => Ok(()),
         }
     };
@@ -107,6 +117,7 @@ mod tests {
             ]
         );
         let missing = nvidia_devices(Path::new("/dev"), &[2], &stat, &[]).expect_err("no GPU 2");
-        assert!(missing.starts_with("/dev/nvidia2 does not exist on this host"), "{missing}");
+        assert_eq!(missing, MissingDevice(PathBuf::from("/dev/nvidia2")));
+        assert!(missing.to_string().starts_with("/dev/nvidia2 does not exist on this host"), "{missing}");
     }
 }

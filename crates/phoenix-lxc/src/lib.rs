@@ -62,7 +62,7 @@ pub struct LxcBackend {
     /// [`LxcBackend::prepare_host`].
     missing_ranges: Vec<PathBuf>,
     /// Whether [`LxcBackend::prepare_host`] ran, and how it went.
-    prepared: std::sync::OnceLock<Result<(), String>>,
+    prepared: std::sync::OnceLock<Result<(), HostSetupError>>,
     cgroups: Cgroups,
     /// Serialises writes of one container's files.
     write: Mutex<()>,
@@ -70,9 +70,93 @@ pub struct LxcBackend {
     tool_nanos: std::sync::atomic::AtomicU64,
 }
 
-/// Why the backend cannot be used.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OpenError(pub String, pub Option<String>);
+/// Why the backend cannot be used; [`OpenError::hint`] says how to fix it.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum OpenError {
+    /// The LXC tools are not installed.
+    #[error("the LXC tools are not installed")]
+    NoTools,
+    /// A bridge of the configuration does not exist on this machine.
+    #[error("bridge {host} (for {name}) does not exist on this machine")]
+    NoBridge {
+        /// The host's bridge.
+        host: String,
+        /// The bridge's name in the configuration.
+        name: String,
+        /// The address the configuration gives it.
+        address: String,
+    },
+    /// Root's subordinate ID range cannot be read.
+    #[error(transparent)]
+    IdRange(#[from] HostSetupError),
+    /// A directory above `lxc_path` is closed to the containers' mapped root.
+    #[error(
+        "unprivileged containers cannot reach {}: {} (mode {mode:o}) is closed to other users",
+        lxc_path.display(),
+        dir.display()
+    )]
+    ClosedDirectory {
+        /// Where containers live.
+        lxc_path: PathBuf,
+        /// The directory above it that others cannot enter.
+        dir: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+}
+
+impl OpenError {
+    /// How to fix it, when there is a way.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            OpenError::NoTools => Some("install them: apt-get install lxc".into()),
+            OpenError::NoBridge { host, address, .. } => Some(format!(
+                "create it: ip link add {host} type bridge && ip addr add {address} dev {host} && ip link set {host} up"
+            )),
+            OpenError::IdRange(_) => None,
+            OpenError::ClosedDirectory { dir, .. } => {
+                Some(format!("chmod o+x {}, or choose another `lxc_path`", dir.display()))
+            }
+        }
+    }
+}
+
+/// Why the host's subordinate ID ranges cannot be read, or the host made ready for containers.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum HostSetupError {
+    /// Root's line in `/etc/subuid` or `/etc/subgid` does not parse.
+    #[error("{}: cannot read root's range {line:?}", file.display())]
+    UnreadableRange {
+        /// The file.
+        file: PathBuf,
+        /// Root's line.
+        line: String,
+    },
+    /// Root's range could not be added.
+    #[error("cannot add a subordinate ID range for root to {}: {source}", file.display())]
+    AddRange {
+        /// The file.
+        file: PathBuf,
+        /// Why.
+        source: std::sync::Arc<std::io::Error>,
+    },
+    /// `lxc_path` could not be created.
+    #[error("cannot create {}: {source}", path.display())]
+    CreateDir {
+        /// `lxc_path`.
+        path: PathBuf,
+        /// Why.
+        source: std::sync::Arc<std::io::Error>,
+    },
+    /// `lxc_path` could not be opened to the containers' mapped root.
+    #[error("cannot open {} to the containers: {source}", path.display())]
+    OpenDir {
+        /// `lxc_path`.
+        path: PathBuf,
+        /// Why.
+        source: std::sync::Arc<std::io::Error>,
+    },
+}
 
 impl LxcBackend {
     /// Checks the host (tools, bridges, ID ranges, the directories above `lxc_path`) and opens the
@@ -80,21 +164,16 @@ impl LxcBackend {
     /// will do to the host first, for the user to read (see [`LxcBackend::prepare_host`]).
     pub fn open(settings: &Settings) -> Result<(LxcBackend, Vec<String>), OpenError> {
         if command::run(&["lxc-start".into(), "--version".into()], None, Duration::from_secs(10)).is_err() {
-            return Err(OpenError(
-                "the LXC tools are not installed".into(),
-                Some("install them: apt-get install lxc".into()),
-            ));
+            return Err(OpenError::NoTools);
         }
         for (name, bridge) in &settings.bridges {
             let host = bridge.host_bridge.as_deref().unwrap_or(name);
             if !Path::new("/sys/class/net").join(host).join("bridge").is_dir() {
-                return Err(OpenError(
-                    format!("bridge {host} (for {name}) does not exist on this machine"),
-                    Some(format!(
-                        "create it: ip link add {host} type bridge && ip addr add {} dev {host} && ip link set {host} up",
-                        bridge.address
-                    )),
-                ));
+                return Err(OpenError::NoBridge {
+                    host: host.to_string(),
+                    name: name.clone(),
+                    address: bridge.address.clone(),
+                });
             }
         }
         LxcBackend::open_with_id_files(settings, [PathBuf::from("/etc/subuid"), PathBuf::from("/etc/subgid")])
@@ -107,7 +186,7 @@ impl LxcBackend {
         let mut missing_ranges = Vec::new();
         let mut base = [0u32; 2];
         for (slot, file) in base.iter_mut().zip(&id_files) {
-            match subordinate_range(file).map_err(|e| OpenError(e, None))? {
+            match subordinate_range(file)? {
                 Some(start) => *slot = start,
                 None => {
                     *slot = DEFAULT_RANGE.0;
@@ -137,15 +216,11 @@ impl LxcBackend {
             use std::os::unix::fs::PermissionsExt;
             let mode = std::fs::metadata(dir).map(|m| m.permissions().mode()).unwrap_or(0o755);
             if mode & 0o001 == 0 {
-                return Err(OpenError(
-                    format!(
-                        "unprivileged containers cannot reach {}: {} (mode {:o}) is closed to other users",
-                        lxc_path.display(),
-                        dir.display(),
-                        mode & 0o777
-                    ),
-                    Some(format!("chmod o+x {}, or choose another `lxc_path`", dir.display())),
-                ));
+                return Err(OpenError::ClosedDirectory {
+                    lxc_path: lxc_path.clone(),
+                    dir: dir.to_path_buf(),
+                    mode: mode & 0o777,
+                });
             }
         }
         Ok((
@@ -173,16 +248,20 @@ impl LxcBackend {
                 for file in &self.missing_ranges {
                     add_subordinate_range(file)?;
                 }
-                std::fs::create_dir_all(&self.lxc_path)
-                    .map_err(|e| format!("cannot create {}: {e}", self.lxc_path.display()))?;
+                std::fs::create_dir_all(&self.lxc_path).map_err(|e| HostSetupError::CreateDir {
+                    path: self.lxc_path.clone(),
+                    source: std::sync::Arc::new(e),
+                })?;
                 if lxc_path_mode(&self.lxc_path) != Some(LXC_PATH_MODE) {
-                    set_mode(&self.lxc_path, LXC_PATH_MODE)
-                        .map_err(|e| format!("cannot open {} to the containers: {e}", self.lxc_path.display()))?;
+                    set_mode(&self.lxc_path, LXC_PATH_MODE).map_err(|e| HostSetupError::OpenDir {
+                        path: self.lxc_path.clone(),
+                        source: std::sync::Arc::new(e),
+                    })?;
                 }
                 Ok(())
             })
             .clone()
-            .map_err(|message| BackendError::permanent(Delivery::NotSent, message))
+            .map_err(|e| BackendError::permanent(Delivery::NotSent, e.to_string()))
     }
 
     /// Total time spent inside the `lxc-*` tools, `tar` and `cp` since the backend was opened.
@@ -642,7 +721,7 @@ fn lxc_path_mode(path: &Path) -> Option<u32> {
 
 /// The first ID of root's subordinate range in `/etc/subuid` or `/etc/subgid` (a missing file
 /// holds none), or `None` when root has none of at least 65536 IDs.
-fn subordinate_range(file: &Path) -> Result<Option<u32>, String> {
+fn subordinate_range(file: &Path) -> Result<Option<u32>, HostSetupError> {
     let text = std::fs::read_to_string(file).unwrap_or_default();
     for line in text.lines() {
         let p: Vec<&str> = line.trim().split(':').collect();
@@ -653,14 +732,14 @@ fn subordinate_range(file: &Path) -> Result<Option<u32>, String> {
             return start
                 .parse()
                 .map(Some)
-                .map_err(|_| format!("{}: cannot read root's range {line:?}", file.display()));
+                .map_err(|_| HostSetupError::UnreadableRange { file: file.to_path_buf(), line: line.to_string() });
         }
     }
     Ok(None)
 }
 
 /// Adds `root:100000:65536` to `/etc/subuid` or `/etc/subgid`, unless root has a range by now.
-fn add_subordinate_range(file: &Path) -> Result<(), String> {
+fn add_subordinate_range(file: &Path) -> Result<(), HostSetupError> {
     if subordinate_range(file)?.is_some() {
         return Ok(());
     }
@@ -670,7 +749,7 @@ fn add_subordinate_range(file: &Path) -> Result<(), String> {
     }
     text.push_str(&format!("root:{}:{}\n", DEFAULT_RANGE.0, DEFAULT_RANGE.1));
     std::fs::write(file, text)
-        .map_err(|e| format!("cannot add a subordinate ID range for root to {}: {e}", file.display()))
+        .map_err(|e| HostSetupError::AddRange { file: file.to_path_buf(), source: std::sync::Arc::new(e) })
 }
 
 /// The host owner of `uid:gid` inside a container.
@@ -1395,6 +1474,22 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     use super::*;
+
+    #[test]
+    fn an_open_error_says_what_is_wrong_and_keeps_how_to_fix_it_apart() {
+        let e = OpenError::NoBridge { host: "br9".into(), name: "lan".into(), address: "10.9.0.1/24".into() };
+        assert_eq!(e.to_string(), "bridge br9 (for lan) does not exist on this machine");
+        assert_eq!(
+            e.hint().as_deref(),
+            Some("create it: ip link add br9 type bridge && ip addr add 10.9.0.1/24 dev br9 && ip link set br9 up")
+        );
+        let e = OpenError::from(HostSetupError::UnreadableRange {
+            file: "/etc/subuid".into(),
+            line: "root:x:65536".into(),
+        });
+        assert_eq!(e.to_string(), "/etc/subuid: cannot read root's range \"root:x:65536\"");
+        assert_eq!(e.hint(), None);
+    }
 
     fn settings(lxc_path: &Path) -> Settings {
         Settings { lxc_path: Some(lxc_path.display().to_string()), bridges: BTreeMap::new(), storage: BTreeMap::new() }

@@ -713,7 +713,8 @@ pub fn check_routes(desired: &Desired, plan: &Plan, route: Route<'_>) -> (Vec<Pl
 
 /// Whether the backend can take a snapshot of a guest of this kind with this configuration:
 /// `Err` says why not.
-pub type CanSnapshot<'a> = &'a dyn Fn(GuestKind, &phoenix_backend::GuestConfig) -> Result<(), String>;
+pub type CanSnapshot<'a> =
+    &'a dyn Fn(GuestKind, &phoenix_backend::GuestConfig) -> Result<(), phoenix_backend::BackendError>;
 
 /// The snapshots the plan takes that the backend says cannot be taken (`can`): a template's
 /// snapshot is an issue, since its clones are made from it and it would fail once the template

@@ -83,7 +83,8 @@ pub fn run(cx: &Context<'_>, args: &AdoptArgs) -> Outcome {
     for a in &survey.adopt {
         if let Err(e) = engine.adopt(a, &ApplyOptions::default()) {
             report(&adopted);
-            cx.printer.error(&e, Some("what was adopted before stays so; run `phoenix adopt` again to go on"));
+            cx.printer
+                .error(&e.to_string(), Some("what was adopted before stays so; run `phoenix adopt` again to go on"));
             return Outcome::Failure;
         }
         adopted.push(a.id);

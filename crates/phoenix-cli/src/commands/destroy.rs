@@ -75,7 +75,7 @@ pub fn run(cx: &Context<'_>, args: &DestroyArgs) -> Outcome {
             Outcome::Success
         }
         Err(e) => {
-            cx.printer.error(&e, None);
+            cx.printer.error(&e.to_string(), None);
             Outcome::Failure
         }
     }

@@ -52,8 +52,8 @@ pub fn run(cx: &super::Context<'_>, args: &FeaturesArgs) -> Outcome {
                 printer.data(&text);
                 Outcome::Success
             }
-            Err(message) => {
-                printer.error(&message, None);
+            Err(e) => {
+                printer.error(&e.to_string(), None);
                 Outcome::Failure
             }
         };
@@ -78,17 +78,32 @@ fn source(e: &CatalogEntry) -> String {
     }
 }
 
+/// Why a feature's script cannot be shown.
+#[derive(Debug, thiserror::Error)]
+enum ScriptError {
+    /// A built-in feature without its script.
+    #[error("feature `{0}` has no built-in script")]
+    NoBuiltIn(String),
+    /// The feature directory's `install.sh` cannot be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Unreadable { path: std::path::PathBuf, source: std::io::Error },
+    /// A feature given without a directory.
+    #[error("feature `{0}` has no script to show")]
+    NoScript(String),
+}
+
 /// The script a feature runs, as text.
-fn script(e: &CatalogEntry) -> Result<String, String> {
+fn script(e: &CatalogEntry) -> Result<String, ScriptError> {
     let name = &e.manifest.name;
     let bytes = match &e.source {
-        FeatureSource::BuiltIn => phoenix_config::features::builtin_script(name)
-            .ok_or_else(|| format!("feature `{name}` has no built-in script"))?,
+        FeatureSource::BuiltIn => {
+            phoenix_config::features::builtin_script(name).ok_or_else(|| ScriptError::NoBuiltIn(name.clone()))?
+        }
         FeatureSource::Directory(d) => {
             let path = d.join("install.sh");
-            std::fs::read(&path).map_err(|err| format!("cannot read {}: {err}", path.display()))?
+            std::fs::read(&path).map_err(|source| ScriptError::Unreadable { path, source })?
         }
-        FeatureSource::Given => return Err(format!("feature `{name}` has no script to show")),
+        FeatureSource::Given => return Err(ScriptError::NoScript(name.clone())),
     };
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }

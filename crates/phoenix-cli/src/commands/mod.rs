@@ -104,18 +104,11 @@ pub fn load_work(cx: &Context<'_>, args: &WorkArgs, targets: &[GuestId]) -> Resu
     validate::print_diagnostics(cx.printer, &validated.validation);
     let estate = validated.estate().map_err(|e| unprepared(cx, &e, &features_dir))?;
     let connected = (cx.connect)(estate).map_err(|e| {
-        let (hint, outcome) = match e {
-            ConnectError::NotImplemented(_) => {
-                (Some("`phoenix validate` and `phoenix graph` work with every backend today"), Outcome::NotImplemented)
-            }
-            ConnectError::Missing => (
-                Some("add a `backend` section to phoenix_hypervisor_config.json (see docs/configuration.md)"),
-                Outcome::Failure,
-            ),
-            ConnectError::Failed(_) => (None, Outcome::Failure),
-        };
-        cx.printer.error(&e.to_string(), hint);
-        outcome
+        cx.printer.error(&e.to_string(), e.hint());
+        match e {
+            ConnectError::NotImplemented(_) => Outcome::NotImplemented,
+            ConnectError::Missing | ConnectError::Failed { .. } => Outcome::Failure,
+        }
     })?;
     for note in &connected.notes {
         cx.printer.info_text(&format!("note: {note}\n"));

@@ -8,7 +8,7 @@ use phoenix_host::{Host, ModulePlan, RealHost};
 use super::{Context, Outcome, unprepared, validate};
 use crate::cli::{OutputFormat, SetupCommand, WorkArgs};
 use crate::printer::styles::{BOLD, CHANGE, DIM, OK};
-use crate::secrets::Secrets;
+use crate::secrets::{SecretError, Secrets};
 
 /// The plans for people: each module with work, its steps and their reasons, then notes.
 pub fn plans_text(plans: &[ModulePlan]) -> String {
@@ -51,7 +51,7 @@ pub fn run(cx: &Context<'_>, cmd: &SetupCommand) -> Outcome {
     let host = RealHost::rooted(root);
     let secrets = Secrets::from_process_env();
     // Errors name the reference, never a value.
-    let resolve = |r: &str| secrets.resolve(r).map_err(|e| e.message);
+    let resolve = |r: &str| secrets.resolve(r).map_err(SecretError::into_host_error);
     let modules = phoenix_host::modules(estate, only, allow_wipe);
     let mut plans = Vec::new();
     for m in &modules {

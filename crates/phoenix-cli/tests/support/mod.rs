@@ -74,9 +74,9 @@ pub fn double_connect(
             "127.0.0.1",
             port,
             Auth::Token { id: id.clone(), secret: secret.clone() },
-            TlsVerify::fingerprint(&fingerprint).ok_or_else(|| ConnectError::Failed("bad fingerprint".into()))?,
+            TlsVerify::fingerprint(&fingerprint).ok_or_else(|| ConnectError::failed("bad fingerprint"))?,
         )
-        .map_err(ConnectError::Failed)?;
+        .map_err(ConnectError::failed)?;
         let nodes = nodes.clone();
         let channel: Arc<dyn NodeChannel> =
             Arc::new(move |node: &str, argv: &[String], input: Option<&[u8]>| -> Result<Output, ChannelError> {
@@ -85,7 +85,7 @@ pub fn double_connect(
             });
         let backend = ProxmoxBackend::new(api, "pve1", Some(channel))
             .with_poll(Poll { first: Duration::from_millis(5), max: Duration::from_millis(20) });
-        backend.preflight().map_err(|e| ConnectError::Failed(e.to_string()))?;
+        backend.preflight().map_err(|e| ConnectError::failed(e.to_string()))?;
         Ok(Connected { backend: Box::new(backend), notes: Vec::new() })
     }
 }

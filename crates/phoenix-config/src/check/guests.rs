@@ -366,20 +366,47 @@ pub(crate) struct Gpus {
     pub spaced: bool,
 }
 
+/// Why a value of the guests' files does not parse: the message of its diagnostic, which
+/// quotes the text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum SyntaxError {
+    /// `gpu_assignment` is not `"none"` or a list of indices.
+    #[error("\"{0}\" is not \"none\" or a list of GPU indices")]
+    GpuList(String),
+    /// An index listed twice in `gpu_assignment`.
+    #[error("GPU {index} is listed twice in \"{list}\"")]
+    GpuTwice { index: u32, list: String },
+    /// A port of `"host:container"` that is not 1 to 65535.
+    #[error("\"{port}\" in \"{pair}\" is not a port (1 to 65535)")]
+    Port { port: String, pair: String },
+    /// A port forward without `:`.
+    #[error("\"{0}\" is not \"host:container\"")]
+    PortPair(String),
+    /// A firewall rule's `dport` or `sport`.
+    #[error("\"{0}\" is not a port, port range or list of ports")]
+    PortList(String),
+    /// A firewall rule's `source` or `dest` that is not a name.
+    #[error("\"{0}\" is not an address, CIDR, range, alias or IP set")]
+    AddressName(String),
+    /// A firewall rule's `source` or `dest` that looks numeric and does not parse.
+    #[error("\"{0}\" is not a valid address, CIDR or range")]
+    Address(String),
+}
+
 /// Parses `"none"` or `"0,1"`.
-pub(crate) fn parse_gpus(s: &str) -> Result<Gpus, String> {
+pub(crate) fn parse_gpus(s: &str) -> Result<Gpus, SyntaxError> {
     if s == "none" {
         return Ok(Gpus { indices: Vec::new(), spaced: false });
     }
     let mut indices = Vec::new();
     for part in s.split(',') {
         let t = part.trim();
-        if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) || t.len() > 3 {
-            return Err(format!("\"{s}\" is not \"none\" or a list of GPU indices"));
-        }
-        let n: u32 = t.parse().map_err(|_| format!("\"{t}\" is not a GPU index"))?;
+        let n: u32 = match t.parse() {
+            Ok(n) if t.len() <= 3 && t.bytes().all(|b| b.is_ascii_digit()) => n,
+            _ => return Err(SyntaxError::GpuList(s.to_string())),
+        };
         if indices.contains(&n) {
-            return Err(format!("GPU {n} is listed twice in \"{s}\""));
+            return Err(SyntaxError::GpuTwice { index: n, list: s.to_string() });
         }
         indices.push(n);
     }
@@ -430,7 +457,7 @@ fn check_container(cx: &mut Ctx<'_>, guest: &Guest, c: &LxcConfig) {
         let path = base.key("gpu_assignment");
         match parse_gpus(g) {
             Err(e) => cx.push(
-                Diagnostic::error(Code::GpuAssignment, file, path, e)
+                Diagnostic::error(Code::GpuAssignment, file, path, e.to_string())
                     .hint("write \"none\", or host GPU indices separated by commas: \"0\" or \"0,1\""),
             ),
             Ok(gpus) if gpus.spaced => {
@@ -463,7 +490,8 @@ fn check_container(cx: &mut Ctx<'_>, guest: &Guest, c: &LxcConfig) {
                 }
             }
             Err(e) => cx.push(
-                Diagnostic::error(Code::PortSyntax, file, path, e).hint("write \"host:container\", e.g. \"8000:8000\""),
+                Diagnostic::error(Code::PortSyntax, file, path, e.to_string())
+                    .hint("write \"host:container\", e.g. \"8000:8000\""),
             ),
         }
     }
@@ -565,13 +593,16 @@ fn check_template(cx: &mut Ctx<'_>, file: FileKind, path: JsonPath, template: &s
 }
 
 /// Parses `"host:container"`.
-fn parse_port_pair(s: &str) -> Result<(u16, u16), String> {
+fn parse_port_pair(s: &str) -> Result<(u16, u16), SyntaxError> {
     let port = |p: &str| {
-        p.parse::<u16>().ok().filter(|n| *n > 0).ok_or_else(|| format!("\"{p}\" in \"{s}\" is not a port (1 to 65535)"))
+        p.parse::<u16>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| SyntaxError::Port { port: p.to_string(), pair: s.to_string() })
     };
     match s.split_once(':') {
         Some((h, c)) => Ok((port(h)?, port(c)?)),
-        None => Err(format!("\"{s}\" is not \"host:container\"")),
+        None => Err(SyntaxError::PortPair(s.to_string())),
     }
 }
 
@@ -898,7 +929,7 @@ pub(super) fn check_rule(cx: &mut Ctx<'_>, file: FileKind, path: &JsonPath, r: &
         }
         if let Err(e) = parse_port_list(value) {
             cx.push(
-                Diagnostic::error(Code::Firewall, file, path.key(key), e)
+                Diagnostic::error(Code::Firewall, file, path.key(key), e.to_string())
                     .hint("write \"22\", \"8000:8010\" or \"80,443\""),
             );
         }
@@ -907,34 +938,34 @@ pub(super) fn check_rule(cx: &mut Ctx<'_>, file: FileKind, path: &JsonPath, r: &
         let value = if key == "source" { &r.source } else { &r.dest };
         if let Some(Err(e)) = value.as_deref().map(check_address_spec) {
             cx.push(
-                Diagnostic::error(Code::InvalidAddress, file, path.key(key), e)
+                Diagnostic::error(Code::InvalidAddress, file, path.key(key), e.to_string())
                     .hint("an address, CIDR, range \"a-b\", alias name or IP set \"+name\""),
             );
         }
     }
 }
 
-fn parse_port_list(s: &str) -> Result<(), String> {
+fn parse_port_list(s: &str) -> Result<(), SyntaxError> {
     for part in s.split(',') {
         let (a, b) = part.split_once(':').unwrap_or((part, part));
         let (a, b) = (a.trim().parse::<u16>(), b.trim().parse::<u16>());
         match (a, b) {
             (Ok(a), Ok(b)) if a > 0 && a <= b => {}
-            _ => return Err(format!("\"{s}\" is not a port, port range or list of ports")),
+            _ => return Err(SyntaxError::PortList(s.to_string())),
         }
     }
     Ok(())
 }
 
 /// Source or destination of a rule: address, CIDR, range, alias, or IP set.
-fn check_address_spec(s: &str) -> Result<(), String> {
+fn check_address_spec(s: &str) -> Result<(), SyntaxError> {
     for part in s.split(',') {
         let part = part.trim();
         let looks_numeric = part.chars().next().is_some_and(|c| c.is_ascii_digit());
         if !looks_numeric {
             let name = part.strip_prefix('+').unwrap_or(part);
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '/') {
-                return Err(format!("\"{part}\" is not an address, CIDR, range, alias or IP set"));
+                return Err(SyntaxError::AddressName(part.to_string()));
             }
             continue;
         }
@@ -946,7 +977,7 @@ fn check_address_spec(s: &str) -> Result<(), String> {
             crate::net::parse_ipv4(part).is_ok()
         };
         if !ok {
-            return Err(format!("\"{part}\" is not a valid address, CIDR or range"));
+            return Err(SyntaxError::Address(part.to_string()));
         }
     }
     Ok(())

@@ -36,14 +36,19 @@ fn bridge_subnets(cx: &mut Ctx<'_>) -> BTreeMap<String, Subnet> {
                     }
                     out.insert(iface.name.clone(), Subnet { cidr, file, path: base.key("address") });
                 }
-                Err(e) => cx.push(Diagnostic::error(Code::InvalidAddress, file, base.key("address"), e)),
+                Err(e) => cx.push(Diagnostic::error(Code::InvalidAddress, file, base.key("address"), e.to_string())),
             }
             if let Some(dns) = &iface.dns_nameservers {
                 let list: Vec<&str> =
                     dns.as_slice().iter().flat_map(|s| s.split([' ', ','])).filter(|s| !s.is_empty()).collect();
                 for ns in list {
                     if let Err(e) = parse_ipv4(ns) {
-                        cx.push(Diagnostic::error(Code::InvalidAddress, file, base.key("dns_nameservers"), e));
+                        cx.push(Diagnostic::error(
+                            Code::InvalidAddress,
+                            file,
+                            base.key("dns_nameservers"),
+                            e.to_string(),
+                        ));
                     }
                 }
             }
@@ -69,7 +74,7 @@ fn bridge_subnets(cx: &mut Ctx<'_>) -> BTreeMap<String, Subnet> {
                         cidr.prefix
                     )),
                 ),
-                Err(e) => cx.push(Diagnostic::error(Code::InvalidAddress, file, path, e)),
+                Err(e) => cx.push(Diagnostic::error(Code::InvalidAddress, file, path, e.to_string())),
             }
         }
     }
@@ -95,7 +100,8 @@ fn check_gateway(cx: &mut Ctx<'_>, file: FileKind, path: JsonPath, gw: &str, sub
         }
         Ok(_) => {}
         Err(e) => cx.push(
-            Diagnostic::error(Code::InvalidAddress, file, path, e).hint("write one IPv4 address, e.g. \"10.0.0.1\""),
+            Diagnostic::error(Code::InvalidAddress, file, path, e.to_string())
+                .hint("write one IPv4 address, e.g. \"10.0.0.1\""),
         ),
     }
 }
@@ -216,7 +222,7 @@ pub(super) fn check_addresses(cx: &mut Ctx<'_>) {
             if let Err(e) = parse_ipv4(ns) {
                 let p = net.path.key(net.nameserver_key);
                 let p = if matches!(net.nameservers, Some(OneOrMany::Many(_))) { p.index(i) } else { p };
-                cx.push(Diagnostic::error(Code::InvalidAddress, file, p, e));
+                cx.push(Diagnostic::error(Code::InvalidAddress, file, p, e.to_string()));
             }
         }
         let subnet = net.bridge.and_then(|b| bridges.get(b));
@@ -271,7 +277,7 @@ pub(super) fn check_addresses(cx: &mut Ctx<'_>) {
             Ok(c) => c,
             Err(e) => {
                 cx.push(
-                    Diagnostic::error(Code::InvalidAddress, file, ip_path, e)
+                    Diagnostic::error(Code::InvalidAddress, file, ip_path, e.to_string())
                         .hint("write an IPv4 address with its prefix length, e.g. \"10.0.0.50/24\", or \"dhcp\""),
                 );
                 continue;
@@ -370,14 +376,14 @@ fn check_pools(cx: &mut Ctx<'_>) -> BTreeMap<String, ((Ipv4Addr, Ipv4Addr), Json
         let cidr = match Cidr::parse(&pool.cidr) {
             Ok(c) => c,
             Err(e) => {
-                cx.push(Diagnostic::error(Code::InvalidAddress, file, base.key("cidr"), e));
+                cx.push(Diagnostic::error(Code::InvalidAddress, file, base.key("cidr"), e.to_string()));
                 continue;
             }
         };
         let range = match parse_range(&pool.range) {
             Ok(r) => r,
             Err(e) => {
-                cx.push(Diagnostic::error(Code::InvalidAddress, file, base.key("range"), e));
+                cx.push(Diagnostic::error(Code::InvalidAddress, file, base.key("range"), e.to_string()));
                 continue;
             }
         };

@@ -138,7 +138,9 @@ impl Module for Users {
             if let Password::Hash(value) = &pw {
                 let hash = match value {
                     SecretValue::Inline(h) => h.clone(),
-                    SecretValue::Reference(r) => secrets(r).map_err(|e| HostError::new(format!("user {name}: {e}")))?,
+                    SecretValue::Reference(r) => {
+                        secrets(r).map_err(|e| HostError { message: format!("user {name}: {}", e.message), ..e })?
+                    }
                 };
                 if !hash.starts_with('$') || !one_line(&hash) || hash.contains(':') {
                     return Err(HostError::new(format!(

@@ -104,7 +104,19 @@ fn run_probe(host: &dyn Host, inv: &Invocation) -> Result<String, HostError> {
     }
 }
 
-fn vdev(level: RaidLevel, disks: usize) -> Result<Option<&'static str>, String> {
+/// Why a pool's disks do not suit its RAID level.
+#[derive(Debug, thiserror::Error)]
+enum LayoutError {
+    /// Fewer disks than the level needs.
+    #[error("needs at least {min} disks, {given} given")]
+    TooFew { min: usize, given: usize },
+    /// `single` with several disks.
+    #[error("`single` takes one disk (several would be a stripe without redundancy)")]
+    SingleStripe,
+}
+
+/// The vdev word of a RAID level (`None`: a single disk), when `disks` suit it.
+fn vdev(level: RaidLevel, disks: usize) -> Result<Option<&'static str>, LayoutError> {
     let (word, min) = match level {
         RaidLevel::Single => (None, 1),
         RaidLevel::Mirror => (Some("mirror"), 2),
@@ -113,10 +125,10 @@ fn vdev(level: RaidLevel, disks: usize) -> Result<Option<&'static str>, String> 
         RaidLevel::Raidz3 => (Some("raidz3"), 5),
     };
     if disks < min {
-        return Err(format!("needs at least {min} disks, {disks} given"));
+        return Err(LayoutError::TooFew { min, given: disks });
     }
     if level == RaidLevel::Single && disks > 1 {
-        return Err("`single` takes one disk (several would be a stripe without redundancy)".to_string());
+        return Err(LayoutError::SingleStripe);
     }
     Ok(word)
 }

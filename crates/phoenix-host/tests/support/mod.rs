@@ -3,11 +3,11 @@
 #![allow(dead_code)]
 
 use phoenix_host::double::RecordingHost;
-use phoenix_host::{ModulePlan, Planner, Resolver, apply};
+use phoenix_host::{HostError, ModulePlan, Planner, Resolver, apply};
 
 /// A resolver that knows no secret.
-pub fn no_secrets(r: &str) -> Result<String, String> {
-    Err(format!("no secret {r}"))
+pub fn no_secrets(r: &str) -> Result<String, HostError> {
+    Err(HostError::new(format!("no secret {r}")))
 }
 
 /// Plans (through the read-only view), checks that planning changed nothing, applies, and
