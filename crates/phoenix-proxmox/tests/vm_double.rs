@@ -407,3 +407,49 @@ fn a_clone_of_a_vm_snapshot_is_marked_as_phoenix_s() {
     let again = plan(&backend, &estate, dir.path());
     assert!(again.issues.is_empty(), "{:?}", again.issues);
 }
+
+/// A VM is cloned to another node only onto shared storage, as qemu-server's `clone_vm` allows:
+/// from the template's local storage the plan says what to do instead (and the double refuses
+/// the call itself); onto shared storage the clone is made there.
+#[test]
+fn a_vm_is_cloned_to_another_node_only_onto_shared_storage() {
+    let double = double(PveVersion::V9);
+    double.add_node("pve2");
+    double.add_storage("ceph", "rbd", "rootdir,images");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hash_file = dir.path().join("admin.hash");
+    std::fs::write(&hash_file, REFERENCED_HASH).expect("write");
+
+    // The template is made; its clone to pve2 from local-zfs is refused before it is asked for.
+    let local = write_estate(dir.path(), &double, &vms(&hash_file, r#", "node": "pve2""#));
+    let backend = backend(&double, &local);
+    let (_, report) = support::apply_with(&backend, &local, dir.path(), &library());
+    assert_eq!(report.outcomes.get(&8000), Some(&GuestOutcome::Created), "{report:#?}");
+    let failed = format!("{:?}", report.outcomes.get(&8001));
+    assert!(failed.contains("cannot clone 8000 to node pve2") && failed.contains("local-zfs"), "{failed}");
+    assert!(!double.requests().iter().any(|r| r.path.ends_with("/qemu/8000/clone")), "asked for anyway");
+    // Once the template exists, the plan says so.
+    let issues = support::create_issues(&backend, &local, dir.path());
+    assert_eq!(issues.iter().map(|i| i.0).collect::<Vec<_>>(), [8001], "{issues:#?}");
+    assert!(issues[0].2.contains("qm migrate 8001 pve2") && issues[0].2.contains("shared storage"), "{issues:#?}");
+    // What Proxmox answers such a call.
+    let refused = support::client(&double)
+        .request("POST", "/nodes/pve1/qemu/8000/clone", &[("newid", "8002".into()), ("target", "pve2".into())])
+        .expect_err("refused");
+    assert!(refused.message.contains("can't clone VM to node 'pve2' (VM uses local storage)"), "{refused:?}");
+
+    // Onto shared storage: cloned there.
+    let shared = write_estate(dir.path(), &double, &vms(&hash_file, r#", "node": "pve2", "storage_pool": "ceph""#));
+    let backend = self::backend(&double, &shared);
+    let (_, report) = support::apply_with(&backend, &shared, dir.path(), &library());
+    assert_eq!(report.outcomes.get(&8001), Some(&GuestOutcome::Created), "{report:#?}");
+    let clone = double
+        .requests()
+        .into_iter()
+        .find(|r| r.path.ends_with("/qemu/8000/clone") && r.params.get("newid").map(String::as_str) == Some("8001"))
+        .expect("cloned");
+    assert_eq!(
+        (clone.params.get("target").map(String::as_str), clone.params.get("storage").map(String::as_str)),
+        (Some("pve2"), Some("ceph"))
+    );
+}

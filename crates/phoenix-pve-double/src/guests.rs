@@ -242,18 +242,28 @@ fn cloned_volume(value: &str, source: u32, new: u32, full: bool, to: Option<&str
     if full { format!("{storage}:{copy}{rest}") } else { format!("{storage}:basevol-{source}-disk-{n}/{copy}{rest}") }
 }
 
-/// What pve-container's `clone_vm` refuses about where the clone of `g` that `ps` asks for goes,
-/// before any task: a `storage` that does not exist; with a `target` node (other than the
-/// source's own), a `storage` that is not shared, or — every volume counted on `storage` when
-/// given, else on its own storage — a volume on a storage that is not. `shared` says whether a
-/// storage is shared (`None`: no such storage). A source with a bind mount is left to the clone
-/// itself, which refuses it first.
+/// What pve-container's and qemu-server's `clone_vm` refuse about where the clone of a guest on
+/// `node` with configuration `config` (live) and `snapshots` that `ps` asks for goes, before any
+/// task: a `storage` that does not exist; with a `target` node (other than the source's own), a
+/// `storage` that is not shared, or — every volume counted on `storage` when given, else on its
+/// own storage — a volume on a storage that is not. `volume` says which keys are volumes,
+/// `what` names the guest (`CT`, `VM`); `shared` says whether a storage is shared (`None`: no
+/// such storage). A source with a bind mount is left to the clone itself, which refuses it first.
+pub(crate) struct Placement<'a> {
+    pub node: &'a str,
+    pub config: &'a BTreeMap<String, String>,
+    pub snapshots: &'a dyn Fn(&str) -> Option<&'a BTreeMap<String, String>>,
+    pub volume: fn(&str) -> bool,
+    pub what: &'static str,
+}
+
+/// See [`Placement`].
 pub(crate) fn clone_placement_refusal(
-    g: &Guest,
+    source: &Placement<'_>,
     ps: &BTreeMap<String, String>,
     shared: &dyn Fn(&str) -> Option<bool>,
 ) -> Option<String> {
-    let target = ps.get("target").filter(|t| **t != g.node);
+    let target = ps.get("target").filter(|t| **t != source.node);
     let storage = ps.get("storage").map(String::as_str);
     if let Some(s) = storage {
         match shared(s) {
@@ -264,12 +274,12 @@ pub(crate) fn clone_placement_refusal(
     }
     let target = target?;
     let config = match ps.get("snapname") {
-        Some(s) => &g.snapshots.get(s)?.config,
-        None => &g.config,
+        Some(s) => (source.snapshots)(s)?,
+        None => source.config,
     };
     let volumes: Vec<&str> = config
         .iter()
-        .filter(|(k, _)| *k == "rootfs" || numbered(k, "mp"))
+        .filter(|(k, v)| (source.volume)(k) && !v.contains("media=cdrom") && !v.contains("-cloudinit"))
         .map(|(_, v)| v.split(',').next().unwrap_or_default())
         .collect();
     if volumes.iter().any(|v| v.starts_with('/')) {
@@ -277,7 +287,13 @@ pub(crate) fn clone_placement_refusal(
     }
     let local =
         volumes.iter().filter_map(|v| v.split_once(':')).any(|(sid, _)| shared(storage.unwrap_or(sid)) != Some(true));
-    local.then(|| format!("can't clone CT to node '{target}' (CT uses local storage)"))
+    let what = source.what;
+    local.then(|| format!("can't clone {what} to node '{target}' ({what} uses local storage)"))
+}
+
+/// Whether a key of a container's configuration is a volume (`rootfs`, `mp[n]`).
+pub(crate) fn container_volume(key: &str) -> bool {
+    key == "rootfs" || numbered(key, "mp")
 }
 
 /// An answer: status, reason, body.

@@ -104,7 +104,7 @@ fn numbered(key: &str, prefix: &str) -> bool {
     key.strip_prefix(prefix).is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
-fn is_disk(key: &str) -> bool {
+pub(crate) fn is_disk(key: &str) -> bool {
     ["scsi", "virtio", "sata", "ide", "efidisk", "tpmstate"].iter().any(|p| numbered(key, p))
 }
 

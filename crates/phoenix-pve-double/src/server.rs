@@ -359,6 +359,22 @@ impl Model {
             let upid = self.start_task(&node, kind, &vmid, user);
             return (200, "OK".to_string(), json!({ "data": upid }));
         }
+        if let ("POST", ["", "nodes", node, "qemu", vmid, "clone"]) = (method, segs)
+            && let Some(vm) = vmid.parse::<u32>().ok().and_then(|id| self.vms.vms.get(&id)).filter(|v| v.node == *node)
+        {
+            let shared = |s: &str| self.storages.get(s).map(|st| st.shared);
+            let snapshots = |s: &str| vm.snapshots.get(s);
+            let placement = crate::guests::Placement {
+                node: &vm.node,
+                config: &vm.config,
+                snapshots: &snapshots,
+                volume: crate::qemu::is_disk,
+                what: "VM",
+            };
+            if let Some(error) = crate::guests::clone_placement_refusal(&placement, ps, &shared) {
+                return (500, error, json!({ "data": null }));
+            }
+        }
         let containers: std::collections::BTreeSet<u32> = self.guests.keys().copied().collect();
         let mut vms = std::mem::take(&mut self.vms);
         let vm_answer = vms.handle(method, segs, ps, busy, &|id| containers.contains(&id), &mut |node, kind, id| {
@@ -378,7 +394,15 @@ impl Model {
             && let Some(g) = vmid.parse::<u32>().ok().and_then(|id| self.guests.get(&id)).filter(|g| g.node == *node)
         {
             let shared = |s: &str| self.storages.get(s).map(|st| st.shared);
-            if let Some(error) = crate::guests::clone_placement_refusal(g, ps, &shared) {
+            let snapshots = |s: &str| g.snapshots.get(s).map(|snap| &snap.config);
+            let placement = crate::guests::Placement {
+                node: &g.node,
+                config: &g.config,
+                snapshots: &snapshots,
+                volume: crate::guests::container_volume,
+                what: "CT",
+            };
+            if let Some(error) = crate::guests::clone_placement_refusal(&placement, ps, &shared) {
                 return (500, error, json!({ "data": null }));
             }
         }

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::PoisonError;
 
-use phoenix_backend::{BackendError, CreateRequest, CreateSource, Delivery, GuestConfig, GuestId, fields};
+use phoenix_backend::{BackendError, CreateRequest, CreateSource, Delivery, GuestConfig, GuestId, GuestKind, fields};
 use serde_json::Value;
 
 use super::ProxmoxBackend;
@@ -341,8 +341,9 @@ impl ProxmoxBackend {
     /// that `request` asks for, checked before the clone is asked for: a full clone stays on
     /// its source's storages unless the call names one, so the storage to name is returned when
     /// the clone's (`storage`) differs from its source's. A clone to another node is refused
-    /// unless each of its volumes lands on shared storage (pve-container's `clone_vm`: "can't
-    /// clone CT to node ... (CT uses local storage)"), said with the ways around it.
+    /// unless each of its volumes (a container's root and mount points, a VM's disks) lands on
+    /// shared storage (pve-container's and qemu-server's `clone_vm`: "can't clone CT to node ...
+    /// (CT uses local storage)"), said with the ways around it.
     pub(crate) fn clone_storage(
         &self,
         request: &CreateRequest,
@@ -350,10 +351,18 @@ impl ProxmoxBackend {
         src_node: &str,
         source_config: &serde_json::Map<String, Value>,
     ) -> Result<Option<String>, BackendError> {
+        let volume = |k: &str| match request.kind {
+            GuestKind::Lxc => k == "rootfs" || super::numbered(k, "mp"),
+            GuestKind::Vm => {
+                ["scsi", "virtio", "sata", "ide", "efidisk", "tpmstate"].iter().any(|p| super::numbered(k, p))
+            }
+        };
         let volumes: Vec<String> = source_config
             .iter()
-            .filter(|(k, _)| *k == "rootfs" || super::numbered(k, "mp"))
-            .filter_map(|(_, v)| v.as_str()?.split(',').next()?.split_once(':').map(|(sid, _)| sid.to_string()))
+            .filter(|(k, _)| volume(k))
+            .filter_map(|(_, v)| v.as_str())
+            .filter(|v| !v.contains("media=cdrom") && !v.contains("-cloudinit"))
+            .filter_map(|v| v.split(',').next()?.split_once(':').map(|(sid, _)| sid.to_string()))
             .collect();
         let storage = request.config.get("storage").filter(|s| {
             source_config.get("rootfs").and_then(Value::as_str).and_then(|r| r.split_once(':')).map(|(sid, _)| sid)
@@ -390,9 +399,11 @@ impl ProxmoxBackend {
             ),
         )
         .with_detail(format!(
-            "clone it on {src_node} (`\"node\": \"{src_node}\"`) and migrate it afterwards (`pct migrate {} {node} \
-             --restart`), or give it a storage_pool on shared storage (Ceph RBD, NFS, or a storage configured `shared 1`)",
-            request.id
+            "clone it on {src_node} (`\"node\": \"{src_node}\"`) and migrate it afterwards (`{} {} {node}{}`), or \
+             give it a storage_pool on shared storage (Ceph RBD, NFS, or a storage configured `shared 1`)",
+            if request.kind == GuestKind::Vm { "qm migrate" } else { "pct migrate" },
+            request.id,
+            if request.kind == GuestKind::Vm { " --online" } else { " --restart" },
         )))
     }
 

@@ -902,11 +902,12 @@ impl GuestOps for Vms<'_> {
                 if src_node != node {
                     params.push(("target", node.clone()));
                 }
+                let source_config = self.vm_config(&src_node, *source)?;
+                self.clone_storage(request, *source, &src_node, &source_config)?;
                 // Proxmox's snapshots keep no description, and a clone gets one only from this
                 // parameter: the mark, below what the source's says (less its password line: the
                 // clone's password is compared, and set, on its own).
-                let old = self
-                    .vm_config(&src_node, *source)?
+                let old = source_config
                     .get("description")
                     .and_then(text)
                     .map(|d| d.lines().filter(|l| !l.starts_with(PASSWORD_LINE)).collect::<Vec<_>>().join("\n"));
@@ -930,6 +931,12 @@ impl GuestOps for Vms<'_> {
     /// What creating the VM needs from its node: its disk storage (content `images`), its bridge,
     /// its cloud image, and with a token the privileges on each, the guest agent's included.
     fn check_create(&self, request: &CreateRequest) -> Result<(), BackendError> {
+        // A source made in the same run is checked when the clone is asked for.
+        if let CreateSource::Clone { source, .. } = &request.source
+            && let Some((src_node, _)) = self.vm_locate(*source)?
+        {
+            self.clone_storage(request, *source, &src_node, &self.vm_config(&src_node, *source)?)?;
+        }
         self.vm_needs(request).map(|_| ())
     }
 
