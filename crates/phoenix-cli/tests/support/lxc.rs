@@ -104,8 +104,18 @@ impl Stack {
         let path = self.lxc_path();
         let mut full = vec!["-n".to_string(), id.to_string(), "-P".into(), path, "--".into()];
         full.extend(argv.iter().map(|s| (*s).to_string()));
-        let out = Command::new("lxc-attach").args(full).output().expect("lxc-attach");
-        text(&out.stdout)
+        // liblxc re-executes lxc-attach from a memfd first; under load that can fail and kill it
+        // (a signal) before it attached: nothing ran, so it runs again, as the backend does.
+        let mut tries = 0;
+        loop {
+            let out = Command::new("lxc-attach").args(&full).output().expect("lxc-attach");
+            let died = out.status.code().is_none() || text(&out.stderr).contains("Failed to rexec as memfd");
+            if !died || tries == 3 {
+                return text(&out.stdout);
+            }
+            tries += 1;
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
     }
 
     pub fn init_pid(&self, id: u32) -> String {
