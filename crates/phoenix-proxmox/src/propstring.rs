@@ -72,13 +72,15 @@ impl Reader {
         self.text(key).ok_or_else(|| self.err(format!("`{key}` is required")))
     }
 
-    /// A `0`/`1` value.
+    /// A boolean, in any spelling Proxmox takes for one (pve-common's `parse_boolean`: `1`, `on`,
+    /// `yes`, `true` and `0`, `off`, `no`, `false`, in any case): a hand-written `firewall=on`
+    /// is the same interface as `firewall=1`.
     pub fn flag(&mut self, key: &str) -> Result<Option<bool>, PropError> {
-        match self.text(key).as_deref() {
+        match self.text(key).map(|v| v.to_ascii_lowercase()).as_deref() {
             None => Ok(None),
-            Some("1") => Ok(Some(true)),
-            Some("0") => Ok(Some(false)),
-            Some(v) => Err(self.err(format!("`{key}` is {v:?}, not 0 or 1"))),
+            Some("1" | "on" | "yes" | "true") => Ok(Some(true)),
+            Some("0" | "off" | "no" | "false") => Ok(Some(false)),
+            Some(v) => Err(self.err(format!("`{key}` is {v:?}, not a boolean (0 or 1)"))),
         }
     }
 
@@ -485,13 +487,20 @@ mod tests {
         assert_eq!(Startup::parse("2,up=30").expect("startup").print(), "order=2,up=30");
         assert!(Features::parse("nesting=1").expect("features").token_may_set());
         assert!(!Features::parse("keyctl=1,nesting=1").expect("features").token_may_set());
+        // Booleans as a person may write them in the conf file: read as Proxmox reads them,
+        // written back as 0 and 1.
+        for (written, on) in [("on", true), ("True", true), ("yes", true), ("off", false), ("no", false)] {
+            let n = Net::parse(&format!("name=eth0,bridge=vmbr0,firewall={written}")).expect("net");
+            assert_eq!(n.firewall, Some(on), "{written}");
+            assert_eq!(n.print(), format!("name=eth0,bridge=vmbr0,firewall={}", u8::from(on)));
+        }
     }
 
     #[test]
     fn refuses_what_proxmox_refuses() {
         assert!(Net::parse("bridge=vmbr0").is_err(), "name is required");
         assert!(Net::parse("name=eth0,tag=5000").is_err());
-        assert!(Net::parse("name=eth0,firewall=yes").is_err());
+        assert!(Net::parse("name=eth0,firewall=2").is_err());
         assert!(Net::parse("name=eth0,bogus=1").is_err());
         assert!(Net::parse("name=eth0,name=eth1").is_err());
         assert!(MountPoint::parse("/srv/../etc,mp=/x").is_err());
