@@ -2,7 +2,8 @@
 //! double, whose nodes start a container only when root may map each of its host ranges
 //! (`/etc/subuid`, `/etc/subgid`, as LXC's `newuidmap` insists): the backend reads both files
 //! over the node channel before anything is created, and a range they lack is an issue of the
-//! plan naming the lines to add, not a container that never starts.
+//! plan naming the lines to add, not a container that never starts; a changed ID map is checked
+//! the same way before it is written.
 
 mod support;
 
@@ -57,5 +58,19 @@ fn an_id_map_root_may_not_map_on_the_node_is_an_issue_of_the_plan() {
         assert!(support::create_issues(&backend, &estate, dir.path()).is_empty(), "{version:?}");
         let (_, report) = support::apply(&backend, &estate, dir.path());
         assert_eq!(report.outcomes.get(&950), Some(&GuestOutcome::Created), "{version:?}: {report:#?}");
+
+        // A changed ID map with a range root may not map is refused before it is written: the
+        // container keeps the map it starts with.
+        let before = double.conf_file(950).expect("950");
+        let changed =
+            support::estate(dir.path(), &double, "", &one.replace(r#""host_id": 1000"#, r#""host_id": 3000"#));
+        let backend = support::backend(&double, Some(support::channel(&double)));
+        let (_, report) = support::apply(&backend, &changed, dir.path());
+        let outcome = format!("{:?}", report.outcomes.get(&950));
+        assert!(
+            outcome.contains("Failed") && outcome.contains("/etc/subuid lacks root:3000:1"),
+            "{version:?}: {outcome}"
+        );
+        assert_eq!(double.conf_file(950).expect("950"), before, "{version:?}");
     }
 }

@@ -816,6 +816,9 @@ impl GuestOps for Containers<'_> {
                 }
             }
         }
+        // A new ID map root may not map on the node would leave the container unable to start
+        // at its next restart: refused before anything is written.
+        self.check_subids(&node, &want)?;
         // The interface is one property string (with the firewall's flag): send it whole.
         let nic_flag = |c: &FieldChange| c.field == "firewall" && observed.get("firewall") != c.new.as_deref();
         if changes.iter().any(|c| (c.field.starts_with("net.") && c.field != "net.nameservers") || nic_flag(c)) {
