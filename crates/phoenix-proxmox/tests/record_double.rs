@@ -16,8 +16,6 @@ use phoenix_engine::customize::MARKERS_PATH;
 use phoenix_engine::health::AlwaysUp;
 use phoenix_pve_double::{PveDouble, PveVersion};
 
-const TEMPLATE: &str = "local:vztmpl/ubuntu-24.04-standard_24.04-2_amd64.tar.zst";
-
 fn record(double: &PveDouble, id: u32) -> Option<String> {
     let description = double.description(id)?;
     phoenix_proxmox::record::read(&description).map(|r| String::from_utf8_lossy(&r).into_owned())
@@ -33,12 +31,7 @@ fn parsed(bytes: Option<Vec<u8>>) -> BTreeMap<String, String> {
 }
 
 fn the_record_follows_snapshots_rollbacks_and_clones(version: PveVersion) {
-    let double = support::start(version);
-    let dir = tempfile::tempdir().expect("tmp");
-    let backend = support::backend(&double, Some(support::channel(&double)));
-    let one = support::container(950, "app", &format!(r#", "template": "{TEMPLATE}""#));
-    let (_, report) = support::apply(&backend, &support::estate(dir.path(), &double, "", &one), dir.path());
-    assert!(!report.failed(), "{version:?}: {report:#?}");
+    let (double, _dir, backend) = support::one_container(version, 950);
     assert_eq!(record(&double, 950).as_deref(), Some("{}"), "{version:?}: a new guest starts with an empty record");
 
     // Written and read through the description: no command on the node.

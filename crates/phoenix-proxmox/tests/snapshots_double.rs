@@ -12,7 +12,7 @@ use std::time::Duration;
 use phoenix_backend::{Backend, ErrorKind, FieldChange, FilePush, PowerState};
 use phoenix_pve_double::{PveDouble, PveVersion};
 
-const TEMPLATE: &str = "local:vztmpl/ubuntu-24.04-standard_24.04-2_amd64.tar.zst";
+const TEMPLATE: &str = support::OS_TEMPLATE;
 const SNAPSHOT: &str = "phoenix-pre-20250131-235959";
 
 fn push(path: &str, content: &str) -> FilePush {
@@ -35,12 +35,7 @@ fn writes(double: &PveDouble, from: usize) -> Vec<String> {
 }
 
 fn container_rollback_and_delete(version: PveVersion) {
-    let double = support::start(version);
-    let dir = tempfile::tempdir().expect("tmp");
-    let backend = support::backend(&double, Some(support::channel(&double)));
-    let one = support::container(950, "app", &format!(r#", "template": "{TEMPLATE}""#));
-    let (_, report) = support::apply(&backend, &support::estate(dir.path(), &double, "", &one), dir.path());
-    assert!(!report.failed(), "{version:?}: {report:#?}");
+    let (double, _dir, backend) = support::one_container(version, 950);
 
     backend.push_file(950, &push("/etc/app.conf", "v1")).expect("push");
     backend.snapshot(950, SNAPSHOT).expect("snapshot");

@@ -403,8 +403,6 @@ pub fn change_effect(field: &str) -> ChangeEffect {
 pub struct ContainerState {
     /// NVIDIA device nodes of each node, listed once.
     devices: Mutex<BTreeMap<String, Vec<String>>>,
-    /// The node of each container observed or created in this run, for commands inside it.
-    located: Mutex<BTreeMap<GuestId, String>>,
 }
 
 /// The container operations: a view of the backend for a guest known to be a container.
@@ -460,12 +458,7 @@ impl ProxmoxBackend {
 
     /// The node to run commands inside a container on: where this run saw it, else asked.
     fn node_for_commands(&self, id: GuestId) -> Result<String, BackendError> {
-        if let Some(node) = self.containers.located.lock().unwrap_or_else(PoisonError::into_inner).get(&id) {
-            return Ok(node.clone());
-        }
-        let node = self.node_of(id)?.map_or_else(|| self.node.clone(), |(n, _)| n);
-        self.containers.located.lock().unwrap_or_else(PoisonError::into_inner).insert(id, node.clone());
-        Ok(node)
+        Ok(self.node_seen(id, GuestKind::Lxc)?.unwrap_or_else(|| self.node.clone()))
     }
 
     /// A container's configuration as Proxmox shows it.
@@ -701,16 +694,8 @@ impl GuestOps for Containers<'_> {
         running: bool,
         scope: &ObserveScope,
     ) -> Result<ObservedGuest, BackendError> {
-        self.containers.located.lock().unwrap_or_else(PoisonError::into_inner).insert(id, node.to_string());
         let config = self.config(node, id)?;
         self.observed(Guest::lxc(node, id), &config, normalize(&config), running, scope)
-    }
-
-    fn observe_guest(&self, id: GuestId) -> Result<Option<ObservedGuest>, BackendError> {
-        match self.node_of(id)? {
-            Some((node, running)) => self.observe(&node, id, running, &ObserveScope::everything()).map(Some),
-            None => Ok(None),
-        }
     }
 
     fn create(&self, request: &CreateRequest) -> Result<(), BackendError> {
@@ -952,10 +937,6 @@ impl GuestOps for Containers<'_> {
     fn adopt(&self, id: GuestId) -> Result<(), BackendError> {
         let (node, _) = self.existing(id)?;
         self.mark_managed(Guest::lxc(&node, id))
-    }
-
-    fn node(&self, id: GuestId) -> Result<String, BackendError> {
-        self.existing(id).map(|(node, _)| node)
     }
 
     fn check_create(&self, request: &CreateRequest) -> Result<(), BackendError> {

@@ -86,6 +86,13 @@ fn storage_without_snapshots(e: BackendError) -> BackendError {
     }
 }
 
+/// Whether a key of a VM's configuration is a drive (`scsi0`, `virtio1`, `efidisk0`, ...), disks,
+/// CD-ROMs and cloud-init drives alike.
+fn is_drive(key: &str) -> bool {
+    let bus = key.trim_end_matches(|c: char| c.is_ascii_digit());
+    bus.len() < key.len() && ["scsi", "virtio", "sata", "ide", "efidisk", "tpmstate"].contains(&bus)
+}
+
 /// Whether a key is `prefix` followed by a number (`dev0`, `mp12`).
 fn numbered(key: &str, prefix: &str) -> bool {
     key.strip_prefix(prefix).is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
@@ -409,7 +416,19 @@ impl ProxmoxBackend {
     /// Where a guest is and what it is, from this run's record or the cluster's resources.
     fn whereabouts(&self, id: GuestId) -> Result<(String, GuestKind), BackendError> {
         let kind = self.kind(id)?;
-        Ok((self.guests(kind).node(id)?, kind))
+        let what = if kind == GuestKind::Vm { "VM" } else { "container" };
+        let (node, _) =
+            self.locate(id, kind)?.ok_or_else(|| BackendError::not_found(format!("{what} {id} does not exist")))?;
+        Ok((node, kind))
+    }
+
+    /// The node of a guest of `kind` as this run last saw it (listed, observed or created), with
+    /// no request; else where the cluster shows it now (`None`: nowhere).
+    fn node_seen(&self, id: GuestId, kind: GuestKind) -> Result<Option<String>, BackendError> {
+        match self.last_seen(id).filter(|s| s.kind == kind) {
+            Some(s) => Ok(Some(s.node)),
+            None => Ok(self.locate(id, kind)?.map(|(node, _)| node)),
+        }
     }
 
     /// Puts `block` as the record of the guest's description (`None`: takes it out), once no
@@ -439,13 +458,19 @@ impl ProxmoxBackend {
     /// not take, or an older Phoenix did), so that the record inside the guest, rolled back with
     /// its files, counts.
     fn restore_record(&self, guest: Guest<'_>, snapshot: &str) -> Result<(), BackendError> {
+        let block = self.snapshot_record(guest, snapshot)?;
+        self.set_record(guest, block.as_deref())
+    }
+
+    /// The record a snapshot's description keeps, as a block for a guest's description; `None`
+    /// where it keeps none.
+    fn snapshot_record(&self, guest: Guest<'_>, snapshot: &str) -> Result<Option<String>, BackendError> {
         let record = self
             .snapshots(guest)?
             .into_iter()
             .find(|(name, _)| name == snapshot)
             .and_then(|(_, description)| crate::record::read(&description));
-        let block = record.map(|r| crate::record::block(&r)).transpose()?;
-        self.set_record(guest, block.as_deref())
+        record.map(|r| crate::record::block(&r)).transpose()
     }
 
     /// The description a clone of `source` gets: the mark below what the source's says (`old`),
@@ -456,12 +481,7 @@ impl ProxmoxBackend {
         if snapshot.is_empty() {
             return Ok(marked);
         }
-        let record = self
-            .snapshots(source)?
-            .into_iter()
-            .find(|(name, _)| name == snapshot)
-            .and_then(|(_, description)| crate::record::read(&description));
-        let block = record.map(|r| crate::record::block(&r)).transpose()?;
+        let block = self.snapshot_record(source, snapshot)?;
         let description = crate::record::with(&marked, block.as_deref());
         crate::record::check_length(source.id, &description)?;
         Ok(description)
@@ -569,10 +589,6 @@ trait GuestOps {
         running: bool,
         scope: &ObserveScope,
     ) -> Result<ObservedGuest, BackendError>;
-    /// The guest as it is now; `None` where it does not exist.
-    fn observe_guest(&self, id: GuestId) -> Result<Option<ObservedGuest>, BackendError>;
-    /// The node the guest is on (an error where it does not exist).
-    fn node(&self, id: GuestId) -> Result<String, BackendError>;
     /// Creates the guest (see [`Backend::create`]).
     fn create(&self, request: &CreateRequest) -> Result<(), BackendError>;
     /// What creating the guest needs from the cluster (see [`Backend::check_create`]).
@@ -666,7 +682,13 @@ impl Backend for ProxmoxBackend {
     }
 
     fn observe_guest(&self, id: GuestId) -> Result<Option<ObservedGuest>, BackendError> {
-        self.ops(id)?.observe_guest(id)
+        let kind = self.kind(id)?;
+        match self.locate(id, kind)? {
+            Some((node, running)) => {
+                self.guests(kind).observe(&node, id, running, &ObserveScope::everything()).map(Some)
+            }
+            None => Ok(None),
+        }
     }
 
     fn create(&self, request: &CreateRequest) -> Result<(), BackendError> {

@@ -353,9 +353,7 @@ impl ProxmoxBackend {
     ) -> Result<Option<String>, BackendError> {
         let volume = |k: &str| match request.kind {
             GuestKind::Lxc => k == "rootfs" || super::numbered(k, "mp"),
-            GuestKind::Vm => {
-                ["scsi", "virtio", "sata", "ide", "efidisk", "tpmstate"].iter().any(|p| super::numbered(k, p))
-            }
+            GuestKind::Vm => super::is_drive(k),
         };
         let volumes: Vec<String> = source_config
             .iter()

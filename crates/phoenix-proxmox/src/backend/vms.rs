@@ -222,10 +222,7 @@ pub fn disks_to_convert(config: &serde_json::Map<String, Value>, id: GuestId) ->
     let own = format!("vm-{id}-disk-");
     config
         .iter()
-        .filter(|(k, _)| {
-            let bus = k.trim_end_matches(|c: char| c.is_ascii_digit());
-            bus.len() < k.len() && ["scsi", "virtio", "sata", "ide", "efidisk", "tpmstate"].contains(&bus)
-        })
+        .filter(|(k, _)| super::is_drive(k))
         .filter_map(|(_, v)| text(v))
         .filter(|v| !v.contains("media=cdrom"))
         .any(|v| v.split(',').next().is_some_and(|volume| volume.contains(&own)))
@@ -406,10 +403,7 @@ impl ProxmoxBackend {
 
     /// The node of a VM, as this run saw it or asked.
     fn vm_node(&self, id: GuestId) -> Result<String, BackendError> {
-        match self.last_seen(id) {
-            Some(s) => Ok(s.node),
-            None => self.vm_existing(id).map(|(n, _)| n),
-        }
+        self.node_seen(id, GuestKind::Vm)?.ok_or_else(|| BackendError::not_found(format!("VM {id} does not exist")))
     }
 
     fn vm_config(&self, node: &str, id: GuestId) -> Result<serde_json::Map<String, Value>, BackendError> {
@@ -834,13 +828,6 @@ impl GuestOps for Vms<'_> {
         self.observed(Guest::qemu(node, id), &config, normalize(&config), running, scope)
     }
 
-    fn observe_guest(&self, id: GuestId) -> Result<Option<ObservedGuest>, BackendError> {
-        match self.vm_locate(id)? {
-            Some((node, running)) => self.observe(&node, id, running, &ObserveScope::everything()).map(Some),
-            None => Ok(None),
-        }
-    }
-
     /// Creates a VM from a cloud image, or clones a VM's snapshot, and configures it.
     fn create(&self, request: &CreateRequest) -> Result<(), BackendError> {
         let node = request.node.clone().unwrap_or_else(|| self.node.clone());
@@ -1120,10 +1107,6 @@ impl GuestOps for Vms<'_> {
     fn adopt(&self, id: GuestId) -> Result<(), BackendError> {
         let node = self.vm_node(id)?;
         self.mark_managed(Guest::qemu(&node, id))
-    }
-
-    fn node(&self, id: GuestId) -> Result<String, BackendError> {
-        self.vm_existing(id).map(|(node, _)| node)
     }
 
     fn exec(&self, id: GuestId, request: &ExecRequest) -> Result<ExecOutput, BackendError> {

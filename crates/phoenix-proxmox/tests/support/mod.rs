@@ -176,6 +176,21 @@ pub fn apply_probed(
     (plan, report)
 }
 
+/// The OS template the test containers are made from.
+pub const OS_TEMPLATE: &str = "local:vztmpl/ubuntu-24.04-standard_24.04-2_amd64.tar.zst";
+
+/// A double playing `version` with the container `id` made on it from [`OS_TEMPLATE`] by a
+/// backend with a channel to the node; the double, the configuration's directory and that backend.
+pub fn one_container(version: PveVersion, id: u32) -> (PveDouble, tempfile::TempDir, ProxmoxBackend) {
+    let double = start(version);
+    let dir = tempfile::tempdir().expect("tmp");
+    let backend = backend(&double, Some(channel(&double)));
+    let one = container(id, "app", &format!(r#", "template": "{OS_TEMPLATE}""#));
+    let (_, report) = apply(&backend, &estate(dir.path(), &double, "", &one), dir.path());
+    assert!(!report.failed(), "{version:?}: {report:#?}");
+    (double, dir, backend)
+}
+
 /// One container of a configuration: the fields every test container has, then `extra`.
 pub fn container(id: u32, name: &str, extra: &str) -> String {
     format!(
