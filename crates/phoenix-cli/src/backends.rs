@@ -140,8 +140,8 @@ pub fn proxmox(
     pvesh: &str,
     secrets: &Secrets,
 ) -> Result<phoenix_proxmox::backend::ProxmoxBackend, ConnectError> {
-    use phoenix_proxmox::api::{ApiClient, Auth, TlsVerify};
-    use phoenix_proxmox::channel::{LocalNode, NodeChannel};
+    use phoenix_proxmox::node::channel::{LocalNode, NodeChannel};
+    use phoenix_proxmox::transport::api::{ApiClient, Auth, TlsVerify};
     if p.via == ApiRoute::Pvesh {
         let api = ApiClient::pvesh(pvesh).map_err(ConnectError::failed)?;
         let others = ssh_channel(p);
@@ -191,8 +191,8 @@ pub fn proxmox(
 
 /// The node Phoenix runs on, as the cluster knows it (`local` in `/cluster/status`); the
 /// configuration's `node` when that cannot be read (preflight then says why).
-fn local_node(api: &phoenix_proxmox::api::ApiClient, configured: &str) -> String {
-    api.call(&phoenix_proxmox::endpoint::Call::ClusterStatus, &[])
+fn local_node(api: &phoenix_proxmox::transport::api::ApiClient, configured: &str) -> String {
+    api.call(&phoenix_proxmox::transport::endpoint::Call::ClusterStatus, &[])
         .ok()
         .and_then(|list| {
             list.as_array()?
@@ -204,11 +204,11 @@ fn local_node(api: &phoenix_proxmox::api::ApiClient, configured: &str) -> String
 }
 
 /// The SSH node channel, where `ssh` is configured.
-fn ssh_channel(p: &ProxmoxSection) -> Option<std::sync::Arc<dyn phoenix_proxmox::channel::NodeChannel>> {
-    p.ssh.as_ref().map(|ssh| -> std::sync::Arc<dyn phoenix_proxmox::channel::NodeChannel> {
+fn ssh_channel(p: &ProxmoxSection) -> Option<std::sync::Arc<dyn phoenix_proxmox::node::channel::NodeChannel>> {
+    p.ssh.as_ref().map(|ssh| -> std::sync::Arc<dyn phoenix_proxmox::node::channel::NodeChannel> {
         let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
-        std::sync::Arc::new(phoenix_proxmox::channel::SshNodes {
-            settings: phoenix_proxmox::channel::SshTarget {
+        std::sync::Arc::new(phoenix_proxmox::node::channel::SshNodes {
+            settings: phoenix_proxmox::node::channel::SshTarget {
                 host: p.node.clone(),
                 port: ssh.port.and_then(|port| u16::try_from(port).ok()).unwrap_or(22),
                 user: ssh.user.clone().unwrap_or_else(|| "root".into()),

@@ -8,8 +8,8 @@ mod support;
 use std::time::Duration;
 
 use phoenix_cli::{Connect, ConnectError, Connected};
-use phoenix_proxmox::api::{ApiClient, Auth, TlsVerify};
-use phoenix_proxmox::task::Poll;
+use phoenix_proxmox::transport::api::{ApiClient, Auth, TlsVerify};
+use phoenix_proxmox::transport::task::Poll;
 use phoenix_pve_double::{Credentials, PveDouble, PveVersion};
 use serde_json::Value;
 
@@ -41,9 +41,9 @@ fn phoenix(dir: &std::path::Path, connect: &Connect, args: &[&str]) -> (u8, Stri
 fn task(api: &ApiClient, method: &str, path: &str, params: &[(&str, String)]) {
     let data = api.request(method, path, params).unwrap_or_else(|e| panic!("{method} {path}: {e}"));
     if let Some(upid) = data.as_str() {
-        let upid: phoenix_proxmox::upid::Upid = upid.parse().expect("UPID");
+        let upid: phoenix_proxmox::transport::upid::Upid = upid.parse().expect("UPID");
         let poll = Poll { first: Duration::from_millis(5), max: Duration::from_millis(20) };
-        phoenix_proxmox::task::wait(api, &upid, poll, Duration::from_secs(10)).expect("task");
+        phoenix_proxmox::transport::task::wait(api, &upid, poll, Duration::from_secs(10)).expect("task");
     }
 }
 

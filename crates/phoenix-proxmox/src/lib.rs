@@ -16,7 +16,3 @@ pub mod node;
 pub mod propstring;
 pub mod record;
 pub mod transport;
-
-// The transport's and the node channel's modules at the paths other crates name them by.
-pub use node::channel;
-pub use transport::{api, endpoint, task, upid};

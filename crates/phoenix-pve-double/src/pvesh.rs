@@ -90,14 +90,14 @@ pub fn parse(args: &[String]) -> Result<Call, String> {
 /// The double, as the environment names it: a client pinned to its certificate, and the
 /// local-root secret it sends instead of credentials.
 struct Double {
-    api: phoenix_proxmox::api::ApiClient,
+    api: phoenix_proxmox::transport::api::ApiClient,
     /// The local-root secret, sent in the [`ROOT_HEADER`] header.
     root_secret: String,
 }
 
 impl Double {
     fn from_env(env: &dyn Fn(&str) -> Option<String>) -> Result<Double, String> {
-        use phoenix_proxmox::api::{ApiClient, Auth, TlsVerify};
+        use phoenix_proxmox::transport::api::{ApiClient, Auth, TlsVerify};
         let need = |k: &str| env(k).filter(|v| !v.is_empty()).ok_or_else(|| format!("{k} is not set"));
         let url = need(URL_ENV)?;
         let authority = url.strip_prefix("https://").ok_or_else(|| format!("{URL_ENV}: {url} is not https://"))?;

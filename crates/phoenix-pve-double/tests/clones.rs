@@ -10,8 +10,8 @@ use support::run;
 
 use std::time::Duration;
 
-use phoenix_proxmox::api::ApiClient;
-use phoenix_proxmox::task::{Poll, wait};
+use phoenix_proxmox::transport::api::ApiClient;
+use phoenix_proxmox::transport::task::{Poll, wait};
 use phoenix_pve_double::{PveDouble, PveVersion};
 
 const POLL: Poll = Poll { first: Duration::from_millis(5), max: Duration::from_millis(20) };

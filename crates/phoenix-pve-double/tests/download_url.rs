@@ -7,8 +7,8 @@ mod support;
 
 use std::time::Duration;
 
-use phoenix_proxmox::api::ApiClient;
-use phoenix_proxmox::task::{Poll, wait};
+use phoenix_proxmox::transport::api::ApiClient;
+use phoenix_proxmox::transport::task::{Poll, wait};
 use phoenix_pve_double::{PveDouble, PveVersion};
 
 const URL: &str = "https://cloud-images.ubuntu.com/noble/current/noble-server-cloudimg-amd64.img";

@@ -7,9 +7,9 @@ mod support;
 use std::time::{Duration, Instant};
 
 use phoenix_backend::Delivery;
-use phoenix_proxmox::api::ApiClient;
-use phoenix_proxmox::task::{Poll, wait};
-use phoenix_proxmox::upid::Upid;
+use phoenix_proxmox::transport::api::ApiClient;
+use phoenix_proxmox::transport::task::{Poll, wait};
+use phoenix_proxmox::transport::upid::Upid;
 use phoenix_pve_double::{Fault, FaultKind, PveDouble, PveVersion};
 use serde_json::Value;
 

@@ -9,7 +9,7 @@ use support::run;
 
 use std::time::Duration;
 
-use phoenix_proxmox::api::ApiClient;
+use phoenix_proxmox::transport::api::ApiClient;
 use phoenix_pve_double::{PveDouble, PveVersion};
 use serde_json::Value;
 

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use phoenix_proxmox::api::{ApiClient, Auth, TlsVerify};
+use phoenix_proxmox::transport::api::{ApiClient, Auth, TlsVerify};
 use phoenix_pve_double::{Credentials, PveDouble, PveVersion, REQUEST_LOG_ENV};
 
 /// A fresh, empty directory for one test.

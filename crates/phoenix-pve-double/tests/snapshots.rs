@@ -10,8 +10,8 @@ mod support;
 
 use std::time::Duration;
 
-use phoenix_proxmox::api::ApiClient;
-use phoenix_proxmox::task::{Poll, wait};
+use phoenix_proxmox::transport::api::ApiClient;
+use phoenix_proxmox::transport::task::{Poll, wait};
 use phoenix_pve_double::{PveDouble, PveVersion};
 use serde_json::Value;
 
@@ -25,7 +25,12 @@ fn start(version: PveVersion) -> (PveDouble, ApiClient) {
 }
 
 /// Starts a task and gives its UPID.
-fn begin(api: &ApiClient, method: &str, path: &str, params: &[(&str, String)]) -> phoenix_proxmox::upid::Upid {
+fn begin(
+    api: &ApiClient,
+    method: &str,
+    path: &str,
+    params: &[(&str, String)],
+) -> phoenix_proxmox::transport::upid::Upid {
     let answer = api.request(method, path, params).expect("a task");
     answer.as_str().expect("a UPID").parse().expect("valid UPID")
 }

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use phoenix_cli::{Connect, ConnectError, Connected, Io, run};
-use phoenix_proxmox::api::{ApiClient, Auth, TlsVerify};
 use phoenix_proxmox::backend::ProxmoxBackend;
-use phoenix_proxmox::channel::{ChannelError, NodeChannel, Output};
-use phoenix_proxmox::task::Poll;
+use phoenix_proxmox::node::channel::{ChannelError, NodeChannel, Output};
+use phoenix_proxmox::transport::api::{ApiClient, Auth, TlsVerify};
+use phoenix_proxmox::transport::task::Poll;
 use phoenix_pve_double::PveDouble;
 use phoenix_testkit::Capture;
 use phoenix_testkit::memory::MemoryBackend;

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use phoenix_proxmox::api::{ApiClient, Auth, TlsVerify};
-use phoenix_proxmox::task::{Poll, wait};
+use phoenix_proxmox::transport::api::{ApiClient, Auth, TlsVerify};
+use phoenix_proxmox::transport::task::{Poll, wait};
 use phoenix_pve_double::{Credentials, PveDouble, PveVersion};
 
 /// A double and a client of it; its tasks take `task` when given (the double's default when not).
