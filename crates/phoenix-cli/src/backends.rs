@@ -29,8 +29,8 @@ pub enum ConnectError {
 
 impl ConnectError {
     /// The backend refused or could not be reached, for this reason (no hint).
-    pub fn failed(message: impl Into<String>) -> ConnectError {
-        ConnectError::Failed { message: message.into(), hint: None }
+    pub fn failed(message: impl std::fmt::Display) -> ConnectError {
+        ConnectError::Failed { message: message.to_string(), hint: None }
     }
 
     /// What to do about it, when something is known.
@@ -184,7 +184,8 @@ pub fn proxmox(
     let api = ApiClient::new(host, port, auth, tls.clone()).map_err(ConnectError::failed)?;
     let backend = phoenix_proxmox::backend::ProxmoxBackend::new(api, &p.node, ssh_channel(p));
     Ok(match root_auth {
-        Some(auth) => backend.with_root_api(ApiClient::new(host, port, auth, tls).map_err(ConnectError::failed)?),
+        Some(auth) => backend
+            .with_root_api(ApiClient::new(host, port, auth, tls).map_err(ConnectError::failed)?),
         None => backend,
     })
 }

@@ -115,13 +115,6 @@ impl std::fmt::Display for SetupError {
 
 impl std::error::Error for SetupError {}
 
-/// The message, for callers that carry errors as text (the Proxmox API client's constructor).
-impl From<SetupError> for String {
-    fn from(e: SetupError) -> String {
-        e.to_string()
-    }
-}
-
 /// An answer: the status, its reason phrase, and the body (decoded from chunks when chunked).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {

@@ -109,7 +109,7 @@ impl Double {
             TlsVerify::fingerprint(&pin).ok_or_else(|| format!("{FINGERPRINT_ENV}: {pin} is not a fingerprint"))?;
         // No credentials: the local-root header stands for them.
         let none = Auth::Token { id: String::new(), secret: String::new() };
-        let api = ApiClient::new(host, port, none, tls)?;
+        let api = ApiClient::new(host, port, none, tls).map_err(|e| e.to_string())?;
         Ok(Double { api, root_secret: need(ROOT_ENV)? })
     }
 

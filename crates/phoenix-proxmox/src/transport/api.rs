@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use phoenix_backend::{BackendError, Delivery, ErrorKind};
-pub use phoenix_http::TlsVerify;
 use phoenix_http::{Endpoint, percent_encode as form_encode};
+pub use phoenix_http::{SetupError, TlsVerify};
 
 use crate::transport::Transport;
 use crate::transport::endpoint::Call;
@@ -235,7 +235,7 @@ impl Transport for Https {
 
 impl ApiClient {
     /// A client for `host:port`.
-    pub fn new(host: &str, port: u16, auth: Auth, verify: TlsVerify) -> Result<ApiClient, String> {
+    pub fn new(host: &str, port: u16, auth: Auth, verify: TlsVerify) -> Result<ApiClient, SetupError> {
         let https = Https {
             endpoint: Endpoint::https(host, port, verify)?,
             auth,
@@ -253,7 +253,7 @@ impl ApiClient {
 
     /// A client that sends every request through `program` (`pvesh` on the node itself), as
     /// `root@pam`, without a token or TLS.
-    pub fn pvesh(program: impl Into<std::path::PathBuf>) -> Result<ApiClient, String> {
+    pub fn pvesh(program: impl Into<std::path::PathBuf>) -> Result<ApiClient, SetupError> {
         let unused = Auth::Token { id: String::new(), secret: String::new() };
         let mut client = ApiClient::new("localhost", 0, unused, TlsVerify::Insecure)?;
         client.pvesh = Some(Pvesh::new(program));
