@@ -184,8 +184,7 @@ pub fn proxmox(
     let api = ApiClient::new(host, port, auth, tls.clone()).map_err(ConnectError::failed)?;
     let backend = phoenix_proxmox::backend::ProxmoxBackend::new(api, &p.node, ssh_channel(p));
     Ok(match root_auth {
-        Some(auth) => backend
-            .with_root_api(ApiClient::new(host, port, auth, tls).map_err(ConnectError::failed)?),
+        Some(auth) => backend.with_root_api(ApiClient::new(host, port, auth, tls).map_err(ConnectError::failed)?),
         None => backend,
     })
 }
