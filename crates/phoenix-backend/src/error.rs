@@ -80,3 +80,26 @@ impl fmt::Display for BackendError {
         f.write_str(&self.message)
     }
 }
+
+/// Why no route can deliver a setting (see [`crate::Backend::route`]): the way it must go needs
+/// something the backend's settings do not give it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NoRoute {
+    /// The setting goes through the node (`how`), and no way onto the node is configured.
+    #[error("it goes through {how}, and no node channel is configured ({setting})")]
+    NoNodeChannel {
+        /// How the setting would go.
+        how: String,
+        /// The setting that configures a way onto the node.
+        setting: &'static str,
+    },
+    /// The setting is reserved to a more privileged user (`why`), and no way to act as one is
+    /// configured.
+    #[error("{why}, and neither {settings} is configured")]
+    Reserved {
+        /// Who may make the setting.
+        why: &'static str,
+        /// The settings that would give a way to act as them.
+        settings: &'static str,
+    },
+}

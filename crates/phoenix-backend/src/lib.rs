@@ -14,7 +14,8 @@ pub mod inside;
 pub mod process;
 mod types;
 
-pub use error::{BackendError, Delivery, ErrorKind};
+pub use error::{BackendError, Delivery, ErrorKind, NoRoute};
+pub use fields::{Field, Mount, MountSource, Value};
 pub use types::*;
 
 /// What the engine needs from a backend. Implementations are shared between worker threads.
@@ -134,12 +135,12 @@ pub trait Backend: Send + Sync {
     fn destroy(&self, id: GuestId) -> Result<(), BackendError>;
 
     /// How a change of this field takes effect on a running guest.
-    fn change_effect(&self, field: &str) -> ChangeEffect;
+    fn change_effect(&self, field: &Field) -> ChangeEffect;
 
     /// How a change of this field takes effect on a running guest of this kind, where kinds
     /// differ (a VM's CPU count waits for its next start, a container's does not). By default
     /// the same for every kind: [`Backend::change_effect`].
-    fn change_effect_for(&self, kind: GuestKind, field: &str) -> ChangeEffect {
+    fn change_effect_for(&self, kind: GuestKind, field: &Field) -> ChangeEffect {
         let _ = kind;
         self.change_effect(field)
     }
@@ -147,10 +148,10 @@ pub trait Backend: Send + Sync {
     /// How setting `field` to `value` is delivered, where it is not the backend's usual way
     /// (Proxmox settings reserved to `root@pam` go through `pct set` on the node, say): decided
     /// before anything is applied and shown with the plan. `Err` says why no route can deliver it.
-    /// A removal is asked with an empty `value`: how the setting is taken away. `guest` is the
-    /// guest's whole desired configuration (a setting's route may depend on another, such as
-    /// whether the container is privileged).
-    fn route(&self, field: &str, value: &str, guest: &GuestConfig) -> Result<Option<String>, String> {
+    /// A removal is asked with no `value`: how the setting is taken away. `guest` is the guest's
+    /// whole desired configuration (a setting's route may depend on another, such as whether the
+    /// container is privileged).
+    fn route(&self, field: &Field, value: Option<&Value>, guest: &GuestConfig) -> Result<Option<String>, NoRoute> {
         let _ = (field, value, guest);
         Ok(None)
     }
@@ -246,16 +247,16 @@ impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
     fn destroy(&self, id: GuestId) -> Result<(), BackendError> {
         (**self).destroy(id)
     }
-    fn change_effect(&self, field: &str) -> ChangeEffect {
+    fn change_effect(&self, field: &Field) -> ChangeEffect {
         (**self).change_effect(field)
     }
-    fn change_effect_for(&self, kind: GuestKind, field: &str) -> ChangeEffect {
+    fn change_effect_for(&self, kind: GuestKind, field: &Field) -> ChangeEffect {
         (**self).change_effect_for(kind, field)
     }
     fn addresses(&self, id: GuestId) -> Result<Vec<std::net::IpAddr>, BackendError> {
         (**self).addresses(id)
     }
-    fn route(&self, field: &str, value: &str, guest: &GuestConfig) -> Result<Option<String>, String> {
+    fn route(&self, field: &Field, value: Option<&Value>, guest: &GuestConfig) -> Result<Option<String>, NoRoute> {
         (**self).route(field, value, guest)
     }
     fn check_adopt(&self, guest: &ObservedGuest, desired: &GuestConfig) -> Result<GuestConfig, BackendError> {

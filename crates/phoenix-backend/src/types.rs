@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::fields::{Field, Mount, Value, ValueError};
+
 /// A guest's ID: container and VM IDs share one space.
 pub type GuestId = u32;
 
@@ -28,21 +30,129 @@ pub enum PowerState {
     Stopped,
 }
 
-/// A guest's configuration as normalised fields: field name → canonical text. Desired and observed
-/// configurations use the same names and forms, so that equal things compare equal.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-#[serde(transparent)]
-pub struct GuestConfig(pub BTreeMap<String, String>);
+/// A guest's configuration as normalised fields, each with its typed value. Desired and observed
+/// configurations use the same fields and forms, so that equal things compare equal. It shows (in
+/// plan JSON, say) as an object of field names and the values' spellings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GuestConfig(BTreeMap<Field, Value>);
 
 impl GuestConfig {
     /// The value of a field.
-    pub fn get(&self, field: &str) -> Option<&str> {
-        self.0.get(field).map(String::as_str)
+    pub fn get(&self, field: &Field) -> Option<&Value> {
+        self.0.get(field)
     }
 
-    /// Sets a field.
-    pub fn set(&mut self, field: impl Into<String>, value: impl Into<String>) {
-        self.0.insert(field.into(), value.into());
+    /// The text of a text field ([`Value::Text`]).
+    pub fn text(&self, field: &Field) -> Option<&str> {
+        self.get(field).and_then(Value::as_text)
+    }
+
+    /// The number of a numeric field ([`Value::Number`]).
+    pub fn number(&self, field: &Field) -> Option<u64> {
+        self.get(field).and_then(Value::as_number)
+    }
+
+    /// The setting of an on/off field ([`Value::Flag`]).
+    pub fn flag(&self, field: &Field) -> Option<bool> {
+        self.get(field).and_then(Value::as_flag)
+    }
+
+    /// The spelling of a field's value, the field given by name (as plans show both); `None`
+    /// when the configuration has no such field.
+    pub fn spelled(&self, name: &str) -> Option<String> {
+        Field::from_name(name).and_then(|f| self.get(&f)).map(ToString::to_string)
+    }
+
+    /// How many fields it has.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether it has no field.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether the configuration has the field.
+    pub fn has(&self, field: &Field) -> bool {
+        self.0.contains_key(field)
+    }
+
+    /// Sets a field. The value has the field's shape ([`Field::shape`]).
+    pub fn set(&mut self, field: Field, value: impl Into<Value>) {
+        let value = value.into();
+        debug_assert_eq!(value.shape(), field.shape(), "{field} = {value}");
+        self.0.insert(field, value);
+    }
+
+    /// Removes a field, returning its value.
+    pub fn remove(&mut self, field: &Field) -> Option<Value> {
+        self.0.remove(field)
+    }
+
+    /// Keeps only the fields `keep` says yes to.
+    pub fn retain(&mut self, mut keep: impl FnMut(&Field, &Value) -> bool) {
+        self.0.retain(|f, v| keep(f, v));
+    }
+
+    /// The fields and their values, in the order of the fields' names.
+    pub fn iter(&self) -> impl Iterator<Item = (&Field, &Value)> {
+        self.0.iter()
+    }
+
+    /// The fields, in the order of their names.
+    pub fn fields(&self) -> impl Iterator<Item = &Field> {
+        self.0.keys()
+    }
+
+    /// The mount points: path inside and mount.
+    pub fn mounts(&self) -> impl Iterator<Item = (&str, &Mount)> {
+        self.0.iter().filter_map(|(f, v)| Some((f.mount_path()?, v.as_mount()?)))
+    }
+
+    /// Reads a configuration from field names and their values' spellings (as plans show them).
+    pub fn parse<'a>(fields: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<GuestConfig, ValueError> {
+        let mut config = GuestConfig::default();
+        for (name, text) in fields {
+            let field = Field::from_name(name).ok_or_else(|| ValueError {
+                field: name.to_string(),
+                text: text.to_string(),
+                expected: "the value of a known field",
+            })?;
+            let value = field.parse(text)?;
+            config.0.insert(field, value);
+        }
+        Ok(config)
+    }
+}
+
+impl FromIterator<(Field, Value)> for GuestConfig {
+    fn from_iter<I: IntoIterator<Item = (Field, Value)>>(iter: I) -> GuestConfig {
+        let mut config = GuestConfig::default();
+        config.extend(iter);
+        config
+    }
+}
+
+impl Extend<(Field, Value)> for GuestConfig {
+    fn extend<I: IntoIterator<Item = (Field, Value)>>(&mut self, iter: I) {
+        for (field, value) in iter {
+            self.set(field, value);
+        }
+    }
+}
+
+impl Serialize for GuestConfig {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter())
+    }
+}
+
+/// Read back from what [`Serialize`] writes: field names and their values' spellings.
+impl<'de> serde::Deserialize<'de> for GuestConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<GuestConfig, D::Error> {
+        let text = BTreeMap::<String, String>::deserialize(d)?;
+        GuestConfig::parse(text.iter().map(|(k, v)| (k.as_str(), v.as_str()))).map_err(serde::de::Error::custom)
     }
 }
 
@@ -50,12 +160,11 @@ impl GuestConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FieldChange {
     /// The field.
-    pub field: String,
+    pub field: Field,
     /// Its current value, if it has one.
-    pub old: Option<String>,
-    /// Its new value; `None` removes the setting from the guest (see
-    /// [`fields::removable`](crate::fields::removable)).
-    pub new: Option<String>,
+    pub old: Option<Value>,
+    /// Its new value; `None` removes the setting from the guest (see [`Field::removable`]).
+    pub new: Option<Value>,
 }
 
 /// How a change of a field takes effect on a running guest.
@@ -236,7 +345,7 @@ pub struct Capabilities {
     /// Its guests' addresses are reachable from where Phoenix runs, so that a plan probes their
     /// HTTP and TCP health checks (a service that stopped answering is planned for repair).
     pub probe_at_plan: bool,
-    /// Fields of the normalised configuration it understands; a desired field outside this set is
-    /// refused at plan time.
-    pub fields: BTreeSet<String>,
+    /// Fields of the normalised configuration it understands (mounts aside); a desired field
+    /// outside this set is refused at plan time.
+    pub fields: BTreeSet<Field>,
 }

@@ -91,7 +91,7 @@ fn describe(action: &Action) -> String {
     match action {
         Action::Create { .. } => "creating".into(),
         Action::Configure { changes } => {
-            format!("configuring {}", changes.iter().map(|c| c.field.as_str()).collect::<Vec<_>>().join(", "))
+            format!("configuring {}", changes.iter().map(|c| c.field.to_string()).collect::<Vec<_>>().join(", "))
         }
         Action::Start => "starting".into(),
         Action::Restart => "restarting".into(),

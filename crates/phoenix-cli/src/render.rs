@@ -2,6 +2,7 @@
 
 use std::fmt::Write;
 
+use phoenix_backend::{Mount, Value};
 use phoenix_config::diagnostic::{Location, Report, Severity};
 
 use crate::printer::styles::{BOLD, ERROR, GUTTER, WARNING};
@@ -139,19 +140,19 @@ pub fn steps_text(steps: &[phoenix_plan::Step]) -> String {
                         phoenix_backend::ChangeEffect::Recreate => "REPLACES THE GUEST",
                     };
                     let (mark, new) = match &c.new {
-                        Some(v) => ("~", v.as_str()),
-                        None => ("-", "(removed)"),
+                        Some(v) => ("~", v.to_string()),
+                        None => ("-", "(removed)".to_string()),
                     };
                     let _ = writeln!(
                         s,
                         "    {CHANGE}{mark}{CHANGE:#} {}: {} → {new} {DIM}({effect}){DIM:#}",
                         c.field,
-                        c.old.as_deref().unwrap_or("(unset)"),
+                        c.old.as_ref().map_or_else(|| "(unset)".to_string(), ToString::to_string),
                     );
                 }
                 let volume_removed = changes
                     .iter()
-                    .any(|c| c.is_removal() && c.old.as_deref().is_some_and(|v| v.starts_with("volume:")));
+                    .any(|c| c.is_removal() && c.old.as_ref().and_then(Value::as_mount).is_some_and(Mount::is_volume));
                 if volume_removed {
                     let _ = writeln!(
                         s,
@@ -239,11 +240,14 @@ mod tests {
 
     #[test]
     fn a_removed_setting_reads_as_removed() {
-        let change = |field: &str, old: &str, new: Option<&str>| PlannedChange {
-            field: field.into(),
-            old: Some(old.into()),
-            new: new.map(str::to_string),
-            effect: ChangeEffect::Restart,
+        let change = |field: &str, old: &str, new: Option<&str>| {
+            let field = phoenix_backend::Field::from_name(field).expect("a field");
+            PlannedChange {
+                old: Some(field.parse(old).expect("a value")),
+                new: new.map(|n| field.parse(n).expect("a value")),
+                field,
+                effect: ChangeEffect::Restart,
+            }
         };
         let plan = Plan {
             guests: vec![GuestPlan {

@@ -55,7 +55,7 @@ impl Setup {
             let mut g = s.backend.guest(id).expect("built").observed;
             g.managed = false;
             if id == 301 {
-                g.config.set("memory_mb", "512");
+                g.config.set(phoenix_backend::Field::MemoryMb, 512u64);
             }
             // Inserted again without files: no markers.
             s.backend.insert(g);

@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use phoenix_backend::{
-    Backend, BackendError, ChangeEffect, ExecRequest, GuestConfig, GuestId, GuestKind, Observation, PowerState,
+    Backend, BackendError, ChangeEffect, ExecRequest, Field, GuestConfig, GuestId, GuestKind, Observation, PowerState,
 };
 use phoenix_plan::{Action, Desired, GuestPlan, Markers, PlanIssue, PlannedChange};
 use serde::Serialize;
@@ -199,7 +199,7 @@ pub fn survey(
     opts: &AdoptOptions,
 ) -> Survey {
     let (candidates, already_managed, mut refused) = select(desired, observed, ids);
-    let effect = |kind: GuestKind, field: &str| backend.change_effect_for(kind, field);
+    let effect = |kind: GuestKind, field: &Field| backend.change_effect_for(kind, field);
     let mut adopt = Vec::new();
     for id in candidates {
         let (Some(d), Some(o)) = (desired.guests.get(&id), observed.guests.get(&id)) else { continue };
@@ -236,7 +236,13 @@ pub fn survey(
                 .unwrap_or_default()
                 .into_iter()
                 .filter(|c| c.effect == ChangeEffect::Recreate)
-                .map(|c| format!("{}: {}", c.field, c.old.as_deref().unwrap_or("(unset)")))
+                .map(|c| {
+                    format!(
+                        "{}: {}",
+                        c.field,
+                        c.old.as_ref().map_or_else(|| "(unset)".to_string(), ToString::to_string)
+                    )
+                })
                 .collect();
             refused.extend(issues.into_iter().map(|i| PlanIssue {
                 message: format!("{id} ({}) cannot be adopted: {}", d.name, i.message),

@@ -13,7 +13,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
 use phoenix_backend::{
-    Backend, BackendError, CreateRequest, CreateSource, ErrorKind, ExecRequest, FieldChange, FilePush, GuestId,
+    Backend, BackendError, CreateRequest, CreateSource, ErrorKind, ExecRequest, Field, FieldChange, FilePush, GuestId,
     PowerState,
 };
 use phoenix_plan::{
@@ -535,8 +535,11 @@ impl<'a> Engine<'a> {
             }
             Action::HealthCheck => {
                 let Some(check) = &d.health else { return Ok(()) };
-                let address =
-                    d.config.get("net.ip").filter(|ip| *ip != "dhcp").map(|ip| ip.split('/').next().unwrap_or(ip));
+                let address = d
+                    .config
+                    .text(&Field::NetIp)
+                    .filter(|ip| *ip != "dhcp")
+                    .map(|ip| ip.split('/').next().unwrap_or(ip));
                 let result = wait_healthy(self.backend, self.prober, id, address, check, opts.health_interval_scale);
                 self.record_health(id, opts, result.as_ref().err());
                 result.map_err(|e| StepFailure { step: "health check".into(), message: e.to_string() })

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use phoenix_backend::{Backend, BackendError, ErrorKind, GuestId, Observation, ObserveScope, PowerState};
+use phoenix_backend::{Backend, BackendError, ErrorKind, Field, GuestId, Observation, ObserveScope, PowerState};
 use phoenix_config::model::HealthCheck;
 use phoenix_plan::{Desired, DesiredGuest, Markers};
 
@@ -52,8 +52,11 @@ pub fn failing_health(
             .iter()
             .map(|(d, check)| {
                 s.spawn(move || {
-                    let address =
-                        d.config.get("net.ip").filter(|ip| *ip != "dhcp").map(|ip| ip.split('/').next().unwrap_or(ip));
+                    let address = d
+                        .config
+                        .text(&Field::NetIp)
+                        .filter(|ip| *ip != "dhcp")
+                        .map(|ip| ip.split('/').next().unwrap_or(ip));
                     let once = HealthCheck { timeout: Some(check.timeout.unwrap_or(10).min(2)), ..(*check).clone() };
                     (d.id, probe_once(backend, prober, d.id, address, &once))
                 })
@@ -78,7 +81,7 @@ pub fn scope(desired: &Desired) -> ObserveScope {
         everything: false,
         snapshots: guests.clone().filter(|d| d.template || d.template_snapshot.is_some()).map(|d| d.id).collect(),
         firewall: guests
-            .filter(|d| d.config.0.keys().any(|k| k == "firewall" || k.starts_with("firewall.")))
+            .filter(|d| d.config.has(&Field::Firewall) || d.config.has(&Field::FirewallRules))
             .map(|d| d.id)
             .collect(),
     }

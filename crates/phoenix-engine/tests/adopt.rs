@@ -7,7 +7,7 @@ mod support;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::AtomicBool;
 
-use phoenix_backend::{Backend, ChangeEffect, GuestId, GuestKind, ObservedGuest, PowerState};
+use phoenix_backend::{Backend, ChangeEffect, Field, GuestId, GuestKind, ObservedGuest, PowerState, Value};
 use phoenix_engine::adopt::{AdoptOptions, PROBES, Survey, Verdict, probe, survey};
 use phoenix_engine::customize::MARKERS_PATH;
 use phoenix_engine::planner::Planner;
@@ -57,8 +57,8 @@ fn backend(p: &Planner) -> MemoryBackend {
         }
         let mut config = d.config.clone();
         match id {
-            400 => config.set("memory_mb", "512"),
-            403 => config.set("storage", "fast"),
+            400 => config.set(Field::MemoryMb, 512u64),
+            403 => config.set(Field::Storage, "fast"),
             _ => {}
         }
         b.insert(ObservedGuest {
@@ -113,9 +113,9 @@ fn a_survey_decides_from_evidence_and_changes_nothing() {
     assert_eq!(why[2], "`command -v ollama` succeeded inside the guest");
     assert!(why[3].contains("(--assume-customized records it)"), "{}", why[3]);
     // The difference the next plan shows, as plan shows it.
-    let changes: Vec<(&str, Option<&str>, Option<&str>, ChangeEffect)> =
-        a.changes.iter().map(|c| (c.field.as_str(), c.old.as_deref(), c.new.as_deref(), c.effect)).collect();
-    assert_eq!(changes, [("memory_mb", Some("512"), Some("1024"), ChangeEffect::Live)]);
+    let changes: Vec<(Field, Option<Value>, Option<Value>, ChangeEffect)> =
+        a.changes.iter().map(|c| (c.field.clone(), c.old.clone(), c.new.clone(), c.effect)).collect();
+    assert_eq!(changes, [(Field::MemoryMb, Some(Value::Number(512)), Some(Value::Number(1024)), ChangeEffect::Live)]);
     let then: Vec<String> = a.then.steps.iter().map(|s| format!("{:?}", s.action)).collect();
     assert!(then.iter().any(|s| s.contains("feature:nvidia")) && then.iter().any(|s| s.contains("\"script\"")));
     assert!(!then.iter().any(|s| s.contains("feature:ollama") || s.contains("base_setup")), "{then:?}");
@@ -167,7 +167,7 @@ fn adoption_marks_and_records_without_restarting_and_the_next_plan_shows_only_re
             .iter()
             .map(|s| match &s.action {
                 Action::Configure { changes } => {
-                    format!("configure {}", changes.iter().map(|c| c.field.as_str()).collect::<Vec<_>>().join(","))
+                    format!("configure {}", changes.iter().map(|c| c.field.to_string()).collect::<Vec<_>>().join(","))
                 }
                 Action::Customize { key, .. } => format!("run {key}"),
                 other => format!("{other:?}"),

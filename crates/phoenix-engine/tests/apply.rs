@@ -114,8 +114,8 @@ fn changing_one_field_plans_and_applies_exactly_that_change() {
         Action::Configure { changes } => {
             assert_eq!(changes.len(), 1);
             assert_eq!(
-                (changes[0].field.as_str(), changes[0].old.as_deref(), changes[0].new.as_deref()),
-                ("memory_mb", Some("1024"), Some("2048"))
+                (&changes[0].field, changes[0].old.as_ref(), changes[0].new.as_ref()),
+                (&phoenix_backend::Field::MemoryMb, Some(&1024u64.into()), Some(&2048u64.into()))
             );
             assert_eq!(changes[0].effect, ChangeEffect::Live);
         }

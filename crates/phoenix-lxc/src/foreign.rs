@@ -9,8 +9,8 @@
 
 use std::collections::BTreeMap;
 
-use phoenix_backend::GuestConfig;
-use phoenix_backend::fields::canonical;
+use phoenix_backend::fields::{Startup, canonical};
+use phoenix_backend::{Field, GuestConfig, Mount, Value};
 
 /// Lines `render` writes into every container's configuration: not the container's own.
 const COMMON: &[(&str, &str)] = &[
@@ -66,7 +66,7 @@ pub fn read(text: &str, bridges: &BTreeMap<String, String>, id_base: (u32, u32))
         }
         let mib = |bytes: &str| bytes.parse::<u64>().ok().map(|b| b / (1024 * 1024));
         match key {
-            "lxc.uts.name" => f.set("hostname", value),
+            "lxc.uts.name" => f.set(Field::Hostname, value),
             "lxc.rootfs.path" => out.rootfs = Some(value.strip_prefix("dir:").unwrap_or(value).to_string()),
             "lxc.idmap" => {
                 let p: Vec<&str> = value.split_whitespace().collect();
@@ -80,32 +80,28 @@ pub fn read(text: &str, bridges: &BTreeMap<String, String>, id_base: (u32, u32))
             }
             "lxc.net.0.link" => {
                 net = true;
-                f.set("net.bridge", bridges.get(value).map_or(value, String::as_str));
+                f.set(Field::NetBridge, bridges.get(value).map_or(value, String::as_str));
             }
-            "lxc.net.0.name" => f.set("net.name", value),
-            "lxc.net.0.hwaddr" => f.set("net.mac", canonical::mac(value)),
-            "lxc.net.0.ipv4.address" => f.set("net.ip", value),
-            "lxc.net.0.ipv4.gateway" => f.set("net.gw", value),
-            "lxc.cgroup2.memory.max" if mib(value).is_some() => {
-                f.set("memory_mb", mib(value).unwrap_or_default().to_string())
-            }
-            "lxc.cgroup2.memory.swap.max" if mib(value).is_some() => {
-                f.set("swap_mb", mib(value).unwrap_or_default().to_string());
-            }
+            "lxc.net.0.name" => f.set(Field::NetName, value),
+            "lxc.net.0.hwaddr" => f.set(Field::NetMac, Value::mac(value)),
+            "lxc.net.0.ipv4.address" => f.set(Field::NetIp, value),
+            "lxc.net.0.ipv4.gateway" => f.set(Field::NetGw, value),
+            "lxc.cgroup2.memory.max" if let Some(m) = mib(value) => f.set(Field::MemoryMb, m),
+            "lxc.cgroup2.memory.swap.max" if let Some(s) = mib(value) => f.set(Field::SwapMb, s),
             "lxc.cgroup.memory.limit_in_bytes" if mib(value).is_some() => memory_v1 = mib(value),
             "lxc.cgroup.memory.memsw.limit_in_bytes" if mib(value).is_some() => memsw_v1 = mib(value),
             "lxc.cgroup2.cpu.max" | "lxc.cgroup.cpu.cfs_quota_us" => {
                 let mut p = value.split_whitespace().map(|x| x.parse::<u64>().ok());
                 match (p.next().flatten(), p.next().flatten().unwrap_or(100_000)) {
                     (Some(quota), period) if period > 0 && quota % period == 0 => {
-                        f.set("cores", (quota / period).to_string());
+                        f.set(Field::Cores, quota / period);
                     }
                     _ => raw.push(canonical::lxc_line(line)),
                 }
             }
             "lxc.include" if value == NESTING => flags.push("nesting=1".into()),
-            "lxc.apparmor.profile" => f.set("apparmor", value),
-            "lxc.start.auto" => f.set("onboot", if value == "1" { "1" } else { "0" }),
+            "lxc.apparmor.profile" => f.set(Field::Apparmor, value),
+            "lxc.start.auto" => f.set(Field::Onboot, value == "1"),
             "lxc.start.order" => order = value.parse().ok(),
             "lxc.start.delay" => delay = value.parse().ok(),
             "lxc.cgroup.devices.allow" | "lxc.cgroup2.devices.allow" => {
@@ -128,9 +124,10 @@ pub fn read(text: &str, bridges: &BTreeMap<String, String>, id_base: (u32, u32))
                         gpus.push(n);
                     }
                 } else if opts.contains(&"bind") {
-                    let ro = if opts.contains(&"ro") { ";ro" } else { "" };
                     let (host, inside) = (crate::render::fstab_unescape(host), crate::render::fstab_unescape(inside));
-                    f.set(format!("mount:/{}", inside.trim_matches('/')), format!("bind:{host}{ro}"));
+                    let mut mount = Mount::bind(host);
+                    mount.read_only = opts.contains(&"ro");
+                    f.set(Field::mount(&format!("/{}", inside.trim_matches('/'))), mount);
                 } else {
                     raw.push(canonical::lxc_line(line));
                 }
@@ -139,48 +136,52 @@ pub fn read(text: &str, bridges: &BTreeMap<String, String>, id_base: (u32, u32))
         }
     }
     if let Some(m) = memory_v1 {
-        f.set("memory_mb", m.to_string());
+        f.set(Field::MemoryMb, m);
         if let Some(s) = memsw_v1.and_then(|s| s.checked_sub(m)) {
-            f.set("swap_mb", s.to_string());
+            f.set(Field::SwapMb, s);
         }
     }
     if net {
-        f.set("net.name", f.get("net.name").unwrap_or("eth0").to_string());
-        if f.get("net.ip").is_none() {
-            f.set("net.ip", "dhcp");
+        if !f.has(&Field::NetName) {
+            f.set(Field::NetName, "eth0");
+        }
+        if !f.has(&Field::NetIp) {
+            f.set(Field::NetIp, "dhcp");
         }
     }
-    f.set("unprivileged", if ranges.is_empty() { "0" } else { "1" });
-    let idmap = canonical::idmap_configured(&ranges, id_base);
-    if !idmap.is_empty() {
-        f.set("idmap", idmap);
+    f.set(Field::Unprivileged, !ranges.is_empty());
+    if let Some(idmap) = canonical::idmap_configured(&ranges, id_base) {
+        f.set(Field::Idmap, idmap);
     }
-    f.set("onboot", f.get("onboot").unwrap_or("0").to_string());
+    if !f.has(&Field::Onboot) {
+        f.set(Field::Onboot, false);
+    }
     if order.is_some() || delay.is_some() {
-        f.set("startup", canonical::startup(order, delay));
+        f.set(Field::Startup, Startup { order, up: delay });
     }
     if !flags.is_empty() {
-        f.set("flags", canonical::flags(flags.iter().map(String::as_str)));
+        f.set(Field::Flags, Value::flags(flags.iter().map(String::as_str)));
     }
     gpus.sort_unstable();
     gpus.dedup();
     if !gpus.is_empty() {
-        f.set("gpus", gpus.iter().map(u64::to_string).collect::<Vec<_>>().join(","));
+        f.set(Field::Gpus, Value::Gpus(gpus.iter().map(u64::to_string).collect()));
     }
     if !raw.is_empty() {
-        f.set("lxc.raw", raw.join("\n"));
+        f.set(Field::LxcRaw, Value::Lines(raw));
     }
     out
 }
 
-/// The DNS servers of a `resolv.conf`, space-separated (`None` without any).
-pub fn nameservers(resolv: &str) -> Option<String> {
-    let v: Vec<&str> = resolv
+/// The DNS servers of a `resolv.conf`, in order (`None` without any).
+pub fn nameservers(resolv: &str) -> Option<Value> {
+    let v: Vec<String> = resolv
         .lines()
         .filter_map(|l| l.trim().strip_prefix("nameserver"))
         .filter_map(|rest| rest.split_whitespace().next())
+        .map(str::to_string)
         .collect();
-    (!v.is_empty()).then(|| v.join(" "))
+    (!v.is_empty()).then_some(Value::Nameservers(v))
 }
 
 #[cfg(test)]
@@ -190,7 +191,7 @@ mod tests {
     use crate::render::{Cgroups, RenderContext, render};
 
     fn fields(pairs: &[(&str, &str)]) -> GuestConfig {
-        GuestConfig(pairs.iter().map(|(k, v)| ((*k).to_string(), (*v).to_string())).collect())
+        GuestConfig::parse(pairs.iter().copied()).expect("config")
     }
 
     fn bridges() -> BTreeMap<String, String> {
@@ -263,8 +264,8 @@ mod tests {
         };
         let back = read(&render(&least, &cx), &bridges(), (100000, 100000)).fields;
         let mut want = least.clone();
-        want.set("net.ip", "dhcp");
-        want.set("onboot", "0");
+        want.set(Field::NetIp, "dhcp");
+        want.set(Field::Onboot, false);
         assert_eq!(back, want);
     }
 
@@ -275,19 +276,21 @@ mod tests {
                     lxc.mount.entry = proc proc proc nodev,noexec,nosuid 0 0\n";
         let f = read(text, &bridges(), (100000, 100000)).fields;
         assert_eq!(
-            f.get("lxc.raw"),
+            f.get(&Field::LxcRaw).map(ToString::to_string).as_deref(),
             Some(
                 "lxc.include: /usr/share/lxc/config/common.conf\nlxc.arch: linux64\nlxc.mount.entry: proc proc proc nodev,noexec,nosuid 0 0"
             )
         );
-        assert_eq!(f.get("net.bridge"), Some("br9"), "a bridge no guest names keeps its host name");
-        assert_eq!(f.get("unprivileged"), Some("0"));
+        assert_eq!(f.text(&Field::NetBridge), Some("br9"), "a bridge no guest names keeps its host name");
+        assert_eq!(f.flag(&Field::Unprivileged), Some(false));
     }
 
     #[test]
     fn nameservers_come_from_resolv_conf() {
         assert_eq!(
-            nameservers("# x\nnameserver 10.0.0.1\nsearch lan\nnameserver 1.1.1.1 \n").as_deref(),
+            nameservers("# x\nnameserver 10.0.0.1\nsearch lan\nnameserver 1.1.1.1 \n")
+                .map(|v| v.to_string())
+                .as_deref(),
             Some("10.0.0.1 1.1.1.1")
         );
         assert_eq!(nameservers("search lan\n"), None);

@@ -24,7 +24,8 @@ use std::time::Duration;
 
 use phoenix_backend::{
     Backend, BackendError, Capabilities, ChangeEffect, CreateRequest, CreateSource, Delivery, ExecOutput, ExecRequest,
-    FieldChange, FilePush, GuestConfig, GuestId, GuestKind, Observation, ObservedGuest, PowerState,
+    Field, FieldChange, FilePush, GuestConfig, GuestId, GuestKind, Mount, MountSource, Observation, ObservedGuest,
+    PowerState, Value,
 };
 use phoenix_config::model::LxcBackend as Settings;
 use serde::{Deserialize, Serialize};
@@ -38,15 +39,15 @@ const TOOL_TIMEOUT: Duration = Duration::from_secs(120);
 /// What Phoenix records next to a container it created.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct State {
-    config: BTreeMap<String, String>,
+    config: GuestConfig,
     snapshots: BTreeSet<String>,
     /// It is a template: stopped for good, never started again, cloned as it is.
     #[serde(default)]
     template: bool,
     /// Fields changed while the container ran that take effect only at start, with the values
     /// it still runs with (`None`: it had none). Cleared when it starts again.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    until_restart: BTreeMap<String, Option<String>>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty", with = "phoenix_backend::fields::optional_values")]
+    until_restart: BTreeMap<Field, Option<Value>>,
     /// The init process the container ran as when `until_restart` was recorded: once it runs as
     /// another (started again by hand, say), those values are what it started with no longer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -374,7 +375,7 @@ impl LxcBackend {
     }
 
     fn host_bridge(&self, config: &GuestConfig) -> String {
-        let name = config.get("net.bridge").unwrap_or_default();
+        let name = config.text(&Field::NetBridge).unwrap_or_default();
         self.settings.bridges.get(name).and_then(|b| b.host_bridge.clone()).unwrap_or_else(|| name.to_string())
     }
 
@@ -386,31 +387,15 @@ impl LxcBackend {
         config: &GuestConfig,
         create: bool,
     ) -> Result<Vec<(String, String, bool)>, BackendError> {
-        let unprivileged = config.get("unprivileged") != Some("0");
+        let unprivileged = config.flag(&Field::Unprivileged) != Some(false);
         let mut out = Vec::new();
-        for (field, value) in &config.0 {
-            let Some(inside) = field.strip_prefix("mount:") else { continue };
-            let mut parts = value.split(';');
-            let source = parts.next().unwrap_or_default();
-            let (mut read_only, mut owner) = (false, None);
-            for option in parts {
-                match option.split_once('=') {
-                    None if option == "ro" => read_only = true,
-                    Some(("owner", o)) => owner = Some(map_owner(o, unprivileged, self.id_base)?),
-                    Some(("host-owner", o)) => owner = Some(host_owner(o)?),
-                    _ => {}
-                }
-            }
-            let host = if let Some(rest) = source.strip_prefix("bind:") {
-                PathBuf::from(rest)
-            } else if let Some(rest) = source.strip_prefix("volume:") {
-                let pool = rest.split(':').next().unwrap_or_default();
-                self.volume_dir(id, inside, pool).ok_or_else(|| {
-                    BackendError::permanent(Delivery::NotSent, format!("storage {pool} is not mapped"))
-                })?
-            } else {
-                continue;
+        for (inside, mount) in config.mounts() {
+            let owner = match (&mount.host_owner, mount.owner) {
+                (Some(o), _) => Some(host_owner(o)?),
+                (None, Some(ids)) => Some(map_owner(ids, unprivileged, self.id_base)?),
+                (None, None) => None,
             };
+            let host = self.mount_dir(id, inside, mount)?;
             // A directory Phoenix creates is given to the container (its mapped root, or the owner
             // the configuration names); an existing one is left as it is.
             if create && !host.exists() {
@@ -419,9 +404,19 @@ impl LxcBackend {
                 std::os::unix::fs::chown(&host, Some(owner.0), Some(owner.1))
                     .map_err(|e| io_error(id, &format!("give {} to the container", host.display()), e))?;
             }
-            out.push((inside.to_string(), host.display().to_string(), read_only));
+            out.push((inside.to_string(), host.display().to_string(), mount.read_only));
         }
         Ok(out)
+    }
+
+    /// The host directory of a mount at `inside`: a bind mount's own, or its volume's.
+    fn mount_dir(&self, id: GuestId, inside: &str, mount: &Mount) -> Result<PathBuf, BackendError> {
+        match &mount.source {
+            MountSource::Bind(path) => Ok(PathBuf::from(path)),
+            MountSource::Volume { storage, .. } => self
+                .volume_dir(id, inside, storage)
+                .ok_or_else(|| BackendError::permanent(Delivery::NotSent, format!("storage {storage} is not mapped"))),
+        }
     }
 
     /// The host directory of a volume mounted at `inside`, on storage `pool`.
@@ -442,66 +437,65 @@ impl LxcBackend {
     /// configuration file says otherwise (edited by hand), and, while it runs, where it still
     /// runs with values changed since it started, or with limits, an address or a host name set
     /// behind Phoenix's back. Whatever cannot be read is taken as recorded.
-    fn actual_config(&self, id: GuestId, state: &State, live: Option<&Live>) -> BTreeMap<String, String> {
+    fn actual_config(&self, id: GuestId, state: &State, live: Option<&Live>) -> GuestConfig {
         let mut c = state.config.clone();
-        let recorded = GuestConfig(state.config.clone());
         if let (Ok(text), Ok(ours)) =
-            (std::fs::read_to_string(self.dir(id).join("config")), self.rendered(id, &recorded, false))
+            (std::fs::read_to_string(self.dir(id).join("config")), self.rendered(id, &state.config, false))
             && text != ours
         {
             let bridges = self.bridge_names();
-            let file = foreign::read(&text, &bridges, self.id_base).fields.0;
-            let ours = foreign::read(&ours, &bridges, self.id_base).fields.0;
-            for field in file.keys().chain(ours.keys()).collect::<BTreeSet<_>>() {
+            let file = foreign::read(&text, &bridges, self.id_base).fields;
+            let ours = foreign::read(&ours, &bridges, self.id_base).fields;
+            for field in file.fields().chain(ours.fields()).collect::<BTreeSet<_>>() {
                 if file.get(field) != ours.get(field) {
                     match file.get(field) {
-                        Some(v) => c.insert(field.clone(), v.clone()),
-                        None => c.remove(field),
-                    };
+                        Some(v) => c.set(field.clone(), v.clone()),
+                        None => {
+                            c.remove(field);
+                        }
+                    }
                 }
             }
         }
         // A mount whose host directory is gone is no mount the container has any more.
-        c.retain(|field, value| {
-            let Some(inside) = field.strip_prefix("mount:") else { return true };
-            let source = value.split(';').next().unwrap_or_default();
-            let host = if let Some(path) = source.strip_prefix("bind:") {
-                Some(PathBuf::from(path))
-            } else if let Some(rest) = source.strip_prefix("volume:") {
-                self.volume_dir(id, inside, rest.split(':').next().unwrap_or_default())
-            } else {
-                None
-            };
-            host.is_none_or(|h| h.is_dir())
-        });
+        let gone: Vec<Field> = c
+            .mounts()
+            .filter(|(inside, mount)| self.mount_dir(id, inside, mount).is_ok_and(|h| !h.is_dir()))
+            .map(|(inside, _)| Field::mount(inside))
+            .collect();
+        for field in &gone {
+            c.remove(field);
+        }
         let Some(live) = live else { return c };
         for (field, had) in state.until_restart.iter().filter(|_| state.started_as == live.pid) {
             match had {
-                Some(v) => c.insert(field.clone(), v.clone()),
-                None => c.remove(field),
-            };
+                Some(v) => c.set(field.clone(), v.clone()),
+                None => {
+                    c.remove(field);
+                }
+            }
         }
-        if c.contains_key("memory_mb")
+        if c.has(&Field::MemoryMb)
             && let Some(mb) = self.cgroups.memory_limit_mb(id)
         {
-            c.insert("memory_mb".into(), mb.to_string());
+            c.set(Field::MemoryMb, mb);
         }
-        if c.contains_key("cores")
+        if c.has(&Field::Cores)
             && let Some(cores) = self.cgroups.cores(id)
         {
-            c.insert("cores".into(), cores.to_string());
+            c.set(Field::Cores, cores);
         }
-        if let Some(want) = c.get("net.ip").filter(|ip| ip.as_str() != "dhcp").cloned()
+        if let Some(want) = c.text(&Field::NetIp).filter(|ip| *ip != "dhcp").map(str::to_string)
             && let Some(have) = live.ipv4.first()
             && !live.ipv4.iter().any(|a| want.split('/').next() == Some(a.as_str()))
         {
             let prefix = want.split_once('/').map(|(_, p)| format!("/{p}")).unwrap_or_default();
-            c.insert("net.ip".into(), format!("{have}{prefix}"));
+            c.set(Field::NetIp, format!("{have}{prefix}"));
         }
-        if c.contains_key("hostname")
+        if c.has(&Field::Hostname)
             && let Some(name) = live.pid.and_then(uts_name)
         {
-            c.insert("hostname".into(), name);
+            c.set(Field::Hostname, name);
         }
         c
     }
@@ -544,7 +538,7 @@ impl LxcBackend {
             .flatten()
             .and_then(|b| foreign::nameservers(&String::from_utf8_lossy(&b)))
         {
-            read.fields.set("net.nameservers", ns);
+            read.fields.set(Field::NetNameservers, ns);
         }
         Ok(read)
     }
@@ -590,30 +584,29 @@ impl LxcBackend {
         let mut c = read.fields;
         for field in RECORDED_ONLY {
             match desired.get(field) {
-                Some(v) => c.set(*field, v),
+                Some(v) => c.set(field.clone(), v.clone()),
                 None => {
-                    c.0.remove(*field);
+                    c.remove(field);
                 }
             }
         }
-        if desired.get("net.nameservers").is_none() {
-            c.0.remove("net.nameservers");
+        if !desired.has(&Field::NetNameservers) {
+            c.remove(&Field::NetNameservers);
         }
-        let nesting = |f: Option<&str>| f.is_some_and(|f| f.split(',').any(|x| x == "nesting=1"));
-        if let Some(want) = desired.get("flags")
-            && nesting(Some(want)) == nesting(c.get("flags"))
+        let nesting = |f: Option<&Value>| f.is_some_and(|f| f.items().iter().any(|x| x == "nesting=1"));
+        if let Some(want) = desired.get(&Field::Flags)
+            && nesting(Some(want)) == nesting(c.get(&Field::Flags))
         {
-            c.set("flags", want);
+            c.set(Field::Flags, want.clone());
         }
-        for (field, want) in &desired.0 {
-            let (Some(inside), Some(rest)) = (field.strip_prefix("mount:"), want.strip_prefix("volume:")) else {
-                continue;
-            };
-            let pool = rest.split(':').next().unwrap_or_default();
-            if let Some(dir) = self.volume_dir(id, inside, pool)
-                && c.get(field) == Some(format!("bind:{}", dir.display()).as_str())
+        for (inside, want) in desired.mounts() {
+            let MountSource::Volume { storage, .. } = &want.source else { continue };
+            let field = Field::mount(inside);
+            if let Some(dir) = self.volume_dir(id, inside, storage)
+                && c.get(&field).and_then(Value::as_mount).and_then(Mount::host_path)
+                    == Some(dir.display().to_string().as_str())
             {
-                c.set(field.clone(), want.clone());
+                c.set(field, want.clone());
             }
         }
         Ok(c)
@@ -621,8 +614,8 @@ impl LxcBackend {
 
     /// The NVIDIA devices of the container's GPUs, read on the host now.
     fn devices(&self, config: &GuestConfig) -> Result<Vec<gpu::Device>, BackendError> {
-        let Some(list) = config.get("gpus") else { return Ok(Vec::new()) };
-        let indices: Vec<u32> = list.split(',').filter_map(|i| i.trim().parse().ok()).collect();
+        let Some(list) = config.get(&Field::Gpus) else { return Ok(Vec::new()) };
+        let indices: Vec<u32> = list.items().iter().filter_map(|i| i.trim().parse().ok()).collect();
         let dev = Path::new("/dev");
         gpu::nvidia_devices(dev, &indices, &gpu::stat_char_device, &gpu::caps(dev))
             .map_err(|e| BackendError::permanent(Delivery::NotSent, format!("GPUs {list}: {e}")))
@@ -752,12 +745,10 @@ fn add_subordinate_range(file: &Path) -> Result<(), HostSetupError> {
         .map_err(|e| HostSetupError::AddRange { file: file.to_path_buf(), source: std::sync::Arc::new(e) })
 }
 
-/// The host owner of `uid:gid` inside a container.
-fn map_owner(ids: &str, unprivileged: bool, base: (u32, u32)) -> Result<(u32, u32), BackendError> {
-    let bad = || BackendError::permanent(Delivery::NotSent, format!("owner {ids} is not UID:GID"));
-    let (u, g) = ids.split_once(':').ok_or_else(bad)?;
-    let (u, g): (u32, u32) = (u.parse().map_err(|_| bad())?, g.parse().map_err(|_| bad())?);
-    Ok(if unprivileged { (base.0 + u, base.1 + g) } else { (u, g) })
+/// The host owner of the IDs `(uid, gid)` inside a container.
+fn map_owner((u, g): (u32, u32), unprivileged: bool, base: (u32, u32)) -> Result<(u32, u32), BackendError> {
+    let mapped = if unprivileged { base.0.checked_add(u).zip(base.1.checked_add(g)) } else { Some((u, g)) };
+    mapped.ok_or_else(|| BackendError::permanent(Delivery::NotSent, format!("owner {u}:{g} is beyond the ID map")))
 }
 
 /// A host owner given as `UID:GID`, `UID`, or `user:group` names from /etc/passwd and /etc/group.
@@ -884,13 +875,13 @@ fn save_state(dir: &Path, state: &State) -> std::io::Result<()> {
 /// The files inside a container that its configuration decides, as Proxmox writes them:
 /// `/etc/hostname` (an init system such as systemd names the container from it at boot) and
 /// `/etc/resolv.conf` from its DNS servers.
-fn guest_files(hostname: Option<&str>, nameservers: Option<&str>) -> Vec<(&'static str, String)> {
+fn guest_files(hostname: Option<&Value>, nameservers: Option<&Value>) -> Vec<(&'static str, String)> {
     let mut files = Vec::new();
     if let Some(name) = hostname {
         files.push(("/etc/hostname", format!("{name}\n")));
     }
     if let Some(ns) = nameservers {
-        files.push(("/etc/resolv.conf", ns.split_whitespace().map(|n| format!("nameserver {n}\n")).collect()));
+        files.push(("/etc/resolv.conf", ns.items().iter().map(|n| format!("nameserver {n}\n")).collect()));
     }
     files
 }
@@ -920,11 +911,11 @@ fn missing(id: GuestId) -> BackendError {
 }
 
 /// Container fields this backend does not implement (the per-guest firewall is Proxmox's).
-const UNSUPPORTED_FIELDS: &[&str] = &["firewall", "firewall.rules"];
+const UNSUPPORTED_FIELDS: &[Field] = &[Field::Firewall, Field::FirewallRules];
 
 /// Fields this backend keeps only in its record (`phoenix.json`), never in the container: the
 /// root storage and disk size (a root filesystem here is a directory) and tags.
-const RECORDED_ONLY: &[&str] = &["storage", "disk_gb", "tags"];
+const RECORDED_ONLY: &[Field] = &[Field::Storage, Field::DiskGb, Field::Tags];
 
 impl Backend for LxcBackend {
     fn name(&self) -> &str {
@@ -940,11 +931,7 @@ impl Backend for LxcBackend {
             gpu: true,
             concurrent_clones: true,
             probe_at_plan: true,
-            fields: phoenix_backend::fields::CONTAINER
-                .iter()
-                .filter(|f| !UNSUPPORTED_FIELDS.contains(f))
-                .map(|f| (*f).to_string())
-                .collect(),
+            fields: Field::CONTAINER.iter().filter(|f| !UNSUPPORTED_FIELDS.contains(f)).cloned().collect(),
         }
     }
 
@@ -971,7 +958,7 @@ impl Backend for LxcBackend {
                 continue;
             }
             // A container Phoenix did not create: what its LXC configuration says.
-            let foreign = || self.read_foreign(id).map(|r| r.fields.0).unwrap_or_default();
+            let foreign = || self.read_foreign(id).map(|r| r.fields).unwrap_or_default();
             let running = live.get(&id);
             let power = if running.is_some() { PowerState::Running } else { PowerState::Stopped };
             guests.insert(
@@ -982,7 +969,7 @@ impl Backend for LxcBackend {
                     node: None,
                     power,
                     managed: state.is_some(),
-                    config: GuestConfig(state.as_ref().map_or_else(foreign, |s| self.actual_config(id, s, running))),
+                    config: state.as_ref().map_or_else(foreign, |s| self.actual_config(id, s, running)),
                     template: state.as_ref().is_some_and(|s| s.template),
                     // The snapshots on disk: a recorded one removed by hand is missing, one
                     // renamed into place by a run killed before recording it is there.
@@ -1073,7 +1060,7 @@ impl Backend for LxcBackend {
                     .map(|_| ())
                 })
                 .and_then(|()| {
-                    if request.config.get("unprivileged") == Some("0") {
+                    if request.config.flag(&Field::Unprivileged) == Some(false) {
                         Ok(())
                     } else {
                         fsutil::shift_ownership(&rootfs, self.id_base)
@@ -1082,14 +1069,15 @@ impl Backend for LxcBackend {
                 }),
         };
         let finish = built.and_then(|()| {
-            let owner = if request.config.get("unprivileged") == Some("0") { (0, 0) } else { self.id_base };
-            for (path, text) in guest_files(request.config.get("hostname"), request.config.get("net.nameservers")) {
+            let owner = if request.config.flag(&Field::Unprivileged) == Some(false) { (0, 0) } else { self.id_base };
+            let files = guest_files(request.config.get(&Field::Hostname), request.config.get(&Field::NetNameservers));
+            for (path, text) in files {
                 write_guest_file(&rootfs, path, &text, owner).map_err(|e| io_error(id, &format!("write {path}"), e))?;
             }
             let mut config = request.config.clone();
-            if config.get("net.mac").is_none() {
+            if !config.has(&Field::NetMac) {
                 config.set(
-                    "net.mac",
+                    Field::NetMac,
                     format!(
                         "02:00:{:02x}:{:02x}:{:02x}:{:02x}",
                         (id >> 24) & 0xff,
@@ -1100,7 +1088,7 @@ impl Backend for LxcBackend {
                 );
             }
             self.write_config(id, &staging, &config)?;
-            let state = State { config: config.0, ..State::default() };
+            let state = State { config, ..State::default() };
             save_state(&staging, &state).map_err(|e| io_error(id, "record the container's state", e))?;
             let _guard = self.write.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             if dir.exists() {
@@ -1161,23 +1149,25 @@ impl Backend for LxcBackend {
         // is only unmounted: its host directory (a volume's included) stays with its data.
         for c in changes {
             match &c.new {
-                Some(v) => state.config.insert(c.field.clone(), v.clone()),
-                None => state.config.remove(&c.field),
-            };
+                Some(v) => state.config.set(c.field.clone(), v.clone()),
+                None => {
+                    state.config.remove(&c.field);
+                }
+            }
         }
-        let config = GuestConfig(state.config.clone());
+        let config = state.config.clone();
         self.save(id, &state)?;
         self.write_config(id, &self.dir(id), &config)?;
         // Removed nameservers leave /etc/resolv.conf as it was last written: this host has no
         // settings of its own to give the container instead.
-        let changed = |field: &str| changes.iter().find(|c| c.field == field).and_then(|c| c.new.as_deref());
-        let files = guest_files(changed("hostname"), changed("net.nameservers"));
+        let changed = |field: Field| changes.iter().find(|c| c.field == field).and_then(|c| c.new.as_ref());
+        let files = guest_files(changed(Field::Hostname), changed(Field::NetNameservers));
         for (path, text) in files {
             if running {
                 let file = FilePush { path: path.into(), content: text.into_bytes(), mode: 0o644, uid: 0, gid: 0 };
                 self.push_file(id, &file)?;
             } else {
-                let owner = if config.get("unprivileged") == Some("0") { (0, 0) } else { self.id_base };
+                let owner = if config.flag(&Field::Unprivileged) == Some(false) { (0, 0) } else { self.id_base };
                 write_guest_file(&self.rootfs(id), path, &text, owner)
                     .map_err(|e| io_error(id, &format!("write {path}"), e))?;
             }
@@ -1186,24 +1176,24 @@ impl Backend for LxcBackend {
             for (c, new) in changes
                 .iter()
                 .filter(|c| self.change_effect(&c.field) == ChangeEffect::Live)
-                .filter_map(|c| Some((c, c.new.as_deref()?)))
+                .filter_map(|c| Some((c, c.new.as_ref()?)))
             {
                 // A limit is a positive whole number: anything else is refused, never written as 0.
                 let limit = |scale: u64| {
-                    new.parse::<u64>().ok().filter(|n| *n > 0).map(|n| n * scale).ok_or_else(|| {
+                    new.as_number().filter(|n| *n > 0).and_then(|n| n.checked_mul(scale)).ok_or_else(|| {
                         BackendError::permanent(
                             Delivery::NotSent,
-                            format!("container {id}: {} {new:?} is not a positive whole number", c.field),
+                            format!("container {id}: {} \"{new}\" is not a positive whole number", c.field),
                         )
                     })
                 };
-                let settings: Vec<(String, String)> = match (c.field.as_str(), self.cgroups) {
-                    ("memory_mb", Cgroups::V1) => {
+                let settings: Vec<(String, String)> = match (&c.field, self.cgroups) {
+                    (Field::MemoryMb, Cgroups::V1) => {
                         vec![("memory.limit_in_bytes".into(), limit(1024 * 1024)?.to_string())]
                     }
-                    ("memory_mb", Cgroups::V2) => vec![("memory.max".into(), limit(1024 * 1024)?.to_string())],
-                    ("cores", Cgroups::V1) => vec![("cpu.cfs_quota_us".into(), limit(100_000)?.to_string())],
-                    ("cores", Cgroups::V2) => vec![("cpu.max".into(), format!("{} 100000", limit(100_000)?))],
+                    (Field::MemoryMb, Cgroups::V2) => vec![("memory.max".into(), limit(1024 * 1024)?.to_string())],
+                    (Field::Cores, Cgroups::V1) => vec![("cpu.cfs_quota_us".into(), limit(100_000)?.to_string())],
+                    (Field::Cores, Cgroups::V2) => vec![("cpu.max".into(), format!("{} 100000", limit(100_000)?))],
                     _ => Vec::new(),
                 };
                 for (key, value) in settings {
@@ -1457,14 +1447,41 @@ impl Backend for LxcBackend {
             return Err(missing(id));
         }
         let config = self.adopted_config(id, desired)?;
-        self.save(id, &State { config: config.0, snapshots: self.snapshot_dirs(id), ..State::default() })
+        self.save(id, &State { config, snapshots: self.snapshot_dirs(id), ..State::default() })
     }
 
-    fn change_effect(&self, field: &str) -> ChangeEffect {
+    /// CPU and memory limits are set in the running container's cgroup, its DNS servers written
+    /// into its `/etc/resolv.conf`; start-up settings are read when the host boots; tags and the
+    /// disk size are records of this backend (a root filesystem here is a directory); everything
+    /// else is in the LXC configuration, read at start.
+    fn change_effect(&self, field: &Field) -> ChangeEffect {
         match field {
-            "cores" | "memory_mb" | "onboot" | "startup" | "tags" | "disk_gb" | "net.nameservers" => ChangeEffect::Live,
-            "unprivileged" | "storage" => ChangeEffect::Recreate,
-            _ => ChangeEffect::Restart,
+            Field::Cores
+            | Field::MemoryMb
+            | Field::Onboot
+            | Field::Startup
+            | Field::Tags
+            | Field::DiskGb
+            | Field::NetNameservers => ChangeEffect::Live,
+            Field::Unprivileged | Field::Storage => ChangeEffect::Recreate,
+            Field::Hostname
+            | Field::SwapMb
+            | Field::NetName
+            | Field::NetBridge
+            | Field::NetIp
+            | Field::NetGw
+            | Field::NetMac
+            | Field::Flags
+            | Field::Idmap
+            | Field::Gpus
+            | Field::LxcRaw
+            | Field::Apparmor
+            | Field::Firewall
+            | Field::FirewallRules
+            | Field::CiUser
+            | Field::CiSshkeys
+            | Field::CiPassword
+            | Field::Mount(_) => ChangeEffect::Restart,
         }
     }
 }

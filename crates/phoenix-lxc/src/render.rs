@@ -1,6 +1,7 @@
 //! The LXC configuration file of a container, rendered from Phoenix's normalised fields.
 
-use phoenix_backend::GuestConfig;
+use phoenix_backend::fields::{IdRange, canonical};
+use phoenix_backend::{Field, GuestConfig, Value};
 
 /// A value in the host's cgroup file system, trimmed.
 fn read_cgroup(path: &str) -> Option<String> {
@@ -65,37 +66,41 @@ pub struct RenderContext<'a> {
 pub fn render(cfg: &GuestConfig, cx: &RenderContext<'_>) -> String {
     let mut lines = vec![
         "# Written by Phoenix; changes here are overwritten on the next apply.".to_string(),
-        format!("lxc.uts.name = {}", cfg.get("hostname").unwrap_or("container")),
+        format!("lxc.uts.name = {}", cfg.text(&Field::Hostname).unwrap_or("container")),
         format!("lxc.rootfs.path = dir:{}", cx.rootfs),
         "lxc.mount.auto = proc:mixed sys:ro cgroup:mixed".to_string(),
         "lxc.autodev = 1".to_string(),
         "lxc.tty.max = 0".to_string(),
         "lxc.pty.max = 16".to_string(),
     ];
-    let unprivileged = cfg.get("unprivileged") != Some("0");
+    let unprivileged = cfg.flag(&Field::Unprivileged) != Some(false);
     if unprivileged {
-        lines.extend(id_maps(cfg.get("idmap"), cx.id_base));
+        let configured = match cfg.get(&Field::Idmap) {
+            Some(Value::IdMap(ranges)) => ranges.as_slice(),
+            _ => &[],
+        };
+        lines.extend(id_maps(configured, cx.id_base));
     }
     lines.push("lxc.net.0.type = veth".into());
     lines.push(format!("lxc.net.0.link = {}", cx.host_bridge));
     lines.push("lxc.net.0.flags = up".into());
-    lines.push(format!("lxc.net.0.name = {}", cfg.get("net.name").unwrap_or("eth0")));
-    if let Some(mac) = cfg.get("net.mac") {
+    lines.push(format!("lxc.net.0.name = {}", cfg.text(&Field::NetName).unwrap_or("eth0")));
+    if let Some(mac) = cfg.text(&Field::NetMac) {
         lines.push(format!("lxc.net.0.hwaddr = {mac}"));
     }
-    if let Some(ip) = cfg.get("net.ip").filter(|ip| *ip != "dhcp") {
+    if let Some(ip) = cfg.text(&Field::NetIp).filter(|ip| *ip != "dhcp") {
         lines.push(format!("lxc.net.0.ipv4.address = {ip}"));
     }
-    if let Some(gw) = cfg.get("net.gw") {
+    if let Some(gw) = cfg.text(&Field::NetGw) {
         lines.push(format!("lxc.net.0.ipv4.gateway = {gw}"));
     }
-    let memory = cfg.get("memory_mb").and_then(|m| m.parse::<u64>().ok());
-    let cores = cfg.get("cores").and_then(|c| c.parse::<u64>().ok());
+    let memory = cfg.number(&Field::MemoryMb);
+    let cores = cfg.number(&Field::Cores);
     match cx.cgroups {
         Cgroups::V1 => {
             if let Some(m) = memory {
                 lines.push(format!("lxc.cgroup.memory.limit_in_bytes = {}", m * 1024 * 1024));
-                if let Some(s) = cfg.get("swap_mb").and_then(|s| s.parse::<u64>().ok()).filter(|_| cx.memsw) {
+                if let Some(s) = cfg.number(&Field::SwapMb).filter(|_| cx.memsw) {
                     lines.push(format!("lxc.cgroup.memory.memsw.limit_in_bytes = {}", (m + s) * 1024 * 1024));
                 }
             }
@@ -108,7 +113,7 @@ pub fn render(cfg: &GuestConfig, cx: &RenderContext<'_>) -> String {
             if let Some(m) = memory {
                 lines.push(format!("lxc.cgroup2.memory.max = {}", m * 1024 * 1024));
             }
-            if let Some(s) = cfg.get("swap_mb").and_then(|s| s.parse::<u64>().ok()) {
+            if let Some(s) = cfg.number(&Field::SwapMb) {
                 lines.push(format!("lxc.cgroup2.memory.swap.max = {}", s * 1024 * 1024));
             }
             if let Some(c) = cores {
@@ -116,23 +121,22 @@ pub fn render(cfg: &GuestConfig, cx: &RenderContext<'_>) -> String {
             }
         }
     }
-    let flags = cfg.get("flags").unwrap_or_default();
-    if flags.split(',').any(|f| f == "nesting=1") {
+    let flags = cfg.get(&Field::Flags).map(Value::items).unwrap_or_default();
+    if flags.iter().any(|f| f == "nesting=1") {
         lines.push("lxc.include = /usr/share/lxc/config/nesting.conf".into());
     }
-    if let Some(profile) = cfg.get("apparmor") {
+    if let Some(profile) = cfg.text(&Field::Apparmor) {
         lines.push(format!("lxc.apparmor.profile = {profile}"));
     }
-    if cfg.get("onboot") == Some("1") {
+    if cfg.flag(&Field::Onboot) == Some(true) {
         lines.push("lxc.start.auto = 1".into());
     }
-    if let Some(startup) = cfg.get("startup") {
-        for part in startup.split(',') {
-            match part.split_once('=') {
-                Some(("order", o)) => lines.push(format!("lxc.start.order = {o}")),
-                Some(("up", d)) => lines.push(format!("lxc.start.delay = {d}")),
-                _ => {}
-            }
+    if let Some(Value::Startup(startup)) = cfg.get(&Field::Startup) {
+        if let Some(o) = startup.order {
+            lines.push(format!("lxc.start.order = {o}"));
+        }
+        if let Some(d) = startup.up {
+            lines.push(format!("lxc.start.delay = {d}"));
         }
     }
     for (inside, host, read_only) in &cx.mounts {
@@ -155,8 +159,8 @@ pub fn render(cfg: &GuestConfig, cx: &RenderContext<'_>) -> String {
             inside.trim_start_matches('/')
         ));
     }
-    if let Some(raw) = cfg.get("lxc.raw") {
-        lines.extend(raw.lines().map(|l| l.replacen(':', " =", 1)));
+    if let Some(raw) = cfg.get(&Field::LxcRaw) {
+        lines.extend(raw.items().iter().map(|l| l.replacen(':', " =", 1)));
     }
     lines.push(String::new());
     lines.join("\n")
@@ -204,8 +208,8 @@ pub(crate) fn fstab_unescape(field: &str) -> String {
 
 /// The ID map as `lxc.idmap` lines: the configured ranges mapped one-to-one, the rest of
 /// 0..65536 onto the host range starting at `base`, split around them.
-pub fn id_maps(idmap: Option<&str>, base: (u32, u32)) -> Vec<String> {
-    phoenix_backend::fields::canonical::idmap_ranges(idmap, base)
+pub fn id_maps(configured: &[IdRange], base: (u32, u32)) -> Vec<String> {
+    canonical::idmap_ranges(configured, base)
         .into_iter()
         .map(|(kind, inside, host, size)| format!("lxc.idmap = {kind} {inside} {host} {size}"))
         .collect()
@@ -218,11 +222,11 @@ mod tests {
     #[test]
     fn id_maps_split_around_configured_ranges() {
         assert_eq!(
-            id_maps(None, (100000, 100000)),
+            id_maps(&[], (100000, 100000)),
             vec!["lxc.idmap = u 0 100000 65536", "lxc.idmap = g 0 100000 65536"]
         );
         assert_eq!(
-            id_maps(Some("u:1000:1000:1 g:1000:1000:1"), (100000, 200000)),
+            id_maps(&[('u', 1000, 1000, 1), ('g', 1000, 1000, 1)], (100000, 200000)),
             vec![
                 "lxc.idmap = u 0 100000 1000",
                 "lxc.idmap = u 1000 1000 1",
@@ -236,8 +240,7 @@ mod tests {
 
     #[test]
     fn renders_network_limits_and_mounts() {
-        let mut cfg = GuestConfig::default();
-        for (k, v) in [
+        let cfg = GuestConfig::parse([
             ("hostname", "web-1"),
             ("memory_mb", "512"),
             ("cores", "2"),
@@ -246,9 +249,8 @@ mod tests {
             ("net.mac", "02:77:00:00:01:01"),
             ("unprivileged", "1"),
             ("flags", "keyctl=1,nesting=1"),
-        ] {
-            cfg.set(k, v);
-        }
+        ])
+        .expect("config");
         let cx = RenderContext {
             id: 901,
             rootfs: "/var/lib/phoenix/lxc/901/rootfs",

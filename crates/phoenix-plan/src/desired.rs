@@ -3,8 +3,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use phoenix_backend::fields::canonical;
-use phoenix_backend::{CreateSource, GuestConfig, GuestId, GuestKind};
+use phoenix_backend::fields::{IdRange, Startup, canonical};
+use phoenix_backend::{CreateSource, Field, GuestConfig, GuestId, GuestKind, Mount, Value};
 use phoenix_config::estate::{Estate, Guest, GuestSpec};
 use phoenix_config::model::{Direction, FirewallAction, FirewallRule, HealthCheck, LxcConfig, OneOrMany, VmConfig};
 use serde::Serialize;
@@ -50,10 +50,10 @@ pub struct DesiredGuest {
     pub health: Option<HealthCheck>,
     /// Guests it needs completed and healthy first: its clone source, then its dependencies.
     pub needs: Vec<GuestId>,
-    /// Removable fields (see [`phoenix_backend::fields::removable`]) that its clone source, or
-    /// theirs, configures: a clone has them from its template, so their absence from its own
+    /// Removable fields (see [`Field::removable`]) that its clone source, or theirs,
+    /// configures: a clone has them from its template, so their absence from its own
     /// configuration removes nothing.
-    pub inherits: BTreeSet<String>,
+    pub inherits: BTreeSet<Field>,
 }
 
 /// Every guest as it should be, in an order where each comes after what it needs.
@@ -130,7 +130,7 @@ pub fn desired(estate: &Estate, customizations: &dyn Fn(&Guest) -> Vec<Customiza
             },
         );
     }
-    let inherited: BTreeMap<GuestId, BTreeSet<String>> =
+    let inherited: BTreeMap<GuestId, BTreeSet<Field>> =
         guests.keys().map(|id| (*id, inherited_fields(&guests, *id))).collect();
     for (id, fields) in inherited {
         if let Some(g) = guests.get_mut(&id) {
@@ -142,7 +142,7 @@ pub fn desired(estate: &Estate, customizations: &dyn Fn(&Guest) -> Vec<Customiza
 }
 
 /// The removable fields the clone sources of `id` configure, up its chain of clone sources.
-fn inherited_fields(guests: &BTreeMap<GuestId, DesiredGuest>, id: GuestId) -> BTreeSet<String> {
+fn inherited_fields(guests: &BTreeMap<GuestId, DesiredGuest>, id: GuestId) -> BTreeSet<Field> {
     let mut out = BTreeSet::new();
     let mut seen = BTreeSet::from([id]);
     let mut at = guests.get(&id);
@@ -152,7 +152,7 @@ fn inherited_fields(guests: &BTreeMap<GuestId, DesiredGuest>, id: GuestId) -> BT
         }
         at = guests.get(source);
         if let Some(g) = at {
-            out.extend(g.config.0.keys().filter(|f| phoenix_backend::fields::removable(f)).cloned());
+            out.extend(g.config.fields().filter(|f| f.removable()).cloned());
         }
     }
     out
@@ -166,12 +166,8 @@ fn cloud_image(image: &str, ubuntu_release: Option<&str>) -> String {
     is_bare_name(image).then(|| download_url(image, ubuntu_release)).flatten().unwrap_or_else(|| image.to_string())
 }
 
-fn flag(b: bool) -> &'static str {
-    if b { "1" } else { "0" }
-}
-
-fn nameservers(ns: Option<&OneOrMany<String>>) -> Option<String> {
-    ns.map(|n| n.as_slice().join(" "))
+fn nameservers(ns: Option<&OneOrMany<String>>) -> Option<Value> {
+    ns.map(|n| Value::Nameservers(n.as_slice().iter().flat_map(|s| s.split_whitespace()).map(str::to_string).collect()))
 }
 
 /// A container's feature flags, when its own configuration says anything of them: those of its
@@ -179,7 +175,7 @@ fn nameservers(ns: Option<&OneOrMany<String>>) -> Option<String> {
 /// `pct_options`; `apparmor_manages_nesting` is the nesting flag; a feature that needs nesting
 /// turns it on when nothing says, as the shell version did. `None` leaves the flags the
 /// container was created or cloned with.
-fn container_flags(estate: &Estate, id: GuestId, c: &LxcConfig) -> Option<String> {
+fn container_flags(estate: &Estate, id: GuestId, c: &LxcConfig) -> Option<Value> {
     let auto_nesting = estate.nesting_turned_on.contains(&id);
     if c.pct_options.is_empty() && c.apparmor_manages_nesting.is_none() && !auto_nesting {
         return None;
@@ -197,107 +193,99 @@ fn container_flags(estate: &Estate, id: GuestId, c: &LxcConfig) -> Option<String
         if let Some(on) = level.apparmor_manages_nesting
             && !own.iter().any(|(k, _)| k == "nesting")
         {
-            flags.insert("nesting".into(), flag(on).into());
+            flags.insert("nesting".into(), if on { "1" } else { "0" }.into());
         }
         flags.extend(own);
     }
     if auto_nesting {
         flags.insert("nesting".into(), "1".into());
     }
-    Some(canonical::flags(flags.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().iter().map(String::as_str)))
+    Some(Value::flags(flags.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().iter().map(String::as_str)))
 }
 
 fn lxc_config(estate: &Estate, id: GuestId, c: &LxcConfig) -> GuestConfig {
     let mut cfg = GuestConfig::default();
     // What `proxmox_defaults` gives a container that leaves it out.
     let defaults = estate.hypervisor.proxmox_defaults.clone().unwrap_or_default();
-    cfg.set("hostname", &c.name);
-    cfg.set("cores", c.cores.to_string());
-    cfg.set("memory_mb", c.memory_mb.to_string());
+    cfg.set(Field::Hostname, &c.name);
+    cfg.set(Field::Cores, c.cores);
+    cfg.set(Field::MemoryMb, c.memory_mb);
     if let Some(s) = c.swap_mb.or(defaults.swap_mb) {
-        cfg.set("swap_mb", s.to_string());
+        cfg.set(Field::SwapMb, s);
     }
-    cfg.set("storage", &c.storage_pool);
-    cfg.set("disk_gb", c.storage_size_gb.to_string());
+    cfg.set(Field::Storage, &c.storage_pool);
+    cfg.set(Field::DiskGb, c.storage_size_gb);
     // Validation makes sure the container or its clone source says.
-    cfg.set("unprivileged", flag(estate.unprivileged(id).unwrap_or(true)));
+    cfg.set(Field::Unprivileged, estate.unprivileged(id).unwrap_or(true));
     let n = &c.network_config;
-    cfg.set("net.name", &n.name);
-    cfg.set("net.bridge", &n.bridge);
+    cfg.set(Field::NetName, &n.name);
+    cfg.set(Field::NetBridge, &n.bridge);
     if let Some(ip) = &n.ip {
-        cfg.set("net.ip", ip);
+        cfg.set(Field::NetIp, ip);
     }
     if let Some(gw) = &n.gw {
-        cfg.set("net.gw", gw);
+        cfg.set(Field::NetGw, gw);
     }
     if let Some(ns) = nameservers(n.nameservers.as_ref().or(defaults.nameservers.as_ref())) {
-        cfg.set("net.nameservers", ns);
+        cfg.set(Field::NetNameservers, ns);
     }
     if let Some(mac) = &c.mac_address {
-        cfg.set("net.mac", canonical::mac(mac));
+        cfg.set(Field::NetMac, Value::mac(mac));
     }
     if let Some(flags) = container_flags(estate, id, c) {
-        cfg.set("flags", flags);
+        cfg.set(Field::Flags, flags);
     }
     if let Some(b) = c.start_at_boot.or(defaults.start_at_boot) {
-        cfg.set("onboot", flag(b));
+        cfg.set(Field::Onboot, b);
     }
     if c.boot_order.is_some() || c.boot_delay.is_some() {
-        cfg.set("startup", canonical::startup(c.boot_order, c.boot_delay));
+        cfg.set(Field::Startup, Startup { order: c.boot_order, up: c.boot_delay });
     }
     if !c.tags.is_empty() {
-        cfg.set("tags", canonical::tags(c.tags.iter().map(String::as_str)));
+        cfg.set(Field::Tags, Value::tags(c.tags.iter().map(String::as_str)));
     }
     for m in &c.mount_points {
-        let mut value = format!("bind:{}", m.host_path);
-        if m.read_only {
-            value.push_str(";ro");
-        }
+        let mut mount = Mount::bind(&m.host_path);
+        mount.read_only = m.read_only;
         if m.owner_uid.is_some() || m.owner_gid.is_some() {
-            value.push_str(&format!(";owner={}:{}", m.owner_uid.unwrap_or(0), m.owner_gid.unwrap_or(0)));
+            mount.owner = Some((m.owner_uid.unwrap_or(0), m.owner_gid.unwrap_or(0)));
         }
-        cfg.set(format!("mount:{}", m.container_path.trim_end_matches('/')), value);
+        cfg.set(Field::mount(&m.container_path), mount);
     }
     for v in c.volumes.iter().chain(&c.zfs_volumes) {
-        cfg.set(format!("mount:{}", v.mount_point.trim_end_matches('/')), format!("volume:{}:{}", v.pool, v.size_gb));
+        cfg.set(Field::mount(&v.mount_point), Mount::volume(&v.pool, u64::from(v.size_gb)));
     }
     for vol in estate.hypervisor.shared_volumes.values() {
         if let Some(inside) = vol.mounts.get(&id.to_string()) {
-            let owner = vol.owner.as_ref().map(|o| format!(";host-owner={o}")).unwrap_or_default();
-            cfg.set(format!("mount:{}", inside.trim_end_matches('/')), format!("bind:{}{owner}", vol.host_path));
+            let mut mount = Mount::bind(&vol.host_path);
+            mount.host_owner.clone_from(&vol.owner);
+            cfg.set(Field::mount(inside), mount);
         }
     }
     if !c.id_maps.is_empty() {
-        let mut maps: Vec<String> = c
+        let ranges: Vec<IdRange> = c
             .id_maps
             .iter()
             .map(|m| {
-                format!(
-                    "{}:{}:{}:{}",
-                    if m.kind == phoenix_config::model::IdKind::Uid { "u" } else { "g" },
-                    m.container_id,
-                    m.host_id,
-                    m.size
-                )
+                let kind = if m.kind == phoenix_config::model::IdKind::Uid { 'u' } else { 'g' };
+                (kind, u64::from(m.container_id), u64::from(m.host_id), u64::from(m.size))
             })
             .collect();
-        maps.sort();
-        cfg.set("idmap", maps.join(" "));
+        cfg.set(Field::Idmap, Value::idmap(ranges));
     }
-    if let Some(g) = c.gpu_assignment.as_deref().and_then(canonical::gpus) {
-        cfg.set("gpus", g);
+    if let Some(g) = c.gpu_assignment.as_deref().and_then(Value::gpus) {
+        cfg.set(Field::Gpus, g);
     }
     if !c.lxc_options.is_empty() {
-        let lines: Vec<String> = c.lxc_options.iter().map(|l| canonical::lxc_line(l)).collect();
-        cfg.set("lxc.raw", lines.join("\n"));
+        cfg.set(Field::LxcRaw, Value::lxc_lines(c.lxc_options.iter().map(String::as_str)));
     }
     if let Some(a) = &c.apparmor_profile {
-        cfg.set("apparmor", a);
+        cfg.set(Field::Apparmor, a);
     }
     if let Some(fw) = &c.firewall {
-        cfg.set("firewall", flag(fw.enabled));
+        cfg.set(Field::Firewall, fw.enabled);
         if let Some(rules) = &fw.rules {
-            cfg.set("firewall.rules", canonical::firewall_rules(&rules.iter().map(firewall_rule).collect::<Vec<_>>()));
+            cfg.set(Field::FirewallRules, Value::rules(&rules.iter().map(firewall_rule).collect::<Vec<_>>()));
         }
     }
     cfg
@@ -332,58 +320,61 @@ fn firewall_rule(r: &FirewallRule) -> canonical::FirewallRule {
 fn vm_config(estate: &Estate, v: &VmConfig) -> GuestConfig {
     let d = estate.vm_defaults.clone().unwrap_or_default();
     let mut cfg = GuestConfig::default();
-    cfg.set("hostname", &v.name);
+    cfg.set(Field::Hostname, &v.name);
     if let Some(c) = v.cores.or(d.cores) {
-        cfg.set("cores", c.to_string());
+        cfg.set(Field::Cores, c);
     }
     if let Some(m) = v.memory_mb.or(d.memory_mb) {
-        cfg.set("memory_mb", m.to_string());
+        cfg.set(Field::MemoryMb, m);
     }
     if let Some(s) = v.disk_size_gb.or(d.disk_size_gb) {
-        cfg.set("disk_gb", s.to_string());
+        cfg.set(Field::DiskGb, s);
     }
     if let Some(s) = v.storage_pool.clone().or(d.storage_pool) {
-        cfg.set("storage", s);
+        cfg.set(Field::Storage, s);
     }
     if let Some(b) = v.network_bridge.clone().or(d.network_bridge) {
-        cfg.set("net.bridge", b);
+        cfg.set(Field::NetBridge, b);
     }
     if let Some(n) = &v.network_config {
         if let Some(ip) = &n.ip {
-            cfg.set("net.ip", ip);
+            cfg.set(Field::NetIp, ip);
         }
         if let Some(gw) = &n.gw {
-            cfg.set("net.gw", gw);
+            cfg.set(Field::NetGw, gw);
         }
         if let Some(ns) = nameservers(n.nameserver.as_ref()) {
-            cfg.set("net.nameservers", ns);
+            cfg.set(Field::NetNameservers, ns);
         }
     }
     if let Some(mac) = &v.mac_address {
-        cfg.set("net.mac", canonical::mac(mac));
+        cfg.set(Field::NetMac, Value::mac(mac));
     }
     if let Some(u) = &v.user_config {
-        cfg.set("ci.user", &u.username);
+        cfg.set(Field::CiUser, &u.username);
         if let Some(key) = u.ssh_public_key.as_deref().map(str::trim).filter(|k| !k.is_empty()) {
-            cfg.set("ci.sshkeys", key);
+            cfg.set(
+                Field::CiSshkeys,
+                Value::Lines(key.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect()),
+            );
         }
         if let Some(hash) = password_source(v) {
-            cfg.set("ci.password", canonical::fingerprint(hash));
+            cfg.set(Field::CiPassword, canonical::fingerprint(hash));
         }
     }
     if let Some(b) = v.start_at_boot {
-        cfg.set("onboot", flag(b));
+        cfg.set(Field::Onboot, b);
     }
     if v.boot_order.is_some() || v.boot_delay.is_some() {
-        cfg.set("startup", canonical::startup(v.boot_order, v.boot_delay));
+        cfg.set(Field::Startup, Startup { order: v.boot_order, up: v.boot_delay });
     }
     if !v.tags.is_empty() {
-        cfg.set("tags", canonical::tags(v.tags.iter().map(String::as_str)));
+        cfg.set(Field::Tags, Value::tags(v.tags.iter().map(String::as_str)));
     }
     if let Some(fw) = &v.firewall {
-        cfg.set("firewall", flag(fw.enabled));
+        cfg.set(Field::Firewall, fw.enabled);
         if let Some(rules) = &fw.rules {
-            cfg.set("firewall.rules", canonical::firewall_rules(&rules.iter().map(firewall_rule).collect::<Vec<_>>()));
+            cfg.set(Field::FirewallRules, Value::rules(&rules.iter().map(firewall_rule).collect::<Vec<_>>()));
         }
     }
     cfg
@@ -470,7 +461,7 @@ mod tests {
                 source: s,
                 snapshot: "s".into(),
             }),
-            config: GuestConfig(fields.iter().map(|(k, v)| ((*k).to_string(), (*v).to_string())).collect()),
+            config: GuestConfig::parse(fields.iter().copied()).expect("config"),
             template_snapshot: None,
             template: false,
             unused_snapshot: None,
@@ -486,7 +477,7 @@ mod tests {
         ]
         .into();
         assert!(inherited_fields(&guests, 900).is_empty());
-        let want = |f: &[&str]| f.iter().map(|s| (*s).to_string()).collect::<BTreeSet<String>>();
+        let want = |f: &[&str]| f.iter().map(|s| Field::from_name(s).expect("field")).collect::<BTreeSet<Field>>();
         assert_eq!(inherited_fields(&guests, 901), want(&["mount:/models", "tags"]));
         assert_eq!(inherited_fields(&guests, 950), want(&["gpus", "mount:/models", "tags"]));
     }

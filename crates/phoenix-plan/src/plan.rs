@@ -4,8 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use phoenix_backend::fields::canonical;
-use phoenix_backend::{ChangeEffect, CreateSource, GuestId, GuestKind, Observation, ObservedGuest, PowerState};
+use phoenix_backend::{
+    ChangeEffect, CreateSource, Field, GuestId, GuestKind, Observation, ObservedGuest, PowerState, Value,
+};
 use serde::Serialize;
 
 use crate::desired::{Desired, DesiredGuest};
@@ -15,12 +16,12 @@ use crate::lifecycle::LifecycleState;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PlannedChange {
     /// The field.
-    pub field: String,
+    pub field: Field,
     /// What the backend shows (none when unset).
-    pub old: Option<String>,
+    pub old: Option<Value>,
     /// What the configuration says; `None` (`null` in JSON) when the configuration no longer
     /// has the setting and it is removed from the guest.
-    pub new: Option<String>,
+    pub new: Option<Value>,
     /// How it takes effect on a running guest.
     pub effect: ChangeEffect,
 }
@@ -190,7 +191,7 @@ pub fn plan(
     desired: &Desired,
     observed: &Observation,
     markers: &Markers,
-    effect: &dyn Fn(&str) -> ChangeEffect,
+    effect: &dyn Fn(&Field) -> ChangeEffect,
 ) -> Plan {
     plan_with(desired, observed, markers, &|_, field| effect(field))
 }
@@ -201,14 +202,14 @@ pub fn plan_with(
     desired: &Desired,
     observed: &Observation,
     markers: &Markers,
-    effect: &dyn Fn(GuestKind, &str) -> ChangeEffect,
+    effect: &dyn Fn(GuestKind, &Field) -> ChangeEffect,
 ) -> Plan {
     let mut out = Plan::default();
     for id in &desired.order {
         let Some(d) = desired.guests.get(id) else { continue };
         let o = observed.guests.get(id);
         let m = markers.get(id).cloned().flatten();
-        let effect = |field: &str| effect(d.kind, field);
+        let effect = |field: &Field| effect(d.kind, field);
         // Computed once: the steps, the notes and the state all read it.
         let changes = o.map(|o| config_changes(d, o, &effect)).unwrap_or_default();
         let (steps, issues) = plan_guest(d, o, m.as_ref(), &changes);
@@ -239,41 +240,34 @@ pub fn plan_with(
 }
 
 /// The configuration fields that differ, normalised. Disks only grow: a smaller size is no change.
-/// On a guest Phoenix manages, a removable field (see [`phoenix_backend::fields::removable`]) the
+/// On a guest Phoenix manages, a removable field (see [`Field::removable`]) the
 /// backend shows but the configuration does not have is removed — unless the guest may have it
 /// from the template it was cloned from (see [`DesiredGuest::inherits`]).
 pub fn config_changes(
     d: &DesiredGuest,
     o: &ObservedGuest,
-    effect: &dyn Fn(&str) -> ChangeEffect,
+    effect: &dyn Fn(&Field) -> ChangeEffect,
 ) -> Vec<PlannedChange> {
     let changed = d
         .config
-        .0
         .iter()
-        .filter(|(field, want)| {
-            let have = o.config.get(field);
-            match (field.as_str(), have) {
-                ("disk_gb", Some(h)) => want.parse::<u64>().ok() > h.parse::<u64>().ok(),
-                (f, Some(h)) if f.starts_with(phoenix_backend::fields::MOUNT_PREFIX) => {
-                    canonical::mount_state(want) != canonical::mount_state(h)
-                }
-                _ => have != Some(want.as_str()),
-            }
+        .filter(|(field, want)| match (field, want, o.config.get(field)) {
+            (Field::DiskGb, Value::Number(want), Some(Value::Number(have))) => want > have,
+            (Field::Mount(_), Value::Mount(want), Some(Value::Mount(have))) => want.state() != have.state(),
+            (_, want, have) => have != Some(*want),
         })
         .map(|(field, want)| (field, Some(want.clone())));
     let removed = o
         .config
-        .0
-        .keys()
-        .filter(|field| o.managed && phoenix_backend::fields::removable(field))
-        .filter(|field| d.config.get(field).is_none() && !d.inherits.contains(*field))
+        .fields()
+        .filter(|field| o.managed && field.removable())
+        .filter(|field| !d.config.has(field) && !d.inherits.contains(*field))
         .map(|field| (field, None));
     let mut changes: Vec<PlannedChange> = changed
         .chain(removed)
         .map(|(field, new)| PlannedChange {
             field: field.clone(),
-            old: o.config.get(field).map(str::to_string),
+            old: o.config.get(field).cloned(),
             new,
             effect: effect(field),
         })
@@ -302,7 +296,7 @@ fn template_notes(
         ));
     }
     if o.is_some_and(|o| o.template && o.managed && d.template) && !changes.is_empty() {
-        let fields: Vec<&str> = changes.iter().map(|c| c.field.as_str()).collect();
+        let fields: Vec<String> = changes.iter().map(|c| c.field.to_string()).collect();
         notes.push(format!(
             "{} ({}) is a template, which Phoenix does not change: it differs from the configuration in \
              {}; clones made from it get their own settings as configured. To rebuild it, `phoenix \
@@ -320,16 +314,13 @@ fn template_notes(
 /// are detached, their data kept).
 fn configure_reason(changes: &[PlannedChange]) -> String {
     let (removed, changed): (Vec<&PlannedChange>, Vec<&PlannedChange>) = changes.iter().partition(|c| c.is_removal());
-    let names = |v: &[&PlannedChange]| v.iter().map(|c| c.field.as_str()).collect::<Vec<_>>().join(", ");
+    let names = |v: &[&PlannedChange]| v.iter().map(|c| c.field.to_string()).collect::<Vec<_>>().join(", ");
     let mut parts = Vec::new();
     if !changed.is_empty() {
         parts.push(format!("differs from the configuration: {}", names(&changed)));
     }
     if !removed.is_empty() {
-        let volumes = removed.iter().any(|c| {
-            c.field.starts_with(phoenix_backend::fields::MOUNT_PREFIX)
-                && c.old.as_deref().is_some_and(|v| v.starts_with("volume:"))
-        });
+        let volumes = removed.iter().any(|c| c.old.as_ref().and_then(Value::as_mount).is_some_and(|m| m.is_volume()));
         parts.push(format!(
             "no longer in the configuration, removed: {}{}",
             names(&removed),
@@ -450,8 +441,8 @@ fn plan_guest(
         });
         return (steps, issues);
     }
-    if let Some(have) = o.config.get("disk_gb").and_then(|h| h.parse::<u64>().ok())
-        && let Some(want) = d.config.get("disk_gb").and_then(|w| w.parse::<u64>().ok()).filter(|w| *w < have)
+    if let Some(have) = o.config.number(&Field::DiskGb)
+        && let Some(want) = d.config.number(&Field::DiskGb).filter(|w| *w < have)
     {
         issues.push(PlanIssue {
             guest: d.id,
@@ -461,7 +452,7 @@ fn plan_guest(
     }
     let replace: Vec<&PlannedChange> = changes.iter().filter(|c| c.effect == ChangeEffect::Recreate).collect();
     if !replace.is_empty() {
-        let fields: Vec<&str> = replace.iter().map(|c| c.field.as_str()).collect();
+        let fields: Vec<String> = replace.iter().map(|c| c.field.to_string()).collect();
         issues.push(PlanIssue {
             guest: d.id,
             message: format!(
@@ -482,8 +473,8 @@ fn plan_guest(
         steps.push(step(Action::Configure { changes: changes.to_vec() }, configure_reason(changes)));
     }
     if needs_restart {
-        let fields: Vec<&str> =
-            changes.iter().filter(|c| c.effect == ChangeEffect::Restart).map(|c| c.field.as_str()).collect();
+        let fields: Vec<String> =
+            changes.iter().filter(|c| c.effect == ChangeEffect::Restart).map(|c| c.field.to_string()).collect();
         steps.push(step(Action::Restart, format!("{} only take(s) effect at start", fields.join(", "))));
     } else if !running {
         steps.push(step(Action::Start, "stopped".into()));
@@ -642,15 +633,14 @@ pub fn check_capabilities(desired: &Desired, caps: &phoenix_backend::Capabilitie
         if d.template && !caps.templates {
             problems.push("it cannot make templates".to_string());
         }
-        if d.config.get("gpus").is_some() && !caps.gpu {
+        if d.config.has(&Field::Gpus) && !caps.gpu {
             problems.push("it cannot pass GPUs to containers".to_string());
         }
-        let unknown: Vec<&str> = d
+        let unknown: Vec<String> = d
             .config
-            .0
-            .keys()
-            .map(String::as_str)
-            .filter(|f| !f.starts_with(phoenix_backend::fields::MOUNT_PREFIX) && !caps.fields.contains(*f))
+            .fields()
+            .filter(|f| f.mount_path().is_none() && !caps.fields.contains(*f))
+            .map(Field::to_string)
             .collect();
         if !unknown.is_empty() {
             problems.push(format!("it does not support {}", unknown.join(", ")));
@@ -667,7 +657,11 @@ pub fn check_capabilities(desired: &Desired, caps: &phoenix_backend::Capabilitie
 }
 
 /// How a backend delivers a field's value, where not its usual way (see `Backend::route`).
-pub type Route<'a> = &'a dyn Fn(&str, &str, &phoenix_backend::GuestConfig) -> Result<Option<String>, String>;
+pub type Route<'a> = &'a dyn Fn(
+    &Field,
+    Option<&Value>,
+    &phoenix_backend::GuestConfig,
+) -> Result<Option<String>, phoenix_backend::NoRoute>;
 
 /// The route of each change the backend delivers another way than usual (from the backend's
 /// `route`): notes, one per route, naming the guests and fields; a change that no route can
@@ -677,21 +671,17 @@ pub fn check_routes(desired: &Desired, plan: &Plan, route: Route<'_>) -> (Vec<Pl
     let mut issues = Vec::new();
     for g in &plan.guests {
         let Some(d) = desired.guests.get(&g.id) else { continue };
-        let mut fields: Vec<(&str, Option<&str>)> = Vec::new();
+        let mut fields: Vec<(&Field, Option<&Value>)> = Vec::new();
         for step in &g.steps {
             match &step.action {
-                Action::Create { .. } => {
-                    fields.extend(d.config.0.iter().map(|(k, v)| (k.as_str(), Some(v.as_str()))));
-                }
-                Action::Configure { changes } => {
-                    fields.extend(changes.iter().map(|c| (c.field.as_str(), c.new.as_deref())));
-                }
+                Action::Create { .. } => fields.extend(d.config.iter().map(|(k, v)| (k, Some(v)))),
+                Action::Configure { changes } => fields.extend(changes.iter().map(|c| (&c.field, c.new.as_ref()))),
                 _ => {}
             }
         }
         for (field, value) in fields {
-            // A removal is routed with an empty value: how the setting is taken away.
-            match route(field, value.unwrap_or_default(), &d.config) {
+            // A removal is routed with no value: how the setting is taken away.
+            match route(field, value, &d.config) {
                 Ok(Some(how)) => by_route.entry(how).or_default().push(format!("{} {field}", g.id)),
                 Ok(None) => {}
                 Err(why) => issues.push(PlanIssue {
@@ -760,13 +750,13 @@ pub fn check_addresses(desired: &Desired, observed: &Observation) -> Vec<PlanIss
         .guests
         .values()
         .filter(|o| !desired.guests.contains_key(&o.id))
-        .filter_map(|o| o.config.get("net.ip").filter(|v| *v != "dhcp").map(|v| (ip(v), o.id)))
+        .filter_map(|o| o.config.text(&Field::NetIp).filter(|v| *v != "dhcp").map(|v| (ip(v), o.id)))
         .collect();
     desired
         .guests
         .values()
         .filter_map(|d| {
-            let want = ip(d.config.get("net.ip").filter(|v| *v != "dhcp")?);
+            let want = ip(d.config.text(&Field::NetIp).filter(|v| *v != "dhcp")?);
             let other = taken.get(&want)?;
             Some(PlanIssue {
                 guest: d.id,
@@ -789,10 +779,7 @@ mod tests {
     use super::*;
 
     fn guest(id: GuestId, kind: GuestKind, source: CreateSource, fields: &[(&str, &str)]) -> DesiredGuest {
-        let mut config = GuestConfig::default();
-        for (k, v) in fields {
-            config.set(*k, *v);
-        }
+        let config = GuestConfig::parse(fields.iter().copied()).expect("config");
         DesiredGuest {
             id,
             kind,
@@ -820,7 +807,7 @@ mod tests {
             kind: GuestKind::Lxc,
             node: Some("pve2".into()),
             power: PowerState::Running,
-            config: GuestConfig([("cores".to_string(), "1".to_string())].into()),
+            config: GuestConfig::parse([("cores", "1")]).expect("config"),
             snapshots: BTreeSet::new(),
             managed: true,
             template: false,
@@ -858,7 +845,7 @@ mod tests {
             gpu: false,
             concurrent_clones: false,
             probe_at_plan: false,
-            fields: BTreeSet::from(["cores".to_string()]),
+            fields: BTreeSet::from([Field::Cores]),
         };
         let issues = check_capabilities(&desired, &caps);
         assert_eq!(issues.len(), 2);
@@ -879,7 +866,7 @@ mod tests {
             gpu: true,
             concurrent_clones: false,
             probe_at_plan: false,
-            fields: ["cores", "gpus", "ci.user"].map(String::from).into(),
+            fields: [Field::Cores, Field::Gpus, Field::CiUser].into(),
         };
         assert!(check_capabilities(&desired, &all).is_empty());
     }
@@ -890,7 +877,7 @@ mod tests {
             kind: GuestKind::Lxc,
             node: None,
             power: PowerState::Running,
-            config: GuestConfig(fields.iter().map(|(k, v)| ((*k).to_string(), (*v).to_string())).collect()),
+            config: GuestConfig::parse(fields.iter().copied()).expect("config"),
             snapshots: BTreeSet::new(),
             managed,
             template: false,
@@ -899,8 +886,8 @@ mod tests {
         }
     }
 
-    fn effect(field: &str) -> ChangeEffect {
-        if field == "tags" { ChangeEffect::Live } else { ChangeEffect::Restart }
+    fn effect(field: &Field) -> ChangeEffect {
+        if *field == Field::Tags { ChangeEffect::Live } else { ChangeEffect::Restart }
     }
 
     #[test]
@@ -929,29 +916,32 @@ mod tests {
             ("net.nameservers", "10.0.0.1"),
         ];
         let changes = config_changes(&d, &observed(&shown, true), &effect);
-        let removed: Vec<(&str, Option<&str>, Option<&str>, ChangeEffect)> =
-            changes.iter().map(|c| (c.field.as_str(), c.old.as_deref(), c.new.as_deref(), c.effect)).collect();
-        assert_eq!(
-            removed,
-            vec![
-                ("apparmor", Some("unconfined"), None, ChangeEffect::Restart),
-                ("gpus", Some("0,1"), None, ChangeEffect::Restart),
-                ("idmap", Some("u:1000:1000:1"), None, ChangeEffect::Restart),
-                ("lxc.raw", Some("lxc.cgroup2.devices.allow: c 195:* rwm"), None, ChangeEffect::Restart),
-                ("mount:/models", Some("volume:local-zfs:100"), None, ChangeEffect::Restart),
-                ("mount:/srv/shared", Some("bind:/srv/shared;ro"), None, ChangeEffect::Restart),
-                ("net.nameservers", Some("10.0.0.1"), None, ChangeEffect::Restart),
-                ("tags", Some("gpu;web"), None, ChangeEffect::Live),
-            ]
-        );
+        let spelled = |v: &Option<Value>| v.as_ref().map(ToString::to_string);
+        let removed: Vec<(String, Option<String>, Option<String>, ChangeEffect)> =
+            changes.iter().map(|c| (c.field.to_string(), spelled(&c.old), spelled(&c.new), c.effect)).collect();
+        let expected: Vec<(&str, Option<&str>, Option<&str>, ChangeEffect)> = vec![
+            ("apparmor", Some("unconfined"), None, ChangeEffect::Restart),
+            ("gpus", Some("0,1"), None, ChangeEffect::Restart),
+            ("idmap", Some("u:1000:1000:1"), None, ChangeEffect::Restart),
+            ("lxc.raw", Some("lxc.cgroup2.devices.allow: c 195:* rwm"), None, ChangeEffect::Restart),
+            ("mount:/models", Some("volume:local-zfs:100"), None, ChangeEffect::Restart),
+            ("mount:/srv/shared", Some("bind:/srv/shared;ro"), None, ChangeEffect::Restart),
+            ("net.nameservers", Some("10.0.0.1"), None, ChangeEffect::Restart),
+            ("tags", Some("gpu;web"), None, ChangeEffect::Live),
+        ];
+        let expected: Vec<(String, Option<String>, Option<String>, ChangeEffect)> = expected
+            .into_iter()
+            .map(|(f, o, n, e)| (f.to_string(), o.map(String::from), n.map(String::from), e))
+            .collect();
+        assert_eq!(removed, expected);
         assert!(changes.iter().all(PlannedChange::is_removal));
         // What is not the guest's to lose, or not Phoenix's to touch, stays.
         assert!(config_changes(&d, &observed(&shown, false), &effect).iter().all(|c| !c.is_removal()));
         let mut clone = d.clone();
         clone.source = CreateSource::Clone { source: 900, snapshot: "s".into() };
-        clone.inherits = ["tags", "lxc.raw", "mount:/models"].map(String::from).into();
+        clone.inherits = [Field::Tags, Field::LxcRaw, Field::mount("/models")].into();
         let left: Vec<String> =
-            config_changes(&clone, &observed(&shown, true), &effect).into_iter().map(|c| c.field).collect();
+            config_changes(&clone, &observed(&shown, true), &effect).into_iter().map(|c| c.field.to_string()).collect();
         assert_eq!(left, ["apparmor", "gpus", "idmap", "mount:/srv/shared", "net.nameservers"]);
         // A guest as configured plans nothing.
         let same = observed(&[("cores", "2"), ("mount:/data", "bind:/srv/data"), ("memory_mb", "2048")], true);
@@ -975,14 +965,21 @@ mod tests {
         );
         assert_eq!(steps[1].action, Action::Restart);
         let asked = std::sync::Mutex::new(Vec::new());
-        let route = |f: &str, v: &str, _: &GuestConfig| {
-            asked.lock().expect("lock").push(format!("{f}={v}"));
-            if f == "gpus" { Err("no channel".to_string()) } else { Ok(None) }
+        let route = |f: &Field, v: Option<&Value>, _: &GuestConfig| {
+            asked.lock().expect("lock").push(format!("{f}={}", v.map(ToString::to_string).unwrap_or_default()));
+            if *f == Field::Gpus {
+                Err(phoenix_backend::NoRoute::NoNodeChannel { how: "the node".into(), setting: "`backend.ssh`" })
+            } else {
+                Ok(None)
+            }
         };
         let (issues, _) = check_routes(&desired, &p, &route);
         assert_eq!(asked.into_inner().expect("lock"), ["cores=2", "gpus=", "mount:/models="]);
         assert_eq!(issues.len(), 1);
-        assert_eq!(issues[0].message, "100 (g100): gpus cannot be removed: no channel");
+        assert_eq!(
+            issues[0].message,
+            "100 (g100): gpus cannot be removed: it goes through the node, and no node channel is configured (`backend.ssh`)"
+        );
     }
 
     fn markers(pairs: &[(&str, &str)]) -> Markers {
@@ -1014,7 +1011,7 @@ mod tests {
     #[test]
     fn a_guest_becomes_a_template_last_and_is_never_started_customized_or_changed_again() {
         let desired = Desired { guests: [(900, template_guest())].into(), order: vec![900] };
-        let live = |_: &str| ChangeEffect::Live;
+        let live = |_: &Field| ChangeEffect::Live;
         // New: built, customized, then made a template (no snapshot), saying why.
         let p = plan(&desired, &Observation::default(), &Markers::new(), &live);
         assert_eq!(
@@ -1060,7 +1057,7 @@ mod tests {
         let mut plain = template_guest();
         plain.template = false;
         let desired = Desired { guests: [(900, plain)].into(), order: vec![900] };
-        let live = |_: &str| ChangeEffect::Live;
+        let live = |_: &Field| ChangeEffect::Live;
         let p = plan(&desired, &shown(PowerState::Stopped, true, &[("cores", "2")]), &Markers::new(), &live);
         assert!(p.is_empty());
         assert_eq!(p.issues.len(), 1);
@@ -1117,7 +1114,7 @@ mod tests {
         let shown = Observation { guests: [(100, observed(&[("cores", "2")], true))].into() };
         let ran: BTreeMap<String, String> =
             [("feature:docker", "old"), ("script", "new")].map(|(k, v)| (k.to_string(), v.to_string())).into();
-        let live = |_: &str| ChangeEffect::Live;
+        let live = |_: &Field| ChangeEffect::Live;
         let planned = || plan(&desired, &shown, &[(100, Some(ran.clone()))].into(), &live);
 
         let mut p = planned();
@@ -1187,7 +1184,7 @@ mod tests {
             gpu: false,
             concurrent_clones: false,
             probe_at_plan: false,
-            fields: BTreeSet::from(["cores".to_string()]),
+            fields: BTreeSet::from([Field::Cores]),
         };
         let issues = check_capabilities(&desired, &caps);
         assert_eq!(issues.len(), 1);

@@ -15,39 +15,40 @@ fn desired_of(generation: &str) -> Desired {
     desired(&estate, &|_| Vec::new())
 }
 
-fn field<'a>(d: &'a Desired, id: u32, name: &str) -> Option<&'a str> {
-    d.guests[&id].config.0.get(name).map(String::as_str)
+fn field(d: &Desired, id: u32, name: &str) -> Option<String> {
+    let field = phoenix_backend::Field::from_name(name).expect("a field");
+    d.guests[&id].config.get(&field).map(ToString::to_string)
 }
 
 #[test]
 fn september_2025_clones_keep_their_sources_settings() {
     let d = desired_of("sept-2025/etc");
-    assert_eq!(field(&d, 900, "flags"), Some("nesting=1"));
+    assert_eq!(field(&d, 900, "flags").as_deref(), Some("nesting=1"));
     // 902 (docker) and 999 (docker, cloned from 902) give no flags: they keep 900's.
     for id in [902, 999] {
-        assert_eq!(field(&d, id, "flags"), None, "{id}");
+        assert_eq!(field(&d, id, "flags").as_deref(), None, "{id}");
     }
     // 902 and 999 give no `unprivileged`: they are unprivileged like 900.
-    assert_eq!(field(&d, 902, "unprivileged"), Some("1"));
-    assert_eq!(field(&d, 999, "unprivileged"), Some("1"));
+    assert_eq!(field(&d, 902, "unprivileged").as_deref(), Some("1"));
+    assert_eq!(field(&d, 999, "unprivileged").as_deref(), Some("1"));
 }
 
 #[test]
 fn late_2025_apparmor_manages_nesting_is_the_nesting_flag() {
     let d = desired_of("late-2025/etc");
     for id in [900, 901, 910, 801, 102] {
-        assert_eq!(field(&d, id, "flags"), Some("nesting=1"), "{id}");
+        assert_eq!(field(&d, id, "flags").as_deref(), Some("nesting=1"), "{id}");
     }
     // 910 gives no `unprivileged`: it keeps 901's.
-    assert_eq!(field(&d, 910, "unprivileged"), Some("1"));
+    assert_eq!(field(&d, 910, "unprivileged").as_deref(), Some("1"));
 }
 
 #[test]
 fn august_2025_feature_strings_are_the_containers_feature_flags() {
     let d = desired_of("aug-2025-v0");
-    assert_eq!(field(&d, 900, "flags"), Some("keyctl=1,nesting=1"));
-    assert_eq!(field(&d, 999, "flags"), Some("nesting=1"));
-    assert_eq!(field(&d, 900, "net.ip"), Some("10.0.0.110/24"));
+    assert_eq!(field(&d, 900, "flags").as_deref(), Some("keyctl=1,nesting=1"));
+    assert_eq!(field(&d, 999, "flags").as_deref(), Some("nesting=1"));
+    assert_eq!(field(&d, 900, "net.ip").as_deref(), Some("10.0.0.110/24"));
     assert!(d.guests[&900].customizations.is_empty(), "a v0 feature string names no features to install");
 }
 
@@ -78,9 +79,9 @@ fn a_clone_that_sets_a_flag_keeps_those_of_its_template() {
     let estate = v.estate.unwrap_or_else(|| panic!("{:#?}", v.reports));
     let d = desired(&estate, &|_| Vec::new());
     std::fs::remove_dir_all(&dir).ok();
-    assert_eq!(field(&d, 901, "flags"), Some("fuse=1,keyctl=0,nesting=1"));
+    assert_eq!(field(&d, 901, "flags").as_deref(), Some("fuse=1,keyctl=0,nesting=1"));
     // Docker with nothing said of nesting: turned on, as the shell version did.
-    assert_eq!(field(&d, 902, "flags"), Some("nesting=1"));
+    assert_eq!(field(&d, 902, "flags").as_deref(), Some("nesting=1"));
 }
 
 /// A fresh directory under the system's temporary directory.
@@ -118,13 +119,13 @@ fn proxmox_defaults_fill_what_containers_leave_out_and_the_rest_is_said_to_be_un
     let d = desired(&estate, &|_| Vec::new());
     // 900 says none of them: the defaults.
     for (name, want) in [("swap_mb", "256"), ("net.nameservers", "10.9.0.1"), ("unprivileged", "0"), ("onboot", "1")] {
-        assert_eq!(field(&d, 900, name), Some(want), "900 {name}");
+        assert_eq!(field(&d, 900, name).as_deref(), Some(want), "900 {name}");
     }
     // 901 says its own: kept.
     for (name, want) in [("swap_mb", "0"), ("net.nameservers", "1.1.1.1"), ("unprivileged", "1"), ("onboot", "0")] {
-        assert_eq!(field(&d, 901, name), Some(want), "901 {name}");
+        assert_eq!(field(&d, 901, name).as_deref(), Some(want), "901 {name}");
     }
-    assert_eq!(field(&d, 900, "cores"), Some("1"));
+    assert_eq!(field(&d, 900, "cores").as_deref(), Some("1"));
     // Defaults no container can take are warned about, each at its key.
     let warned: Vec<String> = v
         .reports

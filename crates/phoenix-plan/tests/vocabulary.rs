@@ -2,8 +2,7 @@
 
 use std::path::Path;
 
-use phoenix_backend::GuestKind;
-use phoenix_backend::fields::{CONTAINER, MOUNT_PREFIX, VM};
+use phoenix_backend::{Field, GuestKind};
 
 #[test]
 fn every_desired_field_is_in_the_shared_vocabulary() {
@@ -15,10 +14,10 @@ fn every_desired_field_is_in_the_shared_vocabulary() {
         let desired = phoenix_plan::desired(&estate, &|_| Vec::new());
         assert!(!desired.guests.is_empty());
         for g in desired.guests.values() {
-            let vocabulary = if g.kind == GuestKind::Lxc { CONTAINER } else { VM };
-            for field in g.config.0.keys() {
+            let vocabulary = if g.kind == GuestKind::Lxc { Field::CONTAINER } else { Field::VM };
+            for field in g.config.fields() {
                 assert!(
-                    field.starts_with(MOUNT_PREFIX) || vocabulary.contains(&field.as_str()),
+                    field.mount_path().is_some() || vocabulary.contains(field),
                     "{example}: {} has field {field}",
                     g.id
                 );

@@ -11,8 +11,8 @@
 //! belongs further down is created and then moved (`PUT …/rules/0` with `moveto`): one request
 //! for a rule at the top, two for one below.
 
-use phoenix_backend::fields::canonical::{self, FirewallRule};
-use phoenix_backend::{BackendError, Delivery, GuestConfig};
+use phoenix_backend::fields::canonical::FirewallRule;
+use phoenix_backend::{BackendError, Delivery, Field, GuestConfig, Value as PhoenixValue};
 use serde_json::Value;
 
 use crate::transport::api::ApiClient;
@@ -167,10 +167,10 @@ fn read_rules(api: &ApiClient, guest: Guest<'_>) -> Result<(Vec<FirewallRule>, O
 /// canonical.
 pub fn observe(api: &ApiClient, guest: Guest<'_>, config: &mut GuestConfig) -> Result<(), BackendError> {
     let options = api.call(&Call::FirewallOptions(guest), &[])?;
-    let nic = config.get("firewall").is_none_or(|f| f == "1");
-    config.set("firewall", flag(truthy(&options["enable"]) && nic));
+    let nic = config.flag(&Field::Firewall).is_none_or(|on| on);
+    config.set(Field::Firewall, truthy(&options["enable"]) && nic);
     let (rules, _) = read_rules(api, guest)?;
-    config.set("firewall.rules", canonical::firewall_rules(&rules));
+    config.set(Field::FirewallRules, PhoenixValue::rules(&rules));
     Ok(())
 }
 
@@ -179,7 +179,7 @@ pub fn observe(api: &ApiClient, guest: Guest<'_>, config: &mut GuestConfig) -> R
 /// rule by rule). Writes nothing that is already so.
 pub fn apply(api: &ApiClient, guest: Guest<'_>, want: &GuestConfig) -> Result<(), BackendError> {
     let id = guest.id;
-    if let Some(on) = want.get("firewall").map(|f| f == "1") {
+    if let Some(on) = want.flag(&Field::Firewall) {
         let options = api.call(&Call::FirewallOptions(guest), &[])?;
         if truthy(&options["enable"]) != on {
             let mut params = vec![("enable", flag(on))];
@@ -189,11 +189,14 @@ pub fn apply(api: &ApiClient, guest: Guest<'_>, want: &GuestConfig) -> Result<()
             api.call(&Call::SetFirewallOptions(guest), &params)?;
         }
     }
-    if let Some(value) = want.get("firewall.rules") {
-        let rules = canonical::parse_firewall_rules(value).ok_or_else(|| {
-            BackendError::permanent(Delivery::NotSent, format!("{id}: `firewall.rules` is not a list of rules"))
-        })?;
-        reconcile(api, guest, &rules)?;
+    if let Some(value) = want.get(&Field::FirewallRules) {
+        let PhoenixValue::Rules(rules) = value else {
+            return Err(BackendError::permanent(
+                Delivery::NotSent,
+                format!("{id}: `firewall.rules` is not a list of rules"),
+            ));
+        };
+        reconcile(api, guest, rules)?;
     }
     Ok(())
 }
@@ -304,7 +307,7 @@ mod tests {
         )
         .expect("json");
         assert_eq!(
-            canonical::firewall_rules(&[rule_from_api(&v)]),
+            phoenix_backend::fields::canonical::firewall_rules(&[rule_from_api(&v)]),
             r#"[{"type":"in","action":"ACCEPT","source":"10.0.0.0/24","proto":"tcp","port":"22"}]"#
         );
         let off: Value = serde_json::from_str(r#"{"type": "out", "action": "DROP", "pos": 1}"#).expect("json");

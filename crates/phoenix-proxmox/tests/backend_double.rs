@@ -157,8 +157,11 @@ fn an_edit_waits_until_the_guests_lock_clears() {
     // A backup holds 902 for a while: the edit waits for it instead of being refused.
     double.lock_guest(902, "backup", std::time::Duration::from_millis(300));
     let started = std::time::Instant::now();
-    let change =
-        phoenix_backend::FieldChange { field: "memory_mb".into(), old: Some("1024".into()), new: Some("1536".into()) };
+    let change = phoenix_backend::FieldChange {
+        field: phoenix_backend::Field::MemoryMb,
+        old: Some(1024u64.into()),
+        new: Some(1536u64.into()),
+    };
     backend.update_config(902, &[change]).expect("applied once the lock cleared");
     assert!(started.elapsed() >= std::time::Duration::from_millis(300));
     let puts: Vec<u16> = double
@@ -169,7 +172,10 @@ fn an_edit_waits_until_the_guests_lock_clears() {
         .collect();
     assert_eq!(puts.last(), Some(&200));
     assert!(!puts.contains(&500), "an edit was sent while the guest was locked: {puts:?}");
-    assert_eq!(backend.observe_guest(902).expect("observe").expect("902").config.get("memory_mb"), Some("1536"));
+    assert_eq!(
+        backend.observe_guest(902).expect("observe").expect("902").config.spelled("memory_mb").as_deref(),
+        Some("1536")
+    );
 }
 
 /// Proxmox refuses to start, stop, resize, snapshot or destroy a guest another task holds (a
@@ -194,7 +200,11 @@ fn power_resize_snapshot_and_destroy_wait_until_the_guests_lock_clears() {
     }
     locked("start", &|| backend.start(902));
     locked("snapshot", &|| backend.snapshot(902, "before"));
-    let grow = phoenix_backend::FieldChange { field: "disk_gb".into(), old: Some("16".into()), new: Some("20".into()) };
+    let grow = phoenix_backend::FieldChange {
+        field: phoenix_backend::Field::DiskGb,
+        old: Some(16u64.into()),
+        new: Some(20u64.into()),
+    };
     locked("resize", &|| backend.update_config(902, std::slice::from_ref(&grow)));
     locked("destroy", &|| backend.destroy(902));
     let refused: Vec<String> = double.requests()[before..]

@@ -10,7 +10,7 @@ mod support;
 use phoenix_backend::{Backend, GuestConfig};
 use phoenix_engine::GuestOutcome;
 use phoenix_pve_double::PveVersion;
-use support::{apply, backend, channel, container, estate, root_client, start};
+use support::{apply, backend, channel, container, estate, root_client, route, start};
 
 const SHARED: &str =
     r#", "shared_volumes": {"models": {"host_path": "/fastData/shared-models", "mounts": {"950": "/models"}}}"#;
@@ -162,14 +162,12 @@ fn with_a_root_ticket_root_only_settings_go_through_the_api() {
     // Bind mounts and flags need only the ticket; GPUs still need the node to list its devices.
     let double = start(PveVersion::V9);
     let ticket_only = backend(&double, None).with_root_api(root_client(&double));
-    let route = ticket_only
-        .route("mount:/models", "bind:/srv/models", &GuestConfig::default())
+    let how = route(&ticket_only, "mount:/models", "bind:/srv/models", &GuestConfig::default())
         .expect("by ticket")
         .expect("a route");
-    assert!(route.contains("without a node channel the host directory must exist on the node"), "{route}");
+    assert!(how.contains("without a node channel the host directory must exist on the node"), "{how}");
     assert!(
-        ticket_only
-            .route("gpus", "0", &GuestConfig::default())
+        route(&ticket_only, "gpus", "0", &GuestConfig::default())
             .expect_err("devices are listed on the node")
             .contains("node channel")
     );
@@ -190,17 +188,16 @@ fn with_a_root_ticket_root_only_settings_go_through_the_api() {
 fn without_a_node_channel_the_plan_refuses_what_needs_it_and_missing_gpus_are_named() {
     let double = start(PveVersion::V9);
     let no_channel = backend(&double, None);
-    assert_eq!(no_channel.route("cores", "2", &GuestConfig::default()), Ok(None));
-    let e = no_channel.route("gpus", "0", &GuestConfig::default()).expect_err("needs the node");
+    assert_eq!(route(&no_channel, "cores", "2", &GuestConfig::default()), Ok(None));
+    let e = route(&no_channel, "gpus", "0", &GuestConfig::default()).expect_err("needs the node");
     assert!(e.contains("no node channel is configured"), "{e}");
-    assert!(no_channel.route("mount:/models", "bind:/srv/models", &GuestConfig::default()).is_err());
+    assert!(route(&no_channel, "mount:/models", "bind:/srv/models", &GuestConfig::default()).is_err());
     assert!(
-        no_channel
-            .route("mount:/data", "volume:local-zfs:8", &GuestConfig::default())
+        route(&no_channel, "mount:/data", "volume:local-zfs:8", &GuestConfig::default())
             .expect("a volume is fine")
             .is_none()
     );
-    assert!(no_channel.route("flags", "nesting=1", &GuestConfig::default()).expect("nesting is fine").is_none());
+    assert!(route(&no_channel, "flags", "nesting=1", &GuestConfig::default()).expect("nesting is fine").is_none());
     assert!(!no_channel.capabilities().gpu);
 
     double.set_devices("pve1", &["/dev/nvidia0", "/dev/nvidiactl"]);
@@ -285,16 +282,15 @@ fn a_privileged_containers_feature_flags_go_through_the_node() {
         let conf = double.conf_file(960).expect("960 exists");
         assert!(conf.contains("features: nesting=1\n") && conf.contains("unprivileged: 0\n"), "{conf}");
         // The same flag on an unprivileged container is the token's to set.
-        assert_eq!(backend.route("flags", "nesting=1", &phoenix_backend::GuestConfig::default()).expect("route"), None);
+        assert_eq!(route(&backend, "flags", "nesting=1", &GuestConfig::default()).expect("route"), None);
 
         let no_channel = support::backend(&double, None);
-        let e = no_channel
-            .route("flags", "nesting=1", &config_of(&[("unprivileged", "0")]))
+        let e = route(&no_channel, "flags", "nesting=1", &config_of(&[("unprivileged", "0")]))
             .expect_err("no way to deliver it");
         assert!(e.contains("privileged container") && e.contains("node channel"), "{e}");
     }
 }
 
 fn config_of(fields: &[(&str, &str)]) -> GuestConfig {
-    GuestConfig(fields.iter().map(|(k, v)| ((*k).to_string(), (*v).to_string())).collect())
+    GuestConfig::parse(fields.iter().copied()).expect("config")
 }

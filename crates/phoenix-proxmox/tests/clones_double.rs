@@ -60,7 +60,7 @@ fn a_clone_lands_on_its_own_storage_and_goes_to_another_node_only_from_shared_st
         let (_, report) = support::apply(&backend, &estate, dir.path());
         assert_eq!(report.outcomes.get(&903), Some(&GuestOutcome::Created), "{version:?}: {report:#?}");
         let web = backend.observe_guest(903).expect("observe").expect("the clone");
-        assert_eq!(web.config.get("storage"), Some("ceph"), "{version:?}");
+        assert_eq!(web.config.spelled("storage").as_deref(), Some("ceph"), "{version:?}");
         let on: Vec<String> = double
             .requests()
             .into_iter()

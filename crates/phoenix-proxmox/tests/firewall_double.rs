@@ -56,8 +56,11 @@ fn firewall_changes(plan: &Plan) -> Vec<(String, Option<String>, String)> {
             _ => None,
         })
         .flatten()
-        .filter(|c| c.field.starts_with("firewall"))
-        .map(|c| (c.field.clone(), c.old.clone(), c.new.clone().unwrap_or_else(|| "(removed)".into())))
+        .filter(|c| matches!(c.field, phoenix_backend::Field::Firewall | phoenix_backend::Field::FirewallRules))
+        .map(|c| {
+            let new = c.new.as_ref().map_or_else(|| "(removed)".to_string(), ToString::to_string);
+            (c.field.to_string(), c.old.as_ref().map(ToString::to_string), new)
+        })
         .collect()
 }
 
@@ -211,9 +214,11 @@ fn a_clone_starts_from_its_templates_rules_and_gets_its_own() {
                 ("net.ip", "dhcp"),
                 ("firewall", "1"),
             ] {
-                c.set(k, v);
+                let field = phoenix_backend::Field::from_name(k).expect("a field");
+                let value = field.parse(v).expect("a value");
+                c.set(field, value);
             }
-            c.set("firewall.rules", firewall_rules(rules));
+            c.set(phoenix_backend::Field::FirewallRules, phoenix_backend::Value::rules(rules));
             c
         };
         let (ssh, web) = (rule("ssh", "22"), rule("web", "443"));
@@ -246,10 +251,13 @@ fn a_clone_starts_from_its_templates_rules_and_gets_its_own() {
             "{version:?}: {w:#?}"
         );
         let observed = backend.observe_guest(921).expect("observe").expect("exists");
-        assert_eq!(observed.config.get("firewall"), Some("1"));
-        assert_eq!(observed.config.get("firewall.rules"), Some(firewall_rules(&[web.clone(), ssh.clone()]).as_str()));
+        assert_eq!(observed.config.spelled("firewall").as_deref(), Some("1"));
+        assert_eq!(
+            observed.config.spelled("firewall.rules").as_deref(),
+            Some(firewall_rules(&[web.clone(), ssh.clone()]).as_str())
+        );
         let template_rules = backend.observe_guest(920).expect("observe").expect("exists");
-        assert_eq!(template_rules.config.get("firewall.rules"), Some(firewall_rules(&[ssh]).as_str()));
+        assert_eq!(template_rules.config.spelled("firewall.rules").as_deref(), Some(firewall_rules(&[ssh]).as_str()));
         assert!(
             double.requests().iter().all(|r| r.status == 200),
             "{:?}",

@@ -11,10 +11,7 @@ use phoenix_pve_double::{ALL_PRIVILEGES, PveVersion};
 use support::{backend, channel, start};
 
 fn request(template: &str, fields: &[(&str, &str)]) -> CreateRequest {
-    let mut config = GuestConfig::default();
-    for (k, v) in fields {
-        config.set(*k, *v);
-    }
+    let config = GuestConfig::parse(fields.iter().copied()).expect("config");
     CreateRequest { id: 960, kind: GuestKind::Lxc, node: None, source: CreateSource::Template(template.into()), config }
 }
 

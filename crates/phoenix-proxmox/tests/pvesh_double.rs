@@ -18,7 +18,7 @@ use phoenix_proxmox::backend::ProxmoxBackend;
 use phoenix_proxmox::transport::api::ApiClient;
 use phoenix_proxmox::transport::task::Poll;
 use phoenix_pve_double::{Fault, FaultKind, PveDouble, PveVersion};
-use support::{apply, channel, container, start};
+use support::{apply, channel, container, route, start};
 
 /// A `pvesh` for the double in `dir`: this binary as the stand-in.
 fn pvesh(double: &PveDouble, dir: &Path) -> PathBuf {
@@ -122,10 +122,10 @@ fn root_only_settings_go_through_the_api_as_root() {
         // Without a node channel, only the GPUs (listed on the node) cannot be planned.
         let alone = ProxmoxBackend::new(ApiClient::pvesh(pvesh(&double, dir.path())).expect("client"), "pve1", None);
         let note =
-            alone.route("mount:/models", "bind:/fastData/shared-models", &GuestConfig::default()).expect("routed");
+            route(&alone, "mount:/models", "bind:/fastData/shared-models", &GuestConfig::default()).expect("routed");
         assert!(note.is_some_and(|n| n.starts_with("the API as root@pam")));
-        assert!(alone.route("flags", "keyctl=1,nesting=1", &GuestConfig::default()).expect("routed").is_some());
-        let e = alone.route("gpus", "0", &GuestConfig::default()).expect_err("GPUs need the node");
+        assert!(route(&alone, "flags", "keyctl=1,nesting=1", &GuestConfig::default()).expect("routed").is_some());
+        let e = route(&alone, "gpus", "0", &GuestConfig::default()).expect_err("GPUs need the node");
         assert!(e.contains("no node channel"), "{e}");
 
         let (plan, _) = apply(&backend, &gpu_estate(dir.path()), dir.path());

@@ -340,7 +340,7 @@ fn changes(plan: &phoenix_plan::Plan, id: GuestId) -> Vec<(String, ChangeEffect)
             _ => None,
         })
         .flatten()
-        .map(|c| (c.field.clone(), c.effect))
+        .map(|c| (c.field.to_string(), c.effect))
         .collect()
 }
 
@@ -460,7 +460,7 @@ fn a_clone_lives_through_changes_snapshots_and_locks_on_a_real_proxmox_host() {
     // The clone is Phoenix's, on its own storage.
     let observed = host.backend.observe_guest(web).expect("observe").expect("the clone exists");
     assert!(observed.managed, "the clone lost the mark: {observed:#?}");
-    assert_eq!(observed.config.get("storage"), Some(storage.as_str()), "{observed:#?}");
+    assert_eq!(observed.config.spelled("storage").as_deref(), Some(storage.as_str()), "{observed:#?}");
     let description = host.get(&format!("/nodes/{}/lxc/{web}/config", host.node))["description"].clone();
     assert!(description.as_str().is_some_and(|d| d.starts_with("Managed by Phoenix.")), "{description}");
 
@@ -544,7 +544,7 @@ fn a_clone_lives_through_changes_snapshots_and_locks_on_a_real_proxmox_host() {
     host.backend.rollback(web, "phoenix-before").expect("rollback");
     assert_eq!(host.backend.read_markers(web).expect("read").as_ref(), Some(&record), "after the rollback");
     let mut config = GuestConfig::default();
-    config.set("hostname", "phoenix-test-life-copy");
+    config.set(phoenix_backend::Field::Hostname, "phoenix-test-life-copy");
     let clone = CreateRequest {
         id: copy,
         kind: GuestKind::Lxc,
@@ -586,7 +586,7 @@ fn a_clone_lives_through_changes_snapshots_and_locks_on_a_real_proxmox_host() {
 
     locked("start", &|| host.backend.start(web));
     locked("snapshot", &|| host.backend.snapshot(web, "phoenix-locked"));
-    let grow = FieldChange { field: "disk_gb".into(), old: Some("8".into()), new: Some("9".into()) };
+    let grow = FieldChange { field: phoenix_backend::Field::DiskGb, old: Some(8u64.into()), new: Some(9u64.into()) };
     locked("resize", &|| host.backend.update_config(web, std::slice::from_ref(&grow)));
     locked("destroy", &|| host.backend.destroy(web));
     assert!(host.backend.observe_guest(web).expect("observe").is_none());
@@ -722,7 +722,7 @@ fn a_clone_goes_to_another_node_only_onto_shared_storage_on_a_real_proxmox_host(
         assert_eq!(report.outcomes.get(&remote), Some(&GuestOutcome::Created), "{report:#?}");
         let made = host.backend.observe_guest(remote).expect("observe").expect("the clone");
         assert_eq!(made.node.as_deref(), Some(second.as_str()), "{made:#?}");
-        assert_eq!(made.config.get("storage"), Some(shared_storage.as_str()), "{made:#?}");
+        assert_eq!(made.config.spelled("storage").as_deref(), Some(shared_storage.as_str()), "{made:#?}");
         assert!(made.managed, "{made:#?}");
         host.backend.destroy(remote).expect("destroy the clone");
     }

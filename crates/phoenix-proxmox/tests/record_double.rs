@@ -55,7 +55,7 @@ fn the_record_follows_snapshots_rollbacks_and_clones(version: PveVersion) {
     // A clone of the snapshot gets its record, and the mark.
     backend.write_markers(950, &markers(&[("feature:docker", "h3")])).expect("write");
     let mut config = GuestConfig::default();
-    config.set("hostname", "copy");
+    config.set(phoenix_backend::Field::Hostname, "copy");
     let clone = CreateRequest {
         id: 951,
         kind: GuestKind::Lxc,

@@ -44,7 +44,9 @@ fn changes(plan: &Plan) -> Vec<(String, Option<String>, Option<String>)> {
             _ => None,
         })
         .flatten()
-        .map(|c| (c.field.clone(), c.old.clone(), c.new.clone()))
+        .map(|c| {
+            (c.field.to_string(), c.old.as_ref().map(ToString::to_string), c.new.as_ref().map(ToString::to_string))
+        })
         .collect()
 }
 

@@ -9,7 +9,7 @@ mod support;
 
 use std::time::Duration;
 
-use phoenix_backend::{Backend, ErrorKind, FieldChange, FilePush, PowerState};
+use phoenix_backend::{Backend, ErrorKind, Field, FieldChange, FilePush, PowerState};
 use phoenix_pve_double::{PveDouble, PveVersion};
 
 const TEMPLATE: &str = support::OS_TEMPLATE;
@@ -43,7 +43,7 @@ fn container_rollback_and_delete(version: PveVersion) {
     // The update: a file changed, one added, the memory changed.
     backend.push_file(950, &push("/etc/app.conf", "v2")).expect("push");
     backend.push_file(950, &push("/etc/new", "x")).expect("push");
-    let memory = FieldChange { field: "memory_mb".into(), old: Some("1024".into()), new: Some("2048".into()) };
+    let memory = FieldChange { field: Field::MemoryMb, old: Some(1024u64.into()), new: Some(2048u64.into()) };
     backend.update_config(950, &[memory]).expect("configure");
     assert!(live(&double, 950).contains("memory: 2048\n"));
 
@@ -61,7 +61,7 @@ fn container_rollback_and_delete(version: PveVersion) {
     assert!(polled, "{version:?}: the task was not waited for");
     let g = backend.observe_guest(950).expect("observe").expect("950");
     assert_eq!(g.power, PowerState::Running, "{version:?}");
-    assert_eq!(g.config.get("memory_mb"), Some("1024"), "{version:?}");
+    assert_eq!(g.config.spelled("memory_mb").as_deref(), Some("1024"), "{version:?}");
     assert!(g.managed, "{version:?}: the description (the mark) stays");
     let nodes = double.node_channel();
     assert_eq!(nodes.file(950, "/etc/app.conf"), Some(b"v1".to_vec()), "{version:?}");
@@ -174,7 +174,7 @@ fn vm_rollback_and_delete(version: PveVersion) {
     backend.push_file(8100, &push("/etc/app.conf", "v1")).expect("push");
     backend.snapshot(8100, SNAPSHOT).expect("snapshot");
     backend.push_file(8100, &push("/etc/app.conf", "v2")).expect("push");
-    let memory = FieldChange { field: "memory_mb".into(), old: Some("2048".into()), new: Some("4096".into()) };
+    let memory = FieldChange { field: Field::MemoryMb, old: Some(2048u64.into()), new: Some(4096u64.into()) };
     backend.update_config(8100, &[memory]).expect("configure");
     let before = double.requests().len();
     backend.rollback(8100, SNAPSHOT).expect("rollback");

@@ -183,7 +183,10 @@ fn lifecycle(version: PveVersion) {
     let g = p.guests.iter().find(|g| g.id == 8001).expect("clone planned");
     let Some(Action::Configure { changes }) = g.steps.first().map(|s| &s.action) else { panic!("{:?}", g.steps) };
     assert_eq!(changes.len(), 1, "{changes:?}");
-    assert_eq!((changes[0].field.as_str(), changes[0].new.as_deref()), ("memory_mb", Some("6144")));
+    assert_eq!(
+        (&changes[0].field, changes[0].new.as_ref()),
+        (&phoenix_backend::Field::MemoryMb, Some(&6144u64.into()))
+    );
     assert!(matches!(g.steps.get(1).map(|s| &s.action), Some(Action::Restart)), "{:?}", g.steps);
     let (_, report) = support::apply_with(&backend, &changed, dir.path(), &library());
     assert!(!report.failed(), "{:?}", report.outcomes);

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use phoenix_backend::{
     Backend, BackendError, Capabilities, ChangeEffect, CreateRequest, CreateSource, Delivery, ExecOutput, ExecRequest,
-    FieldChange, FilePush, GuestConfig, GuestId, GuestKind, Observation, ObservedGuest, PowerState,
+    Field, FieldChange, FilePush, GuestConfig, GuestId, GuestKind, Observation, ObservedGuest, PowerState,
 };
 
 /// Which backend method a call was.
@@ -155,7 +155,7 @@ struct State {
     snapshot_configs: HashMap<(GuestId, String), GuestConfig>,
     calls: Vec<CallRecord>,
     rules: Vec<FailRule>,
-    effects: HashMap<String, ChangeEffect>,
+    effects: HashMap<Field, ChangeEffect>,
     exec_status: Vec<(String, i32, String)>,
     /// Exit statuses of commands by a text their whole argv (joined with spaces) contains.
     command_status: Vec<(String, i32)>,
@@ -211,8 +211,8 @@ impl State {
             }
         };
         let mut config = request.config.clone();
-        if config.get("net.mac").is_none() {
-            config.set("net.mac", generated_mac(id));
+        if !config.has(&Field::NetMac) {
+            config.set(Field::NetMac, generated_mac(id));
         }
         let observed = ObservedGuest {
             id,
@@ -342,8 +342,8 @@ impl MemoryBackend {
     }
 
     /// Sets how a change of `field` takes effect, overriding the default.
-    pub fn set_change_effect(&self, field: &str, effect: ChangeEffect) {
-        self.lock().effects.insert(field.to_string(), effect);
+    pub fn set_change_effect(&self, field: &Field, effect: ChangeEffect) {
+        self.lock().effects.insert(field.clone(), effect);
     }
 
     /// Makes every command whose `argv[0]` contains `argv0_contains` exit with `status` and write
@@ -414,11 +414,7 @@ impl Backend for MemoryBackend {
             gpu: true,
             concurrent_clones: false,
             probe_at_plan: false,
-            fields: phoenix_backend::fields::CONTAINER
-                .iter()
-                .chain(phoenix_backend::fields::VM)
-                .map(|f| (*f).to_string())
-                .collect(),
+            fields: Field::CONTAINER.iter().chain(Field::VM).cloned().collect(),
         }
     }
 
@@ -463,14 +459,14 @@ impl Backend for MemoryBackend {
     }
 
     fn update_config(&self, id: GuestId, changes: &[FieldChange]) -> Result<(), BackendError> {
-        let detail = changes.iter().map(|c| c.field.as_str()).collect::<Vec<_>>().join(",");
+        let detail = changes.iter().map(|c| c.field.to_string()).collect::<Vec<_>>().join(",");
         self.run(Method::UpdateConfig, Some(id), detail, |st| {
             let guest = st.guest_mut(id)?;
             for c in changes {
                 match &c.new {
                     Some(v) => guest.observed.config.set(c.field.clone(), v.clone()),
                     None => {
-                        guest.observed.config.0.remove(&c.field);
+                        guest.observed.config.remove(&c.field);
                     }
                 }
             }
@@ -626,15 +622,37 @@ impl Backend for MemoryBackend {
         })
     }
 
-    fn change_effect(&self, field: &str) -> ChangeEffect {
+    fn change_effect(&self, field: &Field) -> ChangeEffect {
         if let Some(effect) = self.lock().effects.get(field) {
             return *effect;
         }
         match field {
-            "cores" | "memory_mb" | "swap_mb" | "tags" | "onboot" | "startup" | "firewall" | "firewall.rules"
-            | "net.ip" | "net.gw" | "net.nameservers" | "disk_gb" => ChangeEffect::Live,
-            "unprivileged" | "storage" => ChangeEffect::Recreate,
-            _ => ChangeEffect::Restart,
+            Field::Cores
+            | Field::MemoryMb
+            | Field::SwapMb
+            | Field::Tags
+            | Field::Onboot
+            | Field::Startup
+            | Field::Firewall
+            | Field::FirewallRules
+            | Field::NetIp
+            | Field::NetGw
+            | Field::NetNameservers
+            | Field::DiskGb => ChangeEffect::Live,
+            Field::Unprivileged | Field::Storage => ChangeEffect::Recreate,
+            Field::Hostname
+            | Field::NetName
+            | Field::NetBridge
+            | Field::NetMac
+            | Field::Flags
+            | Field::Idmap
+            | Field::Gpus
+            | Field::LxcRaw
+            | Field::Apparmor
+            | Field::CiUser
+            | Field::CiSshkeys
+            | Field::CiPassword
+            | Field::Mount(_) => ChangeEffect::Restart,
         }
     }
 }
@@ -747,12 +765,12 @@ mod tests {
         b.snapshot(100, "tpl").expect("snapshot");
         b.push_file(100, &push("/after-snapshot", "x")).expect("push");
         let mut config = GuestConfig::default();
-        config.set("hostname", "web");
+        config.set(Field::Hostname, "web");
         b.create(&CreateRequest { config, ..clone_of(101, 100, "tpl") }).expect("clone");
         let g = b.guest(101).expect("clone exists");
         assert_eq!(g.files.get("/etc/phoenix/marker").map(Vec::as_slice), Some(&b"v1"[..]));
         assert!(!g.files.contains_key("/after-snapshot"), "a clone has the files as of the snapshot");
-        assert_eq!(g.observed.config.get("hostname"), Some("web"));
+        assert_eq!(g.observed.config.text(&Field::Hostname), Some("web"));
         assert_eq!(b.read_file(101, "/etc/phoenix/marker").expect("read"), Some(b"v1".to_vec()));
         assert_eq!(b.read_file(101, "/missing").expect("read"), None);
     }
@@ -820,14 +838,14 @@ mod tests {
         b.snapshot(100, "before").expect("snapshot");
         b.push_file(100, &push("/etc/app", "v2")).expect("push");
         b.push_file(100, &push("/etc/new", "x")).expect("push");
-        b.update_config(100, &[FieldChange { field: "cores".into(), old: None, new: Some("4".into()) }])
+        b.update_config(100, &[FieldChange { field: Field::Cores, old: None, new: Some(4u64.into()) }])
             .expect("configure");
         assert!(b.rollback(100, "missing").is_err(), "no such snapshot");
         b.rollback(100, "before").expect("rollback");
         let g = b.guest(100).expect("guest");
         assert_eq!(g.files.get("/etc/app").map(Vec::as_slice), Some(&b"v1"[..]));
         assert!(!g.files.contains_key("/etc/new"));
-        assert_eq!(g.observed.config.get("cores"), None);
+        assert_eq!(g.observed.config.get(&Field::Cores), None);
         assert_eq!((g.observed.power, g.starts, g.stops), (PowerState::Running, 2, 1), "stopped and started again");
         assert!(g.observed.snapshots.contains("before"), "the snapshot stays");
         b.delete_snapshot(100, "before").expect("delete");
@@ -854,25 +872,25 @@ mod tests {
         let b = MemoryBackend::new();
         b.create(&template(0x01_02_03)).expect("create");
         let g = b.guest(0x01_02_03).expect("guest");
-        assert_eq!(g.observed.config.get("net.mac"), Some("02:00:00:01:02:03"));
+        assert_eq!(g.observed.config.text(&Field::NetMac), Some("02:00:00:01:02:03"));
         let mut config = GuestConfig::default();
-        config.set("net.mac", "bc:24:11:00:00:01");
+        config.set(Field::NetMac, "bc:24:11:00:00:01");
         b.create(&CreateRequest { config, ..template(100) }).expect("create");
-        assert_eq!(b.guest(100).expect("guest").observed.config.get("net.mac"), Some("bc:24:11:00:00:01"));
+        assert_eq!(b.guest(100).expect("guest").observed.config.text(&Field::NetMac), Some("bc:24:11:00:00:01"));
         assert_eq!(generated_mac(1000), "02:00:00:00:03:e8");
     }
 
     #[test]
     fn change_effects_and_capabilities() {
         let b = MemoryBackend::new();
-        assert_eq!(b.change_effect("cores"), ChangeEffect::Live);
-        assert_eq!(b.change_effect("disk_gb"), ChangeEffect::Live);
-        assert_eq!(b.change_effect("storage"), ChangeEffect::Recreate);
-        assert_eq!(b.change_effect("mount:/data"), ChangeEffect::Restart);
-        b.set_change_effect("cores", ChangeEffect::Restart);
-        assert_eq!(b.change_effect("cores"), ChangeEffect::Restart);
+        assert_eq!(b.change_effect(&Field::Cores), ChangeEffect::Live);
+        assert_eq!(b.change_effect(&Field::DiskGb), ChangeEffect::Live);
+        assert_eq!(b.change_effect(&Field::Storage), ChangeEffect::Recreate);
+        assert_eq!(b.change_effect(&Field::mount("/data")), ChangeEffect::Restart);
+        b.set_change_effect(&Field::Cores, ChangeEffect::Restart);
+        assert_eq!(b.change_effect(&Field::Cores), ChangeEffect::Restart);
         let caps = b.capabilities();
-        assert!(caps.fields.contains("net.mac") && caps.clone && caps.gpu && caps.templates);
+        assert!(caps.fields.contains(&Field::NetMac) && caps.clone && caps.gpu && caps.templates);
         assert_eq!(b.name(), "memory");
     }
 

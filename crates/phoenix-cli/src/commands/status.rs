@@ -66,7 +66,7 @@ pub fn run(cx: &Context<'_>, args: &WorkArgs) -> Outcome {
         let o = &observed.observation.guests[id];
         rows.push(Row {
             id: *id,
-            name: o.config.get("hostname").unwrap_or("-").to_string(),
+            name: o.config.text(&phoenix_backend::Field::Hostname).unwrap_or("-").to_string(),
             kind: if o.kind == phoenix_backend::GuestKind::Lxc { "container" } else { "VM" },
             state: if o.managed { "not configured".into() } else { "unmanaged".into() },
             power: power(o),

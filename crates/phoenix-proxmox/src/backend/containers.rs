@@ -11,10 +11,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use phoenix_backend::fields::canonical;
+use phoenix_backend::Value as PhoenixValue;
+use phoenix_backend::fields::{IdRange, canonical};
 use phoenix_backend::{
-    BackendError, ChangeEffect, CreateRequest, CreateSource, Delivery, ExecOutput, ExecRequest, FieldChange, FilePush,
-    GuestConfig, GuestId, GuestKind, ObserveScope, ObservedGuest, fields,
+    BackendError, ChangeEffect, CreateRequest, CreateSource, Delivery, ExecOutput, ExecRequest, Field, FieldChange,
+    FilePush, GuestConfig, GuestId, GuestKind, Mount, MountSource, NoRoute, ObserveScope, ObservedGuest,
 };
 use serde_json::Value;
 
@@ -27,8 +28,11 @@ use crate::record::MANAGED_MARK;
 use crate::transport::decode::text;
 use crate::transport::endpoint::{Call, Guest, Power};
 
+/// The fields of the interface's property string (`net0`), which is sent whole.
+const INTERFACE: &[Field] = &[Field::NetName, Field::NetBridge, Field::NetIp, Field::NetGw, Field::NetMac];
+
 /// Fields kept as raw `lxc.*` lines in the container's conf file: the API has no keys for them.
-const RAW_FIELDS: &[&str] = &["lxc.raw", "apparmor", "idmap"];
+const RAW_FIELDS: &[Field] = &[Field::LxcRaw, Field::Apparmor, Field::Idmap];
 
 /// API parameters: names and values.
 type Params = Vec<(String, String)>;
@@ -51,51 +55,50 @@ pub fn normalize(config: &serde_json::Map<String, Value>) -> GuestConfig {
     let mut out = GuestConfig::default();
     let get = |k: &str| config.get(k).and_then(text);
     for (from, to) in [
-        ("hostname", "hostname"),
-        ("cores", "cores"),
-        ("memory", "memory_mb"),
-        ("swap", "swap_mb"),
-        ("unprivileged", "unprivileged"),
-        ("onboot", "onboot"),
+        ("hostname", Field::Hostname),
+        ("cores", Field::Cores),
+        ("memory", Field::MemoryMb),
+        ("swap", Field::SwapMb),
+        ("unprivileged", Field::Unprivileged),
+        ("onboot", Field::Onboot),
     ] {
-        if let Some(v) = get(from) {
+        // A value Proxmox would not hold is left out: the configuration's then shows as a change.
+        if let Some(v) = get(from).and_then(|v| to.parse(&v).ok()) {
             out.set(to, v);
         }
     }
     if let Some(root) = get("rootfs").and_then(|r| MountPoint::parse(&r).ok()) {
         if let Some((storage, _)) = root.volume.split_once(':') {
-            out.set("storage", storage);
+            out.set(Field::Storage, storage);
         }
         if let Some(size) = root.size.as_deref().and_then(crate::transport::decode::gib) {
-            out.set("disk_gb", size.to_string());
+            out.set(Field::DiskGb, size);
         }
     }
     if let Some(net) = get("net0").and_then(|n| Net::parse(&n).ok()) {
-        out.set("net.name", net.name);
+        out.set(Field::NetName, net.name);
         // The interface's half of `firewall`; observing completes it with the guest's option.
-        out.set("firewall", if net.firewall == Some(true) { "1" } else { "0" });
-        for (field, value) in [
-            ("net.bridge", net.bridge),
-            ("net.ip", net.ip),
-            ("net.gw", net.gw),
-            ("net.mac", net.hwaddr.as_deref().map(canonical::mac)),
-        ] {
+        out.set(Field::Firewall, net.firewall == Some(true));
+        for (field, value) in [(Field::NetBridge, net.bridge), (Field::NetIp, net.ip), (Field::NetGw, net.gw)] {
             if let Some(v) = value {
                 out.set(field, v);
             }
         }
+        if let Some(mac) = net.hwaddr.as_deref() {
+            out.set(Field::NetMac, PhoenixValue::mac(mac));
+        }
     }
     if let Some(ns) = get("nameserver") {
-        out.set("net.nameservers", ns);
+        out.set(Field::NetNameservers, PhoenixValue::Nameservers(ns.split_whitespace().map(str::to_string).collect()));
     }
     if let Some(f) = get("features") {
-        out.set("flags", canonical::flags(f.split(',').filter(|s| !s.is_empty())));
+        out.set(Field::Flags, PhoenixValue::flags(f.split(',')));
     }
     if let Some(s) = get("startup").and_then(|s| Startup::parse(&s).ok()) {
-        out.set("startup", canonical::startup(s.order, s.up));
+        out.set(Field::Startup, phoenix_backend::fields::Startup { order: s.order, up: s.up });
     }
     if let Some(t) = get("tags") {
-        out.set("tags", canonical::tags(t.split([';', ',', ' '])));
+        out.set(Field::Tags, PhoenixValue::tags(t.split([';', ',', ' '])));
     }
     let mut gpus: Vec<u64> = config
         .iter()
@@ -105,7 +108,7 @@ pub fn normalize(config: &serde_json::Map<String, Value>) -> GuestConfig {
         .collect();
     gpus.sort_unstable();
     if !gpus.is_empty() {
-        out.set("gpus", gpus.iter().map(u64::to_string).collect::<Vec<_>>().join(","));
+        out.set(Field::Gpus, PhoenixValue::Gpus(gpus.iter().map(u64::to_string).collect()));
     }
     let raw: Vec<(String, String)> = config
         .get("lxc")
@@ -121,58 +124,66 @@ pub fn normalize(config: &serde_json::Map<String, Value>) -> GuestConfig {
         let is_mp = numbered(k, "mp");
         let Some(m) = is_mp.then(|| text(v)).flatten().and_then(|m| MountPoint::parse(&m).ok()) else { continue };
         let Some(inside) = m.mp.clone() else { continue };
-        let value = if m.is_bind() {
-            format!("bind:{}{}", m.volume, if m.ro == Some(true) { ";ro" } else { "" })
+        let mount = if m.is_bind() {
+            let mut bind = Mount::bind(&m.volume);
+            bind.read_only = m.ro == Some(true);
+            bind
         } else {
             let storage = m.volume.split(':').next().unwrap_or_default();
-            format!("volume:{storage}:{}", m.size.as_deref().and_then(crate::transport::decode::gib).unwrap_or(0))
+            Mount::volume(storage, m.size.as_deref().and_then(crate::transport::decode::gib).unwrap_or(0))
         };
-        out.set(format!("{}{}", fields::MOUNT_PREFIX, inside.trim_end_matches('/')), value);
+        out.set(Field::mount(&inside), mount);
     }
     out
 }
 
 /// The fields `lxc.raw`, `apparmor` and `idmap` of a container's raw `lxc.*` lines.
-pub fn raw_fields(raw: &[(String, String)]) -> Vec<(&'static str, String)> {
+pub fn raw_fields(raw: &[(String, String)]) -> Vec<(Field, PhoenixValue)> {
     let mut out = Vec::new();
-    let mut ranges = Vec::new();
+    let mut ranges: Vec<IdRange> = Vec::new();
     let mut rest = Vec::new();
     for (k, v) in raw {
         match k.as_str() {
-            "lxc.apparmor.profile" => out.push(("apparmor", v.clone())),
+            "lxc.apparmor.profile" => out.push((Field::Apparmor, PhoenixValue::Text(v.clone()))),
             "lxc.idmap" => {
                 let p: Vec<&str> = v.split_whitespace().collect();
                 let n = |i: usize| p.get(i).and_then(|x| x.parse::<u64>().ok());
                 match (p.first().and_then(|k| k.chars().next()), n(1), n(2), n(3)) {
-                    (Some(kind), Some(inside), Some(host), Some(size)) => ranges.push((kind, inside, host, size)),
+                    (Some(kind @ ('u' | 'g')), Some(inside), Some(host), Some(size)) => {
+                        ranges.push((kind, inside, host, size));
+                    }
                     _ => rest.push(format!("{k}: {v}")),
                 }
             }
             _ => rest.push(format!("{k}: {v}")),
         }
     }
-    let idmap = canonical::idmap_configured(&ranges, ID_BASE);
-    if !idmap.is_empty() {
-        out.push(("idmap", idmap));
+    if let Some(idmap) = canonical::idmap_configured(&ranges, ID_BASE) {
+        out.push((Field::Idmap, idmap));
     }
     if !rest.is_empty() {
-        out.push(("lxc.raw", rest.join("\n")));
+        out.push((Field::LxcRaw, PhoenixValue::Lines(rest)));
     }
     out
+}
+
+/// The configured ID ranges of a container's `idmap` field (none without one).
+pub(super) fn configured_ranges(fields: &GuestConfig) -> &[IdRange] {
+    fields.get(&Field::Idmap).and_then(PhoenixValue::as_idmap).unwrap_or_default()
 }
 
 /// The raw `lxc.*` lines for the fields `lxc.raw`, `apparmor` and `idmap`.
 pub fn raw_lines(fields: &GuestConfig) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    if let Some(idmap) = fields.get("idmap") {
-        for (kind, inside, host, size) in canonical::idmap_ranges(Some(idmap), ID_BASE) {
+    if fields.has(&Field::Idmap) {
+        for (kind, inside, host, size) in canonical::idmap_ranges(configured_ranges(fields), ID_BASE) {
             out.push(("lxc.idmap".to_string(), format!("{kind} {inside} {host} {size}")));
         }
     }
-    if let Some(profile) = fields.get("apparmor") {
+    if let Some(profile) = fields.text(&Field::Apparmor) {
         out.push(("lxc.apparmor.profile".to_string(), profile.to_string()));
     }
-    for line in fields.get("lxc.raw").unwrap_or_default().lines() {
+    for line in fields.get(&Field::LxcRaw).map(PhoenixValue::items).unwrap_or_default() {
         if let Some((k, v)) = line.split_once(':') {
             out.push((k.trim().to_string(), v.trim().to_string()));
         }
@@ -198,8 +209,8 @@ pub fn interface_addresses(list: &Value) -> Vec<std::net::IpAddr> {
 /// Phoenix creates it: `host-owner=` as given; `owner=` (IDs inside the container) mapped through
 /// the ID map of `container` (its `unprivileged` and `idmap` fields); else the container's root.
 pub fn bind_dirs(fields: &GuestConfig, container: &GuestConfig) -> Vec<(String, String)> {
-    let unprivileged = container.get("unprivileged") != Some("0");
-    let ranges = fields::canonical::idmap_ranges(container.get("idmap"), ID_BASE);
+    let unprivileged = container.flag(&Field::Unprivileged) != Some(false);
+    let ranges = canonical::idmap_ranges(configured_ranges(container), ID_BASE);
     let host_id = |kind: char, id: u64| -> u64 {
         if !unprivileged {
             return id;
@@ -210,21 +221,14 @@ pub fn bind_dirs(fields: &GuestConfig, container: &GuestConfig) -> Vec<(String, 
             .map_or(id, |(_, inside, host, _)| host + (id - inside))
     };
     let mut out = Vec::new();
-    for (field, value) in &fields.0 {
-        let (true, Some(rest)) = (field.starts_with(fields::MOUNT_PREFIX), value.strip_prefix("bind:")) else {
-            continue;
+    for (_, mount) in fields.mounts() {
+        let Some(path) = mount.host_path() else { continue };
+        let owner = match (&mount.host_owner, mount.owner) {
+            (Some(o), _) => o.clone(),
+            (None, Some((u, g))) => format!("{}:{}", host_id('u', u.into()), host_id('g', g.into())),
+            (None, None) => format!("{}:{}", host_id('u', 0), host_id('g', 0)),
         };
-        let mut parts = rest.split(';');
-        let path = parts.next().unwrap_or_default().to_string();
-        let mut owner = format!("{}:{}", host_id('u', 0), host_id('g', 0));
-        for option in parts {
-            if let Some(o) = option.strip_prefix("host-owner=") {
-                owner = o.to_string();
-            } else if let Some((u, g)) = option.strip_prefix("owner=").and_then(|o| o.split_once(':')) {
-                owner = format!("{}:{}", host_id('u', u.parse().unwrap_or(0)), host_id('g', g.parse().unwrap_or(0)));
-            }
-        }
-        out.push((path, owner));
+        out.push((path.to_string(), owner));
     }
     out
 }
@@ -233,67 +237,51 @@ pub fn bind_dirs(fields: &GuestConfig, container: &GuestConfig) -> Vec<(String, 
 /// says nothing (a generated MAC), and numbers mount points after the existing ones.
 pub fn to_params(desired: &GuestConfig, observed: Option<&GuestConfig>, creating: bool) -> Vec<(String, String)> {
     let mut p = Vec::new();
-    let want = |k: &str| desired.get(k).map(str::to_string);
+    let want = |k: Field| desired.get(&k).map(ToString::to_string);
     for (field, param) in [
-        ("hostname", "hostname"),
-        ("cores", "cores"),
-        ("memory_mb", "memory"),
-        ("swap_mb", "swap"),
-        ("onboot", "onboot"),
-        ("startup", "startup"),
-        ("tags", "tags"),
-        ("flags", "features"),
+        (Field::Hostname, "hostname"),
+        (Field::Cores, "cores"),
+        (Field::MemoryMb, "memory"),
+        (Field::SwapMb, "swap"),
+        (Field::Onboot, "onboot"),
+        (Field::Startup, "startup"),
+        (Field::Tags, "tags"),
+        (Field::Flags, "features"),
+        (Field::NetNameservers, "nameserver"),
     ] {
         if let Some(v) = want(field) {
             p.push((param.to_string(), v));
         }
     }
-    if let Some(ns) = want("net.nameservers") {
-        p.push(("nameserver".into(), ns));
-    }
     if creating {
-        if let Some(u) = want("unprivileged") {
+        if let Some(u) = want(Field::Unprivileged) {
             p.push(("unprivileged".into(), u));
         }
-        if let (Some(storage), Some(size)) = (want("storage"), want("disk_gb")) {
+        if let (Some(storage), Some(size)) = (want(Field::Storage), want(Field::DiskGb)) {
             p.push(("rootfs".into(), format!("{storage}:{size}")));
         }
     }
-    if let Some(name) = want("net.name") {
+    if let Some(name) = want(Field::NetName) {
+        let kept = |field: Field| desired.get(&field).or_else(|| observed.and_then(|o| o.get(&field))).cloned();
         let net = Net {
             name,
-            bridge: want("net.bridge"),
-            ip: want("net.ip"),
-            gw: want("net.gw"),
-            hwaddr: want("net.mac")
-                .or_else(|| observed.and_then(|o| o.get("net.mac")).map(str::to_string))
-                .map(|m| m.to_ascii_uppercase()),
+            bridge: want(Field::NetBridge),
+            ip: want(Field::NetIp),
+            gw: want(Field::NetGw),
+            hwaddr: kept(Field::NetMac).map(|m| m.to_string().to_ascii_uppercase()),
             kind: Some("veth".into()),
-            firewall: want("firewall")
-                .or_else(|| observed.and_then(|o| o.get("firewall")).map(str::to_string))
-                .is_some_and(|f| f == "1")
-                .then_some(true),
+            firewall: kept(Field::Firewall).and_then(|f| f.as_flag()).filter(|on| *on),
             ..Net::default()
         };
         p.push(("net0".into(), net.print()));
     }
-    for (i, (field, value)) in desired.0.iter().filter(|(k, _)| k.starts_with(fields::MOUNT_PREFIX)).enumerate() {
-        let inside = &field[fields::MOUNT_PREFIX.len()..];
-        let mut parts = value.split(';');
-        let source = parts.next().unwrap_or_default();
-        let ro = parts.any(|o| o == "ro").then_some(true);
-        let m = if let Some(host) = source.strip_prefix("bind:") {
-            MountPoint { volume: host.to_string(), mp: Some(inside.to_string()), ro, ..MountPoint::default() }
-        } else {
-            let rest = source.strip_prefix("volume:").unwrap_or(source);
-            let (storage, size) = rest.split_once(':').unwrap_or((rest, "1"));
-            MountPoint {
-                volume: format!("{storage}:{size}"),
-                mp: Some(inside.to_string()),
-                ro,
-                ..MountPoint::default()
-            }
+    for (i, (inside, mount)) in desired.mounts().enumerate() {
+        let ro = mount.read_only.then_some(true);
+        let volume = match &mount.source {
+            MountSource::Bind(host) => host.clone(),
+            MountSource::Volume { storage, gib } => format!("{storage}:{gib}"),
         };
+        let m = MountPoint { volume, mp: Some(inside.to_string()), ro, ..MountPoint::default() };
         p.push((format!("mp{i}"), m.print()));
     }
     p
@@ -370,14 +358,14 @@ fn nvidia_slot(key: &str, value: &Value) -> bool {
 /// What removing these fields deletes through `delete`: the `mp[n]` of each removed mount
 /// (located by its path inside; a volume becomes `unused[n]`, its data kept), `tags` and
 /// `nameserver`. GPUs and raw lines are removed apart (`dev[n]` slots, the conf file).
-fn deletes_for(removed: &BTreeSet<String>, current: &serde_json::Map<String, Value>) -> Vec<String> {
+fn deletes_for(removed: &BTreeSet<Field>, current: &serde_json::Map<String, Value>) -> Vec<String> {
     let slots = mount_slots(current);
     let mut delete: Vec<String> = removed
         .iter()
-        .filter_map(|f| match f.as_str() {
-            "tags" => Some("tags".to_string()),
-            "net.nameservers" => Some("nameserver".to_string()),
-            f => slots.get(f.strip_prefix(fields::MOUNT_PREFIX)?).cloned(),
+        .filter_map(|f| match f {
+            Field::Tags => Some("tags".to_string()),
+            Field::NetNameservers => Some("nameserver".to_string()),
+            f => slots.get(f.mount_path()?).cloned(),
         })
         .filter(|k| current.contains_key(k))
         .collect();
@@ -386,15 +374,36 @@ fn deletes_for(removed: &BTreeSet<String>, current: &serde_json::Map<String, Val
 }
 
 /// When a change of a container's field takes effect.
-pub fn change_effect(field: &str) -> ChangeEffect {
+pub fn change_effect(field: &Field) -> ChangeEffect {
     match field {
-        "cores" | "memory_mb" | "swap_mb" | "onboot" | "startup" | "tags" | "disk_gb" | "net.ip" | "net.gw"
-        | "net.bridge" | "firewall" | "firewall.rules" => ChangeEffect::Live,
+        Field::Cores
+        | Field::MemoryMb
+        | Field::SwapMb
+        | Field::Onboot
+        | Field::Startup
+        | Field::Tags
+        | Field::DiskGb
+        | Field::NetIp
+        | Field::NetGw
+        | Field::NetBridge
+        | Field::Firewall
+        | Field::FirewallRules => ChangeEffect::Live,
         // Device passthrough and raw lines take effect at the next start; so does a running
-        // container's nameserver (Proxmox keeps it pending and writes resolv.conf at start).
-        "gpus" | "lxc.raw" | "apparmor" | "idmap" | "net.nameservers" => ChangeEffect::Restart,
-        "unprivileged" | "storage" => ChangeEffect::Recreate,
-        _ => ChangeEffect::Restart,
+        // container's nameserver (Proxmox keeps it pending and writes resolv.conf at start), and
+        // a change of the interface's name or MAC address, or of a mount point (pending too).
+        Field::Gpus
+        | Field::LxcRaw
+        | Field::Apparmor
+        | Field::Idmap
+        | Field::NetNameservers
+        | Field::Hostname
+        | Field::NetName
+        | Field::NetMac
+        | Field::Flags
+        | Field::Mount(_) => ChangeEffect::Restart,
+        Field::Unprivileged | Field::Storage => ChangeEffect::Recreate,
+        // Not a container's: should a plan ever carry one, a restart is the safe answer.
+        Field::CiUser | Field::CiSshkeys | Field::CiPassword => ChangeEffect::Restart,
     }
 }
 
@@ -424,7 +433,7 @@ impl ProxmoxBackend {
     }
 
     /// Grows the root disk to `gib` GiB (Proxmox refuses to shrink it), and waits for the task.
-    fn grow_rootfs(&self, node: &str, id: GuestId, gib: &str) -> Result<(), BackendError> {
+    fn grow_rootfs(&self, node: &str, id: GuestId, gib: u64) -> Result<(), BackendError> {
         let guest = Guest::lxc(node, id);
         self.unlocked_task(guest, Call::Resize(guest), &[("disk", "rootfs".into()), ("size", format!("{gib}G"))])
     }
@@ -508,11 +517,11 @@ impl ProxmoxBackend {
     fn gpu_params(
         &self,
         node: &str,
-        gpus: &str,
+        gpus: &PhoenixValue,
         current: &serde_json::Map<String, Value>,
     ) -> Result<(Params, Vec<String>), BackendError> {
         let present = self.nvidia_devices(node)?;
-        let indices: Vec<u32> = gpus.split(',').filter_map(|g| g.trim().parse().ok()).collect();
+        let indices: Vec<u32> = gpus.items().iter().filter_map(|g| g.trim().parse().ok()).collect();
         let missing: Vec<String> =
             indices.iter().filter(|g| !present.contains(&format!("/dev/nvidia{g}"))).map(u32::to_string).collect();
         if !missing.is_empty() {
@@ -558,7 +567,7 @@ impl ProxmoxBackend {
         node: &str,
         id: GuestId,
         fields: &GuestConfig,
-        removed: &BTreeSet<String>,
+        removed: &BTreeSet<Field>,
     ) -> Result<(), BackendError> {
         let read = || -> Result<(String, ConfFile), BackendError> {
             let text = String::from_utf8_lossy(&self.on_node(node, &commands::read_conf(id), None)?).into_owned();
@@ -577,9 +586,9 @@ impl ProxmoxBackend {
         }
         for f in RAW_FIELDS {
             if let Some(v) = fields.get(f) {
-                all.set(*f, v);
-            } else if removed.contains(*f) {
-                all.0.remove(*f);
+                all.set(f.clone(), v.clone());
+            } else if removed.contains(f) {
+                all.remove(f);
             }
         }
         let want = raw_lines(&all);
@@ -618,19 +627,19 @@ impl ProxmoxBackend {
         node: &str,
         id: GuestId,
         want: &GuestConfig,
-        removed: &BTreeSet<String>,
+        removed: &BTreeSet<Field>,
     ) -> Result<(), BackendError> {
-        if let Some(gpus) = want.get("gpus") {
+        if let Some(gpus) = want.get(&Field::Gpus) {
             let current = self.config(node, id)?;
             let (params, delete) = self.gpu_params(node, gpus, &current)?;
             self.put(node, id, params, delete, privileged(&current))?;
-        } else if removed.contains("gpus") {
+        } else if removed.contains(&Field::Gpus) {
             let current = self.config(node, id)?;
             let delete: Vec<String> =
                 current.iter().filter(|(k, v)| nvidia_slot(k, v)).map(|(k, _)| k.clone()).collect();
             self.put(node, id, Vec::new(), delete, privileged(&current))?;
         }
-        if RAW_FIELDS.iter().any(|f| want.get(f).is_some() || removed.contains(*f)) {
+        if RAW_FIELDS.iter().any(|f| want.has(f) || removed.contains(f)) {
             self.set_raw_lines(node, id, want, removed)?;
         }
         Ok(())
@@ -641,42 +650,46 @@ impl ProxmoxBackend {
     /// flags, raw lines) are containers' alone. `None` where it goes through the API.
     pub(super) fn container_route(
         &self,
-        field: &str,
-        value: &str,
+        field: &Field,
+        value: Option<&PhoenixValue>,
         guest: &GuestConfig,
-    ) -> Result<Option<String>, String> {
+    ) -> Result<Option<String>, NoRoute> {
         const WHY: &str = "Proxmox reserves device passthrough, bind mounts, feature flags other than nesting and \
                            every feature flag of a privileged container to root@pam";
-        let bind = field.starts_with(fields::MOUNT_PREFIX) && value.starts_with("bind:");
-        let privileged = guest.get("unprivileged") == Some("0");
-        let flags = field == "flags" && (privileged || value.split(',').any(|f| !f.starts_with("nesting=")));
-        if (field == "gpus" || bind || flags) && self.api_is_root() {
+        const SSH: &str = "`backend.ssh`";
+        let bind = value.and_then(PhoenixValue::as_mount).is_some_and(|m| m.host_path().is_some());
+        let privileged = guest.flag(&Field::Unprivileged) == Some(false);
+        let flags = *field == Field::Flags
+            && (privileged || value.is_some_and(|v| v.items().iter().any(|f| !f.starts_with("nesting="))));
+        let gpus = *field == Field::Gpus;
+        if (gpus || bind || flags) && self.api_is_root() {
             // GPUs are looked up on the node (its /dev/nvidia* devices) whichever way they are set.
-            if field == "gpus" && self.channel.is_none() {
-                return Err("the node's GPUs are listed on the node, and no node channel is configured".into());
+            if gpus && self.channel.is_none() {
+                return Err(NoRoute::NoNodeChannel { how: "a listing of the node's GPUs".into(), setting: SSH });
             }
             return Ok(Some(format!("the API as root@pam (`pvesh` on the node; {WHY})")));
         }
         let needs_channel = |how: String| match self.channel {
             Some(_) => Ok(Some(how)),
-            None => Err(format!("it goes through {how}, and no node channel is configured (`backend.ssh`)")),
+            None => Err(NoRoute::NoNodeChannel { how, setting: SSH }),
         };
-        match (self.root.is_some(), field) {
-            (true, "gpus") => {
+        match (self.root.is_some(), gpus) {
+            (true, true) => {
                 needs_channel(format!("the root@pam ticket, with the node's NVIDIA devices listed on the node ({WHY})"))
             }
             (true, _) if bind && self.channel.is_none() => Ok(Some(format!(
                 "the root@pam ticket ({WHY}); without a node channel the host directory must exist on the node"
             ))),
             (true, _) if bind || flags => Ok(Some(format!("the root@pam ticket ({WHY})"))),
-            (false, "gpus") => needs_channel(format!("`pct set` on the node ({WHY})")),
+            (false, true) => needs_channel(format!("`pct set` on the node ({WHY})")),
             (false, _) if bind || flags => match self.channel {
                 Some(_) => Ok(Some(format!("`pct set` on the node ({WHY})"))),
-                None => Err(format!(
-                    "{WHY}, and neither a root@pam ticket (`backend.root_ticket`) nor a node channel (`backend.ssh`) is configured"
-                )),
+                None => Err(NoRoute::Reserved {
+                    why: WHY,
+                    settings: "a root@pam ticket (`backend.root_ticket`) nor a node channel (`backend.ssh`)",
+                }),
             },
-            _ if RAW_FIELDS.contains(&field) => {
+            _ if RAW_FIELDS.contains(field) => {
                 needs_channel("an edit of /etc/pve/lxc/<id>.conf on the node (the API has no raw lxc.* keys)".into())
             }
             _ => Ok(None),
@@ -713,7 +726,7 @@ impl GuestOps for Containers<'_> {
                     ("ostemplate", volume),
                     ("description", crate::record::fresh(MANAGED_MARK)),
                 ];
-                let privileged = request.config.get("unprivileged") != Some("1");
+                let privileged = request.config.flag(&Field::Unprivileged) != Some(true);
                 let (root, token): (Vec<_>, Vec<_>) = to_params(&request.config, None, true)
                     .into_iter()
                     .partition(|(k, v)| self.beyond_api(k, v, privileged));
@@ -735,7 +748,7 @@ impl GuestOps for Containers<'_> {
                     params.push(("snapname", snapshot.clone()));
                 }
                 params.push(("full", "1".into()));
-                if let Some(h) = request.config.get("hostname") {
+                if let Some(h) = request.config.text(&Field::Hostname) {
                     params.push(("hostname", h.to_string()));
                 }
                 if src_node != node {
@@ -761,21 +774,21 @@ impl GuestOps for Containers<'_> {
                 let current = self.config(&node, id)?;
                 let observed = normalize(&current);
                 let mut want = request.config.clone();
-                want.0.retain(|k, v| k != "unprivileged" && k != "storage" && observed.get(k) != Some(v.as_str()));
-                if want.0.keys().any(|k| k.starts_with("net.") || k == "firewall") {
-                    for k in ["net.name", "net.bridge", "net.ip", "net.gw", "net.mac"] {
+                want.retain(|k, v| !matches!(k, Field::Unprivileged | Field::Storage) && observed.get(k) != Some(v));
+                if want.fields().any(|k| INTERFACE.contains(k) || *k == Field::Firewall) {
+                    for k in INTERFACE {
                         if let Some(v) = request.config.get(k) {
-                            want.set(k, v);
+                            want.set(k.clone(), v.clone());
                         }
                     }
                 }
                 // A clone has its template's disk: grow it to the configured size.
                 if let Some(size) = want
-                    .0
-                    .remove("disk_gb")
-                    .filter(|s| s.parse::<u64>().ok() > observed.get("disk_gb").and_then(|o| o.parse().ok()))
+                    .remove(&Field::DiskGb)
+                    .and_then(|s| s.as_number())
+                    .filter(|s| Some(*s) > observed.number(&Field::DiskGb))
                 {
-                    self.grow_rootfs(&node, id, &size)?;
+                    self.grow_rootfs(&node, id, size)?;
                 }
                 self.make_bind_dirs(&node, &want, &request.config)?;
                 let params = place_mounts(to_params(&want, Some(&observed), false), &current);
@@ -805,21 +818,21 @@ impl GuestOps for Containers<'_> {
         // at its next restart: refused before anything is written.
         self.check_subids(&node, &want)?;
         // The interface is one property string (with the firewall's flag): send it whole.
-        let nic_flag = |c: &FieldChange| c.field == "firewall" && observed.get("firewall") != c.new.as_deref();
-        if changes.iter().any(|c| (c.field.starts_with("net.") && c.field != "net.nameservers") || nic_flag(c)) {
-            for k in ["net.name", "net.bridge", "net.ip", "net.gw", "net.mac"] {
-                if want.get(k).is_none()
+        let nic_flag = |c: &FieldChange| c.field == Field::Firewall && observed.get(&Field::Firewall) != c.new.as_ref();
+        if changes.iter().any(|c| INTERFACE.contains(&c.field) || nic_flag(c)) {
+            for k in INTERFACE {
+                if !want.has(k)
                     && let Some(v) = observed.get(k)
                 {
-                    want.set(k, v);
+                    want.set(k.clone(), v.clone());
                 }
             }
         }
-        if let Some(size) = want.0.remove("disk_gb") {
-            self.grow_rootfs(&node, id, &size)?;
+        if let Some(size) = want.remove(&Field::DiskGb).and_then(|s| s.as_number()) {
+            self.grow_rootfs(&node, id, size)?;
         }
         let mut container = observed.clone();
-        container.0.extend(want.0.iter().map(|(k, v)| (k.clone(), v.clone())));
+        container.extend(want.iter().map(|(k, v)| (k.clone(), v.clone())));
         self.make_bind_dirs(&node, &want, &container)?;
         let params = self.keep_mount_volumes(
             &node,
@@ -956,7 +969,7 @@ impl GuestOps for Containers<'_> {
         self.check_container_snapshot(config)
     }
 
-    fn change_effect(&self, field: &str) -> ChangeEffect {
+    fn change_effect(&self, field: &Field) -> ChangeEffect {
         change_effect(field)
     }
 }
@@ -967,13 +980,7 @@ mod tests {
 
     #[test]
     fn bind_mount_directories_get_the_owner_the_container_sees() {
-        let config = |pairs: &[(&str, &str)]| {
-            let mut c = GuestConfig::default();
-            for (k, v) in pairs {
-                c.set(*k, *v);
-            }
-            c
-        };
+        let config = |pairs: &[(&str, &str)]| GuestConfig::parse(pairs.iter().copied()).expect("config");
         let mounts = config(&[
             ("mount:/a", "bind:/srv/a"),
             ("mount:/b", "bind:/srv/b;ro;owner=1000:1000"),
@@ -1030,9 +1037,9 @@ mod tests {
             ("mount:/var/lib/db", "volume:local-zfs:100"),
         ];
         for (k, v) in expected {
-            assert_eq!(c.get(k), Some(v), "{k}");
+            assert_eq!(c.spelled(k).as_deref(), Some(v), "{k}");
         }
-        assert_eq!(c.0.len(), expected.len(), "{:?}", c.0);
+        assert_eq!(c.len(), expected.len(), "{c:?}");
         let params = to_params(&c, None, false);
         let net = params.iter().find(|(k, _)| k == "net0").map(|(_, v)| v.as_str());
         assert_eq!(net, Some("name=eth0,bridge=vmbr0,gw=10.0.0.1,hwaddr=BC:24:11:2E:5A:01,ip=10.0.0.11/24,type=veth"));
@@ -1046,9 +1053,8 @@ mod tests {
                 "dev0": "/dev/nvidia0,mode=0666", "dev1": "/dev/dri/renderD128", "dev2": "path=/dev/nvidiactl"}"#,
         )
         .expect("json");
-        let mut want = GuestConfig::default();
-        want.set("mount:/b", "bind:/srv/b");
-        want.set("mount:/models", "volume:local-zfs:16");
+        let want = GuestConfig::parse([("mount:/b", "bind:/srv/b"), ("mount:/models", "volume:local-zfs:16")])
+            .expect("config");
         let params = place_mounts(to_params(&want, None, false), &current);
         // `/models` stays in mp2; `/b` takes a slot no mount point holds, not mp0.
         assert_eq!(
@@ -1058,8 +1064,15 @@ mod tests {
                 ("mp2".to_string(), "local-zfs:16,mp=/models".to_string())
             ]
         );
-        let removed: BTreeSet<String> =
-            ["mount:/a", "mount:/models", "mount:/gone", "tags", "net.nameservers", "gpus"].map(String::from).into();
+        let removed: BTreeSet<Field> = [
+            Field::mount("/a"),
+            Field::mount("/models"),
+            Field::mount("/gone"),
+            Field::Tags,
+            Field::NetNameservers,
+            Field::Gpus,
+        ]
+        .into();
         assert_eq!(deletes_for(&removed, &current), ["mp0", "mp2", "tags"]);
         let nvidia: Vec<&String> = current.iter().filter(|(k, v)| nvidia_slot(k, v)).map(|(k, _)| k).collect();
         assert_eq!(nvidia, ["dev0", "dev2"]);

@@ -14,8 +14,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use phoenix_backend::{
-    Backend, BackendError, Capabilities, ChangeEffect, CreateRequest, Delivery, ExecOutput, ExecRequest, FieldChange,
-    FilePush, GuestConfig, GuestId, GuestKind, Observation, ObserveScope, ObservedGuest, PowerState, fields,
+    Backend, BackendError, Capabilities, ChangeEffect, CreateRequest, Delivery, ExecOutput, ExecRequest, Field,
+    FieldChange, FilePush, GuestConfig, GuestId, GuestKind, NoRoute, Observation, ObserveScope, ObservedGuest,
+    PowerState, Value as PhoenixValue,
 };
 use serde_json::Value;
 
@@ -622,7 +623,7 @@ trait GuestOps {
     /// Marks a guest Phoenix did not create as Phoenix's.
     fn adopt(&self, id: GuestId) -> Result<(), BackendError>;
     /// When a change of a field takes effect.
-    fn change_effect(&self, field: &str) -> ChangeEffect;
+    fn change_effect(&self, field: &Field) -> ChangeEffect;
 }
 
 impl Backend for ProxmoxBackend {
@@ -639,7 +640,7 @@ impl Backend for ProxmoxBackend {
             gpu: self.channel.is_some(),
             concurrent_clones: false,
             probe_at_plan: false,
-            fields: fields::CONTAINER.iter().chain(fields::VM).map(|f| (*f).to_string()).collect(),
+            fields: Field::CONTAINER.iter().chain(Field::VM).cloned().collect(),
         }
     }
 
@@ -777,11 +778,11 @@ impl Backend for ProxmoxBackend {
         self.ops(id)?.addresses(id)
     }
 
-    fn change_effect_for(&self, kind: GuestKind, field: &str) -> ChangeEffect {
+    fn change_effect_for(&self, kind: GuestKind, field: &Field) -> ChangeEffect {
         self.guests(kind).change_effect(field)
     }
 
-    fn change_effect(&self, field: &str) -> ChangeEffect {
+    fn change_effect(&self, field: &Field) -> ChangeEffect {
         containers::change_effect(field)
     }
 
@@ -796,7 +797,12 @@ impl Backend for ProxmoxBackend {
         self.ops(id)?.adopt(id)
     }
 
-    fn route(&self, field: &str, value: &str, guest: &GuestConfig) -> Result<Option<String>, String> {
+    fn route(
+        &self,
+        field: &Field,
+        value: Option<&PhoenixValue>,
+        guest: &GuestConfig,
+    ) -> Result<Option<String>, NoRoute> {
         self.container_route(field, value, guest)
     }
 }

@@ -6,7 +6,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::PoisonError;
 
-use phoenix_backend::{BackendError, CreateRequest, CreateSource, Delivery, GuestConfig, GuestId, GuestKind, fields};
+use phoenix_backend::fields::canonical;
+use phoenix_backend::{
+    BackendError, CreateRequest, CreateSource, Delivery, Field, GuestConfig, GuestId, GuestKind, MountSource,
+};
 use serde_json::Value;
 
 use super::ProxmoxBackend;
@@ -66,14 +69,11 @@ fn disk_storages(request: &CreateRequest) -> Vec<&str> {
 
 /// The storages a guest configured so has disks on: its root disk's and its volume mounts'.
 fn config_storages(config: &GuestConfig) -> Vec<&str> {
-    let mut disks: Vec<&str> = config.get("storage").into_iter().collect();
-    disks.extend(
-        config
-            .0
-            .iter()
-            .filter(|(k, _)| k.starts_with(fields::MOUNT_PREFIX))
-            .filter_map(|(_, v)| v.strip_prefix("volume:").and_then(|v| v.split(':').next())),
-    );
+    let mut disks: Vec<&str> = config.text(&Field::Storage).into_iter().collect();
+    disks.extend(config.mounts().filter_map(|(_, m)| match &m.source {
+        MountSource::Volume { storage, .. } => Some(storage.as_str()),
+        MountSource::Bind(_) => None,
+    }));
     disks.sort_unstable();
     disks.dedup();
     disks
@@ -170,7 +170,7 @@ impl ProxmoxBackend {
         for storage in disk_storages(request) {
             need("Datastore.AllocateSpace", format!("/storage/{storage}"), format!("for the disks of {id}"));
         }
-        if let Some(bridge) = request.config.get("net.bridge") {
+        if let Some(bridge) = request.config.text(&Field::NetBridge) {
             need("SDN.Use", format!("/sdn/zones/localnetwork/{bridge}"), format!("to attach {id} to {bridge}"));
         }
         if let CreateSource::Clone { source, .. } = &request.source {
@@ -183,7 +183,7 @@ impl ProxmoxBackend {
         let version = self.cached_get(Call::Version)?;
         let nine = version["version"].as_str().is_some_and(|v| v.starts_with('9'));
         if nine
-            && request.config.get("unprivileged") == Some("0")
+            && request.config.flag(&Field::Unprivileged) == Some(false)
             && matches!(request.source, CreateSource::Template(_))
         {
             need("Sys.Modify", "/".into(), format!("to create the privileged container {id} (Proxmox VE 9)"));
@@ -273,7 +273,7 @@ impl ProxmoxBackend {
             node,
             &disk_storages(request),
             ("rootdir", "container disks"),
-            request.config.get("net.bridge"),
+            request.config.text(&Field::NetBridge),
         )?;
         let CreateSource::Template(template) = &request.source else { return Ok(None) };
         let volume = if template.starts_with('/') { self.template_volume(node, template)? } else { template.clone() };
@@ -307,12 +307,8 @@ impl ProxmoxBackend {
     /// container volumes. The error is [`phoenix_backend::ErrorKind::Unsupported`], naming what
     /// is in the way.
     pub(crate) fn check_container_snapshot(&self, config: &GuestConfig) -> Result<(), BackendError> {
-        let binds: Vec<&str> = config
-            .0
-            .iter()
-            .filter(|(k, v)| k.starts_with(fields::MOUNT_PREFIX) && v.starts_with("bind:"))
-            .map(|(k, _)| &k[fields::MOUNT_PREFIX.len()..])
-            .collect();
+        let binds: Vec<&str> =
+            config.mounts().filter(|(_, m)| m.host_path().is_some()).map(|(inside, _)| inside).collect();
         if !binds.is_empty() {
             return Err(BackendError::unsupported(format!(
                 "Proxmox snapshots no bind mount (a host directory), and it has {}",
@@ -362,7 +358,7 @@ impl ProxmoxBackend {
             .filter(|v| !v.contains("media=cdrom") && !v.contains("-cloudinit"))
             .filter_map(|v| v.split(',').next()?.split_once(':').map(|(sid, _)| sid.to_string()))
             .collect();
-        let storage = request.config.get("storage").filter(|s| {
+        let storage = request.config.text(&Field::Storage).filter(|s| {
             source_config.get("rootfs").and_then(Value::as_str).and_then(|r| r.split_once(':')).map(|(sid, _)| sid)
                 != Some(*s)
         });
@@ -412,8 +408,10 @@ impl ProxmoxBackend {
     /// over the node channel (without one, the ID map cannot be written, and the plan says so
     /// already). The error names the lines to add.
     pub(crate) fn check_subids(&self, node: &str, config: &GuestConfig) -> Result<(), BackendError> {
-        let Some(idmap) = config.get("idmap").filter(|_| self.channel.is_some()) else { return Ok(()) };
-        let ranges = fields::canonical::idmap_ranges(Some(idmap), super::ID_BASE);
+        if !config.has(&Field::Idmap) || self.channel.is_none() {
+            return Ok(());
+        }
+        let ranges = canonical::idmap_ranges(super::containers::configured_ranges(config), super::ID_BASE);
         let mut missing = Vec::new();
         for (kind, file) in [('u', "/etc/subuid"), ('g', "/etc/subgid")] {
             let text = self.node_file(node, file)?;

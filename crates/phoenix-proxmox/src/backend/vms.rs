@@ -23,8 +23,8 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use phoenix_backend::fields::canonical;
 use phoenix_backend::{
-    BackendError, ChangeEffect, CreateRequest, CreateSource, Delivery, ExecOutput, ExecRequest, FieldChange, FilePush,
-    GuestConfig, GuestId, GuestKind, ObserveScope, ObservedGuest,
+    BackendError, ChangeEffect, CreateRequest, CreateSource, Delivery, ExecOutput, ExecRequest, Field, FieldChange,
+    FilePush, GuestConfig, GuestId, GuestKind, ObserveScope, ObservedGuest, Value as PhoenixValue,
 };
 use serde_json::Value;
 
@@ -232,68 +232,72 @@ pub fn disks_to_convert(config: &serde_json::Map<String, Value>, id: GuestId) ->
 pub fn normalize(config: &serde_json::Map<String, Value>) -> GuestConfig {
     let mut out = GuestConfig::default();
     let get = |k: &str| config.get(k).and_then(text);
-    for (from, to) in [("name", "hostname"), ("cores", "cores"), ("onboot", "onboot"), ("ciuser", "ci.user")] {
-        if let Some(v) = get(from) {
+    for (from, to) in
+        [("name", Field::Hostname), ("cores", Field::Cores), ("onboot", Field::Onboot), ("ciuser", Field::CiUser)]
+    {
+        // A value Proxmox would not hold is left out: the configuration's then shows as a change.
+        if let Some(v) = get(from).and_then(|v| to.parse(&v).ok()) {
             out.set(to, v);
         }
     }
     if let Some(m) = get("memory") {
         let current = m.split(',').find_map(|p| p.strip_prefix("current=").or((!p.contains('=')).then_some(p)));
-        if let Some(c) = current {
-            out.set("memory_mb", c);
+        if let Some(c) = current.and_then(|c| c.trim().parse::<u64>().ok()) {
+            out.set(Field::MemoryMb, c);
         }
     }
     if let Some(disk) = boot_disk(config).and_then(|k| get(&k)) {
         let file = disk.split(',').next().unwrap_or_default();
         if let Some((storage, _)) = file.split_once(':') {
-            out.set("storage", storage);
+            out.set(Field::Storage, storage);
         }
         if let Some(size) =
             disk.split(',').find_map(|p| p.strip_prefix("size=")).and_then(crate::transport::decode::gib)
         {
-            out.set("disk_gb", size.to_string());
+            out.set(Field::DiskGb, size);
         }
     }
     if let Some(net) = get("net0").and_then(|n| VmNet::parse(&n)) {
         // The interface's half of `firewall`; observing completes it with the guest's option.
-        out.set("firewall", if net.firewall == Some(true) { "1" } else { "0" });
+        out.set(Field::Firewall, net.firewall == Some(true));
         if let Some(b) = net.bridge {
-            out.set("net.bridge", b);
+            out.set(Field::NetBridge, b);
         }
         if let Some(m) = net.mac {
-            out.set("net.mac", canonical::mac(&m));
+            out.set(Field::NetMac, PhoenixValue::mac(&m));
         }
     }
     if let Some(ip) = get("ipconfig0") {
         for part in ip.split(',') {
             if let Some(v) = part.strip_prefix("ip=") {
-                out.set("net.ip", v);
+                out.set(Field::NetIp, v);
             } else if let Some(v) = part.strip_prefix("gw=") {
-                out.set("net.gw", v);
+                out.set(Field::NetGw, v);
             }
         }
     }
     if let Some(ns) = get("nameserver") {
-        out.set("net.nameservers", ns.split([' ', ',', ';']).filter(|s| !s.is_empty()).collect::<Vec<_>>().join(" "));
+        let servers = ns.split([' ', ',', ';']).filter(|s| !s.is_empty()).map(str::to_string).collect();
+        out.set(Field::NetNameservers, PhoenixValue::Nameservers(servers));
     }
     if let Some(keys) = get("sshkeys") {
         let keys = decode_sshkeys(&keys);
-        let keys: Vec<&str> = keys.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+        let keys: Vec<String> = keys.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect();
         if !keys.is_empty() {
-            out.set("ci.sshkeys", keys.join("\n"));
+            out.set(Field::CiSshkeys, PhoenixValue::Lines(keys));
         }
     }
     if get("cipassword").is_some()
         && let Some(fp) =
             get("description").and_then(|d| d.lines().find_map(|l| l.strip_prefix(PASSWORD_LINE).map(str::to_string)))
     {
-        out.set("ci.password", fp.trim());
+        out.set(Field::CiPassword, fp.trim());
     }
     if let Some(s) = get("startup").and_then(|s| Startup::parse(&s).ok()) {
-        out.set("startup", canonical::startup(s.order, s.up));
+        out.set(Field::Startup, phoenix_backend::fields::Startup { order: s.order, up: s.up });
     }
     if let Some(t) = get("tags") {
-        out.set("tags", canonical::tags(t.split([';', ',', ' '])));
+        out.set(Field::Tags, PhoenixValue::tags(t.split([';', ',', ' '])));
     }
     out
 }
@@ -303,13 +307,36 @@ pub fn normalize(config: &serde_json::Map<String, Value>) -> GuestConfig {
 /// what cloud-init applies (user, keys, password, address, gateway, DNS, host name) is read by
 /// cloud-init at the next boot; the interface, the disk size, firewall, start-up options and
 /// tags change at once.
-pub fn change_effect(field: &str) -> ChangeEffect {
+pub fn change_effect(field: &Field) -> ChangeEffect {
     match field {
-        "net.bridge" | "net.mac" | "disk_gb" | "firewall" | "firewall.rules" | "onboot" | "startup" | "tags" => {
-            ChangeEffect::Live
-        }
-        "storage" => ChangeEffect::Recreate,
-        _ => ChangeEffect::Restart,
+        Field::NetBridge
+        | Field::NetMac
+        | Field::DiskGb
+        | Field::Firewall
+        | Field::FirewallRules
+        | Field::Onboot
+        | Field::Startup
+        | Field::Tags => ChangeEffect::Live,
+        Field::Storage => ChangeEffect::Recreate,
+        Field::Hostname
+        | Field::Cores
+        | Field::MemoryMb
+        | Field::NetIp
+        | Field::NetGw
+        | Field::NetNameservers
+        | Field::CiUser
+        | Field::CiSshkeys
+        | Field::CiPassword => ChangeEffect::Restart,
+        // Containers' fields: should a plan ever carry one for a VM, a restart is the safe answer.
+        Field::SwapMb
+        | Field::Unprivileged
+        | Field::NetName
+        | Field::Flags
+        | Field::Idmap
+        | Field::Gpus
+        | Field::LxcRaw
+        | Field::Apparmor
+        | Field::Mount(_) => ChangeEffect::Restart,
     }
 }
 
@@ -526,12 +553,12 @@ impl ProxmoxBackend {
     fn vm_needs(&self, request: &CreateRequest) -> Result<Option<CloudImage>, BackendError> {
         let node = request.node.as_deref().unwrap_or(&self.node);
         let id = request.id;
-        let disk_storage = request.config.get("storage");
+        let disk_storage = request.config.text(&Field::Storage);
         self.check_disks_and_bridge(
             node,
             &disk_storage.into_iter().collect::<Vec<_>>(),
             ("images", "VM disks"),
-            request.config.get("net.bridge"),
+            request.config.text(&Field::NetBridge),
         )?;
         let image = match &request.source {
             CreateSource::Template(image) => Some(self.locate_image(node, image, disk_storage)?),
@@ -586,7 +613,7 @@ impl ProxmoxBackend {
                 ));
             }
         }
-        if let Some(bridge) = request.config.get("net.bridge") {
+        if let Some(bridge) = request.config.text(&Field::NetBridge) {
             needed.push((
                 "SDN.Use".into(),
                 format!("/sdn/zones/localnetwork/{bridge}"),
@@ -623,46 +650,46 @@ impl ProxmoxBackend {
         observed: Option<&GuestConfig>,
     ) -> Result<Vec<(String, String)>, BackendError> {
         let mut p = Vec::new();
-        let get = |k: &str| want.get(k).map(str::to_string);
-        let either = |k: &str| get(k).or_else(|| observed.and_then(|o| o.get(k)).map(str::to_string));
+        let get = |k: &Field| want.get(k).map(ToString::to_string);
+        let either = |k: &Field| want.get(k).or_else(|| observed.and_then(|o| o.get(k))).cloned();
         for (field, param) in [
-            ("hostname", "name"),
-            ("cores", "cores"),
-            ("memory_mb", "memory"),
-            ("onboot", "onboot"),
-            ("startup", "startup"),
-            ("tags", "tags"),
-            ("ci.user", "ciuser"),
-            ("net.nameservers", "nameserver"),
+            (Field::Hostname, "name"),
+            (Field::Cores, "cores"),
+            (Field::MemoryMb, "memory"),
+            (Field::Onboot, "onboot"),
+            (Field::Startup, "startup"),
+            (Field::Tags, "tags"),
+            (Field::CiUser, "ciuser"),
+            (Field::NetNameservers, "nameserver"),
         ] {
-            if let Some(v) = get(field) {
+            if let Some(v) = get(&field) {
                 p.push((param.to_string(), v));
             }
         }
-        if let Some(keys) = get("ci.sshkeys") {
+        if let Some(keys) = get(&Field::CiSshkeys) {
             p.push(("sshkeys".into(), encode_sshkeys(&keys)));
         }
-        if want.get("net.ip").is_some() || want.get("net.gw").is_some() {
+        if want.has(&Field::NetIp) || want.has(&Field::NetGw) {
             let mut parts = Vec::new();
-            if let Some(gw) = either("net.gw") {
+            if let Some(gw) = either(&Field::NetGw) {
                 parts.push(format!("gw={gw}"));
             }
-            if let Some(ip) = either("net.ip") {
+            if let Some(ip) = either(&Field::NetIp) {
                 parts.push(format!("ip={ip}"));
             }
             p.push(("ipconfig0".into(), parts.join(",")));
         }
-        if ["net.bridge", "net.mac", "firewall"].iter().any(|k| want.get(k).is_some()) {
+        if [Field::NetBridge, Field::NetMac, Field::Firewall].iter().any(|k| want.has(k)) {
             let net = VmNet {
                 model: "virtio".into(),
-                mac: either("net.mac"),
-                bridge: either("net.bridge"),
-                firewall: either("firewall").is_some_and(|f| f == "1").then_some(true),
+                mac: either(&Field::NetMac).map(|m| m.to_string()),
+                bridge: either(&Field::NetBridge).map(|b| b.to_string()),
+                firewall: either(&Field::Firewall).and_then(|f| f.as_flag()).filter(|on| *on),
                 rest: Vec::new(),
             };
             p.push(("net0".into(), net.print()));
         }
-        if let Some(fp) = want.get("ci.password") {
+        if let Some(fp) = want.text(&Field::CiPassword) {
             p.push(("cipassword".into(), self.vm_password(id, fp)?));
             p.push(("description".into(), description(Some(fp))));
         }
@@ -681,11 +708,11 @@ impl ProxmoxBackend {
     }
 
     /// Grows the boot disk to `want` GiB when it is smaller (Proxmox refuses to shrink it).
-    fn vm_grow(&self, node: &str, id: GuestId, want: Option<&str>) -> Result<(), BackendError> {
-        let Some(want) = want.and_then(|w| w.parse::<u64>().ok()) else { return Ok(()) };
+    fn vm_grow(&self, node: &str, id: GuestId, want: Option<u64>) -> Result<(), BackendError> {
+        let Some(want) = want else { return Ok(()) };
         let config = self.vm_unlocked_config(node, id)?;
         let Some(disk) = boot_disk(&config) else { return Ok(()) };
-        let have = normalize(&config).get("disk_gb").and_then(|h| h.parse::<u64>().ok()).unwrap_or(0);
+        let have = normalize(&config).number(&Field::DiskGb).unwrap_or(0);
         if want <= have {
             return Ok(());
         }
@@ -844,7 +871,7 @@ impl GuestOps for Vms<'_> {
                     self.download_image(&node, &image, url)?;
                 }
                 let volume = image.volume;
-                let storage = want.get("storage").ok_or_else(|| {
+                let storage = want.text(&Field::Storage).ok_or_else(|| {
                     BackendError::permanent(Delivery::NotSent, format!("VM {id} has no storage for its disk"))
                 })?;
                 let mut params: Vec<(String, String)> = vec![
@@ -867,7 +894,7 @@ impl GuestOps for Vms<'_> {
                 }
                 let params: Vec<(&str, String)> = params.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
                 self.vm_task(Call::Create { node: &node, kind: GuestKind::Vm }, &params)?;
-                self.vm_grow(&node, id, want.get("disk_gb"))?;
+                self.vm_grow(&node, id, want.number(&Field::DiskGb))?;
             }
             CreateSource::Clone { source, snapshot } => {
                 let (src_node, _) = self.vm_locate(*source)?.ok_or_else(|| {
@@ -880,10 +907,10 @@ impl GuestOps for Vms<'_> {
                     params.push(("snapname", snapshot.clone()));
                 }
                 params.push(("full", "1".into()));
-                if let Some(name) = want.get("hostname") {
+                if let Some(name) = want.text(&Field::Hostname) {
                     params.push(("name", name.to_string()));
                 }
-                if let Some(storage) = want.get("storage") {
+                if let Some(storage) = want.text(&Field::Storage) {
                     params.push(("storage", storage.to_string()));
                 }
                 if src_node != node {
@@ -907,8 +934,8 @@ impl GuestOps for Vms<'_> {
                 let current = self.vm_unlocked_config(&node, id)?;
                 let observed = normalize(&current);
                 let mut changes = want.clone();
-                changes.0.retain(|k, v| k != "storage" && k != "disk_gb" && observed.get(k) != Some(v.as_str()));
-                self.vm_grow(&node, id, want.get("disk_gb"))?;
+                changes.retain(|k, v| !matches!(k, Field::Storage | Field::DiskGb) && observed.get(k) != Some(v));
+                self.vm_grow(&node, id, want.number(&Field::DiskGb))?;
                 self.vm_put(&node, id, self.vm_params(id, &changes, Some(&observed))?, Vec::new())?;
             }
         }
@@ -934,15 +961,15 @@ impl GuestOps for Vms<'_> {
         let mut want = GuestConfig::default();
         let mut delete = Vec::new();
         for c in changes {
-            match (&c.new, c.field.as_str()) {
+            match (&c.new, &c.field) {
                 (Some(v), _) => want.set(c.field.clone(), v.clone()),
-                (None, "tags") => delete.push("tags".to_string()),
-                (None, "net.nameservers") => delete.push("nameserver".to_string()),
+                (None, Field::Tags) => delete.push("tags".to_string()),
+                (None, Field::NetNameservers) => delete.push("nameserver".to_string()),
                 (None, _) => {}
             }
         }
-        if let Some(size) = want.0.remove("disk_gb") {
-            self.vm_grow(&node, id, Some(&size))?;
+        if let Some(size) = want.remove(&Field::DiskGb).and_then(|s| s.as_number()) {
+            self.vm_grow(&node, id, Some(size))?;
         }
         self.vm_put(&node, id, self.vm_params(id, &want, Some(&observed))?, delete)?;
         crate::firewall::apply(&self.api, Guest::qemu(&node, id), &want)
@@ -1118,7 +1145,7 @@ impl GuestOps for Vms<'_> {
         Ok(())
     }
 
-    fn change_effect(&self, field: &str) -> ChangeEffect {
+    fn change_effect(&self, field: &Field) -> ChangeEffect {
         change_effect(field)
     }
 }
@@ -1184,9 +1211,9 @@ mod tests {
             ("tags", "a;b"),
         ];
         for (k, v) in expected {
-            assert_eq!(c.get(k), Some(v), "{k}");
+            assert_eq!(c.spelled(k).as_deref(), Some(v), "{k}");
         }
-        assert_eq!(c.0.len(), expected.len(), "{:?}", c.0);
+        assert_eq!(c.len(), expected.len(), "{c:?}");
         assert_eq!(
             VmNet::parse("virtio=BC:24:11:AA:BB:CC,bridge=vmbr0,firewall=1").map(|n| n.print()).as_deref(),
             Some("virtio=BC:24:11:AA:BB:CC,bridge=vmbr0,firewall=1")
@@ -1207,12 +1234,12 @@ mod tests {
             "net.nameservers",
             "hostname",
         ] {
-            assert_eq!(change_effect(f), ChangeEffect::Restart, "{f}");
+            assert_eq!(change_effect(&Field::from_name(f).expect("field")), ChangeEffect::Restart, "{f}");
         }
         for f in ["net.bridge", "disk_gb", "tags", "onboot", "firewall.rules"] {
-            assert_eq!(change_effect(f), ChangeEffect::Live, "{f}");
+            assert_eq!(change_effect(&Field::from_name(f).expect("field")), ChangeEffect::Live, "{f}");
         }
-        assert_eq!(change_effect("storage"), ChangeEffect::Recreate);
+        assert_eq!(change_effect(&Field::Storage), ChangeEffect::Recreate);
     }
 
     #[test]

@@ -200,3 +200,16 @@ pub fn container(id: u32, name: &str, extra: &str) -> String {
         id % 200 + 10
     )
 }
+
+/// The backend's route of setting `field` (by name) to `value` (as plans spell it), its refusal
+/// as text.
+pub fn route(
+    backend: &dyn Backend,
+    field: &str,
+    value: &str,
+    guest: &phoenix_backend::GuestConfig,
+) -> Result<Option<String>, String> {
+    let field = phoenix_backend::Field::from_name(field).expect("a field");
+    let value = field.parse(value).expect("a value");
+    backend.route(&field, Some(&value), guest).map_err(|e| e.to_string())
+}

@@ -96,7 +96,7 @@ pub fn lifecycle(
     assert!(observed.managed && observed.snapshots.contains("ready"), "{observed:#?}");
     let web = backend.observe_guest(clone).expect("observe").expect("the clone exists");
     assert_eq!(web.power, phoenix_backend::PowerState::Running);
-    assert_eq!(web.config.get("tags"), Some("phoenix-test"));
+    assert_eq!(web.config.spelled("tags").as_deref(), Some("phoenix-test"));
 
     // As configured: nothing to do.
     let (plan, _) = super::apply(backend, &first, dir);
@@ -108,7 +108,7 @@ pub fn lifecycle(
     let busy: Vec<_> = plan.guests.iter().filter(|g| !g.steps.is_empty()).map(|g| g.id).collect();
     assert_eq!(busy, vec![clone]);
     let web = backend.observe_guest(clone).expect("observe").expect("the clone exists");
-    assert_eq!(web.config.get("memory_mb"), Some("768"));
+    assert_eq!(web.config.spelled("memory_mb").as_deref(), Some("768"));
 
     backend.destroy(clone).expect("destroy the clone");
     backend.destroy(template).expect("destroy the template");
@@ -185,7 +185,7 @@ pub fn vm_lifecycle(
     let busy: Vec<_> = plan.guests.iter().filter(|g| !g.steps.is_empty()).map(|g| g.id).collect();
     assert_eq!(busy, vec![clone]);
     let vm = backend.observe_guest(clone).expect("observe").expect("the clone exists");
-    assert_eq!(vm.config.get("memory_mb"), Some("1536"));
+    assert_eq!(vm.config.spelled("memory_mb").as_deref(), Some("1536"));
 
     backend.destroy(clone).expect("destroy the clone");
     backend.destroy(template).expect("destroy the template");
