@@ -3,8 +3,8 @@
 //! against the schema of the version played; requests are refused as Proxmox refuses them:
 //! 401 without valid credentials, 400 with per-parameter errors, 403 for what Proxmox reserves to
 //! `root@pam` when asked with a token, and for a bridge or a clone's source storage the token
-//! lacks `SDN.Use` or `Datastore.AllocateSpace` on. A token sees only the bridges and storages it
-//! holds privileges on.
+//! lacks `SDN.Use` or `Datastore.AllocateSpace` on (or a storage whose content it may not see).
+//! A token sees only the bridges and storages it holds privileges on.
 //!
 //! Containers are kept as Proxmox keeps them (see [`crate::guests`]), and QEMU VMs with their
 //! guest agents (see [`crate::qemu`]); either can be made a template. Requests Proxmox runs as
@@ -1101,14 +1101,20 @@ fn privileged_target(version: PveVersion, model: &Mutex<Model>, path: &str, ps: 
     }
 }
 
-/// What a token lacks for a create, a configuration change or a clone, as Proxmox checks it
-/// before anything changes (`PATH, PRIVILEGE`, the words of `Permission check failed (…)`):
-/// `SDN.Use` on the bridge of each `net[n]` the request sets (`check_vnet_access`), and for a
+/// What a token lacks for a storage's content, a create, a configuration change or a clone, as
+/// Proxmox checks it before anything changes (`PATH, PRIVILEGE`, the words of `Permission check
+/// failed (…)`): `Datastore.Audit` or `Datastore.AllocateSpace` on a storage whose content is
+/// listed (`API2/Storage/Content.pm::index`), `SDN.Use` on the bridge of each `net[n]` the request sets (`check_vnet_access`), and for a
 /// clone (pve-container's and qemu-server's `clone_vm`) `Datastore.AllocateSpace` on each
 /// storage of the source's volumes (or on the `storage` asked for) and `SDN.Use` on each of the
 /// source's bridges.
 fn acl_refusal(model: &Model, method: &str, segs: &[&str], ps: &BTreeMap<String, String>) -> Option<String> {
     let inventory = &model.inventory;
+    if let ("GET", ["", "nodes", _, "storage", storage, "content"]) = (method, segs) {
+        let path = format!("/storage/{storage}");
+        let any = ["Datastore.Audit", "Datastore.AllocateSpace"];
+        return (!inventory.grants(&path, &any)).then(|| format!("{path}, {}", any.join("|")));
+    }
     let bridges = |config: &BTreeMap<String, String>| -> Vec<String> {
         config
             .iter()
@@ -1378,8 +1384,9 @@ fn respond(
         };
     }
     // A node's storages with their status: no `path` (pve-storage's `storage_info` has none);
-    // the storage configuration (`GET /storage`) has it. Only those the caller holds
-    // `Datastore.Audit` or `Datastore.AllocateSpace` on (`API2/Storage/Status.pm::index`).
+    // the storage configuration (`GET /storage`) has it. Both list only the storages the caller
+    // holds `Datastore.Audit` or `Datastore.AllocateSpace` on (`API2/Storage/Status.pm::index`,
+    // `API2/Storage/Config.pm::index`).
     if let ("GET", ["", "nodes", _, "storage"]) = (method, segs.as_slice()) {
         let list: Vec<Value> = model
             .storages
@@ -1398,6 +1405,12 @@ fn respond(
         let list: Vec<Value> = model
             .storages
             .iter()
+            .filter(|(name, _)| {
+                as_root
+                    || model
+                        .inventory
+                        .grants(&format!("/storage/{name}"), &["Datastore.Audit", "Datastore.AllocateSpace"])
+            })
             .map(|(name, s)| {
                 let mut entry =
                     json!({ "storage": name, "type": s.kind, "content": s.content, "digest": "0".repeat(40) });

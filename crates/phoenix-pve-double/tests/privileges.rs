@@ -1,9 +1,9 @@
 //! What the double shows and allows by the caller's privileges, as Proxmox does: a node's
 //! bridges and VNets only to those holding `SDN.Audit` or `SDN.Use` on them, VNets only with
-//! `type=any_bridge`, its storages only to those holding `Datastore.Audit` or
-//! `Datastore.AllocateSpace`; a guest attached to a bridge without `SDN.Use` on it, or a clone of
-//! a source whose bridges or storages the caller may not use, refused with 403 before anything
-//! changes. `root@pam` sees and may everything.
+//! `type=any_bridge`, its storages (and their content) only to those holding `Datastore.Audit`
+//! or `Datastore.AllocateSpace`; a guest attached to a bridge without `SDN.Use` on it, or a
+//! clone of a source whose bridges or storages the caller may not use, refused with 403 before
+//! anything changes. `root@pam` sees and may everything.
 
 mod support;
 
@@ -22,10 +22,15 @@ fn ifaces(api: &ApiClient, kind: Option<&str>) -> Vec<String> {
     list.as_array().into_iter().flatten().filter_map(|i| i["iface"].as_str().map(str::to_string)).collect()
 }
 
-/// The storages a node lists.
+/// The storages a node lists; the storage configuration (`GET /storage`) lists the same.
 fn storages(api: &ApiClient) -> Vec<String> {
-    let list = api.request("GET", "/nodes/pve1/storage", &[]).expect("storages");
-    list.as_array().into_iter().flatten().filter_map(|s| s["storage"].as_str().map(str::to_string)).collect()
+    let names = |path: &str| -> Vec<String> {
+        let list = api.request("GET", path, &[]).expect("storages");
+        list.as_array().into_iter().flatten().filter_map(|s| s["storage"].as_str().map(str::to_string)).collect()
+    };
+    let listed = names("/nodes/pve1/storage");
+    assert_eq!(names("/storage"), listed);
+    listed
 }
 
 /// A client of `double` logged in as `root@pam`.
@@ -56,6 +61,11 @@ fn bridges_vnets_and_storages_are_listed_by_privilege() {
         double.set_privileges("/", &all_but(&["SDN.Use", "SDN.Audit", "Datastore.Audit", "Datastore.AllocateSpace"]));
         assert!(ifaces(&api, Some("any_bridge")).is_empty(), "{version:?}");
         assert!(storages(&api).is_empty(), "{version:?}");
+        let e = api.request("GET", "/nodes/pve1/storage/local/content", &[]).expect_err("403");
+        assert!(
+            e.message.contains("403 Permission check failed (/storage/local, Datastore.Audit|Datastore.AllocateSpace)"),
+            "{version:?}: {e:?}"
+        );
         double.set_privileges("/sdn/zones/localnetwork", &["SDN.Audit"]);
         double.set_privileges("/sdn/zones/zone1/blue", &["SDN.Use"]);
         double.set_privileges("/storage/local-zfs", &["Datastore.AllocateSpace"]);
