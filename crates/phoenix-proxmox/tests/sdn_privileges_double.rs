@@ -91,6 +91,21 @@ fn a_bridge_or_storage_the_token_may_not_use_is_a_missing_privilege() {
             "{version:?}: {e:?}"
         );
         double.set_privileges("/storage/local-zfs", &[]);
+        // Nor on the storage of the template (or cloud image) a guest is made from.
+        double.set_privileges("/storage/local", &["Datastore.AllocateTemplate"]);
+        let e = backend(&double, None).check_create(&container).expect_err("template unseen");
+        assert!(
+            e.message.contains(&format!("Datastore.Audit on /storage/local (to read {UBUNTU}")),
+            "{version:?}: {e:?}"
+        );
+        let image = "local:import/noble.qcow2";
+        let vm = request(8001, GuestKind::Vm, CreateSource::Template(image.into()), &[("storage", "local-zfs")]);
+        let e = backend(&double, None).check_create(&vm).expect_err("image unseen");
+        assert!(
+            e.message.contains(&format!("Datastore.Audit on /storage/local (to read {image}")),
+            "{version:?}: {e:?}"
+        );
+        double.set_privileges("/storage/local", &[]);
         // A bridge no privilege hides is still one the node lacks.
         let on_vmbr9 = request(960, GuestKind::Lxc, CreateSource::Template(UBUNTU.into()), &[("net.bridge", "vmbr9")]);
         let e = backend(&double, None).check_create(&on_vmbr9).expect_err("no bridge");

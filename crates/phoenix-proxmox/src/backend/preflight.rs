@@ -222,6 +222,23 @@ impl ProxmoxBackend {
             ))
     }
 
+    /// Refuses, as the missing privilege it is, a `storage` the node's listing lacks because the
+    /// credentials hold neither `Datastore.Audit` nor `Datastore.AllocateSpace` on it (Proxmox
+    /// lists a storage, and shows its content, only with one of them), naming `Datastore.Audit`
+    /// to read `volume` from it. `Ok` when the storage is missing for another reason.
+    pub(crate) fn check_storage_seen(&self, storage: &str, volume: &str) -> Result<(), BackendError> {
+        if self.api.is_root() {
+            return Ok(());
+        }
+        let permissions = self.cached_get(Call::Permissions)?;
+        let path = format!("/storage/{storage}");
+        let have = privileges_on(&permissions, &path);
+        if have.contains("Datastore.Audit") || have.contains("Datastore.AllocateSpace") {
+            return Ok(());
+        }
+        self.require(&[("Datastore.Audit".into(), path, format!("to read {volume}, or Datastore.AllocateSpace"))])
+    }
+
     /// The content types of each storage of `node`.
     pub(crate) fn storage_contents(&self, node: &str) -> Result<BTreeMap<String, Vec<String>>, BackendError> {
         let storages = self.cached_get(Call::Storages { node })?;
@@ -337,6 +354,7 @@ impl ProxmoxBackend {
             None => return Ok(None),
         };
         if !storages.contains_key(&storage) {
+            self.check_storage_seen(&storage, &volume)?;
             return refuse(
                 format!("node {node} has no storage {storage} (for the template {volume})"),
                 "name a storage `pvesm status` lists",

@@ -492,6 +492,7 @@ impl ProxmoxBackend {
         let volume = self.image_volume(node, image)?;
         let storage = volume.split(':').next().unwrap_or_default().to_string();
         if !self.storage_contents(node)?.contains_key(&storage) {
+            self.check_storage_seen(&storage, &volume)?;
             return refuse(
                 format!("node {node} has no storage {storage} (for the cloud image {volume})"),
                 "name a storage `pvesm status` lists",
