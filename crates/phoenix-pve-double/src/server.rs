@@ -1104,10 +1104,11 @@ fn privileged_target(version: PveVersion, model: &Mutex<Model>, path: &str, ps: 
 /// What a token lacks for a storage's content, a create, a configuration change or a clone, as
 /// Proxmox checks it before anything changes (`PATH, PRIVILEGE`, the words of `Permission check
 /// failed (…)`): `Datastore.Audit` or `Datastore.AllocateSpace` on a storage whose content is
-/// listed (`API2/Storage/Content.pm::index`), `SDN.Use` on the bridge of each `net[n]` the request sets (`check_vnet_access`), and for a
-/// clone (pve-container's and qemu-server's `clone_vm`) `Datastore.AllocateSpace` on each
-/// storage of the source's volumes (or on the `storage` asked for) and `SDN.Use` on each of the
-/// source's bridges.
+/// listed (`API2/Storage/Content.pm::index`), `SDN.Use` on the bridge of each `net[n]` the
+/// request sets (`check_vnet_access`; for a container's change also on the bridge it replaces),
+/// and for a clone (pve-container's and qemu-server's `clone_vm`) `Datastore.AllocateSpace` on
+/// each storage of the source's volumes (or on the `storage` asked for) and `SDN.Use` on each of
+/// the source's bridges.
 fn acl_refusal(model: &Model, method: &str, segs: &[&str], ps: &BTreeMap<String, String>) -> Option<String> {
     let inventory = &model.inventory;
     if let ("GET", ["", "nodes", _, "storage", storage, "content"]) = (method, segs) {
@@ -1128,8 +1129,23 @@ fn acl_refusal(model: &Model, method: &str, segs: &[&str], ps: &BTreeMap<String,
             .collect()
     };
     let (storages, bridges) = match (method, segs) {
-        ("POST", ["", "nodes", _, "lxc" | "qemu"])
-        | ("POST" | "PUT", ["", "nodes", _, "lxc" | "qemu", _, "config"]) => (Vec::new(), bridges(ps)),
+        ("POST", ["", "nodes", _, "lxc" | "qemu"]) | ("POST" | "PUT", ["", "nodes", _, "qemu", _, "config"]) => {
+            (Vec::new(), bridges(ps))
+        }
+        // A container's interface changed needs `SDN.Use` on its old bridge too
+        // (`check_ct_modify_config_perm`).
+        ("PUT", ["", "nodes", _, "lxc", vmid, "config"]) => {
+            let old: BTreeMap<String, String> = match model.guests.get(&vmid.parse::<u32>().ok()?) {
+                Some(guest) => guest
+                    .config
+                    .iter()
+                    .filter(|(k, _)| ps.contains_key(*k))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+                None => BTreeMap::new(),
+            };
+            (Vec::new(), bridges(&old).into_iter().chain(bridges(ps)).collect())
+        }
         ("POST", ["", "nodes", _, kind, vmid, "clone"]) => {
             let source = vmid.parse::<u32>().ok()?;
             let lxc = *kind == "lxc";

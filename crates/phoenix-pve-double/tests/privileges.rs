@@ -123,6 +123,10 @@ fn a_bridge_or_a_clone_source_the_token_may_not_use_is_refused() {
         let tagged = "Permission check failed (/sdn/zones/localnetwork/vmbr0/20, SDN.Use)";
         let vm_clone = [("newid", "8001".to_string()), ("full", "1".to_string())];
         assert!(refusal("POST", "/nodes/pve1/qemu/8000/clone", &vm_clone).contains(tagged), "{version:?}");
+        // Moving a container's interface off a bridge needs SDN.Use there too.
+        double.add_vnet("blue", "zone1");
+        let off = [("net0", "name=eth0,bridge=blue".to_string())];
+        assert!(refusal("PUT", "/nodes/pve1/lxc/900/config", &off).contains(used), "{version:?}");
         double.set_privileges("/sdn/zones/localnetwork/vmbr0/20", &["SDN.Use"]);
         double.set_privileges("/sdn/zones/localnetwork/vmbr0", &[]);
         // A clone needs space on its source's storages (or on the one it names).
