@@ -34,8 +34,8 @@ fn run(api: &ApiClient, method: &str, path: &str, params: &[(&str, String)]) {
     wait(api, &upid, poll, Duration::from_secs(10)).expect("task");
 }
 
-/// The container template 900 and the VM template 8000, made by root: each on `vmbr0`, with
-/// its root disk on `local-zfs` and another disk on `slow`.
+/// The container template 900 and the VM template 8000, made by root: each on `vmbr0` (the VM
+/// in VLAN 20), with its root disk on `local-zfs` and another disk on `slow`.
 fn templates(double: &PveDouble) {
     let root = support::root_client(double);
     let container = [
@@ -51,7 +51,7 @@ fn templates(double: &PveDouble) {
         ("vmid", "8000".to_string()),
         ("scsi0", "local-zfs:8".to_string()),
         ("scsi1", "slow:4".to_string()),
-        ("net0", "virtio,bridge=vmbr0".to_string()),
+        ("net0", "virtio,bridge=vmbr0,tag=20".to_string()),
     ];
     run(&root, "POST", "/nodes/pve1/qemu", &vm);
     root.request("POST", "/nodes/pve1/qemu/8000/template", &[]).expect("template");
@@ -132,12 +132,16 @@ fn a_clone_needs_sdn_use_and_space_on_its_templates_bridges_and_storages() {
         }
 
         double.set_privileges("/sdn/zones/localnetwork/vmbr0", &["SDN.Audit"]);
-        for (clone, source) in [(&lxc, 900), (&vm, 8000)] {
+        for (clone, source, path) in [(&lxc, 900, "vmbr0"), (&vm, 8000, "vmbr0/20")] {
             let e = backend(&double, None).check_create(clone).expect_err("no SDN.Use on the template's bridge");
             let why =
-                format!("SDN.Use on /sdn/zones/localnetwork/vmbr0 (to clone {source}, which is attached to vmbr0)");
+                format!("SDN.Use on /sdn/zones/localnetwork/{path} (to clone {source}, which is attached to vmbr0)");
             assert!(e.message.contains(&why), "{version:?}: {e:?}");
         }
+        // SDN.Use on the VLAN alone is enough for a template in it, as for Proxmox.
+        double.set_privileges("/sdn/zones/localnetwork/vmbr0/20", &["SDN.Use"]);
+        backend(&double, None).check_create(&vm).expect("SDN.Use on VLAN 20");
+        double.set_privileges("/sdn/zones/localnetwork/vmbr0/20", &[]);
         double.set_privileges("/sdn/zones/localnetwork/vmbr0", &[]);
 
         // Proxmox checks the template's storages unless the clone names its own (a container's

@@ -436,16 +436,21 @@ impl ProxmoxBackend {
                 ("Datastore.AllocateSpace".to_string(), format!("/storage/{s}"), why)
             }));
         }
-        let mut bridges: Vec<&str> = source_config
+        // With a VLAN tag, Proxmox checks the tag's path below the bridge's.
+        let mut bridges: Vec<(&str, Option<&str>)> = source_config
             .iter()
             .filter(|(k, _)| super::numbered(k, "net"))
-            .filter_map(|(_, v)| v.as_str()?.split(',').find_map(|kv| kv.strip_prefix("bridge=")))
+            .filter_map(|(_, v)| {
+                let field = |key: &str| v.as_str()?.split(',').find_map(|kv| kv.strip_prefix(key));
+                Some((field("bridge=")?, field("tag=")))
+            })
             .collect();
         bridges.sort_unstable();
         bridges.dedup();
-        for bridge in bridges {
+        for (bridge, tag) in bridges {
             let why = format!("to clone {source}, which is attached to {bridge}");
-            needed.push(("SDN.Use".into(), self.bridge_path(src_node, bridge)?, why));
+            let path = self.bridge_path(src_node, bridge)?;
+            needed.push(("SDN.Use".into(), tag.map_or(path.clone(), |t| format!("{path}/{t}")), why));
         }
         self.require(&needed)
     }
