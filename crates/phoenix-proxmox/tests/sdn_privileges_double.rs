@@ -81,6 +81,15 @@ fn a_bridge_or_storage_the_token_may_not_use_is_a_missing_privilege() {
             );
             assert!(e.detail.as_deref().is_some_and(|d| d.contains("pveum acl modify")), "{version:?}: {e:?}");
         }
+        // Granted on the zone without propagation: not on its bridges, which it does not list;
+        // what `/` grants still holds below it.
+        let root = phoenix_pve_double::ALL_PRIVILEGES.to_vec();
+        double.set_privileges("/", &root.iter().copied().filter(|p| !p.starts_with("SDN.")).collect::<Vec<_>>());
+        double.set_privileges_without_propagation("/sdn/zones/localnetwork", &["SDN.Use"]);
+        let e = backend(&double, None).check_create(&container).expect_err("not propagated");
+        assert!(e.message.contains("SDN.Use on /sdn/zones/localnetwork/vmbr0"), "{version:?}: {e:?}");
+        double.set_privileges("/", &root);
+        backend(&double, None).check_create(&container).expect("SDN.Use from /");
         double.set_privileges("/sdn/zones/localnetwork", &[]);
 
         // Neither Datastore.Audit nor Datastore.AllocateSpace: the node lists no local-zfs.

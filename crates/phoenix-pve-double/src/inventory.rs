@@ -118,7 +118,7 @@ impl Inventory {
                 self.privileges
                     .iter()
                     .map(|(path, privs)| {
-                        // The value is the propagate flag; a listed privilege is granted either way.
+                        // The value is the propagate flag; a listed privilege is granted on its path either way.
                         let flag = if self.not_propagated.contains(path) { 0 } else { 1 };
                         (path.clone(), json!(privs.iter().map(|p| (p.clone(), json!(flag))).collect::<serde_json::Map<_, _>>()))
                     })

@@ -35,15 +35,22 @@ pub const NEEDED: &[(&str, &[&str])] = &[
     ("/storage", &["Datastore.AllocateSpace", "Datastore.Audit"]),
 ];
 
-/// The privileges that apply on `path` in an answer of `GET /access/permissions`: those of the
-/// most specific path listed at or above it. A listed privilege is granted whatever its value:
-/// the value is only whether it propagates (`0` for an ACL set with `--propagate 0`, and always
-/// for privileges that come from a pool).
+/// The privileges that apply on `path` in an answer of `GET /access/permissions`, as
+/// pve-access-control's `roles` compiles them: those listed on `path` itself, whatever their
+/// value, else those of the most specific path listed above it that propagate. The value is
+/// only whether a privilege propagates (`0` for an ACL set with `--propagate 0`, and always for
+/// privileges that come from a pool): one that does not applies on its own path only, and a
+/// path whose privileges all do not leaves those above it in force below it.
 pub fn privileges_on<'a>(permissions: &'a Value, path: &str) -> BTreeSet<&'a str> {
+    let propagates = |v: &Value| v.as_u64() == Some(1) || v.as_bool() == Some(true);
     let mut at = path.to_string();
     loop {
         if let Some(privs) = permissions.get(&at).and_then(Value::as_object) {
-            return privs.keys().map(String::as_str).collect();
+            let applying: BTreeSet<&str> =
+                privs.iter().filter(|(_, v)| at == path || propagates(v)).map(|(p, _)| p.as_str()).collect();
+            if !applying.is_empty() {
+                return applying;
+            }
         }
         if at == "/" {
             return BTreeSet::new();
