@@ -31,9 +31,15 @@ fn privileges_and_the_node_channel_are_checked_first() {
     assert!(e.message.contains("Datastore.AllocateSpace on /storage"), "{e:?}");
     double.set_privileges("/storage", &[]);
     // Privileges granted without propagation (or through a pool) are listed as `0`: granted all
-    // the same.
-    double.set_privileges_without_propagation("/", ALL_PRIVILEGES);
+    // the same on their own path, and not below it.
+    double.set_privileges_without_propagation("/vms", ALL_PRIVILEGES);
+    double.set_privileges_without_propagation("/storage", ALL_PRIVILEGES);
     assert!(backend(&double, None).preflight().is_ok(), "privileges listed as 0 are granted");
+    double.set_privileges("/vms", &[]);
+    double.set_privileges("/storage", &[]);
+    double.set_privileges_without_propagation("/", ALL_PRIVILEGES);
+    let e = backend(&double, None).preflight().expect_err("/ does not propagate");
+    assert!(e.message.starts_with("the API credentials lack VM.Allocate on /vms"), "{e:?}");
     double.set_privileges("/", ALL_PRIVILEGES);
 
     let unreachable =

@@ -753,7 +753,9 @@ fn a_snapshot_the_storage_cannot_take_is_an_issue_of_the_plan_on_a_real_proxmox_
 }
 
 /// A token whose privileges are granted with propagate 0 (an ACL set with `--propagate 0`, or
-/// through a pool: `/access/permissions` then shows `0`) has them: the preflight passes. Needs
+/// through a pool: `/access/permissions` then shows `0`) has them: the preflight passes. The
+/// ACLs must be on `/vms` and `/storage` themselves (below its path, a privilege granted without
+/// propagation does not apply, and the preflight does not count it there). Needs
 /// `PHOENIX_PVE_PROPAGATE0_TOKEN_ID` and `PHOENIX_PVE_PROPAGATE0_TOKEN_SECRET`.
 #[test]
 fn privileges_granted_without_propagation_count_on_a_real_proxmox_host() {

@@ -2,7 +2,9 @@
 //! node certificate signed by it, as a Proxmox cluster has). Every request is recorded and checked
 //! against the schema of the version played; requests are refused as Proxmox refuses them:
 //! 401 without valid credentials, 400 with per-parameter errors, 403 for what Proxmox reserves to
-//! `root@pam` when asked with a token.
+//! `root@pam` when asked with a token, and for a bridge or a clone's source storage the token
+//! lacks `SDN.Use` or `Datastore.AllocateSpace` on (or a storage whose content it may not see).
+//! A token sees only the bridges and storages it holds privileges on.
 //!
 //! Containers are kept as Proxmox keeps them (see [`crate::guests`]), and QEMU VMs with their
 //! guest agents (see [`crate::qemu`]); either can be made a template. Requests Proxmox runs as
@@ -799,6 +801,13 @@ impl PveDouble {
         self.model.lock().unwrap_or_else(PoisonError::into_inner).inventory.bridges.remove(name);
     }
 
+    /// Adds an SDN VNet in `zone` to every node: a bridge guests attach to, listed by
+    /// `GET /nodes/{node}/network` only with `type=any_bridge` (and `vnet`, and on 9.x
+    /// `include_sdn`), its ACL path `/sdn/zones/<zone>/<name>`.
+    pub fn add_vnet(&self, name: &str, zone: &str) {
+        self.model.lock().unwrap_or_else(PoisonError::into_inner).inventory.vnets.insert(name.into(), zone.into());
+    }
+
     /// Volume IDs of the templates on the storages.
     pub fn templates(&self) -> Vec<String> {
         self.model.lock().unwrap_or_else(PoisonError::into_inner).inventory.templates.iter().cloned().collect()
@@ -1092,6 +1101,78 @@ fn privileged_target(version: PveVersion, model: &Mutex<Model>, path: &str, ps: 
     }
 }
 
+/// What a token lacks for a storage's content, a create, a configuration change or a clone, as
+/// Proxmox checks it before anything changes (`PATH, PRIVILEGE`, the words of `Permission check
+/// failed (…)`): `Datastore.Audit` or `Datastore.AllocateSpace` on a storage whose content is
+/// listed (`API2/Storage/Content.pm::index`), `SDN.Use` on the bridge of each `net[n]` the
+/// request sets (`check_vnet_access`; for a container's change also on the bridge it replaces),
+/// and for a clone (pve-container's and qemu-server's `clone_vm`) `Datastore.AllocateSpace` on
+/// each storage of the source's volumes (or on the `storage` asked for) and `SDN.Use` on each of
+/// the source's bridges.
+fn acl_refusal(model: &Model, method: &str, segs: &[&str], ps: &BTreeMap<String, String>) -> Option<String> {
+    let inventory = &model.inventory;
+    if let ("GET", ["", "nodes", _, "storage", storage, "content"]) = (method, segs) {
+        let path = format!("/storage/{storage}");
+        let any = ["Datastore.Audit", "Datastore.AllocateSpace"];
+        return (!inventory.grants(&path, &any)).then(|| format!("{path}, {}", any.join("|")));
+    }
+    let bridges = |config: &BTreeMap<String, String>| -> Vec<String> {
+        config
+            .iter()
+            .filter(|(k, _)| {
+                k.strip_prefix("net").is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            })
+            .filter_map(|(_, net)| {
+                let field = |key: &str| net.split(',').find_map(|kv| kv.strip_prefix(key));
+                Some(inventory.bridge_path(field("bridge=")?, field("tag=")))
+            })
+            .collect()
+    };
+    let (storages, bridges) = match (method, segs) {
+        ("POST", ["", "nodes", _, "lxc" | "qemu"]) | ("POST" | "PUT", ["", "nodes", _, "qemu", _, "config"]) => {
+            (Vec::new(), bridges(ps))
+        }
+        // A container's interface changed needs `SDN.Use` on its old bridge too
+        // (`check_ct_modify_config_perm`).
+        ("PUT", ["", "nodes", _, "lxc", vmid, "config"]) => {
+            let old: BTreeMap<String, String> = match model.guests.get(&vmid.parse::<u32>().ok()?) {
+                Some(guest) => guest
+                    .config
+                    .iter()
+                    .filter(|(k, _)| ps.contains_key(*k))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+                None => BTreeMap::new(),
+            };
+            (Vec::new(), bridges(&old).into_iter().chain(bridges(ps)).collect())
+        }
+        ("POST", ["", "nodes", _, kind, vmid, "clone"]) => {
+            let source = vmid.parse::<u32>().ok()?;
+            let lxc = *kind == "lxc";
+            let config = if lxc { &model.guests.get(&source)?.config } else { &model.vms.vms.get(&source)?.config };
+            let volume = |k: &str| if lxc { crate::guests::container_volume(k) } else { crate::qemu::is_disk(k) };
+            let storages = match ps.get("storage") {
+                Some(storage) => vec![storage.clone()],
+                None => config
+                    .iter()
+                    .filter(|(k, v)| volume(k) && !v.contains("media=cdrom"))
+                    .filter_map(|(_, v)| v.split(',').next()?.split_once(':').map(|(sid, _)| sid.to_string()))
+                    .collect(),
+            };
+            (storages, bridges(config))
+        }
+        _ => return None,
+    };
+    let space = storages
+        .into_iter()
+        .map(|sid| format!("/storage/{sid}"))
+        .find(|path| !inventory.grants(path, &["Datastore.AllocateSpace"]))
+        .map(|path| format!("{path}, Datastore.AllocateSpace"));
+    space.or_else(|| {
+        bridges.into_iter().find(|path| !inventory.grants(path, &["SDN.Use"])).map(|p| format!("{p}, SDN.Use"))
+    })
+}
+
 fn unknown_node(node: &str) -> (u16, String, Value) {
     (
         500,
@@ -1244,6 +1325,9 @@ fn respond(
             crate::inventory::ALL_PRIVILEGES.iter().map(|p| ((*p).to_string(), json!(1))).collect();
         return (200, "OK".to_string(), json!({ "data": { "/": all } }));
     }
+    if !as_root && let Some(refusal) = acl_refusal(&model, method, &segs, ps) {
+        return (403, format!("Permission check failed ({refusal})"), json!({ "data": null }));
+    }
     let user = token.map_or("root@pam".to_string(), |t| t.0.clone());
     if let ("GET", ["", "nodes", _, "storage", storage, "content"]) = (method, segs.as_slice())
         && ps.get("content").is_some_and(|c| c == "import")
@@ -1254,7 +1338,8 @@ fn respond(
         return model.download_url(node, storage, ps, &user);
     }
     let mut inventory = std::mem::take(&mut model.inventory);
-    let answer = inventory.handle(method, &segs, ps, &mut |node, kind, id| model.start_task(node, kind, id, &user));
+    let answer =
+        inventory.handle(method, &segs, ps, as_root, &mut |node, kind, id| model.start_task(node, kind, id, &user));
     model.inventory = inventory;
     if let Some(answer) = answer {
         return answer;
@@ -1315,11 +1400,19 @@ fn respond(
         };
     }
     // A node's storages with their status: no `path` (pve-storage's `storage_info` has none);
-    // the storage configuration (`GET /storage`) has it.
+    // the storage configuration (`GET /storage`) has it. Both list only the storages the caller
+    // holds `Datastore.Audit` or `Datastore.AllocateSpace` on (`API2/Storage/Status.pm::index`,
+    // `API2/Storage/Config.pm::index`).
     if let ("GET", ["", "nodes", _, "storage"]) = (method, segs.as_slice()) {
         let list: Vec<Value> = model
             .storages
             .iter()
+            .filter(|(name, _)| {
+                as_root
+                    || model
+                        .inventory
+                        .grants(&format!("/storage/{name}"), &["Datastore.Audit", "Datastore.AllocateSpace"])
+            })
             .map(|(name, s)| json!({ "storage": name, "type": s.kind, "content": s.content, "active": 1, "enabled": 1, "shared": u8::from(s.shared) }))
             .collect();
         return (200, "OK".to_string(), json!({ "data": list }));
@@ -1328,6 +1421,12 @@ fn respond(
         let list: Vec<Value> = model
             .storages
             .iter()
+            .filter(|(name, _)| {
+                as_root
+                    || model
+                        .inventory
+                        .grants(&format!("/storage/{name}"), &["Datastore.Audit", "Datastore.AllocateSpace"])
+            })
             .map(|(name, s)| {
                 let mut entry =
                     json!({ "storage": name, "type": s.kind, "content": s.content, "digest": "0".repeat(40) });

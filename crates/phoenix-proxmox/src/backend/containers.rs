@@ -757,7 +757,9 @@ impl GuestOps for Containers<'_> {
                 // Proxmox locks the source (`disk`) while it clones it: another clone of the same
                 // template is waited for rather than refused.
                 let source_config = self.unlocked_config_of(Guest::lxc(&src_node, *source))?;
-                if let Some(storage) = self.clone_storage(request, *source, &src_node, &source_config)? {
+                let named = self.clone_storage(request, *source, &src_node, &source_config)?;
+                self.check_clone_source(request, (*source, &src_node), &source_config, named.as_deref())?;
+                if let Some(storage) = named {
                     params.push(("storage", storage));
                 }
                 // Proxmox's snapshots keep no description, and a clone gets one only from this
@@ -957,7 +959,9 @@ impl GuestOps for Containers<'_> {
         if let CreateSource::Clone { source, .. } = &request.source
             && let Some((src_node, _)) = self.node_of(*source)?
         {
-            self.clone_storage(request, *source, &src_node, &self.config(&src_node, *source)?)?;
+            let source_config = self.config(&src_node, *source)?;
+            let named = self.clone_storage(request, *source, &src_node, &source_config)?;
+            self.check_clone_source(request, (*source, &src_node), &source_config, named.as_deref())?;
         }
         self.check_subids(request.node.as_deref().unwrap_or(&self.node), &request.config)?;
         self.check_needs(request).map(|_| ())

@@ -1,7 +1,10 @@
 //! Checks made before anything changes: the Proxmox version, the credentials' privileges, the
 //! node channel, and — for each guest to create — its storages (with the content types it
 //! needs), its bridge and its template (on the storage, or in the appliance index to be
-//! downloaded). What the cluster lists is read once per run.
+//! downloaded), and for a clone its template's bridges and storages. Proxmox lists to a token
+//! only the bridges and storages it holds privileges on, so the privileges on them are checked
+//! before they are looked for: a missing one is said as such, not as a bridge or storage the
+//! node lacks. What the cluster lists is read once per run.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::PoisonError;
@@ -35,15 +38,22 @@ pub const NEEDED: &[(&str, &[&str])] = &[
     ("/storage", &["Datastore.AllocateSpace", "Datastore.Audit"]),
 ];
 
-/// The privileges that apply on `path` in an answer of `GET /access/permissions`: those of the
-/// most specific path listed at or above it. A listed privilege is granted whatever its value:
-/// the value is only whether it propagates (`0` for an ACL set with `--propagate 0`, and always
-/// for privileges that come from a pool).
+/// The privileges that apply on `path` in an answer of `GET /access/permissions`, as
+/// pve-access-control's `roles` compiles them: those listed on `path` itself, whatever their
+/// value, else those of the most specific path listed above it that propagate. The value is
+/// only whether a privilege propagates (`0` for an ACL set with `--propagate 0`, and always for
+/// privileges that come from a pool): one that does not applies on its own path only, and a
+/// path whose privileges all do not leaves those above it in force below it.
 pub fn privileges_on<'a>(permissions: &'a Value, path: &str) -> BTreeSet<&'a str> {
+    let propagates = |v: &Value| v.as_u64() == Some(1) || v.as_bool() == Some(true);
     let mut at = path.to_string();
     loop {
         if let Some(privs) = permissions.get(&at).and_then(Value::as_object) {
-            return privs.keys().map(String::as_str).collect();
+            let applying: BTreeSet<&str> =
+                privs.iter().filter(|(_, v)| at == path || propagates(v)).map(|(p, _)| p.as_str()).collect();
+            if !applying.is_empty() {
+                return applying;
+            }
         }
         if at == "/" {
             return BTreeSet::new();
@@ -77,6 +87,22 @@ fn config_storages(config: &GuestConfig) -> Vec<&str> {
     disks.sort_unstable();
     disks.dedup();
     disks
+}
+
+/// The storage of each volume of a guest of `kind` configured as `config` (a container's root
+/// disk and volume mount points, a VM's disks; no CD-ROM or cloud-init drive), in key order.
+fn volume_storages(kind: GuestKind, config: &serde_json::Map<String, Value>) -> Vec<String> {
+    let volume = |k: &str| match kind {
+        GuestKind::Lxc => k == "rootfs" || super::numbered(k, "mp"),
+        GuestKind::Vm => super::is_drive(k),
+    };
+    config
+        .iter()
+        .filter(|(k, _)| volume(k))
+        .filter_map(|(_, v)| v.as_str())
+        .filter(|v| !v.contains("media=cdrom") && !v.contains("-cloudinit"))
+        .filter_map(|v| v.split(',').next()?.split_once(':').map(|(sid, _)| sid.to_string()))
+        .collect()
 }
 
 impl ProxmoxBackend {
@@ -156,10 +182,10 @@ impl ProxmoxBackend {
         Ok(download)
     }
 
-    /// The privileges creating this guest needs beyond those every run needs ([`NEEDED`]):
-    /// space on each storage it uses, `SDN.Use` on its bridge, the clone of its source, a
-    /// template download, and on 9.x `Sys.Modify` on `/` for a privileged container. A
-    /// `root@pam` connection has them all.
+    /// The privileges creating this guest needs beyond those every run needs ([`NEEDED`]) and
+    /// those on its storages and bridge ([`ProxmoxBackend::check_disks_and_bridge`]): the clone
+    /// of its source, a template download, and on 9.x `Sys.Modify` on `/` for a privileged
+    /// container. A `root@pam` connection has them all.
     fn check_guest_privileges(&self, request: &CreateRequest, download: Option<&str>) -> Result<(), BackendError> {
         if self.api.is_root() {
             return Ok(());
@@ -167,12 +193,6 @@ impl ProxmoxBackend {
         let id = request.id;
         let mut needed: Vec<(String, String, String)> = Vec::new();
         let mut need = |privilege: &str, path: String, why: String| needed.push((privilege.into(), path, why));
-        for storage in disk_storages(request) {
-            need("Datastore.AllocateSpace", format!("/storage/{storage}"), format!("for the disks of {id}"));
-        }
-        if let Some(bridge) = request.config.text(&Field::NetBridge) {
-            need("SDN.Use", format!("/sdn/zones/localnetwork/{bridge}"), format!("to attach {id} to {bridge}"));
-        }
         if let CreateSource::Clone { source, .. } = &request.source {
             need("VM.Clone", format!("/vms/{source}"), format!("to clone {source} into {id}"));
         }
@@ -209,6 +229,23 @@ impl ProxmoxBackend {
             ))
     }
 
+    /// Refuses, as the missing privilege it is, a `storage` the node's listing lacks because the
+    /// credentials hold neither `Datastore.Audit` nor `Datastore.AllocateSpace` on it (Proxmox
+    /// lists a storage, and shows its content, only with one of them), naming `Datastore.Audit`
+    /// to read `volume` from it. `Ok` when the storage is missing for another reason.
+    pub(crate) fn check_storage_seen(&self, storage: &str, volume: &str) -> Result<(), BackendError> {
+        if self.api.is_root() {
+            return Ok(());
+        }
+        let permissions = self.cached_get(Call::Permissions)?;
+        let path = format!("/storage/{storage}");
+        let have = privileges_on(&permissions, &path);
+        if have.contains("Datastore.Audit") || have.contains("Datastore.AllocateSpace") {
+            return Ok(());
+        }
+        self.require(&[("Datastore.Audit".into(), path, format!("to read {volume}, or Datastore.AllocateSpace"))])
+    }
+
     /// The content types of each storage of `node`.
     pub(crate) fn storage_contents(&self, node: &str) -> Result<BTreeMap<String, Vec<String>>, BackendError> {
         let storages = self.cached_get(Call::Storages { node })?;
@@ -223,16 +260,57 @@ impl ProxmoxBackend {
             .collect())
     }
 
-    /// Checks, on `node`, that each of `disks` is a storage holding `content` (`rootdir` for
+    /// The bridges and SDN VNets of `node` (`type=any_bridge`: without it Proxmox lists no
+    /// VNets), read once per run.
+    fn bridges(&self, node: &str) -> Result<Value, BackendError> {
+        let call = Call::Network { node };
+        let key = format!("{}?type=any_bridge", call.path());
+        if let Some(v) = self.listings.lock().unwrap_or_else(PoisonError::into_inner).get(&key) {
+            return Ok(v.clone());
+        }
+        let v = self.api.call(&call, &[("type", "any_bridge".to_string())])?;
+        self.listings.lock().unwrap_or_else(PoisonError::into_inner).insert(key, v.clone());
+        Ok(v)
+    }
+
+    /// The ACL path of `bridge` on `node`, as Proxmox checks `SDN.Use` on it
+    /// (`check_vnet_access`): `/sdn/zones/<zone>/<bridge>` for a VNet the node lists, else
+    /// `/sdn/zones/localnetwork/<bridge>`.
+    fn bridge_path(&self, node: &str, bridge: &str) -> Result<String, BackendError> {
+        let list = self.bridges(node)?;
+        let zone = list
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|i| i["iface"] == bridge && i["type"] == "vnet")
+            .and_then(|i| i["zone"].as_str())
+            .unwrap_or("localnetwork");
+        Ok(format!("/sdn/zones/{zone}/{bridge}"))
+    }
+
+    /// Checks, on `node`, that the credentials may allocate space on each of `disks` and use
+    /// `bridge` for the guest `id` (first: Proxmox does not list to a token what it holds no
+    /// privilege on), that each of `disks` is a storage holding `content` (`rootdir` for
     /// container disks, `images` for VM disks; `what` names them), and that `bridge` exists.
     /// Returns the node's storages and their content types.
     pub(crate) fn check_disks_and_bridge(
         &self,
         node: &str,
+        id: GuestId,
         disks: &[&str],
         (content, what): (&str, &str),
         bridge: Option<&str>,
     ) -> Result<BTreeMap<String, Vec<String>>, BackendError> {
+        if !self.api.is_root() {
+            let mut needed: Vec<(String, String, String)> = disks
+                .iter()
+                .map(|s| ("Datastore.AllocateSpace".into(), format!("/storage/{s}"), format!("for the disks of {id}")))
+                .collect();
+            if let Some(bridge) = bridge {
+                needed.push(("SDN.Use".into(), self.bridge_path(node, bridge)?, format!("to attach {id} to {bridge}")));
+            }
+            self.require(&needed)?;
+        }
         let refuse = |m: String, hint: String| Err(BackendError::permanent(Delivery::NotSent, m).with_detail(hint));
         let storages = self.storage_contents(node)?;
         for storage in disks {
@@ -253,7 +331,7 @@ impl ProxmoxBackend {
             }
         }
         if let Some(bridge) = bridge {
-            let list = self.cached_get(Call::Network { node })?;
+            let list = self.bridges(node)?;
             if !list.as_array().into_iter().flatten().any(|i| i["iface"] == bridge) {
                 return refuse(
                     format!("node {node} has no bridge {bridge}"),
@@ -271,6 +349,7 @@ impl ProxmoxBackend {
             |m: String, hint: &str| Err(BackendError::permanent(Delivery::NotSent, m).with_detail(hint.to_string()));
         let storages = self.check_disks_and_bridge(
             node,
+            request.id,
             &disk_storages(request),
             ("rootdir", "container disks"),
             request.config.text(&Field::NetBridge),
@@ -282,6 +361,7 @@ impl ProxmoxBackend {
             None => return Ok(None),
         };
         if !storages.contains_key(&storage) {
+            self.check_storage_seen(&storage, &volume)?;
             return refuse(
                 format!("node {node} has no storage {storage} (for the template {volume})"),
                 "name a storage `pvesm status` lists",
@@ -333,6 +413,51 @@ impl ProxmoxBackend {
         )))
     }
 
+    /// The privileges Proxmox's `clone_vm` checks on the clone's source `source` (configured as
+    /// `source_config`) beyond `VM.Clone`: `SDN.Use` on the bridge of each of its interfaces, and
+    /// `Datastore.AllocateSpace` on each storage its volumes are on, unless the clone names its
+    /// own storage (`named`, the `storage` the clone is asked for with), which Proxmox checks
+    /// instead (and [`ProxmoxBackend::check_disks_and_bridge`] does). A `root@pam` connection
+    /// has them all.
+    pub(crate) fn check_clone_source(
+        &self,
+        request: &CreateRequest,
+        (source, src_node): (GuestId, &str),
+        source_config: &serde_json::Map<String, Value>,
+        named: Option<&str>,
+    ) -> Result<(), BackendError> {
+        if self.api.is_root() {
+            return Ok(());
+        }
+        let mut needed: Vec<(String, String, String)> = Vec::new();
+        if named.is_none() {
+            let mut storages = volume_storages(request.kind, source_config);
+            storages.sort_unstable();
+            storages.dedup();
+            needed.extend(storages.into_iter().map(|s| {
+                let why = format!("to clone {source}, which has disks on {s}");
+                ("Datastore.AllocateSpace".to_string(), format!("/storage/{s}"), why)
+            }));
+        }
+        // With a VLAN tag, Proxmox checks the tag's path below the bridge's.
+        let mut bridges: Vec<(&str, Option<&str>)> = source_config
+            .iter()
+            .filter(|(k, _)| super::numbered(k, "net"))
+            .filter_map(|(_, v)| {
+                let field = |key: &str| v.as_str()?.split(',').find_map(|kv| kv.strip_prefix(key));
+                Some((field("bridge=")?, field("tag=")))
+            })
+            .collect();
+        bridges.sort_unstable();
+        bridges.dedup();
+        for (bridge, tag) in bridges {
+            let why = format!("to clone {source}, which is attached to {bridge}");
+            let path = self.bridge_path(src_node, bridge)?;
+            needed.push(("SDN.Use".into(), tag.map_or(path.clone(), |t| format!("{path}/{t}")), why));
+        }
+        self.require(&needed)
+    }
+
     /// Where Proxmox puts the clone of `source` (on `src_node`, configured as `source_config`)
     /// that `request` asks for, checked before the clone is asked for: a full clone stays on
     /// its source's storages unless the call names one, so the storage to name is returned when
@@ -347,17 +472,7 @@ impl ProxmoxBackend {
         src_node: &str,
         source_config: &serde_json::Map<String, Value>,
     ) -> Result<Option<String>, BackendError> {
-        let volume = |k: &str| match request.kind {
-            GuestKind::Lxc => k == "rootfs" || super::numbered(k, "mp"),
-            GuestKind::Vm => super::is_drive(k),
-        };
-        let volumes: Vec<String> = source_config
-            .iter()
-            .filter(|(k, _)| volume(k))
-            .filter_map(|(_, v)| v.as_str())
-            .filter(|v| !v.contains("media=cdrom") && !v.contains("-cloudinit"))
-            .filter_map(|v| v.split(',').next()?.split_once(':').map(|(sid, _)| sid.to_string()))
-            .collect();
+        let volumes = volume_storages(request.kind, source_config);
         let storage = request.config.text(&Field::Storage).filter(|s| {
             source_config.get("rootfs").and_then(Value::as_str).and_then(|r| r.split_once(':')).map(|(sid, _)| sid)
                 != Some(*s)

@@ -519,6 +519,7 @@ impl ProxmoxBackend {
         let volume = self.image_volume(node, image)?;
         let storage = volume.split(':').next().unwrap_or_default().to_string();
         if !self.storage_contents(node)?.contains_key(&storage) {
+            self.check_storage_seen(&storage, &volume)?;
             return refuse(
                 format!("node {node} has no storage {storage} (for the cloud image {volume})"),
                 "name a storage `pvesm status` lists",
@@ -556,6 +557,7 @@ impl ProxmoxBackend {
         let disk_storage = request.config.text(&Field::Storage);
         self.check_disks_and_bridge(
             node,
+            id,
             &disk_storage.into_iter().collect::<Vec<_>>(),
             ("images", "VM disks"),
             request.config.text(&Field::NetBridge),
@@ -578,13 +580,6 @@ impl ProxmoxBackend {
                 format!("to run commands in {id} through its guest agent"),
             ),
         ];
-        if let Some(storage) = disk_storage {
-            needed.push((
-                "Datastore.AllocateSpace".into(),
-                format!("/storage/{storage}"),
-                format!("for the disks of {id}"),
-            ));
-        }
         if let Some(image) = &image {
             needed.push((
                 "Datastore.Audit".into(),
@@ -612,13 +607,6 @@ impl ProxmoxBackend {
                     format!("to download {} (or Sys.Audit and Sys.Modify on /)", image.volume),
                 ));
             }
-        }
-        if let Some(bridge) = request.config.text(&Field::NetBridge) {
-            needed.push((
-                "SDN.Use".into(),
-                format!("/sdn/zones/localnetwork/{bridge}"),
-                format!("to attach {id} to {bridge}"),
-            ));
         }
         if let CreateSource::Clone { source, .. } = &request.source {
             needed.push(("VM.Clone".into(), format!("/vms/{source}"), format!("to clone {source} into {id}")));
@@ -918,6 +906,7 @@ impl GuestOps for Vms<'_> {
                 }
                 let source_config = self.vm_config(&src_node, *source)?;
                 self.clone_storage(request, *source, &src_node, &source_config)?;
+                self.check_clone_source(request, (*source, &src_node), &source_config, want.text(&Field::Storage))?;
                 // Proxmox's snapshots keep no description, and a clone gets one only from this
                 // parameter: the mark, below what the source's says (less its password line: the
                 // clone's password is compared, and set, on its own).
@@ -949,7 +938,14 @@ impl GuestOps for Vms<'_> {
         if let CreateSource::Clone { source, .. } = &request.source
             && let Some((src_node, _)) = self.vm_locate(*source)?
         {
-            self.clone_storage(request, *source, &src_node, &self.vm_config(&src_node, *source)?)?;
+            let source_config = self.vm_config(&src_node, *source)?;
+            self.clone_storage(request, *source, &src_node, &source_config)?;
+            self.check_clone_source(
+                request,
+                (*source, &src_node),
+                &source_config,
+                request.config.text(&Field::Storage),
+            )?;
         }
         self.vm_needs(request).map(|_| ())
     }

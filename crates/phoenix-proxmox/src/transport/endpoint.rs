@@ -97,7 +97,8 @@ pub enum Call<'a> {
         /// The storage.
         storage: &'a str,
     },
-    /// `GET /nodes/{node}/network`: the node's interfaces and bridges.
+    /// `GET /nodes/{node}/network`: the node's interfaces and bridges (with `type=any_bridge`,
+    /// its bridges and the SDN's VNets).
     Network {
         /// The node.
         node: &'a str,
