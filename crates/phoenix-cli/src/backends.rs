@@ -89,9 +89,9 @@ pub fn connect_with_secrets(
             let backend = proxmox(p, pvesh, secrets)?
                 .with_vm_passwords(phoenix_plan::vm_passwords(estate))
                 .with_secret_resolver(std::sync::Arc::new(move |reference: &str| {
-                    resolver.resolve(reference).map_err(|e| match e.hint {
-                        Some(hint) => format!("{} ({hint})", e.message),
-                        None => e.message,
+                    resolver.resolve(reference).map_err(|e| phoenix_backend::BackendError {
+                        detail: e.hint,
+                        ..phoenix_backend::BackendError::permanent(phoenix_backend::Delivery::NotSent, e.message)
                     })
                 }));
             let at = api_name(p);

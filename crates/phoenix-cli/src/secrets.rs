@@ -10,22 +10,15 @@ use phoenix_config::secret::{SecretSource, parse_reference};
 
 use crate::vault::{VaultClient, VaultSettings};
 
-/// Why a secret could not be read: what went wrong and how to fix it (never the secret).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Why a secret could not be read: what went wrong and how to fix it (never the secret). It
+/// shows as its message; the command line prints the hint apart, as it prints every hint.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
 pub struct SecretError {
     /// What went wrong.
     pub message: String,
     /// How to fix it.
     pub hint: Option<String>,
-}
-
-impl std::fmt::Display for SecretError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.hint {
-            Some(hint) => write!(f, "{}\n  hint: {hint}", self.message),
-            None => f.write_str(&self.message),
-        }
-    }
 }
 
 impl SecretError {

@@ -92,7 +92,7 @@ fn a_wrong_token_is_refused_naming_the_path_never_the_token() {
     let e = secrets(&vault_env(&vault, dir.path(), wrong))
         .resolve("vault:secret/proxmox/pve1#token_secret")
         .expect_err("refused")
-        .to_string();
+        .shown();
     assert!(e.contains("Vault refused to read `secret/proxmox/pve1`") && e.contains("permission denied (403)"), "{e}");
     assert!(e.contains("hint:") && e.contains("VAULT_TOKEN"), "{e}");
     assert!(!e.contains(wrong) && !e.contains(TOKEN) && !e.contains("0f9e8d7c"), "{e}");
@@ -105,15 +105,15 @@ fn a_missing_secret_names_the_path_and_how_to_check_it() {
     let vault = estate_vault();
     let dir = tempfile::tempdir().expect("tmp");
     let s = secrets(&vault_env(&vault, dir.path(), TOKEN));
-    let e = s.resolve("vault:secret/proxmox/pve9#token_secret").expect_err("missing").to_string();
+    let e = s.resolve("vault:secret/proxmox/pve9#token_secret").expect_err("missing").shown();
     assert!(e.contains("Vault has no secret at `secret/proxmox/pve9` (KV version 2 mount `secret`)"), "{e}");
     assert!(e.contains("vault kv get -mount=secret proxmox/pve9"), "{e}");
-    let e = s.resolve("vault:legacy/pve9#token_secret").expect_err("missing v1").to_string();
+    let e = s.resolve("vault:legacy/pve9#token_secret").expect_err("missing v1").shown();
     assert!(e.contains("Vault has no secret at `legacy/pve9` (KV version 1 mount `legacy`)"), "{e}");
     // A path under no mount: Vault's preflight refuses it.
-    let e = s.resolve("vault:nowhere/pve1#token_secret").expect_err("no mount").to_string();
+    let e = s.resolve("vault:nowhere/pve1#token_secret").expect_err("no mount").shown();
     assert!(e.contains("`nowhere/pve1`") && e.contains("403"), "{e}");
-    let e = s.resolve("vault:secret/../sys/pve1#x").expect_err("dot segments").to_string();
+    let e = s.resolve("vault:secret/../sys/pve1#x").expect_err("dot segments").shown();
     assert!(e.contains("is not a Vault secret path"), "{e}");
 }
 
@@ -129,11 +129,11 @@ fn a_missing_field_lists_the_fields_that_exist_but_not_their_values() {
     );
     let dir = tempfile::tempdir().expect("tmp");
     let s = secrets(&vault_env(&vault, dir.path(), TOKEN));
-    let e = s.resolve("vault:secret/app#pasword").expect_err("no such field").to_string();
+    let e = s.resolve("vault:secret/app#pasword").expect_err("no such field").shown();
     assert!(e.contains("the Vault secret `secret/app` has no field `pasword`"), "{e}");
     assert!(e.contains("its fields are: username, password, nested"), "{e}");
     assert!(!e.contains("u-9c1e7b") && !e.contains("p-4d2a8f") && !e.contains("v-77aa"), "{e}");
-    let e = s.resolve("vault:secret/app#nested").expect_err("an object").to_string();
+    let e = s.resolve("vault:secret/app#nested").expect_err("an object").shown();
     assert!(e.contains("the field `nested` of the Vault secret `secret/app` is an object, not text"), "{e}");
     assert!(!e.contains("v-77aa"), "{e}");
 }
@@ -145,7 +145,7 @@ fn namespaces_are_sent_and_their_mounts_found() {
     vault.put("team-a", "kv/apps", "pve", json!({ "token": "ns-token-value" }));
     let dir = tempfile::tempdir().expect("tmp");
     let mut vars = vault_env(&vault, dir.path(), TOKEN);
-    let e = secrets(&vars).resolve("vault:kv/apps/pve#token").expect_err("not in the root namespace").to_string();
+    let e = secrets(&vars).resolve("vault:kv/apps/pve#token").expect_err("not in the root namespace").shown();
     assert!(e.contains("`kv/apps/pve`") && e.contains("403"), "{e}");
     vars.push(("VAULT_NAMESPACE", "team-a/".to_string()));
     assert_eq!(secrets(&vars).resolve("vault:kv/apps/pve#token").expect("in the namespace"), "ns-token-value");
@@ -161,7 +161,7 @@ fn only_kv_mounts_are_read() {
     let e = secrets(&vault_env(&vault, dir.path(), TOKEN))
         .resolve("vault:database/creds/app#password")
         .expect_err("not KV")
-        .to_string();
+        .shown();
     assert!(e.contains("a `database` secrets engine, not a KV store"), "{e}");
     assert_eq!(vault.requests().len(), 1, "nothing was read from it");
 }
@@ -177,7 +177,7 @@ fn a_certificate_from_another_ca_is_refused_before_the_token_is_sent() {
     vars.retain(|(k, _)| *k != "VAULT_CACERT");
     vars.push(("VAULT_CACERT", wrong_ca.display().to_string()));
     vars.push(("VAULT_SKIP_VERIFY", "true".to_string()));
-    let e = secrets(&vars).resolve("vault:secret/proxmox/pve1#token_secret").expect_err("refused").to_string();
+    let e = secrets(&vars).resolve("vault:secret/proxmox/pve1#token_secret").expect_err("refused").shown();
     assert!(e.contains("TLS with 127.0.0.1") && e.contains("invalid peer certificate"), "{e}");
     assert!(e.contains("VAULT_CACERT") && e.contains("VAULT_SKIP_VERIFY is not honoured"), "{e}");
     assert!(!e.contains(TOKEN));
@@ -188,13 +188,13 @@ fn a_certificate_from_another_ca_is_refused_before_the_token_is_sent() {
 fn plain_http_to_another_machine_is_refused_without_connecting() {
     for addr in ["http://192.0.2.10:8200", "http://vault.example.com:8200"] {
         let vars = [("VAULT_ADDR", addr.to_string()), ("VAULT_TOKEN", TOKEN.to_string())];
-        let e = VaultClient::new(&VaultSettings::from_env(&env(&vars))).expect_err("refused").to_string();
+        let e = VaultClient::new(&VaultSettings::from_env(&env(&vars))).expect_err("refused").shown();
         assert!(e.contains(&format!("VAULT_ADDR {addr}")) && e.contains("plain http goes only to this machine"), "{e}");
         assert!(!e.contains("cannot reach") && !e.contains(TOKEN), "{e}");
     }
     // To this machine it is allowed (a Vault Agent listening on loopback); nothing listens here.
     let vars = [("VAULT_ADDR", "http://127.0.0.1:9".to_string()), ("VAULT_TOKEN", TOKEN.to_string())];
-    let e = secrets(&vars).resolve("vault:secret/x#y").expect_err("nothing listens").to_string();
+    let e = secrets(&vars).resolve("vault:secret/x#y").expect_err("nothing listens").shown();
     assert!(e.contains("cannot reach Vault at http://127.0.0.1:9"), "{e}");
 }
 
@@ -203,23 +203,23 @@ fn an_ipv6_address_is_taken_with_or_without_a_port() {
     // Plain http to the IPv6 loopback, where nothing listens on port 9: the address is taken and
     // the connection attempted.
     let vars = [("VAULT_ADDR", "http://[::1]:9".to_string()), ("VAULT_TOKEN", TOKEN.to_string())];
-    let e = secrets(&vars).resolve("vault:secret/x#y").expect_err("nothing listens").to_string();
+    let e = secrets(&vars).resolve("vault:secret/x#y").expect_err("nothing listens").shown();
     assert!(e.contains("cannot reach Vault at http://[::1]:9") && !e.contains(TOKEN), "{e}");
     // Over https: the address is taken (the CA file is read next, before anything is sent).
     for addr in ["https://[fd00::1]", "https://[fd00::1]:8200/"] {
         let vars = [("VAULT_ADDR", addr.to_string()), ("VAULT_TOKEN", TOKEN.to_string())];
         let settings =
             VaultSettings { ca_file: Some("/nonexistent/ca.pem".into()), ..VaultSettings::from_env(&env(&vars)) };
-        let e = VaultClient::new(&settings).expect_err("no CA file").to_string();
+        let e = VaultClient::new(&settings).expect_err("no CA file").shown();
         assert!(e.contains("cannot read the CA file"), "{addr}: {e}");
     }
     for (addr, why) in [("https://[fd00::1", "invalid IPv6 address"), ("https://[fd00::1]:x", "invalid port number")] {
         let vars = [("VAULT_ADDR", addr.to_string()), ("VAULT_TOKEN", TOKEN.to_string())];
-        let e = VaultClient::new(&VaultSettings::from_env(&env(&vars))).expect_err("broken").to_string();
+        let e = VaultClient::new(&VaultSettings::from_env(&env(&vars))).expect_err("broken").shown();
         assert!(e.contains(&format!("VAULT_ADDR {addr} is not a URL: {why}")), "{e}");
     }
     let vars = [("VAULT_ADDR", "https://me:s3cret@[fd00::1]".to_string()), ("VAULT_TOKEN", TOKEN.to_string())];
-    let e = VaultClient::new(&VaultSettings::from_env(&env(&vars))).expect_err("credentials").to_string();
+    let e = VaultClient::new(&VaultSettings::from_env(&env(&vars))).expect_err("credentials").shown();
     assert!(
         e.contains("VAULT_ADDR https://me:***@[fd00::1]/ has a user name or password") && !e.contains("s3cret"),
         "{e}"
@@ -251,10 +251,10 @@ fn settings_come_from_the_environment_as_the_vault_cli_takes_them() {
     assert_eq!((s.namespace.as_deref(), s.not_honoured.as_slice()), (Some("team-a"), ["VAULT_CAPATH"].as_slice()));
 
     let none = VaultSettings::from_env(&env(&[("VAULT_ADDR", "http://127.0.0.1:8200".to_string())]));
-    let e = VaultClient::new(&none).expect_err("no token").to_string();
+    let e = VaultClient::new(&none).expect_err("no token").shown();
     assert!(e.contains("no Vault token") && e.contains("vault login"), "{e}");
     let bad = VaultSettings::from_env(&env(&[("VAULT_ADDR", "ftp://vault:8200".into()), ("VAULT_TOKEN", "t".into())]));
-    assert!(VaultClient::new(&bad).expect_err("bad scheme").to_string().contains("is not an https:// URL"));
+    assert!(VaultClient::new(&bad).expect_err("bad scheme").shown().contains("is not an https:// URL"));
 }
 
 #[test]
@@ -269,7 +269,18 @@ fn an_unreachable_vault_says_where_it_looked() {
         ("VAULT_TOKEN", TOKEN.to_string()),
         ("VAULT_CACERT", ca.display().to_string()),
     ];
-    let e = secrets(&vars).resolve("vault:secret/proxmox/pve1#token_secret").expect_err("unreachable").to_string();
+    let e = secrets(&vars).resolve("vault:secret/proxmox/pve1#token_secret").expect_err("unreachable").shown();
     assert!(e.contains(&format!("cannot reach Vault at https://127.0.0.1:{port}")), "{e}");
     assert!(e.contains("check VAULT_ADDR") && !e.contains(TOKEN), "{e}");
+}
+
+/// An error as the command line shows it: its message, then its hint.
+trait Shown {
+    fn shown(&self) -> String;
+}
+
+impl Shown for phoenix_cli::secrets::SecretError {
+    fn shown(&self) -> String {
+        format!("{}\n  hint: {}", self.message, self.hint.as_deref().unwrap_or_default())
+    }
 }

@@ -340,8 +340,9 @@ pub fn change_effect(field: &Field) -> ChangeEffect {
     }
 }
 
-/// Resolves a secret reference to its value, or says why it cannot (never quoting a secret).
-pub type SecretResolver = dyn Fn(&str) -> Result<String, String> + Send + Sync;
+/// Resolves a secret reference to its value, or says why it cannot (never quoting a secret): the
+/// error's message what went wrong, its detail how to fix it.
+pub type SecretResolver = dyn Fn(&str) -> Result<String, BackendError> + Send + Sync;
 
 /// Reads a password given as a secret reference (through `resolver` where there is one, else
 /// `env:` and `file:` here); a crypt hash is itself. Messages never quote the value.
@@ -349,7 +350,8 @@ fn resolve_password(id: GuestId, source: &str, resolver: Option<&SecretResolver>
     let refuse = |m: String| BackendError::permanent(Delivery::NotSent, m);
     let reference = ["env:", "file:", "vault:"].iter().any(|p| source.starts_with(p));
     let value = if let (true, Some(resolve)) = (reference, resolver) {
-        resolve(source).map_err(|e| refuse(format!("VM {id}: its password hash: {e}")))?
+        resolve(source)
+            .map_err(|e| BackendError { message: format!("VM {id}: its password hash: {}", e.message), ..e })?
     } else if let Some(name) = source.strip_prefix("env:") {
         std::env::var(name).map_err(|_| {
             refuse(format!("VM {id}: the environment variable {name} (its password hash reference) is not set"))
@@ -1248,11 +1250,13 @@ mod tests {
         // References go through the resolver the backend was given (the command line's reads Vault).
         let vault = |r: &str| match r {
             "vault:kv/vms#hash" => Ok("$6$salt$abcdef".to_string()),
-            _ => Err("the secret kv/vms/other has no field hash".to_string()),
+            _ => Err(BackendError::permanent(Delivery::NotSent, "the secret kv/vms/other has no field hash")
+                .with_detail("its fields: password")),
         };
         assert_eq!(resolve_password(8000, "vault:kv/vms#hash", Some(&vault)).expect("resolved"), "$6$salt$abcdef");
         let e = resolve_password(8000, "vault:kv/vms/other#hash", Some(&vault)).expect_err("no field");
         assert_eq!(e.message, "VM 8000: its password hash: the secret kv/vms/other has no field hash");
+        assert_eq!(e.detail.as_deref(), Some("its fields: password"), "the hint is kept");
         assert!(resolve_password(8000, "vault:kv/vms#hash", None).is_err(), "no resolver, no Vault");
     }
 
