@@ -1,0 +1,188 @@
+//! A clone's own SSH host keys. A clone is a copy of its template's disk, so it starts with the
+//! template's `/etc/ssh/ssh_host_*_key` (Proxmox's clone only clears the machine ID), as does
+//! every other clone of it. Once per clone ([`phoenix_plan::Action::NewHostKeys`]), before its
+//! own customizations run, the engine runs [`SCRIPT`] in it through the backend's `exec`: the
+//! keys are moved aside, `ssh-keygen -A` makes new ones, the old ones are deleted, and a running
+//! sshd (systemd or System V) is restarted to serve them. A guest without host keys is left as
+//! it is. A guest with host keys and no `ssh-keygen` fails the step: its keys are left as they
+//! are, and the apply says so rather than leave a clone that impersonates its template.
+//!
+//! A run killed half-way is finished by the next: the keys moved aside (in [`ASIDE`]) are what
+//! tells the script it has work left, even when none are in place any more.
+
+use std::time::Duration;
+
+use phoenix_backend::{ExecOutput, ExecRequest};
+
+/// Where the script moves the keys it replaces, until the new ones are made.
+pub const ASIDE: &str = "/etc/ssh/phoenix-replaced-host-keys";
+
+/// The exit status of [`SCRIPT`] when the guest has host keys but no `ssh-keygen`.
+pub const NO_SSH_KEYGEN: i32 = 3;
+
+/// The last line [`SCRIPT`] prints when the guest has no host keys.
+const NONE_LINE: &str = "no SSH host keys: nothing to replace";
+
+/// The script run with `sh -c` (POSIX `sh`: busybox's too). Its last line says what it did.
+pub const SCRIPT: &str = r#"dir=/etc/ssh
+aside=/etc/ssh/phoenix-replaced-host-keys
+work=
+for k in "$dir"/ssh_host_*_key; do [ -e "$k" ] && work=1; done
+[ -d "$aside" ] && work=1
+if [ -z "$work" ]; then echo "no SSH host keys: nothing to replace"; exit 0; fi
+if ! command -v ssh-keygen >/dev/null 2>&1; then
+    echo "the guest has SSH host keys (its template's) but no ssh-keygen to make its own: they were left as they are; install ssh-keygen (openssh-client) in the template, or remove /etc/ssh/ssh_host_* from it" >&2
+    exit 3
+fi
+mkdir -p "$aside" || exit 1
+for k in "$dir"/ssh_host_*; do
+    if [ -e "$k" ]; then mv -f "$k" "$aside/" || exit 1; fi
+done
+if ! ssh-keygen -A >/dev/null; then
+    for k in "$aside"/*; do [ -e "$k" ] && mv -f "$k" "$dir/"; done
+    rmdir "$aside"
+    echo "ssh-keygen -A failed: the template's keys were put back" >&2
+    exit 1
+fi
+rm -rf "$aside" || exit 1
+restarted=
+if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+    for s in ssh sshd; do
+        if systemctl is-active --quiet "$s.service"; then
+            systemctl restart "$s.service" || { echo "sshd ($s.service) did not restart with the new keys" >&2; exit 1; }
+            restarted=" ($s restarted)"
+        fi
+    done
+else
+    for s in ssh sshd; do
+        if [ -x "/etc/init.d/$s" ] && "/etc/init.d/$s" status >/dev/null 2>&1; then
+            "/etc/init.d/$s" restart >/dev/null || { echo "sshd (/etc/init.d/$s) did not restart with the new keys" >&2; exit 1; }
+            restarted=" ($s restarted)"
+        fi
+    done
+fi
+echo "new SSH host keys made$restarted"
+"#;
+
+/// The command that runs [`SCRIPT`] in a guest.
+pub fn request() -> ExecRequest {
+    ExecRequest::new(["sh", "-c", SCRIPT], Duration::from_secs(300))
+}
+
+/// What the script did, from its output: `Ok` with the value recorded in the guest's
+/// [`phoenix_plan::host_keys_marker`] (`new`, or `none` where it had no keys) and its own words,
+/// or `Err` with why it failed.
+pub fn outcome(out: &ExecOutput) -> Result<(&'static str, String), String> {
+    let last =
+        |b: &[u8]| String::from_utf8_lossy(b).lines().map(str::trim).rfind(|l| !l.is_empty()).map(str::to_string);
+    if out.success() {
+        let said = last(&out.stdout).unwrap_or_else(|| "new SSH host keys made".to_string());
+        return Ok((if said == NONE_LINE { "none" } else { "new" }, said));
+    }
+    let why = last(&out.stderr).unwrap_or_else(|| format!("it exited with status {}", out.status));
+    Err(match out.status {
+        NO_SSH_KEYGEN => why,
+        status => format!("replacing its SSH host keys failed (status {status}): {why}"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
+    use std::process::Command;
+
+    use super::*;
+
+    /// Runs the script with its paths under `root` and `bin` first on the PATH.
+    fn run(root: &Path, bin: &Path) -> ExecOutput {
+        run_with(root, &format!("{}:/usr/bin:/bin", bin.display()))
+    }
+
+    /// Runs the script with its paths under `root` and the given PATH.
+    fn run_with(root: &Path, path: &str) -> ExecOutput {
+        let script = SCRIPT
+            .replace("/etc/ssh", &root.join("etc/ssh").display().to_string())
+            .replace("/run/systemd", &root.join("run/systemd").display().to_string());
+        let script = script.replace("/etc/init.d", &root.join("etc/init.d").display().to_string());
+        let out = Command::new("/bin/sh").args(["-c", &script]).env("PATH", path).output().expect("sh");
+        ExecOutput { status: out.status.code().unwrap_or(-1), stdout: out.stdout, stderr: out.stderr }
+    }
+
+    fn put(path: &Path, text: &str, mode: u32) {
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, text).expect("write");
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    }
+
+    /// A stand-in for `ssh-keygen -A` that writes "new" keys where the real one would (under
+    /// the test's root), and an init script that logs what it is asked.
+    fn host(root: &Path) -> std::path::PathBuf {
+        let bin = root.join("bin");
+        let ssh = root.join("etc/ssh");
+        put(
+            &bin.join("ssh-keygen"),
+            &format!(
+                "#!/bin/sh\n[ \"$1\" = -A ] || exit 9\nfor t in rsa ed25519; do [ -e {d}/ssh_host_${{t}}_key ] || \
+                 {{ echo new > {d}/ssh_host_${{t}}_key; echo new > {d}/ssh_host_${{t}}_key.pub; }}; done\n",
+                d = ssh.display()
+            ),
+            0o755,
+        );
+        put(
+            &root.join("etc/init.d/ssh"),
+            &format!("#!/bin/sh\necho \"$1\" >> {}\n", root.join("init.log").display()),
+            0o755,
+        );
+        bin
+    }
+
+    #[test]
+    fn the_template_s_keys_are_replaced_and_a_running_sshd_restarted() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let root = tmp.path();
+        let bin = host(root);
+        put(&root.join("etc/ssh/ssh_host_ed25519_key"), "template", 0o600);
+        put(&root.join("etc/ssh/ssh_host_ed25519_key.pub"), "template", 0o644);
+        put(&root.join("etc/ssh/sshd_config"), "kept", 0o644);
+        let out = run(root, &bin);
+        assert_eq!(outcome(&out), Ok(("new", "new SSH host keys made (ssh restarted)".to_string())), "{out:?}");
+        let read = |name: &str| std::fs::read_to_string(root.join("etc/ssh").join(name)).expect(name);
+        assert_eq!(read("ssh_host_ed25519_key"), "new\n");
+        assert_eq!(read("ssh_host_rsa_key.pub"), "new\n");
+        assert_eq!(read("sshd_config"), "kept");
+        assert!(!root.join("etc/ssh/phoenix-replaced-host-keys").exists());
+        assert_eq!(std::fs::read_to_string(root.join("init.log")).expect("log"), "status\nrestart\n");
+    }
+
+    #[test]
+    fn a_run_killed_after_moving_the_keys_aside_is_finished_by_the_next() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let root = tmp.path();
+        let bin = host(root);
+        put(&root.join("etc/ssh/phoenix-replaced-host-keys/ssh_host_ed25519_key"), "template", 0o600);
+        let out = run(root, &bin);
+        assert_eq!(outcome(&out).map(|(v, _)| v), Ok("new"), "{out:?}");
+        assert!(root.join("etc/ssh/ssh_host_ed25519_key").exists());
+        assert!(!root.join("etc/ssh/phoenix-replaced-host-keys").exists());
+    }
+
+    #[test]
+    fn a_guest_without_keys_is_left_alone_and_one_without_ssh_keygen_fails_keeping_its_keys() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let root = tmp.path();
+        let bin = host(root);
+        let out = run(root, &bin);
+        assert_eq!(outcome(&out), Ok(("none", NONE_LINE.to_string())), "{out:?}");
+        assert!(!root.join("etc/ssh").exists() && !root.join("init.log").exists());
+
+        std::fs::remove_file(bin.join("ssh-keygen")).expect("rm");
+        put(&root.join("etc/ssh/ssh_host_ed25519_key"), "template", 0o600);
+        // Only the stand-ins on the PATH: the script stops before it needs any other program.
+        let out = run_with(root, &bin.display().to_string());
+        assert_eq!(out.status, NO_SSH_KEYGEN, "{out:?}");
+        let why = outcome(&out).expect_err("fails");
+        assert!(why.contains("no ssh-keygen to make its own: they were left as they are"), "{why}");
+        assert_eq!(std::fs::read_to_string(root.join("etc/ssh/ssh_host_ed25519_key")).expect("key"), "template");
+    }
+}
