@@ -612,8 +612,16 @@ impl<'a> Engine<'a> {
             return Ok(());
         }
         // Not retried: a command that may have run is not run again blindly.
-        let out = self.backend.exec(id, &host_keys::request()).map_err(fail)?;
-        let (value, said) = host_keys::outcome(&out).map_err(|message| StepFailure { step: step.clone(), message })?;
+        let (value, said) = match self.backend.exec(id, &host_keys::request()) {
+            Ok(out) => host_keys::outcome(&out).map_err(|message| StepFailure { step: step.clone(), message })?,
+            // A backend with no way into the guest (a Proxmox container without the node
+            // channel) cannot replace them: said, and recorded, so that plans do not ask again.
+            Err(e) if e.kind == ErrorKind::Unsupported => (
+                host_keys::NOT_REPLACED,
+                format!("WARNING: it keeps its template's SSH host keys: Phoenix cannot run commands in it ({e})"),
+            ),
+            Err(e) => return Err(fail(e)),
+        };
         self.reporter.note(id, &said);
         self.update_markers(id, opts, |markers| {
             markers.insert(marker.clone(), value.to_string());

@@ -7,6 +7,10 @@
 //! it is. A guest with host keys and no `ssh-keygen` fails the step: its keys are left as they
 //! are, and the apply says so rather than leave a clone that impersonates its template.
 //!
+//! A backend with no way to run commands in the guest (a Proxmox container without the node
+//! channel) cannot replace them: the apply warns, and records that they were kept
+//! ([`NOT_REPLACED`]).
+//!
 //! A run killed half-way is finished by the next: the keys moved aside (in [`ASIDE`]) are what
 //! tells the script it has work left, even when none are in place any more.
 
@@ -16,6 +20,11 @@ use phoenix_backend::{ExecOutput, ExecRequest};
 
 /// Where the script moves the keys it replaces, until the new ones are made.
 pub const ASIDE: &str = "/etc/ssh/phoenix-replaced-host-keys";
+
+/// The value of the guest's [`phoenix_plan::host_keys_marker`] where the backend has no way to
+/// run commands in it (a Proxmox container without the node channel): its keys were not
+/// replaced, the apply said so, and later plans do not ask again.
+pub const NOT_REPLACED: &str = "not-replaced";
 
 /// The exit status of [`SCRIPT`] when the guest has host keys but no `ssh-keygen`.
 pub const NO_SSH_KEYGEN: i32 = 3;
