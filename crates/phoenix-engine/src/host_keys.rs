@@ -32,7 +32,7 @@ pub const NO_SSH_KEYGEN: i32 = 3;
 /// The last line [`SCRIPT`] prints when the guest has no host keys.
 const NONE_LINE: &str = "no SSH host keys: nothing to replace";
 
-/// The script run with `sh -c` (POSIX `sh`: busybox's too). Its last line says what it did.
+/// The script run with `/bin/sh -c` (POSIX `sh`: busybox's too). Its last line says what it did.
 pub const SCRIPT: &str = r#"dir=/etc/ssh
 aside=/etc/ssh/phoenix-replaced-host-keys
 work=
@@ -75,7 +75,7 @@ echo "new SSH host keys made$restarted"
 
 /// The command that runs [`SCRIPT`] in a guest.
 pub fn request() -> ExecRequest {
-    ExecRequest::new(["sh", "-c", SCRIPT], Duration::from_secs(300))
+    ExecRequest::new(["/bin/sh", "-c", SCRIPT], Duration::from_secs(300))
 }
 
 /// What the script did, from its output: `Ok` with the value recorded in the guest's

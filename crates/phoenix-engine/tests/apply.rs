@@ -743,6 +743,20 @@ fn each_clone_gets_its_own_ssh_host_keys_once_and_a_failure_says_why() {
     let steps: Vec<&Action> = plan.guests.iter().flat_map(|g| g.steps.iter().map(|s| &s.action)).collect();
     assert_eq!(steps, [&Action::NewHostKeys, &Action::HealthCheck]);
     assert_eq!(plan.guests_to_change(), 1);
+    // A plan made before the record showed the marker (one that could not be read then): the
+    // engine reads the record again and replaces nothing.
+    let mut planner = p.clone();
+    let planned = planner.plan(&backend, &AlwaysUp).expect("observe").plan;
+    let mut marked = legacy.clone();
+    marked.insert("ssh-host-keys:302".into(), "new".into());
+    backend.write_markers(302, &serde_json::to_vec(&marked).expect("json")).expect("write");
+    backend.clear_calls();
+    let cancel = std::sync::atomic::AtomicBool::new(false);
+    let engine = phoenix_engine::Engine { backend: &backend, prober: &AlwaysUp, reporter: &Silent, cancel: &cancel };
+    let report = engine.apply(planner.desired(), &planned, planner.jobs(), &options());
+    assert!(!report.failed(), "{report:#?}");
+    assert!(new_host_keys(&backend).is_empty());
+    backend.write_markers(302, &serde_json::to_vec(&legacy).expect("json")).expect("write");
     // A guest with host keys and no ssh-keygen: the step fails, saying so, and nothing is recorded.
     backend.set_command_status("ssh-keygen -A", host_keys::NO_SSH_KEYGEN);
     let (_, report) = run_apply(&backend, &p, &Silent, &options());
