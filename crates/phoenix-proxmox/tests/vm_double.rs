@@ -1,10 +1,9 @@
 //! QEMU VMs on the Proxmox backend against the PVE test double, on both versions: a template VM
 //! built from a cloud image (disk imported, cloud-init, agent) and made a Proxmox template (its
 //! `template_snapshot_name` not taken), a VM cloned in full from the template itself with its own
-//! cloud-init settings, its own SSH host keys and a feature run through the guest agent; planning again finds nothing,
-//! one change is the only change, destroy. The password hash is a
-//! secret reference that no plan shows resolved; a VM whose agent never answers fails with its
-//! name.
+//! cloud-init settings, its own SSH host keys and a feature run through the guest agent; planning
+//! again finds nothing, one change is the only change, destroy. The password hash is a secret
+//! reference that no plan shows resolved; a VM whose agent never answers fails with its name.
 
 mod support;
 
