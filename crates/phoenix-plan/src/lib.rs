@@ -9,7 +9,7 @@ pub mod plan;
 pub use desired::{Customization, Desired, DesiredGuest, desired, vm_passwords};
 pub use lifecycle::LifecycleState;
 pub use plan::{
-    Action, FileDiff, GuestPlan, HEALTH_MARKER, HOST_KEYS_MARKER_PREFIX, Markers, Plan, PlanIssue, PlannedChange, Step,
-    UPDATE_SNAPSHOT_PREFIX, check_addresses, check_capabilities, check_routes, check_snapshots, guard_updates,
-    has_own_host_keys, host_keys_marker, is_update_snapshot, plan, plan_with, repair_unhealthy,
+    Action, FileDiff, GuestPlan, HEALTH_MARKER, Markers, Plan, PlanIssue, PlannedChange, Step, UPDATE_SNAPSHOT_PREFIX,
+    check_addresses, check_capabilities, check_routes, check_snapshots, guard_updates, host_keys_marker,
+    is_update_snapshot, plan, plan_with, repair_unhealthy,
 };

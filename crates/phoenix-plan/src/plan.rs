@@ -553,7 +553,7 @@ pub fn has_own_host_keys(d: &DesiredGuest, markers: Option<&BTreeMap<String, Str
 }
 
 /// The start of [`host_keys_marker`]; the guest's ID follows.
-pub const HOST_KEYS_MARKER_PREFIX: &str = "ssh-host-keys:";
+const HOST_KEYS_MARKER_PREFIX: &str = "ssh-host-keys:";
 
 /// Why an existing guest gets new SSH host keys, if it does: a clone whose record lacks its
 /// [`host_keys_marker`] (cloned by a Phoenix that did not replace them, or by a run stopped
@@ -565,11 +565,13 @@ fn host_keys_reason(d: &DesiredGuest, markers: Option<&BTreeMap<String, String>>
     }
     match markers {
         None => Some(
-            "a clone, and its record could not be read (the guest is stopped, or its markers are unreadable): it              gets its own SSH host keys unless its record then shows it has them"
+            "a clone, and its record could not be read (the guest is stopped, or its markers are unreadable): it \
+             gets its own SSH host keys unless its record then shows it has them"
                 .to_string(),
         ),
         Some(m) if !m.contains_key(&host_keys_marker(d.id)) => Some(
-            "a clone that still has its template's SSH host keys (cloned before Phoenix gave clones their own, or              by a run stopped before it did): it gets its own once"
+            "a clone that still has its template's SSH host keys (cloned before Phoenix gave clones their own, or \
+             by a run stopped before it did): it gets its own once"
                 .to_string(),
         ),
         Some(_) => None,
