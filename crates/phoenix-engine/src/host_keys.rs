@@ -11,15 +11,13 @@
 //! channel) cannot replace them: the apply warns, and records that they were kept
 //! ([`NOT_REPLACED`]).
 //!
-//! A run killed half-way is finished by the next: the keys moved aside (in [`ASIDE`]) are what
-//! tells the script it has work left, even when none are in place any more.
+//! A run killed half-way is finished by the next: the keys moved aside (in
+//! `/etc/ssh/phoenix-replaced-host-keys`, until the new ones are made) are what tells the script
+//! it has work left, even when none are in place any more.
 
 use std::time::Duration;
 
 use phoenix_backend::{ExecOutput, ExecRequest};
-
-/// Where the script moves the keys it replaces, until the new ones are made.
-pub const ASIDE: &str = "/etc/ssh/phoenix-replaced-host-keys";
 
 /// The value of the guest's [`phoenix_plan::host_keys_marker`] where the backend has no way to
 /// run commands in it (a Proxmox container without the node channel): its keys were not
@@ -34,7 +32,7 @@ const NONE_LINE: &str = "no SSH host keys: nothing to replace";
 
 /// The script run with `/bin/sh -c` (POSIX `sh`: busybox's too). Its last line says what it did.
 pub const SCRIPT: &str = r#"dir=/etc/ssh
-aside=/etc/ssh/phoenix-replaced-host-keys
+aside="$dir/phoenix-replaced-host-keys"
 work=
 for k in "$dir"/ssh_host_*_key; do [ -e "$k" ] && work=1; done
 [ -d "$aside" ] && work=1
