@@ -4,7 +4,7 @@
 //! gets host keys of its own, which its running sshd serves; a second apply keeps them; a clone
 //! without its marker (one cloned by an earlier Phoenix) shows the step in the plan, and neither
 //! the plan nor a dry run changes anything, until an apply gives it new keys, finishing what a
-//! killed run left (its keys moved aside, none made yet).
+//! killed run left (a key staged, one swapped in).
 //!
 //! Needs root, the `lxc` tools, `debootstrap` (and the Debian archive the first time), ssh-keyscan,
 //! apt-cacher-ng on 10.79.0.1:3142 and the bridge `phxtest0` with 10.79.0.1/24
@@ -174,18 +174,20 @@ fn each_clone_gets_host_keys_of_its_own_once_and_a_plan_or_dry_run_changes_nothi
     assert_eq!(s.fingerprints(legacy), clones[1], "a dry run changed keys");
     assert_eq!(s.markers(legacy), markers, "a dry run changed the record");
 
-    // As a run killed after the keys were moved aside and before new ones were made leaves it:
-    // the next apply finishes the work.
+    // As a run killed half-way leaves it: one new key left staged, one already swapped in. The
+    // next apply makes every key anew.
     s.sh(
         legacy,
-        "mkdir /etc/ssh/phoenix-replaced-host-keys && mv /etc/ssh/ssh_host_* /etc/ssh/phoenix-replaced-host-keys/",
+        "mkdir -m 700 /etc/ssh/phoenix-new-host-keys && echo half > /etc/ssh/phoenix-new-host-keys/ssh_host_rsa_key \
+         && ssh-keygen -q -N '' -t ed25519 -f /etc/ssh/phoenix-new-host-keys/ssh_host_ed25519_key \
+         && mv -f /etc/ssh/phoenix-new-host-keys/ssh_host_ed25519_key* /etc/ssh/",
     );
     let out = s.phoenix(&["apply"]);
     assert!(out.status.success(), "{}", both(&out));
     let renewed = s.fingerprints(legacy);
     assert_eq!(renewed.keys().collect::<Vec<_>>(), template.keys().collect::<Vec<_>>());
     assert!(renewed.values().all(|f| !clones[1].values().any(|g| g == f) && !template.values().any(|g| g == f)));
-    assert_eq!(s.sh(legacy, "ls -A /etc/ssh | grep -c phoenix || true"), "0\n", "the keys moved aside stayed");
+    assert_eq!(s.sh(legacy, "ls -A /etc/ssh | grep -c phoenix || true"), "0\n", "the staging directory stayed");
     let ed25519 = s.sh(legacy, "cut -d' ' -f2 /etc/ssh/ssh_host_ed25519_key.pub");
     assert_eq!(served_key(legacy), ed25519.trim(), "sshd serves another key");
     markers.insert(format!("ssh-host-keys:{legacy}"), "new".into());

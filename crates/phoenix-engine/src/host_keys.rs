@@ -1,19 +1,24 @@
 //! A clone's own SSH host keys. A clone is a copy of its template's disk, so it starts with the
 //! template's `/etc/ssh/ssh_host_*_key` (Proxmox's clone only clears the machine ID), as does
 //! every other clone of it. Once per clone ([`phoenix_plan::Action::NewHostKeys`]), before its
-//! own customizations run, the engine runs [`SCRIPT`] in it through the backend's `exec`: the
-//! keys are moved aside, `ssh-keygen -A` makes new ones, the old ones are deleted, and a running
-//! sshd (systemd or System V) is restarted to serve them. A guest without host keys is left as
-//! it is. A guest with host keys and no `ssh-keygen` fails the step: its keys are left as they
-//! are, and the apply says so rather than leave a clone that impersonates its template.
+//! own customizations run, the engine runs [`SCRIPT`] in it through the backend's `exec`: for
+//! each type of host key the guest has, `ssh-keygen` makes a new key in a staging directory
+//! beside them, each new key then replaces the old one by a rename, and a running sshd (systemd
+//! or System V) is restarted to serve them. There is never a moment without keys: an sshd that
+//! the guest's init starts while this runs (a clone just booted) finds a whole key, old or new,
+//! where `ssh-keygen -A` after removing the old keys could leave it none and failing to start.
+//! A guest without host keys is left as it is. A guest with host keys and no `ssh-keygen` fails
+//! the step: its keys are left as they are, and the apply says so rather than leave a clone that
+//! impersonates its template.
 //!
 //! A backend with no way to run commands in the guest (a Proxmox container without the node
 //! channel) cannot replace them: the apply warns, and records that they were kept
 //! ([`NOT_REPLACED`]).
 //!
-//! A run killed half-way is finished by the next: the keys moved aside (in
-//! `/etc/ssh/phoenix-replaced-host-keys`, until the new ones are made) are what tells the script
-//! it has work left, even when none are in place any more.
+//! A run killed half-way is finished by the next: the old keys are replaced only by whole new
+//! ones, a staging directory left behind (`/etc/ssh/phoenix-new-host-keys`) is made again, and
+//! keys already replaced are replaced once more (no one has pinned them: the marker is written
+//! only once every key is new).
 
 use std::time::Duration;
 
@@ -32,26 +37,30 @@ const NONE_LINE: &str = "no SSH host keys: nothing to replace";
 
 /// The script run with `/bin/sh -c` (POSIX `sh`: busybox's too). Its last line says what it did.
 pub const SCRIPT: &str = r#"dir=/etc/ssh
-aside="$dir/phoenix-replaced-host-keys"
-work=
-for k in "$dir"/ssh_host_*_key; do [ -e "$k" ] && work=1; done
-[ -d "$aside" ] && work=1
-if [ -z "$work" ]; then echo "no SSH host keys: nothing to replace"; exit 0; fi
+new="$dir/phoenix-new-host-keys"
+types=
+for k in "$dir"/ssh_host_*_key; do
+    [ -e "$k" ] || continue
+    t=${k#"$dir"/ssh_host_}
+    types="$types ${t%_key}"
+done
+if [ -z "$types" ]; then rm -rf "$new"; echo "no SSH host keys: nothing to replace"; exit 0; fi
 if ! command -v ssh-keygen >/dev/null 2>&1; then
     echo "the guest has SSH host keys (its template's) but no ssh-keygen to make its own: they were left as they are; install ssh-keygen (openssh-client) in the template, or remove /etc/ssh/ssh_host_* from it" >&2
     exit 3
 fi
-mkdir -p "$aside" || exit 1
-for k in "$dir"/ssh_host_*; do
-    if [ -e "$k" ]; then mv -f "$k" "$aside/" || exit 1; fi
+rm -rf "$new" && mkdir -m 700 "$new" || exit 1
+for t in $types; do
+    if ! ssh-keygen -q -N '' -t "$t" -f "$new/ssh_host_${t}_key" </dev/null >/dev/null; then
+        rm -rf "$new"
+        echo "ssh-keygen could not make a new $t host key: the template's keys were left as they are" >&2
+        exit 1
+    fi
 done
-if ! ssh-keygen -A >/dev/null; then
-    for k in "$aside"/*; do [ -e "$k" ] && mv -f "$k" "$dir/"; done
-    rmdir "$aside"
-    echo "ssh-keygen -A failed: the template's keys were put back" >&2
-    exit 1
-fi
-rm -rf "$aside" || exit 1
+for t in $types; do
+    mv -f "$new/ssh_host_${t}_key.pub" "$dir/" && mv -f "$new/ssh_host_${t}_key" "$dir/" || exit 1
+done
+rm -rf "$new"
 restarted=
 if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
     for s in ssh sshd; do
@@ -122,18 +131,15 @@ mod tests {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
     }
 
-    /// A stand-in for `ssh-keygen -A` that writes "new" keys where the real one would (under
-    /// the test's root), and an init script that logs what it is asked.
+    /// A stand-in for `ssh-keygen -q -N '' -t TYPE -f FILE` that writes "new TYPE" into FILE
+    /// and FILE.pub (failing for the type `dsa`), and an init script that logs what it is asked.
     fn host(root: &Path) -> std::path::PathBuf {
         let bin = root.join("bin");
-        let ssh = root.join("etc/ssh");
         put(
             &bin.join("ssh-keygen"),
-            &format!(
-                "#!/bin/sh\n[ \"$1\" = -A ] || exit 9\nfor t in rsa ed25519; do [ -e {d}/ssh_host_${{t}}_key ] || \
-                 {{ echo new > {d}/ssh_host_${{t}}_key; echo new > {d}/ssh_host_${{t}}_key.pub; }}; done\n",
-                d = ssh.display()
-            ),
+            "#!/bin/sh\n[ \"$1 $2 $3 $4\" = \"-q -N  -t\" ] && [ \"$6\" = -f ] || exit 9\n\
+             [ \"$5\" = dsa ] && { echo 'unknown key type dsa' >&2; exit 1; }\n\
+             echo \"new $5\" > \"$7\"; echo \"new $5\" > \"$7.pub\"\n",
             0o755,
         );
         put(
@@ -144,34 +150,56 @@ mod tests {
         bin
     }
 
+    fn read(root: &Path, name: &str) -> String {
+        std::fs::read_to_string(root.join("etc/ssh").join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+    }
+
     #[test]
-    fn the_template_s_keys_are_replaced_and_a_running_sshd_restarted() {
+    fn each_of_the_template_s_keys_is_replaced_and_a_running_sshd_restarted() {
         let tmp = tempfile::tempdir().expect("tmp");
         let root = tmp.path();
         let bin = host(root);
-        put(&root.join("etc/ssh/ssh_host_ed25519_key"), "template", 0o600);
-        put(&root.join("etc/ssh/ssh_host_ed25519_key.pub"), "template", 0o644);
+        for t in ["ed25519", "rsa"] {
+            put(&root.join(format!("etc/ssh/ssh_host_{t}_key")), "template", 0o600);
+            put(&root.join(format!("etc/ssh/ssh_host_{t}_key.pub")), "template", 0o644);
+        }
         put(&root.join("etc/ssh/sshd_config"), "kept", 0o644);
         let out = run(root, &bin);
         assert_eq!(outcome(&out), Ok(("new", "new SSH host keys made (ssh restarted)".to_string())), "{out:?}");
-        let read = |name: &str| std::fs::read_to_string(root.join("etc/ssh").join(name)).expect(name);
-        assert_eq!(read("ssh_host_ed25519_key"), "new\n");
-        assert_eq!(read("ssh_host_rsa_key.pub"), "new\n");
-        assert_eq!(read("sshd_config"), "kept");
-        assert!(!root.join("etc/ssh/phoenix-replaced-host-keys").exists());
+        for t in ["ed25519", "rsa"] {
+            assert_eq!(read(root, &format!("ssh_host_{t}_key")), format!("new {t}\n"));
+            assert_eq!(read(root, &format!("ssh_host_{t}_key.pub")), format!("new {t}\n"));
+        }
+        // Only the types it had; nothing else touched, nothing left behind.
+        assert!(!root.join("etc/ssh/ssh_host_ecdsa_key").exists());
+        assert_eq!(read(root, "sshd_config"), "kept");
+        assert!(!root.join("etc/ssh/phoenix-new-host-keys").exists());
         assert_eq!(std::fs::read_to_string(root.join("init.log")).expect("log"), "status\nrestart\n");
     }
 
     #[test]
-    fn a_run_killed_after_moving_the_keys_aside_is_finished_by_the_next() {
+    fn a_run_killed_half_way_is_finished_by_the_next_and_a_failed_key_changes_nothing() {
         let tmp = tempfile::tempdir().expect("tmp");
         let root = tmp.path();
         let bin = host(root);
-        put(&root.join("etc/ssh/phoenix-replaced-host-keys/ssh_host_ed25519_key"), "template", 0o600);
+        // Killed while making the new keys (one left staged) and swapping them (one swapped).
+        put(&root.join("etc/ssh/phoenix-new-host-keys/ssh_host_rsa_key"), "half", 0o600);
+        put(&root.join("etc/ssh/ssh_host_rsa_key"), "template", 0o600);
+        put(&root.join("etc/ssh/ssh_host_ed25519_key"), "new ed25519, not pinned yet", 0o600);
         let out = run(root, &bin);
         assert_eq!(outcome(&out).map(|(v, _)| v), Ok("new"), "{out:?}");
-        assert!(root.join("etc/ssh/ssh_host_ed25519_key").exists());
-        assert!(!root.join("etc/ssh/phoenix-replaced-host-keys").exists());
+        assert_eq!(read(root, "ssh_host_rsa_key"), "new rsa\n");
+        assert_eq!(read(root, "ssh_host_ed25519_key"), "new ed25519\n");
+        assert!(!root.join("etc/ssh/phoenix-new-host-keys").exists());
+
+        // A type ssh-keygen cannot make: every key stays as it was.
+        put(&root.join("etc/ssh/ssh_host_dsa_key"), "template", 0o600);
+        let out = run(root, &bin);
+        let why = outcome(&out).expect_err("fails");
+        assert!(why.contains("could not make a new dsa host key: the template's keys were left as they are"), "{why}");
+        assert_eq!(read(root, "ssh_host_dsa_key"), "template");
+        assert_eq!(read(root, "ssh_host_rsa_key"), "new rsa\n");
+        assert!(!root.join("etc/ssh/phoenix-new-host-keys").exists());
     }
 
     #[test]

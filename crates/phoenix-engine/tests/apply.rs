@@ -693,7 +693,7 @@ fn new_host_keys(backend: &MemoryBackend) -> Vec<u32> {
     backend
         .calls()
         .iter()
-        .filter(|c| c.method == Method::Exec && c.detail.contains("ssh-keygen -A"))
+        .filter(|c| c.method == Method::Exec && c.detail.contains("ssh-keygen -q"))
         .filter_map(|c| c.guest)
         .collect()
 }
@@ -726,7 +726,7 @@ fn each_clone_gets_its_own_ssh_host_keys_once_and_a_failure_says_why() {
         .calls()
         .iter()
         .filter(|c| c.guest == Some(301) && c.method == Method::Exec)
-        .map(|c| if c.detail.contains("ssh-keygen -A") { "keys" } else { "other" })
+        .map(|c| if c.detail.contains("ssh-keygen -q") { "keys" } else { "other" })
         .collect();
     assert_eq!(order.first(), Some(&"keys"), "{order:?}");
     // Never again.
@@ -758,12 +758,12 @@ fn each_clone_gets_its_own_ssh_host_keys_once_and_a_failure_says_why() {
     assert!(new_host_keys(&backend).is_empty());
     backend.write_markers(302, &serde_json::to_vec(&legacy).expect("json")).expect("write");
     // A guest with host keys and no ssh-keygen: the step fails, saying so, and nothing is recorded.
-    backend.set_command_status("ssh-keygen -A", host_keys::NO_SSH_KEYGEN);
+    backend.set_command_status("ssh-keygen -q", host_keys::NO_SSH_KEYGEN);
     let (_, report) = run_apply(&backend, &p, &Silent, &options());
     let GuestOutcome::Failed(why) = &report.outcomes[&302] else { panic!("{report:#?}") };
     assert!(why.contains("step `new SSH host keys`"), "{why}");
     assert!(!record(302).contains_key("ssh-host-keys:302"));
-    backend.set_command_status("ssh-keygen -A", 0);
+    backend.set_command_status("ssh-keygen -q", 0);
     run_apply(&backend, &p, &Silent, &options());
     assert_eq!(record(302).get("ssh-host-keys:302").map(String::as_str), Some("new"));
     assert!(make_plan(&backend, &p).is_empty());

@@ -51,8 +51,9 @@ pub enum Action {
     /// Stop and start the guest, for changes that only take effect at start.
     Restart,
     /// Give a clone its own SSH host keys (a clone has its template's): where it has
-    /// `/etc/ssh/ssh_host_*_key`, they are replaced by new ones (`ssh-keygen -A`) and a running
-    /// sshd is restarted; then [`host_keys_marker`] is recorded, so that it happens once per clone.
+    /// `/etc/ssh/ssh_host_*_key`, each is replaced by a new one of its type (made by `ssh-keygen`)
+    /// and a running sshd is restarted; then [`host_keys_marker`] is recorded, so that it happens
+    /// once per clone.
     NewHostKeys,
     /// Run a feature or the application script inside the guest, and record its marker.
     Customize {

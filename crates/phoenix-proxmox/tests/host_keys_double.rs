@@ -32,7 +32,7 @@ fn replaced_in(double: &PveDouble) -> Vec<String> {
         .node_channel()
         .commands()
         .into_iter()
-        .filter(|c| c.argv.get(1).is_some_and(|a| a == "exec") && c.argv.iter().any(|a| a.contains("ssh-keygen -A")))
+        .filter(|c| c.argv.get(1).is_some_and(|a| a == "exec") && c.argv.iter().any(|a| a.contains("ssh-keygen -q")))
         .map(|c| c.argv[2].clone())
         .collect()
 }

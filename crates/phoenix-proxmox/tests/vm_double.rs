@@ -168,7 +168,7 @@ fn lifecycle(version: PveVersion) {
     assert_eq!(double.vm_running(8001), Some(true));
     // The clone got its own SSH host keys through the agent, before its feature, and recorded
     // it under its own ID; the template, made from the cloud image, never.
-    let keys = commands.iter().position(|c| c[0] == "/bin/sh" && c.iter().any(|a| a.contains("ssh-keygen -A")));
+    let keys = commands.iter().position(|c| c[0] == "/bin/sh" && c.iter().any(|a| a.contains("ssh-keygen -q")));
     let feature = commands.iter().position(|c| c[0].ends_with("/run"));
     assert!(keys.is_some() && keys < feature, "{commands:?}");
     assert!(String::from_utf8_lossy(&markers).contains("ssh-host-keys:8001"), "{description}");
