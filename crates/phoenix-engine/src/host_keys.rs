@@ -64,16 +64,23 @@ rm -rf "$new"
 restarted=
 if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
     for s in ssh sshd; do
-        if systemctl is-active --quiet "$s.service"; then
+        # Also one still starting: it may have read the old keys. (`sshd` is `ssh`'s alias on
+        # Debian: one restart.)
+        case "$(systemctl is-active "$s.service" 2>/dev/null)" in
+        active | activating | reloading)
             systemctl restart "$s.service" || { echo "sshd ($s.service) did not restart with the new keys" >&2; exit 1; }
             restarted=" ($s restarted)"
-        fi
+            break
+            ;;
+        esac
     done
 else
     for s in ssh sshd; do
-        if [ -x "/etc/init.d/$s" ] && "/etc/init.d/$s" status >/dev/null 2>&1; then
+        # Also one started so recently that it has no pid file yet: it may have read the old keys.
+        if [ -x "/etc/init.d/$s" ] && { "/etc/init.d/$s" status >/dev/null 2>&1 || pidof sshd >/dev/null 2>&1; }; then
             "/etc/init.d/$s" restart >/dev/null || { echo "sshd (/etc/init.d/$s) did not restart with the new keys" >&2; exit 1; }
             restarted=" ($s restarted)"
+            break
         fi
     done
 fi
@@ -175,6 +182,29 @@ mod tests {
         assert_eq!(read(root, "sshd_config"), "kept");
         assert!(!root.join("etc/ssh/phoenix-new-host-keys").exists());
         assert_eq!(std::fs::read_to_string(root.join("init.log")).expect("log"), "status\nrestart\n");
+    }
+
+    #[test]
+    fn under_systemd_an_sshd_still_starting_is_restarted_once() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let root = tmp.path();
+        let bin = host(root);
+        std::fs::create_dir_all(root.join("run/systemd/system")).expect("mkdir");
+        let log = root.join("systemctl.log");
+        put(
+            &bin.join("systemctl"),
+            &format!(
+                "#!/bin/sh\necho \"$*\" >> {}\n[ \"$1\" = is-active ] && echo activating\nexit 0\n",
+                log.display()
+            ),
+            0o755,
+        );
+        put(&root.join("etc/ssh/ssh_host_ed25519_key"), "template", 0o600);
+        let out = run(root, &bin);
+        assert_eq!(outcome(&out), Ok(("new", "new SSH host keys made (ssh restarted)".to_string())), "{out:?}");
+        let asked = std::fs::read_to_string(&log).expect("log");
+        assert_eq!(asked, "is-active ssh.service\nrestart ssh.service\n");
+        assert!(!root.join("init.log").exists(), "the System V script was used under systemd");
     }
 
     #[test]
