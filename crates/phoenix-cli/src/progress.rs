@@ -95,6 +95,7 @@ fn describe(action: &Action) -> String {
         }
         Action::Start => "starting".into(),
         Action::Restart => "restarting".into(),
+        Action::NewHostKeys => "making its own SSH host keys".into(),
         Action::Customize { key, .. } => format!("running {key}"),
         Action::HealthCheck => "waiting until healthy".into(),
         Action::Snapshot { name } => format!("taking snapshot {name}"),

@@ -164,6 +164,7 @@ pub fn steps_text(steps: &[phoenix_plan::Step]) -> String {
             Action::Restart => (st.action.describe(), ERROR),
             Action::HealthCheck => (st.action.describe(), DIM),
             Action::Start
+            | Action::NewHostKeys
             | Action::Customize { .. }
             | Action::UpdateSnapshot { .. }
             | Action::Snapshot { .. }

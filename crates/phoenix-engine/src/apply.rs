@@ -18,11 +18,12 @@ use phoenix_backend::{
 };
 use phoenix_plan::{
     Action, Desired, DesiredGuest, GuestPlan, HEALTH_MARKER, LifecycleState, Plan, Step, UPDATE_SNAPSHOT_PREFIX,
-    is_update_snapshot,
+    host_keys_marker, is_update_snapshot,
 };
 
 use crate::customize::{CONTRACT_VERSION, Job};
 use crate::health::{HealthError, Prober, wait_healthy};
+use crate::host_keys;
 use crate::observe::parse_markers;
 use crate::reporter::{GuestOutcome, Reporter};
 use crate::retry::RetryPolicy;
@@ -526,6 +527,7 @@ impl<'a> Engine<'a> {
                 self.call(id, opts, || self.backend.stop(id), || stopped(exists())).map_err(fail("stop"))?;
                 self.call(id, opts, || self.backend.start(id), || running(exists())).map_err(fail("start"))
             }
+            Action::NewHostKeys => self.new_host_keys(id, opts),
             Action::Customize { key, .. } => {
                 let job = jobs
                     .iter()
@@ -598,6 +600,36 @@ impl<'a> Engine<'a> {
         }
         let content = serde_json::to_vec_pretty(&updated).unwrap_or_default();
         self.call(id, opts, || self.backend.write_markers(id, &content), || None)
+    }
+
+    /// Gives a clone its own SSH host keys (see [`crate::host_keys`]) and records its
+    /// [`host_keys_marker`], unless its record shows it has them already (a plan made while the
+    /// record could not be read): keys users may have pinned are never replaced twice.
+    fn new_host_keys(&self, id: GuestId, opts: &ApplyOptions) -> Result<(), StepFailure> {
+        let step = Action::NewHostKeys.describe();
+        let fail = |e: BackendError| StepFailure::backend(step.clone(), &e);
+        let marker = host_keys_marker(id);
+        let record = self.call(id, opts, || self.backend.read_markers(id), || None).map_err(fail)?;
+        if record.is_some_and(|b| parse_markers(&b).contains_key(&marker)) {
+            self.reporter.note(id, "it has its own SSH host keys already: nothing replaced");
+            return Ok(());
+        }
+        // Not retried: a command that may have run is not run again blindly.
+        let (value, said) = match self.backend.exec(id, &host_keys::request()) {
+            Ok(out) => host_keys::outcome(&out).map_err(|message| StepFailure { step: step.clone(), message })?,
+            // A backend with no way into the guest (a Proxmox container without the node
+            // channel) cannot replace them: said, and recorded, so that plans do not ask again.
+            Err(e) if e.kind == ErrorKind::Unsupported => (
+                host_keys::NOT_REPLACED,
+                format!("WARNING: it keeps its template's SSH host keys: Phoenix cannot run commands in it ({e})"),
+            ),
+            Err(e) => return Err(fail(e)),
+        };
+        self.reporter.note(id, &said);
+        self.update_markers(id, opts, |markers| {
+            markers.insert(marker.clone(), value.to_string());
+        })
+        .map_err(fail)
     }
 
     /// Stages a job into a fresh directory of the guest, runs it with argv, removes the directory,
@@ -722,9 +754,11 @@ fn state_during(action: &Action) -> LifecycleState {
         Action::Create { .. } => LifecycleState::Defined,
         Action::Configure { .. } => LifecycleState::Created,
         Action::Start | Action::Restart => LifecycleState::Configured,
-        Action::Customize { .. } | Action::UpdateSnapshot { .. } | Action::Snapshot { .. } | Action::MakeTemplate => {
-            LifecycleState::Customizing
-        }
+        Action::NewHostKeys
+        | Action::Customize { .. }
+        | Action::UpdateSnapshot { .. }
+        | Action::Snapshot { .. }
+        | Action::MakeTemplate => LifecycleState::Customizing,
         Action::HealthCheck => LifecycleState::Running,
     }
 }

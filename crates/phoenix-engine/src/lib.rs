@@ -9,6 +9,7 @@ pub mod customize;
 pub mod destroy;
 pub mod gateway;
 pub mod health;
+pub mod host_keys;
 pub mod lock;
 pub mod observe;
 pub mod planner;

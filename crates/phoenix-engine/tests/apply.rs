@@ -10,7 +10,7 @@ use std::time::Duration;
 use phoenix_backend::{BackendError, ChangeEffect, Delivery, PowerState};
 use phoenix_engine::destroy::{DestroyError, plan_destroy};
 use phoenix_engine::lock::{ApplyLock, LockError};
-use phoenix_engine::{GuestOutcome, Silent};
+use phoenix_engine::{GuestOutcome, Silent, host_keys};
 use phoenix_plan::Action;
 use phoenix_testkit::memory::{FailRule, MemoryBackend, Method};
 use support::*;
@@ -686,4 +686,85 @@ fn a_lock_says_who_holds_it() {
     assert!(holder.contains(&format!("pid {}", std::process::id())) && holder.ends_with(" UTC"), "{holder}");
     drop(held);
     assert_eq!(phoenix_engine::lock::holder(&path), None);
+}
+
+/// The guests whose SSH host keys the engine replaced in the calls recorded.
+fn new_host_keys(backend: &MemoryBackend) -> Vec<u32> {
+    backend
+        .calls()
+        .iter()
+        .filter(|c| c.method == Method::Exec && c.detail.contains("ssh-keygen -q"))
+        .filter_map(|c| c.guest)
+        .collect()
+}
+
+#[test]
+fn each_clone_gets_its_own_ssh_host_keys_once_and_a_failure_says_why() {
+    use phoenix_backend::Backend;
+
+    let backend = MemoryBackend::new();
+    let p = prepare_run(&stack("", "#!/bin/sh\n"), &library(&v1()));
+    let plan = make_plan(&backend, &p);
+    for id in [301, 302, 303, 310] {
+        let steps: Vec<&Action> = plan.guest(id).expect("clone").steps.iter().map(|s| &s.action).collect();
+        assert_eq!(steps[1..3], [&Action::Start, &Action::NewHostKeys], "{id}: {steps:?}");
+    }
+    assert!(plan.guest(300).expect("template").steps.iter().all(|s| s.action != Action::NewHostKeys));
+    let (_, report) = run_apply(&backend, &p, &Silent, &options());
+    assert!(report.outcomes.values().all(|o| *o == GuestOutcome::Created), "{report:#?}");
+    let mut done = new_host_keys(&backend);
+    done.sort_unstable();
+    assert_eq!(done, [301, 302, 303, 310]);
+    // Each clone's record holds its own marker, before its customizations ran.
+    let record = |id: u32| -> BTreeMap<String, String> {
+        serde_json::from_slice(&backend.read_markers(id).expect("read").expect("markers")).expect("json")
+    };
+    let m = record(301);
+    assert_eq!(m.get("ssh-host-keys:301").map(String::as_str), Some("new"));
+    assert!(!m.keys().any(|k| k.starts_with("ssh-host-keys:") && k != "ssh-host-keys:301"), "{m:?}");
+    let order: Vec<&str> = backend
+        .calls()
+        .iter()
+        .filter(|c| c.guest == Some(301) && c.method == Method::Exec)
+        .map(|c| if c.detail.contains("ssh-keygen -q") { "keys" } else { "other" })
+        .collect();
+    assert_eq!(order.first(), Some(&"keys"), "{order:?}");
+    // Never again.
+    backend.clear_calls();
+    assert!(make_plan(&backend, &p).is_empty());
+    run_apply(&backend, &p, &Silent, &options());
+    assert!(new_host_keys(&backend).is_empty());
+
+    // A clone made by an earlier Phoenix (no marker): new keys on its next apply, shown first.
+    let mut legacy = record(302);
+    legacy.remove("ssh-host-keys:302");
+    backend.write_markers(302, &serde_json::to_vec(&legacy).expect("json")).expect("write");
+    let plan = make_plan(&backend, &p);
+    let steps: Vec<&Action> = plan.guests.iter().flat_map(|g| g.steps.iter().map(|s| &s.action)).collect();
+    assert_eq!(steps, [&Action::NewHostKeys, &Action::HealthCheck]);
+    assert_eq!(plan.guests_to_change(), 1);
+    // A plan made before the record showed the marker (one that could not be read then): the
+    // engine reads the record again and replaces nothing.
+    let mut planner = p.clone();
+    let planned = planner.plan(&backend, &AlwaysUp).expect("observe").plan;
+    let mut marked = legacy.clone();
+    marked.insert("ssh-host-keys:302".into(), "new".into());
+    backend.write_markers(302, &serde_json::to_vec(&marked).expect("json")).expect("write");
+    backend.clear_calls();
+    let cancel = std::sync::atomic::AtomicBool::new(false);
+    let engine = phoenix_engine::Engine { backend: &backend, prober: &AlwaysUp, reporter: &Silent, cancel: &cancel };
+    let report = engine.apply(planner.desired(), &planned, planner.jobs(), &options());
+    assert!(!report.failed(), "{report:#?}");
+    assert!(new_host_keys(&backend).is_empty());
+    backend.write_markers(302, &serde_json::to_vec(&legacy).expect("json")).expect("write");
+    // A guest with host keys and no ssh-keygen: the step fails, saying so, and nothing is recorded.
+    backend.set_command_status("ssh-keygen -q", host_keys::NO_SSH_KEYGEN);
+    let (_, report) = run_apply(&backend, &p, &Silent, &options());
+    let GuestOutcome::Failed(why) = &report.outcomes[&302] else { panic!("{report:#?}") };
+    assert!(why.contains("step `new SSH host keys`"), "{why}");
+    assert!(!record(302).contains_key("ssh-host-keys:302"));
+    backend.set_command_status("ssh-keygen -q", 0);
+    run_apply(&backend, &p, &Silent, &options());
+    assert_eq!(record(302).get("ssh-host-keys:302").map(String::as_str), Some("new"));
+    assert!(make_plan(&backend, &p).is_empty());
 }

@@ -10,6 +10,6 @@ pub use desired::{Customization, Desired, DesiredGuest, desired, vm_passwords};
 pub use lifecycle::LifecycleState;
 pub use plan::{
     Action, FileDiff, GuestPlan, HEALTH_MARKER, Markers, Plan, PlanIssue, PlannedChange, Step, UPDATE_SNAPSHOT_PREFIX,
-    check_addresses, check_capabilities, check_routes, check_snapshots, guard_updates, is_update_snapshot, plan,
-    plan_with, repair_unhealthy,
+    check_addresses, check_capabilities, check_routes, check_snapshots, guard_updates, host_keys_marker,
+    is_update_snapshot, plan, plan_with, repair_unhealthy,
 };

@@ -18,7 +18,8 @@ pub enum LifecycleState {
     Created,
     /// Its configuration matches; it is stopped.
     Configured,
-    /// It runs; features or the script have not all run with the current inputs.
+    /// It runs; features or the script have not all run with the current inputs, or it is a
+    /// clone that does not have its own SSH host keys yet.
     Running,
     /// Features or the script are running (only during an apply).
     Customizing,
@@ -61,7 +62,8 @@ pub fn derive(
     if o.power == PowerState::Stopped {
         return LifecycleState::Configured;
     }
-    let customized = d.customizations.iter().all(|c| markers.and_then(|m| m.get(&c.key)) == Some(&c.hash));
+    let customized = d.customizations.iter().all(|c| markers.and_then(|m| m.get(&c.key)) == Some(&c.hash))
+        && crate::plan::has_own_host_keys(d, markers);
     let snapshot = d.template_snapshot.as_ref().is_none_or(|s| o.snapshots.contains(s));
     // A guest that is to become a template is completed once it is one.
     if customized && snapshot && !d.template { LifecycleState::Completed } else { LifecycleState::Running }

@@ -51,6 +51,11 @@ pub enum Action {
     Start,
     /// Stop and start the guest, for changes that only take effect at start.
     Restart,
+    /// Give a clone its own SSH host keys (a clone has its template's): where it has
+    /// `/etc/ssh/ssh_host_*_key`, each is replaced by a new one of its type (made by `ssh-keygen`)
+    /// and a running sshd is restarted; then [`host_keys_marker`] is recorded, so that it happens
+    /// once per clone.
+    NewHostKeys,
     /// Run a feature or the application script inside the guest, and record its marker.
     Customize {
         /// `feature:<name>` or `script`.
@@ -87,6 +92,7 @@ impl Action {
             Action::Configure { .. } => "configure".to_string(),
             Action::Start => "start".to_string(),
             Action::Restart => "restart".to_string(),
+            Action::NewHostKeys => "new SSH host keys".to_string(),
             Action::Customize { key, .. } => format!("run {key}"),
             Action::HealthCheck => "health check".to_string(),
             Action::Snapshot { name } => format!("snapshot {name}"),
@@ -353,6 +359,9 @@ fn plan_guest(
         };
         steps.push(step(Action::Create { source: d.source.clone() }, reason));
         steps.push(step(Action::Start, "new guests are started after their configuration is written".into()));
+        if is_clone(d) {
+            steps.push(step(Action::NewHostKeys, CLONE_KEYS.into()));
+        }
         for c in &d.customizations {
             steps.push(step(Action::Customize { key: c.key.clone(), hash: c.hash.clone() }, "never run".into()));
         }
@@ -479,6 +488,9 @@ fn plan_guest(
     } else if !running {
         steps.push(step(Action::Start, "stopped".into()));
     }
+    if let Some(reason) = host_keys_reason(d, markers) {
+        steps.push(step(Action::NewHostKeys, reason));
+    }
     for c in &d.customizations {
         let reason = match markers.map(|m| m.get(&c.key)) {
             None => Some(
@@ -509,6 +521,53 @@ fn plan_guest(
         steps.push(step(Action::MakeTemplate, MAKE_TEMPLATE.into()));
     }
     (steps, issues)
+}
+
+/// Why a clone this plan creates gets new SSH host keys.
+const CLONE_KEYS: &str = "a clone has its template's SSH host keys: it gets its own once, before anything runs in it";
+
+/// The marker a guest's record holds once it has its own SSH host keys (or had none to replace):
+/// keyed by the guest's ID, because a clone inherits its template's record, and with it any
+/// such marker of the template's own.
+pub fn host_keys_marker(id: GuestId) -> String {
+    format!("{HOST_KEYS_MARKER_PREFIX}{id}")
+}
+
+/// Whether a guest is (to be) made as a clone: it starts with its template's SSH host keys.
+fn is_clone(d: &DesiredGuest) -> bool {
+    matches!(d.source, CreateSource::Clone { .. })
+}
+
+/// Whether a guest has its own SSH host keys as far as its record (`markers`) shows: a guest
+/// that is not a clone always has.
+pub fn has_own_host_keys(d: &DesiredGuest, markers: Option<&BTreeMap<String, String>>) -> bool {
+    !is_clone(d) || markers.is_some_and(|m| m.contains_key(&host_keys_marker(d.id)))
+}
+
+/// The start of [`host_keys_marker`]; the guest's ID follows.
+const HOST_KEYS_MARKER_PREFIX: &str = "ssh-host-keys:";
+
+/// Why an existing guest gets new SSH host keys, if it does: a clone whose record lacks its
+/// [`host_keys_marker`] (cloned by a Phoenix that did not replace them, or by a run stopped
+/// before it did). Where its record cannot be read, the step is planned and the engine reads
+/// the record again once the guest runs: keys are never replaced twice.
+fn host_keys_reason(d: &DesiredGuest, markers: Option<&BTreeMap<String, String>>) -> Option<String> {
+    if !is_clone(d) {
+        return None;
+    }
+    match markers {
+        None => Some(
+            "a clone, and its record could not be read (the guest is stopped, or its markers are unreadable): it \
+             gets its own SSH host keys unless its record then shows it has them"
+                .to_string(),
+        ),
+        Some(m) if !m.contains_key(&host_keys_marker(d.id)) => Some(
+            "a clone that still has its template's SSH host keys (cloned before Phoenix gave clones their own, or \
+             by a run stopped before it did): it gets its own once"
+                .to_string(),
+        ),
+        Some(_) => None,
+    }
 }
 
 /// The marker that records a failed health check until one passes: a guest whose service was
@@ -1171,6 +1230,59 @@ mod tests {
         let mut p = plan(&desired, &shown, &[(100, Some(BTreeMap::new()))].into(), &live);
         guard_updates(&mut p, &desired, true, 0);
         assert_eq!(actions(&p).len(), 2, "{:?}", actions(&p));
+    }
+
+    #[test]
+    fn a_clone_gets_its_own_ssh_host_keys_once_before_anything_runs_in_it() {
+        let mut d = guest(100, GuestKind::Lxc, CreateSource::Clone { source: 900, snapshot: "ready".into() }, &[]);
+        d.customizations = vec![crate::desired::Customization { key: "script".into(), hash: "h".into() }];
+        let desired = Desired { guests: [(100, d.clone())].into(), order: vec![100] };
+        let live = |_: &str| ChangeEffect::Live;
+        // A new clone: right after it starts, before its own customizations.
+        let p = plan(&desired, &Observation::default(), &Markers::new(), &live);
+        assert_eq!(
+            actions(&p),
+            [
+                Action::Create { source: d.source.clone() },
+                Action::Start,
+                Action::NewHostKeys,
+                Action::Customize { key: "script".into(), hash: "h".into() }
+            ]
+        );
+        assert_eq!(p.guests[0].steps[2].action.describe(), "new SSH host keys");
+        let json = serde_json::to_value(&p.guests[0].steps[2]).expect("json");
+        assert_eq!(json["action"], "new_host_keys");
+
+        let shown = Observation { guests: [(100, observed(&[], true))].into() };
+        let record = |pairs: &[(&str, &str)]| -> Markers {
+            [(100, Some(pairs.iter().map(|(k, v)| ((*k).to_string(), (*v).to_string())).collect()))].into()
+        };
+        // Its template's record, inherited with the disk (the template's own marker among it),
+        // or a run stopped before the keys were replaced: they are replaced, saying why.
+        for inherited in [record(&[("script", "h")]), record(&[("script", "h"), ("ssh-host-keys:900", "new")])] {
+            let p = plan(&desired, &shown, &inherited, &live);
+            assert_eq!(actions(&p), [Action::NewHostKeys]);
+            assert!(p.guests[0].steps[0].reason.contains("still has its template's SSH host keys"));
+            assert_eq!(p.guests[0].state, LifecycleState::Running);
+        }
+        // Its own marker: never again.
+        let done = record(&[("script", "h"), (&host_keys_marker(100), "new")]);
+        let p = plan(&desired, &shown, &done, &live);
+        assert!(p.is_empty(), "{:?}", actions(&p));
+        assert_eq!(p.guests[0].state, LifecycleState::Completed);
+        // A record that cannot be read: planned, and decided by the record once the guest runs.
+        let p = plan(&desired, &shown, &[(100, None)].into(), &live);
+        assert!(actions(&p).contains(&Action::NewHostKeys));
+        // A guest created from an OS template has keys of its own.
+        let mut own = d.clone();
+        own.source = CreateSource::Template("t".into());
+        let desired = Desired { guests: [(100, own)].into(), order: vec![100] };
+        for markers in [Markers::new(), record(&[]), [(100, None)].into()] {
+            let p = plan(&desired, &Observation::default(), &markers, &live);
+            assert!(!actions(&p).contains(&Action::NewHostKeys));
+            let p = plan(&desired, &shown, &markers, &live);
+            assert!(!actions(&p).contains(&Action::NewHostKeys));
+        }
     }
 
     #[test]

@@ -1,10 +1,9 @@
 //! QEMU VMs on the Proxmox backend against the PVE test double, on both versions: a template VM
 //! built from a cloud image (disk imported, cloud-init, agent) and made a Proxmox template (its
 //! `template_snapshot_name` not taken), a VM cloned in full from the template itself with its own
-//! cloud-init settings and a feature run through the guest agent; planning again finds nothing,
-//! one change is the only change, destroy. The password hash is a
-//! secret reference that no plan shows resolved; a VM whose agent never answers fails with its
-//! name.
+//! cloud-init settings, its own SSH host keys and a feature run through the guest agent; planning
+//! again finds nothing, one change is the only change, destroy. The password hash is a secret
+//! reference that no plan shows resolved; a VM whose agent never answers fails with its name.
 
 mod support;
 
@@ -167,6 +166,13 @@ fn lifecycle(version: PveVersion) {
     let markers = phoenix_proxmox::record::read(&description).expect("the record, in the description");
     assert!(String::from_utf8_lossy(&markers).contains("feature:base_setup"), "{description}");
     assert_eq!(double.vm_running(8001), Some(true));
+    // The clone got its own SSH host keys through the agent, before its feature, and recorded
+    // it under its own ID; the template, made from the cloud image, never.
+    let keys = commands.iter().position(|c| c[0] == "/bin/sh" && c.iter().any(|a| a.contains("ssh-keygen -q")));
+    let feature = commands.iter().position(|c| c[0].ends_with("/run"));
+    assert!(keys.is_some() && keys < feature, "{commands:?}");
+    assert!(String::from_utf8_lossy(&markers).contains("ssh-host-keys:8001"), "{description}");
+    assert!(!double.agent_commands(8000).iter().flatten().any(|a| a.contains("ssh-keygen")));
 
     // Planning again: nothing to do (the password compared by its fingerprint).
     let again = plan(&backend, &estate, dir.path());
