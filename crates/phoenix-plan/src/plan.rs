@@ -1237,7 +1237,7 @@ mod tests {
         let mut d = guest(100, GuestKind::Lxc, CreateSource::Clone { source: 900, snapshot: "ready".into() }, &[]);
         d.customizations = vec![crate::desired::Customization { key: "script".into(), hash: "h".into() }];
         let desired = Desired { guests: [(100, d.clone())].into(), order: vec![100] };
-        let live = |_: &str| ChangeEffect::Live;
+        let live = |_: &Field| ChangeEffect::Live;
         // A new clone: right after it starts, before its own customizations.
         let p = plan(&desired, &Observation::default(), &Markers::new(), &live);
         assert_eq!(
