@@ -203,6 +203,11 @@ pub struct ObservedGuest {
     /// and not something Phoenix finishes or removes on its own: why, and what to do.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub half_made: Option<String>,
+    /// Listed by the backend but out of its reach (on a cluster node that is down): why. Nothing
+    /// else of it is known (its configuration shows empty); Phoenix neither changes it nor
+    /// creates another guest in its place.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unreachable: Option<String>,
     /// The customization record (see [`crate::Backend::read_markers`]), where the backend read it
     /// with the configuration, at no cost of its own; `None`: not read (read it with
     /// [`crate::Backend::read_markers`]).

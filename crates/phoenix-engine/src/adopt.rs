@@ -432,6 +432,7 @@ mod tests {
             managed: false,
             template: false,
             half_made: None,
+            unreachable: None,
             markers: None,
         });
         b

@@ -71,6 +71,7 @@ fn backend(p: &Planner) -> MemoryBackend {
             managed: *id == 402,
             template: false,
             half_made: None,
+            unreachable: None,
             markers: None,
         });
     }

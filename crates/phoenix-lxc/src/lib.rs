@@ -975,6 +975,7 @@ impl Backend for LxcBackend {
                     // renamed into place by a run killed before recording it is there.
                     snapshots: self.snapshot_dirs(id),
                     half_made: None,
+                    unreachable: None,
                     markers: None,
                 },
             );

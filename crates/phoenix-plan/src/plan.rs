@@ -379,6 +379,16 @@ fn plan_guest(
         }
         return (steps, issues);
     };
+    if let Some(why) = &o.unreachable {
+        issues.push(PlanIssue {
+            guest: d.id,
+            message: format!("{} ({}) cannot be read or changed: {why}", d.id, d.name),
+            hint: "bring the node back, then plan again: Phoenix neither changes a guest it cannot see nor makes \
+                   another in its place"
+                .to_string(),
+        });
+        return (steps, issues);
+    }
     if !o.managed {
         issues.push(PlanIssue {
             guest: d.id,
@@ -871,6 +881,7 @@ mod tests {
             managed: true,
             template: false,
             half_made: None,
+            unreachable: None,
             markers: None,
         };
         let observation = Observation { guests: [(100, observed)].into() };
@@ -941,6 +952,7 @@ mod tests {
             managed,
             template: false,
             half_made: None,
+            unreachable: None,
             markers: None,
         }
     }

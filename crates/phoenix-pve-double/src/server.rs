@@ -23,7 +23,7 @@
 //! with the double's local-root secret ([`PveDouble::pvesh_env`]): they are served as
 //! `root@pam`'s, with all privileges, and checked and recorded like any other.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::hash::BuildHasher;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -1287,6 +1287,17 @@ fn respond(
     {
         return unknown_node(node);
     }
+    // pveproxy hands a request for another node to that node's proxy: a node that is down never
+    // answers, and the proxy says so with its own status.
+    if let ["", "nodes", node, _, ..] = segs.as_slice()
+        && model.offline.contains(*node)
+    {
+        return (
+            595,
+            "Errors during connection establishment, proxy handler: No route to host".to_string(),
+            json!({ "data": null }),
+        );
+    }
     match model.take_fault(method, path) {
         Some(FaultKind::LockTimeout) => {
             let id = match segs.as_slice() {
@@ -1470,7 +1481,11 @@ fn respond(
     }
     let answer = model.handle(method, &segs, ps, as_root, &user);
     if let ("GET", ["", "cluster", "resources"], (200, reason, body)) = (method, segs.as_slice(), &answer) {
-        return (200, reason.clone(), json!({ "data": resources(&model.nodes, ps.get("type"), &body["data"]) }));
+        return (
+            200,
+            reason.clone(),
+            json!({ "data": resources(&model.nodes, &model.offline, ps.get("type"), &body["data"]) }),
+        );
     }
     answer
 }
@@ -1494,13 +1509,27 @@ fn cluster_status(nodes: &[String]) -> Value {
 
 /// `GET /cluster/resources`: the guests (`guests`, a list) for `type=vm`, the nodes for
 /// `type=node`, both without a type (the double keeps no other kind of resource).
-fn resources(nodes: &[String], kind: Option<&String>, guests: &Value) -> Value {
-    let node_rows =
-        || nodes.iter().map(|n| json!({ "id": format!("node/{n}"), "type": "node", "node": n, "status": "online" }));
+fn resources(nodes: &[String], offline: &BTreeSet<String>, kind: Option<&String>, guests: &Value) -> Value {
+    let node_rows = || {
+        nodes.iter().map(|n| {
+            let status = if offline.contains(n) { "offline" } else { "online" };
+            json!({ "id": format!("node/{n}"), "type": "node", "node": n, "status": status })
+        })
+    };
+    // The guests of a node that is down are still in the cluster's list (pmxcfs keeps it), with
+    // nothing known of their state.
+    let guest_rows = || {
+        guests.as_array().into_iter().flatten().cloned().map(|mut g| {
+            if g["node"].as_str().is_some_and(|n| offline.contains(n)) {
+                g["status"] = json!("unknown");
+            }
+            g
+        })
+    };
     match kind.map(String::as_str) {
-        Some("vm") => guests.clone(),
+        Some("vm") => Value::Array(guest_rows().collect()),
         Some("node") => Value::Array(node_rows().collect()),
         Some(_) => Value::Array(Vec::new()),
-        None => Value::Array(guests.as_array().into_iter().flatten().cloned().chain(node_rows()).collect()),
+        None => Value::Array(guest_rows().chain(node_rows()).collect()),
     }
 }

@@ -224,6 +224,7 @@ impl State {
             managed: true,
             template: false,
             half_made: None,
+            unreachable: None,
             markers: None,
         };
         self.guests.insert(id, MemGuest { files, ..MemGuest::new(observed) });

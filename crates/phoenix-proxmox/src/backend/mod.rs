@@ -385,6 +385,7 @@ impl ProxmoxBackend {
             managed,
             template: config.get("template").is_some_and(truthy),
             half_made,
+            unreachable: None,
             markers: crate::record::read(&description),
         })
     }
@@ -579,6 +580,24 @@ impl ProxmoxBackend {
     }
 }
 
+/// A guest `/cluster/resources` lists on `node` with its status unknown: the node is down (or
+/// out of the cluster's quorum), so nothing of the guest can be read or changed.
+fn unreachable(id: GuestId, kind: GuestKind, node: &str) -> ObservedGuest {
+    ObservedGuest {
+        id,
+        kind,
+        node: Some(node.to_string()),
+        power: PowerState::Stopped,
+        config: GuestConfig::default(),
+        snapshots: BTreeSet::new(),
+        managed: false,
+        template: false,
+        half_made: None,
+        unreachable: Some(format!("it is on node {node}, which Proxmox lists as unreachable (its status unknown)")),
+        markers: None,
+    }
+}
+
 /// What containers and VMs each do their own way. The [`Backend`] methods find a guest's kind
 /// once and hand the call to that kind's operations: [`containers::Containers`] or [`vms::Vms`].
 trait GuestOps {
@@ -651,16 +670,22 @@ impl Backend for ProxmoxBackend {
     fn observe_scoped(&self, scope: &ObserveScope) -> Result<Observation, BackendError> {
         let list = self.api.call(&Call::Resources, &[("type", "vm".into())])?;
         self.remember(&list);
-        let rows: Vec<(GuestId, String, bool, bool)> = list
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|r| r["type"] == "lxc" || r["type"] == "qemu")
-            .filter_map(|r| {
-                let id = r["vmid"].as_u64().and_then(|i| u32::try_from(i).ok())?;
-                Some((id, r["node"].as_str()?.to_string(), r["status"] == "running", r["type"] == "qemu"))
-            })
-            .collect();
+        let mut guests = BTreeMap::new();
+        let mut rows: Vec<(GuestId, String, bool, bool)> = Vec::new();
+        for r in list.as_array().into_iter().flatten().filter(|r| r["type"] == "lxc" || r["type"] == "qemu") {
+            let (Some(id), Some(node)) = (r["vmid"].as_u64().and_then(|i| u32::try_from(i).ok()), r["node"].as_str())
+            else {
+                continue;
+            };
+            let kind = if r["type"] == "qemu" { GuestKind::Vm } else { GuestKind::Lxc };
+            // A guest of a node that is down is listed with its status unknown, and every request
+            // for it fails: it is shown as out of reach, and the others are read as usual.
+            if r["status"] == "unknown" {
+                guests.insert(id, unreachable(id, kind, node));
+                continue;
+            }
+            rows.push((id, node.to_string(), r["status"] == "running", kind == GuestKind::Vm));
+        }
         // Each guest is one request or a few in a row: read them for several guests at once.
         let next = std::sync::atomic::AtomicUsize::new(0);
         let found: Mutex<Vec<Result<(GuestId, ObservedGuest), BackendError>>> = Mutex::default();
@@ -677,8 +702,10 @@ impl Backend for ProxmoxBackend {
                 });
             }
         });
-        let guests =
-            found.into_inner().unwrap_or_else(PoisonError::into_inner).into_iter().collect::<Result<_, _>>()?;
+        for guest in found.into_inner().unwrap_or_else(PoisonError::into_inner) {
+            let (id, guest) = guest?;
+            guests.insert(id, guest);
+        }
         Ok(Observation { guests })
     }
 
