@@ -464,6 +464,14 @@ fn a_clone_lives_through_changes_snapshots_and_locks_on_a_real_proxmox_host() {
     let description = host.get(&format!("/nodes/{}/lxc/{web}/config", host.node))["description"].clone();
     assert!(description.as_str().is_some_and(|d| d.starts_with("Managed by Phoenix.")), "{description}");
 
+    // The clone has SSH host keys of its own (Proxmox's clone copies the template's): pct create
+    // gave the template its keys, the clone's were made again once it started.
+    let key = "/etc/ssh/ssh_host_ed25519_key.pub";
+    if let Some(template_key) = host.backend.read_file(tpl, key).expect("read the template's host key") {
+        let clone_key = host.backend.read_file(web, key).expect("read").expect("the clone has a host key");
+        assert_ne!(clone_key, template_key, "the clone serves its template's SSH host key");
+    }
+
     // The OS template as a host path: `GET /storage` says where the storage keeps templates.
     let (store, file) = site.template.split_once(":vztmpl/").expect("PHOENIX_PVE_TEMPLATE: STORAGE:vztmpl/NAME");
     let root = host.storage(store)["path"].as_str().expect("a storage with a directory").to_string();
