@@ -23,9 +23,9 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use phoenix_backend::{Backend, GuestId};
-use phoenix_engine::customize::{customizations, prepare};
+use phoenix_backend::GuestId;
 use phoenix_engine::health::AlwaysUp;
+use phoenix_engine::planner::Planner;
 use phoenix_engine::{ApplyOptions, Engine, GuestOutcome, Reporter};
 use phoenix_plan::{LifecycleState, Step};
 use phoenix_proxmox::backend::ProxmoxBackend;
@@ -139,17 +139,14 @@ fn run(
         let (requests, connections, commands) =
             (double.requests().len(), double.connections(), double.node_channel().commands().len());
         let started = Instant::now();
-        let jobs_by_guest = prepare(&estate, &lib, dir.path()).expect("prepare");
-        let desired = phoenix_plan::desired(&estate, &|g| customizations(&jobs_by_guest, g));
-        let observed = phoenix_engine::observe::observe(&backend, &desired, jobs).expect("observe");
-        let plan = phoenix_plan::plan_with(&desired, &observed.observation, &observed.markers, &|k, f| {
-            backend.change_effect_for(k, f)
-        });
-        assert!(phoenix_plan::check_capabilities(&desired, &backend.capabilities()).is_empty());
+        // Planned as `phoenix apply` plans: observation, the plan and every check of it.
+        let mut planner = Planner::new(estate.clone(), &lib, dir.path(), &[]).expect("prepare");
+        let plan = planner.plan(&backend, &AlwaysUp).expect("observe").plan;
+        assert!(plan.issues.is_empty(), "{:#?}", plan.issues);
         let cancel = AtomicBool::new(false);
         let durations = Durations::default();
         let engine = Engine { backend: &backend, prober: &AlwaysUp, reporter: &durations, cancel: &cancel };
-        let report = engine.apply(&desired, &plan, &jobs_by_guest, &options);
+        let report = engine.apply(planner.desired(), &plan, planner.jobs(), &options);
         let total = started.elapsed();
         assert!(!report.failed(), "{report:#?}");
         let took = durations.0.lock().unwrap_or_else(PoisonError::into_inner).clone();

@@ -120,10 +120,7 @@ fn a_guest_with_snapshots_is_not_made_a_template_and_a_template_is_never_started
     assert!(!report.failed(), "{report:#?}");
     assert!(backend.observe_guest(900).expect("observe").is_some_and(|g| g.snapshots.contains("ready")));
     // Now `is_template`: refused in the plan, naming the snapshot, before anything runs.
-    let jobs = phoenix_engine::customize::prepare(&before, &Default::default(), dir.path()).expect("prepare");
-    let desired = phoenix_plan::desired(&before, &|g| phoenix_engine::customize::customizations(&jobs, g));
-    let observed = phoenix_engine::observe::observe(&backend, &desired, 4).expect("observe");
-    let plan = phoenix_plan::plan(&desired, &observed.observation, &observed.markers, &|f| backend.change_effect(f));
+    let plan = support::plan(&backend, &before, dir.path());
     assert_eq!(plan.issues.len(), 1, "{:?}", plan.issues);
     assert!(plan.issues[0].message.contains("has snapshots (ready)"), "{}", plan.issues[0].message);
 

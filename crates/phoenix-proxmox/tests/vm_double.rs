@@ -75,10 +75,7 @@ fn backend(double: &PveDouble, estate: &phoenix_config::Estate) -> ProxmoxBacken
 
 /// Plans without applying.
 fn plan(backend: &dyn Backend, estate: &phoenix_config::Estate, dir: &Path) -> phoenix_plan::Plan {
-    let jobs = phoenix_engine::customize::prepare(estate, &library(), dir).expect("prepare");
-    let desired = phoenix_plan::desired(estate, &|g| phoenix_engine::customize::customizations(&jobs, g));
-    let observed = phoenix_engine::observe::observe(backend, &desired, 4).expect("observe");
-    phoenix_plan::plan_with(&desired, &observed.observation, &observed.markers, &|k, f| backend.change_effect_for(k, f))
+    support::plan_with(backend, estate, dir, &library()).0
 }
 
 fn assert_no_secret(text: &str) {
