@@ -350,21 +350,17 @@ fn the_vms_of_the_ai_stack_example_build_and_plan_again_as_nothing() {
     let estate = support::ai_stack::write(dir.path(), &double, support::TOKEN.0);
     let library = support::ai_stack::library();
     let backend = backend(&double, &estate);
-    let jobs = phoenix_engine::customize::prepare(&estate, &library, dir.path()).expect("prepare");
-    let desired = phoenix_plan::desired(&estate, &|g| phoenix_engine::customize::customizations(&jobs, g))
-        .restrict(&[8000, 8001])
-        .expect("the example's VMs");
-    let round = || {
-        let observed = phoenix_engine::observe::observe(&backend, &desired, 4).expect("observe");
-        let plan = phoenix_plan::plan_with(&desired, &observed.observation, &observed.markers, &|k, f| {
-            backend.change_effect_for(k, f)
-        });
-        let mut issues = phoenix_plan::check_capabilities(&desired, &backend.capabilities());
-        issues.extend(plan.issues.clone());
-        assert!(issues.is_empty(), "{issues:?}");
+    let planner = || {
+        phoenix_engine::planner::Planner::new(estate.clone(), &library, dir.path(), &[8000, 8001])
+            .expect("the example's VMs")
+    };
+    let round = |planner: &mut phoenix_engine::planner::Planner| {
+        let plan = planner.plan(&backend, &phoenix_engine::health::AlwaysUp).expect("observe").plan;
+        assert!(plan.issues.is_empty(), "{:?}", plan.issues);
         plan
     };
-    let plan = round();
+    let mut first = planner();
+    let plan = round(&mut first);
     assert_eq!(plan.guests.len(), 2);
     let cancel = std::sync::atomic::AtomicBool::new(false);
     let engine = phoenix_engine::Engine {
@@ -373,7 +369,7 @@ fn the_vms_of_the_ai_stack_example_build_and_plan_again_as_nothing() {
         reporter: &phoenix_engine::Silent,
         cancel: &cancel,
     };
-    let report = engine.apply(&desired, &plan, &jobs, &phoenix_engine::ApplyOptions::default());
+    let report = engine.apply(first.desired(), &plan, first.jobs(), &phoenix_engine::ApplyOptions::default());
     assert!(!report.failed(), "{:?}", report.outcomes);
     let portainer = double.vm_config(8001).expect("portainer-vm");
     assert_eq!(portainer["scsi0"], "local-zfs:vm-8001-disk-0,size=64G");
@@ -383,7 +379,7 @@ fn the_vms_of_the_ai_stack_example_build_and_plan_again_as_nothing() {
         "{:?}",
         double.agent_commands(8001)
     );
-    assert!(round().guests.iter().all(|g| g.steps.is_empty()));
+    assert!(round(&mut planner()).guests.iter().all(|g| g.steps.is_empty()));
 }
 
 /// A VM cloned from a snapshot (its source not a Proxmox template) and given no password: the
