@@ -68,16 +68,10 @@ pub fn read(text: &str, bridges: &BTreeMap<String, String>, id_base: (u32, u32))
         match key {
             "lxc.uts.name" => f.set(Field::Hostname, value),
             "lxc.rootfs.path" => out.rootfs = Some(value.strip_prefix("dir:").unwrap_or(value).to_string()),
-            "lxc.idmap" => {
-                let p: Vec<&str> = value.split_whitespace().collect();
-                let n = |i: usize| p.get(i).and_then(|x| x.parse::<u64>().ok());
-                match (p.first().and_then(|k| k.chars().next()), n(1), n(2), n(3)) {
-                    (Some(kind @ ('u' | 'g')), Some(inside), Some(host), Some(size)) => {
-                        ranges.push((kind, inside, host, size));
-                    }
-                    _ => raw.push(canonical::lxc_line(line)),
-                }
-            }
+            "lxc.idmap" => match canonical::idmap_line(value) {
+                Some(range) => ranges.push(range),
+                None => raw.push(canonical::lxc_line(line)),
+            },
             "lxc.net.0.link" => {
                 net = true;
                 f.set(Field::NetBridge, bridges.get(value).map_or(value, String::as_str));

@@ -35,6 +35,9 @@ pub const ALL_PRIVILEGES: &[&str] = &[
     "VM.Snapshot",
 ];
 
+/// The privileges, one of which lets a caller see a storage.
+pub(crate) const STORAGE_SIGHT: [&str; 2] = ["Datastore.Audit", "Datastore.AllocateSpace"];
+
 /// The cluster's inventory.
 #[derive(Debug, Clone)]
 pub(crate) struct Inventory {
@@ -89,6 +92,12 @@ impl Inventory {
                 Some((parent, _)) => parent,
             };
         }
+    }
+
+    /// Whether the caller may see the storage `name` (its listing and its content):
+    /// `Datastore.Audit` or `Datastore.AllocateSpace` on `/storage/<name>`.
+    pub fn sees_storage(&self, name: &str) -> bool {
+        self.grants(&format!("/storage/{name}"), &STORAGE_SIGHT)
     }
 
     /// The ACL path of a bridge or VNet with an optional VLAN tag, as pve-guest-common's

@@ -1112,9 +1112,8 @@ fn privileged_target(version: PveVersion, model: &Mutex<Model>, path: &str, ps: 
 fn acl_refusal(model: &Model, method: &str, segs: &[&str], ps: &BTreeMap<String, String>) -> Option<String> {
     let inventory = &model.inventory;
     if let ("GET", ["", "nodes", _, "storage", storage, "content"]) = (method, segs) {
-        let path = format!("/storage/{storage}");
-        let any = ["Datastore.Audit", "Datastore.AllocateSpace"];
-        return (!inventory.grants(&path, &any)).then(|| format!("{path}, {}", any.join("|")));
+        let sight = crate::inventory::STORAGE_SIGHT.join("|");
+        return (!inventory.sees_storage(storage)).then(|| format!("/storage/{storage}, {sight}"));
     }
     let bridges = |config: &BTreeMap<String, String>| -> Vec<String> {
         config
@@ -1418,12 +1417,7 @@ fn respond(
         let list: Vec<Value> = model
             .storages
             .iter()
-            .filter(|(name, _)| {
-                as_root
-                    || model
-                        .inventory
-                        .grants(&format!("/storage/{name}"), &["Datastore.Audit", "Datastore.AllocateSpace"])
-            })
+            .filter(|(name, _)| as_root || model.inventory.sees_storage(name))
             .map(|(name, s)| json!({ "storage": name, "type": s.kind, "content": s.content, "active": 1, "enabled": 1, "shared": u8::from(s.shared) }))
             .collect();
         return (200, "OK".to_string(), json!({ "data": list }));
@@ -1432,12 +1426,7 @@ fn respond(
         let list: Vec<Value> = model
             .storages
             .iter()
-            .filter(|(name, _)| {
-                as_root
-                    || model
-                        .inventory
-                        .grants(&format!("/storage/{name}"), &["Datastore.Audit", "Datastore.AllocateSpace"])
-            })
+            .filter(|(name, _)| as_root || model.inventory.sees_storage(name))
             .map(|(name, s)| {
                 let mut entry =
                     json!({ "storage": name, "type": s.kind, "content": s.content, "digest": "0".repeat(40) });

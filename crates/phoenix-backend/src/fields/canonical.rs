@@ -44,6 +44,17 @@ pub fn idmap_ranges(configured: &[IdRange], base: (u32, u32)) -> Vec<IdRange> {
     out
 }
 
+/// The range of an `lxc.idmap` line's value (`u 0 100000 65536`: kind, first ID inside, first ID
+/// on the host, count); `None` when it is not one.
+pub fn idmap_line(value: &str) -> Option<IdRange> {
+    let p: Vec<&str> = value.split_whitespace().collect();
+    let n = |i: usize| p.get(i).and_then(|x| x.parse::<u64>().ok());
+    match (p.first().and_then(|k| k.chars().next()), n(1), n(2), n(3)) {
+        (Some(kind @ ('u' | 'g')), Some(inside), Some(host), Some(size)) => Some((kind, inside, host, size)),
+        _ => None,
+    }
+}
+
 /// The configured ranges of a whole ID map (those off the default shift by `base`), as the
 /// desired state has them; `None` when there are none.
 pub fn idmap_configured(ranges: &[IdRange], base: (u32, u32)) -> Option<Value> {

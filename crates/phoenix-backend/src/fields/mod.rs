@@ -166,7 +166,14 @@ impl Field {
 
     /// The field's name, as plans show it.
     pub fn name(&self) -> Cow<'static, str> {
-        Cow::Borrowed(match self {
+        let (name, path) = self.name_parts();
+        if path.is_empty() { Cow::Borrowed(name) } else { Cow::Owned(format!("{name}{path}")) }
+    }
+
+    /// The field's name in two parts, so that it is compared without being built: the fixed
+    /// name (and no path), or `mount:` and the path inside.
+    fn name_parts(&self) -> (&'static str, &str) {
+        let name = match self {
             Field::Hostname => "hostname",
             Field::Cores => "cores",
             Field::MemoryMb => "memory_mb",
@@ -193,8 +200,9 @@ impl Field {
             Field::CiUser => "ci.user",
             Field::CiSshkeys => "ci.sshkeys",
             Field::CiPassword => "ci.password",
-            Field::Mount(path) => return Cow::Owned(format!("{MOUNT_PREFIX}{path}")),
-        })
+            Field::Mount(path) => return (MOUNT_PREFIX, path),
+        };
+        (name, "")
     }
 
     /// The field a name names; `None` for a name that is none.
@@ -298,7 +306,8 @@ impl fmt::Display for Field {
 /// Fields sort by name, as plans have always listed them.
 impl Ord for Field {
     fn cmp(&self, other: &Field) -> Ordering {
-        self.name().cmp(&other.name())
+        let ((a, a_path), (b, b_path)) = (self.name_parts(), other.name_parts());
+        a.bytes().chain(a_path.bytes()).cmp(b.bytes().chain(b_path.bytes()))
     }
 }
 

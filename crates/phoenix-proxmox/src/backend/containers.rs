@@ -145,16 +145,10 @@ pub fn raw_fields(raw: &[(String, String)]) -> Vec<(Field, PhoenixValue)> {
     for (k, v) in raw {
         match k.as_str() {
             "lxc.apparmor.profile" => out.push((Field::Apparmor, PhoenixValue::Text(v.clone()))),
-            "lxc.idmap" => {
-                let p: Vec<&str> = v.split_whitespace().collect();
-                let n = |i: usize| p.get(i).and_then(|x| x.parse::<u64>().ok());
-                match (p.first().and_then(|k| k.chars().next()), n(1), n(2), n(3)) {
-                    (Some(kind @ ('u' | 'g')), Some(inside), Some(host), Some(size)) => {
-                        ranges.push((kind, inside, host, size));
-                    }
-                    _ => rest.push(format!("{k}: {v}")),
-                }
-            }
+            "lxc.idmap" => match canonical::idmap_line(v) {
+                Some(range) => ranges.push(range),
+                None => rest.push(format!("{k}: {v}")),
+            },
             _ => rest.push(format!("{k}: {v}")),
         }
     }

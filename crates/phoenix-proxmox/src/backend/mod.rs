@@ -226,12 +226,18 @@ impl ProxmoxBackend {
 
     /// A listing of the cluster (`GET` without parameters), read once per run.
     fn cached_get(&self, call: Call<'_>) -> Result<Value, BackendError> {
-        let path = call.path();
-        if let Some(v) = self.listings.lock().unwrap_or_else(PoisonError::into_inner).get(&path) {
+        self.cached_query(call, &[])
+    }
+
+    /// [`ProxmoxBackend::cached_get`] with query parameters, the answer kept for them.
+    fn cached_query(&self, call: Call<'_>, params: &[(&str, String)]) -> Result<Value, BackendError> {
+        let query: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let key = if query.is_empty() { call.path() } else { format!("{}?{}", call.path(), query.join("&")) };
+        if let Some(v) = self.listings.lock().unwrap_or_else(PoisonError::into_inner).get(&key) {
             return Ok(v.clone());
         }
-        let v = self.api.call(&call, &[])?;
-        self.listings.lock().unwrap_or_else(PoisonError::into_inner).insert(path, v.clone());
+        let v = self.api.call(&call, params)?;
+        self.listings.lock().unwrap_or_else(PoisonError::into_inner).insert(key, v.clone());
         Ok(v)
     }
 

@@ -263,14 +263,7 @@ impl ProxmoxBackend {
     /// The bridges and SDN VNets of `node` (`type=any_bridge`: without it Proxmox lists no
     /// VNets), read once per run.
     fn bridges(&self, node: &str) -> Result<Value, BackendError> {
-        let call = Call::Network { node };
-        let key = format!("{}?type=any_bridge", call.path());
-        if let Some(v) = self.listings.lock().unwrap_or_else(PoisonError::into_inner).get(&key) {
-            return Ok(v.clone());
-        }
-        let v = self.api.call(&call, &[("type", "any_bridge".to_string())])?;
-        self.listings.lock().unwrap_or_else(PoisonError::into_inner).insert(key, v.clone());
-        Ok(v)
+        self.cached_query(Call::Network { node }, &[("type", "any_bridge".to_string())])
     }
 
     /// The ACL path of `bridge` on `node`, as Proxmox checks `SDN.Use` on it
